@@ -1,0 +1,462 @@
+/**
+ * @module Configuration: every setting from the environment (plus an optional `.env` file),
+ * validated with zod into one typed object.
+ *
+ * The table {@linkcode SETTINGS} is the single source of truth: the schema, the defaults, the
+ * README's configuration reference and `.env.example` are all checked against it by tests.
+ */
+import { z } from "zod";
+import { parseEnvFile } from "./env_file.ts";
+
+/** One documented environment variable. */
+export interface Setting {
+  /** Variable name, e.g. `HTTP_PORT`. */
+  name: string;
+  /** zod schema applied to the raw string (or `undefined` when unset). */
+  schema: z.ZodType;
+  /** The default as a user would write it, or `""` for "unset". */
+  defaultText: string;
+  /** One sentence for the README and `.env.example`. */
+  doc: string;
+  /** Secret values are never printed, in errors or anywhere else. */
+  secret?: boolean;
+}
+
+const MARKET_CODE = /^[A-Z]{2,10}-[A-Z0-9]{1,15}$/;
+
+function bool(defaultValue: boolean) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === "") return defaultValue;
+      const s = v.trim().toLowerCase();
+      if (s === "true" || s === "1" || s === "yes") return true;
+      if (s === "false" || s === "0" || s === "no") return false;
+      ctx.addIssue({ code: "custom", message: "must be true or false (also 1/0, yes/no)" });
+      return z.NEVER;
+    });
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T, defaultValue: T[number]) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === "") return defaultValue;
+      const s = v.trim();
+      if ((values as readonly string[]).includes(s)) return s as T[number];
+      ctx.addIssue({ code: "custom", message: `must be one of ${values.join(", ")}` });
+      return z.NEVER;
+    });
+}
+
+function num(opts: { min?: number; max?: number; int?: boolean }, defaultValue?: number) {
+  const range = opts.int ? `an integer${rangeText(opts)}` : `a number${rangeText(opts)}`;
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === "") return defaultValue;
+      const n = Number(v.trim());
+      const ok = Number.isFinite(n) && (!opts.int || Number.isInteger(n)) &&
+        (opts.min === undefined || n >= opts.min) && (opts.max === undefined || n <= opts.max);
+      if (ok) return n;
+      ctx.addIssue({ code: "custom", message: `must be ${range}` });
+      return z.NEVER;
+    });
+}
+
+function rangeText(opts: { min?: number; max?: number }): string {
+  if (opts.min !== undefined && opts.max !== undefined) return ` from ${opts.min} to ${opts.max}`;
+  if (opts.min !== undefined) return ` >= ${opts.min}`;
+  if (opts.max !== undefined) return ` <= ${opts.max}`;
+  return "";
+}
+
+function url(protocols: string[], defaultValue: string) {
+  return z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const s = v === undefined || v.trim() === "" ? defaultValue : v.trim();
+      try {
+        const u = new URL(s);
+        if (protocols.includes(u.protocol)) return s.replace(/\/+$/, "");
+      } catch { /* reported below */ }
+      ctx.addIssue({
+        code: "custom",
+        message: `must be a URL starting with ${protocols.map((p) => p + "//").join(" or ")}`,
+      });
+      return z.NEVER;
+    });
+}
+
+function text(defaultValue = "") {
+  return z.string().optional().transform((v) => (v === undefined ? defaultValue : v.trim()));
+}
+
+function optionalText() {
+  return z.string().optional().transform((
+    v,
+  ) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
+}
+
+const markets = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    const list = (v === undefined || v.trim() === "" ? "KRW-BTC" : v)
+      .split(",")
+      .map((s) => s.trim().toUpperCase())
+      .filter((s) => s !== "");
+    const bad = list.filter((m) => !MARKET_CODE.test(m));
+    if (list.length === 0 || bad.length > 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must be a comma list of market codes like KRW-BTC,KRW-ETH",
+      });
+      return z.NEVER;
+    }
+    return [...new Set(list)];
+  });
+
+const databaseUrl = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v.trim() === "") return undefined;
+    try {
+      const u = new URL(v.trim());
+      if (u.protocol === "postgres:" || u.protocol === "postgresql:") return v.trim();
+    } catch { /* reported below */ }
+    ctx.addIssue({
+      code: "custom",
+      message: "must be a URL like postgres://user:password@host:5432/dbname",
+    });
+    return z.NEVER;
+  });
+
+/** Every environment variable upbot reads, in README order. */
+export const SETTINGS = [
+  // Trading mode and the live guard.
+  {
+    name: "UPBIT_TRADE_MODE",
+    schema: oneOf(["shadow", "test", "live"], "shadow"),
+    defaultText: "shadow",
+    doc:
+      "Executor mode: shadow logs orders only, test calls POST /v1/orders/test, live places real orders (only when the whole live guard holds).",
+  },
+  {
+    name: "LIVE_TRADING_ENABLED",
+    schema: bool(false),
+    defaultText: "false",
+    doc: "Live guard 1 of 5: must be true for live orders.",
+  },
+  {
+    name: "LIVE_GUARD_PHRASE",
+    schema: text(""),
+    defaultText: "",
+    doc: "Live guard: must be exactly I_CONFIRM_LIVE_TRADING for live orders.",
+  },
+  {
+    name: "PAPER_POLICY_PROFILE",
+    schema: oneOf(["test", "default"], "test"),
+    defaultText: "test",
+    doc:
+      "Evaluator profile: test trades often to exercise the pipeline; default is stricter. Live orders are refused with test.",
+  },
+  {
+    name: "SHADOW_ENABLED",
+    schema: bool(true),
+    defaultText: "true",
+    doc: "Whether the executor records shadow attempts at all (false: paper trades only).",
+  },
+  {
+    name: "UPBIT_ACCESS_KEY",
+    schema: optionalText(),
+    defaultText: "",
+    doc: "Upbit Open API access key. Needed for test and live modes and for the account actor.",
+    secret: true,
+  },
+  {
+    name: "UPBIT_SECRET_KEY",
+    schema: optionalText(),
+    defaultText: "",
+    doc: "Upbit Open API secret key (never logged or stored).",
+    secret: true,
+  },
+  {
+    name: "UPBIT_ORDER_TEST_ENABLED",
+    schema: bool(false),
+    defaultText: "false",
+    doc: "deno task smoke: also send a minimal POST /v1/orders/test.",
+  },
+  // Markets and venue.
+  {
+    name: "MARKETS",
+    schema: markets,
+    defaultText: "KRW-BTC",
+    doc: "Comma list of markets to trade, e.g. KRW-BTC,KRW-ETH.",
+  },
+  {
+    name: "UPBIT_REST_URL",
+    schema: url(["https:", "http:"], "https://api.upbit.com"),
+    defaultText: "https://api.upbit.com",
+    doc: "Upbit REST base URL (point it at the simulator for offline runs).",
+  },
+  {
+    name: "UPBIT_WS_URL",
+    schema: url(["wss:", "ws:"], "wss://api.upbit.com/websocket/v1"),
+    defaultText: "wss://api.upbit.com/websocket/v1",
+    doc: "Upbit public WebSocket URL; the private stream is this URL + /private.",
+  },
+  // Executor and order-poller.
+  {
+    name: "LIVE_ORDER_POLL_INTERVAL_SEC",
+    schema: num({ min: 0.1, max: 3600 }, 5),
+    defaultText: "5",
+    doc: "Seconds between polls of a submitted live order.",
+  },
+  {
+    name: "LIVE_ORDER_MAX_POLLS",
+    schema: num({ min: 1, max: 10000, int: true }, 24),
+    defaultText: "24",
+    doc: "Polls of one live order before it is cancelled as stuck.",
+  },
+  {
+    name: "ORDER_KRW_AMOUNT",
+    schema: num({ min: 5000, max: 1_000_000_000 }, 10000),
+    defaultText: "10000",
+    doc: "KRW spent by one entry (market buy); Upbit's minimum order is 5000.",
+  },
+  {
+    name: "MAX_ORDERS_PER_MIN",
+    schema: num({ min: 1, max: 600, int: true }, 6),
+    defaultText: "6",
+    doc: "Cap on exchange orders (test or live) per minute; excess attempts wait.",
+  },
+  {
+    name: "EXECUTOR_MAX_RETRIES",
+    schema: num({ min: 0, max: 20, int: true }, 3),
+    defaultText: "3",
+    doc: "How often an attempt that ended in error is retried.",
+  },
+  {
+    name: "ACCOUNT_POLL_INTERVAL_SEC",
+    schema: num({ min: 1, max: 3600 }, 10),
+    defaultText: "10",
+    doc: "Seconds between balance polls by the account actor.",
+  },
+  // Evaluator overrides (unset: the profile's value).
+  {
+    name: "EVAL_TP_PCT",
+    schema: num({ min: 0.0001, max: 50 }),
+    defaultText: "",
+    doc: "Override the profile's take-profit barrier, in percent.",
+  },
+  {
+    name: "EVAL_SL_PCT",
+    schema: num({ min: 0.0001, max: 50 }),
+    defaultText: "",
+    doc: "Override the profile's stop-loss barrier, in percent.",
+  },
+  {
+    name: "EVAL_HORIZON_SEC",
+    schema: num({ min: 1, max: 86400, int: true }),
+    defaultText: "",
+    doc: "Override the profile's barrier horizon (seconds).",
+  },
+  {
+    name: "EVAL_ENTRY_EV_MIN",
+    schema: num({ min: -100, max: 100 }),
+    defaultText: "",
+    doc: "Override the profile's entry threshold: enter when EV (percent) is above it.",
+  },
+  {
+    name: "EVAL_EXIT_EV_MIN",
+    schema: num({ min: -100, max: 100 }),
+    defaultText: "",
+    doc:
+      "Override the profile's exit threshold: exit with EV_BAD when EV (percent) falls below it.",
+  },
+  // Server, storage, logging.
+  {
+    name: "HTTP_HOST",
+    schema: text("127.0.0.1"),
+    defaultText: "127.0.0.1",
+    doc: "Address the HTTP server binds to.",
+  },
+  {
+    name: "HTTP_PORT",
+    schema: num({ min: 0, max: 65535, int: true }, 8501),
+    defaultText: "8501",
+    doc: "Port of the HTTP server (0 picks a free port).",
+  },
+  {
+    name: "API_TOKEN",
+    schema: optionalText(),
+    defaultText: "",
+    doc: "Bearer token required by the HTTP control endpoints (unset: controls disabled).",
+    secret: true,
+  },
+  {
+    name: "DATA_DIR",
+    schema: text("./data"),
+    defaultText: "./data",
+    doc: "Directory of the embedded database (used when DATABASE_URL is unset).",
+  },
+  {
+    name: "DATABASE_URL",
+    schema: databaseUrl,
+    defaultText: "",
+    doc: "PostgreSQL URL; unset: the embedded PGlite database under DATA_DIR.",
+    secret: true,
+  },
+  {
+    name: "LOG_LEVEL",
+    schema: oneOf(["debug", "info", "warn", "error"], "info"),
+    defaultText: "info",
+    doc: "Lowest level written: debug, info, warn or error.",
+  },
+  {
+    name: "LOG_FORMAT",
+    schema: oneOf(["auto", "json", "pretty"], "auto"),
+    defaultText: "auto",
+    doc: "json (one object per line), pretty (for terminals) or auto (pretty on a terminal).",
+  },
+] as const satisfies readonly Setting[];
+
+type SettingName = (typeof SETTINGS)[number]["name"];
+
+type ConfigShape = {
+  [S in (typeof SETTINGS)[number] as S["name"]]: z.output<S["schema"]>;
+};
+
+/** The validated configuration. Field names are the variable names. */
+export type Config = Readonly<ConfigShape>;
+
+/** Names of the variables whose values are secret. */
+export const SECRET_NAMES: readonly string[] = SETTINGS.filter((s) => "secret" in s && s.secret)
+  .map((s) => s.name);
+
+/** One bad variable: its name, what is wrong, and what is allowed. */
+export interface ConfigProblem {
+  name: string;
+  problem: string;
+}
+
+/** Thrown by {@linkcode loadConfig} with every bad variable at once. */
+export class ConfigError extends Error {
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: ConfigProblem[]) {
+    super(problems.map(formatProblem).join("\n"));
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+function formatProblem(p: ConfigProblem): string {
+  return `config: ${p.name} ${p.problem}`;
+}
+
+function showValue(name: string, raw: string | undefined): string {
+  if (raw === undefined) return "";
+  if (SECRET_NAMES.includes(name)) return " (value hidden)";
+  const shown = raw.length > 60 ? raw.slice(0, 57) + "..." : raw;
+  return ` (got ${JSON.stringify(shown)})`;
+}
+
+/**
+ * Validates `env` (variable name to raw string) into a {@linkcode Config}.
+ *
+ * @throws {ConfigError} listing every bad variable, one per line, never showing a secret value.
+ * @example
+ * ```ts
+ * const config = parseConfig({ HTTP_PORT: "8080" });
+ * config.HTTP_PORT; // 8080
+ * ```
+ */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const out: Record<string, unknown> = {};
+  const problems: ConfigProblem[] = [];
+  for (const setting of SETTINGS as readonly Setting[]) {
+    const raw = env[setting.name];
+    const result = setting.schema.safeParse(raw);
+    if (result.success) {
+      out[setting.name] = result.data;
+    } else {
+      const message = result.error.issues.map((i) => i.message).join("; ");
+      problems.push({ name: setting.name, problem: message + showValue(setting.name, raw) });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(out) as Config;
+}
+
+/** Options of {@linkcode loadConfig}. */
+export interface LoadConfigOptions {
+  /** Path of the optional `.env` file. @default {".env"} */
+  envFile?: string;
+  /** The environment; defaults to `Deno.env.toObject()`. */
+  env?: Record<string, string>;
+}
+
+/**
+ * Reads `.env` (if present) and the environment (which wins), then validates.
+ *
+ * @throws {ConfigError} on bad values; `Error` when `.env` exists but cannot be parsed.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const path = options.envFile ?? ".env";
+  let fromFile: Record<string, string> = {};
+  try {
+    fromFile = parseEnvFile(Deno.readTextFileSync(path));
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  const env = options.env ?? Deno.env.toObject();
+  const merged: Record<string, string> = {};
+  for (const s of SETTINGS) {
+    const v = env[s.name] ?? fromFile[s.name];
+    if (v !== undefined) merged[s.name] = v;
+  }
+  return parseConfig(merged);
+}
+
+/** Whether both Upbit keys are set. */
+export function hasUpbitKeys(config: Config): boolean {
+  return Boolean(config.UPBIT_ACCESS_KEY && config.UPBIT_SECRET_KEY);
+}
+
+/** The private WebSocket URL derived from `UPBIT_WS_URL` (§7.1: the public URL + `/private`). */
+export function privateWsUrl(config: Config): string {
+  return config.UPBIT_WS_URL + "/private";
+}
+
+/** `DATABASE_URL` with the password replaced by `***`, for logs. */
+export function describeDatabaseUrl(databaseUrl: string): string {
+  try {
+    const u = new URL(databaseUrl);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable DATABASE_URL)";
+  }
+}
+
+/** Every secret value in `config`, for {@linkcode registerSecret}-style masking. */
+export function secretValues(config: Config): string[] {
+  const values: string[] = [];
+  for (const name of SECRET_NAMES) {
+    const v = config[name as SettingName];
+    if (typeof v === "string" && v !== "") values.push(v);
+  }
+  if (config.DATABASE_URL) {
+    try {
+      const pw = decodeURIComponent(new URL(config.DATABASE_URL).password);
+      if (pw) values.push(pw);
+    } catch { /* validated already */ }
+  }
+  return values;
+}
