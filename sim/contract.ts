@@ -1,0 +1,58 @@
+/**
+ * @module Internal contract between the simulator's two halves: the market (price generator,
+ * quotation REST, public WebSocket, server composition, faults) and the exchange (auth, accounts,
+ * orders, matching, accounting, exchange REST, private WebSocket).
+ *
+ * The market owns prices and prints trades; the exchange matches user orders against the market's
+ * book and trades. Neither half knows the other's internals.
+ */
+import type { Faults, SimOrderSummary, SimTrade } from "./mod.ts";
+
+/** One price level of the simulated book. */
+export interface BookLevel {
+  price: number;
+  size: number;
+}
+
+/** What the exchange needs from the market. Implemented in `sim/market.ts`. */
+export interface MarketView {
+  /** Every simulated market code, e.g. `KRW-BTC`. */
+  markets(): string[];
+  /** Top-30 book, best level first on each side. */
+  book(market: string): { asks: BookLevel[]; bids: BookLevel[] };
+  /** Last trade price. */
+  lastPrice(market: string): number;
+  /** Called for every printed trade (generated or injected), in sequence order. Returns unsubscribe. */
+  onTrade(listener: (trade: SimTrade) => void): () => void;
+}
+
+/** What the server composition needs from the exchange. Implemented in `sim/exchange.ts`. */
+export interface ExchangeHandler {
+  /** True for the authenticated REST paths the exchange answers (`/v1/accounts`, `/v1/orders…`, `/v1/order`). */
+  handles(method: string, pathname: string): boolean;
+  /** Rate-limit group of an exchange call (§3.1): `default`, `order`, `order-test`, `order-cancel-all`. */
+  rateLimitGroup(method: string, pathname: string): string;
+  /** Answers one exchange REST request (auth, validation, effects). Faults other than offline markets are
+   * applied by the composition around this call. */
+  handle(req: Request): Promise<Response>;
+  /** Upgrades `/websocket/v1/private` (JWT in `Authorization`), then streams myOrder / myAsset. */
+  handlePrivateWebSocket(req: Request): Response;
+  /** Every order held (for `GET /_sim/orders`). */
+  orders(): SimOrderSummary[];
+  /** Closes every private WebSocket now. */
+  dropWebSockets(): void;
+  /** Stops timers. */
+  close(): void;
+}
+
+/** Options the composition passes to the exchange. */
+export interface ExchangeOptions {
+  market: MarketView;
+  accessKey: string;
+  secretKey: string;
+  /** Starting KRW balance. */
+  krw: number;
+  seed: number;
+  /** Live fault settings (read on every request; `offline_markets` -> `market_offline`). */
+  faults: () => Faults;
+}
