@@ -1,0 +1,100 @@
+/**
+ * @module Database connection: postgres.js against either a PostgreSQL server (`DATABASE_URL`)
+ * or the embedded PGlite socket. Callers get the same `Sql` either way.
+ *
+ * Money and quantities are `NUMERIC` columns and come back as decimal strings (postgres.js does
+ * not convert them), so no price or volume is ever rounded through a float on its way in or out.
+ */
+import postgres from "postgres";
+import type { Config } from "./config.ts";
+import { describeDatabaseUrl } from "./config.ts";
+import { type EmbeddedDatabase, startEmbeddedDatabase } from "./embedded_db.ts";
+
+/** The postgres.js query function used everywhere. */
+export type Sql = postgres.Sql;
+
+/**
+ * How to reach the database, as passed to workers in their start message (workers cannot read
+ * the environment). `url` may hold a password: treat the whole object as a secret.
+ */
+export type DbConnection =
+  | { kind: "url"; url: string }
+  | { kind: "embedded"; host: string; port: number; database: string; username: string };
+
+/** Options of {@linkcode connect}. */
+export interface ConnectOptions {
+  /** Pool size. @default {4} */
+  max?: number;
+  /** Shown in `pg_stat_activity`. */
+  applicationName?: string;
+}
+
+/**
+ * Opens a postgres.js client for `connection`.
+ *
+ * @example
+ * ```ts ignore
+ * const sql = connect({ kind: "url", url: "postgres://127.0.0.1:5432/test" });
+ * await sql`select 1`;
+ * await sql.end();
+ * ```
+ */
+export function connect(connection: DbConnection, options: ConnectOptions = {}): Sql {
+  const common = {
+    max: options.max ?? 4,
+    onnotice: () => {},
+    connection: { application_name: options.applicationName ?? "upbot" },
+  };
+  if (connection.kind === "url") return postgres(connection.url, common);
+  // Every field explicit, so postgres.js fills nothing in from PG* variables.
+  return postgres({
+    ...common,
+    host: connection.host,
+    port: connection.port,
+    database: connection.database,
+    username: connection.username,
+    password: "",
+  });
+}
+
+/** The database of one upbot process: the client plus whatever must be closed with it. */
+export interface Database {
+  readonly sql: Sql;
+  readonly connection: DbConnection;
+  /** `postgres (postgres://user:***@host/db)` or `embedded PGlite (./data)`: safe to log. */
+  readonly description: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the database chosen by the configuration: `DATABASE_URL` when set, else the embedded
+ * PGlite under `DATA_DIR`.
+ *
+ * @throws {DataDirLockedError} when another upbot uses the same `DATA_DIR`.
+ */
+export async function openDatabase(
+  config: Pick<Config, "DATABASE_URL" | "DATA_DIR">,
+): Promise<Database> {
+  if (config.DATABASE_URL) {
+    const connection: DbConnection = { kind: "url", url: config.DATABASE_URL };
+    const sql = connect(connection);
+    return {
+      sql,
+      connection,
+      description: `postgres (${describeDatabaseUrl(config.DATABASE_URL)})`,
+      close: () => sql.end({ timeout: 5 }),
+    };
+  }
+  const embedded: EmbeddedDatabase = await startEmbeddedDatabase({ dataDir: config.DATA_DIR });
+  const connection: DbConnection = { kind: "embedded", ...embedded.endpoint };
+  const sql = connect(connection);
+  return {
+    sql,
+    connection,
+    description: `embedded PGlite (${config.DATA_DIR})`,
+    async close() {
+      await sql.end({ timeout: 5 });
+      await embedded.close();
+    },
+  };
+}

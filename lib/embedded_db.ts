@@ -1,0 +1,110 @@
+/**
+ * @module The embedded database: PGlite (WASM PostgreSQL) persisted under `DATA_DIR`, served on a
+ * loopback socket so that every actor uses the same postgres.js code as against a real server.
+ *
+ * PGlite is a single-session database; pglite-socket multiplexes connections onto it and keeps a
+ * transaction's statements together (other connections wait until it commits or rolls back). So:
+ * never hold a transaction open across network I/O.
+ */
+import { PGlite } from "@electric-sql/pglite";
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { join } from "node:path";
+
+/** Where clients connect. No password: the socket only listens on loopback. */
+export interface EmbeddedEndpoint {
+  host: string;
+  port: number;
+  database: string;
+  username: string;
+}
+
+/** A running embedded database. */
+export interface EmbeddedDatabase {
+  readonly endpoint: EmbeddedEndpoint;
+  /** Where the files live, or `null` for an in-memory database. */
+  readonly dataDir: string | null;
+  /** Stops the socket server, closes PGlite cleanly and releases the `DATA_DIR` lock. */
+  close(): Promise<void>;
+}
+
+/** Thrown when another process already holds the `DATA_DIR` lock. */
+export class DataDirLockedError extends Error {
+  constructor(dataDir: string) {
+    super(
+      `DATA_DIR ${dataDir} is in use by another upbot process (lock file ${
+        join(dataDir, "upbot.lock")
+      }); stop that process or choose another DATA_DIR`,
+    );
+    this.name = "DataDirLockedError";
+  }
+}
+
+/** Options of {@linkcode startEmbeddedDatabase}. */
+export interface EmbeddedDatabaseOptions {
+  /** Directory for the database files; `null` keeps everything in memory (tests). */
+  dataDir: string | null;
+  /** Loopback address to serve on. @default {"127.0.0.1"} */
+  host?: string;
+  /** Port; 0 picks a free one. @default {0} */
+  port?: number;
+  /** Concurrent client connections accepted by the socket server. @default {32} */
+  maxConnections?: number;
+}
+
+/**
+ * Opens (or creates) the embedded database and serves it on a loopback socket.
+ *
+ * @throws {DataDirLockedError} when another process uses the same `dataDir`.
+ */
+export async function startEmbeddedDatabase(
+  options: EmbeddedDatabaseOptions,
+): Promise<EmbeddedDatabase> {
+  const host = options.host ?? "127.0.0.1";
+  let lock: Deno.FsFile | null = null;
+  let pgDir: string | undefined;
+  if (options.dataDir !== null) {
+    await Deno.mkdir(options.dataDir, { recursive: true });
+    // An OS file lock dies with its process, so a crash never leaves a stale lock behind.
+    lock = await Deno.open(join(options.dataDir, "upbot.lock"), {
+      create: true,
+      write: true,
+    });
+    if (!(await lock.tryLock(true))) {
+      lock.close();
+      throw new DataDirLockedError(options.dataDir);
+    }
+    pgDir = join(options.dataDir, "pgdata");
+    await Deno.mkdir(pgDir, { recursive: true });
+  }
+  let db: PGlite;
+  try {
+    db = await PGlite.create(pgDir ? { dataDir: pgDir } : {});
+  } catch (err) {
+    lock?.close();
+    throw err;
+  }
+  const server = new PGLiteSocketServer({
+    db,
+    host,
+    port: options.port ?? 0,
+    maxConnections: options.maxConnections ?? 32,
+  });
+  await server.start();
+  const conn = server.getServerConn();
+  const port = Number(conn.slice(conn.lastIndexOf(":") + 1));
+  let closed = false;
+  return {
+    endpoint: { host, port, database: "postgres", username: "postgres" },
+    dataDir: options.dataDir,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await server.stop();
+      await db.close();
+      if (lock) {
+        await lock.unlock();
+        lock.close();
+      }
+    },
+  };
+}

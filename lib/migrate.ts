@@ -1,0 +1,96 @@
+/**
+ * @module Migration runner: applies `migrations/NNN_name.sql` in order, once each, recorded in
+ * `schema_migrations`.
+ *
+ * Each file runs in its own transaction that first takes a transaction-scoped advisory lock, then
+ * re-reads what is applied: two processes starting at once serialise on the lock and the second
+ * finds the work done. On the embedded database the socket already serialises transactions; the
+ * lock is then harmless.
+ */
+import type { Sql } from "./db.ts";
+
+/** One migration file. */
+export interface Migration {
+  /** Numeric prefix, e.g. 1 for `001_initial.sql`. */
+  version: number;
+  /** File name, e.g. `001_initial.sql`. */
+  name: string;
+  sql: string;
+}
+
+/** Arbitrary constant shared by every upbot process ("upbot" in ASCII). */
+const MIGRATION_LOCK_KEY = 0x7570626f74;
+
+const FILE_NAME = /^(\d{3,})_[a-z0-9_]+\.sql$/;
+
+/** Where the migrations ship: beside this module's parent (included in compiled binaries). */
+export const MIGRATIONS_DIR = new URL("../migrations/", import.meta.url);
+
+/**
+ * Reads every migration file in `dir`, sorted by version.
+ *
+ * @throws {Error} for a file name that does not match `NNN_name.sql` or a repeated version.
+ */
+export async function readMigrations(dir: URL = MIGRATIONS_DIR): Promise<Migration[]> {
+  const out: Migration[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (!entry.isFile || !entry.name.endsWith(".sql")) continue;
+    const m = FILE_NAME.exec(entry.name);
+    if (!m) throw new Error(`migration file name ${entry.name} does not match NNN_name.sql`);
+    out.push({
+      version: Number(m[1]),
+      name: entry.name,
+      sql: await Deno.readTextFile(new URL(entry.name, dir)),
+    });
+  }
+  out.sort((a, b) => a.version - b.version);
+  for (let i = 1; i < out.length; i++) {
+    if (out[i]!.version === out[i - 1]!.version) {
+      throw new Error(`two migrations share version ${out[i]!.version}`);
+    }
+  }
+  return out;
+}
+
+/** What {@linkcode migrate} did. */
+export interface MigrateResult {
+  applied: string[];
+  skipped: string[];
+}
+
+/**
+ * Applies every migration not yet recorded in `schema_migrations`. Idempotent.
+ *
+ * @throws {Error} naming the failing file; that file's changes are rolled back.
+ */
+export async function migrate(sql: Sql, migrations?: Migration[]): Promise<MigrateResult> {
+  const files = migrations ?? await readMigrations();
+  await sql.begin(async (tx) => {
+    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
+    await tx`
+      create table if not exists schema_migrations (
+        version    integer     primary key,
+        name       text        not null,
+        applied_at timestamptz not null default now()
+      )`;
+  });
+  const result: MigrateResult = { applied: [], skipped: [] };
+  for (const file of files) {
+    const applied = await sql.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
+      const [done] = await tx`select 1 from schema_migrations where version = ${file.version}`;
+      if (done) return false;
+      try {
+        await tx.unsafe(file.sql).simple();
+      } catch (err) {
+        throw new Error(`migration ${file.name} failed: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      await tx`insert into schema_migrations (version, name) values (${file.version}, ${file.name})`;
+      return true;
+    });
+    (applied ? result.applied : result.skipped).push(file.name);
+  }
+  return result;
+}

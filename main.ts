@@ -1,0 +1,46 @@
+/**
+ * @module upbot entry point: configuration -> database -> migrations -> actors -> HTTP server,
+ * and a graceful stop on SIGINT / SIGTERM.
+ *
+ * Exit codes: 0 after a clean stop, 1 when start-up fails, 2 for bad configuration.
+ */
+import { ConfigError, loadConfig } from "./lib/config.ts";
+import { startUpbot } from "./lib/upbot.ts";
+import { createLogger, writeLog } from "./lib/log.ts";
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const p of err.problems) writeLog("error", "config", `${p.name} ${p.problem}`);
+      return 2;
+    }
+    writeLog("error", "config", (err as Error).message);
+    return 2;
+  }
+  const log = createLogger("main");
+  let upbot;
+  try {
+    upbot = await startUpbot(config);
+  } catch (err) {
+    log.error("start-up failed", { error: (err as Error).message });
+    return 1;
+  }
+  const { promise: stopSignal, resolve } = Promise.withResolvers<string>();
+  const onSignal = (name: string) => () => resolve(name);
+  const signals: [Deno.Signal, () => void][] = [
+    ["SIGINT", onSignal("SIGINT")],
+    ["SIGTERM", onSignal("SIGTERM")],
+  ];
+  for (const [sig, fn] of signals) Deno.addSignalListener(sig, fn);
+  const signal = await stopSignal;
+  for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
+  log.info("stopping", { signal });
+  await upbot.stop();
+  log.info("stopped");
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());

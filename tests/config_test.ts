@@ -1,0 +1,173 @@
+import assert from "node:assert/strict";
+import {
+  ConfigError,
+  describeDatabaseUrl,
+  loadConfig,
+  parseConfig,
+  privateWsUrl,
+  secretValues,
+  SETTINGS,
+} from "../lib/config.ts";
+import { parseEnvFile } from "../lib/env_file.ts";
+import { configTable, envExample, tableRows } from "../tools/config_docs.ts";
+
+function problemsOf(env: Record<string, string>): ConfigError {
+  try {
+    parseConfig(env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+Deno.test("parseConfig() gives the safe defaults", () => {
+  const c = parseConfig({});
+  assert.equal(c.UPBIT_TRADE_MODE, "shadow");
+  assert.equal(c.LIVE_TRADING_ENABLED, false);
+  assert.equal(c.LIVE_GUARD_PHRASE, "");
+  assert.equal(c.PAPER_POLICY_PROFILE, "test");
+  assert.equal(c.SHADOW_ENABLED, true);
+  assert.equal(c.LIVE_ORDER_POLL_INTERVAL_SEC, 5);
+  assert.equal(c.LIVE_ORDER_MAX_POLLS, 24);
+  assert.deepEqual(c.MARKETS, ["KRW-BTC"]);
+  assert.equal(c.UPBIT_REST_URL, "https://api.upbit.com");
+  assert.equal(c.UPBIT_WS_URL, "wss://api.upbit.com/websocket/v1");
+  assert.equal(privateWsUrl(c), "wss://api.upbit.com/websocket/v1/private");
+  assert.equal(c.HTTP_HOST, "127.0.0.1");
+  assert.equal(c.HTTP_PORT, 8501);
+  assert.equal(c.DATA_DIR, "./data");
+  assert.equal(c.DATABASE_URL, undefined);
+  assert.equal(c.UPBIT_ACCESS_KEY, undefined);
+  assert.equal(c.EVAL_TP_PCT, undefined);
+});
+
+Deno.test("parseConfig() parses lists, numbers and booleans", () => {
+  const c = parseConfig({
+    MARKETS: " krw-btc, KRW-ETH ,KRW-BTC",
+    HTTP_PORT: "0",
+    LIVE_TRADING_ENABLED: "TRUE",
+    SHADOW_ENABLED: "0",
+    EVAL_TP_PCT: "0.25",
+    UPBIT_REST_URL: "http://127.0.0.1:8790/",
+  });
+  assert.deepEqual(c.MARKETS, ["KRW-BTC", "KRW-ETH"]);
+  assert.equal(c.HTTP_PORT, 0);
+  assert.equal(c.LIVE_TRADING_ENABLED, true);
+  assert.equal(c.SHADOW_ENABLED, false);
+  assert.equal(c.EVAL_TP_PCT, 0.25);
+  assert.equal(c.UPBIT_REST_URL, "http://127.0.0.1:8790");
+});
+
+Deno.test("parseConfig() reports each kind of bad value with name and what is allowed", () => {
+  const cases: [string, string, RegExp][] = [
+    ["UPBIT_TRADE_MODE", "real", /must be one of shadow, test, live \(got "real"\)/],
+    ["LIVE_TRADING_ENABLED", "maybe", /must be true or false/],
+    ["HTTP_PORT", "70000", /must be an integer from 0 to 65535/],
+    ["HTTP_PORT", "abc", /must be an integer/],
+    ["LIVE_ORDER_MAX_POLLS", "2.5", /must be an integer/],
+    ["LIVE_ORDER_POLL_INTERVAL_SEC", "-1", /must be a number from 0.1 to 3600/],
+    ["MARKETS", "BTC", /comma list of market codes/],
+    ["UPBIT_REST_URL", "ftp://x", /must be a URL starting with https:\/\/ or http:\/\//],
+    ["UPBIT_WS_URL", "https://x", /wss:\/\/ or ws:\/\//],
+    ["DATABASE_URL", "mysql://u:p@h/db", /must be a URL like postgres:/],
+    ["PAPER_POLICY_PROFILE", "aggressive", /must be one of test, default/],
+    ["ORDER_KRW_AMOUNT", "1000", />=|from 5000/],
+  ];
+  for (const [name, value, expected] of cases) {
+    const err = problemsOf({ [name]: value });
+    assert.equal(err.problems.length, 1, `${name}=${value}`);
+    assert.equal(err.problems[0]!.name, name);
+    assert.match(err.problems[0]!.problem, expected, `${name}=${value}`);
+    assert.match(err.message, new RegExp(`^config: ${name} `));
+  }
+});
+
+Deno.test("parseConfig() reports several bad values at once, one line each", () => {
+  const err = problemsOf({ HTTP_PORT: "x", UPBIT_TRADE_MODE: "y", MARKETS: "z" });
+  assert.deepEqual(err.problems.map((p) => p.name).sort(), [
+    "HTTP_PORT",
+    "MARKETS",
+    "UPBIT_TRADE_MODE",
+  ]);
+  assert.equal(err.message.split("\n").length, 3);
+});
+
+Deno.test("parseConfig() never shows a secret value in an error", () => {
+  const secret = "postgres-pass-Zq8";
+  const err = problemsOf({
+    DATABASE_URL: `mysql://user:${secret}@db/x`,
+    HTTP_PORT: "nope",
+  });
+  assert.ok(!err.message.includes(secret));
+  assert.match(err.message, /DATABASE_URL .*\(value hidden\)/);
+  // Secrets that are valid never reach error text either: the error lists only bad variables.
+  const err2 = problemsOf({ UPBIT_SECRET_KEY: "sk-very-secret", HTTP_PORT: "nope" });
+  assert.ok(!err2.message.includes("sk-very-secret"));
+});
+
+Deno.test("describeDatabaseUrl() and secretValues() hide and list the password", () => {
+  assert.equal(
+    describeDatabaseUrl("postgres://bob:hunter22@db:5432/upbot"),
+    "postgres://bob:***@db:5432/upbot",
+  );
+  const c = parseConfig({
+    DATABASE_URL: "postgres://bob:hunter22@db:5432/upbot",
+    UPBIT_ACCESS_KEY: "ak-1234",
+    UPBIT_SECRET_KEY: "sk-5678",
+    API_TOKEN: "tok-9999",
+  });
+  assert.deepEqual(
+    new Set(secretValues(c)),
+    new Set([
+      "ak-1234",
+      "sk-5678",
+      "tok-9999",
+      "postgres://bob:hunter22@db:5432/upbot",
+      "hunter22",
+    ]),
+  );
+});
+
+Deno.test("loadConfig() reads .env, and the environment wins", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/.env`;
+    await Deno.writeTextFile(
+      path,
+      "HTTP_PORT=9000\nMARKETS='KRW-ETH'\n# comment\nexport LOG_LEVEL=debug\n",
+    );
+    const c = loadConfig({ envFile: path, env: { HTTP_PORT: "9100" } });
+    assert.equal(c.HTTP_PORT, 9100);
+    assert.deepEqual(c.MARKETS, ["KRW-ETH"]);
+    assert.equal(c.LOG_LEVEL, "debug");
+    const none = loadConfig({ envFile: `${dir}/missing.env`, env: {} });
+    assert.equal(none.HTTP_PORT, 8501);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("parseEnvFile() handles quotes, comments and rejects junk without echoing it", () => {
+  assert.deepEqual(parseEnvFile("A=\"x\\ny\"\nB=plain # note\nC='#kept'"), {
+    A: "x\ny",
+    B: "plain",
+    C: "#kept",
+  });
+  assert.throws(() => parseEnvFile("OK=1\nthis is secret-ish junk"), (err: Error) => {
+    assert.equal(err.message, ".env line 2 is not KEY=value");
+    return true;
+  });
+});
+
+Deno.test("README and .env.example are generated from SETTINGS (deno task config-docs)", async () => {
+  const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
+  const example = await Deno.readTextFile(new URL("../.env.example", import.meta.url));
+  assert.deepEqual(tableRows(readme), tableRows(configTable()), "README config table is current");
+  assert.equal(example, envExample(), ".env.example is up to date");
+  const documented = tableRows(readme).map((cells) => cells[0]);
+  for (const s of SETTINGS) {
+    assert.ok(documented.includes(`\`${s.name}\``), `README documents ${s.name}`);
+    assert.match(example, new RegExp(`^#? ?${s.name}=`, "m"), `.env.example has ${s.name}`);
+  }
+});

@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import { freePort, spawnDeno } from "./_process.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const START_ARGS = ["run", "--unstable-worker-options", "--allow-all", MAIN];
+
+Deno.test("main.ts boots on the embedded database, answers /healthz, exits 0 on SIGTERM", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "upbot_main_" });
+  const port = freePort();
+  const proc = spawnDeno(START_ARGS, {
+    cwd: dataDir,
+    env: { DATA_DIR: dataDir, HTTP_PORT: String(port), LOG_FORMAT: "json" },
+  });
+  try {
+    await proc.waitForLine(/HTTP server listening/);
+    const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.ok, true);
+    assert.equal(body.db, "ok");
+    // A second upbot on the same DATA_DIR gets a clear error, not a corrupted database.
+    const second = spawnDeno(START_ARGS, {
+      cwd: dataDir,
+      env: { DATA_DIR: dataDir, HTTP_PORT: String(freePort()), LOG_FORMAT: "json" },
+    });
+    const secondStatus = await second.exited();
+    assert.equal(secondStatus.code, 1);
+    assert.ok(
+      second.lines.some((l) => /in use by another upbot process/.test(l)),
+      second.lines.join("\n"),
+    );
+
+    const status = await proc.stop("SIGTERM");
+    assert.equal(status.code, 0, proc.lines.join("\n"));
+    const logged = proc.lines.map((l) => JSON.parse(l));
+    assert.ok(logged.every((l) => typeof l.time === "string" && l.level && l.actor && l.msg));
+    assert.ok(logged.some((l) => l.msg === "DB OK" && /embedded PGlite/.test(l.backend)));
+    assert.ok(logged.some((l) => l.msg === "stopped"));
+  } finally {
+    await proc.stop("SIGKILL").catch(() => {});
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts exits 2 with one line per bad variable and no secret", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upbot_badcfg_" });
+  try {
+    const proc = spawnDeno(START_ARGS, {
+      cwd: dir,
+      env: {
+        HTTP_PORT: "eighty",
+        UPBIT_TRADE_MODE: "yolo",
+        DATABASE_URL: "mysql://me:topsecretpw@db/x",
+        UPBIT_SECRET_KEY: "upbit-secret-value",
+        LOG_FORMAT: "json",
+      },
+    });
+    const status = await proc.exited();
+    assert.equal(status.code, 2);
+    const errors = proc.lines.map((l) => JSON.parse(l)).filter((l) => l.level === "error");
+    assert.equal(errors.length, 3, proc.lines.join("\n"));
+    const text = proc.lines.join("\n");
+    for (const name of ["HTTP_PORT", "UPBIT_TRADE_MODE", "DATABASE_URL"]) {
+      assert.ok(errors.some((e) => e.msg.startsWith(name + " ")), name);
+    }
+    assert.ok(!text.includes("topsecretpw"));
+    assert.ok(!text.includes("upbit-secret-value"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts uses DATABASE_URL when set and never logs its password", {
+  ignore: !Deno.env.get("TEST_DATABASE_URL"),
+}, async () => {
+  const url = new URL(Deno.env.get("TEST_DATABASE_URL")!);
+  url.password = "not-needed-pw"; // trust auth ignores it; it must not appear in any line
+  const dir = await Deno.makeTempDir({ prefix: "upbot_pg_" });
+  const port = freePort();
+  const proc = spawnDeno(START_ARGS, {
+    cwd: dir,
+    env: { DATABASE_URL: url.toString(), HTTP_PORT: String(port), LOG_FORMAT: "json" },
+  });
+  try {
+    await proc.waitForLine(/HTTP server listening/);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+    assert.equal((await proc.stop("SIGINT")).code, 0);
+    const text = proc.lines.join("\n");
+    assert.ok(text.includes('"backend":"postgres (postgres://'), text);
+    assert.ok(!text.includes("not-needed-pw"));
+  } finally {
+    await proc.stop("SIGKILL").catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+});
