@@ -4,6 +4,14 @@
  * CONTRACT (shared by the simulator, the client library and the pipeline tests; keep it stable):
  * `startSimulator(options)` listens (port 0 by default) and returns a handle.
  */
+import { createExchange } from "./exchange.ts";
+import { FaultStore, parseFaultsPatch } from "./faults.ts";
+import { SimMarket } from "./market.ts";
+import { DEFAULT_MARKETS } from "./market_specs.ts";
+import { PublicWebSocketHub } from "./public_ws.ts";
+import { RateLimiter } from "./rate_limit.ts";
+import { createSimServer } from "./server.ts";
+import { createRng } from "./_rng.ts";
 
 /** Fault settings, all switchable while running (also via `POST /_sim/faults`). */
 export interface Faults {
@@ -33,7 +41,7 @@ export interface SimulatorOptions {
   seed?: number;
   /** Markets to simulate. @default a dozen KRW markets */
   markets?: string[];
-  /** Generated trades per second across all markets; 0 = none (tests inject trades). */
+  /** Generated trades per second across all markets; 0 = none (tests inject trades). @default {200} */
   rate?: number;
   /** Test keys. */
   accessKey?: string;
@@ -88,7 +96,106 @@ export interface Simulator {
   close(): Promise<void>;
 }
 
-/** Starts a simulator. */
-export function startSimulator(_options: SimulatorOptions = {}): Promise<Simulator> {
-  throw new Error("simulator not implemented yet");
+/** Default test access key (documented; never a real Upbit key). */
+export const DEFAULT_ACCESS_KEY = "sim-access-key";
+/** Default test secret key (documented; never a real Upbit key). */
+export const DEFAULT_SECRET_KEY = "sim-secret-key";
+/** Default generation rate of {@linkcode startSimulator} (trades per second across markets). */
+export const DEFAULT_RATE = 200;
+
+/**
+ * Starts a simulator: the market generator, quotation and exchange REST, both WebSockets and the
+ * `/_sim/` admin endpoints, listening on `options.port` (0 = an ephemeral port).
+ *
+ * @example
+ * ```ts ignore
+ * const sim = await startSimulator({ rate: 0, seed: 7 });
+ * sim.injectTrade({ market: "KRW-BTC", price: 140_000_000, volume: 0.01, side: "BID" });
+ * await sim.close();
+ * ```
+ */
+export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
+  const seed = options.seed ?? 1;
+  const accessKey = options.accessKey ?? DEFAULT_ACCESS_KEY;
+  const secretKey = options.secretKey ?? DEFAULT_SECRET_KEY;
+  const initialFaults = parseFaultsPatch(options.faults ?? {});
+  if (!initialFaults.ok) {
+    throw new RangeError(`Cannot start simulator: bad faults: ${initialFaults.error}`);
+  }
+  const faults = new FaultStore(initialFaults.patch);
+  const market = new SimMarket({
+    seed,
+    markets: options.markets ?? DEFAULT_MARKETS,
+    rate: options.rate ?? DEFAULT_RATE,
+  });
+  const exchange = createExchange({
+    market,
+    accessKey,
+    secretKey,
+    krw: options.krw ?? 10_000_000,
+    seed,
+    faults: () => faults.current(),
+  });
+  // Fault randomness has its own stream so that switching faults never changes the market.
+  const publicWs = new PublicWebSocketHub({
+    market,
+    faults: () => faults.current(),
+    rng: createRng(seed ^ 0x5eed_fa17),
+  });
+  const composed = createSimServer({
+    market,
+    exchange,
+    faults,
+    publicWs,
+    limiter: new RateLimiter(),
+    rng: createRng(seed ^ 0x0bad_cafe),
+  });
+  const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    port: options.port ?? 0,
+    hostname: options.hostname ?? "127.0.0.1",
+    onListen: (addr) => resolve(addr as Deno.NetAddr),
+  }, composed.handler);
+  const addr = await listening;
+  market.start();
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  let closing: Promise<void> | undefined;
+  return {
+    restUrl: `http://${host}:${addr.port}`,
+    wsUrl: `ws://${host}:${addr.port}/websocket/v1`,
+    accessKey,
+    secretKey,
+    setFaults(patch) {
+      const parsed = parseFaultsPatch(patch);
+      if (!parsed.ok) throw new RangeError(`Cannot set faults: ${parsed.error}`);
+      faults.merge(parsed.patch);
+    },
+    faults: () => faults.get(),
+    orders: () => exchange.orders(),
+    injectTrade: (trade) => {
+      const printed = market.inject(trade);
+      return {
+        market: printed.market,
+        price: printed.price,
+        volume: printed.volume,
+        side: printed.side,
+        timestampMs: printed.timestampMs,
+        sequentialId: printed.sequentialId,
+      };
+    },
+    dropWebSockets() {
+      publicWs.dropAll();
+      exchange.dropWebSockets();
+    },
+    close() {
+      closing ??= (async () => {
+        market.stop();
+        composed.close();
+        publicWs.close();
+        exchange.close();
+        await server.shutdown();
+      })();
+      return closing;
+    },
+  };
 }

@@ -1,0 +1,189 @@
+/**
+ * @module HTTP composition of the simulator: routes quotation REST, exchange REST, both WebSockets
+ * and the `/_sim/` admin endpoints, and applies rate limits and faults around every `/v1` call.
+ */
+import type { ExchangeHandler } from "./contract.ts";
+import type { SimMarket } from "./market.ts";
+import type { PublicWebSocketHub } from "./public_ws.ts";
+import type { Rng } from "./_rng.ts";
+import { type FaultStore, parseFaultsPatch } from "./faults.ts";
+import { handleQuotation, quotationError, quotationGroup } from "./quotation.ts";
+import { type RateLimiter, refusal, remainingReqHeader } from "./rate_limit.ts";
+
+/** How long a "lost" order response is held before the server gives up with a 504. */
+export const LOST_RESPONSE_HOLD_MS = 30_000;
+
+/** Parts the handler composes. */
+export interface SimServerParts {
+  market: SimMarket;
+  exchange: ExchangeHandler;
+  faults: FaultStore;
+  publicWs: PublicWebSocketHub;
+  limiter: RateLimiter;
+  /** Randomness of fault decisions (error_rate, lost_response_rate). */
+  rng: Rng;
+}
+
+/** The composed request handler plus what must be stopped on close. */
+export interface SimServer {
+  handler: (req: Request, info: Deno.ServeHandlerInfo) => Promise<Response>;
+  /** Releases held responses and pending delays, stops the disconnect timer. */
+  close(): void;
+}
+
+const LOST_RESPONSE_PATHS = new Set(["/v1/orders", "/v1/orders/cancel_and_new"]);
+
+/** Builds the request handler of the simulator. */
+export function createSimServer(parts: SimServerParts): SimServer {
+  const { market, exchange, faults, publicWs, limiter, rng } = parts;
+  const pending = new Set<() => void>();
+  let closed = false;
+  let lastDropMs = Date.now();
+
+  // Periodic disconnects (ws_disconnect_every_sec), checked on the generator's tick.
+  const stopTick = market.onTick((nowMs) => {
+    const every = faults.current().ws_disconnect_every_sec;
+    if (every <= 0) {
+      lastDropMs = nowMs;
+      return;
+    }
+    if (nowMs - lastDropMs >= every * 1000) {
+      lastDropMs = nowMs;
+      publicWs.dropAll();
+      exchange.dropWebSockets();
+    }
+  });
+
+  /** Waits `ms`, or less when the request is aborted or the simulator closes. */
+  function wait(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (closed || signal.aborted) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        pending.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done);
+      pending.add(done);
+    });
+  }
+
+  async function handleV1(req: Request, url: URL, info: Deno.ServeHandlerInfo): Promise<Response> {
+    const path = url.pathname;
+    const quotation = quotationGroup(path);
+    const isExchange = quotation === undefined && exchange.handles(req.method, path);
+    if (quotation === undefined && !isExchange) return quotationError(404, "Not Found");
+    const group = quotation ?? exchange.rateLimitGroup(req.method, path);
+    const client = isExchange ? accessKeyOf(req) ?? remoteIp(info) : remoteIp(info);
+    const f = faults.current();
+    const decision = limiter.check(group, client, f.rate_limit_factor);
+    if (decision.kind !== "allowed") return refusal(decision);
+    const header = remainingReqHeader(decision);
+    if (f.latency_ms > 0) await wait(f.latency_ms, req.signal);
+    if (f.error_rate > 0 && rng.next() < f.error_rate) {
+      // Refused before the exchange sees it: an injected 5xx never creates an order.
+      return withHeader(
+        Response.json(
+          { error: { name: "server_error", message: "Simulated server error." } },
+          { status: 500 },
+        ),
+        header,
+      );
+    }
+    const response = isExchange ? await exchange.handle(req) : handleQuotation(req, url, market);
+    if (
+      isExchange && req.method === "POST" && LOST_RESPONSE_PATHS.has(path) &&
+      f.lost_response_rate > 0 && rng.next() < f.lost_response_rate
+    ) {
+      // The order exists, but the answer never arrives: the response is held until the client gives
+      // up (its timeout aborts the request) or LOST_RESPONSE_HOLD_MS pass, then a 504 stands in for
+      // a gateway timeout. Either way the client cannot learn the outcome from this call.
+      await response.body?.cancel();
+      await wait(LOST_RESPONSE_HOLD_MS, req.signal);
+      return withHeader(
+        Response.json(
+          { error: { name: "gateway_timeout", message: "Simulated lost response." } },
+          { status: 504 },
+        ),
+        header,
+      );
+    }
+    return withHeader(response, header);
+  }
+
+  async function handler(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+    const url = new URL(req.url);
+    const path = url.pathname;
+    if (path === "/websocket/v1") return publicWs.upgrade(req);
+    if (path === "/websocket/v1/private") return exchange.handlePrivateWebSocket(req);
+    if (path.startsWith("/_sim/")) return await handleAdmin(req, path);
+    if (path.startsWith("/v1/")) return await handleV1(req, url, info);
+    return quotationError(404, "Not Found");
+  }
+
+  async function handleAdmin(req: Request, path: string): Promise<Response> {
+    if (path === "/_sim/faults" && req.method === "GET") return Response.json(faults.get());
+    if (path === "/_sim/faults" && req.method === "POST") {
+      let body: unknown;
+      try {
+        body = await req.json();
+      } catch {
+        return Response.json({ error: "body must be a JSON object" }, { status: 400 });
+      }
+      const parsed = parseFaultsPatch(body);
+      if (!parsed.ok) return Response.json({ error: parsed.error }, { status: 400 });
+      faults.merge(parsed.patch);
+      return Response.json(faults.get());
+    }
+    if (path === "/_sim/orders" && req.method === "GET") return Response.json(exchange.orders());
+    return Response.json({ error: "not found" }, { status: 404 });
+  }
+
+  return {
+    handler,
+    close() {
+      closed = true;
+      stopTick();
+      for (const release of [...pending]) release();
+    },
+  };
+}
+
+function withHeader(response: Response, remainingReq: string): Response {
+  const headers = new Headers(response.headers);
+  headers.set("Remaining-Req", remainingReq);
+  return new Response(response.body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers,
+  });
+}
+
+function remoteIp(info: Deno.ServeHandlerInfo): string {
+  const addr = info.remoteAddr as Deno.NetAddr;
+  return addr.hostname ?? "unknown";
+}
+
+/**
+ * The `access_key` claim of the bearer JWT, read WITHOUT verifying it: only to pick the rate-limit
+ * bucket (exchange limits count per pocket, §3.1); the exchange verifies the token itself.
+ */
+export function accessKeyOf(req: Request): string | undefined {
+  const auth = req.headers.get("authorization");
+  const token = auth?.startsWith("Bearer ") ? auth.slice(7) : undefined;
+  const payload = token?.split(".")[1];
+  if (!payload) return undefined;
+  try {
+    const json = atob(payload.replaceAll("-", "+").replaceAll("_", "/"));
+    const claims: unknown = JSON.parse(json);
+    if (typeof claims === "object" && claims !== null && "access_key" in claims) {
+      const key = (claims as { access_key: unknown }).access_key;
+      return typeof key === "string" ? `key:${key}` : undefined;
+    }
+  } catch {
+    // not a JWT: fall back to the IP
+  }
+  return undefined;
+}
