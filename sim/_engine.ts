@@ -1,0 +1,783 @@
+/**
+ * @module The simulated exchange's order engine: order validation (§4.3, §9.1 order), balances and
+ * locks, fees and the fields of the §4.5 order object, taking liquidity from the market's book on
+ * creation, resting limit orders that fill when the market's trades cross them, and cancellation.
+ *
+ * Matching rules (documented choices; Upbit does not publish its engine):
+ * - A crossing limit order (or a `price` / `market` / `best` order) is a taker: it walks the
+ *   market's current top-30 book at the resting prices (price improvement). The market's book is
+ *   not depleted by our takes; within one order each level is used once.
+ * - A resting limit order is a maker and fills at its own price when a trade prints at a crossing
+ *   price (bid: trade price <= limit; ask: >= limit). The trade's volume is shared among our resting
+ *   orders best price first, then oldest first; each order takes at most the volume left.
+ * - `best` orders are limit orders at the best opposite price: they only take the first level.
+ * - Market orders larger than the visible book fill what the book holds; the rest is cancelled.
+ * - The single user of the simulator never matches against itself, so `smp_type` is accepted and
+ *   echoed but `prevented_volume` / `prevented_locked` stay 0.
+ */
+import {
+  type Dec,
+  decimalPlaces,
+  divTrunc,
+  formatDec,
+  maxDec,
+  minDec,
+  mul,
+  parseDec,
+  truncDec,
+  ZERO,
+} from "./_decimal.ts";
+import { isOnTickGrid, maxTotal, minTotal } from "./_price_rules.ts";
+import { RestingSide } from "./_resting.ts";
+import type { BookLevel, MarketView } from "./contract.ts";
+import type { Faults, SimOrderSummary, SimTrade } from "./mod.ts";
+
+/** Fee rate of every market (§8.1: 0.05 % maker and taker). */
+export const FEE_RATE: Dec = parseDec("0.0005")!;
+/** Fee rate as Upbit prints it in `/v1/orders/chance`. */
+export const FEE_RATE_TEXT = "0.0005";
+/** Quantities carry at most 8 decimals (§8.2). */
+const VOLUME_PLACES = 8;
+
+/** `bid` (buy) or `ask` (sell). */
+export type Side = "bid" | "ask";
+/** §4.3 order types. */
+export type OrdType = "limit" | "price" | "market" | "best";
+/** §4.3 time in force. */
+export type TimeInForce = "ioc" | "fok" | "post_only";
+/** States an order of the simulator can be in (no `watch`: stop orders are app-only). */
+export type OrderState = "wait" | "done" | "cancel";
+
+/** An exchange error: HTTP status and the §5.2 name. */
+export interface ApiError {
+  status: number;
+  name: string;
+  message: string;
+}
+
+/** One fill of an order. */
+export interface Fill {
+  uuid: string;
+  price: Dec;
+  volume: Dec;
+  funds: Dec;
+  fee: Dec;
+  isMaker: boolean;
+  timestampMs: number;
+}
+
+/** An order held by the engine. */
+export interface Order {
+  readonly uuid: string;
+  readonly identifier: string | null;
+  readonly market: string;
+  readonly quote: string;
+  readonly base: string;
+  readonly side: Side;
+  readonly ordType: OrdType;
+  readonly timeInForce: TimeInForce | null;
+  readonly smpType: string | null;
+  /** As requested: unit price (limit) or quote total (`price`, `best` bid); null otherwise. */
+  readonly price: Dec | null;
+  /** Requested quantity (null for `price` and `best` bid orders). */
+  readonly volume: Dec | null;
+  /** Quote reserved for purchases, fee excluded (bids); 0 for asks. */
+  readonly reservedFunds: Dec;
+  readonly reservedFee: Dec;
+  /** Limit price while resting. */
+  restPrice: Dec;
+  executedVolume: Dec;
+  executedFunds: Dec;
+  paidFee: Dec;
+  state: OrderState;
+  /** A cancel was accepted and completes right after the answer. */
+  cancelPending: boolean;
+  readonly createdAtMs: number;
+  readonly fills: Fill[];
+  /** False for `POST /v1/orders/test` answers, which are never stored. */
+  readonly real: boolean;
+}
+
+/** One currency of the account. */
+export interface Account {
+  currency: string;
+  balance: Dec;
+  locked: Dec;
+  avgBuyPrice: Dec;
+}
+
+/** What the engine reports to the private WebSocket. */
+export type EngineEvent =
+  | { kind: "order"; order: Order; fill: Fill | null; timestampMs: number }
+  | { kind: "asset"; currencies: string[]; timestampMs: number };
+
+/** A validated order request, ready to place. */
+export interface OrderRequest {
+  market: string;
+  quote: string;
+  base: string;
+  side: Side;
+  ordType: OrdType;
+  price: Dec | null;
+  volume: Dec | null;
+  timeInForce: TimeInForce | null;
+  smpType: string | null;
+  identifier: string | null;
+}
+
+/** Options of {@linkcode Engine}. */
+export interface EngineOptions {
+  market: MarketView;
+  krw: number;
+  faults: () => Faults;
+  /** Source of order and trade uuids (seeded). */
+  nextUuid: () => string;
+  /** Wall clock in ms. @default {Date.now} */
+  now?: () => number;
+}
+
+/** How a create request is treated. */
+export type CreateMode = "real" | "test";
+
+const err = (status: number, name: string, message: string): ApiError => ({
+  status,
+  name,
+  message,
+});
+
+/** True when `value` is an {@linkcode ApiError}. */
+export function isApiError(value: unknown): value is ApiError {
+  return typeof value === "object" && value !== null && "status" in value && "name" in value &&
+    !("uuid" in value);
+}
+
+/** Reads an optional scalar field of a JSON body as text (numbers accepted); null when absent. */
+function textField(body: Record<string, unknown>, name: string): string | null | ApiError {
+  const value = body[name];
+  if (value === undefined || value === null) return null;
+  if (typeof value === "string") return value;
+  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  return err(400, "invalid_parameter", `잘못된 파라미터: ${name}`);
+}
+
+function positiveDec(text: string, name: string): Dec | ApiError {
+  const value = parseDec(text);
+  if (value === undefined || value <= 0n) {
+    return err(400, "invalid_parameter", `잘못된 파라미터: ${name}`);
+  }
+  return value;
+}
+
+/** The order engine of one simulated user. */
+export class Engine {
+  readonly #market: MarketView;
+  readonly #faults: () => Faults;
+  readonly #nextUuid: () => string;
+  readonly #now: () => number;
+  readonly #orders = new Map<string, Order>();
+  readonly #byIdentifier = new Map<string, Order>();
+  /** Every identifier ever sent with a real create (burnt even when the create failed). */
+  readonly #usedIdentifiers = new Set<string>();
+  readonly #accounts = new Map<string, Account>();
+  readonly #resting = new Map<string, { bids: RestingSide<Order>; asks: RestingSide<Order> }>();
+  readonly #listeners = new Set<(event: EngineEvent) => void>();
+  readonly #unsubscribe: () => void;
+
+  /** Creates the engine and subscribes to the market's trades. */
+  constructor(options: EngineOptions) {
+    this.#market = options.market;
+    this.#faults = options.faults;
+    this.#nextUuid = options.nextUuid;
+    this.#now = options.now ?? Date.now;
+    this.#account("KRW").balance = parseDec(options.krw) ?? ZERO;
+    this.#unsubscribe = this.#market.onTrade((trade) => this.#onTrade(trade));
+  }
+
+  /** Stops listening to the market. */
+  close(): void {
+    this.#unsubscribe();
+    this.#listeners.clear();
+  }
+
+  /** Registers an event listener; returns the function that removes it. */
+  subscribe(listener: (event: EngineEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #emit(event: EngineEvent): void {
+    for (const listener of this.#listeners) listener(event);
+  }
+
+  #emitAssets(currencies: string[]): void {
+    if (this.#listeners.size > 0) {
+      this.#emit({ kind: "asset", currencies, timestampMs: this.#now() });
+    }
+  }
+
+  #emitOrder(order: Order, fill: Fill | null): void {
+    if (this.#listeners.size > 0) {
+      this.#emit({ kind: "order", order, fill, timestampMs: this.#now() });
+    }
+  }
+
+  #account(currency: string): Account {
+    let account = this.#accounts.get(currency);
+    if (!account) {
+      account = { currency, balance: ZERO, locked: ZERO, avgBuyPrice: ZERO };
+      this.#accounts.set(currency, account);
+    }
+    return account;
+  }
+
+  /** KRW plus every currency with a balance or a lock. */
+  accounts(): Account[] {
+    const list = [this.#account("KRW")];
+    for (const account of this.#accounts.values()) {
+      if (account.currency !== "KRW" && (account.balance > 0n || account.locked > 0n)) {
+        list.push(account);
+      }
+    }
+    return list;
+  }
+
+  /** The account of `currency` (zeros when never touched). */
+  account(currency: string): Account {
+    return this.#accounts.get(currency) ??
+      { currency, balance: ZERO, locked: ZERO, avgBuyPrice: ZERO };
+  }
+
+  /** True when `market` is simulated. */
+  hasMarket(market: string): boolean {
+    return this.#market.markets().includes(market);
+  }
+
+  /** True when faults mark `market` offline. */
+  isOffline(market: string): boolean {
+    return this.#faults().offline_markets.includes(market);
+  }
+
+  /** Every real order, oldest first. */
+  allOrders(): Order[] {
+    return [...this.#orders.values()];
+  }
+
+  /** A real order by uuid. */
+  byUuid(uuid: string): Order | undefined {
+    return this.#orders.get(uuid);
+  }
+
+  /** A real order by identifier. */
+  byIdentifier(identifier: string): Order | undefined {
+    return this.#byIdentifier.get(identifier);
+  }
+
+  /** Summaries for `GET /_sim/orders`. */
+  summaries(): SimOrderSummary[] {
+    return this.allOrders().map((o) => ({
+      uuid: o.uuid,
+      identifier: o.identifier,
+      market: o.market,
+      side: o.side,
+      ord_type: o.ordType,
+      state: o.state,
+      executed_volume: formatDec(o.executedVolume),
+    }));
+  }
+
+  /**
+   * Validates a create body in the §9.1 order: market exists / online → side, ord_type and
+   * time_in_force combinations → tick grid → min / max total → balance → identifier uniqueness.
+   * `extraAvailable` adds funds about to be released (cancel_and_new).
+   */
+  validate(
+    body: Record<string, unknown>,
+    extraAvailable: Dec = ZERO,
+  ): OrderRequest | ApiError {
+    const market = body.market;
+    if (market === undefined || market === null || market === "") {
+      return err(400, "validation_error", "market is missing");
+    }
+    if (typeof market !== "string") return err(400, "validation_error", "market is invalid");
+    if (!this.hasMarket(market)) {
+      return err(400, "notfoundmarket", `다음 마켓에 없는 종목입니다: ${market}`);
+    }
+    if (this.isOffline(market)) {
+      return err(403, "market_offline", "시스템 점검 중입니다. 잠시 후 다시 시도해 주세요.");
+    }
+    const [quote = "", base = ""] = market.split("-");
+    const side = body.side;
+    if (side !== "bid" && side !== "ask") {
+      return err(400, "validation_error", "side is missing, side does not have a valid value");
+    }
+    const ordType = body.ord_type;
+    if (ordType !== "limit" && ordType !== "price" && ordType !== "market" && ordType !== "best") {
+      return err(
+        400,
+        "validation_error",
+        "ord_type is missing, ord_type does not have a valid value",
+      );
+    }
+    const identifier = body.identifier ?? null;
+    if (identifier !== null && (typeof identifier !== "string" || identifier.length > 64)) {
+      return err(400, "invalid_parameter", "identifier는 64자 이하의 문자열이어야 합니다.");
+    }
+    const tifRaw = body.time_in_force ?? null;
+    if (tifRaw !== null && tifRaw !== "ioc" && tifRaw !== "fok" && tifRaw !== "post_only") {
+      return err(400, "invalid_time_in_force", "주문조건을 다시 확인해 주세요.");
+    }
+    const timeInForce = tifRaw as TimeInForce | null;
+    const smpRaw = body.smp_type ?? null;
+    if (
+      smpRaw !== null && smpRaw !== "cancel_maker" && smpRaw !== "cancel_taker" &&
+      smpRaw !== "reduce"
+    ) {
+      return err(400, "validation_error", "smp_type does not have a valid value");
+    }
+    const smpType = smpRaw as string | null;
+    const priceText = textField(body, "price");
+    if (isApiError(priceText)) return priceText;
+    const volumeText = textField(body, "volume");
+    if (isApiError(volumeText)) return volumeText;
+    const inconsistent = err(
+      400,
+      `create_${side}_error`,
+      "주문 파라미터가 주문 유형과 맞지 않습니다.",
+    );
+    const badTif = err(400, "invalid_time_in_force", "주문조건을 다시 확인해 주세요.");
+
+    // Which of price / volume this ord_type + side needs (§4.3 table).
+    let needsPrice: boolean;
+    let needsVolume: boolean;
+    switch (ordType) {
+      case "limit":
+        needsPrice = true;
+        needsVolume = true;
+        break;
+      case "price":
+        if (side !== "bid") return inconsistent;
+        if (timeInForce !== null) return badTif;
+        needsPrice = true;
+        needsVolume = false;
+        break;
+      case "market":
+        if (side !== "ask") return inconsistent;
+        if (timeInForce !== null) return badTif;
+        needsPrice = false;
+        needsVolume = true;
+        break;
+      case "best":
+        if (timeInForce !== "ioc" && timeInForce !== "fok") return badTif;
+        needsPrice = side === "bid";
+        needsVolume = side === "ask";
+        break;
+    }
+    if (timeInForce === "post_only" && smpType !== null) {
+      return err(400, "invalid_parameter", "post_only는 smp_type과 함께 사용할 수 없습니다.");
+    }
+    if (needsPrice && priceText === null) return err(400, "validation_error", "price is missing");
+    if (needsVolume && volumeText === null) {
+      return err(400, "validation_error", "volume is missing");
+    }
+    if (!needsPrice && priceText !== null) return inconsistent;
+    if (!needsVolume && volumeText !== null) return inconsistent;
+    const price = priceText === null ? null : positiveDec(priceText, "price");
+    if (isApiError(price)) return price;
+    const volume = volumeText === null ? null : positiveDec(volumeText, "volume");
+    if (isApiError(volume)) return volume;
+    if (volume !== null && decimalPlaces(volume) > VOLUME_PLACES) {
+      return err(
+        400,
+        `invalid_volume_${side}`,
+        "주문수량 단위를 잘못 입력하셨습니다. 확인 후 시도해주세요.",
+      );
+    }
+    if (price !== null && decimalPlaces(price) > VOLUME_PLACES) {
+      return err(
+        400,
+        `invalid_price_${side}`,
+        "주문가격 단위를 잘못 입력하셨습니다. 확인 후 시도해주세요.",
+      );
+    }
+    if (ordType === "limit" && !isOnTickGrid(quote, price!)) {
+      return err(
+        400,
+        `invalid_price_${side}`,
+        "주문가격 단위를 잘못 입력하셨습니다. 확인 후 시도해주세요.",
+      );
+    }
+
+    // Order total in the quote currency; sells without a price use the last trade price.
+    const total = ordType === "limit"
+      ? mul(price!, volume!)
+      : price !== null
+      ? price
+      : mul(volume!, parseDec(this.#market.lastPrice(market)) ?? ZERO);
+    if (total < minTotal(quote)) {
+      return err(
+        400,
+        `under_min_total_${side}`,
+        `최소주문금액 이상으로 주문해주세요. (${formatDec(minTotal(quote))} ${quote})`,
+      );
+    }
+    const max = maxTotal(quote);
+    if (max !== undefined && total > max) {
+      return err(
+        400,
+        `over_krw_funds_${side}`,
+        `최대 주문 가능 금액 ${formatDec(max)} ${quote} 보다 작은 주문을 입력해 주세요.`,
+      );
+    }
+
+    if (side === "bid") {
+      const need = total + mul(total, FEE_RATE);
+      if (this.account(quote).balance + extraAvailable < need) {
+        return err(400, "insufficient_funds_bid", `주문가능한 금액(${quote})이 부족합니다.`);
+      }
+    } else if (this.account(base).balance + extraAvailable < volume!) {
+      return err(400, "insufficient_funds_ask", `주문가능한 금액(${base})이 부족합니다.`);
+    }
+
+    // §4.3: the error name for a reused identifier is not documented; two third-party clients
+    // map it to `duplicated_identifier` [?], which we answer with 400.
+    if (typeof identifier === "string" && this.#usedIdentifiers.has(identifier)) {
+      return err(400, "duplicated_identifier", "이미 사용된 identifier입니다.");
+    }
+    return {
+      market,
+      quote,
+      base,
+      side,
+      ordType,
+      price,
+      volume,
+      timeInForce,
+      smpType,
+      identifier: identifier as string | null,
+    };
+  }
+
+  /**
+   * `POST /v1/orders` and `POST /v1/orders/test`. A real create burns its identifier whatever the
+   * outcome; a test create validates identically but stores, locks and fills nothing (and does
+   * not burn the identifier — undocumented, §4.4). Returns the order as accepted (state `wait`)
+   * and, for real orders, the order itself (already matched against the book).
+   */
+  create(body: Record<string, unknown>, mode: CreateMode): Order | ApiError {
+    const identifier = body.identifier;
+    try {
+      const request = this.validate(body);
+      if (isApiError(request)) return request;
+      if (mode === "test") return this.#newOrder(request, false);
+      return this.place(request);
+    } finally {
+      if (mode === "real" && typeof identifier === "string") this.#usedIdentifiers.add(identifier);
+    }
+  }
+
+  /** A fresh order uuid from the seeded stream. */
+  newUuid(): string {
+    return this.#nextUuid();
+  }
+
+  /** Burns an identifier (cancel_and_new's `new_identifier`). */
+  burnIdentifier(identifier: string): void {
+    this.#usedIdentifiers.add(identifier);
+  }
+
+  #newOrder(request: OrderRequest, real: boolean, uuid = this.#nextUuid()): Order {
+    const { side, ordType, price, volume } = request;
+    const reservedFunds = side === "bid"
+      ? (ordType === "limit" ? mul(price!, volume!) : price!)
+      : ZERO;
+    // Bids reserve the fee on the funds; limit asks report the fee of their nominal total;
+    // market / best asks reserve nothing (§4.5).
+    const reservedFee = side === "bid"
+      ? mul(reservedFunds, FEE_RATE)
+      : ordType === "limit"
+      ? mul(mul(price!, volume!), FEE_RATE)
+      : ZERO;
+    return {
+      uuid,
+      identifier: request.identifier,
+      market: request.market,
+      quote: request.quote,
+      base: request.base,
+      side,
+      ordType,
+      timeInForce: request.timeInForce,
+      smpType: request.smpType,
+      price,
+      volume,
+      reservedFunds,
+      reservedFee,
+      restPrice: ordType === "limit" ? price! : ZERO,
+      executedVolume: ZERO,
+      executedFunds: ZERO,
+      paidFee: ZERO,
+      state: "wait",
+      cancelPending: false,
+      createdAtMs: this.#now(),
+      fills: [],
+      real,
+    };
+  }
+
+  /**
+   * Places a validated order: locks funds, stores it, takes liquidity, rests or finishes it.
+   * Returns a copy of the order as accepted (the answer of `POST /v1/orders`).
+   */
+  place(request: OrderRequest, uuid?: string): Order {
+    const order = this.#newOrder(request, true, uuid);
+    const lockCurrency = order.side === "bid" ? order.quote : order.base;
+    const lockAmount = order.side === "bid"
+      ? order.reservedFunds + order.reservedFee
+      : order.volume!;
+    const account = this.#account(lockCurrency);
+    account.balance -= lockAmount;
+    account.locked += lockAmount;
+    this.#orders.set(order.uuid, order);
+    if (order.identifier !== null) this.#byIdentifier.set(order.identifier, order);
+    const accepted = snapshot(order);
+    this.#emitOrder(order, null);
+    this.#emitAssets([lockCurrency]);
+    this.#take(order);
+    return accepted;
+  }
+
+  /** Takes liquidity on creation (see module doc). */
+  #take(order: Order): void {
+    const book = this.#market.book(order.market);
+    const levels = order.side === "bid" ? book.asks : book.bids;
+    const crosses = (level: BookLevel, limit: Dec): boolean => {
+      const p = parseDec(level.price);
+      if (p === undefined) return false;
+      return order.side === "bid" ? p <= limit : p >= limit;
+    };
+    const now = this.#now();
+    switch (order.ordType) {
+      case "limit": {
+        const limit = order.price!;
+        const crossing = [];
+        for (const level of levels) {
+          if (!crosses(level, limit)) break;
+          crossing.push(level);
+        }
+        if (order.timeInForce === "post_only" && crossing.length > 0) {
+          return this.#finish(order, "cancel");
+        }
+        if (order.timeInForce === "fok") {
+          let available = ZERO;
+          for (const level of crossing) available += volumeOf(level.size);
+          if (available < order.volume!) return this.#finish(order, "cancel");
+        }
+        for (const level of crossing) {
+          const remaining = remainingVolume(order);
+          if (remaining <= 0n) break;
+          const v = minDec(remaining, volumeOf(level.size));
+          if (v > 0n) this.#fill(order, parseDec(level.price)!, v, false, now);
+        }
+        if (remainingVolume(order) <= 0n) return this.#finish(order, "done");
+        if (order.timeInForce === "ioc" || order.timeInForce === "fok") {
+          return this.#finish(order, "cancel");
+        }
+        return this.#rest(order);
+      }
+      case "price":
+        return this.#takeWithFunds(order, levels, now);
+      case "market":
+        return this.#takeVolume(order, levels, now);
+      case "best": {
+        const first = levels[0];
+        if (!first) return this.#finish(order, "cancel");
+        const p = parseDec(first.price)!;
+        const size = volumeOf(first.size);
+        if (order.side === "bid") {
+          const wanted = divTrunc(order.reservedFunds, p, VOLUME_PLACES);
+          if (order.timeInForce === "fok" && (wanted > size || wanted === ZERO)) {
+            return this.#finish(order, "cancel");
+          }
+          return this.#takeWithFunds(order, [first], now);
+        }
+        if (order.timeInForce === "fok" && size < order.volume!) {
+          return this.#finish(order, "cancel");
+        }
+        return this.#takeVolume(order, [first], now);
+      }
+    }
+  }
+
+  /** A quote-total buy (`price`, `best` bid): quantities truncated to 8 dp, dust ends in `cancel`. */
+  #takeWithFunds(order: Order, levels: BookLevel[], now: number): void {
+    for (const level of levels) {
+      const left = order.reservedFunds - order.executedFunds;
+      if (left <= 0n) break;
+      const p = parseDec(level.price);
+      if (p === undefined || p <= 0n) continue;
+      const v = minDec(volumeOf(level.size), divTrunc(left, p, VOLUME_PLACES));
+      if (v <= 0n) break;
+      this.#fill(order, p, v, false, now);
+    }
+    this.#finish(order, order.reservedFunds - order.executedFunds === ZERO ? "done" : "cancel");
+  }
+
+  /** A volume sell (`market`, `best` ask). */
+  #takeVolume(order: Order, levels: BookLevel[], now: number): void {
+    for (const level of levels) {
+      const remaining = remainingVolume(order);
+      if (remaining <= 0n) break;
+      const p = parseDec(level.price);
+      if (p === undefined || p <= 0n) continue;
+      const v = minDec(remaining, volumeOf(level.size));
+      if (v > 0n) this.#fill(order, p, v, false, now);
+    }
+    this.#finish(order, remainingVolume(order) === ZERO ? "done" : "cancel");
+  }
+
+  #restingOf(market: string) {
+    let resting = this.#resting.get(market);
+    if (!resting) {
+      resting = { bids: new RestingSide<Order>(true), asks: new RestingSide<Order>(false) };
+      this.#resting.set(market, resting);
+    }
+    return resting;
+  }
+
+  #rest(order: Order): void {
+    const resting = this.#restingOf(order.market);
+    (order.side === "bid" ? resting.bids : resting.asks).add(
+      order,
+      Number(formatDec(order.restPrice)),
+    );
+  }
+
+  #unrest(order: Order): void {
+    if (order.ordType !== "limit") return;
+    const resting = this.#resting.get(order.market);
+    if (!resting) return;
+    (order.side === "bid" ? resting.bids : resting.asks).remove(order);
+  }
+
+  /** Applies one fill to the order and the balances. */
+  #fill(order: Order, price: Dec, volume: Dec, isMaker: boolean, timestampMs: number): void {
+    const funds = mul(price, volume);
+    const fee = mul(funds, FEE_RATE);
+    const quote = this.#account(order.quote);
+    const base = this.#account(order.base);
+    if (order.side === "bid") {
+      const held = base.balance + base.locked;
+      base.avgBuyPrice = divTrunc(mul(base.avgBuyPrice, held) + funds, held + volume, 8);
+      quote.locked -= funds + fee;
+      base.balance += volume;
+    } else {
+      base.locked -= volume;
+      quote.balance += funds - fee;
+      if (base.balance + base.locked === ZERO) base.avgBuyPrice = ZERO;
+    }
+    order.executedVolume += volume;
+    order.executedFunds += funds;
+    order.paidFee += fee;
+    const fill: Fill = { uuid: this.#nextUuid(), price, volume, funds, fee, isMaker, timestampMs };
+    order.fills.push(fill);
+    this.#emitOrder(order, fill);
+    this.#emitAssets([order.quote, order.base]);
+  }
+
+  /** Ends an order: releases what it still locks and reports its final state. */
+  #finish(order: Order, state: "done" | "cancel"): void {
+    if (order.state !== "wait") return;
+    this.#unrest(order);
+    order.state = state;
+    order.cancelPending = false;
+    const release = lockedOf(order);
+    if (release > 0n) {
+      const account = this.#account(order.side === "bid" ? order.quote : order.base);
+      account.locked -= release;
+      account.balance += release;
+    }
+    this.#emitOrder(order, null);
+    if (release > 0n) this.#emitAssets([order.side === "bid" ? order.quote : order.base]);
+  }
+
+  /**
+   * Accepts a cancel: the order stops matching now, the answer shows it as it was (state `wait`),
+   * and the cancel completes in a microtask, i.e. before the caller's next step (§4.10).
+   */
+  requestCancel(order: Order, then?: () => void): Order | ApiError {
+    // §4.10: the names for "already done / cancelled" are undocumented [?]; `done_order` is seen
+    // in third-party bot code, `canceled_order` follows the same pattern.
+    if (order.state === "done") return err(400, "done_order", "이미 체결된 주문입니다.");
+    if (order.state === "cancel" || order.cancelPending) {
+      return err(400, "canceled_order", "이미 취소된 주문입니다.");
+    }
+    if (this.isOffline(order.market)) {
+      return err(403, "market_offline", "시스템 점검 중입니다. 잠시 후 다시 시도해 주세요.");
+    }
+    const answer = snapshot(order);
+    order.cancelPending = true;
+    this.#unrest(order);
+    queueMicrotask(() => {
+      this.#finish(order, "cancel");
+      then?.();
+    });
+    return answer;
+  }
+
+  /** Fills resting orders crossed by a printed trade (O(crossed orders)). */
+  #onTrade(trade: SimTrade): void {
+    const resting = this.#resting.get(trade.market);
+    if (!resting) return;
+    const bids = resting.bids.levels;
+    if (bids.length > 0 && bids[0]!.priceNum >= trade.price) {
+      this.#fillResting(bids, (n) => n >= trade.price, trade);
+    }
+    const asks = resting.asks.levels;
+    if (asks.length > 0 && asks[0]!.priceNum <= trade.price) {
+      this.#fillResting(asks, (n) => n <= trade.price, trade);
+    }
+  }
+
+  #fillResting(
+    levels: { priceNum: number; orders: Order[] }[],
+    crossed: (priceNum: number) => boolean,
+    trade: SimTrade,
+  ): void {
+    let left = volumeOf(trade.volume);
+    while (left > 0n) {
+      const level = levels[0];
+      if (!level || !crossed(level.priceNum)) return;
+      const order = level.orders[0]!;
+      const v = minDec(remainingVolume(order), left);
+      this.#fill(order, order.restPrice, v, true, trade.timestampMs);
+      left -= v;
+      if (remainingVolume(order) <= 0n) this.#finish(order, "done");
+    }
+  }
+}
+
+/** A number volume (book size, trade volume) as an exact 8-dp quantity. */
+function volumeOf(size: number): Dec {
+  return maxDec(ZERO, truncDec(parseDec(size) ?? ZERO, VOLUME_PLACES));
+}
+
+/** Unfilled quantity of a volume order. */
+export function remainingVolume(order: Order): Dec {
+  return order.volume === null ? ZERO : order.volume - order.executedVolume;
+}
+
+/** Reserved fee not yet charged (never negative: asks may pay more than their nominal fee). */
+export function remainingFee(order: Order): Dec {
+  return maxDec(ZERO, order.reservedFee - order.paidFee);
+}
+
+/** §4.5 `locked`: bids = unspent funds + remaining fee; asks = unfilled quantity. */
+export function lockedOf(order: Order): Dec {
+  return order.side === "bid"
+    ? order.reservedFunds - order.executedFunds + remainingFee(order)
+    : remainingVolume(order);
+}
+
+/** A frozen copy of the order as it is now (answers show the order at acceptance time). */
+export function snapshot(order: Order): Order {
+  return { ...order, fills: [...order.fills] };
+}

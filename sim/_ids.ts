@@ -1,0 +1,31 @@
+/**
+ * @module Seeded ids for the simulated exchange: a mulberry32 stream and UUID-v4-shaped strings
+ * drawn from it, so that a seed reproduces every order and trade uuid.
+ */
+
+/** A seeded stream of uniform numbers in [0, 1). */
+export type Random = () => number;
+
+/** mulberry32: small, fast, and good enough for ids and fault dice. */
+export function mulberry32(seed: number): Random {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A generator of UUID-v4-shaped strings (version 4, variant 10xx) from `random`. */
+export function uuidGenerator(random: Random): () => string {
+  const word = () => Math.floor(random() * 4294967296).toString(16).padStart(8, "0");
+  return () => {
+    const hex = word() + word() + word() + word();
+    const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${variant}${
+      hex.slice(17, 20)
+    }-${hex.slice(20, 32)}`;
+  };
+}

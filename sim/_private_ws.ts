@@ -1,0 +1,323 @@
+/**
+ * @module The simulator's private WebSocket (`/websocket/v1/private`, §7.8): JWT in the upgrade
+ * request's `Authorization` header (verified like REST, without query_hash), a §7.2 request of
+ * `myOrder` / `myAsset`, binary UTF-8 JSON frames in DEFAULT / SIMPLE (and LIST) formats, and
+ * `PING` answered with `{"status":"UP"}`.
+ */
+import { type Authenticator, type AuthFailure, isAuthFailure } from "./_auth.ts";
+import { type Dec, toNumber } from "./_decimal.ts";
+import {
+  type Engine,
+  type EngineEvent,
+  type Fill,
+  lockedOf,
+  type Order,
+  remainingFee,
+  remainingVolume,
+} from "./_engine.ts";
+import { type Random, uuidGenerator } from "./_ids.ts";
+import { avgPrice } from "./_order_json.ts";
+import { createLogger } from "../lib/log.ts";
+import type { Faults } from "./mod.ts";
+
+const log = createLogger("sim.private_ws");
+const encoder = new TextEncoder();
+
+type Format = "DEFAULT" | "SIMPLE" | "JSON_LIST" | "SIMPLE_LIST";
+
+interface Subscription {
+  /** null = every market. */
+  myOrder: string[] | null | undefined;
+  myAsset: boolean;
+  format: Format;
+}
+
+interface Connection {
+  socket: WebSocket;
+  authorized: Promise<boolean>;
+  subscription: Subscription | null;
+}
+
+/** DEFAULT → SIMPLE keys of §7.8. */
+const SIMPLE_KEYS: Record<string, string> = {
+  type: "ty",
+  code: "cd",
+  uuid: "uid",
+  ask_bid: "ab",
+  order_type: "ot",
+  state: "s",
+  trade_uuid: "tuid",
+  price: "p",
+  avg_price: "ap",
+  volume: "v",
+  remaining_volume: "rv",
+  executed_volume: "ev",
+  trades_count: "tc",
+  reserved_fee: "rsf",
+  remaining_fee: "rmf",
+  paid_fee: "pf",
+  locked: "l",
+  executed_funds: "ef",
+  time_in_force: "tif",
+  trade_fee: "tf",
+  is_maker: "im",
+  identifier: "id",
+  smp_type: "smpt",
+  prevented_volume: "pv",
+  prevented_locked: "pl",
+  trade_timestamp: "ttms",
+  order_timestamp: "otms",
+  timestamp: "tms",
+  stream_type: "st",
+  asset_uuid: "astuid",
+  assets: "ast",
+  currency: "cu",
+  balance: "b",
+  asset_timestamp: "asttms",
+};
+
+function simplify(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(simplify);
+  if (typeof value !== "object" || value === null) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    // `locked` is `l` both in myOrder and in myAsset's asset entries.
+    out[SIMPLE_KEYS[k] ?? k] = simplify(v);
+  }
+  return out;
+}
+
+const num = (value: Dec | null): number | null => value === null ? null : toNumber(value);
+
+/** The §7.8 myOrder message (DEFAULT keys, JSON numbers). */
+export function myOrderMessage(order: Order, fill: Fill | null, timestampMs: number) {
+  return {
+    type: "myOrder",
+    code: order.market,
+    uuid: order.uuid,
+    ask_bid: order.side === "bid" ? "BID" : "ASK",
+    order_type: order.ordType,
+    state: fill ? "trade" : order.state,
+    trade_uuid: fill ? fill.uuid : null,
+    price: fill ? toNumber(fill.price) : num(order.price),
+    avg_price: toNumber(avgPrice(order)),
+    volume: fill ? toNumber(fill.volume) : num(order.volume),
+    remaining_volume: order.volume === null ? null : toNumber(remainingVolume(order)),
+    executed_volume: toNumber(order.executedVolume),
+    trades_count: order.fills.length,
+    reserved_fee: toNumber(order.reservedFee),
+    remaining_fee: toNumber(remainingFee(order)),
+    paid_fee: toNumber(order.paidFee),
+    locked: toNumber(lockedOf(order)),
+    executed_funds: toNumber(order.executedFunds),
+    time_in_force: order.timeInForce,
+    trade_fee: fill ? toNumber(fill.fee) : null,
+    is_maker: fill ? fill.isMaker : null,
+    identifier: order.identifier,
+    smp_type: order.smpType,
+    prevented_volume: 0,
+    prevented_locked: 0,
+    trade_timestamp: fill ? fill.timestampMs : null,
+    order_timestamp: order.createdAtMs,
+    timestamp: timestampMs,
+    stream_type: "REALTIME",
+  };
+}
+
+const authError = {
+  error: { name: "INVALID_AUTH", message: "인증 정보가 올바르지 않습니다." },
+};
+
+const wsError = (name: string, message: string) => ({ error: { name, message } });
+
+/** Parses a §7.2 request for the private endpoint; returns the subscription or an error frame. */
+export function parsePrivateRequest(text: string): Subscription | ReturnType<typeof wsError> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return wsError("WRONG_FORMAT", "요청 형식이 올바르지 않습니다.");
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) {
+    return wsError("WRONG_FORMAT", "요청 형식이 올바르지 않습니다.");
+  }
+  const objects = parsed.filter((x): x is Record<string, unknown> =>
+    typeof x === "object" && x !== null && !Array.isArray(x)
+  );
+  if (objects.length !== parsed.length) {
+    return wsError("WRONG_FORMAT", "요청 형식이 올바르지 않습니다.");
+  }
+  const ticket = objects.find((o) => "ticket" in o);
+  if (!ticket || typeof ticket.ticket !== "string" || ticket.ticket === "") {
+    return wsError("NO_TICKET", "ticket이 없습니다.");
+  }
+  const subscription: Subscription = { myOrder: undefined, myAsset: false, format: "DEFAULT" };
+  let types = 0;
+  for (const o of objects) {
+    if ("format" in o) {
+      const f = o.format;
+      if (f !== "DEFAULT" && f !== "SIMPLE" && f !== "JSON_LIST" && f !== "SIMPLE_LIST") {
+        return wsError("WRONG_FORMAT", "지원하지 않는 format입니다.");
+      }
+      subscription.format = f;
+    }
+    if (!("type" in o)) continue;
+    types++;
+    if (o.type === "myOrder") {
+      const codes = o.codes;
+      if (codes === undefined || codes === null) subscription.myOrder = null;
+      else if (Array.isArray(codes) && codes.every((c) => typeof c === "string")) {
+        subscription.myOrder = codes.length === 0 ? null : codes.map((c) => c.toUpperCase());
+      } else return wsError("WRONG_FORMAT", "codes 형식이 올바르지 않습니다.");
+    } else if (o.type === "myAsset") {
+      // §7.2: codes are forbidden for myAsset.
+      if ("codes" in o) return wsError("WRONG_FORMAT", "myAsset은 codes를 지원하지 않습니다.");
+      subscription.myAsset = true;
+    } else {
+      return wsError("INVALID_PARAM", `지원하지 않는 type입니다: ${String(o.type)}`);
+    }
+  }
+  if (types === 0) return wsError("NO_TYPE", "type이 없습니다.");
+  return subscription;
+}
+
+/** Options of {@linkcode PrivateStreams}. */
+export interface PrivateStreamsOptions {
+  engine: Engine;
+  auth: Authenticator;
+  /** Seeded stream for asset uuids and malformed-frame dice. */
+  random: Random;
+  faults: () => Faults;
+}
+
+/** Every private WebSocket connection and the engine events fanned out to them. */
+export class PrivateStreams {
+  readonly #connections = new Set<Connection>();
+  readonly #engine: Engine;
+  readonly #auth: Authenticator;
+  readonly #random: Random;
+  readonly #nextUuid: () => string;
+  readonly #faults: () => Faults;
+  #unsubscribe: (() => void) | null = null;
+
+  /** Creates the fan-out (it subscribes to the engine while a connection is open). */
+  constructor(options: PrivateStreamsOptions) {
+    this.#engine = options.engine;
+    this.#auth = options.auth;
+    this.#random = options.random;
+    this.#nextUuid = uuidGenerator(options.random);
+    this.#faults = options.faults;
+  }
+
+  /** Upgrades the request; a bad or missing token gets the INVALID_AUTH frame and a close. */
+  handle(req: Request): Response {
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    const verdict: Promise<boolean> = this.#auth
+      .verify(req.headers.get("authorization"), undefined)
+      .then((v) => !isAuthFailure(v as AuthFailure))
+      .catch(() => false);
+    const connection: Connection = { socket, authorized: verdict, subscription: null };
+    socket.binaryType = "arraybuffer";
+    socket.onopen = async () => {
+      if (await verdict) {
+        this.#connections.add(connection);
+        this.#unsubscribe ??= this.#engine.subscribe((event) => this.#onEvent(event));
+      } else {
+        this.#send(socket, authError, false);
+        socket.close(1008, "INVALID_AUTH");
+      }
+    };
+    socket.onmessage = async (event) => {
+      const text = typeof event.data === "string"
+        ? event.data
+        : new TextDecoder().decode(event.data as ArrayBuffer);
+      if (text.trim() === "PING") return this.#send(socket, { status: "UP" }, false);
+      if (!(await verdict)) return;
+      const parsed = parsePrivateRequest(text);
+      if ("error" in parsed) return this.#send(socket, parsed, false);
+      connection.subscription = parsed;
+    };
+    socket.onclose = () => this.#forget(connection);
+    socket.onerror = () => this.#forget(connection);
+    return response;
+  }
+
+  #forget(connection: Connection): void {
+    this.#connections.delete(connection);
+    if (this.#connections.size === 0 && this.#unsubscribe) {
+      this.#unsubscribe();
+      this.#unsubscribe = null;
+    }
+  }
+
+  #send(socket: WebSocket, message: unknown, faultable = true): void {
+    if (socket.readyState !== WebSocket.OPEN) return;
+    let text = JSON.stringify(message);
+    const rate = this.#faults().malformed_frame_rate;
+    if (faultable && rate > 0 && this.#random() < rate) text = text.slice(0, text.length >> 1);
+    try {
+      socket.send(encoder.encode(text));
+    } catch (error) {
+      log.warn("private frame not sent", { error: String(error) });
+    }
+  }
+
+  #deliver(connection: Connection, message: Record<string, unknown>): void {
+    const format = connection.subscription!.format;
+    const shaped = format === "SIMPLE" || format === "SIMPLE_LIST" ? simplify(message) : message;
+    this.#send(connection.socket, format.endsWith("_LIST") ? [shaped] : shaped);
+  }
+
+  #onEvent(event: EngineEvent): void {
+    if (event.kind === "order") {
+      let message: Record<string, unknown> | undefined;
+      for (const connection of this.#connections) {
+        const codes = connection.subscription?.myOrder;
+        if (codes === undefined) continue;
+        if (codes !== null && !codes.includes(event.order.market)) continue;
+        message ??= myOrderMessage(event.order, event.fill, event.timestampMs);
+        this.#deliver(connection, message);
+      }
+      return;
+    }
+    let message: Record<string, unknown> | undefined;
+    for (const connection of this.#connections) {
+      if (!connection.subscription?.myAsset) continue;
+      message ??= {
+        type: "myAsset",
+        asset_uuid: this.#nextUuid(),
+        assets: [...new Set(event.currencies)].map((currency) => {
+          const account = this.#engine.account(currency);
+          return {
+            currency,
+            balance: toNumber(account.balance),
+            locked: toNumber(account.locked),
+          };
+        }),
+        asset_timestamp: event.timestampMs,
+        timestamp: event.timestampMs,
+        stream_type: "REALTIME",
+      };
+      this.#deliver(connection, message);
+    }
+  }
+
+  /** Closes every connection now. */
+  dropAll(): void {
+    for (const connection of this.#connections) {
+      try {
+        connection.socket.close(1001, "dropped by simulator");
+      } catch {
+        // already closing
+      }
+    }
+    this.#connections.clear();
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
+  }
+
+  /** Closes every connection and stops listening. */
+  close(): void {
+    this.dropAll();
+  }
+}
