@@ -700,7 +700,7 @@ function addToCandles(
 
 /** Rounds a quantity to 8 decimals (Upbit's precision). */
 export function roundVolume(v: number): number {
-  return Math.round(v * 1e8) / 1e8;
+  return Number(v.toFixed(8));
 }
 
 function isoDate(ms: number): string {

@@ -49,6 +49,8 @@ export interface SimulatorOptions {
   /** Starting KRW balance. @default {10_000_000} */
   krw?: number;
   faults?: Partial<Faults>;
+  /** Public WebSocket idle timeout (§7.9), for tests. @default {120_000} */
+  wsIdleTimeoutMs?: number;
 }
 
 /** One order as listed by `GET /_sim/orders`. */
@@ -141,6 +143,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     market,
     faults: () => faults.current(),
     rng: createRng(seed ^ 0x5eed_fa17),
+    idleTimeoutMs: options.wsIdleTimeoutMs,
   });
   const composed = createSimServer({
     market,
