@@ -235,15 +235,19 @@ export class RateLimiter {
   #readyAt(g: GroupState, now: number): number {
     const windowMs = g.budget.windowMs + this.#marginMs;
     while (g.sends.length > 0 && (g.sends[0] as number) + windowMs <= now) g.sends.shift();
-    if (g.limit < g.budget.limit && now - g.last429 >= this.#recoverAfterMs) {
-      g.limit += 1;
-      g.last429 = now; // grow back one step per recovery period
-    }
+    this.#recover(g, now);
     let at = g.pausedUntil;
     if (g.sends.length >= g.limit) {
       at = Math.max(at, (g.sends[g.sends.length - g.limit] as number) + windowMs);
     }
     return at;
+  }
+
+  #recover(g: GroupState, now: number): void {
+    while (g.limit < g.budget.limit && now - g.last429 >= this.#recoverAfterMs) {
+      g.limit += 1;
+      g.last429 += this.#recoverAfterMs; // grow back one step per quiet period
+    }
   }
 
   #pump(name: string, g: GroupState): void {
@@ -328,7 +332,9 @@ export class RateLimiter {
 
   /** Effective limit of `group` right now. */
   limitOf(group: RateLimitGroup | string): number {
-    return this.#group(group).limit;
+    const g = this.#group(group);
+    this.#recover(g, this.#clock.now());
+    return g.limit;
   }
 
   /** Counters since creation. */

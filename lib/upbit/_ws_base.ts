@@ -1,0 +1,204 @@
+/**
+ * @module A WebSocket connection to Upbit that stays up: subscribes on every open, keeps alive with
+ * the `PING` text message (§7.9), declares a silent connection dead, and reconnects with
+ * exponential backoff and jitter. Frames are handed over as text (binary frames decoded, §7.3).
+ *
+ * Private to `lib/upbit/`; the public and private stream clients build on it.
+ */
+import type { Logger } from "../log.ts";
+import { backoffDelayMs, type BackoffOptions } from "./backoff.ts";
+
+/** Options of {@linkcode ReconnectingSocket}. */
+export interface ReconnectingSocketOptions {
+  url: string;
+  /** Headers of each upgrade request (called per connect: fresh tokens). */
+  headers?: () => Promise<Record<string, string>> | Record<string, string>;
+  /** The request message sent on every open (§7.2). */
+  subscription: () => string;
+  /** Every text frame, in order. Must not throw (errors are caught, counted and logged). */
+  onFrame: (text: string) => void;
+  /** After each open and subscribe; `reconnect` is false only for the first. */
+  onOpen?: (reconnect: boolean) => void;
+  /** After each unexpected close (before the reconnect is scheduled). */
+  onDrop?: () => void;
+  /** Interval of `PING` messages, in ms. @default {30000} */
+  keepaliveMs: number;
+  /** A connection without any frame for this long is closed and replaced, in ms. */
+  staleAfterMs: number;
+  reconnect: BackoffOptions;
+  logger: Logger;
+}
+
+/** Connection counters. */
+export interface SocketStats {
+  connected: boolean;
+  /** Successful opens after the first. */
+  reconnects: number;
+  /** Frames received (all kinds). */
+  frames: number;
+  /** `onFrame` threw (a bug in a parser); the frame was skipped. */
+  handlerErrors: number;
+}
+
+const decoder = new TextDecoder();
+
+/** A self-healing WebSocket. Call `start()` once and `close()` at the end. */
+export class ReconnectingSocket {
+  readonly #o: ReconnectingSocketOptions;
+  #ws: WebSocket | undefined;
+  #closing = false;
+  #opened = 0;
+  #failures = 0;
+  #lastFrameAt = 0;
+  #keepalive: ReturnType<typeof setInterval> | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #closed: Promise<void> = Promise.resolve();
+  #resolveClosed: (() => void) | undefined;
+  readonly stats: SocketStats = { connected: false, reconnects: 0, frames: 0, handlerErrors: 0 };
+
+  constructor(options: ReconnectingSocketOptions) {
+    this.#o = options;
+  }
+
+  /** Connects (once). */
+  start(): void {
+    if (this.#ws || this.#retryTimer !== undefined || this.#closing) return;
+    void this.#connect();
+  }
+
+  async #connect(): Promise<void> {
+    this.#retryTimer = undefined;
+    if (this.#closing) return;
+    let headers: Record<string, string> | undefined;
+    try {
+      headers = this.#o.headers ? await this.#o.headers() : undefined;
+    } catch (err) {
+      this.#o.logger.error("cannot build WebSocket headers", { error: String(err) });
+      this.#scheduleReconnect();
+      return;
+    }
+    if (this.#closing) return;
+    let ws: WebSocket;
+    try {
+      // Deno's client sends no Origin header (Origin-bearing requests are throttled, §3.1).
+      ws = headers ? new WebSocket(this.#o.url, { headers }) : new WebSocket(this.#o.url);
+    } catch (err) {
+      this.#o.logger.warn("WebSocket connect failed", { error: String(err) });
+      this.#scheduleReconnect();
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this.#ws = ws;
+    this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    let gotFrame = false;
+    ws.onopen = () => {
+      this.stats.connected = true;
+      this.#lastFrameAt = Date.now();
+      const reconnect = this.#opened > 0;
+      this.#opened++;
+      if (reconnect) this.stats.reconnects++;
+      try {
+        ws.send(this.#o.subscription());
+      } catch (err) {
+        this.#o.logger.warn("WebSocket subscribe failed", { error: String(err) });
+      }
+      this.#startKeepalive(ws);
+      this.#o.onOpen?.(reconnect);
+    };
+    ws.onmessage = (e: MessageEvent) => {
+      this.#lastFrameAt = Date.now();
+      this.stats.frames++;
+      if (!gotFrame) {
+        gotFrame = true;
+        this.#failures = 0; // the connection works: the next drop starts the backoff over
+      }
+      const data = e.data;
+      const text = typeof data === "string"
+        ? data
+        : data instanceof ArrayBuffer
+        ? decoder.decode(data)
+        : ArrayBuffer.isView(data)
+        ? decoder.decode(data)
+        : "";
+      try {
+        this.#o.onFrame(text);
+      } catch (err) {
+        this.stats.handlerErrors++;
+        this.#o.logger.error("WebSocket frame handler failed", { error: String(err) });
+      }
+    };
+    ws.onerror = () => {/* a close event follows */};
+    ws.onclose = (e: CloseEvent) => {
+      this.#stopKeepalive();
+      const wasConnected = this.stats.connected;
+      this.stats.connected = false;
+      if (this.#ws === ws) this.#ws = undefined;
+      this.#resolveClosed?.();
+      if (this.#closing) return;
+      this.#o.logger.warn("WebSocket closed; reconnecting", {
+        url: this.#o.url,
+        code: e.code,
+        was_connected: wasConnected,
+      });
+      if (wasConnected) this.#o.onDrop?.();
+      this.#scheduleReconnect();
+    };
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#closing) return;
+    const delay = backoffDelayMs(Math.min(this.#failures, 20), this.#o.reconnect);
+    this.#failures++;
+    this.#retryTimer = setTimeout(() => void this.#connect(), delay);
+  }
+
+  #startKeepalive(ws: WebSocket): void {
+    this.#stopKeepalive();
+    const tick = Math.max(10, Math.min(this.#o.keepaliveMs, this.#o.staleAfterMs / 2));
+    let lastPing = Date.now();
+    this.#keepalive = setInterval(() => {
+      const now = Date.now();
+      if (now - this.#lastFrameAt > this.#o.staleAfterMs) {
+        this.#o.logger.warn("WebSocket silent for too long; replacing it", {
+          silent_ms: now - this.#lastFrameAt,
+        });
+        ws.close();
+        return;
+      }
+      if (now - lastPing >= this.#o.keepaliveMs && ws.readyState === WebSocket.OPEN) {
+        lastPing = now;
+        ws.send("PING");
+      }
+    }, tick);
+  }
+
+  #stopKeepalive(): void {
+    if (this.#keepalive !== undefined) clearInterval(this.#keepalive);
+    this.#keepalive = undefined;
+  }
+
+  /** Closes the current connection now; the usual reconnect follows (tests, resubscribe). */
+  dropConnection(): void {
+    this.#ws?.close();
+  }
+
+  /** Sends a text message on the open connection; false when not connected. */
+  send(text: string): boolean {
+    if (this.#ws?.readyState !== WebSocket.OPEN) return false;
+    this.#ws.send(text);
+    return true;
+  }
+
+  /** Stops for good and waits for the socket to be closed. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#stopKeepalive();
+    const ws = this.#ws;
+    if (ws && ws.readyState !== WebSocket.CLOSED) {
+      ws.close();
+      await this.#closed;
+    }
+  }
+}

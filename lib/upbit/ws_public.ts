@@ -1,0 +1,604 @@
+/**
+ * @module `UpbitPublicWs`: Upbit's public market-data stream (§7) on one connection — `trade` for
+ * many markets, and `ticker`, `orderbook`, `candle.1s` on request — turned into typed events.
+ *
+ * Trades are deduplicated by `sequential_id` (bounded memory) and, after a reconnect, the gap is
+ * backfilled from `GET /v1/trades/ticks` (paging with `cursor`) while live trades of that market
+ * are held back, so consumers see every trade once and in order. Malformed frames are counted and
+ * skipped. Delivery is by callbacks; trades come in batches (`batchMs`) for throughput.
+ */
+import { z } from "zod";
+import { createLogger, type Logger } from "../log.ts";
+import { ReconnectingSocket } from "./_ws_base.ts";
+import type { BackoffOptions } from "./backoff.ts";
+import type { UpbitRest } from "./rest.ts";
+import { parseJsonExactIds, type TradeTick } from "./schemas.ts";
+
+/** Where an event came from: Upbit's `stream_type`, or our REST gap backfill. */
+export type StreamType = "SNAPSHOT" | "REALTIME" | "BACKFILL";
+
+/** One trade (§7.5). Prices and volumes are JSON numbers on the wire and stay numbers. */
+export interface TradeEvent {
+  readonly type: "trade";
+  readonly market: string;
+  readonly price: number;
+  readonly volume: number;
+  /** `BID`: a buy order lifted an ask; `ASK`: a sell order hit a bid. */
+  readonly side: "ASK" | "BID";
+  /** Trade time (`trade_timestamp`), epoch ms. */
+  readonly timestampMs: number;
+  /** Unique per trade; exceeds 2^53, hence bigint. */
+  readonly sequentialId: bigint;
+  readonly streamType: StreamType;
+}
+
+/** A ticker update (§7.4), main fields. */
+export interface TickerEvent {
+  readonly type: "ticker";
+  readonly market: string;
+  readonly price: number;
+  readonly open: number;
+  readonly high: number;
+  readonly low: number;
+  readonly prevClosingPrice: number;
+  readonly change: "RISE" | "EVEN" | "FALL";
+  readonly signedChangeRate: number;
+  readonly accTradePrice24h: number;
+  readonly accTradeVolume24h: number;
+  readonly timestampMs: number;
+  readonly streamType: StreamType;
+}
+
+/** A full top-N book (§7.6: every message is a snapshot, not a delta). */
+export interface OrderbookEvent {
+  readonly type: "orderbook";
+  readonly market: string;
+  readonly totalAskSize: number;
+  readonly totalBidSize: number;
+  /** Best level first. */
+  readonly units: readonly {
+    askPrice: number;
+    bidPrice: number;
+    askSize: number;
+    bidSize: number;
+  }[];
+  readonly timestampMs: number;
+  readonly streamType: StreamType;
+}
+
+/** A one-second candle (§7.7); the same `candleDateTimeUtc` may repeat (last one wins). */
+export interface CandleEvent {
+  readonly type: "candle";
+  readonly unit: "1s";
+  readonly market: string;
+  readonly candleDateTimeUtc: string;
+  readonly open: number;
+  readonly high: number;
+  readonly low: number;
+  readonly close: number;
+  readonly volume: number;
+  readonly value: number;
+  readonly timestampMs: number;
+  readonly streamType: StreamType;
+}
+
+const Stream = z.enum(["SNAPSHOT", "REALTIME"]);
+const SeqId = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]);
+
+/** `trade` frame, DEFAULT format. */
+const TradeFrame = z.object({
+  type: z.literal("trade"),
+  code: z.string(),
+  trade_price: z.number(),
+  trade_volume: z.number(),
+  ask_bid: z.enum(["ASK", "BID"]),
+  trade_timestamp: z.number(),
+  sequential_id: SeqId,
+  stream_type: Stream,
+});
+
+/** `ticker` frame, DEFAULT format. */
+const TickerFrame = z.object({
+  type: z.literal("ticker"),
+  code: z.string(),
+  trade_price: z.number(),
+  opening_price: z.number(),
+  high_price: z.number(),
+  low_price: z.number(),
+  prev_closing_price: z.number(),
+  change: z.enum(["RISE", "EVEN", "FALL"]),
+  signed_change_rate: z.number(),
+  acc_trade_price_24h: z.number(),
+  acc_trade_volume_24h: z.number(),
+  timestamp: z.number(),
+  stream_type: Stream,
+});
+
+/** `orderbook` frame, DEFAULT format. */
+const OrderbookFrame = z.object({
+  type: z.literal("orderbook"),
+  code: z.string(),
+  total_ask_size: z.number(),
+  total_bid_size: z.number(),
+  orderbook_units: z.array(
+    z.object({
+      ask_price: z.number(),
+      bid_price: z.number(),
+      ask_size: z.number(),
+      bid_size: z.number(),
+    }),
+  ),
+  timestamp: z.number(),
+  stream_type: Stream,
+});
+
+/** `candle.1s` frame, DEFAULT format. */
+const CandleFrame = z.object({
+  type: z.literal("candle.1s"),
+  code: z.string(),
+  candle_date_time_utc: z.string(),
+  opening_price: z.number(),
+  high_price: z.number(),
+  low_price: z.number(),
+  trade_price: z.number(),
+  candle_acc_trade_volume: z.number(),
+  candle_acc_trade_price: z.number(),
+  timestamp: z.number(),
+  stream_type: Stream,
+});
+
+/** Options of {@linkcode UpbitPublicWs}. */
+export interface UpbitPublicWsOptions {
+  /** e.g. `wss://api.upbit.com/websocket/v1` */
+  url: string;
+  /** Markets whose trades to stream. */
+  trades?: readonly string[];
+  tickers?: readonly string[];
+  orderbooks?: readonly string[];
+  candles1s?: readonly string[];
+  /** Trades in batches (each batch in order per market). */
+  onTrades?: (trades: TradeEvent[]) => void;
+  onTicker?: (event: TickerEvent) => void;
+  onOrderbook?: (event: OrderbookEvent) => void;
+  onCandle?: (event: CandleEvent) => void;
+  /** Connection state changes (for health reporting). */
+  onConnection?: (connected: boolean) => void;
+  /** Used to backfill trade gaps after a reconnect; without it gaps are only counted. */
+  rest?: UpbitRest;
+  /** Wait after a reconnect before backfilling, so the new subscription is live first. @default {300} */
+  backfillDelayMs?: number;
+  /** Pages of 500 trades fetched per market and gap at most. @default {20} */
+  backfillMaxPages?: number;
+  /** Trade ids remembered per market for dedup. @default {20000} */
+  dedupPerMarket?: number;
+  /** Collect trades this long before calling `onTrades`; 0 = once per frame. @default {0} */
+  batchMs?: number;
+  /** `PING` interval, well inside the 120 s idle timeout. @default {30000} */
+  keepaliveMs?: number;
+  /** A connection with no frame for this long is replaced. @default {2 * keepaliveMs + 10000} */
+  staleAfterMs?: number;
+  /** Reconnect backoff. @default {{ baseMs: 500, maxMs: 30000, jitter: 0.5 }} */
+  reconnect?: BackoffOptions;
+  /** @default {createLogger("upbit-ws")} */
+  logger?: Logger;
+}
+
+/** Counters of a {@linkcode UpbitPublicWs}. */
+export interface PublicWsStats {
+  connected: boolean;
+  /** Frames received, any kind. */
+  received: number;
+  /** Trades delivered (live and backfilled). */
+  trades: number;
+  /** Trades dropped as already delivered. */
+  duplicates: number;
+  /** Frames that were not JSON or failed validation; skipped. */
+  malformed: number;
+  /** `{"error":…}` frames from the server. */
+  serverErrors: number;
+  reconnects: number;
+  /** Trades delivered from REST backfill. */
+  backfilled: number;
+  /** Gaps that could not be closed (REST failed or too many pages). */
+  gapsUnfilled: number;
+}
+
+interface MarketState {
+  /** Newest trade time delivered, epoch ms (0 = none yet). */
+  lastTs: number;
+  seen: Set<bigint>;
+  ring: bigint[];
+  head: number;
+  /** Live trades held back while a backfill runs; null when none runs. */
+  held: TradeEvent[] | null;
+}
+
+function tickToEvent(t: TradeTick): TradeEvent {
+  return {
+    type: "trade",
+    market: t.market,
+    price: t.trade_price,
+    volume: t.trade_volume,
+    side: t.ask_bid,
+    timestampMs: t.timestamp,
+    sequentialId: t.sequential_id,
+    streamType: "BACKFILL",
+  };
+}
+
+function byTime(a: TradeEvent, b: TradeEvent): number {
+  return a.timestampMs - b.timestampMs ||
+    (a.sequentialId < b.sequentialId ? -1 : a.sequentialId > b.sequentialId ? 1 : 0);
+}
+
+/**
+ * Public market-data stream client.
+ *
+ * @example
+ * ```ts ignore
+ * const ws = new UpbitPublicWs({ url, trades: ["KRW-BTC"], rest, onTrades: (b) => feed(b) });
+ * ws.start();
+ * // …
+ * await ws.close();
+ * ```
+ */
+export class UpbitPublicWs {
+  readonly #o: UpbitPublicWsOptions;
+  readonly #socket: ReconnectingSocket;
+  readonly #log: Logger;
+  readonly #markets = new Map<string, MarketState>();
+  readonly #dedupPerMarket: number;
+  readonly #stats = {
+    received: 0,
+    trades: 0,
+    duplicates: 0,
+    malformed: 0,
+    serverErrors: 0,
+    backfilled: 0,
+    gapsUnfilled: 0,
+  };
+  #pending: TradeEvent[] = [];
+  #flushTimer: ReturnType<typeof setTimeout> | undefined;
+  #backfillTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Markets whose gap is to be backfilled, with the newest trade time before the drop. */
+  #gaps = new Map<string, number>();
+  readonly #backfills = new Set<Promise<void>>();
+  readonly #abort = new AbortController();
+
+  /** @throws {TypeError} when nothing is subscribed or `url` is not ws(s). */
+  constructor(options: UpbitPublicWsOptions) {
+    if (!/^wss?:\/\//.test(options.url)) {
+      throw new TypeError(
+        `Cannot create UpbitPublicWs as 'url' must start with ws:// or wss://: current value is ${
+          JSON.stringify(options.url)
+        }`,
+      );
+    }
+    const n = (options.trades?.length ?? 0) + (options.tickers?.length ?? 0) +
+      (options.orderbooks?.length ?? 0) + (options.candles1s?.length ?? 0);
+    if (n === 0) {
+      throw new TypeError("Cannot create UpbitPublicWs as no market is subscribed");
+    }
+    this.#o = options;
+    this.#log = options.logger ?? createLogger("upbit-ws");
+    this.#dedupPerMarket = options.dedupPerMarket ?? 20_000;
+    const keepaliveMs = options.keepaliveMs ?? 30_000;
+    this.#socket = new ReconnectingSocket({
+      url: options.url,
+      subscription: () => this.#subscription(),
+      onFrame: (text) => this.#onFrame(text),
+      onOpen: (reconnect) => this.#onOpen(reconnect),
+      onDrop: () => this.#onDrop(),
+      keepaliveMs,
+      staleAfterMs: options.staleAfterMs ?? 2 * keepaliveMs + 10_000,
+      reconnect: { baseMs: 500, maxMs: 30_000, jitter: 0.5, ...options.reconnect },
+      logger: this.#log,
+    });
+  }
+
+  /** Connects and subscribes. */
+  start(): void {
+    this.#socket.start();
+  }
+
+  /** Closes the connection now; it reconnects and backfills as after any drop (tests). */
+  dropConnection(): void {
+    this.#socket.dropConnection();
+  }
+
+  /** Counters since start. */
+  stats(): PublicWsStats {
+    return {
+      connected: this.#socket.stats.connected,
+      reconnects: this.#socket.stats.reconnects,
+      ...this.#stats,
+    };
+  }
+
+  /** Stops: closes the socket, cancels backfills, delivers what is pending. */
+  async close(): Promise<void> {
+    this.#abort.abort(new Error("UpbitPublicWs closed"));
+    if (this.#backfillTimer !== undefined) clearTimeout(this.#backfillTimer);
+    await this.#socket.close();
+    await Promise.allSettled([...this.#backfills]);
+    this.#flush();
+  }
+
+  #subscription(): string {
+    const o = this.#o;
+    const req: unknown[] = [{ ticket: crypto.randomUUID() }];
+    if (o.trades?.length) req.push({ type: "trade", codes: [...o.trades] });
+    if (o.tickers?.length) req.push({ type: "ticker", codes: [...o.tickers] });
+    if (o.orderbooks?.length) req.push({ type: "orderbook", codes: [...o.orderbooks] });
+    if (o.candles1s?.length) req.push({ type: "candle.1s", codes: [...o.candles1s] });
+    req.push({ format: "DEFAULT" });
+    return JSON.stringify(req);
+  }
+
+  #market(code: string): MarketState {
+    let m = this.#markets.get(code);
+    if (!m) {
+      m = { lastTs: 0, seen: new Set(), ring: [], head: 0, held: null };
+      this.#markets.set(code, m);
+    }
+    return m;
+  }
+
+  #onDrop(): void {
+    this.#o.onConnection?.(false);
+    for (const [code, m] of this.#markets) {
+      if (m.lastTs > 0 && !this.#gaps.has(code)) this.#gaps.set(code, m.lastTs);
+    }
+  }
+
+  #onOpen(reconnect: boolean): void {
+    this.#o.onConnection?.(true);
+    if (!reconnect || this.#gaps.size === 0) return;
+    // Hold live trades of the gap markets from now on; backfill once the subscription is live.
+    for (const code of this.#gaps.keys()) {
+      const m = this.#market(code);
+      if (m.held === null) m.held = [];
+    }
+    if (this.#backfillTimer !== undefined) return;
+    this.#backfillTimer = setTimeout(() => {
+      this.#backfillTimer = undefined;
+      const gaps = [...this.#gaps];
+      this.#gaps.clear();
+      for (const [code, sinceTs] of gaps) {
+        const p = this.#backfill(code, sinceTs).finally(() => this.#backfills.delete(p));
+        this.#backfills.add(p);
+      }
+    }, this.#o.backfillDelayMs ?? 300);
+  }
+
+  async #backfill(code: string, sinceTs: number): Promise<void> {
+    const m = this.#market(code);
+    const found: TradeEvent[] = [];
+    let closed = false;
+    try {
+      if (!this.#o.rest) throw new Error("no REST client to backfill with");
+      const maxPages = this.#o.backfillMaxPages ?? 20;
+      let cursor: bigint | undefined;
+      for (let page = 0; page < maxPages && !closed; page++) {
+        const { data } = await this.#o.rest.getTradesTicks(
+          { market: code, count: 500, cursor },
+          { signal: this.#abort.signal },
+        );
+        if (data.length === 0) {
+          closed = true;
+          break;
+        }
+        for (const t of data) {
+          if (t.timestamp >= sinceTs) found.push(tickToEvent(t));
+          else closed = true; // reached trades from before the drop
+        }
+        cursor = (data[data.length - 1] as TradeTick).sequential_id;
+      }
+      if (!closed) {
+        this.#stats.gapsUnfilled++;
+        this.#log.warn("trade gap larger than the backfill allows; some trades are missing", {
+          market: code,
+          since_ms: sinceTs,
+          fetched: found.length,
+        });
+      }
+    } catch (err) {
+      if (!this.#abort.signal.aborted) {
+        this.#stats.gapsUnfilled++;
+        this.#log.warn("trade backfill failed; trades of the gap are missing", {
+          market: code,
+          since_ms: sinceTs,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
+    found.sort(byTime);
+    const held = m.held ?? [];
+    m.held = null;
+    let backfilled = 0;
+    for (const t of found) if (this.#deliver(m, t)) backfilled++;
+    this.#stats.backfilled += backfilled;
+    for (const t of held) this.#deliver(m, t);
+    if (backfilled > 0) {
+      this.#log.info("trade gap backfilled", { market: code, trades: backfilled });
+    }
+    this.#flush();
+  }
+
+  /** Dedups, remembers and queues one trade; false when it was a duplicate. */
+  #deliver(m: MarketState, t: TradeEvent): boolean {
+    if (m.seen.has(t.sequentialId)) {
+      this.#stats.duplicates++;
+      return false;
+    }
+    m.seen.add(t.sequentialId);
+    m.ring.push(t.sequentialId);
+    if (m.seen.size > this.#dedupPerMarket) {
+      m.seen.delete(m.ring[m.head] as bigint);
+      m.head++;
+      if (m.head > 4096 && m.head * 2 > m.ring.length) {
+        m.ring = m.ring.slice(m.head);
+        m.head = 0;
+      }
+    }
+    if (t.timestampMs > m.lastTs) m.lastTs = t.timestampMs;
+    this.#stats.trades++;
+    this.#pending.push(t);
+    return true;
+  }
+
+  #flush(): void {
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#pending.length === 0) return;
+    const batch = this.#pending;
+    this.#pending = [];
+    try {
+      this.#o.onTrades?.(batch);
+    } catch (err) {
+      this.#log.error("onTrades callback failed", { error: String(err) });
+    }
+  }
+
+  #scheduleFlush(): void {
+    const batchMs = this.#o.batchMs ?? 0;
+    if (batchMs <= 0) this.#flush();
+    else if (this.#flushTimer === undefined && this.#pending.length > 0) {
+      this.#flushTimer = setTimeout(() => this.#flush(), batchMs);
+    }
+  }
+
+  #malformed(reason: string, text: string): void {
+    this.#stats.malformed++;
+    // Rate-limit the log: the first few, then every 1000th.
+    const n = this.#stats.malformed;
+    if (n <= 5 || n % 1000 === 0) {
+      this.#log.warn("malformed WebSocket frame skipped", {
+        reason,
+        count: n,
+        frame: text.slice(0, 120),
+      });
+    }
+  }
+
+  #onFrame(text: string): void {
+    this.#stats.received++;
+    let msg: unknown;
+    try {
+      msg = parseJsonExactIds(text);
+    } catch {
+      this.#malformed("not JSON", text);
+      return;
+    }
+    const items = Array.isArray(msg) ? msg : [msg];
+    for (const item of items) this.#onMessage(item, text);
+    this.#scheduleFlush();
+  }
+
+  #onMessage(msg: unknown, text: string): void {
+    if (typeof msg !== "object" || msg === null) {
+      this.#malformed("not an object", text);
+      return;
+    }
+    const rec = msg as Record<string, unknown>;
+    if (rec.status === "UP") return;
+    if ("error" in rec) {
+      this.#stats.serverErrors++;
+      this.#log.warn("WebSocket error frame", { error: rec.error });
+      return;
+    }
+    switch (rec.type) {
+      case "trade": {
+        const p = TradeFrame.safeParse(rec);
+        if (!p.success) return this.#malformed("invalid trade", text);
+        const f = p.data;
+        const m = this.#market(f.code);
+        const event: TradeEvent = {
+          type: "trade",
+          market: f.code,
+          price: f.trade_price,
+          volume: f.trade_volume,
+          side: f.ask_bid,
+          timestampMs: f.trade_timestamp,
+          sequentialId: BigInt(f.sequential_id),
+          streamType: f.stream_type,
+        };
+        if (m.held) m.held.push(event);
+        else this.#deliver(m, event);
+        return;
+      }
+      case "ticker": {
+        const p = TickerFrame.safeParse(rec);
+        if (!p.success) return this.#malformed("invalid ticker", text);
+        const f = p.data;
+        this.#emit(this.#o.onTicker, {
+          type: "ticker",
+          market: f.code,
+          price: f.trade_price,
+          open: f.opening_price,
+          high: f.high_price,
+          low: f.low_price,
+          prevClosingPrice: f.prev_closing_price,
+          change: f.change,
+          signedChangeRate: f.signed_change_rate,
+          accTradePrice24h: f.acc_trade_price_24h,
+          accTradeVolume24h: f.acc_trade_volume_24h,
+          timestampMs: f.timestamp,
+          streamType: f.stream_type,
+        });
+        return;
+      }
+      case "orderbook": {
+        const p = OrderbookFrame.safeParse(rec);
+        if (!p.success) return this.#malformed("invalid orderbook", text);
+        const f = p.data;
+        this.#emit(this.#o.onOrderbook, {
+          type: "orderbook",
+          market: f.code,
+          totalAskSize: f.total_ask_size,
+          totalBidSize: f.total_bid_size,
+          units: f.orderbook_units.map((u) => ({
+            askPrice: u.ask_price,
+            bidPrice: u.bid_price,
+            askSize: u.ask_size,
+            bidSize: u.bid_size,
+          })),
+          timestampMs: f.timestamp,
+          streamType: f.stream_type,
+        });
+        return;
+      }
+      case "candle.1s": {
+        const p = CandleFrame.safeParse(rec);
+        if (!p.success) return this.#malformed("invalid candle", text);
+        const f = p.data;
+        this.#emit(this.#o.onCandle, {
+          type: "candle",
+          unit: "1s",
+          market: f.code,
+          candleDateTimeUtc: f.candle_date_time_utc,
+          open: f.opening_price,
+          high: f.high_price,
+          low: f.low_price,
+          close: f.trade_price,
+          volume: f.candle_acc_trade_volume,
+          value: f.candle_acc_trade_price,
+          timestampMs: f.timestamp,
+          streamType: f.stream_type,
+        });
+        return;
+      }
+      default:
+        this.#malformed("unknown type", text);
+    }
+  }
+
+  #emit<T>(cb: ((event: T) => void) | undefined, event: T): void {
+    if (!cb) return;
+    try {
+      cb(event);
+    } catch (err) {
+      this.#log.error("WebSocket event callback failed", { error: String(err) });
+    }
+  }
+}

@@ -1,0 +1,170 @@
+import assert from "node:assert/strict";
+import { backoffDelayMs } from "../lib/upbit/backoff.ts";
+import { UpbitBannedError } from "../lib/upbit/errors.ts";
+import {
+  type Clock,
+  parseRemainingReq,
+  RateLimiter,
+  rateLimitGroupOf,
+} from "../lib/upbit/rate_limiter.ts";
+
+/** A manual clock: timers fire only when the test advances time. */
+class ManualClock implements Clock {
+  t = 1_000_000;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  #next = 1;
+  now = () => this.t;
+  setTimer = (fn: () => void, ms: number) => {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.t + ms, fn });
+    return id;
+  };
+  clearTimer = (id: unknown) => {
+    this.#timers.delete(id as number);
+  };
+  async advance(ms: number): Promise<void> {
+    const end = this.t + ms;
+    for (;;) {
+      const due = [...this.#timers].filter(([, v]) =>
+        v.at <= end
+      ).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.#timers.delete(due[0]);
+      this.t = Math.max(this.t, due[1].at);
+      due[1].fn();
+      await Promise.resolve();
+    }
+    this.t = end;
+    await Promise.resolve();
+  }
+}
+
+function track(p: Promise<void>): { done: boolean; error?: unknown } {
+  const s: { done: boolean; error?: unknown } = { done: false };
+  p.then(() => (s.done = true), (e) => {
+    s.done = true;
+    s.error = e;
+  });
+  return s;
+}
+
+async function flush(): Promise<void> {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+Deno.test("RateLimiter grants at most the group budget per window, then the rest a window later", async () => {
+  const clock = new ManualClock();
+  const limiter = new RateLimiter({ clock, marginMs: 50 });
+  const calls = Array.from({ length: 25 }, () => track(limiter.acquire("trade")));
+  await flush();
+  assert.equal(calls.filter((c) => c.done).length, 10);
+  await clock.advance(1049);
+  assert.equal(calls.filter((c) => c.done).length, 10);
+  await clock.advance(1);
+  assert.equal(calls.filter((c) => c.done).length, 20);
+  await clock.advance(1050);
+  assert.equal(calls.filter((c) => c.done).length, 25);
+  limiter.close();
+});
+
+Deno.test("RateLimiter pauses a group until the next second after Remaining-Req sec=0", async () => {
+  const clock = new ManualClock();
+  clock.t = 5_000_400;
+  const limiter = new RateLimiter({ clock, marginMs: 50 });
+  limiter.observe("default", parseRemainingReq("group=default; min=1800; sec=0"));
+  const call = track(limiter.acquire("default"));
+  await flush();
+  assert.equal(call.done, false);
+  await clock.advance(649); // 5_001_049
+  assert.equal(call.done, false);
+  await clock.advance(1);
+  assert.equal(call.done, true);
+  limiter.close();
+});
+
+Deno.test("RateLimiter after a 429 pauses the group a window and lowers its budget by one", async () => {
+  const clock = new ManualClock();
+  const limiter = new RateLimiter({ clock, marginMs: 0, recoverAfterMs: 10_000 });
+  assert.equal(limiter.onRateLimited("order"), 1000);
+  assert.equal(limiter.limitOf("order"), 7);
+  const calls = Array.from({ length: 8 }, () => track(limiter.acquire("order")));
+  await flush();
+  assert.equal(calls.filter((c) => c.done).length, 0);
+  await clock.advance(1000);
+  assert.equal(calls.filter((c) => c.done).length, 7);
+  await clock.advance(10_000);
+  assert.equal(calls.filter((c) => c.done).length, 8);
+  assert.equal(limiter.limitOf("order"), 8, "budget grows back after a quiet period");
+  assert.equal(limiter.stats().rateLimited, 1);
+  limiter.close();
+});
+
+Deno.test("RateLimiter refuses every call during a 418 ban, longer on each repeat", async () => {
+  const clock = new ManualClock();
+  const limiter = new RateLimiter({ clock, banBaseMs: 1000 });
+  const waiting = Array.from({ length: 12 }, () => track(limiter.acquire("trade")));
+  await flush();
+  assert.equal(limiter.onBanned(), 1000);
+  await flush();
+  assert.equal(waiting.filter((c) => c.error instanceof UpbitBannedError).length, 2);
+  await assert.rejects(limiter.acquire("default"), UpbitBannedError);
+  await clock.advance(1000);
+  await limiter.acquire("default");
+  assert.equal(limiter.onBanned(500), 2000, "a repeat doubles our own ban length");
+  assert.equal(limiter.onBanned(60_000), 60_000, "the server's longer value wins");
+  assert.equal(limiter.stats().bans, 3);
+  limiter.close();
+});
+
+Deno.test("RateLimiter rejects a bad budget with a std-style message", () => {
+  assert.throws(
+    () => new RateLimiter({ budgets: { order: { limit: 0, windowMs: 1000 } } }),
+    {
+      name: "RangeError",
+      message:
+        `Cannot create RateLimiter as budget 'order' must have an integer limit > 0 and windowMs > 0: current value is {"limit":0,"windowMs":1000}`,
+    },
+  );
+});
+
+Deno.test("parseRemainingReq() reads group and sec and ignores min", () => {
+  assert.deepEqual(parseRemainingReq("group=order-test; min=480; sec=7"), {
+    group: "order-test",
+    sec: 7,
+  });
+  assert.equal(parseRemainingReq(null), null);
+  assert.equal(parseRemainingReq("garbage"), null);
+});
+
+Deno.test("rateLimitGroupOf() maps endpoints to the §3.1 groups", () => {
+  assert.equal(rateLimitGroupOf("GET", "/v1/market/all"), "market");
+  assert.equal(rateLimitGroupOf("GET", "/v1/candles/seconds"), "candle");
+  assert.equal(rateLimitGroupOf("GET", "/v1/trades/ticks"), "trade");
+  assert.equal(rateLimitGroupOf("GET", "/v1/ticker"), "ticker");
+  assert.equal(rateLimitGroupOf("GET", "/v1/orderbook"), "orderbook");
+  assert.equal(rateLimitGroupOf("GET", "/v1/accounts"), "default");
+  assert.equal(rateLimitGroupOf("DELETE", "/v1/order"), "default");
+  assert.equal(rateLimitGroupOf("POST", "/v1/orders"), "order");
+  assert.equal(rateLimitGroupOf("POST", "/v1/orders/cancel_and_new"), "order");
+  assert.equal(rateLimitGroupOf("POST", "/v1/orders/test"), "order-test");
+  assert.equal(rateLimitGroupOf("DELETE", "/v1/orders/open"), "order-cancel-all");
+  assert.equal(rateLimitGroupOf("GET", "/v1/orders/open"), "default");
+});
+
+Deno.test("backoffDelayMs() doubles per attempt, caps, and adds bounded jitter", () => {
+  const opts = { baseMs: 100, maxMs: 1000, jitter: 0 };
+  assert.deepEqual([0, 1, 2, 3, 4, 5].map((a) => backoffDelayMs(a, opts)), [
+    100,
+    200,
+    400,
+    800,
+    1000,
+    1000,
+  ]);
+  assert.equal(backoffDelayMs(2, { baseMs: 100, jitter: 0.5, random: () => 0.999999 }), 600);
+  assert.equal(backoffDelayMs(2, { baseMs: 100, jitter: 0.5, random: () => 0 }), 400);
+  assert.throws(() => backoffDelayMs(-1), {
+    name: "RangeError",
+    message: "Cannot compute backoff as 'attempt' must be an integer >= 0: current value is -1",
+  });
+});
