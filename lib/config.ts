@@ -243,6 +243,12 @@ export const SETTINGS = [
     doc: "How often an attempt that ended in error is retried.",
   },
   {
+    name: "EXECUTOR_MAX_SIGNAL_AGE_SEC",
+    schema: num({ min: 1, max: 86400 }, 60),
+    defaultText: "60",
+    doc: "A paper trade older than this is not sent to Upbit (test/live) but recorded as skipped, e.g. after downtime.",
+  },
+  {
     name: "ACCOUNT_POLL_INTERVAL_SEC",
     schema: num({ min: 1, max: 3600 }, 10),
     defaultText: "10",

@@ -1,0 +1,410 @@
+/**
+ * @module The executor's logic: paper trades (read from the database with a persistent cursor) ->
+ * order attempts in shadow, test or live mode, idempotent per identifier `paper-{id}-{action}`.
+ *
+ * The attempt row is written before any request. A create whose answer is lost is resolved by
+ * identifier (`GET /v1/order?identifier=`) before anything else; it is never resent blindly, and
+ * Upbit's own identifier uniqueness backs this up, so one identifier never becomes two orders.
+ * The worker shell (`actors/executor.ts`) only wakes this logic; the database holds the truth.
+ */
+import type { Sql } from "../db.ts";
+import type { Logger } from "../log.ts";
+import { loadActorState, saveActorState } from "../store/actor_state.ts";
+import {
+  attemptByIdentifier,
+  type AttemptRow,
+  exchangeAttemptsSince,
+  insertAttempt,
+  retriableAttempts,
+  unresolvedAttempts,
+  updateAttempt,
+} from "../store/order_attempts.ts";
+import { paperTradeById, type PaperTradeRow, paperTradesAfter } from "../store/paper_trades.ts";
+import type { CallMeta } from "../upbit/errors.ts";
+import type { OrderRequest, PostOrderResult, UpbitRest } from "../upbit/rest.ts";
+import type { GuardDecision, TradeMode } from "./guard.ts";
+
+/** Upbit's minimum order total on KRW markets (§8.2). */
+export const MIN_ORDER_KRW = 5000;
+
+/** Settings of the executor (its slice of the configuration). */
+export interface ExecutorSettings {
+  orderKrwAmount: number;
+  maxOrdersPerMin: number;
+  maxRetries: number;
+  shadowEnabled: boolean;
+  maxSignalAgeSec: number;
+}
+
+/** What the executor needs. */
+export interface ExecutorOptions {
+  sql: Sql;
+  /** The Upbit client; required in test and live modes. */
+  rest: UpbitRest | null;
+  decision: GuardDecision;
+  settings: ExecutorSettings;
+  log: Logger;
+  /** Called after a live order was submitted (wakes the order-poller). */
+  onSubmitted?: () => void;
+  now?: () => number;
+}
+
+const CURSOR_KEY = "executor.cursor";
+const DONE_STATUSES = new Set(["logged", "test_ok", "submitted", "done", "skipped"]);
+
+/** `paper-{id}-{action}`: the client order id of a paper trade's order. */
+export function identifierFor(paperTradeId: number, action: string): string {
+  return `paper-${paperTradeId}-${action}`;
+}
+
+/** Formats a volume for Upbit: at most 8 decimals, truncated (never rounded up past what we hold). */
+export function formatVolume(volume: number | string): string {
+  const s = typeof volume === "string" ? volume : volume.toFixed(12);
+  const [int, frac = ""] = s.split(".");
+  const trimmed = frac.slice(0, 8).replace(/0+$/, "");
+  return trimmed ? `${int}.${trimmed}` : int!;
+}
+
+/** Result of one {@linkcode Executor.runOnce}. */
+export interface RunSummary {
+  /** Paper trades handled (attempt written or skipped). */
+  handled: number;
+  /** true when work remains (rate cap hit, an entry still filling). */
+  more: boolean;
+}
+
+/** Turns paper trades into order attempts. */
+export class Executor {
+  readonly mode: TradeMode;
+  #o: ExecutorOptions;
+  #cursor = 0;
+  #now: () => number;
+  #capLogged = false;
+
+  constructor(options: ExecutorOptions) {
+    this.#o = options;
+    this.mode = options.decision.effective;
+    this.#now = options.now ?? Date.now;
+    if (this.mode !== "shadow" && !options.rest) {
+      throw new Error(`Cannot create Executor in ${this.mode} mode without an Upbit client`);
+    }
+  }
+
+  /** The last paper trade id fully handled. */
+  get cursor(): number {
+    return this.#cursor;
+  }
+
+  /** Logs the start line (every guard condition) and loads the cursor. */
+  async start(): Promise<void> {
+    const d = this.#o.decision;
+    const liveEnabled = d.conditions.find((c) => c.name === "LIVE_TRADING_ENABLED")?.value;
+    this.#o.log.info(
+      `Executor started (effective_mode=${d.effective} live_enabled=${liveEnabled} trade_mode=${d.requested})`,
+      {
+        guard: Object.fromEntries(
+          d.conditions.map((c) => [c.name, `${c.ok ? "ok" : "no"} (${c.value})`]),
+        ),
+      },
+    );
+    if (d.downgradeReasons.length > 0) {
+      this.#o.log.warn(
+        `Executor downgraded ${d.requested} -> ${d.effective}: ${d.downgradeReasons.join(", ")}`,
+      );
+    }
+    if (d.effective === "shadow" && !this.#o.settings.shadowEnabled) {
+      this.#o.log.info("Executor: SHADOW_ENABLED=false, paper trades are not recorded as attempts");
+    }
+    const stored = await loadActorState<{ lastId: number }>(this.#o.sql, CURSOR_KEY);
+    this.#cursor = stored?.lastId ?? 0;
+    this.#o.log.info(`Executor cursor init: last_id=${this.#cursor}`);
+  }
+
+  /**
+   * One pass: resolve attempts whose outcome is unknown, retry errors, then handle new paper
+   * trades in id order, advancing the durable cursor after each.
+   */
+  async runOnce(): Promise<RunSummary> {
+    if (this.mode !== "shadow") {
+      for (const a of await unresolvedAttempts(this.#o.sql, this.mode)) await this.#resolve(a);
+      for (
+        const a of await retriableAttempts(this.#o.sql, this.mode, this.#o.settings.maxRetries)
+      ) {
+        if (!(await this.#underCap())) return { handled: 0, more: true };
+        const paper = a.paper_trade_id === null
+          ? null
+          : await paperTradeById(this.#o.sql, a.paper_trade_id);
+        if (!paper) continue;
+        const updated = await updateAttempt(this.#o.sql, a.id, {
+          status: "pending",
+          retry_count: a.retry_count + 1,
+        });
+        this.#o.log.info(
+          `Retry ${updated.identifier} (${updated.retry_count}/${this.#o.settings.maxRetries})`,
+        );
+        await this.#send(updated);
+      }
+    }
+    let handled = 0;
+    for (;;) {
+      const batch = await paperTradesAfter(this.#o.sql, this.#cursor, 50);
+      if (batch.length === 0) return { handled, more: false };
+      for (const paper of batch) {
+        const outcome = await this.#handle(paper);
+        if (outcome === "wait") return { handled, more: true };
+        handled++;
+        this.#cursor = paper.id;
+        await saveActorState(this.#o.sql, CURSOR_KEY, { lastId: paper.id });
+      }
+    }
+  }
+
+  async #underCap(): Promise<boolean> {
+    const since = new Date(this.#now() - 60_000);
+    const n = await exchangeAttemptsSince(this.#o.sql, since);
+    const under = n < this.#o.settings.maxOrdersPerMin;
+    if (!under && !this.#capLogged) {
+      this.#o.log.warn(`Order rate cap reached (${n} in the last minute); waiting`, {
+        max_orders_per_min: this.#o.settings.maxOrdersPerMin,
+      });
+    }
+    this.#capLogged = !under;
+    return under;
+  }
+
+  async #handle(paper: PaperTradeRow): Promise<"handled" | "wait"> {
+    const identifier = identifierFor(paper.id, paper.action);
+    const existing = await attemptByIdentifier(this.#o.sql, identifier);
+    if (existing) {
+      // Idempotency: logged / test_ok / submitted / done / skipped are final for this identifier;
+      // pending / unknown / error are picked up by the resolution and retry passes.
+      if (DONE_STATUSES.has(existing.status)) {
+        this.#o.log.debug(`Skip ${identifier}: already ${existing.status}`);
+      }
+      return "handled";
+    }
+    if (this.mode === "shadow" && !this.#o.settings.shadowEnabled) return "handled";
+    const order = await this.#orderFor(paper);
+    if (order === "wait") return "wait";
+    const base = {
+      symbol: paper.symbol,
+      action: paper.action,
+      mode: this.mode,
+      side: paper.action === "ENTER_LONG" ? "bid" as const : "ask" as const,
+      ord_type: paper.action === "ENTER_LONG" ? "price" as const : "market" as const,
+      paper_trade_id: paper.id,
+      identifier,
+    };
+    if ("skip" in order) {
+      await insertAttempt(this.#o.sql, {
+        ...base,
+        price: null,
+        volume: null,
+        status: "skipped",
+        request_json: {},
+        error_msg: order.skip,
+      });
+      this.#o.log.warn(`Skip [${paper.action}] ${identifier}: ${order.skip}`);
+      return "handled";
+    }
+    const request = order.request;
+    if (this.mode === "shadow") {
+      await insertAttempt(this.#o.sql, {
+        ...base,
+        price: request.price ?? null,
+        volume: request.volume ?? null,
+        status: "logged",
+        request_json: { ...request },
+      });
+      const amount = request.volume !== undefined
+        ? `volume=${request.volume}`
+        : `price=${request.price}`;
+      this.#o.log.info(
+        `Shadow [${paper.action}]: side=${request.side} ord_type=${request.ord_type} ${amount} (no API call)`,
+        { identifier, paper_trade_id: paper.id, market: paper.symbol },
+      );
+      return "handled";
+    }
+    if (!(await this.#underCap())) return "wait";
+    const attempt = await insertAttempt(this.#o.sql, {
+      ...base,
+      price: request.price ?? null,
+      volume: request.volume ?? null,
+      status: "pending",
+      request_json: { ...request },
+    });
+    if (!attempt) return "handled"; // another writer won the identifier: never send twice
+    await this.#send(attempt);
+    return "handled";
+  }
+
+  /** Builds the order for a paper trade, or says why it is skipped, or to wait. */
+  async #orderFor(
+    paper: PaperTradeRow,
+  ): Promise<{ request: OrderRequest } | { skip: string } | "wait"> {
+    const identifier = identifierFor(paper.id, paper.action);
+    const ageSec = (this.#now() - paper.ts.getTime()) / 1000;
+    if (this.mode !== "shadow" && ageSec > this.#o.settings.maxSignalAgeSec) {
+      return { skip: `stale: paper trade is ${Math.round(ageSec)}s old` };
+    }
+    if (paper.action === "ENTER_LONG") {
+      return {
+        request: {
+          market: paper.symbol,
+          side: "bid",
+          ord_type: "price",
+          price: String(this.#o.settings.orderKrwAmount),
+          identifier,
+        },
+      };
+    }
+    let volume = formatVolume(paper.qty);
+    if (this.mode === "live") {
+      // Sell what the live entry really bought, not the paper quantity.
+      const entry = paper.entry_id === null
+        ? null
+        : await attemptByIdentifier(this.#o.sql, identifierFor(paper.entry_id, "ENTER_LONG"));
+      if (!entry || entry.mode !== "live") return { skip: "no live entry for this exit" };
+      if (entry.status === "pending" || entry.status === "unknown") return "wait";
+      if (entry.status === "submitted" && entry.final_state === null) return "wait";
+      const bought = Number(entry.executed_volume ?? "0");
+      if (!(bought > 0)) return { skip: `live entry ${entry.identifier} bought nothing` };
+      volume = formatVolume(entry.executed_volume!);
+    }
+    const price = Number(paper.exit_price ?? paper.entry_price);
+    if (Number(volume) * price < MIN_ORDER_KRW) {
+      return { skip: `under min total ${MIN_ORDER_KRW} KRW (volume=${volume} at ${price})` };
+    }
+    return {
+      request: { market: paper.symbol, side: "ask", ord_type: "market", volume, identifier },
+    };
+  }
+
+  /** Sends a `pending` attempt and records the outcome. */
+  async #send(attempt: AttemptRow): Promise<void> {
+    const rest = this.#o.rest!;
+    const body = attempt.request_json as unknown as OrderRequest;
+    let result: PostOrderResult;
+    if (this.mode === "test") {
+      // §4.4: whether a test call burns an identifier is undocumented; send none (safe reading),
+      // our own row keeps the identifier.
+      const { identifier: _unused, ...testBody } = body;
+      result = await rest.postOrderTest(testBody);
+    } else {
+      result = await rest.postOrder(body);
+    }
+    await this.#record(attempt, result);
+  }
+
+  async #record(attempt: AttemptRow, result: PostOrderResult): Promise<void> {
+    const tag = `${
+      this.mode === "test" ? "Test" : "Live"
+    } [${attempt.action}] ${attempt.identifier}`;
+    switch (result.kind) {
+      case "accepted": {
+        const status = result.test ? "test_ok" : "submitted";
+        await updateAttempt(this.#o.sql, attempt.id, {
+          status,
+          // Test uuids are not real orders: never store one where the poller would look.
+          uuid: result.test ? null : result.order.uuid,
+          response_json: result.order,
+          error_msg: null,
+          ...metaFields(result.meta),
+        });
+        this.#o.log.info(`${tag}: ${status}`, {
+          uuid: result.test ? undefined : result.order.uuid,
+          ...metaFields(result.meta),
+        });
+        if (!result.test) this.#o.onSubmitted?.();
+        return;
+      }
+      case "rejected": {
+        const err = result.error;
+        const code = "code" in err ? err.code : err.name;
+        if (!result.test && code === "duplicated_identifier") {
+          // The identifier exists at Upbit: an earlier try may have created the order. Find out.
+          await updateAttempt(this.#o.sql, attempt.id, { status: "unknown", error_msg: code });
+          await this.#resolve({ ...attempt, status: "unknown" });
+          return;
+        }
+        await updateAttempt(this.#o.sql, attempt.id, {
+          status: "error",
+          error_msg: `${code}: ${err.message}`,
+          ...(result.meta ? metaFields(result.meta) : {}),
+        });
+        this.#o.log.warn(`${tag}: error ${code}`, {
+          message: err.message,
+          ...(result.meta ? metaFields(result.meta) : {}),
+        });
+        return;
+      }
+      case "unknown": {
+        await updateAttempt(this.#o.sql, attempt.id, {
+          status: "unknown",
+          error_msg: `outcome unknown: ${result.reason}`,
+          ...(result.meta ? metaFields(result.meta) : {}),
+        });
+        this.#o.log.warn(`${tag}: outcome unknown (${result.reason}); resolving by identifier`);
+        if (!result.test) await this.#resolve({ ...attempt, status: "unknown" });
+        else await updateAttempt(this.#o.sql, attempt.id, { status: "error" });
+        return;
+      }
+    }
+  }
+
+  /** Finds out whether a pending / unknown attempt became an order, by its identifier. */
+  async #resolve(attempt: AttemptRow): Promise<void> {
+    if (this.mode === "test") {
+      // Nothing real can exist for a test call: send it (again).
+      await this.#send(attempt);
+      return;
+    }
+    const rest = this.#o.rest!;
+    let found;
+    try {
+      found = await rest.resolveUnknownOrder(attempt.identifier);
+    } catch (err) {
+      this.#o.log.warn(`Resolve ${attempt.identifier} failed; will try again`, {
+        error: (err as Error).message,
+      });
+      return;
+    }
+    if (found.kind === "found") {
+      await updateAttempt(this.#o.sql, attempt.id, {
+        status: "submitted",
+        uuid: found.order.uuid,
+        response_json: found.order,
+        error_msg: null,
+      });
+      this.#o.log.info(`Resolved ${attempt.identifier}: order exists (uuid=${found.order.uuid})`);
+      this.#o.onSubmitted?.();
+      return;
+    }
+    if (attempt.status === "pending") {
+      // Crash between writing the attempt and sending it: nothing reached Upbit; send now.
+      this.#o.log.info(`Resolved ${attempt.identifier}: never sent; sending`);
+      await this.#send(attempt);
+      return;
+    }
+    const burnt = attempt.error_msg === "duplicated_identifier";
+    await updateAttempt(this.#o.sql, attempt.id, {
+      status: "error",
+      error_msg: burnt
+        ? "identifier already used at Upbit and no order found; not retried"
+        : "not created (resolved by identifier)",
+      // A burnt identifier can never be used again: stop retrying it.
+      ...(burnt ? { retry_count: this.#o.settings.maxRetries } : {}),
+    });
+    this.#o.log.warn(`Resolved ${attempt.identifier}: no order exists`);
+  }
+}
+
+function metaFields(
+  meta: CallMeta,
+): { http_status: number | null; latency_ms: number; remaining_req: string | null } {
+  return {
+    http_status: meta.http_status,
+    latency_ms: Math.round(meta.latency_ms),
+    remaining_req: meta.remaining_req,
+  };
+}

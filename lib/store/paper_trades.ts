@@ -1,0 +1,110 @@
+/**
+ * @module `paper_trades`: append-only paper trade events (an ENTER_LONG row, later an EXIT_LONG
+ * row pointing at it), written by the evaluator and followed by the executor with a cursor on id.
+ */
+import type { Sql } from "../db.ts";
+import type { PaperEvent, PaperPosition } from "../strategy/policy.ts";
+
+/** A paper trade row as the executor and the dashboard read it. */
+export interface PaperTradeRow {
+  id: number;
+  ts: Date;
+  symbol: string;
+  action: "ENTER_LONG" | "EXIT_LONG";
+  policy_profile: string;
+  entry_id: number | null;
+  entry_ts: Date;
+  entry_price: string;
+  exit_ts: Date | null;
+  exit_price: string | null;
+  qty: string;
+  fee: string;
+  pnl: string | null;
+  hold_sec: number | null;
+  exit_reason: string | null;
+  ev: number | null;
+}
+
+/**
+ * Inserts one paper event and returns its id. An EXIT_LONG is linked to the open ENTER_LONG of
+ * the same symbol.
+ *
+ * @throws {Error} for an EXIT_LONG with no open entry (the evaluator's state and the table
+ *   disagree: never invent an entry).
+ */
+export async function insertPaperEvent(
+  sql: Sql,
+  event: PaperEvent,
+  profile: string,
+): Promise<number> {
+  if (event.action === "ENTER_LONG") {
+    const [row] = await sql<{ id: string }[]>`
+      insert into paper_trades (ts, symbol, action, policy_profile, entry_ts, entry_price, qty,
+                                fee, ev)
+      values (${new Date(event.ts)}, ${event.market}, 'ENTER_LONG', ${profile},
+              ${new Date(event.ts)}, ${String(event.price)}, ${String(event.qty)},
+              ${String(event.fee)}, ${event.ev})
+      returning id`;
+    return Number(row!.id);
+  }
+  const entry = await openEntry(sql, event.market);
+  if (!entry) throw new Error(`EXIT_LONG for ${event.market} without an open ENTER_LONG`);
+  const [row] = await sql<{ id: string }[]>`
+    insert into paper_trades (ts, symbol, action, policy_profile, entry_id, entry_ts, entry_price,
+                              exit_ts, exit_price, qty, fee, pnl, hold_sec, exit_reason, ev)
+    values (${new Date(event.ts)}, ${event.market}, 'EXIT_LONG', ${profile}, ${entry.id},
+            ${entry.entry_ts}, ${entry.entry_price}, ${new Date(event.ts)}, ${String(event.price)},
+            ${entry.qty}, ${String(event.fee)}, ${String(event.pnl)}, ${event.holdSec},
+            ${event.reason}, ${event.ev})
+    returning id`;
+  return Number(row!.id);
+}
+
+/** The open ENTER_LONG of `symbol` (no EXIT_LONG points at it), or null. */
+export async function openEntry(sql: Sql, symbol: string): Promise<PaperTradeRow | null> {
+  const [row] = await sql<PaperTradeRow[]>`
+    select e.* from paper_trades e
+    where e.symbol = ${symbol} and e.action = 'ENTER_LONG'
+      and not exists (select 1 from paper_trades x where x.entry_id = e.id)
+    order by e.id desc limit 1`;
+  return row ? normalise(row) : null;
+}
+
+/** The open position of `symbol` in the strategy's terms, for restoring the evaluator. */
+export async function openPosition(sql: Sql, symbol: string): Promise<PaperPosition | null> {
+  const e = await openEntry(sql, symbol);
+  if (!e) return null;
+  return {
+    market: e.symbol,
+    entryTs: e.entry_ts.getTime(),
+    entryPrice: Number(e.entry_price),
+    qty: Number(e.qty),
+    entryFee: Number(e.fee),
+  };
+}
+
+/** Paper trades with id greater than `afterId`, oldest first. */
+export async function paperTradesAfter(
+  sql: Sql,
+  afterId: number,
+  limit = 100,
+): Promise<PaperTradeRow[]> {
+  const rows = await sql<PaperTradeRow[]>`
+    select * from paper_trades where id > ${afterId} order by id limit ${limit}`;
+  return rows.map(normalise);
+}
+
+/** One paper trade by id. */
+export async function paperTradeById(sql: Sql, id: number): Promise<PaperTradeRow | null> {
+  const [row] = await sql<PaperTradeRow[]>`select * from paper_trades where id = ${id}`;
+  return row ? normalise(row) : null;
+}
+
+function normalise(row: PaperTradeRow): PaperTradeRow {
+  // BIGINT comes back as a string; ids stay far below 2^53.
+  return {
+    ...row,
+    id: Number(row.id),
+    entry_id: row.entry_id === null ? null : Number(row.entry_id),
+  };
+}
