@@ -1,0 +1,233 @@
+/**
+ * @module The worker side of an actor: {@linkcode runActor} installs the message handler
+ * synchronously (before any `await`, so no message is lost), validates every inbound message,
+ * answers heartbeats ahead of the mailbox, runs application messages one at a time, and reports
+ * errors to the supervisor as plain data.
+ *
+ * @example An actor module (`actors/echo.ts`)
+ * ```ts ignore
+ * import { z } from "zod";
+ * import { runActor } from "../lib/actors/actor.ts";
+ *
+ * runActor({
+ *   config: z.object({ pollMs: z.number() }),
+ *   start(ctx) {
+ *     ctx.log.info("echo started", { poll_ms: ctx.config.pollMs });
+ *   },
+ *   messages: {
+ *     wake(msg, from, ctx) {
+ *       ctx.send(from, msg);
+ *     },
+ *   },
+ * });
+ * ```
+ */
+import type { z } from "zod";
+import { configureLogging, createLogger, type Logger, registerSecret } from "../log.ts";
+import {
+  type ActorMetrics,
+  type ActorStats,
+  type AppMessage,
+  type AppMessageOf,
+  type AppMessageType,
+  describeIssues,
+  SUPERVISOR,
+  ToActor,
+  toErrorData,
+  type ToSupervisor,
+} from "./messages.ts";
+
+/** What a handler can see and do. */
+export interface ActorContext<C> {
+  /** This actor's name, e.g. `executor`. */
+  readonly name: string;
+  /** This actor's configuration slice, validated with the actor's schema. */
+  readonly config: C;
+  /** A logger whose lines carry this actor's name. */
+  readonly log: Logger;
+  /** Aborted when the supervisor asks this actor to stop; pass it to fetch, timers, loops. */
+  readonly signal: AbortSignal;
+  /** Whether trading is halted (set at start and by `trading.halt`). */
+  readonly tradingHalted: boolean;
+  /**
+   * Sends `message` to the actor named `to` (or to `"supervisor"`). Fire and forget: if `to`
+   * is restarting the supervisor buffers it (bounded); see docs/actors.md.
+   */
+  send(to: string, message: AppMessage): void;
+  /** Replaces this actor's metrics, shown in the status after the next heartbeat. */
+  setMetrics(metrics: ActorMetrics): void;
+  /** Records a non-fatal error as this actor's last error (no restart). */
+  reportError(err: unknown): void;
+  /** Ends this actor normally (a `transient` actor is not restarted after it). */
+  exit(reason?: string): void;
+}
+
+/** A handler for the application message with tag `T`. */
+export type MessageHandler<T extends AppMessageType, C> = (
+  message: AppMessageOf<T>,
+  from: string,
+  ctx: ActorContext<C>,
+) => void | Promise<void>;
+
+/** Handlers by message type; messages without a handler are counted as unhandled. */
+export type MessageHandlers<C> = { [T in AppMessageType]?: MessageHandler<T, C> };
+
+/** The definition of an actor, passed to {@linkcode runActor}. */
+export interface ActorDefinition<S extends z.ZodType> {
+  /** Schema of this actor's configuration slice (from the start message). */
+  config: S;
+  /**
+   * Runs once per incarnation. The actor is reported ready when it resolves; throwing (or
+   * rejecting) is a crash. Long-running loops belong in the background, watching `ctx.signal`.
+   */
+  start?(ctx: ActorContext<z.output<S>>): void | Promise<void>;
+  /** Application message handlers, run one at a time in arrival order. Throwing is a crash. */
+  messages?: MessageHandlers<z.output<S>>;
+  /** Graceful stop: close connections, flush. Must finish within the shutdown timeout. */
+  stop?(ctx: ActorContext<z.output<S>>, reason: string): void | Promise<void>;
+}
+
+/** The parts of the worker global scope the runtime uses. */
+interface WorkerScope {
+  onmessage: ((event: MessageEvent<unknown>) => void) | null;
+  postMessage(message: ToSupervisor): void;
+  close(): void;
+}
+
+/**
+ * Runs this worker as an actor. Call it once, at the top level of the actor module, before
+ * any `await`.
+ */
+export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): void {
+  const scope = globalThis as unknown as WorkerScope;
+  type C = z.output<S>;
+  const stats: ActorStats = { received: 0, sent: 0, invalid: 0, unhandled: 0, mailbox: 0 };
+  let metrics: ActorMetrics = {};
+  let ctx: ActorContext<C> | undefined;
+  let log: Logger = createLogger("actor");
+  let halted = false;
+  let stopping = false;
+  const abort = new AbortController();
+  // The mailbox: application messages run strictly one after another.
+  let tail: Promise<void> = Promise.resolve();
+
+  const post = (message: ToSupervisor): void => scope.postMessage(message);
+
+  const crash = (err: unknown): void => {
+    post({ type: "error", error: toErrorData(err), fatal: true });
+  };
+
+  const enqueue = (message: AppMessage, from: string): void => {
+    const handler = definition.messages?.[message.type] as
+      | MessageHandler<AppMessageType, C>
+      | undefined;
+    if (message.type === "trading.halt") halted = true;
+    if (handler === undefined) {
+      stats.unhandled++;
+      log.debug("message without handler dropped", { type: message.type, from });
+      return;
+    }
+    stats.mailbox++;
+    tail = tail.then(async () => {
+      stats.mailbox--;
+      if (stopping || ctx === undefined) return;
+      stats.received++;
+      try {
+        await handler(message as AppMessageOf<AppMessageType>, from, ctx);
+      } catch (err) {
+        log.error("handler failed", { type: message.type, from, error: err });
+        crash(err);
+      }
+    });
+  };
+
+  const start = async (message: Extract<ToActor, { type: "start" }>): Promise<void> => {
+    configureLogging(message.log);
+    for (const secret of message.secrets) registerSecret(secret);
+    log = createLogger(message.actor);
+    halted = message.tradingHalted;
+    const parsed = definition.config.safeParse(message.config);
+    if (!parsed.success) {
+      throw new TypeError(`invalid config for ${message.actor}: ${describeIssues(parsed.error)}`);
+    }
+    const name = message.actor;
+    ctx = {
+      name,
+      config: parsed.data,
+      log,
+      signal: abort.signal,
+      get tradingHalted() {
+        return halted;
+      },
+      send(to, appMessage) {
+        stats.sent++;
+        post({ type: "send", to, message: appMessage });
+      },
+      setMetrics(next) {
+        metrics = { ...next };
+      },
+      reportError(err) {
+        post({ type: "error", error: toErrorData(err), fatal: false });
+      },
+      exit(reason = "done") {
+        stopping = true;
+        abort.abort(new Error(`exit: ${reason}`));
+        post({ type: "exit", reason });
+      },
+    };
+    await definition.start?.(ctx);
+    post({ type: "ready" });
+  };
+
+  const stop = async (reason: string): Promise<void> => {
+    try {
+      if (ctx !== undefined) await definition.stop?.(ctx, reason);
+    } catch (err) {
+      log.error("stop failed", { error: err });
+    }
+    post({ type: "stopped" });
+    scope.close();
+  };
+
+  scope.onmessage = (event: MessageEvent<unknown>) => {
+    const parsed = ToActor.safeParse(event.data);
+    if (!parsed.success) {
+      stats.invalid++;
+      const from = typeof event.data === "object" && event.data !== null && "from" in event.data
+        ? String((event.data as { from: unknown }).from)
+        : SUPERVISOR;
+      log.warn("invalid message dropped", { from, problem: describeIssues(parsed.error) });
+      return;
+    }
+    const message = parsed.data;
+    switch (message.type) {
+      case "start":
+        if (ctx !== undefined) {
+          log.warn("duplicate start ignored");
+          return;
+        }
+        start(message).catch(crash);
+        return;
+      case "ping":
+        post({ type: "pong", seq: message.seq, stats: { ...stats }, metrics });
+        return;
+      case "deliver":
+        enqueue(message.message, message.from);
+        return;
+      case "log.level":
+        configureLogging({ level: message.level });
+        return;
+      case "stop":
+        // The running handler finishes (it sees ctx.signal aborted); queued ones are skipped,
+        // which is safe because the database, not the mailbox, holds the truth.
+        stopping = true;
+        abort.abort(new Error(`stop: ${message.reason}`));
+        tail = tail.then(() => stop(message.reason));
+        return;
+      default: {
+        const unknownMessage: never = message;
+        throw new Error(`Unknown message type: ${JSON.stringify(unknownMessage)}`);
+      }
+    }
+  };
+}
