@@ -353,3 +353,35 @@ Deno.test("Supervisor rejects bad options with a clear message", () => {
     /actor 'a' is listed twice/,
   );
 });
+
+Deno.test("Supervisor resets the backoff after a stable run and forgets restarts outside the window", async () => {
+  let offsetMs = 0;
+  await using h = harness([
+    { name: "handler", module: fixture("throwing"), config: { when: "message" } },
+  ], {
+    restartMinDelayMs: 20,
+    restartMaxDelayMs: 1_000,
+    restartResetAfterMs: 10_000,
+    maxRestarts: 3,
+    restartWindowMs: 30_000,
+    now: () => Date.now() + offsetMs,
+  });
+  await h.supervisor.start();
+  const crashAndRestart = async (n: number) => {
+    h.supervisor.send("handler", { type: "wake", topic: "account" });
+    await waitFor(
+      `start ${n + 1}`,
+      () => h.events.filter((e) => e.type === "actor.started").length === n + 1,
+    );
+  };
+  await crashAndRestart(1);
+  await crashAndRestart(2);
+  offsetMs += 10_000; // a stable run: the next restart starts the curve again
+  await crashAndRestart(3);
+  offsetMs += 30_000; // the three restarts so far leave the intensity window
+  await crashAndRestart(4);
+  const delays = h.events.flatMap((e) => e.type === "actor.restarting" ? [e.delayMs] : []);
+  assert.deepEqual(delays, [20, 40, 20, 20]);
+  assert.equal(statusOf(h.supervisor, "handler").state, "running");
+  assert.equal(statusOf(h.supervisor, "handler").restarts, 4);
+});

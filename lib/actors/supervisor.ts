@@ -511,7 +511,7 @@ export class Supervisor {
       actor: name,
       config: child.spec.config ?? {},
       log: this.#options.log ?? loggingSettings(),
-      secrets: secretsIn(child.spec.config, this.#options.secrets ?? []),
+      secrets: secretsInConfig(child.spec.config, this.#options.secrets ?? []),
       tradingHalted: this.#tradingState === "halted",
       haltReason: this.#haltReason,
     });
@@ -829,8 +829,11 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** The secrets that occur in some string of `config` (deeply): the ones this actor holds. */
-function secretsIn(config: unknown, secrets: readonly string[]): string[] {
+/**
+ * The secrets that occur in some string of `config` (searched deeply): the ones an actor with
+ * this config slice already holds, and so the only ones it is told to mask.
+ */
+export function secretsInConfig(config: unknown, secrets: readonly string[]): string[] {
   const strings: string[] = [];
   const walk = (v: unknown): void => {
     if (typeof v === "string") strings.push(v);
