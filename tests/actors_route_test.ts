@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { setLogSink } from "../lib/log.ts";
+import { Supervisor } from "../lib/actors/supervisor.ts";
+import { actorsRoute } from "../lib/http/actors_route.ts";
+
+Deno.test("GET /api/actors returns one status object per actor", async () => {
+  const restoreSink = setLogSink(() => {});
+  const supervisor = new Supervisor({
+    actors: [
+      { name: "feed", module: new URL("./fixtures/actors/echo.ts", import.meta.url) },
+      {
+        name: "executor",
+        module: new URL("./fixtures/actors/echo.ts", import.meta.url),
+        critical: true,
+      },
+    ],
+    log: { level: "error", format: "json" },
+    statusLogIntervalMs: 0,
+  });
+  try {
+    const routes = actorsRoute(supervisor);
+    const before = await (await routes.request("/api/actors")).json();
+    assert.deepEqual(before.map((a: { name: string; state: string }) => [a.name, a.state]), [
+      ["feed", "stopped"],
+      ["executor", "stopped"],
+    ]);
+    await supervisor.start();
+    const res = await routes.request("/api/actors");
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
+    const body = await res.json();
+    assert.ok(Array.isArray(body));
+    assert.deepEqual(
+      body,
+      JSON.parse(JSON.stringify(
+        supervisor.status().map((s) => ({
+          ...s,
+          lastHeartbeatAgeMs: body.find((b: { name: string }) =>
+            b.name === s.name
+          ).lastHeartbeatAgeMs,
+          uptimeMs: body.find((b: { name: string }) => b.name === s.name).uptimeMs,
+        })),
+      )),
+    );
+    assert.deepEqual(body.map((a: { name: string; state: string }) => [a.name, a.state]), [
+      ["feed", "running"],
+      ["executor", "running"],
+    ]);
+    assert.equal(body[1].critical, true);
+  } finally {
+    await supervisor.stop();
+    restoreSink();
+  }
+});
