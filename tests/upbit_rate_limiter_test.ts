@@ -110,8 +110,9 @@ Deno.test("RateLimiter refuses every call during a 418 ban, longer on each repea
   await assert.rejects(limiter.acquire("default"), UpbitBannedError);
   await clock.advance(1000);
   await limiter.acquire("default");
-  assert.equal(limiter.onBanned(500), 2000, "a repeat doubles our own ban length");
-  assert.equal(limiter.onBanned(60_000), 60_000, "the server's longer value wins");
+  assert.equal(limiter.onBanned(), 2000, "a repeat doubles our own ban length");
+  assert.equal(limiter.onBanned(5000), 5000, "the server's value wins when it states one");
+  await assert.rejects(limiter.acquire("trade"), UpbitBannedError);
   assert.equal(limiter.stats().bans, 3);
   limiter.close();
 });

@@ -313,12 +313,14 @@ export class RateLimiter {
 
   /**
    * Reports a 418: every call of this client is refused until the ban ends. The ban lasts
-   * `serverBanMs` when the answer said so, else `banBaseMs` doubling with each repeat. Returns it.
+   * `serverBanMs` when the answer said so (the server grows it on repeats), else `banBaseMs`
+   * doubling with each repeat. Returns it.
    */
   onBanned(serverBanMs?: number): number {
     this.#banCount++;
-    const own = Math.min(this.#banMaxMs, this.#banBaseMs * 2 ** (this.#banCount - 1));
-    const banMs = Math.max(own, serverBanMs ?? 0);
+    const banMs = serverBanMs !== undefined && serverBanMs > 0
+      ? serverBanMs
+      : Math.min(this.#banMaxMs, this.#banBaseMs * 2 ** (this.#banCount - 1));
     const now = this.#clock.now();
     this.#bannedUntil = Math.max(this.#bannedUntil, now + banMs);
     for (const [name, g] of this.#groups) this.#pump(name, g);
