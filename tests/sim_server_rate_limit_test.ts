@@ -1,0 +1,180 @@
+import assert from "node:assert/strict";
+import { RateLimiter, remainingReqHeader } from "../sim/rate_limit.ts";
+import { type Simulator, startSimulator } from "../sim/mod.ts";
+import { bearer, signedPost, signedQuery } from "./_sim_auth.ts";
+
+Deno.test("RateLimiter allows the group limit per 1-s window, then 429, then a growing 418 ban", () => {
+  let now = 10_000;
+  const limiter = new RateLimiter(() => now);
+  const kinds = () => {
+    const out: string[] = [];
+    for (let i = 0; i < 16; i++) out.push(limiter.check("ticker", "1.2.3.4").kind);
+    return out;
+  };
+  const first = kinds();
+  assert.deepEqual(first.slice(0, 10), Array(10).fill("allowed"));
+  assert.deepEqual(first.slice(10, 15), Array(5).fill("limited"));
+  assert.equal(first[15], "banned");
+  // Banned for 1 s, whatever the window.
+  now += 999;
+  const during = limiter.check("ticker", "1.2.3.4");
+  assert.equal(during.kind, "banned");
+  assert.equal(during.kind === "banned" && during.banMs, 1);
+  // Other clients and other groups are unaffected.
+  assert.equal(limiter.check("ticker", "5.6.7.8").kind, "allowed");
+  assert.equal(limiter.check("trade", "1.2.3.4").kind, "allowed");
+  now += 1;
+  assert.equal(limiter.check("ticker", "1.2.3.4").kind, "allowed");
+  // A repeat offence doubles the ban.
+  now = 20_000;
+  const second = kinds();
+  const ban = limiter.check("ticker", "1.2.3.4");
+  assert.equal(second[15], "banned");
+  assert.equal(ban.kind === "banned" && ban.banMs, 2000);
+  // A new window resets the count.
+  now = 30_000;
+  const decision = limiter.check("ticker", "1.2.3.4");
+  assert.equal(decision.kind === "allowed" && decision.remaining, 9);
+});
+
+Deno.test("RateLimiter scales limits by rate_limit_factor (floor, at least 1) and knows every group", () => {
+  const now = 5_000;
+  const limiter = new RateLimiter(() => now);
+  const allowed = (group: string, factor: number) => {
+    let n = 0;
+    while (limiter.check(group, `c-${group}-${factor}`, factor).kind === "allowed") n++;
+    return n;
+  };
+  assert.equal(allowed("default", 1), 30);
+  assert.equal(allowed("order", 1), 12);
+  assert.equal(allowed("order-test", 1), 8);
+  assert.equal(allowed("order-cancel-all", 1), 1);
+  assert.equal(allowed("market", 1), 10);
+  assert.equal(allowed("candle", 0.5), 5);
+  assert.equal(allowed("orderbook", 0.01), 1);
+  assert.equal(allowed("default", 2), 60);
+});
+
+Deno.test("Remaining-Req header format of §3.2", () => {
+  assert.equal(
+    remainingReqHeader({ kind: "allowed", group: "default", limit: 30, remaining: 29 }),
+    "group=default; min=1800; sec=29",
+  );
+  assert.equal(
+    remainingReqHeader({ kind: "limited", group: "ticker", limit: 10 }),
+    "group=ticker; min=600; sec=0",
+  );
+});
+
+async function withSim(fn: (sim: Simulator) => Promise<void>): Promise<void> {
+  const sim = await startSimulator({ rate: 0, seed: 1 });
+  try {
+    await fn(sim);
+  } finally {
+    await sim.close();
+  }
+}
+
+const HEADER = /^group=([a-z-]+); min=(\d+); sec=(\d+)$/;
+
+Deno.test("every /v1 response carries Remaining-Req with its group", async () => {
+  await withSim(async (sim) => {
+    const check = async (res: Response, group: string, min: number) => {
+      await res.body?.cancel();
+      const m = HEADER.exec(res.headers.get("remaining-req") ?? "");
+      assert.ok(m, `header on ${res.url}`);
+      assert.equal(m[1], group);
+      assert.equal(Number(m[2]), min);
+      return Number(m[3]);
+    };
+    assert.equal(await check(await fetch(`${sim.restUrl}/v1/market/all`), "market", 600), 9);
+    await check(await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-BTC`), "ticker", 600);
+    await check(await fetch(`${sim.restUrl}/v1/trades/ticks?market=KRW-BTC`), "trade", 600);
+    await check(await fetch(`${sim.restUrl}/v1/orderbook?markets=KRW-BTC`), "orderbook", 600);
+    await check(await fetch(`${sim.restUrl}/v1/candles/seconds?market=KRW-BTC`), "candle", 600);
+    // Errors carry it too.
+    await check(await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-NOPE`), "ticker", 600);
+    const keys = { accessKey: sim.accessKey, secretKey: sim.secretKey };
+    await check(await signedQuery(sim.restUrl, "GET", "/v1/accounts", keys), "default", 1800);
+    const order = {
+      market: "KRW-BTC",
+      side: "bid",
+      volume: "0.0001",
+      price: "100000000",
+      ord_type: "limit",
+    };
+    await check(await signedPost(sim.restUrl, "/v1/orders/test", keys, order), "order-test", 480);
+    await check(await signedPost(sim.restUrl, "/v1/orders", keys, order), "order", 720);
+    await check(
+      await signedQuery(sim.restUrl, "DELETE", "/v1/orders/open", keys),
+      "order-cancel-all",
+      30,
+    );
+    // Unauthenticated exchange calls are limited too (bucket by IP).
+    await check(await fetch(`${sim.restUrl}/v1/accounts`), "default", 1800);
+  });
+});
+
+Deno.test("a client that keeps sending past 429 gets a 418 that states the ban", async () => {
+  await withSim(async (sim) => {
+    const statuses: number[] = [];
+    let banBody: { error: { name: string; message: string; ban_ms: number } } | undefined;
+    for (let i = 0; i < 300 && !banBody; i++) {
+      const res = await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-BTC`);
+      statuses.push(res.status);
+      if (res.status === 418) banBody = await res.json();
+      else if (res.status === 429) {
+        assert.match(res.headers.get("remaining-req") ?? "", /sec=0$/);
+        assert.deepEqual(await res.json(), {
+          error: { name: "too_many_requests", message: "Too many API requests." },
+        });
+      } else await res.body?.cancel();
+    }
+    assert.ok(banBody, "banned within 300 requests");
+    const first429 = statuses.indexOf(429);
+    assert.ok(first429 >= 10, "at least the limit passed first");
+    assert.ok(statuses.indexOf(418) > first429, "429 comes before 418");
+    assert.match(banBody.error.message, /blocked for \d+ s/);
+    assert.ok(banBody.error.ban_ms > 0);
+    // Other groups from the same IP still work.
+    const other = await fetch(`${sim.restUrl}/v1/market/all`);
+    await other.body?.cancel();
+    assert.equal(other.status, 200);
+  });
+});
+
+Deno.test("exchange calls are counted per access key from the JWT, not per IP", async () => {
+  await withSim(async (sim) => {
+    const remaining = async (who: string) => {
+      // Unknown keys are refused by the exchange (401) but still counted in their own bucket.
+      const res = await fetch(`${sim.restUrl}/v1/accounts`, {
+        headers: { authorization: await bearer(`key-${who}`, "whatever") },
+      });
+      await res.body?.cancel();
+      return Number(/sec=(\d+)/.exec(res.headers.get("remaining-req") ?? "")?.[1] ?? -1);
+    };
+    // Retry when a 1-s window boundary falls inside the measurement.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const second = Math.floor(Date.now() / 1000);
+      let a = 0;
+      for (let i = 0; i < 5; i++) a = await remaining(`a${attempt}`);
+      const b = await remaining(`b${attempt}`);
+      if (Math.floor(Date.now() / 1000) !== second) continue;
+      assert.equal(a, 25);
+      assert.equal(b, 29, "another key has its own bucket");
+      return;
+    }
+    assert.fail("no quiet 1-s window in 5 attempts");
+  });
+});
+
+Deno.test("rate_limit_factor below 1 squeezes every group", async () => {
+  const sim = await startSimulator({ rate: 0, faults: { rate_limit_factor: 0.5 } });
+  try {
+    const res = await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-BTC`);
+    await res.body?.cancel();
+    assert.match(res.headers.get("remaining-req") ?? "", /^group=ticker; min=300; sec=4$/);
+  } finally {
+    await sim.close();
+  }
+});
