@@ -54,18 +54,20 @@ export function createSimServer(parts: SimServerParts): SimServer {
     }
   });
 
-  /** Waits `ms`, or less when the request is aborted or the simulator closes. */
-  function wait(ms: number, signal: AbortSignal): Promise<void> {
+  /**
+   * Waits `ms`, or less when the simulator closes. (`request.signal` is not watched: in Deno.serve it
+   * also fires on successful responses unless an unstable flag is set; a client that gives up simply
+   * never reads the late answer.)
+   */
+  function wait(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      if (closed || signal.aborted) return resolve();
+      if (closed) return resolve();
       const done = () => {
         clearTimeout(timer);
-        signal.removeEventListener("abort", done);
         pending.delete(done);
         resolve();
       };
       const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done);
       pending.add(done);
     });
   }
@@ -81,7 +83,7 @@ export function createSimServer(parts: SimServerParts): SimServer {
     const decision = limiter.check(group, client, f.rate_limit_factor);
     if (decision.kind !== "allowed") return refusal(decision);
     const header = remainingReqHeader(decision);
-    if (f.latency_ms > 0) await wait(f.latency_ms, req.signal);
+    if (f.latency_ms > 0) await wait(f.latency_ms);
     if (f.error_rate > 0 && rng.next() < f.error_rate) {
       // Refused before the exchange sees it: an injected 5xx never creates an order.
       return withHeader(
@@ -97,11 +99,11 @@ export function createSimServer(parts: SimServerParts): SimServer {
       isExchange && req.method === "POST" && LOST_RESPONSE_PATHS.has(path) &&
       f.lost_response_rate > 0 && rng.next() < f.lost_response_rate
     ) {
-      // The order exists, but the answer never arrives: the response is held until the client gives
-      // up (its timeout aborts the request) or LOST_RESPONSE_HOLD_MS pass, then a 504 stands in for
-      // a gateway timeout. Either way the client cannot learn the outcome from this call.
+      // The order exists, but the answer never arrives in time: the response is held for
+      // LOST_RESPONSE_HOLD_MS (a client's timeout fires first), then a 504 stands in for a gateway
+      // timeout. Either way the client cannot learn the outcome from this call.
       await response.body?.cancel();
-      await wait(LOST_RESPONSE_HOLD_MS, req.signal);
+      await wait(LOST_RESPONSE_HOLD_MS);
       return withHeader(
         Response.json(
           { error: { name: "gateway_timeout", message: "Simulated lost response." } },

@@ -1,0 +1,252 @@
+import assert from "node:assert/strict";
+import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
+import { signedPost, signedQuery } from "./_sim_auth.ts";
+
+async function withSim(
+  fn: (sim: Simulator) => Promise<void>,
+  options: SimulatorOptions = {},
+): Promise<void> {
+  const sim = await startSimulator({ rate: 0, seed: 4, ...options });
+  try {
+    await fn(sim);
+  } finally {
+    await sim.close();
+  }
+}
+
+const keysOf = (sim: Simulator) => ({ accessKey: sim.accessKey, secretKey: sim.secretKey });
+
+const ORDER = {
+  market: "KRW-BTC",
+  side: "bid",
+  volume: "0.0001",
+  price: "100000000",
+  ord_type: "limit",
+};
+
+async function postFaults(sim: Simulator, body: unknown): Promise<Response> {
+  return await fetch(`${sim.restUrl}/_sim/faults`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and validates", async () => {
+  await withSim(async (sim) => {
+    const initial = await (await fetch(`${sim.restUrl}/_sim/faults`)).json();
+    assert.deepEqual(initial, {
+      latency_ms: 0,
+      error_rate: 0,
+      lost_response_rate: 0,
+      ws_disconnect_every_sec: 0,
+      malformed_frame_rate: 0,
+      rate_limit_factor: 1,
+      offline_markets: [],
+    });
+    const res = await postFaults(sim, { latency_ms: 5, offline_markets: ["KRW-ETH"] });
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).latency_ms, 5);
+    const merged = await postFaults(sim, { error_rate: 0.25 });
+    const body = await merged.json();
+    assert.equal(body.latency_ms, 5, "fields not given keep their value");
+    assert.equal(body.error_rate, 0.25);
+    assert.deepEqual(body.offline_markets, ["KRW-ETH"]);
+    for (const bad of ["{", { error_rate: 2 }, { surprise: 1 }, { latency_ms: "10" }, [1]]) {
+      const r = await postFaults(sim, bad);
+      assert.equal(r.status, 400, JSON.stringify(bad));
+      assert.equal(typeof (await r.json()).error, "string");
+    }
+    assert.deepEqual(sim.faults(), body, "bad updates change nothing");
+    sim.setFaults({ error_rate: 0 });
+    assert.equal((await (await fetch(`${sim.restUrl}/_sim/faults`)).json()).error_rate, 0);
+    assert.throws(() => sim.setFaults({ error_rate: -1 }), RangeError);
+  });
+});
+
+Deno.test("startSimulator takes initial faults and refuses invalid ones", async () => {
+  await withSim((sim) => {
+    assert.equal(sim.faults().latency_ms, 3);
+    assert.equal(sim.faults().rate_limit_factor, 1);
+    return Promise.resolve();
+  }, { faults: { latency_ms: 3 } });
+  await assert.rejects(() => startSimulator({ rate: 0, faults: { error_rate: 5 } }), RangeError);
+});
+
+Deno.test("error_rate answers 5xx server_error before the exchange sees the request", async () => {
+  await withSim(async (sim) => {
+    sim.setFaults({ error_rate: 1 });
+    const q = await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-BTC`);
+    assert.equal(q.status, 500);
+    assert.equal((await q.json()).error.name, "server_error");
+    assert.match(q.headers.get("remaining-req") ?? "", /^group=ticker/);
+    const o = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      ...ORDER,
+      identifier: "e1",
+    });
+    assert.equal(o.status, 500);
+    await o.body?.cancel();
+    assert.deepEqual(sim.orders(), [], "no order was created");
+    // Admin endpoints are never faulted.
+    assert.equal((await fetch(`${sim.restUrl}/_sim/orders`)).status, 200);
+  });
+});
+
+Deno.test("latency_ms delays every /v1 answer by at least that long", async () => {
+  await withSim(async (sim) => {
+    const started = performance.now();
+    const res = await fetch(`${sim.restUrl}/v1/market/all`);
+    await res.body?.cancel();
+    assert.equal(res.status, 200);
+    assert.ok(performance.now() - started >= 150, "not faster than the injected latency");
+  }, { faults: { latency_ms: 160 } });
+});
+
+Deno.test("lost_response_rate: the order exists but the client only sees a timeout", async () => {
+  await withSim(async (sim) => {
+    sim.setFaults({ lost_response_rate: 1 });
+    await assert.rejects(
+      () =>
+        signedPost(sim.restUrl, "/v1/orders", keysOf(sim), { ...ORDER, identifier: "lost-1" }, {
+          signal: AbortSignal.timeout(300),
+        }),
+      (err: Error) => err.name === "TimeoutError",
+    );
+    const listed = await (await fetch(`${sim.restUrl}/_sim/orders`)).json();
+    assert.equal(listed.length, 1);
+    assert.equal(listed[0].identifier, "lost-1");
+    assert.equal(listed[0].state, "wait");
+    // The order can be found by its identifier, which is how a client resolves the ambiguity.
+    const found = await signedQuery(
+      sim.restUrl,
+      "GET",
+      "/v1/order",
+      keysOf(sim),
+      "identifier=lost-1",
+    );
+    assert.equal(found.status, 200);
+    assert.equal((await found.json()).identifier, "lost-1");
+    // Other calls are answered normally.
+    const chance = await signedQuery(
+      sim.restUrl,
+      "GET",
+      "/v1/orders/chance",
+      keysOf(sim),
+      "market=KRW-BTC",
+    );
+    assert.equal(chance.status, 200);
+    await chance.body?.cancel();
+  });
+});
+
+Deno.test("lost responses still pending are released when the simulator closes", async () => {
+  const sim = await startSimulator({ rate: 0, faults: { lost_response_rate: 1 } });
+  const pending = signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+    ...ORDER,
+    identifier: "held",
+  });
+  // Wait until the order exists (the answer is being held).
+  while (sim.orders().length === 0) await new Promise((r) => setTimeout(r, 10));
+  await sim.close();
+  const res = await pending;
+  assert.equal(res.status, 504);
+  assert.equal((await res.json()).error.name, "gateway_timeout");
+});
+
+Deno.test("offline_markets makes the exchange answer market_offline", async () => {
+  await withSim(async (sim) => {
+    sim.setFaults({ offline_markets: ["KRW-BTC"] });
+    const res = await signedPost(sim.restUrl, "/v1/orders/test", keysOf(sim), ORDER);
+    assert.equal(res.status, 403);
+    assert.equal((await res.json()).error.name, "market_offline");
+    // Quotation keeps answering.
+    const q = await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-BTC`);
+    assert.equal(q.status, 200);
+    await q.body?.cancel();
+  });
+});
+
+function openSocket(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => resolve(ws);
+    ws.onerror = () => reject(new Error("websocket error"));
+  });
+}
+
+Deno.test("ws_disconnect_every_sec closes public sockets periodically", async () => {
+  await withSim(async (sim) => {
+    const ws = await openSocket(sim.wsUrl);
+    const closed = new Promise<CloseEvent>((resolve) => (ws.onclose = resolve));
+    sim.setFaults({ ws_disconnect_every_sec: 0.1 });
+    assert.equal((await closed).code, 4000);
+  });
+});
+
+Deno.test("malformed_frame_rate corrupts outgoing public frames", async () => {
+  await withSim(async (sim) => {
+    sim.setFaults({ malformed_frame_rate: 1 });
+    const ws = await openSocket(sim.wsUrl);
+    const frames: ArrayBuffer[] = [];
+    const got = new Promise<void>((resolve) => {
+      ws.onmessage = (ev) => {
+        frames.push(ev.data as ArrayBuffer);
+        if (frames.length === 3) resolve();
+      };
+    });
+    ws.send(
+      JSON.stringify([{ ticket: "m" }, {
+        type: "trade",
+        codes: ["KRW-BTC"],
+        is_only_realtime: true,
+      }]),
+    );
+    ws.send("PING");
+    await new Promise<void>((resolve) => {
+      // PING answers are never corrupted; once it arrives the subscription is in place.
+      const check = setInterval(() => {
+        if (frames.length >= 1) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 5);
+    });
+    sim.injectTrade({ market: "KRW-BTC", price: 140_000_000, volume: 0.1, side: "BID" });
+    sim.injectTrade({ market: "KRW-BTC", price: 140_000_000, volume: 0.1, side: "BID" });
+    await got;
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(frames[0])), { status: "UP" });
+    for (const frame of frames.slice(1)) {
+      assert.throws(() => JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(frame)));
+    }
+    const closed = new Promise((resolve) => (ws.onclose = resolve));
+    ws.close();
+    await closed;
+  });
+});
+
+Deno.test("GET /_sim/orders lists orders with identifier, state and executed volume", async () => {
+  await withSim(async (sim) => {
+    for (const id of ["a-1", "a-2"]) {
+      const res = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+        ...ORDER,
+        identifier: id,
+      });
+      assert.equal(res.status, 201);
+      await res.body?.cancel();
+    }
+    const listed = await (await fetch(`${sim.restUrl}/_sim/orders`)).json();
+    assert.deepEqual(listed.map((o: { identifier: string }) => o.identifier).sort(), [
+      "a-1",
+      "a-2",
+    ]);
+    for (const o of listed) {
+      assert.equal(o.market, "KRW-BTC");
+      assert.equal(o.side, "bid");
+      assert.equal(o.ord_type, "limit");
+      assert.equal(o.executed_volume, "0");
+      assert.equal(typeof o.uuid, "string");
+    }
+    assert.deepEqual(sim.orders(), listed);
+  });
+});
