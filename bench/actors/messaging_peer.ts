@@ -1,0 +1,112 @@
+/**
+ * @module Actor used by bench/actor_messaging.ts. Role `server`: echoes latency probes (wake
+ * `account`), counts a burst of wakes (`paper_trades`) and of bars, answering once each burst is
+ * complete. Role `client`: measures round trips, then bursts, and reports the results as metrics.
+ */
+import { z } from "zod";
+import { type ActorContext, runActor } from "../../lib/actors/actor.ts";
+import type { Bar } from "../../lib/actors/messages.ts";
+
+const Config = z.object({
+  role: z.enum(["client", "server"]),
+  peer: z.string(),
+  rounds: z.number().int().positive(),
+  warmup: z.number().int().nonnegative(),
+  burst: z.number().int().positive(),
+  batchSize: z.number().int().positive(),
+});
+type Config = z.output<typeof Config>;
+
+let wakes = 0;
+let bars = 0;
+let pending: (() => void) | undefined;
+
+function reply(): Promise<void> {
+  return new Promise((resolve) => (pending = resolve));
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+}
+
+async function runClient(ctx: ActorContext<Config>): Promise<void> {
+  const { peer, rounds, warmup, burst, batchSize } = ctx.config;
+  const rtts: number[] = [];
+  for (let i = 0; i < warmup + rounds; i++) {
+    const t0 = performance.now();
+    const answered = reply();
+    ctx.send(peer, { type: "wake", topic: "account" });
+    await answered;
+    if (i >= warmup) rtts.push(performance.now() - t0);
+  }
+  rtts.sort((a, b) => a - b);
+
+  let answered = reply();
+  let t0 = performance.now();
+  for (let i = 0; i < burst; i++) ctx.send(peer, { type: "wake", topic: "paper_trades" });
+  await answered;
+  const singleMs = performance.now() - t0;
+
+  const batch: Bar[] = Array.from({ length: batchSize }, (_, i) => ({
+    ts: 1_700_000_000_000 + i * 1000,
+    open: 143_250_000,
+    high: 143_300_000,
+    low: 143_200_000,
+    close: 143_280_000,
+    volume: 0.123,
+    quoteVolume: 17_623_440,
+    tradeCount: 12,
+    buyVolume: 0.07,
+    sellVolume: 0.053,
+  }));
+  const messages = Math.ceil(burst / batchSize);
+  answered = reply();
+  t0 = performance.now();
+  for (let i = 0; i < messages; i++) {
+    ctx.send(peer, { type: "bars.final", market: "KRW-BTC", bars: batch });
+  }
+  await answered;
+  const batchMs = performance.now() - t0;
+
+  ctx.setMetrics({
+    done: true,
+    rounds,
+    rttP50Us: Math.round(quantile(rtts, 0.5) * 1000),
+    rttP99Us: Math.round(quantile(rtts, 0.99) * 1000),
+    singleMsgPerSec: Math.round(burst / (singleMs / 1000)),
+    batchBarsPerSec: Math.round((messages * batchSize) / (batchMs / 1000)),
+    batchMsgPerSec: Math.round(messages / (batchMs / 1000)),
+  });
+}
+
+runActor({
+  config: Config,
+  start(ctx) {
+    if (ctx.config.role === "client") {
+      // After `ready`, so the supervisor routes the answers to us.
+      setTimeout(() => runClient(ctx).catch((err) => ctx.reportError(err)), 0);
+    }
+  },
+  messages: {
+    wake(msg, from, ctx) {
+      if (ctx.config.role === "client") {
+        pending?.();
+        return;
+      }
+      if (msg.topic === "account") {
+        ctx.send(from, msg);
+      } else if (++wakes === ctx.config.burst) {
+        wakes = 0;
+        ctx.send(from, { type: "wake", topic: "order_attempts" });
+      }
+    },
+    "bars.final"(msg, from, ctx) {
+      bars += msg.bars.length;
+      const expected = Math.ceil(ctx.config.burst / ctx.config.batchSize) * ctx.config.batchSize;
+      if (bars === expected) {
+        bars = 0;
+        ctx.send(from, { type: "wake", topic: "order_attempts" });
+      }
+    },
+  },
+});
