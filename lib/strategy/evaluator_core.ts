@@ -122,8 +122,15 @@ export interface RestoreResult {
  *
  * @example
  * ```ts
- * const core = new EvaluatorCore({ market: "KRW-BTC", params: resolveParams("test"), krwAmount: 10_000 });
- * const step = core.onBar(bar); // { labels, prediction, paperEvents }
+ * import { resolveParams } from "./policy.ts";
+ * const core = new EvaluatorCore({
+ *   market: "KRW-BTC",
+ *   params: resolveParams("test"),
+ *   krwAmount: 10_000,
+ * });
+ * const step = core.onBar({ market: "KRW-BTC", ts: 0, open: 100, high: 100, low: 100,
+ *   close: 100, volume: 1, quoteVolume: 100, tradeCount: 1, buyVolume: 1, sellVolume: 0 });
+ * step.prediction?.ev; // −0.1 with the untrained model and the test profile
  * ```
  */
 export class EvaluatorCore {
