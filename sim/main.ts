@@ -160,7 +160,10 @@ async function main(): Promise<void> {
     ].join("\n"),
   );
   log.info("simulator started", { rest_url: sim.restUrl, ws_url: sim.wsUrl });
+  let stopping = false;
   const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
     log.info("simulator stopping", { signal });
     await sim.close();
     Deno.exit(0);
