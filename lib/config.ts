@@ -51,20 +51,32 @@ function oneOf<const T extends readonly [string, ...string[]]>(values: T, defaul
     });
 }
 
-function num(opts: { min?: number; max?: number; int?: boolean }, defaultValue?: number) {
+function numberSchema(opts: { min?: number; max?: number; int?: boolean }) {
   const range = opts.int ? `an integer${rangeText(opts)}` : `a number${rangeText(opts)}`;
-  return z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === "") return defaultValue;
-      const n = Number(v.trim());
-      const ok = Number.isFinite(n) && (!opts.int || Number.isInteger(n)) &&
-        (opts.min === undefined || n >= opts.min) && (opts.max === undefined || n <= opts.max);
-      if (ok) return n;
-      ctx.addIssue({ code: "custom", message: `must be ${range}` });
-      return z.NEVER;
-    });
+  return (raw: string, ctx: z.RefinementCtx): number => {
+    const n = Number(raw.trim());
+    const ok = Number.isFinite(n) && (!opts.int || Number.isInteger(n)) &&
+      (opts.min === undefined || n >= opts.min) && (opts.max === undefined || n <= opts.max);
+    if (ok) return n;
+    ctx.addIssue({ code: "custom", message: `must be ${range}` });
+    return z.NEVER;
+  };
+}
+
+/** A number with a default. */
+function num(opts: { min?: number; max?: number; int?: boolean }, defaultValue: number) {
+  const parse = numberSchema(opts);
+  return z.string().optional().transform((v, ctx) =>
+    v === undefined || v.trim() === "" ? defaultValue : parse(v, ctx)
+  );
+}
+
+/** A number that may be unset (`undefined`). */
+function optionalNum(opts: { min?: number; max?: number; int?: boolean }) {
+  const parse = numberSchema(opts);
+  return z.string().optional().transform((v, ctx) =>
+    v === undefined || v.trim() === "" ? undefined : parse(v, ctx)
+  );
 }
 
 function rangeText(opts: { min?: number; max?: number }): string {
@@ -246,7 +258,8 @@ export const SETTINGS = [
     name: "EXECUTOR_MAX_SIGNAL_AGE_SEC",
     schema: num({ min: 1, max: 86400 }, 60),
     defaultText: "60",
-    doc: "A paper trade older than this is not sent to Upbit (test/live) but recorded as skipped, e.g. after downtime.",
+    doc:
+      "A paper trade older than this is not sent to Upbit (test/live) but recorded as skipped, e.g. after downtime.",
   },
   {
     name: "ACCOUNT_POLL_INTERVAL_SEC",
@@ -257,31 +270,31 @@ export const SETTINGS = [
   // Evaluator overrides (unset: the profile's value).
   {
     name: "EVAL_TP_PCT",
-    schema: num({ min: 0.0001, max: 50 }),
+    schema: optionalNum({ min: 0.0001, max: 50 }),
     defaultText: "",
     doc: "Override the profile's take-profit barrier, in percent.",
   },
   {
     name: "EVAL_SL_PCT",
-    schema: num({ min: 0.0001, max: 50 }),
+    schema: optionalNum({ min: 0.0001, max: 50 }),
     defaultText: "",
     doc: "Override the profile's stop-loss barrier, in percent.",
   },
   {
     name: "EVAL_HORIZON_SEC",
-    schema: num({ min: 1, max: 86400, int: true }),
+    schema: optionalNum({ min: 1, max: 86400, int: true }),
     defaultText: "",
     doc: "Override the profile's barrier horizon (seconds).",
   },
   {
     name: "EVAL_ENTRY_EV_MIN",
-    schema: num({ min: -100, max: 100 }),
+    schema: optionalNum({ min: -100, max: 100 }),
     defaultText: "",
     doc: "Override the profile's entry threshold: enter when EV (percent) is above it.",
   },
   {
     name: "EVAL_EXIT_EV_MIN",
-    schema: num({ min: -100, max: 100 }),
+    schema: optionalNum({ min: -100, max: 100 }),
     defaultText: "",
     doc:
       "Override the profile's exit threshold: exit with EV_BAD when EV (percent) falls below it.",

@@ -67,13 +67,14 @@ export async function openTestDatabase(
 }
 
 /**
- * Registers `Deno.test(name [backend])` once per backend, each with a fresh database.
+ * Registers `Deno.test(name [backend])` once per backend, each with a fresh database (migrated
+ * unless `migrated: false`).
  *
  * @example
  * ```ts ignore
  * dbTest("paper trades insert", async (db) => {
  *   await db.sql`select 1`;
- * }, { migrated: true });
+ * });
  * ```
  */
 export function dbTest(
@@ -81,9 +82,10 @@ export function dbTest(
   fn: (db: TestDatabase) => Promise<void>,
   options: { migrated?: boolean } = {},
 ): void {
+  const migrated = options.migrated ?? true;
   for (const backend of testBackends()) {
     Deno.test(`${name} [${backend}]`, async () => {
-      const db = await openTestDatabase(backend, options);
+      const db = await openTestDatabase(backend, { migrated });
       try {
         await fn(db);
       } finally {

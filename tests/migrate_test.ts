@@ -67,7 +67,7 @@ dbTest("migrate() on a fresh database creates the schema and records it", async 
   ) assert.ok(c in types, `upbit_order_attempts.${c}`);
   assert.equal(types.price, "numeric");
   assert.equal(types.response_json, "jsonb");
-});
+}, { migrated: false });
 
 dbTest("migrate() run again applies nothing and changes nothing", async ({ sql }) => {
   await migrate(sql);
@@ -80,7 +80,7 @@ dbTest("migrate() run again applies nothing and changes nothing", async ({ sql }
   assert.equal(row?.n, 1);
   const [m] = await sql`select count(*)::int as n from schema_migrations`;
   assert.equal(m?.n, again.skipped.length);
-});
+}, { migrated: false });
 
 dbTest("migrate() from two clients at once applies each file exactly once", async (db) => {
   const other = connect(db.connection);
@@ -92,7 +92,7 @@ dbTest("migrate() from two clients at once applies each file exactly once", asyn
   } finally {
     await other.end();
   }
-});
+}, { migrated: false });
 
 dbTest("migrate() rolls back a failing file and names it", async ({ sql }) => {
   const bad = [
@@ -111,7 +111,7 @@ dbTest("migrate() rolls back a failing file and names it", async ({ sql }) => {
   assert.ok(!names.includes("half"), "the failing file left nothing behind");
   const versions = await sql`select version from schema_migrations`;
   assert.deepEqual(versions.map((r) => r.version), [1]);
-});
+}, { migrated: false });
 
 dbTest("schema: identifiers are unique and one exit per entry", async ({ sql }) => {
   await migrate(sql);
@@ -150,4 +150,4 @@ dbTest("schema: identifiers are unique and one exit per entry", async ({ sql }) 
   const [p] = await sql`select entry_price, pnl from paper_trades where action = 'EXIT_LONG'`;
   assert.equal(p?.entry_price, "99203155");
   assert.equal(p?.pnl, "-431.79");
-});
+}, { migrated: false });

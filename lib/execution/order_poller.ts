@@ -1,0 +1,155 @@
+/**
+ * @module The order-poller's logic: every live attempt that is `submitted` and not final is polled
+ * (batched through `GET /v1/orders/uuids` when several are open) until Upbit reports `done` or
+ * `cancel`; every observed state is stored in `upbit_order_snapshots`, the final one on the attempt.
+ * At the poll limit the order is cancelled and that is recorded. Test-mode uuids never get here:
+ * the executor stores no uuid for them.
+ */
+import type { Sql } from "../db.ts";
+import type { Logger } from "../log.ts";
+import {
+  type AttemptRow,
+  insertSnapshot,
+  openLiveAttempts,
+  updateAttempt,
+} from "../store/order_attempts.ts";
+import type { Order } from "../upbit/schemas.ts";
+import type { UpbitRest } from "../upbit/rest.ts";
+
+/** What the poller needs. */
+export interface OrderPollerOptions {
+  sql: Sql;
+  rest: UpbitRest;
+  /** Polls of one order before it is cancelled as stuck (`LIVE_ORDER_MAX_POLLS`). */
+  maxPolls: number;
+  log: Logger;
+  now?: () => number;
+}
+
+/** What one {@linkcode OrderPoller.pollOnce} did. */
+export interface PollSummary {
+  /** Orders still open after this pass. */
+  open: number;
+  /** Orders that reached done or cancel in this pass. */
+  finalised: number;
+}
+
+/** Average fill price of `order`: executed funds / executed volume, or null with no fill. */
+export function averagePrice(order: Order): string | null {
+  const volume = Number(order.executed_volume);
+  if (!(volume > 0)) return null;
+  let funds = order.executed_funds != null ? Number(order.executed_funds) : NaN;
+  if (!Number.isFinite(funds) && order.trades) {
+    funds = order.trades.reduce((sum, t) => sum + Number(t.funds), 0);
+  }
+  if (!Number.isFinite(funds)) return null;
+  // Informational (the fills themselves are exact in executed_volume / paid_fee): 8 decimals.
+  return String(Number((funds / volume).toFixed(8)));
+}
+
+/** Polls live orders to their final state. */
+export class OrderPoller {
+  #o: OrderPollerOptions;
+  #now: () => number;
+  #lastSnapshotTs = 0;
+
+  constructor(options: OrderPollerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** One pass over every open live order. */
+  async pollOnce(): Promise<PollSummary> {
+    const open = await openLiveAttempts(this.#o.sql);
+    if (open.length === 0) return { open: 0, finalised: 0 };
+    const orders = await this.#fetch(open);
+    let finalised = 0;
+    for (const attempt of open) {
+      const order = orders.get(attempt.uuid!);
+      const polls = attempt.poll_count + 1;
+      if (!order) {
+        await updateAttempt(this.#o.sql, attempt.id, { poll_count: polls });
+        this.#o.log.warn(`Order ${attempt.uuid} (${attempt.identifier}) not returned by Upbit`);
+        continue;
+      }
+      await insertSnapshot(this.#o.sql, {
+        ts: this.#snapshotTs(),
+        symbol: order.market,
+        uuid: order.uuid,
+        state: order.state,
+        side: order.side,
+        ord_type: order.ord_type,
+        price: order.price ?? null,
+        volume: order.volume ?? null,
+        remaining_volume: order.remaining_volume ?? null,
+        executed_volume: order.executed_volume,
+        paid_fee: order.paid_fee,
+        raw_json: order,
+      });
+      if (order.state === "done" || order.state === "cancel") {
+        await updateAttempt(this.#o.sql, attempt.id, {
+          status: "done",
+          final_state: order.state,
+          executed_volume: order.executed_volume,
+          paid_fee: order.paid_fee,
+          avg_price: averagePrice(order),
+          poll_count: polls,
+          response_json: order,
+        });
+        finalised++;
+        this.#o.log.info(
+          `Order final [${attempt.action}] ${attempt.identifier}: state=${order.state} executed_volume=${order.executed_volume} paid_fee=${order.paid_fee}`,
+          { uuid: order.uuid, polls },
+        );
+        continue;
+      }
+      await updateAttempt(this.#o.sql, attempt.id, { poll_count: polls });
+      const cancelRequested = attempt.error_msg?.startsWith("cancel requested") ?? false;
+      if (polls >= this.#o.maxPolls && !cancelRequested) await this.#cancelStuck(attempt, polls);
+    }
+    return { open: open.length - finalised, finalised };
+  }
+
+  /** Snapshot timestamps are unique per order (UNIQUE (uuid, ts)): never reuse a millisecond. */
+  #snapshotTs(): Date {
+    const t = Math.max(this.#now(), this.#lastSnapshotTs + 1);
+    this.#lastSnapshotTs = t;
+    return new Date(t);
+  }
+
+  async #fetch(open: AttemptRow[]): Promise<Map<string, Order>> {
+    const out = new Map<string, Order>();
+    const uuids = open.map((a) => a.uuid!);
+    if (uuids.length === 1) {
+      const { data } = await this.#o.rest.getOrder({ uuid: uuids[0]! });
+      out.set(data.uuid, data);
+      return out;
+    }
+    for (let i = 0; i < uuids.length; i += 100) {
+      const { data } = await this.#o.rest.getOrdersByUuids({ uuids: uuids.slice(i, i + 100) });
+      for (const o of data) out.set(o.uuid, o);
+    }
+    return out;
+  }
+
+  async #cancelStuck(attempt: AttemptRow, polls: number): Promise<void> {
+    try {
+      await this.#o.rest.deleteOrder({ uuid: attempt.uuid! });
+      await updateAttempt(this.#o.sql, attempt.id, {
+        error_msg: `cancel requested after ${polls} polls`,
+      });
+      this.#o.log.warn(
+        `Order ${attempt.identifier} still open after ${polls} polls: cancel requested`,
+        {
+          uuid: attempt.uuid,
+        },
+      );
+    } catch (err) {
+      // Already done / cancelled in the meantime, or a transient error: the next poll tells.
+      await updateAttempt(this.#o.sql, attempt.id, {
+        error_msg: `cancel after ${polls} polls failed: ${(err as Error).message}`,
+      });
+      this.#o.log.warn(`Cancel of ${attempt.identifier} failed`, { error: (err as Error).message });
+    }
+  }
+}

@@ -1,0 +1,401 @@
+import assert from "node:assert/strict";
+import { parseConfig } from "../lib/config.ts";
+import { Executor, formatVolume, identifierFor } from "../lib/execution/executor.ts";
+import { decideTradeMode } from "../lib/execution/guard.ts";
+import { OrderPoller } from "../lib/execution/order_poller.ts";
+import { createLogger, setLogSink } from "../lib/log.ts";
+import { attemptByIdentifier, insertAttempt } from "../lib/store/order_attempts.ts";
+import { insertPaperEvent } from "../lib/store/paper_trades.ts";
+import { UpbitRest } from "../lib/upbit/rest.ts";
+import { type Simulator, startSimulator } from "../sim/mod.ts";
+import { dbTest, type TestDatabase } from "./_db.ts";
+
+const MARKET = "KRW-BTC";
+
+interface Rig {
+  sim: Simulator;
+  rest: UpbitRest;
+  executor: Executor;
+  /** A fresh executor on the same database, as after a restart. */
+  newExecutor(): Executor;
+  poller: OrderPoller;
+  lines: string[];
+  close(): Promise<void>;
+}
+
+async function rig(
+  db: TestDatabase,
+  mode: "shadow" | "test" | "live",
+  extra: Record<string, string> = {},
+): Promise<Rig> {
+  const sim = await startSimulator({ rate: 0, seed: 7, markets: [MARKET] });
+  const rest = new UpbitRest({
+    baseUrl: sim.restUrl,
+    accessKey: sim.accessKey,
+    secretKey: sim.secretKey,
+    timeoutMs: 1500,
+  });
+  const lines: string[] = [];
+  const restore = setLogSink((line) => lines.push(line));
+  const env: Record<string, string> = {
+    UPBIT_TRADE_MODE: mode,
+    UPBIT_ACCESS_KEY: sim.accessKey,
+    UPBIT_SECRET_KEY: sim.secretKey,
+    ...(mode === "live"
+      ? {
+        LIVE_TRADING_ENABLED: "true",
+        LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
+        PAPER_POLICY_PROFILE: "default",
+      }
+      : {}),
+    ...extra,
+  };
+  const config = parseConfig(env);
+  const decision = decideTradeMode(config);
+  const newExecutor = () =>
+    new Executor({
+      sql: db.sql,
+      rest: mode === "shadow" ? null : rest,
+      decision,
+      settings: {
+        orderKrwAmount: config.ORDER_KRW_AMOUNT,
+        maxOrdersPerMin: config.MAX_ORDERS_PER_MIN,
+        maxRetries: config.EXECUTOR_MAX_RETRIES,
+        shadowEnabled: config.SHADOW_ENABLED,
+        maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+      },
+      log: createLogger("executor"),
+    });
+  const executor = newExecutor();
+  const poller = new OrderPoller({
+    sql: db.sql,
+    rest,
+    maxPolls: 3,
+    log: createLogger("order_poller"),
+  });
+  return {
+    sim,
+    rest,
+    executor,
+    newExecutor,
+    poller,
+    lines,
+    async close() {
+      restore();
+      rest.close();
+      await sim.close();
+    },
+  };
+}
+
+async function paperRoundTrip(db: TestDatabase, price: number, exitPrice: number) {
+  const now = Date.now();
+  const qty = Math.floor((10000 / price) * 1e8) / 1e8;
+  const enterId = await insertPaperEvent(db.sql, {
+    action: "ENTER_LONG",
+    market: MARKET,
+    ts: now - 5000,
+    price,
+    qty,
+    fee: price * qty * 0.0005,
+    ev: 0.1,
+  }, "default");
+  const exitId = await insertPaperEvent(db.sql, {
+    action: "EXIT_LONG",
+    market: MARKET,
+    ts: now,
+    price: exitPrice,
+    qty,
+    fee: exitPrice * qty * 0.0005,
+    pnl: (exitPrice - price) * qty,
+    holdSec: 5,
+    reason: "EV_BAD",
+    entryTs: now - 5000,
+    entryPrice: price,
+    ev: -0.3,
+  }, "default");
+  return { enterId, exitId, qty };
+}
+
+async function attempts(db: TestDatabase) {
+  return await db.sql`select * from upbit_order_attempts order by id`;
+}
+
+dbTest("executor shadow: logs both legs, calls nothing, and is idempotent", async (db) => {
+  const r = await rig(db, "shadow");
+  try {
+    const { enterId, exitId, qty } = await paperRoundTrip(db, 99203155, 99000000);
+    await r.executor.start();
+    assert.equal((await r.executor.runOnce()).handled, 2);
+    const rows = await attempts(db);
+    assert.deepEqual(rows.map((a) => [a.identifier, a.mode, a.status, a.side, a.ord_type]), [
+      [identifierFor(enterId, "ENTER_LONG"), "shadow", "logged", "bid", "price"],
+      [identifierFor(exitId, "EXIT_LONG"), "shadow", "logged", "ask", "market"],
+    ]);
+    assert.equal(rows[1]!.volume, formatVolume(qty));
+    assert.deepEqual(rows[1]!.request_json, {
+      market: MARKET,
+      side: "ask",
+      ord_type: "market",
+      volume: formatVolume(qty),
+      identifier: identifierFor(exitId, "EXIT_LONG"),
+    });
+    assert.deepEqual(r.sim.orders(), [], "shadow never calls the exchange");
+    assert.ok(
+      r.lines.some((l) =>
+        l.includes(
+          `Shadow [EXIT_LONG]: side=ask ord_type=market volume=${formatVolume(qty)} (no API call)`,
+        )
+      ),
+    );
+    assert.ok(
+      r.lines.some((l) =>
+        l.includes("Executor started (effective_mode=shadow live_enabled=false trade_mode=shadow)")
+      ),
+    );
+    // A restarted executor resumes from its durable cursor: nothing is written twice.
+    const again = r.newExecutor();
+    await again.start();
+    assert.equal(again.cursor, exitId);
+    assert.equal((await again.runOnce()).handled, 0);
+    assert.equal((await attempts(db)).length, 2);
+  } finally {
+    await r.close();
+  }
+});
+
+dbTest(
+  "executor test mode: POST /v1/orders/test -> test_ok with meta, no order exists",
+  async (db) => {
+    const r = await rig(db, "test");
+    try {
+      await paperRoundTrip(db, 99203155, 99000000);
+      await r.executor.start();
+      await r.executor.runOnce();
+      const rows = await attempts(db);
+      // orders/test validates like a real order, balance included: the account holds no BTC
+      // (the test buy bought nothing), so the test sell is refused, as Upbit would.
+      assert.deepEqual(rows.map((a) => [a.mode, a.status]), [["test", "test_ok"], [
+        "test",
+        "error",
+      ]]);
+      assert.match(rows[1]!.error_msg, /^insufficient_funds_ask: /);
+      for (const a of rows) {
+        assert.equal(a.http_status, a.status === "test_ok" ? 201 : 400);
+        assert.ok(a.latency_ms >= 0);
+        assert.match(a.remaining_req, /^group=order-test; min=\d+; sec=\d+$/);
+        assert.equal(a.uuid, null, "a test uuid is never stored where the poller looks");
+      }
+      assert.deepEqual(r.sim.orders(), [], "orders/test creates nothing");
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "executor live + order-poller: submitted -> final state equals the simulator's order",
+  async (db) => {
+    const r = await rig(db, "live");
+    try {
+      const { enterId, exitId } = await paperRoundTrip(db, 99203155, 99000000);
+      await r.executor.start();
+      // The exit waits until the entry's fill is known (it sells what was really bought).
+      assert.deepEqual(await r.executor.runOnce(), { handled: 1, more: true });
+      const enter = await attemptByIdentifier(db.sql, identifierFor(enterId, "ENTER_LONG"));
+      assert.equal(enter?.status, "submitted");
+      assert.ok(enter?.uuid);
+      assert.equal((await r.poller.pollOnce()).finalised, 1);
+      assert.deepEqual(await r.executor.runOnce(), { handled: 1, more: false });
+      await r.poller.pollOnce();
+      const rows = await attempts(db);
+      assert.equal(rows.length, 2);
+      for (const a of rows) {
+        const [simOrder] = r.sim.orders().filter((o) => o.identifier === a.identifier);
+        assert.ok(simOrder, `simulator has ${a.identifier}`);
+        assert.equal(a.status, "done");
+        assert.equal(a.final_state, simOrder.state);
+        assert.equal(Number(a.executed_volume), Number(simOrder.executed_volume));
+        const { data } = await r.rest.getOrder({ uuid: a.uuid });
+        assert.equal(Number(a.paid_fee), Number(data.paid_fee));
+      }
+      // The exit sold exactly what the entry bought.
+      assert.equal(Number(rows[1]!.volume), Number(rows[0]!.executed_volume));
+      const snaps = await db.sql`select uuid, state from upbit_order_snapshots order by id`;
+      assert.ok(snaps.length >= 2);
+      assert.equal(r.sim.orders().length, 2, "exactly one exchange order per identifier");
+      void exitId;
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "executor live: a lost create answer is resolved by identifier, one order only",
+  async (db) => {
+    const r = await rig(db, "live");
+    try {
+      const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
+      r.sim.setFaults({ lost_response_rate: 1 });
+      await r.executor.start();
+      await r.executor.runOnce();
+      r.sim.setFaults({ lost_response_rate: 0 });
+      const id = identifierFor(enterId, "ENTER_LONG");
+      const a = await attemptByIdentifier(db.sql, id);
+      assert.equal(a?.status, "submitted", a?.error_msg ?? "");
+      assert.equal(r.sim.orders().filter((o) => o.identifier === id).length, 1);
+      assert.equal(a?.uuid, r.sim.orders().find((o) => o.identifier === id)?.uuid);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "executor live: restart between writing the attempt and sending it sends exactly once",
+  async (db) => {
+    const r = await rig(db, "live");
+    try {
+      const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
+      const identifier = identifierFor(enterId, "ENTER_LONG");
+      // As left by a crash right after the attempt row was committed.
+      await insertAttempt(db.sql, {
+        symbol: MARKET,
+        action: "ENTER_LONG",
+        mode: "live",
+        side: "bid",
+        ord_type: "price",
+        price: "10000",
+        volume: null,
+        paper_trade_id: enterId,
+        identifier,
+        status: "pending",
+        request_json: {
+          market: MARKET,
+          side: "bid",
+          ord_type: "price",
+          price: "10000",
+          identifier,
+        },
+      });
+      const ex = r.newExecutor();
+      await ex.start();
+      await ex.runOnce();
+      await ex.runOnce();
+      assert.equal((await attemptByIdentifier(db.sql, identifier))?.status, "submitted");
+      assert.equal(r.sim.orders().filter((o) => o.identifier === identifier).length, 1);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "executor live: restart between sending and recording finds the order, never resends",
+  async (db) => {
+    const r = await rig(db, "live");
+    try {
+      const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
+      const identifier = identifierFor(enterId, "ENTER_LONG");
+      const body = {
+        market: MARKET,
+        side: "bid" as const,
+        ord_type: "price" as const,
+        price: "10000",
+        identifier,
+      };
+      await insertAttempt(db.sql, {
+        symbol: MARKET,
+        action: "ENTER_LONG",
+        mode: "live",
+        side: "bid",
+        ord_type: "price",
+        price: "10000",
+        volume: null,
+        paper_trade_id: enterId,
+        identifier,
+        status: "pending",
+        request_json: body,
+      });
+      // The request went out and Upbit created the order; then the process died.
+      const sent = await r.rest.postOrder(body);
+      assert.equal(sent.kind, "accepted");
+      const ex = r.newExecutor();
+      await ex.start();
+      await ex.runOnce();
+      const a = await attemptByIdentifier(db.sql, identifier);
+      assert.equal(a?.status, "submitted");
+      assert.equal(a?.uuid, sent.kind === "accepted" ? sent.order.uuid : "");
+      assert.equal(r.sim.orders().filter((o) => o.identifier === identifier).length, 1);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest("executor: stale paper trades are skipped in live mode, not sent", async (db) => {
+  const r = await rig(db, "live", { EXECUTOR_MAX_SIGNAL_AGE_SEC: "1" });
+  try {
+    await paperRoundTrip(db, 99203155, 99000000);
+    await r.executor.start();
+    await r.executor.runOnce();
+    const rows = await attempts(db);
+    assert.equal(rows[0]!.status, "skipped");
+    assert.match(rows[0]!.error_msg, /^stale: paper trade is \d+s old$/);
+    assert.deepEqual(r.sim.orders(), []);
+  } finally {
+    await r.close();
+  }
+});
+
+dbTest("order-poller cancels an order still open at the poll limit and records it", async (db) => {
+  const r = await rig(db, "live");
+  try {
+    const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
+    const identifier = identifierFor(enterId, "ENTER_LONG");
+    // A limit bid far below the market rests forever.
+    const body = {
+      market: MARKET,
+      side: "bid" as const,
+      ord_type: "limit" as const,
+      price: "50000000",
+      volume: "0.0002",
+      identifier,
+    };
+    const sent = await r.rest.postOrder(body);
+    assert.equal(sent.kind, "accepted");
+    const a = await insertAttempt(db.sql, {
+      symbol: MARKET,
+      action: "ENTER_LONG",
+      mode: "live",
+      side: "bid",
+      ord_type: "price",
+      price: "10000",
+      volume: null,
+      paper_trade_id: enterId,
+      identifier,
+      status: "submitted",
+      request_json: {},
+    });
+    await db.sql`update upbit_order_attempts set uuid = ${
+      sent.kind === "accepted" ? sent.order.uuid : ""
+    } where id = ${a!.id}`;
+    for (let i = 0; i < 3; i++) await r.poller.pollOnce();
+    assert.match(
+      (await attemptByIdentifier(db.sql, identifier))!.error_msg!,
+      /^cancel requested after 3 polls$/,
+    );
+    await new Promise((res) => setTimeout(res, 50));
+    await r.poller.pollOnce();
+    const done = await attemptByIdentifier(db.sql, identifier);
+    assert.equal(done?.final_state, "cancel");
+    assert.equal(done?.status, "done");
+    const snaps = await db.sql`select state from upbit_order_snapshots where uuid = ${
+      done!.uuid
+    } order by ts`;
+    assert.deepEqual(snaps.map((s) => s.state), ["wait", "wait", "wait", "cancel"]);
+  } finally {
+    await r.close();
+  }
+});
