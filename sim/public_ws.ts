@@ -317,6 +317,8 @@ function candleMessage(market: SimMarket, code: string, stream: StreamType): Mes
 }
 
 const encoder = new TextEncoder();
+/** Unsent bytes after which a connection is closed as a slow consumer. */
+const SLOW_CONSUMER_BYTES = 64 * 1024 * 1024;
 
 /** Serves every public WebSocket connection and streams market data to it. */
 export class PublicWebSocketHub {
@@ -541,6 +543,12 @@ export class PublicWebSocketHub {
     const rate = this.#faults().malformed_frame_rate;
     if (isData && rate > 0 && this.#rng.next() < rate) bytes = malform(bytes, this.#rng);
     conn.lastActivityMs = Date.now();
+    if (conn.socket.bufferedAmount > SLOW_CONSUMER_BYTES) {
+      // A client that cannot keep up is dropped rather than buffered without bound.
+      this.#connections.delete(conn);
+      conn.socket.close(4008, "slow consumer");
+      return;
+    }
     conn.socket.send(bytes);
   }
 }
