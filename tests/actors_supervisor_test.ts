@@ -264,6 +264,23 @@ Deno.test("Supervisor routes messages between actors and to the main thread", as
   assert.deepEqual([back.messagesIn, back.messagesOut], [2, 2]);
 });
 
+const oneBar: AppMessage = {
+  type: "bars.final",
+  market: "KRW-ETH",
+  bars: [{
+    ts: 1_700_000_000_000,
+    open: 1,
+    high: 1,
+    low: 1,
+    close: 1,
+    volume: 1,
+    quoteVolume: 1,
+    tradeCount: 1,
+    buyVolume: 1,
+    sellVolume: 0,
+  }],
+};
+
 Deno.test("Supervisor buffers messages for a restarting actor up to the limit, then delivers", async () => {
   await using h = harness([
     { name: "echo", module: fixture("echo"), config: { crashOnTopic: "account" } },
@@ -273,16 +290,31 @@ Deno.test("Supervisor buffers messages for a restarting actor up to the limit, t
   await waitFor("restarting", () => statusOf(h.supervisor, "echo").state === "restarting");
   h.supervisor.send("echo", { type: "wake", topic: "paper_trades" });
   h.supervisor.send("echo", { type: "wake", topic: "order_attempts" });
-  h.supervisor.send("echo", { type: "wake", topic: "paper_trades" });
+  h.supervisor.send("echo", { type: "wake", topic: "paper_trades" }); // merged with the first
+  h.supervisor.send("echo", oneBar); // over the limit: the oldest goes
   const during = statusOf(h.supervisor, "echo");
   assert.deepEqual([during.buffered, during.dropped], [2, 1]);
   await waitFor("buffered delivered", () => h.received.length >= 2);
-  // The oldest was dropped; the two newest arrive in order.
   assert.deepEqual(h.received.map((r) => r.message), [
     { type: "wake", topic: "order_attempts" },
-    { type: "wake", topic: "paper_trades" },
+    oneBar,
   ]);
   assert.equal(statusOf(h.supervisor, "echo").buffered, 0);
+});
+
+Deno.test("An actor merges identical wakes waiting in its mailbox", async () => {
+  await using h = harness([{ name: "echo", module: fixture("echo"), config: { slowMs: 500 } }]);
+  await h.supervisor.start();
+  for (let i = 0; i < 5; i++) h.supervisor.send("echo", { type: "wake", topic: "paper_trades" });
+  await waitFor("two answers", () => h.received.length >= 2);
+  await waitFor(
+    "a heartbeat after both",
+    () => statusOf(h.supervisor, "echo").metrics.echoed === 2,
+  );
+  const s = statusOf(h.supervisor, "echo");
+  assert.equal(s.messagesIn, 5);
+  assert.equal(s.coalesced, 3);
+  assert.equal(h.received.length, 2);
 });
 
 Deno.test("Supervisor drops and counts invalid messages in both directions without crashing", async () => {

@@ -101,7 +101,14 @@ interface WorkerScope {
 export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): void {
   const scope = globalThis as unknown as WorkerScope;
   type C = z.output<S>;
-  const stats: ActorStats = { received: 0, sent: 0, invalid: 0, unhandled: 0, mailbox: 0 };
+  const stats: ActorStats = {
+    received: 0,
+    sent: 0,
+    invalid: 0,
+    unhandled: 0,
+    coalesced: 0,
+    mailbox: 0,
+  };
   let metrics: ActorMetrics = {};
   let ctx: ActorContext<C> | undefined;
   let log: Logger = createLogger("actor");
@@ -110,6 +117,8 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
   const abort = new AbortController();
   // The mailbox: application messages run strictly one after another.
   let tail: Promise<void> = Promise.resolve();
+  // Wake topics queued but not yet handled: a second identical wake adds nothing.
+  const queuedWakes = new Set<string>();
 
   const post = (message: ToSupervisor): void => scope.postMessage(message);
 
@@ -127,9 +136,17 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
       log.debug("message without handler dropped", { type: message.type, from });
       return;
     }
+    if (message.type === "wake") {
+      if (queuedWakes.has(message.topic)) {
+        stats.coalesced++;
+        return;
+      }
+      queuedWakes.add(message.topic);
+    }
     stats.mailbox++;
     tail = tail.then(async () => {
       stats.mailbox--;
+      if (message.type === "wake") queuedWakes.delete(message.topic);
       if (stopping || ctx === undefined) return;
       stats.received++;
       try {

@@ -146,6 +146,8 @@ export const ActorStats = z.object({
   invalid: z.number().int().nonnegative(),
   /** Inbound messages with no handler, dropped. */
   unhandled: z.number().int().nonnegative(),
+  /** Wakes merged into an identical wake already waiting in the mailbox. */
+  coalesced: z.number().int().nonnegative(),
   /** Messages waiting in the mailbox right now. */
   mailbox: z.number().int().nonnegative(),
 });

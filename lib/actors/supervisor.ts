@@ -24,6 +24,7 @@ import { createLogger, loggingSettings, type LogLevel, type LogSettings } from "
 import { checkBackoffOptions, restartDelayMs } from "./backoff.ts";
 import {
   ActorName,
+  type ActorStats,
   type AppMessage,
   describeIssues,
   SUPERVISOR,
@@ -146,6 +147,10 @@ export interface ActorStatus {
   buffered: number;
   /** Invalid messages this actor received (reported by the worker), dropped. */
   invalidIn: number;
+  /** Wakes the actor merged into an identical queued wake (reported by the worker). */
+  coalesced: number;
+  /** Messages in the actor's mailbox at its last heartbeat; null when not running. */
+  mailbox: number | null;
   /** Invalid messages this actor sent, dropped by the supervisor. */
   invalidOut: number;
   /** Actor-defined metrics from its last heartbeat. */
@@ -183,14 +188,15 @@ interface Child {
   messagesOut: number;
   dropped: number;
   invalidOut: number;
-  invalidInPrevious: number;
-  invalidInCurrent: number;
+  /** Worker-reported counters of earlier incarnations, and the latest of this one. */
+  statsPrevious: { invalid: number; coalesced: number };
+  stats: ActorStats | null;
   metrics: Record<string, number | string | boolean | null>;
   buffer: { from: string; message: AppMessage }[];
   /** Resolved when the child leaves `starting` (ready, crashed or failed). */
   settled: (() => void)[];
   /** Resolved when a stopping child answered `stopped` or died. */
-  stoppedAck: (() => void) | undefined;
+  stoppedAck: ((graceful: boolean) => void) | undefined;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -236,6 +242,7 @@ export class Supervisor {
   #tradingState: TradingState = "active";
   #haltReason: string | null = null;
   #heartbeatTimer: Timer | undefined;
+  #lastTickAt = 0;
   #statusTimer: Timer | undefined;
   #stopPromise: Promise<void> | undefined;
   #onAbort = () => void this.stop("signal");
@@ -243,7 +250,9 @@ export class Supervisor {
   /** @throws {RangeError} on bad options or duplicate / invalid actor names. */
   constructor(options: SupervisorOptions) {
     this.#options = { ...DEFAULTS, ...stripUndefined(options), actors: options.actors };
-    this.#now = options.now ?? Date.now;
+    // Monotonic by default, so heartbeat ages and windows survive wall-clock jumps.
+    this.#now = options.now ??
+      (() => Math.round(performance.timeOrigin + performance.now()));
     this.#random = options.random ?? Math.random;
     const o = this.#options;
     checkBackoffOptions({
@@ -305,8 +314,8 @@ export class Supervisor {
         messagesOut: 0,
         dropped: 0,
         invalidOut: 0,
-        invalidInPrevious: 0,
-        invalidInCurrent: 0,
+        statsPrevious: { invalid: 0, coalesced: 0 },
+        stats: null,
         metrics: {},
         buffer: [],
         settled: [],
@@ -338,6 +347,7 @@ export class Supervisor {
     if (this.#phase !== "idle") throw new Error("Cannot start supervisor twice");
     this.#phase = "running";
     this.#options.signal?.addEventListener("abort", this.#onAbort, { once: true });
+    this.#lastTickAt = this.#now();
     this.#heartbeatTimer = setInterval(() => this.#heartbeat(), this.#options.heartbeatIntervalMs);
     if (this.#options.statusLogIntervalMs > 0) {
       this.#statusTimer = setInterval(
@@ -399,7 +409,9 @@ export class Supervisor {
         messagesOut: c.messagesOut,
         dropped: c.dropped,
         buffered: c.buffer.length,
-        invalidIn: c.invalidInPrevious + c.invalidInCurrent,
+        invalidIn: c.statsPrevious.invalid + (c.stats?.invalid ?? 0),
+        coalesced: c.statsPrevious.coalesced + (c.stats?.coalesced ?? 0),
+        mailbox: live ? c.stats?.mailbox ?? 0 : null,
         invalidOut: c.invalidOut,
         metrics: { ...c.metrics },
       };
@@ -469,8 +481,9 @@ export class Supervisor {
     const incarnation = ++child.incarnation;
     child.state = "starting";
     child.readyAt = null;
-    child.invalidInPrevious += child.invalidInCurrent;
-    child.invalidInCurrent = 0;
+    child.statsPrevious.invalid += child.stats?.invalid ?? 0;
+    child.statsPrevious.coalesced += child.stats?.coalesced ?? 0;
+    child.stats = null;
     let worker: Worker;
     try {
       worker = new Worker(child.spec.module, {
@@ -521,10 +534,13 @@ export class Supervisor {
     const parsed = ToSupervisor.safeParse(data);
     if (!parsed.success) {
       child.invalidOut++;
-      log.warn("invalid message from actor dropped", {
-        from: child.spec.name,
-        problem: describeIssues(parsed.error),
-      });
+      if (worthLogging(child.invalidOut)) {
+        log.warn("invalid message from actor dropped", {
+          from: child.spec.name,
+          problem: describeIssues(parsed.error),
+          invalid_out: child.invalidOut,
+        });
+      }
       return;
     }
     const message = parsed.data;
@@ -534,7 +550,7 @@ export class Supervisor {
         return;
       case "pong":
         child.lastPongAt = this.#now();
-        child.invalidInCurrent = message.stats.invalid;
+        child.stats = message.stats;
         child.metrics = message.metrics;
         return;
       case "send":
@@ -556,7 +572,7 @@ export class Supervisor {
         this.#exited(child, message.reason);
         return;
       case "stopped":
-        child.stoppedAck?.();
+        child.stoppedAck?.(true);
         return;
       default: {
         const unknownMessage: never = message;
@@ -583,6 +599,14 @@ export class Supervisor {
 
   #heartbeat(): void {
     const now = this.#now();
+    const sinceTickMs = now - this.#lastTickAt;
+    this.#lastTickAt = now;
+    if (sinceTickMs > this.#options.heartbeatTimeoutMs) {
+      // The main thread itself was blocked, so pongs may sit unread in its queue: judge the
+      // actors afresh rather than restart them all.
+      log.warn("heartbeat tick late; main thread was blocked", { late_ms: sinceTickMs });
+      for (const child of this.#order) if (child.state === "running") child.lastPongAt = now;
+    }
     for (const child of this.#order) {
       if (child.state !== "running") continue;
       const silentMs = now - child.lastPongAt;
@@ -601,7 +625,7 @@ export class Supervisor {
     child.lastError = error;
     child.lastErrorAt = this.#now();
     if (child.state === "stopping") {
-      child.stoppedAck?.();
+      child.stoppedAck?.(false);
       return;
     }
     log.error("actor crashed", { name: child.spec.name, error });
@@ -613,7 +637,7 @@ export class Supervisor {
     if (child.worker === undefined) return;
     this.#terminate(child);
     if (child.state === "stopping") {
-      child.stoppedAck?.();
+      child.stoppedAck?.(true);
       return;
     }
     log.info("actor exited", { name: child.spec.name, reason });
@@ -700,7 +724,7 @@ export class Supervisor {
     const timeoutMs = child.spec.shutdownTimeoutMs ?? this.#options.shutdownTimeoutMs;
     let timer: Timer | undefined;
     const graceful = await new Promise<boolean>((resolve) => {
-      child.stoppedAck = () => resolve(true);
+      child.stoppedAck = resolve;
       timer = setTimeout(() => resolve(false), timeoutMs);
       this.#post(child, { type: "stop", reason });
     });
@@ -753,8 +777,10 @@ export class Supervisor {
     const target = this.#children.get(to);
     if (target === undefined) {
       const sender = this.#children.get(from);
-      if (sender) sender.invalidOut++;
-      log.warn("message to unknown actor dropped", { from, to, type: message.type });
+      const count = sender ? ++sender.invalidOut : 1;
+      if (worthLogging(count)) {
+        log.warn("message to unknown actor dropped", { from, to, type: message.type });
+      }
       return;
     }
     switch (target.state) {
@@ -763,6 +789,10 @@ export class Supervisor {
         return;
       case "starting":
       case "restarting":
+        // Wakes are idempotent: one buffered wake per topic is enough.
+        if (message.type === "wake" && target.buffer.some((b) => sameWake(b.message, message))) {
+          return;
+        }
         target.buffer.push({ from, message });
         if (target.buffer.length > this.#options.mailboxLimit) {
           target.buffer.shift();
@@ -788,8 +818,8 @@ export class Supervisor {
 
   #countDrop(child: Child, why: string): void {
     child.dropped++;
-    // One warning per power of ten keeps a dead actor from flooding the log.
-    if (Number.isInteger(Math.log10(child.dropped))) {
+    // Sparse warnings keep a dead actor from flooding the log; the status has the count.
+    if (worthLogging(child.dropped)) {
       log.warn("messages to actor dropped", { name: child.spec.name, why, dropped: child.dropped });
     }
   }
@@ -819,6 +849,15 @@ export class Supervisor {
   #stateSummary(): Record<string, ActorState> {
     return Object.fromEntries(this.#order.map((c) => [c.spec.name, c.state]));
   }
+}
+
+/** Whether the `count`th occurrence is logged: the first ten, then every power of ten. */
+function worthLogging(count: number): boolean {
+  return count <= 10 || Number.isInteger(Math.log10(count));
+}
+
+function sameWake(a: AppMessage, b: AppMessage): boolean {
+  return a.type === "wake" && b.type === "wake" && a.topic === b.topic;
 }
 
 function errorText(err: unknown): string {
