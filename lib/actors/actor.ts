@@ -123,6 +123,8 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
   const post = (message: ToSupervisor): void => scope.postMessage(message);
 
   const crash = (err: unknown): void => {
+    // This incarnation is over: handle nothing more while the supervisor terminates it.
+    stopping = true;
     post({ type: "error", error: toErrorData(err), fatal: true });
   };
 
@@ -213,7 +215,14 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
       const from = typeof event.data === "object" && event.data !== null && "from" in event.data
         ? String((event.data as { from: unknown }).from)
         : SUPERVISOR;
-      log.warn("invalid message dropped", { from, problem: describeIssues(parsed.error) });
+      // Sparse: the first ten, then every power of ten (the count is in the status).
+      if (stats.invalid <= 10 || Number.isInteger(Math.log10(stats.invalid))) {
+        log.warn("invalid message dropped", {
+          from,
+          problem: describeIssues(parsed.error),
+          invalid: stats.invalid,
+        });
+      }
       return;
     }
     const message = parsed.data;

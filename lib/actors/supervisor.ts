@@ -452,7 +452,9 @@ export class Supervisor {
     // Running actors get it now, starting ones once ready; restarting ones see it in `start`.
     for (const child of this.#order) {
       if (child.state === "running" || child.state === "starting") {
-        this.#route(SUPERVISOR, child.spec.name, { type: "trading.halt", reason });
+        // The schema caps a reason at 500 characters; the full one is in the log and status.
+        const message = { type: "trading.halt", reason: reason.slice(0, 500) } as const;
+        this.#route(SUPERVISOR, child.spec.name, message);
       }
     }
     try {
