@@ -14,7 +14,8 @@ export interface ActorPermissionOptions {
   /**
    * Environment variables the actor may read. Leave empty: actors get their configuration in
    * the start message. The one exception is `["PG*"]` for actors that use postgres.js, which
-   * reads `PGMAX`, `PGAPPNAME` and friends from `process.env` (measured: without it `postgres(url)` throws `NotCapable`) while it builds its options.
+   * reads `PGMAX`, `PGAPPNAME` and friends from `process.env` while it builds its options:
+   * without it, `postgres(url)` throws `NotCapable` in the worker.
    */
   env?: readonly string[];
   /** Files or directories the actor may read. */
