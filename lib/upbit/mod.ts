@@ -10,3 +10,5 @@ export * from "./errors.ts";
 export * from "./schemas.ts";
 export * from "./rate_limiter.ts";
 export * from "./backoff.ts";
+export * from "./ws_public.ts";
+export * from "./ws_private.ts";
