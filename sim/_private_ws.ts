@@ -211,9 +211,11 @@ export class PrivateStreams {
 
   /** Upgrades the request; a bad or missing token gets the INVALID_AUTH frame and a close. */
   handle(req: Request): Response {
+    // Headers are unreadable once the request is upgraded.
+    const authorization = req.headers.get("authorization");
     const { socket, response } = Deno.upgradeWebSocket(req);
     const verdict: Promise<boolean> = this.#auth
-      .verify(req.headers.get("authorization"), undefined)
+      .verify(authorization, undefined)
       .then((v) => !isAuthFailure(v as AuthFailure))
       .catch(() => false);
     const connection: Connection = { socket, authorized: verdict, subscription: null };

@@ -1,0 +1,241 @@
+import assert from "node:assert/strict";
+import type { ExchangeHandler } from "../sim/contract.ts";
+import { ACCESS_KEY, Client, makeExchange, signJwt } from "./_sim_exchange_fixture.ts";
+
+type Json = Record<string, unknown>;
+
+/** Serves only the private WebSocket of `exchange` on an ephemeral port. */
+function serve(exchange: ExchangeHandler) {
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    (req) => exchange.handlePrivateWebSocket(req),
+  );
+  return { server, url: `ws://127.0.0.1:${server.addr.port}/websocket/v1/private` };
+}
+
+/** A WebSocket whose frames are queued; records whether each frame was binary. */
+class Socket {
+  readonly frames: { binary: boolean; data: unknown }[] = [];
+  readonly #waiters: (() => void)[] = [];
+  readonly closed: Promise<void>;
+  readonly ws: WebSocket;
+
+  constructor(url: string, token?: string) {
+    // Deno's WebSocket accepts request headers as a second-argument option.
+    this.ws = token === undefined ? new WebSocket(url) : new WebSocket(
+      url,
+      { headers: { authorization: `Bearer ${token}` } } as unknown as string[],
+    );
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onmessage = (event) => {
+      const binary = typeof event.data !== "string";
+      const text = binary ? new TextDecoder().decode(event.data as ArrayBuffer) : event.data;
+      this.frames.push({ binary, data: JSON.parse(text) });
+      this.#waiters.shift()?.();
+    };
+    this.closed = new Promise((resolve) => {
+      this.ws.onclose = () => {
+        resolve();
+        for (const w of this.#waiters.splice(0)) w();
+      };
+    });
+  }
+
+  opened(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.ws.onopen = () => resolve();
+      this.ws.onerror = () => reject(new Error("socket error"));
+    });
+  }
+
+  /** The next frame's JSON. */
+  async next(): Promise<Json> {
+    while (this.frames.length === 0) {
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error("socket closed");
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+    const frame = this.frames.shift()!;
+    assert.equal(frame.binary, true, "server frames are binary");
+    return frame.data as Json;
+  }
+
+  /** Sends the request and waits until it is processed (PING answered after it). */
+  async subscribe(request: unknown[]): Promise<void> {
+    this.ws.send(JSON.stringify(request));
+    this.ws.send("PING");
+    assert.deepEqual(await this.next(), { status: "UP" });
+  }
+
+  async close(): Promise<void> {
+    this.ws.close();
+    await this.closed;
+  }
+}
+
+const token = () => signJwt({ access_key: ACCESS_KEY, nonce: crypto.randomUUID() });
+
+Deno.test("private WS refuses a missing or bad token with INVALID_AUTH and closes", async () => {
+  const { exchange } = makeExchange();
+  const { server, url } = serve(exchange);
+  for (
+    const bad of [undefined, await signJwt({ access_key: ACCESS_KEY, nonce: "n" }, { secret: "x" })]
+  ) {
+    const socket = new Socket(url, bad);
+    const frame = await socket.next();
+    assert.equal((frame.error as Json).name, "INVALID_AUTH");
+    await socket.closed;
+  }
+  exchange.close();
+  await server.shutdown();
+});
+
+Deno.test("private WS streams myOrder (wait, trade, done, cancel) and myAsset as numbers", async () => {
+  const { exchange, market } = makeExchange();
+  market.setBook("KRW-BTC", [[101_000_000, 1]], [[100_000_000, 1]]);
+  const client = new Client(exchange);
+  const { server, url } = serve(exchange);
+  const socket = new Socket(url, await token());
+  await socket.opened();
+  await socket.subscribe([{ ticket: "t1" }, { type: "myOrder", codes: ["KRW-BTC"] }, {
+    type: "myAsset",
+  }]);
+
+  const [, created] = await client.postJson("/v1/orders", {
+    market: "KRW-BTC",
+    side: "bid",
+    volume: "0.002",
+    price: "99000000",
+    ord_type: "limit",
+    identifier: "ws-1",
+  });
+  const wait = await socket.next();
+  assert.equal(wait.type, "myOrder");
+  assert.equal(wait.code, "KRW-BTC");
+  assert.equal(wait.uuid, created.uuid);
+  assert.equal(wait.ask_bid, "BID");
+  assert.equal(wait.order_type, "limit");
+  assert.equal(wait.state, "wait");
+  assert.equal(wait.price, 99_000_000);
+  assert.equal(wait.volume, 0.002);
+  assert.equal(wait.reserved_fee, 99);
+  assert.equal(wait.locked, 198_099);
+  assert.equal(wait.identifier, "ws-1");
+  assert.equal(wait.trade_fee, null);
+  assert.equal(wait.stream_type, "REALTIME");
+  const lockAsset = await socket.next();
+  assert.equal(lockAsset.type, "myAsset");
+  assert.deepEqual(lockAsset.assets, [{ currency: "KRW", balance: 9_801_901, locked: 198_099 }]);
+
+  market.print("KRW-BTC", 99_000_000, 0.001);
+  const trade = await socket.next();
+  assert.equal(trade.state, "trade");
+  assert.equal(trade.volume, 0.001);
+  assert.equal(trade.price, 99_000_000);
+  assert.equal(trade.executed_volume, 0.001);
+  assert.equal(trade.remaining_volume, 0.001);
+  assert.equal(trade.trade_fee, 49.5);
+  assert.equal(trade.is_maker, true);
+  assert.equal(typeof trade.trade_uuid, "string");
+  assert.equal(trade.avg_price, 99_000_000);
+  const fillAsset = await socket.next();
+  assert.deepEqual(fillAsset.assets, [
+    { currency: "KRW", balance: 9_801_901, locked: 99_049.5 },
+    { currency: "BTC", balance: 0.001, locked: 0 },
+  ]);
+
+  await client.deleteJson("/v1/order", [["uuid", created.uuid as string]]);
+  const cancel = await socket.next();
+  assert.equal(cancel.state, "cancel");
+  assert.equal(cancel.executed_volume, 0.001);
+  const releaseAsset = await socket.next();
+  assert.deepEqual(releaseAsset.assets, [{ currency: "KRW", balance: 9_900_950.5, locked: 0 }]);
+
+  await client.postJson("/v1/orders", {
+    market: "KRW-BTC",
+    side: "bid",
+    price: "10100",
+    ord_type: "price",
+  });
+  // 10,100 KRW buys exactly 0.0001 BTC: nothing is left to release, so no third myAsset.
+  const kinds: unknown[] = [];
+  for (let i = 0; i < 5; i++) {
+    const frame = await socket.next();
+    kinds.push(frame.type === "myOrder" ? frame.state : frame.type);
+  }
+  assert.deepEqual(kinds, ["wait", "myAsset", "trade", "myAsset", "done"]);
+
+  await socket.close();
+  exchange.close();
+  await server.shutdown();
+});
+
+Deno.test("private WS filters myOrder by codes and speaks SIMPLE keys", async () => {
+  const { exchange, market } = makeExchange();
+  market.setBook("KRW-BTC", [[101_000_000, 1]], [[100_000_000, 1]]);
+  market.setBook("KRW-ETH", [[5_001_000, 1]], [[5_000_000, 1]]);
+  const client = new Client(exchange);
+  const { server, url } = serve(exchange);
+  const socket = new Socket(url, await token());
+  await socket.opened();
+  await socket.subscribe([{ ticket: "t2" }, { type: "myOrder", codes: ["KRW-ETH"] }, {
+    format: "SIMPLE",
+  }]);
+  await client.postJson("/v1/orders", {
+    market: "KRW-BTC",
+    side: "bid",
+    volume: "0.001",
+    price: "99000000",
+    ord_type: "limit",
+  });
+  const [, eth] = await client.postJson("/v1/orders", {
+    market: "KRW-ETH",
+    side: "bid",
+    volume: "0.01",
+    price: "4000000",
+    ord_type: "limit",
+  });
+  const frame = await socket.next();
+  assert.equal(frame.ty, "myOrder");
+  assert.equal(frame.cd, "KRW-ETH");
+  assert.equal(frame.uid, eth.uuid);
+  assert.equal(frame.ab, "BID");
+  assert.equal(frame.s, "wait");
+  assert.equal(frame.l, 40_020);
+  assert.equal(frame.st, "REALTIME");
+  await socket.close();
+  exchange.close();
+  await server.shutdown();
+});
+
+Deno.test("private WS answers bad requests with WRONG_FORMAT / NO_TICKET / NO_TYPE", async () => {
+  const { exchange } = makeExchange();
+  const { server, url } = serve(exchange);
+  const socket = new Socket(url, await token());
+  await socket.opened();
+  const cases: [unknown, string][] = [
+    [[{ ticket: "t" }, { type: "myAsset", codes: ["KRW-BTC"] }], "WRONG_FORMAT"],
+    [[{ type: "myOrder" }], "NO_TICKET"],
+    [[{ ticket: "t" }], "NO_TYPE"],
+    [{ ticket: "t" }, "WRONG_FORMAT"],
+  ];
+  for (const [request, name] of cases) {
+    socket.ws.send(JSON.stringify(request));
+    const frame = await socket.next();
+    assert.equal((frame.error as Json).name, name, JSON.stringify(request));
+  }
+  await socket.close();
+  exchange.close();
+  await server.shutdown();
+});
+
+Deno.test("dropWebSockets closes every private connection", async () => {
+  const { exchange } = makeExchange();
+  const { server, url } = serve(exchange);
+  const socket = new Socket(url, await token());
+  await socket.opened();
+  await socket.subscribe([{ ticket: "t" }, { type: "myAsset" }]);
+  exchange.dropWebSockets();
+  await socket.closed;
+  exchange.close();
+  await server.shutdown();
+});
