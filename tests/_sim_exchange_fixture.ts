@@ -2,6 +2,7 @@
  * @module Test fixtures for the exchange half of the simulator: a deterministic fake MarketView
  * (books and trades set by the test), a JWT signer written from §2, and request builders.
  */
+import assert from "node:assert/strict";
 import type { BookLevel, ExchangeHandler, MarketView } from "../sim/contract.ts";
 import type { Faults, SimTrade } from "../sim/mod.ts";
 import { createExchange } from "../sim/exchange.ts";
@@ -125,20 +126,40 @@ export async function signJwt(
   return `${head}.${body}.${base64Url(new Uint8Array(signature))}`;
 }
 
-/** A client: signs each request with a fresh nonce and sends it to the handler. */
+/**
+ * A client: signs each request with a fresh nonce and sends it to the handler, or over HTTP when
+ * given a simulator's REST URL.
+ */
 export class Client {
-  constructor(readonly exchange: ExchangeHandler, readonly base = "http://sim.test") {}
+  readonly base: string;
+  readonly #send: (req: Request) => Promise<Response>;
+
+  constructor(
+    target: ExchangeHandler | string,
+    readonly keys: { accessKey: string; secretKey: string } = {
+      accessKey: ACCESS_KEY,
+      secretKey: SECRET_KEY,
+    },
+  ) {
+    if (typeof target === "string") {
+      this.base = target;
+      this.#send = (req) => fetch(req);
+    } else {
+      this.base = "http://sim.test";
+      this.#send = (req) => target.handle(req);
+    }
+  }
 
   async token(hashed: string | null): Promise<string> {
     const payload: Record<string, unknown> = {
-      access_key: ACCESS_KEY,
+      access_key: this.keys.accessKey,
       nonce: crypto.randomUUID(),
     };
     if (hashed !== null) {
       payload.query_hash = await sha512(hashed);
       payload.query_hash_alg = "SHA512";
     }
-    return await signJwt(payload);
+    return await signJwt(payload, { secret: this.keys.secretKey });
   }
 
   /** GET / DELETE with `query` pairs sent in order (brackets raw, values encoded). */
@@ -151,7 +172,7 @@ export class Client {
     const wire = pairs.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&");
     const url = `${this.base}${path}${wire ? "?" + wire : ""}`;
     const token = await this.token(hashed === "" ? null : hashed);
-    return await this.exchange.handle(
+    return await this.#send(
       new Request(url, { method, headers: { authorization: `Bearer ${token}` } }),
     );
   }
@@ -161,7 +182,7 @@ export class Client {
     const hashed = Object.entries(body).filter(([, v]) => v !== null).map(([k, v]) => `${k}=${v}`)
       .join("&");
     const token = await this.token(hashed === "" ? null : hashed);
-    return await this.exchange.handle(
+    return await this.#send(
       new Request(`${this.base}${path}`, {
         method: "POST",
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
@@ -192,5 +213,64 @@ export class Client {
     const [, list] = await this.getJson<Record<string, string>[]>("/v1/accounts");
     const a = list.find((x) => x.currency === currency);
     return { balance: a?.balance ?? "0", locked: a?.locked ?? "0", avg: a?.avg_buy_price ?? "0" };
+  }
+}
+
+/** A WebSocket whose frames are queued; records whether each frame was binary. */
+export class Socket {
+  readonly frames: { binary: boolean; data: unknown }[] = [];
+  readonly #waiters: (() => void)[] = [];
+  readonly closed: Promise<void>;
+  readonly ws: WebSocket;
+
+  constructor(url: string, token?: string) {
+    // Deno's WebSocket accepts request headers as a second-argument option.
+    this.ws = token === undefined ? new WebSocket(url) : new WebSocket(
+      url,
+      { headers: { authorization: `Bearer ${token}` } } as unknown as string[],
+    );
+    this.ws.binaryType = "arraybuffer";
+    this.ws.onmessage = (event) => {
+      const binary = typeof event.data !== "string";
+      const text = binary ? new TextDecoder().decode(event.data as ArrayBuffer) : event.data;
+      this.frames.push({ binary, data: JSON.parse(text) });
+      this.#waiters.shift()?.();
+    };
+    this.closed = new Promise((resolve) => {
+      this.ws.onclose = () => {
+        resolve();
+        for (const w of this.#waiters.splice(0)) w();
+      };
+    });
+  }
+
+  opened(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.ws.onopen = () => resolve();
+      this.ws.onerror = () => reject(new Error("socket error"));
+    });
+  }
+
+  /** The next frame's JSON. */
+  async next(): Promise<Record<string, unknown>> {
+    while (this.frames.length === 0) {
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error("socket closed");
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+    const frame = this.frames.shift()!;
+    assert.equal(frame.binary, true, "server frames are binary");
+    return frame.data as Record<string, unknown>;
+  }
+
+  /** Sends the request and waits until it is processed (PING answered after it). */
+  async subscribe(request: unknown[]): Promise<void> {
+    this.ws.send(JSON.stringify(request));
+    this.ws.send("PING");
+    assert.deepEqual(await this.next(), { status: "UP" });
+  }
+
+  async close(): Promise<void> {
+    this.ws.close();
+    await this.closed;
   }
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { ExchangeHandler } from "../sim/contract.ts";
-import { ACCESS_KEY, Client, makeExchange, signJwt } from "./_sim_exchange_fixture.ts";
+import { ACCESS_KEY, Client, makeExchange, signJwt, Socket } from "./_sim_exchange_fixture.ts";
 
 type Json = Record<string, unknown>;
 
@@ -11,65 +11,6 @@ function serve(exchange: ExchangeHandler) {
     (req) => exchange.handlePrivateWebSocket(req),
   );
   return { server, url: `ws://127.0.0.1:${server.addr.port}/websocket/v1/private` };
-}
-
-/** A WebSocket whose frames are queued; records whether each frame was binary. */
-class Socket {
-  readonly frames: { binary: boolean; data: unknown }[] = [];
-  readonly #waiters: (() => void)[] = [];
-  readonly closed: Promise<void>;
-  readonly ws: WebSocket;
-
-  constructor(url: string, token?: string) {
-    // Deno's WebSocket accepts request headers as a second-argument option.
-    this.ws = token === undefined ? new WebSocket(url) : new WebSocket(
-      url,
-      { headers: { authorization: `Bearer ${token}` } } as unknown as string[],
-    );
-    this.ws.binaryType = "arraybuffer";
-    this.ws.onmessage = (event) => {
-      const binary = typeof event.data !== "string";
-      const text = binary ? new TextDecoder().decode(event.data as ArrayBuffer) : event.data;
-      this.frames.push({ binary, data: JSON.parse(text) });
-      this.#waiters.shift()?.();
-    };
-    this.closed = new Promise((resolve) => {
-      this.ws.onclose = () => {
-        resolve();
-        for (const w of this.#waiters.splice(0)) w();
-      };
-    });
-  }
-
-  opened(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.ws.onopen = () => resolve();
-      this.ws.onerror = () => reject(new Error("socket error"));
-    });
-  }
-
-  /** The next frame's JSON. */
-  async next(): Promise<Json> {
-    while (this.frames.length === 0) {
-      if (this.ws.readyState === WebSocket.CLOSED) throw new Error("socket closed");
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
-    }
-    const frame = this.frames.shift()!;
-    assert.equal(frame.binary, true, "server frames are binary");
-    return frame.data as Json;
-  }
-
-  /** Sends the request and waits until it is processed (PING answered after it). */
-  async subscribe(request: unknown[]): Promise<void> {
-    this.ws.send(JSON.stringify(request));
-    this.ws.send("PING");
-    assert.deepEqual(await this.next(), { status: "UP" });
-  }
-
-  async close(): Promise<void> {
-    this.ws.close();
-    await this.closed;
-  }
 }
 
 const token = () => signJwt({ access_key: ACCESS_KEY, nonce: crypto.randomUUID() });
