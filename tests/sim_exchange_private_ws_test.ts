@@ -180,3 +180,30 @@ Deno.test("dropWebSockets closes every private connection", async () => {
   exchange.close();
   await server.shutdown();
 });
+
+Deno.test("private WS sends malformed frames at the malformed_frame_rate fault", async () => {
+  const { exchange, market, faults } = makeExchange();
+  market.setBook("KRW-BTC", [[101_000_000, 1]], [[100_000_000, 1]]);
+  const client = new Client(exchange);
+  const { server, url } = serve(exchange);
+  const socket = new Socket(url, await token());
+  await socket.opened();
+  await socket.subscribe([{ ticket: "t" }, { type: "myAsset" }]);
+  const raw = new Promise<string>((resolve) => {
+    socket.ws.onmessage = (event) => resolve(new TextDecoder().decode(event.data as ArrayBuffer));
+  });
+  faults.malformed_frame_rate = 1;
+  await client.postJson("/v1/orders", {
+    market: "KRW-BTC",
+    side: "bid",
+    volume: "0.001",
+    price: "99000000",
+    ord_type: "limit",
+  });
+  const text = await raw;
+  assert.ok(text.startsWith('{"type":"myAsset"'));
+  assert.throws(() => JSON.parse(text), SyntaxError);
+  await socket.close();
+  exchange.close();
+  await server.shutdown();
+});
