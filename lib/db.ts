@@ -10,8 +10,11 @@ import type { Config } from "./config.ts";
 import { describeDatabaseUrl } from "./config.ts";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./embedded_db.ts";
 
-/** The postgres.js query function used everywhere. */
-export type Sql = postgres.Sql;
+/** The postgres.js client. */
+export type Client = postgres.Sql;
+
+/** Anything queries run on: the client or a transaction (`sql.begin(async (tx) => …)`). */
+export type Sql = postgres.Sql | postgres.TransactionSql;
 
 /**
  * How to reach the database, as passed to workers in their start message (workers cannot read
@@ -39,7 +42,7 @@ export interface ConnectOptions {
  * await sql.end();
  * ```
  */
-export function connect(connection: DbConnection, options: ConnectOptions = {}): Sql {
+export function connect(connection: DbConnection, options: ConnectOptions = {}): Client {
   const common = {
     max: options.max ?? 4,
     onnotice: () => {},
@@ -59,7 +62,7 @@ export function connect(connection: DbConnection, options: ConnectOptions = {}):
 
 /** The database of one upbot process: the client plus whatever must be closed with it. */
 export interface Database {
-  readonly sql: Sql;
+  readonly sql: Client;
   readonly connection: DbConnection;
   /** `postgres (postgres://user:***@host/db)` or `embedded PGlite (./data)`: safe to log. */
   readonly description: string;

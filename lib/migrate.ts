@@ -7,7 +7,7 @@
  * finds the work done. On the embedded database the socket already serialises transactions; the
  * lock is then harmless.
  */
-import type { Sql } from "./db.ts";
+import type { Client } from "./db.ts";
 
 /** One migration file. */
 export interface Migration {
@@ -63,7 +63,7 @@ export interface MigrateResult {
  *
  * @throws {Error} naming the failing file; that file's changes are rolled back.
  */
-export async function migrate(sql: Sql, migrations?: Migration[]): Promise<MigrateResult> {
+export async function migrate(sql: Client, migrations?: Migration[]): Promise<MigrateResult> {
   const files = migrations ?? await readMigrations();
   await sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;

@@ -3,7 +3,7 @@
  * `TEST_DATABASE_URL` is set (CI sets it), also on a fresh database of that PostgreSQL server.
  */
 import postgres from "postgres";
-import { connect, type DbConnection, type Sql } from "../lib/db.ts";
+import { type Client, connect, type DbConnection } from "../lib/db.ts";
 import { startEmbeddedDatabase } from "../lib/embedded_db.ts";
 import { migrate } from "../lib/migrate.ts";
 
@@ -13,7 +13,7 @@ export interface TestDatabase {
   readonly backend: string;
   readonly connection: DbConnection;
   /** A client opened for the test (closed by `close`). */
-  readonly sql: Sql;
+  readonly sql: Client;
   close(): Promise<void>;
 }
 

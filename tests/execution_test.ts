@@ -65,6 +65,7 @@ async function rig(
         maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
       },
       log: createLogger("executor"),
+      unknownSettleMs: 300,
     });
   const executor = newExecutor();
   const poller = new OrderPoller({
@@ -242,6 +243,12 @@ dbTest(
       await r.executor.runOnce();
       r.sim.setFaults({ lost_response_rate: 0 });
       const id = identifierFor(enterId, "ENTER_LONG");
+      assert.equal((await attemptByIdentifier(db.sql, id))?.status, "unknown");
+      // Not resolved before the settle time: the request could still be in flight.
+      assert.equal((await r.executor.runOnce()).more, true);
+      assert.equal((await attemptByIdentifier(db.sql, id))?.status, "unknown");
+      await new Promise((res) => setTimeout(res, 350));
+      await r.executor.runOnce();
       const a = await attemptByIdentifier(db.sql, id);
       assert.equal(a?.status, "submitted", a?.error_msg ?? "");
       assert.equal(r.sim.orders().filter((o) => o.identifier === id).length, 1);
@@ -279,9 +286,9 @@ dbTest(
           identifier,
         },
       });
+      await new Promise((res) => setTimeout(res, 350)); // the restart takes longer than the settle time
       const ex = r.newExecutor();
       await ex.start();
-      await ex.runOnce();
       await ex.runOnce();
       assert.equal((await attemptByIdentifier(db.sql, identifier))?.status, "submitted");
       assert.equal(r.sim.orders().filter((o) => o.identifier === identifier).length, 1);
@@ -321,6 +328,7 @@ dbTest(
       // The request went out and Upbit created the order; then the process died.
       const sent = await r.rest.postOrder(body);
       assert.equal(sent.kind, "accepted");
+      await new Promise((res) => setTimeout(res, 350));
       const ex = r.newExecutor();
       await ex.start();
       await ex.runOnce();

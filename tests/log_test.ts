@@ -46,7 +46,7 @@ Deno.test("pretty format is one readable line", () => {
   configureLogging({ format: "pretty", level: "debug" });
   try {
     const lines = capture(() => createLogger("feed").warn("reconnecting", { attempt: 2 }));
-    assert.match(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3} WARN  \[feed\] reconnecting attempt=2$/);
+    assert.match(lines[0]!, /^\d\d:\d\d:\d\d\.\d{3} WARN {2}\[feed\] reconnecting attempt=2$/);
   } finally {
     configureLogging(before);
   }

@@ -46,6 +46,11 @@ export interface ExecutorOptions {
   log: Logger;
   /** Called after a live order was submitted (wakes the order-poller). */
   onSubmitted?: () => void;
+  /**
+   * How long after a lost answer to wait before asking Upbit by identifier: a request that timed
+   * out here may still be on its way there. @default {3000}
+   */
+  unknownSettleMs?: number;
   now?: () => number;
 }
 
@@ -125,8 +130,16 @@ export class Executor {
    * trades in id order, advancing the durable cursor after each.
    */
   async runOnce(): Promise<RunSummary> {
+    let more = false;
     if (this.mode !== "shadow") {
-      for (const a of await unresolvedAttempts(this.#o.sql, this.mode)) await this.#resolve(a);
+      const settle = this.#o.unknownSettleMs ?? 3000;
+      for (const a of await unresolvedAttempts(this.#o.sql, this.mode)) {
+        if (this.#now() - a.updated_at.getTime() < settle) {
+          more = true; // too early to trust a "not found"
+          continue;
+        }
+        await this.#resolve(a);
+      }
       for (
         const a of await retriableAttempts(this.#o.sql, this.mode, this.#o.settings.maxRetries)
       ) {
@@ -148,7 +161,7 @@ export class Executor {
     let handled = 0;
     for (;;) {
       const batch = await paperTradesAfter(this.#o.sql, this.#cursor, 50);
-      if (batch.length === 0) return { handled, more: false };
+      if (batch.length === 0) return { handled, more };
       for (const paper of batch) {
         const outcome = await this.#handle(paper);
         if (outcome === "wait") return { handled, more: true };
@@ -322,9 +335,10 @@ export class Executor {
         const err = result.error;
         const code = "code" in err ? err.code : err.name;
         if (!result.test && code === "duplicated_identifier") {
-          // The identifier exists at Upbit: an earlier try may have created the order. Find out.
+          // The identifier exists at Upbit: an earlier try may have created the order. Find out
+          // on a later pass, once that try cannot still be in flight.
           await updateAttempt(this.#o.sql, attempt.id, { status: "unknown", error_msg: code });
-          await this.#resolve({ ...attempt, status: "unknown" });
+          this.#o.log.warn(`${tag}: identifier already used at Upbit; will resolve by identifier`);
           return;
         }
         await updateAttempt(this.#o.sql, attempt.id, {
@@ -344,9 +358,14 @@ export class Executor {
           error_msg: `outcome unknown: ${result.reason}`,
           ...(result.meta ? metaFields(result.meta) : {}),
         });
-        this.#o.log.warn(`${tag}: outcome unknown (${result.reason}); resolving by identifier`);
-        if (!result.test) await this.#resolve({ ...attempt, status: "unknown" });
-        else await updateAttempt(this.#o.sql, attempt.id, { status: "error" });
+        if (result.test) {
+          // A test call creates nothing: an unknown outcome is simply a failed test.
+          await updateAttempt(this.#o.sql, attempt.id, { status: "error" });
+          this.#o.log.warn(`${tag}: no answer (${result.reason})`);
+          return;
+        }
+        // Resolved by identifier on a later pass, once the request cannot still be in flight.
+        this.#o.log.warn(`${tag}: outcome unknown (${result.reason}); will resolve by identifier`);
         return;
       }
     }

@@ -43,6 +43,7 @@ export interface AttemptRow {
   paid_fee: string | null;
   avg_price: string | null;
   poll_count: number;
+  updated_at: Date;
 }
 
 /** Fields of a new attempt. */

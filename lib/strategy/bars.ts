@@ -14,9 +14,16 @@
  * {@linkcode BarAggregator.flushBefore} lets the feed finalise explicitly (see its doc for when
  * that is safe).
  *
- * Money. `quoteVolume` is the float sum of `price * volume`: bars are analytics, not accounting,
- * and a relative error around 1e-15 is irrelevant there. Prices and volumes are kept as given.
+ * Money. Upbit volumes carry at most 8 decimals, so volume sums are rounded to 8 decimals after
+ * each addition and stay exact (0.01 + 0.02 + 0.005 is 0.035, not 0.034999…). `quoteVolume` is
+ * the float sum of `price * volume`: bars are analytics, not accounting, and a relative error
+ * around 1e-15 is irrelevant there. Prices are kept as given.
  */
+
+/** Rounds to 8 decimals (Upbit's volume precision), removing float noise from sums. */
+function round8(x: number): number {
+  return Math.round(x * 1e8) / 1e8;
+}
 
 /** One public trade, as the feed parses it from the `trade` stream (§7.5). */
 export interface Trade {
@@ -323,11 +330,11 @@ export class BarAggregator {
     const bar = ob.bar;
     if (t.price > bar.high) bar.high = t.price;
     if (t.price < bar.low) bar.low = t.price;
-    bar.volume += t.volume;
+    bar.volume = round8(bar.volume + t.volume);
     bar.quoteVolume += t.price * t.volume;
     bar.tradeCount++;
-    bar.buyVolume += buy;
-    bar.sellVolume += sell;
+    bar.buyVolume = round8(bar.buyVolume + buy);
+    bar.sellVolume = round8(bar.sellVolume + sell);
     // Open and close follow trade time, ties by sequential id, whatever the arrival order.
     if (
       t.timestampMs < ob.firstTs || (t.timestampMs === ob.firstTs && t.sequentialId < ob.firstSeq)

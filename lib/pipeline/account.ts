@@ -1,0 +1,109 @@
+/**
+ * @module The account actor's logic: `GET /v1/accounts` -> `upbit_account_snapshots` (one row per
+ * currency per poll) and `live_positions` (one row per traded market: KRW and base balances,
+ * average buy price, FLAT or LONG).
+ */
+import type { Client } from "../db.ts";
+import type { Logger } from "../log.ts";
+import type { Account } from "../upbit/schemas.ts";
+import type { UpbitRest } from "../upbit/rest.ts";
+import { MIN_ORDER_KRW } from "../execution/executor.ts";
+
+/** Options of {@linkcode AccountSync}. */
+export interface AccountSyncOptions {
+  sql: Client;
+  rest: UpbitRest;
+  markets: readonly string[];
+  log: Logger;
+  now?: () => number;
+}
+
+/** A position as derived from the balances. */
+export interface DerivedPosition {
+  symbol: string;
+  krwBalance: string;
+  baseBalance: string;
+  baseLocked: string;
+  avgBuyPrice: string;
+  status: "FLAT" | "LONG";
+}
+
+/**
+ * Derives each market's position. LONG when the base holding (available + locked) is worth at
+ * least Upbit's minimum order at `prices[symbol]` (else at the average buy price): dust below the
+ * minimum cannot be sold, so it counts as FLAT.
+ */
+export function derivePositions(
+  accounts: readonly Account[],
+  markets: readonly string[],
+  prices: Readonly<Record<string, number>>,
+): DerivedPosition[] {
+  const byCurrency = new Map(accounts.map((a) => [a.currency, a]));
+  const krw = byCurrency.get("KRW")?.balance ?? "0";
+  return markets.map((symbol) => {
+    const base = symbol.slice(symbol.indexOf("-") + 1);
+    const a = byCurrency.get(base);
+    const balance = a?.balance ?? "0";
+    const locked = a?.locked ?? "0";
+    const avg = a?.avg_buy_price ?? "0";
+    const price = prices[symbol] ?? Number(avg);
+    const value = (Number(balance) + Number(locked)) * price;
+    return {
+      symbol,
+      krwBalance: krw,
+      baseBalance: balance,
+      baseLocked: locked,
+      avgBuyPrice: avg,
+      status: value >= MIN_ORDER_KRW ? "LONG" : "FLAT",
+    };
+  });
+}
+
+/** Mirrors the exchange account into the database. */
+export class AccountSync {
+  #o: AccountSyncOptions;
+  #now: () => number;
+
+  constructor(options: AccountSyncOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** One poll: stores the balances and the derived positions in one transaction. */
+  async pollOnce(): Promise<DerivedPosition[]> {
+    const { data: accounts } = await this.#o.rest.getAccounts();
+    const ts = new Date(this.#now());
+    const prices: Record<string, number> = {};
+    for (const symbol of this.#o.markets) {
+      const [row] = await this.#o.sql<{ close: string }[]>`
+        select close from market_1s where symbol = ${symbol} order by ts desc limit 1`;
+      if (row) prices[symbol] = Number(row.close);
+    }
+    const positions = derivePositions(accounts, this.#o.markets, prices);
+    await this.#o.sql.begin(async (tx) => {
+      if (accounts.length > 0) {
+        const rows = accounts.map((a) => ({
+          ts,
+          currency: a.currency,
+          balance: a.balance,
+          locked: a.locked,
+          avg_buy_price: a.avg_buy_price,
+          unit_currency: a.unit_currency,
+        }));
+        await tx`insert into upbit_account_snapshots ${tx(rows)}`;
+      }
+      for (const p of positions) {
+        await tx`
+          insert into live_positions (symbol, ts, krw_balance, base_balance, base_locked,
+                                      avg_buy_price, position_status)
+          values (${p.symbol}, ${ts}, ${p.krwBalance}, ${p.baseBalance}, ${p.baseLocked},
+                  ${p.avgBuyPrice}, ${p.status})
+          on conflict (symbol) do update set ts = excluded.ts,
+            krw_balance = excluded.krw_balance, base_balance = excluded.base_balance,
+            base_locked = excluded.base_locked, avg_buy_price = excluded.avg_buy_price,
+            position_status = excluded.position_status, updated_at = now()`;
+      }
+    });
+    return positions;
+  }
+}

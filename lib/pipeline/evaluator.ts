@@ -1,0 +1,175 @@
+/**
+ * @module The evaluator's logic: final bars from `market_1s` -> triple-barrier labels, online
+ * predictions and EV -> paper trades, per market.
+ *
+ * Bars are read from the database (the feed's message only wakes this), and each batch's labels,
+ * predictions, paper trades and the evaluator's own snapshot commit in one transaction: after a
+ * crash the evaluator resumes from its last snapshot and, being deterministic, produces exactly
+ * what the lost batch would have.
+ */
+import type { Client, Sql } from "../db.ts";
+import type { Logger } from "../log.ts";
+import { EvaluatorCore, type EvaluatorCoreOptions } from "../strategy/evaluator_core.ts";
+import type { MaturedLabel } from "../strategy/labels.ts";
+import { formatPaperTrade } from "../strategy/paper_log.ts";
+import type { PaperEvent, StrategyParams } from "../strategy/policy.ts";
+import type { Prediction } from "../strategy/evaluator_core.ts";
+import { loadActorState, saveActorState } from "../store/actor_state.ts";
+import { finalBarsAfter } from "../store/market_1s.ts";
+import { insertPaperEvent, openPosition } from "../store/paper_trades.ts";
+
+/** Options of {@linkcode Evaluator}. */
+export interface EvaluatorOptions {
+  sql: Client;
+  markets: readonly string[];
+  /** `PAPER_POLICY_PROFILE`, stored with every prediction and paper trade. */
+  profile: string;
+  params: StrategyParams;
+  krwAmount: number;
+  log: Logger;
+  /** Called after paper trades were committed (wakes the executor). */
+  onPaperTrades?: () => void;
+  /** Bars per transaction. @default {500} */
+  batchBars?: number;
+  /** A fresh evaluator (no snapshot) starts this far before the newest final bar. @default {600000} */
+  warmupMs?: number;
+}
+
+/** What one {@linkcode Evaluator.runOnce} did. */
+export interface EvaluateSummary {
+  bars: number;
+  labels: number;
+  paperTrades: number;
+}
+
+function stateKey(market: string): string {
+  return `evaluator.${market}`;
+}
+
+/** Runs the strategy over new final bars. */
+export class Evaluator {
+  #o: EvaluatorOptions;
+  #cores = new Map<string, EvaluatorCore>();
+  /** Where a market without a snapshot starts reading. */
+  #startAfter = new Map<string, number>();
+
+  constructor(options: EvaluatorOptions) {
+    this.#o = options;
+  }
+
+  #coreOptions(market: string): EvaluatorCoreOptions {
+    return { market, params: this.#o.params, krwAmount: this.#o.krwAmount };
+  }
+
+  /** Restores every market's state (snapshot + open position from `paper_trades`). */
+  async start(): Promise<void> {
+    const p = this.#o.params;
+    this.#o.log.info(
+      `Evaluator started (profile=${this.#o.profile} tp=${p.tpPct}% sl=${p.slPct}% horizon=${p.horizonSec}s entry_ev_min=${p.entryEvMin} exit_ev_min=${p.exitEvMin})`,
+      { markets: this.#o.markets },
+    );
+    for (const market of this.#o.markets) {
+      const snapshot = await loadActorState<unknown>(this.#o.sql, stateKey(market));
+      const position = await openPosition(this.#o.sql, market);
+      const { core, notes } = EvaluatorCore.restore(this.#coreOptions(market), snapshot, position);
+      for (const note of notes) this.#o.log.info(`Evaluator ${market}: ${note}`);
+      if (position) {
+        this.#o.log.info(`Evaluator ${market}: open paper position from the database`, {
+          entry_price: position.entryPrice,
+          qty: position.qty,
+        });
+      }
+      this.#cores.set(market, core);
+      if (core.lastTs === null) {
+        const [row] = await this.#o.sql<{ ts: Date | null }[]>`
+          select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
+        const newest = row?.ts?.getTime();
+        this.#startAfter.set(
+          market,
+          newest === undefined ? 0 : newest - (this.#o.warmupMs ?? 600_000),
+        );
+      }
+    }
+  }
+
+  /** Processes every new final bar of every market. */
+  async runOnce(): Promise<EvaluateSummary> {
+    const total: EvaluateSummary = { bars: 0, labels: 0, paperTrades: 0 };
+    for (const market of this.#o.markets) {
+      for (;;) {
+        const done = await this.#runMarket(market);
+        total.bars += done.bars;
+        total.labels += done.labels;
+        total.paperTrades += done.paperTrades;
+        if (done.bars < (this.#o.batchBars ?? 500)) break;
+      }
+    }
+    if (total.paperTrades > 0) this.#o.onPaperTrades?.();
+    return total;
+  }
+
+  async #runMarket(market: string): Promise<EvaluateSummary> {
+    const core = this.#cores.get(market)!;
+    const after = core.lastTs ?? this.#startAfter.get(market) ?? 0;
+    const bars = await finalBarsAfter(this.#o.sql, market, after, this.#o.batchBars ?? 500);
+    if (bars.length === 0) return { bars: 0, labels: 0, paperTrades: 0 };
+    const before = core.snapshot();
+    const beforePosition = core.position;
+    const labels: MaturedLabel[] = [];
+    const predictions: Prediction[] = [];
+    const events: PaperEvent[] = [];
+    for (const bar of bars) {
+      const step = core.onBar(bar);
+      labels.push(...step.labels);
+      if (step.prediction) predictions.push(step.prediction);
+      events.push(...step.paperEvents);
+    }
+    try {
+      await this.#o.sql.begin(async (tx) => {
+        await insertLabels(tx, labels, this.#o.params);
+        await insertPredictions(tx, predictions, this.#o.profile);
+        for (const e of events) await insertPaperEvent(tx, e, this.#o.profile);
+        await saveActorState(tx, stateKey(market), core.snapshot());
+      });
+    } catch (err) {
+      // Roll the in-memory state back too, so the batch is redone exactly.
+      this.#cores.set(
+        market,
+        EvaluatorCore.restore(this.#coreOptions(market), before, beforePosition).core,
+      );
+      throw err;
+    }
+    for (const e of events) this.#o.log.info(formatPaperTrade(e), { market });
+    return { bars: bars.length, labels: labels.length, paperTrades: events.length };
+  }
+}
+
+async function insertLabels(sql: Sql, labels: MaturedLabel[], p: StrategyParams): Promise<void> {
+  if (labels.length === 0) return;
+  const rows = labels.map((l) => ({
+    symbol: l.market,
+    ts: new Date(l.ts),
+    tp_pct: p.tpPct,
+    sl_pct: p.slPct,
+    horizon_sec: p.horizonSec,
+    label: l.label,
+    barrier_hit_ts: new Date(l.barrierHitTs),
+    ret: l.ret,
+  }));
+  await sql`insert into barrier_labels ${sql(rows)} on conflict (symbol, ts) do nothing`;
+}
+
+async function insertPredictions(sql: Sql, preds: Prediction[], profile: string): Promise<void> {
+  if (preds.length === 0) return;
+  const rows = preds.map((p) => ({
+    symbol: p.market,
+    ts: new Date(p.ts),
+    p_up: p.pUp,
+    p_down: p.pDown,
+    p_flat: p.pFlat,
+    ev: p.ev,
+    features: sql.json(p.features as never),
+    profile,
+  }));
+  await sql`insert into predictions ${sql(rows)} on conflict (symbol, ts) do nothing`;
+}

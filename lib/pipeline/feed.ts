@@ -1,0 +1,226 @@
+/**
+ * @module The feed's logic: Upbit trades -> 1-second bars -> `market_1s` (upserted in batches),
+ * final bars reported to the caller (the feed actor publishes them to the evaluator).
+ *
+ * A bar is final only once the event-time watermark has passed it (see `lib/strategy/bars.ts`),
+ * never because the stream stalled. On start the feed backfills over REST from the last final bar
+ * in the database, so a restart loses no trade; the WebSocket client backfills gaps after its own
+ * reconnects. Trades are deduplicated by the client (`sequential_id`) and again by the aggregator.
+ */
+import type { Sql } from "../db.ts";
+import type { Logger } from "../log.ts";
+import { type Bar, BarAggregator, type BarBatch, type Trade } from "../strategy/bars.ts";
+import { upsertBars } from "../store/market_1s.ts";
+import type { UpbitRest } from "../upbit/rest.ts";
+import type { TradeEvent } from "../upbit/ws_public.ts";
+import { UpbitPublicWs } from "../upbit/ws_public.ts";
+
+/** Options of {@linkcode Feed}. */
+export interface FeedOptions {
+  sql: Sql;
+  markets: readonly string[];
+  wsUrl: string;
+  /** Public REST client (no keys needed) for backfill. */
+  rest: UpbitRest;
+  log: Logger;
+  /** Receives bars as they become final (after they are stored). */
+  onFinalBars: (bars: Bar[]) => void;
+  /** How often pending bars are written. @default {250} */
+  flushIntervalMs?: number;
+  /** Lateness allowed before a second is final. @default {2000} */
+  allowedLatenessMs?: number;
+  /** Backfill on start only when the last final bar is at most this old. @default {600000} */
+  maxStartBackfillMs?: number;
+  /** Options passed to the WebSocket client (tests shorten timings). */
+  ws?: Partial<ConstructorParameters<typeof UpbitPublicWs>[0]>;
+}
+
+/** Counters for status and metrics. */
+export interface FeedStats {
+  trades: number;
+  barsFinal: number;
+  lateDropped: number;
+  duplicates: number;
+  writeErrors: number;
+  startBackfilled: number;
+  connected: boolean;
+}
+
+function toTrade(t: TradeEvent): Trade {
+  return {
+    market: t.market,
+    price: t.price,
+    volume: t.volume,
+    side: t.side,
+    timestampMs: t.timestampMs,
+    // The aggregator's identity key also uses time, price, volume and side, so the precision
+    // lost above 2^53 cannot merge two trades.
+    sequentialId: Number(t.sequentialId),
+  };
+}
+
+/** Trades in, bars out. */
+export class Feed {
+  #o: FeedOptions;
+  #agg: BarAggregator;
+  #ws: UpbitPublicWs | null = null;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  /** Latest version of each changed open bar, by market and ts. */
+  #openBars = new Map<string, Bar>();
+  #finalBars: Bar[] = [];
+  #flushing: Promise<void> | null = null;
+  #stats: FeedStats = {
+    trades: 0,
+    barsFinal: 0,
+    lateDropped: 0,
+    duplicates: 0,
+    writeErrors: 0,
+    startBackfilled: 0,
+    connected: false,
+  };
+
+  constructor(options: FeedOptions) {
+    this.#o = options;
+    this.#agg = new BarAggregator({ allowedLatenessMs: options.allowedLatenessMs ?? 2000 });
+  }
+
+  /** Counters. */
+  stats(): FeedStats {
+    return { ...this.#stats };
+  }
+
+  /** Backfills from the last stored final bar, then streams. */
+  async start(): Promise<void> {
+    this.#ws = new UpbitPublicWs({
+      url: this.#o.wsUrl,
+      trades: this.#o.markets,
+      rest: this.#o.rest,
+      logger: this.#o.log,
+      batchMs: 20,
+      onTrades: (events) => this.ingest(events.map(toTrade)),
+      onConnection: (connected) => {
+        this.#stats.connected = connected;
+      },
+      ...this.#o.ws,
+    });
+    // Subscribe first so nothing falls between the backfill and the live stream; the aggregator
+    // drops the overlap as duplicates.
+    this.#ws.start();
+    await this.#backfillFromDatabase();
+    this.#timer = setInterval(() => void this.flush(), this.#o.flushIntervalMs ?? 250);
+  }
+
+  /** Adds trades (from the stream or a backfill). */
+  ingest(trades: Trade[]): void {
+    this.#stats.trades += trades.length;
+    this.#collect(this.#agg.ingest(trades));
+  }
+
+  #collect(batch: BarBatch): void {
+    this.#stats.duplicates += batch.duplicates;
+    if (batch.late.length > 0) {
+      this.#stats.lateDropped += batch.late.length;
+      this.#o.log.warn(`Dropped ${batch.late.length} trades later than the watermark`, {
+        first: batch.late[0],
+      });
+    }
+    for (const b of batch.open) this.#openBars.set(`${b.market}|${b.ts}`, b);
+    for (const b of batch.final) {
+      this.#openBars.delete(`${b.market}|${b.ts}`);
+      this.#finalBars.push(b);
+    }
+  }
+
+  /** Writes pending bars (open ones as not final, then the final ones), then reports the final. */
+  flush(): Promise<void> {
+    this.#flushing ??= this.#flush().finally(() => {
+      this.#flushing = null;
+    });
+    return this.#flushing;
+  }
+
+  async #flush(): Promise<void> {
+    const open = [...this.#openBars.values()];
+    const final = this.#finalBars;
+    if (open.length === 0 && final.length === 0) return;
+    this.#openBars = new Map();
+    this.#finalBars = [];
+    try {
+      await upsertBars(this.#o.sql, open, false);
+      await upsertBars(this.#o.sql, final, true);
+    } catch (err) {
+      // Keep them for the next flush; a newer open version wins over the one we failed to write.
+      this.#stats.writeErrors++;
+      for (const b of open) {
+        const k = `${b.market}|${b.ts}`;
+        if (!this.#openBars.has(k)) this.#openBars.set(k, b);
+      }
+      this.#finalBars = [...final, ...this.#finalBars];
+      this.#o.log.error("Writing bars failed; will retry", { error: (err as Error).message });
+      return;
+    }
+    if (final.length > 0) {
+      this.#stats.barsFinal += final.length;
+      this.#o.onFinalBars(final);
+    }
+  }
+
+  async #backfillFromDatabase(): Promise<void> {
+    const maxAge = this.#o.maxStartBackfillMs ?? 600_000;
+    for (const market of this.#o.markets) {
+      const [row] = await this.#o.sql<{ ts: Date }[]>`
+        select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
+      const lastFinal = row?.ts ? row.ts.getTime() : null;
+      if (lastFinal === null || Date.now() - lastFinal > maxAge) continue;
+      const since = lastFinal + 1000;
+      try {
+        const trades = await this.#tradesSince(market, since);
+        this.#stats.startBackfilled += trades.length;
+        this.ingest(trades);
+        this.#o.log.info(
+          `Backfilled ${trades.length} trades of ${market} since the last final bar`,
+        );
+      } catch (err) {
+        this.#o.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
+          error: (err as Error).message,
+        });
+      }
+    }
+  }
+
+  /** Trades of `market` at or after `sinceMs`, oldest first (pages back with `cursor`). */
+  async #tradesSince(market: string, sinceMs: number): Promise<Trade[]> {
+    const out: Trade[] = [];
+    let cursor: bigint | undefined;
+    for (let page = 0; page < 50; page++) {
+      const { data } = await this.#o.rest.getTradesTicks({
+        market,
+        count: 500,
+        ...(cursor === undefined ? {} : { cursor }),
+      });
+      if (data.length === 0) break;
+      for (const t of data) {
+        if (t.timestamp < sinceMs) continue;
+        out.push({
+          market,
+          price: t.trade_price,
+          volume: t.trade_volume,
+          side: t.ask_bid,
+          timestampMs: t.timestamp,
+          sequentialId: Number(t.sequential_id),
+        });
+      }
+      const oldest = data[data.length - 1]!;
+      if (oldest.timestamp < sinceMs) break;
+      cursor = oldest.sequential_id;
+    }
+    return out.reverse();
+  }
+
+  /** Stops the stream and writes what is pending (open bars stay not final). */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.#ws?.close();
+    await this.flush();
+  }
+}

@@ -1,0 +1,296 @@
+import assert from "node:assert/strict";
+import { createLogger, setLogSink } from "../lib/log.ts";
+import { AccountSync, derivePositions } from "../lib/pipeline/account.ts";
+import { Evaluator } from "../lib/pipeline/evaluator.ts";
+import { Feed } from "../lib/pipeline/feed.ts";
+import type { Bar } from "../lib/strategy/bars.ts";
+import { EvaluatorCore } from "../lib/strategy/evaluator_core.ts";
+import { resolveParams } from "../lib/strategy/policy.ts";
+import { upsertBars } from "../lib/store/market_1s.ts";
+import { UpbitRest } from "../lib/upbit/rest.ts";
+import { startSimulator } from "../sim/mod.ts";
+import { dbTest } from "./_db.ts";
+
+const MARKET = "KRW-BTC";
+
+async function until(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`not met within ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function quiet(): () => void {
+  return setLogSink(() => {});
+}
+
+dbTest(
+  "feed: bars equal the trades the simulator sent; restart backfills missed trades",
+  async (db) => {
+    const restoreLog = quiet();
+    const sim = await startSimulator({ rate: 0, seed: 3, markets: [MARKET] });
+    const rest = new UpbitRest({ baseUrl: sim.restUrl });
+    const finals: Bar[] = [];
+    const makeFeed = () =>
+      new Feed({
+        sql: db.sql,
+        markets: [MARKET],
+        wsUrl: sim.wsUrl,
+        rest,
+        log: createLogger("feed"),
+        onFinalBars: (bars) => finals.push(...bars),
+        flushIntervalMs: 50,
+      });
+    let feed = makeFeed();
+    try {
+      await feed.start();
+      const t0 = Math.floor(Date.now() / 1000) * 1000 - 20_000;
+      // "Connected" precedes the subscription taking effect: print warm-up trades (in an
+      // earlier second) until the feed sees one.
+      await until(() => {
+        if (feed.stats().trades > 0) return true;
+        sim.injectTrade({
+          market: MARKET,
+          price: 99_000_000,
+          volume: 0.001,
+          side: "BID",
+          timestampMs: t0 - 5000,
+        });
+        return false;
+      }, "the feed receives trades");
+      const sent = [
+        { price: 100_000_000, volume: 0.01, side: "BID" as const, timestampMs: t0 + 100 },
+        { price: 100_050_000, volume: 0.02, side: "ASK" as const, timestampMs: t0 + 400 },
+        { price: 99_990_000, volume: 0.005, side: "BID" as const, timestampMs: t0 + 900 },
+        { price: 100_010_000, volume: 0.03, side: "ASK" as const, timestampMs: t0 + 1200 },
+      ];
+      for (const t of sent) sim.injectTrade({ market: MARKET, ...t });
+      // A later trade moves the watermark (2 s lateness) past both seconds.
+      sim.injectTrade({
+        market: MARKET,
+        price: 100_020_000,
+        volume: 0.001,
+        side: "BID",
+        timestampMs: t0 + 4500,
+      });
+      await until(() => finals.some((b) => b.ts === t0 + 1000), "bars of t0 and t0+1 final");
+      const rows = await db.sql`select * from market_1s where symbol = ${MARKET} order by ts`;
+      const first = rows.find((r) => r.ts.getTime() === t0)!;
+      assert.ok(first.is_final);
+      assert.deepEqual(
+        [first.open, first.high, first.low, first.close, first.trade_count].map(String),
+        ["100000000", "100050000", "99990000", "99990000", "3"],
+      );
+      assert.equal(Number(first.volume), 0.035);
+      assert.equal(Number(first.buy_volume), 0.015);
+      assert.equal(Number(first.sell_volume), 0.02);
+      assert.equal(
+        Number(first.quote_volume),
+        100_000_000 * 0.01 + 100_050_000 * 0.02 + 99_990_000 * 0.005,
+      );
+      const second = rows.find((r) => r.ts.getTime() === t0 + 1000)!;
+      assert.ok(second.is_final);
+      assert.equal(second.trade_count, 1);
+      assert.equal(String(second.open), "100010000");
+      const last = rows.find((r) => r.ts.getTime() === t0 + 4000)!;
+      assert.equal(last.is_final, false, "the newest second is not final yet");
+
+      // Restart: trades printed while the feed was down are fetched over REST.
+      await feed.stop();
+      for (let i = 0; i < 5; i++) {
+        sim.injectTrade({
+          market: MARKET,
+          price: 100_100_000 + i * 1000,
+          volume: 0.002,
+          side: "BID",
+          timestampMs: t0 + 6000 + i * 10,
+        });
+      }
+      feed = makeFeed();
+      await feed.start();
+      assert.ok(feed.stats().startBackfilled >= 5, `backfilled ${feed.stats().startBackfilled}`);
+      await until(() => feed.stats().connected, "connected " + JSON.stringify(feed.stats()));
+      sim.injectTrade({
+        market: MARKET,
+        price: 100_200_000,
+        volume: 0.001,
+        side: "BID",
+        timestampMs: t0 + 9500,
+      });
+      await until(async () => {
+        const [r] = await db
+          .sql`select * from market_1s where symbol = ${MARKET} and ts = ${new Date(t0 + 6000)}`;
+        return Boolean(r?.is_final);
+      }, "bar t0+6000 final");
+      const [six] = await db
+        .sql`select * from market_1s where symbol = ${MARKET} and ts = ${new Date(t0 + 6000)}`;
+      assert.equal(six!.trade_count, 5);
+      assert.equal(String(six!.high), "100104000");
+    } finally {
+      await feed.stop();
+      rest.close();
+      await sim.close();
+      restoreLog();
+    }
+  },
+);
+
+function syntheticBars(n: number, t0: number): Bar[] {
+  const bars: Bar[] = [];
+  let price = 100_000_000;
+  for (let i = 0; i < n; i++) {
+    // A slow sine plus a deterministic zig-zag, so barriers get hit both ways.
+    const next = Math.round(
+      100_000_000 * (1 + 0.004 * Math.sin(i / 9) + 0.0008 * ((i * 7919) % 5 - 2)) / 1000,
+    ) * 1000;
+    bars.push({
+      market: MARKET,
+      ts: t0 + i * 1000,
+      open: price,
+      high: Math.max(price, next) + 1000,
+      low: Math.min(price, next) - 1000,
+      close: next,
+      volume: 0.5,
+      quoteVolume: next * 0.5,
+      tradeCount: 3,
+      buyVolume: i % 3 === 0 ? 0.4 : 0.1,
+      sellVolume: i % 3 === 0 ? 0.1 : 0.4,
+    });
+    price = next;
+  }
+  return bars;
+}
+
+dbTest(
+  "evaluator: labels, predictions and paper trades; a restart mid-stream changes nothing",
+  async (db) => {
+    const restoreLog = quiet();
+    try {
+      const params = resolveParams("test");
+      const t0 = Math.floor(Date.now() / 1000) * 1000 - 400_000;
+      const bars = syntheticBars(400, t0);
+      await upsertBars(db.sql, bars.slice(0, 150), true);
+      let woken = 0;
+      const make = () =>
+        new Evaluator({
+          sql: db.sql,
+          markets: [MARKET],
+          profile: "test",
+          params,
+          krwAmount: 10_000,
+          log: createLogger("evaluator"),
+          onPaperTrades: () => woken++,
+          batchBars: 64,
+          warmupMs: 10_000_000,
+        });
+      const first = make();
+      await first.start();
+      const a = await first.runOnce();
+      assert.equal(a.bars, 150);
+      await upsertBars(db.sql, bars.slice(150), true);
+      const second = make(); // as after a crash: state comes from the database
+      await second.start();
+      const b = await second.runOnce();
+      assert.equal(b.bars, 250);
+      assert.equal((await second.runOnce()).bars, 0, "nothing is processed twice");
+
+      // The same bars through one uninterrupted core give the same paper trades.
+      const core = new EvaluatorCore({ market: MARKET, params, krwAmount: 10_000 });
+      const expected = bars.flatMap((bar) => core.onBar(bar).paperEvents);
+      const stored = await db.sql`select action, ts, entry_price, exit_price, exit_reason, qty
+      from paper_trades order by id`;
+      assert.ok(expected.length >= 2, "the test profile trades within minutes");
+      assert.deepEqual(
+        stored.map((
+          r,
+        ) => [
+          r.action,
+          r.ts.getTime(),
+          r.action === "ENTER_LONG" ? Number(r.entry_price) : Number(r.exit_price),
+          r.exit_reason,
+        ]),
+        expected.map((e) => [e.action, e.ts, e.price, e.action === "EXIT_LONG" ? e.reason : null]),
+      );
+      assert.ok(woken >= 1);
+      const [labels] = await db.sql`select count(*)::int as n from barrier_labels`;
+      const [preds] = await db.sql`select count(*)::int as n, min(p_up + p_down + p_flat) as lo,
+      max(p_up + p_down + p_flat) as hi from predictions`;
+      assert.equal(preds!.n, 400);
+      assert.ok(Math.abs(preds!.lo - 1) < 1e-9 && Math.abs(preds!.hi - 1) < 1e-9);
+      assert.ok(labels!.n > 300, `labels ${labels!.n}`);
+    } finally {
+      restoreLog();
+    }
+  },
+);
+
+dbTest("account: live_positions equal the simulator's balances", async (db) => {
+  const restoreLog = quiet();
+  const sim = await startSimulator({ rate: 0, seed: 5, markets: [MARKET, "KRW-ETH"] });
+  const rest = new UpbitRest({
+    baseUrl: sim.restUrl,
+    accessKey: sim.accessKey,
+    secretKey: sim.secretKey,
+  });
+  try {
+    const buy = await rest.postOrder({
+      market: MARKET,
+      side: "bid",
+      ord_type: "price",
+      price: "20000",
+      identifier: "acct-test-1",
+    });
+    assert.equal(buy.kind, "accepted");
+    const sync = new AccountSync({
+      sql: db.sql,
+      rest,
+      markets: [MARKET, "KRW-ETH"],
+      log: createLogger("account"),
+    });
+    await sync.pollOnce();
+    const { data: accounts } = await rest.getAccounts();
+    const krw = accounts.find((a) => a.currency === "KRW")!;
+    const btc = accounts.find((a) => a.currency === "BTC")!;
+    const rows = await db.sql`select * from live_positions order by symbol`;
+    const byMarket = Object.fromEntries(rows.map((r) => [r.symbol, r]));
+    assert.equal(byMarket[MARKET].position_status, "LONG");
+    assert.equal(byMarket[MARKET].base_balance, btc.balance);
+    assert.equal(byMarket[MARKET].avg_buy_price, btc.avg_buy_price);
+    assert.equal(byMarket[MARKET].krw_balance, krw.balance);
+    assert.equal(byMarket["KRW-ETH"].position_status, "FLAT");
+    const snaps = await db
+      .sql`select currency, balance from upbit_account_snapshots order by currency`;
+    assert.deepEqual(
+      snaps.map((s) => [s.currency, s.balance]),
+      accounts.map((a) => [a.currency, a.balance]).sort(),
+    );
+  } finally {
+    rest.close();
+    await sim.close();
+    restoreLog();
+  }
+});
+
+Deno.test("derivePositions() treats unsellable dust as FLAT", () => {
+  const acc = (currency: string, balance: string, avg: string) => ({
+    currency,
+    balance,
+    locked: "0",
+    avg_buy_price: avg,
+    avg_buy_price_modified: false,
+    unit_currency: "KRW",
+  });
+  const [p] = derivePositions([acc("KRW", "1000", "0"), acc("BTC", "0.00001", "100000000")], [
+    MARKET,
+  ], {});
+  assert.equal(p!.status, "FLAT"); // 1,000 KRW of BTC is below the 5,000 KRW minimum
+  const [q] = derivePositions([acc("BTC", "0.0001", "100000000")], [MARKET], {
+    [MARKET]: 100_000_000,
+  });
+  assert.equal(q!.status, "LONG");
+});
