@@ -2,13 +2,13 @@
  * @module The embedded database: PGlite (WASM PostgreSQL) persisted under `DATA_DIR`, served on a
  * loopback socket so that every actor uses the same postgres.js code as against a real server.
  *
- * PGlite is a single-session database; pglite-socket multiplexes connections onto it and keeps a
- * transaction's statements together (other connections wait until it commits or rolls back). So:
- * never hold a transaction open across network I/O.
+ * PGlite is a single-session database; {@linkcode PgliteServer} multiplexes connections onto it
+ * whole protocol units at a time and keeps a transaction's statements together (other connections
+ * wait until it commits or rolls back). So: never hold a transaction open across network I/O.
  */
 import { PGlite } from "@electric-sql/pglite";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 import { join } from "node:path";
+import { PgliteServer } from "./pglite_server.ts";
 
 /** Where clients connect. No password: the socket only listens on loopback. */
 export interface EmbeddedEndpoint {
@@ -47,7 +47,7 @@ export interface EmbeddedDatabaseOptions {
   host?: string;
   /** Port; 0 picks a free one. @default {0} */
   port?: number;
-  /** Concurrent client connections accepted by the socket server. @default {32} */
+  /** Concurrent client connections accepted by the socket server. @default {64} */
   maxConnections?: number;
 }
 
@@ -83,15 +83,13 @@ export async function startEmbeddedDatabase(
     lock?.close();
     throw err;
   }
-  const server = new PGLiteSocketServer({
+  const server = new PgliteServer({
     db,
-    host,
+    hostname: host,
     port: options.port ?? 0,
-    maxConnections: options.maxConnections ?? 32,
+    maxConnections: options.maxConnections ?? 64,
   });
-  await server.start();
-  const conn = server.getServerConn();
-  const port = Number(conn.slice(conn.lastIndexOf(":") + 1));
+  const { port } = server.start();
   let closed = false;
   return {
     endpoint: { host, port, database: "postgres", username: "postgres" },
@@ -99,7 +97,7 @@ export async function startEmbeddedDatabase(
     async close() {
       if (closed) return;
       closed = true;
-      await server.stop();
+      await server.close();
       await db.close();
       if (lock) {
         await lock.unlock();

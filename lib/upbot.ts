@@ -4,17 +4,26 @@
  */
 import type { Config } from "./config.ts";
 import { hasUpbitKeys, secretValues } from "./config.ts";
+import { Supervisor } from "./actors/supervisor.ts";
 import { openDatabase } from "./db.ts";
+import { actorsRoute } from "./http/actors_route.ts";
 import { createApp } from "./http/app.ts";
-import { configureLogging, createLogger, registerSecret } from "./log.ts";
+import { configureLogging, createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
+import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
 
 /** A running upbot. */
 export interface Upbot {
   /** Base URL of the HTTP server, e.g. `http://127.0.0.1:8501`. */
   readonly httpUrl: string;
-  /** Graceful stop: HTTP server, then the database (and the embedded PGlite). Idempotent. */
+  readonly supervisor: Supervisor;
+  /** Graceful stop: actors (reverse order), HTTP server, then the database. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** Options of {@linkcode startUpbot} (tests shorten the supervisor's timings). */
+export interface StartOptions {
+  supervisor?: Partial<ConstructorParameters<typeof Supervisor>[0]>;
 }
 
 /** Applies `LOG_LEVEL` / `LOG_FORMAT` and masks every secret of `config` in this thread's logs. */
@@ -32,7 +41,7 @@ export function setUpLogging(config: Config): void {
  * @throws {Error} when the database cannot be opened or migrated, or the port is taken;
  *   whatever was already started is stopped again first.
  */
-export async function startUpbot(config: Config): Promise<Upbot> {
+export async function startUpbot(config: Config, options: StartOptions = {}): Promise<Upbot> {
   setUpLogging(config);
   const log = createLogger("main");
   log.info("Boot", {
@@ -42,6 +51,7 @@ export async function startUpbot(config: Config): Promise<Upbot> {
     upbit_keys: hasUpbitKeys(config) ? "set" : "not set",
   });
   const db = await openDatabase(config);
+  let supervisor: Supervisor | undefined;
   try {
     log.info("DB OK", { backend: db.description });
     const result = await migrate(db.sql);
@@ -51,6 +61,15 @@ export async function startUpbot(config: Config): Promise<Upbot> {
       already: result.skipped.length,
     });
     const startedAt = Date.now();
+    supervisor = new Supervisor({
+      actors: pipelineActorSpecs(config, db.connection),
+      log: loggingSettings(),
+      secrets: secretValues(config),
+      onTradingHalt: (reason, actor) =>
+        log.error("Trading HALTED", { reason, actor: actor ?? undefined }),
+      ...options.supervisor,
+    });
+    await supervisor.start();
     const app = createApp({
       health: async () => {
         let dbOk = true;
@@ -59,12 +78,17 @@ export async function startUpbot(config: Config): Promise<Upbot> {
         } catch {
           dbOk = false;
         }
+        const actors = supervisor!.health();
         return {
-          ok: dbOk,
+          ok: dbOk && actors.healthy,
           db: dbOk ? "ok" : "unreachable",
+          trading: actors.tradingState,
+          halt_reason: actors.haltReason,
+          failed_actors: actors.failed,
           uptime_sec: Math.round((Date.now() - startedAt) / 1000),
         };
       },
+      routes: [actorsRoute(supervisor!)],
     });
     const server = Deno.serve({
       hostname: config.HTTP_HOST,
@@ -75,10 +99,13 @@ export async function startUpbot(config: Config): Promise<Upbot> {
     const httpUrl = `http://${addr.hostname}:${addr.port}`;
     log.info(`HTTP server listening on ${httpUrl}`);
     let stopping: Promise<void> | null = null;
+    const running = supervisor;
     return {
       httpUrl,
+      supervisor: running,
       stop() {
         stopping ??= (async () => {
+          await running.stop("shutdown");
           await server.shutdown();
           await db.close();
         })();
@@ -86,6 +113,7 @@ export async function startUpbot(config: Config): Promise<Upbot> {
       },
     };
   } catch (err) {
+    await supervisor?.stop("start-up failed");
     await db.close();
     throw err;
   }

@@ -1,0 +1,86 @@
+/**
+ * @module The executor actor: paper trades -> Upbit orders in shadow, test or live mode (see
+ * `lib/execution/executor.ts`). `wake` messages only hurry it: it follows `paper_trades` with a
+ * durable cursor, so a restart resumes exactly where it stopped. While trading is halted it
+ * places nothing.
+ */
+import { runActor } from "../lib/actors/actor.ts";
+import { type Client, connect } from "../lib/db.ts";
+import { Executor } from "../lib/execution/executor.ts";
+import { decideTradeMode } from "../lib/execution/guard.ts";
+import { ExecutorConfig } from "../lib/pipeline/actor_specs.ts";
+import { WorkLoop } from "../lib/pipeline/loop.ts";
+import { UpbitRest } from "../lib/upbit/rest.ts";
+
+let sql: Client | undefined;
+let rest: UpbitRest | undefined;
+let loop: WorkLoop | undefined;
+let running: Promise<void> | undefined;
+
+runActor({
+  config: ExecutorConfig,
+  async start(ctx) {
+    const c = ctx.config;
+    sql = connect(c.db, { applicationName: "upbot-executor" });
+    const decision = decideTradeMode({
+      ...c.guard,
+      UPBIT_ACCESS_KEY: c.accessKey,
+      UPBIT_SECRET_KEY: c.secretKey,
+    });
+    if (decision.effective !== "shadow") {
+      rest = new UpbitRest({
+        baseUrl: c.restUrl,
+        accessKey: c.accessKey,
+        secretKey: c.secretKey,
+        logger: ctx.log,
+      });
+    }
+    const executor = new Executor({
+      sql,
+      rest: rest ?? null,
+      decision,
+      settings: c.settings,
+      log: ctx.log,
+      onSubmitted: () => ctx.send("order_poller", { type: "wake", topic: "order_attempts" }),
+    });
+    await executor.start();
+    let handled = 0;
+    let haltLogged = false;
+    loop = new WorkLoop({
+      intervalMs: 1000,
+      signal: ctx.signal,
+      log: ctx.log,
+      onError: (err) => ctx.reportError(err),
+      pass: async () => {
+        if (ctx.tradingHalted) {
+          if (!haltLogged) ctx.log.warn("Executor: trading halted, placing nothing");
+          haltLogged = true;
+          return false;
+        }
+        const s = await executor.runOnce();
+        handled += s.handled;
+        ctx.setMetrics({ mode: executor.mode, handled, cursor: executor.cursor });
+        return false; // `more` work waits for the next tick: rate cap and fills need time
+      },
+    });
+    running = loop.run().catch((err) => {
+      queueMicrotask(() => {
+        throw err;
+      });
+    });
+  },
+  messages: {
+    wake() {
+      loop?.wake();
+    },
+    "trading.halt"(msg, _from, ctx) {
+      ctx.log.warn(`Executor: trading halted (${msg.reason})`);
+    },
+  },
+  async stop() {
+    loop?.wake();
+    await running;
+    rest?.close();
+    await sql?.end({ timeout: 2 });
+  },
+});

@@ -1,0 +1,86 @@
+/**
+ * @module The order-poller actor: polls submitted live orders to `done` / `cancel` every
+ * `LIVE_ORDER_POLL_INTERVAL_SEC` (see `lib/execution/order_poller.ts`). `myOrder` events from the
+ * private WebSocket, when available, trigger a poll at once; polling stays the source of truth.
+ * On start it picks up every submitted attempt that is not final. Without keys it idles.
+ */
+import { runActor } from "../lib/actors/actor.ts";
+import { type Client, connect } from "../lib/db.ts";
+import { OrderPoller } from "../lib/execution/order_poller.ts";
+import { OrderPollerConfig } from "../lib/pipeline/actor_specs.ts";
+import { WorkLoop } from "../lib/pipeline/loop.ts";
+import { UpbitRest } from "../lib/upbit/rest.ts";
+import { UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
+
+let sql: Client | undefined;
+let rest: UpbitRest | undefined;
+let ws: UpbitPrivateWs | undefined;
+let loop: WorkLoop | undefined;
+let running: Promise<void> | undefined;
+
+runActor({
+  config: OrderPollerConfig,
+  async start(ctx) {
+    const c = ctx.config;
+    if (!c.accessKey || !c.secretKey) {
+      ctx.log.info(
+        "OrderPoller idle (UPBIT_ACCESS_KEY / UPBIT_SECRET_KEY not set: no live orders)",
+      );
+      return;
+    }
+    sql = connect(c.db, { applicationName: "upbot-order-poller" });
+    rest = new UpbitRest({
+      baseUrl: c.restUrl,
+      accessKey: c.accessKey,
+      secretKey: c.secretKey,
+      logger: ctx.log,
+    });
+    const poller = new OrderPoller({ sql, rest, maxPolls: c.maxPolls, log: ctx.log });
+    let finalised = 0;
+    loop = new WorkLoop({
+      intervalMs: c.pollIntervalSec * 1000,
+      signal: ctx.signal,
+      log: ctx.log,
+      onError: (err) => ctx.reportError(err),
+      pass: async () => {
+        const s = await poller.pollOnce();
+        finalised += s.finalised;
+        ctx.setMetrics({ open: s.open, finalised });
+        // A finished entry may let the executor place its exit.
+        if (s.finalised > 0) ctx.send("executor", { type: "wake", topic: "order_attempts" });
+      },
+    });
+    ws = new UpbitPrivateWs({
+      url: c.privateWsUrl,
+      accessKey: c.accessKey,
+      secretKey: c.secretKey,
+      myAsset: false,
+      logger: ctx.log,
+      onOrder: (event) => {
+        if (event.state === "done" || event.state === "cancel") loop?.wake();
+      },
+      onReconnect: () => loop?.wake(),
+    });
+    ws.start();
+    ctx.log.info(
+      `OrderPoller started (interval=${c.pollIntervalSec}s max_polls=${c.maxPolls})`,
+    );
+    running = loop.run().catch((err) => {
+      queueMicrotask(() => {
+        throw err;
+      });
+    });
+  },
+  messages: {
+    wake() {
+      loop?.wake();
+    },
+  },
+  async stop() {
+    loop?.wake();
+    await running;
+    await ws?.close();
+    rest?.close();
+    await sql?.end({ timeout: 2 });
+  },
+});

@@ -1,0 +1,207 @@
+/**
+ * @module The five pipeline actors: the schema of each actor's configuration slice (validated by
+ * the actor when it starts) and {@linkcode pipelineActorSpecs}, which cuts those slices out of the
+ * configuration with least-privilege permissions. Only the executor, the order-poller and the
+ * account actor receive the Upbit keys; no actor reads the environment (except postgres.js's
+ * `PG*` variables).
+ */
+import { z } from "zod";
+import { actorPermissions, hostPort } from "../actors/permissions.ts";
+import type { ActorSpec } from "../actors/supervisor.ts";
+import type { Config } from "../config.ts";
+import { privateWsUrl } from "../config.ts";
+import type { DbConnection } from "../db.ts";
+import { overridesFromConfig, resolveParams } from "../strategy/policy.ts";
+
+/** zod schema of {@linkcode DbConnection}. */
+export const DbConnectionSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("url"), url: z.string() }),
+  z.object({
+    kind: z.literal("embedded"),
+    host: z.string(),
+    port: z.number().int(),
+    database: z.string(),
+    username: z.string(),
+  }),
+]);
+
+const Markets = z.array(z.string()).min(1);
+
+/** The feed's slice. */
+export const FeedConfig = z.object({
+  db: DbConnectionSchema,
+  markets: Markets,
+  wsUrl: z.string(),
+  restUrl: z.string(),
+});
+
+/** The evaluator's slice. */
+export const EvaluatorConfig = z.object({
+  db: DbConnectionSchema,
+  markets: Markets,
+  profile: z.string(),
+  params: z.object({
+    tpPct: z.number(),
+    slPct: z.number(),
+    horizonSec: z.number(),
+    entryEvMin: z.number(),
+    exitEvMin: z.number(),
+    cooldownSec: z.number(),
+  }),
+  krwAmount: z.number(),
+});
+
+/** The keys, only in the slices of the actors that call the private API. */
+const Keys = {
+  accessKey: z.string().optional(),
+  secretKey: z.string().optional(),
+};
+
+/** The executor's slice. */
+export const ExecutorConfig = z.object({
+  db: DbConnectionSchema,
+  restUrl: z.string(),
+  ...Keys,
+  guard: z.object({
+    UPBIT_TRADE_MODE: z.enum(["shadow", "test", "live"]),
+    LIVE_TRADING_ENABLED: z.boolean(),
+    LIVE_GUARD_PHRASE: z.string(),
+    PAPER_POLICY_PROFILE: z.enum(["test", "default"]),
+  }),
+  settings: z.object({
+    orderKrwAmount: z.number(),
+    maxOrdersPerMin: z.number(),
+    maxRetries: z.number(),
+    shadowEnabled: z.boolean(),
+    maxSignalAgeSec: z.number(),
+  }),
+});
+
+/** The order-poller's slice. */
+export const OrderPollerConfig = z.object({
+  db: DbConnectionSchema,
+  restUrl: z.string(),
+  privateWsUrl: z.string(),
+  ...Keys,
+  pollIntervalSec: z.number(),
+  maxPolls: z.number(),
+});
+
+/** The account actor's slice. */
+export const AccountConfig = z.object({
+  db: DbConnectionSchema,
+  restUrl: z.string(),
+  privateWsUrl: z.string(),
+  ...Keys,
+  markets: Markets,
+  pollIntervalSec: z.number(),
+});
+
+function dbHost(db: DbConnection): string {
+  return db.kind === "url" ? hostPort(db.url) : `${db.host}:${db.port}`;
+}
+
+/** Options of {@linkcode pipelineActorSpecs}. */
+export interface PipelineSpecOptions {
+  /** Where the actor modules live. @default {the repository's actors/ folder} */
+  actorsDir?: URL;
+}
+
+/**
+ * The supervisor's children, in start order: feed, evaluator, executor, order_poller, account.
+ * The executor and the order-poller are critical: if either fails for good, trading halts.
+ */
+export function pipelineActorSpecs(
+  config: Config,
+  db: DbConnection,
+  options: PipelineSpecOptions = {},
+): ActorSpec[] {
+  const dir = options.actorsDir ?? new URL("../../actors/", import.meta.url);
+  const dbNet = dbHost(db);
+  const rest = hostPort(config.UPBIT_REST_URL);
+  const ws = hostPort(config.UPBIT_WS_URL);
+  const keys = {
+    accessKey: config.UPBIT_ACCESS_KEY,
+    secretKey: config.UPBIT_SECRET_KEY,
+  };
+  const net = (...hosts: string[]) =>
+    actorPermissions({ net: [...new Set([...hosts, dbNet])], env: ["PG*"] });
+  return [
+    {
+      name: "feed",
+      module: new URL("feed.ts", dir),
+      permissions: net(ws, rest),
+      config: {
+        db,
+        markets: config.MARKETS,
+        wsUrl: config.UPBIT_WS_URL,
+        restUrl: config.UPBIT_REST_URL,
+      } satisfies z.input<typeof FeedConfig>,
+    },
+    {
+      name: "evaluator",
+      module: new URL("evaluator.ts", dir),
+      permissions: net(),
+      config: {
+        db,
+        markets: config.MARKETS,
+        profile: config.PAPER_POLICY_PROFILE,
+        params: resolveParams(config.PAPER_POLICY_PROFILE, overridesFromConfig(config)),
+        krwAmount: config.ORDER_KRW_AMOUNT,
+      } satisfies z.input<typeof EvaluatorConfig>,
+    },
+    {
+      name: "executor",
+      module: new URL("executor.ts", dir),
+      critical: true,
+      permissions: net(rest),
+      config: {
+        db,
+        restUrl: config.UPBIT_REST_URL,
+        ...keys,
+        guard: {
+          UPBIT_TRADE_MODE: config.UPBIT_TRADE_MODE,
+          LIVE_TRADING_ENABLED: config.LIVE_TRADING_ENABLED,
+          LIVE_GUARD_PHRASE: config.LIVE_GUARD_PHRASE,
+          PAPER_POLICY_PROFILE: config.PAPER_POLICY_PROFILE,
+        },
+        settings: {
+          orderKrwAmount: config.ORDER_KRW_AMOUNT,
+          maxOrdersPerMin: config.MAX_ORDERS_PER_MIN,
+          maxRetries: config.EXECUTOR_MAX_RETRIES,
+          shadowEnabled: config.SHADOW_ENABLED,
+          maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+        },
+      } satisfies z.input<typeof ExecutorConfig>,
+    },
+    {
+      name: "order_poller",
+      module: new URL("order_poller.ts", dir),
+      critical: true,
+      permissions: net(rest, ws),
+      config: {
+        db,
+        restUrl: config.UPBIT_REST_URL,
+        privateWsUrl: privateWsUrl(config),
+        ...keys,
+        pollIntervalSec: config.LIVE_ORDER_POLL_INTERVAL_SEC,
+        maxPolls: config.LIVE_ORDER_MAX_POLLS,
+      } satisfies z.input<typeof OrderPollerConfig>,
+    },
+    {
+      name: "account",
+      module: new URL("account.ts", dir),
+      // Without keys it exits normally and stays down.
+      restart: "transient",
+      permissions: net(rest, ws),
+      config: {
+        db,
+        restUrl: config.UPBIT_REST_URL,
+        privateWsUrl: privateWsUrl(config),
+        ...keys,
+        markets: config.MARKETS,
+        pollIntervalSec: config.ACCOUNT_POLL_INTERVAL_SEC,
+      } satisfies z.input<typeof AccountConfig>,
+    },
+  ];
+}

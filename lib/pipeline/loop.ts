@@ -1,0 +1,78 @@
+/**
+ * @module The work loop of a pipeline actor: run a pass, sleep until the next tick or a wake,
+ * repeat until stopped. A failing pass is retried with backoff; after too many failures in a row
+ * the error escalates (the actor crashes and its supervisor decides), instead of looping forever.
+ */
+import type { Logger } from "../log.ts";
+
+/** Options of {@linkcode WorkLoop}. */
+export interface WorkLoopOptions {
+  /** One pass; returns true when work remains (run again at once). */
+  pass: () => Promise<boolean | void>;
+  /** Sleep between passes when idle, ms. */
+  intervalMs: number;
+  signal: AbortSignal;
+  log: Logger;
+  /** Called for each failed pass (e.g. `ctx.reportError`). */
+  onError?: (err: unknown) => void;
+  /** Consecutive failures before the loop gives up and rejects. @default {10} */
+  maxFailures?: number;
+  /** Longest sleep after failures, ms. @default {30000} */
+  maxBackoffMs?: number;
+}
+
+/** A pass loop that can be woken early. */
+export class WorkLoop {
+  #o: WorkLoopOptions;
+  #wake: (() => void) | null = null;
+  #woken = false;
+
+  constructor(options: WorkLoopOptions) {
+    this.#o = options;
+  }
+
+  /** Runs the next pass now (or right after the current one). */
+  wake(): void {
+    this.#woken = true;
+    this.#wake?.();
+  }
+
+  /** Runs until the signal aborts; rejects after `maxFailures` failed passes in a row. */
+  async run(): Promise<void> {
+    let failures = 0;
+    const max = this.#o.maxFailures ?? 10;
+    while (!this.#o.signal.aborted) {
+      let again = false;
+      try {
+        this.#woken = false;
+        again = (await this.#o.pass()) === true;
+        failures = 0;
+      } catch (err) {
+        if (this.#o.signal.aborted) return;
+        failures++;
+        this.#o.onError?.(err);
+        this.#o.log.warn(`pass failed (${failures}/${max})`, { error: (err as Error).message });
+        if (failures >= max) throw err;
+      }
+      if (this.#o.signal.aborted) return;
+      const delay = failures > 0
+        ? Math.min(this.#o.maxBackoffMs ?? 30_000, this.#o.intervalMs * 2 ** failures)
+        : (again ? 0 : this.#o.intervalMs);
+      if (delay > 0 && !this.#woken) await this.#sleep(delay);
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#o.signal.removeEventListener("abort", done);
+        this.#wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#o.signal.addEventListener("abort", done, { once: true });
+      this.#wake = done;
+    });
+  }
+}
