@@ -18,7 +18,7 @@ let running: Promise<void> | undefined;
 
 runActor({
   config: AccountConfig,
-  async start(ctx) {
+  start(ctx) {
     const c = ctx.config;
     if (!c.accessKey || !c.secretKey) {
       const missing = !c.accessKey ? "UPBIT_ACCESS_KEY" : "UPBIT_SECRET_KEY";

@@ -20,7 +20,7 @@ let running: Promise<void> | undefined;
 
 runActor({
   config: OrderPollerConfig,
-  async start(ctx) {
+  start(ctx) {
     const c = ctx.config;
     if (!c.accessKey || !c.secretKey) {
       ctx.log.info(
