@@ -4,23 +4,6 @@ import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type MyAssetEvent, type MyOrderEvent, UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
 import { startSimulator } from "../sim/mod.ts";
 
-/**
- * WORKAROUND (test-only) for a simulator bug: sim/_private_ws.ts reads `req.headers` after
- * `Deno.upgradeWebSocket(req)`, which throws "Request closed" in Deno 2.9, so every private
- * connection fails. Reading the headers once before the upgrade materializes them. Remove when the
- * simulator reads the header before upgrading.
- */
-function materializeHeadersBeforeUpgrade(): () => void {
-  const original = Deno.upgradeWebSocket;
-  Deno.upgradeWebSocket = (req, options) => {
-    void [...req.headers];
-    return original(req, options);
-  };
-  return () => {
-    Deno.upgradeWebSocket = original;
-  };
-}
-
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
@@ -30,12 +13,7 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): P
 }
 
 Deno.test("UpbitPrivateWs delivers myOrder and myAsset events with exact decimals; resync hook on reconnect", async () => {
-  const restoreLog = setLogSink(() => {});
-  const restoreUpgrade = materializeHeadersBeforeUpgrade();
-  const restore = () => {
-    restoreUpgrade();
-    restoreLog();
-  };
+  const restore = setLogSink(() => {});
   const sim = await startSimulator({ port: 0, seed: 1, rate: 0 });
   const rest = new UpbitRest({
     baseUrl: sim.restUrl,
@@ -96,12 +74,7 @@ Deno.test("UpbitPrivateWs delivers myOrder and myAsset events with exact decimal
 });
 
 Deno.test("UpbitPrivateWs stops on INVALID_AUTH instead of reconnecting", async () => {
-  const restoreLog = setLogSink(() => {});
-  const restoreUpgrade = materializeHeadersBeforeUpgrade();
-  const restore = () => {
-    restoreUpgrade();
-    restoreLog();
-  };
+  const restore = setLogSink(() => {});
   const sim = await startSimulator({ port: 0, seed: 1, rate: 0 });
   let authError = "";
   const ws = new UpbitPrivateWs({
