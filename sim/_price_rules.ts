@@ -4,28 +4,14 @@
  * (§8.2), all in {@linkcode Dec} so that grid checks have no floating-point noise.
  */
 import { type Dec, dec } from "./_decimal.ts";
+import { KRW_TICK_BANDS } from "./tick_size.ts";
 
 type Band = readonly [lower: Dec, tick: Dec];
 
 const bands = (rows: Array<[string, string]>): Band[] => rows.map(([l, t]) => [dec(l), dec(t)]);
 
-/** §8.3, highest band first; below the last band the tick is 0.00000001. */
-const KRW_BANDS = bands([
-  ["1000000", "1000"],
-  ["500000", "500"],
-  ["100000", "100"],
-  ["50000", "50"],
-  ["10000", "10"],
-  ["5000", "5"],
-  ["100", "1"],
-  ["10", "0.1"],
-  ["1", "0.01"],
-  ["0.1", "0.001"],
-  ["0.01", "0.0001"],
-  ["0.001", "0.00001"],
-  ["0.0001", "0.000001"],
-  ["0.00001", "0.0000001"],
-]);
+/** §8.3 (the table lives in `tick_size.ts`). */
+const KRW_BANDS = bands(KRW_TICK_BANDS.map(([lower, tick]) => [lower, tick]));
 
 /** §8.4 USDT market (since 2024-08-19). */
 const USDT_BANDS = bands([

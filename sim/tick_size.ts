@@ -3,23 +3,29 @@
  * keep prices on that grid without floating-point noise.
  */
 
-/** [lower bound, tick] rows of §8.3, highest band first. */
-const KRW_TICKS: ReadonlyArray<readonly [number, number]> = [
-  [1_000_000, 1000],
-  [500_000, 500],
-  [100_000, 100],
-  [50_000, 50],
-  [10_000, 10],
-  [5_000, 5],
-  [100, 1],
-  [10, 0.1],
-  [1, 0.01],
-  [0.1, 0.001],
-  [0.01, 0.0001],
-  [0.001, 0.00001],
-  [0.0001, 0.000001],
-  [0.00001, 0.0000001],
+/**
+ * [lower bound, tick] rows of §8.3, highest band first, as exact decimal text; below the last
+ * band the tick is 0.00000001. The one copy of the table: the exchange's exact price rules
+ * (`_price_rules.ts`) read it too.
+ */
+export const KRW_TICK_BANDS: ReadonlyArray<readonly [lower: string, tick: string]> = [
+  ["1000000", "1000"],
+  ["500000", "500"],
+  ["100000", "100"],
+  ["50000", "50"],
+  ["10000", "10"],
+  ["5000", "5"],
+  ["100", "1"],
+  ["10", "0.1"],
+  ["1", "0.01"],
+  ["0.1", "0.001"],
+  ["0.01", "0.0001"],
+  ["0.001", "0.00001"],
+  ["0.0001", "0.000001"],
+  ["0.00001", "0.0000001"],
 ];
+
+const KRW_TICKS = KRW_TICK_BANDS.map(([lower, tick]) => [Number(lower), Number(tick)] as const);
 
 /** Tick size of a KRW-market price (the band is chosen by the price itself). */
 export function krwTickSize(price: number): number {
