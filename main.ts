@@ -4,22 +4,13 @@
  *
  * Exit codes: 0 after a clean stop, 1 when start-up fails, 2 for bad configuration.
  */
-import { ConfigError, loadConfig } from "./lib/config.ts";
+import { loadConfigOrReport } from "./lib/cli.ts";
 import { startUpbot } from "./lib/upbot.ts";
-import { createLogger, writeLog } from "./lib/log.ts";
+import { createLogger } from "./lib/log.ts";
 
 async function main(): Promise<number> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      for (const p of err.problems) writeLog("error", "config", `${p.name} ${p.problem}`);
-      return 2;
-    }
-    writeLog("error", "config", (err as Error).message);
-    return 2;
-  }
+  const config = loadConfigOrReport();
+  if (!config) return 2;
   const log = createLogger("main");
   let upbot;
   try {

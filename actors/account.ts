@@ -14,7 +14,6 @@ let sql: Client | undefined;
 let rest: UpbitRest | undefined;
 let ws: UpbitPrivateWs | undefined;
 let loop: WorkLoop | undefined;
-let running: Promise<void> | undefined;
 
 runActor({
   config: AccountConfig,
@@ -57,11 +56,10 @@ runActor({
     });
     ws.start();
     ctx.log.info(`UpbitAccountRunner started (interval=${c.pollIntervalSec}s)`);
-    running = loop.run();
+    loop.start();
   },
   async stop() {
-    loop?.wake();
-    await running;
+    await loop?.stopped();
     await ws?.close();
     rest?.close();
     await sql?.end({ timeout: 2 });

@@ -10,7 +10,6 @@ import { WorkLoop } from "../lib/pipeline/loop.ts";
 
 let sql: Client | undefined;
 let loop: WorkLoop | undefined;
-let running: Promise<void> | undefined;
 
 runActor({
   config: EvaluatorConfig,
@@ -43,12 +42,7 @@ runActor({
         ctx.setMetrics(totals);
       },
     });
-    running = loop.run().catch((err) => {
-      // Too many failures in a row: escalate to the supervisor.
-      queueMicrotask(() => {
-        throw err;
-      });
-    });
+    loop.start();
   },
   messages: {
     "bars.final"() {
@@ -56,8 +50,7 @@ runActor({
     },
   },
   async stop() {
-    loop?.wake();
-    await running;
+    await loop?.stopped();
     await sql?.end({ timeout: 2 });
   },
 });

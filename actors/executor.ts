@@ -15,7 +15,6 @@ import { UpbitRest } from "../lib/upbit/rest.ts";
 let sql: Client | undefined;
 let rest: UpbitRest | undefined;
 let loop: WorkLoop | undefined;
-let running: Promise<void> | undefined;
 
 runActor({
   config: ExecutorConfig,
@@ -63,11 +62,7 @@ runActor({
         return false; // `more` work waits for the next tick: rate cap and fills need time
       },
     });
-    running = loop.run().catch((err) => {
-      queueMicrotask(() => {
-        throw err;
-      });
-    });
+    loop.start();
   },
   messages: {
     wake() {
@@ -78,8 +73,7 @@ runActor({
     },
   },
   async stop() {
-    loop?.wake();
-    await running;
+    await loop?.stopped();
     rest?.close();
     await sql?.end({ timeout: 2 });
   },

@@ -16,7 +16,6 @@ let sql: Client | undefined;
 let rest: UpbitRest | undefined;
 let ws: UpbitPrivateWs | undefined;
 let loop: WorkLoop | undefined;
-let running: Promise<void> | undefined;
 
 runActor({
   config: OrderPollerConfig,
@@ -65,11 +64,7 @@ runActor({
     ctx.log.info(
       `OrderPoller started (interval=${c.pollIntervalSec}s max_polls=${c.maxPolls})`,
     );
-    running = loop.run().catch((err) => {
-      queueMicrotask(() => {
-        throw err;
-      });
-    });
+    loop.start();
   },
   messages: {
     wake() {
@@ -77,8 +72,7 @@ runActor({
     },
   },
   async stop() {
-    loop?.wake();
-    await running;
+    await loop?.stopped();
     await ws?.close();
     rest?.close();
     await sql?.end({ timeout: 2 });

@@ -4,11 +4,12 @@
  */
 import type { Config } from "./config.ts";
 import { hasUpbitKeys, secretValues } from "./config.ts";
+import { setUpLogging } from "./cli.ts";
 import { Supervisor } from "./actors/supervisor.ts";
 import { openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { createApp } from "./http/app.ts";
-import { configureLogging, createLogger, loggingSettings, registerSecret } from "./log.ts";
+import { createLogger, loggingSettings } from "./log.ts";
 import { migrate } from "./migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
 
@@ -24,15 +25,6 @@ export interface Upbot {
 /** Options of {@linkcode startUpbot} (tests shorten the supervisor's timings). */
 export interface StartOptions {
   supervisor?: Partial<ConstructorParameters<typeof Supervisor>[0]>;
-}
-
-/** Applies `LOG_LEVEL` / `LOG_FORMAT` and masks every secret of `config` in this thread's logs. */
-export function setUpLogging(config: Config): void {
-  const format = config.LOG_FORMAT === "auto"
-    ? (Deno.stdout.isTerminal() ? "pretty" : "json")
-    : config.LOG_FORMAT;
-  configureLogging({ level: config.LOG_LEVEL, format });
-  for (const secret of secretValues(config)) registerSecret(secret);
 }
 
 /**

@@ -4,8 +4,8 @@
  * trades, shadow attempts, balances. Its data lives in `DATA_DIR` (default `./data/demo`), apart
  * from a real run's. Stop it with Ctrl-C.
  */
-import { ConfigError, loadConfig } from "../lib/config.ts";
-import { createLogger, writeLog } from "../lib/log.ts";
+import { loadConfigOrReport } from "../lib/cli.ts";
+import { createLogger } from "../lib/log.ts";
 import { startUpbot } from "../lib/upbot.ts";
 import { startSimulator } from "../sim/mod.ts";
 
@@ -15,28 +15,22 @@ const sim = await startSimulator({
   markets: (env.MARKETS ?? "KRW-BTC,KRW-ETH,KRW-XRP").split(",").map((m) => m.trim()),
   rate: Number(env.SIM_RATE ?? 60),
 });
-let config;
-try {
-  config = loadConfig({
-    env: {
-      DATA_DIR: "./data/demo",
-      MARKETS: "KRW-BTC,KRW-ETH,KRW-XRP",
-      PAPER_POLICY_PROFILE: "test",
-      ...env,
-      // The venue is always the simulator, with its test keys: never real Upbit from the demo.
-      UPBIT_REST_URL: sim.restUrl,
-      UPBIT_WS_URL: sim.wsUrl,
-      UPBIT_ACCESS_KEY: sim.accessKey,
-      UPBIT_SECRET_KEY: sim.secretKey,
-    },
-  });
-} catch (err) {
+const config = loadConfigOrReport({
+  env: {
+    DATA_DIR: "./data/demo",
+    MARKETS: "KRW-BTC,KRW-ETH,KRW-XRP",
+    PAPER_POLICY_PROFILE: "test",
+    ...env,
+    // The venue is always the simulator, with its test keys: never real Upbit from the demo.
+    UPBIT_REST_URL: sim.restUrl,
+    UPBIT_WS_URL: sim.wsUrl,
+    UPBIT_ACCESS_KEY: sim.accessKey,
+    UPBIT_SECRET_KEY: sim.secretKey,
+  },
+});
+if (!config) {
   await sim.close();
-  if (err instanceof ConfigError) {
-    for (const p of err.problems) writeLog("error", "config", `${p.name} ${p.problem}`);
-    Deno.exit(2);
-  }
-  throw err;
+  Deno.exit(2);
 }
 const log = createLogger("demo");
 const upbot = await startUpbot(config);

@@ -8,8 +8,8 @@
  * Permissions: `--allow-net --allow-env --allow-read` (read only for `.env`).
  * Exit codes: 0 all calls succeeded, 1 missing keys or a failed call, 2 bad configuration.
  */
-import { ConfigError, loadConfig } from "../lib/config.ts";
-import { configureLogging, createLogger, registerSecret, writeLog } from "../lib/log.ts";
+import { loadConfigOrReport, setUpLogging } from "../lib/cli.ts";
+import { createLogger } from "../lib/log.ts";
 import {
   UpbitApiError,
   UpbitBannedError,
@@ -49,25 +49,9 @@ function errorFields(err: unknown): Record<string, unknown> {
 }
 
 async function main(): Promise<number> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      for (const p of err.problems) writeLog("error", "config", `${p.name} ${p.problem}`);
-    } else {
-      writeLog("error", "config", (err as Error).message);
-    }
-    return 2;
-  }
-  registerSecret(config.UPBIT_ACCESS_KEY);
-  registerSecret(config.UPBIT_SECRET_KEY);
-  configureLogging({
-    level: config.LOG_LEVEL,
-    format: config.LOG_FORMAT === "auto"
-      ? (Deno.stdout.isTerminal() ? "pretty" : "json")
-      : config.LOG_FORMAT,
-  });
+  const config = loadConfigOrReport();
+  if (!config) return 2;
+  setUpLogging(config);
   const missing = [
     ...(config.UPBIT_ACCESS_KEY ? [] : ["UPBIT_ACCESS_KEY"]),
     ...(config.UPBIT_SECRET_KEY ? [] : ["UPBIT_SECRET_KEY"]),

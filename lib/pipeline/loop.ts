@@ -26,6 +26,7 @@ export class WorkLoop {
   #o: WorkLoopOptions;
   #wake: (() => void) | null = null;
   #woken = false;
+  #running: Promise<void> = Promise.resolve();
 
   constructor(options: WorkLoopOptions) {
     this.#o = options;
@@ -35,6 +36,24 @@ export class WorkLoop {
   wake(): void {
     this.#woken = true;
     this.#wake?.();
+  }
+
+  /**
+   * Runs in the background. Giving up after `maxFailures` is rethrown as an uncaught error, which
+   * crashes the worker: the supervisor then restarts it per its policy (escalation, not a loop).
+   */
+  start(): void {
+    this.#running = this.run().catch((err) => {
+      queueMicrotask(() => {
+        throw err;
+      });
+    });
+  }
+
+  /** Wakes the loop (the signal must be aborted already) and resolves when it has ended. */
+  async stopped(): Promise<void> {
+    this.wake();
+    await this.#running;
   }
 
   /** Runs until the signal aborts; rejects after `maxFailures` failed passes in a row. */
