@@ -167,6 +167,38 @@ Deno.test("Supervisor fails a crash-looping critical actor and halts trading", a
   assert.equal(statusOf(h.supervisor, "executor").dropped, 1);
 });
 
+Deno.test("Supervisor.kill() cuts an actor off mid-message and applies its restart policy", async () => {
+  await using h = harness([
+    { name: "echo", module: fixture("echo"), config: { slowMs: 5_000 } },
+    { name: "once", module: fixture("echo"), restart: "temporary" },
+  ]);
+  await h.supervisor.start();
+  h.supervisor.send("echo", { type: "wake", topic: "account" });
+  // Let the (5 s) slow handler begin; the kill lands in its middle.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(h.supervisor.kill("echo", "drill"), true);
+  assert.deepEqual(h.events.find((e) => e.type === "actor.crashed"), {
+    type: "actor.crashed",
+    actor: "echo",
+    error: "drill",
+  });
+  await waitFor("echo running again", () => statusOf(h.supervisor, "echo").state === "running");
+  const echo = statusOf(h.supervisor, "echo");
+  assert.equal(echo.restarts, 1);
+  assert.equal(echo.lastError, "drill");
+  // The slow wake was cut off: nothing was echoed back.
+  assert.deepEqual(h.received, []);
+  // A temporary actor is not restarted after a kill, like after any crash.
+  assert.equal(h.supervisor.kill("once"), true);
+  assert.equal(statusOf(h.supervisor, "once").state, "failed");
+  assert.equal(statusOf(h.supervisor, "once").lastError, "killed by request");
+  assert.equal(h.supervisor.kill("once"), false, "a failed actor has no worker to kill");
+  assert.throws(() => h.supervisor.kill("nobody"), {
+    name: "RangeError",
+    message: "Cannot kill actor as 'nobody' is unknown",
+  });
+});
+
 Deno.test("Supervisor does not halt trading when a non-critical actor fails", async () => {
   await using h = harness([
     { name: "account", module: fixture("throwing"), config: { when: "start" } },

@@ -464,6 +464,24 @@ export class Supervisor {
     }
   }
 
+  /**
+   * Terminates the worker of the actor `name` at once, without a graceful stop, and handles it
+   * as a crash: its restart policy applies and it counts towards the restart intensity. For
+   * fault drills and tests: whatever the actor was doing is cut off mid-way, as by a real crash,
+   * and recovery must come from the database.
+   *
+   * @returns true when a worker was killed; false when the actor had none (restarting, stopped
+   *   or failed).
+   * @throws {RangeError} when there is no actor called `name`.
+   */
+  kill(name: string, reason = "killed by request"): boolean {
+    const child = this.#children.get(name);
+    if (child === undefined) throw new RangeError(`Cannot kill actor as '${name}' is unknown`);
+    if (child.worker === undefined || child.state === "stopping") return false;
+    this.#crashed(child, reason);
+    return true;
+  }
+
   /** Sends an application message from the main thread to the actor named `to`. */
   send(to: string, message: AppMessage): void {
     this.#route(SUPERVISOR, to, message);
