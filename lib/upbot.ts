@@ -6,7 +6,7 @@ import type { Config } from "./config.ts";
 import { hasUpbitKeys, secretValues } from "./config.ts";
 import { setUpLogging } from "./cli.ts";
 import { Supervisor } from "./actors/supervisor.ts";
-import { openDatabase } from "./db.ts";
+import { type Client, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { createApp } from "./http/app.ts";
 import { createLogger, loggingSettings } from "./log.ts";
@@ -18,6 +18,8 @@ export interface Upbot {
   /** Base URL of the HTTP server, e.g. `http://127.0.0.1:8501`. */
   readonly httpUrl: string;
   readonly supervisor: Supervisor;
+  /** The main thread's database client (closed by `stop`), e.g. for tests and tools to read. */
+  readonly sql: Client;
   /** Graceful stop: actors (reverse order), HTTP server, then the database. Idempotent. */
   stop(): Promise<void>;
 }
@@ -95,6 +97,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     return {
       httpUrl,
       supervisor: running,
+      sql: db.sql,
       stop() {
         stopping ??= (async () => {
           await running.stop("shutdown");
