@@ -407,3 +407,24 @@ dbTest("order-poller cancels an order still open at the poll limit and records i
     await r.close();
   }
 });
+
+dbTest("executor: MAX_ORDERS_PER_MIN caps exchange orders; the rest wait", async (db) => {
+  const r = await rig(db, "test", { MAX_ORDERS_PER_MIN: "1" });
+  try {
+    await paperRoundTrip(db, 99203155, 99000000);
+    await r.executor.start();
+    assert.deepEqual(await r.executor.runOnce(), { handled: 1, more: true });
+    const rows = await attempts(db);
+    assert.deepEqual(rows.map((a) => [a.action, a.status]), [["ENTER_LONG", "test_ok"]]);
+    assert.deepEqual(await r.executor.runOnce(), { handled: 0, more: true }, "still capped");
+    assert.equal((await attempts(db)).length, 1);
+    // A minute later the budget is back, even though the poller touched the old attempt now.
+    await db.sql`update upbit_order_attempts
+      set ts = now() - interval '61 seconds', poll_count = 1, updated_at = now()`;
+    assert.deepEqual(await r.executor.runOnce(), { handled: 1, more: false });
+    assert.equal((await attempts(db)).length, 2);
+    assert.ok(r.lines.some((l) => l.includes("Order rate cap reached (1 in the last minute)")));
+  } finally {
+    await r.close();
+  }
+});

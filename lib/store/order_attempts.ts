@@ -162,11 +162,14 @@ export async function openLiveAttempts(sql: Sql): Promise<AttemptRow[]> {
   return rows.map(normalise);
 }
 
-/** How many exchange calls (test or live orders) were attempted since `since`. */
+/**
+ * How many exchange orders (test or live) were first attempted since `since`. Counted by creation
+ * time: the order-poller's updates of open orders must not eat the executor's budget.
+ */
 export async function exchangeAttemptsSince(sql: Sql, since: Date): Promise<number> {
   const [row] = await sql<{ n: number }[]>`
     select count(*)::int as n from upbit_order_attempts
-    where mode in ('test', 'live') and status not in ('skipped', 'logged') and updated_at > ${since}`;
+    where mode in ('test', 'live') and status not in ('skipped', 'logged') and ts > ${since}`;
   return row?.n ?? 0;
 }
 
