@@ -181,6 +181,9 @@ dbTest(
         "error",
       ]]);
       assert.match(rows[1]!.error_msg, /^insufficient_funds_ask: /);
+      assert.equal(rows[1]!.retry_count, 3, "a definite refusal is not retried");
+      await r.executor.runOnce();
+      assert.equal((await attempts(db))[1]!.retry_count, 3);
       for (const a of rows) {
         assert.equal(a.http_status, a.status === "test_ok" ? 201 : 400);
         assert.ok(a.latency_ms >= 0);
@@ -428,3 +431,30 @@ dbTest("executor: MAX_ORDERS_PER_MIN caps exchange orders; the rest wait", async
     await r.close();
   }
 });
+
+dbTest(
+  "executor live: a 5xx create is resolved as not created, then retried once, one order",
+  async (db) => {
+    const r = await rig(db, "live");
+    try {
+      const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
+      const id = identifierFor(enterId, "ENTER_LONG");
+      r.sim.setFaults({ error_rate: 1 });
+      await r.executor.start();
+      await r.executor.runOnce();
+      assert.equal((await attemptByIdentifier(db.sql, id))?.status, "unknown");
+      r.sim.setFaults({ error_rate: 0 });
+      await new Promise((res) => setTimeout(res, 350));
+      // One pass: resolved as not created (error, retriable), then retried with the same id.
+      await r.executor.runOnce();
+      assert.ok(r.lines.some((l) => l.includes(`Resolved ${id}: no order exists`)));
+      assert.ok(r.lines.some((l) => l.includes(`Retry ${id} (1/3)`)));
+      const a = await attemptByIdentifier(db.sql, id);
+      assert.equal(a?.status, "submitted");
+      assert.equal(a?.retry_count, 1);
+      assert.equal(r.sim.orders().filter((o) => o.identifier === id).length, 1);
+    } finally {
+      await r.close();
+    }
+  },
+);

@@ -341,12 +341,17 @@ export class Executor {
           this.#o.log.warn(`${tag}: identifier already used at Upbit; will resolve by identifier`);
           return;
         }
+        // Only a refusal that may pass later is retried (rate limit, ban, server trouble); a
+        // definite 4xx (funds, price, minimum, ...) would be refused again.
+        const status = "httpStatus" in err ? err.httpStatus : null;
+        const retriable = status === null || status === 429 || status === 418 || status >= 500;
         await updateAttempt(this.#o.sql, attempt.id, {
           status: "error",
           error_msg: `${code}: ${err.message}`,
+          ...(retriable ? {} : { retry_count: this.#o.settings.maxRetries }),
           ...(result.meta ? metaFields(result.meta) : {}),
         });
-        this.#o.log.warn(`${tag}: error ${code}`, {
+        this.#o.log.warn(`${tag}: error ${code}${retriable ? "" : " (not retried)"}`, {
           message: err.message,
           ...(result.meta ? metaFields(result.meta) : {}),
         });
