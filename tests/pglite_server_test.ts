@@ -48,7 +48,15 @@ Deno.test("PgliteServer: concurrent transactions are serialised and all incremen
           await new Promise((r) => setTimeout(r, 1)); // others want in meanwhile
           await tx`update counter set v = ${(row?.v as number) + 1} where k = 1`;
         }));
-    await Promise.all([...bump(a, 25), ...bump(b, 25)]);
+    // Plain queries of a third client run between the transactions (pglite-socket 0.2.17 fails
+    // this mix with `portal "" does not exist`).
+    const c = connect({ kind: "embedded", ...db.endpoint }, { max: 3 });
+    const plain = Array.from({ length: 100 }, async (_, i) => {
+      const [r] = await c`select ${i}::int as i`;
+      assert.equal(r?.i, i);
+    });
+    await Promise.all([...bump(a, 25), ...bump(b, 25), ...plain]);
+    await c.end();
     const [row] = await a`select v from counter where k = 1`;
     assert.equal(row?.v, 50, "no lost update: a transaction runs alone from begin to commit");
   } finally {
