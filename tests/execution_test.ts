@@ -118,6 +118,36 @@ async function paperRoundTrip(db: TestDatabase, price: number, exitPrice: number
   return { enterId, exitId, qty };
 }
 
+/** The live ENTER_LONG attempt row of `enterId` as a crash would leave it, with its order body. */
+async function leftoverEntryAttempt(
+  db: TestDatabase,
+  enterId: number,
+  status: "pending" | "submitted",
+) {
+  const identifier = identifierFor(enterId, "ENTER_LONG");
+  const body = {
+    market: MARKET,
+    side: "bid" as const,
+    ord_type: "price" as const,
+    price: "10000",
+    identifier,
+  };
+  const row = await insertAttempt(db.sql, {
+    symbol: MARKET,
+    action: "ENTER_LONG",
+    mode: "live",
+    side: "bid",
+    ord_type: "price",
+    price: "10000",
+    volume: null,
+    paper_trade_id: enterId,
+    identifier,
+    status,
+    request_json: body,
+  });
+  return { identifier, body, row: row! };
+}
+
 async function attempts(db: TestDatabase) {
   return await db.sql`select * from upbit_order_attempts order by id`;
 }
@@ -268,27 +298,8 @@ dbTest(
     const r = await rig(db, "live");
     try {
       const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
-      const identifier = identifierFor(enterId, "ENTER_LONG");
       // As left by a crash right after the attempt row was committed.
-      await insertAttempt(db.sql, {
-        symbol: MARKET,
-        action: "ENTER_LONG",
-        mode: "live",
-        side: "bid",
-        ord_type: "price",
-        price: "10000",
-        volume: null,
-        paper_trade_id: enterId,
-        identifier,
-        status: "pending",
-        request_json: {
-          market: MARKET,
-          side: "bid",
-          ord_type: "price",
-          price: "10000",
-          identifier,
-        },
-      });
+      const { identifier } = await leftoverEntryAttempt(db, enterId, "pending");
       await new Promise((res) => setTimeout(res, 350)); // the restart takes longer than the settle time
       const ex = r.newExecutor();
       await ex.start();
@@ -307,27 +318,7 @@ dbTest(
     const r = await rig(db, "live");
     try {
       const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
-      const identifier = identifierFor(enterId, "ENTER_LONG");
-      const body = {
-        market: MARKET,
-        side: "bid" as const,
-        ord_type: "price" as const,
-        price: "10000",
-        identifier,
-      };
-      await insertAttempt(db.sql, {
-        symbol: MARKET,
-        action: "ENTER_LONG",
-        mode: "live",
-        side: "bid",
-        ord_type: "price",
-        price: "10000",
-        volume: null,
-        paper_trade_id: enterId,
-        identifier,
-        status: "pending",
-        request_json: body,
-      });
+      const { identifier, body } = await leftoverEntryAttempt(db, enterId, "pending");
       // The request went out and Upbit created the order; then the process died.
       const sent = await r.rest.postOrder(body);
       assert.equal(sent.kind, "accepted");
@@ -376,19 +367,7 @@ dbTest("order-poller cancels an order still open at the poll limit and records i
     };
     const sent = await r.rest.postOrder(body);
     assert.equal(sent.kind, "accepted");
-    const a = await insertAttempt(db.sql, {
-      symbol: MARKET,
-      action: "ENTER_LONG",
-      mode: "live",
-      side: "bid",
-      ord_type: "price",
-      price: "10000",
-      volume: null,
-      paper_trade_id: enterId,
-      identifier,
-      status: "submitted",
-      request_json: {},
-    });
+    const { row: a } = await leftoverEntryAttempt(db, enterId, "submitted");
     await db.sql`update upbit_order_attempts set uuid = ${
       sent.kind === "accepted" ? sent.order.uuid : ""
     } where id = ${a!.id}`;
