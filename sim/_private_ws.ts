@@ -1,8 +1,9 @@
 /**
  * @module The simulator's private WebSocket (`/websocket/v1/private`, §7.8): JWT in the upgrade
  * request's `Authorization` header (verified like REST, without query_hash), a §7.2 request of
- * `myOrder` / `myAsset`, binary UTF-8 JSON frames in DEFAULT / SIMPLE (and LIST) formats, and
- * `PING` answered with `{"status":"UP"}`.
+ * `myOrder` / `myAsset`, binary UTF-8 JSON frames in DEFAULT / SIMPLE (and LIST) formats, `PING`
+ * answered with `{"status":"UP"}` (then every 10 s, §7.9), the 120 s idle timeout and the
+ * websocket-message limit (§3.1).
  */
 import { type Authenticator, type AuthFailure, isAuthFailure } from "./_auth.ts";
 import { type Dec, toNumber } from "./_decimal.ts";
@@ -19,6 +20,8 @@ import { type Random, uuidGenerator } from "./_ids.ts";
 import { avgPrice } from "./_order_json.ts";
 import { createLogger } from "../lib/log.ts";
 import type { Faults } from "./mod.ts";
+import { WS_TOO_MANY_REQUESTS_FRAME } from "./rate_limit.ts";
+import { WS_IDLE_TIMEOUT_MS, WS_STATUS_INTERVAL_MS, WsSession } from "./_ws_session.ts";
 
 const log = createLogger("sim.private_ws");
 const encoder = new TextEncoder();
@@ -36,6 +39,7 @@ interface Connection {
   socket: WebSocket;
   authorized: Promise<boolean>;
   subscription: Subscription | null;
+  session: WsSession;
 }
 
 /** DEFAULT → SIMPLE keys of §7.8. */
@@ -188,6 +192,10 @@ export interface PrivateStreamsOptions {
   /** Seeded stream for asset uuids and malformed-frame dice. */
   random: Random;
   faults: () => Faults;
+  /** Close a connection after this long without traffic either way. @default {120_000} */
+  idleTimeoutMs?: number;
+  /** Interval of `{"status":"UP"}` after a client's `PING`. @default {10_000} */
+  statusIntervalMs?: number;
 }
 
 /** Every private WebSocket connection and the engine events fanned out to them. */
@@ -198,7 +206,10 @@ export class PrivateStreams {
   readonly #random: Random;
   readonly #nextUuid: () => string;
   readonly #faults: () => Faults;
+  readonly #idleTimeoutMs: number;
+  readonly #statusIntervalMs: number;
   #unsubscribe: (() => void) | null = null;
+  #closed = false;
 
   /** Creates the fan-out (it subscribes to the engine while a connection is open). */
   constructor(options: PrivateStreamsOptions) {
@@ -207,6 +218,8 @@ export class PrivateStreams {
     this.#random = options.random;
     this.#nextUuid = uuidGenerator(options.random);
     this.#faults = options.faults;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? WS_IDLE_TIMEOUT_MS;
+    this.#statusIntervalMs = options.statusIntervalMs ?? WS_STATUS_INTERVAL_MS;
   }
 
   /** Upgrades the request; a bad or missing token gets the INVALID_AUTH frame and a close. */
@@ -218,22 +231,48 @@ export class PrivateStreams {
       .verify(authorization, undefined)
       .then((v) => !isAuthFailure(v as AuthFailure))
       .catch(() => false);
-    const connection: Connection = { socket, authorized: verdict, subscription: null };
+    const connection: Connection = {
+      socket,
+      authorized: verdict,
+      subscription: null,
+      session: new WsSession({
+        idleTimeoutMs: this.#idleTimeoutMs,
+        statusIntervalMs: this.#statusIntervalMs,
+        sendStatus: () => this.#sendStatus(connection),
+        closeIdle: () => this.#drop(connection, 1000, "idle timeout"),
+      }),
+    };
     socket.binaryType = "arraybuffer";
     socket.onopen = async () => {
-      if (await verdict) {
+      const authorized = await verdict;
+      // An upgrade that completes after close() must not start timers.
+      if (this.#closed) return this.#drop(connection, 1001, "simulator closed");
+      if (authorized) {
         this.#connections.add(connection);
         this.#unsubscribe ??= this.#engine.subscribe((event) => this.#onEvent(event));
+        connection.session.start();
       } else {
         this.#send(socket, authError, false);
         socket.close(1008, "INVALID_AUTH");
       }
     };
     socket.onmessage = async (event) => {
+      connection.session.touch();
       const text = typeof event.data === "string"
         ? event.data
         : new TextDecoder().decode(event.data as ArrayBuffer);
-      if (text.trim() === "PING") return this.#send(socket, { status: "UP" }, false);
+      if (text.trim() === "PING") {
+        // A keepalive, not a request: websocket-message (§3.1) counts request messages only, so a
+        // PING is never refused. It is answered now and then every statusIntervalMs (§7.9), once
+        // the connection is authorized (timers run only for connections in the set).
+        this.#sendStatus(connection);
+        if ((await verdict) && this.#connections.has(connection)) connection.session.pinged();
+        return;
+      }
+      if (!connection.session.admit(this.#faults().rate_limit_factor)) {
+        // Past the limit the request is ignored; the connection and its subscription stay.
+        return this.#sendText(socket, WS_TOO_MANY_REQUESTS_FRAME);
+      }
       if (!(await verdict)) return;
       const parsed = parsePrivateRequest(text);
       if ("error" in parsed) return this.#send(socket, parsed, false);
@@ -245,6 +284,7 @@ export class PrivateStreams {
   }
 
   #forget(connection: Connection): void {
+    connection.session.stop();
     this.#connections.delete(connection);
     if (this.#connections.size === 0 && this.#unsubscribe) {
       this.#unsubscribe();
@@ -252,11 +292,30 @@ export class PrivateStreams {
     }
   }
 
+  /** Closes one connection and forgets it (its timers stop now, not at the close event). */
+  #drop(connection: Connection, code: number, reason: string): void {
+    this.#forget(connection);
+    try {
+      connection.socket.close(code, reason);
+    } catch {
+      // already closing
+    }
+  }
+
+  #sendStatus(connection: Connection): void {
+    connection.session.touch();
+    this.#send(connection.socket, { status: "UP" }, false);
+  }
+
   #send(socket: WebSocket, message: unknown, faultable = true): void {
-    if (socket.readyState !== WebSocket.OPEN) return;
     let text = JSON.stringify(message);
     const rate = this.#faults().malformed_frame_rate;
     if (faultable && rate > 0 && this.#random() < rate) text = text.slice(0, text.length >> 1);
+    this.#sendText(socket, text);
+  }
+
+  #sendText(socket: WebSocket, text: string): void {
+    if (socket.readyState !== WebSocket.OPEN) return;
     try {
       socket.send(encoder.encode(text));
     } catch (error) {
@@ -265,6 +324,7 @@ export class PrivateStreams {
   }
 
   #deliver(connection: Connection, message: Record<string, unknown>): void {
+    connection.session.touch();
     const format = connection.subscription!.format;
     const shaped = format === "SIMPLE" || format === "SIMPLE_LIST" ? simplify(message) : message;
     this.#send(connection.socket, format.endsWith("_LIST") ? [shaped] : shaped);
@@ -306,20 +366,16 @@ export class PrivateStreams {
 
   /** Closes every connection now. */
   dropAll(): void {
-    for (const connection of this.#connections) {
-      try {
-        connection.socket.close(1001, "dropped by simulator");
-      } catch {
-        // already closing
-      }
+    for (const connection of [...this.#connections]) {
+      this.#drop(connection, 1001, "dropped by simulator");
     }
-    this.#connections.clear();
     this.#unsubscribe?.();
     this.#unsubscribe = null;
   }
 
   /** Closes every connection and stops listening. */
   close(): void {
+    this.#closed = true;
     this.dropAll();
   }
 }

@@ -55,4 +55,8 @@ export interface ExchangeOptions {
   seed: number;
   /** Live fault settings (read on every request; `offline_markets` -> `market_offline`). */
   faults: () => Faults;
+  /** Private WebSocket idle timeout (§7.9). @default {120_000} */
+  wsIdleTimeoutMs?: number;
+  /** Interval of `{"status":"UP"}` after a `PING` on the private WebSocket. @default {10_000} */
+  wsStatusIntervalMs?: number;
 }

@@ -116,6 +116,8 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     auth,
     random: mulberry32(options.seed ^ 0x5bd1e995),
     faults: options.faults,
+    idleTimeoutMs: options.wsIdleTimeoutMs,
+    statusIntervalMs: options.wsStatusIntervalMs,
   });
 
   const findOrder = (query: Query): Order | ApiError => {

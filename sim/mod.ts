@@ -49,8 +49,13 @@ export interface SimulatorOptions {
   /** Starting KRW balance. @default {10_000_000} */
   krw?: number;
   faults?: Partial<Faults>;
-  /** Public WebSocket idle timeout (§7.9), for tests. @default {120_000} */
+  /** Idle timeout of the public and private WebSocket (§7.9), for tests. @default {120_000} */
   wsIdleTimeoutMs?: number;
+  /**
+   * Interval of the `{"status":"UP"}` frames a WebSocket gets after its first `PING` (§7.9), for
+   * tests. @default {10_000}
+   */
+  wsStatusIntervalMs?: number;
 }
 
 /** One order as listed by `GET /_sim/orders`. */
@@ -137,6 +142,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     krw: options.krw ?? 10_000_000,
     seed,
     faults: () => faults.current(),
+    wsIdleTimeoutMs: options.wsIdleTimeoutMs,
+    wsStatusIntervalMs: options.wsStatusIntervalMs,
   });
   // Fault randomness has its own stream so that switching faults never changes the market.
   const publicWs = new PublicWebSocketHub({
@@ -144,6 +151,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     faults: () => faults.current(),
     rng: createRng(seed ^ 0x5eed_fa17),
     idleTimeoutMs: options.wsIdleTimeoutMs,
+    statusIntervalMs: options.wsStatusIntervalMs,
   });
   const composed = createSimServer({
     market,

@@ -1,7 +1,8 @@
 /**
  * @module Public WebSocket `/websocket/v1` (§7.2-7.7, §7.9): request parsing, SNAPSHOT then REALTIME
- * `trade` / `ticker` / `orderbook` / `candle.1s` messages in the four formats, binary frames, `PING`,
- * the idle timeout, error messages, and the malformed-frame fault.
+ * `trade` / `ticker` / `orderbook` / `candle.1s` messages in the four formats, binary frames, `PING`
+ * and the periodic `{"status":"UP"}`, the idle timeout, the websocket-message limit (§3.1), error
+ * messages, and the malformed-frame fault.
  */
 import { z } from "zod";
 import type { Faults } from "./mod.ts";
@@ -18,6 +19,8 @@ import {
   utcTimeCompact,
 } from "./_market_format.ts";
 import { restOrderbook } from "./quotation.ts";
+import { WS_TOO_MANY_REQUESTS_FRAME } from "./rate_limit.ts";
+import { WS_IDLE_TIMEOUT_MS, WS_STATUS_INTERVAL_MS, WsSession } from "./_ws_session.ts";
 
 /** Wire format of a subscription (§7.2). */
 export type WsFormat = "DEFAULT" | "SIMPLE" | "JSON_LIST" | "SIMPLE_LIST";
@@ -33,6 +36,8 @@ export interface PublicWebSocketOptions {
   rng: Rng;
   /** Close a connection after this long without traffic either way. @default {120_000} */
   idleTimeoutMs?: number;
+  /** Interval of `{"status":"UP"}` after a client's `PING`. @default {10_000} */
+  statusIntervalMs?: number;
 }
 
 interface Subscription {
@@ -49,7 +54,7 @@ interface Subscription {
 interface Connection {
   socket: WebSocket;
   sub: Subscription | undefined;
-  lastActivityMs: number;
+  session: WsSession;
 }
 
 const SUPPORTED_TYPES = new Set(["trade", "ticker", "orderbook", "candle.1s"]);
@@ -317,6 +322,7 @@ function candleMessage(market: SimMarket, code: string, stream: StreamType): Mes
 }
 
 const encoder = new TextEncoder();
+const STATUS_UP = '{"status":"UP"}';
 /** Unsent bytes after which a connection is closed as a slow consumer. */
 const SLOW_CONSUMER_BYTES = 64 * 1024 * 1024;
 
@@ -326,15 +332,17 @@ export class PublicWebSocketHub {
   readonly #faults: () => Faults;
   readonly #rng: Rng;
   readonly #idleTimeoutMs: number;
+  readonly #statusIntervalMs: number;
   readonly #connections = new Set<Connection>();
   readonly #unsubscribe: (() => void)[] = [];
-  #lastIdleCheckMs = 0;
+  #closed = false;
 
   constructor(options: PublicWebSocketOptions) {
     this.#market = options.market;
     this.#faults = options.faults;
     this.#rng = options.rng;
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? 120_000;
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? WS_IDLE_TIMEOUT_MS;
+    this.#statusIntervalMs = options.statusIntervalMs ?? WS_STATUS_INTERVAL_MS;
     this.#unsubscribe.push(
       this.#market.onBatch((trades) => this.#onBatch(trades)),
       this.#market.onTick((nowMs) => this.#onTick(nowMs)),
@@ -352,13 +360,27 @@ export class PublicWebSocketHub {
       return new Response("Expected a WebSocket upgrade", { status: 426 });
     }
     const { socket, response } = Deno.upgradeWebSocket(req);
-    const conn: Connection = { socket, sub: undefined, lastActivityMs: Date.now() };
+    const conn: Connection = {
+      socket,
+      sub: undefined,
+      session: new WsSession({
+        idleTimeoutMs: this.#idleTimeoutMs,
+        statusIntervalMs: this.#statusIntervalMs,
+        sendStatus: () => this.#sendRaw(conn, STATUS_UP, false),
+        closeIdle: () => this.#drop(conn, 1000, "idle timeout"),
+      }),
+    };
     socket.binaryType = "arraybuffer";
-    socket.onopen = () => this.#connections.add(conn);
-    socket.onclose = () => this.#connections.delete(conn);
-    socket.onerror = () => this.#connections.delete(conn);
+    socket.onopen = () => {
+      // An upgrade that completes after close() must not start timers.
+      if (this.#closed) return this.#drop(conn, 1001, "simulator closed");
+      this.#connections.add(conn);
+      conn.session.start();
+    };
+    socket.onclose = () => this.#forget(conn);
+    socket.onerror = () => this.#forget(conn);
     socket.onmessage = (ev) => {
-      conn.lastActivityMs = Date.now();
+      conn.session.touch();
       const text = typeof ev.data === "string"
         ? ev.data
         : new TextDecoder().decode(ev.data as ArrayBuffer);
@@ -369,27 +391,43 @@ export class PublicWebSocketHub {
 
   /** Closes every connection now (fault injection and reconnect tests). */
   dropAll(): void {
-    for (const conn of this.#connections) {
-      try {
-        conn.socket.close(4000, "simulated disconnect");
-      } catch {
-        // already closing
-      }
-    }
-    this.#connections.clear();
+    for (const conn of [...this.#connections]) this.#drop(conn, 4000, "simulated disconnect");
   }
 
   /** Stops listening to the market and closes every connection. */
   close(): void {
+    this.#closed = true;
     for (const u of this.#unsubscribe) u();
     this.#unsubscribe.length = 0;
     this.dropAll();
   }
 
+  #forget(conn: Connection): void {
+    conn.session.stop();
+    this.#connections.delete(conn);
+  }
+
+  /** Closes one connection and forgets it (its timers stop now, not at the close event). */
+  #drop(conn: Connection, code: number, reason: string): void {
+    this.#forget(conn);
+    try {
+      conn.socket.close(code, reason);
+    } catch {
+      // already closing
+    }
+  }
+
   #onRequest(conn: Connection, text: string): void {
     if (text.trim() === "PING") {
-      // Only the immediate answer is simulated, not the periodic {"status":"UP"} of §7.9.
-      this.#sendRaw(conn, '{"status":"UP"}', false);
+      // A keepalive, not a request: websocket-message (§3.1) counts request messages only, so a
+      // PING is never refused. It is answered now and then every statusIntervalMs (§7.9).
+      this.#sendRaw(conn, STATUS_UP, false);
+      conn.session.pinged();
+      return;
+    }
+    if (!conn.session.admit(this.#faults().rate_limit_factor)) {
+      // Past the limit the request is ignored; the connection (and its subscriptions) stay.
+      this.#sendRaw(conn, WS_TOO_MANY_REQUESTS_FRAME, false);
       return;
     }
     let request: ParsedRequest;
@@ -509,19 +547,6 @@ export class PublicWebSocketHub {
       }
       this.#deliver(conn, out);
     }
-    if (nowMs - this.#lastIdleCheckMs >= 1000 || this.#idleTimeoutMs < 1000) {
-      this.#lastIdleCheckMs = nowMs;
-      for (const conn of this.#connections) {
-        if (nowMs - conn.lastActivityMs >= this.#idleTimeoutMs) {
-          this.#connections.delete(conn);
-          try {
-            conn.socket.close(1000, "idle timeout");
-          } catch {
-            // already closing
-          }
-        }
-      }
-    }
   }
 
   #deliver(conn: Connection, messages: Message[]): void {
@@ -542,11 +567,10 @@ export class PublicWebSocketHub {
     let bytes: Uint8Array = encoder.encode(text);
     const rate = this.#faults().malformed_frame_rate;
     if (isData && rate > 0 && this.#rng.next() < rate) bytes = malform(bytes, this.#rng);
-    conn.lastActivityMs = Date.now();
+    conn.session.touch();
     if (conn.socket.bufferedAmount > SLOW_CONSUMER_BYTES) {
       // A client that cannot keep up is dropped rather than buffered without bound.
-      this.#connections.delete(conn);
-      conn.socket.close(4008, "slow consumer");
+      this.#drop(conn, 4008, "slow consumer");
       return;
     }
     conn.socket.send(bytes);

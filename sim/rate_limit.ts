@@ -1,9 +1,14 @@
 /**
- * @module Per-group request limits of §3: a fixed 1-second window per (group, client), the
- * `Remaining-Req` header, 429 past the limit and a growing 418 ban for clients that keep sending.
+ * @module Per-group request limits of §3: a fixed window per (group, client), the `Remaining-Req`
+ * header, 429 past the limit and a growing 418 ban for clients that keep sending; and the
+ * per-connection websocket-message budget.
  */
 
-/** Per-second limit of each group (§3.1); `order-cancel-all` is 1 per 2 s. */
+/**
+ * Limit of each group per window (§3.1): most are per second, `order-cancel-all` is 1 per 2 s,
+ * `websocket-connect` counts WebSocket upgrades, `origin` counts quotation REST calls and public
+ * WebSocket upgrades that carry an `Origin` header (1 per 10 s).
+ */
 export const GROUP_LIMITS: Readonly<Record<string, { limit: number; windowMs: number }>> = {
   market: { limit: 10, windowMs: 1000 },
   candle: { limit: 10, windowMs: 1000 },
@@ -14,6 +19,8 @@ export const GROUP_LIMITS: Readonly<Record<string, { limit: number; windowMs: nu
   order: { limit: 12, windowMs: 1000 },
   "order-test": { limit: 8, windowMs: 1000 },
   "order-cancel-all": { limit: 1, windowMs: 2000 },
+  "websocket-connect": { limit: 5, windowMs: 1000 },
+  origin: { limit: 1, windowMs: 10_000 },
 };
 
 /** Requests past the limit within one window before a 429 turns into a 418 ban. */
@@ -49,7 +56,7 @@ export class RateLimiter {
   /** Counts one request of `client` in `group`; `factor` scales the limit (floor, at least 1). */
   check(group: string, client: string, factor = 1): RateDecision {
     const spec = GROUP_LIMITS[group] ?? GROUP_LIMITS.default!;
-    const limit = Math.max(1, Math.floor(spec.limit * factor));
+    const limit = scaledLimit(spec.limit, factor);
     const now = this.#now();
     const key = `${group}\u0000${client}`;
     let c = this.#counters.get(key);
@@ -72,7 +79,8 @@ export class RateLimiter {
       c.banLevel++;
       c.banUntil = now + banMs;
       c.lastBanEnd = c.banUntil;
-      c.count = 0;
+      // The window stays used up: a ban shorter than the window (origin's 10 s) must not refill it.
+      c.count = limit;
       return { kind: "banned", group, limit, banMs };
     }
     return { kind: "limited", group, limit };
@@ -85,9 +93,18 @@ export class RateLimiter {
   }
 }
 
-/** `Remaining-Req: group=<g>; min=<60×limit>; sec=<left>` (§3.2; `min` is a fixed legacy value). */
+/** A group limit times `rate_limit_factor` (floor, at least 1). */
+function scaledLimit(limit: number, factor: number): number {
+  return Math.max(1, Math.floor(limit * factor));
+}
+
+/**
+ * `Remaining-Req: group=<g>; min=<60×per-second limit>; sec=<left>` (§3.2; `min` is a fixed legacy
+ * value: 30 for `order-cancel-all`, 6 for `origin`).
+ */
 export function remainingReqHeader(decision: RateDecision): string {
-  const perSecond = decision.group === "order-cancel-all" ? 0.5 : decision.limit;
+  const spec = GROUP_LIMITS[decision.group] ?? GROUP_LIMITS.default!;
+  const perSecond = decision.limit * 1000 / spec.windowMs;
   const sec = decision.kind === "allowed" ? decision.remaining : 0;
   return `group=${decision.group}; min=${Math.round(60 * perSecond)}; sec=${sec}`;
 }
@@ -117,3 +134,55 @@ export function refusal(decision: RateDecision): Response {
     { status: 429, headers },
   );
 }
+
+/** websocket-message limits of §3.1, per connection. */
+export const WS_MESSAGE_LIMITS = { perSecond: 5, perMinute: 100 } as const;
+
+/**
+ * The websocket-message budget of one connection (§3.1): at most 5 request messages in any second
+ * and 100 in any minute, both scaled by `rate_limit_factor`. Counted over sliding windows, which is
+ * at least as strict as Upbit's counting whatever it is. Refused messages are not counted (they are
+ * ignored, so they use nothing up).
+ */
+export class WsMessageBudget {
+  /** Times of the accepted requests of the last minute, oldest first, from `#head` on. */
+  #accepted: number[] = [];
+  #head = 0;
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  /** Counts one request message; false when it is past either limit (it is then not counted). */
+  take(factor = 1): boolean {
+    const now = this.#now();
+    const times = this.#accepted;
+    while (this.#head < times.length && times[this.#head]! <= now - 60_000) this.#head++;
+    if (this.#head > 256) {
+      times.splice(0, this.#head);
+      this.#head = 0;
+    }
+    if (times.length - this.#head >= scaledLimit(WS_MESSAGE_LIMITS.perMinute, factor)) return false;
+    const perSecond = scaledLimit(WS_MESSAGE_LIMITS.perSecond, factor);
+    let lastSecond = 0;
+    for (let i = times.length - 1; i >= this.#head && times[i]! > now - 1000; i--) {
+      if (++lastSecond >= perSecond) return false;
+    }
+    times.push(now);
+    return true;
+  }
+}
+
+/**
+ * The error frame for a request past the websocket-message limit. §7.9 lists the name as
+ * "Too Many Requests" in prose; the wire spelling is not documented [?]. `TOO_MANY_REQUESTS` follows
+ * the other WebSocket error names (`WRONG_FORMAT`, `NO_TICKET`, …); clients should match the name
+ * loosely.
+ */
+export const WS_TOO_MANY_REQUESTS_FRAME = JSON.stringify({
+  error: {
+    name: "TOO_MANY_REQUESTS",
+    message: "Too Many Requests: websocket-message limit exceeded; the request was ignored.",
+  },
+});

@@ -1,6 +1,7 @@
 /**
  * @module HTTP composition of the simulator: routes quotation REST, exchange REST, both WebSockets
- * and the `/_sim/` admin endpoints, and applies rate limits and faults around every `/v1` call.
+ * and the `/_sim/` admin endpoints, and applies rate limits and faults around every `/v1` call, the
+ * websocket-connect limit to WebSocket upgrades and the `Origin` throttle to both.
  */
 import type { ExchangeHandler } from "./contract.ts";
 import type { SimMarket } from "./market.ts";
@@ -77,7 +78,12 @@ export function createSimServer(parts: SimServerParts): SimServer {
     const quotation = quotationGroup(path);
     const isExchange = quotation === undefined && exchange.handles(req.method, path);
     if (quotation === undefined && !isExchange) return quotationError(404, "Not Found");
-    const group = quotation ?? exchange.rateLimitGroup(req.method, path);
+    // A quotation call carrying an Origin header (a browser) is limited to 1 per 10 s instead (§3.1).
+    const group = quotation === undefined
+      ? exchange.rateLimitGroup(req.method, path)
+      : req.headers.has("origin")
+      ? "origin"
+      : quotation;
     const client = isExchange ? accessKeyOf(req) ?? remoteIp(info) : remoteIp(info);
     const f = faults.current();
     const decision = limiter.check(group, client, f.rate_limit_factor);
@@ -118,11 +124,33 @@ export function createSimServer(parts: SimServerParts): SimServer {
   async function handler(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
     const url = new URL(req.url);
     const path = url.pathname;
-    if (path === "/websocket/v1") return publicWs.upgrade(req);
-    if (path === "/websocket/v1/private") return exchange.handlePrivateWebSocket(req);
+    if (path === "/websocket/v1") {
+      return refuseWsConnect(req, info, false) ?? publicWs.upgrade(req);
+    }
+    if (path === "/websocket/v1/private") {
+      return refuseWsConnect(req, info, true) ?? exchange.handlePrivateWebSocket(req);
+    }
     if (path.startsWith("/_sim/")) return await handleAdmin(req, path);
     if (path.startsWith("/v1/")) return await handleV1(req, url, info);
     return quotationError(404, "Not Found");
+  }
+
+  /**
+   * Counts a WebSocket connection attempt (§3.1 websocket-connect: 5/s per IP without auth, per
+   * access key with auth; a public upgrade carrying Origin counts in `origin` instead, 1 per 10 s).
+   * Returns the 429 / 418 refusal, or undefined to go on. Requests that are not upgrades are not
+   * counted (the endpoint answers them 426).
+   */
+  function refuseWsConnect(
+    req: Request,
+    info: Deno.ServeHandlerInfo,
+    isPrivate: boolean,
+  ): Response | undefined {
+    if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return undefined;
+    const group = !isPrivate && req.headers.has("origin") ? "origin" : "websocket-connect";
+    const client = isPrivate ? accessKeyOf(req) ?? remoteIp(info) : remoteIp(info);
+    const decision = limiter.check(group, client, faults.current().rate_limit_factor);
+    return decision.kind === "allowed" ? undefined : refusal(decision);
   }
 
   async function handleAdmin(req: Request, path: string): Promise<Response> {
