@@ -11,6 +11,7 @@ import { type Simulator, startSimulator } from "../sim/mod.ts";
 import { dbTest, type TestDatabase } from "./_db.ts";
 
 const MARKET = "KRW-BTC";
+const OTHER = "KRW-ETH";
 
 interface Rig {
   sim: Simulator;
@@ -27,13 +28,15 @@ async function rig(
   db: TestDatabase,
   mode: "shadow" | "test" | "live",
   extra: Record<string, string> = {},
+  fetchFn?: typeof fetch,
 ): Promise<Rig> {
-  const sim = await startSimulator({ rate: 0, seed: 7, markets: [MARKET] });
+  const sim = await startSimulator({ rate: 0, seed: 7, markets: [MARKET, OTHER] });
   const rest = new UpbitRest({
     baseUrl: sim.restUrl,
     accessKey: sim.accessKey,
     secretKey: sim.secretKey,
     timeoutMs: 1500,
+    ...(fetchFn ? { fetch: fetchFn } : {}),
   });
   const lines: string[] = [];
   const restore = setLogSink((line) => lines.push(line));
@@ -89,12 +92,18 @@ async function rig(
   };
 }
 
-async function paperRoundTrip(db: TestDatabase, price: number, exitPrice: number) {
-  const now = Date.now();
+async function paperRoundTrip(
+  db: TestDatabase,
+  price: number,
+  exitPrice: number,
+  options: { market?: string; exitAgeMs?: number } = {},
+) {
+  const market = options.market ?? MARKET;
+  const now = Date.now() - (options.exitAgeMs ?? 0);
   const qty = Math.floor((10000 / price) * 1e8) / 1e8;
   const enterId = await insertPaperEvent(db.sql, {
     action: "ENTER_LONG",
-    market: MARKET,
+    market,
     ts: now - 5000,
     price,
     qty,
@@ -103,7 +112,7 @@ async function paperRoundTrip(db: TestDatabase, price: number, exitPrice: number
   }, "default");
   const exitId = await insertPaperEvent(db.sql, {
     action: "EXIT_LONG",
-    market: MARKET,
+    market,
     ts: now,
     price: exitPrice,
     qty,
@@ -437,3 +446,84 @@ dbTest(
     }
   },
 );
+
+dbTest("executor live: an exit is sent however late (only entries go stale)", async (db) => {
+  const r = await rig(db, "live");
+  try {
+    const { enterId, exitId } = await paperRoundTrip(db, 99203155, 99000000);
+    await r.executor.start();
+    await r.executor.runOnce(); // entry submitted, exit waits for the fill
+    await r.poller.pollOnce();
+    // The exit's signal is now older than the limit (e.g. the executor was down for minutes).
+    await db.sql`update paper_trades set ts = now() - interval '10 minutes' where id = ${exitId}`;
+    await r.executor.runOnce();
+    const exit = await attemptByIdentifier(db.sql, identifierFor(exitId, "EXIT_LONG"));
+    assert.equal(exit?.status, "submitted", exit?.error_msg ?? "");
+    const enter = await attemptByIdentifier(db.sql, identifierFor(enterId, "ENTER_LONG"));
+    assert.equal(exit?.volume, enter?.executed_volume);
+  } finally {
+    await r.close();
+  }
+});
+
+dbTest("executor live: an exit waits while its entry may still be retried", async (db) => {
+  // The exchange refuses the first order with 429 (nothing processed, retriable).
+  let refused = false;
+  const refuseFirstOrder: typeof fetch = (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    if (!refused && init?.method === "POST" && url.endsWith("/v1/orders")) {
+      refused = true;
+      return Promise.resolve(
+        new Response("Too many API requests.", {
+          status: 429,
+          headers: { "Remaining-Req": "group=order; min=720; sec=0" },
+        }),
+      );
+    }
+    return fetch(input, init);
+  };
+  const r = await rig(db, "live", {}, refuseFirstOrder);
+  try {
+    const { enterId, exitId } = await paperRoundTrip(db, 99203155, 99000000);
+    await r.executor.start();
+    await r.executor.runOnce();
+    const enterId_ = identifierFor(enterId, "ENTER_LONG");
+    assert.equal((await attemptByIdentifier(db.sql, enterId_))?.status, "error");
+    assert.equal(await attemptByIdentifier(db.sql, identifierFor(exitId, "EXIT_LONG")), null);
+    await new Promise((res) => setTimeout(res, 1100)); // next rate-limit second
+    await r.executor.runOnce(); // the retry buys
+    await r.poller.pollOnce();
+    await r.executor.runOnce(); // now the exit sells what was bought
+    await r.poller.pollOnce();
+    const exit = await attemptByIdentifier(db.sql, identifierFor(exitId, "EXIT_LONG"));
+    assert.equal(exit?.status, "done", exit?.error_msg ?? "");
+    assert.equal(r.sim.orders().length, 2);
+  } finally {
+    await r.close();
+  }
+});
+
+dbTest("executor live: a waiting exit holds back its own market only", async (db) => {
+  const r = await rig(db, "live");
+  try {
+    const a = await paperRoundTrip(db, 99203155, 99000000);
+    const b = await paperRoundTrip(db, 5000000, 5010000, { market: OTHER });
+    await r.executor.start();
+    const first = await r.executor.runOnce();
+    assert.deepEqual(first, { handled: 2, more: true });
+    // Both entries went out although KRW-BTC's exit waits for its fill...
+    for (
+      const id of [identifierFor(a.enterId, "ENTER_LONG"), identifierFor(b.enterId, "ENTER_LONG")]
+    ) {
+      assert.equal((await attemptByIdentifier(db.sql, id))?.status, "submitted", id);
+    }
+    // ...and the durable cursor stays before the first trade that waits.
+    assert.equal(r.executor.cursor, a.enterId);
+    await r.poller.pollOnce();
+    assert.deepEqual(await r.executor.runOnce(), { handled: 2, more: false });
+    assert.equal(r.executor.cursor, b.exitId);
+    assert.equal(r.sim.orders().length, 4, "one order per identifier");
+  } finally {
+    await r.close();
+  }
+});

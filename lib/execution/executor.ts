@@ -20,7 +20,7 @@ import {
   updateAttempt,
 } from "../store/order_attempts.ts";
 import { paperTradeById, type PaperTradeRow, paperTradesAfter } from "../store/paper_trades.ts";
-import type { CallMeta } from "../upbit/errors.ts";
+import { type CallMeta, UpbitBannedError } from "../upbit/errors.ts";
 import type { OrderRequest, PostOrderResult, UpbitRest } from "../upbit/rest.ts";
 import type { GuardDecision, TradeMode } from "./guard.ts";
 
@@ -85,6 +85,7 @@ export class Executor {
   #cursor = 0;
   #now: () => number;
   #capLogged = false;
+  #banLogged = false;
 
   constructor(options: ExecutorOptions) {
     this.#o = options;
@@ -132,6 +133,18 @@ export class Executor {
   async runOnce(): Promise<RunSummary> {
     let more = false;
     if (this.mode !== "shadow") {
+      // During a 418 ban the client refuses every call locally: sending would only burn retries.
+      const bannedUntil = this.#o.rest!.rateLimiter.bannedUntil();
+      if (bannedUntil > 0) {
+        if (!this.#banLogged) {
+          this.#o.log.warn(
+            `Upbit ban in force until ${new Date(bannedUntil).toISOString()}; waiting`,
+          );
+        }
+        this.#banLogged = true;
+        return { handled: 0, more: true };
+      }
+      this.#banLogged = false;
       const settle = this.#o.unknownSettleMs ?? 3000;
       for (const a of await unresolvedAttempts(this.#o.sql, this.mode)) {
         if (this.#now() - a.updated_at.getTime() < settle) {
@@ -143,11 +156,19 @@ export class Executor {
       for (
         const a of await retriableAttempts(this.#o.sql, this.mode, this.#o.settings.maxRetries)
       ) {
-        if (!(await this.#underCap())) return { handled: 0, more: true };
         const paper = a.paper_trade_id === null
           ? null
           : await paperTradeById(this.#o.sql, a.paper_trade_id);
         if (!paper) continue;
+        if (paper.action === "ENTER_LONG" && this.#isStale(paper)) {
+          // An entry is only worth its signal's time; its exit will find it bought nothing.
+          await updateAttempt(this.#o.sql, a.id, {
+            retry_count: this.#o.settings.maxRetries,
+            error_msg: `${a.error_msg ?? "error"}; not retried: signal is stale`,
+          });
+          continue;
+        }
+        if (!(await this.#underCap())) return { handled: 0, more: true };
         const updated = await updateAttempt(this.#o.sql, a.id, {
           status: "pending",
           retry_count: a.retry_count + 1,
@@ -158,18 +179,36 @@ export class Executor {
         await this.#send(updated);
       }
     }
+    // New paper trades in id order. One that must wait (an exit whose entry is still filling)
+    // holds back the later trades of its own market only; the durable cursor advances over the
+    // handled prefix, and a handled trade seen again is skipped by its attempt row.
     let handled = 0;
+    let after = this.#cursor;
+    const waiting = new Set<string>();
     for (;;) {
-      const batch = await paperTradesAfter(this.#o.sql, this.#cursor, 50);
-      if (batch.length === 0) return { handled, more };
+      const batch = await paperTradesAfter(this.#o.sql, after, 50);
+      if (batch.length === 0) break;
       for (const paper of batch) {
-        const outcome = await this.#handle(paper);
-        if (outcome === "wait") return { handled, more: true };
-        handled++;
-        this.#cursor = paper.id;
-        await saveActorState(this.#o.sql, CURSOR_KEY, { lastId: paper.id });
+        after = paper.id;
+        let outcome: "handled" | "seen" | "wait" | "capped" = "wait";
+        if (!waiting.has(paper.symbol)) outcome = await this.#handle(paper);
+        if (outcome === "capped") return { handled, more: true };
+        if (outcome === "wait") {
+          waiting.add(paper.symbol);
+          continue;
+        }
+        if (outcome === "handled") handled++;
+        if (waiting.size === 0) {
+          this.#cursor = paper.id;
+          await saveActorState(this.#o.sql, CURSOR_KEY, { lastId: paper.id });
+        }
       }
     }
+    return { handled, more: more || waiting.size > 0 };
+  }
+
+  #isStale(paper: PaperTradeRow): boolean {
+    return (this.#now() - paper.ts.getTime()) / 1000 > this.#o.settings.maxSignalAgeSec;
   }
 
   async #underCap(): Promise<boolean> {
@@ -185,7 +224,7 @@ export class Executor {
     return under;
   }
 
-  async #handle(paper: PaperTradeRow): Promise<"handled" | "wait"> {
+  async #handle(paper: PaperTradeRow): Promise<"handled" | "seen" | "wait" | "capped"> {
     const identifier = identifierFor(paper.id, paper.action);
     const existing = await attemptByIdentifier(this.#o.sql, identifier);
     if (existing) {
@@ -194,7 +233,7 @@ export class Executor {
       if (DONE_STATUSES.has(existing.status)) {
         this.#o.log.debug(`Skip ${identifier}: already ${existing.status}`);
       }
-      return "handled";
+      return "seen";
     }
     if (this.mode === "shadow" && !this.#o.settings.shadowEnabled) return "handled";
     const order = await this.#orderFor(paper);
@@ -238,7 +277,7 @@ export class Executor {
       );
       return "handled";
     }
-    if (!(await this.#underCap())) return "wait";
+    if (!(await this.#underCap())) return "capped";
     const attempt = await insertAttempt(this.#o.sql, {
       ...base,
       price: request.price ?? null,
@@ -256,11 +295,12 @@ export class Executor {
     paper: PaperTradeRow,
   ): Promise<{ request: OrderRequest } | { skip: string } | "wait"> {
     const identifier = identifierFor(paper.id, paper.action);
-    const ageSec = (this.#now() - paper.ts.getTime()) / 1000;
-    if (this.mode !== "shadow" && ageSec > this.#o.settings.maxSignalAgeSec) {
-      return { skip: `stale: paper trade is ${Math.round(ageSec)}s old` };
-    }
     if (paper.action === "ENTER_LONG") {
+      // Only entries go stale: an exit must be sent however late, or a live position stays open.
+      if (this.mode !== "shadow" && this.#isStale(paper)) {
+        const ageSec = Math.round((this.#now() - paper.ts.getTime()) / 1000);
+        return { skip: `stale: paper trade is ${ageSec}s old` };
+      }
       return {
         request: {
           market: paper.symbol,
@@ -280,6 +320,10 @@ export class Executor {
       if (!entry || entry.mode !== "live") return { skip: "no live entry for this exit" };
       if (entry.status === "pending" || entry.status === "unknown") return "wait";
       if (entry.status === "submitted" && entry.final_state === null) return "wait";
+      // An entry that may still be retried may still buy.
+      if (entry.status === "error" && entry.retry_count < this.#o.settings.maxRetries) {
+        return "wait";
+      }
       const bought = Number(entry.executed_volume ?? "0");
       if (!(bought > 0)) return { skip: `live entry ${entry.identifier} bought nothing` };
       volume = formatVolume(entry.executed_volume!);
@@ -333,7 +377,17 @@ export class Executor {
       }
       case "rejected": {
         const err = result.error;
-        const code = "code" in err ? err.code : err.name;
+        if (err instanceof UpbitBannedError) {
+          // Refused locally during a ban: nothing was sent. Pending attempts are sent again
+          // (after a check by identifier) once the ban is over, without using a retry.
+          await updateAttempt(this.#o.sql, attempt.id, {
+            status: "pending",
+            error_msg: `not sent: ${err.message}`,
+          });
+          this.#o.log.warn(`${tag}: not sent (${err.message})`);
+          return;
+        }
+        const code = err.code;
         if (!result.test && code === "duplicated_identifier") {
           // The identifier exists at Upbit: an earlier try may have created the order. Find out
           // on a later pass, once that try cannot still be in flight.
@@ -406,6 +460,7 @@ export class Executor {
     }
     if (attempt.status === "pending") {
       // Crash between writing the attempt and sending it: nothing reached Upbit; send now.
+      if (!(await this.#underCap())) return;
       this.#o.log.info(`Resolved ${attempt.identifier}: never sent; sending`);
       await this.#send(attempt);
       return;
