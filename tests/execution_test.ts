@@ -527,3 +527,29 @@ dbTest("executor live: a waiting exit holds back its own market only", async (db
     await r.close();
   }
 });
+
+dbTest(
+  "order-poller stops tracking an order Upbit does not know after the poll limit",
+  async (db) => {
+    const r = await rig(db, "live");
+    try {
+      const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
+      const { identifier, row } = await leftoverEntryAttempt(db, enterId, "submitted");
+      await db
+        .sql`update upbit_order_attempts set uuid = ${crypto.randomUUID()} where id = ${row.id}`;
+      for (let i = 0; i < 2; i++) await r.poller.pollOnce(); // a single order: GET answers 404
+      assert.equal((await attemptByIdentifier(db.sql, identifier))?.status, "submitted");
+      await r.poller.pollOnce();
+      const a = await attemptByIdentifier(db.sql, identifier);
+      assert.equal(a?.status, "error");
+      assert.match(a!.error_msg!, /not found at Upbit after 3 polls; check it$/);
+      assert.deepEqual(await r.poller.pollOnce(), { open: 0, finalised: 0 });
+      // Never re-sent: an order may exist after all.
+      await r.executor.start();
+      await r.executor.runOnce();
+      assert.equal(r.sim.orders().filter((o) => o.identifier === identifier).length, 0);
+    } finally {
+      await r.close();
+    }
+  },
+);

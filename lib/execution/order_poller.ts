@@ -10,9 +10,11 @@ import type { Logger } from "../log.ts";
 import {
   type AttemptRow,
   insertSnapshot,
+  NEVER_RETRY,
   openLiveAttempts,
   updateAttempt,
 } from "../store/order_attempts.ts";
+import { UpbitApiError } from "../upbit/errors.ts";
 import type { Order } from "../upbit/schemas.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 
@@ -68,8 +70,23 @@ export class OrderPoller {
       const order = orders.get(attempt.uuid!);
       const polls = attempt.poll_count + 1;
       if (!order) {
-        await updateAttempt(this.#o.sql, attempt.id, { poll_count: polls });
-        this.#o.log.warn(`Order ${attempt.uuid} (${attempt.identifier}) not returned by Upbit`);
+        // Upbit does not know this uuid (or keeps leaving it out). After the poll limit it is
+        // no longer tracked: it is marked error and never retried (an order may still exist,
+        // so nothing is re-sent), and the log says to look at it.
+        if (polls >= this.#o.maxPolls) {
+          await updateAttempt(this.#o.sql, attempt.id, {
+            poll_count: polls,
+            status: "error",
+            retry_count: NEVER_RETRY,
+            error_msg: `order ${attempt.uuid} not found at Upbit after ${polls} polls; check it`,
+          });
+          this.#o.log.error(
+            `Order ${attempt.identifier} (uuid=${attempt.uuid}) not found at Upbit after ${polls} polls; no longer tracked, check it by hand`,
+          );
+        } else {
+          await updateAttempt(this.#o.sql, attempt.id, { poll_count: polls });
+          this.#o.log.warn(`Order ${attempt.uuid} (${attempt.identifier}) not returned by Upbit`);
+        }
         continue;
       }
       await insertSnapshot(this.#o.sql, {
@@ -121,8 +138,13 @@ export class OrderPoller {
     const out = new Map<string, Order>();
     const uuids = open.map((a) => a.uuid!);
     if (uuids.length === 1) {
-      const { data } = await this.#o.rest.getOrder({ uuid: uuids[0]! });
-      out.set(data.uuid, data);
+      try {
+        const { data } = await this.#o.rest.getOrder({ uuid: uuids[0]! });
+        out.set(data.uuid, data);
+      } catch (err) {
+        // 404: not returned, like a uuid missing from a batch answer; anything else fails the pass.
+        if (!(err instanceof UpbitApiError && err.code === "order_not_found")) throw err;
+      }
       return out;
     }
     for (let i = 0; i < uuids.length; i += 100) {

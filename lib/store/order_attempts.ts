@@ -46,6 +46,9 @@ export interface AttemptRow {
   updated_at: Date;
 }
 
+/** `retry_count` of an attempt that must never be sent again (int4 maximum). */
+export const NEVER_RETRY = 2_147_483_647;
+
 /** Fields of a new attempt. */
 export interface NewAttempt {
   symbol: string;
