@@ -60,6 +60,19 @@ export function connect(connection: DbConnection, options: ConnectOptions = {}):
   });
 }
 
+/** Session advisory lock key held by the upbot process that owns a database ("upbot-run"). */
+const PROCESS_LOCK_KEY = 0x7570626f7472;
+
+/** Thrown when another upbot process already uses the database of `DATABASE_URL`. */
+export class DatabaseInUseError extends Error {
+  constructor(description: string) {
+    super(
+      `the database ${description} is in use by another upbot process; stop it or use another database`,
+    );
+    this.name = "DatabaseInUseError";
+  }
+}
+
 /** The database of one upbot process: the client plus whatever must be closed with it. */
 export interface Database {
   readonly sql: Client;
@@ -74,18 +87,37 @@ export interface Database {
  * PGlite under `DATA_DIR`.
  *
  * @throws {DataDirLockedError} when another upbot uses the same `DATA_DIR`.
+ * @throws {DatabaseInUseError} when another upbot uses the same `DATABASE_URL` database.
  */
 export async function openDatabase(
   config: Pick<Config, "DATABASE_URL" | "DATA_DIR">,
 ): Promise<Database> {
   if (config.DATABASE_URL) {
     const connection: DbConnection = { kind: "url", url: config.DATABASE_URL };
+    const description = `postgres (${describeDatabaseUrl(config.DATABASE_URL)})`;
     const sql = connect(connection);
+    // Two upbots on one database would each trade the same signals: hold a session lock on a
+    // connection of our own for as long as this process runs (it dies with the process).
+    let lock;
+    try {
+      lock = await sql.reserve();
+      const [row] = await lock`select pg_try_advisory_lock(${PROCESS_LOCK_KEY}) as locked`;
+      if (!row?.locked) throw new DatabaseInUseError(description);
+    } catch (err) {
+      lock?.release();
+      await sql.end({ timeout: 5 });
+      throw err;
+    }
+    const held = lock;
     return {
       sql,
       connection,
-      description: `postgres (${describeDatabaseUrl(config.DATABASE_URL)})`,
-      close: () => sql.end({ timeout: 5 }),
+      description,
+      async close() {
+        await held`select pg_advisory_unlock(${PROCESS_LOCK_KEY})`.catch(() => {});
+        held.release();
+        await sql.end({ timeout: 5 });
+      },
     };
   }
   const embedded: EmbeddedDatabase = await startEmbeddedDatabase({ dataDir: config.DATA_DIR });
