@@ -140,6 +140,69 @@ dbTest(
   },
 );
 
+dbTest(
+  "feed: the start-up backfill of every market survives live trades arriving meanwhile",
+  async (db) => {
+    const restoreLog = quiet();
+    const markets = [MARKET, "KRW-ETH"];
+    const sim = await startSimulator({ rate: 0, seed: 4, markets });
+    const rest = new UpbitRest({ baseUrl: sim.restUrl });
+    const make = () =>
+      new Feed({
+        sql: db.sql,
+        markets,
+        wsUrl: sim.wsUrl,
+        rest,
+        log: createLogger("feed"),
+        onFinalBars: () => {},
+        flushIntervalMs: 50,
+      });
+    const price = { [MARKET]: 100_000_000, "KRW-ETH": 5_000_000 } as Record<string, number>;
+    const trade = (market: string, ts: number, k = 0) =>
+      sim.injectTrade({
+        market,
+        price: price[market]! + k * 1000,
+        volume: 0.01,
+        side: "BID",
+        timestampMs: ts,
+      });
+    let feed = make();
+    try {
+      await feed.start();
+      const t0 = Math.floor(Date.now() / 1000) * 1000 - 30_000;
+      await until(() => {
+        if (feed.stats().trades > 0) return true;
+        for (const m of markets) trade(m, t0);
+        return false;
+      }, "the feed receives trades");
+      for (const m of markets) trade(m, t0 + 4500); // makes second t0 final for both markets
+      await until(async () => {
+        const rows = await db
+          .sql`select count(*)::int as n from market_1s where is_final and ts = ${new Date(t0)}`;
+        return rows[0]!.n === 2;
+      }, "t0 final in both markets");
+      await feed.stop();
+      // While the feed is down: three trades per market in second t0+6, then live trades "now",
+      // which the new subscription's snapshot delivers at once.
+      for (const m of markets) for (let k = 0; k < 3; k++) trade(m, t0 + 6000 + k * 10, k);
+      for (const m of markets) trade(m, Date.now());
+      feed = make();
+      await feed.start();
+      await until(async () => {
+        const rows = await db.sql`select count(*)::int as n from market_1s
+        where is_final and ts = ${new Date(t0 + 6000)} and trade_count = 3`;
+        return rows[0]!.n === 2;
+      }, "t0+6 final with its 3 backfilled trades in both markets " + JSON.stringify(feed.stats()));
+      assert.equal(feed.stats().lateDropped, 0);
+    } finally {
+      await feed.stop();
+      rest.close();
+      await sim.close();
+      restoreLog();
+    }
+  },
+);
+
 function syntheticBars(n: number, t0: number): Bar[] {
   const bars: Bar[] = [];
   let price = 100_000_000;

@@ -69,6 +69,8 @@ export class Feed {
   #openBars = new Map<string, Bar>();
   #finalBars: Bar[] = [];
   #flushing: Promise<void> | null = null;
+  /** Live trades held while the start-up backfill runs; null otherwise. */
+  #heldLive: Trade[] | null = null;
   #stats: FeedStats = {
     trades: 0,
     barsFinal: 0,
@@ -97,16 +99,29 @@ export class Feed {
       rest: this.#o.rest,
       logger: this.#o.log,
       batchMs: 20,
-      onTrades: (events) => this.ingest(events.map(toTrade)),
+      onTrades: (events) => {
+        const trades = events.map(toTrade);
+        if (this.#heldLive) this.#heldLive.push(...trades);
+        else this.ingest(trades);
+      },
       onConnection: (connected) => {
         this.#stats.connected = connected;
       },
       ...this.#o.ws,
     });
-    // Subscribe first so nothing falls between the backfill and the live stream; the aggregator
-    // drops the overlap as duplicates.
+    // Subscribe first so nothing falls between the backfill and the live stream, but hold the
+    // live trades back until the backfill is in: they would move the watermark past the
+    // backfilled seconds and make those trades late. The aggregator drops the overlap as
+    // duplicates.
+    this.#heldLive = [];
     this.#ws.start();
-    await this.#backfillFromDatabase();
+    try {
+      await this.#backfillFromDatabase();
+    } finally {
+      const held = this.#heldLive;
+      this.#heldLive = null;
+      this.ingest(held);
+    }
     this.#timer = setInterval(() => void this.flush(), this.#o.flushIntervalMs ?? 250);
   }
 
@@ -167,6 +182,7 @@ export class Feed {
 
   async #backfillFromDatabase(): Promise<void> {
     const maxAge = this.#o.maxStartBackfillMs ?? 600_000;
+    const backfilled: Trade[] = [];
     for (const market of this.#o.markets) {
       const [row] = await this.#o.sql<{ ts: Date }[]>`
         select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
@@ -176,7 +192,7 @@ export class Feed {
       try {
         const trades = await this.#tradesSince(market, since);
         this.#stats.startBackfilled += trades.length;
-        this.ingest(trades);
+        backfilled.push(...trades);
         this.#o.log.info(
           `Backfilled ${trades.length} trades of ${market} since the last final bar`,
         );
@@ -186,6 +202,10 @@ export class Feed {
         });
       }
     }
+    // All markets at once, in time order: the shared watermark must not pass one market's
+    // backfill because another market's came first.
+    backfilled.sort((a, b) => a.timestampMs - b.timestampMs);
+    this.ingest(backfilled);
   }
 
   /** Trades of `market` at or after `sinceMs`, oldest first (pages back with `cursor`). */
