@@ -238,9 +238,12 @@ export const SETTINGS = [
   },
   {
     name: "ORDER_KRW_AMOUNT",
-    schema: num({ min: 5000, max: 1_000_000_000 }, 10000),
+    // Upbit's minimum order is 5000 KRW on both sides: an entry of exactly 5000 could never be
+    // sold again after the smallest loss, so entries start at 6000 (room for a 16% drop).
+    schema: num({ min: 6000, max: 1_000_000_000, int: true }, 10000),
     defaultText: "10000",
-    doc: "KRW spent by one entry (market buy); Upbit's minimum order is 5000.",
+    doc:
+      "Whole KRW spent by one entry (market buy); at least 6000 so a losing exit stays above Upbit's 5000 minimum.",
   },
   {
     name: "MAX_ORDERS_PER_MIN",

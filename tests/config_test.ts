@@ -72,7 +72,8 @@ Deno.test("parseConfig() reports each kind of bad value with name and what is al
     ["UPBIT_WS_URL", "https://x", /wss:\/\/ or ws:\/\//],
     ["DATABASE_URL", "mysql://u:p@h/db", /must be a URL like postgres:/],
     ["PAPER_POLICY_PROFILE", "aggressive", /must be one of test, default/],
-    ["ORDER_KRW_AMOUNT", "1000", />=|from 5000/],
+    ["ORDER_KRW_AMOUNT", "5000", /must be an integer from 6000 to 1000000000/],
+    ["ORDER_KRW_AMOUNT", "10000.5", /must be an integer/],
   ];
   for (const [name, value, expected] of cases) {
     const err = problemsOf({ [name]: value });
