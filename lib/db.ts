@@ -22,7 +22,14 @@ export type Sql = postgres.Sql | postgres.TransactionSql;
  */
 export type DbConnection =
   | { kind: "url"; url: string }
-  | { kind: "embedded"; host: string; port: number; database: string; username: string };
+  | {
+    kind: "embedded";
+    host: string;
+    port: number;
+    database: string;
+    username: string;
+    password: string;
+  };
 
 /** Options of {@linkcode connect}. */
 export interface ConnectOptions {
@@ -49,14 +56,17 @@ export function connect(connection: DbConnection, options: ConnectOptions = {}):
     connection: { application_name: options.applicationName ?? "upbot" },
   };
   if (connection.kind === "url") return postgres(connection.url, common);
-  // Every field explicit, so postgres.js fills nothing in from PG* variables.
+  // Every field explicit, so postgres.js fills nothing in from PG* variables. No named prepared
+  // statements: PGlite is one session shared by every client, and statements prepared by
+  // clients that come and go (actor restarts) would pile up in it for good.
   return postgres({
     ...common,
     host: connection.host,
     port: connection.port,
     database: connection.database,
     username: connection.username,
-    password: "",
+    password: connection.password,
+    prepare: false,
   });
 }
 

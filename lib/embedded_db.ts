@@ -10,12 +10,16 @@ import { PGlite } from "@electric-sql/pglite";
 import { join } from "node:path";
 import { PgliteServer } from "./pglite_server.ts";
 
-/** Where clients connect. No password: the socket only listens on loopback. */
+/**
+ * Where clients connect. The password is made fresh for each run: the socket listens on loopback
+ * only, and the password keeps other local processes (other users) out of the database.
+ */
 export interface EmbeddedEndpoint {
   host: string;
   port: number;
   database: string;
   username: string;
+  password: string;
 }
 
 /** A running embedded database. */
@@ -83,8 +87,10 @@ export async function startEmbeddedDatabase(
     lock?.close();
     throw err;
   }
+  const password = crypto.randomUUID();
   const server = new PgliteServer({
     db,
+    password,
     hostname: host,
     port: options.port ?? 0,
     maxConnections: options.maxConnections ?? 64,
@@ -92,7 +98,7 @@ export async function startEmbeddedDatabase(
   const { port } = server.start();
   let closed = false;
   return {
-    endpoint: { host, port, database: "postgres", username: "postgres" },
+    endpoint: { host, port, database: "postgres", username: "postgres", password },
     dataDir: options.dataDir,
     async close() {
       if (closed) return;

@@ -19,6 +19,81 @@ const GSSENC_REQUEST = 80877104;
 const CANCEL_REQUEST = 80877102;
 const PROTOCOL_3 = 196608;
 
+/** Messages whose protocols this server does not speak (COPY, function call). */
+const UNSUPPORTED = new Set(["d", "c", "f", "F"]);
+
+/** Startup packets are small; anything else larger than this is not a client of ours. */
+const MAX_STARTUP_LENGTH = 10_000;
+const MAX_MESSAGE_LENGTH = 1 << 30;
+
+/** AuthenticationCleartextPassword: `R`, length 8, code 3. */
+const AUTH_CLEARTEXT_PASSWORD = new Uint8Array([0x52, 0, 0, 0, 8, 0, 0, 0, 3]);
+
+/** ErrorResponse FATAL 28P01 "password authentication failed". */
+const PASSWORD_FAILED = errorResponse("FATAL", "28P01", "password authentication failed");
+
+function errorResponse(severity: string, code: string, message: string): Uint8Array {
+  const body = new TextEncoder().encode(
+    `S${severity}\0V${severity}\0C${code}\0M${message}\0\0`,
+  );
+  const out = new Uint8Array(5 + body.length);
+  out[0] = 0x45; // 'E'
+  new DataView(out.buffer).setInt32(1, 4 + body.length);
+  out.set(body, 5);
+  return out;
+}
+
+/** Compares without an early exit, so timing does not tell how much of a guess was right. */
+function sameSecret(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}
+
+/** Splits a byte stream into protocol frames, copying each chunk once. */
+class FrameReader {
+  #buf = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
+
+  push(chunk: Uint8Array): void {
+    const have = this.#end - this.#start;
+    if (this.#start + have + chunk.length > this.#buf.length) {
+      const next = new Uint8Array(Math.max(this.#buf.length * 2, have + chunk.length, 4096));
+      next.set(this.#buf.subarray(this.#start, this.#end));
+      this.#buf = next;
+      this.#start = 0;
+      this.#end = have;
+    }
+    this.#buf.set(chunk, this.#end);
+    this.#end += chunk.length;
+  }
+
+  #take(n: number): Uint8Array {
+    const out = this.#buf.slice(this.#start, this.#start + n);
+    this.#start += n;
+    return out;
+  }
+
+  /** A startup-phase packet (int32 length including itself, then the body), or null. */
+  nextStartup(): Uint8Array | null {
+    if (this.#end - this.#start < 8) return null;
+    const len = new DataView(this.#buf.buffer, this.#start).getInt32(0);
+    if (len < 8 || len > MAX_STARTUP_LENGTH) throw new Error(`bad startup length ${len}`);
+    return this.#end - this.#start < len ? null : this.#take(len);
+  }
+
+  /** A typed message (type byte, int32 length including itself, body), or null. */
+  nextMessage(): Uint8Array | null {
+    if (this.#end - this.#start < 5) return null;
+    const len = new DataView(this.#buf.buffer, this.#start + 1).getInt32(0);
+    if (len < 4 || len > MAX_MESSAGE_LENGTH) throw new Error(`bad message length ${len}`);
+    return this.#end - this.#start < len + 1 ? null : this.#take(len + 1);
+  }
+}
+
 /** Options of {@linkcode PgliteServer}. */
 export interface PgliteServerOptions {
   db: PGlite;
@@ -33,6 +108,11 @@ export interface PgliteServerOptions {
    * others wait is disconnected and its transaction rolled back. @default {60000}
    */
   idleInTransactionMs?: number;
+  /**
+   * Password every client must send (cleartext over loopback), so that no other local process
+   * can write to the database; null accepts any client. @default {null}
+   */
+  password?: string | null;
 }
 
 interface Client {
@@ -48,7 +128,8 @@ interface Unit {
   messages: Uint8Array[];
   /** Ends with `Flush`: the client waits for answers before it sends `Sync`. */
   awaitsSync: boolean;
-  done: PromiseWithResolvers<void>;
+  /** Resolves with PGlite's answer to the whole unit. */
+  done: PromiseWithResolvers<Uint8Array>;
 }
 
 /** Serves one PGlite over TCP with unit-level scheduling. */
@@ -70,6 +151,7 @@ export class PgliteServer {
       port: 0,
       maxConnections: 64,
       idleInTransactionMs: 60_000,
+      password: null,
       ...options,
     };
   }
@@ -115,63 +197,81 @@ export class PgliteServer {
 
   async #readLoop(client: Client): Promise<void> {
     const reader = client.conn.readable.getReader();
-    let buf: Uint8Array = new Uint8Array(0);
-    let started = false;
+    const frames = new FrameReader();
+    let phase: "startup" | "password" | "ready" = "startup";
+    let startup: Uint8Array | null = null;
     let pending: Uint8Array[] = [];
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        buf = concat(buf, value);
+        frames.push(value);
         client.lastActivity = Date.now();
         for (;;) {
-          if (!started) {
-            if (buf.length < 8) break;
-            const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-            const len = view.getInt32(0);
-            if (buf.length < len) break;
-            const code = view.getInt32(4);
-            const msg = buf.slice(0, len);
-            buf = buf.slice(len);
+          if (phase === "startup") {
+            const msg = frames.nextStartup();
+            if (!msg) break;
+            const code = new DataView(msg.buffer, msg.byteOffset).getInt32(4);
             if (code === SSL_REQUEST || code === GSSENC_REQUEST) {
               await client.writer.write(new TextEncoder().encode("N"));
             } else if (code === CANCEL_REQUEST) {
               // No backend process to signal; the protocol expects no answer.
             } else if (code === PROTOCOL_3) {
-              started = true;
-              await this.#submit({ client, messages: [msg], awaitsSync: false });
+              startup = msg;
+              if (this.#o.password === null) {
+                phase = "ready";
+                await this.#runUnit({ client, messages: [msg], awaitsSync: false });
+              } else {
+                phase = "password";
+                await client.writer.write(AUTH_CLEARTEXT_PASSWORD);
+              }
             } else {
-              throw new Error(`unsupported startup code ${code}`);
+              return; // not a PostgreSQL client
             }
             continue;
           }
-          if (buf.length < 5) break;
-          const len = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getInt32(1);
-          if (buf.length < len + 1) break;
-          const type = String.fromCharCode(buf[0]!);
-          const msg = buf.slice(0, len + 1);
-          buf = buf.slice(len + 1);
+          const msg = frames.nextMessage();
+          if (!msg) break;
+          const type = String.fromCharCode(msg[0]!);
+          if (phase === "password") {
+            const given = new TextDecoder().decode(msg.subarray(5, msg.length - 1));
+            if (type !== "p" || !sameSecret(given, this.#o.password!)) {
+              await client.writer.write(PASSWORD_FAILED);
+              return;
+            }
+            phase = "ready";
+            // PGlite itself answers the startup (AuthenticationOk, parameters, ReadyForQuery).
+            await this.#runUnit({ client, messages: [startup!], awaitsSync: false });
+            continue;
+          }
           if (type === "X") return; // Terminate: never forward (it would end PGlite's session)
+          // COPY and the function-call protocol never end a unit here: refuse rather than hang.
+          if (UNSUPPORTED.has(type)) return;
           pending.push(msg);
           if (type === "S" || type === "Q" || type === "H") {
             const unit = pending;
             pending = [];
-            await this.#submit({ client, messages: unit, awaitsSync: type === "H" });
+            await this.#runUnit({ client, messages: unit, awaitsSync: type === "H" });
           }
         }
       }
     } catch {
-      // A broken connection is handled like a closed one.
+      // A broken connection or a malformed frame is handled like a closed connection.
     } finally {
       await this.#disconnect(client);
     }
   }
 
-  #submit(unit: Omit<Unit, "done">): Promise<void> {
-    const full: Unit = { ...unit, done: Promise.withResolvers<void>() };
+  /**
+   * Queues a unit, waits for its turn and its answer, then writes the answer. The write happens
+   * outside the scheduler: a client that stops reading only ever stalls itself.
+   */
+  async #runUnit(unit: Omit<Unit, "done">): Promise<void> {
+    const full: Unit = { ...unit, done: Promise.withResolvers<Uint8Array>() };
     this.#queue.push(full);
     this.#pump();
-    return full.done.promise;
+    const answer = await full.done.promise;
+    if (answer.length > 0 && !unit.client.closed) await unit.client.writer.write(answer);
   }
 
   #pump(): void {
@@ -181,29 +281,28 @@ export class PgliteServer {
     const unit = this.#queue.splice(i, 1)[0]!;
     this.#running = true;
     this.#execute(unit)
-      .then(() => unit.done.resolve(), (err) => unit.done.reject(err))
+      .then((answer) => unit.done.resolve(answer), (err) => unit.done.reject(err))
       .finally(() => {
         this.#running = false;
         this.#pump();
       });
   }
 
-  async #execute(unit: Unit): Promise<void> {
+  async #execute(unit: Unit): Promise<Uint8Array> {
     const { db } = this.#o;
     const out: Uint8Array[] = [];
-    await db.runExclusive(async () => {
-      for (const msg of unit.messages) {
-        await db.execProtocolRawStream(msg, { onRawData: (data) => out.push(data.slice()) });
-      }
-    });
-    this.#owner = unit.awaitsSync || db.isInTransaction() ? unit.client : null;
-    if (!unit.client.closed && out.length > 0) {
-      try {
-        await unit.client.writer.write(concat(...out));
-      } catch {
-        // The client went away; its read loop cleans up.
-      }
+    try {
+      await db.runExclusive(async () => {
+        for (const msg of unit.messages) {
+          await db.execProtocolRawStream(msg, { onRawData: (data) => out.push(data.slice()) });
+        }
+      });
+    } finally {
+      // Also after a failure: a client left inside a transaction keeps the session until its
+      // disconnect rolls it back (its read loop ends on the rejection).
+      this.#owner = unit.awaitsSync || db.isInTransaction() ? unit.client : null;
     }
+    return concat(...out);
   }
 
   async #disconnect(client: Client): Promise<void> {
@@ -212,7 +311,7 @@ export class PgliteServer {
     this.#clients.delete(client);
     this.#queue = this.#queue.filter((u) => {
       if (u.client !== client) return true;
-      u.done.resolve();
+      u.done.resolve(new Uint8Array(0));
       return false;
     });
     try {

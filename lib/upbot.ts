@@ -9,7 +9,7 @@ import { Supervisor } from "./actors/supervisor.ts";
 import { type Client, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { createApp } from "./http/app.ts";
-import { createLogger, loggingSettings } from "./log.ts";
+import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
 
@@ -48,6 +48,8 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
   let supervisor: Supervisor | undefined;
   try {
     log.info("DB OK", { backend: db.description });
+    const dbSecrets = db.connection.kind === "embedded" ? [db.connection.password] : [];
+    for (const secret of dbSecrets) registerSecret(secret);
     const result = await migrate(db.sql);
     for (const name of result.applied) log.info(`Applied migration ${name}`);
     log.info("All migrations complete", {
@@ -58,7 +60,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     supervisor = new Supervisor({
       actors: pipelineActorSpecs(config, db.connection),
       log: loggingSettings(),
-      secrets: secretValues(config),
+      secrets: [...secretValues(config), ...dbSecrets],
       onTradingHalt: (reason, actor) =>
         log.error("Trading HALTED", { reason, actor: actor ?? undefined }),
       ...options.supervisor,

@@ -76,13 +76,17 @@ function startupMessage(): Uint8Array {
   return out;
 }
 
-function simpleQuery(text: string): Uint8Array {
-  const body = new TextEncoder().encode(text + "\0");
+function typedMessage(type: string, text: string): Uint8Array {
+  const body = new TextEncoder().encode(text);
   const out = new Uint8Array(5 + body.length);
-  out[0] = "Q".charCodeAt(0);
+  out[0] = type.charCodeAt(0);
   new DataView(out.buffer).setInt32(1, 4 + body.length);
   out.set(body, 5);
   return out;
+}
+
+function simpleQuery(text: string): Uint8Array {
+  return typedMessage("Q", text + "\0");
 }
 
 /** Reads until a ReadyForQuery ('Z') message arrives; returns its transaction status byte. */
@@ -113,6 +117,7 @@ Deno.test("PgliteServer: a client that dies inside a transaction is rolled back"
     await b`create table probe (v int)`;
     const raw = await Deno.connect({ hostname: db.endpoint.host, port: db.endpoint.port });
     await raw.write(startupMessage());
+    await raw.write(typedMessage("p", db.endpoint.password + "\0"));
     assert.equal(await readUntilReady(raw), "I");
     await raw.write(simpleQuery("begin; insert into probe values (1)"));
     assert.equal(await readUntilReady(raw), "T", "inside a transaction");
@@ -123,6 +128,41 @@ Deno.test("PgliteServer: a client that dies inside a transaction is rolled back"
     assert.equal(row?.n, 0, "the half-done transaction was rolled back");
   } finally {
     await b.end();
+    await db.close();
+  }
+});
+
+Deno.test("PgliteServer: a client without the run's password is refused", async () => {
+  const db = await startEmbeddedDatabase({ dataDir: null });
+  const intruder = connect({ kind: "embedded", ...db.endpoint, password: "guess" }, { max: 1 });
+  try {
+    await assert.rejects(() => intruder`select 1`, /password authentication failed/);
+  } finally {
+    await intruder.end();
+    await db.close();
+  }
+});
+
+Deno.test("PgliteServer: malformed frames close the connection, the server keeps serving", async () => {
+  const db = await startEmbeddedDatabase({ dataDir: null });
+  const sql = connect({ kind: "embedded", ...db.endpoint }, { max: 1 });
+  try {
+    for (
+      const junk of [
+        new Uint8Array([0, 0, 0, 0, 0x04, 0xd2, 0x16, 0x2f]), // length 0 with the SSL code
+        new Uint8Array([0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0]), // absurd startup length
+      ]
+    ) {
+      const raw = await Deno.connect({ hostname: db.endpoint.host, port: db.endpoint.port });
+      await raw.write(junk);
+      const buf = new Uint8Array(64);
+      assert.equal(await raw.read(buf), null, "closed without an answer");
+      raw.close();
+    }
+    const [row] = await sql`select 41 + 1 as n`;
+    assert.equal(row?.n, 42);
+  } finally {
+    await sql.end();
     await db.close();
   }
 });

@@ -22,6 +22,7 @@ export const DbConnectionSchema = z.discriminatedUnion("kind", [
     port: z.number().int(),
     database: z.string(),
     username: z.string(),
+    password: z.string(),
   }),
 ]);
 
