@@ -46,6 +46,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
   });
   const db = await openDatabase(config);
   let supervisor: Supervisor | undefined;
+  let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   try {
     log.info("DB OK", { backend: db.description });
     const dbSecrets = db.connection.kind === "embedded" ? [db.connection.password] : [];
@@ -65,7 +66,6 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         log.error("Trading HALTED", { reason, actor: actor ?? undefined }),
       ...options.supervisor,
     });
-    await supervisor.start();
     const app = createApp({
       health: async () => {
         let dbOk = true;
@@ -86,16 +86,20 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       },
       routes: [actorsRoute(supervisor!)],
     });
-    const server = Deno.serve({
+    // Bind the port before any actor starts: a taken port must stop start-up before an order
+    // could go out.
+    server = Deno.serve({
       hostname: config.HTTP_HOST,
       port: config.HTTP_PORT,
       onListen: () => {},
     }, app.fetch);
     const addr = server.addr;
     const httpUrl = `http://${addr.hostname}:${addr.port}`;
+    await supervisor.start();
     log.info(`HTTP server listening on ${httpUrl}`);
     let stopping: Promise<void> | null = null;
     const running = supervisor;
+    const listening = server;
     return {
       httpUrl,
       supervisor: running,
@@ -103,7 +107,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       stop() {
         stopping ??= (async () => {
           await running.stop("shutdown");
-          await server.shutdown();
+          await listening.shutdown();
           await db.close();
         })();
         return stopping;
@@ -111,6 +115,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     };
   } catch (err) {
     await supervisor?.stop("start-up failed");
+    await server?.shutdown();
     await db.close();
     throw err;
   }

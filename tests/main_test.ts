@@ -103,3 +103,22 @@ Deno.test("main.ts uses DATABASE_URL when set and never logs its password", {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main.ts with its HTTP port taken fails before any actor starts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upbot_port_" });
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const proc = spawnDeno(START_ARGS, {
+      cwd: dir,
+      env: { DATA_DIR: dir, HTTP_PORT: String(taken.addr.port), LOG_FORMAT: "json" },
+    });
+    const status = await proc.exited();
+    assert.equal(status.code, 1);
+    const text = proc.lines.join("\n");
+    assert.match(text, /start-up failed/);
+    assert.ok(!text.includes("actor started"), "no actor ran");
+  } finally {
+    taken.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
