@@ -553,3 +553,28 @@ dbTest(
     }
   },
 );
+
+dbTest(
+  "executor: a downgrade to shadow warns about live positions left without an exit",
+  async (db) => {
+    const live = await rig(db, "live");
+    const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
+    try {
+      await live.executor.start();
+      await live.executor.runOnce();
+      await live.poller.pollOnce(); // the entry filled; its exit is not sent yet
+    } finally {
+      await live.close();
+    }
+    const shadow = await rig(db, "shadow");
+    try {
+      await shadow.executor.start();
+      const line = shadow.lines.find((l) => l.includes("have no live exit"));
+      assert.ok(line, shadow.lines.join("\n"));
+      assert.match(line, /1 live position\(s\) bought by upbot have no live exit; in shadow mode/);
+      assert.ok(line.includes(`paper-${enterId}-ENTER_LONG`));
+    } finally {
+      await shadow.close();
+    }
+  },
+);

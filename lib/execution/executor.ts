@@ -15,6 +15,7 @@ import {
   type AttemptRow,
   exchangeAttemptsSince,
   insertAttempt,
+  liveEntriesWithoutExit,
   retriableAttempts,
   unresolvedAttempts,
   updateAttempt,
@@ -120,6 +121,18 @@ export class Executor {
     }
     if (d.effective === "shadow" && !this.#o.settings.shadowEnabled) {
       this.#o.log.info("Executor: SHADOW_ENABLED=false, paper trades are not recorded as attempts");
+    }
+    if (this.mode !== "live") {
+      const open = await liveEntriesWithoutExit(this.#o.sql);
+      if (open.length > 0) {
+        this.#o.log.warn(
+          `${open.length} live position(s) bought by upbot have no live exit; in ${this.mode} mode nothing will sell them`,
+          {
+            identifiers: open.map((a) => a.identifier),
+            markets: [...new Set(open.map((a) => a.symbol))],
+          },
+        );
+      }
     }
     const stored = await loadActorState<{ lastId: number }>(this.#o.sql, CURSOR_KEY);
     this.#cursor = stored?.lastId ?? 0;

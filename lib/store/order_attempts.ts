@@ -202,3 +202,21 @@ export async function insertSnapshot(sql: Sql, s: OrderSnapshot): Promise<void> 
       ${sql.json(s.raw_json as never)})
     on conflict (uuid, ts) do nothing`;
 }
+
+/**
+ * Live entries that bought something and have no live exit attempt yet: positions upbot opened
+ * on the exchange that only a live executor will close.
+ */
+export async function liveEntriesWithoutExit(sql: Sql): Promise<AttemptRow[]> {
+  const rows = await sql<AttemptRow[]>`
+    select e.* from upbit_order_attempts e
+    join paper_trades pe on pe.id = e.paper_trade_id
+    where e.mode = 'live' and e.action = 'ENTER_LONG' and e.executed_volume > 0
+      and not exists (
+        select 1 from paper_trades px
+        join upbit_order_attempts x on x.paper_trade_id = px.id
+        where px.entry_id = pe.id and x.mode = 'live' and x.status in ('submitted', 'done')
+      )
+    order by e.id`;
+  return rows.map(normalise);
+}
