@@ -578,3 +578,33 @@ dbTest(
     }
   },
 );
+
+dbTest("executor live: a sell refused for good is reported as a position left open", async (db) => {
+  const r = await rig(db, "live");
+  try {
+    const { exitId } = await paperRoundTrip(db, 99203155, 99000000);
+    await r.executor.start();
+    await r.executor.runOnce();
+    await r.poller.pollOnce();
+    // Someone sold the coins on the exchange meanwhile: the exit is refused for lack of funds.
+    const { data: accounts } = await r.rest.getAccounts();
+    const btc = accounts.find((a) => a.currency === "BTC")!;
+    const sold = await r.rest.postOrder({
+      market: MARKET,
+      side: "ask",
+      ord_type: "market",
+      volume: btc.balance,
+      identifier: "by-hand-1",
+    });
+    assert.equal(sold.kind, "accepted");
+    await r.executor.runOnce();
+    const exit = await attemptByIdentifier(db.sql, identifierFor(exitId, "EXIT_LONG"));
+    assert.equal(exit?.status, "error");
+    assert.match(exit!.error_msg!, /^insufficient_funds_ask/);
+    const line = r.lines.find((l) => l.includes("Live position of KRW-BTC stays open"));
+    assert.ok(line, r.lines.join("\n"));
+    assert.equal(JSON.parse(line).level, "error");
+  } finally {
+    await r.close();
+  }
+});

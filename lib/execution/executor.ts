@@ -422,6 +422,7 @@ export class Executor {
           message: err.message,
           ...(result.meta ? metaFields(result.meta) : {}),
         });
+        if (!retriable) this.#positionLeftOpen(attempt, `${code}: ${err.message}`);
         return;
       }
       case "unknown": {
@@ -488,6 +489,16 @@ export class Executor {
       ...(burnt ? { retry_count: this.#o.settings.maxRetries } : {}),
     });
     this.#o.log.warn(`Resolved ${attempt.identifier}: no order exists`);
+    if (burnt) this.#positionLeftOpen(attempt, "identifier already used at Upbit");
+  }
+
+  /** A live sell that will not be sent again leaves coins on the exchange: say so loudly. */
+  #positionLeftOpen(attempt: AttemptRow, why: string): void {
+    if (this.mode !== "live" || attempt.action !== "EXIT_LONG") return;
+    this.#o.log.error(
+      `Live position of ${attempt.symbol} stays open: ${attempt.identifier} will not be sent again (${why}); sell it by hand or check the account`,
+      { volume: attempt.volume },
+    );
   }
 }
 
