@@ -218,20 +218,21 @@ export type TradeTick = z.output<typeof TradeTick>;
 /** `GET /v1/trades/ticks` response. */
 export const TradeTicks = z.array(TradeTick);
 
+/** One level of an order book (REST and WebSocket use the same names). */
+export const OrderbookUnit = z.object({
+  ask_price: z.number(),
+  bid_price: z.number(),
+  ask_size: z.number(),
+  bid_size: z.number(),
+});
+
 /** `GET /v1/orderbook` element. */
 export const Orderbook = z.object({
   market: z.string(),
   timestamp: z.number(),
   total_ask_size: z.number(),
   total_bid_size: z.number(),
-  orderbook_units: z.array(
-    z.object({
-      ask_price: z.number(),
-      bid_price: z.number(),
-      ask_size: z.number(),
-      bid_size: z.number(),
-    }),
-  ),
+  orderbook_units: z.array(OrderbookUnit),
   level: z.union([z.number(), z.string()]).optional(),
 });
 /** A top-N book, best level first. */

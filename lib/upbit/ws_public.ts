@@ -12,7 +12,7 @@ import { createLogger, type Logger } from "../log.ts";
 import { ReconnectingSocket } from "./_ws_base.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import type { UpbitRest } from "./rest.ts";
-import { parseJsonExactIds, type TradeTick } from "./schemas.ts";
+import { OrderbookUnit, parseJsonExactIds, type TradeTick } from "./schemas.ts";
 
 /** Where an event came from: Upbit's `stream_type`, or our REST gap backfill. */
 export type StreamType = "SNAPSHOT" | "REALTIME" | "BACKFILL";
@@ -120,14 +120,7 @@ const OrderbookFrame = z.object({
   code: z.string(),
   total_ask_size: z.number(),
   total_bid_size: z.number(),
-  orderbook_units: z.array(
-    z.object({
-      ask_price: z.number(),
-      bid_price: z.number(),
-      ask_size: z.number(),
-      bid_size: z.number(),
-    }),
-  ),
+  orderbook_units: z.array(OrderbookUnit),
   timestamp: z.number(),
   stream_type: Stream,
 });
