@@ -367,7 +367,7 @@ export class PrivateStreams {
   /** Closes every connection now. */
   dropAll(): void {
     for (const connection of [...this.#connections]) {
-      this.#drop(connection, 1001, "dropped by simulator");
+      this.#drop(connection, 4000, "simulated disconnect");
     }
     this.#unsubscribe?.();
     this.#unsubscribe = null;
