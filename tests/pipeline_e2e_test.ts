@@ -665,4 +665,47 @@ for (const backend of testBackends()) {
       await assertPositionsMatchAccounts(rig, 40_000);
     },
   );
+
+  Deno.test(
+    `e2e live: a myOrder event wakes the order-poller long before its next poll [${backend}]`,
+    async () => {
+      await using rig = await startRig(backend, {
+        markets: ["KRW-BTC"],
+        // Live, but the strategy never enters and the poller polls only once a minute.
+        env: { ...liveEnv(), EVAL_ENTRY_EV_MIN: "100", LIVE_ORDER_POLL_INTERVAL_SEC: "60" },
+      });
+      const sql = rig.sql;
+      // A resting limit bid far below the market, tracked as a submitted live attempt.
+      const identifier = "e2e-myorder-1";
+      const sent = await rig.rest.postOrder({
+        market: "KRW-BTC",
+        side: "bid",
+        ord_type: "limit",
+        price: "100000000",
+        volume: "0.0001",
+        identifier,
+      });
+      assert.equal(sent.kind, "accepted");
+      const uuid = sent.kind === "accepted" ? sent.order.uuid : "";
+      await sql`insert into upbit_order_attempts (symbol, action, mode, side, ord_type, price,
+        volume, identifier, status, uuid, request_json)
+        values ('KRW-BTC', 'ENTER_LONG', 'live', 'bid', 'limit', '100000000', '0.0001',
+                ${identifier}, 'submitted', ${uuid}, '{}'::jsonb)`;
+      // The poller has made its first pass at start and now sleeps for a minute. A trade
+      // through the limit fills the order; the myOrder event must wake the poller.
+      await new Promise((r) => setTimeout(r, 500));
+      const filledAt = Date.now();
+      rig.sim.injectTrade({ market: "KRW-BTC", price: 99_999_000, volume: 0.01, side: "ASK" });
+      await until(
+        rig,
+        "the filled order recorded as final",
+        async () => await count(sql, "upbit_order_attempts", `final_state is not null`) === 1,
+        15_000,
+      );
+      assert.ok(Date.now() - filledAt < 15_000, "well before the 60 s poll");
+      const [a] = await sql`select status, final_state, executed_volume::text as ev
+        from upbit_order_attempts where identifier = ${identifier}`;
+      assert.deepEqual([a?.status, a?.final_state, a?.ev], ["done", "done", "0.0001"]);
+    },
+  );
 }
