@@ -5,7 +5,7 @@
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
 import { AccountSync } from "../lib/pipeline/account.ts";
-import { AccountConfig } from "../lib/pipeline/actor_specs.ts";
+import { AccountConfig, defaultGroupShare } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
@@ -31,6 +31,7 @@ runActor({
       accessKey: c.accessKey,
       secretKey: c.secretKey,
       logger: ctx.log,
+      rateLimiter: defaultGroupShare("account"),
     });
     const sync = new AccountSync({ sql, rest, markets: c.markets, log: ctx.log });
     loop = new WorkLoop({

@@ -8,7 +8,7 @@ import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
-import { ExecutorConfig } from "../lib/pipeline/actor_specs.ts";
+import { defaultGroupShare, ExecutorConfig } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 
@@ -32,6 +32,7 @@ runActor({
         accessKey: c.accessKey,
         secretKey: c.secretKey,
         logger: ctx.log,
+        rateLimiter: defaultGroupShare("executor"),
       });
     }
     const executor = new Executor({

@@ -7,7 +7,7 @@
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
-import { OrderPollerConfig } from "../lib/pipeline/actor_specs.ts";
+import { defaultGroupShare, OrderPollerConfig } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
@@ -33,6 +33,7 @@ runActor({
       accessKey: c.accessKey,
       secretKey: c.secretKey,
       logger: ctx.log,
+      rateLimiter: defaultGroupShare("order_poller"),
     });
     const poller = new OrderPoller({ sql, rest, maxPolls: c.maxPolls, log: ctx.log });
     let finalised = 0;

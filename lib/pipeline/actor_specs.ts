@@ -98,6 +98,18 @@ export const AccountConfig = z.object({
   pollIntervalSec: z.number(),
 });
 
+/**
+ * Each keyed actor's share of Upbit's `default` group (30/s per pocket, §3.1). Every actor has its
+ * own client and rate limiter, so the shares add up to the documented limit: together they can
+ * never draw a 429 (and so never a 418 ban) on their own.
+ */
+export const DEFAULT_GROUP_SHARES = { executor: 10, order_poller: 15, account: 5 } as const;
+
+/** Rate-limiter options giving `actor` its share of the `default` group. */
+export function defaultGroupShare(actor: keyof typeof DEFAULT_GROUP_SHARES) {
+  return { budgets: { default: { limit: DEFAULT_GROUP_SHARES[actor], windowMs: 1000 } } };
+}
+
 function dbHost(db: DbConnection): string {
   return db.kind === "url" ? hostPort(db.url) : `${db.host}:${db.port}`;
 }
