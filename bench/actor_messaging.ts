@@ -54,7 +54,10 @@ async function runtime(): Promise<void> {
     per_hop_p50_us: p50 / 4,
     per_hop_p99_us: p99 / 4,
   });
-  log.info("runtime: burst of single wakes", { burst, msg_per_s: metrics.singleMsgPerSec });
+  log.info("runtime: burst of single messages (one bar each)", {
+    burst,
+    msg_per_s: metrics.singleMsgPerSec,
+  });
   log.info("runtime: burst of bars.final batches", {
     batch_size: batchSize,
     msg_per_s: metrics.batchMsgPerSec,

@@ -1,7 +1,9 @@
 /**
  * @module Actor used by bench/actor_messaging.ts. Role `server`: echoes latency probes (wake
- * `account`), counts a burst of wakes (`paper_trades`) and of bars, answering once each burst is
- * complete. Role `client`: measures round trips, then bursts, and reports the results as metrics.
+ * `account`), counts a burst of single-bar messages and then a burst of bar batches, answering
+ * once each burst is complete. Role `client`: measures round trips, then the bursts, and reports
+ * the results as metrics. (Bursts use `bars.final`: identical wakes are coalesced by the runtime,
+ * so a burst of wakes would not arrive one by one.)
  */
 import { z } from "zod";
 import { type ActorContext, runActor } from "../../lib/actors/actor.ts";
@@ -17,8 +19,8 @@ const Config = z.object({
 });
 type Config = z.output<typeof Config>;
 
-let wakes = 0;
 let bars = 0;
+let burstsDone = 0;
 let pending: (() => void) | undefined;
 
 function reply(): Promise<void> {
@@ -41,12 +43,6 @@ async function runClient(ctx: ActorContext<Config>): Promise<void> {
   }
   rtts.sort((a, b) => a - b);
 
-  let answered = reply();
-  let t0 = performance.now();
-  for (let i = 0; i < burst; i++) ctx.send(peer, { type: "wake", topic: "paper_trades" });
-  await answered;
-  const singleMs = performance.now() - t0;
-
   const batch: Bar[] = Array.from({ length: batchSize }, (_, i) => ({
     ts: 1_700_000_000_000 + i * 1000,
     open: 143_250_000,
@@ -59,6 +55,14 @@ async function runClient(ctx: ActorContext<Config>): Promise<void> {
     buyVolume: 0.07,
     sellVolume: 0.053,
   }));
+  let answered = reply();
+  let t0 = performance.now();
+  for (let i = 0; i < burst; i++) {
+    ctx.send(peer, { type: "bars.final", market: "KRW-BTC", bars: batch.slice(0, 1) });
+  }
+  await answered;
+  const singleMs = performance.now() - t0;
+
   const messages = Math.ceil(burst / batchSize);
   answered = reply();
   t0 = performance.now();
@@ -93,18 +97,16 @@ runActor({
         pending?.();
         return;
       }
-      if (msg.topic === "account") {
-        ctx.send(from, msg);
-      } else if (++wakes === ctx.config.burst) {
-        wakes = 0;
-        ctx.send(from, { type: "wake", topic: "order_attempts" });
-      }
+      if (msg.topic === "account") ctx.send(from, msg);
     },
     "bars.final"(msg, from, ctx) {
       bars += msg.bars.length;
-      const expected = Math.ceil(ctx.config.burst / ctx.config.batchSize) * ctx.config.batchSize;
+      const { burst, batchSize } = ctx.config;
+      // First burst: `burst` messages of one bar; second: whole batches.
+      const expected = burstsDone === 0 ? burst : Math.ceil(burst / batchSize) * batchSize;
       if (bars === expected) {
         bars = 0;
+        burstsDone++;
         ctx.send(from, { type: "wake", topic: "order_attempts" });
       }
     },
