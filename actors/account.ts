@@ -5,9 +5,9 @@
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
 import { AccountSync } from "../lib/pipeline/account.ts";
-import { AccountConfig, defaultGroupShare } from "../lib/pipeline/actor_specs.ts";
+import { AccountConfig, keyedUpbitRest } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
-import { UpbitRest } from "../lib/upbit/rest.ts";
+import type { UpbitRest } from "../lib/upbit/rest.ts";
 import { UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
 
 let sql: Client | undefined;
@@ -26,13 +26,7 @@ runActor({
       return;
     }
     sql = connect(c.db, { applicationName: "upbot-account" });
-    rest = new UpbitRest({
-      baseUrl: c.restUrl,
-      accessKey: c.accessKey,
-      secretKey: c.secretKey,
-      logger: ctx.log,
-      rateLimiter: defaultGroupShare("account"),
-    });
+    rest = keyedUpbitRest("account", c, ctx.log);
     const sync = new AccountSync({ sql, rest, markets: c.markets, log: ctx.log });
     loop = new WorkLoop({
       intervalMs: c.pollIntervalSec * 1000,

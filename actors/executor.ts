@@ -8,9 +8,9 @@ import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
-import { defaultGroupShare, ExecutorConfig } from "../lib/pipeline/actor_specs.ts";
+import { ExecutorConfig, keyedUpbitRest } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
-import { UpbitRest } from "../lib/upbit/rest.ts";
+import type { UpbitRest } from "../lib/upbit/rest.ts";
 
 let sql: Client | undefined;
 let rest: UpbitRest | undefined;
@@ -27,13 +27,7 @@ runActor({
       UPBIT_SECRET_KEY: c.secretKey,
     });
     if (decision.effective !== "shadow") {
-      rest = new UpbitRest({
-        baseUrl: c.restUrl,
-        accessKey: c.accessKey,
-        secretKey: c.secretKey,
-        logger: ctx.log,
-        rateLimiter: defaultGroupShare("executor"),
-      });
+      rest = keyedUpbitRest("executor", c, ctx.log);
     }
     const executor = new Executor({
       sql,

@@ -7,9 +7,9 @@
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
-import { defaultGroupShare, OrderPollerConfig } from "../lib/pipeline/actor_specs.ts";
+import { keyedUpbitRest, OrderPollerConfig } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
-import { UpbitRest } from "../lib/upbit/rest.ts";
+import type { UpbitRest } from "../lib/upbit/rest.ts";
 import { UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
 
 let sql: Client | undefined;
@@ -28,13 +28,7 @@ runActor({
       return;
     }
     sql = connect(c.db, { applicationName: "upbot-order-poller" });
-    rest = new UpbitRest({
-      baseUrl: c.restUrl,
-      accessKey: c.accessKey,
-      secretKey: c.secretKey,
-      logger: ctx.log,
-      rateLimiter: defaultGroupShare("order_poller"),
-    });
+    rest = keyedUpbitRest("order_poller", c, ctx.log);
     const poller = new OrderPoller({ sql, rest, maxPolls: c.maxPolls, log: ctx.log });
     let finalised = 0;
     loop = new WorkLoop({

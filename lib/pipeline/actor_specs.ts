@@ -11,6 +11,8 @@ import type { ActorSpec } from "../actors/supervisor.ts";
 import type { Config } from "../config.ts";
 import { privateWsUrl } from "../config.ts";
 import type { DbConnection } from "../db.ts";
+import type { Logger } from "../log.ts";
+import { UpbitRest } from "../upbit/rest.ts";
 import { overridesFromConfig, resolveParams } from "../strategy/policy.ts";
 
 /** zod schema of {@linkcode DbConnection}. */
@@ -105,9 +107,21 @@ export const AccountConfig = z.object({
  */
 export const DEFAULT_GROUP_SHARES = { executor: 10, order_poller: 15, account: 5 } as const;
 
-/** Rate-limiter options giving `actor` its share of the `default` group. */
-export function defaultGroupShare(actor: keyof typeof DEFAULT_GROUP_SHARES) {
-  return { budgets: { default: { limit: DEFAULT_GROUP_SHARES[actor], windowMs: 1000 } } };
+/** The Upbit client of a keyed actor, with its share of the `default` group. */
+export function keyedUpbitRest(
+  actor: keyof typeof DEFAULT_GROUP_SHARES,
+  slice: { restUrl: string; accessKey?: string | undefined; secretKey?: string | undefined },
+  logger: Logger,
+): UpbitRest {
+  return new UpbitRest({
+    baseUrl: slice.restUrl,
+    accessKey: slice.accessKey,
+    secretKey: slice.secretKey,
+    logger,
+    rateLimiter: {
+      budgets: { default: { limit: DEFAULT_GROUP_SHARES[actor], windowMs: 1000 } },
+    },
+  });
 }
 
 function dbHost(db: DbConnection): string {
