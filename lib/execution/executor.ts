@@ -410,8 +410,8 @@ export class Executor {
         }
         // Only a refusal that may pass later is retried (rate limit, ban, server trouble); a
         // definite 4xx (funds, price, minimum, ...) would be refused again.
-        const status = "httpStatus" in err ? err.httpStatus : null;
-        const retriable = status === null || status === 429 || status === 418 || status >= 500;
+        const retriable = err.httpStatus === 429 || err.httpStatus === 418 ||
+          err.httpStatus >= 500;
         await updateAttempt(this.#o.sql, attempt.id, {
           status: "error",
           error_msg: `${code}: ${err.message}`,

@@ -84,12 +84,3 @@ export async function finalBarsAfter(
     limit ${limit}`;
   return rows.map(toBar);
 }
-
-/** The newest bars of `symbol` (final or not), newest first. */
-export async function latestBars(sql: Sql, symbol: string, limit: number): Promise<Bar[]> {
-  const rows = await sql<BarRow[]>`
-    select symbol, ts, open, high, low, close, volume, quote_volume, trade_count, buy_volume,
-           sell_volume
-    from market_1s where symbol = ${symbol} order by ts desc limit ${limit}`;
-  return rows.map(toBar);
-}
