@@ -73,12 +73,11 @@ export class AccountSync {
   async pollOnce(): Promise<DerivedPosition[]> {
     const { data: accounts } = await this.#o.rest.getAccounts();
     const ts = new Date(this.#now());
-    const prices: Record<string, number> = {};
-    for (const symbol of this.#o.markets) {
-      const [row] = await this.#o.sql<{ close: string }[]>`
-        select close from market_1s where symbol = ${symbol} order by ts desc limit 1`;
-      if (row) prices[symbol] = Number(row.close);
-    }
+    const latest = await this.#o.sql<{ symbol: string; close: string }[]>`
+      select distinct on (symbol) symbol, close from market_1s
+      where symbol in ${this.#o.sql(this.#o.markets)}
+      order by symbol, ts desc`;
+    const prices = Object.fromEntries(latest.map((r) => [r.symbol, Number(r.close)]));
     const positions = derivePositions(accounts, this.#o.markets, prices);
     await this.#o.sql.begin(async (tx) => {
       if (accounts.length > 0) {
