@@ -17,8 +17,18 @@ import { createRng } from "./_rng.ts";
 export interface Faults {
   /** Added delay before every REST answer, in ms. */
   latency_ms: number;
-  /** Share (0..1) of REST requests answered with a 5xx. */
+  /** Share (0..1) of REST requests answered with a 5xx before the exchange sees them. */
   error_rate: number;
+  /**
+   * Share (0..1) of real order creations (`POST /v1/orders`, `cancel_and_new`) that succeed (the
+   * order exists) but are answered with a 500.
+   */
+  server_error_after_create_rate: number;
+  /**
+   * Share (0..1) of real order creations answered with a 500 that create nothing but use up the
+   * identifier (§4.3: an identifier is burnt even when the create fails).
+   */
+  server_error_burn_rate: number;
   /** Share (0..1) of order creations that are accepted (the order exists) but whose answer is lost. */
   lost_response_rate: number;
   /** Close every WebSocket connection every N seconds (0 = never). */
