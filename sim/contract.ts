@@ -56,6 +56,8 @@ export interface ExchangeOptions {
   secretKey: string;
   /** Starting KRW balance. */
   krw: number;
+  /** Coins held at start by market (`KRW-BTC` → volume); throws `RangeError` on bad entries. */
+  balances?: Record<string, string | number>;
   seed: number;
   /** Live fault settings (read on every request; `offline_markets` -> `market_offline`). */
   faults: () => Faults;

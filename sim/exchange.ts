@@ -108,6 +108,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
   const engine = new Engine({
     market: options.market,
     krw: options.krw,
+    holdings: options.balances ?? {},
     faults: options.faults,
     nextUuid: uuidGenerator(mulberry32(options.seed)),
   });

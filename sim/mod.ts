@@ -58,6 +58,11 @@ export interface SimulatorOptions {
   secretKey?: string;
   /** Starting KRW balance. @default {10_000_000} */
   krw?: number;
+  /**
+   * Coins the account holds at start (the owner's coins, not bought through the API), by market:
+   * `{ "KRW-BTC": "0.5" }`. Each gets the market's starting price as `avg_buy_price`.
+   */
+  balances?: Record<string, string | number>;
   faults?: Partial<Faults>;
   /** Idle timeout of the public and private WebSocket (§7.9), for tests. @default {120_000} */
   wsIdleTimeoutMs?: number;
@@ -150,6 +155,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     accessKey,
     secretKey,
     krw: options.krw ?? 10_000_000,
+    balances: options.balances ?? {},
     seed,
     faults: () => faults.current(),
     wsIdleTimeoutMs: options.wsIdleTimeoutMs,
