@@ -31,6 +31,7 @@ import { isOnTickGrid, maxTotal, minTotal } from "./_price_rules.ts";
 import { RestingSide } from "./_resting.ts";
 import type { BookLevel, MarketView } from "./contract.ts";
 import type { Faults, SimOrderSummary, SimTrade } from "./mod.ts";
+import type { EngineState } from "./_state_file.ts";
 
 /** Fee rate of every market (§8.1: 0.05 % maker and taker). */
 export const FEE_RATE: Dec = parseDec("0.0005")!;
@@ -45,8 +46,11 @@ export type Side = "bid" | "ask";
 export type OrdType = "limit" | "price" | "market" | "best";
 /** §4.3 time in force. */
 export type TimeInForce = "ioc" | "fok" | "post_only";
-/** States an order of the simulator can be in (no `watch`: stop orders are app-only). */
-export type OrderState = "wait" | "done" | "cancel";
+/**
+ * States an order of the simulator can be in (no `watch`: stop orders are app-only). `prevented`
+ * is final: self-trade prevention cancelled (the rest of) the order.
+ */
+export type OrderState = "wait" | "done" | "cancel" | "prevented";
 
 /** An exchange error: HTTP status and the §5.2 name. */
 export interface ApiError {
@@ -89,6 +93,12 @@ export interface Order {
   executedVolume: Dec;
   executedFunds: Dec;
   paidFee: Dec;
+  /** Quantity self-trade prevention took off the order (§4.5 `prevented_volume`). */
+  preventedVolume: Dec;
+  /** Quote funds (fee excluded) SMP released from a bid; 0 for asks. */
+  preventedFunds: Dec;
+  /** Reserved fee SMP released from a bid with its funds; 0 for asks. */
+  preventedFee: Dec;
   state: OrderState;
   /** A cancel was accepted and completes right after the answer. */
   cancelPending: boolean;
@@ -139,6 +149,10 @@ export interface EngineOptions {
   nextUuid: () => string;
   /** Wall clock in ms. @default {Date.now} */
   now?: () => number;
+  /** State to resume (`--state`); `krw` and `holdings` are then ignored. */
+  restore?: EngineState;
+  /** Called after every change of accounts, orders or used identifiers (to persist them). */
+  onChange?: () => void;
 }
 
 /** How a create request is treated. */
@@ -187,6 +201,7 @@ export class Engine {
   readonly #resting = new Map<string, { bids: RestingSide<Order>; asks: RestingSide<Order> }>();
   readonly #listeners = new Set<(event: EngineEvent) => void>();
   readonly #unsubscribe: () => void;
+  readonly #onChange: () => void;
 
   /** Creates the engine and subscribes to the market's trades. */
   constructor(options: EngineOptions) {
@@ -194,6 +209,31 @@ export class Engine {
     this.#faults = options.faults;
     this.#nextUuid = options.nextUuid;
     this.#now = options.now ?? Date.now;
+    this.#onChange = options.onChange ?? (() => {});
+    if (options.restore) this.#restore(options.restore);
+    else this.#start(options);
+    this.#unsubscribe = this.#market.onTrade((trade) => this.#onTrade(trade));
+  }
+
+  /** Resumes a saved state: orders, their indexes, balances and burnt identifiers. */
+  #restore(state: EngineState): void {
+    for (const account of state.accounts) this.#accounts.set(account.currency, { ...account });
+    this.#account("KRW");
+    for (const identifier of state.usedIdentifiers) this.#usedIdentifiers.add(identifier);
+    const pendingCancels: Order[] = [];
+    for (const order of state.orders) {
+      this.#orders.set(order.uuid, order);
+      if (order.identifier !== null) this.#byIdentifier.set(order.identifier, order);
+      if (order.state !== "wait") continue;
+      // A cancel accepted before the stop completes now, as it would have a moment later.
+      if (order.cancelPending) pendingCancels.push(order);
+      else if (order.ordType === "limit") this.#rest(order);
+    }
+    for (const order of pendingCancels) this.#finish(order, "cancel");
+  }
+
+  /** A fresh account: `krw` and the owner's coins. */
+  #start(options: EngineOptions): void {
     this.#account("KRW").balance = parseDec(options.krw) ?? ZERO;
     for (const [market, amount] of Object.entries(options.holdings ?? {})) {
       if (!this.hasMarket(market)) {
@@ -207,7 +247,15 @@ export class Engine {
       account.balance += volume;
       account.avgBuyPrice = parseDec(this.#market.lastPrice(market)) ?? ZERO;
     }
-    this.#unsubscribe = this.#market.onTrade((trade) => this.#onTrade(trade));
+  }
+
+  /** What `--state` keeps: accounts, every order (oldest first) and the used identifiers. */
+  exportState(): EngineState {
+    return {
+      accounts: [...this.#accounts.values()],
+      orders: [...this.#orders.values()],
+      usedIdentifiers: [...this.#usedIdentifiers],
+    };
   }
 
   /** Stops listening to the market. */
@@ -227,12 +275,14 @@ export class Engine {
   }
 
   #emitAssets(currencies: string[]): void {
+    this.#onChange();
     if (this.#listeners.size > 0) {
       this.#emit({ kind: "asset", currencies, timestampMs: this.#now() });
     }
   }
 
   #emitOrder(order: Order, fill: Fill | null): void {
+    if (order.real) this.#onChange();
     if (this.#listeners.size > 0) {
       this.#emit({ kind: "order", order, fill, timestampMs: this.#now() });
     }
@@ -488,7 +538,7 @@ export class Engine {
       if (mode === "test") return this.#newOrder(request, false);
       return this.place(request);
     } finally {
-      if (mode === "real" && typeof identifier === "string") this.#usedIdentifiers.add(identifier);
+      if (mode === "real" && typeof identifier === "string") this.burnIdentifier(identifier);
     }
   }
 
@@ -499,7 +549,9 @@ export class Engine {
 
   /** Burns an identifier (cancel_and_new's `new_identifier`). */
   burnIdentifier(identifier: string): void {
+    if (this.#usedIdentifiers.has(identifier)) return;
     this.#usedIdentifiers.add(identifier);
+    this.#onChange();
   }
 
   #newOrder(request: OrderRequest, real: boolean, uuid = this.#nextUuid()): Order {
@@ -532,6 +584,9 @@ export class Engine {
       executedVolume: ZERO,
       executedFunds: ZERO,
       paidFee: ZERO,
+      preventedVolume: ZERO,
+      preventedFunds: ZERO,
+      preventedFee: ZERO,
       state: "wait",
       cancelPending: false,
       createdAtMs: this.#now(),
@@ -732,6 +787,7 @@ export class Engine {
     }
     const answer = snapshot(order);
     order.cancelPending = true;
+    this.#onChange();
     this.#unrest(order);
     queueMicrotask(() => {
       this.#finish(order, "cancel");

@@ -68,6 +68,8 @@ export class FakeMarket implements MarketView {
 export const NO_FAULTS: Faults = {
   latency_ms: 0,
   error_rate: 0,
+  server_error_after_create_rate: 0,
+  server_error_burn_rate: 0,
   lost_response_rate: 0,
   ws_disconnect_every_sec: 0,
   malformed_frame_rate: 0,
