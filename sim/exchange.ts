@@ -20,6 +20,7 @@ import {
   type Order,
   remainingVolume,
 } from "./_engine.ts";
+import { createLogger } from "../lib/log.ts";
 import { countedUuids, mulberry32 } from "./_ids.ts";
 import { loadState, saveState } from "./_state_file.ts";
 import { accountJson, orderJson } from "./_order_json.ts";
@@ -31,6 +32,7 @@ type Query = URLSearchParams;
 type Body = Record<string, unknown>;
 type Route = (query: Query, body: Body) => Response;
 
+const log = createLogger("sim.exchange");
 const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" };
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -140,7 +142,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
         persist();
       } catch (err) {
         // Left dirty: the next request retries the write and fails with a 500 if it still cannot.
-        console.error(`simulator: cannot write state file ${statePath}: ${err}`);
+        log.error(`cannot write state file ${statePath}: ${err}`);
       }
     });
   };
