@@ -284,7 +284,9 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
 
     "GET /v1/orders/closed": (query) => {
       const market = query.get("market");
-      const states = statesParam(query, ["done", "cancel"], ["done", "cancel"]);
+      // `prevented` (SMP, since 2026-11-09) only when asked for: §4.9 documents done / cancel as
+      // the states of this list, so the stricter reading keeps it out of the default.
+      const states = statesParam(query, ["done", "cancel", "prevented"], ["done", "cancel"]);
       if (isApiError(states)) return errorResponse(states);
       const limit = intParam(query, "limit", 100, 1, 1000);
       if (isApiError(limit)) return errorResponse(limit);

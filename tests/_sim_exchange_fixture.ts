@@ -77,9 +77,15 @@ export const NO_FAULTS: Faults = {
   offline_markets: [],
 };
 
-/** A fresh exchange over a fake market with 10,000,000 KRW. */
+/** A fresh exchange over a fake market with 10,000,000 KRW (and `balances`: coins by market). */
 export function makeExchange(
-  options: { krw?: number; faults?: Partial<Faults>; market?: FakeMarket; seed?: number } = {},
+  options: {
+    krw?: number;
+    faults?: Partial<Faults>;
+    market?: FakeMarket;
+    seed?: number;
+    balances?: Record<string, string>;
+  } = {},
 ): { exchange: ExchangeHandler; market: FakeMarket; faults: Faults } {
   const market = options.market ?? new FakeMarket();
   const faults = { ...NO_FAULTS, ...options.faults };
@@ -89,6 +95,7 @@ export function makeExchange(
     secretKey: SECRET_KEY,
     krw: options.krw ?? 10_000_000,
     seed: options.seed ?? 1,
+    balances: options.balances,
     faults: () => faults,
   });
   return { exchange, market, faults };
