@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { Client, FakeMarket, makeExchange } from "./_sim_exchange_fixture.ts";
+import {
+  ACCESS_KEY,
+  Client,
+  FakeMarket,
+  makeExchange,
+  signJwt,
+  Socket,
+} from "./_sim_exchange_fixture.ts";
 
 type Json = Record<string, unknown>;
 
@@ -249,4 +256,34 @@ Deno.test("post_only never meets an own order: it is cancelled like any crossing
   assert.equal(p.state, "cancel");
   assert.equal(p.prevented_volume, "0");
   assert.equal((await order(client, maker.uuid)).state, "wait");
+});
+
+Deno.test("private WS: a prevented order's myOrder event carries state prevented and the prevented fields", async () => {
+  const { exchange, client } = setup();
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    (req) => exchange.handlePrivateWebSocket(req),
+  );
+  const socket = new Socket(
+    `ws://127.0.0.1:${server.addr.port}/websocket/v1/private`,
+    await signJwt({ access_key: ACCESS_KEY, nonce: crypto.randomUUID() }),
+  );
+  try {
+    await socket.opened();
+    await socket.subscribe([{ ticket: "smp" }, { type: "myOrder", codes: ["KRW-BTC"] }]);
+    const maker = await place(client, ownAsk("100050000"));
+    await place(client, { market: "KRW-BTC", side: "bid", ord_type: "price", price: "1001000" });
+    let event: Json;
+    do event = await socket.next(); while (!(event.uuid === maker.uuid && event.state !== "wait"));
+    assert.equal(event.state, "prevented");
+    assert.equal(event.smp_type, "cancel_maker");
+    assert.equal(event.prevented_volume, 0.01);
+    assert.equal(event.prevented_locked, 0.01);
+    assert.equal(event.remaining_volume, 0);
+  } finally {
+    socket.ws.close();
+    await socket.closed;
+    exchange.close();
+    await server.shutdown();
+  }
 });
