@@ -287,3 +287,28 @@ Deno.test("private WS: a prevented order's myOrder event carries state prevented
     await server.shutdown();
   }
 });
+
+Deno.test("own orders beyond the visible book are not met by an order that empties the book", async () => {
+  const market = new FakeMarket();
+  market.setBook("KRW-BTC", [[100_100_000, 1]], [[100_000_000, 0.01], [99_900_000, 0.02]]);
+  const { exchange } = makeExchange({ market, balances: { "KRW-BTC": "2" } });
+  const client = new Client(exchange);
+  const far = await place(client, {
+    market: "KRW-BTC",
+    side: "bid",
+    ord_type: "limit",
+    price: "99000000",
+    volume: "0.01",
+  });
+  const sell = await place(client, {
+    market: "KRW-BTC",
+    side: "ask",
+    ord_type: "market",
+    volume: "0.5",
+  });
+  const s = await order(client, sell.uuid);
+  assert.equal(s.state, "cancel");
+  assert.equal(s.executed_volume, "0.03");
+  assert.equal(s.prevented_volume, "0");
+  assert.equal((await order(client, far.uuid)).state, "wait");
+});
