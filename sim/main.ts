@@ -29,6 +29,9 @@ const USAGE = `Usage: deno task sim [options]   (each option also as a SIM_* var
   --secret-key K    SIM_SECRET_KEY   test secret key (default ${DEFAULT_SECRET_KEY})
   --krw N           SIM_KRW          starting KRW balance (default 10000000)
   --faults JSON     SIM_FAULTS       initial faults, e.g. '{"latency_ms":50,"error_rate":0.1}'
+  --history-days N  SIM_HISTORY_DAYS whole days (0-31) of backdated market history (default 1)
+  --volatility-scale X  SIM_VOLATILITY_SCALE  multiplier on every market's documented
+                                     one-minute volatility, a test knob (default 1)
 `;
 
 const intText = (name: string, min: number, max: number) =>
@@ -54,6 +57,12 @@ const CliSchema = z.object({
   "secret-key": z.string().trim().min(1).default(DEFAULT_SECRET_KEY),
   krw: intText("--krw", 0, 1e15).default(10_000_000),
   faults: z.string().optional(),
+  "history-days": intText("--history-days", 0, 31).default(1),
+  "volatility-scale": z.string().trim().regex(
+    /^\d+(\.\d+)?$/,
+    "--volatility-scale must be a non-negative number",
+  ).transform(Number).pipe(z.number().max(1000, "--volatility-scale must be at most 1000"))
+    .default(1),
 });
 
 const ENV_NAMES: Record<keyof z.input<typeof CliSchema>, string> = {
@@ -66,6 +75,8 @@ const ENV_NAMES: Record<keyof z.input<typeof CliSchema>, string> = {
   "secret-key": "SIM_SECRET_KEY",
   krw: "SIM_KRW",
   faults: "SIM_FAULTS",
+  "history-days": "SIM_HISTORY_DAYS",
+  "volatility-scale": "SIM_VOLATILITY_SCALE",
 };
 
 class UsageError extends Error {}
@@ -128,6 +139,8 @@ export function parseCli(
     secretKey: v["secret-key"],
     krw: v.krw,
     faults,
+    historyDays: v["history-days"],
+    volatilityScale: v["volatility-scale"],
   };
 }
 
@@ -154,7 +167,7 @@ async function main(): Promise<void> {
       `  Access key:  ${sim.accessKey}`,
       `  Secret key:  ${secretShown}`,
       `  Markets:     ${(options.markets ?? []).join(",")}`,
-      `  Rate:        ${options.rate} trades/s, seed ${options.seed}`,
+      `  Rate:        ${options.rate} trades/s, seed ${options.seed}, ${options.historyDays} day(s) of history`,
       `  Faults:      ${sim.restUrl}/_sim/faults (GET, POST)   Orders: ${sim.restUrl}/_sim/orders`,
       "",
     ].join("\n"),
