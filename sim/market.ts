@@ -109,6 +109,11 @@ class MarketState {
   spread = 1;
   /** Ticks the touch is displaced by an ongoing sweep; back to 0 at the market's next ordinary trade. */
   sweep = 0;
+  /**
+   * Largest sweep in ticks: half a minute's volatility (at least one tick), so that sweeps make
+   * wicks without adding to the one-minute volatility of the spec.
+   */
+  readonly maxSweep: number;
   lastPrice: number;
   lastVolume = 0;
   lastSide: "ASK" | "BID" = "BID";
@@ -153,6 +158,10 @@ class MarketState {
     const tick = krwTickSize(spec.price);
     this.mid = snapToTick(spec.price * (1 + 0.01 * rng.normal()), tick, "floor");
     this.lastMoveMs = nowMs;
+    this.maxSweep = Math.max(
+      1,
+      Math.floor(0.5 * spec.volatility1m * this.mid / krwTickSize(this.mid)),
+    );
     this.minutes = new Ring<Candle>(minuteCandles);
     this.lastPrice = this.mid;
     const grid = (p: number) => snapToTick(p, krwTickSize(p), "round");
@@ -437,8 +446,10 @@ export class SimMarket implements MarketView {
       }
       // A sweep displaces the touch one tick per trade; it does not move the mid, and the book is
       // back around the mid at the market's next ordinary trade.
-      if (burst) state.sweep += side === "BID" ? 1 : -1;
-      else {
+      if (burst) {
+        const sweep = state.sweep + (side === "BID" ? 1 : -1);
+        state.sweep = Math.max(-state.maxSweep, Math.min(state.maxSweep, sweep));
+      } else {
         state.sweep = 0;
         state.spread = spreadDraw(state.spec.spreadTicks, rng.next());
       }

@@ -38,7 +38,7 @@ export const DEFAULT_MARKET_SPECS: readonly MarketSpec[] = [
   spec("KRW-SOL", "솔라나", "Solana", 250_000, 5, 20_000_000, 0.0016, 2, 60_000),
   spec("KRW-DOGE", "도지코인", "Dogecoin", 400, 6, 15_000_000, 0.002, 1, 40_000),
   spec("KRW-ADA", "에이다", "Cardano", 1_000, 3, 8_000_000, 0.0018, 1, 40_000),
-  spec("KRW-TRX", "트론", "TRON", 450, 2, 6_000_000, 0.001, 1, 40_000),
+  spec("KRW-TRX", "트론", "TRON", 450, 2, 6_000_000, 0.0015, 1, 40_000),
   spec("KRW-AVAX", "아발란체", "Avalanche", 35_000, 2, 6_000_000, 0.002, 2, 40_000),
   spec("KRW-LINK", "체인링크", "Chainlink", 25_000, 2, 6_000_000, 0.0018, 2, 40_000),
   spec("KRW-DOT", "폴카닷", "Polkadot", 6_000, 1.5, 4_000_000, 0.002, 1, 30_000),
