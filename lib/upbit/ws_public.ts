@@ -84,7 +84,11 @@ export interface CandleEvent {
 }
 
 const Stream = z.enum(["SNAPSHOT", "REALTIME"]);
-const SeqId = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]);
+/** Exact: a digit string from `parseJsonExactIds`, or a number only while it is a safe integer. */
+const SeqId = z.union([
+  z.string().regex(/^\d+$/),
+  z.number().int().nonnegative().refine(Number.isSafeInteger),
+]);
 
 /** `trade` frame, DEFAULT format. */
 const TradeFrame = z.object({
