@@ -2,9 +2,9 @@
  * @module `UpbitPublicWs`: Upbit's public market-data stream (§7) on one connection — `trade` for
  * many markets, and `ticker`, `orderbook`, `candle.1s` on request — turned into typed events.
  *
- * Trades are deduplicated by `sequential_id` (bounded memory) and, after a reconnect, the gap is
- * backfilled from `GET /v1/trades/ticks` (paging with `cursor`) while live trades of that market
- * are held back, so consumers see every trade once and in order. Malformed frames are counted and
+ * Trades are deduplicated by `sequential_id` (a bigint: Upbit's ids exceed 2^53) with bounded
+ * memory and, after a reconnect, the gap is backfilled from `GET /v1/trades/ticks` (paging with
+ * `cursor`, and across 00:00 UTC with `days_ago`) while live trades of that market are held back, so consumers see every trade once and in order. Malformed frames are counted and
  * skipped. Delivery is by callbacks; trades come in batches (`batchMs`) for throughput.
  */
 import { z } from "zod";
@@ -13,6 +13,7 @@ import { ReconnectingSocket } from "./_ws_base.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import type { UpbitRest } from "./rest.ts";
 import { OrderbookUnit, parseJsonExactIds, type TradeTick } from "./schemas.ts";
+import { tradesSince } from "./trade_backfill.ts";
 
 /** Where an event came from: Upbit's `stream_type`, or our REST gap backfill. */
 export type StreamType = "SNAPSHOT" | "REALTIME" | "BACKFILL";
@@ -83,7 +84,11 @@ export interface CandleEvent {
 }
 
 const Stream = z.enum(["SNAPSHOT", "REALTIME"]);
-const SeqId = z.union([z.string().regex(/^\d+$/), z.number().int().nonnegative()]);
+/** Exact: a digit string from `parseJsonExactIds`, or a number only while it is a safe integer. */
+const SeqId = z.union([
+  z.string().regex(/^\d+$/),
+  z.number().int().nonnegative().refine(Number.isSafeInteger),
+]);
 
 /** `trade` frame, DEFAULT format. */
 const TradeFrame = z.object({
@@ -367,27 +372,15 @@ export class UpbitPublicWs {
   async #backfill(code: string, sinceTs: number): Promise<void> {
     const m = this.#market(code);
     const found: TradeEvent[] = [];
-    let closed = false;
     try {
       if (!this.#o.rest) throw new Error("no REST client to backfill with");
-      const maxPages = this.#o.backfillMaxPages ?? 20;
-      let cursor: bigint | undefined;
-      for (let page = 0; page < maxPages && !closed; page++) {
-        const { data } = await this.#o.rest.getTradesTicks(
-          { market: code, count: 500, cursor },
-          { signal: this.#abort.signal },
-        );
-        if (data.length === 0) {
-          closed = true;
-          break;
-        }
-        for (const t of data) {
-          if (t.timestamp >= sinceTs) found.push(tickToEvent(t));
-          else closed = true; // reached trades from before the drop
-        }
-        cursor = (data[data.length - 1] as TradeTick).sequential_id;
-      }
-      if (!closed) {
+      // Pages back date by date, so a gap across 00:00 UTC is closed too.
+      const result = await tradesSince(this.#o.rest, code, sinceTs, {
+        maxPages: this.#o.backfillMaxPages ?? 20,
+        signal: this.#abort.signal,
+      });
+      for (const t of result.trades) found.push(tickToEvent(t));
+      if (!result.complete) {
         this.#stats.gapsUnfilled++;
         this.#log.warn("trade gap larger than the backfill allows; some trades are missing", {
           market: code,
