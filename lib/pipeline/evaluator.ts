@@ -9,10 +9,10 @@
  */
 import type { Client, Sql } from "../db.ts";
 import type { Logger } from "../log.ts";
-import { EvaluatorCore, type EvaluatorCoreOptions } from "../strategy/evaluator_core.ts";
+import { EvaluatorCore, type EvaluatorCoreOptions, stepBars } from "../strategy/evaluator_core.ts";
 import type { MaturedLabel } from "../strategy/labels.ts";
 import { formatPaperTrade } from "../strategy/paper_log.ts";
-import type { PaperEvent, StrategyParams } from "../strategy/policy.ts";
+import type { StrategyParams } from "../strategy/policy.ts";
 import type { Prediction } from "../strategy/evaluator_core.ts";
 import { loadActorState, saveActorState } from "../store/actor_state.ts";
 import { finalBarsAfter } from "../store/market_1s.ts";
@@ -115,15 +115,7 @@ export class Evaluator {
     if (bars.length === 0) return { bars: 0, labels: 0, paperTrades: 0 };
     const before = core.snapshot();
     const beforePosition = core.position;
-    const labels: MaturedLabel[] = [];
-    const predictions: Prediction[] = [];
-    const events: PaperEvent[] = [];
-    for (const bar of bars) {
-      const step = core.onBar(bar);
-      labels.push(...step.labels);
-      if (step.prediction) predictions.push(step.prediction);
-      events.push(...step.paperEvents);
-    }
+    const { labels, predictions, events } = stepBars(core, bars);
     try {
       await this.#o.sql.begin(async (tx) => {
         await insertLabels(tx, labels, this.#o.params);

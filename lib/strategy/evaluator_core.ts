@@ -294,6 +294,39 @@ export class EvaluatorCore {
   }
 }
 
+/** What {@linkcode stepBars} produced over a run of bars. */
+export interface StepBatch {
+  /** Labels that matured, in bar order. */
+  labels: MaturedLabel[];
+  /** One per bar processed (ignored bars have none). */
+  predictions: Prediction[];
+  /** Paper trade events, in bar order. */
+  events: PaperEvent[];
+}
+
+/**
+ * Feeds `bars` (final, oldest first) to `core` and collects what they produced. This is the one
+ * loop both the evaluator actor and the backtest run, so a replay of the same bars from the same
+ * state yields the same labels, predictions and paper trades.
+ *
+ * @example
+ * ```ts
+ * import { resolveParams } from "./policy.ts";
+ * const core = new EvaluatorCore({ market: "KRW-BTC", params: resolveParams("test"), krwAmount: 10_000 });
+ * stepBars(core, []).events.length; // 0
+ * ```
+ */
+export function stepBars(core: EvaluatorCore, bars: Iterable<Bar>): StepBatch {
+  const out: StepBatch = { labels: [], predictions: [], events: [] };
+  for (const bar of bars) {
+    const step = core.onBar(bar);
+    for (const l of step.labels) out.labels.push(l);
+    if (step.prediction) out.predictions.push(step.prediction);
+    for (const e of step.paperEvents) out.events.push(e);
+  }
+  return out;
+}
+
 function samePosition(a: PaperPosition | null, b: PaperPosition | null): boolean {
   if (a === null || b === null) return a === b;
   return a.entryTs === b.entryTs && a.entryPrice === b.entryPrice && a.qty === b.qty;

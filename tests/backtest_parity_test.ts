@@ -1,0 +1,201 @@
+/**
+ * @module Parity of the backtest with the live evaluator: upbot runs against the simulator (shadow
+ * mode, as tests/pipeline_e2e_test.ts does), then the backtest replays the `market_1s` bars the
+ * live evaluator had processed and must produce the same paper trades, trade for trade (action,
+ * bar, price, quantity, fee, pnl, reason, hold, EV). The fill model is layered on top and is not
+ * part of parity.
+ */
+import assert from "node:assert/strict";
+import { replayMarket } from "../lib/backtest/replay.ts";
+import { runBacktest } from "../lib/backtest/run.ts";
+import { barsFromDatabase } from "../lib/backtest/store.ts";
+import { parseConfig } from "../lib/config.ts";
+import type { Client } from "../lib/db.ts";
+import { configureLogging, loggingSettings, setLogSink } from "../lib/log.ts";
+import type { PaperEvent } from "../lib/strategy/policy.ts";
+import { overridesFromConfig, resolveParams } from "../lib/strategy/policy.ts";
+import { startUpbot } from "../lib/upbot.ts";
+import { startSimulator } from "../sim/mod.ts";
+import { openTestDatabase, testBackends } from "./_db.ts";
+
+/** A strategy that trades every few seconds on the simulator (shadow mode: no orders). */
+const ENV = {
+  PAPER_POLICY_PROFILE: "test",
+  EVAL_TP_PCT: "0.05",
+  EVAL_SL_PCT: "0.05",
+  EVAL_HORIZON_SEC: "3",
+  ORDER_KRW_AMOUNT: "10000",
+};
+
+const MARKETS = ["KRW-BTC", "KRW-ETH"];
+
+interface LiveRow {
+  symbol: string;
+  action: string;
+  ts: Date;
+  entry_ts: Date;
+  entry_price: string;
+  exit_price: string | null;
+  qty: string;
+  fee: string;
+  pnl: string | null;
+  hold_sec: number | null;
+  exit_reason: string | null;
+  ev: number | null;
+}
+
+/** The comparable content of a paper event (numbers exactly as the evaluator computed them). */
+function fromEvent(e: PaperEvent) {
+  return e.action === "ENTER_LONG" ? [e.market, e.action, e.ts, e.price, e.qty, e.fee, e.ev] : [
+    e.market,
+    e.action,
+    e.ts,
+    e.entryTs,
+    e.entryPrice,
+    e.price,
+    e.qty,
+    e.fee,
+    e.pnl,
+    e.holdSec,
+    e.reason,
+    e.ev,
+  ];
+}
+
+function fromRow(r: LiveRow) {
+  return r.action === "ENTER_LONG"
+    ? [
+      r.symbol,
+      r.action,
+      r.ts.getTime(),
+      Number(r.entry_price),
+      Number(r.qty),
+      Number(r.fee),
+      r.ev,
+    ]
+    : [
+      r.symbol,
+      r.action,
+      r.ts.getTime(),
+      r.entry_ts.getTime(),
+      Number(r.entry_price),
+      Number(r.exit_price),
+      Number(r.qty),
+      Number(r.fee),
+      Number(r.pnl),
+      r.hold_sec,
+      r.exit_reason,
+      r.ev,
+    ];
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 90_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+for (const backend of testBackends()) {
+  Deno.test(`backtest replays a live simulator run's bars into the same paper trades [${backend}]`, async () => {
+    const previousLog = loggingSettings();
+    const lines: string[] = [];
+    const restoreSink = setLogSink((line) => lines.push(line));
+    const cleanups: (() => Promise<void> | void)[] = [() => {
+      restoreSink();
+      configureLogging(previousLog);
+    }];
+    try {
+      const sim = await startSimulator({
+        seed: 7,
+        markets: MARKETS,
+        rate: 200,
+        volatilityScale: 10,
+      });
+      cleanups.push(() => sim.close());
+      let dbEnv: Record<string, string>;
+      if (backend === "pglite") {
+        const dir = await Deno.makeTempDir({ prefix: "upbot_backtest_" });
+        cleanups.push(() => Deno.remove(dir, { recursive: true }));
+        dbEnv = { DATA_DIR: dir };
+      } else {
+        const db = await openTestDatabase(backend);
+        cleanups.push(() => db.close());
+        dbEnv = { DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "" };
+      }
+      const config = parseConfig({
+        HTTP_PORT: "0",
+        LOG_LEVEL: "warn",
+        LOG_FORMAT: "json",
+        MARKETS: MARKETS.join(","),
+        UPBIT_REST_URL: sim.restUrl,
+        UPBIT_WS_URL: sim.wsUrl,
+        ...dbEnv,
+        ...ENV,
+      });
+      const upbot = await startUpbot(config, {
+        supervisor: { log: { level: "error", format: "json" }, statusLogIntervalMs: 0 },
+      });
+      cleanups.push(() => upbot.stop());
+      const sql: Client = upbot.sql;
+      await until("three closed paper trades in each market", async () => {
+        const rows = await sql<{ symbol: string; n: number }[]>`
+          select symbol, count(*)::int as n from paper_trades where action = 'EXIT_LONG'
+          group by symbol`;
+        return MARKETS.every((m) => (rows.find((r) => r.symbol === m)?.n ?? 0) >= 3);
+      });
+
+      const params = resolveParams("test", overridesFromConfig(config));
+      let compared = 0;
+      for (const market of MARKETS) {
+        // What the live evaluator has processed: its snapshot's last bar (paper trades commit in
+        // the same transaction as the snapshot).
+        const [state] = await sql<{ state: { lastTs: number } }[]>`
+          select state from actor_state where name = ${`evaluator.${market}`}`;
+        const lastTs = state!.state.lastTs;
+        const live = await sql<LiveRow[]>`
+          select symbol, action, ts, entry_ts, entry_price::text, exit_price::text, qty::text,
+                 fee::text, pnl::text, hold_sec, exit_reason, ev
+          from paper_trades where symbol = ${market} and ts <= ${new Date(lastTs)} order by id`;
+        const replay = await replayMarket(barsFromDatabase(sql, market, 0, lastTs + 1), {
+          market,
+          params,
+          krwAmount: config.ORDER_KRW_AMOUNT,
+          slippageBps: 0,
+        });
+        assert.equal(replay.lastTs, lastTs);
+        assert.ok(live.length >= 6, `${market}: ${live.length} live paper trades`);
+        assert.deepEqual(replay.events.map(fromEvent), live.map(fromRow), `${market} paper trades`);
+        compared += live.length;
+      }
+      assert.ok(compared >= 12);
+
+      // The whole run through runBacktest (what the CLI does) is byte-identical when repeated.
+      const lastTs = Math.min(
+        ...(await sql<
+          { t: Date }[]
+        >`select max(ts) as t from market_1s where is_final group by symbol`)
+          .map((r) => r.t.getTime()),
+      );
+      const run = {
+        markets: MARKETS,
+        from: new Date(0).toISOString(),
+        to: new Date(lastTs + 1000).toISOString(),
+        source: "db" as const,
+        profile: "test",
+        params,
+        krwAmount: config.ORDER_KRW_AMOUNT,
+        slippageBps: 2,
+      };
+      const source = (m: string) => barsFromDatabase(sql, m, 0, lastTs + 1000);
+      const a = JSON.stringify(await runBacktest(run, source));
+      const b = JSON.stringify(await runBacktest(run, source));
+      assert.equal(a, b);
+    } catch (err) {
+      throw new Error(`${(err as Error).stack}\nlast lines:\n${lines.slice(-10).join("\n")}`);
+    } finally {
+      for (const fn of cleanups.reverse()) await fn();
+    }
+  });
+}
