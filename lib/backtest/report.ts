@@ -202,7 +202,7 @@ function pct(x: number | null, digits = 1): string {
 
 const COLUMNS = [
   "market",
-  "pnl",
+  "",
   "trades",
   "win",
   "total",
