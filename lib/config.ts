@@ -329,6 +329,13 @@ export const SETTINGS = [
     doc: "Directory of the embedded database (used when DATABASE_URL is unset).",
   },
   {
+    name: "RECORD_TRADES",
+    schema: bool(false),
+    defaultText: "false",
+    doc:
+      "Feed: also write every trade received as gzip NDJSON per market and UTC day under DATA_DIR/trades/ (replayed by deno task backtest --source files).",
+  },
+  {
     name: "DATABASE_URL",
     schema: databaseUrl,
     defaultText: "",

@@ -20,6 +20,8 @@ export interface ActorPermissionOptions {
   env?: readonly string[];
   /** Files or directories the actor may read. */
   read?: readonly (string | URL)[];
+  /** Files or directories the actor may write (the feed's trade recorder only). */
+  write?: readonly (string | URL)[];
 }
 
 /**
@@ -42,7 +44,7 @@ export function actorPermissions(
     env: list(options.env),
     net: list(options.net),
     read: list(options.read),
-    write: false,
+    write: list(options.write),
     run: false,
     ffi: false,
     sys: false,

@@ -36,6 +36,8 @@ export const FeedConfig = z.object({
   markets: Markets,
   wsUrl: z.string(),
   restUrl: z.string(),
+  /** `DATA_DIR/trades` (absolute) when `RECORD_TRADES` is on, else null. */
+  recordTradesDir: z.string().nullable(),
 });
 
 /** The evaluator's slice. */
@@ -128,6 +130,12 @@ function dbHost(db: DbConnection): string {
   return db.kind === "url" ? hostPort(db.url) : `${db.host}:${db.port}`;
 }
 
+/** `DATA_DIR/trades` as an absolute path (a worker's permissions need one). */
+export function recordedTradesDir(dataDir: string): string {
+  const trades = `${dataDir.replace(/\/+$/, "")}/trades`;
+  return trades.startsWith("/") ? trades : `${Deno.cwd()}/${trades.replace(/^\.\//, "")}`;
+}
+
 /** Options of {@linkcode pipelineActorSpecs}. */
 export interface PipelineSpecOptions {
   /** Where the actor modules live. @default {the repository's actors/ folder} */
@@ -151,18 +159,25 @@ export function pipelineActorSpecs(
     accessKey: config.UPBIT_ACCESS_KEY,
     secretKey: config.UPBIT_SECRET_KEY,
   };
+  const recordTradesDir = config.RECORD_TRADES ? recordedTradesDir(config.DATA_DIR) : null;
   const net = (...hosts: string[]) =>
     actorPermissions({ net: [...new Set([...hosts, dbNet])], env: ["PG*"] });
   return [
     {
       name: "feed",
       module: new URL("feed.ts", dir),
-      permissions: net(ws, rest),
+      permissions: recordTradesDir === null ? net(ws, rest) : actorPermissions({
+        net: [...new Set([ws, rest, dbNet])],
+        env: ["PG*"],
+        read: [recordTradesDir],
+        write: [recordTradesDir],
+      }),
       config: {
         db,
         markets: config.MARKETS,
         wsUrl: config.UPBIT_WS_URL,
         restUrl: config.UPBIT_REST_URL,
+        recordTradesDir,
       } satisfies z.input<typeof FeedConfig>,
     },
     {

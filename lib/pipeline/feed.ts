@@ -35,6 +35,8 @@ export interface FeedOptions {
   maxStartBackfillMs?: number;
   /** Options passed to the WebSocket client (tests shorten timings). */
   ws?: Partial<ConstructorParameters<typeof UpbitPublicWs>[0]>;
+  /** Sees every trade received (stream and backfills) before aggregation: the trade recorder. */
+  onTrades?: (trades: readonly Trade[]) => void;
 }
 
 /** Counters for status and metrics. */
@@ -128,6 +130,7 @@ export class Feed {
   /** Adds trades (from the stream or a backfill). */
   ingest(trades: Trade[]): void {
     this.#stats.trades += trades.length;
+    this.#o.onTrades?.(trades);
     this.#collect(this.#agg.ingest(trades));
   }
 
