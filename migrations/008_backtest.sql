@@ -28,6 +28,9 @@ CREATE TABLE backtest_trades (
   paper_exit    NUMERIC     NOT NULL,
   paper_fees    NUMERIC     NOT NULL,
   paper_pnl     NUMERIC     NOT NULL,
+  spread_entry  NUMERIC     NOT NULL,          -- the paper trade bought at the estimated ask
+  spread_exit   NUMERIC     NOT NULL,          -- and sold at the estimated bid
+  spread_pnl    NUMERIC     NOT NULL,
   fill_entry_ts TIMESTAMPTZ,                   -- null: the data ended before the exit could fill
   fill_exit_ts  TIMESTAMPTZ,
   fill_entry    NUMERIC,
@@ -37,3 +40,10 @@ CREATE TABLE backtest_trades (
   fill_pnl      NUMERIC,
   PRIMARY KEY (run_id, seq)
 );
+
+-- What a market order would really have got in each second (paper that tells the truth): the
+-- price of the second's last buyer-initiated trade (it lifted the ask) and of its last
+-- seller-initiated trade (it hit the bid). Null when the second had no trade of that side, and on
+-- bars stored before this migration.
+ALTER TABLE market_1s ADD COLUMN ask_est NUMERIC;
+ALTER TABLE market_1s ADD COLUMN bid_est NUMERIC;

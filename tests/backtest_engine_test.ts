@@ -19,45 +19,8 @@ import type { Bar } from "../lib/strategy/bars.ts";
 import { EvaluatorCore, stepBars } from "../lib/strategy/evaluator_core.ts";
 import { resolveParams } from "../lib/strategy/policy.ts";
 import { upsertBars } from "../lib/store/market_1s.ts";
+import { bar, T0, walk } from "./_backtest_bars.ts";
 import { dbTest } from "./_db.ts";
-
-const T0 = Date.UTC(2026, 11, 1);
-
-function bar(market: string, ts: number, o: number, h: number, l: number, c: number): Bar {
-  return {
-    market,
-    ts,
-    open: o,
-    high: h,
-    low: l,
-    close: c,
-    volume: 1,
-    quoteVolume: c,
-    tradeCount: 1,
-    buyVolume: 0.5,
-    sellVolume: 0.5,
-  };
-}
-
-/** A seeded random walk of `n` one-second bars (whole KRW prices). */
-export function walk(market: string, n: number, seed: number, start = 100_000): Bar[] {
-  let s = seed >>> 0;
-  const rand = () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-  const out: Bar[] = [];
-  let price = start;
-  for (let i = 0; i < n; i++) {
-    const open = price;
-    const close = Math.max(1, Math.round(open * (1 + (rand() - 0.5) * 0.004)));
-    const high = Math.max(open, close) + Math.round(rand() * 30);
-    const low = Math.min(open, close) - Math.round(rand() * 30);
-    out.push(bar(market, T0 + i * 1000, open, high, low, close));
-    price = close;
-  }
-  return out;
-}
 
 const RUN: RunParameters = {
   markets: ["KRW-BTC", "KRW-ETH"],
@@ -160,6 +123,7 @@ Deno.test("QualityTracker scores a uniform model at ln 3 and the base rate from 
     pDown: 1 / 3,
     pFlat: 1 / 3,
     ev: 0,
+    spreadPct: 0,
     features: {} as never,
     trainedCount: 0,
   });

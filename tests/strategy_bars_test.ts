@@ -47,6 +47,10 @@ const BAR_T: Bar = {
   tradeCount: 4,
   buyVolume: 2.5,
   sellVolume: 2,
+  // Since migration 008: the last BID trade by time (d, tied with b at 900 ms, wins on id over
+  // a and c) and the last ASK trade (b).
+  askEst: 101,
+  bidEst: 103,
 };
 const BAR_T1: Bar = {
   market: "KRW-BTC",
@@ -60,6 +64,9 @@ const BAR_T1: Bar = {
   tradeCount: 2,
   buyVolume: 1,
   sellVolume: 1,
+  // e (BID) and h (ASK, arrived after e but earlier in time).
+  askEst: 102,
+  bidEst: 97,
 };
 
 Deno.test("BarAggregator computes hand-checked bars with out-of-order, tied, duplicate and late trades", () => {
@@ -85,6 +92,8 @@ Deno.test("BarAggregator computes hand-checked bars with out-of-order, tied, dup
     tradeCount: 1,
     buyVolume: 0,
     sellVolume: 1,
+    askEst: null,
+    bidEst: 104,
   }]);
   assert.deepEqual(agg.stats(), { accepted: 7, duplicates: 1, lateDropped: 1, futureRejected: 0 });
 

@@ -56,12 +56,15 @@ Deno.test("EvaluatorCore turns trades into labels, predictions and alternating p
   const labels = steps.flatMap((s) => s.labels);
   const events = steps.flatMap((s) => s.paperEvents);
 
-  // Every bar gets a prediction whose probabilities sum to 1, and EV follows the formula.
+  // Every bar gets a prediction whose probabilities sum to 1, and EV follows the formula. (Since
+  // migration 008 EV also subtracts the expected spread cost: these bars carry both trade sides.)
   for (const s of steps) {
     const p = s.prediction!;
     assert.ok(Math.abs(p.pUp + p.pDown + p.pFlat - 1) < 1e-12);
-    assert.ok(Math.abs(p.ev - (p.pUp * 0.15 - p.pDown * 0.15 - 0.1)) < 1e-12);
+    assert.ok(p.spreadPct >= 0);
+    assert.ok(Math.abs(p.ev - (p.pUp * 0.15 - p.pDown * 0.15 - 0.1 - p.spreadPct)) < 1e-12);
   }
+  assert.ok(steps.some((s) => s.prediction!.spreadPct > 0), "a spread was estimated");
   // Labels: each bar at most once, all but the last horizon's worth matured; the model learned.
   const labelled = new Set(labels.map((l) => l.ts));
   assert.equal(labelled.size, labels.length);

@@ -5,7 +5,13 @@
  */
 import type { Bar } from "../strategy/bars.ts";
 import { EvaluatorCore, stepBars } from "../strategy/evaluator_core.ts";
-import type { PaperEnter, PaperEvent, PaperExit, StrategyParams } from "../strategy/policy.ts";
+import {
+  FEE_RATE,
+  type PaperEnter,
+  type PaperEvent,
+  type PaperExit,
+  type StrategyParams,
+} from "../strategy/policy.ts";
 import { type FilledTrade, FillModel } from "./fill.ts";
 import { type QualityReport, QualityTracker } from "./quality.ts";
 
@@ -20,11 +26,23 @@ export interface ReplayOptions {
   onProgress?: (bars: number, lastTs: number) => void;
 }
 
+/**
+ * The paper trade priced at the spread: bought half the expected spread above the paper entry,
+ * sold half below the paper exit (the estimate EV used at each bar), same quantity, both fees.
+ */
+export interface SpreadPaper {
+  entryPrice: number;
+  exitPrice: number;
+  fees: number;
+  pnl: number;
+}
+
 /** A closed round trip: the paper trade as the live evaluator would have logged it, and its fill. */
 export interface RoundTrip {
   market: string;
   enter: PaperEnter;
   exit: PaperExit;
+  atSpread: SpreadPaper;
   /** Null when the data ended before the exit could fill. */
   filled: FilledTrade | null;
 }
@@ -42,6 +60,18 @@ export interface MarketReplay {
   /** The paper entry still open when the data ended, or null. */
   openAtEnd: PaperEnter | null;
   quality: QualityReport;
+}
+
+function atSpread(
+  enter: PaperEnter,
+  exit: PaperExit,
+  entrySpreadPct: number,
+  exitSpreadPct: number,
+): SpreadPaper {
+  const entryPrice = enter.price * (1 + entrySpreadPct / 200);
+  const exitPrice = exit.price * (1 - exitSpreadPct / 200);
+  const fees = (entryPrice + exitPrice) * enter.qty * FEE_RATE;
+  return { entryPrice, exitPrice, fees, pnl: (exitPrice - entryPrice) * enter.qty - fees };
 }
 
 /**
@@ -67,6 +97,7 @@ export async function replayMarket(
   const events: PaperEvent[] = [];
   const trades: RoundTrip[] = [];
   let enter: PaperEnter | null = null;
+  let entrySpreadPct = 0;
   let bars = 0;
   let firstTs: number | null = null;
   let lastTs: number | null = null;
@@ -80,14 +111,23 @@ export async function replayMarket(
       bars++;
       firstTs ??= bar.ts;
       lastTs = bar.ts;
-      quality.onStep(step.labels, step.predictions[0] ?? null);
+      const prediction = step.predictions[0] ?? null;
+      quality.onStep(step.labels, prediction);
+      const spreadPct = prediction?.spreadPct ?? 0;
       for (const e of step.events) {
         events.push(e);
         if (e.action === "ENTER_LONG") {
           enter = e;
+          entrySpreadPct = spreadPct;
           fills.onEnter(e);
         } else if (enter) {
-          const trip: RoundTrip = { market: options.market, enter, exit: e, filled: null };
+          const trip: RoundTrip = {
+            market: options.market,
+            enter,
+            exit: e,
+            atSpread: atSpread(enter, e, entrySpreadPct, spreadPct),
+            filled: null,
+          };
           trades.push(trip);
           enter = null;
           fills.onExit(e, (f) => trip.filled = f);

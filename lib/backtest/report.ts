@@ -32,7 +32,10 @@ export interface ReportSection {
   openAtEnd: number;
   /** Round trips whose exit had no next bar to fill at (counted in paper only). */
   unfilled: number;
+  /** Paper trades at the bar's close, as the live evaluator records them. */
   paper: Metrics;
+  /** The same trades bought and sold at the estimated ask and bid (see `SpreadPaper`). */
+  paperAtSpread: Metrics;
   filled: Metrics;
   quality: QualityReport;
 }
@@ -49,6 +52,9 @@ export interface TradeRow {
   paperExit: number;
   paperFees: number;
   paperPnl: number;
+  spreadEntry: number;
+  spreadExit: number;
+  spreadPnl: number;
   fillEntryTs: string | null;
   fillExitTs: string | null;
   fillEntry: number | null;
@@ -76,6 +82,17 @@ function paperOutcome(t: RoundTrip): TradeOutcome {
     pnl: t.exit.pnl,
     notional: t.enter.price * t.enter.qty,
     fees: t.enter.fee + t.exit.fee,
+  };
+}
+
+function spreadOutcome(t: RoundTrip): TradeOutcome {
+  return {
+    market: t.market,
+    entryTs: t.enter.ts,
+    exitTs: t.exit.ts,
+    pnl: t.atSpread.pnl,
+    notional: t.atSpread.entryPrice * t.enter.qty,
+    fees: t.atSpread.fees,
   };
 }
 
@@ -107,6 +124,7 @@ function section(market: string, replays: readonly MarketReplay[], quality: Qual
     openAtEnd: replays.filter((r) => r.openAtEnd !== null).length,
     unfilled: trips.length - filled.length,
     paper: computeMetrics(trips.map(paperOutcome), ms),
+    paperAtSpread: computeMetrics(trips.map(spreadOutcome), ms),
     filled: computeMetrics(filled, ms),
     quality,
   };
@@ -162,6 +180,9 @@ function tradeRow(t: RoundTrip): TradeRow {
     paperExit: t.exit.price,
     paperFees: t.enter.fee + t.exit.fee,
     paperPnl: t.exit.pnl,
+    spreadEntry: t.atSpread.entryPrice,
+    spreadExit: t.atSpread.exitPrice,
+    spreadPnl: t.atSpread.pnl,
     fillEntryTs: f ? iso(f.entry.ts) : null,
     fillExitTs: f ? iso(f.exit.ts) : null,
     fillEntry: f?.entry.price ?? null,
@@ -250,12 +271,15 @@ export function formatReport(report: BacktestReport): string {
     `profile=${r.profile} tp=${p.tpPct}% sl=${p.slPct}% horizon=${p.horizonSec}s ` +
     `entry_ev_min=${p.entryEvMin} exit_ev_min=${p.exitEvMin} cooldown=${p.cooldownSec}s ` +
     `krw=${r.krwAmount} fee=${fixed(report.feeRatePerSide * 100, 2)}%/side ` +
-    `slippage=${r.slippageBps}bps (fills at the next bar's open)`,
+    `slippage=${r.slippageBps}bps`,
+    "paper: at the bar's close (as the live evaluator); @spread: bought at the estimated ask, " +
+    "sold at the estimated bid; filled: at the next bar's open with slippage",
     "",
   ];
   const rows: string[][] = [[...COLUMNS]];
   for (const s of [...report.markets, report.total]) {
     rows.push(metricCells(s.market, "paper", s.paper));
+    rows.push(metricCells("", "@spread", s.paperAtSpread));
     rows.push(metricCells("", "filled", s.filled));
   }
   lines.push(table(rows), "");

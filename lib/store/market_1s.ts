@@ -26,6 +26,8 @@ export async function upsertBars(
     trade_count: b.tradeCount,
     buy_volume: String(b.buyVolume),
     sell_volume: String(b.sellVolume),
+    ask_est: b.askEst == null ? null : String(b.askEst),
+    bid_est: b.bidEst == null ? null : String(b.bidEst),
     is_final: isFinal,
   }));
   await sql`
@@ -34,7 +36,8 @@ export async function upsertBars(
       open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
       volume = excluded.volume, quote_volume = excluded.quote_volume,
       trade_count = excluded.trade_count, buy_volume = excluded.buy_volume,
-      sell_volume = excluded.sell_volume, is_final = excluded.is_final, updated_at = now()
+      sell_volume = excluded.sell_volume, ask_est = excluded.ask_est,
+      bid_est = excluded.bid_est, is_final = excluded.is_final, updated_at = now()
     where not market_1s.is_final`;
 }
 
@@ -50,6 +53,8 @@ interface BarRow {
   trade_count: number;
   buy_volume: string;
   sell_volume: string;
+  ask_est: string | null;
+  bid_est: string | null;
 }
 
 function toBar(r: BarRow): Bar {
@@ -65,6 +70,8 @@ function toBar(r: BarRow): Bar {
     tradeCount: r.trade_count,
     buyVolume: Number(r.buy_volume),
     sellVolume: Number(r.sell_volume),
+    askEst: r.ask_est === null ? null : Number(r.ask_est),
+    bidEst: r.bid_est === null ? null : Number(r.bid_est),
   };
 }
 
@@ -77,7 +84,7 @@ export async function finalBarsAfter(
 ): Promise<Bar[]> {
   const rows = await sql<BarRow[]>`
     select symbol, ts, open, high, low, close, volume, quote_volume, trade_count, buy_volume,
-           sell_volume
+           sell_volume, ask_est, bid_est
     from market_1s
     where symbol = ${symbol} and is_final and ts > ${new Date(afterTs)}
     order by ts

@@ -59,6 +59,14 @@ export interface Bar {
   buyVolume: number;
   /** Volume of `ASK` (seller-initiated) trades. */
   sellVolume: number;
+  /**
+   * What a market buy would have paid: the price of the bar's last buyer-initiated (`BID`)
+   * trade, which lifted the best ask. Null when the bar has none; absent on bars built by hand
+   * or stored before migration 008.
+   */
+  askEst?: number | null;
+  /** What a market sell would have got: the price of the bar's last `ASK` trade (hit the bid). */
+  bidEst?: number | null;
 }
 
 /** What one call of {@linkcode BarAggregator.ingest} or `flushBefore` produced. */
@@ -112,6 +120,11 @@ interface OpenBar {
   firstSeq: bigint;
   lastTs: number;
   lastSeq: bigint;
+  /** Time and id of the trade behind `askEst` / `bidEst` (-Infinity: none yet). */
+  buyTs: number;
+  buySeq: bigint;
+  sellTs: number;
+  sellSeq: bigint;
 }
 
 interface MarketState {
@@ -317,11 +330,17 @@ export class BarAggregator {
           tradeCount: 1,
           buyVolume: buy,
           sellVolume: sell,
+          askEst: t.side === "BID" ? t.price : null,
+          bidEst: t.side === "ASK" ? t.price : null,
         },
         firstTs: t.timestampMs,
         firstSeq: t.sequentialId,
         lastTs: t.timestampMs,
         lastSeq: t.sequentialId,
+        buyTs: t.side === "BID" ? t.timestampMs : -Infinity,
+        buySeq: t.sequentialId,
+        sellTs: t.side === "ASK" ? t.timestampMs : -Infinity,
+        sellSeq: t.sequentialId,
       });
       return;
     }
@@ -345,6 +364,20 @@ export class BarAggregator {
       bar.close = t.price;
       ob.lastTs = t.timestampMs;
       ob.lastSeq = t.sequentialId;
+    }
+    // The last trade of each side, by the same order.
+    if (t.side === "BID") {
+      if (t.timestampMs > ob.buyTs || (t.timestampMs === ob.buyTs && t.sequentialId > ob.buySeq)) {
+        bar.askEst = t.price;
+        ob.buyTs = t.timestampMs;
+        ob.buySeq = t.sequentialId;
+      }
+    } else if (
+      t.timestampMs > ob.sellTs || (t.timestampMs === ob.sellTs && t.sequentialId > ob.sellSeq)
+    ) {
+      bar.bidEst = t.price;
+      ob.sellTs = t.timestampMs;
+      ob.sellSeq = t.sequentialId;
     }
   }
 

@@ -23,6 +23,7 @@ import {
   type PaperPosition,
   type StrategyParams,
 } from "./policy.ts";
+import { SpreadEstimator } from "./spread.ts";
 
 /** Options of {@linkcode EvaluatorCore}. */
 export interface EvaluatorCoreOptions {
@@ -41,8 +42,10 @@ export interface Prediction {
   pUp: number;
   pDown: number;
   pFlat: number;
-  /** EV in percent. */
+  /** EV in percent (after the fee and the expected spread cost). */
   ev: number;
+  /** The expected spread cost of a round trip subtracted in `ev`, percent. */
+  spreadPct: number;
   features: Features;
   /** Labels the model had learned from when it made this prediction. */
   trainedCount: number;
@@ -105,6 +108,8 @@ export const EvaluatorSnapshotSchema = z.object({
   pendingFeatures: z.array(z.tuple([finite, z.array(finite)])),
   model: z.unknown(),
   policy: z.object({ position: PositionSchema.nullable(), noEntryBeforeTs: finite.nullable() }),
+  /** Absent in snapshots written before the spread estimate existed. */
+  spread: z.object({ emaPct: finite.nullable() }).optional(),
 });
 
 /** The persisted state of an {@linkcode EvaluatorCore} (plain JSON). */
@@ -141,6 +146,7 @@ export class EvaluatorCore {
   #features: FeatureExtractor;
   #model: OnlineBarrierModel;
   #policy: PaperPolicy;
+  #spread = new SpreadEstimator();
   #pendingFeatures = new Map<number, number[]>();
   #lastTs: number | null = null;
 
@@ -184,11 +190,13 @@ export class EvaluatorCore {
       this.#pendingFeatures.delete(label.ts);
       if (x) this.#model.train(x, label.label);
     }
+    this.#spread.onBar(bar);
+    const spreadPct = this.#spread.costPct;
     const features = this.#features.onBar(bar);
     const x = featureVector(features);
     const trainedCount = this.#model.trainedCount;
     const p = this.#model.predict(x);
-    const ev = expectedValuePct(p, this.params);
+    const ev = expectedValuePct(p, this.params, spreadPct);
     this.#pendingFeatures.set(bar.ts, x);
     const prediction: Prediction = {
       market: this.market,
@@ -197,6 +205,7 @@ export class EvaluatorCore {
       pDown: p.pDown,
       pFlat: p.pFlat,
       ev,
+      spreadPct,
       features,
       trainedCount,
     };
@@ -215,6 +224,7 @@ export class EvaluatorCore {
       pendingFeatures: [...this.#pendingFeatures].map(([ts, x]) => [ts, [...x]]),
       model: this.#model.toJSON(),
       policy: this.#policy.snapshot(),
+      spread: this.#spread.snapshot(),
     };
   }
 
@@ -256,6 +266,7 @@ export class EvaluatorCore {
       const s = parsed.data;
       core.#lastTs = s.lastTs;
       core.#features = new FeatureExtractor(s.features);
+      if (s.spread) core.#spread = new SpreadEstimator(s.spread);
       noEntryBeforeTs = s.policy.noEntryBeforeTs;
       const sameBarriers = s.params.tpPct === core.params.tpPct &&
         s.params.slPct === core.params.slPct && s.params.horizonSec === core.params.horizonSec;

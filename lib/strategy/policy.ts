@@ -4,9 +4,10 @@
  * Units: barriers, thresholds and EV are in PERCENT (`0.15` = 0.15 %), like the `EVAL_*`
  * variables. Fees are 0.05 % per side (§8.1), so a round trip costs 0.1 %.
  *
- * EV (percent) = p_up·TP − p_down·SL − round-trip fee. The horizon outcome is taken as a zero
- * return; it is not, but its mean is small against the barriers and ignoring it keeps EV
- * readable.
+ * EV (percent) = p_up·TP − p_down·SL − round-trip fee − expected spread cost (a market buy pays
+ * the ask and a market sell gets the bid: one spread per round trip, see `spread.ts`). The
+ * horizon outcome is taken as a zero return; it is not, but its mean is small against the
+ * barriers and ignoring it keeps EV readable.
  *
  * Paper position, per market: FLAT → LONG on `ENTER_LONG` when EV > entry threshold (at the bar's
  * close); LONG → FLAT on `EXIT_LONG` with the first reason that holds, in this order:
@@ -133,18 +134,21 @@ export function resolveParams(
 }
 
 /**
- * Expected value of a long entry, in percent: `pUp·tpPct − pDown·slPct − 0.1`.
+ * Expected value of a long entry, in percent: `pUp·tpPct − pDown·slPct − 0.1 − spreadPct`.
  *
+ * @param spreadPct expected spread cost of the round trip, percent (0: unknown).
  * @example
  * ```ts
  * expectedValuePct({ pUp: 0.5, pDown: 0.2, pFlat: 0.3 }, { tpPct: 0.5, slPct: 0.4 }); // 0.07
+ * expectedValuePct({ pUp: 0.5, pDown: 0.2, pFlat: 0.3 }, { tpPct: 0.5, slPct: 0.4 }, 0.02); // 0.05
  * ```
  */
 export function expectedValuePct(
   p: BarrierProbabilities,
   params: Pick<StrategyParams, "tpPct" | "slPct">,
+  spreadPct = 0,
 ): number {
-  return p.pUp * params.tpPct - p.pDown * params.slPct - ROUND_TRIP_FEE_PCT;
+  return p.pUp * params.tpPct - p.pDown * params.slPct - ROUND_TRIP_FEE_PCT - spreadPct;
 }
 
 /** Why a paper position was closed. */

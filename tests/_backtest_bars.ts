@@ -1,0 +1,44 @@
+/**
+ * @module Synthetic 1-second bars for the backtest tests: a seeded random walk.
+ */
+import type { Bar } from "../lib/strategy/bars.ts";
+
+/** 2026-12-01T00:00:00Z. */
+export const T0 = Date.UTC(2026, 11, 1);
+
+/** A bar without trade sides. */
+export function bar(market: string, ts: number, o: number, h: number, l: number, c: number): Bar {
+  return {
+    market,
+    ts,
+    open: o,
+    high: h,
+    low: l,
+    close: c,
+    volume: 1,
+    quoteVolume: c,
+    tradeCount: 1,
+    buyVolume: 0.5,
+    sellVolume: 0.5,
+  };
+}
+
+/** A seeded random walk of `n` one-second bars (whole KRW prices). */
+export function walk(market: string, n: number, seed: number, start = 100_000): Bar[] {
+  let s = seed >>> 0;
+  const rand = () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+  const out: Bar[] = [];
+  let price = start;
+  for (let i = 0; i < n; i++) {
+    const open = price;
+    const close = Math.max(1, Math.round(open * (1 + (rand() - 0.5) * 0.004)));
+    const high = Math.max(open, close) + Math.round(rand() * 30);
+    const low = Math.min(open, close) - Math.round(rand() * 30);
+    out.push(bar(market, T0 + i * 1000, open, high, low, close));
+    price = close;
+  }
+  return out;
+}
