@@ -35,6 +35,9 @@ export type Features = Record<FeatureName, number>;
 /** The longest window, in seconds. */
 export const MAX_WINDOW_SEC = 60;
 
+/** Seconds in the dense window: `t − 60 … t`. */
+const WINDOW = MAX_WINDOW_SEC + 1;
+
 /** Serialisable state of a {@linkcode FeatureExtractor}. */
 export interface FeatureExtractorState {
   /** Bars of the last {@linkcode MAX_WINDOW_SEC} + 1 seconds, ts ascending. */
@@ -62,6 +65,13 @@ export function featureVector(f: Features): number[] {
 export class FeatureExtractor {
   #bars: Bar[] = [];
   #carryClose: number | null = null;
+  // The dense window of the current bar, reused (no allocation per bar).
+  #close = new Float64Array(WINDOW);
+  #high = new Float64Array(WINDOW);
+  #low = new Float64Array(WINDOW);
+  #buy = new Float64Array(WINDOW);
+  #sell = new Float64Array(WINDOW);
+  #trades = new Float64Array(WINDOW);
 
   constructor(state?: FeatureExtractorState) {
     if (state) {
@@ -81,7 +91,8 @@ export class FeatureExtractor {
     while (this.#bars.length > 0 && (this.#bars[0]?.ts ?? Infinity) < oldest) {
       this.#carryClose = this.#bars.shift()?.close ?? this.#carryClose;
     }
-    return computeFeatures(this.#dense(bar.ts));
+    this.#fillDense(bar.ts);
+    return this.#compute();
   }
 
   /** Serialisable state. */
@@ -89,83 +100,87 @@ export class FeatureExtractor {
     return { bars: this.#bars.map((b) => ({ ...b })), carryClose: this.#carryClose };
   }
 
-  /** Seconds `t − 60 … t` as a dense array, missing seconds filled with a no-trade bar. */
-  #dense(t: number): DenseSecond[] {
+  /** Seconds `t − 60 … t` as dense arrays, missing seconds filled with a no-trade bar. */
+  #fillDense(t: number): void {
     const first = this.#bars[0];
     let close = this.#carryClose ?? first?.open ?? 0;
-    const out: DenseSecond[] = [];
     let i = 0;
-    for (let s = t - MAX_WINDOW_SEC * 1000; s <= t; s += 1000) {
+    let k = 0;
+    for (let s = t - MAX_WINDOW_SEC * 1000; s <= t; s += 1000, k++) {
       const b = this.#bars[i];
       if (b && b.ts === s) {
         i++;
         close = b.close;
-        out.push({
-          close,
-          high: b.high,
-          low: b.low,
-          buy: b.buyVolume,
-          sell: b.sellVolume,
-          trades: b.tradeCount,
-        });
+        this.#close[k] = close;
+        this.#high[k] = b.high;
+        this.#low[k] = b.low;
+        this.#buy[k] = b.buyVolume;
+        this.#sell[k] = b.sellVolume;
+        this.#trades[k] = b.tradeCount;
       } else {
-        out.push({ close, high: close, low: close, buy: 0, sell: 0, trades: 0 });
+        this.#close[k] = close;
+        this.#high[k] = close;
+        this.#low[k] = close;
+        this.#buy[k] = 0;
+        this.#sell[k] = 0;
+        this.#trades[k] = 0;
       }
     }
-    return out;
   }
-}
 
-interface DenseSecond {
-  close: number;
-  high: number;
-  low: number;
-  buy: number;
-  sell: number;
-  trades: number;
-}
-
-/** Features from a dense window whose last element is the current second (61 elements). */
-function computeFeatures(d: DenseSecond[]): Features {
-  const n = d.length;
-  const closeAt = (secondsBack: number) => d[Math.max(0, n - 1 - secondsBack)]?.close ?? 0;
-  const ret = (w: number) => logRetPct(closeAt(w), closeAt(0));
-  const vol = (w: number) => {
-    let sum = 0;
-    for (let k = 0; k < w; k++) {
+  /**
+   * Features from the dense window whose last element is the current second. Every sum adds its
+   * terms in the order the first (allocating) version of this code did, so the features, and
+   * hence the model and the paper trades, are bit-identical to it.
+   */
+  #compute(): Features {
+    const n = WINDOW;
+    const close = this.#close;
+    const closeAt = (secondsBack: number) => close[Math.max(0, n - 1 - secondsBack)]!;
+    const ret = (w: number) => logRetPct(closeAt(w), closeAt(0));
+    let sq15 = 0;
+    let sq60 = 0;
+    for (let k = 0; k < 60; k++) {
       const r = logRetPct(closeAt(k + 1), closeAt(k));
-      sum += r * r;
+      const r2 = r * r;
+      if (k < 15) sq15 += r2;
+      sq60 += r2;
     }
-    return Math.sqrt(sum);
-  };
-  const tail = (w: number) => d.slice(Math.max(0, n - w));
-  const imbalance = (w: number) => {
-    let buy = 0;
-    let sell = 0;
-    for (const s of tail(w)) {
-      buy += s.buy;
-      sell += s.sell;
+    const imbalance = (w: number) => {
+      let buy = 0;
+      let sell = 0;
+      for (let k = Math.max(0, n - w); k < n; k++) {
+        buy += this.#buy[k]!;
+        sell += this.#sell[k]!;
+      }
+      return buy + sell > 0 ? (buy - sell) / (buy + sell) : 0;
+    };
+    const intensity = (w: number) => {
+      let sum = 0;
+      for (let k = Math.max(0, n - w); k < n; k++) sum += this.#trades[k]!;
+      return Math.log1p(sum);
+    };
+    let hi = -Infinity;
+    let lo = Infinity;
+    for (let k = Math.max(0, n - MAX_WINDOW_SEC); k < n; k++) {
+      hi = Math.max(hi, this.#high[k]!);
+      lo = Math.min(lo, this.#low[k]!);
     }
-    return buy + sell > 0 ? (buy - sell) / (buy + sell) : 0;
-  };
-  const intensity = (w: number) => Math.log1p(tail(w).reduce((a, s) => a + s.trades, 0));
-  const window60 = tail(MAX_WINDOW_SEC);
-  const hi = Math.max(...window60.map((s) => s.high));
-  const lo = Math.min(...window60.map((s) => s.low));
-  const rangePos = hi > lo ? (closeAt(0) - lo) / (hi - lo) - 0.5 : 0;
-  return {
-    ret_1s: ret(1),
-    ret_5s: ret(5),
-    ret_15s: ret(15),
-    ret_60s: ret(60),
-    vol_15s: vol(15),
-    vol_60s: vol(60),
-    imbalance_5s: imbalance(5),
-    imbalance_60s: imbalance(60),
-    intensity_5s: intensity(5),
-    intensity_60s: intensity(60),
-    range_pos_60s: rangePos,
-  };
+    const rangePos = hi > lo ? (closeAt(0) - lo) / (hi - lo) - 0.5 : 0;
+    return {
+      ret_1s: ret(1),
+      ret_5s: ret(5),
+      ret_15s: ret(15),
+      ret_60s: ret(60),
+      vol_15s: Math.sqrt(sq15),
+      vol_60s: Math.sqrt(sq60),
+      imbalance_5s: imbalance(5),
+      imbalance_60s: imbalance(60),
+      intensity_5s: intensity(5),
+      intensity_60s: intensity(60),
+      range_pos_60s: rangePos,
+    };
+  }
 }
 
 function logRetPct(from: number, to: number): number {
