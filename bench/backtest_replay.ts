@@ -2,12 +2,14 @@
  * @module Benchmark of the backtest replay: bars per second through the evaluator's own code
  * (features, labels, online model, policy, spread estimate) plus the fill model and the quality
  * scores, for one market and for ten (one after the other, on one core), from bars in memory
- * (no database). Prints the numbers; asserts nothing. Method and results: docs/backtest.md.
+ * (no database); then a sweep of 8 points on 1, 2, … worker threads up to the number of cores.
+ * Prints the numbers; asserts nothing. Method and results: docs/backtest.md.
  *
  * Usage: deno run -A bench/backtest_replay.ts [barsPerMarket=200000]
  */
 import { replayMarket } from "../lib/backtest/replay.ts";
 import { runBacktest } from "../lib/backtest/run.ts";
+import { parseSweep, runSweep } from "../lib/backtest/sweep.ts";
 import type { Bar } from "../lib/strategy/bars.ts";
 import { resolveParams } from "../lib/strategy/policy.ts";
 
@@ -100,4 +102,31 @@ for (let run = 1; run <= 3; run++) {
       Math.round(report.total.bars / s).toLocaleString("en")
     } bars/s (report included)`,
   );
+}
+{
+  const cores = navigator.hardwareConcurrency;
+  const bars = new Map([["KRW-BTC", one.slice(0, 50_000)]]);
+  const run = {
+    markets: ["KRW-BTC"],
+    from: new Date(T0).toISOString(),
+    to: new Date(T0 + 50_000_000).toISOString(),
+    source: "db" as const,
+    profile: "test",
+    params,
+    krwAmount: 10_000,
+    slippageBps: 2,
+  };
+  const axes = parseSweep("EVAL_TP_PCT=0.1:0.4:0.1,EVAL_SL_PCT=0.1:0.2:0.1", "test", params);
+  let base = 0;
+  for (let workers = 1; workers <= Math.max(2, cores); workers *= 2) {
+    const t0 = performance.now();
+    await runSweep({ run, axes, bars, workers, windows: 1, inThread: false });
+    const s = (performance.now() - t0) / 1000;
+    if (workers === 1) base = s;
+    out(
+      `sweep of 8 x 50000 bars, ${workers} worker(s): ${s.toFixed(2)} s = ${
+        Math.round(400_000 / s).toLocaleString("en")
+      } bars/s, speed-up ${(base / s).toFixed(2)} (${cores} cores)`,
+    );
+  }
 }

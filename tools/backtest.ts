@@ -6,17 +6,20 @@
  * deno task backtest --market KRW-BTC[,KRW-ETH] --from 2026-12-01 --to 2026-12-02
  *   [--profile test|default] [--set EVAL_TP_PCT=0.4 ...] [--source db|files]
  *   [--slippage-bps 2] [--out DIR]
+ *   [--sweep EVAL_TP_PCT=0.2:0.8:0.2,EVAL_SL_PCT=0.2:0.6:0.2 [--walk-forward N] [--workers N]]
  * ```
  *
  * Prints the report, stores the run and its trades (`backtest_runs`, `backtest_trades`) and
  * writes `run-<id>.json`, `run-<id>.svg` and `run-<id>-reliability.svg` to `--out`
- * (default `DATA_DIR/backtests`). Exit codes: 0 done, 1 failed, 2 bad arguments or configuration
+ * (default `DATA_DIR/backtests`). A sweep prints its ranking and writes `sweep-<time>.json` there
+ * (sweep points are not stored in the database). Exit codes: 0 done, 1 failed, 2 bad arguments or configuration
  * (one line on stderr).
  */
 import { parseBacktestArgs, UsageError } from "../lib/backtest/args.ts";
 import { formatReport } from "../lib/backtest/report.ts";
 import { appVersion, gitDescribe, runBacktest, writeReportFiles } from "../lib/backtest/run.ts";
 import { barsFromDatabase, saveRun } from "../lib/backtest/store.ts";
+import { formatSweep, loadBars, runSweep } from "../lib/backtest/sweep.ts";
 import { barsFromTradeFiles } from "../lib/backtest/trade_files.ts";
 import { bar, print, printError, Progress } from "../lib/backtest/terminal.ts";
 import { ConfigError, loadConfig } from "../lib/config.ts";
@@ -84,6 +87,34 @@ async function main(): Promise<number> {
       ? (m: string) => barsFromDatabase(sql, m, fromMs, toMs)
       : (m: string) => barsFromTradeFiles(`${dataDir}/trades`, m, fromMs, toMs);
     const progress = new Progress();
+    if (args.sweep) {
+      const bars = await loadBars(run, source);
+      if ([...bars.values()].every((b) => b.length === 0)) {
+        printError(
+          `backtest: no final bars of ${
+            run.markets.join(",")
+          } in ${run.from} .. ${run.to} (source=${run.source})`,
+        );
+        return 2;
+      }
+      const sweep = await runSweep({
+        run,
+        axes: args.sweep,
+        bars,
+        workers: args.workers ?? navigator.hardwareConcurrency,
+        windows: args.windows,
+        onProgress: (done, total) => progress.update(`sweep ${bar(done / total)} ${done}/${total}`),
+      });
+      progress.done();
+      const dir = args.outDir ?? `${dataDir}/backtests`;
+      await Deno.mkdir(dir, { recursive: true });
+      const stamp = new Date().toISOString().replace(/[-:]/g, "").slice(0, 15);
+      const path = `${dir.replace(/\/+$/, "")}/sweep-${stamp}.json`;
+      await Deno.writeTextFile(path, JSON.stringify(sweep, null, 2) + "\n");
+      print(formatSweep(sweep));
+      print(`\nsweep: ${path}\n`);
+      return 0;
+    }
     const report = await runBacktest(run, source, (market, bars, ts) => {
       progress.update(`${market} ${bar((ts - fromMs) / (toMs - fromMs))} ${bars} bars`);
     });

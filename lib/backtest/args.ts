@@ -5,14 +5,10 @@
 import { ConfigError, parseConfig } from "../config.ts";
 import { overridesFromConfig, type ProfileName, resolveParams } from "../strategy/policy.ts";
 import type { RunParameters } from "./report.ts";
+import { parseSweep, type SweepAxis } from "./sweep.ts";
+import { UsageError } from "./usage_error.ts";
 
-/** A bad command line, explained in one line. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+export { UsageError };
 
 /** Variables `--set` may change. */
 export const SETTABLE = [
@@ -31,6 +27,12 @@ export interface BacktestArgs {
   outDir: string | null;
   /** Raw `--set` values (validated), applied over the environment's. */
   sets: Record<string, string>;
+  /** `--sweep` grid, or null for a single run. */
+  sweep: SweepAxis[] | null;
+  /** `--walk-forward N` windows (1: none). */
+  windows: number;
+  /** `--workers N` (null: one per core). */
+  workers: number | null;
 }
 
 const MARKET = /^[A-Z]{2,10}-[A-Z0-9]{1,15}$/;
@@ -97,6 +99,9 @@ export function parseBacktestArgs(
   let source: "db" | "files" = "db";
   let slippageBps = 0;
   let outDir: string | null = null;
+  let sweepSpec: string | null = null;
+  let windows = 1;
+  let workers: number | null = null;
   for (const [name, value] of splitArgs(argv)) {
     switch (name) {
       case "market":
@@ -138,6 +143,27 @@ export function parseBacktestArgs(
         break;
       case "out":
         outDir = value;
+        break;
+      case "sweep":
+        sweepSpec = value;
+        break;
+      case "walk-forward":
+        windows = Number(value);
+        if (!Number.isInteger(windows) || windows < 2 || windows > 50) {
+          throw new UsageError(
+            `--walk-forward must be a whole number of windows from 2 to 50: got ${
+              JSON.stringify(value)
+            }`,
+          );
+        }
+        break;
+      case "workers":
+        workers = Number(value);
+        if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+          throw new UsageError(
+            `--workers must be a whole number from 1 to 256: got ${JSON.stringify(value)}`,
+          );
+        }
         break;
       case "set": {
         const eq = value.indexOf("=");
@@ -185,7 +211,14 @@ export function parseBacktestArgs(
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+  if (windows > 1 && sweepSpec === null) throw new UsageError("--walk-forward needs --sweep");
+  const sweep = sweepSpec === null
+    ? null
+    : parseSweep(sweepSpec, config.PAPER_POLICY_PROFILE, params);
   return {
+    sweep,
+    windows,
+    workers,
     run: {
       markets,
       from: new Date(from).toISOString(),

@@ -8,7 +8,7 @@ import { replayMarket } from "./replay.ts";
 import { type BacktestReport, buildReport, type RunParameters } from "./report.ts";
 
 /** Where a market's bars come from: final bars in `[from, to)`, oldest first, in chunks. */
-export type BarSource = (market: string) => AsyncIterable<Bar[]>;
+export type BarSource = (market: string) => AsyncIterable<Bar[]> | Iterable<Bar[]>;
 
 /**
  * Replays every market of `run` (one after the other: each market's evaluator is independent,
