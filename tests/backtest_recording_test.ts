@@ -273,3 +273,26 @@ Deno.test("RECORD_TRADES=true: the feed worker may write DATA_DIR/trades only, a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("TradeRecorder keeps trades while writes fail, retries them, and caps what it holds", async () => {
+  await withDir(async (dir) => {
+    // A file where the market's directory should be: every write fails.
+    await Deno.writeTextFile(`${dir}/KRW-BTC`, "not a directory");
+    const errors: string[] = [];
+    const recorder = new TradeRecorder({
+      dir,
+      flushIntervalMs: 10_000,
+      maxBuffered: 3,
+      onError: (err) => errors.push(err.message),
+    });
+    recorder.record([trade(0, T0, 1n), trade(1, T0 + 1, 2n)]);
+    await recorder.flush();
+    recorder.record([trade(2, T0 + 2, 3n), trade(3, T0 + 3, 4n)]);
+    await recorder.flush();
+    assert.ok(errors.some((m) => m === "dropped 1 unrecorded trades (writes keep failing)"));
+    await Deno.remove(`${dir}/KRW-BTC`);
+    await recorder.close();
+    const { trades } = await readTradeFile(tradeFilePath(dir, "KRW-BTC", T0));
+    assert.deepEqual(trades.map((t) => t.sequentialId), [2n, 3n, 4n], "the oldest was dropped");
+  });
+});

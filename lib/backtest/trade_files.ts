@@ -191,6 +191,8 @@ export interface TradeRecorderOptions {
   flushIntervalMs?: number;
   /** Called when a write fails (the trades stay buffered for the next try). */
   onError?: (err: Error) => void;
+  /** Trades kept while writes fail; beyond it the oldest are dropped (and reported). @default {1000000} */
+  maxBuffered?: number;
 }
 
 /**
@@ -207,6 +209,7 @@ export class TradeRecorder {
   readonly dir: string;
   readonly #intervalMs: number;
   readonly #onError: (err: Error) => void;
+  readonly #maxBuffered: number;
   #buffer: Trade[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #writing: Promise<void> = Promise.resolve();
@@ -217,6 +220,7 @@ export class TradeRecorder {
     this.dir = options.dir;
     this.#intervalMs = options.flushIntervalMs ?? 1000;
     this.#onError = options.onError ?? (() => {});
+    this.#maxBuffered = options.maxBuffered ?? 1_000_000;
   }
 
   /** Queues `trades` for writing. */
@@ -250,6 +254,12 @@ export class TradeRecorder {
     } catch (err) {
       this.#buffer = [...batch, ...this.#buffer];
       this.#onError(err as Error);
+      const excess = this.#buffer.length - this.#maxBuffered;
+      if (excess > 0) {
+        // The disk keeps failing: recording is best effort, trading must not run out of memory.
+        this.#buffer = this.#buffer.slice(excess);
+        this.#onError(new Error(`dropped ${excess} unrecorded trades (writes keep failing)`));
+      }
     }
   }
 
