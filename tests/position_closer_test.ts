@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
 import {
+  UpbitApiError,
+  UpbitBanError,
+  UpbitBannedError,
+  UpbitRateLimitError,
+  UpbitResponseError,
+  UpbitTransportError,
+} from "../lib/upbit/errors.ts";
+import {
+  classifySellError,
   classifySellRefusal,
   type CloseDecision,
   type CloserInput,
@@ -233,3 +242,21 @@ for (const [code, status, expected] of REFUSALS) {
     assert.equal(classifySellRefusal(code, status), expected);
   });
 }
+
+Deno.test("classifySellError() reads the client's error classes", () => {
+  const meta = { http_status: 400, remaining_req: null, latency_ms: 1 };
+  const api = (httpStatus: number, code: string) =>
+    new UpbitApiError({ httpStatus, code, message: code, remainingReq: null, meta });
+  assert.equal(classifySellError(api(400, "insufficient_funds_ask")), "reread_balance");
+  assert.equal(classifySellError(api(403, "market_offline")), "retry");
+  assert.equal(classifySellError(api(400, "invalid_volume_ask")), "final");
+  const init = { httpStatus: 429, code: "", message: "", remainingReq: null, meta };
+  assert.equal(classifySellError(new UpbitRateLimitError(init)), "retry");
+  assert.equal(
+    classifySellError(new UpbitBanError({ ...init, httpStatus: 418, banMs: 1 })),
+    "retry",
+  );
+  assert.equal(classifySellError(new UpbitBannedError(2000, 1000)), "retry");
+  assert.equal(classifySellError(new UpbitTransportError("timeout", "timed out", meta)), "retry");
+  assert.equal(classifySellError(new UpbitResponseError("bad body", meta, "")), "retry");
+});

@@ -6,6 +6,7 @@
  * position.
  */
 import { type Dec, dec, formatDec, minDec, mul, truncDec, ZERO } from "../decimal.ts";
+import { UpbitApiError, type UpbitError } from "../upbit/errors.ts";
 
 /** Fractional digits of an order volume Upbit accepts (§8.2: quantities carry 8 decimals). */
 export const VOLUME_PLACES = 8;
@@ -178,4 +179,14 @@ export function classifySellRefusal(
   if (RETRY_CODES.has(name)) return "retry";
   if (REREAD_CODES.has(name)) return "reread_balance";
   return "final";
+}
+
+/**
+ * {@linkcode classifySellRefusal} for an error of the REST client: a refusal by Upbit by its code
+ * and status; a local 418 ban, a lost or unreadable answer are `retry` (an order creation whose
+ * answer was lost must first be resolved by its identifier, never sent blindly again).
+ */
+export function classifySellError(err: UpbitError): SellRefusalClass {
+  if (err instanceof UpbitApiError) return classifySellRefusal(err.code, err.httpStatus);
+  return "retry";
 }
