@@ -121,13 +121,13 @@ const CASES: { name: string; input: CloserInput; expected: CloseDecision[] }[] =
   {
     name: "everything gone (sold by hand, no sell of ours open)",
     input: input([market({ freeBalance: "0" })]),
-    expected: [{ kind: "gone", market: BTC, volume: "0.001" }],
+    expected: [{ kind: "gone", market: BTC, volume: "0.001", freeBalance: "0" }],
   },
   {
     name: "part gone: the rest is sold, capped at the free balance",
     input: input([market({ freeBalance: "0.0004" })]),
     expected: [
-      { kind: "gone", market: BTC, volume: "0.0006" },
+      { kind: "gone", market: BTC, volume: "0.0006", freeBalance: "0.0004" },
       { kind: "sell", market: BTC, volume: "0.0004" },
     ],
   },
@@ -135,7 +135,7 @@ const CASES: { name: string; input: CloserInput; expected: CloseDecision[] }[] =
     name: "part gone and the rest below the minimum: gone and dust",
     input: input([market({ freeBalance: "0.00001" })]),
     expected: [
-      { kind: "gone", market: BTC, volume: "0.00099" },
+      { kind: "gone", market: BTC, volume: "0.00099", freeBalance: "0.00001" },
       { kind: "dust", market: BTC, volume: "0.00001", valueKrw: "1000" },
     ],
   },
@@ -158,7 +158,7 @@ const CASES: { name: string; input: CloserInput; expected: CloseDecision[] }[] =
     name: "a free balance beyond 8 decimals caps the sell, truncated",
     input: input([market({ openVolume: "1", freeBalance: "0.999999999" })]),
     expected: [
-      { kind: "gone", market: BTC, volume: "0.000000001" },
+      { kind: "gone", market: BTC, volume: "0.000000001", freeBalance: "0.999999999" },
       { kind: "sell", market: BTC, volume: "0.99999999" },
     ],
   },
@@ -166,7 +166,7 @@ const CASES: { name: string; input: CloserInput; expected: CloseDecision[] }[] =
     name: "gone is decided even without a price; the rest then waits for one",
     input: input([market({ freeBalance: "0.0004", lastPrice: null })]),
     expected: [
-      { kind: "gone", market: BTC, volume: "0.0006" },
+      { kind: "gone", market: BTC, volume: "0.0006", freeBalance: "0.0004" },
       { kind: "hold", market: BTC, volume: "0.0004", reason: "no_price" },
     ],
   },

@@ -5,19 +5,20 @@
  */
 import assert from "node:assert/strict";
 import { closerInputs } from "../lib/execution/closer_inputs.ts";
-import { decideCloses } from "../lib/execution/position_closer.ts";
+import { type CloseDecision, decideCloses } from "../lib/execution/position_closer.ts";
 import {
   LedgerAdjustmentError,
   ledgerPosition,
   ledgerPositions,
   recordDust,
   recordGone,
+  recordWriteOffs,
 } from "../lib/execution/position_ledger.ts";
 import { createLogger, setLogSink } from "../lib/log.ts";
 import { migrate, readMigrations } from "../lib/migrate.ts";
 import { AccountSync } from "../lib/pipeline/account.ts";
-import type { Sql } from "../lib/db.ts";
-import { dec, divTrunc, formatDec, ZERO } from "../lib/decimal.ts";
+import type { Client, Sql } from "../lib/db.ts";
+import { dec, divTrunc, formatDec, mul, truncDec, ZERO } from "../lib/decimal.ts";
 import type { Order } from "../lib/upbit/schemas.ts";
 import { type OrderRequest, UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
@@ -503,5 +504,180 @@ dbTest(
       { kind: "hold", market: ETH, volume: "0.5", reason: "sell_unsettled" },
       { kind: "hold", market: "KRW-XRP", volume: "100", reason: "buy_unsettled" },
     ]);
+  },
+);
+
+/** Free balances from the simulator's `GET /v1/accounts`, by currency. */
+async function simFreeBalances(rest: UpbitRest): Promise<Record<string, string>> {
+  const { data } = await rest.getAccounts();
+  return Object.fromEntries(data.map((a) => [a.currency, a.balance]));
+}
+
+/** Stores the simulator's current price of `market` as the last 1-second close. */
+async function storeSimPrice(sql: Sql, rest: UpbitRest, market: string): Promise<void> {
+  const { data } = await rest.getTicker({ markets: [market] });
+  await insertClose(sql, market, 0, String(data[0]!.trade_price));
+}
+
+/**
+ * Runs the closer against the simulator until it has nothing left to do, the way the executor
+ * will: write-offs recorded, sells placed and their fills stored as upbot's live attempts.
+ * Returns the decisions of each round (holds left out).
+ */
+async function closeOnSim(
+  sql: Client,
+  rest: UpbitRest,
+  options: { flatten?: boolean } = {},
+): Promise<CloseDecision[][]> {
+  const log = createLogger("closer");
+  const rounds: CloseDecision[][] = [];
+  for (let round = 0; round < 5; round++) {
+    const input = await closerInputs(sql, "live", () => simFreeBalances(rest), options);
+    const decisions = decideCloses(input).filter((d) => d.kind !== "hold");
+    if (decisions.length === 0) return rounds;
+    rounds.push(decisions);
+    await recordWriteOffs(sql, decisions, log);
+    for (const d of decisions) {
+      if (d.kind !== "sell") continue;
+      const body: OrderRequest = {
+        market: d.market,
+        side: "ask",
+        ord_type: "market",
+        volume: d.volume,
+        identifier: `close-${crypto.randomUUID()}`,
+      };
+      await recordOrder(sql, await fill(rest, body));
+    }
+  }
+  throw new Error("the closer did not settle in 5 rounds");
+}
+
+dbTest(
+  "closer on the simulator: the owner's pre-existing coins are never sold",
+  async ({ sql }) => {
+    await withSim(async (_sim, rest) => {
+      await fill(rest, {
+        market: BTC,
+        side: "bid",
+        ord_type: "price",
+        price: "30000",
+        identifier: "owner",
+      });
+      const owner = await coinBalance(rest, "BTC");
+      const buy = await fill(rest, {
+        market: BTC,
+        side: "bid",
+        ord_type: "price",
+        price: "20000",
+        identifier: "upbot-entry",
+      });
+      await recordOrder(sql, buy);
+      await insertPaper(sql, BTC, true);
+      await storeSimPrice(sql, rest, BTC);
+
+      const rounds = await closeOnSim(sql, rest);
+      assert.deepEqual(rounds, [[{
+        kind: "sell",
+        market: BTC,
+        volume: formatDec(dec(buy.executed_volume)),
+      }]]);
+      assert.equal((await ledgerPosition(sql, BTC))!.openVolume, "0");
+      assert.equal(await coinBalance(rest, "BTC"), owner);
+    });
+  },
+);
+
+dbTest(
+  "closer on the simulator: coins sold by hand are recorded as gone, with an alarm",
+  async ({ sql }) => {
+    await withSim(async (_sim, rest) => {
+      const buy = await fill(rest, {
+        market: BTC,
+        side: "bid",
+        ord_type: "price",
+        price: "30000",
+        identifier: "upbot-entry",
+      });
+      await recordOrder(sql, buy);
+      await insertPaper(sql, BTC, true);
+      await storeSimPrice(sql, rest, BTC);
+      // The owner sells 40% of it by hand (not an order of upbot's).
+      const byHand = formatDec(divTrunc(dec(buy.executed_volume) * 2n, dec("5"), 8));
+      await fill(rest, {
+        market: BTC,
+        side: "ask",
+        ord_type: "market",
+        volume: byHand,
+        identifier: "hand",
+      });
+
+      const lines: string[] = [];
+      const restore = setLogSink((line) => lines.push(line));
+      let rounds: CloseDecision[][];
+      try {
+        rounds = await closeOnSim(sql, rest);
+      } finally {
+        restore();
+      }
+      const left = formatDec(dec(buy.executed_volume) - dec(byHand));
+      assert.deepEqual(rounds, [[
+        { kind: "gone", market: BTC, volume: byHand, freeBalance: left },
+        { kind: "sell", market: BTC, volume: left },
+      ]]);
+      const p = (await ledgerPosition(sql, BTC))!;
+      assert.deepEqual([p.sold, p.gone, p.openVolume], [left, byHand, "0"]);
+      assert.equal(await coinBalance(rest, "BTC"), "0");
+      assert.ok(
+        lines.some((l) => l.includes(`Position KRW-BTC: ${byHand} no longer on the exchange`)),
+        lines.join("\n"),
+      );
+    });
+  },
+);
+
+dbTest(
+  "closer on the simulator: a partly sold position's remainder is sold, or kept as dust",
+  async ({ sql }) => {
+    await withSim(async (_sim, rest) => {
+      for (const [market, sellPart] of [[BTC, "0.5"], [ETH, "0.85"]] as const) {
+        const buy = await fill(rest, {
+          market,
+          side: "bid",
+          ord_type: "price",
+          price: "20000",
+          identifier: `entry-${market}`,
+        });
+        await recordOrder(sql, buy);
+        const part = formatDec(truncDec(mul(dec(buy.executed_volume), dec(sellPart)), 8));
+        await recordOrder(
+          sql,
+          await fill(rest, {
+            market,
+            side: "ask",
+            ord_type: "market",
+            volume: part,
+            identifier: `exit-${market}`,
+          }),
+        );
+        // The paper book still holds both: nothing happens without a flatten.
+        await insertPaper(sql, market, false);
+        await storeSimPrice(sql, rest, market);
+      }
+      assert.deepEqual(await closeOnSim(sql, rest), []);
+
+      const rounds = await closeOnSim(sql, rest, { flatten: true });
+      assert.equal(rounds.length, 1);
+      const [sell, dust] = rounds[0]!;
+      assert.equal(sell!.kind, "sell");
+      assert.equal(sell!.market, BTC);
+      assert.equal(dust!.kind, "dust");
+      assert.equal(dust!.market, ETH);
+      assert.equal(await coinBalance(rest, "BTC"), "0");
+      // The exchange keeps exactly the recorded dust; the ledger is flat.
+      const eth = (await ledgerPosition(sql, ETH))!;
+      assert.equal(eth.openVolume, "0");
+      assert.equal(eth.dust, await coinBalance(rest, "ETH"));
+      assert.ok(dec((dust as { valueKrw: string }).valueKrw) < dec("5000"));
+    });
   },
 );

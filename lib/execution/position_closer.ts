@@ -63,8 +63,11 @@ export type CloseDecision =
   | { kind: "sell"; market: string; volume: string }
   /** Record `volume` as dust worth `valueKrw` at the last price (below the minimum total). */
   | { kind: "dust"; market: string; volume: string; valueKrw: string }
-  /** Record `volume` as gone: the ledger says upbot owns it, the exchange does not hold it. */
-  | { kind: "gone"; market: string; volume: string }
+  /**
+   * Record `volume` as gone: the ledger says upbot owns it, the exchange does not hold it (its
+   * free balance was `freeBalance` and no order of ours was unsettled).
+   */
+  | { kind: "gone"; market: string; volume: string; freeBalance: string }
   /** Leave the open position for now (report it). */
   | { kind: "hold"; market: string; volume: string; reason: HoldReason };
 
@@ -111,7 +114,12 @@ export function decideCloses(input: CloserInput): CloseDecision[] {
         continue;
       }
       const missing = open - (free > ZERO ? free : ZERO);
-      out.push({ kind: "gone", market: m.market, volume: formatDec(missing) });
+      out.push({
+        kind: "gone",
+        market: m.market,
+        volume: formatDec(missing),
+        freeBalance: formatDec(free),
+      });
       present = open - missing;
       if (present === ZERO) continue;
     }
