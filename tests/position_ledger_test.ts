@@ -18,10 +18,11 @@ import { createLogger, setLogSink } from "../lib/log.ts";
 import { migrate, readMigrations } from "../lib/migrate.ts";
 import { AccountSync } from "../lib/pipeline/account.ts";
 import type { Client, Sql } from "../lib/db.ts";
-import { dec, divTrunc, formatDec, mul, truncDec, ZERO } from "../lib/decimal.ts";
+import { type Dec, dec, divTrunc, formatDec, mul, truncDec, ZERO } from "../lib/decimal.ts";
 import type { Order } from "../lib/upbit/schemas.ts";
 import { type OrderRequest, UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
+import { createRng } from "../sim/_rng.ts";
 import { dbTest } from "./_db.ts";
 
 const BTC = "KRW-BTC";
@@ -679,5 +680,106 @@ dbTest(
       assert.equal(eth.dust, await coinBalance(rest, "ETH"));
       assert.ok(dec((dust as { valueKrw: string }).valueKrw) < dec("5000"));
     });
+  },
+);
+
+dbTest(
+  "ledger: random fills and write-offs sum exactly (8 decimals, no float)",
+  async ({ sql }) => {
+    for (const seed of [1, 2, 3]) {
+      await sql`delete from position_adjustments`;
+      await sql`delete from upbit_order_attempts`;
+      const rng = createRng(seed);
+      const want = new Map<string, Record<string, Dec>>();
+      const sums = (m: string) => {
+        let s = want.get(m);
+        if (!s) {
+          s = {
+            bought: ZERO,
+            sold: ZERO,
+            gone: ZERO,
+            dust: ZERO,
+            cost: ZERO,
+            proceeds: ZERO,
+            fees: ZERO,
+          };
+          want.set(m, s);
+        }
+        return s;
+      };
+      const open = (s: Record<string, Dec>) => s.bought! - s.sold! - s.gone! - s.dust!;
+      const units = (n: number) => BigInt(n) * 10n ** 12n; // n x 10^-8
+      for (let i = 0; i < 60; i++) {
+        const market = rng.chance(0.5) ? BTC : ETH;
+        const s = sums(market);
+        const price = dec(String(rng.int(1, 200_000_000)));
+        const op = rng.int(0, 9);
+        if (op <= 3 || open(s) === ZERO) {
+          const volume = units(rng.int(1, 1_000_000_000));
+          const funds = mul(volume, price);
+          const fee = truncDec(mul(funds, dec("0.0005")), 8);
+          const state = rng.chance(0.3) ? "cancel" : rng.chance(0.2) ? null : "done";
+          await insertAttemptRow(sql, {
+            symbol: market,
+            side: "bid",
+            status: state === null ? "submitted" : "done",
+            finalState: state,
+            executedVolume: formatDec(volume),
+            paidFee: formatDec(fee),
+            avgPrice: formatDec(price),
+          });
+          s.bought! += volume;
+          s.cost! += funds + fee;
+          s.fees! += fee;
+        } else if (op <= 7) {
+          const volume = open(s) * BigInt(rng.int(1, 100)) / 100n / 10n ** 12n * 10n ** 12n;
+          if (volume === ZERO) continue;
+          const funds = mul(volume, price);
+          const fee = truncDec(mul(funds, dec("0.0005")), 8);
+          await insertAttemptRow(sql, {
+            symbol: market,
+            side: "ask",
+            executedVolume: formatDec(volume),
+            paidFee: formatDec(fee),
+            avgPrice: formatDec(price),
+          });
+          s.sold! += volume;
+          s.proceeds! += funds - fee;
+          s.fees! += fee;
+        } else {
+          const volume = open(s) * BigInt(rng.int(1, 100)) / 100n;
+          if (volume === ZERO) continue;
+          if (op === 8) {
+            await recordGone(sql, market, formatDec(volume), "random");
+            s.gone! += volume;
+          } else {
+            await recordDust(sql, market, formatDec(volume), "1");
+            s.dust! += volume;
+          }
+        }
+        // Rows that never count: not live, or nothing executed.
+        if (rng.chance(0.2)) {
+          await insertAttemptRow(sql, {
+            symbol: market,
+            side: "bid",
+            mode: rng.chance(0.5) ? "shadow" : "test",
+            status: "logged",
+            finalState: null,
+            executedVolume: rng.chance(0.5) ? "5" : null,
+          });
+        }
+      }
+      for (const p of await ledgerPositions(sql)) {
+        const s = want.get(p.symbol)!;
+        assert.deepEqual(
+          [p.bought, p.sold, p.gone, p.dust, p.openVolume, p.cost, p.proceeds, p.fees],
+          [s.bought, s.sold, s.gone, s.dust, open(s), s.cost, s.proceeds, s.fees].map((v) =>
+            formatDec(v!)
+          ),
+          `seed ${seed} ${p.symbol}`,
+        );
+        if (open(s) === ZERO) assert.equal(p.realisedPnl, formatDec(s.proceeds! - s.cost!));
+      }
+    }
   },
 );
