@@ -57,7 +57,10 @@ export type HoldReason =
   /** Part of the position is not on the exchange but a buy is still unsettled. */
   | "buy_unsettled";
 
-/** One thing to do for a market. Volumes have at most 8 decimals. */
+/**
+ * One thing to do for a market. A sell's volume has at most 8 decimals (truncated, never rounded
+ * up); gone and dust volumes are exact, so the ledger closes to zero.
+ */
 export type CloseDecision =
   /** Send a reduce-only market sell (`ord_type: "market"`) of `volume`. */
   | { kind: "sell"; market: string; volume: string }
