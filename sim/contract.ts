@@ -36,7 +36,7 @@ export interface ExchangeHandler {
    * applied by the composition around this call. */
   handle(req: Request): Promise<Response>;
   /** Upgrades `/websocket/v1/private` (JWT in `Authorization`), then streams myOrder / myAsset. */
-  handlePrivateWebSocket(req: Request): Response;
+  handlePrivateWebSocket(req: Request): Promise<Response>;
   /** Every order held (for `GET /_sim/orders`). */
   orders(): SimOrderSummary[];
   /** Closes every private WebSocket now. */

@@ -29,6 +29,21 @@ export interface Faults {
   rate_limit_factor: number;
   /** Markets that answer `market_offline`. */
   offline_markets: string[];
+  /**
+   * Group names in `Remaining-Req`: `documented`, or `alternative` names such as `candles` and
+   * `origin` as seen in captures (see `ALTERNATIVE_GROUP_NAMES` in `sim/rate_limit.ts`).
+   */
+  remaining_req_group_names: "documented" | "alternative";
+  /**
+   * How the private WebSocket refuses a bad token: `upgrade` answers the upgrade request with HTTP
+   * 401; `in_band` upgrades, sends the `INVALID_AUTH` error frame and closes.
+   */
+  private_ws_auth_refusal: "upgrade" | "in_band";
+  /**
+   * Concurrent private WebSocket connections per access key; more are refused with a 429 at the
+   * upgrade. 0 = no limit. Inferred: Upbit advises one connection but documents no number.
+   */
+  private_ws_max_connections: number;
 }
 
 /** Options of {@linkcode startSimulator}. */

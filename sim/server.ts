@@ -87,8 +87,8 @@ export function createSimServer(parts: SimServerParts): SimServer {
     const client = isExchange ? accessKeyOf(req) ?? remoteIp(info) : remoteIp(info);
     const f = faults.current();
     const decision = limiter.check(group, client, f.rate_limit_factor);
-    if (decision.kind !== "allowed") return refusal(decision);
-    const header = remainingReqHeader(decision);
+    if (decision.kind !== "allowed") return refusal(decision, f.remaining_req_group_names);
+    const header = remainingReqHeader(decision, f.remaining_req_group_names);
     if (f.latency_ms > 0) await wait(f.latency_ms);
     if (f.error_rate > 0 && rng.next() < f.error_rate) {
       // Refused before the exchange sees it: an injected 5xx never creates an order.

@@ -384,8 +384,9 @@ export class UpbitRest {
       remaining_req: remainingReq,
       latency_ms: Math.round(performance.now() - started),
     };
-    const remaining = parseRemainingReq(remainingReq);
-    this.rateLimiter.observe(remaining?.group ?? group, remaining);
+    // The header's group name may not be the documented one (§3.2): the pause belongs to the
+    // group this request was counted in.
+    this.rateLimiter.observe(group, parseRemainingReq(remainingReq));
 
     if (res.ok) {
       let json: unknown;
