@@ -1,6 +1,8 @@
 /**
  * @module The account actor: `GET /v1/accounts` on an interval (and at once on `myAsset` events)
- * -> `upbit_account_snapshots` and `live_positions`. Skipped without keys; backs off on errors.
+ * -> `upbit_account_snapshots` and `live_positions`. It owns upbot's one private WebSocket
+ * connection and forwards `myOrder` changes to the order-poller as `wake`. Skipped without keys
+ * (then there is no private stream at all); backs off on errors.
  */
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
@@ -40,14 +42,25 @@ runActor({
         ctx.setMetrics(Object.fromEntries(positions.map((p) => [p.symbol, p.status])));
       },
     });
+    // The one private connection of this key (Upbit advises one, §7.1): balances here, order
+    // changes forwarded to the order-poller as wakes.
+    const wakePoller = () => ctx.send("order_poller", { type: "wake", topic: "order_attempts" });
     ws = new UpbitPrivateWs({
       url: c.privateWsUrl,
       accessKey: c.accessKey,
       secretKey: c.secretKey,
-      myOrder: false,
       logger: ctx.log,
       onAsset: () => loop?.wake(),
-      onReconnect: () => loop?.wake(),
+      onOrder: (event) => {
+        if (event.state === "done" || event.state === "cancel") wakePoller();
+      },
+      onReconnect: () => {
+        // Events may have been missed while disconnected: both sides resync over REST.
+        loop?.wake();
+        wakePoller();
+      },
+      // Logged once by the client; recorded as this actor's last error. Polling goes on.
+      onAuthError: (err) => ctx.reportError(err),
     });
     ws.start();
     ctx.log.info(`UpbitAccountRunner started (interval=${c.pollIntervalSec}s)`);

@@ -4,10 +4,10 @@
  */
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
-import { FeedConfig } from "../lib/pipeline/actor_specs.ts";
+import { FeedConfig, quotationUpbitRest } from "../lib/pipeline/actor_specs.ts";
 import { Feed } from "../lib/pipeline/feed.ts";
 import type { Bar } from "../lib/strategy/bars.ts";
-import { UpbitRest } from "../lib/upbit/rest.ts";
+import type { UpbitRest } from "../lib/upbit/rest.ts";
 
 let sql: Client | undefined;
 let feed: Feed | undefined;
@@ -19,7 +19,7 @@ runActor({
   async start(ctx) {
     const c = ctx.config;
     sql = connect(c.db, { applicationName: "upbot-feed" });
-    rest = new UpbitRest({ baseUrl: c.restUrl, logger: ctx.log });
+    rest = quotationUpbitRest(c.restUrl, ctx.log);
     feed = new Feed({
       sql,
       markets: c.markets,

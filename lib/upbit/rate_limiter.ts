@@ -334,10 +334,13 @@ export class RateLimiter {
       ? serverBanMs
       : Math.min(this.#banMaxMs, this.#banBaseMs * 2 ** (this.#banCount - 1));
     const now = this.#clock.now();
+    const before = this.#bannedUntil;
     this.#bannedUntil = Math.max(this.#bannedUntil, now + banMs);
     for (const [name, g] of this.#groups) this.#pump(name, g);
+    // Concurrent 418s of one burst tell the same ban: announce a new ban or a much longer one.
+    const news = before <= now || this.#bannedUntil - before >= 1000;
     try {
-      this.#onBan?.(this.#bannedUntil);
+      if (news) this.#onBan?.(this.#bannedUntil);
     } catch {
       // Telling others is best effort: this client is stopped either way.
     }
