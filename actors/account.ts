@@ -1,12 +1,13 @@
 /**
  * @module The account actor: `GET /v1/accounts` on an interval (and at once on `myAsset` events)
  * -> `upbit_account_snapshots` and `live_positions`. It owns upbot's one private WebSocket
- * connection and forwards `myOrder` changes to the order-poller as `wake`. Skipped without keys
+ * connection and forwards `myOrder` changes to the order-poller as `wake`, and warns once a day
+ * when the key expires within 14 days (`GET /v1/api_keys`). Skipped without keys
  * (then there is no private stream at all); backs off on errors.
  */
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
-import { AccountSync } from "../lib/pipeline/account.ts";
+import { AccountSync, KeyExpiryWatch } from "../lib/pipeline/account.ts";
 import { AccountConfig, keyedUpbitRest } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
 import type { UpbitRest } from "../lib/upbit/rest.ts";
@@ -16,6 +17,10 @@ let sql: Client | undefined;
 let rest: UpbitRest | undefined;
 let ws: UpbitPrivateWs | undefined;
 let loop: WorkLoop | undefined;
+let expiryTimer: ReturnType<typeof setInterval> | undefined;
+
+/** How often the key's expiry is read (the warning itself comes at most once a day). */
+const KEY_EXPIRY_CHECK_MS = 3_600_000;
 
 runActor({
   config: AccountConfig,
@@ -63,10 +68,17 @@ runActor({
       onAuthError: (err) => ctx.reportError(err),
     });
     ws.start();
+    const expiry = new KeyExpiryWatch({ rest, accessKey: c.accessKey, log: ctx.log });
+    const checkExpiry = () => {
+      expiry.check().catch((err) => ctx.log.warn("GET /v1/api_keys failed", { error: err }));
+    };
+    checkExpiry();
+    expiryTimer = setInterval(checkExpiry, KEY_EXPIRY_CHECK_MS);
     ctx.log.info(`UpbitAccountRunner started (interval=${c.pollIntervalSec}s)`);
     loop.start();
   },
   async stop() {
+    clearInterval(expiryTimer);
     await loop?.stopped();
     await ws?.close();
     rest?.close();

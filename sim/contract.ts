@@ -55,6 +55,8 @@ export interface ExchangeOptions {
   seed: number;
   /** Live fault settings (read on every request; `offline_markets` -> `market_offline`). */
   faults: () => Faults;
+  /** Expiry of the key, shown by `GET /v1/api_keys` (epoch ms). @default {one year from now} */
+  apiKeyExpireAtMs?: number;
   /** Private WebSocket idle timeout (§7.9). @default {120_000} */
   wsIdleTimeoutMs?: number;
   /** Interval of `{"status":"UP"}` after a `PING` on the private WebSocket. @default {10_000} */

@@ -63,6 +63,8 @@ export interface SimulatorOptions {
   secretKey?: string;
   /** Starting KRW balance. @default {10_000_000} */
   krw?: number;
+  /** Expiry of the test key as `GET /v1/api_keys` shows it (epoch ms). @default {one year from start} */
+  apiKeyExpireAtMs?: number;
   faults?: Partial<Faults>;
   /** Idle timeout of the public and private WebSocket (§7.9), for tests. @default {120_000} */
   wsIdleTimeoutMs?: number;
@@ -156,6 +158,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     secretKey,
     krw: options.krw ?? 10_000_000,
     seed,
+    apiKeyExpireAtMs: options.apiKeyExpireAtMs,
     faults: () => faults.current(),
     wsIdleTimeoutMs: options.wsIdleTimeoutMs,
     wsStatusIntervalMs: options.wsStatusIntervalMs,

@@ -8,6 +8,7 @@
  */
 import type { z } from "zod";
 import { createLogger, type Logger } from "../log.ts";
+import { ApiKeys } from "./api_keys.ts";
 import { bodyHashInput, buildQuery, type QueryParams, signToken } from "./_jwt.ts";
 import { backoffDelayMs, type BackoffOptions, sleep } from "./backoff.ts";
 import {
@@ -594,6 +595,11 @@ export class UpbitRest {
   /** `GET /v1/accounts` — balances of the key's pocket. */
   getAccounts(options?: CallOptions) {
     return this.#get("/v1/accounts", {}, Accounts, true, options);
+  }
+
+  /** `GET /v1/api_keys` — the account's keys with their expiry (§2.4: keys last one year). */
+  getApiKeys(options?: CallOptions) {
+    return this.#get("/v1/api_keys", {}, ApiKeys, true, options);
   }
 
   /** `GET /v1/orders/chance?market=…` — fees, limits and the two balances. */
