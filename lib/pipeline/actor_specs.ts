@@ -37,6 +37,8 @@ export const FeedConfig = z.object({
   markets: Markets,
   wsUrl: z.string(),
   restUrl: z.string(),
+  /** Seconds between market-status passes (warnings, cautions, delisting). */
+  marketStatusPollSec: z.number().positive(),
 });
 
 /** The evaluator's slice. */
@@ -176,6 +178,7 @@ export function pipelineActorSpecs(
         markets: config.MARKETS,
         wsUrl: config.UPBIT_WS_URL,
         restUrl: config.UPBIT_REST_URL,
+        marketStatusPollSec: config.MARKET_STATUS_POLL_INTERVAL_SEC,
       } satisfies z.input<typeof FeedConfig>,
     },
     {
