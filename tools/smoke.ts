@@ -10,12 +10,7 @@
  */
 import { loadConfigOrReport, setUpLogging } from "../lib/cli.ts";
 import { createLogger } from "../lib/log.ts";
-import {
-  daysToExpiry,
-  expiresSoon,
-  KEY_EXPIRY_WARN_DAYS,
-  keyInUse,
-} from "../lib/upbit/api_keys.ts";
+import { daysToExpiry, expiresSoon, keyInUse } from "../lib/upbit/api_keys.ts";
 import {
   UpbitApiError,
   UpbitBannedError,
@@ -56,7 +51,7 @@ function errorFields(err: unknown): Record<string, unknown> {
 
 /**
  * `GET /v1/api_keys`: prints the days to expiry of the key in use (a warning within
- * {@linkcode KEY_EXPIRY_WARN_DAYS} days). Informational: a failure here does not fail the smoke.
+ * `KEY_EXPIRY_WARN_DAYS` (14) days). Informational: a failure here does not fail the smoke.
  */
 async function reportKeyExpiry(rest: UpbitRest, accessKey: string): Promise<void> {
   try {

@@ -8,7 +8,7 @@ import type { Client } from "../db.ts";
 import type { Logger } from "../log.ts";
 import type { Account } from "../upbit/schemas.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
-import { daysToExpiry, ExpiryWarnings, KEY_EXPIRY_WARN_DAYS, keyInUse } from "../upbit/api_keys.ts";
+import { daysToExpiry, ExpiryWarnings, keyInUse } from "../upbit/api_keys.ts";
 import { MIN_ORDER_KRW } from "../execution/executor.ts";
 
 /** Options of {@linkcode AccountSync}. */
@@ -120,7 +120,7 @@ export interface KeyExpiryWatchOptions {
 
 /**
  * Warns (log warn, at most once a day) while the key in use expires within
- * {@linkcode KEY_EXPIRY_WARN_DAYS} days: an expired key stops every order and exit.
+ * `KEY_EXPIRY_WARN_DAYS` (14) days: an expired key stops every order and exit.
  */
 export class KeyExpiryWatch {
   readonly #o: KeyExpiryWatchOptions;
