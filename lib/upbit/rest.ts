@@ -839,36 +839,4 @@ export class UpbitRest {
       options,
     );
   }
-
-  /** `DELETE /v1/orders/open` — batch cancel of `wait` orders (1 call per 2 s). */
-  deleteOrdersOpen(
-    params: {
-      cancelSide?: "all" | "ask" | "bid";
-      pairs?: readonly string[];
-      quoteCurrencies?: readonly string[];
-      excludedPairs?: readonly string[];
-      count?: number;
-      orderBy?: "asc" | "desc";
-    } = {},
-    options?: CallOptions,
-  ) {
-    return this.#call(
-      {
-        method: "DELETE",
-        path: "/v1/orders/open",
-        query: {
-          cancel_side: params.cancelSide,
-          pairs: params.pairs?.join(","),
-          quote_currencies: params.quoteCurrencies?.join(","),
-          excluded_pairs: params.excludedPairs?.join(","),
-          count: params.count,
-          order_by: params.orderBy,
-        },
-        schema: BatchCancelResult,
-        auth: true,
-        retryUnsafe: false,
-      },
-      options,
-    );
-  }
 }
