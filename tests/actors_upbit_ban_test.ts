@@ -55,3 +55,43 @@ Deno.test("a 418 drawn by one actor is known to every actor at once: the other r
     restore();
   }
 });
+
+Deno.test("an actor restarted during a ban learns it when ready", async () => {
+  const restore = setLogSink(() => {});
+  const sim = await startSimulator({ port: 0, rate: 0 });
+  const config = { restUrl: sim.restUrl, accessKey: sim.accessKey, secretKey: sim.secretKey };
+  const permissions = actorPermissions({ net: [hostPort(sim.restUrl)] });
+  const supervisor = new Supervisor({
+    actors: [
+      { name: "announcer", module: fixture, config, permissions },
+      { name: "restarted", module: fixture, config, permissions },
+    ],
+    log: { level: "error", format: "json" },
+    heartbeatIntervalMs: 50,
+    restartMinDelayMs: 20,
+    restartJitter: 0,
+    statusLogIntervalMs: 0,
+  });
+  const status = (name: string) => supervisor.status().find((s) => s.name === name);
+  try {
+    await supervisor.start();
+    supervisor.send("announcer", { type: "wake", topic: "account" });
+    await waitFor("the ban delivered", () => status("restarted")?.metrics.afterBan !== undefined);
+    const first = status("restarted")?.metrics.incarnation;
+    assert.equal(typeof first, "string");
+    assert.equal(supervisor.kill("restarted"), true);
+    await waitFor(
+      "the new incarnation told of the ban",
+      () =>
+        status("restarted")?.metrics.incarnation !== first &&
+        status("restarted")?.metrics.afterBan !== undefined,
+    );
+    assert.equal(status("restarted")?.restarts, 1);
+    assert.equal(status("restarted")?.metrics.afterBan, "UpbitBannedError");
+    assert.equal(sim.orders().length, 0);
+  } finally {
+    await supervisor.stop("test end");
+    await sim.close();
+    restore();
+  }
+});

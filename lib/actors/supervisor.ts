@@ -244,6 +244,8 @@ export class Supervisor {
   #phase: "idle" | "running" | "stopping" | "stopped" = "idle";
   #tradingState: TradingState = "active";
   #haltReason: string | null = null;
+  /** End of the latest Upbit ban an actor announced (epoch ms, wall clock like the workers'). */
+  #upbitBanUntil = 0;
   #heartbeatTimer: Timer | undefined;
   #lastTickAt = 0;
   #statusTimer: Timer | undefined;
@@ -617,6 +619,10 @@ export class Supervisor {
     const buffered = child.buffer;
     child.buffer = [];
     for (const { from, message } of buffered) this.#deliver(child, from, message);
+    // A new incarnation learns a ban still running (a duplicate of a buffered one is harmless).
+    if (this.#upbitBanUntil > Date.now()) {
+      this.#deliver(child, SUPERVISOR, { type: "upbit.ban", untilMs: this.#upbitBanUntil });
+    }
     this.#settle(child);
   }
 
@@ -843,6 +849,7 @@ export class Supervisor {
    * sends into the ban (Upbit bans the IP or pocket, not one client).
    */
   #broadcastBan(from: string, message: AppMessageOf<"upbit.ban">): void {
+    this.#upbitBanUntil = Math.max(this.#upbitBanUntil, message.untilMs);
     log.warn("Upbit ban (418): every actor refuses Upbit calls until it ends", {
       source: from,
       until: new Date(message.untilMs).toISOString(),
