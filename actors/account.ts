@@ -57,7 +57,10 @@ runActor({
       logger: ctx.log,
       onAsset: () => loop?.wake(),
       onOrder: (event) => {
-        if (event.state === "done" || event.state === "cancel") wakePoller();
+        // Final states only: a fill (`trade`) is followed by `done` or a later poll.
+        if (event.state === "done" || event.state === "cancel" || event.state === "prevented") {
+          wakePoller();
+        }
       },
       onReconnect: () => {
         // Events may have been missed while disconnected: both sides resync over REST.
