@@ -2,7 +2,8 @@
  * @module The account actor's logic: `GET /v1/accounts` -> `upbit_account_snapshots` (one row per
  * currency per poll) and `live_positions` (one row per configured market and per market of the
  * position ledger: the exchange's KRW and coin balances beside upbot's own position, which
- * comes from the ledger, never from the balances).
+ * comes from the ledger, never from the balances); and {@linkcode KeyExpiryWatch}, the warning
+ * before the key expires.
  */
 import type { Client } from "../db.ts";
 import { dec, formatDec, ZERO } from "../decimal.ts";
@@ -10,6 +11,7 @@ import type { Logger } from "../log.ts";
 import type { Account } from "../upbit/schemas.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import { type LedgerPosition, ledgerPositions } from "../execution/position_ledger.ts";
+import { daysToExpiry, ExpiryWarnings, keyInUse } from "../upbit/api_keys.ts";
 
 /** Options of {@linkcode AccountSync}. */
 export interface AccountSyncOptions {
@@ -113,5 +115,48 @@ export class AccountSync {
       }
       return positions;
     });
+  }
+}
+
+/** Options of {@linkcode KeyExpiryWatch}. */
+export interface KeyExpiryWatchOptions {
+  rest: UpbitRest;
+  /** The key in use (its entry in `GET /v1/api_keys`). */
+  accessKey: string;
+  log: Logger;
+  now?: () => number;
+}
+
+/**
+ * Warns (log warn, at most once a day) while the key in use expires within
+ * `KEY_EXPIRY_WARN_DAYS` (14) days: an expired key stops every order and exit.
+ */
+export class KeyExpiryWatch {
+  readonly #o: KeyExpiryWatchOptions;
+  readonly #warnings = new ExpiryWarnings();
+
+  constructor(options: KeyExpiryWatchOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * Reads `GET /v1/api_keys` and warns when due. Returns the days to expiry, or null when the list
+   * does not show the key in use.
+   *
+   * @throws {UpbitError} when the call fails.
+   */
+  async check(): Promise<number | null> {
+    const { data } = await this.#o.rest.getApiKeys();
+    const key = keyInUse(data, this.#o.accessKey);
+    if (!key) return null;
+    const now = (this.#o.now ?? Date.now)();
+    const days = daysToExpiry(key.expire_at, now);
+    if (this.#warnings.due(days, now)) {
+      this.#o.log.warn(`the Upbit key expires in ${days} days: issue a new one`, {
+        expire_at: key.expire_at,
+        days_to_expiry: days,
+      });
+    }
+    return days;
   }
 }
