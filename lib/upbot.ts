@@ -75,9 +75,11 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       },
     });
     try {
+      await control.claim();
       const applied = await control.processInbox();
       if (applied > 0) log.info(`Applied ${applied} queued control command(s)`);
     } catch (err) {
+      if (err instanceof ControlDirInUseError) throw err;
       throw new Error(
         `the control directory ${layout.root} cannot be used (set DATA_DIR to a writable directory): ${
           (err as Error).message

@@ -188,6 +188,25 @@ dbTest("ControlDirWatcher keeps a command the database refuses and retries it", 
   );
 });
 
+dbTest("ControlDirWatcher.claim() refuses a second watcher of one directory", async (db) => {
+  await using t = await tempControl();
+  const first = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+  const second = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+  await first.claim();
+  try {
+    await assert.rejects(second.claim(), {
+      name: "ControlDirInUseError",
+      message:
+        `the control directory ${t.layout.root} is in use by another upbot process; give each upbot its own DATA_DIR`,
+    });
+  } finally {
+    await first.stop();
+  }
+  // Released on stop.
+  await second.claim();
+  await second.stop();
+});
+
 Deno.test("parseControlArgs() reads halt, resume and flatten", () => {
   assert.deepEqual(parseControlArgs(["halt", "--reason", "why", "--market", "krw-btc"]), {
     action: "halt",

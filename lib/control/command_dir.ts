@@ -35,6 +35,16 @@ const MAX_COMMAND_BYTES = 64 * 1024;
 /** Acknowledgements nobody collected are deleted after this long. */
 const ACK_RETENTION_MS = 24 * 60 * 60 * 1000;
 
+/** Thrown when another process already watches the same control directory. */
+export class ControlDirInUseError extends Error {
+  constructor(root: string) {
+    super(
+      `the control directory ${root} is in use by another upbot process; give each upbot its own DATA_DIR`,
+    );
+    this.name = "ControlDirInUseError";
+  }
+}
+
 /** The paths of one control directory. */
 export interface ControlDirLayout {
   /** `DATA_DIR/control` */
@@ -45,6 +55,8 @@ export interface ControlDirLayout {
   acks: string;
   /** Files that were not valid commands. */
   rejected: string;
+  /** Held (OS file lock) by the one upbot that watches this directory. */
+  lock: string;
 }
 
 /** The control directory under `dataDir`. */
@@ -55,6 +67,7 @@ export function controlDirLayout(dataDir: string): ControlDirLayout {
     inbox: join(root, "inbox"),
     acks: join(root, "acks"),
     rejected: join(root, "rejected"),
+    lock: join(root, "watcher.lock"),
   };
 }
 
@@ -168,6 +181,7 @@ export interface ControlDirWatcherOptions {
  * @example
  * ```ts ignore
  * const watcher = new ControlDirWatcher({ layout: controlDirLayout(config.DATA_DIR), sql });
+ * await watcher.claim();
  * await watcher.processInbox(); // what was queued while upbot was down
  * watcher.start();
  * // ...
@@ -180,12 +194,31 @@ export class ControlDirWatcher {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #pass: Promise<void> | undefined;
   #stopped = false;
+  #lock: Deno.FsFile | undefined;
   /** Files whose apply failed, logged once each (they are retried every poll). */
   #failing = new Set<string>();
 
   constructor(options: ControlDirWatcherOptions) {
     this.#o = options;
     this.#log = options.log ?? createLogger("control");
+  }
+
+  /**
+   * Takes the directory's lock, so that two upbots (say, on two PostgreSQL databases) never
+   * share one control directory and take each other's commands. Released by `stop`, or when the
+   * process dies.
+   *
+   * @throws {ControlDirInUseError} when another process holds it.
+   */
+  async claim(): Promise<void> {
+    if (this.#lock) return;
+    await ensureDirs(this.#o.layout);
+    const lock = await Deno.open(this.#o.layout.lock, { create: true, write: true });
+    if (!(await lock.tryLock(true))) {
+      lock.close();
+      throw new ControlDirInUseError(this.#o.layout.root);
+    }
+    this.#lock = lock;
   }
 
   /**
@@ -210,12 +243,18 @@ export class ControlDirWatcher {
     this.#tick(true);
   }
 
-  /** Stops polling and waits for a pass under way. Idempotent. */
+  /** Stops polling, waits for a pass under way and releases the lock. Idempotent. */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#pass;
+    const lock = this.#lock;
+    this.#lock = undefined;
+    if (lock) {
+      await lock.unlock().catch(() => {});
+      lock.close();
+    }
   }
 
   #tick(first = false): void {
