@@ -7,7 +7,11 @@ import {
   queuedControlCommands,
   waitForControlAck,
 } from "../lib/control/command_dir.ts";
-import { type ControlCommand, newControlCommand } from "../lib/control/commands.ts";
+import {
+  applyControlCommand,
+  type ControlCommand,
+  newControlCommand,
+} from "../lib/control/commands.ts";
 import {
   entryHaltReason,
   pendingFlatten,
@@ -205,6 +209,25 @@ dbTest("ControlDirWatcher.claim() refuses a second watcher of one directory", as
   // Released on stop.
   await second.claim();
   await second.stop();
+});
+
+dbTest("applyControlCommand() says which halts still stop entries after a resume", async (db) => {
+  await applyControlCommand(db.sql, { action: "halt", scope: "KRW-BTC", reason: "m" }, "cli");
+  await applyControlCommand(db.sql, { action: "halt", scope: "global", reason: "g" }, "cli");
+  const market = await applyControlCommand(db.sql, { action: "resume", scope: "KRW-BTC" }, "cli");
+  assert.equal(
+    market.message,
+    "Entries resumed on KRW-BTC; entries stay halted on every market by the global halt (g): resume it without --market",
+  );
+  await applyControlCommand(db.sql, { action: "halt", scope: "KRW-ETH", reason: "e" }, "cli");
+  const global = await applyControlCommand(db.sql, { action: "resume", scope: "global" }, "cli");
+  assert.equal(
+    global.message,
+    "Entries resumed on every market; still halted on their own: KRW-ETH (resume each with --market)",
+  );
+  const clear = await applyControlCommand(db.sql, { action: "resume", scope: "KRW-ETH" }, "cli");
+  assert.equal(clear.message, "Entries resumed on KRW-ETH");
+  assert.ok(clear.states.every((s) => !s.halted));
 });
 
 Deno.test("parseControlArgs() reads halt, resume and flatten", () => {
