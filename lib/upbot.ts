@@ -6,7 +6,11 @@ import type { Config } from "./config.ts";
 import { hasUpbitKeys, secretValues } from "./config.ts";
 import { setUpLogging } from "./cli.ts";
 import { Supervisor } from "./actors/supervisor.ts";
-import { controlDirLayout, ControlDirWatcher } from "./control/command_dir.ts";
+import {
+  ControlDirInUseError,
+  controlDirLayout,
+  ControlDirWatcher,
+} from "./control/command_dir.ts";
 import { GLOBAL_SCOPE, haltEntries } from "./control/trading_state.ts";
 import { type Client, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
