@@ -102,7 +102,10 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         // Stored too, so the halt survives a restart until a person resumes it.
         const write = haltEntries(db.sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" })
           .then(
-            () => log.warn("Entries halted globally (stored); resume with: deno task resume"),
+            () =>
+              log.warn(
+                "Entries halted globally (stored, survives restarts); once the cause is fixed and upbot restarted, lift it with: deno task resume",
+              ),
             (err) =>
               log.error("could not store the supervisor's halt", {
                 error: (err as Error).message,
