@@ -4,8 +4,9 @@
  *
  * Trades are deduplicated by `sequential_id` (a bigint: Upbit's ids exceed 2^53) with bounded
  * memory and, after a reconnect, the gap is backfilled from `GET /v1/trades/ticks` (paging with
- * `cursor`, and across 00:00 UTC with `days_ago`) while live trades of that market are held back, so consumers see every trade once and in order. Malformed frames are counted and
- * skipped. Delivery is by callbacks; trades come in batches (`batchMs`) for throughput.
+ * `cursor`, and across 00:00 UTC with `days_ago`) while live trades of that market are held back,
+ * so consumers see every trade once and in order. Malformed frames are counted and skipped.
+ * Delivery is by callbacks; trades come in batches (`batchMs`) for throughput.
  */
 import { z } from "zod";
 import { createLogger, type Logger } from "../log.ts";
