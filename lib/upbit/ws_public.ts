@@ -385,31 +385,37 @@ export class UpbitPublicWs {
   async #backfill(code: string, sinceTs: number): Promise<void> {
     const m = this.#market(code);
     const found: TradeEvent[] = [];
-    try {
-      if (!this.#o.rest) throw new Error("no REST client to backfill with");
+    if (this.#o.rest) {
       // Pages back date by date, so a gap across 00:00 UTC is closed too.
       const result = await tradesSince(this.#o.rest, code, sinceTs, {
         maxPages: this.#o.backfillMaxPages ?? 20,
         signal: this.#abort.signal,
       });
+      // What was fetched is delivered even when a later page failed.
       for (const t of result.trades) found.push(tickToEvent(t));
-      if (!result.complete) {
+      if (!result.complete && !this.#abort.signal.aborted) {
         this.#stats.gapsUnfilled++;
-        this.#log.warn("trade gap larger than the backfill allows; some trades are missing", {
-          market: code,
-          since_ms: sinceTs,
-          fetched: found.length,
-        });
+        this.#log.warn(
+          result.error === undefined
+            ? "trade gap larger than the backfill allows; some trades are missing"
+            : "trade backfill failed; trades of the gap are missing",
+          {
+            market: code,
+            since_ms: sinceTs,
+            fetched: found.length,
+            ...(result.error === undefined ? {} : {
+              error: result.error instanceof Error ? result.error.message : String(result.error),
+            }),
+          },
+        );
       }
-    } catch (err) {
-      if (!this.#abort.signal.aborted) {
-        this.#stats.gapsUnfilled++;
-        this.#log.warn("trade backfill failed; trades of the gap are missing", {
-          market: code,
-          since_ms: sinceTs,
-          error: err instanceof Error ? err.message : String(err),
-        });
-      }
+    } else {
+      this.#stats.gapsUnfilled++;
+      this.#log.warn("trade backfill failed; trades of the gap are missing", {
+        market: code,
+        since_ms: sinceTs,
+        error: "no REST client to backfill with",
+      });
     }
     found.sort(byTime);
     const held = m.held ?? [];
