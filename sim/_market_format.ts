@@ -81,3 +81,26 @@ export function parseToBound(text: string): number | undefined {
   const ms = Date.parse(s);
   return Number.isFinite(ms) ? ms : undefined;
 }
+
+/** Marks a bigint inside `JSON.stringify`'s output; the random part keeps real strings apart. */
+const BIGINT_TAG = `bigint-${crypto.randomUUID()}:`;
+const BIGINT_MARKED = new RegExp(`"${BIGINT_TAG}(-?\\d+)"`, "g");
+
+/**
+ * `JSON.stringify` that writes bigints as exact JSON integers (Upbit's `sequential_id` exceeds
+ * 2^53 and is a plain JSON number on the wire, §7.5).
+ */
+export function jsonText(value: unknown): string {
+  const text = JSON.stringify(
+    value,
+    (_key, v) => (typeof v === "bigint" ? BIGINT_TAG + v.toString() : v),
+  );
+  return text.includes(BIGINT_TAG) ? text.replace(BIGINT_MARKED, "$1") : text;
+}
+
+/** A JSON response whose bigints are exact integers (see {@linkcode jsonText}). */
+export function jsonResponse(value: unknown, init?: ResponseInit): Response {
+  const headers = new Headers(init?.headers);
+  headers.set("content-type", "application/json");
+  return new Response(jsonText(value), { ...init, headers });
+}

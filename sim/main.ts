@@ -34,6 +34,9 @@ const USAGE = `Usage: deno task sim [options]   (each option also as a SIM_* var
   --state FILE      SIM_STATE        keep accounts, orders and used identifiers in FILE across restarts
                                      (created when missing; a corrupt FILE stops the start)
   --faults JSON     SIM_FAULTS       initial faults, e.g. '{"latency_ms":50,"error_rate":0.1}'
+  --history-days N  SIM_HISTORY_DAYS whole days (0-31) of backdated market history (default 1)
+  --volatility-scale X  SIM_VOLATILITY_SCALE  multiplier on every market's documented
+                                     one-minute volatility, a test knob (default 1)
 `;
 
 const intText = (name: string, min: number, max: number) =>
@@ -70,6 +73,12 @@ const CliSchema = z.object({
     .optional(),
   state: z.string().trim().min(1).optional(),
   faults: z.string().optional(),
+  "history-days": intText("--history-days", 0, 31).default(1),
+  "volatility-scale": z.string().trim().regex(
+    /^\d+(\.\d+)?$/,
+    "--volatility-scale must be a non-negative number",
+  ).transform(Number).pipe(z.number().max(1000, "--volatility-scale must be at most 1000"))
+    .default(1),
 });
 
 const ENV_NAMES: Record<keyof z.input<typeof CliSchema>, string> = {
@@ -84,6 +93,8 @@ const ENV_NAMES: Record<keyof z.input<typeof CliSchema>, string> = {
   balances: "SIM_BALANCES",
   state: "SIM_STATE",
   faults: "SIM_FAULTS",
+  "history-days": "SIM_HISTORY_DAYS",
+  "volatility-scale": "SIM_VOLATILITY_SCALE",
 };
 
 class UsageError extends Error {}
@@ -168,6 +179,8 @@ export function parseCli(
     balances,
     stateFile: v.state,
     faults,
+    historyDays: v["history-days"],
+    volatilityScale: v["volatility-scale"],
   };
 }
 
@@ -201,7 +214,7 @@ async function main(): Promise<void> {
       `  Access key:  ${sim.accessKey}`,
       `  Secret key:  ${secretShown}`,
       `  Markets:     ${(options.markets ?? []).join(",")}`,
-      `  Rate:        ${options.rate} trades/s, seed ${options.seed}`,
+      `  Rate:        ${options.rate} trades/s, seed ${options.seed}, ${options.historyDays} day(s) of history`,
       ...(options.stateFile ? [`  State file:  ${options.stateFile}`] : []),
       `  Faults:      ${sim.restUrl}/_sim/faults (GET, POST)   Orders: ${sim.restUrl}/_sim/orders`,
       "",

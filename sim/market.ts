@@ -1,11 +1,14 @@
 /**
- * @module The simulated market: a seeded random walk per market on the KRW tick grid, trades with
- * realistic sizes and bursts, a 30-level book around the price, day / 24 h statistics, candles and
- * a bounded history of trades per market. Implements the exchange's {@linkcode MarketView}.
+ * @module The simulated market: a seeded, driftless random walk per market on the KRW tick grid
+ * with the documented parameters of `market_specs.ts` (one-minute volatility, spread in ticks, trade
+ * share, trade sizes), trades with bursts (sweeps), a 30-level book around the price, day / 24 h
+ * statistics, candles and a bounded history of trades per market, optionally backdated by whole
+ * days. Implements the exchange's {@linkcode MarketView}.
  *
- * Determinism: the content of the n-th generated trade (market, price, volume, side) depends only on
- * the seed and n (and on injected trades, which move the price). Timestamps and `sequential_id`s come
- * from the clock.
+ * Determinism: the content of the n-th generated trade (market, price, volume, side) depends only
+ * on the seed, n and the times at which trades are generated (the price moves with elapsed time),
+ * and on injected trades, which move the price. `sequential_id`s come from the clock: trade time in ms ×
+ * 10,000 plus a counter, about 1.7e16 like Upbit's, above 2^53.
  */
 import type { BookLevel, MarketView } from "./contract.ts";
 import type { SimTrade } from "./mod.ts";
@@ -74,23 +77,43 @@ export interface SimMarketOptions {
   batchIntervalMs?: number;
   /** Clock (epoch ms). @default {Date.now} */
   now?: () => number;
+  /**
+   * Whole days of backdated history generated at construction (trades, candles, day statistics),
+   * so that earlier UTC dates have trades. @default {0}
+   */
+  historyDays?: number;
+  /** Trades per second across all markets in the backdated history. @default {2} */
+  historyRate?: number;
+  /**
+   * Multiplier on every market's one-minute volatility. A test knob: 1 is the documented market;
+   * tests that need exits within seconds raise it. @default {1}
+   */
+  volatilityScale?: number;
 }
 
 const DAY_MS = 86_400_000;
 const BOOK_DEPTH = 30;
-/** Per-trade relative volatility of the mid price. */
-const SIGMA = 2e-5;
-/** Per-trade pull of the mid back to its starting level, so long runs stay realistic. */
-const REVERSION = 2e-5;
 const SECOND_CANDLES = 7_200;
 const MINUTE_CANDLES = 10_080;
+/** `sequential_id` = trade time in ms × this + a counter (Upbit's ids look the same). */
+const SID_PER_MS = 10_000n;
 
 class MarketState {
   readonly code: string;
   readonly spec: MarketSpec;
-  readonly logAnchor: number;
-  /** Continuous mid price; the book is built around its floor on the grid. */
+  /** Continuous mid price; the best bid is its floor on the grid. */
   mid: number;
+  /** Time up to which the mid has moved (the random walk advances with elapsed time). */
+  lastMoveMs: number;
+  /** Current spread in ticks (drawn per generated trade around the spec's typical spread). */
+  spread = 1;
+  /** Ticks the touch is displaced by a sweep; back to 0 at the market's next ordinary trade. */
+  sweep = 0;
+  /**
+   * Largest sweep in ticks: half a minute's volatility (at least one tick), so that sweeps make
+   * wicks without adding to the one-minute volatility of the spec.
+   */
+  readonly maxSweep: number;
   lastPrice: number;
   lastVolume = 0;
   lastSide: "ASK" | "BID" = "BID";
@@ -108,14 +131,15 @@ class MarketState {
   accBid = 0;
   /** Synthetic volume of the (pre-simulation) last 24 h, faded out as simulated history accumulates. */
   readonly baseline24Price: number;
-  readonly startedMs: number;
+  /** Start of the live market (after any backdated history); the synthetic volume fades from it. */
+  startedMs: number;
   high52: number;
   high52Date: string;
   low52: number;
   low52Date: string;
   readonly history: TradeHistory;
   readonly seconds = new Ring<Candle>(SECOND_CANDLES);
-  readonly minutes = new Ring<Candle>(MINUTE_CANDLES);
+  readonly minutes: Ring<Candle>;
   /** 1 s candle changed since it was last pushed on the WebSocket. */
   candleDirty = false;
   candlePushedMs = 0;
@@ -123,12 +147,23 @@ class MarketState {
   /** Cached sum of the closed 1 m candles of the last 24 h. */
   sum24 = { minuteStart: -1, price: 0, volume: 0 };
 
-  constructor(spec: MarketSpec, rng: Rng, nowMs: number, historySize: number) {
+  constructor(
+    spec: MarketSpec,
+    rng: Rng,
+    nowMs: number,
+    historySize: number,
+    minuteCandles: number,
+  ) {
     this.code = spec.code;
     this.spec = spec;
     const tick = krwTickSize(spec.price);
     this.mid = snapToTick(spec.price * (1 + 0.01 * rng.normal()), tick, "floor");
-    this.logAnchor = Math.log(spec.price);
+    this.lastMoveMs = nowMs;
+    this.maxSweep = Math.max(
+      1,
+      Math.floor(0.5 * spec.volatility1m * this.mid / krwTickSize(this.mid)),
+    );
+    this.minutes = new Ring<Candle>(minuteCandles);
     this.lastPrice = this.mid;
     const grid = (p: number) => snapToTick(p, krwTickSize(p), "round");
     this.prevClose = grid(this.mid * (1 + 0.02 * rng.normal()));
@@ -151,8 +186,19 @@ class MarketState {
     this.history = new TradeHistory(historySize);
   }
 
+  /** Best bid: the mid's floor on the grid, displaced by an ongoing sweep. */
   bestBid(): number {
-    return snapToTick(this.mid, krwTickSize(this.mid * (1 + 1e-12)), "floor");
+    let bid = snapToTick(this.mid, krwTickSize(this.mid * (1 + 1e-12)), "floor");
+    for (let i = 0; i < this.sweep; i++) bid = tickUp(bid);
+    for (let i = 0; i > this.sweep && bid > 0; i--) bid = tickDown(bid);
+    return bid;
+  }
+
+  /** Best ask: `spread` ticks above the best bid. */
+  bestAsk(bid = this.bestBid()): number {
+    let ask = bid;
+    for (let i = 0; i < this.spread; i++) ask = tickUp(ask);
+    return ask;
   }
 
   levelSize(side: 0 | 1, level: number, price: number): number {
@@ -169,7 +215,7 @@ class TradeHistory {
   readonly price: Float64Array;
   readonly volume: Float64Array;
   readonly ts: Float64Array;
-  readonly sid: Float64Array;
+  readonly sid: BigInt64Array;
   readonly pcp: Float64Array;
   readonly side: Uint8Array;
   /** Index of the next write. */
@@ -181,7 +227,7 @@ class TradeHistory {
     this.price = new Float64Array(capacity);
     this.volume = new Float64Array(capacity);
     this.ts = new Float64Array(capacity);
-    this.sid = new Float64Array(capacity);
+    this.sid = new BigInt64Array(capacity);
     this.pcp = new Float64Array(capacity);
     this.side = new Uint8Array(capacity);
   }
@@ -211,7 +257,7 @@ export interface HistoricTrade {
   volume: number;
   side: "ASK" | "BID";
   timestampMs: number;
-  sequentialId: number;
+  sequentialId: bigint;
   prevClosingPrice: number;
 }
 
@@ -230,25 +276,64 @@ export class SimMarket implements MarketView {
   #timer: ReturnType<typeof setInterval> | undefined;
   #lastBatchMs = 0;
   #carry = 0;
-  #lastSid = 0;
+  #lastSid = 0n;
   #tradeCount = 0;
   #burst: { state: MarketState; side: "ASK" | "BID"; left: number } | undefined;
+  readonly #volatilityScale: number;
 
+  /** @throws {RangeError} when `historyDays` or `volatilityScale` is out of range. */
   constructor(options: SimMarketOptions) {
     this.#now = options.now ?? Date.now;
     this.#rng = createRng(options.seed);
     this.#rate = options.rate;
     this.#batchIntervalMs = options.batchIntervalMs ?? 20;
+    const historyDays = options.historyDays ?? 0;
+    if (!Number.isInteger(historyDays) || historyDays < 0 || historyDays > 31) {
+      throw new RangeError(
+        `Cannot create SimMarket as 'historyDays' must be a whole number 0..31: current value is ${historyDays}`,
+      );
+    }
+    this.#volatilityScale = options.volatilityScale ?? 1;
+    if (!(this.#volatilityScale >= 0 && this.#volatilityScale <= 1000)) {
+      throw new RangeError(
+        `Cannot create SimMarket as 'volatilityScale' must be 0..1000: current value is ${this.#volatilityScale}`,
+      );
+    }
+    const historyRate = historyDays > 0 ? options.historyRate ?? 2 : 0;
     const nowMs = this.#now();
-    const historySize = options.historySize ?? 100_000;
+    const startMs = nowMs - historyDays * DAY_MS;
+    const specs = options.markets.map((code) => specFor(code, options.seed));
+    const totalWeight = specs.reduce((sum, s) => sum + s.weight, 0);
+    const minuteCandles = Math.max(MINUTE_CANDLES, (historyDays + 2) * 1440);
     this.#codes = [...options.markets];
     let total = 0;
     this.#cumulativeWeights = [];
-    for (const code of this.#codes) {
-      const spec = specFor(code, options.seed);
-      this.#states.set(code, new MarketState(spec, this.#rng, nowMs, historySize));
+    for (const spec of specs) {
+      // Room for the backdated trades of this market besides the live history.
+      const backdated = historyRate * (spec.weight / totalWeight) * historyDays * 86_400;
+      const capacity = Math.max(1, Math.ceil((options.historySize ?? 100_000) + backdated * 1.2));
+      const state = new MarketState(spec, this.#rng, startMs, capacity, minuteCandles);
+      this.#states.set(spec.code, state);
       total += spec.weight;
       this.#cumulativeWeights.push(total);
+    }
+    if (historyRate > 0) {
+      this.#backdate(startMs, nowMs, historyRate, options.seed);
+      // The thin backdated stream stands for a busier market: keep the synthetic 24 h volume.
+      for (const state of this.#states.values()) state.startedMs = nowMs;
+    }
+  }
+
+  /** Generates the backdated history: a Poisson stream of `rate` trades/s from `fromMs` on. */
+  #backdate(fromMs: number, toMs: number, rate: number, seed: number): void {
+    const arrivals = createRng(seed ^ 0x0ba5_eda7);
+    let t = fromMs;
+    for (;;) {
+      let u = arrivals.next();
+      while (u <= Number.EPSILON) u = arrivals.next();
+      t += -Math.log(u) / rate * 1000;
+      if (t >= toMs) break;
+      this.generate(1, Math.floor(t));
     }
   }
 
@@ -355,16 +440,29 @@ export class SimMarket implements MarketView {
           this.#burst = { state, side, left: rng.int(3, 20) };
         }
       }
-      // Random walk of the log mid, gently pulled back to the starting level.
-      const logMid = Math.log(state.mid);
-      const step = SIGMA * rng.normal() - REVERSION * (logMid - state.logAnchor);
-      let mid = Math.exp(logMid + step);
-      if (burst) mid = side === "BID" ? tickUp(state.mid) : tickDown(state.mid);
-      state.mid = mid;
+      // Driftless random walk of the log mid, scaled by the time elapsed since it last moved, so
+      // the one-minute volatility is the spec's whatever the trade rate (no edge by construction).
+      const z = rng.normal();
+      const elapsed = nowMs - state.lastMoveMs;
+      if (elapsed > 0) {
+        const sigma = state.spec.volatility1m * this.#volatilityScale * Math.sqrt(elapsed / 60_000);
+        state.mid *= Math.exp(sigma * z);
+        state.lastMoveMs = nowMs;
+      }
+      // A sweep displaces the touch one tick per trade; it does not move the mid, and the book is
+      // back around the mid at the market's next ordinary trade.
+      if (burst) {
+        const sweep = state.sweep + (side === "BID" ? 1 : -1);
+        state.sweep = Math.max(-state.maxSweep, Math.min(state.maxSweep, sweep));
+      } else {
+        state.sweep = 0;
+        state.spread = spreadDraw(state.spec.spreadTicks, rng.next());
+      }
       const bestBid = state.bestBid();
-      const price = side === "ASK" ? bestBid : tickUp(bestBid);
-      // Trade notional: log-normal around ~60,000 KRW (median), heavy right tail.
-      const notional = 60_000 * Math.exp(1.3 * rng.normal()) * sizeFactor;
+      const price = side === "ASK" ? bestBid : state.bestAsk(bestBid);
+      // Trade notional: log-normal around the spec's median, heavy right tail.
+      const notional = state.spec.medianTradeKrw *
+        Math.exp(state.spec.tradeSizeSigma * rng.normal()) * sizeFactor;
       const volume = Math.max(1e-8, roundVolume(notional / price));
       out[i] = this.#record(state, price, volume, side, nowMs);
     }
@@ -380,14 +478,19 @@ export class SimMarket implements MarketView {
     timestampMs?: number;
   }): MarketTrade {
     const state = this.#state(trade.market);
-    // Put the book around the injected price: a sell hits the best bid, a buy lifts the best ask.
+    // Put the book around the injected price: a sell hits the best bid, a buy lifts the best ask
+    // (one tick above the bid until the next generated trade of the market).
     state.mid = trade.side === "ASK" ? trade.price : tickDown(trade.price);
+    state.sweep = 0;
+    state.spread = 1;
+    const at = trade.timestampMs ?? this.#now();
+    if (at > state.lastMoveMs) state.lastMoveMs = at;
     const printed = this.#record(
       state,
       trade.price,
       trade.volume,
       trade.side,
-      trade.timestampMs ?? this.#now(),
+      at,
     );
     this.#publish([printed]);
     return printed;
@@ -408,8 +511,10 @@ export class SimMarket implements MarketView {
     side: "ASK" | "BID",
     timestampMs: number,
   ): MarketTrade {
-    // Upbit-like ids (ms * 1000 + n) stay below 2^53; strictly increasing across all markets.
-    const sid = Math.max(this.#lastSid + 1, timestampMs * 1000);
+    // Upbit-like ids (ms × 10,000 + n, about 1.7e16: above 2^53, so only exact parsing keeps them
+    // apart), strictly increasing across all markets.
+    const fromClock = BigInt(Math.floor(timestampMs)) * SID_PER_MS;
+    const sid = fromClock > this.#lastSid ? fromClock : this.#lastSid + 1n;
     this.#lastSid = sid;
     this.#tradeCount++;
     this.#rollDay(state, timestampMs);
@@ -438,7 +543,7 @@ export class SimMarket implements MarketView {
     addToCandles(state.minutes, 60_000, price, volume, timestampMs);
     state.candleDirty = true;
     const bestBid = state.bestBid();
-    const bestAsk = tickUp(bestBid);
+    const bestAsk = state.bestAsk(bestBid);
     const trade: MarketTrade = {
       market: state.code,
       price,
@@ -485,7 +590,7 @@ export class SimMarket implements MarketView {
     const asks: BookLevel[] = [];
     const bids: BookLevel[] = [];
     let bid = state.bestBid();
-    let ask = tickUp(bid);
+    let ask = state.bestAsk(bid);
     for (let level = 0; level < depth; level++) {
       asks.push({ price: ask, size: state.levelSize(0, level, ask) });
       if (bid > 0) bids.push({ price: bid, size: state.levelSize(1, level, bid) });
@@ -513,8 +618,8 @@ export class SimMarket implements MarketView {
   }
 
   /**
-   * Markets whose current 1 s candle changed and was last pushed at least a second ago (pushed at
-   * most once per second, §7.7); marks them pushed.
+   * Markets whose current candles (every unit) changed and were last pushed at least a second ago
+   * (pushed at most once per second, §7.7); marks them pushed.
    */
   takeCandlesToPush(nowMs: number): string[] {
     const out: string[] = [];
@@ -584,34 +689,38 @@ export class SimMarket implements MarketView {
 
   /**
    * Trades of `market` newest first: at most `count`, only those with `sequential_id < cursor` when
-   * a cursor is given (Upbit's backfill paging).
+   * a cursor is given (Upbit's backfill paging), across every date.
    */
-  tradesBefore(market: string, count: number, cursor?: number): HistoricTrade[] {
+  tradesBefore(market: string, count: number, cursor?: bigint): HistoricTrade[] {
     const h = this.#state(market).history;
     const out: HistoricTrade[] = [];
-    let k = 0;
-    if (cursor !== undefined) {
-      // Binary search over the (increasing) ids for the newest trade older than the cursor.
-      let lo = 0;
-      let hi = h.size; // k in [lo, hi): sid(at(k)) decreases with k
-      while (lo < hi) {
-        const m = (lo + hi) >> 1;
-        if ((h.sid[h.at(m)] ?? 0) >= cursor) lo = m + 1;
-        else hi = m;
-      }
-      k = lo;
+    for (let k = cursor === undefined ? 0 : olderThanId(h, cursor); k < h.size; k++) {
+      if (out.length >= count) break;
+      out.push(historic(market, h, h.at(k)));
     }
-    for (; k < h.size && out.length < count; k++) {
+    return out;
+  }
+
+  /**
+   * `/v1/trades/ticks` of one UTC trade date (§6): the date of the market's newest trade, or
+   * `daysAgo` days before it; newest first; only trades before the end of second `toSecond` of that
+   * date (inclusive) and with `sequential_id < cursor` when given; at most `count`.
+   */
+  tradesOfDate(
+    market: string,
+    query: { daysAgo?: number; toSecond?: number; cursor?: bigint; count: number },
+  ): HistoricTrade[] {
+    const h = this.#state(market).history;
+    const newestTs = h.size > 0 ? h.ts[h.at(0)] ?? this.#now() : this.#now();
+    const dayStart = (Math.floor(newestTs / DAY_MS) - (query.daysAgo ?? 0)) * DAY_MS;
+    const end = dayStart + (query.toSecond === undefined ? DAY_MS : (query.toSecond + 1) * 1000);
+    let k = olderThanTime(h, end);
+    if (query.cursor !== undefined) k = Math.max(k, olderThanId(h, query.cursor));
+    const out: HistoricTrade[] = [];
+    for (; k < h.size && out.length < query.count; k++) {
       const i = h.at(k);
-      out.push({
-        market,
-        price: h.price[i] ?? 0,
-        volume: h.volume[i] ?? 0,
-        side: h.side[i] === 1 ? "BID" : "ASK",
-        timestampMs: h.ts[i] ?? 0,
-        sequentialId: h.sid[i] ?? 0,
-        prevClosingPrice: h.pcp[i] ?? 0,
-      });
+      if ((h.ts[i] ?? 0) < dayStart) break;
+      out.push(historic(market, h, i));
     }
     return out;
   }
@@ -622,8 +731,8 @@ export class SimMarket implements MarketView {
    */
   candles(market: string, unitSeconds: number, count: number, toMs?: number): Candle[] {
     const s = this.#state(market);
-    const out: Candle[] = [];
     if (unitSeconds === 1) {
+      const out: Candle[] = [];
       for (const c of s.seconds.newestFirst()) {
         if (toMs !== undefined && c.startMs >= toMs) continue;
         out.push({ ...c });
@@ -632,33 +741,26 @@ export class SimMarket implements MarketView {
       return out;
     }
     const unitMs = unitSeconds * 1000;
-    let current: Candle | undefined;
-    for (const c of s.minutes.newestFirst()) {
-      const start = Math.floor(c.startMs / unitMs) * unitMs;
-      if (toMs !== undefined && start >= toMs) continue;
-      if (current && current.startMs === start) {
-        // Walking backwards: this minute is older, so it sets the open.
-        current.open = c.open;
-        current.high = Math.max(current.high, c.high);
-        current.low = Math.min(current.low, c.low);
-        current.volume += c.volume;
-        current.amount += c.amount;
-        continue;
-      }
-      if (current) {
-        out.push(current);
-        if (out.length >= count) return out;
-      }
-      current = { ...c, startMs: start };
-    }
-    if (current && out.length < count) out.push(current);
-    return out;
+    return aggregate(s.minutes, (ms) => Math.floor(ms / unitMs) * unitMs, count, toMs);
   }
 
-  /** The newest 1 s candle of `market` (for `candle.1s`), if any trade happened. */
-  currentSecondCandle(market: string): Candle | undefined {
-    const c = this.#state(market).seconds.newest();
-    return c ? { ...c } : undefined;
+  /**
+   * Day, week or month candles newest first (§6): days run 00:00-24:00 UTC, weeks start on Monday
+   * 00:00 UTC, months on the first day 00:00 UTC. Built from the minute candles kept (at least seven
+   * days, more with backdated history).
+   */
+  periodCandles(
+    market: string,
+    period: "days" | "weeks" | "months",
+    count: number,
+    toMs?: number,
+  ): Candle[] {
+    return aggregate(this.#state(market).minutes, PERIOD_START[period], count, toMs);
+  }
+
+  /** The current candle of `unitSeconds` (1, or 60 × minutes) of `market`, if any trade happened. */
+  currentCandle(market: string, unitSeconds: number): Candle | undefined {
+    return this.candles(market, unitSeconds, 1)[0];
   }
 
   /** Number of trades printed so far (generated and injected). */
@@ -705,4 +807,91 @@ export function roundVolume(v: number): number {
 
 function isoDate(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
+}
+
+/** Spread in ticks: uniform over 1 .. 2 × typical − 1, so its mean is the typical spread. */
+function spreadDraw(typical: number, u: number): number {
+  const widest = Math.max(1, Math.round(2 * typical - 1));
+  return 1 + Math.min(widest - 1, Math.floor(u * widest));
+}
+
+function historic(market: string, h: TradeHistory, i: number): HistoricTrade {
+  return {
+    market,
+    price: h.price[i] ?? 0,
+    volume: h.volume[i] ?? 0,
+    side: h.side[i] === 1 ? "BID" : "ASK",
+    timestampMs: h.ts[i] ?? 0,
+    sequentialId: h.sid[i] ?? 0n,
+    prevClosingPrice: h.pcp[i] ?? 0,
+  };
+}
+
+/** Smallest k (newest first) whose trade has `sequential_id < cursor` (ids increase with time). */
+function olderThanId(h: TradeHistory, cursor: bigint): number {
+  let lo = 0;
+  let hi = h.size;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if ((h.sid[h.at(m)] ?? 0n) >= cursor) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+}
+
+/**
+ * Smallest k (newest first) whose trade time is before `endMs`. Trade times follow the ids except
+ * for trades injected with a past time; those are ordered by id, as the generator prints them.
+ */
+function olderThanTime(h: TradeHistory, endMs: number): number {
+  let lo = 0;
+  let hi = h.size;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if ((h.ts[h.at(m)] ?? 0) >= endMs) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
+}
+
+/** Start of the period holding `ms`, per REST period (UTC). */
+const PERIOD_START: Record<"days" | "weeks" | "months", (ms: number) => number> = {
+  days: (ms) => Math.floor(ms / DAY_MS) * DAY_MS,
+  // 1970-01-01 was a Thursday: shift by three days so that weeks start on Monday.
+  weeks: (ms) => Math.floor((ms + 3 * DAY_MS) / (7 * DAY_MS)) * 7 * DAY_MS - 3 * DAY_MS,
+  months: (ms) => {
+    const d = new Date(ms);
+    return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  },
+};
+
+/** Merges minute candles (newest first) into candles of the periods `startOf` defines. */
+function aggregate(
+  minutes: Ring<Candle>,
+  startOf: (ms: number) => number,
+  count: number,
+  toMs: number | undefined,
+): Candle[] {
+  const out: Candle[] = [];
+  let current: Candle | undefined;
+  for (const c of minutes.newestFirst()) {
+    const start = startOf(c.startMs);
+    if (toMs !== undefined && start >= toMs) continue;
+    if (current && current.startMs === start) {
+      // Walking backwards: this minute is older, so it sets the open.
+      current.open = c.open;
+      current.high = Math.max(current.high, c.high);
+      current.low = Math.min(current.low, c.low);
+      current.volume += c.volume;
+      current.amount += c.amount;
+      continue;
+    }
+    if (current) {
+      out.push(current);
+      if (out.length >= count) return out;
+    }
+    current = { ...c, startMs: start };
+  }
+  if (current && out.length < count) out.push(current);
+  return out;
 }

@@ -70,6 +70,21 @@ export interface SimulatorOptions {
   markets?: string[];
   /** Generated trades per second across all markets; 0 = none (tests inject trades). @default {200} */
   rate?: number;
+  /**
+   * Whole days (0-31) of backdated market history generated at start, so that `/v1/trades/ticks`
+   * with `days_ago` and day candles have earlier UTC dates. @default {0}
+   */
+  historyDays?: number;
+  /** Trades per second across all markets in the backdated history. @default {2} */
+  historyRate?: number;
+  /**
+   * Multiplier on every market's documented one-minute volatility (`sim/market_specs.ts`). A test
+   * knob for tests that need take-profit / stop-loss exits within seconds; 1 is the realistic
+   * market. @default {1}
+   */
+  volatilityScale?: number;
+  /** The market's clock (epoch ms), for tests that cross 00:00 UTC. @default {Date.now} */
+  now?: () => number;
   /** Test keys. */
   accessKey?: string;
   secretKey?: string;
@@ -116,7 +131,8 @@ export interface SimTrade {
   volume: number;
   side: "ASK" | "BID";
   timestampMs: number;
-  sequentialId: number;
+  /** About 1.7e16 like Upbit's, above 2^53: a bigint, written to JSON as an exact integer. */
+  sequentialId: bigint;
 }
 
 /** A running simulator. */
@@ -174,6 +190,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     seed,
     markets: options.markets ?? DEFAULT_MARKETS,
     rate: options.rate ?? DEFAULT_RATE,
+    historyDays: options.historyDays,
+    historyRate: options.historyRate,
+    volatilityScale: options.volatilityScale,
+    now: options.now,
   });
   const exchange = createExchange({
     market,

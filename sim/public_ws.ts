@@ -1,6 +1,6 @@
 /**
  * @module Public WebSocket `/websocket/v1` (§7.2-7.7, §7.9): request parsing, SNAPSHOT then REALTIME
- * `trade` / `ticker` / `orderbook` / `candle.1s` messages in the four formats, binary frames, `PING`
+ * `trade` / `ticker` / `orderbook` / `candle.1s` .. `candle.240m` messages in the four formats, binary frames, `PING`
  * and the periodic `{"status":"UP"}`, the idle timeout, the websocket-message limit (§3.1), error
  * messages, and the malformed-frame fault.
  */
@@ -13,6 +13,7 @@ import {
   candleTimeUtc,
   changeOf,
   clean,
+  jsonText,
   utcDate,
   utcDateCompact,
   utcTime,
@@ -47,7 +48,8 @@ interface Subscription {
   ticker: Set<string>;
   /** code -> depth */
   orderbook: Map<string, number>;
-  candle: Set<string>;
+  /** candle type (`candle.1s`, `candle.1m`, …) -> codes */
+  candle: Map<string, Set<string>>;
   /** Raw request parts, for LIST_SUBSCRIPTIONS. */
   listed: { type: string; codes: string[]; level?: number }[];
 }
@@ -58,7 +60,12 @@ interface Connection {
   session: WsSession;
 }
 
-const SUPPORTED_TYPES = new Set(["trade", "ticker", "orderbook", "candle.1s"]);
+/** Candle types of §7.7 and their unit in seconds. */
+const CANDLE_UNITS = new Map<string, number>([
+  ["candle.1s", 1],
+  ...[1, 3, 5, 10, 15, 30, 60, 240].map((m) => [`candle.${m}m`, m * 60] as [string, number]),
+]);
+const SUPPORTED_TYPES = new Set(["trade", "ticker", "orderbook", ...CANDLE_UNITS.keys()]);
 const CODE = /^[A-Z]{2,10}-[A-Z0-9]{1,15}$/;
 const ORDERBOOK_DEPTHS = new Set([1, 5, 15, 30]);
 
@@ -305,11 +312,16 @@ function orderbookMessage(
   };
 }
 
-function candleMessage(market: SimMarket, code: string, stream: StreamType): Message | undefined {
-  const c = market.currentSecondCandle(code);
+function candleMessage(
+  market: SimMarket,
+  code: string,
+  type: string,
+  stream: StreamType,
+): Message | undefined {
+  const c = market.currentCandle(code, CANDLE_UNITS.get(type) ?? 1);
   if (!c) return undefined;
   return {
-    type: "candle.1s",
+    type,
     code,
     candle_date_time_utc: candleTimeUtc(c.startMs),
     candle_date_time_kst: candleTimeKst(c.startMs),
@@ -465,7 +477,7 @@ export class PublicWebSocketHub {
       trade: new Set(),
       ticker: new Set(),
       orderbook: new Map(),
-      candle: new Set(),
+      candle: new Map(),
       listed: [],
     };
     const snapshot: Message[] = [];
@@ -489,7 +501,11 @@ export class PublicWebSocketHub {
         if (t.type === "trade") sub.trade.add(code);
         else if (t.type === "ticker") sub.ticker.add(code);
         else if (t.type === "orderbook") sub.orderbook.set(code, depth);
-        else sub.candle.add(code);
+        else {
+          const codes = sub.candle.get(t.type) ?? new Set<string>();
+          codes.add(code);
+          sub.candle.set(t.type, codes);
+        }
       }
     }
     conn.sub = sub;
@@ -512,7 +528,7 @@ export class PublicWebSocketHub {
     }
     if (type === "ticker") return tickerMessage(market, code, "SNAPSHOT");
     if (type === "orderbook") return orderbookMessage(market, code, depth, "SNAPSHOT");
-    return candleMessage(market, code, "SNAPSHOT");
+    return candleMessage(market, code, type, "SNAPSHOT");
   }
 
   #onBatch(trades: MarketTrade[]): void {
@@ -544,9 +560,11 @@ export class PublicWebSocketHub {
         if (depth !== undefined) out.push(orderbookMessage(this.#market, code, depth, "REALTIME"));
       }
       for (const code of candles) {
-        if (!sub.candle.has(code)) continue;
-        const m = candleMessage(this.#market, code, "REALTIME");
-        if (m) out.push(m);
+        for (const [type, codes] of sub.candle) {
+          if (!codes.has(code)) continue;
+          const m = candleMessage(this.#market, code, type, "REALTIME");
+          if (m) out.push(m);
+        }
       }
       this.#deliver(conn, out);
     }
@@ -558,9 +576,9 @@ export class PublicWebSocketHub {
     const simple = format === "SIMPLE" || format === "SIMPLE_LIST";
     const shaped = simple ? messages.map(toSimple) : messages;
     if (format === "JSON_LIST" || format === "SIMPLE_LIST") {
-      this.#sendRaw(conn, JSON.stringify(shaped), true);
+      this.#sendRaw(conn, jsonText(shaped), true);
     } else {
-      for (const m of shaped) this.#sendRaw(conn, JSON.stringify(m), true);
+      for (const m of shaped) this.#sendRaw(conn, jsonText(m), true);
     }
   }
 

@@ -8,6 +8,7 @@ import {
   candleTimeUtc,
   changeOf,
   clean,
+  jsonResponse,
   kstDateCompact,
   kstTimeCompact,
   parseToBound,
@@ -50,7 +51,8 @@ class QuotationError extends Error {
 export function handleQuotation(req: Request, url: URL, market: SimMarket): Response {
   if (req.method !== "GET") return quotationError(405, "Method Not Allowed");
   try {
-    return Response.json(route(url, market));
+    // jsonResponse writes `sequential_id` (a bigint above 2^53) as an exact JSON integer.
+    return jsonResponse(route(url, market));
   } catch (err) {
     if (err instanceof QuotationError) return quotationError(err.status, err.message);
     throw err;
@@ -90,6 +92,10 @@ function route(url: URL, market: SimMarket): unknown {
       });
     case "/v1/candles/seconds":
       return candles(market, q, 1, undefined);
+    case "/v1/candles/days":
+    case "/v1/candles/weeks":
+    case "/v1/candles/months":
+      return periodCandles(market, q, path.slice("/v1/candles/".length) as Period);
   }
   const minutes = /^\/v1\/candles\/minutes\/([^/]+)$/.exec(path);
   if (minutes) {
@@ -183,19 +189,31 @@ export function restTicker(s: MarketStats): Record<string, unknown> {
   };
 }
 
+/**
+ * `/v1/trades/ticks` (§6): one UTC trade date per query — the date of the newest trade, or
+ * `days_ago` (1-7) days before it — newest first, up to `to` (`HHmmss` or `HH:mm:ss`, inclusive
+ * second) and below `cursor` (a `sequential_id`), at most `count` (1-500).
+ */
 function tradesTicks(market: SimMarket, q: URLSearchParams): unknown[] {
   const code = marketCode(market, required(q, "market"));
   const count = intParam(q, "count", 1, 1, 500);
   const cursorText = q.get("cursor");
-  let cursor: number | undefined;
+  let cursor: bigint | undefined;
   if (cursorText !== null && cursorText !== "") {
-    if (!/^\d+$/.test(cursorText.trim())) throw new QuotationError(400, TYPE_MISMATCH);
-    cursor = Number(cursorText);
+    if (!/^\d{1,19}$/.test(cursorText.trim())) throw new QuotationError(400, TYPE_MISMATCH);
+    cursor = BigInt(cursorText.trim());
   }
-  // `to` (HHmmss) and `days_ago` are accepted but ignored: the simulator keeps only a bounded recent
-  // history per market, which `cursor` pages through.
-  intParam(q, "days_ago", 1, 1, 7);
-  return market.tradesBefore(code, count, cursor).map((t) => {
+  const daysAgoText = q.get("days_ago");
+  const daysAgo = daysAgoText === null || daysAgoText === ""
+    ? undefined
+    : intParam(q, "days_ago", 0, 1, 7);
+  const toText = q.get("to");
+  let toSecond: number | undefined;
+  if (toText !== null && toText !== "") {
+    toSecond = parseTimeOfDay(toText.trim());
+    if (toSecond === undefined) throw new QuotationError(400, INVALID);
+  }
+  return market.tradesOfDate(code, { daysAgo, toSecond, cursor, count }).map((t) => {
     const ch = changeOf(t.price, t.prevClosingPrice);
     return {
       market: code,
@@ -210,6 +228,15 @@ function tradesTicks(market: SimMarket, q: URLSearchParams): unknown[] {
       sequential_id: t.sequentialId,
     };
   });
+}
+
+/** Seconds since 00:00 of `HHmmss` or `HH:mm:ss`, or undefined when it is not a time of day. */
+export function parseTimeOfDay(text: string): number | undefined {
+  const m = /^(\d{2}):?(\d{2}):?(\d{2})$/.exec(text);
+  if (!m || (text.includes(":") && text.length !== 8)) return undefined;
+  const [h, min, sec] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (h > 23 || min > 59 || sec > 59) return undefined;
+  return h * 3600 + min * 60 + sec;
 }
 
 function orderbook(market: SimMarket, q: URLSearchParams): unknown[] {
@@ -260,12 +287,7 @@ export function restOrderbook(
   };
 }
 
-function candles(
-  market: SimMarket,
-  q: URLSearchParams,
-  unitSeconds: number,
-  minuteUnit: number | undefined,
-): unknown[] {
+function candleQuery(market: SimMarket, q: URLSearchParams) {
   const code = marketCode(market, required(q, "market"));
   const count = intParam(q, "count", 1, 1, 200);
   const toText = q.get("to");
@@ -274,7 +296,49 @@ function candles(
     toMs = parseToBound(toText);
     if (toMs === undefined) throw new QuotationError(400, INVALID);
   }
+  return { code, count, toMs };
+}
+
+function candles(
+  market: SimMarket,
+  q: URLSearchParams,
+  unitSeconds: number,
+  minuteUnit: number | undefined,
+): unknown[] {
+  const { code, count, toMs } = candleQuery(market, q);
   return market.candles(code, unitSeconds, count, toMs).map((c) => restCandle(code, c, minuteUnit));
+}
+
+type Period = "days" | "weeks" | "months";
+
+/**
+ * `/v1/candles/days|weeks|months`: the base candle; days add `prev_closing_price`, `change_price`,
+ * `change_rate` (and `converted_trade_price` when `converting_price_unit=KRW` is given); weeks and
+ * months add `first_day_of_period`.
+ */
+function periodCandles(market: SimMarket, q: URLSearchParams, period: Period): unknown[] {
+  const { code, count, toMs } = candleQuery(market, q);
+  const converting = q.get("converting_price_unit");
+  // Every simulated market is quoted in KRW, so KRW is the one conversion there is (inferred).
+  if (period === "days" && converting !== null && converting !== "" && converting !== "KRW") {
+    throw new QuotationError(400, INVALID);
+  }
+  // One more than asked, so that the oldest day candle has a previous close.
+  const list = market.periodCandles(code, period, count + 1, toMs);
+  return list.slice(0, count).map((c, i) => {
+    const out = restCandle(code, c);
+    if (period !== "days") {
+      out.first_day_of_period = utcDate(c.startMs);
+      return out;
+    }
+    // The previous day's close; the open when no earlier day is kept (inferred).
+    const prev = list[i + 1]?.close ?? c.open;
+    out.prev_closing_price = prev;
+    out.change_price = clean(c.close - prev);
+    out.change_rate = prev > 0 ? clean((c.close - prev) / prev) : 0;
+    if (converting === "KRW") out.converted_trade_price = c.close;
+    return out;
+  });
 }
 
 /** The REST candle object of §6. */

@@ -58,7 +58,7 @@ export class FakeMarket implements MarketView {
       volume,
       side,
       timestampMs: 1_760_000_000_000 + this.#sequence,
-      sequentialId: this.#sequence++,
+      sequentialId: BigInt(this.#sequence++),
     };
     this.last.set(market, price);
     for (const listener of this.#listeners) listener(trade);

@@ -68,8 +68,15 @@ async function startRig(backend: string, options: RigOptions): Promise<Rig> {
     for (const fn of cleanups.reverse()) await fn();
   };
   try {
-    // 200 trades a second across the markets: enough for bars every second in each.
-    const sim = await startSimulator({ seed: 11, markets: options.markets, rate: 200 });
+    // 200 trades a second across the markets: enough for bars every second in each. Ten times
+    // the documented volatility (the sim's test knob), so that take-profit / stop-loss exits of
+    // the test profile (±0.15 % in 30 s) happen within the test's time.
+    const sim = await startSimulator({
+      seed: 11,
+      markets: options.markets,
+      rate: 200,
+      volatilityScale: 10,
+    });
     cleanups.push(() => sim.close());
     let dbEnv: Record<string, string>;
     if (backend === "pglite") {

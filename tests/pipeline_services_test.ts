@@ -141,6 +141,81 @@ dbTest(
 );
 
 dbTest(
+  "feed: the start-up backfill crosses 00:00 UTC and stores every trade once",
+  async (db) => {
+    const restoreLog = quiet();
+    const midnight = Date.UTC(2026, 2, 4); // 09:00 KST
+    let clock = midnight - 10_000;
+    const sim = await startSimulator({ rate: 0, seed: 6, markets: [MARKET], now: () => clock });
+    const rest = new UpbitRest({ baseUrl: sim.restUrl });
+    const trade = (ts: number, k: number) => {
+      clock = ts;
+      return sim.injectTrade({
+        market: MARKET,
+        price: 100_000_000 + k * 1000,
+        volume: 0.01,
+        side: "BID",
+      });
+    };
+    // The last final bar before the feed went down: 23:59:50 UTC.
+    const lastBar = midnight - 10_000;
+    await upsertBars(db.sql, [{
+      market: MARKET,
+      ts: lastBar,
+      open: 100_000_000,
+      high: 100_000_000,
+      low: 100_000_000,
+      close: 100_000_000,
+      volume: 0.01,
+      quoteVolume: 1_000_000,
+      tradeCount: 1,
+      buyVolume: 0.01,
+      sellVolume: 0,
+    }], true);
+    // While it was down: 600 trades from 23:59:51 to 00:00:08.98, 300 on each date.
+    for (let i = 0; i < 600; i++) trade(lastBar + 1000 + i * 30, i % 5);
+    const feed = new Feed({
+      sql: db.sql,
+      markets: [MARKET],
+      wsUrl: sim.wsUrl,
+      rest,
+      log: createLogger("feed"),
+      onFinalBars: () => {},
+      flushIntervalMs: 50,
+      // The simulated clock is months behind the wall clock.
+      maxStartBackfillMs: 400 * 86_400_000,
+    });
+    try {
+      await feed.start();
+      assert.equal(feed.stats().startBackfilled, 600, "both dates, each trade once");
+      // A live trade well after moves the watermark past every backfilled second.
+      await until(() => {
+        // (The subscription's SNAPSHOT repeats the newest backfilled trade: a duplicate.)
+        if (feed.stats().trades - feed.stats().duplicates > 600) return true;
+        trade(midnight + 20_000, 9);
+        return false;
+      }, "the feed receives live trades");
+      await until(async () => {
+        const [row] = await db.sql`select coalesce(sum(trade_count), 0)::int as n
+          from market_1s where symbol = ${MARKET} and is_final
+            and ts > ${new Date(lastBar)} and ts < ${new Date(midnight + 10_000)}`;
+        return row!.n === 600;
+      }, "600 trades in final bars " + JSON.stringify(feed.stats()));
+      const [day] = await db.sql`select count(*)::int as n from market_1s
+        where symbol = ${MARKET} and is_final and ts >= ${new Date(lastBar + 1000)}
+          and ts < ${new Date(midnight)}`;
+      assert.equal(day!.n, 9, "every second of the previous date before midnight");
+      assert.equal(feed.stats().lateDropped, 0);
+    } finally {
+      await feed.stop();
+      rest.close();
+      await sim.close();
+      restoreLog();
+    }
+  },
+);
+
+dbTest(
   "feed: the start-up backfill of every market survives live trades arriving meanwhile",
   async (db) => {
     const restoreLog = quiet();

@@ -9,17 +9,20 @@ function market(seed: number, now = () => T0): SimMarket {
   return new SimMarket({ seed, markets: DEFAULT_MARKETS, rate: 0, historySize: 10_000, now });
 }
 
+/** n trades, the k-th generated at T0 + 100 ms × ⌊k / 100⌋, in batches of `step`. */
 const content = (m: SimMarket, n: number, step = 100) => {
   const out: string[] = [];
-  for (let done = 0; done < n; done += step) {
-    for (const t of m.generate(Math.min(step, n - done), T0 + done)) {
+  for (let done = 0; done < n;) {
+    const size = Math.min(step, n - done, 100 - (done % 100));
+    for (const t of m.generate(size, T0 + 100 * Math.floor(done / 100))) {
       out.push(`${t.market} ${t.price} ${t.volume} ${t.side}`);
     }
+    done += size;
   }
   return out;
 };
 
-Deno.test("SimMarket generates the same trades for the same seed, whatever the batch sizes", () => {
+Deno.test("SimMarket generates the same trades for the same seed and clock, whatever the batch sizes", () => {
   const a = content(market(42), 3_000, 100);
   const b = content(market(42), 3_000, 7);
   assert.equal(a.length, 3_000);
@@ -28,21 +31,23 @@ Deno.test("SimMarket generates the same trades for the same seed, whatever the b
   assert.notDeepEqual(a, c);
 });
 
-Deno.test("SimMarket prices lie on the KRW tick grid and sequential ids increase below 2^53", () => {
+Deno.test("SimMarket prices lie on the KRW tick grid and sequential ids increase above 2^53", () => {
   const m = market(7);
   const trades = m.generate(20_000, T0);
-  let lastSid = 0;
+  let lastSid = 0n;
   const seen = new Set<string>();
   for (const t of trades) {
     assert.ok(isOnKrwGrid(t.price), `${t.market} ${t.price} off grid`);
     assert.ok(t.sequentialId > lastSid, "sequential ids strictly increase");
-    assert.ok(t.sequentialId < 2 ** 53);
+    // Like Upbit's (about 1.7e16): consecutive ids differ only past the 53rd bit of a float.
+    assert.ok(t.sequentialId > 2n ** 53n);
     assert.ok(t.volume > 0);
     assert.equal(Number(t.volume.toFixed(8)), t.volume, "volume has at most 8 decimals");
     lastSid = t.sequentialId;
     seen.add(t.market);
   }
   assert.equal(seen.size, DEFAULT_MARKETS.length, "every market trades");
+  assert.equal(trades[0]!.sequentialId, BigInt(T0) * 10_000n, "trade time in ms × 10,000 + n");
 });
 
 Deno.test("SimMarket starts at realistic levels: BTC near 1e8 KRW, small coins below 1 KRW", () => {
@@ -53,7 +58,7 @@ Deno.test("SimMarket starts at realistic levels: BTC near 1e8 KRW, small coins b
   assert.ok(m.lastPrice("KRW-ETH") > 1e6);
   assert.ok(m.lastPrice("KRW-SHIB") < 1);
   assert.ok(m.lastPrice("KRW-BTT") < 0.01);
-  // After many trades prices stay near their level (mean reversion keeps long runs realistic).
+  // Trades at one instant do not move the mid: the walk advances with time, not trade count.
   m.generate(100_000, T0);
   const after = m.lastPrice("KRW-BTC");
   assert.ok(after > btc * 0.7 && after < btc * 1.3, `BTC drifted to ${after}`);
@@ -99,7 +104,7 @@ Deno.test("SimMarket book has 30 levels on the grid around the last trade", () =
 
 Deno.test("SimMarket.inject prints a trade, moves the price and notifies listeners in order", () => {
   const m = market(3);
-  const seen: number[] = [];
+  const seen: bigint[] = [];
   const stop = m.onTrade((t) => seen.push(t.sequentialId));
   const a = m.inject({ market: "KRW-BTC", price: 150_000_000, volume: 0.5, side: "BID" });
   const b = m.inject({ market: "KRW-BTC", price: 149_000_000, volume: 0.1, side: "ASK" });
@@ -130,7 +135,7 @@ Deno.test("SimMarket.tradesBefore pages newest first through the history with a 
     next.map((t) => t.sequentialId),
     all.slice(idx + 1, idx + 101).map((t) => t.sequentialId),
   );
-  assert.deepEqual(m.tradesBefore("KRW-XRP", 10, 1), []);
+  assert.deepEqual(m.tradesBefore("KRW-XRP", 10, 1n), []);
 });
 
 Deno.test("SimMarket history is bounded per market", () => {

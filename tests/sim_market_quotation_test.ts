@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { parseJsonExactIds } from "../lib/upbit/schemas.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
 
 type Row = Record<string, unknown>;
@@ -17,7 +18,8 @@ async function get(
   path: string,
 ): Promise<{ status: number; body: unknown; res: Response }> {
   const res = await fetch(sim.restUrl + path);
-  return { status: res.status, body: await res.json(), res };
+  // sequential_id exceeds 2^53: read it exactly (as a string), as the client does.
+  return { status: res.status, body: parseJsonExactIds(await res.text()), res };
 }
 
 Deno.test("GET /v1/market/all lists every market, with market_event when is_details=true", async () => {
@@ -79,7 +81,7 @@ Deno.test("GET /v1/ticker answers JSON numbers and follows injected trades", asy
 
 Deno.test("GET /v1/trades/ticks returns newest first and pages older trades with cursor", async () => {
   await withSim(async (sim) => {
-    const ids: number[] = [];
+    const ids: bigint[] = [];
     for (let i = 0; i < 12; i++) {
       ids.push(
         sim.injectTrade({
@@ -93,7 +95,7 @@ Deno.test("GET /v1/trades/ticks returns newest first and pages older trades with
     }
     const one = (await get(sim, "/v1/trades/ticks?market=KRW-XRP")).body as Row[];
     assert.equal(one.length, 1, "count defaults to 1");
-    assert.equal(one[0]!.sequential_id, ids[11]);
+    assert.equal(BigInt(one[0]!.sequential_id as string), ids[11]);
     assert.equal(one[0]!.trade_price, 3011);
     assert.equal(one[0]!.ask_bid, "ASK");
     assert.match(String(one[0]!.trade_date_utc), /^\d{4}-\d{2}-\d{2}$/);
@@ -102,14 +104,15 @@ Deno.test("GET /v1/trades/ticks returns newest first and pages older trades with
       assert.equal(typeof one[0]![key], "number");
     }
     const page1 = (await get(sim, "/v1/trades/ticks?market=KRW-XRP&count=5")).body as Row[];
-    assert.deepEqual(page1.map((t) => t.sequential_id), ids.slice(7).reverse());
+    const sid = (t: Row) => BigInt(t.sequential_id as string);
+    assert.deepEqual(page1.map(sid), ids.slice(7).reverse());
     const cursor = page1[4]!.sequential_id;
     const page2 = (await get(sim, `/v1/trades/ticks?market=KRW-XRP&count=5&cursor=${cursor}`))
       .body as Row[];
-    assert.deepEqual(page2.map((t) => t.sequential_id), ids.slice(2, 7).reverse());
+    assert.deepEqual(page2.map(sid), ids.slice(2, 7).reverse());
     const page3 = (await get(sim, `/v1/trades/ticks?market=KRW-XRP&count=5&cursor=${ids[2]}`))
       .body as Row[];
-    assert.deepEqual(page3.map((t) => t.sequential_id), ids.slice(0, 2).reverse());
+    assert.deepEqual(page3.map(sid), ids.slice(0, 2).reverse());
   });
 });
 

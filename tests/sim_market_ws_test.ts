@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { parseJsonExactIds } from "../lib/upbit/schemas.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
 
 type Msg = Record<string, unknown>;
@@ -45,8 +46,9 @@ class Client {
     }
   }
 
+  /** Frame `i` parsed; `sequential_id` (above 2^53) exactly, as a string. */
   json(i: number): unknown {
-    return JSON.parse(this.frames[i]!.text);
+    return parseJsonExactIds(this.frames[i]!.text);
   }
 
   async close(): Promise<void> {
@@ -111,7 +113,7 @@ Deno.test("public WS: trade SNAPSHOT then REALTIME in binary frames with every Â
     const snap = c.json(0) as Msg;
     assert.deepEqual(Object.keys(snap).sort(), [...TRADE_FIELDS].sort());
     assert.equal(snap.stream_type, "SNAPSHOT");
-    assert.equal(snap.sequential_id, first.sequentialId);
+    assert.equal(BigInt(snap.sequential_id as string), first.sequentialId);
     const live = sim.injectTrade({
       market: "KRW-BTC",
       price: 140_001_000,
@@ -127,7 +129,7 @@ Deno.test("public WS: trade SNAPSHOT then REALTIME in binary frames with every Â
     assert.equal(rt.trade_price, 140_001_000);
     assert.equal(rt.trade_volume, 0.2);
     assert.equal(rt.ask_bid, "BID");
-    assert.equal(rt.sequential_id, live.sequentialId);
+    assert.equal(BigInt(rt.sequential_id as string), live.sequentialId);
     assert.equal(rt.best_ask_price, 140_001_000, "a buy lifted the best ask");
     assert.equal(rt.best_bid_price, 140_000_000);
     assert.match(String(rt.trade_date), /^\d{4}-\d{2}-\d{2}$/);
@@ -412,7 +414,7 @@ Deno.test("public WS: generated trades stream with strictly increasing sequentia
     }]);
     await c.waitFrames(40);
     const ids = c.frames.slice(0, 40).map((f) =>
-      (JSON.parse(f.text) as Msg).sequential_id as number
+      BigInt((parseJsonExactIds(f.text) as Msg).sequential_id as string)
     );
     for (let i = 1; i < ids.length; i++) assert.ok(ids[i]! > ids[i - 1]!);
   }, { rate: 2_000 });

@@ -158,3 +158,26 @@ Deno.test("balances: the account starts holding the owner's coins at the startin
     /KRW-BTC needs a volume above 0/,
   );
 });
+
+Deno.test("parseCli: --history-days and --volatility-scale, or SIM_HISTORY_DAYS / SIM_VOLATILITY_SCALE", () => {
+  const defaults = parseCli([], () => undefined);
+  assert.equal(defaults.historyDays, 1);
+  assert.equal(defaults.volatilityScale, 1);
+  const env: Record<string, string> = { SIM_HISTORY_DAYS: "7", SIM_VOLATILITY_SCALE: "2.5" };
+  const fromEnv = parseCli([], (name) => env[name]);
+  assert.equal(fromEnv.historyDays, 7);
+  assert.equal(fromEnv.volatilityScale, 2.5);
+  const flags = parseCli(["--history-days", "0", "--volatility-scale", "10"], (n) => env[n]);
+  assert.equal(flags.historyDays, 0);
+  assert.equal(flags.volatilityScale, 10);
+  for (
+    const [args, message] of [
+      [["--history-days", "32"], /--history-days.*at most 31/],
+      [["--history-days", "1.5"], /--history-days must be a whole number/],
+      [["--volatility-scale=-1"], /--volatility-scale must be a non-negative number/],
+      [["--volatility-scale", "5000"], /--volatility-scale must be at most 1000/],
+    ] as const
+  ) {
+    assert.throws(() => parseCli([...args], () => undefined), message, args.join(" "));
+  }
+});

@@ -11,7 +11,14 @@ function trade(
   sequentialId: number,
   market = "KRW-BTC",
 ): Trade {
-  return { market, price, volume, side, timestampMs: T + offsetMs, sequentialId };
+  return {
+    market,
+    price,
+    volume,
+    side,
+    timestampMs: T + offsetMs,
+    sequentialId: BigInt(sequentialId),
+  };
 }
 
 // Second T: arrives out of order (c after b), a tie on the same ms (b, d), a duplicate of a.

@@ -33,7 +33,7 @@ function trades(seed: number, seconds: number): Trade[] {
         volume: Math.round(next() * 1e6) / 1e8,
         side: next() < 0.5 ? "BID" : "ASK",
         timestampMs: T + s * 1000 + Math.floor(next() * 1000),
-        sequentialId: id++,
+        sequentialId: BigInt(id++),
       });
     }
   }

@@ -7,6 +7,7 @@ import {
   UpbitRateLimitError,
   UpbitTransportError,
 } from "../lib/upbit/errors.ts";
+import { parseJsonExactIds, TradeTick } from "../lib/upbit/schemas.ts";
 import { type PostOrderResult, UpbitRest, type UpbitRestOptions } from "../lib/upbit/rest.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
 
@@ -70,6 +71,28 @@ Deno.test("UpbitRest reads quotation endpoints and keeps sequential_id exact", a
     assert.ok(markets.includes("KRW-BTC"));
     const candles = (await rest.getCandlesSeconds({ market: "KRW-BTC", count: 1 })).data;
     assert.equal(candles[0]?.trade_price, 140_000_000);
+    // Two trades of one millisecond: ids n and n + 1, apart only past a double's precision.
+    const u = sim.injectTrade({ market: "KRW-BTC", price: 140_001_000, volume: 0.01, side: "BID" });
+    const v = sim.injectTrade({ market: "KRW-BTC", price: 140_001_000, volume: 0.01, side: "BID" });
+    const pair = (await rest.getTradesTicks({ market: "KRW-BTC", count: 2 })).data;
+    assert.deepEqual(pair.map((x) => x.sequential_id), [v.sequentialId, u.sequentialId]);
+    const older =
+      (await rest.getTradesTicks({ market: "KRW-BTC", count: 1, cursor: u.sequentialId }))
+        .data;
+    assert.equal(older[0]?.sequential_id, t.sequentialId, "cursor pages by the exact id");
+    const [day] = (await rest.getCandlesDays({
+      market: "KRW-BTC",
+      count: 1,
+      convertingPriceUnit: "KRW",
+    })).data;
+    assert.equal(day?.trade_price, 140_001_000);
+    assert.equal(day?.converted_trade_price, 140_001_000);
+    assert.equal(typeof day?.prev_closing_price, "number");
+    for (const period of ["weeks", "months"] as const) {
+      const [c] = (await rest.getCandlesPeriod({ period, market: "KRW-BTC", count: 1 })).data;
+      assert.equal(c?.trade_price, 140_001_000, period);
+      assert.match(c?.first_day_of_period ?? "", /^\d{4}-\d{2}-\d{2}$/, period);
+    }
     await assert.rejects(rest.getAccounts(), {
       name: "TypeError",
       message: "Cannot call GET /v1/accounts as UpbitRest has no accessKey/secretKey",
@@ -425,4 +448,22 @@ Deno.test("UpbitRateLimitError is an UpbitApiError", () => {
   });
   assert.ok(e instanceof UpbitApiError);
   assert.equal(e.name, "UpbitRateLimitError");
+});
+
+Deno.test("TradeTick refuses a sequential_id that JSON.parse has already rounded", () => {
+  const tick = {
+    market: "KRW-BTC",
+    trade_date_utc: "2026-03-04",
+    trade_time_utc: "00:00:01",
+    timestamp: 1_772_582_401_000,
+    trade_price: 1,
+    trade_volume: 1,
+    ask_bid: "BID",
+  };
+  const text = `{"sequential_id":17725824010000001}`;
+  const rounded = { ...tick, ...(JSON.parse(text) as object) };
+  assert.equal(TradeTick.safeParse(rounded).success, false, "above 2^53 as a number");
+  const exact = TradeTick.parse({ ...tick, ...(parseJsonExactIds(text) as object) });
+  assert.equal(exact.sequential_id, 17_725_824_010_000_001n);
+  assert.equal(TradeTick.parse({ ...tick, sequential_id: 12 }).sequential_id, 12n);
 });

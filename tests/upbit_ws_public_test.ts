@@ -9,7 +9,12 @@ import {
   UpbitPublicWs,
   type UpbitPublicWsOptions,
 } from "../lib/upbit/ws_public.ts";
-import { type SimTrade, type Simulator, startSimulator } from "../sim/mod.ts";
+import {
+  type SimTrade,
+  type Simulator,
+  type SimulatorOptions,
+  startSimulator,
+} from "../sim/mod.ts";
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -32,9 +37,10 @@ interface Harness {
 async function withWs(
   options: Partial<UpbitPublicWsOptions>,
   fn: (h: Harness) => Promise<void>,
+  simOptions: SimulatorOptions = {},
 ): Promise<void> {
   const restore = setLogSink(() => {});
-  const sim = await startSimulator({ port: 0, seed: 1, rate: 0 });
+  const sim = await startSimulator({ port: 0, seed: 1, rate: 0, ...simOptions });
   const rest = new UpbitRest({ baseUrl: sim.restUrl, backoff: { baseMs: 20 } });
   const h = {
     sim,
@@ -143,6 +149,72 @@ Deno.test("UpbitPublicWs reconnects, backfills the gap from REST, and delivers n
     assert.equal(stats.gapsUnfilled, 0);
     assert.ok(stats.duplicates >= 1, "the SNAPSHOT after reconnect was dropped as a duplicate");
   });
+});
+
+Deno.test("UpbitPublicWs streams candle.1m .. candle.240m as candle events of their unit", async () => {
+  await withWs(
+    { trades: ["KRW-BTC"], candles: { "5m": ["KRW-BTC"], "240m": ["KRW-ETH"] } },
+    async (h) => {
+      await new Promise((r) => setTimeout(r, 100));
+      inject(h.sim, "KRW-BTC", 140_000_000);
+      inject(h.sim, "KRW-ETH", 5_000_000);
+      await waitFor(
+        "both candles",
+        () => h.candles.some((c) => c.unit === "5m") && h.candles.some((c) => c.unit === "240m"),
+      );
+      const five = h.candles.find((c) => c.unit === "5m")!;
+      assert.equal(five.market, "KRW-BTC");
+      assert.equal(five.close, 140_000_000);
+      const minute = Number(five.candleDateTimeUtc.slice(14, 16));
+      assert.equal(minute % 5, 0, five.candleDateTimeUtc);
+      const fourHours = h.candles.find((c) => c.unit === "240m")!;
+      assert.equal(fourHours.market, "KRW-ETH");
+      assert.match(fourHours.candleDateTimeUtc, /T(00|04|08|12|16|20):00:00$/);
+      assert.equal(h.ws.stats().malformed, 0);
+    },
+  );
+});
+
+Deno.test("UpbitPublicWs backfills a gap across 00:00 UTC: every trade once, ids exact", async () => {
+  const midnight = Date.UTC(2026, 2, 4); // 09:00 KST
+  let clock = midnight - 60_000;
+  const at = (ms: number, price: number) => {
+    clock = ms;
+    return inject(h0!.sim, "KRW-BTC", price);
+  };
+  let h0: Harness | undefined;
+  await withWs({ trades: ["KRW-BTC"] }, async (h) => {
+    h0 = h;
+    await new Promise((r) => setTimeout(r, 100));
+    const injected: SimTrade[] = [];
+    for (let i = 0; i < 3; i++) injected.push(at(midnight - 60_000 + i * 1000, 140_000_000));
+    await waitFor("first trades", () => h.trades.length >= 3);
+
+    h.sim.dropWebSockets();
+    await waitFor("the drop", () => !h.ws.stats().connected);
+    // While disconnected: 700 trades from 23:59:56.5 to 00:00:03.5 UTC, two per millisecond (ids
+    // n and n + 1, equal once rounded to a double), 350 on each date. Only a backfill that pages
+    // the previous date with days_ago finds the first 350.
+    for (let i = 0; i < 700; i++) {
+      injected.push(at(midnight - 3_500 + Math.floor(i / 2) * 20, 140_000_000 + (i % 7) * 1000));
+    }
+    assert.equal(injected.filter((t) => t.timestampMs < midnight).length, 353);
+    await waitFor("reconnect", () => h.ws.stats().connected && h.ws.stats().reconnects === 1);
+    await waitFor("backfill", () => h.ws.stats().backfilled >= 700);
+    injected.push(at(midnight + 10_000, 141_000_000));
+    await waitFor("all trades", () => h.trades.length >= injected.length);
+    await new Promise((r) => setTimeout(r, 100));
+
+    const ids = h.trades.map((t) => t.sequentialId);
+    assert.equal(new Set(ids).size, ids.length, "no trade delivered twice");
+    assert.deepEqual(ids, injected.map((t) => t.sequentialId), "every trade, in order");
+    const a = injected[3]!.sequentialId;
+    const b = injected[4]!.sequentialId;
+    assert.equal(b, a + 1n);
+    assert.equal(parseFloat(String(a)), parseFloat(String(b)), "doubles could not tell them apart");
+    assert.equal(h.trades.filter((t) => t.streamType === "BACKFILL").length, 700);
+    assert.equal(h.ws.stats().gapsUnfilled, 0);
+  }, { now: () => clock });
 });
 
 Deno.test("UpbitPublicWs counts and skips malformed frames without crashing", async () => {

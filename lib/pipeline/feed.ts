@@ -5,7 +5,8 @@
  * A bar is final only once the event-time watermark has passed it (see `lib/strategy/bars.ts`),
  * never because the stream stalled. On start the feed backfills over REST from the last final bar
  * in the database, so a restart loses no trade; the WebSocket client backfills gaps after its own
- * reconnects. Trades are deduplicated by the client (`sequential_id`) and again by the aggregator.
+ * reconnects; both page across 00:00 UTC. Trades are deduplicated by the client (`sequential_id`, a
+ * bigint kept exact) and again by the aggregator.
  */
 import type { Sql } from "../db.ts";
 import type { Logger } from "../log.ts";
@@ -14,6 +15,7 @@ import { upsertBars } from "../store/market_1s.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import type { TradeEvent } from "../upbit/ws_public.ts";
 import { UpbitPublicWs } from "../upbit/ws_public.ts";
+import { tradesSince } from "../upbit/trade_backfill.ts";
 
 /** Options of {@linkcode Feed}. */
 export interface FeedOptions {
@@ -53,9 +55,7 @@ function toTrade(t: TradeEvent): Trade {
     volume: t.volume,
     side: t.side,
     timestampMs: t.timestampMs,
-    // The aggregator's identity key also uses time, price, volume and side, so the precision
-    // lost above 2^53 cannot merge two trades.
-    sequentialId: Number(t.sequentialId),
+    sequentialId: t.sequentialId,
   };
 }
 
@@ -188,19 +188,11 @@ export class Feed {
         select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
       const lastFinal = row?.ts ? row.ts.getTime() : null;
       if (lastFinal === null || Date.now() - lastFinal > maxAge) continue;
-      const since = lastFinal + 1000;
-      try {
-        const trades = await this.#tradesSince(market, since);
-        this.#stats.startBackfilled += trades.length;
-        backfilled.push(...trades);
-        this.#o.log.info(
-          `Backfilled ${trades.length} trades of ${market} since the last final bar`,
-        );
-      } catch (err) {
-        this.#o.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
-          error: (err as Error).message,
-        });
-      }
+      // A failed request keeps the trades fetched before it (and is logged).
+      const trades = await this.#tradesSince(market, lastFinal + 1000);
+      this.#stats.startBackfilled += trades.length;
+      backfilled.push(...trades);
+      this.#o.log.info(`Backfilled ${trades.length} trades of ${market} since the last final bar`);
     }
     // All markets at once, in time order: the shared watermark must not pass one market's
     // backfill because another market's came first.
@@ -208,33 +200,41 @@ export class Feed {
     this.ingest(backfilled);
   }
 
-  /** Trades of `market` at or after `sinceMs`, oldest first (pages back with `cursor`). */
+  /**
+   * Trades of `market` at or after `sinceMs`, oldest first: pages back with `cursor`, and across
+   * 00:00 UTC with `days_ago`.
+   */
   async #tradesSince(market: string, sinceMs: number): Promise<Trade[]> {
-    const out: Trade[] = [];
-    let cursor: bigint | undefined;
-    for (let page = 0; page < 50; page++) {
-      const { data } = await this.#o.rest.getTradesTicks({
-        market,
-        count: 500,
-        ...(cursor === undefined ? {} : { cursor }),
+    const { trades, complete, error } = await tradesSince(this.#o.rest, market, sinceMs, {
+      maxPages: 50,
+    });
+    if (error !== undefined) {
+      this.#o.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
+        error: error instanceof Error ? error.message : String(error),
+        fetched: trades.length,
       });
-      if (data.length === 0) break;
-      for (const t of data) {
-        if (t.timestamp < sinceMs) continue;
-        out.push({
-          market,
-          price: t.trade_price,
-          volume: t.trade_volume,
-          side: t.ask_bid,
-          timestampMs: t.timestamp,
-          sequentialId: Number(t.sequential_id),
-        });
-      }
-      const oldest = data[data.length - 1]!;
-      if (oldest.timestamp < sinceMs) break;
-      cursor = oldest.sequential_id;
+    } else if (!complete) {
+      this.#o.log.warn(
+        `Backfill of ${market} stopped at its page limit; older trades are missing`,
+        {
+          since_ms: sinceMs,
+          fetched: trades.length,
+        },
+      );
     }
-    return out.reverse();
+    return trades
+      .map((t): Trade => ({
+        market,
+        price: t.trade_price,
+        volume: t.trade_volume,
+        side: t.ask_bid,
+        timestampMs: t.timestamp,
+        sequentialId: t.sequential_id,
+      }))
+      .sort((a, b) =>
+        a.timestampMs - b.timestampMs ||
+        (a.sequentialId < b.sequentialId ? -1 : a.sequentialId > b.sequentialId ? 1 : 0)
+      );
   }
 
   /** Stops the stream and writes what is pending (open bars stay not final). */

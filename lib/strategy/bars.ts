@@ -37,8 +37,8 @@ export interface Trade {
   side: "ASK" | "BID";
   /** `trade_timestamp`, epoch ms. */
   timestampMs: number;
-  /** `sequential_id` (unique per trade; see {@linkcode tradeKey} on its precision). */
-  sequentialId: number;
+  /** `sequential_id`: unique per trade, about 1.7e16 (above 2^53), hence a bigint read exactly. */
+  sequentialId: bigint;
 }
 
 /** A 1-second OHLCV bar of one market (a row of `market_1s`). */
@@ -109,9 +109,9 @@ export interface BarAggregatorOptions {
 interface OpenBar {
   bar: Bar;
   firstTs: number;
-  firstSeq: number;
+  firstSeq: bigint;
   lastTs: number;
-  lastSeq: number;
+  lastSeq: bigint;
 }
 
 interface MarketState {
@@ -133,10 +133,8 @@ export function secondStart(tsMs: number): number {
 }
 
 /**
- * Identity of a trade for duplicate detection: `sequential_id` plus timestamp, price, volume and
- * side. Upbit's `sequential_id` (about 1.7e16) exceeds 2^53, so after `JSON.parse` two different
- * trades of the same millisecond can share the rounded id; the other fields tell them apart, and a
- * replayed trade (reconnect snapshot) matches in all of them.
+ * Identity of a trade for duplicate detection: the exact `sequential_id` plus timestamp, price,
+ * volume and side (a replayed trade, e.g. a reconnect snapshot, matches in all of them).
  */
 export function tradeKey(t: Trade): string {
   return `${t.sequentialId}|${t.timestampMs}|${t.price}|${t.volume}|${t.side}`;
@@ -153,7 +151,7 @@ function compareBars(a: Bar, b: Bar): number {
  * ```ts
  * const agg = new BarAggregator({ allowedLatenessMs: 2000 });
  * const batch = agg.ingest([
- *   { market: "KRW-BTC", price: 100, volume: 1, side: "BID", timestampMs: 1_000, sequentialId: 1 },
+ *   { market: "KRW-BTC", price: 100, volume: 1, side: "BID", timestampMs: 1_000, sequentialId: 1n },
  * ]);
  * batch.open.length; // 1: the bar of second 1000 is open until a trade at >= 4000 arrives
  * ```

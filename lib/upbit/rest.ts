@@ -600,9 +600,28 @@ export class UpbitRest {
     return this.#get(`/v1/candles/minutes/${unit}`, rest, Candles, false, options);
   }
 
-  /** `GET /v1/candles/days` */
-  getCandlesDays(params: { market: string; to?: string; count?: number }, options?: CallOptions) {
-    return this.#get("/v1/candles/days", { ...params }, Candles, false, options);
+  /** `GET /v1/candles/days` (days run 00:00-24:00 UTC; with `prev_closing_price` and change). */
+  getCandlesDays(
+    params: { market: string; to?: string; count?: number; convertingPriceUnit?: string },
+    options?: CallOptions,
+  ) {
+    const { convertingPriceUnit, ...rest } = params;
+    return this.#get(
+      "/v1/candles/days",
+      { ...rest, converting_price_unit: convertingPriceUnit },
+      Candles,
+      false,
+      options,
+    );
+  }
+
+  /** `GET /v1/candles/weeks` or `/v1/candles/months` (with `first_day_of_period`). */
+  getCandlesPeriod(
+    params: { period: "weeks" | "months"; market: string; to?: string; count?: number },
+    options?: CallOptions,
+  ) {
+    const { period, ...rest } = params;
+    return this.#get(`/v1/candles/${period}`, rest, Candles, false, options);
   }
 
   // ---------------------------------------------------------------- exchange (§4)

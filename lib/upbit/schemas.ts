@@ -218,10 +218,15 @@ export type Ticker = z.output<typeof Ticker>;
 /** `GET /v1/ticker` response. */
 export const Tickers = z.array(Ticker);
 
-/** A `sequential_id` read exactly (see {@linkcode parseJsonExactIds}). */
-const SequentialId = z.union([
+/**
+ * A `sequential_id` read exactly (see {@linkcode parseJsonExactIds}): a digit string, or a number
+ * only while it is a safe integer (a larger one was already rounded by `JSON.parse`).
+ */
+export const SequentialId = z.union([
   z.string().regex(/^\d+$/).transform((s) => BigInt(s)),
-  z.number().int().nonnegative().transform((n) => BigInt(n)),
+  z.number().int().nonnegative().refine(Number.isSafeInteger, {
+    message: "sequential_id above 2^53 must be read exactly (parseJsonExactIds)",
+  }).transform((n) => BigInt(n)),
 ]);
 
 /** `GET /v1/trades/ticks` element (§6). */
@@ -279,6 +284,14 @@ export const Candle = z.object({
   candle_acc_trade_price: z.number(),
   candle_acc_trade_volume: z.number(),
   unit: z.number().optional(),
+  /** Day candles: the previous day's close and the change against it. */
+  prev_closing_price: z.number().optional(),
+  change_price: z.number().optional(),
+  change_rate: z.number().optional(),
+  /** Day candles with `converting_price_unit`. */
+  converted_trade_price: z.number().optional(),
+  /** Week and month candles: the first day of the period ("yyyy-MM-dd"). */
+  first_day_of_period: z.string().optional(),
 });
 /** One candle (newest first in responses). */
 export type Candle = z.output<typeof Candle>;
