@@ -1,10 +1,13 @@
 /**
  * @module The account actor: `GET /v1/accounts` on an interval (and at once on `myAsset` events)
- * -> `upbit_account_snapshots` and `live_positions`. Skipped without keys; backs off on errors.
+ * -> `upbit_account_snapshots` and `live_positions`. It owns upbot's one private WebSocket
+ * connection and forwards `myOrder` changes to the order-poller as `wake`, and warns once a day
+ * when the key expires within 14 days (`GET /v1/api_keys`). Skipped without keys
+ * (then there is no private stream at all); backs off on errors.
  */
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
-import { AccountSync } from "../lib/pipeline/account.ts";
+import { AccountSync, KeyExpiryWatch } from "../lib/pipeline/account.ts";
 import { AccountConfig, keyedUpbitRest } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
 import type { UpbitRest } from "../lib/upbit/rest.ts";
@@ -14,6 +17,10 @@ let sql: Client | undefined;
 let rest: UpbitRest | undefined;
 let ws: UpbitPrivateWs | undefined;
 let loop: WorkLoop | undefined;
+let expiryTimer: ReturnType<typeof setInterval> | undefined;
+
+/** How often the key's expiry is read (the warning itself comes at most once a day). */
+const KEY_EXPIRY_CHECK_MS = 3_600_000;
 
 runActor({
   config: AccountConfig,
@@ -40,20 +47,41 @@ runActor({
         ctx.setMetrics(Object.fromEntries(positions.map((p) => [p.symbol, p.status])));
       },
     });
+    // The one private connection of this key (Upbit advises one, §7.1): balances here, order
+    // changes forwarded to the order-poller as wakes.
+    const wakePoller = () => ctx.send("order_poller", { type: "wake", topic: "order_attempts" });
     ws = new UpbitPrivateWs({
       url: c.privateWsUrl,
       accessKey: c.accessKey,
       secretKey: c.secretKey,
-      myOrder: false,
       logger: ctx.log,
       onAsset: () => loop?.wake(),
-      onReconnect: () => loop?.wake(),
+      onOrder: (event) => {
+        // Final states only: a fill (`trade`) is followed by `done` or a later poll.
+        if (event.state === "done" || event.state === "cancel" || event.state === "prevented") {
+          wakePoller();
+        }
+      },
+      onReconnect: () => {
+        // Events may have been missed while disconnected: both sides resync over REST.
+        loop?.wake();
+        wakePoller();
+      },
+      // Logged once by the client; recorded as this actor's last error. Polling goes on.
+      onAuthError: (err) => ctx.reportError(err),
     });
     ws.start();
+    const expiry = new KeyExpiryWatch({ rest, accessKey: c.accessKey, log: ctx.log });
+    const checkExpiry = () => {
+      expiry.check().catch((err) => ctx.log.warn("GET /v1/api_keys failed", { error: err }));
+    };
+    checkExpiry();
+    expiryTimer = setInterval(checkExpiry, KEY_EXPIRY_CHECK_MS);
     ctx.log.info(`UpbitAccountRunner started (interval=${c.pollIntervalSec}s)`);
     loop.start();
   },
   async stop() {
+    clearInterval(expiryTimer);
     await loop?.stopped();
     await ws?.close();
     rest?.close();

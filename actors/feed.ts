@@ -1,27 +1,32 @@
 /**
  * @module The feed actor: Upbit WebSocket trades -> 1-second bars in `market_1s`; final bars are
- * published to the evaluator (`bars.final`, batched per market per flush).
+ * published to the evaluator (`bars.final`, batched per market per flush). It also keeps
+ * `upbit_market_status` fresh (warnings, cautions, delisting: `lib/pipeline/market_status.ts`).
  */
 import { runActor } from "../lib/actors/actor.ts";
 import { TradeRecorder } from "../lib/backtest/trade_files.ts";
 import { type Client, connect } from "../lib/db.ts";
-import { FeedConfig } from "../lib/pipeline/actor_specs.ts";
+import { FeedConfig, quotationUpbitRest } from "../lib/pipeline/actor_specs.ts";
 import { Feed } from "../lib/pipeline/feed.ts";
+import { WorkLoop } from "../lib/pipeline/loop.ts";
+import { MarketStatusPoller } from "../lib/pipeline/market_status.ts";
 import type { Bar } from "../lib/strategy/bars.ts";
-import { UpbitRest } from "../lib/upbit/rest.ts";
+import type { UpbitRest } from "../lib/upbit/rest.ts";
 
 let sql: Client | undefined;
 let feed: Feed | undefined;
 let rest: UpbitRest | undefined;
 let recorder: TradeRecorder | undefined;
 let metricsTimer: ReturnType<typeof setInterval> | undefined;
+let statusLoop: WorkLoop | undefined;
+let statusPasses = 0;
 
 runActor({
   config: FeedConfig,
   async start(ctx) {
     const c = ctx.config;
     sql = connect(c.db, { applicationName: "upbot-feed" });
-    rest = new UpbitRest({ baseUrl: c.restUrl, logger: ctx.log });
+    rest = quotationUpbitRest(c.restUrl, ctx.log);
     if (c.recordTradesDir !== null) {
       recorder = new TradeRecorder({
         dir: c.recordTradesDir,
@@ -50,13 +55,28 @@ runActor({
     });
     ctx.log.info(`Feed started (markets=${c.markets.join(",")})`);
     await feed.start();
+    const statusPoller = new MarketStatusPoller({ sql, rest, markets: c.markets, log: ctx.log });
+    statusLoop = new WorkLoop({
+      intervalMs: c.marketStatusPollSec * 1000,
+      signal: ctx.signal,
+      log: ctx.log,
+      onError: (err) => ctx.reportError(err),
+      // The bars matter more than this: keep backing off instead of crashing the feed.
+      maxFailures: Number.POSITIVE_INFINITY,
+      pass: async () => {
+        await statusPoller.pollOnce(ctx.signal);
+        statusPasses++;
+      },
+    });
+    statusLoop.start();
     metricsTimer = setInterval(() => {
       const s = feed!.stats();
-      ctx.setMetrics({ ...s });
+      ctx.setMetrics({ ...s, market_status_passes: statusPasses });
     }, 1000);
   },
   async stop() {
     clearInterval(metricsTimer);
+    await statusLoop?.stopped();
     await feed?.stop();
     await recorder?.close();
     rest?.close();

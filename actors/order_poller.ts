@@ -1,7 +1,8 @@
 /**
  * @module The order-poller actor: polls submitted live orders to `done` / `cancel` every
- * `LIVE_ORDER_POLL_INTERVAL_SEC` (see `lib/execution/order_poller.ts`). `myOrder` events from the
- * private WebSocket, when available, trigger a poll at once; polling stays the source of truth.
+ * `LIVE_ORDER_POLL_INTERVAL_SEC` (see `lib/execution/order_poller.ts`). A `wake` (the account actor
+ * forwards `myOrder` events of the one private WebSocket as wakes) triggers a poll at once;
+ * polling stays the source of truth.
  * On start it picks up every submitted attempt that is not final. Without keys it idles.
  */
 import { runActor } from "../lib/actors/actor.ts";
@@ -10,11 +11,9 @@ import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { keyedUpbitRest, OrderPollerConfig } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
 import type { UpbitRest } from "../lib/upbit/rest.ts";
-import { UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
 
 let sql: Client | undefined;
 let rest: UpbitRest | undefined;
-let ws: UpbitPrivateWs | undefined;
 let loop: WorkLoop | undefined;
 
 runActor({
@@ -44,18 +43,6 @@ runActor({
         if (s.finalised > 0) ctx.send("executor", { type: "wake", topic: "order_attempts" });
       },
     });
-    ws = new UpbitPrivateWs({
-      url: c.privateWsUrl,
-      accessKey: c.accessKey,
-      secretKey: c.secretKey,
-      myAsset: false,
-      logger: ctx.log,
-      onOrder: (event) => {
-        if (event.state === "done" || event.state === "cancel") loop?.wake();
-      },
-      onReconnect: () => loop?.wake(),
-    });
-    ws.start();
     ctx.log.info(
       `OrderPoller started (interval=${c.pollIntervalSec}s max_polls=${c.maxPolls})`,
     );
@@ -68,7 +55,6 @@ runActor({
   },
   async stop() {
     await loop?.stopped();
-    await ws?.close();
     rest?.close();
     await sql?.end({ timeout: 2 });
   },

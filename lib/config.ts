@@ -270,6 +270,13 @@ export const SETTINGS = [
     defaultText: "10",
     doc: "Seconds between balance polls by the account actor.",
   },
+  {
+    name: "MARKET_STATUS_POLL_INTERVAL_SEC",
+    schema: num({ min: 5, max: 3600 }, 60),
+    defaultText: "60",
+    doc:
+      "Seconds between reads of the markets' warning, caution and delisting state (feed actor; two quotation requests each).",
+  },
   // Evaluator overrides (unset: the profile's value).
   {
     name: "EVAL_TP_PCT",
@@ -326,7 +333,8 @@ export const SETTINGS = [
     name: "DATA_DIR",
     schema: text("./data"),
     defaultText: "./data",
-    doc: "Directory of the embedded database (used when DATABASE_URL is unset).",
+    doc:
+      "Embedded database (when DATABASE_URL is unset) and, always, control/ for deno task halt/resume/flatten.",
   },
   {
     name: "RECORD_TRADES",

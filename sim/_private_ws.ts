@@ -38,6 +38,8 @@ interface Subscription {
 
 interface Connection {
   socket: WebSocket;
+  /** The verified key; null for a refused token (in_band refusal). */
+  accessKey: string | null;
   authorized: Promise<boolean>;
   subscription: Subscription | null;
   session: WsSession;
@@ -202,6 +204,8 @@ export interface PrivateStreamsOptions {
 /** Every private WebSocket connection and the engine events fanned out to them. */
 export class PrivateStreams {
   readonly #connections = new Set<Connection>();
+  /** Upgraded, authorized connections not open yet. */
+  readonly #pending = new Set<Connection>();
   readonly #engine: Engine;
   readonly #auth: Authenticator;
   readonly #random: Random;
@@ -223,17 +227,46 @@ export class PrivateStreams {
     this.#statusIntervalMs = options.statusIntervalMs ?? WS_STATUS_INTERVAL_MS;
   }
 
-  /** Upgrades the request; a bad or missing token gets the INVALID_AUTH frame and a close. */
-  handle(req: Request): Response {
+  /**
+   * Upgrades the request. A bad or missing token is refused per `private_ws_auth_refusal`: HTTP 401
+   * with the §5.2 error at the upgrade, or the INVALID_AUTH frame and a close after it. Past
+   * `private_ws_max_connections` open connections of one key, the upgrade gets a 429 (inferred).
+   */
+  async handle(req: Request): Promise<Response> {
     // Headers are unreadable once the request is upgraded.
-    const authorization = req.headers.get("authorization");
+    const verified = await this.#auth
+      .verify(req.headers.get("authorization"), undefined)
+      .catch((): AuthFailure => ({
+        status: 401,
+        name: "jwt_verification",
+        message: "Jwt 토큰 검증에 실패했습니다.",
+      }));
+    const faults = this.#faults();
+    if (isAuthFailure(verified) && faults.private_ws_auth_refusal === "upgrade") {
+      return Response.json(
+        { error: { name: verified.name, message: verified.message } },
+        { status: 401 },
+      );
+    }
+    const accessKey = isAuthFailure(verified) ? null : verified.accessKey;
+    const max = faults.private_ws_max_connections;
+    if (accessKey !== null && max > 0 && this.#openOf(accessKey) >= max) {
+      return Response.json(
+        {
+          error: {
+            name: "too_many_connections",
+            message: `Too many private WebSocket connections for this key (at most ${max}).`,
+          },
+        },
+        { status: 429 },
+      );
+    }
     const { socket, response } = Deno.upgradeWebSocket(req);
-    const verdict: Promise<boolean> = this.#auth
-      .verify(authorization, undefined)
-      .then((v) => !isAuthFailure(v as AuthFailure))
-      .catch(() => false);
+    const authorized = accessKey !== null;
+    const verdict = Promise.resolve(authorized);
     const connection: Connection = {
       socket,
+      accessKey,
       authorized: verdict,
       subscription: null,
       session: new WsSession({
@@ -243,9 +276,11 @@ export class PrivateStreams {
         closeIdle: () => this.#drop(connection, 1000, "idle timeout"),
       }),
     };
+    // Counted from the upgrade on, so that concurrent upgrades cannot pass the limit together.
+    if (authorized) this.#pending.add(connection);
     socket.binaryType = "arraybuffer";
-    socket.onopen = async () => {
-      const authorized = await verdict;
+    socket.onopen = () => {
+      this.#pending.delete(connection);
       // An upgrade that completes after close() must not start timers.
       if (this.#closed) return this.#drop(connection, 1001, "simulator closed");
       if (authorized) {
@@ -284,8 +319,17 @@ export class PrivateStreams {
     return response;
   }
 
+  /** Open (or opening) authorized connections of `accessKey`. */
+  #openOf(accessKey: string): number {
+    let n = 0;
+    for (const c of this.#connections) if (c.accessKey === accessKey) n++;
+    for (const c of this.#pending) if (c.accessKey === accessKey) n++;
+    return n;
+  }
+
   #forget(connection: Connection): void {
     connection.session.stop();
+    this.#pending.delete(connection);
     this.#connections.delete(connection);
     if (this.#connections.size === 0 && this.#unsubscribe) {
       this.#unsubscribe();

@@ -40,7 +40,7 @@ export interface ExchangeHandler {
    */
   handle(req: Request, fault?: "burn"): Promise<Response>;
   /** Upgrades `/websocket/v1/private` (JWT in `Authorization`), then streams myOrder / myAsset. */
-  handlePrivateWebSocket(req: Request): Response;
+  handlePrivateWebSocket(req: Request): Promise<Response>;
   /** Every order held (for `GET /_sim/orders`). */
   orders(): SimOrderSummary[];
   /** Closes every private WebSocket now. */
@@ -66,6 +66,8 @@ export interface ExchangeOptions {
   stateFile?: string;
   /** Live fault settings (read on every request; `offline_markets` -> `market_offline`). */
   faults: () => Faults;
+  /** Expiry of the key, shown by `GET /v1/api_keys` (epoch ms). @default {one year from now} */
+  apiKeyExpireAtMs?: number;
   /** Private WebSocket idle timeout (§7.9). @default {120_000} */
   wsIdleTimeoutMs?: number;
   /** Interval of `{"status":"UP"}` after a `PING` on the private WebSocket. @default {10_000} */

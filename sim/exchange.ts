@@ -23,7 +23,7 @@ import {
 import { createLogger } from "../lib/log.ts";
 import { countedUuids, mulberry32 } from "./_ids.ts";
 import { loadState, saveState } from "./_state_file.ts";
-import { accountJson, orderJson } from "./_order_json.ts";
+import { accountJson, kstTime, orderJson } from "./_order_json.ts";
 import { maxTotal, minTotal } from "./_price_rules.ts";
 import { PrivateStreams } from "./_private_ws.ts";
 import type { ExchangeHandler, ExchangeOptions } from "./contract.ts";
@@ -205,8 +205,15 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     };
   };
 
+  // Keys are valid one year (§2.4); tests set a nearer expiry.
+  const apiKeyExpireAtMs = options.apiKeyExpireAtMs ?? Date.now() + 365 * DAY_MS;
+
   const routes: Record<string, Route> = {
     "GET /v1/accounts": () => json(engine.accounts().map(accountJson)),
+
+    // The account's keys: the simulator has one.
+    "GET /v1/api_keys": () =>
+      json([{ access_key: options.accessKey, expire_at: kstTime(apiKeyExpireAtMs) }]),
 
     "GET /v1/orders/chance": (query) => {
       const market = query.get("market");

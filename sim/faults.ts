@@ -16,6 +16,9 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   malformed_frame_rate: 0,
   rate_limit_factor: 1,
   offline_markets: [],
+  remaining_req_group_names: "documented",
+  private_ws_auth_refusal: "upgrade",
+  private_ws_max_connections: 0,
 });
 
 const share = z.number().min(0).max(1);
@@ -31,6 +34,9 @@ export const FaultsPatch = z.strictObject({
   malformed_frame_rate: share.optional(),
   rate_limit_factor: z.number().positive().max(1_000).optional(),
   offline_markets: z.array(z.string().regex(/^[A-Z]{2,10}-[A-Z0-9]{1,15}$/)).optional(),
+  remaining_req_group_names: z.enum(["documented", "alternative"]).optional(),
+  private_ws_auth_refusal: z.enum(["upgrade", "in_band"]).optional(),
+  private_ws_max_connections: z.number().int().min(0).max(1_000).optional(),
 });
 
 /** Validates a fault update; returns the patch or a readable error text. */

@@ -5,9 +5,9 @@
  * statistics, candles and a bounded history of trades per market, optionally backdated by whole
  * days. Implements the exchange's {@linkcode MarketView}.
  *
- * Determinism: the content of the n-th generated trade (market, price, volume, side) depends only on
- * the seed, n and the times at which trades are generated (the price moves with elapsed time), and on
- * injected trades, which move the price. `sequential_id`s come from the clock: trade time in ms ×
+ * Determinism: the content of the n-th generated trade (market, price, volume, side) depends only
+ * on the seed, n and the times at which trades are generated (the price moves with elapsed time),
+ * and on injected trades, which move the price. `sequential_id`s come from the clock: trade time in ms ×
  * 10,000 plus a counter, about 1.7e16 like Upbit's, above 2^53.
  */
 import type { BookLevel, MarketView } from "./contract.ts";
@@ -107,7 +107,7 @@ class MarketState {
   lastMoveMs: number;
   /** Current spread in ticks (drawn per generated trade around the spec's typical spread). */
   spread = 1;
-  /** Ticks the touch is displaced by an ongoing sweep; back to 0 at the market's next ordinary trade. */
+  /** Ticks the touch is displaced by a sweep; back to 0 at the market's next ordinary trade. */
   sweep = 0;
   /**
    * Largest sweep in ticks: half a minute's volatility (at least one tick), so that sweeps make
@@ -131,7 +131,8 @@ class MarketState {
   accBid = 0;
   /** Synthetic volume of the (pre-simulation) last 24 h, faded out as simulated history accumulates. */
   readonly baseline24Price: number;
-  readonly startedMs: number;
+  /** Start of the live market (after any backdated history); the synthetic volume fades from it. */
+  startedMs: number;
   high52: number;
   high52Date: string;
   low52: number;
@@ -316,10 +317,14 @@ export class SimMarket implements MarketView {
       total += spec.weight;
       this.#cumulativeWeights.push(total);
     }
-    if (historyRate > 0) this.#backdate(startMs, nowMs, historyRate, options.seed);
+    if (historyRate > 0) {
+      this.#backdate(startMs, nowMs, historyRate, options.seed);
+      // The thin backdated stream stands for a busier market: keep the synthetic 24 h volume.
+      for (const state of this.#states.values()) state.startedMs = nowMs;
+    }
   }
 
-  /** Generates the backdated history: a Poisson stream of `rate` trades/s from `fromMs` to `toMs`. */
+  /** Generates the backdated history: a Poisson stream of `rate` trades/s from `fromMs` on. */
   #backdate(fromMs: number, toMs: number, rate: number, seed: number): void {
     const arrivals = createRng(seed ^ 0x0ba5_eda7);
     let t = fromMs;

@@ -41,6 +41,21 @@ export interface Faults {
   rate_limit_factor: number;
   /** Markets that answer `market_offline`. */
   offline_markets: string[];
+  /**
+   * Group names in `Remaining-Req`: `documented`, or `alternative` names such as `candles` and
+   * `origin` as seen in captures (see `ALTERNATIVE_GROUP_NAMES` in `sim/rate_limit.ts`).
+   */
+  remaining_req_group_names: "documented" | "alternative";
+  /**
+   * How the private WebSocket refuses a bad token: `upgrade` answers the upgrade request with HTTP
+   * 401; `in_band` upgrades, sends the `INVALID_AUTH` error frame and closes.
+   */
+  private_ws_auth_refusal: "upgrade" | "in_band";
+  /**
+   * Concurrent private WebSocket connections per access key; more are refused with a 429 at the
+   * upgrade. 0 = no limit. Inferred: Upbit advises one connection but documents no number.
+   */
+  private_ws_max_connections: number;
 }
 
 /** Options of {@linkcode startSimulator}. */
@@ -86,6 +101,8 @@ export interface SimulatorOptions {
    * the start fail with {@linkcode StateFileError}. Rewritten atomically after every change.
    */
   stateFile?: string;
+  /** Expiry of the test key as `GET /v1/api_keys` shows it (epoch ms). @default {one year from start} */
+  apiKeyExpireAtMs?: number;
   faults?: Partial<Faults>;
   /** Idle timeout of the public and private WebSocket (§7.9), for tests. @default {120_000} */
   wsIdleTimeoutMs?: number;
@@ -186,6 +203,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     balances: options.balances ?? {},
     stateFile: options.stateFile,
     seed,
+    apiKeyExpireAtMs: options.apiKeyExpireAtMs,
     faults: () => faults.current(),
     wsIdleTimeoutMs: options.wsIdleTimeoutMs,
     wsStatusIntervalMs: options.wsStatusIntervalMs,

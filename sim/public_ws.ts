@@ -19,6 +19,7 @@ import {
   utcTime,
   utcTimeCompact,
 } from "./_market_format.ts";
+import { marketStatusOf } from "./market_status.ts";
 import { restOrderbook } from "./quotation.ts";
 import { WS_TOO_MANY_REQUESTS_FRAME } from "./rate_limit.ts";
 import { WS_IDLE_TIMEOUT_MS, WS_STATUS_INTERVAL_MS, WsSession } from "./_ws_session.ts";
@@ -252,6 +253,7 @@ function tradeMessage(t: MarketTrade, stream: StreamType): Message {
 
 function tickerMessage(market: SimMarket, code: string, stream: StreamType): Message {
   const s = market.stats(code);
+  const listing = marketStatusOf(market).get(code);
   const ch = changeOf(s.tradePrice, s.prevClosingPrice);
   return {
     type: "ticker",
@@ -281,10 +283,11 @@ function tickerMessage(market: SimMarket, code: string, stream: StreamType): Mes
     highest_52_week_date: s.highest52WeekDate,
     lowest_52_week_price: s.lowest52WeekPrice,
     lowest_52_week_date: s.lowest52WeekDate,
-    market_state: "ACTIVE",
+    market_state: listing.market_state,
     is_trading_suspended: false,
-    delisting_date: null,
-    market_warning: "NONE",
+    delisting_date: listing.delisting_date,
+    // Deprecated (§7.4), kept in step with market_event.warning.
+    market_warning: listing.warning ? "CAUTION" : "NONE",
     timestamp: Date.now(),
     stream_type: stream,
   };

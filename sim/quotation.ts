@@ -17,6 +17,7 @@ import {
   utcTime,
   utcTimeCompact,
 } from "./_market_format.ts";
+import { marketStatusOf } from "./market_status.ts";
 import { krwTickSize, tickText } from "./tick_size.ts";
 
 const MINUTE_UNITS = new Set([1, 3, 5, 10, 15, 30, 60, 240]);
@@ -65,12 +66,14 @@ function route(url: URL, market: SimMarket): unknown {
     case "/v1/market/all":
       return marketAll(market, q.get("is_details") === "true");
     case "/v1/ticker":
-      return marketList(market, required(q, "markets")).map((m) => restTicker(market.stats(m)));
+      return marketList(market, required(q, "markets")).map((m) =>
+        withListing(market, restTicker(market.stats(m)))
+      );
     case "/v1/ticker/all": {
       const quotes = required(q, "quote_currencies").split(",").map((s) => s.trim());
       return market.markets()
         .filter((m) => quotes.includes(m.split("-")[0] ?? ""))
-        .map((m) => restTicker(market.stats(m)));
+        .map((m) => withListing(market, restTicker(market.stats(m))));
     }
     case "/v1/trades/ticks":
       return tradesTicks(market, q);
@@ -139,20 +142,17 @@ function marketAll(market: SimMarket, details: boolean): unknown[] {
     const spec = market.spec(code);
     const base = { market: code, korean_name: spec.koreanName, english_name: spec.englishName };
     if (!details) return base;
-    return {
-      ...base,
-      market_event: {
-        warning: false,
-        caution: {
-          PRICE_FLUCTUATIONS: false,
-          TRADING_VOLUME_SOARING: false,
-          DEPOSIT_AMOUNT_SOARING: false,
-          GLOBAL_PRICE_DIFFERENCES: false,
-          CONCENTRATION_OF_SMALL_ACCOUNTS: false,
-        },
-      },
-    };
+    return { ...base, market_event: marketStatusOf(market).marketEvent(code) };
   });
+}
+
+/**
+ * A REST ticker with the market's `market_state` and `delisting_date` (as the WebSocket ticker
+ * carries them, §7.4; on REST inferred).
+ */
+function withListing(market: SimMarket, ticker: Record<string, unknown>): Record<string, unknown> {
+  const s = marketStatusOf(market).get(String(ticker.market));
+  return { ...ticker, market_state: s.market_state, delisting_date: s.delisting_date };
 }
 
 /** The REST ticker object (§6) of one market. */

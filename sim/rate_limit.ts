@@ -98,15 +98,39 @@ function scaledLimit(limit: number, factor: number): number {
   return Math.max(1, Math.floor(limit * factor));
 }
 
+/** Which group names `Remaining-Req` carries: the documented ones, or {@linkcode ALTERNATIVE_GROUP_NAMES}. */
+export type GroupNaming = "documented" | "alternative";
+
+/**
+ * Names other than the documented ones for the quotation groups (inferred). Third-party captures
+ * show `candles`, `market`, `ticker` and `origin` in `Remaining-Req`, without saying for which
+ * calls; this mapping gives each quotation group a name that differs from its own and names
+ * another group where it can, so a client that pauses the group the header names pauses the wrong
+ * one. Exchange groups keep their names.
+ */
+export const ALTERNATIVE_GROUP_NAMES: Readonly<Record<string, string>> = {
+  market: "origin",
+  candle: "candles",
+  trade: "market",
+  ticker: "origin",
+  orderbook: "ticker",
+};
+
 /**
  * `Remaining-Req: group=<g>; min=<60×per-second limit>; sec=<left>` (§3.2; `min` is a fixed legacy
- * value: 30 for `order-cancel-all`, 6 for `origin`).
+ * value: 30 for `order-cancel-all`, 6 for `origin`). `naming` picks the group name written.
  */
-export function remainingReqHeader(decision: RateDecision): string {
+export function remainingReqHeader(
+  decision: RateDecision,
+  naming: GroupNaming = "documented",
+): string {
   const spec = GROUP_LIMITS[decision.group] ?? GROUP_LIMITS.default!;
   const perSecond = decision.limit * 1000 / spec.windowMs;
   const sec = decision.kind === "allowed" ? decision.remaining : 0;
-  return `group=${decision.group}; min=${Math.round(60 * perSecond)}; sec=${sec}`;
+  const name = naming === "alternative"
+    ? ALTERNATIVE_GROUP_NAMES[decision.group] ?? decision.group
+    : decision.group;
+  return `group=${name}; min=${Math.round(60 * perSecond)}; sec=${sec}`;
 }
 
 /**
@@ -114,8 +138,8 @@ export function remainingReqHeader(decision: RateDecision): string {
  * `Too many API requests.` (§3.3 [L/?]): JSON is what every other error uses and clients must accept
  * both. 418's body states the ban length (undocumented upstream).
  */
-export function refusal(decision: RateDecision): Response {
-  const headers = { "Remaining-Req": remainingReqHeader(decision) };
+export function refusal(decision: RateDecision, naming: GroupNaming = "documented"): Response {
+  const headers = { "Remaining-Req": remainingReqHeader(decision, naming) };
   if (decision.kind === "banned") {
     const seconds = Math.ceil(decision.banMs / 1000);
     return Response.json(

@@ -8,6 +8,7 @@ import type { SimMarket } from "./market.ts";
 import type { PublicWebSocketHub } from "./public_ws.ts";
 import type { Rng } from "./_rng.ts";
 import { type FaultStore, parseFaultsPatch } from "./faults.ts";
+import { MarketStatusBody, marketStatusOf } from "./market_status.ts";
 import { handleQuotation, quotationError, quotationGroup } from "./quotation.ts";
 import { type RateLimiter, refusal, remainingReqHeader } from "./rate_limit.ts";
 
@@ -97,8 +98,8 @@ export function createSimServer(parts: SimServerParts): SimServer {
     const client = isExchange ? accessKeyOf(req) ?? remoteIp(info) : remoteIp(info);
     const f = faults.current();
     const decision = limiter.check(group, client, f.rate_limit_factor);
-    if (decision.kind !== "allowed") return refusal(decision);
-    const header = remainingReqHeader(decision);
+    if (decision.kind !== "allowed") return refusal(decision, f.remaining_req_group_names);
+    const header = remainingReqHeader(decision, f.remaining_req_group_names);
     if (f.latency_ms > 0) await wait(f.latency_ms);
     if (f.error_rate > 0 && rng.next() < f.error_rate) {
       // Refused before the exchange sees it: an injected 5xx never creates an order.
@@ -188,7 +189,42 @@ export function createSimServer(parts: SimServerParts): SimServer {
       return Response.json(faults.get());
     }
     if (path === "/_sim/orders" && req.method === "GET") return Response.json(exchange.orders());
+    if (path === "/_sim/markets") return await handleMarketStatus(req);
     return Response.json({ error: "not found" }, { status: 404 });
+  }
+
+  /**
+   * `GET /_sim/markets`: every market's warning, cautions and listing state. `POST /_sim/markets`:
+   * one update `{market, warning?, caution?, market_state?, delisting_date?}` or a list of them
+   * (zod-validated; unknown fields and markets refused), answered with the new states.
+   */
+  async function handleMarketStatus(req: Request): Promise<Response> {
+    const board = marketStatusOf(market);
+    const all = () => Object.fromEntries(market.markets().map((m) => [m, board.get(m)]));
+    if (req.method === "GET") return Response.json(all());
+    if (req.method !== "POST") {
+      return Response.json({ error: "method not allowed" }, { status: 405 });
+    }
+    let body: unknown;
+    try {
+      body = await req.json();
+    } catch {
+      return Response.json({ error: "body must be JSON" }, { status: 400 });
+    }
+    const parsed = MarketStatusBody.safeParse(body);
+    if (!parsed.success) {
+      const error = parsed.error.issues
+        .map((i) => `${i.path.join(".") || "body"}: ${i.message}`)
+        .join("; ");
+      return Response.json({ error }, { status: 400 });
+    }
+    const patches = Array.isArray(parsed.data) ? parsed.data : [parsed.data];
+    const unknown = patches.find((p) => !market.has(p.market));
+    if (unknown) {
+      return Response.json({ error: `unknown market ${unknown.market}` }, { status: 400 });
+    }
+    for (const patch of patches) board.apply(patch);
+    return Response.json(all());
   }
 
   return {

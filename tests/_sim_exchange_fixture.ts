@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import type { BookLevel, ExchangeHandler, MarketView } from "../sim/contract.ts";
 import type { Faults, SimTrade } from "../sim/mod.ts";
 import { createExchange } from "../sim/exchange.ts";
+import { NO_FAULTS as SIM_NO_FAULTS } from "../sim/faults.ts";
 
 export const ACCESS_KEY = "test-access-key";
 export const SECRET_KEY = "test-secret-key";
@@ -65,17 +66,7 @@ export class FakeMarket implements MarketView {
   }
 }
 
-export const NO_FAULTS: Faults = {
-  latency_ms: 0,
-  error_rate: 0,
-  server_error_after_create_rate: 0,
-  server_error_burn_rate: 0,
-  lost_response_rate: 0,
-  ws_disconnect_every_sec: 0,
-  malformed_frame_rate: 0,
-  rate_limit_factor: 1,
-  offline_markets: [],
-};
+export const NO_FAULTS: Faults = { ...SIM_NO_FAULTS, offline_markets: [] };
 
 /** A fresh exchange over a fake market with 10,000,000 KRW (and `balances`: coins by market). */
 export function makeExchange(

@@ -51,3 +51,8 @@ Deno.test("the keyed actors' shares of the default group add up to Upbit's limit
   const total = Object.values(DEFAULT_GROUP_SHARES).reduce((a, b) => a + b, 0);
   assert.ok(total <= DEFAULT_BUDGETS.default.limit, `${total} > ${DEFAULT_BUDGETS.default.limit}`);
 });
+
+Deno.test("only the account actor gets the private WebSocket URL: one private connection per key", () => {
+  const withWs = specs.filter((s) => JSON.stringify(s.config).includes("/websocket/v1/private"));
+  assert.deepEqual(withWs.map((s) => s.name), ["account"]);
+});

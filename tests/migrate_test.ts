@@ -12,6 +12,7 @@ const TABLES = [
   "predictions",
   "schema_migrations",
   "upbit_account_snapshots",
+  "upbit_market_status",
   "upbit_order_attempts",
   "upbit_order_snapshots",
 ];

@@ -15,8 +15,31 @@ function serve(exchange: ExchangeHandler) {
 
 const token = () => signJwt({ access_key: ACCESS_KEY, nonce: crypto.randomUUID() });
 
-Deno.test("private WS refuses a missing or bad token with INVALID_AUTH and closes", async () => {
+Deno.test("private WS refuses a missing or bad token at the upgrade with HTTP 401", async () => {
   const { exchange } = makeExchange();
+  const { server, url } = serve(exchange);
+  for (
+    const bad of [undefined, await signJwt({ access_key: ACCESS_KEY, nonce: "n" }, { secret: "x" })]
+  ) {
+    const res = await fetch(url.replace("ws:", "http:"), {
+      headers: {
+        ...(bad ? { Authorization: `Bearer ${bad}` } : {}),
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
+    });
+    assert.equal(res.status, 401);
+    const body = await res.json();
+    assert.equal(body.error.name, bad ? "jwt_verification" : "no_authorization_token");
+  }
+  exchange.close();
+  await server.shutdown();
+});
+
+Deno.test("private WS in_band refusal: INVALID_AUTH frame, then close", async () => {
+  const { exchange } = makeExchange({ faults: { private_ws_auth_refusal: "in_band" } });
   const { server, url } = serve(exchange);
   for (
     const bad of [undefined, await signJwt({ access_key: ACCESS_KEY, nonce: "n" }, { secret: "x" })]

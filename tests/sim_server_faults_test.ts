@@ -45,6 +45,9 @@ Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and 
       malformed_frame_rate: 0,
       rate_limit_factor: 1,
       offline_markets: [],
+      remaining_req_group_names: "documented",
+      private_ws_auth_refusal: "upgrade",
+      private_ws_max_connections: 0,
     });
     const res = await postFaults(sim, { latency_ms: 5, offline_markets: ["KRW-ETH"] });
     assert.equal(res.status, 200);

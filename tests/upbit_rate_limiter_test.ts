@@ -86,15 +86,15 @@ Deno.test("RateLimiter after a 429 pauses the group a window and lowers its budg
   const clock = new ManualClock();
   const limiter = new RateLimiter({ clock, marginMs: 0, recoverAfterMs: 10_000 });
   assert.equal(limiter.onRateLimited("order"), 1000);
-  assert.equal(limiter.limitOf("order"), 7);
-  const calls = Array.from({ length: 8 }, () => track(limiter.acquire("order")));
+  assert.equal(limiter.limitOf("order"), 11);
+  const calls = Array.from({ length: 12 }, () => track(limiter.acquire("order")));
   await flush();
   assert.equal(calls.filter((c) => c.done).length, 0);
   await clock.advance(1000);
-  assert.equal(calls.filter((c) => c.done).length, 7);
+  assert.equal(calls.filter((c) => c.done).length, 11);
   await clock.advance(10_000);
-  assert.equal(calls.filter((c) => c.done).length, 8);
-  assert.equal(limiter.limitOf("order"), 8, "budget grows back after a quiet period");
+  assert.equal(calls.filter((c) => c.done).length, 12);
+  assert.equal(limiter.limitOf("order"), 12, "budget grows back after a quiet period");
   assert.equal(limiter.stats().rateLimited, 1);
   limiter.close();
 });
@@ -168,4 +168,42 @@ Deno.test("backoffDelayMs() doubles per attempt, caps, and adds bounded jitter",
     name: "RangeError",
     message: "Cannot compute backoff as 'attempt' must be an integer >= 0: current value is -1",
   });
+});
+
+Deno.test("RateLimiter: the order group budget is Upbit's 12/s (since 2026-08-21)", async () => {
+  const clock = new ManualClock();
+  const limiter = new RateLimiter({ clock });
+  const calls = Array.from({ length: 13 }, () => track(limiter.acquire("order")));
+  await flush();
+  assert.equal(calls.filter((c) => c.done).length, 12);
+  limiter.close();
+});
+
+Deno.test("RateLimiter announces a ban it draws once, and applies a ban from elsewhere without announcing", async () => {
+  const clock = new ManualClock();
+  const announced: number[] = [];
+  const drawer = new RateLimiter({ clock, onBan: (until) => announced.push(until) });
+  assert.equal(drawer.onBanned(5000), 5000);
+  // A second 418 of the same burst tells the same ban: not announced again.
+  await clock.advance(10);
+  drawer.onBanned(5000);
+  assert.deepEqual(announced, [clock.t - 10 + 5000]);
+
+  const other = new RateLimiter({ clock, onBan: () => assert.fail("applied bans are not news") });
+  const waiting = track(other.acquire("default"));
+  await flush();
+  assert.equal(waiting.done, true, "granted before the ban");
+  assert.equal(other.applyBan(clock.t - 1), false, "a ban in the past is ignored");
+  assert.equal(other.applyBan(announced[0]!), true);
+  await assert.rejects(other.acquire("trade"), UpbitBannedError);
+  assert.equal(other.stats().bannedUntilMs, announced[0]);
+  assert.equal(other.applyBan(announced[0]! - 1000), true, "a shorter ban keeps the longer one");
+  assert.equal(other.bannedUntil(), announced[0]);
+  await clock.advance(5000);
+  const after = track(other.acquire("trade"));
+  await flush();
+  assert.equal(after.done, true);
+  assert.equal(after.error, undefined);
+  drawer.close();
+  other.close();
 });

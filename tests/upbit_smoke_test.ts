@@ -52,6 +52,9 @@ Deno.test("smoke CLI with keys calls accounts and orders/test, printing meta but
     assert.match(accounts?.remaining_req, /^group=default; /);
     assert.equal(typeof accounts?.latency_ms, "number");
     assert.equal(accounts?.balances[0].currency, "KRW");
+    const expiry = records.find((r) => String(r.msg).startsWith("the Upbit key expires in"));
+    assert.equal(expiry?.level, "info");
+    assert.ok(expiry?.days_to_expiry >= 364, JSON.stringify(expiry));
     const test = records.find((r) => r.msg.startsWith("POST /v1/orders/test ok"));
     assert.equal(test?.http_status, 201);
     assert.equal(test?.market, "KRW-ETH");
@@ -60,6 +63,31 @@ Deno.test("smoke CLI with keys calls accounts and orders/test, printing meta but
     const all = lines.join("\n");
     assert.ok(!all.includes(sim.secretKey) && !all.includes(sim.accessKey));
     assert.ok(!all.includes("eyJ"), "no token printed");
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("smoke CLI warns when the key expires within 14 days", async () => {
+  const sim = await startSimulator({
+    port: 0,
+    seed: 1,
+    rate: 0,
+    apiKeyExpireAtMs: Date.now() + 3.5 * 86_400_000,
+  });
+  try {
+    const { code, lines } = await runSmoke({
+      UPBIT_ACCESS_KEY: sim.accessKey,
+      UPBIT_SECRET_KEY: sim.secretKey,
+      UPBIT_REST_URL: sim.restUrl,
+    });
+    assert.equal(code, 0, lines.join("\n"));
+    const expiry = lines.map((l) => JSON.parse(l)).find((r) =>
+      String(r.msg).startsWith("the Upbit key expires in")
+    );
+    assert.equal(expiry?.level, "warn");
+    assert.equal(expiry?.days_to_expiry, 3);
+    assert.match(expiry?.msg, /expires in 3 days: issue a new one/);
   } finally {
     await sim.close();
   }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { setLogSink } from "../lib/log.ts";
+import { signToken } from "../lib/upbit/_jwt.ts";
+import { UpbitWsAuthError } from "../lib/upbit/errors.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type MyAssetEvent, type MyOrderEvent, UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
 import { startSimulator } from "../sim/mod.ts";
@@ -73,25 +75,86 @@ Deno.test("UpbitPrivateWs delivers myOrder and myAsset events with exact decimal
   }
 });
 
-Deno.test("UpbitPrivateWs stops on INVALID_AUTH instead of reconnecting", async () => {
+for (const refusal of ["upgrade", "in_band"] as const) {
+  Deno.test(`UpbitPrivateWs stops on a credentials refusal (${refusal}) instead of reconnecting`, async () => {
+    const lines: string[] = [];
+    const restore = setLogSink((line) => lines.push(line));
+    const sim = await startSimulator({
+      port: 0,
+      seed: 1,
+      rate: 0,
+      faults: { private_ws_auth_refusal: refusal },
+    });
+    const errors: UpbitWsAuthError[] = [];
+    const ws = new UpbitPrivateWs({
+      url: sim.wsUrl + "/private",
+      accessKey: sim.accessKey,
+      secretKey: "wrong-secret",
+      onAuthError: (e) => errors.push(e),
+      reconnect: { baseMs: 20, maxMs: 20 },
+    });
+    try {
+      ws.start();
+      await waitFor("auth error", () => ws.stats().authFailed);
+      await waitFor("close", () => !ws.stats().connected);
+      // Several reconnect periods: a client that kept trying would log and count again.
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(errors.length, 1);
+      const error = errors[0]!;
+      assert.ok(error instanceof UpbitWsAuthError);
+      assert.equal(error.via, refusal);
+      assert.equal(error.httpStatus, refusal === "upgrade" ? 401 : null);
+      assert.equal(ws.stats().reconnects, 0);
+      assert.equal(lines.filter((l) => l.includes("refused the credentials")).length, 1);
+      assert.equal(lines.filter((l) => l.includes("closed; reconnecting")).length, 0);
+    } finally {
+      await ws.close();
+      await sim.close();
+      restore();
+    }
+  });
+}
+
+Deno.test("the simulator refuses private connections past private_ws_max_connections per key", async () => {
   const restore = setLogSink(() => {});
-  const sim = await startSimulator({ port: 0, seed: 1, rate: 0 });
-  let authError = "";
-  const ws = new UpbitPrivateWs({
+  const sim = await startSimulator({
+    port: 0,
+    seed: 1,
+    rate: 0,
+    faults: { private_ws_max_connections: 1 },
+  });
+  const first = new UpbitPrivateWs({
     url: sim.wsUrl + "/private",
     accessKey: sim.accessKey,
-    secretKey: "wrong-secret",
-    onAuthError: (m) => (authError = m),
-    reconnect: { baseMs: 50, maxMs: 50 },
+    secretKey: sim.secretKey,
   });
   try {
-    ws.start();
-    await waitFor("auth error", () => ws.stats().authFailed);
-    await waitFor("close", () => !ws.stats().connected);
-    assert.notEqual(authError, "");
-    assert.equal(ws.stats().reconnects, 0);
+    first.start();
+    await waitFor("first connection", () => first.stats().connected);
+    const token = await signToken({ accessKey: sim.accessKey, secretKey: sim.secretKey });
+    const res = await fetch(sim.wsUrl.replace("ws:", "http:") + "/private", {
+      headers: {
+        Authorization: `Bearer ${token}`,
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
+    });
+    assert.equal(res.status, 429);
+    assert.equal((await res.json()).error.name, "too_many_connections");
+    // Once the first one closes, a new one is let in.
+    await first.close();
+    const second = new UpbitPrivateWs({
+      url: sim.wsUrl + "/private",
+      accessKey: sim.accessKey,
+      secretKey: sim.secretKey,
+    });
+    second.start();
+    await waitFor("second connection", () => second.stats().connected);
+    await second.close();
   } finally {
-    await ws.close();
+    await first.close();
     await sim.close();
     restore();
   }

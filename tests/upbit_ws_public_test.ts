@@ -151,6 +151,30 @@ Deno.test("UpbitPublicWs reconnects, backfills the gap from REST, and delivers n
   });
 });
 
+Deno.test("UpbitPublicWs streams candle.1m .. candle.240m as candle events of their unit", async () => {
+  await withWs(
+    { trades: ["KRW-BTC"], candles: { "5m": ["KRW-BTC"], "240m": ["KRW-ETH"] } },
+    async (h) => {
+      await new Promise((r) => setTimeout(r, 100));
+      inject(h.sim, "KRW-BTC", 140_000_000);
+      inject(h.sim, "KRW-ETH", 5_000_000);
+      await waitFor(
+        "both candles",
+        () => h.candles.some((c) => c.unit === "5m") && h.candles.some((c) => c.unit === "240m"),
+      );
+      const five = h.candles.find((c) => c.unit === "5m")!;
+      assert.equal(five.market, "KRW-BTC");
+      assert.equal(five.close, 140_000_000);
+      const minute = Number(five.candleDateTimeUtc.slice(14, 16));
+      assert.equal(minute % 5, 0, five.candleDateTimeUtc);
+      const fourHours = h.candles.find((c) => c.unit === "240m")!;
+      assert.equal(fourHours.market, "KRW-ETH");
+      assert.match(fourHours.candleDateTimeUtc, /T(00|04|08|12|16|20):00:00$/);
+      assert.equal(h.ws.stats().malformed, 0);
+    },
+  );
+});
+
 Deno.test("UpbitPublicWs backfills a gap across 00:00 UTC: every trade once, ids exact", async () => {
   const midnight = Date.UTC(2026, 2, 4); // 09:00 KST
   let clock = midnight - 60_000;

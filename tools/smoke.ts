@@ -1,7 +1,7 @@
 /**
  * @module `deno task smoke`: checks the Upbit keys against the configured REST URL.
  *
- * Calls `GET /v1/accounts`, and with `UPBIT_ORDER_TEST_ENABLED=true` also `POST /v1/orders/test`
+ * Calls `GET /v1/accounts`, prints the days to expiry of the key in use (`GET /v1/api_keys`), and with `UPBIT_ORDER_TEST_ENABLED=true` also `POST /v1/orders/test`
  * (a 5000 KRW `price` buy of the first of `MARKETS`; nothing is created). Prints each result with
  * its http status, latency and `Remaining-Req`. Never prints a key or a token.
  *
@@ -10,6 +10,7 @@
  */
 import { loadConfigOrReport, setUpLogging } from "../lib/cli.ts";
 import { createLogger } from "../lib/log.ts";
+import { daysToExpiry, expiresSoon, keyInUse } from "../lib/upbit/api_keys.ts";
 import {
   UpbitApiError,
   UpbitBannedError,
@@ -48,6 +49,33 @@ function errorFields(err: unknown): Record<string, unknown> {
   return { error: err instanceof Error ? err.name : "Error", message: String(err) };
 }
 
+/**
+ * `GET /v1/api_keys`: prints the days to expiry of the key in use (a warning within
+ * `KEY_EXPIRY_WARN_DAYS` (14) days). Informational: a failure here does not fail the smoke.
+ */
+async function reportKeyExpiry(rest: UpbitRest, accessKey: string): Promise<void> {
+  try {
+    const { data, meta } = await rest.getApiKeys();
+    const key = keyInUse(data, accessKey);
+    if (!key) {
+      log.warn("GET /v1/api_keys does not list the key in use", { keys: data.length });
+      return;
+    }
+    const days = daysToExpiry(key.expire_at, Date.now());
+    const fields = {
+      expire_at: key.expire_at,
+      days_to_expiry: days,
+      http_status: meta.http_status,
+      latency_ms: meta.latency_ms,
+    };
+    if (expiresSoon(days)) {
+      log.warn(`the Upbit key expires in ${days} days: issue a new one`, fields);
+    } else log.info(`the Upbit key expires in ${days} days`, fields);
+  } catch (err) {
+    log.warn("GET /v1/api_keys failed", errorFields(err));
+  }
+}
+
 async function main(): Promise<number> {
   const config = loadConfigOrReport();
   if (!config) return 2;
@@ -79,6 +107,7 @@ async function main(): Promise<number> {
       log.error("GET /v1/accounts failed", errorFields(err));
       return 1;
     }
+    await reportKeyExpiry(rest, config.UPBIT_ACCESS_KEY as string);
     if (!config.UPBIT_ORDER_TEST_ENABLED) return 0;
     const market = config.MARKETS[0] ?? "KRW-BTC";
     const result = await rest.postOrderTest({

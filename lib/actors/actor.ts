@@ -36,6 +36,7 @@ import {
   toErrorData,
   type ToSupervisor,
 } from "./messages.ts";
+import { applyBanEverywhere, setBanAnnouncer } from "./upbit_bans.ts";
 
 /** What a handler can see and do. */
 export interface ActorContext<C> {
@@ -133,6 +134,11 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
       | MessageHandler<AppMessageType, C>
       | undefined;
     if (message.type === "trading.halt") halted = true;
+    // At once, ahead of the mailbox: a queued handler must not send into the ban.
+    if (message.type === "upbit.ban") {
+      applyBanEverywhere(message.untilMs);
+      if (handler === undefined) return;
+    }
     if (handler === undefined) {
       stats.unhandled++;
       log.debug("message without handler dropped", { type: message.type, from });
@@ -194,6 +200,11 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
         post({ type: "exit", reason });
       },
     };
+    // A ban this actor's Upbit clients draw is announced to every other actor.
+    setBanAnnouncer((untilMs) => {
+      stats.sent++;
+      post({ type: "send", to: SUPERVISOR, message: { type: "upbit.ban", untilMs } });
+    });
     await definition.start?.(ctx);
     post({ type: "ready" });
   };

@@ -3,7 +3,8 @@
  * TypeScript types inferred from them.
  *
  * Three groups, all discriminated by `type`:
- * - {@linkcode AppMessage}: what actors say to each other (`bars.final`, `wake`, `trading.halt`).
+ * - {@linkcode AppMessage}: what actors say to each other (`bars.final`, `wake`, `trading.halt`,
+ *   `upbit.ban`).
  *   Adding one is a one-place change: add its schema to `APP_MESSAGE_SCHEMAS`; routing,
  *   validation and the typed handler map of `runActor` follow from it.
  * - {@linkcode ToActor}: supervisor to worker (`start`, `stop`, `ping`, `log.level`, `deliver`).
@@ -56,7 +57,7 @@ export const BarsFinal = z.object({
  */
 export const Wake = z.object({
   type: z.literal("wake"),
-  topic: z.enum(["paper_trades", "order_attempts", "account"]),
+  topic: z.enum(["paper_trades", "order_attempts", "account", "trading_state"]),
 });
 
 /**
@@ -68,8 +69,18 @@ export const TradingHalt = z.object({
   reason: z.string().min(1).max(500),
 });
 
+/**
+ * `upbit.ban`: an actor's Upbit client drew a 418 (§3.3); every REST call is refused until
+ * `untilMs` (epoch ms). Sent to `supervisor`, which broadcasts it to every other actor; the actor
+ * runtime applies it at once to the actor's rate limiters (see `lib/actors/upbit_bans.ts`).
+ */
+export const UpbitBan = z.object({
+  type: z.literal("upbit.ban"),
+  untilMs: z.number().int().positive(),
+});
+
 /** Every application message. Add a new one here (and only here). */
-const APP_MESSAGE_SCHEMAS = [BarsFinal, Wake, TradingHalt] as const;
+const APP_MESSAGE_SCHEMAS = [BarsFinal, Wake, TradingHalt, UpbitBan] as const;
 
 /** Any message one actor sends another. */
 export const AppMessage = z.discriminatedUnion("type", APP_MESSAGE_SCHEMAS);

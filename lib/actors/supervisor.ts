@@ -19,6 +19,8 @@
  *   (the oldest is dropped beyond it) and delivered once it is ready; messages for a stopped
  *   or failed actor are dropped. Both are counted in its `dropped`. Dropping is safe because
  *   the database holds the truth: application messages only inform and wake.
+ * - `upbit.ban` sent to `supervisor` (an actor's Upbit client drew a 418) is broadcast to every
+ *   other actor, whose runtime applies it to its rate limiters at once.
  */
 import { createLogger, loggingSettings, type LogLevel, type LogSettings } from "../log.ts";
 import { checkBackoffOptions, restartDelayMs } from "./backoff.ts";
@@ -26,6 +28,7 @@ import {
   ActorName,
   type ActorStats,
   type AppMessage,
+  type AppMessageOf,
   describeIssues,
   SUPERVISOR,
   type ToActor,
@@ -241,6 +244,8 @@ export class Supervisor {
   #phase: "idle" | "running" | "stopping" | "stopped" = "idle";
   #tradingState: TradingState = "active";
   #haltReason: string | null = null;
+  /** End of the latest Upbit ban an actor announced (epoch ms, wall clock like the workers'). */
+  #upbitBanUntil = 0;
   #heartbeatTimer: Timer | undefined;
   #lastTickAt = 0;
   #statusTimer: Timer | undefined;
@@ -614,6 +619,10 @@ export class Supervisor {
     const buffered = child.buffer;
     child.buffer = [];
     for (const { from, message } of buffered) this.#deliver(child, from, message);
+    // A new incarnation learns a ban still running (a duplicate of a buffered one is harmless).
+    if (this.#upbitBanUntil > Date.now()) {
+      this.#deliver(child, SUPERVISOR, { type: "upbit.ban", untilMs: this.#upbitBanUntil });
+    }
     this.#settle(child);
   }
 
@@ -787,6 +796,10 @@ export class Supervisor {
         this.halt(message.reason, from);
         return;
       }
+      if (message.type === "upbit.ban") {
+        this.#broadcastBan(from, message);
+        return;
+      }
       try {
         this.#options.onMessage?.(message, from);
       } catch (err) {
@@ -827,6 +840,24 @@ export class Supervisor {
       default: {
         const unknownState: never = target.state;
         throw new Error(`Unknown state ${unknownState}`);
+      }
+    }
+  }
+
+  /**
+   * One actor's client drew a 418: every other actor's limiters learn it now, so none of them
+   * sends into the ban (Upbit bans the IP or pocket, not one client).
+   */
+  #broadcastBan(from: string, message: AppMessageOf<"upbit.ban">): void {
+    this.#upbitBanUntil = Math.max(this.#upbitBanUntil, message.untilMs);
+    log.warn("Upbit ban (418): every actor refuses Upbit calls until it ends", {
+      source: from,
+      until: new Date(message.untilMs).toISOString(),
+    });
+    for (const child of this.#order) {
+      if (child.spec.name === from) continue;
+      if (child.state === "running" || child.state === "starting" || child.state === "restarting") {
+        this.#route(SUPERVISOR, child.spec.name, message);
       }
     }
   }

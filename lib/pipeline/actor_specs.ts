@@ -12,6 +12,7 @@ import type { Config } from "../config.ts";
 import { privateWsUrl } from "../config.ts";
 import type { DbConnection } from "../db.ts";
 import type { Logger } from "../log.ts";
+import { announceBan, shareBans } from "../actors/upbit_bans.ts";
 import { UpbitRest } from "../upbit/rest.ts";
 import { overridesFromConfig, resolveParams } from "../strategy/policy.ts";
 
@@ -38,6 +39,8 @@ export const FeedConfig = z.object({
   restUrl: z.string(),
   /** `DATA_DIR/trades` (absolute) when `RECORD_TRADES` is on, else null. */
   recordTradesDir: z.string().nullable(),
+  /** Seconds between market-status passes (warnings, cautions, delisting). */
+  marketStatusPollSec: z.number().positive(),
 });
 
 /** The evaluator's slice. */
@@ -86,7 +89,6 @@ export const ExecutorConfig = z.object({
 export const OrderPollerConfig = z.object({
   db: DbConnectionSchema,
   restUrl: z.string(),
-  privateWsUrl: z.string(),
   ...Keys,
   pollIntervalSec: z.number(),
   maxPolls: z.number(),
@@ -109,21 +111,34 @@ export const AccountConfig = z.object({
  */
 export const DEFAULT_GROUP_SHARES = { executor: 10, order_poller: 15, account: 5 } as const;
 
-/** The Upbit client of a keyed actor, with its share of the `default` group. */
+/**
+ * The Upbit client of a keyed actor, with its share of the `default` group. A 418 it draws is
+ * announced to every actor, and bans other actors draw are applied to it (`lib/actors/upbit_bans.ts`).
+ */
 export function keyedUpbitRest(
   actor: keyof typeof DEFAULT_GROUP_SHARES,
   slice: { restUrl: string; accessKey?: string | undefined; secretKey?: string | undefined },
   logger: Logger,
 ): UpbitRest {
-  return new UpbitRest({
+  const rest = new UpbitRest({
     baseUrl: slice.restUrl,
     accessKey: slice.accessKey,
     secretKey: slice.secretKey,
     logger,
     rateLimiter: {
       budgets: { default: { limit: DEFAULT_GROUP_SHARES[actor], windowMs: 1000 } },
+      onBan: announceBan,
     },
   });
+  shareBans(rest.rateLimiter);
+  return rest;
+}
+
+/** The quotation-only Upbit client of an actor (no keys), sharing 418 bans with every actor. */
+export function quotationUpbitRest(restUrl: string, logger: Logger): UpbitRest {
+  const rest = new UpbitRest({ baseUrl: restUrl, logger, rateLimiter: { onBan: announceBan } });
+  shareBans(rest.rateLimiter);
+  return rest;
 }
 
 function dbHost(db: DbConnection): string {
@@ -178,6 +193,7 @@ export function pipelineActorSpecs(
         wsUrl: config.UPBIT_WS_URL,
         restUrl: config.UPBIT_REST_URL,
         recordTradesDir,
+        marketStatusPollSec: config.MARKET_STATUS_POLL_INTERVAL_SEC,
       } satisfies z.input<typeof FeedConfig>,
     },
     {
@@ -220,11 +236,11 @@ export function pipelineActorSpecs(
       name: "order_poller",
       module: new URL("order_poller.ts", dir),
       critical: true,
-      permissions: net(rest, ws),
+      // No WebSocket: the account actor owns the one private connection and forwards wakes.
+      permissions: net(rest),
       config: {
         db,
         restUrl: config.UPBIT_REST_URL,
-        privateWsUrl: privateWsUrl(config),
         ...keys,
         pollIntervalSec: config.LIVE_ORDER_POLL_INTERVAL_SEC,
         maxPolls: config.LIVE_ORDER_MAX_POLLS,

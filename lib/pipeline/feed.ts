@@ -191,19 +191,11 @@ export class Feed {
         select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
       const lastFinal = row?.ts ? row.ts.getTime() : null;
       if (lastFinal === null || Date.now() - lastFinal > maxAge) continue;
-      const since = lastFinal + 1000;
-      try {
-        const trades = await this.#tradesSince(market, since);
-        this.#stats.startBackfilled += trades.length;
-        backfilled.push(...trades);
-        this.#o.log.info(
-          `Backfilled ${trades.length} trades of ${market} since the last final bar`,
-        );
-      } catch (err) {
-        this.#o.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
-          error: (err as Error).message,
-        });
-      }
+      // A failed request keeps the trades fetched before it (and is logged).
+      const trades = await this.#tradesSince(market, lastFinal + 1000);
+      this.#stats.startBackfilled += trades.length;
+      backfilled.push(...trades);
+      this.#o.log.info(`Backfilled ${trades.length} trades of ${market} since the last final bar`);
     }
     // All markets at once, in time order: the shared watermark must not pass one market's
     // backfill because another market's came first.
@@ -216,10 +208,15 @@ export class Feed {
    * 00:00 UTC with `days_ago`.
    */
   async #tradesSince(market: string, sinceMs: number): Promise<Trade[]> {
-    const { trades, complete } = await tradesSince(this.#o.rest, market, sinceMs, {
+    const { trades, complete, error } = await tradesSince(this.#o.rest, market, sinceMs, {
       maxPages: 50,
     });
-    if (!complete) {
+    if (error !== undefined) {
+      this.#o.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
+        error: error instanceof Error ? error.message : String(error),
+        fetched: trades.length,
+      });
+    } else if (!complete) {
       this.#o.log.warn(
         `Backfill of ${market} stopped at its page limit; older trades are missing`,
         {

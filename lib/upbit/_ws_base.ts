@@ -21,6 +21,11 @@ export interface ReconnectingSocketOptions {
   onOpen?: (reconnect: boolean) => void;
   /** After each unexpected close (before the reconnect is scheduled). */
   onDrop?: () => void;
+  /**
+   * The server answered the upgrade request with this HTTP status instead of switching protocols
+   * (read from the runtime's error text). Return true to stop for good instead of reconnecting.
+   */
+  onUpgradeRefused?: (status: number) => boolean;
   /** Interval of `PING` messages, in ms. @default {30000} */
   keepaliveMs: number;
   /** A connection without any frame for this long is closed and replaced, in ms. */
@@ -91,7 +96,9 @@ export class ReconnectingSocket {
     this.#ws = ws;
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
     let gotFrame = false;
+    let gotOpen = false;
     ws.onopen = () => {
+      gotOpen = true;
       this.stats.connected = true;
       this.#lastFrameAt = Date.now();
       const reconnect = this.#opened > 0;
@@ -127,7 +134,14 @@ export class ReconnectingSocket {
         this.#o.logger.error("WebSocket frame handler failed", { error: String(err) });
       }
     };
-    ws.onerror = () => {/* a close event follows */};
+    let refusedStatus: number | undefined;
+    ws.onerror = (e: Event) => {
+      // A close event follows. Deno reports a refused upgrade only in the error text
+      // ("failed to connect to WebSocket: Invalid status code: 401 …").
+      const text = e instanceof ErrorEvent ? e.message : "";
+      const m = /status code:?\s*(\d{3})/i.exec(text);
+      if (m && !gotOpen) refusedStatus = Number(m[1]);
+    };
     ws.onclose = (e: CloseEvent) => {
       this.#stopKeepalive();
       const wasConnected = this.stats.connected;
@@ -135,10 +149,15 @@ export class ReconnectingSocket {
       if (this.#ws === ws) this.#ws = undefined;
       this.#resolveClosed?.();
       if (this.#closing) return;
+      if (refusedStatus !== undefined && this.#o.onUpgradeRefused?.(refusedStatus)) {
+        this.#closing = true;
+        return;
+      }
       this.#o.logger.warn("WebSocket closed; reconnecting", {
         url: this.#o.url,
         code: e.code,
         was_connected: wasConnected,
+        ...(refusedStatus === undefined ? {} : { upgrade_status: refusedStatus }),
       });
       if (wasConnected) this.#o.onDrop?.();
       this.#scheduleReconnect();

@@ -152,3 +152,25 @@ export function isRetriableUpbitError(err: unknown): boolean {
   if (err instanceof UpbitTransportError) return err.kind !== "aborted";
   return false;
 }
+
+/**
+ * The private WebSocket refused the credentials: at the upgrade (`via: "upgrade"`, HTTP 401 or 403)
+ * or in-band (`via: "in_band"`, the `INVALID_AUTH` error frame). The client stops for good: the
+ * same keys would be refused again, so only a person can fix it.
+ */
+export class UpbitWsAuthError extends Error {
+  /** Where the refusal came. */
+  readonly via: "upgrade" | "in_band";
+  /** HTTP status of a refused upgrade; null for an in-band refusal. */
+  readonly httpStatus: number | null;
+  constructor(via: "upgrade" | "in_band", detail: string, httpStatus: number | null = null) {
+    super(
+      via === "upgrade"
+        ? `Upbit private WebSocket refused the credentials at the upgrade (HTTP ${httpStatus}): ${detail}`
+        : `Upbit private WebSocket refused the credentials (${detail})`,
+    );
+    this.name = "UpbitWsAuthError";
+    this.via = via;
+    this.httpStatus = httpStatus;
+  }
+}

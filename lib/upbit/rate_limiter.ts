@@ -27,10 +27,7 @@ export interface GroupBudget {
   windowMs: number;
 }
 
-/**
- * Documented budgets (§3.1). `order` uses the older 8/s (12/s since 2026-08-21) so that the client
- * is safe under both regimes.
- */
+/** Documented budgets (§3.1). `order` is 12/s since 2026-08-21 (§3.4; 8/s before). */
 export const DEFAULT_BUDGETS: Readonly<Record<RateLimitGroup, GroupBudget>> = Object.freeze({
   market: { limit: 10, windowMs: 1000 },
   candle: { limit: 10, windowMs: 1000 },
@@ -38,7 +35,7 @@ export const DEFAULT_BUDGETS: Readonly<Record<RateLimitGroup, GroupBudget>> = Ob
   ticker: { limit: 10, windowMs: 1000 },
   orderbook: { limit: 10, windowMs: 1000 },
   default: { limit: 30, windowMs: 1000 },
-  order: { limit: 8, windowMs: 1000 },
+  order: { limit: 12, windowMs: 1000 },
   "order-test": { limit: 8, windowMs: 1000 },
   "order-cancel-all": { limit: 1, windowMs: 2000 },
 });
@@ -65,13 +62,17 @@ export function rateLimitGroupOf(method: string, path: string): RateLimitGroup {
   return "default";
 }
 
-/** A parsed `Remaining-Req` header (§3.2). `min` is deprecated and ignored. */
+/**
+ * A parsed `Remaining-Req` header (§3.2). `min` is deprecated and ignored. `group` is what the
+ * server named, which may differ from the documented names (captures show `candles`, `market`,
+ * `ticker`, `origin`): callers apply it to the group of the request that got it, not to this name.
+ */
 export interface RemainingReq {
   group: string;
   sec: number;
 }
 
-const REMAINING_REQ = /group=([a-z-]+);\s*min=(\d+);\s*sec=(\d+)/;
+const REMAINING_REQ = /group=([A-Za-z0-9_-]+);\s*min=(\d+);\s*sec=(\d+)/;
 
 /**
  * Parses `group=default; min=1800; sec=29`; `null` when absent or unreadable.
@@ -115,6 +116,12 @@ export interface RateLimiterOptions {
   /** A 429-free period after which a lowered budget grows back by one. @default {10000} */
   recoverAfterMs?: number;
   clock?: Clock;
+  /**
+   * Called when this limiter learns of a ban from an answer (a 418), with the ban's end (epoch
+   * ms), so that other clients can be told ({@linkcode RateLimiter.applyBan}). Not called for bans
+   * applied from outside.
+   */
+  onBan?: (untilMs: number) => void;
 }
 
 interface Waiter {
@@ -161,6 +168,7 @@ export class RateLimiter {
   readonly #banMaxMs: number;
   readonly #recoverAfterMs: number;
   readonly #clock: Clock;
+  readonly #onBan: ((untilMs: number) => void) | undefined;
   #bannedUntil = 0;
   #banCount = 0;
   #rateLimited = 0;
@@ -183,6 +191,7 @@ export class RateLimiter {
     this.#banMaxMs = options.banMaxMs ?? 3_600_000;
     this.#recoverAfterMs = options.recoverAfterMs ?? 10_000;
     this.#clock = options.clock ?? systemClock;
+    this.#onBan = options.onBan;
   }
 
   #group(name: string): GroupState {
@@ -287,7 +296,10 @@ export class RateLimiter {
     return (Math.floor(now / 1000) + 1) * 1000 + this.#marginMs;
   }
 
-  /** Reports a `Remaining-Req` answer: `sec=0` pauses the group until the next second (§3.2). */
+  /**
+   * Reports a `Remaining-Req` answer: `sec=0` pauses the group until the next second (§3.2).
+   * `group` is the group of the request that got the answer, whatever name the header carries.
+   */
   observe(group: RateLimitGroup | string, remaining: RemainingReq | null): void {
     if (!remaining || remaining.sec > 0) return;
     const g = this.#group(group);
@@ -322,9 +334,30 @@ export class RateLimiter {
       ? serverBanMs
       : Math.min(this.#banMaxMs, this.#banBaseMs * 2 ** (this.#banCount - 1));
     const now = this.#clock.now();
+    const before = this.#bannedUntil;
     this.#bannedUntil = Math.max(this.#bannedUntil, now + banMs);
     for (const [name, g] of this.#groups) this.#pump(name, g);
+    // Concurrent 418s of one burst tell the same ban: announce a new ban or a much longer one.
+    const news = before <= now || this.#bannedUntil - before >= 1000;
+    try {
+      if (news) this.#onBan?.(this.#bannedUntil);
+    } catch {
+      // Telling others is best effort: this client is stopped either way.
+    }
     return banMs;
+  }
+
+  /**
+   * Applies a ban another client learned (`untilMs`, epoch ms): every call of this client is
+   * refused until then, without sending. A ban already running longer is kept. Returns whether
+   * it is in force now.
+   */
+  applyBan(untilMs: number): boolean {
+    if (!Number.isFinite(untilMs) || untilMs <= this.#clock.now()) return false;
+    if (untilMs <= this.#bannedUntil) return true;
+    this.#bannedUntil = untilMs;
+    for (const [name, g] of this.#groups) this.#pump(name, g);
+    return true;
   }
 
   /** End of the running ban (epoch ms), or 0 when none runs. */

@@ -8,6 +8,7 @@
  */
 import type { z } from "zod";
 import { createLogger, type Logger } from "../log.ts";
+import { ApiKeys } from "./api_keys.ts";
 import { bodyHashInput, buildQuery, type QueryParams, signToken } from "./_jwt.ts";
 import { backoffDelayMs, type BackoffOptions, sleep } from "./backoff.ts";
 import {
@@ -399,8 +400,9 @@ export class UpbitRest {
       remaining_req: remainingReq,
       latency_ms: Math.round(performance.now() - started),
     };
-    const remaining = parseRemainingReq(remainingReq);
-    this.rateLimiter.observe(remaining?.group ?? group, remaining);
+    // The header's group name may not be the documented one (§3.2): the pause belongs to the
+    // group this request was counted in.
+    this.rateLimiter.observe(group, parseRemainingReq(remainingReq));
 
     if (res.ok) {
       let json: unknown;
@@ -627,6 +629,11 @@ export class UpbitRest {
   /** `GET /v1/accounts` — balances of the key's pocket. */
   getAccounts(options?: CallOptions) {
     return this.#get("/v1/accounts", {}, Accounts, true, options);
+  }
+
+  /** `GET /v1/api_keys` — the account's keys with their expiry (§2.4: keys last one year). */
+  getApiKeys(options?: CallOptions) {
+    return this.#get("/v1/api_keys", {}, ApiKeys, true, options);
   }
 
   /** `GET /v1/orders/chance?market=…` — fees, limits and the two balances. */
@@ -859,38 +866,6 @@ export class UpbitRest {
         method: "DELETE",
         path: "/v1/orders/uuids",
         query: { "identifiers[]": params.identifiers },
-        schema: BatchCancelResult,
-        auth: true,
-        retryUnsafe: false,
-      },
-      options,
-    );
-  }
-
-  /** `DELETE /v1/orders/open` — batch cancel of `wait` orders (1 call per 2 s). */
-  deleteOrdersOpen(
-    params: {
-      cancelSide?: "all" | "ask" | "bid";
-      pairs?: readonly string[];
-      quoteCurrencies?: readonly string[];
-      excludedPairs?: readonly string[];
-      count?: number;
-      orderBy?: "asc" | "desc";
-    } = {},
-    options?: CallOptions,
-  ) {
-    return this.#call(
-      {
-        method: "DELETE",
-        path: "/v1/orders/open",
-        query: {
-          cancel_side: params.cancelSide,
-          pairs: params.pairs?.join(","),
-          quote_currencies: params.quoteCurrencies?.join(","),
-          excluded_pairs: params.excludedPairs?.join(","),
-          count: params.count,
-          order_by: params.orderBy,
-        },
         schema: BatchCancelResult,
         auth: true,
         retryUnsafe: false,

@@ -160,12 +160,24 @@ export const ErrorEnvelope = z.object({
 
 // ---- Quotation (§6): JSON numbers.
 
-/** `GET /v1/market/all` element. */
+/**
+ * `market_event` of `GET /v1/market/all?is_details=true` (§6): the warning (투자유의) and the
+ * caution flags (주의, e.g. `PRICE_FLUCTUATIONS`). Caution names are kept as sent: a new flag
+ * still counts.
+ */
+export const MarketEvent = z.object({
+  warning: z.boolean(),
+  caution: z.record(z.string(), z.boolean()).default({}),
+});
+/** Warning and caution flags of one market. */
+export type MarketEvent = z.output<typeof MarketEvent>;
+
+/** `GET /v1/market/all` element; `market_event` only with `is_details=true`. */
 export const MarketInfo = z.object({
   market: z.string(),
   korean_name: z.string(),
   english_name: z.string(),
-  market_event: z.unknown().optional(),
+  market_event: MarketEvent.optional(),
 });
 /** A listed market. */
 export type MarketInfo = z.output<typeof MarketInfo>;
@@ -195,6 +207,10 @@ export const Ticker = z.object({
   acc_trade_volume: z.number(),
   acc_trade_volume_24h: z.number(),
   timestamp: z.number(),
+  /** `PREVIEW`, `ACTIVE` or `DELISTED` (§7.4); absent when the answer does not carry it. */
+  market_state: z.string().optional(),
+  /** The announced delisting day, or null. */
+  delisting_date: z.string().nullish(),
 });
 /** A ticker snapshot. */
 export type Ticker = z.output<typeof Ticker>;

@@ -19,9 +19,12 @@ export interface TradesSince {
   trades: TradeTick[];
   /**
    * True when paging reached a trade older than the start time or the oldest trade there is;
-   * false when the page budget or the seven dates ran out first (trades may be missing).
+   * false when the page budget or the seven dates ran out first, or a request failed (trades may
+   * be missing).
    */
   complete: boolean;
+  /** Why a request failed (network, HTTP, validation, abort); the trades fetched before stay. */
+  error?: unknown;
 }
 
 /** Options of {@linkcode tradesSince}. */
@@ -37,9 +40,9 @@ function dayStartOf(tradeDateUtc: string): number {
 }
 
 /**
- * Every trade of `market` with `timestamp >= sinceMs`, paging back date by date.
+ * Every trade of `market` with `timestamp >= sinceMs`, paging back date by date. Never throws: a
+ * failed request ends the paging with `complete: false` and the `error`.
  *
- * @throws what {@linkcode UpbitRest.getTradesTicks} throws (network, HTTP and validation errors).
  * @example
  * ```ts ignore
  * const { trades, complete } = await tradesSince(rest, "KRW-BTC", Date.now() - 600_000);
@@ -51,13 +54,29 @@ export async function tradesSince(
   sinceMs: number,
   options: TradesSinceOptions = {},
 ): Promise<TradesSince> {
-  const maxPages = options.maxPages ?? 20;
   const byId = new Map<bigint, TradeTick>();
+  try {
+    const complete = await page(rest, market, sinceMs, options, byId);
+    return { trades: [...byId.values()], complete };
+  } catch (error) {
+    return { trades: [...byId.values()], complete: false, error };
+  }
+}
+
+/** Pages into `byId`; true when the window is closed (see {@linkcode TradesSince.complete}). */
+async function page(
+  rest: UpbitRest,
+  market: string,
+  sinceMs: number,
+  options: TradesSinceOptions,
+  byId: Map<bigint, TradeTick>,
+): Promise<boolean> {
+  const maxPages = options.maxPages ?? 20;
   // 0 = the newest date (no `days_ago`); the date being paged is known from its first answer.
   let daysAgo = 0;
   let dateStart: number | undefined;
   let cursor: bigint | undefined;
-  for (let page = 0; page < maxPages; page++) {
+  for (let request = 0; request < maxPages; request++) {
     const { data } = await rest.getTradesTicks({
       market,
       count: PAGE,
@@ -75,18 +94,16 @@ export async function tradesSince(
         if (t.timestamp >= sinceMs) byId.set(t.sequential_id, t);
         else reachedStart = true;
       }
-      if (reachedStart) return { trades: [...byId.values()], complete: true };
+      if (reachedStart) return true;
       cursor = (data[data.length - 1] as TradeTick).sequential_id;
       continue;
     }
     // This date is exhausted. Nothing at all on the newest date means there is no trade.
-    if (dateStart === undefined || dateStart <= sinceMs) {
-      return { trades: [...byId.values()], complete: true };
-    }
+    if (dateStart === undefined || dateStart <= sinceMs) return true;
     if (daysAgo >= MAX_DAYS_AGO) break;
     daysAgo++;
     dateStart -= DAY_MS;
     cursor = undefined;
   }
-  return { trades: [...byId.values()], complete: false };
+  return false;
 }

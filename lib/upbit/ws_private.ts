@@ -12,6 +12,7 @@ import { createLogger, type Logger } from "../log.ts";
 import { signToken } from "./_jwt.ts";
 import { ReconnectingSocket } from "./_ws_base.ts";
 import type { BackoffOptions } from "./backoff.ts";
+import { UpbitWsAuthError } from "./errors.ts";
 import { type Decimal, DecimalString, parseJsonExactDecimals } from "./schemas.ts";
 
 /** A change of one of our orders (§7.8 myOrder). Side and types use the REST vocabulary. */
@@ -110,8 +111,11 @@ export interface UpbitPrivateWsOptions {
   onAsset?: (event: MyAssetEvent) => void;
   /** After every reconnect: events may have been missed, resync over REST. */
   onReconnect?: () => void;
-  /** The server refused the token (`INVALID_AUTH`); the client stops reconnecting. */
-  onAuthError?: (message: string) => void;
+  /**
+   * The server refused the credentials, at the upgrade (HTTP 401/403) or in-band
+   * (`INVALID_AUTH`): the client has stopped for good (logged once, here). Called once.
+   */
+  onAuthError?: (error: UpbitWsAuthError) => void;
   /** @default {30000} */
   keepaliveMs?: number;
   /** @default {2 * keepaliveMs + 10000} */
@@ -184,6 +188,11 @@ export class UpbitPrivateWs {
       onFrame: (text) => this.#onFrame(text),
       onOpen: (reconnect) => {
         if (reconnect) this.#o.onReconnect?.();
+      },
+      onUpgradeRefused: (status) => {
+        if (status !== 401 && status !== 403) return false;
+        this.#authRefused(new UpbitWsAuthError("upgrade", "bad or expired keys", status));
+        return true;
       },
       keepaliveMs,
       staleAfterMs: options.staleAfterMs ?? 2 * keepaliveMs + 10_000,
@@ -260,12 +269,9 @@ export class UpbitPrivateWs {
       this.#stats.serverErrors++;
       const err = rec.error as { name?: unknown; message?: unknown } | null;
       if (err?.name === "INVALID_AUTH") {
-        this.#authFailed = true;
-        this.#log.error("private WebSocket refused the token (INVALID_AUTH); not reconnecting", {
-          message: String(err.message ?? ""),
-        });
         void this.#socket.close();
-        this.#o.onAuthError?.(String(err.message ?? "INVALID_AUTH"));
+        const detail = err.message ? `INVALID_AUTH: ${String(err.message)}` : "INVALID_AUTH";
+        this.#authRefused(new UpbitWsAuthError("in_band", detail));
       } else {
         this.#log.warn("private WebSocket error frame", { error: rec.error });
       }
@@ -320,6 +326,18 @@ export class UpbitPrivateWs {
       return;
     }
     this.#malformed("unknown type");
+  }
+
+  /** Stops for good after an auth refusal: logs once and tells the owner once. */
+  #authRefused(error: UpbitWsAuthError): void {
+    if (this.#authFailed) return;
+    this.#authFailed = true;
+    this.#log.error("private WebSocket refused the credentials; not reconnecting", {
+      via: error.via,
+      http_status: error.httpStatus,
+      error: error.message,
+    });
+    this.#emit(this.#o.onAuthError, error);
   }
 
   #emit<T>(cb: ((event: T) => void) | undefined, event: T): void {

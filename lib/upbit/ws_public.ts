@@ -1,11 +1,13 @@
 /**
  * @module `UpbitPublicWs`: Upbit's public market-data stream (§7) on one connection — `trade` for
- * many markets, and `ticker`, `orderbook`, `candle.1s` on request — turned into typed events.
+ * many markets, and `ticker`, `orderbook`, `candle.1s` .. `candle.240m` on request — turned into
+ * typed events.
  *
  * Trades are deduplicated by `sequential_id` (a bigint: Upbit's ids exceed 2^53) with bounded
  * memory and, after a reconnect, the gap is backfilled from `GET /v1/trades/ticks` (paging with
- * `cursor`, and across 00:00 UTC with `days_ago`) while live trades of that market are held back, so consumers see every trade once and in order. Malformed frames are counted and
- * skipped. Delivery is by callbacks; trades come in batches (`batchMs`) for throughput.
+ * `cursor`, and across 00:00 UTC with `days_ago`) while live trades of that market are held back,
+ * so consumers see every trade once and in order. Malformed frames are counted and skipped.
+ * Delivery is by callbacks; trades come in batches (`batchMs`) for throughput.
  */
 import { z } from "zod";
 import { createLogger, type Logger } from "../log.ts";
@@ -67,10 +69,15 @@ export interface OrderbookEvent {
   readonly streamType: StreamType;
 }
 
-/** A one-second candle (§7.7); the same `candleDateTimeUtc` may repeat (last one wins). */
+/** Units of the `candle.{unit}` streams (§7.7). */
+export const CANDLE_UNITS = ["1s", "1m", "3m", "5m", "10m", "15m", "30m", "60m", "240m"] as const;
+/** One of {@linkcode CANDLE_UNITS}. */
+export type CandleUnit = (typeof CANDLE_UNITS)[number];
+
+/** A candle (§7.7), the current one of its unit; the same `candleDateTimeUtc` repeats (last wins). */
 export interface CandleEvent {
   readonly type: "candle";
-  readonly unit: "1s";
+  readonly unit: CandleUnit;
   readonly market: string;
   readonly candleDateTimeUtc: string;
   readonly open: number;
@@ -130,9 +137,9 @@ const OrderbookFrame = z.object({
   stream_type: Stream,
 });
 
-/** `candle.1s` frame, DEFAULT format. */
+/** `candle.{unit}` frame, DEFAULT format. */
 const CandleFrame = z.object({
-  type: z.literal("candle.1s"),
+  type: z.enum(CANDLE_UNITS.map((u) => `candle.${u}` as const)),
   code: z.string(),
   candle_date_time_utc: z.string(),
   opening_price: z.number(),
@@ -154,6 +161,8 @@ export interface UpbitPublicWsOptions {
   tickers?: readonly string[];
   orderbooks?: readonly string[];
   candles1s?: readonly string[];
+  /** Markets per candle unit (e.g. `{ "5m": ["KRW-BTC"] }`); `1s` adds to `candles1s`. */
+  candles?: Partial<Record<CandleUnit, readonly string[]>>;
   /** Trades in batches (each batch in order per market). */
   onTrades?: (trades: TradeEvent[]) => void;
   onTicker?: (event: TickerEvent) => void;
@@ -273,7 +282,8 @@ export class UpbitPublicWs {
       );
     }
     const n = (options.trades?.length ?? 0) + (options.tickers?.length ?? 0) +
-      (options.orderbooks?.length ?? 0) + (options.candles1s?.length ?? 0);
+      (options.orderbooks?.length ?? 0) + (options.candles1s?.length ?? 0) +
+      Object.values(options.candles ?? {}).reduce((sum, codes) => sum + (codes?.length ?? 0), 0);
     if (n === 0) {
       throw new TypeError("Cannot create UpbitPublicWs as no market is subscribed");
     }
@@ -328,7 +338,10 @@ export class UpbitPublicWs {
     if (o.trades?.length) req.push({ type: "trade", codes: [...o.trades] });
     if (o.tickers?.length) req.push({ type: "ticker", codes: [...o.tickers] });
     if (o.orderbooks?.length) req.push({ type: "orderbook", codes: [...o.orderbooks] });
-    if (o.candles1s?.length) req.push({ type: "candle.1s", codes: [...o.candles1s] });
+    for (const unit of CANDLE_UNITS) {
+      const codes = [...(unit === "1s" ? o.candles1s ?? [] : []), ...(o.candles?.[unit] ?? [])];
+      if (codes.length > 0) req.push({ type: `candle.${unit}`, codes: [...new Set(codes)] });
+    }
     req.push({ format: "DEFAULT" });
     return JSON.stringify(req);
   }
@@ -372,31 +385,37 @@ export class UpbitPublicWs {
   async #backfill(code: string, sinceTs: number): Promise<void> {
     const m = this.#market(code);
     const found: TradeEvent[] = [];
-    try {
-      if (!this.#o.rest) throw new Error("no REST client to backfill with");
+    if (this.#o.rest) {
       // Pages back date by date, so a gap across 00:00 UTC is closed too.
       const result = await tradesSince(this.#o.rest, code, sinceTs, {
         maxPages: this.#o.backfillMaxPages ?? 20,
         signal: this.#abort.signal,
       });
+      // What was fetched is delivered even when a later page failed.
       for (const t of result.trades) found.push(tickToEvent(t));
-      if (!result.complete) {
+      if (!result.complete && !this.#abort.signal.aborted) {
         this.#stats.gapsUnfilled++;
-        this.#log.warn("trade gap larger than the backfill allows; some trades are missing", {
-          market: code,
-          since_ms: sinceTs,
-          fetched: found.length,
-        });
+        this.#log.warn(
+          result.error === undefined
+            ? "trade gap larger than the backfill allows; some trades are missing"
+            : "trade backfill failed; trades of the gap are missing",
+          {
+            market: code,
+            since_ms: sinceTs,
+            fetched: found.length,
+            ...(result.error === undefined ? {} : {
+              error: result.error instanceof Error ? result.error.message : String(result.error),
+            }),
+          },
+        );
       }
-    } catch (err) {
-      if (!this.#abort.signal.aborted) {
-        this.#stats.gapsUnfilled++;
-        this.#log.warn("trade backfill failed; trades of the gap are missing", {
-          market: code,
-          since_ms: sinceTs,
-          error: err instanceof Error ? err.message : String(err),
-        });
-      }
+    } else {
+      this.#stats.gapsUnfilled++;
+      this.#log.warn("trade backfill failed; trades of the gap are missing", {
+        market: code,
+        since_ms: sinceTs,
+        error: "no REST client to backfill with",
+      });
     }
     found.sort(byTime);
     const held = m.held ?? [];
@@ -554,13 +573,21 @@ export class UpbitPublicWs {
         });
         return;
       }
-      case "candle.1s": {
+      case "candle.1s":
+      case "candle.1m":
+      case "candle.3m":
+      case "candle.5m":
+      case "candle.10m":
+      case "candle.15m":
+      case "candle.30m":
+      case "candle.60m":
+      case "candle.240m": {
         const p = CandleFrame.safeParse(rec);
         if (!p.success) return this.#malformed("invalid candle", text);
         const f = p.data;
         this.#emit(this.#o.onCandle, {
           type: "candle",
-          unit: "1s",
+          unit: f.type.slice("candle.".length) as CandleUnit,
           market: f.code,
           candleDateTimeUtc: f.candle_date_time_utc,
           open: f.opening_price,
