@@ -3,12 +3,13 @@
  * land, the supervised actors). `main.ts` calls {@linkcode startUpbot}; tests may too.
  */
 import type { Config } from "./config.ts";
-import { hasUpbitKeys, secretValues } from "./config.ts";
+import { hasUpbitKeys, isLoopbackHost, secretValues } from "./config.ts";
 import { setUpLogging } from "./cli.ts";
 import { Supervisor } from "./actors/supervisor.ts";
 import { type Client, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { createApp } from "./http/app.ts";
+import { liveness, readiness } from "./http/health.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
@@ -67,23 +68,9 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       ...options.supervisor,
     });
     const app = createApp({
-      health: async () => {
-        let dbOk = true;
-        try {
-          await db.sql`select 1`;
-        } catch {
-          dbOk = false;
-        }
-        const actors = supervisor!.health();
-        return {
-          ok: dbOk && actors.healthy,
-          db: dbOk ? "ok" : "unreachable",
-          trading: actors.tradingState,
-          halt_reason: actors.haltReason,
-          failed_actors: actors.failed,
-          uptime_sec: Math.round((Date.now() - startedAt) / 1000),
-        };
-      },
+      liveness: () => liveness(() => db.sql`select 1`, startedAt),
+      readiness: () => readiness(supervisor!.status()),
+      auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
       routes: [actorsRoute(supervisor!)],
     });
     // Bind the port before any actor starts: a taken port must stop start-up before an order
