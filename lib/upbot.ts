@@ -9,6 +9,9 @@ import { Supervisor } from "./actors/supervisor.ts";
 import { type Client, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { createApp } from "./http/app.ts";
+import { controlRoutes } from "./http/control_routes.ts";
+import { dashboardRoutes } from "./http/dashboard_routes.ts";
+import { decideTradeMode } from "./execution/guard.ts";
 import { liveness, readiness } from "./http/health.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
@@ -71,7 +74,18 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       liveness: () => liveness(() => db.sql`select 1`, startedAt),
       readiness: () => readiness(supervisor!.status()),
       auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
-      routes: [actorsRoute(supervisor!)],
+      routes: [
+        actorsRoute(supervisor!),
+        dashboardRoutes({
+          sql: db.sql,
+          guard: decideTradeMode(config),
+          markets: config.MARKETS,
+          actors: () => supervisor!.status(),
+          supervisorHalt: () => supervisor!.haltReason,
+          startedAt,
+        }),
+        controlRoutes({ sql: db.sql, log }),
+      ],
     });
     // Bind the port before any actor starts: a taken port must stop start-up before an order
     // could go out.

@@ -13,26 +13,10 @@ import type { GuardDecision } from "../execution/guard.ts";
 import { redact } from "../log.ts";
 import { parseQuery } from "./errors.ts";
 import { MarketCode, paging, queryInt, timeRange } from "./query_schemas.ts";
+import { alarmViews, tradingStateViews } from "./trading_views.ts";
 
 /** upbot's release, reported by `/api/status`. */
 export const UPBOT_VERSION = "0.1.0";
-
-/** Trading state as shown by `/api/status`. */
-export interface TradingStateView {
-  state: "active" | "halted";
-  /** Who halted (an actor, `cli`, `http`, …), null when active or unknown. */
-  by: string | null;
-  reason: string | null;
-  /** Unix ms of the halt, null when active or unknown. */
-  since: number | null;
-  /** Scope of the halt (e.g. `all` or a market) when the store knows it. */
-  scope?: string | null;
-}
-
-/** An alarm as shown by `/api/status`. */
-export interface AlarmView {
-  [field: string]: unknown;
-}
 
 /** What the dashboard routes read. */
 export interface DashboardDeps {
@@ -41,10 +25,11 @@ export interface DashboardDeps {
   guard: GuardDecision;
   markets: readonly string[];
   actors: () => ActorStatus[];
-  /** Current trading state, one entry per scope (at least the global one). */
-  tradingStates: () => Promise<TradingStateView[]> | TradingStateView[];
-  /** Alarms raised and not cleared. */
-  alarms: () => Promise<AlarmView[]> | AlarmView[];
+  /**
+   * The supervisor's own halt (a critical actor failed for good), shown next to the stored
+   * trading state when set.
+   */
+  supervisorHalt: () => string | null;
   /** Open live positions with their entry price and quantity, or null to read `live_positions`. */
   positions?: (() => Promise<PositionView[]>) | null;
   startedAt: number;
@@ -145,8 +130,9 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
 
   routes.get("/api/status", async (c) => {
     parseQuery(c, z.strictObject({}));
-    const [trading, alarms] = await Promise.all([deps.tradingStates(), deps.alarms()]);
+    const [trading, alarms] = await Promise.all([tradingStateViews(sql), alarmViews(sql)]);
     const now = Date.now();
+    const supervisorHalt = deps.supervisorHalt();
     return c.json({
       ts: now,
       version: UPBOT_VERSION,
@@ -159,6 +145,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
       },
       guard: deps.guard.conditions,
       trading,
+      supervisor_halt: supervisorHalt === null ? null : redact(supervisorHalt),
       alarms,
       actors: deps.actors().map((a) => ({
         name: a.name,
