@@ -11,6 +11,8 @@ import { actorsRoute } from "./http/actors_route.ts";
 import { createApp } from "./http/app.ts";
 import { controlRoutes } from "./http/control_routes.ts";
 import { dashboardRoutes } from "./http/dashboard_routes.ts";
+import { grafanaRoutes } from "./http/grafana_routes.ts";
+import { startSampler } from "./http/samples.ts";
 import { decideTradeMode } from "./execution/guard.ts";
 import { liveness, readiness } from "./http/health.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
@@ -85,6 +87,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
           startedAt,
         }),
         controlRoutes({ sql: db.sql, log }),
+        grafanaRoutes({ sql: db.sql, markets: config.MARKETS }),
       ],
     });
     // Bind the port before any actor starts: a taken port must stop start-up before an order
@@ -97,9 +100,13 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     const addr = server.addr;
     const httpUrl = `http://${addr.hostname}:${addr.port}`;
     await supervisor.start();
+    const running = supervisor;
+    const stopSampler = startSampler(db.sql, {
+      actors: () => running.status(),
+      supervisorHalted: () => running.tradingState === "halted",
+    }, log);
     log.info(`HTTP server listening on ${httpUrl}`);
     let stopping: Promise<void> | null = null;
-    const running = supervisor;
     const listening = server;
     return {
       httpUrl,
@@ -108,6 +115,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       stop() {
         stopping ??= (async () => {
           await running.stop("shutdown");
+          await stopSampler();
           await listening.shutdown();
           await db.close();
         })();
