@@ -12,6 +12,7 @@ import { createApp } from "./http/app.ts";
 import { controlRoutes } from "./http/control_routes.ts";
 import { dashboardRoutes } from "./http/dashboard_routes.ts";
 import { grafanaRoutes } from "./http/grafana_routes.ts";
+import { prometheusRoute } from "./http/prometheus.ts";
 import { startSampler } from "./http/samples.ts";
 import { decideTradeMode } from "./execution/guard.ts";
 import { liveness, readiness } from "./http/health.ts";
@@ -88,6 +89,11 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         }),
         controlRoutes({ sql: db.sql, log }),
         grafanaRoutes({ sql: db.sql, markets: config.MARKETS }),
+        prometheusRoute({
+          sql: db.sql,
+          actors: () => supervisor!.status(),
+          supervisorHalted: () => supervisor!.tradingState === "halted",
+        }),
       ],
     });
     // Bind the port before any actor starts: a taken port must stop start-up before an order
