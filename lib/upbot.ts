@@ -14,6 +14,7 @@ import { dashboardRoutes } from "./http/dashboard_routes.ts";
 import { grafanaRoutes } from "./http/grafana_routes.ts";
 import { prometheusRoute } from "./http/prometheus.ts";
 import { startSampler } from "./http/samples.ts";
+import { webRoutes } from "./http/web_page.tsx";
 import { decideTradeMode } from "./execution/guard.ts";
 import { liveness, readiness } from "./http/health.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
@@ -89,6 +90,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         }),
         controlRoutes({ sql: db.sql, log }),
         grafanaRoutes({ sql: db.sql, markets: config.MARKETS }),
+        webRoutes({ markets: config.MARKETS }),
         prometheusRoute({
           sql: db.sql,
           actors: () => supervisor!.status(),
