@@ -6,6 +6,7 @@ import { BODY_LIMIT_BYTES, createApp } from "../lib/http/app.ts";
 import { tokensMatch } from "../lib/http/auth.ts";
 import { readiness } from "../lib/http/health.ts";
 import { setLogSink } from "../lib/log.ts";
+import { spawnDeno } from "./_process.ts";
 
 const ALIVE = () => ({ ok: true, db: "ok" as const, uptime_sec: 1 });
 const READY = () => ({ ready: true, problems: [] });
@@ -198,5 +199,30 @@ Deno.test("config: a non-loopback HTTP_HOST without API_TOKEN is refused, naming
   assert.equal(parseConfig({ HTTP_HOST: "0.0.0.0", API_TOKEN: "t" }).HTTP_HOST, "0.0.0.0");
   for (const host of ["127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3"]) {
     assert.equal(parseConfig({ HTTP_HOST: host }).API_TOKEN, undefined, host);
+  }
+});
+
+Deno.test("main.ts refuses to start on a non-loopback HTTP_HOST without API_TOKEN: exit 2", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upbot_notoken_" });
+  try {
+    const proc = spawnDeno(
+      [
+        "run",
+        "--unstable-worker-options",
+        "--allow-all",
+        new URL("../main.ts", import.meta.url).pathname,
+      ],
+      {
+        cwd: dir,
+        env: { DATA_DIR: dir, HTTP_HOST: "0.0.0.0", HTTP_PORT: "0", LOG_FORMAT: "json" },
+      },
+    );
+    const status = await proc.exited();
+    assert.equal(status.code, 2, proc.lines.join("\n"));
+    const errors = proc.lines.map((l) => JSON.parse(l)).filter((l) => l.level === "error");
+    assert.equal(errors.length, 1, proc.lines.join("\n"));
+    assert.match(errors[0].msg, /^API_TOKEN must be set when HTTP_HOST is not a loopback address/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

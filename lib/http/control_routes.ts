@@ -20,14 +20,23 @@ const HaltBody = z.strictObject({
 
 const ResumeBody = z.strictObject({ market: MarketCode.optional() });
 
+/** What the controls need. */
+export interface ControlDeps {
+  sql: Sql;
+  log: Logger;
+  /** Called after a change is stored (upbot wakes the executor so it applies at once). */
+  onChanged?: () => void;
+}
+
 /** Routes of the controls, to mount at the root. */
-export function controlRoutes(deps: { sql: Sql; log: Logger }): Hono {
+export function controlRoutes(deps: ControlDeps): Hono {
   const routes = new Hono();
   routes.post("/api/control/halt", async (c) => {
     const body = await parseJsonBody(c, HaltBody);
     const scope = body.market ?? GLOBAL_SCOPE;
     await haltEntries(deps.sql, { scope, reason: body.reason, by: "http" });
     deps.log.warn("Entries HALTED over HTTP", { scope, reason: body.reason });
+    deps.onChanged?.();
     return c.json({ ok: true, trading: await tradingStateViews(deps.sql) });
   });
   routes.post("/api/control/resume", async (c) => {
@@ -35,6 +44,7 @@ export function controlRoutes(deps: { sql: Sql; log: Logger }): Hono {
     const scope = body.market ?? GLOBAL_SCOPE;
     await resumeEntries(deps.sql, { scope, by: "http" });
     deps.log.warn("Entries RESUMED over HTTP", { scope });
+    deps.onChanged?.();
     return c.json({ ok: true, trading: await tradingStateViews(deps.sql) });
   });
   return routes;
