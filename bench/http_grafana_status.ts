@@ -14,7 +14,7 @@ import { parseConfig } from "../lib/config.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
 import { createApp } from "../lib/http/app.ts";
 import { dashboardRoutes } from "../lib/http/dashboard_routes.ts";
-import { binSeconds, CLOSE_SQL, grafanaRoutes } from "../lib/http/grafana_routes.ts";
+import { barsTable, binSeconds, closeSql, grafanaRoutes } from "../lib/http/grafana_routes.ts";
 import { migrate } from "../lib/migrate.ts";
 
 const REQUESTS = Number(Deno.args[0] ?? 200);
@@ -141,7 +141,7 @@ async function run(backend: Backend): Promise<void> {
     });
     const direct = await measure(
       Math.max(20, Math.floor(REQUESTS / 4)),
-      () => sql.unsafe(CLOSE_SQL, [fromMs, endMs, binSec, MARKETS] as never[]),
+      () => sql.unsafe(closeSql(barsTable(binSec)), [fromMs, endMs, binSec, MARKETS] as never[]),
     );
     out(`  grafana /query close (10 markets, 24 h, ${points} points): ${stats(grafana)}`);
     out(`  same SQL directly:                               ${stats(direct)}`);

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ledgerPositions } from "../lib/execution/position_ledger.ts";
-import { GRAFANA_SERIES } from "../lib/http/grafana_routes.ts";
+import { binSeconds, GRAFANA_SERIES } from "../lib/http/grafana_routes.ts";
 import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY } from "../sim/mod.ts";
 import { testBackends } from "./_db.ts";
 import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
@@ -145,7 +145,8 @@ for (const backend of testBackends()) {
 
     // Downsampled in SQL: 5 points asked over the range -> bins of ceil(span / 5) seconds.
     const span = to - from;
-    const binMs = Math.ceil(span / 5 / 1000) * 1000;
+    const binMs = binSeconds(from, to, 1000, 5) * 1000;
+    assert.ok(binMs >= Math.ceil(span / 5), "at most 5 bins over the range");
     const coarse = await post(`${g}/query`, {
       range,
       intervalMs: 1000,
