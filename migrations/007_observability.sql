@@ -11,8 +11,11 @@ CREATE TABLE obs_samples (
 );
 CREATE INDEX obs_samples_ts ON obs_samples (ts);
 
--- Grafana's paper pnl and attempt series read these tables by time.
+-- Grafana's paper pnl series reads paper trades by time; the alert webhook looks for finished live
+-- fills by update time every few seconds.
 CREATE INDEX paper_trades_ts ON paper_trades (ts);
+CREATE INDEX upbit_order_attempts_live_finished ON upbit_order_attempts (updated_at)
+  WHERE mode = 'live' AND final_state IS NOT NULL;
 
 -- 1-minute rollup of market_1s, kept up to date by a trigger on every insert and update of a
 -- 1-second bar (the feed upserts open bars several times before they are final), so that Grafana
