@@ -21,6 +21,13 @@ let metricsTimer: ReturnType<typeof setInterval> | undefined;
 let statusLoop: WorkLoop | undefined;
 let statusPasses = 0;
 
+/** Lateness allowed before a second is final (the feed's default, stated so it can be reported). */
+const ALLOWED_LATENESS_MS = 2000;
+/** End (epoch ms) of the newest final bar of any market; null before the first. */
+let lastFinalBarEndMs: number | null = null;
+/** Whether the start-up backfill is in (the feed streams live trades only after it). */
+let backfillDone = false;
+
 runActor({
   config: FeedConfig,
   async start(ctx) {
@@ -34,6 +41,16 @@ runActor({
           ctx.log.warn("Recording trades failed; will retry", { error: err.message }),
       });
     }
+    // Readiness (lib/http/health.ts) reads these: they are set as soon as they change, so the
+    // heartbeat that carries them is never older than one heartbeat interval.
+    const publishMetrics = () =>
+      ctx.setMetrics({
+        ...feed?.stats(),
+        market_status_passes: statusPasses,
+        backfillDone,
+        lastFinalBarEndMs,
+        allowedLatenessMs: ALLOWED_LATENESS_MS,
+      });
     feed = new Feed({
       sql,
       markets: c.markets,
@@ -41,7 +58,10 @@ runActor({
       rest,
       log: ctx.log,
       onTrades: recorder && ((trades) => recorder!.record(trades)),
+      allowedLatenessMs: ALLOWED_LATENESS_MS,
       onFinalBars: (bars) => {
+        for (const b of bars) lastFinalBarEndMs = Math.max(lastFinalBarEndMs ?? 0, b.ts + 1000);
+        publishMetrics();
         const byMarket = new Map<string, Bar[]>();
         for (const b of bars) byMarket.set(b.market, [...(byMarket.get(b.market) ?? []), b]);
         for (const [market, list] of byMarket) {
@@ -55,6 +75,8 @@ runActor({
     });
     ctx.log.info(`Feed started (markets=${c.markets.join(",")})`);
     await feed.start();
+    backfillDone = true;
+    publishMetrics();
     const statusPoller = new MarketStatusPoller({ sql, rest, markets: c.markets, log: ctx.log });
     statusLoop = new WorkLoop({
       intervalMs: c.marketStatusPollSec * 1000,
@@ -69,10 +91,7 @@ runActor({
       },
     });
     statusLoop.start();
-    metricsTimer = setInterval(() => {
-      const s = feed!.stats();
-      ctx.setMetrics({ ...s, market_status_passes: statusPasses });
-    }, 1000);
+    metricsTimer = setInterval(publishMetrics, 1000);
   },
   async stop() {
     clearInterval(metricsTimer);

@@ -3,7 +3,7 @@
  * land, the supervised actors). `main.ts` calls {@linkcode startUpbot}; tests may too.
  */
 import type { Config } from "./config.ts";
-import { hasUpbitKeys, secretValues } from "./config.ts";
+import { hasUpbitKeys, isLoopbackHost, secretValues } from "./config.ts";
 import { setUpLogging } from "./cli.ts";
 import { Supervisor } from "./actors/supervisor.ts";
 import {
@@ -14,7 +14,16 @@ import {
 import { GLOBAL_SCOPE, haltEntries } from "./control/trading_state.ts";
 import { type Client, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
+import { AlertWebhook } from "./http/alert_webhook.ts";
 import { createApp } from "./http/app.ts";
+import { controlRoutes } from "./http/control_routes.ts";
+import { dashboardRoutes } from "./http/dashboard_routes.ts";
+import { grafanaRoutes } from "./http/grafana_routes.ts";
+import { prometheusRoute } from "./http/prometheus.ts";
+import { startSampler } from "./http/samples.ts";
+import { webRoutes } from "./http/web_page.tsx";
+import { decideTradeMode } from "./execution/guard.ts";
+import { liveness, readiness } from "./http/health.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
@@ -66,17 +75,18 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       applied: result.applied.length,
       already: result.skipped.length,
     });
+    const wakeExecutor = () => {
+      if (supervisor?.status().some((a) => a.name === "executor")) {
+        supervisor.send("executor", { type: "wake", topic: "trading_state" });
+      }
+    };
     // Halt, resume and flatten commands queued while upbot was down apply before any actor
     // starts; then the control directory is polled (see lib/control/command_dir.ts).
     const layout = controlDirLayout(config.DATA_DIR);
     control = new ControlDirWatcher({
       layout,
       sql: db.sql,
-      onApplied: () => {
-        if (supervisor?.status().some((a) => a.name === "executor")) {
-          supervisor.send("executor", { type: "wake", topic: "trading_state" });
-        }
-      },
+      onApplied: () => wakeExecutor(),
     });
     try {
       await control.claim();
@@ -117,24 +127,28 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       ...options.supervisor,
     });
     const app = createApp({
-      health: async () => {
-        let dbOk = true;
-        try {
-          await db.sql`select 1`;
-        } catch {
-          dbOk = false;
-        }
-        const actors = supervisor!.health();
-        return {
-          ok: dbOk && actors.healthy,
-          db: dbOk ? "ok" : "unreachable",
-          trading: actors.tradingState,
-          halt_reason: actors.haltReason,
-          failed_actors: actors.failed,
-          uptime_sec: Math.round((Date.now() - startedAt) / 1000),
-        };
-      },
-      routes: [actorsRoute(supervisor!)],
+      liveness: () => liveness(() => db.sql`select 1`, startedAt),
+      readiness: () => readiness(supervisor!.status()),
+      auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
+      routes: [
+        actorsRoute(supervisor!),
+        dashboardRoutes({
+          sql: db.sql,
+          guard: decideTradeMode(config),
+          markets: config.MARKETS,
+          actors: () => supervisor!.status(),
+          supervisorHalt: () => supervisor!.haltReason,
+          startedAt,
+        }),
+        controlRoutes({ sql: db.sql, log, onChanged: wakeExecutor }),
+        grafanaRoutes({ sql: db.sql, markets: config.MARKETS }),
+        webRoutes({ markets: config.MARKETS }),
+        prometheusRoute({
+          sql: db.sql,
+          actors: () => supervisor!.status(),
+          supervisorHalted: () => supervisor!.tradingState === "halted",
+        }),
+      ],
     });
     // Bind the port before any actor starts: a taken port must stop start-up before an order
     // could go out.
@@ -146,9 +160,18 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     const addr = server.addr;
     const httpUrl = `http://${addr.hostname}:${addr.port}`;
     await supervisor.start();
+    const running = supervisor;
+    let alerts: AlertWebhook | undefined;
+    if (config.ALERT_WEBHOOK_URL) {
+      alerts = new AlertWebhook({ sql: db.sql, url: config.ALERT_WEBHOOK_URL, log });
+      await alerts.start();
+    }
+    const stopSampler = startSampler(db.sql, {
+      actors: () => running.status(),
+      supervisorHalted: () => running.tradingState === "halted",
+    }, log);
     log.info(`HTTP server listening on ${httpUrl}`);
     let stopping: Promise<void> | null = null;
-    const running = supervisor;
     const listening = server;
     const watcher = control;
     return {
@@ -160,6 +183,8 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
           await watcher.stop();
           await running.stop("shutdown");
           await Promise.all(haltWrites);
+          await stopSampler();
+          await alerts?.stop();
           await listening.shutdown();
           await db.close();
         })();
