@@ -319,14 +319,16 @@ export const SETTINGS = [
     name: "API_TOKEN",
     schema: optionalText(),
     defaultText: "",
-    doc: "Bearer token required by the HTTP control endpoints (unset: controls disabled).",
+    doc:
+      "Bearer token for the HTTP controls, and for every endpoint but /healthz and /readyz when HTTP_HOST is not loopback (then required).",
     secret: true,
   },
   {
     name: "DATA_DIR",
     schema: text("./data"),
     defaultText: "./data",
-    doc: "Directory of the embedded database (used when DATABASE_URL is unset).",
+    doc:
+      "Embedded database (when DATABASE_URL is unset) and, always, control/ for deno task halt/resume/flatten.",
   },
   {
     name: "DATABASE_URL",
@@ -412,6 +414,18 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       problems.push({ name: setting.name, problem: message + showValue(setting.name, raw) });
     }
   }
+  if (
+    problems.length === 0 && typeof out.HTTP_HOST === "string" &&
+    !isLoopbackHost(out.HTTP_HOST) && out.API_TOKEN === undefined
+  ) {
+    // Anyone who can reach the port could read the account and halt trading.
+    problems.push({
+      name: "API_TOKEN",
+      problem: `must be set when HTTP_HOST is not a loopback address (got HTTP_HOST ${
+        JSON.stringify(out.HTTP_HOST)
+      })`,
+    });
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(out) as Config;
 }
@@ -444,6 +458,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     if (v !== undefined) merged[s.name] = v;
   }
   return parseConfig(merged);
+}
+
+/** Whether `host` (e.g. `HTTP_HOST`) is a loopback address, reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 /** Whether both Upbit keys are set. */

@@ -3,12 +3,26 @@
  * land, the supervised actors). `main.ts` calls {@linkcode startUpbot}; tests may too.
  */
 import type { Config } from "./config.ts";
-import { hasUpbitKeys, secretValues } from "./config.ts";
+import { hasUpbitKeys, isLoopbackHost, secretValues } from "./config.ts";
 import { setUpLogging } from "./cli.ts";
 import { Supervisor } from "./actors/supervisor.ts";
+import {
+  ControlDirInUseError,
+  controlDirLayout,
+  ControlDirWatcher,
+} from "./control/command_dir.ts";
+import { GLOBAL_SCOPE, haltEntries } from "./control/trading_state.ts";
 import { type Client, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { createApp } from "./http/app.ts";
+import { controlRoutes } from "./http/control_routes.ts";
+import { dashboardRoutes } from "./http/dashboard_routes.ts";
+import { grafanaRoutes } from "./http/grafana_routes.ts";
+import { prometheusRoute } from "./http/prometheus.ts";
+import { startSampler } from "./http/samples.ts";
+import { webRoutes } from "./http/web_page.tsx";
+import { decideTradeMode } from "./execution/guard.ts";
+import { liveness, readiness } from "./http/health.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
@@ -47,6 +61,9 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
   const db = await openDatabase(config);
   let supervisor: Supervisor | undefined;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let control: ControlDirWatcher | undefined;
+  /** Stored halts under way (awaited before the database closes). */
+  const haltWrites = new Set<Promise<void>>();
   try {
     log.info("DB OK", { backend: db.description });
     const dbSecrets = db.connection.kind === "embedded" ? [db.connection.password] : [];
@@ -57,34 +74,77 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       applied: result.applied.length,
       already: result.skipped.length,
     });
+    const wakeExecutor = () => {
+      if (supervisor?.status().some((a) => a.name === "executor")) {
+        supervisor.send("executor", { type: "wake", topic: "trading_state" });
+      }
+    };
+    // Halt, resume and flatten commands queued while upbot was down apply before any actor
+    // starts; then the control directory is polled (see lib/control/command_dir.ts).
+    const layout = controlDirLayout(config.DATA_DIR);
+    control = new ControlDirWatcher({
+      layout,
+      sql: db.sql,
+      onApplied: () => wakeExecutor(),
+    });
+    try {
+      await control.claim();
+      const applied = await control.processInbox();
+      if (applied > 0) log.info(`Applied ${applied} queued control command(s)`);
+    } catch (err) {
+      if (err instanceof ControlDirInUseError) throw err;
+      throw new Error(
+        `the control directory ${layout.root} cannot be used (set DATA_DIR to a writable directory): ${
+          (err as Error).message
+        }`,
+        { cause: err },
+      );
+    }
+    control.start();
     const startedAt = Date.now();
     supervisor = new Supervisor({
       actors: pipelineActorSpecs(config, db.connection),
       log: loggingSettings(),
       secrets: [...secretValues(config), ...dbSecrets],
-      onTradingHalt: (reason, actor) =>
-        log.error("Trading HALTED", { reason, actor: actor ?? undefined }),
+      onTradingHalt: (reason, actor) => {
+        log.error("Trading HALTED", { reason, actor: actor ?? undefined });
+        // Stored too, so the halt survives a restart until a person resumes it.
+        const write = haltEntries(db.sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" })
+          .then(
+            () => log.warn("Entries halted globally (stored); resume with: deno task resume"),
+            (err) =>
+              log.error("could not store the supervisor's halt", {
+                error: (err as Error).message,
+              }),
+          )
+          .finally(() => haltWrites.delete(write));
+        haltWrites.add(write);
+      },
       ...options.supervisor,
     });
     const app = createApp({
-      health: async () => {
-        let dbOk = true;
-        try {
-          await db.sql`select 1`;
-        } catch {
-          dbOk = false;
-        }
-        const actors = supervisor!.health();
-        return {
-          ok: dbOk && actors.healthy,
-          db: dbOk ? "ok" : "unreachable",
-          trading: actors.tradingState,
-          halt_reason: actors.haltReason,
-          failed_actors: actors.failed,
-          uptime_sec: Math.round((Date.now() - startedAt) / 1000),
-        };
-      },
-      routes: [actorsRoute(supervisor!)],
+      liveness: () => liveness(() => db.sql`select 1`, startedAt),
+      readiness: () => readiness(supervisor!.status()),
+      auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
+      routes: [
+        actorsRoute(supervisor!),
+        dashboardRoutes({
+          sql: db.sql,
+          guard: decideTradeMode(config),
+          markets: config.MARKETS,
+          actors: () => supervisor!.status(),
+          supervisorHalt: () => supervisor!.haltReason,
+          startedAt,
+        }),
+        controlRoutes({ sql: db.sql, log, onChanged: wakeExecutor }),
+        grafanaRoutes({ sql: db.sql, markets: config.MARKETS }),
+        webRoutes({ markets: config.MARKETS }),
+        prometheusRoute({
+          sql: db.sql,
+          actors: () => supervisor!.status(),
+          supervisorHalted: () => supervisor!.tradingState === "halted",
+        }),
+      ],
     });
     // Bind the port before any actor starts: a taken port must stop start-up before an order
     // could go out.
@@ -96,17 +156,25 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     const addr = server.addr;
     const httpUrl = `http://${addr.hostname}:${addr.port}`;
     await supervisor.start();
+    const running = supervisor;
+    const stopSampler = startSampler(db.sql, {
+      actors: () => running.status(),
+      supervisorHalted: () => running.tradingState === "halted",
+    }, log);
     log.info(`HTTP server listening on ${httpUrl}`);
     let stopping: Promise<void> | null = null;
-    const running = supervisor;
     const listening = server;
+    const watcher = control;
     return {
       httpUrl,
       supervisor: running,
       sql: db.sql,
       stop() {
         stopping ??= (async () => {
+          await watcher.stop();
           await running.stop("shutdown");
+          await Promise.all(haltWrites);
+          await stopSampler();
           await listening.shutdown();
           await db.close();
         })();
@@ -114,7 +182,9 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       },
     };
   } catch (err) {
+    await control?.stop();
     await supervisor?.stop("start-up failed");
+    await Promise.all(haltWrites);
     await server?.shutdown();
     await db.close();
     throw err;

@@ -1,0 +1,462 @@
+/**
+ * @module A Grafana data source under `/grafana`, following the simPod `grafana-json-datasource`
+ * contract (`GET /`, `POST /metrics`, `/metric-payload-options`, `/query`, `/variable`,
+ * `/tag-keys`, `/tag-values`). Time series are downsampled in SQL with `date_bin` to the larger of
+ * `intervalMs` and `(to - from) / maxDataPoints` (at least 1 s), so no more than about
+ * `maxDataPoints` points per series leave the database.
+ *
+ * Series (`target`): `close` and `volume` per market, `paper_pnl` (cumulative, net of fees),
+ * `live_realised_pnl` (cumulative, from filled live exits against their entries),
+ * `order_latency_ms` (average and maximum per mode), `attempts` (count per mode and status),
+ * `remaining_req` (Upbit's `Remaining-Req` seconds budget per group, as last answered), and the
+ * sampled `actor_restarts`, `actor_heartbeat_age_ms`, `alarms_active`. Tables: `attempts_table`,
+ * `paper_trades_table`. A `market` payload field (string or list) or an ad hoc filter
+ * `market = …` narrows the per-market series.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import type { Sql } from "../db.ts";
+import { ApiError, parseJsonBody } from "./errors.ts";
+import { MarketCode } from "./query_schemas.ts";
+
+/** A Grafana time series. */
+export interface TimeSeries {
+  target: string;
+  /** `[value, unix_ms]`, oldest first. */
+  datapoints: [number, number][];
+}
+
+/** A Grafana table. */
+export interface Table {
+  type: "table";
+  columns: { text: string; type: "time" | "string" | "number" }[];
+  rows: (string | number | null)[][];
+}
+
+/** What a series query needs. */
+interface SeriesContext {
+  sql: Sql;
+  fromMs: number;
+  toMs: number;
+  /** Bin width in whole seconds. */
+  binSec: number;
+  /** Markets the query is narrowed to (all configured markets by default). */
+  markets: string[];
+  /** Row limit for tables. */
+  maxRows: number;
+}
+
+interface SeriesDef {
+  kind: "timeseries" | "table";
+  label: string;
+  run: (ctx: SeriesContext) => Promise<(TimeSeries | Table)[]>;
+}
+
+/** Unix ms of the bin start of `column`; `$3` is the bin width in seconds. */
+const bin = (column: string) =>
+  `(extract(epoch from date_bin(make_interval(secs => $3::int), ${column},
+     timestamptz 'epoch')) * 1000)::float8`;
+/** `column` within `[$1, $2]` (Unix ms). */
+const inRange = (column: string) =>
+  `${column} >= to_timestamp($1::float8 / 1000) and ${column} <= to_timestamp($2::float8 / 1000)`;
+
+/** Groups rows `{k, t, v}` (ordered by k, t) into one series per `k`, named by `name(k)`. */
+function toSeries(
+  rows: readonly Record<string, unknown>[],
+  name: (key: string) => string,
+): TimeSeries[] {
+  const byKey = new Map<string, [number, number][]>();
+  for (const r of rows) {
+    const key = String(r.k);
+    let points = byKey.get(key);
+    if (!points) byKey.set(key, points = []);
+    if (r.v !== null) points.push([Number(r.v), Number(r.t)]);
+  }
+  return [...byKey].map(([key, datapoints]) => ({ target: name(key), datapoints }));
+}
+
+async function series(
+  ctx: SeriesContext,
+  text: string,
+  name: (key: string) => string,
+  extra: unknown[] = [],
+): Promise<TimeSeries[]> {
+  const rows = await ctx.sql.unsafe(text, [ctx.fromMs, ctx.toMs, ctx.binSec, ...extra] as never[]);
+  return toSeries(rows, name);
+}
+
+/** Every series and table the data source serves, by `target`. */
+export const GRAFANA_SERIES: Record<string, SeriesDef> = {
+  close: {
+    kind: "timeseries",
+    label: "Close per market (last in each bin)",
+    run: (ctx) =>
+      series(
+        ctx,
+        `select symbol as k, ${bin("ts")} as t, (array_agg(close order by ts desc))[1]::float8 as v
+         from market_1s where symbol = any($4::text[]) and ${inRange("ts")}
+         group by 1, 2 order by 1, 2`,
+        (m) => `close ${m}`,
+        [ctx.markets],
+      ),
+  },
+  volume: {
+    kind: "timeseries",
+    label: "Traded volume per market (sum in each bin)",
+    run: (ctx) =>
+      series(
+        ctx,
+        `select symbol as k, ${bin("ts")} as t, sum(volume)::float8 as v
+         from market_1s where symbol = any($4::text[]) and ${inRange("ts")}
+         group by 1, 2 order by 1, 2`,
+        (m) => `volume ${m}`,
+        [ctx.markets],
+      ),
+  },
+  paper_pnl: {
+    kind: "timeseries",
+    label: "Cumulative paper pnl (KRW, net of fees)",
+    run: (ctx) =>
+      series(
+        ctx,
+        `with bins as (
+           select ${bin("ts")} as t, sum(pnl) as p from paper_trades
+           where action = 'EXIT_LONG' and symbol = any($4::text[]) and ${inRange("ts")}
+           group by 1),
+         base as (
+           select coalesce(sum(pnl), 0) as b from paper_trades
+           where action = 'EXIT_LONG' and symbol = any($4::text[])
+             and ts < to_timestamp($1::float8 / 1000))
+         select 'paper pnl' as k, t, ((select b from base) + sum(p) over (order by t))::float8 as v
+         from bins order by t`,
+        (k) => k,
+        [ctx.markets],
+      ),
+  },
+  live_realised_pnl: {
+    kind: "timeseries",
+    label: "Cumulative live realised pnl (KRW, filled exits against their entries, net of fees)",
+    run: (ctx) =>
+      series(
+        ctx,
+        // Each filled live exit: proceeds minus fee, minus the entry's cost of the sold volume
+        // (its average price and its fee pro rata).
+        `with exits as (
+           select x.ts,
+                  (x.executed_volume * x.avg_price - coalesce(x.paid_fee, 0))
+                  - (x.executed_volume * e.avg_price
+                     + coalesce(e.paid_fee, 0) * x.executed_volume / e.executed_volume) as pnl
+           from upbit_order_attempts x
+           join paper_trades px on px.id = x.paper_trade_id
+           join upbit_order_attempts e
+             on e.paper_trade_id = px.entry_id and e.action = 'ENTER_LONG' and e.mode = 'live'
+           where x.mode = 'live' and x.action = 'EXIT_LONG' and x.symbol = any($4::text[])
+             and x.executed_volume > 0 and x.avg_price is not null
+             and e.executed_volume > 0 and e.avg_price is not null),
+         bins as (select ${bin("ts")} as t, sum(pnl) as p from exits where ${inRange("ts")}
+                  group by 1),
+         base as (select coalesce(sum(pnl), 0) as b from exits
+                  where ts < to_timestamp($1::float8 / 1000))
+         select 'live realised pnl' as k, t,
+                ((select b from base) + sum(p) over (order by t))::float8 as v
+         from bins order by t`,
+        (k) => k,
+        [ctx.markets],
+      ),
+  },
+  order_latency_ms: {
+    kind: "timeseries",
+    label: "Order request latency per mode (average and maximum, ms)",
+    run: async (ctx) => {
+      const rows = await ctx.sql.unsafe(
+        `select mode, ${bin("ts")} as t, avg(latency_ms)::float8 as avg_ms,
+                max(latency_ms)::float8 as max_ms
+         from upbit_order_attempts where latency_ms is not null and ${inRange("ts")}
+         group by 1, 2 order by 1, 2`,
+        [ctx.fromMs, ctx.toMs, ctx.binSec],
+      );
+      return [
+        ...toSeries(
+          rows.map((r) => ({ k: r.mode, t: r.t, v: r.avg_ms })),
+          (m) => `latency avg ${m}`,
+        ),
+        ...toSeries(
+          rows.map((r) => ({ k: r.mode, t: r.t, v: r.max_ms })),
+          (m) => `latency max ${m}`,
+        ),
+      ];
+    },
+  },
+  attempts: {
+    kind: "timeseries",
+    label: "Order attempts per mode and status (count in each bin)",
+    run: (ctx) =>
+      series(
+        ctx,
+        `select mode || ' ' || status as k, ${bin("ts")} as t, count(*)::float8 as v
+         from upbit_order_attempts where ${inRange("ts")}
+         group by 1, 2 order by 1, 2`,
+        (k) => `attempts ${k}`,
+      ),
+  },
+  remaining_req: {
+    kind: "timeseries",
+    label: "Upbit Remaining-Req sec per group (lowest answered in each bin)",
+    run: (ctx) =>
+      series(
+        ctx,
+        `select substring(remaining_req from 'group=([A-Za-z0-9_-]+)') as k, ${bin("ts")} as t,
+                min(substring(remaining_req from 'sec=([0-9]+)')::int)::float8 as v
+         from upbit_order_attempts
+         where remaining_req ~ 'group=[A-Za-z0-9_-]+' and remaining_req ~ 'sec=[0-9]+'
+           and ${inRange("ts")}
+         group by 1, 2 order by 1, 2`,
+        (g) => `remaining-req ${g}`,
+      ),
+  },
+  actor_restarts: sampled("actor_restarts", "Restarts per actor (sampled every 10 s)", "restarts"),
+  actor_heartbeat_age_ms: sampled(
+    "actor_heartbeat_age_ms",
+    "Heartbeat age per actor, ms (sampled every 10 s)",
+    "heartbeat age",
+  ),
+  alarms_active: sampled("alarms_active", "Active alarms (sampled every 10 s)", "alarms active"),
+  attempts_table: {
+    kind: "table",
+    label: "Latest order attempts in the range",
+    run: async (ctx) => {
+      const rows = await ctx.sql.unsafe(
+        `select (extract(epoch from ts) * 1000)::float8 as t, symbol, mode, action, status,
+                identifier, http_status, latency_ms, retry_count, final_state,
+                executed_volume::float8 as executed_volume, avg_price::float8 as avg_price
+         from upbit_order_attempts where ${inRange("ts")} and $3::int > 0
+         order by id desc limit $4`,
+        [ctx.fromMs, ctx.toMs, ctx.binSec, ctx.maxRows],
+      );
+      return [table(rows, [
+        ["t", "Time", "time"],
+        ["symbol", "Market", "string"],
+        ["mode", "Mode", "string"],
+        ["action", "Action", "string"],
+        ["status", "Status", "string"],
+        ["identifier", "Identifier", "string"],
+        ["http_status", "HTTP", "number"],
+        ["latency_ms", "Latency ms", "number"],
+        ["retry_count", "Retries", "number"],
+        ["final_state", "Final state", "string"],
+        ["executed_volume", "Executed volume", "number"],
+        ["avg_price", "Average price", "number"],
+      ])];
+    },
+  },
+  paper_trades_table: {
+    kind: "table",
+    label: "Latest paper trades in the range",
+    run: async (ctx) => {
+      const rows = await ctx.sql.unsafe(
+        `select (extract(epoch from ts) * 1000)::float8 as t, symbol, action,
+                entry_price::float8 as entry_price, exit_price::float8 as exit_price,
+                pnl::float8 as pnl, exit_reason, ev
+         from paper_trades where symbol = any($4::text[]) and ${inRange("ts")} and $3::int > 0
+         order by id desc limit $5`,
+        [ctx.fromMs, ctx.toMs, ctx.binSec, ctx.markets, ctx.maxRows],
+      );
+      return [table(rows, [
+        ["t", "Time", "time"],
+        ["symbol", "Market", "string"],
+        ["action", "Action", "string"],
+        ["entry_price", "Entry price", "number"],
+        ["exit_price", "Exit price", "number"],
+        ["pnl", "Pnl", "number"],
+        ["exit_reason", "Exit reason", "string"],
+        ["ev", "EV %", "number"],
+      ])];
+    },
+  },
+};
+
+function sampled(metric: string, label: string, prefix: string): SeriesDef {
+  return {
+    kind: "timeseries",
+    label,
+    run: (ctx) =>
+      series(
+        ctx,
+        `select label as k, ${bin("ts")} as t, max(value)::float8 as v
+         from obs_samples where metric = $4 and ${inRange("ts")}
+         group by 1, 2 order by 1, 2`,
+        (k) => (k === "" ? prefix : `${prefix} ${k}`),
+        [metric],
+      ),
+  };
+}
+
+function table(
+  rows: readonly Record<string, unknown>[],
+  columns: [key: string, text: string, type: "time" | "string" | "number"][],
+): Table {
+  return {
+    type: "table",
+    columns: columns.map(([, text, type]) => ({ text, type })),
+    rows: rows.map((r) =>
+      columns.map(([key]) => {
+        const v = r[key];
+        return v === null || v === undefined ? null : typeof v === "number" ? v : String(v);
+      })
+    ),
+  };
+}
+
+const IsoTime = z.string().refine((s) => Number.isFinite(Date.parse(s)), "must be an ISO time")
+  .transform((s) => Date.parse(s));
+
+/** `payload` as the plugin sends it: an object, or JSON text typed into the payload field. */
+const Payload = z.union([z.record(z.string(), z.unknown()), z.string()]).optional()
+  .transform((p, ctx) => {
+    if (p === undefined || p === "") return {};
+    if (typeof p !== "string") return p;
+    try {
+      const parsed = JSON.parse(p);
+      if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) {
+        return parsed as Record<string, unknown>;
+      }
+    } catch { /* reported below */ }
+    ctx.addIssue({ code: "custom", message: "must be a JSON object" });
+    return z.NEVER;
+  });
+
+const QueryBody = z.object({
+  range: z.object({ from: IsoTime, to: IsoTime }),
+  intervalMs: z.number().positive().max(366 * 86_400_000).optional(),
+  maxDataPoints: z.number().int().positive().max(100_000).optional(),
+  targets: z.array(z.object({
+    target: z.string().max(100).optional(),
+    refId: z.string().max(100).optional(),
+    hide: z.boolean().optional(),
+    payload: Payload,
+  })).max(50),
+  adhocFilters: z.array(z.object({
+    key: z.string(),
+    operator: z.string(),
+    value: z.string(),
+  })).max(20).optional(),
+});
+
+const MarketSelection = z.union([MarketCode, z.array(MarketCode).max(100)]).optional();
+
+const VariableBody = z.object({
+  payload: z.union([z.object({ target: z.string().max(100) }), z.string().max(100)]).optional(),
+});
+
+/** Longest range one query may ask for. */
+const MAX_RANGE_MS = 366 * 86_400_000;
+/** Rows per table at most. */
+const MAX_TABLE_ROWS = 1000;
+
+/** Bin width in whole seconds for a range, Grafana's interval and its point budget. */
+export function binSeconds(fromMs: number, toMs: number, intervalMs = 0, maxDataPoints = 1000) {
+  const byPoints = Math.ceil((toMs - fromMs) / maxDataPoints);
+  return Math.max(1, Math.ceil(Math.max(intervalMs, byPoints) / 1000));
+}
+
+/** Where the data source is served. */
+export const GRAFANA_PATH = "/grafana";
+
+/** Routes of the Grafana data source, under {@linkcode GRAFANA_PATH}; mount at the root. */
+export function grafanaRoutes(deps: { sql: Sql; markets: readonly string[] }): Hono {
+  const routes = new Hono().basePath(GRAFANA_PATH);
+  // Grafana tests the connection with `GET <url>/`; answer with and without the slash.
+  routes.get("/", (c) => c.json({ ok: true, name: "upbot" }));
+  routes.get("/*", (c) => {
+    if (c.req.path !== `${GRAFANA_PATH}/`) throw new ApiError(404, { error: "not found" });
+    return c.json({ ok: true, name: "upbot" });
+  });
+  routes.post("/metrics", async (c) => {
+    await parseJsonBody(c, z.object({ metric: z.string().optional() }));
+    return c.json(
+      Object.entries(GRAFANA_SERIES).map(([value, def]) => ({
+        label: def.label,
+        value,
+        payloads: def.kind === "timeseries" || value === "paper_trades_table"
+          ? [{
+            label: "Market",
+            name: "market",
+            type: "multi-select",
+            placeholder: "all markets",
+            options: deps.markets.map((m) => ({ label: m, value: m })),
+          }]
+          : [],
+      })),
+    );
+  });
+  routes.post("/metric-payload-options", async (c) => {
+    const body = await parseJsonBody(c, z.object({ name: z.string().optional() }));
+    return c.json(
+      body.name === "market" ? deps.markets.map((m) => ({ label: m, value: m })) : [],
+    );
+  });
+  routes.post("/variable", async (c) => {
+    const body = await parseJsonBody(c, VariableBody);
+    const target = typeof body.payload === "string" ? body.payload : body.payload?.target;
+    if (target === "markets" || target === "market") {
+      return c.json(deps.markets.map((m) => ({ __text: m, __value: m })));
+    }
+    if (target === "series" || target === "metrics") {
+      return c.json(Object.keys(GRAFANA_SERIES).map((s) => ({ __text: s, __value: s })));
+    }
+    throw new ApiError(400, {
+      error: "invalid body",
+      field: "payload.target",
+      message: "must be markets or series",
+    });
+  });
+  routes.post("/tag-keys", (c) => c.json([{ type: "string", text: "market" }]));
+  routes.post("/tag-values", async (c) => {
+    const body = await parseJsonBody(c, z.object({ key: z.string() }));
+    return c.json(body.key === "market" ? deps.markets.map((m) => ({ text: m })) : []);
+  });
+  routes.post("/query", async (c) => {
+    const q = await parseJsonBody(c, QueryBody);
+    const { from: fromMs, to: toMs } = q.range;
+    if (!(toMs > fromMs) || toMs - fromMs > MAX_RANGE_MS) {
+      throw new ApiError(400, {
+        error: "invalid body",
+        field: "range",
+        message: "to must be after from, at most 366 days apart",
+      });
+    }
+    const binSec = binSeconds(fromMs, toMs, q.intervalMs, q.maxDataPoints);
+    const adhoc = (q.adhocFilters ?? []).filter((f) => f.key === "market" && f.operator === "=");
+    const out: (TimeSeries | Table)[] = [];
+    for (const [i, t] of q.targets.entries()) {
+      if (t.hide || !t.target) continue;
+      const def = Object.hasOwn(GRAFANA_SERIES, t.target) ? GRAFANA_SERIES[t.target] : undefined;
+      if (!def) {
+        throw new ApiError(400, {
+          error: "invalid body",
+          field: `targets.${i}.target`,
+          message: `unknown series; one of ${Object.keys(GRAFANA_SERIES).join(", ")}`,
+        });
+      }
+      const picked = MarketSelection.safeParse(t.payload.market);
+      if (!picked.success) {
+        throw new ApiError(400, {
+          error: "invalid body",
+          field: `targets.${i}.payload.market`,
+          message: picked.error.issues[0]?.message ?? "invalid",
+        });
+      }
+      let markets = picked.data === undefined
+        ? [...deps.markets]
+        : typeof picked.data === "string"
+        ? [picked.data]
+        : picked.data;
+      for (const f of adhoc) markets = markets.filter((m) => m === f.value);
+      out.push(
+        ...await def.run({ sql: deps.sql, fromMs, toMs, binSec, markets, maxRows: MAX_TABLE_ROWS }),
+      );
+    }
+    return c.json(out);
+  });
+  return routes;
+}

@@ -1,0 +1,101 @@
+/**
+ * @module Liveness and readiness. `/healthz` says the process lives and its database answers
+ * (container health checks use it); `/readyz` says this instance trades: every permanent actor
+ * runs and the feed is connected and caught up. A halt does not make an instance unready: halted
+ * means no new entries while exits, cancels and reconciliation go on, which is work only a
+ * running instance does.
+ */
+import type { ActorStatus } from "../actors/supervisor.ts";
+
+/** Extra allowance on top of the feed's lateness window before its bars count as behind. */
+export const FEED_SLACK_MS = 2000;
+
+/** The lateness window assumed when the feed has not reported its own. */
+const DEFAULT_LATENESS_MS = 2000;
+
+/** What `/healthz` answers. */
+export interface Liveness {
+  ok: boolean;
+  db: "ok" | "unreachable";
+  uptime_sec: number;
+}
+
+/** What `/readyz` answers. */
+export interface Readiness {
+  ready: boolean;
+  /** One sentence per reason this instance does not trade; `[]` when ready. */
+  problems: string[];
+}
+
+/**
+ * Liveness: the database answers `select 1`.
+ *
+ * @param ping runs the query; any throw counts as unreachable.
+ */
+export async function liveness(ping: () => Promise<unknown>, startedAt: number): Promise<Liveness> {
+  let db: Liveness["db"] = "ok";
+  try {
+    await ping();
+  } catch {
+    db = "unreachable";
+  }
+  return {
+    ok: db === "ok",
+    db,
+    uptime_sec: Math.round((Date.now() - startedAt) / 1000),
+  };
+}
+
+/**
+ * Readiness from the actors' status (as served by `/api/actors`): each permanent actor must be
+ * `running`, and the feed's heartbeat metrics must show a connected WebSocket, a finished
+ * start-up backfill and a newest final bar that ended no longer ago than its lateness window plus
+ * {@linkcode FEED_SLACK_MS}. The bar's age is taken at the heartbeat that reported it, so a
+ * healthy feed is not called behind just because its last heartbeat is a second old (a feed whose
+ * heartbeats stop is the supervisor's to restart, and then not running).
+ *
+ * @param extraProblems problems found elsewhere (e.g. live reconciliation not yet completed).
+ */
+export function readiness(
+  actors: readonly ActorStatus[],
+  options: { now?: number; extraProblems?: readonly string[] } = {},
+): Readiness {
+  const now = options.now ?? Date.now();
+  const problems: string[] = [];
+  for (const a of actors) {
+    if (a.restartPolicy === "permanent" && a.state !== "running") {
+      problems.push(`actor ${a.name} is ${a.state}`);
+    }
+  }
+  const feed = actors.find((a) => a.name === "feed");
+  if (!feed) {
+    problems.push("no feed actor");
+  } else if (feed.state === "running") {
+    problems.push(...feedProblems(feed, now));
+  }
+  problems.push(...(options.extraProblems ?? []));
+  return { ready: problems.length === 0, problems };
+}
+
+function feedProblems(feed: ActorStatus, now: number): string[] {
+  const m = feed.metrics;
+  const problems: string[] = [];
+  if (m.connected !== true) problems.push("feed is not connected to the Upbit WebSocket");
+  if (m.backfillDone !== true) problems.push("feed has not finished its start-up backfill");
+  const latenessMs = typeof m.allowedLatenessMs === "number"
+    ? m.allowedLatenessMs
+    : DEFAULT_LATENESS_MS;
+  const limitMs = latenessMs + FEED_SLACK_MS;
+  if (typeof m.lastFinalBarEndMs !== "number") {
+    problems.push("feed has no final bar yet");
+  } else {
+    const reportedAt = now - (feed.lastHeartbeatAgeMs ?? 0);
+    const ageMs = reportedAt - m.lastFinalBarEndMs;
+    if (ageMs > limitMs) {
+      problems.push(
+        `feed is behind: its last final bar ended ${ageMs} ms ago (limit ${limitMs} ms)`,
+      );
+    }
+  }
+  return problems;
+}

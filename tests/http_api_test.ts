@@ -1,0 +1,197 @@
+/**
+ * @module The HTTP API of a running upbot on the simulator: /healthz, /readyz, the dashboard JSON,
+ * the controls (same store as the CLI) and bad input.
+ */
+import assert from "node:assert/strict";
+import { tradingStates } from "../lib/control/trading_state.ts";
+import { ATTEMPT_FIELDS } from "../lib/http/dashboard_routes.ts";
+import { testBackends } from "./_db.ts";
+import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
+
+const TOKEN = "test-api-token-6f1c";
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+async function getJson(url: string, init?: RequestInit) {
+  const res = await fetch(url, init);
+  return { status: res.status, body: await res.json() };
+}
+
+for (const backend of testBackends()) {
+  Deno.test(`HTTP API on a running upbot: health, readiness, dashboard JSON, controls, bad input [${backend}]`, async () => {
+    await using rig = await startUpbotRig(backend, { API_TOKEN: TOKEN });
+    const { url } = rig;
+
+    const health = await getJson(`${url}/healthz`);
+    assert.equal(health.status, 200);
+    assert.equal(health.body.ok, true);
+    assert.equal(health.body.db, "ok");
+
+    // Ready once every actor runs and the feed has caught up with the simulator's trades.
+    await waitFor("/readyz 200", async () => (await getJson(`${url}/readyz`)).status === 200);
+    assert.deepEqual((await getJson(`${url}/readyz`)).body, { ready: true, problems: [] });
+
+    // Shadow attempts follow paper trades (test profile).
+    const attempts = await waitFor("two shadow attempts", async () => {
+      const r = await getJson(`${url}/api/attempts`);
+      return r.body.length >= 2 ? r.body as Record<string, unknown>[] : undefined;
+    });
+    for (const a of attempts) {
+      assert.deepEqual(Object.keys(a).sort(), ATTEMPT_FIELDS.map((f) => f.field).sort());
+      assert.equal(typeof a.ts, "number");
+      assert.ok(Math.abs((a.ts as number) - Date.now()) < 600_000);
+      assert.equal(a.mode, "shadow");
+      assert.match(String(a.identifier), /^paper-\d+-(ENTER|EXIT)_LONG$/);
+    }
+    const ids = attempts.map((a) => a.id as number);
+    assert.deepEqual(ids, [...ids].sort((x, y) => y - x), "newest first");
+    const older = await getJson(`${url}/api/attempts?before=${ids[0]}&limit=1`);
+    assert.equal(older.status, 200);
+    assert.deepEqual(older.body.map((a: { id: number }) => a.id), [ids[1]]);
+    const btcOnly = await getJson(`${url}/api/attempts?market=KRW-BTC&mode=shadow`);
+    assert.ok(btcOnly.body.every((a: { market: string }) => a.market === "KRW-BTC"));
+
+    const paper = await getJson(`${url}/api/paper-trades?limit=5`);
+    assert.equal(paper.status, 200);
+    assert.ok(paper.body.length >= 1 && paper.body.length <= 5);
+    assert.equal(typeof paper.body[0].ts, "number");
+    assert.equal(typeof paper.body[0].entry_price, "number");
+
+    const now = Date.now();
+    const bars = await getJson(`${url}/api/bars?market=KRW-BTC&from=${now - 120_000}&to=${now}`);
+    assert.equal(bars.status, 200);
+    assert.ok(bars.body.length >= 2, JSON.stringify(bars.body));
+    const ts = bars.body.map((b: { ts: number }) => b.ts);
+    assert.deepEqual(ts, [...ts].sort((x, y) => x - y), "oldest first");
+    assert.ok(ts.every((t: number) => t >= now - 120_000 && t <= now && t % 1000 === 0));
+    assert.equal(typeof bars.body[0].close, "number");
+
+    const snapshots = await getJson(`${url}/api/snapshots`);
+    assert.equal(snapshots.status, 200);
+    assert.ok(Array.isArray(snapshots.body));
+    const account = await getJson(`${url}/api/account`);
+    assert.equal(account.status, 200);
+    assert.ok(Array.isArray(account.body.balances) && Array.isArray(account.body.positions));
+
+    const status = await getJson(`${url}/api/status`);
+    assert.equal(status.status, 200);
+    assert.equal(status.body.mode.effective, "shadow");
+    assert.deepEqual(status.body.guard.map((g: { name: string }) => g.name), [
+      "LIVE_TRADING_ENABLED",
+      "UPBIT_TRADE_MODE",
+      "LIVE_GUARD_PHRASE",
+      "PAPER_POLICY_PROFILE",
+      "UPBIT_KEYS",
+    ]);
+    assert.deepEqual(status.body.trading, [
+      { scope: "global", state: "active", by: null, reason: null, since: null },
+    ]);
+    assert.deepEqual(status.body.alarms, []);
+    // Without keys the account actor has nothing to do and stops (it is transient).
+    assert.deepEqual(
+      status.body.actors.map((a: { name: string; state: string }) => `${a.name}=${a.state}`),
+      [
+        "feed=running",
+        "evaluator=running",
+        "executor=running",
+        "order_poller=running",
+        "account=stopped",
+      ],
+    );
+    assert.equal(typeof status.body.uptime_sec, "number");
+
+    // Controls: token required; the halt lands in the same store the CLI writes.
+    const noToken = await fetch(`${url}/api/control/halt`, {
+      method: "POST",
+      body: JSON.stringify({ reason: "x" }),
+    });
+    assert.equal(noToken.status, 401);
+    await noToken.body?.cancel();
+    const noReason = await getJson(`${url}/api/control/halt`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ market: "KRW-BTC" }),
+    });
+    assert.equal(noReason.status, 400);
+    assert.equal(noReason.body.field, "reason");
+    const badMarket = await getJson(`${url}/api/control/halt`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ reason: "x", market: "btc" }),
+    });
+    assert.equal(badMarket.status, 400);
+    assert.equal(badMarket.body.field, "market");
+    const halted = await getJson(`${url}/api/control/halt`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ reason: "exchange notice", market: "KRW-ETH" }),
+    });
+    assert.equal(halted.status, 200);
+    const stored = await tradingStates(rig.upbot.sql);
+    assert.deepEqual(stored.map((s) => [s.scope, s.halted, s.reason, s.by]), [
+      ["KRW-ETH", true, "exchange notice", "http"],
+    ]);
+    const afterHalt = await getJson(`${url}/api/status`);
+    const eth = afterHalt.body.trading.find((t: { scope: string }) => t.scope === "KRW-ETH");
+    assert.equal(eth.state, "halted");
+    assert.equal(eth.by, "http");
+    assert.equal(eth.reason, "exchange notice");
+    assert.ok(Math.abs(eth.since - Date.now()) < 60_000);
+    const resumed = await getJson(`${url}/api/control/resume`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ market: "KRW-ETH" }),
+    });
+    assert.equal(resumed.status, 200);
+    assert.equal(
+      resumed.body.trading.find((t: { scope: string }) => t.scope === "KRW-ETH").state,
+      "active",
+    );
+
+    // Bad input: 400 naming the field, 404, 413.
+    const cases: [string, string][] = [
+      ["/api/attempts?limit=0", "limit"],
+      ["/api/attempts?limit=abc", "limit"],
+      ["/api/attempts?before=-1", "before"],
+      ["/api/attempts?mode=yolo", "mode"],
+      ["/api/attempts?colour=red", "colour"],
+      ["/api/paper-trades?from=yesterday", "from"],
+      ["/api/bars", "market"],
+      ["/api/bars?market=KRW-BTC;drop", "market"],
+      ["/api/status?x=1", "x"],
+    ];
+    for (const [path, field] of cases) {
+      const r = await getJson(url + path);
+      assert.equal(r.status, 400, path);
+      assert.equal(r.body.field, field, path);
+      assert.equal(typeof r.body.message, "string");
+    }
+    const notFound = await getJson(`${url}/api/nothing`);
+    assert.deepEqual([notFound.status, notFound.body], [404, { error: "not found" }]);
+    const tooBig = await getJson(`${url}/api/control/halt`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ reason: "x".repeat(100_000) }),
+    });
+    assert.equal(tooBig.status, 413);
+
+    // No response carries the token.
+    for (const path of ["/api/status", "/api/actors", "/healthz"]) {
+      assert.ok(!(await (await fetch(url + path)).text()).includes(TOKEN), path);
+    }
+
+    // The exchange goes away: no longer ready, still alive.
+    await rig.sim.close();
+    const notReady = await waitFor("/readyz 503", async () => {
+      const r = await getJson(`${url}/readyz`);
+      return r.status === 503 ? r.body : undefined;
+    });
+    assert.equal(notReady.ready, false);
+    assert.ok(
+      notReady.problems.some((p: string) =>
+        p === "feed is not connected to the Upbit WebSocket" || p.startsWith("feed is behind")
+      ),
+      JSON.stringify(notReady),
+    );
+    assert.equal((await fetch(`${url}/healthz`)).status, 200);
+  });
+}

@@ -1,0 +1,175 @@
+/**
+ * @module The Grafana data source (`/grafana`) on a running upbot trading live on the simulator:
+ * every query of the shipped dashboard (grafana/dashboards/upbot.json) is answered with data,
+ * series are downsampled in SQL to the requested points, and bad requests get a 400.
+ */
+import assert from "node:assert/strict";
+import { GRAFANA_SERIES } from "../lib/http/grafana_routes.ts";
+import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY } from "../sim/mod.ts";
+import { testBackends } from "./_db.ts";
+import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
+
+const DASHBOARD = new URL("../grafana/dashboards/upbot.json", import.meta.url);
+
+interface Panel {
+  title: string;
+  type: string;
+  targets: { target: string; payload?: unknown; refId: string }[];
+}
+
+const LIVE_ENV = {
+  UPBIT_ACCESS_KEY: DEFAULT_ACCESS_KEY,
+  UPBIT_SECRET_KEY: DEFAULT_SECRET_KEY,
+  LIVE_TRADING_ENABLED: "true",
+  UPBIT_TRADE_MODE: "live",
+  LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
+  PAPER_POLICY_PROFILE: "default",
+  EVAL_ENTRY_EV_MIN: "-100",
+  EVAL_TP_PCT: "0.05",
+  EVAL_SL_PCT: "0.05",
+  EVAL_HORIZON_SEC: "3",
+  LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
+  ACCOUNT_POLL_INTERVAL_SEC: "1",
+  MAX_ORDERS_PER_MIN: "600",
+};
+
+async function post(url: string, body: unknown) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+for (const backend of testBackends()) {
+  Deno.test(`Grafana data source: every dashboard query answers with data [${backend}]`, async () => {
+    const panels = JSON.parse(await Deno.readTextFile(DASHBOARD)).panels as Panel[];
+    const dashboardTargets = panels.flatMap((p) => p.targets.map((t) => t.target));
+    // The dashboard uses every series the data source serves.
+    assert.deepEqual([...dashboardTargets].sort(), Object.keys(GRAFANA_SERIES).sort());
+
+    await using rig = await startUpbotRig(backend, LIVE_ENV);
+    const g = `${rig.url}/grafana`;
+    const startedAt = Date.now();
+    // A live round trip filled on the simulator (entry and exit), so realised pnl exists.
+    await waitFor("a filled live exit", async () => {
+      const [row] = await rig.upbot.sql`
+        select count(*)::int as n from upbit_order_attempts
+        where mode = 'live' and action = 'EXIT_LONG' and executed_volume > 0
+          and avg_price is not null`;
+      return row!.n > 0;
+    }, 90_000);
+
+    assert.equal((await fetch(`${g}/`)).status, 200);
+    assert.equal((await fetch(g)).status, 200);
+    const metrics = await post(`${g}/metrics`, {});
+    assert.equal(metrics.status, 200);
+    assert.deepEqual(
+      metrics.body.map((m: { value: string }) => m.value).sort(),
+      Object.keys(GRAFANA_SERIES).sort(),
+    );
+    assert.ok(metrics.body.every((m: { payloads: unknown[] }) => Array.isArray(m.payloads)));
+    assert.deepEqual(
+      (await post(`${g}/metric-payload-options`, { metric: "close", name: "market" })).body,
+      [
+        { label: "KRW-BTC", value: "KRW-BTC" },
+        { label: "KRW-ETH", value: "KRW-ETH" },
+      ],
+    );
+    assert.deepEqual((await post(`${g}/variable`, { payload: { target: "markets" } })).body, [
+      { __text: "KRW-BTC", __value: "KRW-BTC" },
+      { __text: "KRW-ETH", __value: "KRW-ETH" },
+    ]);
+    assert.deepEqual((await post(`${g}/tag-keys`, {})).body, [{ type: "string", text: "market" }]);
+    assert.deepEqual((await post(`${g}/tag-values`, { key: "market" })).body, [
+      { text: "KRW-BTC" },
+      { text: "KRW-ETH" },
+    ]);
+
+    const to = Date.now() + 1000;
+    const from = startedAt - 60_000;
+    const range = { from: new Date(from).toISOString(), to: new Date(to).toISOString() };
+    for (const panel of panels) {
+      const res = await post(`${g}/query`, {
+        range,
+        intervalMs: 1000,
+        maxDataPoints: 500,
+        targets: panel.targets.map((t) => ({ ...t })),
+      });
+      assert.equal(res.status, 200, `${panel.title}: ${JSON.stringify(res.body)}`);
+      assert.ok(res.body.length > 0, `${panel.title}: no frame`);
+      if (panel.type === "table") {
+        const [t] = res.body;
+        assert.equal(t.type, "table");
+        assert.ok(t.rows.length > 0, `${panel.title}: no rows`);
+        for (const row of t.rows) assert.equal(row.length, t.columns.length);
+      } else {
+        const points = res.body.flatMap((s: { datapoints: [number, number][] }) => s.datapoints);
+        assert.ok(points.length > 0, `${panel.title}: no datapoints`);
+        for (const s of res.body) {
+          assert.equal(typeof s.target, "string");
+          for (const [v, t] of s.datapoints) {
+            assert.ok(Number.isFinite(v) && t >= from - 1000 && t <= to, `${panel.title} ${t}`);
+          }
+        }
+      }
+    }
+
+    // Downsampled in SQL: 5 points asked over the range -> bins of ceil(span / 5) seconds.
+    const span = to - from;
+    const binMs = Math.ceil(span / 5 / 1000) * 1000;
+    const coarse = await post(`${g}/query`, {
+      range,
+      intervalMs: 1000,
+      maxDataPoints: 5,
+      targets: [{ target: "volume", refId: "A", payload: { market: "KRW-BTC" } }],
+    });
+    assert.equal(coarse.status, 200);
+    assert.deepEqual(coarse.body.map((s: { target: string }) => s.target), ["volume KRW-BTC"]);
+    const dps: [number, number][] = coarse.body[0].datapoints;
+    assert.ok(dps.length >= 1 && dps.length <= 6, JSON.stringify(dps));
+    for (const [, t] of dps) assert.equal(t % binMs, 0);
+    // The bins add up to the raw rows of the range (nothing lost or double counted).
+    const [raw] = await rig.upbot.sql`
+      select sum(volume)::float8 as v from market_1s
+      where symbol = 'KRW-BTC' and ts >= to_timestamp(${from}::float8 / 1000)
+        and ts <= to_timestamp(${to}::float8 / 1000)
+        and ts < date_bin(make_interval(secs => ${binMs / 1000}::int),
+                          to_timestamp(${to}::float8 / 1000), timestamptz 'epoch')
+                 + make_interval(secs => ${binMs / 1000}::int)`;
+    const binned = dps.reduce((sum, [v]) => sum + v, 0);
+    assert.ok(Math.abs(binned - raw!.v) < 1e-6 * Math.max(1, raw!.v), `${binned} vs ${raw!.v}`);
+    // An ad hoc filter narrows per-market series.
+    const filtered = await post(`${g}/query`, {
+      range,
+      maxDataPoints: 50,
+      targets: [{ target: "close", refId: "A" }],
+      adhocFilters: [{ key: "market", operator: "=", value: "KRW-ETH" }],
+    });
+    assert.deepEqual(filtered.body.map((s: { target: string }) => s.target), ["close KRW-ETH"]);
+
+    // Bad requests.
+    const unknown = await post(`${g}/query`, { range, targets: [{ target: "nope", refId: "A" }] });
+    assert.equal(unknown.status, 400);
+    assert.equal(unknown.body.field, "targets.0.target");
+    const inverted = await post(`${g}/query`, {
+      range: { from: range.to, to: range.from },
+      targets: [{ target: "close" }],
+    });
+    assert.equal(inverted.status, 400);
+    assert.equal(inverted.body.field, "range");
+    const badTime = await post(`${g}/query`, {
+      range: { from: "yesterday", to: range.to },
+      targets: [],
+    });
+    assert.equal(badTime.status, 400);
+    assert.equal(badTime.body.field, "range.from");
+    const badMarket = await post(`${g}/query`, {
+      range,
+      targets: [{ target: "close", payload: { market: "btc" } }],
+    });
+    assert.equal(badMarket.status, 400);
+    assert.equal(badMarket.body.field, "targets.0.payload.market");
+  });
+}
