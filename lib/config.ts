@@ -304,7 +304,7 @@ export const SETTINGS = [
   },
   // Retention (0 days: keep that table forever). Paper trades and order attempts are always kept.
   {
-    name: "RETENTION_MARKET_1S_DAYS",
+    name: "RETENTION_MARKET_BARS_DAYS",
     schema: num({ min: 0, max: 36500, int: true }, 30),
     defaultText: "30",
     doc:

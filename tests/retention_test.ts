@@ -165,7 +165,7 @@ dbTest("retention: 0 days keeps a table forever; settings map onto the policy", 
   await seed(sql);
   const config = parseConfig({
     RETENTION_PREDICTIONS_DAYS: "0",
-    RETENTION_MARKET_1S_DAYS: "50",
+    RETENTION_MARKET_BARS_DAYS: "50",
     RETENTION_BATCH_ROWS: "100",
   });
   const policy = retentionPolicy(config);

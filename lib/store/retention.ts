@@ -39,7 +39,7 @@ export interface RetentionPolicy {
 export function retentionPolicy(config: Config): RetentionPolicy {
   return {
     days: {
-      market_1s: config.RETENTION_MARKET_1S_DAYS,
+      market_1s: config.RETENTION_MARKET_BARS_DAYS,
       barrier_labels: config.RETENTION_LABELS_DAYS,
       predictions: config.RETENTION_PREDICTIONS_DAYS,
       upbit_order_snapshots: config.RETENTION_ORDER_SNAPSHOTS_DAYS,
