@@ -104,6 +104,19 @@ function url(protocols: string[], defaultValue: string) {
     });
 }
 
+/** An http(s) URL that may be unset (`undefined`). */
+function optionalUrl() {
+  return z.string().optional().transform((v, ctx) => {
+    if (v === undefined || v.trim() === "") return undefined;
+    try {
+      const u = new URL(v.trim());
+      if (u.protocol === "https:" || u.protocol === "http:") return v.trim();
+    } catch { /* reported below */ }
+    ctx.addIssue({ code: "custom", message: "must be a URL starting with https:// or http://" });
+    return z.NEVER;
+  });
+}
+
 function text(defaultValue = "") {
   return z.string().optional().transform((v) => (v === undefined ? defaultValue : v.trim()));
 }
@@ -368,6 +381,14 @@ export const SETTINGS = [
     defaultText: "",
     doc:
       "Bearer token for the HTTP controls, and for every endpoint but /healthz and /readyz when HTTP_HOST is not loopback (then required).",
+    secret: true,
+  },
+  {
+    name: "ALERT_WEBHOOK_URL",
+    schema: optionalUrl(),
+    defaultText: "",
+    doc:
+      "Receives a JSON POST for each halt, resume, alarm, live fill and a daily summary (KST); unset: no alerts.",
     secret: true,
   },
   {

@@ -14,6 +14,7 @@ import {
 import { GLOBAL_SCOPE, haltEntries } from "./control/trading_state.ts";
 import { type Client, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
+import { AlertWebhook } from "./http/alert_webhook.ts";
 import { createApp } from "./http/app.ts";
 import { controlRoutes } from "./http/control_routes.ts";
 import { dashboardRoutes } from "./http/dashboard_routes.ts";
@@ -158,6 +159,11 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     const httpUrl = `http://${addr.hostname}:${addr.port}`;
     await supervisor.start();
     const running = supervisor;
+    let alerts: AlertWebhook | undefined;
+    if (config.ALERT_WEBHOOK_URL) {
+      alerts = new AlertWebhook({ sql: db.sql, url: config.ALERT_WEBHOOK_URL, log });
+      await alerts.start();
+    }
     const stopSampler = startSampler(db.sql, {
       actors: () => running.status(),
       supervisorHalted: () => running.tradingState === "halted",
@@ -180,6 +186,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
           await Promise.all(haltWrites);
           await stopSampler();
           await stopRetention();
+          await alerts?.stop();
           await listening.shutdown();
           await db.close();
         })();

@@ -5,7 +5,7 @@
  * `test-artifacts/dashboard.png`.
  */
 import assert from "node:assert/strict";
-import { chromium } from "npm:playwright-core@1.65.1";
+import { chromium } from "playwright-core";
 import { tradingStates } from "../lib/control/trading_state.ts";
 import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
 

@@ -4,7 +4,8 @@
  * series are downsampled in SQL to the requested points, and bad requests get a 400.
  */
 import assert from "node:assert/strict";
-import { GRAFANA_SERIES } from "../lib/http/grafana_routes.ts";
+import { ledgerPositions } from "../lib/execution/position_ledger.ts";
+import { binSeconds, GRAFANA_SERIES } from "../lib/http/grafana_routes.ts";
 import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY } from "../sim/mod.ts";
 import { testBackends } from "./_db.ts";
 import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
@@ -60,6 +61,32 @@ for (const backend of testBackends()) {
           and avg_price is not null`;
       return row!.n > 0;
     }, 90_000);
+
+    // /api/account: the exchange's balances and the ledger's open positions at the last close.
+    await waitFor("balances polled", async () => {
+      const [row] = await rig.upbot.sql`select count(*)::int as n from upbit_account_snapshots`;
+      return row!.n > 0;
+    });
+    // Entries follow one another, so a position is open most of the time; read until the served
+    // positions match the ledger read right after them.
+    const account = await waitFor("an open position served as the ledger has it", async () => {
+      const body = await (await fetch(`${rig.url}/api/account`)).json();
+      const ledgerOpen = (await ledgerPositions(rig.upbot.sql))
+        .filter((p) => Number(p.openVolume) !== 0).map((p) => p.symbol);
+      const served = body.positions.map((p: { market: string }) => p.market);
+      return served.length > 0 && JSON.stringify(served) === JSON.stringify(ledgerOpen)
+        ? body
+        : undefined;
+    });
+    assert.ok(account.balances.some((b: { currency: string }) => b.currency === "KRW"));
+    for (const p of account.positions) {
+      assert.ok(p.qty > 0 && typeof p.avg_price === "number", JSON.stringify(p));
+      assert.equal(typeof p.last_close, "number");
+      assert.ok(
+        Math.abs(p.unrealised_pnl - (p.last_close - p.avg_price) * p.qty) < 1e-6,
+        JSON.stringify(p),
+      );
+    }
 
     assert.equal((await fetch(`${g}/`)).status, 200);
     assert.equal((await fetch(g)).status, 200);
@@ -118,7 +145,8 @@ for (const backend of testBackends()) {
 
     // Downsampled in SQL: 5 points asked over the range -> bins of ceil(span / 5) seconds.
     const span = to - from;
-    const binMs = Math.ceil(span / 5 / 1000) * 1000;
+    const binMs = binSeconds(from, to, 1000, 5) * 1000;
+    assert.ok(binMs >= Math.ceil(span / 5), "at most 5 bins over the range");
     const coarse = await post(`${g}/query`, {
       range,
       intervalMs: 1000,

@@ -10,6 +10,7 @@ import { z } from "zod";
 import type { ActorStatus } from "../actors/supervisor.ts";
 import type { Sql } from "../db.ts";
 import type { GuardDecision } from "../execution/guard.ts";
+import { ledgerPositions } from "../execution/position_ledger.ts";
 import { redact } from "../log.ts";
 import { parseQuery } from "./errors.ts";
 import { MarketCode, paging, queryInt, timeRange } from "./query_schemas.ts";
@@ -30,16 +31,15 @@ export interface DashboardDeps {
    * trading state when set.
    */
   supervisorHalt: () => string | null;
-  /** Open live positions with their entry price and quantity, or null to read `live_positions`. */
-  positions?: (() => Promise<PositionView[]>) | null;
   startedAt: number;
 }
 
-/** A live position as shown by `/api/account` (before its unrealised pnl is added). */
+/** A live ledger position as shown by `/api/account` (before its unrealised pnl is added). */
 export interface PositionView {
   market: string;
   qty: number;
-  avg_price: number;
+  /** Cost basis per coin (buy fees included); null when the ledger has none. */
+  avg_price: number | null;
   ts: number | null;
   [field: string]: unknown;
 }
@@ -168,7 +168,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
       from upbit_account_snapshots
       where ts = (select max(ts) from upbit_account_snapshots)
       order by currency`);
-    const positions = deps.positions ? await deps.positions() : await livePositions(sql);
+    const positions = await ledgerOpenPositions(sql);
     const closes = await lastCloses(sql, positions.map((p) => p.market));
     return c.json({
       ts: Date.now(),
@@ -179,7 +179,9 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
           ...p,
           last_close: last?.close ?? null,
           last_close_ts: last?.ts ?? null,
-          unrealised_pnl: last === null ? null : (last.close - p.avg_price) * p.qty,
+          unrealised_pnl: last === null || p.avg_price === null
+            ? null
+            : (last.close - p.avg_price) * p.qty,
         };
       }),
     });
@@ -269,14 +271,21 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
   return routes;
 }
 
-/** Open positions from today's `live_positions` (one row per market, derived from balances). */
-async function livePositions(sql: Sql): Promise<PositionView[]> {
-  const rows = await sql.unsafe<PositionView[]>(`
-    select symbol as market, position_status as status,
-           (base_balance + base_locked)::float8 as qty, avg_buy_price::float8 as avg_price,
-           ${ms("ts")} as ts
-    from live_positions where position_status = 'LONG' order by symbol`);
-  return rows.map((r) => ({ ...r }));
+/**
+ * Open positions of the live ledger (what upbot's own live fills left it owning, per market);
+ * markets it holds nothing of are left out.
+ */
+async function ledgerOpenPositions(sql: Sql): Promise<PositionView[]> {
+  return (await ledgerPositions(sql))
+    .filter((p) => Number(p.openVolume) !== 0)
+    .map((p) => ({
+      market: p.symbol,
+      qty: Number(p.openVolume),
+      avg_price: p.avgEntryPrice === null ? null : Number(p.avgEntryPrice),
+      realised_pnl: Number(p.realisedPnl),
+      fees: Number(p.fees),
+      ts: p.lastTs.getTime(),
+    }));
 }
 
 /** The last close (and its time) of each market. */

@@ -1,0 +1,338 @@
+/**
+ * @module Alerts out: when `ALERT_WEBHOOK_URL` is set, every halt and resume, alarm (raised or
+ * raised again), finished live fill and a daily summary (after midnight KST, for the KST day
+ * that ended) is POSTed there as JSON. The main thread finds them in the database every few
+ * seconds (the stores are the single source of truth, whoever wrote them: the CLI, the HTTP
+ * controls, the supervisor, the executor) and delivers them in order from a bounded queue,
+ * retrying with backoff. Trading never waits for it: the actors run in their own workers and
+ * nothing here is awaited by them. Payloads are built from stored facts passed through the log's
+ * secret mask; the URL itself is a secret (never logged).
+ */
+import type { Sql } from "../db.ts";
+import { type Logger, redact } from "../log.ts";
+
+/** One alert as POSTed. */
+export interface Alert {
+  type: "halt" | "resume" | "flatten" | "alarm" | "live_fill" | "daily_summary";
+  /** Unix ms of the fact. */
+  ts: number;
+  /** One sentence for a chat channel. */
+  text: string;
+  [field: string]: unknown;
+}
+
+/** Options of {@linkcode AlertWebhook}. */
+export interface AlertWebhookOptions {
+  sql: Sql;
+  url: string;
+  log: Logger;
+  /** How often the database is read. @default {2000} */
+  pollMs?: number;
+  /** Delivery attempts per alert before it is dropped (and logged). @default {6} */
+  maxAttempts?: number;
+  /** First retry delay; doubles per attempt up to 60 s. @default {1000} */
+  retryBaseMs?: number;
+  /** Alerts kept waiting at most; older ones are dropped first. @default {1000} */
+  queueLimit?: number;
+  /** Clock (tests cross midnight KST). @default {Date.now} */
+  now?: () => number;
+}
+
+const KST_OFFSET_MS = 9 * 3_600_000;
+
+/**
+ * Rows are read again for this long after the newest one seen: a transaction that started
+ * earlier (its timestamps are its start time) may commit after a later one was already read.
+ */
+const OVERLAP_MS = 60_000;
+
+/** Keys already sent, with their fact time, forgotten once well behind the reading window. */
+class SeenKeys {
+  #keys = new Map<string, number>();
+  /** Newest fact time seen (Unix ms). */
+  newest = 0;
+  /** True the first time `key` is offered. */
+  add(key: string, at: number): boolean {
+    this.newest = Math.max(this.newest, at);
+    if (this.#keys.has(key)) return false;
+    this.#keys.set(key, at);
+    return true;
+  }
+  /** The lower bound of the next read. */
+  since(): Date {
+    for (const [k, at] of this.#keys) if (at < this.newest - 2 * OVERLAP_MS) this.#keys.delete(k);
+    return new Date(this.newest - OVERLAP_MS);
+  }
+}
+
+/** The KST calendar day (`YYYY-MM-DD`) of `ms`. */
+export function kstDay(ms: number): string {
+  return new Date(ms + KST_OFFSET_MS).toISOString().slice(0, 10);
+}
+
+/** Start (Unix ms) of the KST day `day`. */
+function kstDayStart(day: string): number {
+  return Date.parse(`${day}T00:00:00Z`) - KST_OFFSET_MS;
+}
+
+/** The summary of one KST day: paper trades and pnl, live fills, alarms raised, halts. */
+export async function dailySummary(sql: Sql, day: string): Promise<Alert> {
+  const from = new Date(kstDayStart(day));
+  const to = new Date(kstDayStart(day) + 86_400_000);
+  const [paper] = await sql<{ entries: number; exits: number; pnl: number }[]>`
+    select count(*) filter (where action = 'ENTER_LONG')::int as entries,
+           count(*) filter (where action = 'EXIT_LONG')::int as exits,
+           coalesce(sum(pnl), 0)::float8 as pnl
+    from paper_trades where ts >= ${from} and ts < ${to}`;
+  const [live] = await sql<{ fills: number; attempts: number }[]>`
+    select count(*) filter (where executed_volume > 0)::int as fills, count(*)::int as attempts
+    from upbit_order_attempts where mode = 'live' and ts >= ${from} and ts < ${to}`;
+  const [alarms] = await sql<{ raised: number; active: number }[]>`
+    select count(*) filter (where first_at >= ${from} and first_at < ${to})::int as raised,
+           count(*) filter (where cleared_at is null)::int as active
+    from alarms`;
+  const [halts] = await sql<{ n: number }[]>`
+    select count(*)::int as n from trading_state_history
+    where action = 'halt' and at >= ${from} and at < ${to}`;
+  const p = paper!, l = live!, a = alarms!;
+  return {
+    type: "daily_summary",
+    ts: to.getTime(),
+    day_kst: day,
+    paper_entries: p.entries,
+    paper_exits: p.exits,
+    paper_pnl: p.pnl,
+    live_attempts: l.attempts,
+    live_fills: l.fills,
+    alarms_raised: a.raised,
+    alarms_active: a.active,
+    halts: halts!.n,
+    text: `upbot ${day} (KST): ${p.entries} paper entries, ${p.exits} exits, paper pnl ${
+      p.pnl.toFixed(0)
+    } KRW; ${l.fills} live fills of ${l.attempts} live attempts; ${a.raised} alarms raised, ${a.active} active; ${
+      halts!.n
+    } halts`,
+  };
+}
+
+/** Finds alerts in the database and delivers them to the webhook. */
+export class AlertWebhook {
+  readonly #o: Required<Omit<AlertWebhookOptions, "now">> & { now: () => number };
+  #queue: Alert[] = [];
+  #history = new SeenKeys();
+  #alarms = new SeenKeys();
+  #fills = new SeenKeys();
+  #summaryDay = "";
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #polling: Promise<void> | null = null;
+  #delivering: Promise<void> | null = null;
+  #stopped = false;
+  #abort = new AbortController();
+  /** Alerts delivered (answered 2xx). */
+  delivered = 0;
+
+  constructor(options: AlertWebhookOptions) {
+    this.#o = {
+      pollMs: 2000,
+      maxAttempts: 6,
+      retryBaseMs: 1000,
+      queueLimit: 1000,
+      now: Date.now,
+      ...options,
+    };
+  }
+
+  /** Starts from now: facts already stored are not sent (again) after a restart. */
+  async start(): Promise<void> {
+    const [t] = await this.#o.sql<{ now: Date }[]>`select now() as now`;
+    for (const seen of [this.#history, this.#alarms, this.#fills]) seen.newest = t!.now.getTime();
+    // What the overlap would read again was stored before this start: mark it seen.
+    await this.#findNew(false);
+    this.#summaryDay = kstDay(this.#o.now());
+    this.#timer = setInterval(() => void this.poll(), this.#o.pollMs);
+  }
+
+  /** Stops polling and retrying; waits for a poll in flight. Undelivered alerts are dropped. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    this.#abort.abort();
+    await this.#polling;
+    await this.#delivering;
+  }
+
+  /** One look at the database (also run by the timer); queues what is new and delivers. */
+  poll(): Promise<void> {
+    this.#polling ??= this.#findNew()
+      .catch((err) =>
+        this.#o.log.warn("Alert webhook: reading the database failed", {
+          error: (err as Error).message,
+        })
+      )
+      .finally(() => {
+        this.#polling = null;
+      });
+    return this.#polling;
+  }
+
+  async #findNew(send = true): Promise<void> {
+    const { sql } = this.#o;
+    const enqueue = (alert: Alert): void => {
+      if (send) this.#enqueue(alert);
+    };
+    const history = await sql<
+      { id: number; at: Date; scope: string; action: string; reason: string | null; by: string }[]
+    >`
+      select id::float8 as id, at, scope, action, reason, changed_by as by
+      from trading_state_history where at > ${this.#history.since()} order by at, id limit 1000`;
+    for (const h of history) {
+      if (!this.#history.add(String(h.id), h.at.getTime())) continue;
+      const type = h.action === "halt" ? "halt" : h.action === "resume" ? "resume" : "flatten";
+      const what = h.action === "halt"
+        ? `entries HALTED (${h.scope}) by ${h.by}: ${h.reason ?? ""}`
+        : h.action === "resume"
+        ? `entries resumed (${h.scope}) by ${h.by}`
+        : `${h.action.replace("_", " ")} by ${h.by}${h.reason ? `: ${h.reason}` : ""}`;
+      enqueue({
+        type,
+        ts: h.at.getTime(),
+        scope: h.scope,
+        by: h.by,
+        reason: h.reason === null ? null : redact(h.reason),
+        text: redact(`upbot: ${what}`),
+      });
+    }
+    const alarms = await sql<
+      {
+        id: number;
+        code: string;
+        market: string | null;
+        message: string;
+        count: number;
+        last_at: Date;
+      }[]
+    >`
+      select id, code, market, message, count, last_at from alarms
+      where last_at > ${this.#alarms.since()} order by last_at, id limit 1000`;
+    for (const a of alarms) {
+      // Raised again: the same alarm with a higher count is news.
+      if (!this.#alarms.add(`${a.id}/${a.count}`, a.last_at.getTime())) continue;
+      enqueue({
+        type: "alarm",
+        ts: a.last_at.getTime(),
+        code: a.code,
+        market: a.market,
+        count: a.count,
+        message: redact(a.message),
+        text: redact(`upbot ALARM ${a.code}${a.market ? ` ${a.market}` : ""}: ${a.message}`),
+      });
+    }
+    const fills = await sql<
+      {
+        id: number;
+        updated_at: Date;
+        symbol: string;
+        action: string;
+        side: string;
+        identifier: string;
+        final_state: string;
+        executed_volume: string;
+        avg_price: string | null;
+        paid_fee: string | null;
+      }[]
+    >`
+      select id::float8 as id, updated_at, symbol, action, side, identifier, final_state,
+             executed_volume::text, avg_price::text, paid_fee::text
+      from upbit_order_attempts
+      where mode = 'live' and final_state is not null and executed_volume > 0
+        and updated_at > ${this.#fills.since()}
+      order by updated_at, id limit 1000`;
+    for (const f of fills) {
+      if (!this.#fills.add(String(f.id), f.updated_at.getTime())) continue;
+      enqueue({
+        type: "live_fill",
+        ts: f.updated_at.getTime(),
+        market: f.symbol,
+        action: f.action,
+        side: f.side,
+        identifier: f.identifier,
+        final_state: f.final_state,
+        executed_volume: f.executed_volume,
+        avg_price: f.avg_price,
+        paid_fee: f.paid_fee,
+        text: `upbot live ${
+          f.side === "bid" ? "buy" : "sell"
+        } ${f.symbol}: ${f.executed_volume} at ${
+          f.avg_price ?? "?"
+        } (${f.final_state}, ${f.identifier})`,
+      });
+    }
+    const today = kstDay(this.#o.now());
+    if (send && today !== this.#summaryDay) {
+      const ended = this.#summaryDay;
+      this.#summaryDay = today;
+      enqueue(await dailySummary(sql, ended));
+    }
+    if (send) this.#deliverAll();
+  }
+
+  #enqueue(alert: Alert): void {
+    this.#queue.push(alert);
+    if (this.#queue.length > this.#o.queueLimit) {
+      const dropped = this.#queue.shift()!;
+      this.#o.log.warn("Alert webhook: queue full, oldest alert dropped", { type: dropped.type });
+    }
+  }
+
+  #deliverAll(): void {
+    this.#delivering ??= (async () => {
+      while (this.#queue.length > 0 && !this.#stopped) {
+        const alert = this.#queue[0]!;
+        await this.#deliver(alert);
+        if (this.#queue[0] === alert) this.#queue.shift();
+      }
+    })().finally(() => {
+      this.#delivering = null;
+    });
+  }
+
+  /** POSTs `alert`, retrying with backoff; gives up (and logs) after `maxAttempts`. */
+  async #deliver(alert: Alert): Promise<void> {
+    let delay = this.#o.retryBaseMs;
+    for (let attempt = 1; attempt <= this.#o.maxAttempts && !this.#stopped; attempt++) {
+      let problem: string;
+      try {
+        const res = await fetch(this.#o.url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(alert),
+          signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(10_000)]),
+        });
+        await res.body?.cancel();
+        if (res.ok) {
+          this.delivered++;
+          return;
+        }
+        problem = `HTTP ${res.status}`;
+      } catch (err) {
+        problem = (err as Error).name === "TimeoutError" ? "timed out" : "unreachable";
+      }
+      if (attempt === this.#o.maxAttempts) {
+        this.#o.log.error("Alert webhook: alert dropped after retries", {
+          type: alert.type,
+          attempts: attempt,
+          problem,
+        });
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.#abort.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve();
+        }, { once: true });
+      });
+      delay = Math.min(delay * 2, 60_000);
+    }
+  }
+}
