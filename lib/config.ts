@@ -322,6 +322,53 @@ export const SETTINGS = [
     doc:
       "Override the profile's exit threshold: exit with EV_BAD when EV (percent) falls below it.",
   },
+  // Retention (0 days: keep that table forever). Paper trades and order attempts are always kept.
+  {
+    name: "RETENTION_MARKET_BARS_DAYS",
+    schema: num({ min: 0, max: 36500, int: true }, 30),
+    defaultText: "30",
+    doc:
+      "Days of 1-second bars kept in market_1s (each market's newest bar is always kept); 0 keeps them forever.",
+  },
+  {
+    name: "RETENTION_LABELS_DAYS",
+    schema: num({ min: 0, max: 36500, int: true }, 30),
+    defaultText: "30",
+    doc: "Days of barrier_labels kept; 0 keeps them forever.",
+  },
+  {
+    name: "RETENTION_PREDICTIONS_DAYS",
+    schema: num({ min: 0, max: 36500, int: true }, 30),
+    defaultText: "30",
+    doc: "Days of predictions kept; 0 keeps them forever.",
+  },
+  {
+    name: "RETENTION_ORDER_SNAPSHOTS_DAYS",
+    schema: num({ min: 0, max: 36500, int: true }, 90),
+    defaultText: "90",
+    doc:
+      "Days of upbit_order_snapshots kept (each order's newest snapshot is always kept); 0 keeps them forever.",
+  },
+  {
+    name: "RETENTION_ACCOUNT_SNAPSHOTS_DAYS",
+    schema: num({ min: 0, max: 36500, int: true }, 30),
+    defaultText: "30",
+    doc:
+      "Days of upbit_account_snapshots kept (each currency's newest snapshot is always kept); 0 keeps them forever.",
+  },
+  {
+    name: "RETENTION_INTERVAL_MIN",
+    schema: num({ min: 1, max: 1440, int: true }, 15),
+    defaultText: "15",
+    doc: "Minutes between two pruning runs (the first runs a minute after start-up).",
+  },
+  {
+    name: "RETENTION_BATCH_ROWS",
+    schema: num({ min: 100, max: 100000, int: true }, 5000),
+    defaultText: "5000",
+    doc:
+      "Most rows one pruning statement deletes; statements are spaced so the feed's writes go first.",
+  },
   // Server, storage, logging.
   {
     name: "HTTP_HOST",

@@ -23,17 +23,33 @@ const MIGRATION_LOCK_KEY = 0x7570626f74;
 
 const FILE_NAME = /^(\d{3,})_[a-z0-9_]+\.sql$/;
 
-/** Where the migrations ship: beside this module's parent (included in compiled binaries). */
+/**
+ * Where the migrations ship: the repository's `migrations/` folder, found from this module's own
+ * URL, never from the working directory. `deno task compile` embeds the folder
+ * (`--include migrations/`); in the binary `import.meta.url` points into the embedded file system,
+ * where `Deno.readDir` and `Deno.readTextFile` read the embedded copies. The URL constructor
+ * resolves the `..` here: the embedded file system does not resolve `..` in a path string.
+ */
 export const MIGRATIONS_DIR = new URL("../migrations/", import.meta.url);
 
 /**
  * Reads every migration file in `dir`, sorted by version.
  *
- * @throws {Error} for a file name that does not match `NNN_name.sql` or a repeated version.
+ * @throws {Error} when the folder is missing or holds no migration, for a file name that does not
+ * match `NNN_name.sql` or a repeated version.
  */
 export async function readMigrations(dir: URL = MIGRATIONS_DIR): Promise<Migration[]> {
   const out: Migration[] = [];
-  for await (const entry of Deno.readDir(dir)) {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    throw new Error(
+      `migrations folder ${dir.href} not found (a compiled binary needs --include migrations/)`,
+    );
+  }
+  for (const entry of entries) {
     if (!entry.isFile || !entry.name.endsWith(".sql")) continue;
     const m = FILE_NAME.exec(entry.name);
     if (!m) throw new Error(`migration file name ${entry.name} does not match NNN_name.sql`);
@@ -43,6 +59,7 @@ export async function readMigrations(dir: URL = MIGRATIONS_DIR): Promise<Migrati
       sql: await Deno.readTextFile(new URL(entry.name, dir)),
     });
   }
+  if (out.length === 0) throw new Error(`migrations folder ${dir.href} holds no migration`);
   out.sort((a, b) => a.version - b.version);
   for (let i = 1; i < out.length; i++) {
     if (out[i]!.version === out[i - 1]!.version) {

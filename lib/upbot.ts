@@ -27,6 +27,7 @@ import { liveness, readiness } from "./http/health.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
+import { retentionPolicy, startRetention } from "./store/retention.ts";
 
 /** A running upbot. */
 export interface Upbot {
@@ -170,6 +171,9 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       actors: () => running.status(),
       supervisorHalted: () => running.tradingState === "halted",
     }, log);
+    const stopRetention = startRetention(db.sql, retentionPolicy(config), log, {
+      intervalMs: config.RETENTION_INTERVAL_MIN * 60_000,
+    });
     log.info(`HTTP server listening on ${httpUrl}`);
     let stopping: Promise<void> | null = null;
     const listening = server;
@@ -184,6 +188,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
           await running.stop("shutdown");
           await Promise.all(haltWrites);
           await stopSampler();
+          await stopRetention();
           await alerts?.stop();
           await listening.shutdown();
           await db.close();

@@ -1,0 +1,208 @@
+/**
+ * @module Start-up time and resident memory of the whole upbot process (main thread, PGlite and
+ * every actor's Worker share one process, so `/proc/<pid>/status` VmRSS covers them all), run as
+ * a user would: `main.ts` in a subprocess against the simulator (in its own process), shadow mode,
+ * warm dependency cache.
+ *
+ * - start-up: from spawning the process until `/healthz` answers 200 and every actor is `running`
+ *   (PostgreSQL, a new PGlite data directory, the same directory again);
+ * - memory at rest: 10 s after start-up, the simulator trading 10 trades/s;
+ * - memory under load: after 15 s at 20,000 trades/s over 10 markets (the highest of 3 samples).
+ *
+ * Usage: deno run -A bench/memory_startup.ts
+ */
+import postgres from "postgres";
+import {
+  benchDatabaseUrl,
+  rssMb,
+  type SimProcess,
+  sleep,
+  startSimProcess,
+  TEN_MARKETS,
+} from "./_harness.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/** A running upbot subprocess. */
+interface UpbotProcess {
+  pid: number;
+  /** ms from spawn until /healthz 200 and every actor running. */
+  startupMs: number;
+  stop(): Promise<void>;
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function startUpbotProcess(
+  sim: SimProcess,
+  db: { DATA_DIR: string; DATABASE_URL?: string },
+): Promise<UpbotProcess> {
+  const port = freePort();
+  const env: Record<string, string> = {
+    PATH: Deno.env.get("PATH") ?? "",
+    HOME: Deno.env.get("HOME") ?? "",
+    HTTP_PORT: String(port),
+    LOG_LEVEL: "warn",
+    LOG_FORMAT: "json",
+    MARKETS: TEN_MARKETS.join(","),
+    UPBIT_REST_URL: sim.restUrl,
+    UPBIT_WS_URL: sim.wsUrl,
+    UPBIT_ACCESS_KEY: sim.accessKey,
+    UPBIT_SECRET_KEY: sim.secretKey,
+    ...db,
+  };
+  const denoDir = Deno.env.get("DENO_DIR");
+  if (denoDir) env.DENO_DIR = denoDir;
+  const t0 = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--cached-only", "--unstable-worker-options", "--allow-all", MAIN],
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const base = `http://127.0.0.1:${port}`;
+  let seen = "nothing";
+  for (;;) {
+    if (performance.now() - t0 > 120_000) {
+      child.kill("SIGKILL");
+      await child.status;
+      throw new Error(`upbot did not start within 120 s; last seen: ${seen}`);
+    }
+    try {
+      const health = await fetch(`${base}/healthz`);
+      await health.body?.cancel();
+      if (health.ok) {
+        const actors = await (await fetch(`${base}/api/actors`)).json() as {
+          name: string;
+          state: string;
+          lastError: string | null;
+        }[];
+        seen = JSON.stringify(actors.map((a) => [a.name, a.state, a.lastError]));
+        if (actors.length === 5 && actors.every((a) => a.state === "running")) break;
+      }
+    } catch { /* not listening yet */ }
+    await sleep(20);
+  }
+  const startupMs = performance.now() - t0;
+  return {
+    pid: child.pid,
+    startupMs,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+/** Everything this part measures. */
+export interface MemoryStartupFigures {
+  startupMs: { postgres?: number; pgliteNew: number; pgliteExisting: number };
+  restMb: { postgres?: number; pglite: number };
+  loadMb: { postgres?: number; pglite: number };
+}
+
+async function maxRss(pid: number, samples: number, everyMs: number): Promise<number> {
+  let max = 0;
+  for (let i = 0; i < samples; i++) {
+    max = Math.max(max, rssMb(pid));
+    await sleep(everyMs);
+  }
+  return max;
+}
+
+/** Runs every measurement; PostgreSQL ones only when a server is configured. */
+export async function benchMemoryStartup(): Promise<MemoryStartupFigures> {
+  const dir = await Deno.makeTempDir({ prefix: "upbot_bench_mem_" });
+  const adminUrl = benchDatabaseUrl();
+  let admin: postgres.Sql | undefined;
+  let pgUrl: string | undefined;
+  if (adminUrl) {
+    admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+    const name = `upbot_bench_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+    await admin.unsafe(`create database ${name}`);
+    const u = new URL(adminUrl);
+    u.pathname = `/${name}`;
+    pgUrl = u.toString();
+  }
+  const figures: MemoryStartupFigures = {
+    startupMs: { pgliteNew: NaN, pgliteExisting: NaN },
+    restMb: { pglite: NaN },
+    loadMb: { pglite: NaN },
+  };
+  try {
+    const quiet = await startSimProcess({ rate: 10 });
+    try {
+      // PGlite: a new data directory, then the same one again (measured at rest too).
+      const first = await startUpbotProcess(quiet, { DATA_DIR: `${dir}/pglite` });
+      figures.startupMs.pgliteNew = first.startupMs;
+      await first.stop();
+      const again = await startUpbotProcess(quiet, { DATA_DIR: `${dir}/pglite` });
+      figures.startupMs.pgliteExisting = again.startupMs;
+      await sleep(10_000);
+      figures.restMb.pglite = await maxRss(again.pid, 3, 500);
+      await again.stop();
+      if (pgUrl) {
+        // The first start migrates; the second is the one measured, like an existing PGlite.
+        const migrating = await startUpbotProcess(quiet, {
+          DATA_DIR: `${dir}/pg-control`,
+          DATABASE_URL: pgUrl,
+        });
+        await migrating.stop();
+        const pg = await startUpbotProcess(quiet, {
+          DATA_DIR: `${dir}/pg-control`,
+          DATABASE_URL: pgUrl,
+        });
+        figures.startupMs.postgres = pg.startupMs;
+        await sleep(10_000);
+        figures.restMb.postgres = await maxRss(pg.pid, 3, 500);
+        await pg.stop();
+      }
+    } finally {
+      await quiet.close();
+    }
+    const busy = await startSimProcess({ rate: 20_000 });
+    try {
+      // New data: an existing one would first backfill every trade since its last bar.
+      const loaded = await startUpbotProcess(busy, { DATA_DIR: `${dir}/pglite-load` });
+      await sleep(15_000);
+      figures.loadMb.pglite = await maxRss(loaded.pid, 3, 1000);
+      await loaded.stop();
+      if (pgUrl) {
+        const db = postgres(pgUrl, { max: 1, onnotice: () => {} });
+        await db`truncate market_1s`;
+        await db.end({ timeout: 5 });
+        const pg = await startUpbotProcess(busy, {
+          DATA_DIR: `${dir}/pg-control`,
+          DATABASE_URL: pgUrl,
+        });
+        await sleep(15_000);
+        figures.loadMb.postgres = await maxRss(pg.pid, 3, 1000);
+        await pg.stop();
+      }
+    } finally {
+      await busy.close();
+    }
+  } finally {
+    if (admin && pgUrl) {
+      await admin.unsafe(
+        `drop database if exists ${new URL(pgUrl).pathname.slice(1)} with (force)`,
+      );
+      await admin.end({ timeout: 5 });
+    }
+    await Deno.remove(dir, { recursive: true });
+  }
+  return figures;
+}
+
+if (import.meta.main) {
+  Deno.stdout.writeSync(
+    new TextEncoder().encode(JSON.stringify(await benchMemoryStartup(), null, 2) + "\n"),
+  );
+}
