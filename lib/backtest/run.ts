@@ -2,6 +2,7 @@
  * @module One backtest run: replay each market from its bar source, build the report, and write
  * the report's JSON and charts. The command-line tool and the tests call this.
  */
+import denoJson from "../../deno.json" with { type: "json" };
 import type { Bar } from "../strategy/bars.ts";
 import { equityChartSvg, reliabilityChartSvg } from "./chart.ts";
 import { replayMarket } from "./replay.ts";
@@ -80,13 +81,8 @@ export async function gitDescribe(): Promise<string> {
   }
 }
 
-/** `version` of the project's deno.json, or `unknown`. */
-export async function appVersion(): Promise<string> {
-  try {
-    const text = await Deno.readTextFile(new URL("../../deno.json", import.meta.url));
-    const v = (JSON.parse(text) as { version?: unknown }).version;
-    return typeof v === "string" && v ? v : "unknown";
-  } catch {
-    return "unknown";
-  }
+/** `version` of the project's deno.json (imported, so a compiled binary holds it), or `unknown`. */
+export function appVersion(): Promise<string> {
+  const v = (denoJson as { version?: unknown }).version;
+  return Promise.resolve(typeof v === "string" && v ? v : "unknown");
 }
