@@ -129,6 +129,11 @@ export interface OrderRequest {
 export interface EngineOptions {
   market: MarketView;
   krw: number;
+  /**
+   * Coins held at start by market (`KRW-BTC` → volume, at most 8 decimals, above 0), each with the
+   * market's current price as `avg_buy_price`. Throws `RangeError` on an unknown market or volume.
+   */
+  holdings?: Record<string, string | number>;
   faults: () => Faults;
   /** Source of order and trade uuids (seeded). */
   nextUuid: () => string;
@@ -190,6 +195,18 @@ export class Engine {
     this.#nextUuid = options.nextUuid;
     this.#now = options.now ?? Date.now;
     this.#account("KRW").balance = parseDec(options.krw) ?? ZERO;
+    for (const [market, amount] of Object.entries(options.holdings ?? {})) {
+      if (!this.hasMarket(market)) {
+        throw new RangeError(`balances: ${market} is not a simulated market`);
+      }
+      const volume = parseDec(amount);
+      if (volume === undefined || volume <= 0n || decimalPlaces(volume) > VOLUME_PLACES) {
+        throw new RangeError(`balances: ${market} needs a volume above 0 with at most 8 decimals`);
+      }
+      const account = this.#account(market.split("-")[1]!);
+      account.balance += volume;
+      account.avgBuyPrice = parseDec(this.#market.lastPrice(market)) ?? ZERO;
+    }
     this.#unsubscribe = this.#market.onTrade((trade) => this.#onTrade(trade));
   }
 

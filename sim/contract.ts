@@ -32,9 +32,13 @@ export interface ExchangeHandler {
   handles(method: string, pathname: string): boolean;
   /** Rate-limit group of an exchange call (§3.1): `default`, `order`, `order-test`, `order-cancel-all`. */
   rateLimitGroup(method: string, pathname: string): string;
-  /** Answers one exchange REST request (auth, validation, effects). Faults other than offline markets are
-   * applied by the composition around this call. */
-  handle(req: Request): Promise<Response>;
+  /**
+   * Answers one exchange REST request (auth, validation, effects). Faults other than offline markets are
+   * applied by the composition around this call, except `burn`: the request is authenticated, then a
+   * real create only uses up its identifier (`identifier`, or `new_identifier` of cancel_and_new) and
+   * is answered 500 `server_error`; nothing is created or cancelled.
+   */
+  handle(req: Request, fault?: "burn"): Promise<Response>;
   /** Upgrades `/websocket/v1/private` (JWT in `Authorization`), then streams myOrder / myAsset. */
   handlePrivateWebSocket(req: Request): Response;
   /** Every order held (for `GET /_sim/orders`). */
@@ -52,6 +56,8 @@ export interface ExchangeOptions {
   secretKey: string;
   /** Starting KRW balance. */
   krw: number;
+  /** Coins held at start by market (`KRW-BTC` → volume); throws `RangeError` on bad entries. */
+  balances?: Record<string, string | number>;
   seed: number;
   /** Live fault settings (read on every request; `offline_markets` -> `market_offline`). */
   faults: () => Faults;

@@ -108,6 +108,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
   const engine = new Engine({
     market: options.market,
     krw: options.krw,
+    holdings: options.balances ?? {},
     faults: options.faults,
     nextUuid: uuidGenerator(mulberry32(options.seed)),
   });
@@ -384,7 +385,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       }
     },
 
-    async handle(req) {
+    async handle(req, fault) {
       const url = new URL(req.url);
       const route = routes[routeKey(req.method, url.pathname)];
       if (!route) return errorResponse(apiError(404, "not_found", "Not Found"));
@@ -425,6 +426,16 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       }
       const verified = await auth.verify(req.headers.get("authorization"), hashed);
       if (isAuthFailure(verified)) return errorResponse(verified);
+      if (fault === "burn") {
+        const key = routeKey(req.method, url.pathname);
+        const identifier = key === "POST /v1/orders"
+          ? body.identifier
+          : key === "POST /v1/orders/cancel_and_new"
+          ? body.new_identifier
+          : undefined;
+        if (typeof identifier === "string") engine.burnIdentifier(identifier);
+        return errorResponse(apiError(500, "server_error", "Simulated server error."));
+      }
       return route(url.searchParams, body);
     },
 

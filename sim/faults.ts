@@ -9,6 +9,8 @@ import type { Faults } from "./mod.ts";
 export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   latency_ms: 0,
   error_rate: 0,
+  server_error_after_create_rate: 0,
+  server_error_burn_rate: 0,
   lost_response_rate: 0,
   ws_disconnect_every_sec: 0,
   malformed_frame_rate: 0,
@@ -22,6 +24,8 @@ const share = z.number().min(0).max(1);
 export const FaultsPatch = z.strictObject({
   latency_ms: z.number().int().min(0).max(600_000).optional(),
   error_rate: share.optional(),
+  server_error_after_create_rate: share.optional(),
+  server_error_burn_rate: share.optional(),
   lost_response_rate: share.optional(),
   ws_disconnect_every_sec: z.number().min(0).max(86_400).optional(),
   malformed_frame_rate: share.optional(),

@@ -28,6 +28,8 @@ const USAGE = `Usage: deno task sim [options]   (each option also as a SIM_* var
   --access-key K    SIM_ACCESS_KEY   test access key (default ${DEFAULT_ACCESS_KEY})
   --secret-key K    SIM_SECRET_KEY   test secret key (default ${DEFAULT_SECRET_KEY})
   --krw N           SIM_KRW          starting KRW balance (default 10000000)
+  --balances M=V,.. SIM_BALANCES     coins held at start, e.g. KRW-BTC=0.5,KRW-ETH=2 (avg_buy_price =
+                                     the market's starting price; markets must be simulated)
   --faults JSON     SIM_FAULTS       initial faults, e.g. '{"latency_ms":50,"error_rate":0.1}'
 `;
 
@@ -53,6 +55,16 @@ const CliSchema = z.object({
   "access-key": z.string().trim().min(1).default(DEFAULT_ACCESS_KEY),
   "secret-key": z.string().trim().min(1).default(DEFAULT_SECRET_KEY),
   krw: intText("--krw", 0, 1e15).default(10_000_000),
+  balances: z.string().trim().transform((s) => s.split(",").map((b) => b.trim()).filter(Boolean))
+    .pipe(
+      z.array(
+        z.string().regex(
+          /^KRW-[A-Z0-9]{1,15}=(?:\d+(?:\.\d{1,8})?|\.\d{1,8})$/,
+          "--balances takes MARKET=VOLUME pairs like KRW-BTC=0.5 (at most 8 decimals)",
+        ),
+      ).min(1, "--balances needs at least one MARKET=VOLUME pair"),
+    )
+    .optional(),
   faults: z.string().optional(),
 });
 
@@ -65,6 +77,7 @@ const ENV_NAMES: Record<keyof z.input<typeof CliSchema>, string> = {
   "access-key": "SIM_ACCESS_KEY",
   "secret-key": "SIM_SECRET_KEY",
   krw: "SIM_KRW",
+  balances: "SIM_BALANCES",
   faults: "SIM_FAULTS",
 };
 
@@ -118,15 +131,36 @@ export function parseCli(
     if (!f.ok) throw new UsageError(`invalid --faults (SIM_FAULTS): ${f.error}`);
     faults = f.patch;
   }
+  const markets = v.markets ?? [...DEFAULT_MARKETS];
+  let balances: Record<string, string> | undefined;
+  if (v.balances !== undefined) {
+    balances = {};
+    for (const pair of v.balances) {
+      const [market = "", volume = ""] = pair.split("=");
+      if (!markets.includes(market)) {
+        throw new UsageError(
+          `invalid --balances (SIM_BALANCES): ${market} is not a simulated market`,
+        );
+      }
+      if (market in balances) {
+        throw new UsageError(`invalid --balances (SIM_BALANCES): ${market} given twice`);
+      }
+      if (!(Number(volume) > 0)) {
+        throw new UsageError(`invalid --balances (SIM_BALANCES): ${market} needs a volume above 0`);
+      }
+      balances[market] = volume;
+    }
+  }
   return {
     port: v.port,
     hostname: v.hostname,
     seed: v.seed,
-    markets: v.markets ?? [...DEFAULT_MARKETS],
+    markets,
     rate: v.rate,
     accessKey: v["access-key"],
     secretKey: v["secret-key"],
     krw: v.krw,
+    balances,
     faults,
   };
 }

@@ -17,8 +17,18 @@ import { createRng } from "./_rng.ts";
 export interface Faults {
   /** Added delay before every REST answer, in ms. */
   latency_ms: number;
-  /** Share (0..1) of REST requests answered with a 5xx. */
+  /** Share (0..1) of REST requests answered with a 5xx before the exchange sees them. */
   error_rate: number;
+  /**
+   * Share (0..1) of real order creations (`POST /v1/orders`, `cancel_and_new`) that succeed (the
+   * order exists) but are answered with a 500.
+   */
+  server_error_after_create_rate: number;
+  /**
+   * Share (0..1) of real order creations answered with a 500 that create nothing but use up the
+   * identifier (§4.3: an identifier is burnt even when the create fails).
+   */
+  server_error_burn_rate: number;
   /** Share (0..1) of order creations that are accepted (the order exists) but whose answer is lost. */
   lost_response_rate: number;
   /** Close every WebSocket connection every N seconds (0 = never). */
@@ -48,6 +58,11 @@ export interface SimulatorOptions {
   secretKey?: string;
   /** Starting KRW balance. @default {10_000_000} */
   krw?: number;
+  /**
+   * Coins the account holds at start (the owner's coins, not bought through the API), by market:
+   * `{ "KRW-BTC": "0.5" }`. Each gets the market's starting price as `avg_buy_price`.
+   */
+  balances?: Record<string, string | number>;
   faults?: Partial<Faults>;
   /** Idle timeout of the public and private WebSocket (§7.9), for tests. @default {120_000} */
   wsIdleTimeoutMs?: number;
@@ -140,6 +155,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     accessKey,
     secretKey,
     krw: options.krw ?? 10_000_000,
+    balances: options.balances ?? {},
     seed,
     faults: () => faults.current(),
     wsIdleTimeoutMs: options.wsIdleTimeoutMs,

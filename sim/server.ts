@@ -32,7 +32,17 @@ export interface SimServer {
   close(): void;
 }
 
-const LOST_RESPONSE_PATHS = new Set(["/v1/orders", "/v1/orders/cancel_and_new"]);
+/** Paths of real order creations (not `/v1/orders/test`). */
+const CREATE_PATHS = new Set(["/v1/orders", "/v1/orders/cancel_and_new"]);
+const LOST_RESPONSE_PATHS = CREATE_PATHS;
+
+/** The injected 500 of `error_rate` and the `server_error_*` faults. */
+function serverError(): Response {
+  return Response.json(
+    { error: { name: "server_error", message: "Simulated server error." } },
+    { status: 500 },
+  );
+}
 
 /** Builds the request handler of the simulator. */
 export function createSimServer(parts: SimServerParts): SimServer {
@@ -92,15 +102,25 @@ export function createSimServer(parts: SimServerParts): SimServer {
     if (f.latency_ms > 0) await wait(f.latency_ms);
     if (f.error_rate > 0 && rng.next() < f.error_rate) {
       // Refused before the exchange sees it: an injected 5xx never creates an order.
-      return withHeader(
-        Response.json(
-          { error: { name: "server_error", message: "Simulated server error." } },
-          { status: 500 },
-        ),
-        header,
-      );
+      return withHeader(serverError(), header);
+    }
+    const isCreate = isExchange && req.method === "POST" && CREATE_PATHS.has(path);
+    if (
+      isCreate && f.server_error_burn_rate > 0 && rng.next() < f.server_error_burn_rate
+    ) {
+      // §4.3: the identifier is used up although nothing was created.
+      return withHeader(await exchange.handle(req, "burn"), header);
     }
     const response = isExchange ? await exchange.handle(req) : handleQuotation(req, url, market);
+    if (
+      isCreate && response.status === 201 && f.server_error_after_create_rate > 0 &&
+      rng.next() < f.server_error_after_create_rate
+    ) {
+      // The order exists (and is persisted), but the answer is a 500: only a lookup by
+      // identifier tells the client what happened.
+      await response.body?.cancel();
+      return withHeader(serverError(), header);
+    }
     if (
       isExchange && req.method === "POST" && LOST_RESPONSE_PATHS.has(path) &&
       f.lost_response_rate > 0 && rng.next() < f.lost_response_rate

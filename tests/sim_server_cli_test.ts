@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { parseCli } from "../sim/main.ts";
+import { startSimulator } from "../sim/mod.ts";
+import { signedQuery } from "./_sim_auth.ts";
 
 const MAIN = new URL("../sim/main.ts", import.meta.url).pathname;
 
@@ -59,6 +61,12 @@ Deno.test("sim/main.ts rejects bad input with a clear message and exit status 2"
     [["--faults", "nope"], {}, /--faults.*not JSON/],
     [["--bogus"], {}, /bogus/],
     [[], { SIM_SEED: "x" }, /--seed \(SIM_SEED\)/],
+    [["--balances", "KRW-BTC"], {}, /--balances.*MARKET=VOLUME/],
+    [["--balances", "KRW-BTC=-1"], {}, /--balances.*MARKET=VOLUME/],
+    [["--balances", "KRW-BTC=0.123456789"], {}, /--balances.*8 decimals/],
+    [["--markets", "KRW-BTC", "--balances", "KRW-ETH=1"], {}, /KRW-ETH is not a simulated/],
+    [["--balances", "KRW-BTC=1,KRW-BTC=2"], {}, /KRW-BTC given twice/],
+    [[], { SIM_BALANCES: "KRW-BTC=0" }, /--balances \(SIM_BALANCES\).*above 0/],
   ];
   for (const [args, env, message] of cases) {
     const out = await simCommand(args, env).output();
@@ -78,6 +86,7 @@ Deno.test("parseCli: flags win over SIM_* variables; defaults are documented val
     SIM_ACCESS_KEY: "env-access",
     SIM_KRW: "5000000",
     SIM_FAULTS: '{"latency_ms":20}',
+    SIM_BALANCES: "KRW-BTC=0.5, KRW-XRP=2",
   };
   const fromEnv = parseCli([], (name) => env[name]);
   assert.equal(fromEnv.port, 9000);
@@ -88,6 +97,7 @@ Deno.test("parseCli: flags win over SIM_* variables; defaults are documented val
   assert.equal(fromEnv.secretKey, "sim-secret-key");
   assert.equal(fromEnv.krw, 5_000_000);
   assert.deepEqual(fromEnv.faults, { latency_ms: 20 });
+  assert.deepEqual(fromEnv.balances, { "KRW-BTC": "0.5", "KRW-XRP": "2" });
   const flags = parseCli(["--port", "0", "--rate", "0", "--secret-key", "s3"], (name) => env[name]);
   assert.equal(flags.port, 0);
   assert.equal(flags.rate, 0);
@@ -100,4 +110,40 @@ Deno.test("parseCli: flags win over SIM_* variables; defaults are documented val
   assert.equal(defaults.accessKey, "sim-access-key");
   assert.equal(defaults.krw, 10_000_000);
   assert.equal(defaults.faults, undefined);
+  assert.equal(defaults.balances, undefined);
+});
+
+Deno.test("balances: the account starts holding the owner's coins at the starting price", async () => {
+  const sim = await startSimulator({
+    rate: 0,
+    markets: ["KRW-BTC", "KRW-ETH"],
+    krw: 1_000_000,
+    balances: { "KRW-BTC": "0.5", "KRW-ETH": 2 },
+  });
+  try {
+    const keys = { accessKey: sim.accessKey, secretKey: sim.secretKey };
+    const res = await signedQuery(sim.restUrl, "GET", "/v1/accounts", keys);
+    const accounts: Record<string, string>[] = await res.json();
+    const ticker = await (await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-BTC,KRW-ETH`)).json();
+    const price = (m: string) =>
+      String(ticker.find((t: { market: string }) => t.market === m).trade_price);
+    const pick = (c: string) => {
+      const a = accounts.find((x) => x.currency === c);
+      return a && [a.balance, a.locked, a.avg_buy_price];
+    };
+    assert.deepEqual(pick("KRW"), ["1000000", "0", "0"]);
+    assert.deepEqual(pick("BTC"), ["0.5", "0", price("KRW-BTC")]);
+    assert.deepEqual(pick("ETH"), ["2", "0", price("KRW-ETH")]);
+    assert.ok(Number(price("KRW-BTC")) > 0);
+  } finally {
+    await sim.close();
+  }
+  await assert.rejects(
+    () => startSimulator({ rate: 0, markets: ["KRW-BTC"], balances: { "KRW-ETH": "1" } }),
+    /KRW-ETH is not a simulated market/,
+  );
+  await assert.rejects(
+    () => startSimulator({ rate: 0, balances: { "KRW-BTC": "0" } }),
+    /KRW-BTC needs a volume above 0/,
+  );
 });

@@ -38,6 +38,8 @@ Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and 
     assert.deepEqual(initial, {
       latency_ms: 0,
       error_rate: 0,
+      server_error_after_create_rate: 0,
+      server_error_burn_rate: 0,
       lost_response_rate: 0,
       ws_disconnect_every_sec: 0,
       malformed_frame_rate: 0,
@@ -89,6 +91,123 @@ Deno.test("error_rate answers 5xx server_error before the exchange sees the requ
     assert.deepEqual(sim.orders(), [], "no order was created");
     // Admin endpoints are never faulted.
     assert.equal((await fetch(`${sim.restUrl}/_sim/orders`)).status, 200);
+  });
+});
+
+async function getJson(sim: Simulator, path: string, query: string) {
+  const res = await signedQuery(sim.restUrl, "GET", path, keysOf(sim), query);
+  return { status: res.status, body: await res.json() };
+}
+
+Deno.test("server_error_after_create_rate: a 500 answers a create whose order exists", async () => {
+  await withSim(async (sim) => {
+    sim.setFaults({ server_error_after_create_rate: 1 });
+    const res = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      ...ORDER,
+      identifier: "after-1",
+    });
+    assert.equal(res.status, 500);
+    assert.equal((await res.json()).error.name, "server_error");
+    const found = await getJson(sim, "/v1/order", "identifier=after-1");
+    assert.equal(found.status, 200);
+    assert.equal(found.body.state, "wait");
+    const accounts = await getJson(sim, "/v1/accounts", "");
+    const krw = accounts.body.find((a: { currency: string }) => a.currency === "KRW");
+    // 0.0001 × 100,000,000 = 10,000 KRW + 5 KRW fee locked.
+    assert.equal(krw.locked, "10005");
+    assert.equal(krw.balance, "9989995");
+    // Dry runs are not real creates: never faulted this way.
+    const test = await signedPost(sim.restUrl, "/v1/orders/test", keysOf(sim), ORDER);
+    assert.equal(test.status, 201);
+    await test.body?.cancel();
+    // A refused create is answered as it is (nothing was created, so no 500 stands in).
+    const refused = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      ...ORDER,
+      identifier: "after-1",
+    });
+    assert.equal(refused.status, 400);
+    assert.equal((await refused.json()).error.name, "duplicated_identifier");
+    // cancel_and_new: the old order is cancelled and the new one placed, the answer is a 500.
+    const replaced = await signedPost(
+      sim.restUrl,
+      "/v1/orders/cancel_and_new",
+      keysOf(sim),
+      {
+        prev_order_identifier: "after-1",
+        new_ord_type: "limit",
+        new_price: "99000000",
+        new_volume: "0.0001",
+        new_identifier: "after-2",
+      },
+    );
+    assert.equal(replaced.status, 500);
+    await replaced.body?.cancel();
+    assert.equal((await getJson(sim, "/v1/order", "identifier=after-1")).body.state, "cancel");
+    assert.equal((await getJson(sim, "/v1/order", "identifier=after-2")).body.state, "wait");
+  });
+});
+
+Deno.test("server_error_burn_rate: a 500, nothing created, and the identifier is used up", async () => {
+  await withSim(async (sim) => {
+    sim.setFaults({ server_error_burn_rate: 1 });
+    const res = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      ...ORDER,
+      identifier: "burn-1",
+    });
+    assert.equal(res.status, 500);
+    assert.equal((await res.json()).error.name, "server_error");
+    assert.deepEqual(sim.orders(), []);
+    const lookup = await getJson(sim, "/v1/order", "identifier=burn-1");
+    assert.equal(lookup.status, 404);
+    assert.equal(lookup.body.error.name, "order_not_found");
+    const accounts = await getJson(sim, "/v1/accounts", "");
+    assert.equal(accounts.body[0].locked, "0", "nothing was locked");
+    // Bad credentials are still refused as such, and burn nothing.
+    const forged = await signedPost(
+      sim.restUrl,
+      "/v1/orders",
+      { accessKey: sim.accessKey, secretKey: "wrong" },
+      { ...ORDER, identifier: "burn-2" },
+    );
+    assert.equal(forged.status, 401);
+    await forged.body?.cancel();
+    sim.setFaults({ server_error_burn_rate: 0 });
+    const retry = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      ...ORDER,
+      identifier: "burn-1",
+    });
+    assert.equal(retry.status, 400);
+    assert.equal((await retry.json()).error.name, "duplicated_identifier");
+    const fresh = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      ...ORDER,
+      identifier: "burn-2",
+    });
+    assert.equal(fresh.status, 201, "the refused forged request burnt nothing");
+    await fresh.body?.cancel();
+    // cancel_and_new: the old order stays, the new identifier is used up.
+    sim.setFaults({ server_error_burn_rate: 1 });
+    const replaced = await signedPost(
+      sim.restUrl,
+      "/v1/orders/cancel_and_new",
+      keysOf(sim),
+      {
+        prev_order_identifier: "burn-2",
+        new_ord_type: "limit",
+        new_price: "99000000",
+        new_volume: "0.0001",
+        new_identifier: "burn-3",
+      },
+    );
+    assert.equal(replaced.status, 500);
+    await replaced.body?.cancel();
+    sim.setFaults({ server_error_burn_rate: 0 });
+    assert.equal((await getJson(sim, "/v1/order", "identifier=burn-2")).body.state, "wait");
+    assert.equal((await getJson(sim, "/v1/order", "identifier=burn-3")).status, 404);
+    const again = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      ...ORDER,
+      identifier: "burn-3",
+    });
+    assert.equal((await again.json()).error.name, "duplicated_identifier");
   });
 });
 
