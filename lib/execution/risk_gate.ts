@@ -1,0 +1,265 @@
+/**
+ * @module The risk gate: every live order passes {@linkcode gateOrder} (or {@linkcode checkOrder}
+ * on a context from {@linkcode riskContext}) right before the wire. The rules are pure
+ * (`risk_core.ts`); this module assembles what they judge from the database and the exchange:
+ * balances, the positions upbot holds, entries in flight, today's realised loss, halts, market
+ * warnings and orders whose outcome is unknown.
+ *
+ * The daily loss window is the KST day (from 00:00 Asia/Seoul = 15:00 UTC), shortened by the
+ * newest {@linkcode resumeAfterDailyLoss}: losses before a resume no longer count.
+ */
+import type { Config } from "../config.ts";
+import { entryHaltReason } from "../control/trading_state.ts";
+import type { Sql } from "../db.ts";
+import type { UpbitRest } from "../upbit/rest.ts";
+import {
+  checkOrder,
+  type EntryInFlight,
+  type RiskContext,
+  type RiskDecision,
+  type RiskLimits,
+  type RiskOrder,
+} from "./risk_core.ts";
+
+export {
+  checkOrder,
+  type RiskContext,
+  type RiskDecision,
+  type RiskLimits,
+  type RiskOrder,
+  RiskRefusalCode,
+} from "./risk_core.ts";
+
+const KST_OFFSET_MS = 9 * 3600_000;
+const DAY_MS = 86_400_000;
+
+/** Start (ms since epoch) of the KST day holding `nowMs`: 00:00 Asia/Seoul = 15:00 UTC. */
+export function kstDayStart(nowMs: number): number {
+  return Math.floor((nowMs + KST_OFFSET_MS) / DAY_MS) * DAY_MS - KST_OFFSET_MS;
+}
+
+/** The limits from the configuration. */
+export function riskLimits(
+  config: Pick<
+    Config,
+    | "RISK_MAX_ORDER_KRW"
+    | "RISK_MAX_OPEN_POSITIONS"
+    | "RISK_MAX_EXPOSURE_KRW"
+    | "RISK_MAX_DAILY_LOSS_KRW"
+    | "EXECUTOR_MAX_SIGNAL_AGE_SEC"
+  >,
+): RiskLimits {
+  return {
+    maxOrderKrw: config.RISK_MAX_ORDER_KRW,
+    maxOpenPositions: config.RISK_MAX_OPEN_POSITIONS,
+    maxExposureKrw: config.RISK_MAX_EXPOSURE_KRW,
+    maxDailyLossKrw: config.RISK_MAX_DAILY_LOSS_KRW,
+    maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+  };
+}
+
+/**
+ * Where the market-warning rule comes from: the exchange-fidelity work's
+ * `entryRefusalForMarket(sql, market)` (null: entries allowed). Passed in so that this module does
+ * not depend on a store it does not own.
+ */
+export type MarketRefusal = (sql: Sql, market: string) => Promise<string | null>;
+
+/** Options of {@linkcode riskContext}. */
+export interface RiskContextOptions {
+  /** Fresh balances come from here (`GET /v1/accounts`); without it, the newest stored snapshot. */
+  rest?: UpbitRest | null;
+  /** Market warnings (see {@linkcode MarketRefusal}); without it no market is refused. */
+  marketRefusal?: MarketRefusal;
+  nowMs?: number;
+}
+
+/** The open volume upbot holds per market, from the fills of its own live orders. */
+export async function openVolumes(sql: Sql): Promise<Map<string, string>> {
+  // Mirrors the position ledger's open volume (bought - sold) from the same facts it reads.
+  const rows = await sql<{ symbol: string; open: string }[]>`
+    select symbol,
+      sum(case side when 'bid' then executed_volume else -executed_volume end)::text as open
+    from upbit_order_attempts
+    where mode = 'live' and executed_volume > 0
+    group by symbol`;
+  return new Map(rows.filter((r) => Number(r.open) > 0).map((r) => [r.symbol, r.open]));
+}
+
+/** Live entries sent (or about to be) and not final: they may still buy. */
+export async function entriesInFlight(sql: Sql): Promise<EntryInFlight[]> {
+  const rows = await sql<{ symbol: string; price: string | null }[]>`
+    select symbol, price::text as price from upbit_order_attempts
+    where mode = 'live' and side = 'bid'
+      and state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')
+    order by id`;
+  return rows.map((r) => ({ market: r.symbol, krw: Number(r.price ?? 0) }));
+}
+
+/**
+ * Identifiers of live orders of `market` whose outcome is unknown (an answer lost, or an order the
+ * order-poller stopped seeing at its poll limit): until each is resolved, entries on that market
+ * wait, since it may already hold what a new entry would buy.
+ */
+export async function unknownLiveOrders(sql: Sql, market: string): Promise<string[]> {
+  const rows = await sql<{ identifier: string }[]>`
+    select identifier from upbit_order_attempts
+    where mode = 'live' and symbol = ${market} and state = 'unknown'
+    order by id`;
+  return rows.map((r) => r.identifier);
+}
+
+/**
+ * Live orders unknown after the poll limit whose slow re-check is due: never forgotten, asked
+ * about every `intervalMs` (by uuid or identifier) until Upbit answers. For the order-poller.
+ */
+export async function unknownOrdersDueForRecheck(
+  sql: Sql,
+  o: { maxPolls: number; intervalMs: number; nowMs?: number },
+): Promise<{ id: number; identifier: string; uuid: string | null; symbol: string }[]> {
+  const due = new Date((o.nowMs ?? Date.now()) - o.intervalMs);
+  const rows = await sql<{ id: string; identifier: string; uuid: string | null; symbol: string }[]>`
+    select id, identifier, uuid, symbol from upbit_order_attempts
+    where mode = 'live' and state = 'unknown' and poll_count >= ${o.maxPolls}
+      and updated_at <= ${due}
+    order by updated_at, id`;
+  return rows.map((r) => ({ ...r, id: Number(r.id) }));
+}
+
+/** Records a resume of the daily loss limit: losses before now no longer count today. */
+export async function resumeAfterDailyLoss(sql: Sql, by: string): Promise<void> {
+  if (by.trim() === "") throw new Error("who resumes must not be empty");
+  await sql`insert into daily_loss_resumes (resumed_by) values (${by})`;
+}
+
+/** Start of the loss window at `nowMs`: the KST day's start or the newest resume, the later. */
+export async function lossWindowStart(sql: Sql, nowMs: number): Promise<Date> {
+  const dayStart = kstDayStart(nowMs);
+  const [row] = await sql<{ at: Date | null }[]>`select max(at) as at from daily_loss_resumes`;
+  const resumed = row?.at ? row.at.getTime() : 0;
+  return new Date(Math.max(dayStart, resumed));
+}
+
+/**
+ * Realised loss (positive KRW; 0 after a net gain) of the live sells made since `since`: each
+ * sale's proceeds net of its fee against the average cost (buy fees included) of the buys since
+ * its market was last flat, the position ledger's cost basis.
+ */
+export async function realisedLossSince(sql: Sql, since: Date): Promise<number> {
+  const [row] = await sql<{ pnl: string | null }[]>`
+    with moves as (
+      select symbol, ts, id, side, executed_volume as volume,
+        coalesce(avg_price * executed_volume, 0) as funds, coalesce(paid_fee, 0) as fee,
+        case side when 'bid' then executed_volume else -executed_volume end as delta
+      from upbit_order_attempts
+      where mode = 'live' and executed_volume > 0
+    ), running as (
+      select m.*, sum(delta) over (partition by symbol order by ts, id) as holding
+      from moves m
+    ), segmented as (
+      -- A segment starts after each movement that left the market flat.
+      select r.*, coalesce(sum(case when holding <= 0 then 1 else 0 end) over (
+        partition by symbol order by ts, id rows between unbounded preceding and 1 preceding), 0)
+        as segment
+      from running r
+    ), costed as (
+      select s.*,
+        sum(case when side = 'bid' then funds + fee else 0 end)
+          over (partition by symbol, segment order by ts, id) as seg_cost,
+        sum(case when side = 'bid' then volume else 0 end)
+          over (partition by symbol, segment order by ts, id) as seg_volume
+      from segmented s
+    )
+    select sum((funds - fee) - case when seg_volume > 0 then volume * seg_cost / seg_volume
+                                    else 0 end)::text as pnl
+    from costed
+    where side = 'ask' and ts >= ${since}`;
+  const pnl = Number(row?.pnl ?? 0);
+  return pnl < 0 ? -pnl : 0;
+}
+
+/** The newest close of every market in `markets` (market_1s). */
+async function lastPrices(sql: Sql, markets: readonly string[]): Promise<Map<string, number>> {
+  if (markets.length === 0) return new Map();
+  const rows = await sql<{ symbol: string; close: string }[]>`
+    select distinct on (symbol) symbol, close::text as close from market_1s
+    where symbol in ${sql(markets as string[])}
+    order by symbol, ts desc`;
+  return new Map(rows.map((r) => [r.symbol, Number(r.close)]));
+}
+
+/** Free balance per currency: fresh from Upbit when `rest` is given, else the newest snapshot. */
+async function freeBalances(sql: Sql, rest: UpbitRest | null | undefined) {
+  if (rest) {
+    const { data } = await rest.getAccounts();
+    return new Map(data.map((a) => [a.currency, a.balance]));
+  }
+  const rows = await sql<{ currency: string; balance: string }[]>`
+    select distinct on (currency) currency, balance::text as balance
+    from upbit_account_snapshots order by currency, ts desc, id desc`;
+  return new Map(rows.map((r) => [r.currency, r.balance]));
+}
+
+/**
+ * Assembles everything {@linkcode checkOrder} judges an order of `market` against.
+ *
+ * @throws {UpbitError} when fresh balances were asked for and Upbit did not answer (the order
+ *   then waits: no rule is judged on a guess).
+ */
+export async function riskContext(
+  sql: Sql,
+  market: string,
+  o: RiskContextOptions = {},
+): Promise<RiskContext> {
+  const nowMs = o.nowMs ?? Date.now();
+  const held = await openVolumes(sql);
+  const prices = await lastPrices(sql, [...new Set([market, ...held.keys()])]);
+  let exposureKrw = 0;
+  for (const [symbol, volume] of held) {
+    // A holding with no known price is valued at what it cost: never at zero.
+    const price = prices.get(symbol) ?? (await costPrice(sql, symbol));
+    exposureKrw += Number(volume) * price;
+  }
+  const balances = await freeBalances(sql, o.rest);
+  const base = market.slice(market.indexOf("-") + 1);
+  return {
+    nowMs,
+    lastPrice: prices.get(market) ?? null,
+    freeKrw: Number(balances.get("KRW") ?? 0),
+    freeCoin: balances.get(base) ?? "0",
+    heldMarkets: [...held.keys()],
+    entriesInFlight: await entriesInFlight(sql),
+    exposureKrw,
+    realisedLossKrw: await realisedLossSince(sql, await lossWindowStart(sql, nowMs)),
+    marketWarning: o.marketRefusal ? await o.marketRefusal(sql, market) : null,
+    haltReason: await entryHaltReason(sql, market),
+    unknownOrders: await unknownLiveOrders(sql, market),
+  };
+}
+
+/** The average fill price of upbot's live buys of `market`. */
+async function costPrice(sql: Sql, market: string): Promise<number> {
+  const [row] = await sql<{ p: string | null }[]>`
+    select (sum(avg_price * executed_volume) / nullif(sum(executed_volume), 0))::text as p
+    from upbit_order_attempts
+    where mode = 'live' and side = 'bid' and symbol = ${market} and executed_volume > 0`;
+  return Number(row?.p ?? 0);
+}
+
+/**
+ * The gate: the context of `order`'s market, then {@linkcode checkOrder}.
+ *
+ * @example
+ * ```ts ignore
+ * const d = await gateOrder(sql, order, riskLimits(config), { rest });
+ * if (!d.ok) await refuseAttempt(attempt, d.code, d.detail);
+ * ```
+ */
+export async function gateOrder(
+  sql: Sql,
+  order: RiskOrder,
+  limits: RiskLimits,
+  o: RiskContextOptions = {},
+): Promise<RiskDecision> {
+  return checkOrder(order, await riskContext(sql, order.market, o), limits);
+}
