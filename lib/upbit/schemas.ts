@@ -46,7 +46,7 @@ export const OrdType = z.enum(["limit", "price", "market", "best"]);
 export type OrdType = z.output<typeof OrdType>;
 
 /** Order state on REST (§4.5). */
-export const OrderState = z.enum(["wait", "watch", "done", "cancel"]);
+export const OrderState = z.enum(["wait", "watch", "done", "cancel", "prevented"]);
 /** `cancel` may still have fills: check `executed_volume` (§9.6). */
 export type OrderState = z.output<typeof OrderState>;
 
