@@ -366,18 +366,20 @@ async function assertPositionsMatchAccounts(rig: Rig, timeoutMs = 15_000): Promi
       select symbol, krw_balance::text, base_balance::text, base_locked::text,
              avg_buy_price::text, position_status
       from live_positions order by symbol`;
+    const ledger = await rig.sql<{ symbol: string; open_volume: string }[]>`
+      select symbol, open_volume::text from position_ledger`;
     const krw = accounts.find((a) => a.currency === "KRW");
     const expected = [...rig.markets].sort().map((symbol) => {
       const a = accounts.find((x) => x.currency === symbol.split("-")[1]);
-      const held = Number(a?.balance ?? 0) + Number(a?.locked ?? 0);
+      const owned = Number(ledger.find((l) => l.symbol === symbol)?.open_volume ?? 0);
       return {
         symbol,
         krw_balance: krw?.balance ?? "0",
         base_balance: a?.balance ?? "0",
         base_locked: a?.locked ?? "0",
         avg_buy_price: a?.avg_buy_price ?? "0",
-        // A position is LONG when it can be sold (worth at least the 5,000 KRW minimum).
-        position_status: held * Number(a?.avg_buy_price ?? 0) >= 5000 ? "LONG" : "FLAT",
+        // The position is the ledger's: LONG while upbot owns a volume.
+        position_status: owned > 0 ? "LONG" : "FLAT",
       };
     });
     const actual = rows.map((r) => ({ ...r, ...decimals(r) }));
