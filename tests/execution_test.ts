@@ -595,7 +595,7 @@ dbTest(
       assert.equal(JSON.parse(line).level, "error");
       assert.match(
         line,
-        /1 live position\(s\) bought by upbot have no live exit \(KRW-BTC\); in shadow mode/,
+        /1 live position\(s\) bought by upbot have no live exit \(KRW-BTC 0\.\d+\); in shadow mode/,
       );
       const [alarm] = await db.sql`select code from alarms where cleared_at is null`;
       assert.equal(alarm?.code, "live_positions_unmanaged");

@@ -10,8 +10,14 @@
  * Halts stop entries only: exits, resolution and retries of exits go on (reduce-only). The worker
  * shell (`actors/executor.ts`) only wakes this logic; the database holds the truth.
  */
-import { entryHaltReason, haltEntries } from "../control/trading_state.ts";
-import type { Sql } from "../db.ts";
+import {
+  completeFlatten,
+  entryHaltReason,
+  haltEntries,
+  pendingFlatten,
+} from "../control/trading_state.ts";
+import type { Client } from "../db.ts";
+import { dec, formatDec, minDec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import { clearAlarm, raiseAlarm } from "../store/alarms.ts";
 import { loadActorState, saveActorState } from "../store/actor_state.ts";
@@ -27,6 +33,7 @@ import {
   type NewAttempt,
   rotateIdentifier,
   transitionAttempt,
+  unfinishedLiveSells,
   unresolvedAttempts,
 } from "../store/order_attempts.ts";
 import { paperTradeById, type PaperTradeRow, paperTradesAfter } from "../store/paper_trades.ts";
@@ -34,8 +41,11 @@ import { backoffDelayMs } from "../upbit/backoff.ts";
 import { type CallMeta, UpbitBannedError } from "../upbit/errors.ts";
 import type { OrderRequest, PostOrderResult, UpbitRest } from "../upbit/rest.ts";
 import type { Order } from "../upbit/schemas.ts";
+import { closerInputs, type FreeBalances } from "./closer_inputs.ts";
 import type { GuardDecision, TradeMode } from "./guard.ts";
 import type { OrderState } from "./order_state.ts";
+import { decideCloses } from "./position_closer.ts";
+import { ledgerPosition, ledgerPositions, recordDust, recordGone } from "./position_ledger.ts";
 
 /** Upbit's minimum order total on KRW markets (§8.2). */
 export const MIN_ORDER_KRW = 5000;
@@ -55,7 +65,7 @@ export interface ExecutorSettings {
 
 /** What the executor needs. */
 export interface ExecutorOptions {
-  sql: Sql;
+  sql: Client;
   /** The Upbit client; required in test and live modes. */
   rest: UpbitRest | null;
   decision: GuardDecision;
@@ -217,17 +227,18 @@ export class Executor {
 
   /** In shadow / test mode nothing is sent: live positions wait for live mode. Say so loudly. */
   async #reportUnmanagedPositions(): Promise<void> {
+    const held = (await ledgerPositions(this.#o.sql)).filter((p) => dec(p.openVolume) > ZERO);
+    if (held.length === 0) return;
     const open = await liveEntriesWithoutExit(this.#o.sql);
-    if (open.length === 0) return;
-    const markets = [...new Set(open.map((a) => a.symbol))];
-    const message = `${open.length} live position(s) bought by upbot have no live exit (${
+    const markets = held.map((p) => `${p.symbol} ${p.openVolume}`);
+    const message = `${held.length} live position(s) bought by upbot have no live exit (${
       markets.join(", ")
     }); in ${this.mode} mode nothing will sell them: they are closed when live mode returns`;
     this.#o.log.error(message, { identifiers: open.map((a) => a.identifier), markets });
     await raiseAlarm(this.#o.sql, {
       code: "live_positions_unmanaged",
       message,
-      details: { markets, identifiers: open.map((a) => a.identifier) },
+      details: { positions: held.map((p) => ({ market: p.symbol, volume: p.openVolume })) },
     });
   }
 
@@ -287,7 +298,149 @@ export class Executor {
         }
       }
     }
+    if (this.mode === "live" && await this.#closePositions()) more = true;
     return { handled, more: more || waiting.size > 0 };
+  }
+
+  /**
+   * Live mode, after the other passes: every market the ledger holds while the paper book is flat
+   * (or a flatten is pending) and no order of it is unsettled gets a reduce-only market sell of
+   * min(open volume, free balance); what the exchange no longer holds is recorded as gone (with
+   * an alarm), what is below the minimum total as dust. Returns true when work remains.
+   */
+  async #closePositions(): Promise<boolean> {
+    const sql = this.#o.sql;
+    const flatten = await pendingFlatten(sql);
+    const input = await closerInputs(sql, "live", () => this.#freeBalances(), {
+      flatten: flatten !== null,
+    });
+    if (input.markets.length === 0) {
+      if (flatten) await this.#completeFlatten(flatten);
+      return false;
+    }
+    const awaitingExit = await marketsAwaitingExit(sql);
+    const missingPrices = input.markets.filter((m) => m.lastPrice === null).map((m) => m.market);
+    const tickers = missingPrices.length > 0
+      ? await this.#lastPrices(missingPrices)
+      : new Map<string, string>();
+    const markets = [];
+    for (const m of input.markets) {
+      // A buy still filling, a paper exit not handled yet, or a sell refused a moment ago: the
+      // ledger is about to change, or Upbit needs time (capped backoff between closes).
+      const wait = m.buyUnsettled || awaitingExit.has(m.market) ||
+        await this.#closeBackingOff(m.market);
+      markets.push({
+        ...m,
+        sellUnsettled: m.sellUnsettled || wait,
+        lastPrice: m.lastPrice ?? tickers.get(m.market) ?? null,
+      });
+    }
+    let more = false;
+    for (const d of decideCloses({ ...input, markets })) {
+      switch (d.kind) {
+        case "sell": {
+          if (await this.#sendClose(d.market, d.volume, flatten !== null) === "capped") {
+            more = true;
+          }
+          break;
+        }
+        case "dust": {
+          await recordDust(sql, d.market, d.volume, d.valueKrw);
+          this.#o.log.warn(
+            `Close ${d.market}: ${d.volume} is below the minimum order total (${d.valueKrw} KRW); recorded as dust`,
+          );
+          break;
+        }
+        case "gone": {
+          const why = "the exchange no longer holds it (sold or moved outside upbot?)";
+          await recordGone(sql, d.market, d.volume, why);
+          const message =
+            `Live position of ${d.market}: ${d.volume} bought by upbot is not on the exchange; recorded as gone`;
+          this.#o.log.error(message);
+          await raiseAlarm(sql, {
+            code: "position_gone",
+            market: d.market,
+            message,
+            details: { volume: d.volume },
+          });
+          break;
+        }
+        case "hold": // an order in flight (the poller wakes us), or the paper book holds it
+          break;
+      }
+    }
+    if (flatten) await this.#completeFlatten(flatten);
+    return more;
+  }
+
+  async #completeFlatten(flatten: { id: number; reason: string }): Promise<void> {
+    const open = (await ledgerPositions(this.#o.sql)).filter((p) => dec(p.openVolume) > ZERO);
+    if (open.length > 0) return;
+    await completeFlatten(this.#o.sql, flatten.id);
+    this.#o.log.warn(
+      `Flatten ${flatten.id} complete: the ledger holds nothing (${flatten.reason})`,
+    );
+  }
+
+  async #freeBalances(): Promise<FreeBalances> {
+    const { data } = await this.#o.rest!.getAccounts();
+    return Object.fromEntries(data.map((a) => [a.currency, a.balance]));
+  }
+
+  async #lastPrices(markets: string[]): Promise<Map<string, string>> {
+    try {
+      const { data } = await this.#o.rest!.getTicker({ markets });
+      return new Map(data.map((t) => [t.market, String(t.trade_price)]));
+    } catch (err) {
+      this.#o.log.warn("Ticker for the closer failed; will try again", {
+        error: (err as Error).message,
+      });
+      return new Map();
+    }
+  }
+
+  /** Whether the last live sells of `market` were refused so recently that the next must wait. */
+  async #closeBackingOff(market: string): Promise<boolean> {
+    const [row] = await this.#o.sql<{ n: number; last: Date | null }[]>`
+      select count(*)::int as n, max(updated_at) as last from upbit_order_attempts r
+      where mode = 'live' and side = 'ask' and symbol = ${market} and state = 'rejected'
+        and updated_at > coalesce((
+          select max(updated_at) from upbit_order_attempts f
+          where f.mode = 'live' and f.side = 'ask' and f.symbol = ${market}
+            and f.state in ('filled', 'cancelled', 'prevented')), '-infinity')`;
+    if (!row || row.n === 0 || !row.last) return false;
+    const waitMs = this.#retryAt(row.n).getTime() - this.#now();
+    return row.last.getTime() + waitMs > this.#now();
+  }
+
+  /** Writes and sends a reduce-only market sell of `volume` of `market`. */
+  async #sendClose(market: string, volume: string, flatten: boolean): Promise<"capped" | void> {
+    if (!(await this.#underCap())) return "capped";
+    const [seq] = await this.#o.sql<{ n: string }[]>`select nextval('upbit_close_seq') as n`;
+    const identifier = closeIdentifierFor(this.#installation, Number(seq!.n));
+    const request = { market, side: "ask", ord_type: "market", volume, identifier };
+    const attempt = await insertAttempt(this.#o.sql, {
+      symbol: market,
+      action: "CLOSE",
+      mode: "live",
+      side: "ask",
+      ord_type: "market",
+      price: null,
+      volume,
+      paper_trade_id: null,
+      identifier,
+      state: "pending",
+      reason: flatten ? "flatten" : "ledger_open",
+      request_json: request,
+    });
+    if (!attempt) return;
+    this.#o.log.warn(
+      `Close ${market}: selling ${volume} the ledger holds (${
+        flatten ? "flatten requested" : "paper book flat"
+      })`,
+      { identifier },
+    );
+    return await this.#send(attempt, true);
   }
 
   #isStale(paper: PaperTradeRow): boolean {
@@ -434,7 +587,16 @@ export class Executor {
           why: `live entry ${entry.identifier} bought nothing (${entry.state})`,
         };
       }
-      volume = formatVolume(entry.executed_volume!);
+      // Another sell of this market is in flight (a close): its outcome changes what is left.
+      if ((await unfinishedLiveSells(this.#o.sql, paper.symbol)).length > 0) return "wait";
+      // Never more than the ledger still holds (a flatten or a close may have sold it already):
+      // selling more could sell the owner's own coins.
+      const held = (await ledgerPosition(this.#o.sql, paper.symbol))?.openVolume ?? "0";
+      const sell = minDec(dec(entry.executed_volume!), dec(held));
+      if (sell <= ZERO) {
+        return { skip: "position_closed", why: `the ledger holds no ${paper.symbol} any more` };
+      }
+      volume = formatVolume(formatDec(sell));
     }
     const price = Number(paper.exit_price ?? paper.entry_price);
     if (Number(volume) * price < MIN_ORDER_KRW) {
@@ -752,6 +914,15 @@ export class Executor {
     this.#o.log.error(message, { volume: attempt.volume });
     await raiseAlarm(this.#o.sql, { code: "exit_refused", market: attempt.symbol, message });
   }
+}
+
+/** Markets with a paper EXIT_LONG the executor has not turned into an attempt yet. */
+async function marketsAwaitingExit(sql: Client): Promise<Set<string>> {
+  const rows = await sql<{ symbol: string }[]>`
+    select distinct p.symbol from paper_trades p
+    where p.action = 'EXIT_LONG'
+      and not exists (select 1 from upbit_order_attempts a where a.paper_trade_id = p.id)`;
+  return new Set(rows.map((r) => r.symbol));
 }
 
 function metaFields(
