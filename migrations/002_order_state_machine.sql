@@ -92,3 +92,6 @@ CREATE TABLE upbit_order_identifiers (
 CREATE INDEX upbit_order_identifiers_attempt ON upbit_order_identifiers (attempt_id);
 INSERT INTO upbit_order_identifiers (identifier, attempt_id, created_at)
 SELECT identifier, id, ts FROM upbit_order_attempts;
+
+-- Numbers of the closes the executor sends from the position ledger (`paper-{inst}-close-{n}`).
+CREATE SEQUENCE upbit_close_seq;

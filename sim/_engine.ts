@@ -12,8 +12,13 @@
  *   orders best price first, then oldest first; each order takes at most the volume left.
  * - `best` orders are limit orders at the best opposite price: they only take the first level.
  * - Market orders larger than the visible book fill what the book holds; the rest is cancelled.
- * - The single user of the simulator never matches against itself, so `smp_type` is accepted and
- *   echoed but `prevented_volume` / `prevented_locked` stay 0.
+ * - Self-trade prevention (changed 2026-11-09): a new order meets the account's own resting
+ *   orders of the other side in price order with the book (own first at an equal price), and its
+ *   `smp_type` decides (absent = `cancel_maker`): `none` trades with its own order, `cancel_maker`
+ *   cancels the resting order, `cancel_taker` cancels the new order's remainder, `reduce` takes the
+ *   overlap off both. An order cancelled that way ends in state `prevented` (final; what it
+ *   executed before stays executed) with `prevented_volume` / `prevented_locked` set. Resting orders
+ *   filled by market trades never meet each other (the market's trades are other users').
  */
 import {
   type Dec,
@@ -29,8 +34,9 @@ import {
 } from "./_decimal.ts";
 import { isOnTickGrid, maxTotal, minTotal } from "./_price_rules.ts";
 import { RestingSide } from "./_resting.ts";
-import type { BookLevel, MarketView } from "./contract.ts";
+import type { MarketView } from "./contract.ts";
 import type { Faults, SimOrderSummary, SimTrade } from "./mod.ts";
+import type { EngineState } from "./_state_file.ts";
 
 /** Fee rate of every market (§8.1: 0.05 % maker and taker). */
 export const FEE_RATE: Dec = parseDec("0.0005")!;
@@ -45,8 +51,11 @@ export type Side = "bid" | "ask";
 export type OrdType = "limit" | "price" | "market" | "best";
 /** §4.3 time in force. */
 export type TimeInForce = "ioc" | "fok" | "post_only";
-/** States an order of the simulator can be in (no `watch`: stop orders are app-only). */
-export type OrderState = "wait" | "done" | "cancel";
+/**
+ * States an order of the simulator can be in (no `watch`: stop orders are app-only). `prevented`
+ * is final: self-trade prevention cancelled (the rest of) the order.
+ */
+export type OrderState = "wait" | "done" | "cancel" | "prevented";
 
 /** An exchange error: HTTP status and the §5.2 name. */
 export interface ApiError {
@@ -89,6 +98,12 @@ export interface Order {
   executedVolume: Dec;
   executedFunds: Dec;
   paidFee: Dec;
+  /** Quantity self-trade prevention took off the order (§4.5 `prevented_volume`). */
+  preventedVolume: Dec;
+  /** Quote funds (fee excluded) SMP released from a bid; 0 for asks. */
+  preventedFunds: Dec;
+  /** Reserved fee SMP released from a bid with its funds; 0 for asks. */
+  preventedFee: Dec;
   state: OrderState;
   /** A cancel was accepted and completes right after the answer. */
   cancelPending: boolean;
@@ -121,7 +136,7 @@ export interface OrderRequest {
   price: Dec | null;
   volume: Dec | null;
   timeInForce: TimeInForce | null;
-  smpType: string | null;
+  smpType: SmpType;
   identifier: string | null;
 }
 
@@ -139,7 +154,19 @@ export interface EngineOptions {
   nextUuid: () => string;
   /** Wall clock in ms. @default {Date.now} */
   now?: () => number;
+  /** State to resume (`--state`); `krw` and `holdings` are then ignored. */
+  restore?: EngineState;
+  /** Called after every change of accounts, orders or used identifiers (to persist them). */
+  onChange?: () => void;
 }
+
+/** Something a new order can meet: a level of the market's book, or an own resting order. */
+type Liquidity =
+  | { price: Dec; size: Dec; own: null }
+  | { price: Dec; size: Dec; own: Order };
+
+/** §4.3 `smp_type` values since 2026-11-09 (`none` turns prevention off). */
+export type SmpType = "none" | "cancel_maker" | "cancel_taker" | "reduce";
 
 /** How a create request is treated. */
 export type CreateMode = "real" | "test";
@@ -187,6 +214,7 @@ export class Engine {
   readonly #resting = new Map<string, { bids: RestingSide<Order>; asks: RestingSide<Order> }>();
   readonly #listeners = new Set<(event: EngineEvent) => void>();
   readonly #unsubscribe: () => void;
+  readonly #onChange: () => void;
 
   /** Creates the engine and subscribes to the market's trades. */
   constructor(options: EngineOptions) {
@@ -194,6 +222,31 @@ export class Engine {
     this.#faults = options.faults;
     this.#nextUuid = options.nextUuid;
     this.#now = options.now ?? Date.now;
+    this.#onChange = options.onChange ?? (() => {});
+    if (options.restore) this.#restore(options.restore);
+    else this.#start(options);
+    this.#unsubscribe = this.#market.onTrade((trade) => this.#onTrade(trade));
+  }
+
+  /** Resumes a saved state: orders, their indexes, balances and burnt identifiers. */
+  #restore(state: EngineState): void {
+    for (const account of state.accounts) this.#accounts.set(account.currency, { ...account });
+    this.#account("KRW");
+    for (const identifier of state.usedIdentifiers) this.#usedIdentifiers.add(identifier);
+    const pendingCancels: Order[] = [];
+    for (const order of state.orders) {
+      this.#orders.set(order.uuid, order);
+      if (order.identifier !== null) this.#byIdentifier.set(order.identifier, order);
+      if (order.state !== "wait") continue;
+      // A cancel accepted before the stop completes now, as it would have a moment later.
+      if (order.cancelPending) pendingCancels.push(order);
+      else if (order.ordType === "limit") this.#rest(order);
+    }
+    for (const order of pendingCancels) this.#finish(order, "cancel");
+  }
+
+  /** A fresh account: `krw` and the owner's coins. */
+  #start(options: EngineOptions): void {
     this.#account("KRW").balance = parseDec(options.krw) ?? ZERO;
     for (const [market, amount] of Object.entries(options.holdings ?? {})) {
       if (!this.hasMarket(market)) {
@@ -207,7 +260,15 @@ export class Engine {
       account.balance += volume;
       account.avgBuyPrice = parseDec(this.#market.lastPrice(market)) ?? ZERO;
     }
-    this.#unsubscribe = this.#market.onTrade((trade) => this.#onTrade(trade));
+  }
+
+  /** What `--state` keeps: accounts, every order (oldest first) and the used identifiers. */
+  exportState(): EngineState {
+    return {
+      accounts: [...this.#accounts.values()],
+      orders: [...this.#orders.values()],
+      usedIdentifiers: [...this.#usedIdentifiers],
+    };
   }
 
   /** Stops listening to the market. */
@@ -227,12 +288,14 @@ export class Engine {
   }
 
   #emitAssets(currencies: string[]): void {
+    this.#onChange();
     if (this.#listeners.size > 0) {
       this.#emit({ kind: "asset", currencies, timestampMs: this.#now() });
     }
   }
 
   #emitOrder(order: Order, fill: Fill | null): void {
+    if (order.real) this.#onChange();
     if (this.#listeners.size > 0) {
       this.#emit({ kind: "order", order, fill, timestampMs: this.#now() });
     }
@@ -346,12 +409,11 @@ export class Engine {
     const timeInForce = tifRaw as TimeInForce | null;
     const smpRaw = body.smp_type ?? null;
     if (
-      smpRaw !== null && smpRaw !== "cancel_maker" && smpRaw !== "cancel_taker" &&
-      smpRaw !== "reduce"
+      smpRaw !== null && smpRaw !== "none" && smpRaw !== "cancel_maker" &&
+      smpRaw !== "cancel_taker" && smpRaw !== "reduce"
     ) {
       return err(400, "validation_error", "smp_type does not have a valid value");
     }
-    const smpType = smpRaw as string | null;
     const priceText = textField(body, "price");
     if (isApiError(priceText)) return priceText;
     const volumeText = textField(body, "volume");
@@ -389,9 +451,14 @@ export class Engine {
         needsVolume = side === "ask";
         break;
     }
-    if (timeInForce === "post_only" && smpType !== null) {
+    // Since 2026-11-09 post_only is accepted only with smp_type `none` or without one.
+    if (timeInForce === "post_only" && smpRaw !== null && smpRaw !== "none") {
       return err(400, "invalid_parameter", "post_only는 smp_type과 함께 사용할 수 없습니다.");
     }
+    // An order without smp_type is treated (and reported) as `cancel_maker` since 2026-11-09, a
+    // post_only one included: the change says absent means cancel_maker, and a post_only order
+    // never takes, so prevention never applies to it either way.
+    const smpType: SmpType = (smpRaw as SmpType | null) ?? "cancel_maker";
     if (needsPrice && priceText === null) return err(400, "validation_error", "price is missing");
     if (needsVolume && volumeText === null) {
       return err(400, "validation_error", "volume is missing");
@@ -488,7 +555,7 @@ export class Engine {
       if (mode === "test") return this.#newOrder(request, false);
       return this.place(request);
     } finally {
-      if (mode === "real" && typeof identifier === "string") this.#usedIdentifiers.add(identifier);
+      if (mode === "real" && typeof identifier === "string") this.burnIdentifier(identifier);
     }
   }
 
@@ -499,7 +566,9 @@ export class Engine {
 
   /** Burns an identifier (cancel_and_new's `new_identifier`). */
   burnIdentifier(identifier: string): void {
+    if (this.#usedIdentifiers.has(identifier)) return;
     this.#usedIdentifiers.add(identifier);
+    this.#onChange();
   }
 
   #newOrder(request: OrderRequest, real: boolean, uuid = this.#nextUuid()): Order {
@@ -532,6 +601,9 @@ export class Engine {
       executedVolume: ZERO,
       executedFunds: ZERO,
       paidFee: ZERO,
+      preventedVolume: ZERO,
+      preventedFunds: ZERO,
+      preventedFee: ZERO,
       state: "wait",
       cancelPending: false,
       createdAtMs: this.#now(),
@@ -562,38 +634,56 @@ export class Engine {
     return accepted;
   }
 
-  /** Takes liquidity on creation (see module doc). */
-  #take(order: Order): void {
+  /**
+   * What a new order on `order`'s side can meet, best price first: the market's book levels and
+   * the account's own resting orders of the other side. At equal prices the own order comes first
+   * (the stricter choice: prevention applies rather than the synthetic book filling first).
+   */
+  #liquidity(order: Order): Liquidity[] {
     const book = this.#market.book(order.market);
     const levels = order.side === "bid" ? book.asks : book.bids;
-    const crosses = (level: BookLevel, limit: Dec): boolean => {
-      const p = parseDec(level.price);
-      if (p === undefined) return false;
-      return order.side === "bid" ? p <= limit : p >= limit;
-    };
+    const list: Liquidity[] = [];
+    for (const level of levels) {
+      const price = parseDec(level.price);
+      if (price === undefined || price <= 0n) continue;
+      list.push({ price, size: volumeOf(level.size), own: null });
+    }
+    const resting = this.#resting.get(order.market);
+    const own = order.side === "bid" ? resting?.asks : resting?.bids;
+    for (const level of own?.levels ?? []) {
+      for (const maker of level.orders) list.push({ price: level.price, size: ZERO, own: maker });
+    }
+    const better = order.side === "bid" ? (a: Dec, b: Dec) => a < b : (a: Dec, b: Dec) => a > b;
+    return list.sort((a, b) =>
+      a.price === b.price ? (a.own ? 0 : 1) - (b.own ? 0 : 1) : better(a.price, b.price) ? -1 : 1
+    );
+  }
+
+  /** Takes liquidity on creation (see module doc). */
+  #take(order: Order): void {
+    const all = this.#liquidity(order);
     const now = this.#now();
+    const smp = order.smpType ?? "cancel_maker";
+    // What a fill-or-kill can count on: the book, and its own orders only when SMP is off (with
+    // SMP on they never trade with it).
+    const fillable = (source: Liquidity) =>
+      source.own === null ? source.size : smp === "none" ? remainingVolume(source.own) : ZERO;
     switch (order.ordType) {
       case "limit": {
         const limit = order.price!;
-        const crossing = [];
-        for (const level of levels) {
-          if (!crosses(level, limit)) break;
-          crossing.push(level);
-        }
+        const crossing = all.filter((s) =>
+          order.side === "bid" ? s.price <= limit : s.price >= limit
+        );
         if (order.timeInForce === "post_only" && crossing.length > 0) {
           return this.#finish(order, "cancel");
         }
         if (order.timeInForce === "fok") {
           let available = ZERO;
-          for (const level of crossing) available += volumeOf(level.size);
+          for (const source of crossing) available += fillable(source);
           if (available < order.volume!) return this.#finish(order, "cancel");
         }
-        for (const level of crossing) {
-          const remaining = remainingVolume(order);
-          if (remaining <= 0n) break;
-          const v = minDec(remaining, volumeOf(level.size));
-          if (v > 0n) this.#fill(order, parseDec(level.price)!, v, false, now);
-        }
+        this.#walk(order, crossing, now);
+        if (order.state !== "wait") return;
         if (remainingVolume(order) <= 0n) return this.#finish(order, "done");
         if (order.timeInForce === "ioc" || order.timeInForce === "fok") {
           return this.#finish(order, "cancel");
@@ -601,54 +691,106 @@ export class Engine {
         return this.#rest(order);
       }
       case "price":
-        return this.#takeWithFunds(order, levels, now);
       case "market":
-        return this.#takeVolume(order, levels, now);
+        this.#walk(order, all, now);
+        return this.#finishTaker(order);
       case "best": {
-        const first = levels[0];
+        const first = all[0];
         if (!first) return this.#finish(order, "cancel");
-        const p = parseDec(first.price)!;
-        const size = volumeOf(first.size);
-        if (order.side === "bid") {
-          const wanted = divTrunc(order.reservedFunds, p, VOLUME_PLACES);
-          if (order.timeInForce === "fok" && (wanted > size || wanted === ZERO)) {
-            return this.#finish(order, "cancel");
-          }
-          return this.#takeWithFunds(order, [first], now);
+        if (order.timeInForce === "fok") {
+          const wanted = order.side === "bid"
+            ? divTrunc(order.reservedFunds, first.price, VOLUME_PLACES)
+            : order.volume!;
+          if (wanted === ZERO || wanted > fillable(first)) return this.#finish(order, "cancel");
         }
-        if (order.timeInForce === "fok" && size < order.volume!) {
-          return this.#finish(order, "cancel");
-        }
-        return this.#takeVolume(order, [first], now);
+        this.#walk(order, [first], now);
+        return this.#finishTaker(order);
       }
     }
   }
 
-  /** A quote-total buy (`price`, `best` bid): quantities truncated to 8 dp, dust ends in `cancel`. */
-  #takeWithFunds(order: Order, levels: BookLevel[], now: number): void {
-    for (const level of levels) {
-      const left = order.reservedFunds - order.executedFunds;
-      if (left <= 0n) break;
-      const p = parseDec(level.price);
-      if (p === undefined || p <= 0n) continue;
-      const v = minDec(volumeOf(level.size), divTrunc(left, p, VOLUME_PLACES));
-      if (v <= 0n) break;
-      this.#fill(order, p, v, false, now);
-    }
-    this.#finish(order, order.reservedFunds - order.executedFunds === ZERO ? "done" : "cancel");
+  /** Ends a `price` / `market` / `best` order after its walk: done when all of it traded. */
+  #finishTaker(order: Order): void {
+    if (order.state !== "wait") return;
+    const left = order.volume === null ? fundsLeft(order) : remainingVolume(order);
+    this.#finish(order, left === ZERO ? "done" : "cancel");
   }
 
-  /** A volume sell (`market`, `best` ask). */
-  #takeVolume(order: Order, levels: BookLevel[], now: number): void {
-    for (const level of levels) {
-      const remaining = remainingVolume(order);
-      if (remaining <= 0n) break;
-      const p = parseDec(level.price);
-      if (p === undefined || p <= 0n) continue;
-      const v = minDec(remaining, volumeOf(level.size));
-      if (v > 0n) this.#fill(order, p, v, false, now);
+  /**
+   * Walks `sources` best first: takes the book's levels (quantities truncated to 8 dp) and meets
+   * the account's own resting orders under the taker's `smp_type` (the taker's type decides,
+   * §4.3): `none` trades with it; `cancel_maker` cancels the resting order (state `prevented`) and
+   * goes on; `cancel_taker` cancels the rest of the new order (state `prevented`); `reduce` takes
+   * the overlap off both and goes on while the new order has quantity left.
+   */
+  #walk(order: Order, sources: Liquidity[], now: number): void {
+    for (const source of sources) {
+      if (order.state !== "wait") return;
+      const want = order.volume === null
+        ? divTrunc(fundsLeft(order), source.price, VOLUME_PLACES)
+        : remainingVolume(order);
+      if (want <= 0n) return;
+      const maker = source.own;
+      if (maker === null) {
+        const v = minDec(want, source.size);
+        if (v > 0n) this.#fill(order, source.price, v, false, now);
+        continue;
+      }
+      if (maker.state !== "wait" || maker.cancelPending) continue;
+      const overlap = minDec(want, remainingVolume(maker));
+      if (overlap <= 0n) continue;
+      switch (order.smpType ?? "cancel_maker") {
+        case "none":
+          this.#fill(order, source.price, overlap, false, now);
+          this.#fill(maker, maker.restPrice, overlap, true, now);
+          if (remainingVolume(maker) <= 0n) this.#finish(maker, "done");
+          break;
+        case "cancel_taker":
+          // Inferred: the whole remainder counts as prevented (at the price where it met its own
+          // order, for a funds order), and the order ends `prevented` whatever it executed before.
+          this.#prevent(order, want, source.price, true);
+          this.#finish(order, "prevented");
+          return;
+        case "reduce":
+          this.#prevent(order, overlap, source.price);
+          this.#prevent(maker, overlap, maker.restPrice);
+          if (remainingVolume(maker) <= 0n) this.#finish(maker, "prevented");
+          if (order.volume === null ? fundsLeft(order) <= 0n : remainingVolume(order) <= 0n) {
+            this.#finish(order, "prevented");
+            return;
+          }
+          break;
+        default: // cancel_maker
+          this.#prevent(maker, remainingVolume(maker), maker.restPrice);
+          this.#finish(maker, "prevented");
+      }
     }
-    this.#finish(order, remainingVolume(order) === ZERO ? "done" : "cancel");
+  }
+
+  /**
+   * Takes `volume` off an order by self-trade prevention and releases what it locked for it: the
+   * quantity (asks), or its funds at the order's own price (limit bids) or at `price` (funds bids),
+   * with their share of the reserved fee; `whole` (a bid's whole remainder) releases all its funds.
+   */
+  #prevent(order: Order, volume: Dec, price: Dec, whole = false): void {
+    const currency = order.side === "bid" ? order.quote : order.base;
+    let release = volume;
+    order.preventedVolume += volume;
+    if (order.side === "bid") {
+      const funds = whole ? fundsLeft(order) : minDec(
+        order.ordType === "limit" ? mul(order.price!, volume) : mul(price, volume),
+        fundsLeft(order),
+      );
+      const fee = whole ? remainingFee(order) : minDec(mul(funds, FEE_RATE), remainingFee(order));
+      order.preventedFunds += funds;
+      order.preventedFee += fee;
+      release = funds + fee;
+    }
+    const account = this.#account(currency);
+    account.locked -= release;
+    account.balance += release;
+    this.#emitOrder(order, null);
+    this.#emitAssets([currency]);
   }
 
   #restingOf(market: string) {
@@ -701,7 +843,7 @@ export class Engine {
   }
 
   /** Ends an order: releases what it still locks and reports its final state. */
-  #finish(order: Order, state: "done" | "cancel"): void {
+  #finish(order: Order, state: "done" | "cancel" | "prevented"): void {
     if (order.state !== "wait") return;
     this.#unrest(order);
     order.state = state;
@@ -724,7 +866,7 @@ export class Engine {
     // §4.10: the names for "already done / cancelled" are undocumented [?]; `done_order` is seen
     // in third-party bot code, `canceled_order` follows the same pattern.
     if (order.state === "done") return err(400, "done_order", "이미 체결된 주문입니다.");
-    if (order.state === "cancel" || order.cancelPending) {
+    if (order.state === "cancel" || order.state === "prevented" || order.cancelPending) {
       return err(400, "canceled_order", "이미 취소된 주문입니다.");
     }
     if (this.isOffline(order.market)) {
@@ -732,6 +874,7 @@ export class Engine {
     }
     const answer = snapshot(order);
     order.cancelPending = true;
+    this.#onChange();
     this.#unrest(order);
     queueMicrotask(() => {
       this.#finish(order, "cancel");
@@ -777,21 +920,36 @@ function volumeOf(size: number): Dec {
   return maxDec(ZERO, truncDec(parseDec(size) ?? ZERO, VOLUME_PLACES));
 }
 
-/** Unfilled quantity of a volume order. */
+/** Quantity of a volume order neither filled nor taken off by self-trade prevention. */
 export function remainingVolume(order: Order): Dec {
-  return order.volume === null ? ZERO : order.volume - order.executedVolume;
+  return order.volume === null ? ZERO : order.volume - order.executedVolume - order.preventedVolume;
 }
 
-/** Reserved fee not yet charged (never negative: asks may pay more than their nominal fee). */
+/** Reserved funds of a bid neither spent nor released by self-trade prevention. */
+function fundsLeft(order: Order): Dec {
+  return order.reservedFunds - order.executedFunds - order.preventedFunds;
+}
+
+/**
+ * Reserved fee neither charged nor released by self-trade prevention (never negative: asks may
+ * pay more than their nominal fee).
+ */
 export function remainingFee(order: Order): Dec {
-  return maxDec(ZERO, order.reservedFee - order.paidFee);
+  return maxDec(ZERO, order.reservedFee - order.paidFee - order.preventedFee);
 }
 
 /** §4.5 `locked`: bids = unspent funds + remaining fee; asks = unfilled quantity. */
 export function lockedOf(order: Order): Dec {
-  return order.side === "bid"
-    ? order.reservedFunds - order.executedFunds + remainingFee(order)
-    : remainingVolume(order);
+  return order.side === "bid" ? fundsLeft(order) + remainingFee(order) : remainingVolume(order);
+}
+
+/**
+ * §4.5 `prevented_locked`: what self-trade prevention released: quote funds for bids (fee
+ * excluded, as in Upbit's myOrder example where it equals `prevented_volume` × price), quantity for
+ * asks.
+ */
+export function preventedLocked(order: Order): Dec {
+  return order.side === "bid" ? order.preventedFunds : order.preventedVolume;
 }
 
 /** A frozen copy of the order as it is now (answers show the order at acceptance time). */

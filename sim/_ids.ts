@@ -29,3 +29,25 @@ export function uuidGenerator(random: Random): () => string {
     }-${hex.slice(20, 32)}`;
   };
 }
+
+/** A seeded uuid stream that counts its draws, so a restart can continue it without repeats. */
+export interface CountedUuids {
+  /** The next uuid. */
+  next(): string;
+  /** Seed of the stream. */
+  readonly seed: number;
+  /** Uuids drawn so far (including those skipped on resume). */
+  drawn(): number;
+}
+
+/** The uuid stream of `seed`, resumed after `skip` draws. */
+export function countedUuids(seed: number, skip = 0): CountedUuids {
+  const generate = uuidGenerator(mulberry32(seed));
+  let drawn = 0;
+  const next = () => {
+    drawn++;
+    return generate();
+  };
+  while (drawn < skip) next();
+  return { next, seed, drawn: () => drawn };
+}

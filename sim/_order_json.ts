@@ -8,6 +8,7 @@ import {
   type Fill,
   lockedOf,
   type Order,
+  preventedLocked,
   remainingFee,
   remainingVolume,
 } from "./_engine.ts";
@@ -58,8 +59,8 @@ export function orderJson(order: Order, withTrades = false): Record<string, unkn
     executed_volume: formatDec(order.executedVolume),
     executed_funds: formatDec(order.executedFunds),
     trades_count: order.fills.length,
-    prevented_volume: "0",
-    prevented_locked: "0",
+    prevented_volume: formatDec(order.preventedVolume),
+    prevented_locked: formatDec(preventedLocked(order)),
   });
   if (order.timeInForce !== null) json.time_in_force = order.timeInForce;
   if (order.smpType !== null) json.smp_type = order.smpType;

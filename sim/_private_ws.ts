@@ -13,6 +13,7 @@ import {
   type Fill,
   lockedOf,
   type Order,
+  preventedLocked,
   remainingFee,
   remainingVolume,
 } from "./_engine.ts";
@@ -119,8 +120,8 @@ export function myOrderMessage(order: Order, fill: Fill | null, timestampMs: num
     is_maker: fill ? fill.isMaker : null,
     identifier: order.identifier,
     smp_type: order.smpType,
-    prevented_volume: 0,
-    prevented_locked: 0,
+    prevented_volume: toNumber(order.preventedVolume),
+    prevented_locked: toNumber(preventedLocked(order)),
     trade_timestamp: fill ? fill.timestampMs : null,
     order_timestamp: order.createdAtMs,
     timestamp: timestampMs,

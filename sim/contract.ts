@@ -59,6 +59,11 @@ export interface ExchangeOptions {
   /** Coins held at start by market (`KRW-BTC` → volume); throws `RangeError` on bad entries. */
   balances?: Record<string, string | number>;
   seed: number;
+  /**
+   * State file (`--state`): loaded at start when it exists (then `krw` and `balances` are ignored;
+   * throws `StateFileError` when it is corrupt), rewritten atomically after every change.
+   */
+  stateFile?: string;
   /** Live fault settings (read on every request; `offline_markets` -> `market_offline`). */
   faults: () => Faults;
   /** Private WebSocket idle timeout (§7.9). @default {120_000} */

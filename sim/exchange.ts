@@ -20,7 +20,9 @@ import {
   type Order,
   remainingVolume,
 } from "./_engine.ts";
-import { mulberry32, uuidGenerator } from "./_ids.ts";
+import { createLogger } from "../lib/log.ts";
+import { countedUuids, mulberry32 } from "./_ids.ts";
+import { loadState, saveState } from "./_state_file.ts";
 import { accountJson, orderJson } from "./_order_json.ts";
 import { maxTotal, minTotal } from "./_price_rules.ts";
 import { PrivateStreams } from "./_private_ws.ts";
@@ -30,6 +32,7 @@ type Query = URLSearchParams;
 type Body = Record<string, unknown>;
 type Route = (query: Query, body: Body) => Response;
 
+const log = createLogger("sim.exchange");
 const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" };
 const DAY_MS = 24 * 3600 * 1000;
 
@@ -105,13 +108,56 @@ const ASK_TYPES = ["best_fok", "best_ioc", "limit", "limit_fok", "limit_ioc", "m
 /** Creates the exchange half of the simulator. */
 export function createExchange(options: ExchangeOptions): ExchangeHandler {
   const auth = new Authenticator(new Map([[options.accessKey, options.secretKey]]));
+  const statePath = options.stateFile;
+  const saved = statePath === undefined ? undefined : loadState(statePath);
+  // A resumed stream continues where it stopped, so uuids never repeat across restarts.
+  const uuids = saved ? countedUuids(saved.uuidSeed, saved.uuidsDrawn) : countedUuids(options.seed);
+  let dirty = false;
+  let flushQueued = false;
+  /** Writes the state file when something changed since the last write. */
+  const persist = () => {
+    if (statePath === undefined || !dirty) return;
+    dirty = false;
+    try {
+      saveState(statePath, {
+        ...engine.exportState(),
+        uuidSeed: uuids.seed,
+        uuidsDrawn: uuids.drawn(),
+      });
+    } catch (err) {
+      dirty = true;
+      throw err;
+    }
+  };
+  const onChange = () => {
+    if (statePath === undefined) return;
+    dirty = true;
+    if (flushQueued) return;
+    flushQueued = true;
+    // Changes outside a request (resting orders filled by market trades) are written in the same
+    // turn of the event loop; a request's own changes are written before its answer (handle()).
+    queueMicrotask(() => {
+      flushQueued = false;
+      try {
+        persist();
+      } catch (err) {
+        // Left dirty: the next request retries the write and fails with a 500 if it still cannot.
+        log.error(`cannot write state file ${statePath}: ${err}`);
+      }
+    });
+  };
   const engine = new Engine({
     market: options.market,
     krw: options.krw,
     holdings: options.balances ?? {},
     faults: options.faults,
-    nextUuid: uuidGenerator(mulberry32(options.seed)),
+    nextUuid: uuids.next,
+    restore: saved,
+    onChange,
   });
+  // Written at once: a path that cannot be written fails the start, not the first order.
+  dirty = statePath !== undefined;
+  persist();
   const streams = new PrivateStreams({
     engine,
     auth,
@@ -238,7 +284,9 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
 
     "GET /v1/orders/closed": (query) => {
       const market = query.get("market");
-      const states = statesParam(query, ["done", "cancel"], ["done", "cancel"]);
+      // `prevented` (SMP, since 2026-11-09) only when asked for: §4.9 documents done / cancel as
+      // the states of this list, so the stricter reading keeps it out of the default.
+      const states = statesParam(query, ["done", "cancel", "prevented"], ["done", "cancel"]);
       if (isApiError(states)) return errorResponse(states);
       const limit = intParam(query, "limit", 100, 1, 1000);
       if (isApiError(limit)) return errorResponse(limit);
@@ -426,17 +474,12 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       }
       const verified = await auth.verify(req.headers.get("authorization"), hashed);
       if (isAuthFailure(verified)) return errorResponse(verified);
-      if (fault === "burn") {
-        const key = routeKey(req.method, url.pathname);
-        const identifier = key === "POST /v1/orders"
-          ? body.identifier
-          : key === "POST /v1/orders/cancel_and_new"
-          ? body.new_identifier
-          : undefined;
-        if (typeof identifier === "string") engine.burnIdentifier(identifier);
-        return errorResponse(apiError(500, "server_error", "Simulated server error."));
-      }
-      return route(url.searchParams, body);
+      const response = answer(req.method, url, body, fault);
+      // Let a cancel accepted by this request complete (a microtask, see requestCancel), then
+      // persist before answering.
+      await null;
+      persist();
+      return response;
     },
 
     handlePrivateWebSocket(req) {
@@ -454,6 +497,22 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     close() {
       streams.close();
       engine.close();
+      persist();
     },
   };
+
+  function answer(method: string, url: URL, body: Body, fault?: "burn"): Response {
+    const route = routes[routeKey(method, url.pathname)]!;
+    if (fault === "burn") {
+      const key = routeKey(method, url.pathname);
+      const identifier = key === "POST /v1/orders"
+        ? body.identifier
+        : key === "POST /v1/orders/cancel_and_new"
+        ? body.new_identifier
+        : undefined;
+      if (typeof identifier === "string") engine.burnIdentifier(identifier);
+      return errorResponse(apiError(500, "server_error", "Simulated server error."));
+    }
+    return route(url.searchParams, body);
+  }
 }

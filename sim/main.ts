@@ -15,6 +15,7 @@ import {
   DEFAULT_SECRET_KEY,
   type SimulatorOptions,
   startSimulator,
+  StateFileError,
 } from "./mod.ts";
 
 const log = createLogger("sim");
@@ -30,6 +31,8 @@ const USAGE = `Usage: deno task sim [options]   (each option also as a SIM_* var
   --krw N           SIM_KRW          starting KRW balance (default 10000000)
   --balances M=V,.. SIM_BALANCES     coins held at start, e.g. KRW-BTC=0.5,KRW-ETH=2 (avg_buy_price =
                                      the market's starting price; markets must be simulated)
+  --state FILE      SIM_STATE        keep accounts, orders and used identifiers in FILE across restarts
+                                     (created when missing; a corrupt FILE stops the start)
   --faults JSON     SIM_FAULTS       initial faults, e.g. '{"latency_ms":50,"error_rate":0.1}'
 `;
 
@@ -65,6 +68,7 @@ const CliSchema = z.object({
       ).min(1, "--balances needs at least one MARKET=VOLUME pair"),
     )
     .optional(),
+  state: z.string().trim().min(1).optional(),
   faults: z.string().optional(),
 });
 
@@ -78,6 +82,7 @@ const ENV_NAMES: Record<keyof z.input<typeof CliSchema>, string> = {
   "secret-key": "SIM_SECRET_KEY",
   krw: "SIM_KRW",
   balances: "SIM_BALANCES",
+  state: "SIM_STATE",
   faults: "SIM_FAULTS",
 };
 
@@ -161,6 +166,7 @@ export function parseCli(
     secretKey: v["secret-key"],
     krw: v.krw,
     balances,
+    stateFile: v.state,
     faults,
   };
 }
@@ -176,7 +182,14 @@ async function main(): Promise<void> {
     Deno.stderr.writeSync(new TextEncoder().encode(USAGE));
     Deno.exit(err.message ? 2 : 0);
   }
-  const sim = await startSimulator(options);
+  let sim;
+  try {
+    sim = await startSimulator(options);
+  } catch (err) {
+    if (!(err instanceof StateFileError)) throw err;
+    log.error(`simulator: cannot start: ${err.message}`);
+    Deno.exit(1);
+  }
   // Only the documented default secret is shown; a secret given by the user is never printed.
   const secretShown = sim.secretKey === DEFAULT_SECRET_KEY ? sim.secretKey : "(as given)";
   out(
@@ -189,6 +202,7 @@ async function main(): Promise<void> {
       `  Secret key:  ${secretShown}`,
       `  Markets:     ${(options.markets ?? []).join(",")}`,
       `  Rate:        ${options.rate} trades/s, seed ${options.seed}`,
+      ...(options.stateFile ? [`  State file:  ${options.stateFile}`] : []),
       `  Faults:      ${sim.restUrl}/_sim/faults (GET, POST)   Orders: ${sim.restUrl}/_sim/orders`,
       "",
     ].join("\n"),

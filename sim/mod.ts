@@ -13,6 +13,8 @@ import { RateLimiter } from "./rate_limit.ts";
 import { createSimServer } from "./server.ts";
 import { createRng } from "./_rng.ts";
 
+export { StateFileError } from "./_state_file.ts";
+
 /** Fault settings, all switchable while running (also via `POST /_sim/faults`). */
 export interface Faults {
   /** Added delay before every REST answer, in ms. */
@@ -63,6 +65,12 @@ export interface SimulatorOptions {
    * `{ "KRW-BTC": "0.5" }`. Each gets the market's starting price as `avg_buy_price`.
    */
   balances?: Record<string, string | number>;
+  /**
+   * State file: accounts, orders with their fills, used identifiers and the uuid stream survive a
+   * restart. Loaded when it exists (then `krw` and `balances` are ignored); a corrupt file makes
+   * the start fail with {@linkcode StateFileError}. Rewritten atomically after every change.
+   */
+  stateFile?: string;
   faults?: Partial<Faults>;
   /** Idle timeout of the public and private WebSocket (§7.9), for tests. @default {120_000} */
   wsIdleTimeoutMs?: number;
@@ -156,6 +164,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     secretKey,
     krw: options.krw ?? 10_000_000,
     balances: options.balances ?? {},
+    stateFile: options.stateFile,
     seed,
     faults: () => faults.current(),
     wsIdleTimeoutMs: options.wsIdleTimeoutMs,

@@ -68,6 +68,8 @@ export class FakeMarket implements MarketView {
 export const NO_FAULTS: Faults = {
   latency_ms: 0,
   error_rate: 0,
+  server_error_after_create_rate: 0,
+  server_error_burn_rate: 0,
   lost_response_rate: 0,
   ws_disconnect_every_sec: 0,
   malformed_frame_rate: 0,
@@ -75,9 +77,15 @@ export const NO_FAULTS: Faults = {
   offline_markets: [],
 };
 
-/** A fresh exchange over a fake market with 10,000,000 KRW. */
+/** A fresh exchange over a fake market with 10,000,000 KRW (and `balances`: coins by market). */
 export function makeExchange(
-  options: { krw?: number; faults?: Partial<Faults>; market?: FakeMarket; seed?: number } = {},
+  options: {
+    krw?: number;
+    faults?: Partial<Faults>;
+    market?: FakeMarket;
+    seed?: number;
+    balances?: Record<string, string>;
+  } = {},
 ): { exchange: ExchangeHandler; market: FakeMarket; faults: Faults } {
   const market = options.market ?? new FakeMarket();
   const faults = { ...NO_FAULTS, ...options.faults };
@@ -87,6 +95,7 @@ export function makeExchange(
     secretKey: SECRET_KEY,
     krw: options.krw ?? 10_000_000,
     seed: options.seed ?? 1,
+    balances: options.balances,
     faults: () => faults,
   });
   return { exchange, market, faults };

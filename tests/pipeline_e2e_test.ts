@@ -269,20 +269,19 @@ function liveEnv(): Record<string, string> {
   };
 }
 
-/** Why a live attempt may end without an order (each documented by the executor). */
-const NO_ORDER_REASONS = [
-  /^live entry paper-\d+-ENTER_LONG bought nothing$/,
-  /^no live entry for this exit$/,
-  /^under min total 5000 KRW/,
-  /^stale: paper trade is \d+s old$/,
-  /; not retried: signal is stale$/,
-  /^not created \(resolved by identifier\)$/,
-  /^identifier already used at Upbit and no order found; not retried$/,
-];
+/** Why a live attempt may end without an order (reason codes of the executor). */
+const NO_ORDER_REASONS = new Set([
+  "entry_bought_nothing",
+  "no_live_entry",
+  "under_min_total",
+  "stale_signal",
+  "retries_exhausted",
+  "insufficient_funds_bid",
+]);
 
-/** Whether a live attempt will change no more. */
-const RESOLVED_SQL = `(status in ('done', 'skipped') or
-  (status = 'error' and retry_count >= ${MAX_RETRIES}))`;
+/** Whether a live attempt will change no more (a terminal state of the state machine). */
+const RESOLVED_SQL = `state in ('filled', 'cancelled', 'prevented', 'rejected', 'failed',
+  'conflict', 'skipped', 'logged', 'test_ok')`;
 
 /** Waits until every paper trade up to `maxId` has a live attempt that will change no more. */
 async function settleLive(rig: Rig, maxId: number, timeoutMs = 45_000): Promise<void> {
@@ -323,7 +322,8 @@ async function assertLiveInvariants(rig: Rig, maxId: number) {
   const byIdentifier = new Map(attempts.map((a) => [a.identifier, a]));
   const checked = [];
   for (const p of papers) {
-    const identifier = `paper-${p.id}-${p.action}`;
+    const [inst] = await rig.sql`select id from installation`;
+    const identifier = `paper-${inst!.id}-${p.id}-${p.action}`;
     const a = byIdentifier.get(identifier);
     assert.ok(a, `paper trade ${p.id} has its attempt ${identifier}${await context()}`);
     assert.equal(a.mode, "live");
@@ -331,8 +331,8 @@ async function assertLiveInvariants(rig: Rig, maxId: number) {
     const order = ordersById.get(identifier)?.[0];
     if (a.status !== "done") {
       assert.ok(
-        NO_ORDER_REASONS.some((re) => re.test(a.error_msg ?? "")),
-        `${identifier} ended ${a.status} (${a.error_msg})${await context()}`,
+        NO_ORDER_REASONS.has(a.reason),
+        `${identifier} ended ${a.state} (${a.reason}: ${a.error_msg})${await context()}`,
       );
       assert.equal(order, undefined, `${identifier} ended ${a.status} but an order exists`);
       continue;
@@ -350,7 +350,7 @@ async function assertLiveInvariants(rig: Rig, maxId: number) {
     assert.ok(snap!.n > 0 && snap!.final_seen, `${identifier} has snapshots incl. its final state`);
     if (p.action === "EXIT_LONG") {
       // It sold what its entry really bought, not the paper quantity.
-      const entry = byIdentifier.get(`paper-${p.entry_id}-ENTER_LONG`);
+      const entry = byIdentifier.get(`paper-${inst!.id}-${p.entry_id}-ENTER_LONG`);
       assert.equal(Number(a.volume), Number(entry?.executed_volume));
     }
   }
@@ -366,18 +366,20 @@ async function assertPositionsMatchAccounts(rig: Rig, timeoutMs = 15_000): Promi
       select symbol, krw_balance::text, base_balance::text, base_locked::text,
              avg_buy_price::text, position_status
       from live_positions order by symbol`;
+    const ledger = await rig.sql<{ symbol: string; open_volume: string }[]>`
+      select symbol, open_volume::text from position_ledger`;
     const krw = accounts.find((a) => a.currency === "KRW");
     const expected = [...rig.markets].sort().map((symbol) => {
       const a = accounts.find((x) => x.currency === symbol.split("-")[1]);
-      const held = Number(a?.balance ?? 0) + Number(a?.locked ?? 0);
+      const owned = Number(ledger.find((l) => l.symbol === symbol)?.open_volume ?? 0);
       return {
         symbol,
         krw_balance: krw?.balance ?? "0",
         base_balance: a?.balance ?? "0",
         base_locked: a?.locked ?? "0",
         avg_buy_price: a?.avg_buy_price ?? "0",
-        // A position is LONG when it can be sold (worth at least the 5,000 KRW minimum).
-        position_status: held * Number(a?.avg_buy_price ?? 0) >= 5000 ? "LONG" : "FLAT",
+        // The position is the ledger's: LONG while upbot owns a volume.
+        position_status: owned > 0 ? "LONG" : "FLAT",
       };
     });
     const actual = rows.map((r) => ({ ...r, ...decimals(r) }));
@@ -456,7 +458,7 @@ for (const backend of testBackends()) {
       for (const p of papers) {
         const a = byPaper.get(p.id);
         assert.ok(a, `paper trade ${p.id} has an attempt`);
-        assert.equal(a.identifier, `paper-${p.id}-${p.action}`);
+        assert.match(a.identifier, new RegExp(`^paper-[a-z2-7]{8}-${p.id}-${p.action}$`));
         assert.equal(a.mode, "shadow");
         assert.equal(a.status, "logged");
         assert.equal(a.symbol, p.symbol);
@@ -508,7 +510,7 @@ for (const backend of testBackends()) {
       );
       const papers = await paperTrades(sql);
       const lastId = Number(papers.at(-1)!.id);
-      // An error is retried once (EXECUTOR_MAX_RETRIES=1), then left alone.
+      // A definite refusal is final at once (rejected).
       await until(
         rig,
         "every paper trade so far has a settled test attempt",
@@ -516,8 +518,7 @@ for (const backend of testBackends()) {
           await count(
             sql,
             "upbit_order_attempts",
-            `paper_trade_id <= ${lastId} and (status = 'test_ok' or
-           (status = 'error' and retry_count >= 1))`,
+            `paper_trade_id <= ${lastId} and state in ('test_ok', 'rejected')`,
           ) >= papers.length,
       );
       const attempts = await attemptRows(sql);
@@ -525,7 +526,7 @@ for (const backend of testBackends()) {
       for (const p of papers) {
         const a = byPaper.get(p.id);
         assert.ok(a, `paper trade ${p.id} has an attempt`);
-        assert.equal(a.identifier, `paper-${p.id}-${p.action}`);
+        assert.match(a.identifier, new RegExp(`^paper-[a-z2-7]{8}-${p.id}-${p.action}$`));
         assert.equal(a.mode, "test");
         assert.equal(a.uuid, null, "a test uuid is never stored where the poller looks");
         if (p.action === "ENTER_LONG") {
@@ -537,10 +538,11 @@ for (const backend of testBackends()) {
         } else {
           // A test buy buys nothing, so the test sell of the paper quantity is refused for
           // lack of funds, as Upbit would (see execution_test.ts).
-          assert.equal(a.status, "error");
+          assert.deepEqual([a.state, a.status], ["rejected", "error"]);
+          assert.equal(a.reason, "insufficient_funds_ask");
           assert.match(a.error_msg, /^insufficient_funds_ask: /);
           assert.equal(a.http_status, 400);
-          assert.equal(a.retry_count, 1);
+          assert.equal(a.retry_count, 0, "a definite refusal is not retried");
         }
       }
       assert.deepEqual(rig.sim.orders(), [], "orders/test creates nothing");

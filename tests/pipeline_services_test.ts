@@ -292,54 +292,59 @@ dbTest(
   },
 );
 
-dbTest("account: live_positions equal the simulator's balances", async (db) => {
-  const restoreLog = quiet();
-  const sim = await startSimulator({ rate: 0, seed: 5, markets: [MARKET, "KRW-ETH"] });
-  const rest = new UpbitRest({
-    baseUrl: sim.restUrl,
-    accessKey: sim.accessKey,
-    secretKey: sim.secretKey,
-  });
-  try {
-    const buy = await rest.postOrder({
-      market: MARKET,
-      side: "bid",
-      ord_type: "price",
-      price: "20000",
-      identifier: "acct-test-1",
+dbTest(
+  "account: live_positions hold the simulator's balances; coins upbot did not buy stay FLAT",
+  async (db) => {
+    const restoreLog = quiet();
+    const sim = await startSimulator({ rate: 0, seed: 5, markets: [MARKET, "KRW-ETH"] });
+    const rest = new UpbitRest({
+      baseUrl: sim.restUrl,
+      accessKey: sim.accessKey,
+      secretKey: sim.secretKey,
     });
-    assert.equal(buy.kind, "accepted");
-    const sync = new AccountSync({
-      sql: db.sql,
-      rest,
-      markets: [MARKET, "KRW-ETH"],
-      log: createLogger("account"),
-    });
-    await sync.pollOnce();
-    const { data: accounts } = await rest.getAccounts();
-    const krw = accounts.find((a) => a.currency === "KRW")!;
-    const btc = accounts.find((a) => a.currency === "BTC")!;
-    const rows = await db.sql`select * from live_positions order by symbol`;
-    const byMarket = Object.fromEntries(rows.map((r) => [r.symbol, r]));
-    assert.equal(byMarket[MARKET].position_status, "LONG");
-    assert.equal(byMarket[MARKET].base_balance, btc.balance);
-    assert.equal(byMarket[MARKET].avg_buy_price, btc.avg_buy_price);
-    assert.equal(byMarket[MARKET].krw_balance, krw.balance);
-    assert.equal(byMarket["KRW-ETH"].position_status, "FLAT");
-    const snaps = await db
-      .sql`select currency, balance from upbit_account_snapshots order by currency`;
-    assert.deepEqual(
-      snaps.map((s) => [s.currency, s.balance]),
-      accounts.map((a) => [a.currency, a.balance]).sort(),
-    );
-  } finally {
-    rest.close();
-    await sim.close();
-    restoreLog();
-  }
-});
+    try {
+      const buy = await rest.postOrder({
+        market: MARKET,
+        side: "bid",
+        ord_type: "price",
+        price: "20000",
+        identifier: "acct-test-1",
+      });
+      assert.equal(buy.kind, "accepted");
+      const sync = new AccountSync({
+        sql: db.sql,
+        rest,
+        markets: [MARKET, "KRW-ETH"],
+        log: createLogger("account"),
+      });
+      await sync.pollOnce();
+      const { data: accounts } = await rest.getAccounts();
+      const krw = accounts.find((a) => a.currency === "KRW")!;
+      const btc = accounts.find((a) => a.currency === "BTC")!;
+      const rows = await db.sql`select * from live_positions order by symbol`;
+      const byMarket = Object.fromEntries(rows.map((r) => [r.symbol, r]));
+      // Bought outside upbot's ledger (by hand, as far as upbot knows): never upbot's position.
+      assert.equal(byMarket[MARKET].position_status, "FLAT");
+      assert.equal(Number(byMarket[MARKET].owned_volume), 0);
+      assert.equal(byMarket[MARKET].base_balance, btc.balance);
+      assert.equal(byMarket[MARKET].avg_buy_price, btc.avg_buy_price);
+      assert.equal(byMarket[MARKET].krw_balance, krw.balance);
+      assert.equal(byMarket["KRW-ETH"].position_status, "FLAT");
+      const snaps = await db
+        .sql`select currency, balance from upbit_account_snapshots order by currency`;
+      assert.deepEqual(
+        snaps.map((s) => [s.currency, s.balance]),
+        accounts.map((a) => [a.currency, a.balance]).sort(),
+      );
+    } finally {
+      rest.close();
+      await sim.close();
+      restoreLog();
+    }
+  },
+);
 
-Deno.test("derivePositions() treats unsellable dust as FLAT", () => {
+Deno.test("derivePositions() takes the position from the ledger, never from the balances", () => {
   const acc = (currency: string, balance: string, avg: string) => ({
     currency,
     balance,
@@ -348,12 +353,34 @@ Deno.test("derivePositions() treats unsellable dust as FLAT", () => {
     avg_buy_price_modified: false,
     unit_currency: "KRW",
   });
-  const [p] = derivePositions([acc("KRW", "1000", "0"), acc("BTC", "0.00001", "100000000")], [
-    MARKET,
-  ], {});
-  assert.equal(p!.status, "FLAT"); // 1,000 KRW of BTC is below the 5,000 KRW minimum
-  const [q] = derivePositions([acc("BTC", "0.0001", "100000000")], [MARKET], {
-    [MARKET]: 100_000_000,
+  const ledger = (symbol: string, openVolume: string, avgEntryPrice: string | null) => ({
+    symbol,
+    bought: "1",
+    sold: "0",
+    gone: "0",
+    dust: "0",
+    openVolume,
+    cost: "0",
+    proceeds: "0",
+    fees: "0",
+    avgEntryPrice,
+    realisedPnl: "0",
+    lastTs: new Date(0),
   });
-  assert.equal(q!.status, "LONG");
+  const accounts = [
+    acc("KRW", "1000", "0"),
+    acc("BTC", "2", "100000000"), // the owner's: worth far more than the minimum
+    acc("ETH", "0.5", "4000000"),
+  ];
+  const positions = derivePositions(accounts, [MARKET, "KRW-ETH"], [
+    ledger("KRW-ETH", "0.1", "4002000"),
+    ledger("KRW-XRP", "-1", null), // history sold more than it bought: owns nothing
+  ]);
+  assert.deepEqual(positions.map((p) => [p.symbol, p.status, p.ownedVolume, p.entryPrice]), [
+    [MARKET, "FLAT", "0", null],
+    ["KRW-ETH", "LONG", "0.1", "4002000"],
+    ["KRW-XRP", "FLAT", "0", null],
+  ]);
+  assert.equal(positions[0]!.baseBalance, "2");
+  assert.equal(positions[1]!.krwBalance, "1000");
 });

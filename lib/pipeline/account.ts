@@ -1,13 +1,15 @@
 /**
  * @module The account actor's logic: `GET /v1/accounts` -> `upbit_account_snapshots` (one row per
- * currency per poll) and `live_positions` (one row per traded market: KRW and base balances,
- * average buy price, FLAT or LONG).
+ * currency per poll) and `live_positions` (one row per configured market and per market of the
+ * position ledger: the exchange's KRW and coin balances beside upbot's own position, which
+ * comes from the ledger, never from the balances).
  */
 import type { Client } from "../db.ts";
+import { dec, formatDec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import type { Account } from "../upbit/schemas.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
-import { MIN_ORDER_KRW } from "../execution/executor.ts";
+import { type LedgerPosition, ledgerPositions } from "../execution/position_ledger.ts";
 
 /** Options of {@linkcode AccountSync}. */
 export interface AccountSyncOptions {
@@ -18,43 +20,51 @@ export interface AccountSyncOptions {
   now?: () => number;
 }
 
-/** A position as derived from the balances. */
+/** A `live_positions` row: the account's balances and upbot's position in one market. */
 export interface DerivedPosition {
   symbol: string;
+  /** The exchange's available KRW. */
   krwBalance: string;
+  /** The exchange's available coin (the whole account, the owner's coins included). */
   baseBalance: string;
   baseLocked: string;
+  /** The exchange's average buy price of the coin (the whole account). */
   avgBuyPrice: string;
+  /** What upbot owns: the ledger's open volume (0 when the ledger is flat or below zero). */
+  ownedVolume: string;
+  /** The ledger's cost basis per coin; null when flat. */
+  entryPrice: string | null;
+  /** LONG exactly when upbot owns a volume above zero. */
   status: "FLAT" | "LONG";
 }
 
 /**
- * Derives each market's position. LONG when the base holding (available + locked) is worth at
- * least Upbit's minimum order at `prices[symbol]` (else at the average buy price): dust below the
- * minimum cannot be sold, so it counts as FLAT.
+ * One row per market of `markets` and per market of the ledger (a position is an obligation even
+ * after its market leaves the configuration, and its row turns FLAT once closed). The position is
+ * the ledger's: coins the owner holds that upbot did not buy leave a market FLAT.
  */
 export function derivePositions(
   accounts: readonly Account[],
   markets: readonly string[],
-  prices: Readonly<Record<string, number>>,
+  ledger: readonly LedgerPosition[],
 ): DerivedPosition[] {
   const byCurrency = new Map(accounts.map((a) => [a.currency, a]));
+  const byMarket = new Map(ledger.map((p) => [p.symbol, p]));
   const krw = byCurrency.get("KRW")?.balance ?? "0";
-  return markets.map((symbol) => {
-    const base = symbol.slice(symbol.indexOf("-") + 1);
-    const a = byCurrency.get(base);
-    const balance = a?.balance ?? "0";
-    const locked = a?.locked ?? "0";
-    const avg = a?.avg_buy_price ?? "0";
-    const price = prices[symbol] ?? Number(avg);
-    const value = (Number(balance) + Number(locked)) * price;
+  const symbols = [...new Set([...markets, ...ledger.map((p) => p.symbol)])].sort();
+  return symbols.map((symbol) => {
+    const a = byCurrency.get(symbol.slice(symbol.indexOf("-") + 1));
+    const p = byMarket.get(symbol);
+    const owned = p && dec(p.openVolume) > ZERO ? dec(p.openVolume) : ZERO;
     return {
       symbol,
       krwBalance: krw,
-      baseBalance: balance,
-      baseLocked: locked,
-      avgBuyPrice: avg,
-      status: value >= MIN_ORDER_KRW ? "LONG" : "FLAT",
+      baseBalance: a?.balance ?? "0",
+      baseLocked: a?.locked ?? "0",
+      avgBuyPrice: a?.avg_buy_price ?? "0",
+      ownedVolume: formatDec(owned),
+      entryPrice: owned > ZERO ? p?.avgEntryPrice ?? null : null,
+      status: owned > ZERO ? "LONG" : "FLAT",
     };
   });
 }
@@ -69,17 +79,14 @@ export class AccountSync {
     this.#now = options.now ?? Date.now;
   }
 
-  /** One poll: stores the balances and the derived positions in one transaction. */
+  /**
+   * One poll: stores the balances and the positions in one transaction, the positions read from
+   * the ledger inside it.
+   */
   async pollOnce(): Promise<DerivedPosition[]> {
     const { data: accounts } = await this.#o.rest.getAccounts();
     const ts = new Date(this.#now());
-    const latest = await this.#o.sql<{ symbol: string; close: string }[]>`
-      select distinct on (symbol) symbol, close from market_1s
-      where symbol in ${this.#o.sql(this.#o.markets)}
-      order by symbol, ts desc`;
-    const prices = Object.fromEntries(latest.map((r) => [r.symbol, Number(r.close)]));
-    const positions = derivePositions(accounts, this.#o.markets, prices);
-    await this.#o.sql.begin(async (tx) => {
+    return await this.#o.sql.begin(async (tx) => {
       if (accounts.length > 0) {
         const rows = accounts.map((a) => ({
           ts,
@@ -91,18 +98,20 @@ export class AccountSync {
         }));
         await tx`insert into upbit_account_snapshots ${tx(rows)}`;
       }
+      const positions = derivePositions(accounts, this.#o.markets, await ledgerPositions(tx));
       for (const p of positions) {
         await tx`
           insert into live_positions (symbol, ts, krw_balance, base_balance, base_locked,
-                                      avg_buy_price, position_status)
+                                      avg_buy_price, owned_volume, entry_price, position_status)
           values (${p.symbol}, ${ts}, ${p.krwBalance}, ${p.baseBalance}, ${p.baseLocked},
-                  ${p.avgBuyPrice}, ${p.status})
+                  ${p.avgBuyPrice}, ${p.ownedVolume}, ${p.entryPrice}, ${p.status})
           on conflict (symbol) do update set ts = excluded.ts,
             krw_balance = excluded.krw_balance, base_balance = excluded.base_balance,
             base_locked = excluded.base_locked, avg_buy_price = excluded.avg_buy_price,
+            owned_volume = excluded.owned_volume, entry_price = excluded.entry_price,
             position_status = excluded.position_status, updated_at = now()`;
       }
+      return positions;
     });
-    return positions;
   }
 }

@@ -93,7 +93,11 @@ export interface OrderRequest {
   /** Unit price (limit) or quote total (price, best bid). */
   price?: Decimal;
   time_in_force?: "ioc" | "fok" | "post_only";
-  smp_type?: "cancel_maker" | "cancel_taker" | "reduce";
+  /**
+   * Self-trade prevention (§4.3). When absent the client sends {@linkcode DEFAULT_SMP_TYPE}
+   * (`none` with `post_only`, the only combination Upbit accepts).
+   */
+  smp_type?: "none" | "cancel_maker" | "cancel_taker" | "reduce";
   /**
    * Client order id, unique forever (≤ 64 chars). Required for real orders: it is how an
    * unknown outcome is resolved.
@@ -201,7 +205,18 @@ function checkOrderRequest(method: string, body: TestOrderRequest, needIdentifie
   }
 }
 
+/**
+ * `smp_type` upbot sends when the caller names none. Since 2026-11-09 Upbit treats an order without
+ * one as `cancel_maker`: an upbot order meeting the owner's own resting order would cancel the
+ * owner's order. `cancel_taker` cancels upbot's own order instead (it ends `prevented`, its
+ * executed part counting like a partial fill).
+ */
+export const DEFAULT_SMP_TYPE = "cancel_taker";
+
 function orderBody(body: TestOrderRequest): Record<string, string | undefined> {
+  // post_only is accepted only with `none` or no smp_type (and never takes, so never self-trades).
+  const smpType = body.smp_type ??
+    (body.time_in_force === "post_only" ? undefined : DEFAULT_SMP_TYPE);
   // Fixed key order: the JSON sent and the hashed string use it (§2.2).
   return {
     market: body.market,
@@ -210,7 +225,7 @@ function orderBody(body: TestOrderRequest): Record<string, string | undefined> {
     price: body.price,
     ord_type: body.ord_type,
     time_in_force: body.time_in_force,
-    smp_type: body.smp_type,
+    smp_type: smpType,
     identifier: body.identifier,
   };
 }

@@ -45,9 +45,12 @@ export const OrdType = z.enum(["limit", "price", "market", "best"]);
 /** `price` = market buy by KRW total, `market` = market sell by volume. */
 export type OrdType = z.output<typeof OrdType>;
 
-/** Order state on REST (§4.5). */
-export const OrderState = z.enum(["wait", "watch", "done", "cancel"]);
-/** `cancel` may still have fills: check `executed_volume` (§9.6). */
+/**
+ * Order state on REST (§4.5). `prevented` (self-trade prevention cancelled the order or its rest,
+ * since 2026-11-09) is final like `cancel`.
+ */
+export const OrderState = z.enum(["wait", "watch", "done", "cancel", "prevented"]);
+/** `cancel` and `prevented` may still have fills: check `executed_volume` (§9.6). */
 export type OrderState = z.output<typeof OrderState>;
 
 /** One fill in `GET /v1/order` (§4.5 `trades[]`). */
@@ -83,8 +86,14 @@ export const Order = z.object({
   locked: DecimalString,
   trades_count: z.number().int(),
   time_in_force: z.enum(["ioc", "fok", "post_only"]).nullish(),
+  /**
+   * `none`, `cancel_maker`, `cancel_taker` or `reduce`; always present since 2026-11-09
+   * (`cancel_maker` when the order named none). Kept a string so a new value never fails a read.
+   */
   smp_type: z.string().nullish(),
+  /** Quantity self-trade prevention cancelled; it never executed. */
   prevented_volume: DecimalString.nullish(),
+  /** What prevention released: quote funds (bid) or quantity (ask). */
   prevented_locked: DecimalString.nullish(),
   identifier: z.string().nullish(),
   trades: z.array(OrderTrade).optional(),

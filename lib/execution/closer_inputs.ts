@@ -1,0 +1,119 @@
+/**
+ * @module Assembles the position closer's input from the database (the ledger, the paper book,
+ * unsettled live orders, last prices) and the exchange's free balances.
+ */
+import type { Client, Sql } from "../db.ts";
+import { dec, formatDec, ZERO } from "../decimal.ts";
+import { MIN_ORDER_KRW } from "./executor.ts";
+import { ledgerPositions } from "./position_ledger.ts";
+import type { CloserInput, CloserMarket } from "./position_closer.ts";
+
+/** Free (`balance`, not `locked`) amount per currency (`"BTC"`), as `GET /v1/accounts` reports. */
+export type FreeBalances = Readonly<Record<string, string>>;
+
+/** Options of {@linkcode closerInputs}. */
+export interface CloserInputsOptions {
+  /** Close every ledger position even when the paper book holds it. @default {false} */
+  flatten?: boolean;
+  /** Minimum order total in KRW. @default {"5000"} */
+  minOrderKrw?: string;
+}
+
+/** Which sides of a market have a live order that is open, pending or of unknown outcome. */
+export interface UnsettledSides {
+  buy: boolean;
+  sell: boolean;
+}
+
+/**
+ * Markets with a live order whose outcome is not final: written but unanswered (`pending`), answer
+ * lost (`unknown`), or accepted and not yet `done`/`cancel`. The one place that knows how an
+ * attempt's state is spelt (today `status` and `final_state`).
+ *
+ * Attempts in `error` that the executor may still re-send are not counted: that state must get
+ * its own non-terminal name (and be added here) before the closer runs beside the executor.
+ */
+export async function unsettledLiveOrders(sql: Sql): Promise<Map<string, UnsettledSides>> {
+  const rows = await sql<{ symbol: string; side: "bid" | "ask" }[]>`
+    select distinct symbol, side from upbit_order_attempts
+    where mode = 'live'
+      and (status in ('pending', 'unknown') or (status = 'submitted' and final_state is null))`;
+  const out = new Map<string, UnsettledSides>();
+  for (const r of rows) {
+    const sides = out.get(r.symbol) ?? { buy: false, sell: false };
+    if (r.side === "bid") sides.buy = true;
+    else sides.sell = true;
+    out.set(r.symbol, sides);
+  }
+  return out;
+}
+
+/** Markets whose paper book holds an ENTER_LONG without its EXIT_LONG. */
+export async function paperOpenMarkets(sql: Sql): Promise<Set<string>> {
+  const rows = await sql<{ symbol: string }[]>`
+    select distinct e.symbol from paper_trades e
+    where e.action = 'ENTER_LONG'
+      and not exists (select 1 from paper_trades x where x.entry_id = e.id)`;
+  return new Set(rows.map((r) => r.symbol));
+}
+
+/** The last 1-second close of each of `markets` (markets without bars are absent). */
+export async function lastCloses(
+  sql: Sql,
+  markets: readonly string[],
+): Promise<Map<string, string>> {
+  if (markets.length === 0) return new Map();
+  const rows = await sql<{ symbol: string; close: string }[]>`
+    select distinct on (symbol) symbol, close from market_1s
+    where symbol in ${sql(markets)}
+    order by symbol, ts desc`;
+  return new Map(rows.map((r) => [r.symbol, formatDec(dec(r.close))]));
+}
+
+/**
+ * The closer's input for every market the ledger holds open.
+ *
+ * The database is read first, in one repeatable-read snapshot, and the balances afterwards
+ * (`readFreeBalances` is called only in live mode, so shadow and test make no API call): every
+ * fill in the ledger then happened before the balance was read, so a balance below the ledger
+ * means coins left without an order of ours, not a fill the balance has not seen yet. Orders
+ * still open at the snapshot are flagged unsettled; the closer waits for them.
+ */
+export async function closerInputs(
+  sql: Client,
+  mode: CloserInput["mode"],
+  readFreeBalances: () => Promise<FreeBalances>,
+  options: CloserInputsOptions = {},
+): Promise<CloserInput> {
+  const { ledger, unsettled, paperOpen, prices } = await sql.begin(
+    "isolation level repeatable read read only",
+    async (tx) => {
+      const unsettled = await unsettledLiveOrders(tx);
+      const ledger = (await ledgerPositions(tx)).filter((p) => dec(p.openVolume) > ZERO);
+      const paperOpen = await paperOpenMarkets(tx);
+      const prices = await lastCloses(tx, ledger.map((p) => p.symbol));
+      return { ledger, unsettled, paperOpen, prices };
+    },
+  );
+  const balances = mode === "live" && ledger.length > 0 ? await readFreeBalances() : null;
+  const markets: CloserMarket[] = ledger.map((p) => {
+    const currency = p.symbol.slice(p.symbol.indexOf("-") + 1);
+    const sides = unsettled.get(p.symbol);
+    return {
+      market: p.symbol,
+      openVolume: p.openVolume,
+      paperFlat: !paperOpen.has(p.symbol),
+      sellUnsettled: sides?.sell ?? false,
+      buyUnsettled: sides?.buy ?? false,
+      // GET /v1/accounts leaves out currencies the account does not hold.
+      freeBalance: balances === null ? null : balances[currency] ?? "0",
+      lastPrice: prices.get(p.symbol) ?? null,
+    };
+  });
+  return {
+    mode,
+    flatten: options.flatten ?? false,
+    minOrderKrw: options.minOrderKrw ?? String(MIN_ORDER_KRW),
+    markets,
+  };
+}

@@ -1,0 +1,181 @@
+/**
+ * @module The position closer's decisions, as a pure function: for each market the live ledger
+ * still holds, sell it (reduce-only, never more than the ledger's open volume, so never the
+ * owner's own coins), write off what cannot be sold (`dust`) or is no longer there (`gone`), or
+ * hold and say why. Also {@linkcode classifySellRefusal}: what a refused sell means for the
+ * position.
+ */
+import { type Dec, dec, formatDec, minDec, mul, truncDec, ZERO } from "../decimal.ts";
+
+/** Fractional digits of an order volume Upbit accepts (§8.2: quantities carry 8 decimals). */
+export const VOLUME_PLACES = 8;
+
+/** One market as the closer sees it. Amounts are exact decimal strings. */
+export interface CloserMarket {
+  market: string;
+  /** The ledger's open volume (what upbot owns). */
+  openVolume: string;
+  /** true when every paper ENTER_LONG of this market has its EXIT_LONG. */
+  paperFlat: boolean;
+  /** true when a sell of this market is open, pending or of unknown outcome. */
+  sellUnsettled: boolean;
+  /**
+   * true when a buy of this market is open, pending or of unknown outcome: its fills may not be
+   * in the ledger yet, so a short balance proves nothing.
+   */
+  buyUnsettled: boolean;
+  /** The exchange's free (`balance`, not `locked`) amount of the coin; null when not known. */
+  freeBalance: string | null;
+  /** Last traded price in KRW; null when not known. */
+  lastPrice: string | null;
+}
+
+/** Everything {@linkcode decideCloses} needs. */
+export interface CloserInput {
+  /** The effective trading mode: only `live` sends or writes anything off. */
+  mode: "shadow" | "test" | "live";
+  /** Close every ledger position now, even when the paper book still holds it. */
+  flatten: boolean;
+  /** Minimum order total in KRW (§8.2: 5,000). */
+  minOrderKrw: string;
+  markets: readonly CloserMarket[];
+}
+
+/** Why an open position is left alone this round. */
+export type HoldReason =
+  /** Not in live mode: nothing is sent; closed when live mode returns. */
+  | "not_live"
+  /** The paper book still holds the market (and no flatten was asked for). */
+  | "paper_open"
+  /** A sell of the market is open or unresolved: wait for its outcome. */
+  | "sell_unsettled"
+  /** The exchange balance is not known. */
+  | "no_balance"
+  /** No last price: the minimum order total cannot be checked. */
+  | "no_price"
+  /** Part of the position is not on the exchange but a buy is still unsettled. */
+  | "buy_unsettled";
+
+/** One thing to do for a market. Volumes have at most 8 decimals. */
+export type CloseDecision =
+  /** Send a reduce-only market sell (`ord_type: "market"`) of `volume`. */
+  | { kind: "sell"; market: string; volume: string }
+  /** Record `volume` as dust worth `valueKrw` at the last price (below the minimum total). */
+  | { kind: "dust"; market: string; volume: string; valueKrw: string }
+  /** Record `volume` as gone: the ledger says upbot owns it, the exchange does not hold it. */
+  | { kind: "gone"; market: string; volume: string }
+  /** Leave the open position for now (report it). */
+  | { kind: "hold"; market: string; volume: string; reason: HoldReason };
+
+/**
+ * Decides, per market with an open ledger volume, what closes it:
+ * - only in live mode, only when the paper book is flat (or `flatten`), and never while a sell of
+ *   that market is open or unresolved;
+ * - what the ledger owns but the exchange's free balance lacks is `gone` (not while any order of
+ *   the market is unsettled: coins locked in our own sell or a buy not yet in the ledger);
+ * - the rest, min(open volume, free balance) truncated to 8 decimals, is sold when worth at least
+ *   the minimum order total at the last price, else recorded as `dust`.
+ *
+ * Markets with no open volume get no decision. Every other market gets at least one.
+ */
+export function decideCloses(input: CloserInput): CloseDecision[] {
+  const min = dec(input.minOrderKrw);
+  const out: CloseDecision[] = [];
+  for (const m of input.markets) {
+    const open = dec(m.openVolume);
+    if (open <= ZERO) continue;
+    const hold = (reason: HoldReason, volume: Dec = open) =>
+      out.push({ kind: "hold", market: m.market, volume: formatDec(volume), reason });
+    if (input.mode !== "live") {
+      hold("not_live");
+      continue;
+    }
+    if (!m.paperFlat && !input.flatten) {
+      hold("paper_open");
+      continue;
+    }
+    if (m.sellUnsettled) {
+      hold("sell_unsettled");
+      continue;
+    }
+    if (m.freeBalance === null) {
+      hold("no_balance");
+      continue;
+    }
+    const free = dec(m.freeBalance);
+    let present = open;
+    if (free < open) {
+      if (m.buyUnsettled) {
+        hold("buy_unsettled");
+        continue;
+      }
+      const missing = open - (free > ZERO ? free : ZERO);
+      out.push({ kind: "gone", market: m.market, volume: formatDec(missing) });
+      present = open - missing;
+      if (present === ZERO) continue;
+    }
+    if (m.lastPrice === null) {
+      hold("no_price", present);
+      continue;
+    }
+    const price = dec(m.lastPrice);
+    const sellable = truncDec(minDec(present, free), VOLUME_PLACES);
+    if (sellable > ZERO && mul(sellable, price) >= min) {
+      out.push({ kind: "sell", market: m.market, volume: formatDec(sellable) });
+    } else {
+      out.push(dustOf(m.market, present, price));
+    }
+  }
+  return out;
+}
+
+function dustOf(market: string, volume: Dec, price: Dec): CloseDecision {
+  return {
+    kind: "dust",
+    market,
+    volume: formatDec(volume),
+    valueKrw: formatDec(truncDec(mul(volume, price), VOLUME_PLACES)),
+  };
+}
+
+/**
+ * What a refused (or unanswered) sell means for the position:
+ * - `retry`: it may clear by waiting; send the sell again with capped backoff while the position
+ *   is open (maintenance, 5xx, 429, 418, an answer that never came, a reused nonce);
+ * - `reread_balance`: waiting will not help; re-read the balance and the price and decide again
+ *   ({@linkcode decideCloses} then sells what is there, and records the rest as gone or dust);
+ * - `final`: this order cannot succeed as sent (bad parameters, keys, permissions, an unknown
+ *   market or identifier problem); raise the alarm. The position stays open in the ledger.
+ */
+export type SellRefusalClass = "retry" | "reread_balance" | "final";
+
+const RETRY_CODES = new Set([
+  "market_offline", // §5.2 403: maintenance
+  "internal_server_error",
+  "server_error",
+  "too_many_requests",
+  "nonce_used", // a new request gets a new nonce
+  "unknown", // our marker: the answer was lost
+]);
+
+const REREAD_CODES = new Set([
+  "insufficient_funds_ask", // coins sold by hand or still locked
+  "under_min_total_ask", // the price moved: the remainder may now be dust
+]);
+
+/**
+ * Classifies a sell refusal by Upbit's `error.name` (§5.2) and the HTTP status (null when no
+ * answer arrived). Statuses decide first: 5xx, 429 and 418 always wait, whatever the body said.
+ */
+export function classifySellRefusal(
+  code: string,
+  httpStatus: number | null,
+): SellRefusalClass {
+  if (httpStatus === null || httpStatus >= 500 || httpStatus === 429 || httpStatus === 418) {
+    return "retry";
+  }
+  const name = code.toLowerCase();
+  if (RETRY_CODES.has(name)) return "retry";
+  if (REREAD_CODES.has(name)) return "reread_balance";
+  return "final";
+}

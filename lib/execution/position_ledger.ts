@@ -1,0 +1,168 @@
+/**
+ * @module The live position ledger (`position_ledger` view, migration 003): what upbot owns on the
+ * exchange per market, from the fills of its own live orders, minus volume recorded as `gone`
+ * (no longer on the exchange) or `dust` (below the minimum order total). Amounts are exact
+ * decimal strings.
+ */
+import type { Sql } from "../db.ts";
+import { dec, formatDec } from "../decimal.ts";
+
+/** One market of the ledger. Volumes in the coin, money in KRW, all exact decimal strings. */
+export interface LedgerPosition {
+  symbol: string;
+  /** Volume bought by upbot's live orders. */
+  bought: string;
+  /** Volume sold by upbot's live orders. */
+  sold: string;
+  /** Volume recorded as no longer on the exchange. */
+  gone: string;
+  /** Volume recorded as unsellable dust. */
+  dust: string;
+  /** bought - sold - gone - dust: what upbot still owns (negative only if history is wrong). */
+  openVolume: string;
+  /** KRW paid for every buy, fees included. */
+  cost: string;
+  /** KRW received for every sale, net of fees. */
+  proceeds: string;
+  /** KRW fees of every fill. */
+  fees: string;
+  /** Cost basis per coin of the open position (buy fees included); null when flat. */
+  avgEntryPrice: string | null;
+  /** proceeds - cost + cost basis of the open volume (informational: 8 decimals). */
+  realisedPnl: string;
+  /** Time of the last movement (attempt creation or adjustment). */
+  lastTs: Date;
+}
+
+interface LedgerRow {
+  symbol: string;
+  bought: string;
+  sold: string;
+  gone: string;
+  dust: string;
+  open_volume: string;
+  cost: string;
+  proceeds: string;
+  fees: string;
+  avg_entry_price: string | null;
+  realised_pnl: string;
+  last_ts: Date;
+}
+
+/** NUMERIC text without trailing zeros (`"0.00100000"` -> `"0.001"`). */
+function clean(value: string): string {
+  return formatDec(dec(value));
+}
+
+function toPosition(r: LedgerRow): LedgerPosition {
+  return {
+    symbol: r.symbol,
+    bought: clean(r.bought),
+    sold: clean(r.sold),
+    gone: clean(r.gone),
+    dust: clean(r.dust),
+    openVolume: clean(r.open_volume),
+    cost: clean(r.cost),
+    proceeds: clean(r.proceeds),
+    fees: clean(r.fees),
+    avgEntryPrice: r.avg_entry_price === null ? null : clean(r.avg_entry_price),
+    realisedPnl: clean(r.realised_pnl),
+    lastTs: r.last_ts,
+  };
+}
+
+/** Every market upbot ever held live, by symbol. */
+export async function ledgerPositions(sql: Sql): Promise<LedgerPosition[]> {
+  const rows = await sql<LedgerRow[]>`select * from position_ledger order by symbol`;
+  return rows.map(toPosition);
+}
+
+/** The ledger of `market`, or null when upbot never held it live. */
+export async function ledgerPosition(sql: Sql, market: string): Promise<LedgerPosition | null> {
+  const [row] = await sql<LedgerRow[]>`select * from position_ledger where symbol = ${market}`;
+  return row ? toPosition(row) : null;
+}
+
+/** Thrown when an adjustment would close more than the ledger's open volume. */
+export class LedgerAdjustmentError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "LedgerAdjustmentError";
+  }
+}
+
+/**
+ * Appends an adjustment, only if `volume` is positive and at most the market's open volume (the
+ * check and the insert are one statement). One closer writes adjustments, so two adjustments
+ * racing past the same check is not a case this guards.
+ */
+async function recordAdjustment(
+  sql: Sql,
+  kind: "gone" | "dust",
+  market: string,
+  volume: string,
+  valueKrw: string | null,
+  reason: string,
+): Promise<void> {
+  const amount = dec(volume);
+  if (amount <= 0n) {
+    throw new LedgerAdjustmentError(
+      `Cannot record ${kind} for ${market} as the volume must be positive: current value is ${volume}`,
+    );
+  }
+  const text = formatDec(amount);
+  const rows = await sql`
+    insert into position_adjustments (symbol, kind, volume, value_krw, reason)
+    select ${market}, ${kind}, ${text}::numeric, ${valueKrw}::numeric, ${reason}
+    from position_ledger
+    where symbol = ${market} and open_volume >= ${text}::numeric
+    returning id`;
+  if (rows.length === 0) {
+    const open = (await ledgerPosition(sql, market))?.openVolume ?? "0";
+    throw new LedgerAdjustmentError(
+      `Cannot record ${kind} of ${text} for ${market} as it exceeds the ledger's open volume ${open}`,
+    );
+  }
+}
+
+/**
+ * Records `volume` of `market` as gone: no longer on the exchange (e.g. sold by hand), so upbot
+ * stops trying to sell it. The caller raises the alarm.
+ *
+ * @throws {LedgerAdjustmentError} when `volume` is not positive or exceeds the open volume.
+ */
+export async function recordGone(
+  sql: Sql,
+  market: string,
+  volume: string,
+  why: string,
+): Promise<void> {
+  await recordAdjustment(sql, "gone", market, volume, null, why);
+}
+
+/**
+ * Records `volume` of `market` as dust: a remainder worth less than the minimum order total, which
+ * cannot be sold, with its value `valueKrw` at the last price.
+ *
+ * @throws {LedgerAdjustmentError} when `volume` is not positive or exceeds the open volume.
+ */
+export async function recordDust(
+  sql: Sql,
+  market: string,
+  volume: string,
+  valueKrw: string,
+): Promise<void> {
+  if (dec(valueKrw) < 0n) {
+    throw new LedgerAdjustmentError(
+      `Cannot record dust for ${market} as the value must not be negative: current value is ${valueKrw}`,
+    );
+  }
+  await recordAdjustment(
+    sql,
+    "dust",
+    market,
+    volume,
+    formatDec(dec(valueKrw)),
+    "below the minimum order total",
+  );
+}
