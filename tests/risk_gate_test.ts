@@ -12,6 +12,7 @@ import {
   type RiskOrder,
   unknownOrdersDueForRecheck,
 } from "../lib/execution/risk_gate.ts";
+import { recordGone } from "../lib/execution/position_ledger.ts";
 import { transitionAttempt } from "../lib/store/order_attempts.ts";
 import type { UpbitRest } from "../lib/upbit/rest.ts";
 import { dbTest } from "./_db.ts";
@@ -293,4 +294,20 @@ Deno.test("kstDayStart() is 15:00 UTC", () => {
     new Date(kstDayStart(Date.parse("2026-12-01T15:00:00Z"))).toISOString(),
     "2026-12-01T15:00:00.000Z",
   );
+});
+
+dbTest("risk gate: volume recorded gone counts as a realised loss at its cost", async (db) => {
+  const h = await startSim({ markets: MARKETS });
+  try {
+    const since = new Date(Date.now() - 1000);
+    const btc = await placeLive(db.sql, h.rest, { market: "KRW-BTC", side: "bid", krw: 10_000 });
+    assert.equal(await realisedLossSince(db.sql, since), 0, "a buy realises nothing");
+    await recordGone(db.sql, "KRW-BTC", btc.executed_volume!, "sold by hand");
+    const loss = await realisedLossSince(db.sql, since);
+    // The whole cost of the buy, its fee included (at most the 10,000 KRW spent + 5 KRW fee).
+    assert.ok(loss > 9_900 && loss <= 10_005, `loss ${loss}`);
+    assert.equal(await realisedLossSince(db.sql, new Date(Date.now() + 60_000)), 0);
+  } finally {
+    await h.close();
+  }
 });

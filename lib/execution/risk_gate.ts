@@ -11,7 +11,9 @@
 import type { Config } from "../config.ts";
 import { entryHaltReason } from "../control/trading_state.ts";
 import type { Sql } from "../db.ts";
+import { dec, ZERO } from "../decimal.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
+import { ledgerPositions } from "./position_ledger.ts";
 import {
   checkOrder,
   type EntryInFlight,
@@ -74,16 +76,10 @@ export interface RiskContextOptions {
   nowMs?: number;
 }
 
-/** The open volume upbot holds per market, from the fills of its own live orders. */
+/** The open volume upbot holds per market (the position ledger's, only markets above zero). */
 export async function openVolumes(sql: Sql): Promise<Map<string, string>> {
-  // Mirrors the position ledger's open volume (bought - sold) from the same facts it reads.
-  const rows = await sql<{ symbol: string; open: string }[]>`
-    select symbol,
-      sum(case side when 'bid' then executed_volume else -executed_volume end)::text as open
-    from upbit_order_attempts
-    where mode = 'live' and executed_volume > 0
-    group by symbol`;
-  return new Map(rows.filter((r) => Number(r.open) > 0).map((r) => [r.symbol, r.open]));
+  const held = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
+  return new Map(held.map((p) => [p.symbol, p.openVolume]));
 }
 
 /** Live entries sent (or about to be) and not final: they may still buy. */
@@ -141,39 +137,35 @@ export async function lossWindowStart(sql: Sql, nowMs: number): Promise<Date> {
 }
 
 /**
- * Realised loss (positive KRW; 0 after a net gain) of the live sells made since `since`: each
- * sale's proceeds net of its fee against the average cost (buy fees included) of the buys since
- * its market was last flat, the position ledger's cost basis.
+ * Realised loss (positive KRW; 0 after a net gain) of what left upbot's positions since `since`:
+ * each sale's proceeds net of its fee, and each volume recorded gone or dust (no proceeds), against
+ * the average cost (buy fees included) of the market's buys since it was last flat: the position
+ * ledger's cost basis (migration 003), per movement instead of per market.
  */
 export async function realisedLossSince(sql: Sql, since: Date): Promise<number> {
   const [row] = await sql<{ pnl: string | null }[]>`
-    with moves as (
-      select symbol, ts, id, side, executed_volume as volume,
-        coalesce(avg_price * executed_volume, 0) as funds, coalesce(paid_fee, 0) as fee,
-        case side when 'bid' then executed_volume else -executed_volume end as delta
-      from upbit_order_attempts
-      where mode = 'live' and executed_volume > 0
-    ), running as (
-      select m.*, sum(delta) over (partition by symbol order by ts, id) as holding
-      from moves m
+    with ordered as (
+      select m.*, sum(delta) over (partition by symbol order by ts, source, id) as holding
+      from position_movements m
     ), segmented as (
       -- A segment starts after each movement that left the market flat.
-      select r.*, coalesce(sum(case when holding <= 0 then 1 else 0 end) over (
-        partition by symbol order by ts, id rows between unbounded preceding and 1 preceding), 0)
-        as segment
-      from running r
+      select o.*, coalesce(sum(case when holding <= 0 then 1 else 0 end) over (
+        partition by symbol order by ts, source, id
+        rows between unbounded preceding and 1 preceding), 0) as segment
+      from ordered o
     ), costed as (
       select s.*,
-        sum(case when side = 'bid' then funds + fee else 0 end)
-          over (partition by symbol, segment order by ts, id) as seg_cost,
-        sum(case when side = 'bid' then volume else 0 end)
-          over (partition by symbol, segment order by ts, id) as seg_volume
+        sum(case when kind = 'buy' then funds + fee else 0 end)
+          over (partition by symbol, segment order by ts, source, id) as seg_cost,
+        sum(case when kind = 'buy' then volume else 0 end)
+          over (partition by symbol, segment order by ts, source, id) as seg_volume
       from segmented s
     )
-    select sum((funds - fee) - case when seg_volume > 0 then volume * seg_cost / seg_volume
-                                    else 0 end)::text as pnl
+    select sum(case when kind = 'sell' then funds - fee else 0 end
+               - case when seg_volume > 0 then volume * seg_cost / seg_volume else 0 end)::text
+           as pnl
     from costed
-    where side = 'ask' and ts >= ${since}`;
+    where kind <> 'buy' and ts >= ${since}`;
   const pnl = Number(row?.pnl ?? 0);
   return pnl < 0 ? -pnl : 0;
 }
@@ -212,13 +204,13 @@ export async function riskContext(
   o: RiskContextOptions = {},
 ): Promise<RiskContext> {
   const nowMs = o.nowMs ?? Date.now();
-  const held = await openVolumes(sql);
-  const prices = await lastPrices(sql, [...new Set([market, ...held.keys()])]);
+  const held = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
+  const prices = await lastPrices(sql, [...new Set([market, ...held.map((p) => p.symbol)])]);
   let exposureKrw = 0;
-  for (const [symbol, volume] of held) {
+  for (const p of held) {
     // A holding with no known price is valued at what it cost: never at zero.
-    const price = prices.get(symbol) ?? (await costPrice(sql, symbol));
-    exposureKrw += Number(volume) * price;
+    const price = prices.get(p.symbol) ?? Number(p.avgEntryPrice ?? 0);
+    exposureKrw += Number(p.openVolume) * price;
   }
   const balances = await freeBalances(sql, o.rest);
   const base = market.slice(market.indexOf("-") + 1);
@@ -227,7 +219,7 @@ export async function riskContext(
     lastPrice: prices.get(market) ?? null,
     freeKrw: Number(balances.get("KRW") ?? 0),
     freeCoin: balances.get(base) ?? "0",
-    heldMarkets: [...held.keys()],
+    heldMarkets: held.map((p) => p.symbol),
     entriesInFlight: await entriesInFlight(sql),
     exposureKrw,
     realisedLossKrw: await realisedLossSince(sql, await lossWindowStart(sql, nowMs)),
@@ -235,15 +227,6 @@ export async function riskContext(
     haltReason: await entryHaltReason(sql, market),
     unknownOrders: await unknownLiveOrders(sql, market),
   };
-}
-
-/** The average fill price of upbot's live buys of `market`. */
-async function costPrice(sql: Sql, market: string): Promise<number> {
-  const [row] = await sql<{ p: string | null }[]>`
-    select (sum(avg_price * executed_volume) / nullif(sum(executed_volume), 0))::text as p
-    from upbit_order_attempts
-    where mode = 'live' and side = 'bid' and symbol = ${market} and executed_volume > 0`;
-  return Number(row?.p ?? 0);
 }
 
 /**
