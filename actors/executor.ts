@@ -35,6 +35,8 @@ runActor({
       rest: rest ?? null,
       decision,
       settings: c.settings,
+      // Market warnings join the gate once the market-status store is merged (marketRefusal).
+      risk: { limits: c.risk },
       log: ctx.log,
       onSubmitted: () => ctx.send("order_poller", { type: "wake", topic: "order_attempts" }),
       supervisorHalt: () =>

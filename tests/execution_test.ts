@@ -437,15 +437,25 @@ dbTest("executor: MAX_ORDERS_PER_MIN caps exchange orders; the rest wait", async
 dbTest(
   "executor live: a 5xx create is resolved as not created, then retried once, one order",
   async (db) => {
-    const r = await rig(db, "live");
+    // Order creations answer 500 without reaching the exchange while `failCreates` holds (the
+    // risk gate's balance read must pass: an order is never sent on a guess).
+    let failCreates = false;
+    const fetchFn: typeof fetch = (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (failCreates && init?.method === "POST" && url.endsWith("/v1/orders")) {
+        return Promise.resolve(new Response("Internal Server Error", { status: 500 }));
+      }
+      return fetch(input, init);
+    };
+    const r = await rig(db, "live", {}, fetchFn);
     try {
       const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
       const id = await idOf(db, enterId, "ENTER_LONG");
-      r.sim.setFaults({ error_rate: 1 });
+      failCreates = true;
       await r.executor.start();
       await r.executor.runOnce();
       assert.equal((await attemptByIdentifier(db.sql, id))?.status, "unknown");
-      r.sim.setFaults({ error_rate: 0 });
+      failCreates = false;
       await new Promise((res) => setTimeout(res, 350));
       // One pass: resolved as not created (error, retriable), then retried with the same id.
       await r.executor.runOnce();
@@ -625,9 +635,12 @@ dbTest("executor live: a sell refused for good is reported as a position left op
     });
     assert.equal(sold.kind, "accepted");
     await r.executor.runOnce();
+    // The risk gate caps a sell at the free balance: nothing free, refused before the wire.
     const exit = await attemptByIdentifier(db.sql, await idOf(db, exitId, "EXIT_LONG"));
-    assert.deepEqual([exit?.state, exit?.reason], ["rejected", "insufficient_funds_ask"]);
-    const line = r.lines.find((l) => l.includes("Live position of KRW-BTC stays open"));
+    assert.deepEqual([exit?.state, exit?.reason], ["skipped", "no_free_balance"]);
+    assert.equal(r.sim.orders().filter((o) => o.identifier?.includes("EXIT_LONG")).length, 0);
+    // The position stays in the ledger, where the closer finds it gone and says so loudly.
+    const line = r.lines.find((l) => l.includes("Live position of KRW-BTC"));
     assert.ok(line, r.lines.join("\n"));
     assert.equal(JSON.parse(line).level, "error");
   } finally {

@@ -16,6 +16,7 @@ import {
   haltEntries,
   pendingFlatten,
 } from "../control/trading_state.ts";
+import { parseConfig } from "../config.ts";
 import type { Client } from "../db.ts";
 import { dec, formatDec, minDec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
@@ -46,6 +47,15 @@ import type { GuardDecision, TradeMode } from "./guard.ts";
 import type { OrderState } from "./order_state.ts";
 import { decideCloses } from "./position_closer.ts";
 import { ledgerPosition, ledgerPositions, recordDust, recordGone } from "./position_ledger.ts";
+import { reconcile } from "./reconcile.ts";
+import {
+  gateOrder,
+  type MarketRefusal,
+  type RiskLimits,
+  riskLimits,
+  type RiskOrder,
+} from "./risk_gate.ts";
+import { closeReconciliationGate, reconciliationGate } from "./system_gate.ts";
 
 /** Upbit's minimum order total on KRW markets (§8.2). */
 export const MIN_ORDER_KRW = 5000;
@@ -85,6 +95,11 @@ export interface ExecutorOptions {
   unknownSettleMs?: number;
   /** Backoff of a re-send after a refusal that may pass (429, 418, 5xx, maintenance). */
   retryBackoff?: { baseMs: number; maxMs: number };
+  /**
+   * The risk gate every live order passes right before the wire (`risk_gate.ts`).
+   * @default {the settings' defaults, no market warnings}
+   */
+  risk?: { limits: RiskLimits; marketRefusal?: MarketRefusal };
   now?: () => number;
 }
 
@@ -220,6 +235,10 @@ export class Executor {
       this.#o.log.info("Executor: SHADOW_ENABLED=false, paper trades are not recorded as attempts");
     }
     if (this.mode !== "live") await this.#reportUnmanagedPositions();
+    if (this.mode === "live") {
+      // Nothing goes out before the database has been compared with the exchange.
+      await closeReconciliationGate(this.#o.sql, "live start: reconcile before any order");
+    }
     const stored = await loadActorState<{ lastId: number }>(this.#o.sql, CURSOR_KEY);
     this.#cursor = stored?.lastId ?? 0;
     this.#o.log.info(`Executor cursor init: last_id=${this.#cursor}`);
@@ -262,6 +281,7 @@ export class Executor {
         return { handled: 0, more: true };
       }
       this.#banLogged = false;
+      if (this.mode === "live" && !(await this.#reconciled())) return { handled: 0, more: true };
       const settle = this.#o.unknownSettleMs ?? 3000;
       for (const a of await unresolvedAttempts(this.#o.sql, this.mode, new Date(this.#now()))) {
         if (this.#now() - a.updated_at.getTime() < settle) {
@@ -300,6 +320,24 @@ export class Executor {
     }
     if (this.mode === "live" && await this.#closePositions()) more = true;
     return { handled, more: more || waiting.size > 0 };
+  }
+
+  /**
+   * Whether the reconciliation gate is open; while it is closed (live start, a connection lost
+   * for more than a minute) a reconciliation runs first and no order of any kind goes out.
+   */
+  async #reconciled(): Promise<boolean> {
+    const gate = await reconciliationGate(this.#o.sql);
+    if (gate.open) return true;
+    this.#o.log.info(`Reconciliation gate closed (${gate.reason}); reconciling`);
+    try {
+      return (await reconcile(this.#o.sql, this.#o.rest!, this.#o.log)).gateOpen;
+    } catch (err) {
+      this.#o.log.warn("Reconciliation failed; no live order until it completes", {
+        error: (err as Error).message,
+      });
+      return false;
+    }
   }
 
   /**
@@ -649,7 +687,65 @@ export class Executor {
       }
     }
     if (!capChecked && !(await this.#underCap())) return "capped";
-    return await this.#move(a, "sent", { retry_at: null });
+    let patch: AttemptPatch = {};
+    if (this.mode === "live") {
+      const risk = await this.#risk(a);
+      if (risk === "wait") return "capped";
+      if (risk === "refused") return null;
+      patch = risk;
+    }
+    return await this.#move(a, "sent", { retry_at: null, ...patch });
+  }
+
+  /**
+   * The risk gate for a live attempt: an entry against every entry rule, an exit or close only
+   * against the coin's free balance (the volume is capped to it) and the minimum total. A refused
+   * attempt is skipped with the gate's reason code (an exit's position stays in the ledger, where
+   * the closer finds it). "wait": the gate could not be judged now (balances unreadable).
+   */
+  async #risk(a: AttemptRow): Promise<AttemptPatch | "refused" | "wait"> {
+    const request = a.request_json ?? {};
+    let order: RiskOrder;
+    if (a.side === "bid") {
+      const paper = a.paper_trade_id === null
+        ? null
+        : await paperTradeById(this.#o.sql, a.paper_trade_id);
+      const signalTs = (paper?.ts ?? a.ts).getTime();
+      order = { side: "bid", market: a.symbol, krw: Number(request.price), signalTs };
+    } else {
+      order = { side: "ask", market: a.symbol, volume: request.volume ?? "0" };
+    }
+    const risk = this.#o.risk ?? {
+      limits: { ...riskLimits(parseConfig({})), maxSignalAgeSec: this.#o.settings.maxSignalAgeSec },
+    };
+    let d;
+    try {
+      d = await gateOrder(this.#o.sql, order, risk.limits, {
+        rest: this.#o.rest,
+        marketRefusal: risk.marketRefusal,
+        attemptId: a.id,
+        nowMs: this.#now(),
+      });
+    } catch (err) {
+      this.#o.log.warn(`Risk gate for ${a.identifier} could not be judged; will try again`, {
+        error: (err as Error).message,
+      });
+      return "wait";
+    }
+    if (!d.ok) {
+      await this.#move(a, "skipped", { reason: d.code, error_msg: d.detail });
+      this.#o.log.warn(`Refused [${a.action}] ${a.identifier}: ${d.code} (${d.detail})`, {
+        market: a.symbol,
+      });
+      return "refused";
+    }
+    if (d.capped && d.volume) {
+      this.#o.log.warn(
+        `Capped [${a.action}] ${a.identifier}: ${request.volume} -> ${d.volume} (free balance)`,
+      );
+      return { request_json: { ...request, volume: d.volume } };
+    }
+    return {};
   }
 
   /**

@@ -73,6 +73,8 @@ export interface RiskContextOptions {
   rest?: UpbitRest | null;
   /** Market warnings (see {@linkcode MarketRefusal}); without it no market is refused. */
   marketRefusal?: MarketRefusal;
+  /** The id of the attempt being judged when it is already written (not counted in flight). */
+  attemptId?: number;
   nowMs?: number;
 }
 
@@ -82,12 +84,16 @@ export async function openVolumes(sql: Sql): Promise<Map<string, string>> {
   return new Map(held.map((p) => [p.symbol, p.openVolume]));
 }
 
-/** Live entries sent (or about to be) and not final: they may still buy. */
-export async function entriesInFlight(sql: Sql): Promise<EntryInFlight[]> {
+/**
+ * Live entries sent (or about to be) and not final: they may still buy. `exceptId`: the attempt
+ * being judged, written before the gate, is not its own competitor.
+ */
+export async function entriesInFlight(sql: Sql, exceptId?: number): Promise<EntryInFlight[]> {
   const rows = await sql<{ symbol: string; price: string | null }[]>`
     select symbol, price::text as price from upbit_order_attempts
     where mode = 'live' and side = 'bid'
       and state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')
+      and id <> ${exceptId ?? -1}
     order by id`;
   return rows.map((r) => ({ market: r.symbol, krw: Number(r.price ?? 0) }));
 }
@@ -206,6 +212,12 @@ export async function riskContext(
   const nowMs = o.nowMs ?? Date.now();
   const held = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
   const prices = await lastPrices(sql, [...new Set([market, ...held.map((p) => p.symbol)])]);
+  // Bars lag or are missing (a market the feed does not follow): ask Upbit's ticker then.
+  const missing = [market, ...held.map((p) => p.symbol)].filter((m) => !prices.has(m));
+  if (missing.length > 0 && o.rest) {
+    const { data } = await o.rest.getTicker({ markets: [...new Set(missing)] });
+    for (const t of data) prices.set(t.market, t.trade_price);
+  }
   let exposureKrw = 0;
   for (const p of held) {
     // A holding with no known price is valued at what it cost: never at zero.
@@ -220,7 +232,7 @@ export async function riskContext(
     freeKrw: Number(balances.get("KRW") ?? 0),
     freeCoin: balances.get(base) ?? "0",
     heldMarkets: held.map((p) => p.symbol),
-    entriesInFlight: await entriesInFlight(sql),
+    entriesInFlight: await entriesInFlight(sql, o.attemptId),
     exposureKrw,
     realisedLossKrw: await realisedLossSince(sql, await lossWindowStart(sql, nowMs)),
     marketWarning: o.marketRefusal ? await o.marketRefusal(sql, market) : null,
