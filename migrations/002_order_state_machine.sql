@@ -44,10 +44,12 @@ ALTER TABLE upbit_order_attempts ADD CONSTRAINT upbit_order_attempts_final_state
 UPDATE upbit_order_attempts SET
   state = CASE
     WHEN status IN ('logged', 'test_ok', 'skipped', 'pending', 'unknown') THEN status
+    -- The seed's open order is `submitted` with no final state; with one, it is final.
+    WHEN status IN ('submitted', 'done') AND final_state = 'cancel' THEN 'cancelled'
+    WHEN status IN ('submitted', 'done') AND final_state = 'done' THEN 'filled'
+    WHEN status = 'done' THEN 'filled'
     WHEN status = 'submitted' AND coalesce(executed_volume, 0) > 0 THEN 'partially_filled'
     WHEN status = 'submitted' THEN 'open'
-    WHEN status = 'done' AND final_state = 'cancel' THEN 'cancelled'
-    WHEN status = 'done' THEN 'filled'
     WHEN status = 'error' AND uuid IS NOT NULL THEN 'unknown'
     ELSE 'failed'
   END,
@@ -76,11 +78,12 @@ CREATE FUNCTION upbit_order_attempts_derive_status() RETURNS trigger LANGUAGE pl
 BEGIN
   IF NEW.state IS NULL THEN
     NEW.state := CASE
+      WHEN NEW.status IN ('submitted', 'done') AND NEW.final_state = 'cancel' THEN 'cancelled'
+      WHEN NEW.status IN ('submitted', 'done') AND NEW.final_state = 'prevented' THEN 'prevented'
+      WHEN NEW.status IN ('submitted', 'done') AND NEW.final_state = 'done' THEN 'filled'
+      WHEN NEW.status = 'done' THEN 'filled'
       WHEN NEW.status = 'submitted' AND coalesce(NEW.executed_volume, 0) > 0 THEN 'partially_filled'
       WHEN NEW.status = 'submitted' THEN 'open'
-      WHEN NEW.status = 'done' AND NEW.final_state = 'cancel' THEN 'cancelled'
-      WHEN NEW.status = 'done' AND NEW.final_state = 'prevented' THEN 'prevented'
-      WHEN NEW.status = 'done' THEN 'filled'
       WHEN NEW.status = 'error' THEN 'failed'
       ELSE NEW.status
     END;
