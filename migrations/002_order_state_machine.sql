@@ -2,7 +2,7 @@
 --
 -- `state` is the one truth about an attempt; every write goes through lib/execution/order_state.ts
 -- (a transition table) and lib/store/order_attempts.ts (`where state = <from>` so two writers can
--- never both move it). `status` is kept, generated from `state`, so the seed's queries and the
+-- never both move it). `status` is kept, derived from `state` by a trigger, so the seed's queries and the
 -- dashboard still read `logged`, `test_ok`, `submitted`, `done`, `error`, ... Why an attempt is in
 -- its state is a code in `reason`, never parsed from `error_msg` (which is for people).
 
@@ -44,10 +44,12 @@ ALTER TABLE upbit_order_attempts ADD CONSTRAINT upbit_order_attempts_final_state
 UPDATE upbit_order_attempts SET
   state = CASE
     WHEN status IN ('logged', 'test_ok', 'skipped', 'pending', 'unknown') THEN status
+    -- The seed's open order is `submitted` with no final state; with one, it is final.
+    WHEN status IN ('submitted', 'done') AND final_state = 'cancel' THEN 'cancelled'
+    WHEN status IN ('submitted', 'done') AND final_state = 'done' THEN 'filled'
+    WHEN status = 'done' THEN 'filled'
     WHEN status = 'submitted' AND coalesce(executed_volume, 0) > 0 THEN 'partially_filled'
     WHEN status = 'submitted' THEN 'open'
-    WHEN status = 'done' AND final_state = 'cancel' THEN 'cancelled'
-    WHEN status = 'done' THEN 'filled'
     WHEN status = 'error' AND uuid IS NOT NULL THEN 'unknown'
     ELSE 'failed'
   END,
@@ -63,18 +65,45 @@ UPDATE upbit_order_attempts SET
   cancel_requested_at = CASE WHEN error_msg LIKE 'cancel requested%' THEN updated_at END;
 
 DROP INDEX upbit_order_attempts_open;
-ALTER TABLE upbit_order_attempts DROP COLUMN status;
 ALTER TABLE upbit_order_attempts ALTER COLUMN state SET NOT NULL;
 ALTER TABLE upbit_order_attempts ADD CONSTRAINT upbit_order_attempts_state_check CHECK (state IN (
   'pending', 'sent', 'unknown', 'open', 'partially_filled', 'filled', 'cancelled', 'prevented',
   'rejected', 'failed', 'conflict', 'skipped', 'logged', 'test_ok'));
-ALTER TABLE upbit_order_attempts ADD COLUMN status TEXT GENERATED ALWAYS AS (CASE
-  WHEN state IN ('pending', 'sent') THEN 'pending'
-  WHEN state IN ('open', 'partially_filled') THEN 'submitted'
-  WHEN state IN ('filled', 'cancelled', 'prevented') THEN 'done'
-  WHEN state IN ('rejected', 'failed', 'conflict') THEN 'error'
-  ELSE state
-END) STORED;
+
+-- `status` is derived from `state` on every write (lib/execution/order_state.ts `statusOf` is the
+-- same mapping), so it can never disagree with it. A writer that knows only the seed's `status`
+-- (an INSERT without `state`) gets the matching state; a write of `status` alone never moves an
+-- attempt (the state machine does).
+CREATE FUNCTION upbit_order_attempts_derive_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.state IS NULL THEN
+    NEW.state := CASE
+      WHEN NEW.status IN ('submitted', 'done') AND NEW.final_state = 'cancel' THEN 'cancelled'
+      WHEN NEW.status IN ('submitted', 'done') AND NEW.final_state = 'prevented' THEN 'prevented'
+      WHEN NEW.status IN ('submitted', 'done') AND NEW.final_state = 'done' THEN 'filled'
+      WHEN NEW.status = 'done' THEN 'filled'
+      WHEN NEW.status = 'submitted' AND coalesce(NEW.executed_volume, 0) > 0 THEN 'partially_filled'
+      WHEN NEW.status = 'submitted' THEN 'open'
+      WHEN NEW.status = 'error' THEN 'failed'
+      ELSE NEW.status
+    END;
+  END IF;
+  NEW.status := CASE
+    WHEN NEW.state IN ('pending', 'sent') THEN 'pending'
+    WHEN NEW.state IN ('open', 'partially_filled') THEN 'submitted'
+    WHEN NEW.state IN ('filled', 'cancelled', 'prevented') THEN 'done'
+    WHEN NEW.state IN ('rejected', 'failed', 'conflict') THEN 'error'
+    ELSE NEW.state
+  END;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER upbit_order_attempts_derive_status
+  BEFORE INSERT OR UPDATE ON upbit_order_attempts
+  FOR EACH ROW EXECUTE FUNCTION upbit_order_attempts_derive_status();
+-- (NOT NULL on state is checked after this BEFORE trigger has filled it in.)
+-- Rows converted above get their status from their new state.
+UPDATE upbit_order_attempts SET state = state;
 
 CREATE INDEX upbit_order_attempts_open ON upbit_order_attempts (id)
   WHERE mode = 'live' AND state IN ('open', 'partially_filled');

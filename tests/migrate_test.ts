@@ -124,7 +124,7 @@ dbTest("schema: identifiers are unique and one exit per entry", async ({ sql }) 
     mode: "shadow",
     side: "bid",
     ord_type: "price",
-    state: "logged",
+    status: "logged",
     identifier: `paper-${enter!.id}-ENTER_LONG`,
     paper_trade_id: enter!.id,
   };

@@ -220,3 +220,21 @@ dbTest(
   },
   { migrated: false },
 );
+
+dbTest(
+  "status is derived from state on every write; a seed-style insert gets its state",
+  async ({ sql }) => {
+    const [p] = await sql`insert into paper_trades (symbol, action, policy_profile, entry_ts,
+    entry_price, qty, fee) values ('KRW-BTC', 'ENTER_LONG', 'default', now(), '1', '1', '0')
+    returning id`;
+    const [row] = await sql`insert into upbit_order_attempts (symbol, action, mode, side, ord_type,
+    status, identifier, paper_trade_id)
+    values ('KRW-BTC', 'ENTER_LONG', 'live', 'bid', 'price', 'submitted', 'seed-style-1', ${p!.id})
+    returning id, state, status`;
+    assert.deepEqual([row!.state, row!.status], ["open", "submitted"]);
+    // Writing the status alone never moves an attempt: it is derived again from the state.
+    await sql`update upbit_order_attempts set status = 'done' where id = ${row!.id}`;
+    const [after] = await sql`select state, status from upbit_order_attempts where id = ${row!.id}`;
+    assert.deepEqual([after!.state, after!.status], ["open", "submitted"]);
+  },
+);

@@ -23,7 +23,7 @@ export interface AttemptRow {
   paper_trade_id: number | null;
   response_json: unknown;
   state: OrderState;
-  /** The seed's status, generated from `state` by the database. */
+  /** The seed's status, derived from `state` by the database on every write. */
   status: string;
   /** Why the attempt is in its state: a code, never parsed from `error_msg`. */
   reason: string | null;
