@@ -10,6 +10,7 @@ import { dec, formatDec } from "../lib/decimal.ts";
 import { Executor, identifierFor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
+import { riskLimits } from "../lib/execution/risk_gate.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
 import { createLogger, setLogSink } from "../lib/log.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
@@ -66,6 +67,7 @@ async function rig(db: TestDatabase, simOptions: SimulatorOptions = {}) {
           shadowEnabled: config.SHADOW_ENABLED,
           maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
         },
+        risk: { limits: riskLimits(config) },
         log: createLogger("executor"),
         unknownSettleMs: 0,
         retryBackoff: { baseMs: 20, maxMs: 100 },
@@ -226,7 +228,11 @@ dbTest(
       assert.equal(a!.uuid, null, "never adopted");
       assert.equal(a!.executed_volume, null, "its fills never enter the ledger");
       assert.ok(r.lines.some((l) => JSON.parse(l).level === "error" && l.includes("not adopted")));
-      assert.deepEqual((await activeAlarms(db.sql)).map((x) => x.code), ["identifier_conflict"]);
+      // The live start's reconciliation saw the order under this installation's prefix first.
+      assert.deepEqual((await activeAlarms(db.sql)).map((x) => x.code).sort(), [
+        "identifier_conflict",
+        "reconciliation_unrecorded_order",
+      ]);
       const [state] = await db.sql`select halted, reason from trading_state where scope = 'global'`;
       assert.equal(state?.halted, true);
       // Entries are halted: the next one is skipped, not sent.
@@ -343,7 +349,11 @@ dbTest("money: the unsold rest of a partly filled sell is sold", async (db) => {
     // A big entry (about 0.035 BTC) and the owner's own resting bid just below the top of the
     // book: the exit sells the top level, then meets the owner's bid, and self-trade prevention
     // (`cancel_taker`) ends it `prevented` with only part of it sold.
-    const ex = await r.executor("live", { ORDER_KRW_AMOUNT: "5000000" });
+    const ex = await r.executor("live", {
+      ORDER_KRW_AMOUNT: "5000000",
+      RISK_MAX_ORDER_KRW: "5000000",
+      RISK_MAX_EXPOSURE_KRW: "10000000",
+    });
     await enter(db);
     await r.drive(ex, () => entryFilled(db));
     const { data: book } = await r.rest.getOrderbook({ markets: [BTC] } as never);
@@ -416,14 +426,15 @@ dbTest(
       const ex = await r.executor("live", { ORDER_KRW_AMOUNT: "10000" });
       await enter(db);
       await ex.runOnce();
+      // The risk gate refuses it before the wire (8,000 KRW free, 10,005 needed).
       const [a] = await rows(db);
-      assert.deepEqual([a!.state, a!.reason], ["rejected", "insufficient_funds_bid"]);
+      assert.deepEqual([a!.state, a!.reason], ["skipped", "insufficient_krw"]);
       const raised = await r.executor("live", {
         ORDER_KRW_AMOUNT: "10000",
         EXECUTOR_MAX_RETRIES: "20",
       });
       await raised.runOnce();
-      assert.equal((await rows(db))[0]!.state, "rejected");
+      assert.equal((await rows(db))[0]!.state, "skipped");
       assert.deepEqual(r.sim.orders(), [], "never sent again");
     } finally {
       await r.close();
@@ -480,10 +491,10 @@ dbTest(
       await exit(db);
       await r.drive(ex, () => flatAndSettled(db));
       const attempts = await rows(db);
+      // The risk gate caps the exit at the free balance: the rest is sold by the exit itself.
       assert.deepEqual(attempts.map((a) => [a.action, a.state, a.reason]), [
         ["ENTER_LONG", "cancelled", null],
-        ["EXIT_LONG", "rejected", "insufficient_funds_ask"],
-        ["CLOSE", "filled", null],
+        ["EXIT_LONG", "filled", null],
       ]);
       const [gone] = await db
         .sql`select volume::text from position_adjustments where kind = 'gone'`;
@@ -492,7 +503,7 @@ dbTest(
       assert.equal(await r.balance("BTC"), "0");
       // Nothing more happens: the ledger is flat.
       for (let i = 0; i < 3; i++) await ex.runOnce();
-      assert.equal((await rows(db)).length, 3);
+      assert.equal((await rows(db)).length, 2);
     } finally {
       await r.close();
     }

@@ -266,6 +266,11 @@ function liveEnv(): Record<string, string> {
     ACCOUNT_POLL_INTERVAL_SEC: "1",
     MAX_ORDERS_PER_MIN: "600",
     EXECUTOR_MAX_RETRIES: String(MAX_RETRIES),
+    // Every market may hold a position: these tests exercise orders under faults, not the risk
+    // gate's limits (tests/executor_risk_test.ts does).
+    RISK_MAX_OPEN_POSITIONS: "100",
+    RISK_MAX_EXPOSURE_KRW: "10000000",
+    RISK_MAX_DAILY_LOSS_KRW: "10000000",
   };
 }
 
