@@ -58,3 +58,15 @@ CREATE TABLE daily_loss_resumes (
   at          TIMESTAMPTZ NOT NULL DEFAULT now(),
   resumed_by  TEXT        NOT NULL
 );
+
+-- Slow re-checks of orders Upbit created and then lost (the executor's `failed` / `order_lost`:
+-- unknown by uuid and by identifier after the poll limit). Never forgotten: asked about again at
+-- a slow rate until Upbit answers; until then entries on the market wait (risk gate).
+CREATE TABLE lost_order_checks (
+  attempt_id       BIGINT      PRIMARY KEY REFERENCES upbit_order_attempts (id),
+  checks           INTEGER     NOT NULL DEFAULT 0,
+  last_checked_at  TIMESTAMPTZ,
+  resolved_at      TIMESTAMPTZ,                  -- when Upbit answered with the order
+  exchange_state   TEXT,                         -- its state then (wait, done, cancel, ...)
+  details          JSONB                         -- the order as Upbit reported it
+);

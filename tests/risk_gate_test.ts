@@ -10,10 +10,12 @@ import {
   type RiskDecision,
   type RiskLimits,
   type RiskOrder,
-  unknownOrdersDueForRecheck,
 } from "../lib/execution/risk_gate.ts";
 import { recordGone } from "../lib/execution/position_ledger.ts";
-import { transitionAttempt } from "../lib/store/order_attempts.ts";
+import { LOST_ORDER_RECHECK_MS } from "../lib/execution/lost_orders.ts";
+import { OrderPoller } from "../lib/execution/order_poller.ts";
+import { activeAlarms } from "../lib/store/alarms.ts";
+import { attemptById, transitionAttempt } from "../lib/store/order_attempts.ts";
 import type { UpbitRest } from "../lib/upbit/rest.ts";
 import { dbTest } from "./_db.ts";
 import {
@@ -239,14 +241,25 @@ dbTest(
       const a = await pendingAttempt(db.sql, { market: "KRW-ETH", side: "bid", krw: 10_000 });
       const sent = await sendAndSettle(db.sql, h.rest, a);
       assert.equal(code(await gateOrder(db.sql, entry("KRW-ETH"), LIMITS, { rest: h.rest })), "ok");
-      // A second order the poller lost at its limit: open -> unknown (order_not_found).
+      // A second order Upbit acknowledged and then stopped returning: the real order-poller
+      // moves it to unknown at its poll limit.
       const b = await pendingAttempt(db.sql, { market: "KRW-ETH", side: "bid", krw: 10_000 });
       await transitionAttempt(db.sql, b.id, "pending", "sent");
       await transitionAttempt(db.sql, b.id, "sent", "open", { uuid: crypto.randomUUID() });
-      await transitionAttempt(db.sql, b.id, "open", "unknown", {
-        reason: "order_not_found",
-        poll_count: 24,
+      let now = Date.now();
+      const poller = new OrderPoller({
+        sql: db.sql,
+        rest: h.rest,
+        maxPolls: 2,
+        log: h.log,
+        now: () => now,
       });
+      await poller.pollOnce();
+      await poller.pollOnce();
+      assert.deepEqual(
+        [(await attemptById(db.sql, b.id))?.state, (await attemptById(db.sql, b.id))?.reason],
+        ["unknown", "order_not_found"],
+      );
       const refused = await gateOrder(db.sql, entry("KRW-ETH"), LIMITS, { rest: h.rest });
       assert.equal(code(refused), "market_order_unknown");
       assert.match(refused.ok ? "" : refused.detail, new RegExp(b.identifier));
@@ -267,18 +280,36 @@ dbTest(
         "ok",
         "exits go on",
       );
-      // Never forgotten: due for a slow re-check once the interval has passed, not before.
-      const soon = await unknownOrdersDueForRecheck(db.sql, { maxPolls: 24, intervalMs: 60_000 });
-      assert.deepEqual(soon, []);
-      const later = await unknownOrdersDueForRecheck(db.sql, {
-        maxPolls: 24,
-        intervalMs: 60_000,
-        nowMs: Date.now() + 61_000,
+      // Unknown by uuid and identifier: the executor's resolver gives it up as order_lost...
+      await transitionAttempt(db.sql, b.id, "unknown", "failed", { reason: "order_lost" });
+      // ...but it is never forgotten: entries wait, and the poller asks again at a slow rate.
+      assert.equal(
+        code(await gateOrder(db.sql, entry("KRW-ETH"), LIMITS, { rest: h.rest })),
+        "market_order_unknown",
+      );
+      await poller.pollOnce();
+      const checks = async () =>
+        (await db.sql`select checks from lost_order_checks where attempt_id = ${b.id}`)[0]?.checks;
+      assert.equal(await checks(), 1);
+      await poller.pollOnce();
+      assert.equal(await checks(), 1, "not again before the slow interval");
+      now += LOST_ORDER_RECHECK_MS + 1;
+      await poller.pollOnce();
+      assert.equal(await checks(), 2);
+      // Upbit answers at last (here: the order under its identifier appears): resolved.
+      const appears = await h.rest.postOrder({
+        market: "KRW-ETH",
+        side: "bid",
+        ord_type: "price",
+        price: "10000",
+        identifier: b.identifier,
       });
-      assert.deepEqual(later.map((r) => r.identifier), [b.identifier]);
-      // Resolved (Upbit answered: the order exists): entries may go again.
-      await transitionAttempt(db.sql, b.id, "unknown", "open");
+      assert.equal(appears.kind, "accepted");
+      now += LOST_ORDER_RECHECK_MS + 1;
+      await poller.pollOnce();
       assert.equal(code(await gateOrder(db.sql, entry("KRW-ETH"), LIMITS, { rest: h.rest })), "ok");
+      const alarm = (await activeAlarms(db.sql)).find((x) => x.code === "lost_order_found");
+      assert.equal(alarm?.market, "KRW-ETH");
     } finally {
       await h.close();
     }

@@ -20,6 +20,7 @@ import {
 import { UpbitApiError } from "../upbit/errors.ts";
 import type { Order } from "../upbit/schemas.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
+import { recheckLostOrders } from "./lost_orders.ts";
 import { isTerminal, stateOfExchangeOrder } from "./order_state.ts";
 
 /** What the poller needs. */
@@ -64,8 +65,10 @@ export class OrderPoller {
     this.#now = options.now ?? Date.now;
   }
 
-  /** One pass over every open live order. */
+  /** One pass over every open live order (and the slow re-check of lost ones). */
   async pollOnce(): Promise<PollSummary> {
+    // Lost orders are never forgotten: asked about again at a slow rate (lost_orders.ts).
+    await recheckLostOrders(this.#o.sql, this.#o.rest, this.#o.log, { nowMs: this.#now() });
     const open = await openLiveAttempts(this.#o.sql);
     if (open.length === 0) return { open: 0, finalised: 0 };
     const orders = await this.#fetch(open);

@@ -13,6 +13,7 @@ import { entryHaltReason } from "../control/trading_state.ts";
 import type { Sql } from "../db.ts";
 import { dec, ZERO } from "../decimal.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
+import { unresolvedOrders } from "./lost_orders.ts";
 import { ledgerPositions } from "./position_ledger.ts";
 import {
   checkOrder,
@@ -96,36 +97,6 @@ export async function entriesInFlight(sql: Sql, exceptId?: number): Promise<Entr
       and id <> ${exceptId ?? -1}
     order by id`;
   return rows.map((r) => ({ market: r.symbol, krw: Number(r.price ?? 0) }));
-}
-
-/**
- * Identifiers of live orders of `market` whose outcome is unknown (an answer lost, or an order the
- * order-poller stopped seeing at its poll limit): until each is resolved, entries on that market
- * wait, since it may already hold what a new entry would buy.
- */
-export async function unknownLiveOrders(sql: Sql, market: string): Promise<string[]> {
-  const rows = await sql<{ identifier: string }[]>`
-    select identifier from upbit_order_attempts
-    where mode = 'live' and symbol = ${market} and state = 'unknown'
-    order by id`;
-  return rows.map((r) => r.identifier);
-}
-
-/**
- * Live orders unknown after the poll limit whose slow re-check is due: never forgotten, asked
- * about every `intervalMs` (by uuid or identifier) until Upbit answers. For the order-poller.
- */
-export async function unknownOrdersDueForRecheck(
-  sql: Sql,
-  o: { maxPolls: number; intervalMs: number; nowMs?: number },
-): Promise<{ id: number; identifier: string; uuid: string | null; symbol: string }[]> {
-  const due = new Date((o.nowMs ?? Date.now()) - o.intervalMs);
-  const rows = await sql<{ id: string; identifier: string; uuid: string | null; symbol: string }[]>`
-    select id, identifier, uuid, symbol from upbit_order_attempts
-    where mode = 'live' and state = 'unknown' and poll_count >= ${o.maxPolls}
-      and updated_at <= ${due}
-    order by updated_at, id`;
-  return rows.map((r) => ({ ...r, id: Number(r.id) }));
 }
 
 /** Records a resume of the daily loss limit: losses before now no longer count today. */
@@ -237,7 +208,7 @@ export async function riskContext(
     realisedLossKrw: await realisedLossSince(sql, await lossWindowStart(sql, nowMs)),
     marketWarning: o.marketRefusal ? await o.marketRefusal(sql, market) : null,
     haltReason: await entryHaltReason(sql, market),
-    unknownOrders: await unknownLiveOrders(sql, market),
+    unknownOrders: await unresolvedOrders(sql, market),
   };
 }
 
