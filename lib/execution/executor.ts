@@ -41,7 +41,7 @@ import { backoffDelayMs } from "../upbit/backoff.ts";
 import { type CallMeta, UpbitBannedError } from "../upbit/errors.ts";
 import type { OrderRequest, PostOrderResult, UpbitRest } from "../upbit/rest.ts";
 import type { Order } from "../upbit/schemas.ts";
-import { closerInputs, type FreeBalances } from "./closer_inputs.ts";
+import { closerInputs, type FreeBalances, paperOpenMarkets } from "./closer_inputs.ts";
 import type { GuardDecision, TradeMode } from "./guard.ts";
 import type { OrderState } from "./order_state.ts";
 import { decideCloses } from "./position_closer.ts";
@@ -311,6 +311,15 @@ export class Executor {
   async #closePositions(): Promise<boolean> {
     const sql = this.#o.sql;
     const flatten = await pendingFlatten(sql);
+    const held = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
+    if (held.length === 0) {
+      if (flatten) await this.#completeFlatten(flatten);
+      return false;
+    }
+    // While the paper book holds every market the ledger holds, there is nothing to close: spare
+    // the balance request.
+    const paperOpen = await paperOpenMarkets(sql);
+    if (!flatten && held.every((p) => paperOpen.has(p.symbol))) return false;
     const input = await closerInputs(sql, "live", () => this.#freeBalances(), {
       flatten: flatten !== null,
     });
