@@ -192,6 +192,8 @@ export class Executor {
       this.#o.log.info("Executor: SHADOW_ENABLED=false, paper trades are not recorded as attempts");
     }
     if (this.mode !== "live") await this.#reportUnmanagedPositions();
+    // Live mode manages (closes) every ledger position again.
+    else await clearAlarm(this.#o.sql, "live_positions_unmanaged");
     const stored = await loadActorState<{ lastId: number }>(this.#o.sql, CURSOR_KEY);
     this.#cursor = stored?.lastId ?? 0;
     this.#o.log.info(`Executor cursor init: last_id=${this.#cursor}`);
@@ -545,7 +547,11 @@ export class Executor {
           uuid: result.test ? undefined : result.order.uuid,
           ...metaFields(result.meta),
         });
-        if (sells) await clearAlarm(this.#o.sql, "exit_failing", attempt.symbol);
+        if (sells) {
+          // A sell of this market went through: its earlier failures are history.
+          await clearAlarm(this.#o.sql, "exit_failing", attempt.symbol);
+          await clearAlarm(this.#o.sql, "exit_refused", attempt.symbol);
+        }
         if (!result.test) this.#o.onSubmitted?.();
         return;
       }
