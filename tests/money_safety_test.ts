@@ -4,7 +4,12 @@
  * blindly, halts are reduce-only, stale entries are never sent, the owner's coins are never sold.
  */
 import assert from "node:assert/strict";
-import { haltEntries, pendingFlatten, requestFlatten } from "../lib/control/trading_state.ts";
+import {
+  haltEntries,
+  pendingFlatten,
+  requestFlatten,
+  resumeEntries,
+} from "../lib/control/trading_state.ts";
 import { parseConfig } from "../lib/config.ts";
 import { dec, formatDec } from "../lib/decimal.ts";
 import { Executor, identifierFor } from "../lib/execution/executor.ts";
@@ -46,7 +51,11 @@ async function rig(db: TestDatabase, simOptions: SimulatorOptions = {}) {
       sql = other.sql;
     },
     /** A started executor in `mode` (settings from the environment `extra`). */
-    async executor(mode: Mode, extra: Record<string, string> = {}): Promise<Executor> {
+    async executor(
+      mode: Mode,
+      extra: Record<string, string> = {},
+      supervisorHalt?: () => string | null,
+    ): Promise<Executor> {
       const config = parseConfig({
         UPBIT_TRADE_MODE: mode,
         UPBIT_ACCESS_KEY: sim.accessKey,
@@ -71,6 +80,7 @@ async function rig(db: TestDatabase, simOptions: SimulatorOptions = {}) {
         log: createLogger("executor"),
         unknownSettleMs: 0,
         retryBackoff: { baseMs: 20, maxMs: 100 },
+        ...(supervisorHalt ? { supervisorHalt } : {}),
       });
       await ex.start();
       return ex;
@@ -511,7 +521,7 @@ dbTest(
 );
 
 dbTest(
-  "money: a halt stops entries only; the exit of an open position still goes out",
+  "money: a halt stops entries only; exits go on; after resume entries are sent again",
   async (db) => {
     const r = await rig(db);
     try {
@@ -520,18 +530,51 @@ dbTest(
       await r.drive(ex, () => entryFilled(db));
       await haltEntries(db.sql, { scope: BTC, reason: "test", by: "test" });
       await exit(db);
-      const next = await enter(db);
+      const halted = await enter(db);
       await r.drive(ex, () => flatAndSettled(db));
-      const attempts = await rows(db);
+      let attempts = await rows(db);
       assert.equal(attempts[1]!.state, "filled", "the exit was sent");
-      const skipped = attempts.find((a) => Number(a.paper_trade_id) === next);
+      const skipped = attempts.find((a) => Number(a.paper_trade_id) === halted);
       assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
       assert.equal(r.sim.orders().length, 2);
+      await resumeEntries(db.sql, { scope: BTC, by: "test" });
+      await exit(db);
+      const resumed = await enter(db);
+      await r.drive(ex, async () => (await rows(db)).length === 5 && await settled(db));
+      attempts = await rows(db);
+      const sent = attempts.find((a) => Number(a.paper_trade_id) === resumed);
+      assert.equal(sent?.status, "done", "sent again after the resume");
+      assert.equal(r.sim.orders().length, 3);
     } finally {
       await r.close();
     }
   },
 );
+
+dbTest("money: the supervisor's halt stops entries only; the exit still goes out", async (db) => {
+  const r = await rig(db);
+  try {
+    let halted = false;
+    const ex = await r.executor(
+      "live",
+      {},
+      () => halted ? "entries halted by the supervisor (test)" : null,
+    );
+    await enter(db);
+    await r.drive(ex, () => entryFilled(db));
+    halted = true;
+    await exit(db);
+    const next = await enter(db);
+    await r.drive(ex, () => flatAndSettled(db));
+    const attempts = await rows(db);
+    assert.equal(attempts[1]!.state, "filled");
+    const skipped = attempts.find((a) => Number(a.paper_trade_id) === next);
+    assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
+    assert.equal(skipped?.error_msg, "entries halted by the supervisor (test)");
+  } finally {
+    await r.close();
+  }
+});
 
 Deno.test("money: a database reset while flat keeps identifiers unique at the exchange", async () => {
   const first = await openTestDatabase("pglite", { migrated: true });

@@ -10,13 +10,8 @@
  * Halts stop entries only: exits, resolution and retries of exits go on (reduce-only). The worker
  * shell (`actors/executor.ts`) only wakes this logic; the database holds the truth.
  */
-import {
-  completeFlatten,
-  entryHaltReason,
-  haltEntries,
-  pendingFlatten,
-} from "../control/trading_state.ts";
 import { parseConfig } from "../config.ts";
+import { entryHaltReason, haltEntries } from "../control/trading_state.ts";
 import type { Client } from "../db.ts";
 import { dec, formatDec, minDec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
@@ -42,11 +37,11 @@ import { backoffDelayMs } from "../upbit/backoff.ts";
 import { type CallMeta, UpbitBannedError } from "../upbit/errors.ts";
 import type { OrderRequest, PostOrderResult, UpbitRest } from "../upbit/rest.ts";
 import type { Order } from "../upbit/schemas.ts";
-import { closerInputs, type FreeBalances } from "./closer_inputs.ts";
 import type { GuardDecision, TradeMode } from "./guard.ts";
+import { identifierFor, rotatedIdentifier } from "./identifiers.ts";
 import type { OrderState } from "./order_state.ts";
-import { decideCloses } from "./position_closer.ts";
-import { ledgerPosition, ledgerPositions, recordDust, recordGone } from "./position_ledger.ts";
+import { PositionClosing } from "./position_closing.ts";
+import { ledgerPosition, ledgerPositions } from "./position_ledger.ts";
 import { reconcile } from "./reconcile.ts";
 import {
   gateOrder,
@@ -57,11 +52,10 @@ import {
 } from "./risk_gate.ts";
 import { closeReconciliationGate, reconciliationGate } from "./system_gate.ts";
 
+export { closeIdentifierFor, identifierFor, MAX_IDENTIFIER_LENGTH } from "./identifiers.ts";
+
 /** Upbit's minimum order total on KRW markets (§8.2). */
 export const MIN_ORDER_KRW = 5000;
-
-/** Upbit allows client order ids of at most 64 characters (§4.3). */
-export const MAX_IDENTIFIER_LENGTH = 64;
 
 /** Settings of the executor (its slice of the configuration). */
 export interface ExecutorSettings {
@@ -107,42 +101,6 @@ const CURSOR_KEY = "executor.cursor";
 
 /** Upbit refusals that may pass by waiting: nothing was created, send again later. */
 const PASSING_REFUSALS = new Set(["market_offline"]);
-
-/**
- * `paper-{inst}-{id}-{action}` (`-r{seq}` for a fresh identifier): the client order id of a paper
- * trade's order.
- *
- * @throws {Error} when it would be longer than {@linkcode MAX_IDENTIFIER_LENGTH}.
- */
-export function identifierFor(
-  installation: string,
-  paperTradeId: number,
-  action: string,
-  seq = 0,
-): string {
-  return checkLength(
-    `paper-${installation}-${paperTradeId}-${action}${seq > 0 ? `-r${seq}` : ""}`,
-  );
-}
-
-/** `paper-{inst}-close-{n}` (`-r{seq}`): the client order id of a close decided from the ledger. */
-export function closeIdentifierFor(installation: string, n: number, seq = 0): string {
-  return checkLength(`paper-${installation}-close-${n}${seq > 0 ? `-r${seq}` : ""}`);
-}
-
-function checkLength(identifier: string): string {
-  if (identifier.length > MAX_IDENTIFIER_LENGTH) {
-    throw new Error(
-      `identifier ${identifier} is longer than ${MAX_IDENTIFIER_LENGTH} characters`,
-    );
-  }
-  return identifier;
-}
-
-/** The fresh identifier number `seq` of an attempt whose first identifier was `base`. */
-function rotatedIdentifier(current: string, seq: number): string {
-  return checkLength(`${current.replace(/-r\d+$/, "")}-r${seq}`);
-}
 
 /** Formats a volume for Upbit: at most 8 decimals, truncated (never rounded up past what we hold). */
 export function formatVolume(volume: number | string): string {
@@ -192,6 +150,7 @@ export class Executor {
   #installation = "";
   #capLogged = false;
   #banLogged = false;
+  #closer: PositionClosing | null = null;
 
   constructor(options: ExecutorOptions) {
     this.#o = options;
@@ -199,6 +158,19 @@ export class Executor {
     this.#now = options.now ?? Date.now;
     if (this.mode !== "shadow" && !options.rest) {
       throw new Error(`Cannot create Executor in ${this.mode} mode without an Upbit client`);
+    }
+    if (this.mode === "live") {
+      this.#closer = new PositionClosing({
+        sql: options.sql,
+        rest: options.rest!,
+        log: options.log,
+        installation: () => this.#installation,
+        underCap: () => this.#underCap(),
+        // The cap was checked when the close was written (it counts itself then).
+        send: (attempt) => this.#send(attempt, true),
+        retryDelayMs: (refusals) => this.#retryAt(refusals).getTime() - this.#now(),
+        now: this.#now,
+      });
     }
   }
 
@@ -235,6 +207,8 @@ export class Executor {
       this.#o.log.info("Executor: SHADOW_ENABLED=false, paper trades are not recorded as attempts");
     }
     if (this.mode !== "live") await this.#reportUnmanagedPositions();
+    // Live mode manages (closes) every ledger position again.
+    else await clearAlarm(this.#o.sql, "live_positions_unmanaged");
     if (this.mode === "live") {
       // Nothing goes out before the database has been compared with the exchange.
       await closeReconciliationGate(this.#o.sql, "live start: reconcile before any order");
@@ -318,7 +292,7 @@ export class Executor {
         }
       }
     }
-    if (this.mode === "live" && await this.#closePositions()) more = true;
+    if (this.#closer && await this.#closer.closeOnce()) more = true;
     return { handled, more: more || waiting.size > 0 };
   }
 
@@ -338,147 +312,6 @@ export class Executor {
       });
       return false;
     }
-  }
-
-  /**
-   * Live mode, after the other passes: every market the ledger holds while the paper book is flat
-   * (or a flatten is pending) and no order of it is unsettled gets a reduce-only market sell of
-   * min(open volume, free balance); what the exchange no longer holds is recorded as gone (with
-   * an alarm), what is below the minimum total as dust. Returns true when work remains.
-   */
-  async #closePositions(): Promise<boolean> {
-    const sql = this.#o.sql;
-    const flatten = await pendingFlatten(sql);
-    const input = await closerInputs(sql, "live", () => this.#freeBalances(), {
-      flatten: flatten !== null,
-    });
-    if (input.markets.length === 0) {
-      if (flatten) await this.#completeFlatten(flatten);
-      return false;
-    }
-    const awaitingExit = await marketsAwaitingExit(sql);
-    const missingPrices = input.markets.filter((m) => m.lastPrice === null).map((m) => m.market);
-    const tickers = missingPrices.length > 0
-      ? await this.#lastPrices(missingPrices)
-      : new Map<string, string>();
-    const markets = [];
-    for (const m of input.markets) {
-      // A buy still filling, a paper exit not handled yet, or a sell refused a moment ago: the
-      // ledger is about to change, or Upbit needs time (capped backoff between closes).
-      const wait = m.buyUnsettled || awaitingExit.has(m.market) ||
-        await this.#closeBackingOff(m.market);
-      markets.push({
-        ...m,
-        sellUnsettled: m.sellUnsettled || wait,
-        lastPrice: m.lastPrice ?? tickers.get(m.market) ?? null,
-      });
-    }
-    let more = false;
-    for (const d of decideCloses({ ...input, markets })) {
-      switch (d.kind) {
-        case "sell": {
-          if (await this.#sendClose(d.market, d.volume, flatten !== null) === "capped") {
-            more = true;
-          }
-          break;
-        }
-        case "dust": {
-          await recordDust(sql, d.market, d.volume, d.valueKrw);
-          this.#o.log.warn(
-            `Close ${d.market}: ${d.volume} is below the minimum order total (${d.valueKrw} KRW); recorded as dust`,
-          );
-          break;
-        }
-        case "gone": {
-          const why = "the exchange no longer holds it (sold or moved outside upbot?)";
-          await recordGone(sql, d.market, d.volume, why);
-          const message =
-            `Live position of ${d.market}: ${d.volume} bought by upbot is not on the exchange; recorded as gone`;
-          this.#o.log.error(message);
-          await raiseAlarm(sql, {
-            code: "position_gone",
-            market: d.market,
-            message,
-            details: { volume: d.volume },
-          });
-          break;
-        }
-        case "hold": // an order in flight (the poller wakes us), or the paper book holds it
-          break;
-      }
-    }
-    if (flatten) await this.#completeFlatten(flatten);
-    return more;
-  }
-
-  async #completeFlatten(flatten: { id: number; reason: string }): Promise<void> {
-    const open = (await ledgerPositions(this.#o.sql)).filter((p) => dec(p.openVolume) > ZERO);
-    if (open.length > 0) return;
-    await completeFlatten(this.#o.sql, flatten.id);
-    this.#o.log.warn(
-      `Flatten ${flatten.id} complete: the ledger holds nothing (${flatten.reason})`,
-    );
-  }
-
-  async #freeBalances(): Promise<FreeBalances> {
-    const { data } = await this.#o.rest!.getAccounts();
-    return Object.fromEntries(data.map((a) => [a.currency, a.balance]));
-  }
-
-  async #lastPrices(markets: string[]): Promise<Map<string, string>> {
-    try {
-      const { data } = await this.#o.rest!.getTicker({ markets });
-      return new Map(data.map((t) => [t.market, String(t.trade_price)]));
-    } catch (err) {
-      this.#o.log.warn("Ticker for the closer failed; will try again", {
-        error: (err as Error).message,
-      });
-      return new Map();
-    }
-  }
-
-  /** Whether the last live sells of `market` were refused so recently that the next must wait. */
-  async #closeBackingOff(market: string): Promise<boolean> {
-    const [row] = await this.#o.sql<{ n: number; last: Date | null }[]>`
-      select count(*)::int as n, max(updated_at) as last from upbit_order_attempts r
-      where mode = 'live' and side = 'ask' and symbol = ${market} and state = 'rejected'
-        and updated_at > coalesce((
-          select max(updated_at) from upbit_order_attempts f
-          where f.mode = 'live' and f.side = 'ask' and f.symbol = ${market}
-            and f.state in ('filled', 'cancelled', 'prevented')), '-infinity')`;
-    if (!row || row.n === 0 || !row.last) return false;
-    const waitMs = this.#retryAt(row.n).getTime() - this.#now();
-    return row.last.getTime() + waitMs > this.#now();
-  }
-
-  /** Writes and sends a reduce-only market sell of `volume` of `market`. */
-  async #sendClose(market: string, volume: string, flatten: boolean): Promise<"capped" | void> {
-    if (!(await this.#underCap())) return "capped";
-    const [seq] = await this.#o.sql<{ n: string }[]>`select nextval('upbit_close_seq') as n`;
-    const identifier = closeIdentifierFor(this.#installation, Number(seq!.n));
-    const request = { market, side: "ask", ord_type: "market", volume, identifier };
-    const attempt = await insertAttempt(this.#o.sql, {
-      symbol: market,
-      action: "CLOSE",
-      mode: "live",
-      side: "ask",
-      ord_type: "market",
-      price: null,
-      volume,
-      paper_trade_id: null,
-      identifier,
-      state: "pending",
-      reason: flatten ? "flatten" : "ledger_open",
-      request_json: request,
-    });
-    if (!attempt) return;
-    this.#o.log.warn(
-      `Close ${market}: selling ${volume} the ledger holds (${
-        flatten ? "flatten requested" : "paper book flat"
-      })`,
-      { identifier },
-    );
-    return await this.#send(attempt, true);
   }
 
   #isStale(paper: PaperTradeRow): boolean {
@@ -810,7 +643,11 @@ export class Executor {
           uuid: result.test ? undefined : result.order.uuid,
           ...metaFields(result.meta),
         });
-        if (sells) await clearAlarm(this.#o.sql, "exit_failing", attempt.symbol);
+        if (sells) {
+          // A sell of this market went through: its earlier failures are history.
+          await clearAlarm(this.#o.sql, "exit_failing", attempt.symbol);
+          await clearAlarm(this.#o.sql, "exit_refused", attempt.symbol);
+        }
         if (!result.test) this.#o.onSubmitted?.();
         return;
       }
@@ -911,7 +748,13 @@ export class Executor {
     }
     const rest = this.#o.rest!;
     let found: { order: Order; identifier: string } | null = null;
-    for (const identifier of await identifiersOf(this.#o.sql, attempt.id)) {
+    // Every identifier it ever used, the current one included even for a row written without
+    // the history (by hand or by older code).
+    const identifiers = new Set([
+      ...(await identifiersOf(this.#o.sql, attempt.id)),
+      attempt.identifier,
+    ]);
+    for (const identifier of identifiers) {
       try {
         const r = await rest.resolveUnknownOrder(identifier);
         if (r.kind === "found") {
@@ -1010,15 +853,6 @@ export class Executor {
     this.#o.log.error(message, { volume: attempt.volume });
     await raiseAlarm(this.#o.sql, { code: "exit_refused", market: attempt.symbol, message });
   }
-}
-
-/** Markets with a paper EXIT_LONG the executor has not turned into an attempt yet. */
-async function marketsAwaitingExit(sql: Client): Promise<Set<string>> {
-  const rows = await sql<{ symbol: string }[]>`
-    select distinct p.symbol from paper_trades p
-    where p.action = 'EXIT_LONG'
-      and not exists (select 1 from upbit_order_attempts a where a.paper_trade_id = p.id)`;
-  return new Set(rows.map((r) => r.symbol));
 }
 
 function metaFields(
