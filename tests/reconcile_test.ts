@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { entryHaltReason } from "../lib/control/trading_state.ts";
 import { fromUnits, toUnits } from "../lib/execution/risk_core.ts";
-import { CLOSED_LOOKBACK_MS, installationOf, reconcile } from "../lib/execution/reconcile.ts";
+import {
+  CLOSED_LOOKBACK_MS,
+  installationOf,
+  reconcile,
+  reconciliationStatus,
+} from "../lib/execution/reconcile.ts";
 import {
   closeReconciliationGate,
   openReconciliationGate,
@@ -60,6 +65,10 @@ dbTest(
       ]);
       assert.match(alarms[0]!.message, new RegExp(identifier));
       assert.equal((await reconciliationGate(db.sql)).open, true);
+      const status = await reconciliationStatus(db.sql);
+      assert.equal(status.gate.open, true);
+      assert.equal(status.lastCompleted?.id, report.id);
+      assert.deepEqual(status.findings.map((f) => f.identifier), [identifier]);
       const stored = await lastCompletedReconciliation(db.sql);
       assert.equal(stored?.id, report.id);
       assert.equal(stored?.findings_count, 1);

@@ -29,6 +29,8 @@ import {
   completeReconciliation,
   failReconciliation,
   type Finding,
+  type FindingRow,
+  findingsOf,
   insertFinding,
   lastCompletedReconciliation,
   startReconciliation,
@@ -37,7 +39,7 @@ import type { UpbitRest } from "../upbit/rest.ts";
 import type { Account, Order } from "../upbit/schemas.ts";
 import { fromUnits, toUnits } from "./risk_core.ts";
 import { openVolumes } from "./risk_gate.ts";
-import { openReconciliationGate } from "./system_gate.ts";
+import { type GateState, openReconciliationGate, reconciliationGate } from "./system_gate.ts";
 
 const DAY_MS = 86_400_000;
 /**
@@ -414,4 +416,25 @@ export function compareBalances(
     }
   }
   return out;
+}
+
+/** What the status JSON shows of reconciliation. */
+export interface ReconciliationStatus {
+  gate: GateState;
+  /** The newest completed run, or null. */
+  lastCompleted: { id: number; completedAt: Date; findings: number } | null;
+  /** The findings of that run. */
+  findings: FindingRow[];
+}
+
+/** The reconciliation gate, the newest completed run and its findings, for the status JSON. */
+export async function reconciliationStatus(sql: Sql): Promise<ReconciliationStatus> {
+  const last = await lastCompletedReconciliation(sql);
+  return {
+    gate: await reconciliationGate(sql),
+    lastCompleted: last
+      ? { id: last.id, completedAt: last.completed_at!, findings: last.findings_count }
+      : null,
+    findings: last ? await findingsOf(sql, last.id) : [],
+  };
 }
