@@ -9,10 +9,12 @@ import {
 } from "../lib/execution/reconcile.ts";
 import {
   closeReconciliationGate,
+  ConnectionGate,
   openReconciliationGate,
   OutageWatch,
   reconciliationGate,
 } from "../lib/execution/system_gate.ts";
+import { createLogger } from "../lib/log.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
 import { installationId } from "../lib/store/order_attempts.ts";
 import { findingsOf, lastCompletedReconciliation } from "../lib/store/reconciliations.ts";
@@ -306,6 +308,30 @@ dbTest(
       reason: null,
       since: null,
     });
+  },
+);
+
+dbTest(
+  "system gate: a connection lost for more than a minute closes the gate; reconciliation opens it",
+  async (db) => {
+    let now = 1_000_000;
+    const gate = new ConnectionGate(db.sql, createLogger("test"), { now: () => now });
+    gate.lost("rest");
+    now += 60_000;
+    assert.equal(await gate.check(), 0);
+    assert.equal((await reconciliationGate(db.sql)).open, true);
+    now += 1;
+    assert.equal(await gate.check(), 1);
+    const closed = await reconciliationGate(db.sql);
+    assert.equal(closed.open, false);
+    assert.match(closed.reason ?? "", /^REST connection lost for 60 s/);
+    assert.equal(await gate.check(), 0, "once per outage");
+    const h = await startSim({ markets: MARKETS });
+    try {
+      assert.equal((await reconcile(db.sql, h.rest, h.log)).gateOpen, true);
+    } finally {
+      await h.close();
+    }
   },
 );
 

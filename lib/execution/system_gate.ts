@@ -6,6 +6,7 @@
  * gate was last closed (one that began before an outage cannot vouch for what followed it).
  */
 import type { Sql } from "../db.ts";
+import type { Logger } from "../log.ts";
 
 /** How long a connection may be lost before the gate closes (ms). */
 export const OUTAGE_LIMIT_MS = 60_000;
@@ -104,5 +105,53 @@ export class OutageWatch {
       });
     }
     return out;
+  }
+}
+
+/**
+ * An {@linkcode OutageWatch} that closes the reconciliation gate itself: the actor owning a
+ * connection reports `lost` / `restored` and calls {@linkcode ConnectionGate.check} on its timer;
+ * an outage past the limit closes the gate (once per outage), and the executor reconciles before
+ * its next order.
+ *
+ * @example
+ * ```ts ignore
+ * const gate = new ConnectionGate(sql, log);
+ * ws.onClose = () => gate.lost("private_stream");
+ * ws.onOpen = () => gate.restored("private_stream");
+ * setInterval(() => gate.check(), 5000);
+ * ```
+ */
+export class ConnectionGate {
+  #sql: Sql;
+  #log: Logger;
+  #watch: OutageWatch;
+  #now: () => number;
+
+  constructor(sql: Sql, log: Logger, o: { limitMs?: number; now?: () => number } = {}) {
+    this.#sql = sql;
+    this.#log = log;
+    this.#watch = new OutageWatch(o.limitMs);
+    this.#now = o.now ?? Date.now;
+  }
+
+  /** `connection` failed now. */
+  lost(connection: WatchedConnection): void {
+    this.#watch.lost(connection, this.#now());
+  }
+
+  /** `connection` works again. */
+  restored(connection: WatchedConnection): void {
+    this.#watch.restored(connection);
+  }
+
+  /** Closes the gate for every outage past the limit; returns how many closed it. */
+  async check(): Promise<number> {
+    const overdue = this.#watch.overdue(this.#now());
+    for (const o of overdue) {
+      await closeReconciliationGate(this.#sql, o.reason);
+      this.#log.warn(`Reconciliation gate closed: ${o.reason}`, { connection: o.connection });
+    }
+    return overdue.length;
   }
 }
