@@ -167,6 +167,20 @@ dbTest(
       );
       await resumeAfterDailyLoss(db.sql, "test");
       assert.equal(code(await gateOrder(db.sql, entry("KRW-XRP"), limits, { rest: h.rest })), "ok");
+      // A new loss after the resume stops entries again; the operator's resume of all entries
+      // (`deno task resume`) lifts it too.
+      const xrp = await placeLive(db.sql, h.rest, { market: "KRW-XRP", side: "bid", krw: 10_000 });
+      await placeLive(db.sql, h.rest, {
+        market: "KRW-XRP",
+        side: "ask",
+        volume: xrp.executed_volume!,
+      });
+      assert.equal(
+        code(await gateOrder(db.sql, entry("KRW-XRP"), limits, { rest: h.rest })),
+        "daily_loss_limit",
+      );
+      await resumeEntries(db.sql, { scope: "global", by: "cli" });
+      assert.equal(code(await gateOrder(db.sql, entry("KRW-XRP"), limits, { rest: h.rest })), "ok");
     } finally {
       await h.close();
     }

@@ -105,10 +105,17 @@ export async function resumeAfterDailyLoss(sql: Sql, by: string): Promise<void> 
   await sql`insert into daily_loss_resumes (resumed_by) values (${by})`;
 }
 
-/** Start of the loss window at `nowMs`: the KST day's start or the newest resume, the later. */
+/**
+ * Start of the loss window at `nowMs`: the KST day's start, or the newest resume if later (of the
+ * loss limit itself, or the operator's resume of all entries: `deno task resume`).
+ */
 export async function lossWindowStart(sql: Sql, nowMs: number): Promise<Date> {
   const dayStart = kstDayStart(nowMs);
-  const [row] = await sql<{ at: Date | null }[]>`select max(at) as at from daily_loss_resumes`;
+  const [row] = await sql<{ at: Date | null }[]>`
+    select greatest(
+      (select max(at) from daily_loss_resumes),
+      (select max(at) from trading_state_history where scope = 'global' and action = 'resume')
+    ) as at`;
   const resumed = row?.at ? row.at.getTime() : 0;
   return new Date(Math.max(dayStart, resumed));
 }
