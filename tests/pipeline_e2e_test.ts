@@ -706,7 +706,13 @@ for (const backend of testBackends()) {
       await until(
         rig,
         "the filled order recorded as final",
-        async () => await count(sql, "upbit_order_attempts", `final_state is not null`) === 1,
+        // (The bought coins are then the ledger's: the closer sells them in a row of its own.)
+        async () =>
+          await count(
+            sql,
+            "upbit_order_attempts",
+            `identifier = '${identifier}' and final_state is not null`,
+          ) === 1,
         15_000,
       );
       assert.ok(Date.now() - filledAt < 15_000, "well before the 60 s poll");
