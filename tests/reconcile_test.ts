@@ -19,7 +19,7 @@ import { activeAlarms } from "../lib/store/alarms.ts";
 import { installationId } from "../lib/store/order_attempts.ts";
 import { findingsOf, lastCompletedReconciliation } from "../lib/store/reconciliations.ts";
 import { dbTest } from "./_db.ts";
-import { placeLive, startSim, storeLastPrices } from "./_live_orders.ts";
+import { pendingAttempt, placeLive, startSim, storeLastPrices } from "./_live_orders.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"];
 
@@ -157,6 +157,20 @@ dbTest(
       const alarm = (await activeAlarms(db.sql)).find((a) => a.code === "balance_below_ledger");
       assert.equal(alarm?.market, "KRW-BTC");
       assert.equal(report.ownerOrders, 1, "the hand sale is the owner's, only counted");
+      // A sell of upbot's not settled yet (here: written, not sent) defers the comparison.
+      await pendingAttempt(db.sql, { market: "KRW-ETH", side: "ask", volume: "0.001" });
+      const eth = (await h.rest.getAccounts()).data.find((a) => a.currency === "ETH")!;
+      await h.rest.postOrder({
+        market: "KRW-ETH",
+        side: "ask",
+        ord_type: "market",
+        volume: eth.balance,
+        identifier: "owner-app-2",
+      });
+      const again = await reconcile(db.sql, h.rest, h.log);
+      assert.deepEqual(again.balanceDeferred, ["KRW-ETH"]);
+      assert.deepEqual(again.balanceShortfalls.map((x) => x.market), ["KRW-BTC"]);
+      assert.equal(await entryHaltReason(db.sql, "KRW-ETH"), null);
     } finally {
       await h.close();
     }
