@@ -18,7 +18,12 @@ import { type SimHandle, startSim } from "./_live_orders.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"];
 
-function liveExecutor(sql: Client, h: SimHandle, env: Record<string, string> = {}): Executor {
+function liveExecutor(
+  sql: Client,
+  h: SimHandle,
+  env: Record<string, string> = {},
+  now?: () => number,
+): Executor {
   const config = parseConfig({
     UPBIT_TRADE_MODE: "live",
     LIVE_TRADING_ENABLED: "true",
@@ -43,6 +48,7 @@ function liveExecutor(sql: Client, h: SimHandle, env: Record<string, string> = {
     log: createLogger("executor"),
     unknownSettleMs: 300,
     retryBackoff: { baseMs: 50, maxMs: 200 },
+    now,
   });
 }
 
@@ -80,13 +86,19 @@ dbTest(
       });
       assert.equal(placed.kind, "accepted");
       await paperEntry(db.sql, "KRW-BTC", await lastPrice(h, "KRW-BTC"));
-      const executor = liveExecutor(db.sql, h);
+      let now = Date.now();
+      const executor = liveExecutor(db.sql, h, {}, () => now);
       await executor.start();
       assert.equal((await reconciliationGate(db.sql)).open, false);
       // The exchange cannot be read: reconciliation fails, nothing is sent.
       h.sim.setFaults({ error_rate: 1 });
       assert.deepEqual(await executor.runOnce(), { handled: 0, more: true });
       h.sim.setFaults({ error_rate: 0 });
+      // Not tried again at once (every run is stored); ten seconds later it is.
+      assert.deepEqual(await executor.runOnce(), { handled: 0, more: true });
+      const [runs] = await db.sql`select count(*)::int as n from reconciliations`;
+      assert.equal(runs!.n, 1);
+      now += 10_001;
       assert.equal(h.sim.orders().length, 1, "only the stray order exists");
       const [none] = await db.sql`select count(*)::int as n from upbit_order_attempts`;
       assert.equal(none!.n, 0);

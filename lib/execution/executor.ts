@@ -99,6 +99,9 @@ export interface ExecutorOptions {
 
 const CURSOR_KEY = "executor.cursor";
 
+/** Pause after a failed reconciliation before the next try (ms). */
+const RECONCILE_RETRY_MS = 10_000;
+
 /** Upbit refusals that may pass by waiting: nothing was created, send again later. */
 const PASSING_REFUSALS = new Set(["market_offline"]);
 
@@ -149,6 +152,7 @@ export class Executor {
   #now: () => number;
   #installation = "";
   #capLogged = false;
+  #reconcileRetryAt = 0;
   #banLogged = false;
   #closer: PositionClosing | null = null;
 
@@ -303,10 +307,13 @@ export class Executor {
   async #reconciled(): Promise<boolean> {
     const gate = await reconciliationGate(this.#o.sql);
     if (gate.open) return true;
+    // After a failed run, wait a little: every run is stored, and the exchange may be down.
+    if (this.#now() < this.#reconcileRetryAt) return false;
     this.#o.log.info(`Reconciliation gate closed (${gate.reason}); reconciling`);
     try {
       return (await reconcile(this.#o.sql, this.#o.rest!, this.#o.log)).gateOpen;
     } catch (err) {
+      this.#reconcileRetryAt = this.#now() + RECONCILE_RETRY_MS;
       this.#o.log.warn("Reconciliation failed; no live order until it completes", {
         error: (err as Error).message,
       });
