@@ -354,7 +354,8 @@ export const SETTINGS = [
     name: "DATA_DIR",
     schema: text("./data"),
     defaultText: "./data",
-    doc: "Directory of the embedded database (used when DATABASE_URL is unset).",
+    doc:
+      "Embedded database (when DATABASE_URL is unset) and, always, control/ for deno task halt/resume/flatten.",
   },
   {
     name: "DATABASE_URL",

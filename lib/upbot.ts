@@ -6,6 +6,12 @@ import type { Config } from "./config.ts";
 import { hasUpbitKeys, secretValues } from "./config.ts";
 import { setUpLogging } from "./cli.ts";
 import { Supervisor } from "./actors/supervisor.ts";
+import {
+  ControlDirInUseError,
+  controlDirLayout,
+  ControlDirWatcher,
+} from "./control/command_dir.ts";
+import { GLOBAL_SCOPE, haltEntries } from "./control/trading_state.ts";
 import { type Client, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { createApp } from "./http/app.ts";
@@ -47,6 +53,9 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
   const db = await openDatabase(config);
   let supervisor: Supervisor | undefined;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
+  let control: ControlDirWatcher | undefined;
+  /** Stored halts under way (awaited before the database closes). */
+  const haltWrites = new Set<Promise<void>>();
   try {
     log.info("DB OK", { backend: db.description });
     const dbSecrets = db.connection.kind === "embedded" ? [db.connection.password] : [];
@@ -57,13 +66,54 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       applied: result.applied.length,
       already: result.skipped.length,
     });
+    // Halt, resume and flatten commands queued while upbot was down apply before any actor
+    // starts; then the control directory is polled (see lib/control/command_dir.ts).
+    const layout = controlDirLayout(config.DATA_DIR);
+    control = new ControlDirWatcher({
+      layout,
+      sql: db.sql,
+      onApplied: () => {
+        if (supervisor?.status().some((a) => a.name === "executor")) {
+          supervisor.send("executor", { type: "wake", topic: "trading_state" });
+        }
+      },
+    });
+    try {
+      await control.claim();
+      const applied = await control.processInbox();
+      if (applied > 0) log.info(`Applied ${applied} queued control command(s)`);
+    } catch (err) {
+      if (err instanceof ControlDirInUseError) throw err;
+      throw new Error(
+        `the control directory ${layout.root} cannot be used (set DATA_DIR to a writable directory): ${
+          (err as Error).message
+        }`,
+        { cause: err },
+      );
+    }
+    control.start();
     const startedAt = Date.now();
     supervisor = new Supervisor({
       actors: pipelineActorSpecs(config, db.connection),
       log: loggingSettings(),
       secrets: [...secretValues(config), ...dbSecrets],
-      onTradingHalt: (reason, actor) =>
-        log.error("Trading HALTED", { reason, actor: actor ?? undefined }),
+      onTradingHalt: (reason, actor) => {
+        log.error("Trading HALTED", { reason, actor: actor ?? undefined });
+        // Stored too, so the halt survives a restart until a person resumes it.
+        const write = haltEntries(db.sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" })
+          .then(
+            () =>
+              log.warn(
+                "Entries halted globally (stored, survives restarts); once the cause is fixed and upbot restarted, lift it with: deno task resume",
+              ),
+            (err) =>
+              log.error("could not store the supervisor's halt", {
+                error: (err as Error).message,
+              }),
+          )
+          .finally(() => haltWrites.delete(write));
+        haltWrites.add(write);
+      },
       ...options.supervisor,
     });
     const app = createApp({
@@ -100,13 +150,16 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     let stopping: Promise<void> | null = null;
     const running = supervisor;
     const listening = server;
+    const watcher = control;
     return {
       httpUrl,
       supervisor: running,
       sql: db.sql,
       stop() {
         stopping ??= (async () => {
+          await watcher.stop();
           await running.stop("shutdown");
+          await Promise.all(haltWrites);
           await listening.shutdown();
           await db.close();
         })();
@@ -114,7 +167,9 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       },
     };
   } catch (err) {
+    await control?.stop();
     await supervisor?.stop("start-up failed");
+    await Promise.all(haltWrites);
     await server?.shutdown();
     await db.close();
     throw err;

@@ -6,14 +6,15 @@
 -- can drift from them (a code path that forgets to update it, a crash between the two writes, a
 -- row fixed by hand). A view over `upbit_order_attempts` cannot: every fill the executor or the
 -- order-poller stores is in the ledger the moment it is committed, whatever path wrote it and
--- whatever state the order is in. It reads only facts Upbit reported about our orders
--- (mode = 'live', side, symbol, executed_volume, paid_fee, avg_price), never a status column, so
--- an order still open counts with what it has executed so far (the poller updates
--- executed_volume while it is open), and a `cancel` or SMP-prevented final order counts with
--- what it executed before it ended. Attempts in shadow or test mode never fill, and orders
--- placed by hand or by other programs are never in upbit_order_attempts, so the owner's own
--- coins can never enter the ledger. The cost is a scan of the live attempts with fills (a few
--- rows a day per market; indexed below).
+-- whatever state the order is in. It reads only which of our orders ran live (mode, side,
+-- symbol) and what Upbit reported they executed (executed_volume, paid_fee, avg_price), never a
+-- status column, so an order still open counts with what it has executed so far (as last stored
+-- by the order-poller), and a `cancel` or SMP-prevented final order counts with what it
+-- executed before it ended. Attempts in shadow or test mode never fill, and orders placed by
+-- hand or by other programs are never in upbit_order_attempts, so the owner's own coins can
+-- never enter the ledger. The cost is a scan of the live attempts with fills (a few rows a day
+-- per market; indexed below). A later migration that changes one of these columns must drop
+-- and recreate the views (PostgreSQL refuses to alter a column a view uses).
 --
 -- Volume that leaves without a sale is written to position_adjustments (append-only): `gone`
 -- (coins no longer on the exchange, e.g. sold by hand; an alarm is raised where it is decided)

@@ -1,2 +1,2 @@
-/** @module The simulator's exact decimals: {@link ../lib/decimal.ts}, shared with upbot's ledger. */
+/** @module The simulator's exact decimals: `lib/decimal.ts`, shared with upbot's position ledger. */
 export * from "../lib/decimal.ts";

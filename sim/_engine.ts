@@ -648,12 +648,16 @@ export class Engine {
       if (price === undefined || price <= 0n) continue;
       list.push({ price, size: volumeOf(level.size), own: null });
     }
+    const better = order.side === "bid" ? (a: Dec, b: Dec) => a < b : (a: Dec, b: Dec) => a > b;
+    // Own orders beyond the visible book's last level are left out: the real book holds more
+    // liquidity before them (and Upbit refuses market orders larger than the visible book, §8.2).
+    const worst = list.at(-1)?.price;
     const resting = this.#resting.get(order.market);
     const own = order.side === "bid" ? resting?.asks : resting?.bids;
     for (const level of own?.levels ?? []) {
+      if (worst !== undefined && better(worst, level.price)) break;
       for (const maker of level.orders) list.push({ price: level.price, size: ZERO, own: maker });
     }
-    const better = order.side === "bid" ? (a: Dec, b: Dec) => a < b : (a: Dec, b: Dec) => a > b;
     return list.sort((a, b) =>
       a.price === b.price ? (a.own ? 0 : 1) - (b.own ? 0 : 1) : better(a.price, b.price) ? -1 : 1
     );

@@ -65,7 +65,9 @@ for (const seed of SEEDS) {
         baseUrl: sim.restUrl,
         accessKey: sim.accessKey,
         secretKey: sim.secretKey,
-        timeoutMs: 1000,
+        // The production timeout: lost answers come from the faults (5xx after create), not from
+        // a loaded test machine (the simulator and PGlite share this process).
+        timeoutMs: 10_000,
       });
       const lines: string[] = [];
       const restore = setLogSink((line) => lines.push(line));
@@ -226,7 +228,25 @@ for (const seed of SEEDS) {
           const m = /^(paper-[a-z2-7]{8}-\d+-ENTER_LONG)(-r\d+)?$/.exec(o.identifier ?? "");
           if (m) entries.set(m[1]!, (entries.get(m[1]!) ?? 0) + 1);
         }
-        for (const [key, n] of entries) assert.equal(n, 1, `${key}: ${n} entry orders. ${trace}`);
+        for (const [key, n] of entries) {
+          if (n === 1) continue;
+          // Say what happened to that paper trade: its orders, attempts and identifiers.
+          const attempts = [];
+          for (const d of databases) {
+            attempts.push(
+              ...await d.sql`select a.id, a.identifier, a.state, a.reason, a.retry_count,
+                  a.error_msg, array_agg(i.identifier) as used
+                from upbit_order_attempts a join upbit_order_identifiers i on i.attempt_id = a.id
+                where a.identifier like ${key + "%"} group by a.id`,
+            );
+          }
+          const own = orders.filter((o) => o.identifier?.startsWith(key));
+          assert.fail(
+            `${key}: ${n} entry orders ${JSON.stringify(own)}; attempts ${
+              JSON.stringify(attempts)
+            }. ${trace}\n${lines.filter((l) => l.includes(key)).join("\n")}`,
+          );
+        }
         // 2. Never more sold than bought per market.
         for (const market of MARKETS) {
           let bought = ZERO;

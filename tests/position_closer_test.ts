@@ -1,5 +1,14 @@
 import assert from "node:assert/strict";
 import {
+  UpbitApiError,
+  UpbitBanError,
+  UpbitBannedError,
+  UpbitRateLimitError,
+  UpbitResponseError,
+  UpbitTransportError,
+} from "../lib/upbit/errors.ts";
+import {
+  classifySellError,
   classifySellRefusal,
   type CloseDecision,
   type CloserInput,
@@ -112,13 +121,13 @@ const CASES: { name: string; input: CloserInput; expected: CloseDecision[] }[] =
   {
     name: "everything gone (sold by hand, no sell of ours open)",
     input: input([market({ freeBalance: "0" })]),
-    expected: [{ kind: "gone", market: BTC, volume: "0.001" }],
+    expected: [{ kind: "gone", market: BTC, volume: "0.001", freeBalance: "0" }],
   },
   {
     name: "part gone: the rest is sold, capped at the free balance",
     input: input([market({ freeBalance: "0.0004" })]),
     expected: [
-      { kind: "gone", market: BTC, volume: "0.0006" },
+      { kind: "gone", market: BTC, volume: "0.0006", freeBalance: "0.0004" },
       { kind: "sell", market: BTC, volume: "0.0004" },
     ],
   },
@@ -126,7 +135,7 @@ const CASES: { name: string; input: CloserInput; expected: CloseDecision[] }[] =
     name: "part gone and the rest below the minimum: gone and dust",
     input: input([market({ freeBalance: "0.00001" })]),
     expected: [
-      { kind: "gone", market: BTC, volume: "0.00099" },
+      { kind: "gone", market: BTC, volume: "0.00099", freeBalance: "0.00001" },
       { kind: "dust", market: BTC, volume: "0.00001", valueKrw: "1000" },
     ],
   },
@@ -149,7 +158,7 @@ const CASES: { name: string; input: CloserInput; expected: CloseDecision[] }[] =
     name: "a free balance beyond 8 decimals caps the sell, truncated",
     input: input([market({ openVolume: "1", freeBalance: "0.999999999" })]),
     expected: [
-      { kind: "gone", market: BTC, volume: "0.000000001" },
+      { kind: "gone", market: BTC, volume: "0.000000001", freeBalance: "0.999999999" },
       { kind: "sell", market: BTC, volume: "0.99999999" },
     ],
   },
@@ -157,7 +166,7 @@ const CASES: { name: string; input: CloserInput; expected: CloseDecision[] }[] =
     name: "gone is decided even without a price; the rest then waits for one",
     input: input([market({ freeBalance: "0.0004", lastPrice: null })]),
     expected: [
-      { kind: "gone", market: BTC, volume: "0.0006" },
+      { kind: "gone", market: BTC, volume: "0.0006", freeBalance: "0.0004" },
       { kind: "hold", market: BTC, volume: "0.0004", reason: "no_price" },
     ],
   },
@@ -233,3 +242,21 @@ for (const [code, status, expected] of REFUSALS) {
     assert.equal(classifySellRefusal(code, status), expected);
   });
 }
+
+Deno.test("classifySellError() reads the client's error classes", () => {
+  const meta = { http_status: 400, remaining_req: null, latency_ms: 1 };
+  const api = (httpStatus: number, code: string) =>
+    new UpbitApiError({ httpStatus, code, message: code, remainingReq: null, meta });
+  assert.equal(classifySellError(api(400, "insufficient_funds_ask")), "reread_balance");
+  assert.equal(classifySellError(api(403, "market_offline")), "retry");
+  assert.equal(classifySellError(api(400, "invalid_volume_ask")), "final");
+  const init = { httpStatus: 429, code: "", message: "", remainingReq: null, meta };
+  assert.equal(classifySellError(new UpbitRateLimitError(init)), "retry");
+  assert.equal(
+    classifySellError(new UpbitBanError({ ...init, httpStatus: 418, banMs: 1 })),
+    "retry",
+  );
+  assert.equal(classifySellError(new UpbitBannedError(2000, 1000)), "retry");
+  assert.equal(classifySellError(new UpbitTransportError("timeout", "timed out", meta)), "retry");
+  assert.equal(classifySellError(new UpbitResponseError("bad body", meta, "")), "retry");
+});

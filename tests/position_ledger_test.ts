@@ -5,22 +5,24 @@
  */
 import assert from "node:assert/strict";
 import { closerInputs } from "../lib/execution/closer_inputs.ts";
-import { decideCloses } from "../lib/execution/position_closer.ts";
+import { type CloseDecision, decideCloses } from "../lib/execution/position_closer.ts";
 import {
   LedgerAdjustmentError,
   ledgerPosition,
   ledgerPositions,
   recordDust,
   recordGone,
+  recordWriteOffs,
 } from "../lib/execution/position_ledger.ts";
 import { createLogger, setLogSink } from "../lib/log.ts";
 import { migrate, readMigrations } from "../lib/migrate.ts";
 import { AccountSync } from "../lib/pipeline/account.ts";
-import type { Sql } from "../lib/db.ts";
-import { dec, divTrunc, formatDec, ZERO } from "../lib/decimal.ts";
+import type { Client, Sql } from "../lib/db.ts";
+import { type Dec, dec, divTrunc, formatDec, mul, truncDec, ZERO } from "../lib/decimal.ts";
 import type { Order } from "../lib/upbit/schemas.ts";
 import { type OrderRequest, UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
+import { createRng } from "../sim/_rng.ts";
 import { dbTest } from "./_db.ts";
 
 const BTC = "KRW-BTC";
@@ -503,5 +505,281 @@ dbTest(
       { kind: "hold", market: ETH, volume: "0.5", reason: "sell_unsettled" },
       { kind: "hold", market: "KRW-XRP", volume: "100", reason: "buy_unsettled" },
     ]);
+  },
+);
+
+/** Free balances from the simulator's `GET /v1/accounts`, by currency. */
+async function simFreeBalances(rest: UpbitRest): Promise<Record<string, string>> {
+  const { data } = await rest.getAccounts();
+  return Object.fromEntries(data.map((a) => [a.currency, a.balance]));
+}
+
+/** Stores the simulator's current price of `market` as the last 1-second close. */
+async function storeSimPrice(sql: Sql, rest: UpbitRest, market: string): Promise<void> {
+  const { data } = await rest.getTicker({ markets: [market] });
+  await insertClose(sql, market, 0, String(data[0]!.trade_price));
+}
+
+/**
+ * Runs the closer against the simulator until it has nothing left to do, the way the executor
+ * will: write-offs recorded, sells placed and their fills stored as upbot's live attempts.
+ * Returns the decisions of each round (holds left out).
+ */
+async function closeOnSim(
+  sql: Client,
+  rest: UpbitRest,
+  options: { flatten?: boolean } = {},
+): Promise<CloseDecision[][]> {
+  const log = createLogger("closer");
+  const rounds: CloseDecision[][] = [];
+  for (let round = 0; round < 5; round++) {
+    const input = await closerInputs(sql, "live", () => simFreeBalances(rest), options);
+    const decisions = decideCloses(input).filter((d) => d.kind !== "hold");
+    if (decisions.length === 0) return rounds;
+    rounds.push(decisions);
+    await recordWriteOffs(sql, decisions, log);
+    for (const d of decisions) {
+      if (d.kind !== "sell") continue;
+      const body: OrderRequest = {
+        market: d.market,
+        side: "ask",
+        ord_type: "market",
+        volume: d.volume,
+        identifier: `close-${crypto.randomUUID()}`,
+      };
+      await recordOrder(sql, await fill(rest, body));
+    }
+  }
+  throw new Error("the closer did not settle in 5 rounds");
+}
+
+dbTest(
+  "closer on the simulator: the owner's pre-existing coins are never sold",
+  async ({ sql }) => {
+    await withSim(async (_sim, rest) => {
+      await fill(rest, {
+        market: BTC,
+        side: "bid",
+        ord_type: "price",
+        price: "30000",
+        identifier: "owner",
+      });
+      const owner = await coinBalance(rest, "BTC");
+      const buy = await fill(rest, {
+        market: BTC,
+        side: "bid",
+        ord_type: "price",
+        price: "20000",
+        identifier: "upbot-entry",
+      });
+      await recordOrder(sql, buy);
+      await insertPaper(sql, BTC, true);
+      await storeSimPrice(sql, rest, BTC);
+
+      const rounds = await closeOnSim(sql, rest);
+      assert.deepEqual(rounds, [[{
+        kind: "sell",
+        market: BTC,
+        volume: formatDec(dec(buy.executed_volume)),
+      }]]);
+      assert.equal((await ledgerPosition(sql, BTC))!.openVolume, "0");
+      assert.equal(await coinBalance(rest, "BTC"), owner);
+    });
+  },
+);
+
+dbTest(
+  "closer on the simulator: coins sold by hand are recorded as gone, with an alarm",
+  async ({ sql }) => {
+    await withSim(async (_sim, rest) => {
+      const buy = await fill(rest, {
+        market: BTC,
+        side: "bid",
+        ord_type: "price",
+        price: "30000",
+        identifier: "upbot-entry",
+      });
+      await recordOrder(sql, buy);
+      await insertPaper(sql, BTC, true);
+      await storeSimPrice(sql, rest, BTC);
+      // The owner sells 40% of it by hand (not an order of upbot's).
+      const byHand = formatDec(divTrunc(dec(buy.executed_volume) * 2n, dec("5"), 8));
+      await fill(rest, {
+        market: BTC,
+        side: "ask",
+        ord_type: "market",
+        volume: byHand,
+        identifier: "hand",
+      });
+
+      const lines: string[] = [];
+      const restore = setLogSink((line) => lines.push(line));
+      let rounds: CloseDecision[][];
+      try {
+        rounds = await closeOnSim(sql, rest);
+      } finally {
+        restore();
+      }
+      const left = formatDec(dec(buy.executed_volume) - dec(byHand));
+      assert.deepEqual(rounds, [[
+        { kind: "gone", market: BTC, volume: byHand, freeBalance: left },
+        { kind: "sell", market: BTC, volume: left },
+      ]]);
+      const p = (await ledgerPosition(sql, BTC))!;
+      assert.deepEqual([p.sold, p.gone, p.openVolume], [left, byHand, "0"]);
+      assert.equal(await coinBalance(rest, "BTC"), "0");
+      assert.ok(
+        lines.some((l) => l.includes(`Position KRW-BTC: ${byHand} no longer on the exchange`)),
+        lines.join("\n"),
+      );
+    });
+  },
+);
+
+dbTest(
+  "closer on the simulator: a partly sold position's remainder is sold, or kept as dust",
+  async ({ sql }) => {
+    await withSim(async (_sim, rest) => {
+      for (const [market, sellPart] of [[BTC, "0.5"], [ETH, "0.85"]] as const) {
+        const buy = await fill(rest, {
+          market,
+          side: "bid",
+          ord_type: "price",
+          price: "20000",
+          identifier: `entry-${market}`,
+        });
+        await recordOrder(sql, buy);
+        const part = formatDec(truncDec(mul(dec(buy.executed_volume), dec(sellPart)), 8));
+        await recordOrder(
+          sql,
+          await fill(rest, {
+            market,
+            side: "ask",
+            ord_type: "market",
+            volume: part,
+            identifier: `exit-${market}`,
+          }),
+        );
+        // The paper book still holds both: nothing happens without a flatten.
+        await insertPaper(sql, market, false);
+        await storeSimPrice(sql, rest, market);
+      }
+      assert.deepEqual(await closeOnSim(sql, rest), []);
+
+      const rounds = await closeOnSim(sql, rest, { flatten: true });
+      assert.equal(rounds.length, 1);
+      const [sell, dust] = rounds[0]!;
+      assert.equal(sell!.kind, "sell");
+      assert.equal(sell!.market, BTC);
+      assert.equal(dust!.kind, "dust");
+      assert.equal(dust!.market, ETH);
+      assert.equal(await coinBalance(rest, "BTC"), "0");
+      // The exchange keeps exactly the recorded dust; the ledger is flat.
+      const eth = (await ledgerPosition(sql, ETH))!;
+      assert.equal(eth.openVolume, "0");
+      assert.equal(eth.dust, await coinBalance(rest, "ETH"));
+      assert.ok(dec((dust as { valueKrw: string }).valueKrw) < dec("5000"));
+    });
+  },
+);
+
+dbTest(
+  "ledger: random fills and write-offs sum exactly (8 decimals, no float)",
+  async ({ sql }) => {
+    for (const seed of [1, 2, 3]) {
+      await sql`delete from position_adjustments`;
+      await sql`delete from upbit_order_attempts`;
+      const rng = createRng(seed);
+      const want = new Map<string, Record<string, Dec>>();
+      const sums = (m: string) => {
+        let s = want.get(m);
+        if (!s) {
+          s = {
+            bought: ZERO,
+            sold: ZERO,
+            gone: ZERO,
+            dust: ZERO,
+            cost: ZERO,
+            proceeds: ZERO,
+            fees: ZERO,
+          };
+          want.set(m, s);
+        }
+        return s;
+      };
+      const open = (s: Record<string, Dec>) => s.bought! - s.sold! - s.gone! - s.dust!;
+      const units = (n: number) => BigInt(n) * 10n ** 12n; // n x 10^-8
+      for (let i = 0; i < 60; i++) {
+        const market = rng.chance(0.5) ? BTC : ETH;
+        const s = sums(market);
+        const price = dec(String(rng.int(1, 200_000_000)));
+        const op = rng.int(0, 9);
+        if (op <= 3 || open(s) === ZERO) {
+          const volume = units(rng.int(1, 1_000_000_000));
+          const funds = mul(volume, price);
+          const fee = truncDec(mul(funds, dec("0.0005")), 8);
+          const state = rng.chance(0.3) ? "cancel" : rng.chance(0.2) ? null : "done";
+          await insertAttemptRow(sql, {
+            symbol: market,
+            side: "bid",
+            status: state === null ? "submitted" : "done",
+            finalState: state,
+            executedVolume: formatDec(volume),
+            paidFee: formatDec(fee),
+            avgPrice: formatDec(price),
+          });
+          s.bought! += volume;
+          s.cost! += funds + fee;
+          s.fees! += fee;
+        } else if (op <= 7) {
+          const volume = open(s) * BigInt(rng.int(1, 100)) / 100n / 10n ** 12n * 10n ** 12n;
+          if (volume === ZERO) continue;
+          const funds = mul(volume, price);
+          const fee = truncDec(mul(funds, dec("0.0005")), 8);
+          await insertAttemptRow(sql, {
+            symbol: market,
+            side: "ask",
+            executedVolume: formatDec(volume),
+            paidFee: formatDec(fee),
+            avgPrice: formatDec(price),
+          });
+          s.sold! += volume;
+          s.proceeds! += funds - fee;
+          s.fees! += fee;
+        } else {
+          const volume = open(s) * BigInt(rng.int(1, 100)) / 100n;
+          if (volume === ZERO) continue;
+          if (op === 8) {
+            await recordGone(sql, market, formatDec(volume), "random");
+            s.gone! += volume;
+          } else {
+            await recordDust(sql, market, formatDec(volume), "1");
+            s.dust! += volume;
+          }
+        }
+        // Rows that never count: not live, or nothing executed.
+        if (rng.chance(0.2)) {
+          await insertAttemptRow(sql, {
+            symbol: market,
+            side: "bid",
+            mode: rng.chance(0.5) ? "shadow" : "test",
+            status: "logged",
+            finalState: null,
+            executedVolume: rng.chance(0.5) ? "5" : null,
+          });
+        }
+      }
+      for (const p of await ledgerPositions(sql)) {
+        const s = want.get(p.symbol)!;
+        assert.deepEqual(
+          [p.bought, p.sold, p.gone, p.dust, p.openVolume, p.cost, p.proceeds, p.fees],
+          [s.bought, s.sold, s.gone, s.dust, open(s), s.cost, s.proceeds, s.fees].map((v) =>
+            formatDec(v!)
+          ),
+          `seed ${seed} ${p.symbol}`,
+        );
+        if (open(s) === ZERO) assert.equal(p.realisedPnl, formatDec(s.proceeds! - s.cost!));
+      }
+    }
   },
 );

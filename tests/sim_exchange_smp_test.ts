@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { Client, FakeMarket, makeExchange } from "./_sim_exchange_fixture.ts";
+import {
+  ACCESS_KEY,
+  Client,
+  FakeMarket,
+  makeExchange,
+  signJwt,
+  Socket,
+} from "./_sim_exchange_fixture.ts";
 
 type Json = Record<string, unknown>;
 
@@ -249,4 +256,59 @@ Deno.test("post_only never meets an own order: it is cancelled like any crossing
   assert.equal(p.state, "cancel");
   assert.equal(p.prevented_volume, "0");
   assert.equal((await order(client, maker.uuid)).state, "wait");
+});
+
+Deno.test("private WS: a prevented order's myOrder event carries state prevented and the prevented fields", async () => {
+  const { exchange, client } = setup();
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    (req) => exchange.handlePrivateWebSocket(req),
+  );
+  const socket = new Socket(
+    `ws://127.0.0.1:${server.addr.port}/websocket/v1/private`,
+    await signJwt({ access_key: ACCESS_KEY, nonce: crypto.randomUUID() }),
+  );
+  try {
+    await socket.opened();
+    await socket.subscribe([{ ticket: "smp" }, { type: "myOrder", codes: ["KRW-BTC"] }]);
+    const maker = await place(client, ownAsk("100050000"));
+    await place(client, { market: "KRW-BTC", side: "bid", ord_type: "price", price: "1001000" });
+    let event: Json;
+    do event = await socket.next(); while (!(event.uuid === maker.uuid && event.state !== "wait"));
+    assert.equal(event.state, "prevented");
+    assert.equal(event.smp_type, "cancel_maker");
+    assert.equal(event.prevented_volume, 0.01);
+    assert.equal(event.prevented_locked, 0.01);
+    assert.equal(event.remaining_volume, 0);
+  } finally {
+    socket.ws.close();
+    await socket.closed;
+    exchange.close();
+    await server.shutdown();
+  }
+});
+
+Deno.test("own orders beyond the visible book are not met by an order that empties the book", async () => {
+  const market = new FakeMarket();
+  market.setBook("KRW-BTC", [[100_100_000, 1]], [[100_000_000, 0.01], [99_900_000, 0.02]]);
+  const { exchange } = makeExchange({ market, balances: { "KRW-BTC": "2" } });
+  const client = new Client(exchange);
+  const far = await place(client, {
+    market: "KRW-BTC",
+    side: "bid",
+    ord_type: "limit",
+    price: "99000000",
+    volume: "0.01",
+  });
+  const sell = await place(client, {
+    market: "KRW-BTC",
+    side: "ask",
+    ord_type: "market",
+    volume: "0.5",
+  });
+  const s = await order(client, sell.uuid);
+  assert.equal(s.state, "cancel");
+  assert.equal(s.executed_volume, "0.03");
+  assert.equal(s.prevented_volume, "0");
+  assert.equal((await order(client, far.uuid)).state, "wait");
 });

@@ -87,6 +87,7 @@ Deno.test("parseCli: flags win over SIM_* variables; defaults are documented val
     SIM_KRW: "5000000",
     SIM_FAULTS: '{"latency_ms":20}',
     SIM_BALANCES: "KRW-BTC=0.5, KRW-XRP=2",
+    SIM_STATE: "/tmp/sim-state.json",
   };
   const fromEnv = parseCli([], (name) => env[name]);
   assert.equal(fromEnv.port, 9000);
@@ -98,6 +99,15 @@ Deno.test("parseCli: flags win over SIM_* variables; defaults are documented val
   assert.equal(fromEnv.krw, 5_000_000);
   assert.deepEqual(fromEnv.faults, { latency_ms: 20 });
   assert.deepEqual(fromEnv.balances, { "KRW-BTC": "0.5", "KRW-XRP": "2" });
+  assert.equal(fromEnv.stateFile, "/tmp/sim-state.json");
+  const faults = parseCli(
+    ["--faults", '{"server_error_after_create_rate":0.2,"server_error_burn_rate":0.1}'],
+    () => undefined,
+  );
+  assert.deepEqual(faults.faults, {
+    server_error_after_create_rate: 0.2,
+    server_error_burn_rate: 0.1,
+  });
   const flags = parseCli(["--port", "0", "--rate", "0", "--secret-key", "s3"], (name) => env[name]);
   assert.equal(flags.port, 0);
   assert.equal(flags.rate, 0);
@@ -111,6 +121,7 @@ Deno.test("parseCli: flags win over SIM_* variables; defaults are documented val
   assert.equal(defaults.krw, 10_000_000);
   assert.equal(defaults.faults, undefined);
   assert.equal(defaults.balances, undefined);
+  assert.equal(defaults.stateFile, undefined);
 });
 
 Deno.test("balances: the account starts holding the owner's coins at the starting price", async () => {

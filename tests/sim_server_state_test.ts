@@ -207,7 +207,13 @@ Deno.test("--state: a resting order filled by market trades is persisted without
     await new Promise((resolve) => setTimeout(resolve, 0));
     // A copy of the file as it is now (the first simulator still runs) resumes the filled order.
     await Deno.copyFile(stateFile, `${dir}/copy.json`);
-    copy = await startSimulator({ rate: 0, markets: ["KRW-BTC"], stateFile: `${dir}/copy.json` });
+    copy = await startSimulator({
+      rate: 0,
+      markets: ["KRW-BTC"],
+      stateFile: `${dir}/copy.json`,
+      krw: 5,
+      balances: { "KRW-BTC": "7" },
+    });
     const order = await getJson(copy.restUrl, "/v1/order", "identifier=maker-1");
     assert.equal(order.body.state, "done");
     assert.equal(order.body.executed_volume, "0.0002");
@@ -215,7 +221,9 @@ Deno.test("--state: a resting order filled by market trades is persisted without
     const btc = (await getJson(copy.restUrl, "/v1/accounts")).body.find((a: { currency: string }) =>
       a.currency === "BTC"
     );
-    assert.equal(btc.balance, "0.0002");
+    assert.equal(btc.balance, "0.0002", "a loaded state ignores --balances");
+    const krw = (await getJson(copy.restUrl, "/v1/accounts")).body[0];
+    assert.notEqual(krw.balance, "5", "a loaded state ignores --krw");
   } finally {
     await copy?.close();
     await sim.close();

@@ -56,7 +56,7 @@ export const BarsFinal = z.object({
  */
 export const Wake = z.object({
   type: z.literal("wake"),
-  topic: z.enum(["paper_trades", "order_attempts", "account"]),
+  topic: z.enum(["paper_trades", "order_attempts", "account", "trading_state"]),
 });
 
 /**

@@ -2,7 +2,7 @@
  * @module Assembles the position closer's input from the database (the ledger, the paper book,
  * unsettled live orders, last prices) and the exchange's free balances.
  */
-import type { Client, Sql } from "../db.ts";
+import type { Sql } from "../db.ts";
 import { dec, formatDec, ZERO } from "../decimal.ts";
 import { MIN_ORDER_KRW } from "./executor.ts";
 import { ledgerPositions } from "./position_ledger.ts";
@@ -70,28 +70,24 @@ export async function lastCloses(
 /**
  * The closer's input for every market the ledger holds open.
  *
- * The database is read first, in one repeatable-read snapshot, and the balances afterwards
- * (`readFreeBalances` is called only in live mode, so shadow and test make no API call): every
- * fill in the ledger then happened before the balance was read, so a balance below the ledger
- * means coins left without an order of ours, not a fill the balance has not seen yet. Orders
- * still open at the snapshot are flagged unsettled; the closer waits for them.
+ * The reads run in this order, and the order is what makes them safe without a transaction:
+ * unsettled orders first, then the ledger, then (in live mode only, so shadow and test make no
+ * API call) the balances through `readFreeBalances`. An order that settles between the first two
+ * reads was seen unsettled (the closer waits) or has its fills in the ledger (the poller stores
+ * them with the final state); every fill in the ledger happened before the balances were read,
+ * so a balance below the ledger means coins left without an order of ours, not a fill the
+ * balance has not seen yet. Sells must not be sent by anyone else while this runs.
  */
 export async function closerInputs(
-  sql: Client,
+  sql: Sql,
   mode: CloserInput["mode"],
   readFreeBalances: () => Promise<FreeBalances>,
   options: CloserInputsOptions = {},
 ): Promise<CloserInput> {
-  const { ledger, unsettled, paperOpen, prices } = await sql.begin(
-    "isolation level repeatable read read only",
-    async (tx) => {
-      const unsettled = await unsettledLiveOrders(tx);
-      const ledger = (await ledgerPositions(tx)).filter((p) => dec(p.openVolume) > ZERO);
-      const paperOpen = await paperOpenMarkets(tx);
-      const prices = await lastCloses(tx, ledger.map((p) => p.symbol));
-      return { ledger, unsettled, paperOpen, prices };
-    },
-  );
+  const unsettled = await unsettledLiveOrders(sql);
+  const ledger = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
+  const paperOpen = await paperOpenMarkets(sql);
+  const prices = await lastCloses(sql, ledger.map((p) => p.symbol));
   const balances = mode === "live" && ledger.length > 0 ? await readFreeBalances() : null;
   const markets: CloserMarket[] = ledger.map((p) => {
     const currency = p.symbol.slice(p.symbol.indexOf("-") + 1);

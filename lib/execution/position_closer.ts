@@ -6,6 +6,7 @@
  * position.
  */
 import { type Dec, dec, formatDec, minDec, mul, truncDec, ZERO } from "../decimal.ts";
+import { UpbitApiError, type UpbitError } from "../upbit/errors.ts";
 
 /** Fractional digits of an order volume Upbit accepts (§8.2: quantities carry 8 decimals). */
 export const VOLUME_PLACES = 8;
@@ -56,14 +57,20 @@ export type HoldReason =
   /** Part of the position is not on the exchange but a buy is still unsettled. */
   | "buy_unsettled";
 
-/** One thing to do for a market. Volumes have at most 8 decimals. */
+/**
+ * One thing to do for a market. A sell's volume has at most 8 decimals (truncated, never rounded
+ * up); gone and dust volumes are exact, so the ledger closes to zero.
+ */
 export type CloseDecision =
   /** Send a reduce-only market sell (`ord_type: "market"`) of `volume`. */
   | { kind: "sell"; market: string; volume: string }
   /** Record `volume` as dust worth `valueKrw` at the last price (below the minimum total). */
   | { kind: "dust"; market: string; volume: string; valueKrw: string }
-  /** Record `volume` as gone: the ledger says upbot owns it, the exchange does not hold it. */
-  | { kind: "gone"; market: string; volume: string }
+  /**
+   * Record `volume` as gone: the ledger says upbot owns it, the exchange does not hold it (its
+   * free balance was `freeBalance` and no order of ours was unsettled).
+   */
+  | { kind: "gone"; market: string; volume: string; freeBalance: string }
   /** Leave the open position for now (report it). */
   | { kind: "hold"; market: string; volume: string; reason: HoldReason };
 
@@ -110,7 +117,12 @@ export function decideCloses(input: CloserInput): CloseDecision[] {
         continue;
       }
       const missing = open - (free > ZERO ? free : ZERO);
-      out.push({ kind: "gone", market: m.market, volume: formatDec(missing) });
+      out.push({
+        kind: "gone",
+        market: m.market,
+        volume: formatDec(missing),
+        freeBalance: formatDec(free),
+      });
       present = open - missing;
       if (present === ZERO) continue;
     }
@@ -178,4 +190,14 @@ export function classifySellRefusal(
   if (RETRY_CODES.has(name)) return "retry";
   if (REREAD_CODES.has(name)) return "reread_balance";
   return "final";
+}
+
+/**
+ * {@linkcode classifySellRefusal} for an error of the REST client: a refusal by Upbit by its code
+ * and status; a local 418 ban, a lost or unreadable answer are `retry` (an order creation whose
+ * answer was lost must first be resolved by its identifier, never sent blindly again).
+ */
+export function classifySellError(err: UpbitError): SellRefusalClass {
+  if (err instanceof UpbitApiError) return classifySellRefusal(err.code, err.httpStatus);
+  return "retry";
 }

@@ -15,7 +15,7 @@ import type { UpbitRest } from "../upbit/rest.ts";
 import { closerInputs, type FreeBalances, paperOpenMarkets } from "./closer_inputs.ts";
 import { closeIdentifierFor } from "./identifiers.ts";
 import { decideCloses } from "./position_closer.ts";
-import { ledgerPositions, recordDust, recordGone } from "./position_ledger.ts";
+import { ledgerPositions, recordWriteOffs } from "./position_ledger.ts";
 
 /** What the position closing needs from the executor. */
 export interface PositionClosingOptions {
@@ -83,39 +83,25 @@ export class PositionClosing {
         lastPrice: m.lastPrice ?? tickers.get(m.market) ?? null,
       });
     }
+    const decisions = decideCloses({ ...input, markets });
+    // Write-offs first (they are what the ledger no longer owes), each with its log line; a gone
+    // volume also raises the alarm people see in the status.
+    await recordWriteOffs(sql, decisions, this.#o.log);
+    for (const d of decisions) {
+      if (d.kind !== "gone") continue;
+      await raiseAlarm(sql, {
+        code: "position_gone",
+        market: d.market,
+        message:
+          `Live position of ${d.market}: ${d.volume} bought by upbot is not on the exchange (free balance ${d.freeBalance}); recorded as gone`,
+        details: { volume: d.volume, free_balance: d.freeBalance },
+      });
+    }
     let more = false;
-    for (const d of decideCloses({ ...input, markets })) {
-      switch (d.kind) {
-        case "sell": {
-          if (await this.#sendClose(d.market, d.volume, flatten !== null) === "capped") {
-            more = true;
-          }
-          break;
-        }
-        case "dust": {
-          await recordDust(sql, d.market, d.volume, d.valueKrw);
-          this.#o.log.warn(
-            `Close ${d.market}: ${d.volume} is below the minimum order total (${d.valueKrw} KRW); recorded as dust`,
-          );
-          break;
-        }
-        case "gone": {
-          const why = "the exchange no longer holds it (sold or moved outside upbot?)";
-          await recordGone(sql, d.market, d.volume, why);
-          const message =
-            `Live position of ${d.market}: ${d.volume} bought by upbot is not on the exchange; recorded as gone`;
-          this.#o.log.error(message);
-          await raiseAlarm(sql, {
-            code: "position_gone",
-            market: d.market,
-            message,
-            details: { volume: d.volume },
-          });
-          break;
-        }
-        case "hold": // an order in flight (the poller wakes us), or the paper book holds it
-          break;
-      }
+    for (const d of decisions) {
+      // Holds: an order in flight (the poller wakes us), or the paper book still holds it.
+      if (d.kind !== "sell") continue;
+      if (await this.#sendClose(d.market, d.volume, flatten !== null) === "capped") more = true;
     }
     if (flatten) await this.#completeFlatten(flatten);
     return more;

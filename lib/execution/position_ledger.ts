@@ -6,6 +6,8 @@
  */
 import type { Sql } from "../db.ts";
 import { dec, formatDec } from "../decimal.ts";
+import type { Logger } from "../log.ts";
+import type { CloseDecision } from "./position_closer.ts";
 
 /** One market of the ledger. Volumes in the coin, money in KRW, all exact decimal strings. */
 export interface LedgerPosition {
@@ -165,4 +167,42 @@ export async function recordDust(
     formatDec(dec(valueKrw)),
     "below the minimum order total",
   );
+}
+
+/**
+ * Records the `gone` and `dust` decisions of the closer (sells and holds are the caller's), each
+ * with its log line: gone is an alarm (error), dust a warning. Returns how many were recorded.
+ *
+ * @throws {LedgerAdjustmentError} when a decision exceeds the open volume (the ledger moved since
+ *   the decisions were made: decide again).
+ */
+export async function recordWriteOffs(
+  sql: Sql,
+  decisions: readonly CloseDecision[],
+  log: Logger,
+): Promise<number> {
+  let recorded = 0;
+  for (const d of decisions) {
+    if (d.kind === "gone") {
+      await recordGone(
+        sql,
+        d.market,
+        d.volume,
+        `free balance ${d.freeBalance} below the ledger's open volume; no order of ours unsettled`,
+      );
+      log.error(
+        `Position ${d.market}: ${d.volume} no longer on the exchange (free balance ${d.freeBalance}); recorded as gone, check the account (sold by hand?)`,
+        { market: d.market, volume: d.volume, free_balance: d.freeBalance },
+      );
+      recorded++;
+    } else if (d.kind === "dust") {
+      await recordDust(sql, d.market, d.volume, d.valueKrw);
+      log.warn(
+        `Position ${d.market}: remainder ${d.volume} worth ${d.valueKrw} KRW is below the minimum order total; recorded as dust`,
+        { market: d.market, volume: d.volume, value_krw: d.valueKrw },
+      );
+      recorded++;
+    }
+  }
+  return recorded;
 }

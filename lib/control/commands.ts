@@ -1,0 +1,159 @@
+/**
+ * @module Control commands (halt, resume, flatten): their wire schema, shared by the command-line
+ * tools and the running upbot, and how one is applied to the trading state store.
+ *
+ * The HTTP controls (later) apply the same commands through {@linkcode applyControlCommand}.
+ */
+import { z } from "zod";
+import type { Sql } from "../db.ts";
+import {
+  GLOBAL_SCOPE,
+  haltEntries,
+  requestFlatten,
+  resumeEntries,
+  type TradingStateRow,
+  tradingStates,
+} from "./trading_state.ts";
+
+/** "global" or a market code such as "KRW-BTC". */
+const Scope = z.union([
+  z.literal(GLOBAL_SCOPE),
+  z.string().regex(/^[A-Z0-9]+-[A-Z0-9]+$/, "must be a market code such as KRW-BTC"),
+]);
+
+const Reason = z.string().trim().min(1, "must not be empty").max(500);
+
+/** What a command carries besides its action: an id to match the acknowledgement, and when. */
+const Envelope = {
+  /** Version of this format; a newer tool against an older upbot is refused, not guessed at. */
+  version: z.literal(1),
+  /** Random id (UUID) naming the command and its acknowledgement. */
+  id: z.uuid(),
+  /** When the tool wrote it (ISO 8601). */
+  issued_at: z.iso.datetime(),
+};
+
+/** One control command as written to the control directory. */
+export const ControlCommand = z.discriminatedUnion("action", [
+  z.object({ ...Envelope, action: z.literal("halt"), scope: Scope, reason: Reason }).strict(),
+  z.object({ ...Envelope, action: z.literal("resume"), scope: Scope }).strict(),
+  z.object({ ...Envelope, action: z.literal("flatten"), reason: Reason }).strict(),
+]);
+
+/** One control command as written to the control directory. */
+export type ControlCommand = z.infer<typeof ControlCommand>;
+
+/** A command without its envelope: what a person asks for. */
+export type ControlRequest =
+  | { action: "halt"; scope: string; reason: string }
+  | { action: "resume"; scope: string }
+  | { action: "flatten"; reason: string };
+
+/** The trading state of one scope as the acknowledgement reports it. */
+const AckState = z.object({
+  scope: z.string(),
+  halted: z.boolean(),
+  reason: z.string().nullable(),
+  by: z.string(),
+  since: z.string(),
+});
+
+/** What the running upbot answers to one command. */
+export const ControlAck = z.object({
+  id: z.uuid(),
+  /** False when the command was refused (malformed); `message` says why. */
+  ok: z.boolean(),
+  /** One sentence: what was done, or why nothing was. */
+  message: z.string(),
+  applied_at: z.iso.datetime(),
+  /** The flatten request's id, for `flatten`. */
+  flatten_id: z.number().int().nullable(),
+  /** Every stored scope after the command. */
+  states: z.array(AckState),
+});
+
+/** What the running upbot answers to one command. */
+export type ControlAck = z.infer<typeof ControlAck>;
+
+/** Wraps `request` into a command with a fresh id. */
+export function newControlCommand(request: ControlRequest, now = new Date()): ControlCommand {
+  return ControlCommand.parse({
+    version: 1,
+    id: crypto.randomUUID(),
+    issued_at: now.toISOString(),
+    ...request,
+  });
+}
+
+/** What applying a command did. */
+export interface ControlOutcome {
+  /** One sentence for the log and the acknowledgement. */
+  message: string;
+  flattenId: number | null;
+  states: TradingStateRow[];
+}
+
+function scopeText(scope: string): string {
+  return scope === GLOBAL_SCOPE ? "on every market" : `on ${scope}`;
+}
+
+/**
+ * Applies `command` to the trading state store as `by` (the tools' commands: "cli").
+ *
+ * @throws {Error} when the database refuses (the caller keeps the command to retry).
+ */
+export async function applyControlCommand(
+  sql: Sql,
+  command: ControlRequest,
+  by: string,
+): Promise<ControlOutcome> {
+  let message: string;
+  let flattenId: number | null = null;
+  switch (command.action) {
+    case "halt":
+      await haltEntries(sql, { scope: command.scope, reason: command.reason, by });
+      message = `New entries halted ${scopeText(command.scope)} (exits go on): ${command.reason}`;
+      break;
+    case "resume":
+      await resumeEntries(sql, { scope: command.scope, by });
+      message = `Entries resumed ${scopeText(command.scope)}`;
+      break;
+    case "flatten":
+      flattenId = await requestFlatten(sql, { reason: command.reason, by });
+      message =
+        `Flatten requested (#${flattenId}): entries halted on every market and every ledger position is to be closed now: ${command.reason}`;
+      break;
+    default: {
+      const unknownCommand: never = command;
+      throw new Error(`Unknown control command: ${JSON.stringify(unknownCommand)}`);
+    }
+  }
+  const states = await tradingStates(sql);
+  return { message: message + stillHalted(command, states), flattenId, states };
+}
+
+/** After a resume, the halts that still stop entries on what was resumed, as a sentence tail. */
+function stillHalted(command: ControlRequest, states: readonly TradingStateRow[]): string {
+  if (command.action !== "resume") return "";
+  if (command.scope === GLOBAL_SCOPE) {
+    const markets = states.filter((s) => s.halted && s.scope !== GLOBAL_SCOPE).map((s) => s.scope);
+    return markets.length === 0
+      ? ""
+      : `; still halted on their own: ${markets.join(", ")} (resume each with --market)`;
+  }
+  const global = states.find((s) => s.scope === GLOBAL_SCOPE && s.halted);
+  return global
+    ? `; entries stay halted on every market by the global halt (${global.reason}): resume it without --market`
+    : "";
+}
+
+/** The states of `outcome` as the acknowledgement carries them. */
+export function ackStates(states: readonly TradingStateRow[]): ControlAck["states"] {
+  return states.map((s) => ({
+    scope: s.scope,
+    halted: s.halted,
+    reason: s.reason,
+    by: s.by,
+    since: s.since.toISOString(),
+  }));
+}

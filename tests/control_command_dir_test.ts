@@ -1,0 +1,273 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  controlDirLayout,
+  ControlDirWatcher,
+  enqueueControlCommand,
+  queuedControlCommands,
+  waitForControlAck,
+} from "../lib/control/command_dir.ts";
+import {
+  applyControlCommand,
+  type ControlCommand,
+  newControlCommand,
+} from "../lib/control/commands.ts";
+import {
+  entryHaltReason,
+  pendingFlatten,
+  tradingStateHistory,
+  tradingStates,
+} from "../lib/control/trading_state.ts";
+import { setLogSink } from "../lib/log.ts";
+import { parseControlArgs } from "../tools/control.ts";
+import { dbTest } from "./_db.ts";
+
+/** A temp control directory and the log lines written meanwhile; removed on dispose. */
+async function tempControl() {
+  const dataDir = await Deno.makeTempDir({ prefix: "upbot_control_" });
+  const lines: string[] = [];
+  const restoreSink = setLogSink((line) => lines.push(line));
+  return {
+    layout: controlDirLayout(dataDir),
+    lines,
+    async [Symbol.asyncDispose]() {
+      restoreSink();
+      await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
+
+async function names(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) out.push(e.name);
+  return out.sort();
+}
+
+dbTest("ControlDirWatcher.processInbox() applies a queued halt and acknowledges it", async (db) => {
+  await using t = await tempControl();
+  const command = newControlCommand({ action: "halt", scope: "KRW-BTC", reason: "notice" });
+  await enqueueControlCommand(t.layout, command);
+  const applied: ControlCommand[] = [];
+  const watcher = new ControlDirWatcher({
+    layout: t.layout,
+    sql: db.sql,
+    onApplied: (c) => applied.push(c),
+  });
+  assert.equal(await watcher.processInbox(), 1);
+  assert.match((await entryHaltReason(db.sql, "KRW-BTC"))!, /halted by cli .+: notice$/);
+  assert.equal(await entryHaltReason(db.sql, "KRW-ETH"), null);
+  assert.deepEqual(applied.map((c) => c.id), [command.id]);
+  assert.deepEqual(await queuedControlCommands(t.layout), []);
+  const ack = await waitForControlAck(t.layout, command.id, { timeoutMs: 0 });
+  assert.equal(ack?.ok, true);
+  assert.equal(ack?.message, "New entries halted on KRW-BTC (exits go on): notice");
+  assert.deepEqual(ack?.states.map((s) => [s.scope, s.halted, s.by]), [["KRW-BTC", true, "cli"]]);
+  // The tool removes the acknowledgement it read.
+  assert.deepEqual(await names(t.layout.acks), []);
+  assert.ok(t.lines.some((l) => l.includes("New entries halted on KRW-BTC")), t.lines.join("\n"));
+});
+
+dbTest("ControlDirWatcher polls: a command written after start() is applied", async (db) => {
+  await using t = await tempControl();
+  const watcher = new ControlDirWatcher({ layout: t.layout, sql: db.sql, pollIntervalMs: 50 });
+  watcher.start();
+  try {
+    const flatten = newControlCommand({ action: "flatten", reason: "going away" });
+    await enqueueControlCommand(t.layout, flatten);
+    const ack = await waitForControlAck(t.layout, flatten.id, { timeoutMs: 10_000 });
+    assert.equal(ack?.ok, true);
+    const pending = await pendingFlatten(db.sql);
+    assert.equal(ack?.flatten_id, pending?.id);
+    assert.equal(pending?.reason, "going away");
+    assert.match((await entryHaltReason(db.sql, "KRW-ETH"))!, /halted globally by cli/);
+
+    const resume = newControlCommand({ action: "resume", scope: "global" });
+    await enqueueControlCommand(t.layout, resume);
+    const resumed = await waitForControlAck(t.layout, resume.id, { timeoutMs: 10_000 });
+    assert.equal(resumed?.message, "Entries resumed on every market");
+    assert.equal(await entryHaltReason(db.sql, "KRW-ETH"), null);
+  } finally {
+    await watcher.stop();
+  }
+});
+
+dbTest("ControlDirWatcher applies queued commands in the order they were written", async (db) => {
+  await using t = await tempControl();
+  const t0 = Date.now();
+  // Written out of order on purpose: the file names carry the issue time.
+  await enqueueControlCommand(
+    t.layout,
+    newControlCommand({ action: "resume", scope: "KRW-BTC" }, new Date(t0 + 1)),
+  );
+  await enqueueControlCommand(
+    t.layout,
+    newControlCommand({ action: "halt", scope: "KRW-BTC", reason: "r" }, new Date(t0)),
+  );
+  const watcher = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+  assert.equal(await watcher.processInbox(), 2);
+  assert.equal(await entryHaltReason(db.sql, "KRW-BTC"), null);
+  assert.deepEqual(
+    (await tradingStateHistory(db.sql)).reverse().map((h) => h.action),
+    ["halt", "resume"],
+  );
+});
+
+dbTest("ControlDirWatcher moves malformed files aside, logs them and goes on", async (db) => {
+  await using t = await tempControl();
+  const watcher = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+  await watcher.processInbox(); // creates the directories
+  await Deno.writeTextFile(join(t.layout.inbox, "000-garbage.json"), "{ not json");
+  const badId = crypto.randomUUID();
+  await Deno.writeTextFile(
+    join(t.layout.inbox, "001-bad.json"),
+    JSON.stringify({
+      version: 1,
+      id: badId,
+      issued_at: new Date().toISOString(),
+      action: "halt",
+      scope: "btc",
+      reason: "x",
+    }),
+  );
+  await Deno.writeTextFile(join(t.layout.inbox, "002-wrong.json"), JSON.stringify([1, 2]));
+  const good = newControlCommand({ action: "halt", scope: "global", reason: "after the bad" });
+  await enqueueControlCommand(t.layout, good);
+
+  assert.equal(await watcher.processInbox(), 1);
+  assert.deepEqual(await names(t.layout.rejected), [
+    "000-garbage.json",
+    "001-bad.json",
+    "002-wrong.json",
+  ]);
+  assert.deepEqual(await queuedControlCommands(t.layout), []);
+  const errors = t.lines.filter((l) => l.includes("control file is not a valid command"));
+  assert.equal(errors.length, 3, t.lines.join("\n"));
+  assert.ok(errors.some((l) => l.includes("not JSON")));
+  assert.ok(errors.some((l) => l.includes("scope")));
+  // The refused command's tool learns why.
+  const refused = await waitForControlAck(t.layout, badId, { timeoutMs: 0 });
+  assert.equal(refused?.ok, false);
+  assert.match(refused!.message, /^command refused: scope: /);
+  // Nothing of the bad files reached the store; the good command did.
+  assert.deepEqual((await tradingStates(db.sql)).map((s) => [s.scope, s.reason]), [
+    ["global", "after the bad"],
+  ]);
+});
+
+dbTest("ControlDirWatcher never applies an acknowledged command twice", async (db) => {
+  await using t = await tempControl();
+  const command = newControlCommand({ action: "flatten", reason: "once" });
+  await enqueueControlCommand(t.layout, command);
+  const watcher = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+  assert.equal(await watcher.processInbox(), 1);
+  // As after a crash between the acknowledgement and the delete: the file is back.
+  await enqueueControlCommand(t.layout, command);
+  assert.equal(await watcher.processInbox(), 0);
+  assert.deepEqual(await queuedControlCommands(t.layout), []);
+  const [row] = await db.sql`select count(*)::int as n from flatten_requests`;
+  assert.equal(row?.n, 1);
+});
+
+dbTest("ControlDirWatcher keeps a command the database refuses and retries it", async (db) => {
+  await using t = await tempControl();
+  const first = newControlCommand({ action: "halt", scope: "KRW-BTC", reason: "first" });
+  const second = newControlCommand(
+    { action: "resume", scope: "KRW-BTC" },
+    new Date(Date.parse(first.issued_at) + 1),
+  );
+  await enqueueControlCommand(t.layout, first);
+  await enqueueControlCommand(t.layout, second);
+  const watcher = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+  await db.sql`alter table trading_state rename to trading_state_away`;
+  assert.equal(await watcher.processInbox(), 0);
+  assert.equal(await watcher.processInbox(), 0);
+  assert.equal((await queuedControlCommands(t.layout)).length, 2, "both stay queued");
+  const failures = t.lines.filter((l) => l.includes("could not be applied"));
+  assert.equal(failures.length, 1, "logged once, not every poll");
+  await db.sql`alter table trading_state_away rename to trading_state`;
+  assert.equal(await watcher.processInbox(), 2);
+  assert.deepEqual(
+    (await tradingStateHistory(db.sql)).reverse().map((h) => h.action),
+    ["halt", "resume"],
+  );
+});
+
+dbTest("ControlDirWatcher.claim() refuses a second watcher of one directory", async (db) => {
+  await using t = await tempControl();
+  const first = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+  const second = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+  await first.claim();
+  try {
+    await assert.rejects(second.claim(), {
+      name: "ControlDirInUseError",
+      message:
+        `the control directory ${t.layout.root} is in use by another upbot process; give each upbot its own DATA_DIR`,
+    });
+  } finally {
+    await first.stop();
+  }
+  // Released on stop.
+  await second.claim();
+  await second.stop();
+});
+
+dbTest("applyControlCommand() says which halts still stop entries after a resume", async (db) => {
+  await applyControlCommand(db.sql, { action: "halt", scope: "KRW-BTC", reason: "m" }, "cli");
+  await applyControlCommand(db.sql, { action: "halt", scope: "global", reason: "g" }, "cli");
+  const market = await applyControlCommand(db.sql, { action: "resume", scope: "KRW-BTC" }, "cli");
+  assert.equal(
+    market.message,
+    "Entries resumed on KRW-BTC; entries stay halted on every market by the global halt (g): resume it without --market",
+  );
+  await applyControlCommand(db.sql, { action: "halt", scope: "KRW-ETH", reason: "e" }, "cli");
+  const global = await applyControlCommand(db.sql, { action: "resume", scope: "global" }, "cli");
+  assert.equal(
+    global.message,
+    "Entries resumed on every market; still halted on their own: KRW-ETH (resume each with --market)",
+  );
+  const clear = await applyControlCommand(db.sql, { action: "resume", scope: "KRW-ETH" }, "cli");
+  assert.equal(clear.message, "Entries resumed on KRW-ETH");
+  assert.ok(clear.states.every((s) => !s.halted));
+});
+
+Deno.test("parseControlArgs() reads halt, resume and flatten", () => {
+  assert.deepEqual(parseControlArgs(["halt", "--reason", "why", "--market", "krw-btc"]), {
+    action: "halt",
+    scope: "KRW-BTC",
+    reason: "why",
+  });
+  assert.deepEqual(parseControlArgs(["halt", "--reason=all"]), {
+    action: "halt",
+    scope: "global",
+    reason: "all",
+  });
+  assert.deepEqual(parseControlArgs(["resume"]), { action: "resume", scope: "global" });
+  assert.deepEqual(parseControlArgs(["resume", "--market", "KRW-ETH"]), {
+    action: "resume",
+    scope: "KRW-ETH",
+  });
+  assert.deepEqual(parseControlArgs(["flatten", "--reason", "bye"]), {
+    action: "flatten",
+    reason: "bye",
+  });
+});
+
+Deno.test("parseControlArgs() refuses what it cannot do safely", () => {
+  assert.throws(() => parseControlArgs(["halt"]), {
+    message: 'halt needs --reason "why" (it is stored with who and when)',
+  });
+  assert.throws(() => parseControlArgs(["halt", "--reason", " "]), {
+    message: 'halt needs --reason "why" (it is stored with who and when)',
+  });
+  assert.throws(() => parseControlArgs(["flatten", "--reason", "x", "--market", "KRW-BTC"]), {
+    message: "flatten closes every position: it takes no --market",
+  });
+  assert.throws(() => parseControlArgs(["resume", "--reason", "x"]), {
+    message: "resume takes no --reason",
+  });
+  assert.throws(() => parseControlArgs(["halt", "--reason", "x", "--market", "BTC"]), {
+    message: 'trading scope "BTC" is neither "global" nor a market code such as KRW-BTC',
+  });
+  assert.throws(() => parseControlArgs(["stop"]), { message: 'unknown control command "stop"' });
+  assert.throws(() => parseControlArgs(["halt", "--reason", "x", "--force"]), /--force/);
+});

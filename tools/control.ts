@@ -1,0 +1,140 @@
+/**
+ * @module `deno task halt | resume | flatten`: halt new entries, resume them, or flatten every
+ * position, on the running upbot.
+ *
+ * ```sh
+ * deno task halt --reason "exchange maintenance" [--market KRW-BTC]
+ * deno task resume [--market KRW-BTC]
+ * deno task flatten --reason "leaving for a week"
+ * ```
+ *
+ * The command goes through the control directory `DATA_DIR/control/` (see
+ * `lib/control/command_dir.ts`), never the database: the embedded database cannot be opened by a
+ * second process. The tool waits up to {@linkcode ACK_TIMEOUT_MS} for the running upbot's
+ * acknowledgement and prints the trading state it reports. Without one, the command stays queued
+ * and is applied when upbot next starts.
+ *
+ * Permissions: `--allow-read --allow-write --allow-env`.
+ * Exit codes: 0 applied, 1 refused or not acknowledged in time (queued), 2 bad usage or config.
+ */
+import { parseArgs } from "node:util";
+import { loadConfigOrReport, setUpLogging } from "../lib/cli.ts";
+import {
+  controlDirLayout,
+  enqueueControlCommand,
+  waitForControlAck,
+} from "../lib/control/command_dir.ts";
+import {
+  type ControlAck,
+  type ControlRequest,
+  newControlCommand,
+} from "../lib/control/commands.ts";
+import { assertTradingScope, GLOBAL_SCOPE } from "../lib/control/trading_state.ts";
+import { createLogger } from "../lib/log.ts";
+
+/** How long the tool waits for a running upbot to acknowledge (it polls every 250 ms). */
+export const ACK_TIMEOUT_MS = 5_000;
+
+const log = createLogger("control");
+
+const USAGE = [
+  'usage: deno task halt --reason "why" [--market KRW-BTC]',
+  "       deno task resume [--market KRW-BTC]",
+  '       deno task flatten --reason "why"',
+].join("\n");
+
+/** Thrown for bad arguments; the message is the sentence to show. */
+class UsageError extends Error {}
+
+/** Turns the command line into a request. */
+export function parseControlArgs(args: readonly string[]): ControlRequest {
+  const [action, ...rest] = args;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...rest],
+      options: { reason: { type: "string" }, market: { type: "string" } },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { reason, market } = parsed.values;
+  const scope = market === undefined ? GLOBAL_SCOPE : market.trim().toUpperCase();
+  if (market !== undefined) {
+    if (scope === GLOBAL_SCOPE.toUpperCase()) throw new UsageError("--market needs a market code");
+    try {
+      assertTradingScope(scope);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+  const needReason = () => {
+    if (reason === undefined || reason.trim() === "") {
+      throw new UsageError(`${action} needs --reason "why" (it is stored with who and when)`);
+    }
+    return reason.trim();
+  };
+  switch (action) {
+    case "halt":
+      return { action, scope, reason: needReason() };
+    case "resume":
+      if (reason !== undefined) throw new UsageError("resume takes no --reason");
+      return { action, scope };
+    case "flatten":
+      if (market !== undefined) {
+        throw new UsageError("flatten closes every position: it takes no --market");
+      }
+      return { action, reason: needReason() };
+    default:
+      throw new UsageError(`unknown control command ${JSON.stringify(action ?? "")}`);
+  }
+}
+
+function describeState(s: ControlAck["states"][number]): string {
+  return s.halted
+    ? `${s.scope}: entries HALTED since ${s.since} by ${s.by}: ${s.reason}`
+    : `${s.scope}: entries allowed (resumed ${s.since} by ${s.by})`;
+}
+
+async function main(args: string[]): Promise<number> {
+  let request: ControlRequest;
+  try {
+    request = parseControlArgs(args);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    log.error(`${err.message}\n${USAGE}`);
+    return 2;
+  }
+  const config = loadConfigOrReport();
+  if (!config) return 2;
+  setUpLogging(config);
+  if ("scope" in request && request.scope !== GLOBAL_SCOPE) {
+    if (!config.MARKETS.includes(request.scope)) {
+      log.warn(`${request.scope} is not one of MARKETS here (${config.MARKETS.join(",")})`);
+    }
+  }
+  const layout = controlDirLayout(config.DATA_DIR);
+  const command = newControlCommand(request);
+  const path = await enqueueControlCommand(layout, command);
+  const ack = await waitForControlAck(layout, command.id, { timeoutMs: ACK_TIMEOUT_MS });
+  if (ack === null) {
+    log.error(
+      `no running upbot acknowledged the ${request.action} within ${
+        ACK_TIMEOUT_MS / 1000
+      } s (is upbot running with DATA_DIR=${config.DATA_DIR}?); the command stays queued in ${path} and is applied when upbot next starts (delete that file to cancel it)`,
+    );
+    return 1;
+  }
+  if (!ack.ok) {
+    log.error(`upbot refused the command: ${ack.message}`);
+    return 1;
+  }
+  log.info(ack.message, ack.flatten_id === null ? {} : { flatten_id: ack.flatten_id });
+  for (const state of ack.states) log.info(describeState(state));
+  if (ack.states.length === 0) log.info("no halts are stored: entries are allowed everywhere");
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
