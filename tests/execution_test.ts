@@ -616,34 +616,37 @@ dbTest(
   },
 );
 
-dbTest("executor live: a sell refused for good is reported as a position left open", async (db) => {
-  const r = await rig(db, "live");
-  try {
-    const { exitId } = await paperRoundTrip(db, 99203155, 99000000);
-    await r.executor.start();
-    await r.executor.runOnce();
-    await r.poller.pollOnce();
-    // Someone sold the coins on the exchange meanwhile: the exit is refused for lack of funds.
-    const { data: accounts } = await r.rest.getAccounts();
-    const btc = accounts.find((a) => a.currency === "BTC")!;
-    const sold = await r.rest.postOrder({
-      market: MARKET,
-      side: "ask",
-      ord_type: "market",
-      volume: btc.balance,
-      identifier: "by-hand-1",
-    });
-    assert.equal(sold.kind, "accepted");
-    await r.executor.runOnce();
-    // The risk gate caps a sell at the free balance: nothing free, refused before the wire.
-    const exit = await attemptByIdentifier(db.sql, await idOf(db, exitId, "EXIT_LONG"));
-    assert.deepEqual([exit?.state, exit?.reason], ["skipped", "no_free_balance"]);
-    assert.equal(r.sim.orders().filter((o) => o.identifier?.includes("EXIT_LONG")).length, 0);
-    // The position stays in the ledger, where the closer finds it gone and says so loudly.
-    const line = r.lines.find((l) => l.includes("Live position of KRW-BTC"));
-    assert.ok(line, r.lines.join("\n"));
-    assert.equal(JSON.parse(line).level, "error");
-  } finally {
-    await r.close();
-  }
-});
+dbTest(
+  "executor live: an exit with nothing free is refused before the wire; the position is recorded gone",
+  async (db) => {
+    const r = await rig(db, "live");
+    try {
+      const { exitId } = await paperRoundTrip(db, 99203155, 99000000);
+      await r.executor.start();
+      await r.executor.runOnce();
+      await r.poller.pollOnce();
+      // Someone sold the coins on the exchange meanwhile: the exit is refused for lack of funds.
+      const { data: accounts } = await r.rest.getAccounts();
+      const btc = accounts.find((a) => a.currency === "BTC")!;
+      const sold = await r.rest.postOrder({
+        market: MARKET,
+        side: "ask",
+        ord_type: "market",
+        volume: btc.balance,
+        identifier: "by-hand-1",
+      });
+      assert.equal(sold.kind, "accepted");
+      await r.executor.runOnce();
+      // The risk gate caps a sell at the free balance: nothing free, refused before the wire.
+      const exit = await attemptByIdentifier(db.sql, await idOf(db, exitId, "EXIT_LONG"));
+      assert.deepEqual([exit?.state, exit?.reason], ["skipped", "no_free_balance"]);
+      assert.equal(r.sim.orders().filter((o) => o.identifier?.includes("EXIT_LONG")).length, 0);
+      // The position stays in the ledger, where the closer finds it gone and says so loudly.
+      const line = r.lines.find((l) => l.includes("KRW-BTC") && l.includes("recorded as gone"));
+      assert.ok(line, r.lines.join("\n"));
+      assert.equal(JSON.parse(line).level, "error");
+    } finally {
+      await r.close();
+    }
+  },
+);
