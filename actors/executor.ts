@@ -1,8 +1,9 @@
 /**
  * @module The executor actor: paper trades -> Upbit orders in shadow, test or live mode (see
  * `lib/execution/executor.ts`). `wake` messages only hurry it: it follows `paper_trades` with a
- * durable cursor, so a restart resumes exactly where it stopped. While trading is halted it
- * places nothing.
+ * durable cursor, so a restart resumes exactly where it stopped. A halt (the supervisor's, or one
+ * stored in the database by `deno task halt`) stops new entries only: exits, retries of exits,
+ * resolution of unknown orders and closes go on (reduce-only).
  */
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
@@ -34,23 +35,21 @@ runActor({
       rest: rest ?? null,
       decision,
       settings: c.settings,
+      // Market warnings join the gate once the market-status store is merged (marketRefusal).
+      risk: { limits: c.risk },
       log: ctx.log,
       onSubmitted: () => ctx.send("order_poller", { type: "wake", topic: "order_attempts" }),
+      supervisorHalt: () =>
+        ctx.tradingHalted ? "entries halted by the supervisor (a critical actor failed)" : null,
     });
     await executor.start();
     let handled = 0;
-    let haltLogged = false;
     loop = new WorkLoop({
       intervalMs: 1000,
       signal: ctx.signal,
       log: ctx.log,
       onError: (err) => ctx.reportError(err),
       pass: async () => {
-        if (ctx.tradingHalted) {
-          if (!haltLogged) ctx.log.warn("Executor: trading halted, placing nothing");
-          haltLogged = true;
-          return false;
-        }
         const s = await executor.runOnce();
         handled += s.handled;
         ctx.setMetrics({ mode: executor.mode, handled, cursor: executor.cursor });
@@ -64,7 +63,7 @@ runActor({
       loop?.wake();
     },
     "trading.halt"(msg, _from, ctx) {
-      ctx.log.warn(`Executor: trading halted (${msg.reason})`);
+      ctx.log.warn(`Executor: new entries halted (${msg.reason}); exits and closes go on`);
     },
   },
   async stop() {

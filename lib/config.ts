@@ -277,6 +277,34 @@ export const SETTINGS = [
     doc:
       "A paper trade older than this is not sent to Upbit (test/live) but recorded as skipped, e.g. after downtime.",
   },
+  // Risk gate: entry limits (no limit here ever blocks an exit).
+  {
+    name: "RISK_MAX_ORDER_KRW",
+    schema: num({ min: 5000, max: 1_000_000_000, int: true }, 50000),
+    defaultText: "50000",
+    doc: "Largest KRW total of one entry; ORDER_KRW_AMOUNT above it is a configuration error.",
+  },
+  {
+    name: "RISK_MAX_OPEN_POSITIONS",
+    schema: num({ min: 1, max: 100, int: true }, 3),
+    defaultText: "3",
+    doc:
+      "Most markets held at once (ledger positions plus entries in flight); an entry in another market waits for a slot.",
+  },
+  {
+    name: "RISK_MAX_EXPOSURE_KRW",
+    schema: num({ min: 5000, max: 10_000_000_000, int: true }, 100000),
+    defaultText: "100000",
+    doc:
+      "Most KRW held in coins at once (open volume at the last price plus entries in flight); an entry past it is refused.",
+  },
+  {
+    name: "RISK_MAX_DAILY_LOSS_KRW",
+    schema: num({ min: 1, max: 10_000_000_000, int: true }, 20000),
+    defaultText: "20000",
+    doc:
+      "Realised loss per KST day (from 00:00 Asia/Seoul) that stops entries until the next KST day or a resume; exits go on.",
+  },
   {
     name: "ACCOUNT_POLL_INTERVAL_SEC",
     schema: num({ min: 1, max: 3600 }, 10),
@@ -508,8 +536,22 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       })`,
     });
   }
+  if (problems.length === 0) problems.push(...crossProblems(out as Config));
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(out) as Config;
+}
+
+/** Rules between settings, checked once every setting is valid on its own. */
+function crossProblems(c: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (c.ORDER_KRW_AMOUNT > c.RISK_MAX_ORDER_KRW) {
+    problems.push({
+      name: "ORDER_KRW_AMOUNT",
+      problem:
+        `must not exceed RISK_MAX_ORDER_KRW (ORDER_KRW_AMOUNT=${c.ORDER_KRW_AMOUNT}, RISK_MAX_ORDER_KRW=${c.RISK_MAX_ORDER_KRW}): every entry would be refused`,
+    });
+  }
+  return problems;
 }
 
 /** Options of {@linkcode loadConfig}. */

@@ -84,6 +84,29 @@ Deno.test("parseConfig() reports each kind of bad value with name and what is al
   }
 });
 
+Deno.test("parseConfig() gives conservative risk limits", () => {
+  const c = parseConfig({});
+  assert.equal(c.RISK_MAX_ORDER_KRW, 50000);
+  assert.equal(c.RISK_MAX_OPEN_POSITIONS, 3);
+  assert.equal(c.RISK_MAX_EXPOSURE_KRW, 100000);
+  assert.equal(c.RISK_MAX_DAILY_LOSS_KRW, 20000);
+  assert.ok(c.ORDER_KRW_AMOUNT <= c.RISK_MAX_ORDER_KRW, "the defaults agree with each other");
+  assert.match(problemsOf({ RISK_MAX_OPEN_POSITIONS: "0" }).message, /RISK_MAX_OPEN_POSITIONS/);
+  assert.match(problemsOf({ RISK_MAX_ORDER_KRW: "4999" }).message, /from 5000 to/);
+});
+
+Deno.test("parseConfig() refuses ORDER_KRW_AMOUNT above RISK_MAX_ORDER_KRW, naming both", () => {
+  const err = problemsOf({ ORDER_KRW_AMOUNT: "60000", RISK_MAX_ORDER_KRW: "50000" });
+  assert.equal(err.problems.length, 1);
+  assert.equal(err.problems[0]!.name, "ORDER_KRW_AMOUNT");
+  assert.match(
+    err.message,
+    /^config: ORDER_KRW_AMOUNT must not exceed RISK_MAX_ORDER_KRW \(ORDER_KRW_AMOUNT=60000, RISK_MAX_ORDER_KRW=50000\)/,
+  );
+  // Equal is allowed.
+  assert.equal(parseConfig({ ORDER_KRW_AMOUNT: "50000" }).ORDER_KRW_AMOUNT, 50000);
+});
+
 Deno.test("parseConfig() reports several bad values at once, one line each", () => {
   const err = problemsOf({ HTTP_PORT: "x", UPBIT_TRADE_MODE: "y", MARKETS: "z" });
   assert.deepEqual(err.problems.map((p) => p.name).sort(), [

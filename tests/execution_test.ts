@@ -4,7 +4,12 @@ import { Executor, formatVolume, identifierFor } from "../lib/execution/executor
 import { decideTradeMode } from "../lib/execution/guard.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { createLogger, setLogSink } from "../lib/log.ts";
-import { attemptByIdentifier, insertAttempt } from "../lib/store/order_attempts.ts";
+import {
+  attemptByIdentifier,
+  insertAttempt,
+  installationId,
+  transitionAttempt,
+} from "../lib/store/order_attempts.ts";
 import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
@@ -69,6 +74,7 @@ async function rig(
       },
       log: createLogger("executor"),
       unknownSettleMs: 300,
+      retryBackoff: { baseMs: 50, maxMs: 200 },
     });
   const executor = newExecutor();
   const poller = new OrderPoller({
@@ -131,9 +137,9 @@ async function paperRoundTrip(
 async function leftoverEntryAttempt(
   db: TestDatabase,
   enterId: number,
-  status: "pending" | "submitted",
+  state: "pending" | "open",
 ) {
-  const identifier = identifierFor(enterId, "ENTER_LONG");
+  const identifier = await idOf(db, enterId, "ENTER_LONG");
   const body = {
     market: MARKET,
     side: "bid" as const,
@@ -151,10 +157,17 @@ async function leftoverEntryAttempt(
     volume: null,
     paper_trade_id: enterId,
     identifier,
-    status,
+    state: "pending",
     request_json: body,
   });
-  return { identifier, body, row: row! };
+  if (state === "pending") return { identifier, body, row: row! };
+  const open = await transitionAttempt(db.sql, row!.id, "pending", "open");
+  return { identifier, body, row: open! };
+}
+
+/** The identifier of paper trade `id`'s order in this database's installation. */
+async function idOf(db: TestDatabase, id: number, action: string): Promise<string> {
+  return identifierFor(await installationId(db.sql), id, action);
 }
 
 async function attempts(db: TestDatabase) {
@@ -169,8 +182,8 @@ dbTest("executor shadow: logs both legs, calls nothing, and is idempotent", asyn
     assert.equal((await r.executor.runOnce()).handled, 2);
     const rows = await attempts(db);
     assert.deepEqual(rows.map((a) => [a.identifier, a.mode, a.status, a.side, a.ord_type]), [
-      [identifierFor(enterId, "ENTER_LONG"), "shadow", "logged", "bid", "price"],
-      [identifierFor(exitId, "EXIT_LONG"), "shadow", "logged", "ask", "market"],
+      [await idOf(db, enterId, "ENTER_LONG"), "shadow", "logged", "bid", "price"],
+      [await idOf(db, exitId, "EXIT_LONG"), "shadow", "logged", "ask", "market"],
     ]);
     assert.equal(rows[1]!.volume, formatVolume(qty));
     assert.deepEqual(rows[1]!.request_json, {
@@ -178,7 +191,7 @@ dbTest("executor shadow: logs both legs, calls nothing, and is idempotent", asyn
       side: "ask",
       ord_type: "market",
       volume: formatVolume(qty),
-      identifier: identifierFor(exitId, "EXIT_LONG"),
+      identifier: await idOf(db, exitId, "EXIT_LONG"),
     });
     assert.deepEqual(r.sim.orders(), [], "shadow never calls the exchange");
     assert.ok(
@@ -215,14 +228,14 @@ dbTest(
       const rows = await attempts(db);
       // orders/test validates like a real order, balance included: the account holds no BTC
       // (the test buy bought nothing), so the test sell is refused, as Upbit would.
-      assert.deepEqual(rows.map((a) => [a.mode, a.status]), [["test", "test_ok"], [
-        "test",
-        "error",
-      ]]);
+      assert.deepEqual(rows.map((a) => [a.mode, a.state, a.status]), [
+        ["test", "test_ok", "test_ok"],
+        ["test", "rejected", "error"],
+      ]);
+      assert.equal(rows[1]!.reason, "insufficient_funds_ask");
       assert.match(rows[1]!.error_msg, /^insufficient_funds_ask: /);
-      assert.equal(rows[1]!.retry_count, 3, "a definite refusal is not retried");
       await r.executor.runOnce();
-      assert.equal((await attempts(db))[1]!.retry_count, 3);
+      assert.equal((await attempts(db))[1]!.state, "rejected", "a definite refusal is final");
       for (const a of rows) {
         assert.equal(a.http_status, a.status === "test_ok" ? 201 : 400);
         assert.ok(a.latency_ms >= 0);
@@ -245,7 +258,7 @@ dbTest(
       await r.executor.start();
       // The exit waits until the entry's fill is known (it sells what was really bought).
       assert.deepEqual(await r.executor.runOnce(), { handled: 1, more: true });
-      const enter = await attemptByIdentifier(db.sql, identifierFor(enterId, "ENTER_LONG"));
+      const enter = await attemptByIdentifier(db.sql, await idOf(db, enterId, "ENTER_LONG"));
       assert.equal(enter?.status, "submitted");
       assert.ok(enter?.uuid);
       assert.equal((await r.poller.pollOnce()).finalised, 1);
@@ -284,7 +297,7 @@ dbTest(
       await r.executor.start();
       await r.executor.runOnce();
       r.sim.setFaults({ lost_response_rate: 0 });
-      const id = identifierFor(enterId, "ENTER_LONG");
+      const id = await idOf(db, enterId, "ENTER_LONG");
       assert.equal((await attemptByIdentifier(db.sql, id))?.status, "unknown");
       // Not resolved before the settle time: the request could still be in flight.
       assert.equal((await r.executor.runOnce()).more, true);
@@ -353,7 +366,8 @@ dbTest("executor: stale paper trades are skipped in live mode, not sent", async 
     await r.executor.runOnce();
     const rows = await attempts(db);
     assert.equal(rows[0]!.status, "skipped");
-    assert.match(rows[0]!.error_msg, /^stale: paper trade is \d+s old$/);
+    assert.equal(rows[0]!.reason, "stale_signal");
+    assert.match(rows[0]!.error_msg, /^signal is \d+s old \(limit 1s\)$/);
     assert.deepEqual(r.sim.orders(), []);
   } finally {
     await r.close();
@@ -364,7 +378,7 @@ dbTest("order-poller cancels an order still open at the poll limit and records i
   const r = await rig(db, "live");
   try {
     const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
-    const identifier = identifierFor(enterId, "ENTER_LONG");
+    const identifier = await idOf(db, enterId, "ENTER_LONG");
     // A limit bid far below the market rests forever.
     const body = {
       market: MARKET,
@@ -376,7 +390,7 @@ dbTest("order-poller cancels an order still open at the poll limit and records i
     };
     const sent = await r.rest.postOrder(body);
     assert.equal(sent.kind, "accepted");
-    const { row: a } = await leftoverEntryAttempt(db, enterId, "submitted");
+    const { row: a } = await leftoverEntryAttempt(db, enterId, "open");
     await db.sql`update upbit_order_attempts set uuid = ${
       sent.kind === "accepted" ? sent.order.uuid : ""
     } where id = ${a!.id}`;
@@ -423,15 +437,25 @@ dbTest("executor: MAX_ORDERS_PER_MIN caps exchange orders; the rest wait", async
 dbTest(
   "executor live: a 5xx create is resolved as not created, then retried once, one order",
   async (db) => {
-    const r = await rig(db, "live");
+    // Order creations answer 500 without reaching the exchange while `failCreates` holds (the
+    // risk gate's balance read must pass: an order is never sent on a guess).
+    let failCreates = false;
+    const fetchFn: typeof fetch = (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (failCreates && init?.method === "POST" && url.endsWith("/v1/orders")) {
+        return Promise.resolve(new Response("Internal Server Error", { status: 500 }));
+      }
+      return fetch(input, init);
+    };
+    const r = await rig(db, "live", {}, fetchFn);
     try {
       const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
-      const id = identifierFor(enterId, "ENTER_LONG");
-      r.sim.setFaults({ error_rate: 1 });
+      const id = await idOf(db, enterId, "ENTER_LONG");
+      failCreates = true;
       await r.executor.start();
       await r.executor.runOnce();
       assert.equal((await attemptByIdentifier(db.sql, id))?.status, "unknown");
-      r.sim.setFaults({ error_rate: 0 });
+      failCreates = false;
       await new Promise((res) => setTimeout(res, 350));
       // One pass: resolved as not created (error, retriable), then retried with the same id.
       await r.executor.runOnce();
@@ -457,9 +481,9 @@ dbTest("executor live: an exit is sent however late (only entries go stale)", as
     // The exit's signal is now older than the limit (e.g. the executor was down for minutes).
     await db.sql`update paper_trades set ts = now() - interval '10 minutes' where id = ${exitId}`;
     await r.executor.runOnce();
-    const exit = await attemptByIdentifier(db.sql, identifierFor(exitId, "EXIT_LONG"));
+    const exit = await attemptByIdentifier(db.sql, await idOf(db, exitId, "EXIT_LONG"));
     assert.equal(exit?.status, "submitted", exit?.error_msg ?? "");
-    const enter = await attemptByIdentifier(db.sql, identifierFor(enterId, "ENTER_LONG"));
+    const enter = await attemptByIdentifier(db.sql, await idOf(db, enterId, "ENTER_LONG"));
     assert.equal(exit?.volume, enter?.executed_volume);
   } finally {
     await r.close();
@@ -487,15 +511,16 @@ dbTest("executor live: an exit waits while its entry may still be retried", asyn
     const { enterId, exitId } = await paperRoundTrip(db, 99203155, 99000000);
     await r.executor.start();
     await r.executor.runOnce();
-    const enterId_ = identifierFor(enterId, "ENTER_LONG");
-    assert.equal((await attemptByIdentifier(db.sql, enterId_))?.status, "error");
-    assert.equal(await attemptByIdentifier(db.sql, identifierFor(exitId, "EXIT_LONG")), null);
+    const enterId_ = await idOf(db, enterId, "ENTER_LONG");
+    const refused = await attemptByIdentifier(db.sql, enterId_);
+    assert.deepEqual([refused?.state, refused?.reason], ["pending", "http_429"]);
+    assert.equal(await attemptByIdentifier(db.sql, await idOf(db, exitId, "EXIT_LONG")), null);
     await new Promise((res) => setTimeout(res, 1100)); // next rate-limit second
     await r.executor.runOnce(); // the retry buys
     await r.poller.pollOnce();
     await r.executor.runOnce(); // now the exit sells what was bought
     await r.poller.pollOnce();
-    const exit = await attemptByIdentifier(db.sql, identifierFor(exitId, "EXIT_LONG"));
+    const exit = await attemptByIdentifier(db.sql, await idOf(db, exitId, "EXIT_LONG"));
     assert.equal(exit?.status, "done", exit?.error_msg ?? "");
     assert.equal(r.sim.orders().length, 2);
   } finally {
@@ -513,7 +538,7 @@ dbTest("executor live: a waiting exit holds back its own market only", async (db
     assert.deepEqual(first, { handled: 2, more: true });
     // Both entries went out although KRW-BTC's exit waits for its fill...
     for (
-      const id of [identifierFor(a.enterId, "ENTER_LONG"), identifierFor(b.enterId, "ENTER_LONG")]
+      const id of [await idOf(db, a.enterId, "ENTER_LONG"), await idOf(db, b.enterId, "ENTER_LONG")]
     ) {
       assert.equal((await attemptByIdentifier(db.sql, id))?.status, "submitted", id);
     }
@@ -534,20 +559,26 @@ dbTest(
     const r = await rig(db, "live");
     try {
       const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
-      const { identifier, row } = await leftoverEntryAttempt(db, enterId, "submitted");
+      const { identifier, row } = await leftoverEntryAttempt(db, enterId, "open");
       await db
         .sql`update upbit_order_attempts set uuid = ${crypto.randomUUID()} where id = ${row.id}`;
       for (let i = 0; i < 2; i++) await r.poller.pollOnce(); // a single order: GET answers 404
       assert.equal((await attemptByIdentifier(db.sql, identifier))?.status, "submitted");
       await r.poller.pollOnce();
       const a = await attemptByIdentifier(db.sql, identifier);
-      assert.equal(a?.status, "error");
-      assert.match(a!.error_msg!, /not found at Upbit after 3 polls; check it$/);
+      assert.deepEqual([a?.state, a?.reason], ["unknown", "order_not_found"]);
+      assert.match(a!.error_msg!, /not found at Upbit after 3 polls$/);
       assert.deepEqual(await r.poller.pollOnce(), { open: 0, finalised: 0 });
-      // Never re-sent: an order may exist after all.
+      // The executor asks by identifier; nothing there either: failed, never re-sent (it was
+      // created once), and an alarm says to check it.
+      await new Promise((res) => setTimeout(res, 350));
       await r.executor.start();
       await r.executor.runOnce();
+      const lost = await attemptByIdentifier(db.sql, identifier);
+      assert.deepEqual([lost?.state, lost?.reason], ["failed", "order_lost"]);
       assert.equal(r.sim.orders().filter((o) => o.identifier === identifier).length, 0);
+      const alarms = await db.sql`select code from alarms where cleared_at is null order by id`;
+      assert.deepEqual(alarms.map((x) => x.code), ["order_not_found", "order_lost"]);
     } finally {
       await r.close();
     }
@@ -571,40 +602,51 @@ dbTest(
       await shadow.executor.start();
       const line = shadow.lines.find((l) => l.includes("have no live exit"));
       assert.ok(line, shadow.lines.join("\n"));
-      assert.match(line, /1 live position\(s\) bought by upbot have no live exit; in shadow mode/);
-      assert.ok(line.includes(`paper-${enterId}-ENTER_LONG`));
+      assert.equal(JSON.parse(line).level, "error");
+      assert.match(
+        line,
+        /1 live position\(s\) bought by upbot have no live exit \(KRW-BTC 0\.\d+\); in shadow mode/,
+      );
+      const [alarm] = await db.sql`select code from alarms where cleared_at is null`;
+      assert.equal(alarm?.code, "live_positions_unmanaged");
+      assert.ok(line.includes(await idOf(db, enterId, "ENTER_LONG")));
     } finally {
       await shadow.close();
     }
   },
 );
 
-dbTest("executor live: a sell refused for good is reported as a position left open", async (db) => {
-  const r = await rig(db, "live");
-  try {
-    const { exitId } = await paperRoundTrip(db, 99203155, 99000000);
-    await r.executor.start();
-    await r.executor.runOnce();
-    await r.poller.pollOnce();
-    // Someone sold the coins on the exchange meanwhile: the exit is refused for lack of funds.
-    const { data: accounts } = await r.rest.getAccounts();
-    const btc = accounts.find((a) => a.currency === "BTC")!;
-    const sold = await r.rest.postOrder({
-      market: MARKET,
-      side: "ask",
-      ord_type: "market",
-      volume: btc.balance,
-      identifier: "by-hand-1",
-    });
-    assert.equal(sold.kind, "accepted");
-    await r.executor.runOnce();
-    const exit = await attemptByIdentifier(db.sql, identifierFor(exitId, "EXIT_LONG"));
-    assert.equal(exit?.status, "error");
-    assert.match(exit!.error_msg!, /^insufficient_funds_ask/);
-    const line = r.lines.find((l) => l.includes("Live position of KRW-BTC stays open"));
-    assert.ok(line, r.lines.join("\n"));
-    assert.equal(JSON.parse(line).level, "error");
-  } finally {
-    await r.close();
-  }
-});
+dbTest(
+  "executor live: an exit with nothing free is refused before the wire; the position is recorded gone",
+  async (db) => {
+    const r = await rig(db, "live");
+    try {
+      const { exitId } = await paperRoundTrip(db, 99203155, 99000000);
+      await r.executor.start();
+      await r.executor.runOnce();
+      await r.poller.pollOnce();
+      // Someone sold the coins on the exchange meanwhile: the exit is refused for lack of funds.
+      const { data: accounts } = await r.rest.getAccounts();
+      const btc = accounts.find((a) => a.currency === "BTC")!;
+      const sold = await r.rest.postOrder({
+        market: MARKET,
+        side: "ask",
+        ord_type: "market",
+        volume: btc.balance,
+        identifier: "by-hand-1",
+      });
+      assert.equal(sold.kind, "accepted");
+      await r.executor.runOnce();
+      // The risk gate caps a sell at the free balance: nothing free, refused before the wire.
+      const exit = await attemptByIdentifier(db.sql, await idOf(db, exitId, "EXIT_LONG"));
+      assert.deepEqual([exit?.state, exit?.reason], ["skipped", "no_free_balance"]);
+      assert.equal(r.sim.orders().filter((o) => o.identifier?.includes("EXIT_LONG")).length, 0);
+      // The position stays in the ledger, where the closer finds it gone and says so loudly.
+      const line = r.lines.find((l) => l.includes("KRW-BTC") && l.includes("recorded as gone"));
+      assert.ok(line, r.lines.join("\n"));
+      assert.equal(JSON.parse(line).level, "error");
+    } finally {
+      await r.close();
+    }
+  },
+);

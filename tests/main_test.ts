@@ -42,6 +42,23 @@ Deno.test("main.ts boots on the embedded database, answers /healthz, exits 0 on 
   }
 });
 
+Deno.test("main.ts exits 2 when ORDER_KRW_AMOUNT exceeds RISK_MAX_ORDER_KRW", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upbot_badrisk_" });
+  try {
+    const proc = spawnDeno(START_ARGS, {
+      cwd: dir,
+      env: { ORDER_KRW_AMOUNT: "70000", RISK_MAX_ORDER_KRW: "60000", LOG_FORMAT: "json" },
+    });
+    const status = await proc.exited();
+    assert.equal(status.code, 2);
+    const errors = proc.lines.map((l) => JSON.parse(l)).filter((l) => l.level === "error");
+    assert.equal(errors.length, 1, proc.lines.join("\n"));
+    assert.match(errors[0].msg, /^ORDER_KRW_AMOUNT .*RISK_MAX_ORDER_KRW=60000/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("main.ts exits 2 with one line per bad variable and no secret", async () => {
   const dir = await Deno.makeTempDir({ prefix: "upbot_badcfg_" });
   try {

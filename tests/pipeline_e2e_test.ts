@@ -273,23 +273,27 @@ function liveEnv(): Record<string, string> {
     ACCOUNT_POLL_INTERVAL_SEC: "1",
     MAX_ORDERS_PER_MIN: "600",
     EXECUTOR_MAX_RETRIES: String(MAX_RETRIES),
+    // Every market may hold a position: these tests exercise orders under faults, not the risk
+    // gate's limits (tests/executor_risk_test.ts does).
+    RISK_MAX_OPEN_POSITIONS: "100",
+    RISK_MAX_EXPOSURE_KRW: "10000000",
+    RISK_MAX_DAILY_LOSS_KRW: "10000000",
   };
 }
 
-/** Why a live attempt may end without an order (each documented by the executor). */
-const NO_ORDER_REASONS = [
-  /^live entry paper-\d+-ENTER_LONG bought nothing$/,
-  /^no live entry for this exit$/,
-  /^under min total 5000 KRW/,
-  /^stale: paper trade is \d+s old$/,
-  /; not retried: signal is stale$/,
-  /^not created \(resolved by identifier\)$/,
-  /^identifier already used at Upbit and no order found; not retried$/,
-];
+/** Why a live attempt may end without an order (reason codes of the executor). */
+const NO_ORDER_REASONS = new Set([
+  "entry_bought_nothing",
+  "no_live_entry",
+  "under_min_total",
+  "stale_signal",
+  "retries_exhausted",
+  "insufficient_funds_bid",
+]);
 
-/** Whether a live attempt will change no more. */
-const RESOLVED_SQL = `(status in ('done', 'skipped') or
-  (status = 'error' and retry_count >= ${MAX_RETRIES}))`;
+/** Whether a live attempt will change no more (a terminal state of the state machine). */
+const RESOLVED_SQL = `state in ('filled', 'cancelled', 'prevented', 'rejected', 'failed',
+  'conflict', 'skipped', 'logged', 'test_ok')`;
 
 /** Waits until every paper trade up to `maxId` has a live attempt that will change no more. */
 async function settleLive(rig: Rig, maxId: number, timeoutMs = 45_000): Promise<void> {
@@ -330,7 +334,8 @@ async function assertLiveInvariants(rig: Rig, maxId: number) {
   const byIdentifier = new Map(attempts.map((a) => [a.identifier, a]));
   const checked = [];
   for (const p of papers) {
-    const identifier = `paper-${p.id}-${p.action}`;
+    const [inst] = await rig.sql`select id from installation`;
+    const identifier = `paper-${inst!.id}-${p.id}-${p.action}`;
     const a = byIdentifier.get(identifier);
     assert.ok(a, `paper trade ${p.id} has its attempt ${identifier}${await context()}`);
     assert.equal(a.mode, "live");
@@ -338,8 +343,8 @@ async function assertLiveInvariants(rig: Rig, maxId: number) {
     const order = ordersById.get(identifier)?.[0];
     if (a.status !== "done") {
       assert.ok(
-        NO_ORDER_REASONS.some((re) => re.test(a.error_msg ?? "")),
-        `${identifier} ended ${a.status} (${a.error_msg})${await context()}`,
+        NO_ORDER_REASONS.has(a.reason),
+        `${identifier} ended ${a.state} (${a.reason}: ${a.error_msg})${await context()}`,
       );
       assert.equal(order, undefined, `${identifier} ended ${a.status} but an order exists`);
       continue;
@@ -357,7 +362,7 @@ async function assertLiveInvariants(rig: Rig, maxId: number) {
     assert.ok(snap!.n > 0 && snap!.final_seen, `${identifier} has snapshots incl. its final state`);
     if (p.action === "EXIT_LONG") {
       // It sold what its entry really bought, not the paper quantity.
-      const entry = byIdentifier.get(`paper-${p.entry_id}-ENTER_LONG`);
+      const entry = byIdentifier.get(`paper-${inst!.id}-${p.entry_id}-ENTER_LONG`);
       assert.equal(Number(a.volume), Number(entry?.executed_volume));
     }
   }
@@ -465,7 +470,7 @@ for (const backend of testBackends()) {
       for (const p of papers) {
         const a = byPaper.get(p.id);
         assert.ok(a, `paper trade ${p.id} has an attempt`);
-        assert.equal(a.identifier, `paper-${p.id}-${p.action}`);
+        assert.match(a.identifier, new RegExp(`^paper-[a-z2-7]{8}-${p.id}-${p.action}$`));
         assert.equal(a.mode, "shadow");
         assert.equal(a.status, "logged");
         assert.equal(a.symbol, p.symbol);
@@ -516,7 +521,7 @@ for (const backend of testBackends()) {
       );
       const papers = await paperTrades(sql);
       const lastId = Number(papers.at(-1)!.id);
-      // An error is retried once (EXECUTOR_MAX_RETRIES=1), then left alone.
+      // A definite refusal is final at once (rejected).
       await until(
         rig,
         "every paper trade so far has a settled test attempt",
@@ -524,8 +529,7 @@ for (const backend of testBackends()) {
           await count(
             sql,
             "upbit_order_attempts",
-            `paper_trade_id <= ${lastId} and (status = 'test_ok' or
-           (status = 'error' and retry_count >= 1))`,
+            `paper_trade_id <= ${lastId} and state in ('test_ok', 'rejected')`,
           ) >= papers.length,
       );
       const attempts = await attemptRows(sql);
@@ -533,7 +537,7 @@ for (const backend of testBackends()) {
       for (const p of papers) {
         const a = byPaper.get(p.id);
         assert.ok(a, `paper trade ${p.id} has an attempt`);
-        assert.equal(a.identifier, `paper-${p.id}-${p.action}`);
+        assert.match(a.identifier, new RegExp(`^paper-[a-z2-7]{8}-${p.id}-${p.action}$`));
         assert.equal(a.mode, "test");
         assert.equal(a.uuid, null, "a test uuid is never stored where the poller looks");
         if (p.action === "ENTER_LONG") {
@@ -545,10 +549,11 @@ for (const backend of testBackends()) {
         } else {
           // A test buy buys nothing, so the test sell of the paper quantity is refused for
           // lack of funds, as Upbit would (see execution_test.ts).
-          assert.equal(a.status, "error");
+          assert.deepEqual([a.state, a.status], ["rejected", "error"]);
+          assert.equal(a.reason, "insufficient_funds_ask");
           assert.match(a.error_msg, /^insufficient_funds_ask: /);
           assert.equal(a.http_status, 400);
-          assert.equal(a.retry_count, 1);
+          assert.equal(a.retry_count, 0, "a definite refusal is not retried");
         }
       }
       assert.deepEqual(rig.sim.orders(), [], "orders/test creates nothing");
@@ -707,7 +712,13 @@ for (const backend of testBackends()) {
       await until(
         rig,
         "the filled order recorded as final",
-        async () => await count(sql, "upbit_order_attempts", `final_state is not null`) === 1,
+        // (The bought coins are then the ledger's: the closer sells them in a row of its own.)
+        async () =>
+          await count(
+            sql,
+            "upbit_order_attempts",
+            `identifier = '${identifier}' and final_state is not null`,
+          ) === 1,
         15_000,
       );
       assert.ok(Date.now() - filledAt < 15_000, "well before the 60 s poll");

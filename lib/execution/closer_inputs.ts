@@ -26,18 +26,15 @@ export interface UnsettledSides {
 }
 
 /**
- * Markets with a live order whose outcome is not final: written but unanswered (`pending`), answer
- * lost (`unknown`), or accepted and not yet `done`/`cancel`. The one place that knows how an
- * attempt's state is spelt (today `status` and `final_state`).
- *
- * Attempts in `error` that the executor may still re-send are not counted: that state must get
- * its own non-terminal name (and be added here) before the closer runs beside the executor.
+ * Markets with a live order whose outcome is not final: not sent yet or waiting to be re-sent
+ * (`pending`), on its way (`sent`), answer lost (`unknown`), or held by Upbit (`open`,
+ * `partially_filled`). The states are those of `order_state.ts`; every other state is terminal.
  */
 export async function unsettledLiveOrders(sql: Sql): Promise<Map<string, UnsettledSides>> {
   const rows = await sql<{ symbol: string; side: "bid" | "ask" }[]>`
     select distinct symbol, side from upbit_order_attempts
     where mode = 'live'
-      and (status in ('pending', 'unknown') or (status = 'submitted' and final_state is null))`;
+      and state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')`;
   const out = new Map<string, UnsettledSides>();
   for (const r of rows) {
     const sides = out.get(r.symbol) ?? { buy: false, sell: false };

@@ -1,29 +1,58 @@
 /**
  * @module The executor's logic: paper trades (read from the database with a persistent cursor) ->
- * order attempts in shadow, test or live mode, idempotent per identifier `paper-{id}-{action}`.
+ * order attempts in shadow, test or live mode, each moved through the order state machine
+ * (`order_state.ts`) and sent under an identifier unique forever:
+ * `paper-{installation}-{paper_trade_id}-{action}`, with `-r{n}` only when a fresh one is needed.
  *
- * The attempt row is written before any request. A create whose answer is lost is resolved by
- * identifier (`GET /v1/order?identifier=`) before anything else; it is never resent blindly, and
- * Upbit's own identifier uniqueness backs this up, so one identifier never becomes two orders.
- * The worker shell (`actors/executor.ts`) only wakes this logic; the database holds the truth.
+ * The attempt row is written before any request. An attempt that may have reached Upbit (sent,
+ * answer lost, or left pending by a crash) is looked up by every identifier it ever used before
+ * anything is sent again; an order found is adopted only if it is the order the attempt asked for.
+ * Halts stop entries only: exits, resolution and retries of exits go on (reduce-only). The worker
+ * shell (`actors/executor.ts`) only wakes this logic; the database holds the truth.
  */
-import type { Sql } from "../db.ts";
+import { parseConfig } from "../config.ts";
+import { entryHaltReason, haltEntries } from "../control/trading_state.ts";
+import type { Client } from "../db.ts";
+import { dec, formatDec, minDec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
+import { clearAlarm, raiseAlarm } from "../store/alarms.ts";
 import { loadActorState, saveActorState } from "../store/actor_state.ts";
 import {
-  attemptByIdentifier,
+  attemptForPaperTrade,
+  type AttemptPatch,
   type AttemptRow,
   exchangeAttemptsSince,
+  identifiersOf,
   insertAttempt,
+  installationId,
   liveEntriesWithoutExit,
-  retriableAttempts,
+  type NewAttempt,
+  rotateIdentifier,
+  transitionAttempt,
+  unfinishedLiveSells,
   unresolvedAttempts,
-  updateAttempt,
 } from "../store/order_attempts.ts";
 import { paperTradeById, type PaperTradeRow, paperTradesAfter } from "../store/paper_trades.ts";
+import { backoffDelayMs } from "../upbit/backoff.ts";
 import { type CallMeta, UpbitBannedError } from "../upbit/errors.ts";
 import type { OrderRequest, PostOrderResult, UpbitRest } from "../upbit/rest.ts";
+import type { Order } from "../upbit/schemas.ts";
 import type { GuardDecision, TradeMode } from "./guard.ts";
+import { identifierFor, rotatedIdentifier } from "./identifiers.ts";
+import type { OrderState } from "./order_state.ts";
+import { PositionClosing } from "./position_closing.ts";
+import { ledgerPosition, ledgerPositions } from "./position_ledger.ts";
+import { reconcile } from "./reconcile.ts";
+import {
+  gateOrder,
+  type MarketRefusal,
+  type RiskLimits,
+  riskLimits,
+  type RiskOrder,
+} from "./risk_gate.ts";
+import { closeReconciliationGate, reconciliationGate } from "./system_gate.ts";
+
+export { closeIdentifierFor, identifierFor, MAX_IDENTIFIER_LENGTH } from "./identifiers.ts";
 
 /** Upbit's minimum order total on KRW markets (§8.2). */
 export const MIN_ORDER_KRW = 5000;
@@ -32,6 +61,7 @@ export const MIN_ORDER_KRW = 5000;
 export interface ExecutorSettings {
   orderKrwAmount: number;
   maxOrdersPerMin: number;
+  /** Re-sends of an ENTRY after a failure; exits are retried for as long as the position is open. */
   maxRetries: number;
   shadowEnabled: boolean;
   maxSignalAgeSec: number;
@@ -39,29 +69,41 @@ export interface ExecutorSettings {
 
 /** What the executor needs. */
 export interface ExecutorOptions {
-  sql: Sql;
+  sql: Client;
   /** The Upbit client; required in test and live modes. */
   rest: UpbitRest | null;
   decision: GuardDecision;
   settings: ExecutorSettings;
   log: Logger;
-  /** Called after a live order was submitted (wakes the order-poller). */
+  /** Called after a live order was submitted or adopted (wakes the order-poller). */
   onSubmitted?: () => void;
+  /**
+   * Why entries are halted by the supervisor (a critical actor failed), or null. Checked with the
+   * database's own halts (`entryHaltReason`); exits never are.
+   */
+  supervisorHalt?: () => string | null;
   /**
    * How long after a lost answer to wait before asking Upbit by identifier: a request that timed
    * out here may still be on its way there. @default {3000}
    */
   unknownSettleMs?: number;
+  /** Backoff of a re-send after a refusal that may pass (429, 418, 5xx, maintenance). */
+  retryBackoff?: { baseMs: number; maxMs: number };
+  /**
+   * The risk gate every live order passes right before the wire (`risk_gate.ts`).
+   * @default {the settings' defaults, no market warnings}
+   */
+  risk?: { limits: RiskLimits; marketRefusal?: MarketRefusal };
   now?: () => number;
 }
 
 const CURSOR_KEY = "executor.cursor";
-const DONE_STATUSES = new Set(["logged", "test_ok", "submitted", "done", "skipped"]);
 
-/** `paper-{id}-{action}`: the client order id of a paper trade's order. */
-export function identifierFor(paperTradeId: number, action: string): string {
-  return `paper-${paperTradeId}-${action}`;
-}
+/** Pause after a failed reconciliation before the next try (ms). */
+const RECONCILE_RETRY_MS = 10_000;
+
+/** Upbit refusals that may pass by waiting: nothing was created, send again later. */
+const PASSING_REFUSALS = new Set(["market_offline"]);
 
 /** Formats a volume for Upbit: at most 8 decimals, truncated (never rounded up past what we hold). */
 export function formatVolume(volume: number | string): string {
@@ -71,13 +113,36 @@ export function formatVolume(volume: number | string): string {
   return trimmed ? `${int}.${trimmed}` : int!;
 }
 
+/**
+ * Why the order Upbit holds under an attempt's identifier is not the order the attempt asked for
+ * (market, side, ord_type, and the amount: price for a `price` buy, volume otherwise), or null when
+ * it is.
+ */
+export function orderMismatch(request: Record<string, string>, order: Order): string | null {
+  const diffs: string[] = [];
+  if (order.market !== request.market) diffs.push(`market ${order.market} != ${request.market}`);
+  if (order.side !== request.side) diffs.push(`side ${order.side} != ${request.side}`);
+  if (order.ord_type !== request.ord_type) {
+    diffs.push(`ord_type ${order.ord_type} != ${request.ord_type}`);
+  }
+  const amount = request.ord_type === "price" ? "price" : "volume";
+  const want = request[amount];
+  const got = order[amount];
+  if (want === undefined || got == null || Number(got) !== Number(want)) {
+    diffs.push(`${amount} ${got ?? "none"} != ${want ?? "none"}`);
+  }
+  return diffs.length > 0 ? diffs.join(", ") : null;
+}
+
 /** Result of one {@linkcode Executor.runOnce}. */
 export interface RunSummary {
   /** Paper trades handled (attempt written or skipped). */
   handled: number;
-  /** true when work remains (rate cap hit, an entry still filling). */
+  /** true when work remains (rate cap hit, an entry still filling, an answer to settle). */
   more: boolean;
 }
+
+type Outcome = "handled" | "seen" | "wait" | "capped";
 
 /** Turns paper trades into order attempts. */
 export class Executor {
@@ -85,8 +150,11 @@ export class Executor {
   #o: ExecutorOptions;
   #cursor = 0;
   #now: () => number;
+  #installation = "";
   #capLogged = false;
+  #reconcileRetryAt = 0;
   #banLogged = false;
+  #closer: PositionClosing | null = null;
 
   constructor(options: ExecutorOptions) {
     this.#o = options;
@@ -95,6 +163,19 @@ export class Executor {
     if (this.mode !== "shadow" && !options.rest) {
       throw new Error(`Cannot create Executor in ${this.mode} mode without an Upbit client`);
     }
+    if (this.mode === "live") {
+      this.#closer = new PositionClosing({
+        sql: options.sql,
+        rest: options.rest!,
+        log: options.log,
+        installation: () => this.#installation,
+        underCap: () => this.#underCap(),
+        // The cap was checked when the close was written (it counts itself then).
+        send: (attempt) => this.#send(attempt, true),
+        retryDelayMs: (refusals) => this.#retryAt(refusals).getTime() - this.#now(),
+        now: this.#now,
+      });
+    }
   }
 
   /** The last paper trade id fully handled. */
@@ -102,13 +183,20 @@ export class Executor {
     return this.#cursor;
   }
 
-  /** Logs the start line (every guard condition) and loads the cursor. */
+  /** This installation's id (known after {@linkcode start}). */
+  get installation(): string {
+    return this.#installation;
+  }
+
+  /** Logs the start line (every guard condition), loads the cursor and the installation id. */
   async start(): Promise<void> {
     const d = this.#o.decision;
     const liveEnabled = d.conditions.find((c) => c.name === "LIVE_TRADING_ENABLED")?.value;
+    this.#installation = await installationId(this.#o.sql);
     this.#o.log.info(
       `Executor started (effective_mode=${d.effective} live_enabled=${liveEnabled} trade_mode=${d.requested})`,
       {
+        installation: this.#installation,
         guard: Object.fromEntries(
           d.conditions.map((c) => [c.name, `${c.ok ? "ok" : "no"} (${c.value})`]),
         ),
@@ -122,28 +210,41 @@ export class Executor {
     if (d.effective === "shadow" && !this.#o.settings.shadowEnabled) {
       this.#o.log.info("Executor: SHADOW_ENABLED=false, paper trades are not recorded as attempts");
     }
-    if (this.mode !== "live") {
-      const open = await liveEntriesWithoutExit(this.#o.sql);
-      if (open.length > 0) {
-        this.#o.log.warn(
-          `${open.length} live position(s) bought by upbot have no live exit; in ${this.mode} mode nothing will sell them`,
-          {
-            identifiers: open.map((a) => a.identifier),
-            markets: [...new Set(open.map((a) => a.symbol))],
-          },
-        );
-      }
+    if (this.mode !== "live") await this.#reportUnmanagedPositions();
+    // Live mode manages (closes) every ledger position again.
+    else await clearAlarm(this.#o.sql, "live_positions_unmanaged");
+    if (this.mode === "live") {
+      // Nothing goes out before the database has been compared with the exchange.
+      await closeReconciliationGate(this.#o.sql, "live start: reconcile before any order");
     }
     const stored = await loadActorState<{ lastId: number }>(this.#o.sql, CURSOR_KEY);
     this.#cursor = stored?.lastId ?? 0;
     this.#o.log.info(`Executor cursor init: last_id=${this.#cursor}`);
   }
 
+  /** In shadow / test mode nothing is sent: live positions wait for live mode. Say so loudly. */
+  async #reportUnmanagedPositions(): Promise<void> {
+    const held = (await ledgerPositions(this.#o.sql)).filter((p) => dec(p.openVolume) > ZERO);
+    if (held.length === 0) return;
+    const open = await liveEntriesWithoutExit(this.#o.sql);
+    const markets = held.map((p) => `${p.symbol} ${p.openVolume}`);
+    const message = `${held.length} live position(s) bought by upbot have no live exit (${
+      markets.join(", ")
+    }); in ${this.mode} mode nothing will sell them: they are closed when live mode returns`;
+    this.#o.log.error(message, { identifiers: open.map((a) => a.identifier), markets });
+    await raiseAlarm(this.#o.sql, {
+      code: "live_positions_unmanaged",
+      message,
+      details: { positions: held.map((p) => ({ market: p.symbol, volume: p.openVolume })) },
+    });
+  }
+
   /**
-   * One pass: resolve attempts whose outcome is unknown, retry errors, then handle new paper
-   * trades in id order, advancing the durable cursor after each.
+   * One pass: resolve and (re)send attempts that may have reached Upbit or wait to be sent, then
+   * handle new paper trades in id order, advancing the durable cursor after each.
    */
   async runOnce(): Promise<RunSummary> {
+    if (!this.#installation) this.#installation = await installationId(this.#o.sql);
     let more = false;
     if (this.mode !== "shadow") {
       // During a 418 ban the client refuses every call locally: sending would only burn retries.
@@ -158,38 +259,16 @@ export class Executor {
         return { handled: 0, more: true };
       }
       this.#banLogged = false;
+      if (this.mode === "live" && !(await this.#reconciled())) return { handled: 0, more: true };
       const settle = this.#o.unknownSettleMs ?? 3000;
-      for (const a of await unresolvedAttempts(this.#o.sql, this.mode)) {
+      for (const a of await unresolvedAttempts(this.#o.sql, this.mode, new Date(this.#now()))) {
         if (this.#now() - a.updated_at.getTime() < settle) {
           more = true; // too early to trust a "not found"
           continue;
         }
-        await this.#resolve(a);
-      }
-      for (
-        const a of await retriableAttempts(this.#o.sql, this.mode, this.#o.settings.maxRetries)
-      ) {
-        const paper = a.paper_trade_id === null
-          ? null
-          : await paperTradeById(this.#o.sql, a.paper_trade_id);
-        if (!paper) continue;
-        if (paper.action === "ENTER_LONG" && this.#isStale(paper)) {
-          // An entry is only worth its signal's time; its exit will find it bought nothing.
-          await updateAttempt(this.#o.sql, a.id, {
-            retry_count: this.#o.settings.maxRetries,
-            error_msg: `${a.error_msg ?? "error"}; not retried: signal is stale`,
-          });
-          continue;
-        }
-        if (!(await this.#underCap())) return { handled: 0, more: true };
-        const updated = await updateAttempt(this.#o.sql, a.id, {
-          status: "pending",
-          retry_count: a.retry_count + 1,
-        });
-        this.#o.log.info(
-          `Retry ${updated.identifier} (${updated.retry_count}/${this.#o.settings.maxRetries})`,
-        );
-        await this.#send(updated);
+        const r = await this.#resolve(a);
+        if (r === "capped") return { handled: 0, more: true };
+        if (r === "more") more = true;
       }
     }
     // New paper trades in id order. One that must wait (an exit whose entry is still filling)
@@ -203,7 +282,7 @@ export class Executor {
       if (batch.length === 0) break;
       for (const paper of batch) {
         after = paper.id;
-        let outcome: "handled" | "seen" | "wait" | "capped" = "wait";
+        let outcome: Outcome = "wait";
         if (!waiting.has(paper.symbol)) outcome = await this.#handle(paper);
         if (outcome === "capped") return { handled, more: true };
         if (outcome === "wait") {
@@ -217,11 +296,40 @@ export class Executor {
         }
       }
     }
+    if (this.#closer && await this.#closer.closeOnce()) more = true;
     return { handled, more: more || waiting.size > 0 };
+  }
+
+  /**
+   * Whether the reconciliation gate is open; while it is closed (live start, a connection lost
+   * for more than a minute) a reconciliation runs first and no order of any kind goes out.
+   */
+  async #reconciled(): Promise<boolean> {
+    const gate = await reconciliationGate(this.#o.sql);
+    if (gate.open) return true;
+    // After a failed run, wait a little: every run is stored, and the exchange may be down.
+    if (this.#now() < this.#reconcileRetryAt) return false;
+    this.#o.log.info(`Reconciliation gate closed (${gate.reason}); reconciling`);
+    try {
+      return (await reconcile(this.#o.sql, this.#o.rest!, this.#o.log)).gateOpen;
+    } catch (err) {
+      this.#reconcileRetryAt = this.#now() + RECONCILE_RETRY_MS;
+      this.#o.log.warn("Reconciliation failed; no live order until it completes", {
+        error: (err as Error).message,
+      });
+      return false;
+    }
   }
 
   #isStale(paper: PaperTradeRow): boolean {
     return (this.#now() - paper.ts.getTime()) / 1000 > this.#o.settings.maxSignalAgeSec;
+  }
+
+  /** Why a new entry on `market` must not be sent now, or null. */
+  async #entryHalt(market: string): Promise<string | null> {
+    const supervisor = this.#o.supervisorHalt?.() ?? null;
+    if (supervisor) return supervisor;
+    return await entryHaltReason(this.#o.sql, market);
   }
 
   async #underCap(): Promise<boolean> {
@@ -237,19 +345,16 @@ export class Executor {
     return under;
   }
 
-  async #handle(paper: PaperTradeRow): Promise<"handled" | "seen" | "wait" | "capped"> {
-    const identifier = identifierFor(paper.id, paper.action);
-    const existing = await attemptByIdentifier(this.#o.sql, identifier);
+  async #handle(paper: PaperTradeRow): Promise<Outcome> {
+    const existing = await attemptForPaperTrade(this.#o.sql, paper.id);
     if (existing) {
-      // Idempotency: logged / test_ok / submitted / done / skipped are final for this identifier;
-      // pending / unknown / error are picked up by the resolution and retry passes.
-      if (DONE_STATUSES.has(existing.status)) {
-        this.#o.log.debug(`Skip ${identifier}: already ${existing.status}`);
-      }
+      // One attempt per paper trade, whatever its mode: the resolution pass owns it from here.
+      this.#o.log.debug(`Skip paper trade ${paper.id}: attempt ${existing.identifier} exists`);
       return "seen";
     }
     if (this.mode === "shadow" && !this.#o.settings.shadowEnabled) return "handled";
-    const order = await this.#orderFor(paper);
+    const identifier = identifierFor(this.#installation, paper.id, paper.action);
+    const order = await this.#orderFor(paper, identifier);
     if (order === "wait") return "wait";
     const base = {
       symbol: paper.symbol,
@@ -261,15 +366,7 @@ export class Executor {
       identifier,
     };
     if ("skip" in order) {
-      await insertAttempt(this.#o.sql, {
-        ...base,
-        price: null,
-        volume: null,
-        status: "skipped",
-        request_json: {},
-        error_msg: order.skip,
-      });
-      this.#o.log.warn(`Skip [${paper.action}] ${identifier}: ${order.skip}`);
+      await this.#insertSkipped(base, order.skip, order.why);
       return "handled";
     }
     const request = order.request;
@@ -278,7 +375,7 @@ export class Executor {
         ...base,
         price: request.price ?? null,
         volume: request.volume ?? null,
-        status: "logged",
+        state: "logged",
         request_json: { ...request },
       });
       const amount = request.volume !== undefined
@@ -290,29 +387,53 @@ export class Executor {
       );
       return "handled";
     }
+    if (paper.action === "ENTER_LONG") {
+      const halt = await this.#entryHalt(paper.symbol);
+      if (halt) {
+        // Skipped, not held back: by the time entries resume the signal would be stale anyway.
+        await this.#insertSkipped(base, "entries_halted", halt);
+        return "handled";
+      }
+    }
     if (!(await this.#underCap())) return "capped";
     const attempt = await insertAttempt(this.#o.sql, {
       ...base,
       price: request.price ?? null,
       volume: request.volume ?? null,
-      status: "pending",
+      state: "pending",
       request_json: { ...request },
     });
-    if (!attempt) return "handled"; // another writer won the identifier: never send twice
-    await this.#send(attempt);
+    if (!attempt) return "handled"; // another writer won the paper trade: never send twice
+    await this.#send(attempt, true);
     return "handled";
+  }
+
+  async #insertSkipped(
+    base: Omit<NewAttempt, "state" | "price" | "volume" | "request_json">,
+    reason: string,
+    why: string,
+  ): Promise<void> {
+    await insertAttempt(this.#o.sql, {
+      ...base,
+      price: null,
+      volume: null,
+      state: "skipped",
+      reason,
+      request_json: {},
+      error_msg: why,
+    });
+    this.#o.log.warn(`Skip [${base.action}] ${base.identifier}: ${reason} (${why})`);
   }
 
   /** Builds the order for a paper trade, or says why it is skipped, or to wait. */
   async #orderFor(
     paper: PaperTradeRow,
-  ): Promise<{ request: OrderRequest } | { skip: string } | "wait"> {
-    const identifier = identifierFor(paper.id, paper.action);
+    identifier: string,
+  ): Promise<{ request: OrderRequest } | { skip: string; why: string } | "wait"> {
     if (paper.action === "ENTER_LONG") {
       // Only entries go stale: an exit must be sent however late, or a live position stays open.
       if (this.mode !== "shadow" && this.#isStale(paper)) {
-        const ageSec = Math.round((this.#now() - paper.ts.getTime()) / 1000);
-        return { skip: `stale: paper trade is ${ageSec}s old` };
+        return { skip: "stale_signal", why: this.#staleWhy(paper) };
       }
       return {
         request: {
@@ -329,31 +450,158 @@ export class Executor {
       // Sell what the live entry really bought, not the paper quantity.
       const entry = paper.entry_id === null
         ? null
-        : await attemptByIdentifier(this.#o.sql, identifierFor(paper.entry_id, "ENTER_LONG"));
-      if (!entry || entry.mode !== "live") return { skip: "no live entry for this exit" };
-      if (entry.status === "pending" || entry.status === "unknown") return "wait";
-      if (entry.status === "submitted" && entry.final_state === null) return "wait";
-      // An entry that may still be retried may still buy.
-      if (entry.status === "error" && entry.retry_count < this.#o.settings.maxRetries) {
+        : await attemptForPaperTrade(this.#o.sql, paper.entry_id);
+      if (!entry || entry.mode !== "live") {
+        return { skip: "no_live_entry", why: "no live entry for this exit" };
+      }
+      // An entry not final yet may still buy (unsent, unresolved, open, or waiting to retry).
+      if (["pending", "sent", "unknown", "open", "partially_filled"].includes(entry.state)) {
         return "wait";
       }
       const bought = Number(entry.executed_volume ?? "0");
-      if (!(bought > 0)) return { skip: `live entry ${entry.identifier} bought nothing` };
-      volume = formatVolume(entry.executed_volume!);
+      if (!(bought > 0)) {
+        return {
+          skip: "entry_bought_nothing",
+          why: `live entry ${entry.identifier} bought nothing (${entry.state})`,
+        };
+      }
+      // Another sell of this market is in flight (a close): its outcome changes what is left.
+      if ((await unfinishedLiveSells(this.#o.sql, paper.symbol)).length > 0) return "wait";
+      // Never more than the ledger still holds (a flatten or a close may have sold it already):
+      // selling more could sell the owner's own coins.
+      const held = (await ledgerPosition(this.#o.sql, paper.symbol))?.openVolume ?? "0";
+      const sell = minDec(dec(entry.executed_volume!), dec(held));
+      if (sell <= ZERO) {
+        return { skip: "position_closed", why: `the ledger holds no ${paper.symbol} any more` };
+      }
+      volume = formatVolume(formatDec(sell));
     }
     const price = Number(paper.exit_price ?? paper.entry_price);
     if (Number(volume) * price < MIN_ORDER_KRW) {
-      return { skip: `under min total ${MIN_ORDER_KRW} KRW (volume=${volume} at ${price})` };
+      return {
+        skip: "under_min_total",
+        why: `under min total ${MIN_ORDER_KRW} KRW (volume=${volume} at ${price})`,
+      };
     }
     return {
       request: { market: paper.symbol, side: "ask", ord_type: "market", volume, identifier },
     };
   }
 
-  /** Sends a `pending` attempt and records the outcome. */
-  async #send(attempt: AttemptRow): Promise<void> {
+  #staleWhy(paper: PaperTradeRow): string {
+    const ageSec = Math.round((this.#now() - paper.ts.getTime()) / 1000);
+    return `signal is ${ageSec}s old (limit ${this.#o.settings.maxSignalAgeSec}s)`;
+  }
+
+  /**
+   * A `pending` attempt about to be sent: an entry is sent only while its signal is fresh, entries
+   * are not halted and it has retries left; exits and closes always are. Returns the `sent` row,
+   * or null when it was not sent (skipped, failed, capped: see the result).
+   */
+  async #gate(a: AttemptRow, capChecked: boolean): Promise<AttemptRow | "capped" | null> {
+    if (a.action === "ENTER_LONG") {
+      const paper = a.paper_trade_id === null
+        ? null
+        : await paperTradeById(this.#o.sql, a.paper_trade_id);
+      if (paper && this.#isStale(paper)) {
+        await this.#move(a, "skipped", {
+          reason: "stale_signal",
+          error_msg: this.#staleWhy(paper),
+        });
+        this.#o.log.warn(`Skip [ENTER_LONG] ${a.identifier}: stale_signal, not sent again`);
+        return null;
+      }
+      const halt = await this.#entryHalt(a.symbol);
+      if (halt) {
+        await this.#move(a, "skipped", { reason: "entries_halted", error_msg: halt });
+        this.#o.log.warn(`Skip [ENTER_LONG] ${a.identifier}: entries_halted, not sent again`);
+        return null;
+      }
+      if (a.retry_count > this.#o.settings.maxRetries) {
+        await this.#move(a, "failed", {
+          reason: "retries_exhausted",
+          error_msg: `gave up after ${a.retry_count} failed sends (${a.error_msg ?? a.reason})`,
+        });
+        this.#o.log.warn(`Give up [ENTER_LONG] ${a.identifier}: retries_exhausted`);
+        return null;
+      }
+    }
+    if (!capChecked && !(await this.#underCap())) return "capped";
+    let patch: AttemptPatch = {};
+    if (this.mode === "live") {
+      const risk = await this.#risk(a);
+      if (risk === "wait") return "capped";
+      if (risk === "refused") return null;
+      patch = risk;
+    }
+    return await this.#move(a, "sent", { retry_at: null, ...patch });
+  }
+
+  /**
+   * The risk gate for a live attempt: an entry against every entry rule, an exit or close only
+   * against the coin's free balance (the volume is capped to it) and the minimum total. A refused
+   * attempt is skipped with the gate's reason code (an exit's position stays in the ledger, where
+   * the closer finds it). "wait": the gate could not be judged now (balances unreadable).
+   */
+  async #risk(a: AttemptRow): Promise<AttemptPatch | "refused" | "wait"> {
+    const request = a.request_json ?? {};
+    let order: RiskOrder;
+    if (a.side === "bid") {
+      const paper = a.paper_trade_id === null
+        ? null
+        : await paperTradeById(this.#o.sql, a.paper_trade_id);
+      const signalTs = (paper?.ts ?? a.ts).getTime();
+      order = { side: "bid", market: a.symbol, krw: Number(request.price), signalTs };
+    } else {
+      order = { side: "ask", market: a.symbol, volume: request.volume ?? "0" };
+    }
+    const risk = this.#o.risk ?? {
+      limits: { ...riskLimits(parseConfig({})), maxSignalAgeSec: this.#o.settings.maxSignalAgeSec },
+    };
+    let d;
+    try {
+      d = await gateOrder(this.#o.sql, order, risk.limits, {
+        rest: this.#o.rest,
+        marketRefusal: risk.marketRefusal,
+        attemptId: a.id,
+        nowMs: this.#now(),
+      });
+    } catch (err) {
+      this.#o.log.warn(`Risk gate for ${a.identifier} could not be judged; will try again`, {
+        error: (err as Error).message,
+      });
+      return "wait";
+    }
+    if (!d.ok) {
+      await this.#move(a, "skipped", { reason: d.code, error_msg: d.detail });
+      this.#o.log.warn(`Refused [${a.action}] ${a.identifier}: ${d.code} (${d.detail})`, {
+        market: a.symbol,
+      });
+      return "refused";
+    }
+    if (d.capped && d.volume) {
+      this.#o.log.warn(
+        `Capped [${a.action}] ${a.identifier}: ${request.volume} -> ${d.volume} (free balance)`,
+      );
+      return { request_json: { ...request, volume: d.volume } };
+    }
+    return {};
+  }
+
+  /**
+   * Sends a `pending` attempt (through the gate) and records the outcome. `capChecked`: the rate
+   * cap was checked just before the attempt was written (it counts itself now).
+   */
+  async #send(pending: AttemptRow, capChecked = false): Promise<"capped" | void> {
+    const gated = await this.#gate(pending, capChecked);
+    if (gated === "capped") return "capped";
+    if (!gated) return;
+    if (pending.retry_count > 0) {
+      const limit = pending.action === "ENTER_LONG" ? `/${this.#o.settings.maxRetries}` : "";
+      this.#o.log.info(`Retry ${pending.identifier} (${pending.retry_count}${limit})`);
+    }
     const rest = this.#o.rest!;
-    const body = attempt.request_json as unknown as OrderRequest;
+    const body = gated.request_json as unknown as OrderRequest;
     let result: PostOrderResult;
     if (this.mode === "test") {
       // §4.4: whether a test call burns an identifier is undocumented; send none (safe reading),
@@ -363,142 +611,254 @@ export class Executor {
     } else {
       result = await rest.postOrder(body);
     }
-    await this.#record(attempt, result);
+    await this.#record(gated, result);
+  }
+
+  /** Moves `a` to `to`; logs and returns null when another writer moved it first. */
+  async #move(a: AttemptRow, to: OrderState, patch: AttemptPatch = {}): Promise<AttemptRow | null> {
+    const row = await transitionAttempt(this.#o.sql, a.id, a.state, to, patch);
+    if (!row) {
+      this.#o.log.warn(`Attempt ${a.identifier} left ${a.state} meanwhile; not moved to ${to}`);
+    }
+    return row;
+  }
+
+  #retryAt(failures: number): Date {
+    const { baseMs, maxMs } = this.#o.retryBackoff ?? { baseMs: 1000, maxMs: 60_000 };
+    return new Date(
+      this.#now() + backoffDelayMs(Math.max(0, failures - 1), { baseMs, maxMs, jitter: 0.2 }),
+    );
   }
 
   async #record(attempt: AttemptRow, result: PostOrderResult): Promise<void> {
     const tag = `${
       this.mode === "test" ? "Test" : "Live"
     } [${attempt.action}] ${attempt.identifier}`;
+    const sells = attempt.side === "ask" && this.mode === "live";
     switch (result.kind) {
       case "accepted": {
-        const status = result.test ? "test_ok" : "submitted";
-        await updateAttempt(this.#o.sql, attempt.id, {
-          status,
+        const to = result.test ? "test_ok" : "open";
+        await this.#move(attempt, to, {
+          reason: null,
           // Test uuids are not real orders: never store one where the poller would look.
           uuid: result.test ? null : result.order.uuid,
           response_json: result.order,
           error_msg: null,
           ...metaFields(result.meta),
         });
-        this.#o.log.info(`${tag}: ${status}`, {
+        this.#o.log.info(`${tag}: ${to}`, {
           uuid: result.test ? undefined : result.order.uuid,
           ...metaFields(result.meta),
         });
+        if (sells) {
+          // A sell of this market went through: its earlier failures are history.
+          await clearAlarm(this.#o.sql, "exit_failing", attempt.symbol);
+          await clearAlarm(this.#o.sql, "exit_refused", attempt.symbol);
+        }
         if (!result.test) this.#o.onSubmitted?.();
         return;
       }
       case "rejected": {
         const err = result.error;
         if (err instanceof UpbitBannedError) {
-          // Refused locally during a ban: nothing was sent. Pending attempts are sent again
-          // (after a check by identifier) once the ban is over, without using a retry.
-          await updateAttempt(this.#o.sql, attempt.id, {
-            status: "pending",
+          // Refused locally during a ban: nothing was sent, no retry used. Sent again (after a
+          // look-up by identifier) once the ban is over.
+          await this.#move(attempt, "pending", {
+            reason: "banned",
             error_msg: `not sent: ${err.message}`,
           });
           this.#o.log.warn(`${tag}: not sent (${err.message})`);
           return;
         }
-        const code = err.code;
+        // A plain-text refusal (e.g. the 429 body) has no error name: the HTTP status is the code.
+        const code = err.code || `http_${err.httpStatus}`;
         if (!result.test && code === "duplicated_identifier") {
           // The identifier exists at Upbit: an earlier try may have created the order. Find out
           // on a later pass, once that try cannot still be in flight.
-          await updateAttempt(this.#o.sql, attempt.id, { status: "unknown", error_msg: code });
+          await this.#move(attempt, "unknown", {
+            reason: "duplicated_identifier",
+            error_msg: `${code}: ${err.message}`,
+          });
           this.#o.log.warn(`${tag}: identifier already used at Upbit; will resolve by identifier`);
           return;
         }
-        // Only a refusal that may pass later is retried (rate limit, ban, server trouble); a
-        // definite 4xx (funds, price, minimum, ...) would be refused again.
-        const retriable = err.httpStatus === 429 || err.httpStatus === 418 ||
-          err.httpStatus >= 500;
-        await updateAttempt(this.#o.sql, attempt.id, {
-          status: "error",
+        // A refusal that may pass later (rate limit, ban, server trouble, maintenance) is sent
+        // again with backoff; a definite 4xx (funds, price, minimum, ...) is final.
+        const passing = err.httpStatus === 429 || err.httpStatus === 418 ||
+          err.httpStatus >= 500 || PASSING_REFUSALS.has(code);
+        const meta = result.meta ? metaFields(result.meta) : {};
+        if (passing) {
+          const failures = attempt.retry_count + 1;
+          await this.#move(attempt, "pending", {
+            reason: code,
+            error_msg: `${code}: ${err.message}`,
+            retry_count: failures,
+            retry_at: this.#retryAt(failures),
+            ...meta,
+          });
+          this.#o.log.warn(`${tag}: refused ${code}; will send again`, {
+            message: err.message,
+            ...meta,
+          });
+          if (sells) await this.#exitFailing(attempt, `${code}: ${err.message}`);
+          return;
+        }
+        await this.#move(attempt, "rejected", {
+          reason: code,
           error_msg: `${code}: ${err.message}`,
-          ...(retriable ? {} : { retry_count: this.#o.settings.maxRetries }),
-          ...(result.meta ? metaFields(result.meta) : {}),
+          ...meta,
         });
-        this.#o.log.warn(`${tag}: error ${code}${retriable ? "" : " (not retried)"}`, {
-          message: err.message,
-          ...(result.meta ? metaFields(result.meta) : {}),
-        });
-        if (!retriable) this.#positionLeftOpen(attempt, `${code}: ${err.message}`);
+        this.#o.log.warn(`${tag}: rejected ${code} (final)`, { message: err.message, ...meta });
+        if (sells) await this.#positionLeftOpen(attempt, `${code}: ${err.message}`);
         return;
       }
       case "unknown": {
-        await updateAttempt(this.#o.sql, attempt.id, {
-          status: "unknown",
-          error_msg: `outcome unknown: ${result.reason}`,
-          ...(result.meta ? metaFields(result.meta) : {}),
-        });
+        const meta = result.meta ? metaFields(result.meta) : {};
+        const failures = attempt.retry_count + 1;
         if (result.test) {
-          // A test call creates nothing: an unknown outcome is simply a failed test.
-          await updateAttempt(this.#o.sql, attempt.id, { status: "error" });
+          // A test call creates nothing: an unknown outcome is simply a failed test, sent again.
+          await this.#move(attempt, "pending", {
+            reason: "lost_response",
+            error_msg: `no answer: ${result.reason}`,
+            retry_count: failures,
+            retry_at: this.#retryAt(failures),
+            ...meta,
+          });
           this.#o.log.warn(`${tag}: no answer (${result.reason})`);
           return;
         }
         // Resolved by identifier on a later pass, once the request cannot still be in flight.
+        await this.#move(attempt, "unknown", {
+          reason: "lost_response",
+          error_msg: `outcome unknown: ${result.reason}`,
+          retry_count: failures,
+          ...meta,
+        });
         this.#o.log.warn(`${tag}: outcome unknown (${result.reason}); will resolve by identifier`);
+        if (sells) await this.#exitFailing(attempt, `outcome unknown: ${result.reason}`);
         return;
       }
     }
   }
 
-  /** Finds out whether a pending / unknown attempt became an order, by its identifier. */
-  async #resolve(attempt: AttemptRow): Promise<void> {
+  /**
+   * An attempt that may have reached Upbit or waits to be sent: look it up under every identifier
+   * it ever used; adopt what is found if it is ours, else send it (again) through the gate.
+   */
+  async #resolve(attempt: AttemptRow): Promise<"capped" | "more" | void> {
     if (this.mode === "test") {
       // Nothing real can exist for a test call: send it (again).
-      await this.#send(attempt);
-      return;
+      const pending = attempt.state === "pending"
+        ? attempt
+        : await this.#move(attempt, "pending", { reason: attempt.reason ?? "not_created" });
+      return pending ? await this.#send(pending) : undefined;
     }
     const rest = this.#o.rest!;
-    let found;
-    try {
-      found = await rest.resolveUnknownOrder(attempt.identifier);
-    } catch (err) {
-      this.#o.log.warn(`Resolve ${attempt.identifier} failed; will try again`, {
-        error: (err as Error).message,
+    let found: { order: Order; identifier: string } | null = null;
+    // Every identifier it ever used, the current one included even for a row written without
+    // the history (by hand or by older code).
+    const identifiers = new Set([
+      ...(await identifiersOf(this.#o.sql, attempt.id)),
+      attempt.identifier,
+    ]);
+    for (const identifier of identifiers) {
+      try {
+        const r = await rest.resolveUnknownOrder(identifier);
+        if (r.kind === "found") {
+          found = { order: r.order, identifier };
+          break;
+        }
+      } catch (err) {
+        this.#o.log.warn(`Resolve ${identifier} failed; will try again`, {
+          error: (err as Error).message,
+        });
+        return "more";
+      }
+    }
+    if (found) return await this.#adopt(attempt, found.order, found.identifier);
+    if (attempt.state === "unknown" && attempt.reason === "order_not_found") {
+      // Upbit gave this order a uuid, then forgot the uuid and every identifier: never re-send
+      // (it was created once); a person must look.
+      await this.#move(attempt, "failed", {
+        reason: "order_lost",
+        error_msg: `order ${attempt.uuid} not found at Upbit by uuid nor by identifier`,
       });
+      const message =
+        `Order ${attempt.identifier} (uuid=${attempt.uuid}) is unknown to Upbit by uuid and identifier; check the account by hand`;
+      this.#o.log.error(message);
+      await raiseAlarm(this.#o.sql, { code: "order_lost", market: attempt.symbol, message });
       return;
     }
-    if (found.kind === "found") {
-      await updateAttempt(this.#o.sql, attempt.id, {
-        status: "submitted",
-        uuid: found.order.uuid,
-        response_json: found.order,
-        error_msg: null,
-      });
-      this.#o.log.info(`Resolved ${attempt.identifier}: order exists (uuid=${found.order.uuid})`);
-      this.#o.onSubmitted?.();
-      return;
+    let pending: AttemptRow | null = attempt;
+    if (attempt.state === "unknown" && attempt.reason === "duplicated_identifier") {
+      // Upbit refused the identifier as used, and no order exists under it: it is burnt.
+      const seq = attempt.identifier_seq + 1;
+      const fresh = rotatedIdentifier(attempt.identifier, seq);
+      pending = await rotateIdentifier(this.#o.sql, attempt, fresh, seq);
+      this.#o.log.warn(
+        `Identifier ${attempt.identifier} is used at Upbit by no order; sending as ${fresh}`,
+      );
+    } else if (attempt.state !== "pending") {
+      pending = await this.#move(attempt, "pending", { reason: "not_created" });
+      this.#o.log.warn(`Resolved ${attempt.identifier}: no order exists`);
+    } else {
+      this.#o.log.info(`Resolved ${attempt.identifier}: no order exists; sending`);
     }
-    if (attempt.status === "pending") {
-      // Crash between writing the attempt and sending it: nothing reached Upbit; send now.
-      if (!(await this.#underCap())) return;
-      this.#o.log.info(`Resolved ${attempt.identifier}: never sent; sending`);
-      await this.#send(attempt);
-      return;
-    }
-    const burnt = attempt.error_msg === "duplicated_identifier";
-    await updateAttempt(this.#o.sql, attempt.id, {
-      status: "error",
-      error_msg: burnt
-        ? "identifier already used at Upbit and no order found; not retried"
-        : "not created (resolved by identifier)",
-      // A burnt identifier can never be used again: stop retrying it.
-      ...(burnt ? { retry_count: this.#o.settings.maxRetries } : {}),
-    });
-    this.#o.log.warn(`Resolved ${attempt.identifier}: no order exists`);
-    if (burnt) this.#positionLeftOpen(attempt, "identifier already used at Upbit");
+    if (!pending) return;
+    return await this.#send(pending);
   }
 
-  /** A live sell that will not be sent again leaves coins on the exchange: say so loudly. */
-  #positionLeftOpen(attempt: AttemptRow, why: string): void {
-    if (this.mode !== "live" || attempt.action !== "EXIT_LONG") return;
-    this.#o.log.error(
-      `Live position of ${attempt.symbol} stays open: ${attempt.identifier} will not be sent again (${why}); sell it by hand or check the account`,
-      { volume: attempt.volume },
-    );
+  /** Adopts `order` for `attempt` if it is the order the attempt asked for; else a conflict. */
+  async #adopt(attempt: AttemptRow, order: Order, identifier: string): Promise<void> {
+    const mismatch = orderMismatch(attempt.request_json ?? {}, order);
+    if (mismatch) {
+      await this.#move(attempt, "conflict", {
+        reason: "identifier_conflict",
+        error_msg: `order ${order.uuid} under ${identifier} is not this attempt's: ${mismatch}`,
+        response_json: order,
+      });
+      const message =
+        `Identifier ${identifier} belongs to order ${order.uuid} that upbot did not ask for (${mismatch}); not adopted, entries halted`;
+      this.#o.log.error(message, { attempt: attempt.id, uuid: order.uuid });
+      await raiseAlarm(this.#o.sql, {
+        code: "identifier_conflict",
+        market: attempt.symbol,
+        message,
+        details: { identifier, uuid: order.uuid, mismatch },
+      });
+      await haltEntries(this.#o.sql, {
+        scope: "global",
+        reason: `identifier conflict on ${identifier}`,
+        by: "executor",
+      });
+      return;
+    }
+    const row = await this.#move(attempt, "open", {
+      uuid: order.uuid,
+      response_json: order,
+      reason: null,
+      error_msg: null,
+    });
+    if (!row) return;
+    this.#o.log.info(`Resolved ${identifier}: order exists (uuid=${order.uuid})`);
+    this.#o.onSubmitted?.();
+  }
+
+  /** A live sell failed and will be sent again: an alarm people see until it goes through. */
+  async #exitFailing(attempt: AttemptRow, why: string): Promise<void> {
+    await raiseAlarm(this.#o.sql, {
+      code: "exit_failing",
+      market: attempt.symbol,
+      message: `Live sell ${attempt.identifier} of ${attempt.symbol} failed (${why}); retrying`,
+    });
+  }
+
+  /** A live sell refused for good leaves coins on the exchange: say so loudly. */
+  async #positionLeftOpen(attempt: AttemptRow, why: string): Promise<void> {
+    const message =
+      `Live position of ${attempt.symbol} stays open: ${attempt.identifier} was refused (${why})`;
+    this.#o.log.error(message, { volume: attempt.volume });
+    await raiseAlarm(this.#o.sql, { code: "exit_refused", market: attempt.symbol, message });
   }
 }
 

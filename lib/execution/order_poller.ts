@@ -1,22 +1,27 @@
 /**
- * @module The order-poller's logic: every live attempt that is `submitted` and not final is polled
- * (batched through `GET /v1/orders/uuids` when several are open) until Upbit reports `done` or
- * `cancel`; every observed state is stored in `upbit_order_snapshots`, the final one on the attempt.
- * At the poll limit the order is cancelled and that is recorded. Test-mode uuids never get here:
- * the executor stores no uuid for them.
+ * @module The order-poller's logic: every live attempt Upbit holds (`open`, `partially_filled`)
+ * is polled (batched through `GET /v1/orders/uuids` when several are open) until Upbit reports
+ * `done`, `cancel` or `prevented`, whatever the executor's mode; every observed state is stored in
+ * `upbit_order_snapshots`, and the attempt moves through the order state machine. At the poll
+ * limit the order is cancelled and that is recorded (`cancel_requested_at`). An order Upbit does
+ * not return for the whole poll limit goes back to `unknown` for the executor to look up by
+ * identifier. Test-mode uuids never get here: the executor stores no uuid for them.
  */
 import type { Sql } from "../db.ts";
 import type { Logger } from "../log.ts";
+import { raiseAlarm } from "../store/alarms.ts";
 import {
   type AttemptRow,
   insertSnapshot,
-  NEVER_RETRY,
   openLiveAttempts,
-  updateAttempt,
+  patchAttempt,
+  transitionAttempt,
 } from "../store/order_attempts.ts";
 import { UpbitApiError } from "../upbit/errors.ts";
 import type { Order } from "../upbit/schemas.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
+import { recheckLostOrders } from "./lost_orders.ts";
+import { isTerminal, stateOfExchangeOrder } from "./order_state.ts";
 
 /** What the poller needs. */
 export interface OrderPollerOptions {
@@ -60,8 +65,10 @@ export class OrderPoller {
     this.#now = options.now ?? Date.now;
   }
 
-  /** One pass over every open live order. */
+  /** One pass over every open live order (and the slow re-check of lost ones). */
   async pollOnce(): Promise<PollSummary> {
+    // Lost orders are never forgotten: asked about again at a slow rate (lost_orders.ts).
+    await recheckLostOrders(this.#o.sql, this.#o.rest, this.#o.log, { nowMs: this.#now() });
     const open = await openLiveAttempts(this.#o.sql);
     if (open.length === 0) return { open: 0, finalised: 0 };
     const orders = await this.#fetch(open);
@@ -70,21 +77,24 @@ export class OrderPoller {
       const order = orders.get(attempt.uuid!);
       const polls = attempt.poll_count + 1;
       if (!order) {
-        // Upbit does not know this uuid (or keeps leaving it out). After the poll limit it is
-        // no longer tracked: it is marked error and never retried (an order may still exist,
-        // so nothing is re-sent), and the log says to look at it.
+        // Upbit does not know this uuid (or keeps leaving it out). After the poll limit the
+        // executor looks the order up by identifier (never re-sent: it was created once).
         if (polls >= this.#o.maxPolls) {
-          await updateAttempt(this.#o.sql, attempt.id, {
+          await transitionAttempt(this.#o.sql, attempt.id, attempt.state, "unknown", {
             poll_count: polls,
-            status: "error",
-            retry_count: NEVER_RETRY,
-            error_msg: `order ${attempt.uuid} not found at Upbit after ${polls} polls; check it`,
+            reason: "order_not_found",
+            error_msg: `order ${attempt.uuid} not found at Upbit after ${polls} polls`,
           });
-          this.#o.log.error(
-            `Order ${attempt.identifier} (uuid=${attempt.uuid}) not found at Upbit after ${polls} polls; no longer tracked, check it by hand`,
-          );
+          const message =
+            `Order ${attempt.identifier} (uuid=${attempt.uuid}) not found at Upbit after ${polls} polls; looking it up by identifier`;
+          this.#o.log.error(message);
+          await raiseAlarm(this.#o.sql, {
+            code: "order_not_found",
+            market: attempt.symbol,
+            message,
+          });
         } else {
-          await updateAttempt(this.#o.sql, attempt.id, { poll_count: polls });
+          await patchAttempt(this.#o.sql, attempt.id, { poll_count: polls });
           this.#o.log.warn(`Order ${attempt.uuid} (${attempt.identifier}) not returned by Upbit`);
         }
         continue;
@@ -103,16 +113,20 @@ export class OrderPoller {
         paid_fee: order.paid_fee,
         raw_json: order,
       });
-      if (order.state === "done" || order.state === "cancel") {
-        await updateAttempt(this.#o.sql, attempt.id, {
-          status: "done",
-          final_state: order.state,
-          executed_volume: order.executed_volume,
-          paid_fee: order.paid_fee,
-          avg_price: averagePrice(order),
-          poll_count: polls,
+      const to = stateOfExchangeOrder(order.state, order.executed_volume);
+      const fills = {
+        executed_volume: order.executed_volume,
+        paid_fee: order.paid_fee,
+        avg_price: averagePrice(order),
+        poll_count: polls,
+      };
+      if (isTerminal(to)) {
+        const row = await transitionAttempt(this.#o.sql, attempt.id, attempt.state, to, {
+          ...fills,
+          final_state: order.state as "done" | "cancel" | "prevented",
           response_json: order,
         });
+        if (!row) continue; // moved by another writer meanwhile: the next pass sees it
         finalised++;
         this.#o.log.info(
           `Order final [${attempt.action}] ${attempt.identifier}: state=${order.state} executed_volume=${order.executed_volume} paid_fee=${order.paid_fee}`,
@@ -120,9 +134,10 @@ export class OrderPoller {
         );
         continue;
       }
-      await updateAttempt(this.#o.sql, attempt.id, { poll_count: polls });
-      const cancelRequested = attempt.error_msg?.startsWith("cancel requested") ?? false;
-      if (polls >= this.#o.maxPolls && !cancelRequested) await this.#cancelStuck(attempt, polls);
+      await transitionAttempt(this.#o.sql, attempt.id, attempt.state, to, fills);
+      if (polls >= this.#o.maxPolls && attempt.cancel_requested_at === null) {
+        await this.#cancelStuck(attempt, polls);
+      }
     }
     return { open: open.length - finalised, finalised };
   }
@@ -157,7 +172,8 @@ export class OrderPoller {
   async #cancelStuck(attempt: AttemptRow, polls: number): Promise<void> {
     try {
       await this.#o.rest.deleteOrder({ uuid: attempt.uuid! });
-      await updateAttempt(this.#o.sql, attempt.id, {
+      await patchAttempt(this.#o.sql, attempt.id, {
+        cancel_requested_at: new Date(this.#now()),
         error_msg: `cancel requested after ${polls} polls`,
       });
       this.#o.log.warn(
@@ -168,7 +184,7 @@ export class OrderPoller {
       );
     } catch (err) {
       // Already done / cancelled in the meantime, or a transient error: the next poll tells.
-      await updateAttempt(this.#o.sql, attempt.id, {
+      await patchAttempt(this.#o.sql, attempt.id, {
         error_msg: `cancel after ${polls} polls failed: ${(err as Error).message}`,
       });
       this.#o.log.warn(`Cancel of ${attempt.identifier} failed`, { error: (err as Error).message });

@@ -83,6 +83,14 @@ export const ExecutorConfig = z.object({
     shadowEnabled: z.boolean(),
     maxSignalAgeSec: z.number(),
   }),
+  /** The risk gate's limits (`risk_gate.ts`). */
+  risk: z.object({
+    maxOrderKrw: z.number(),
+    maxOpenPositions: z.number(),
+    maxExposureKrw: z.number(),
+    maxDailyLossKrw: z.number(),
+    maxSignalAgeSec: z.number(),
+  }),
 });
 
 /** The order-poller's slice. */
@@ -228,6 +236,13 @@ export function pipelineActorSpecs(
           maxOrdersPerMin: config.MAX_ORDERS_PER_MIN,
           maxRetries: config.EXECUTOR_MAX_RETRIES,
           shadowEnabled: config.SHADOW_ENABLED,
+          maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+        },
+        risk: {
+          maxOrderKrw: config.RISK_MAX_ORDER_KRW,
+          maxOpenPositions: config.RISK_MAX_OPEN_POSITIONS,
+          maxExposureKrw: config.RISK_MAX_EXPOSURE_KRW,
+          maxDailyLossKrw: config.RISK_MAX_DAILY_LOSS_KRW,
           maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
         },
       } satisfies z.input<typeof ExecutorConfig>,

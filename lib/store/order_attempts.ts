@@ -1,27 +1,20 @@
 /**
- * @module `upbit_order_attempts` and `upbit_order_snapshots`: every order the executor decided on,
- * keyed by its identifier `paper-{paper_trade_id}-{action}`, and every observed state of a live
- * order. The attempt row is written before any request goes out.
+ * @module `upbit_order_attempts`, `upbit_order_identifiers`, `installation` and
+ * `upbit_order_snapshots`: every order the executor decided on, every identifier it ever used at
+ * Upbit, and every observed state of a live order. The attempt row is written before any request.
+ * Every state write goes through {@linkcode transitionAttempt}: the move is checked against the
+ * state machine (`lib/execution/order_state.ts`) and guarded by `where state = from`, so two
+ * writers can never both move one attempt.
  */
 import type { Sql } from "../db.ts";
-
-/** Status of an attempt. `pending` = written, no answer yet; `unknown` = the answer was lost. */
-export type AttemptStatus =
-  | "pending"
-  | "logged"
-  | "test_ok"
-  | "submitted"
-  | "done"
-  | "error"
-  | "unknown"
-  | "skipped";
+import { INITIAL_STATES, type OrderState, transition } from "../execution/order_state.ts";
 
 /** An attempt row. Amounts are decimal strings. */
 export interface AttemptRow {
   id: number;
   ts: Date;
   symbol: string;
-  action: "ENTER_LONG" | "EXIT_LONG";
+  action: AttemptAction;
   mode: "shadow" | "test" | "live";
   side: "bid" | "ask";
   ord_type: "price" | "market" | "limit" | "best";
@@ -29,16 +22,25 @@ export interface AttemptRow {
   volume: string | null;
   paper_trade_id: number | null;
   response_json: unknown;
-  status: AttemptStatus;
+  state: OrderState;
+  /** The seed's status, derived from `state` by the database on every write. */
+  status: string;
+  /** Why the attempt is in its state: a code, never parsed from `error_msg`. */
+  reason: string | null;
+  /** For people: the last error's text. */
   error_msg: string | null;
   uuid: string | null;
+  /** The identifier in use now (earlier ones stay in `upbit_order_identifiers`). */
   identifier: string;
+  identifier_seq: number;
   request_json: Record<string, string> | null;
   http_status: number | null;
   latency_ms: number | null;
   remaining_req: string | null;
   retry_count: number;
-  final_state: "done" | "cancel" | null;
+  retry_at: Date | null;
+  cancel_requested_at: Date | null;
+  final_state: "done" | "cancel" | "prevented" | null;
   executed_volume: string | null;
   paid_fee: string | null;
   avg_price: string | null;
@@ -46,46 +48,57 @@ export interface AttemptRow {
   updated_at: Date;
 }
 
-/** `retry_count` of an attempt that must never be sent again (int4 maximum). */
-export const NEVER_RETRY = 2_147_483_647;
+/** What an attempt does: a paper trade's entry or exit, or a close decided from the ledger. */
+export type AttemptAction = "ENTER_LONG" | "EXIT_LONG" | "CLOSE";
 
 /** Fields of a new attempt. */
 export interface NewAttempt {
   symbol: string;
-  action: "ENTER_LONG" | "EXIT_LONG";
+  action: AttemptAction;
   mode: "shadow" | "test" | "live";
   side: "bid" | "ask";
   ord_type: "price" | "market";
   price: string | null;
   volume: string | null;
-  paper_trade_id: number;
+  paper_trade_id: number | null;
   identifier: string;
-  status: AttemptStatus;
+  /** One of the initial states: pending, skipped, logged. */
+  state: OrderState;
+  reason?: string | null;
   /** The order body exactly as sent (never auth material). */
   request_json: Record<string, string>;
   error_msg?: string | null;
 }
 
-/** Fields an update may set. */
+/** Fields a write may set besides the state. */
 export type AttemptPatch =
   & Partial<
     Pick<
       AttemptRow,
-      | "status"
+      | "reason"
       | "error_msg"
       | "uuid"
       | "http_status"
       | "latency_ms"
       | "remaining_req"
       | "retry_count"
+      | "retry_at"
+      | "cancel_requested_at"
       | "final_state"
       | "executed_volume"
       | "paid_fee"
       | "avg_price"
       | "poll_count"
+      | "request_json"
     >
   >
   & { response_json?: unknown };
+
+/** Runs `fn` in a transaction (a savepoint when `sql` is already one). */
+async function atomically<T>(sql: Sql, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  if ("begin" in sql) return await sql.begin((tx) => fn(tx)) as T;
+  return await sql.savepoint((tx) => fn(tx)) as T;
+}
 
 function normalise(row: AttemptRow): AttemptRow {
   return {
@@ -95,72 +108,192 @@ function normalise(row: AttemptRow): AttemptRow {
   };
 }
 
-/** The attempt with `identifier`, or null. */
+/** This installation's id (8 base32 characters, made by migration 002). */
+export async function installationId(sql: Sql): Promise<string> {
+  const [row] = await sql<{ id: string }[]>`select id from installation`;
+  if (!row) throw new Error("installation id missing: run the migrations");
+  return row.id;
+}
+
+/** The attempt that ever used `identifier` (current or earlier), or null. */
 export async function attemptByIdentifier(
   sql: Sql,
   identifier: string,
 ): Promise<AttemptRow | null> {
   const [row] = await sql<AttemptRow[]>`
-    select * from upbit_order_attempts where identifier = ${identifier}`;
+    select a.* from upbit_order_attempts a
+    where a.identifier = ${identifier}
+      or a.id = (select attempt_id from upbit_order_identifiers where identifier = ${identifier})
+    limit 1`;
   return row ? normalise(row) : null;
 }
 
-/**
- * Inserts a new attempt and returns it, or null when the identifier already exists (the unique
- * constraint is the last line of defence against two orders for one paper trade).
- */
-export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow | null> {
-  const rows = await sql<AttemptRow[]>`
-    insert into upbit_order_attempts (symbol, action, mode, side, ord_type, price, volume,
-      paper_trade_id, identifier, status, request_json, error_msg)
-    values (${a.symbol}, ${a.action}, ${a.mode}, ${a.side}, ${a.ord_type}, ${a.price},
-      ${a.volume}, ${a.paper_trade_id}, ${a.identifier}, ${a.status},
-      ${sql.json(a.request_json)}, ${a.error_msg ?? null})
-    on conflict (identifier) do nothing
-    returning *`;
-  return rows[0] ? normalise(rows[0]) : null;
+/** The attempt of paper trade `paperTradeId` (one per paper trade, any mode), or null. */
+export async function attemptForPaperTrade(
+  sql: Sql,
+  paperTradeId: number,
+): Promise<AttemptRow | null> {
+  const [row] = await sql<AttemptRow[]>`
+    select * from upbit_order_attempts where paper_trade_id = ${paperTradeId}
+    order by id limit 1`;
+  return row ? normalise(row) : null;
 }
 
-/** Updates attempt `id` with `patch` and returns the new row. */
-export async function updateAttempt(
+/** The attempt with id `id`, or null. */
+export async function attemptById(sql: Sql, id: number): Promise<AttemptRow | null> {
+  const [row] = await sql<AttemptRow[]>`select * from upbit_order_attempts where id = ${id}`;
+  return row ? normalise(row) : null;
+}
+
+/** Every identifier attempt `id` ever used, oldest first. */
+export async function identifiersOf(sql: Sql, id: number): Promise<string[]> {
+  const rows = await sql<{ identifier: string }[]>`
+    select identifier from upbit_order_identifiers where attempt_id = ${id}
+    order by created_at, identifier`;
+  return rows.map((r) => r.identifier);
+}
+
+/**
+ * Inserts a new attempt (and its identifier into the history) and returns it, or null when the
+ * identifier or the paper trade already has one (the last line of defence against two orders for
+ * one paper trade).
+ *
+ * @throws {Error} for a state that is not initial.
+ */
+export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow | null> {
+  if (!INITIAL_STATES.has(a.state)) {
+    throw new Error(`Cannot create an order attempt in state ${a.state}`);
+  }
+  return await atomically(sql, async (tx): Promise<AttemptRow | null> => {
+    if (a.paper_trade_id !== null) {
+      const [seen] = await tx`
+        select 1 from upbit_order_attempts where paper_trade_id = ${a.paper_trade_id}`;
+      if (seen) return null;
+    }
+    const [used] = await tx`
+      select 1 from upbit_order_identifiers where identifier = ${a.identifier}`;
+    if (used) return null;
+    const rows = await tx<AttemptRow[]>`
+      insert into upbit_order_attempts (symbol, action, mode, side, ord_type, price, volume,
+        paper_trade_id, identifier, state, reason, request_json, error_msg)
+      values (${a.symbol}, ${a.action}, ${a.mode}, ${a.side}, ${a.ord_type}, ${a.price},
+        ${a.volume}, ${a.paper_trade_id}, ${a.identifier}, ${a.state}, ${a.reason ?? null},
+        ${tx.json(a.request_json)}, ${a.error_msg ?? null})
+      on conflict (identifier) do nothing
+      returning *`;
+    if (!rows[0]) return null;
+    await tx`insert into upbit_order_identifiers (identifier, attempt_id)
+      values (${a.identifier}, ${rows[0].id})`;
+    return normalise(rows[0]);
+  });
+}
+
+function patchValues(sql: Sql, patch: AttemptPatch): Record<string, unknown> {
+  const { response_json, request_json, ...rest } = patch;
+  const values: Record<string, unknown> = { ...rest, updated_at: new Date() };
+  for (const [k, v] of Object.entries(values)) if (v === undefined) delete values[k];
+  if (response_json !== undefined) values.response_json = sql.json(response_json as never);
+  if (request_json !== undefined) values.request_json = sql.json(request_json as never);
+  return values;
+}
+
+/**
+ * Moves attempt `id` from `from` to `to` (checked by the state machine) and writes `patch` in the
+ * same statement. Returns the new row, or null when the attempt is no longer in `from` (another
+ * writer moved it first: the caller must not act on its stale view).
+ *
+ * @throws {IllegalTransitionError} for a move the state machine does not allow.
+ */
+export async function transitionAttempt(
+  sql: Sql,
+  id: number,
+  from: OrderState,
+  to: OrderState,
+  patch: AttemptPatch = {},
+): Promise<AttemptRow | null> {
+  transition(from, to);
+  const values = { ...patchValues(sql, patch), state: to };
+  const [row] = await sql<AttemptRow[]>`
+    update upbit_order_attempts set ${sql(values)}
+    where id = ${id} and state = ${from} returning *`;
+  return row ? normalise(row) : null;
+}
+
+/** Writes `patch` (never the state) on attempt `id` and returns the new row. */
+export async function patchAttempt(
   sql: Sql,
   id: number,
   patch: AttemptPatch,
 ): Promise<AttemptRow> {
-  const { response_json, ...rest } = patch;
-  const values: Record<string, unknown> = { ...rest, updated_at: new Date() };
-  if (response_json !== undefined) values.response_json = sql.json(response_json as never);
   const [row] = await sql<AttemptRow[]>`
-    update upbit_order_attempts set ${sql(values)} where id = ${id} returning *`;
+    update upbit_order_attempts set ${sql(patchValues(sql, patch))}
+    where id = ${id} returning *`;
   if (!row) throw new Error(`attempt ${id} does not exist`);
   return normalise(row);
 }
 
-/** Attempts of `mode` whose outcome must be found out (`pending` or `unknown`), oldest first. */
-export async function unresolvedAttempts(sql: Sql, mode: string): Promise<AttemptRow[]> {
-  const rows = await sql<AttemptRow[]>`
-    select * from upbit_order_attempts
-    where mode = ${mode} and status in ('pending', 'unknown') order by id`;
-  return rows.map(normalise);
+/**
+ * Gives `unknown` attempt `id` the fresh identifier `identifier` (number `seq`), records it in the
+ * history and moves it back to `pending`, in one transaction. Only for an identifier Upbit
+ * refused as already used while no order exists under it.
+ */
+export async function rotateIdentifier(
+  sql: Sql,
+  attempt: AttemptRow,
+  identifier: string,
+  seq: number,
+): Promise<AttemptRow | null> {
+  transition(attempt.state, "pending");
+  return await atomically(sql, async (tx): Promise<AttemptRow | null> => {
+    await tx`insert into upbit_order_identifiers (identifier, attempt_id)
+      values (${identifier}, ${attempt.id})`;
+    const request = { ...(attempt.request_json ?? {}), identifier };
+    const [row] = await tx<AttemptRow[]>`
+      update upbit_order_attempts set state = 'pending', identifier = ${identifier},
+        identifier_seq = ${seq}, reason = 'identifier_rotated', request_json = ${tx.json(request)},
+        updated_at = now()
+      where id = ${attempt.id} and state = ${attempt.state} returning *`;
+    if (!row) throw new Error(`attempt ${attempt.id} moved while its identifier was rotated`);
+    return normalise(row);
+  }).catch((err) => {
+    if (String((err as Error).message).includes("moved while")) return null;
+    throw err;
+  });
 }
 
-/** Attempts of `mode` that ended in error and may be retried, oldest first. */
-export async function retriableAttempts(
+/**
+ * Attempts of `mode` whose outcome must be found out or that wait to be sent (pending, sent,
+ * unknown), whose `retry_at` has passed, oldest first.
+ */
+export async function unresolvedAttempts(
   sql: Sql,
   mode: string,
-  maxRetries: number,
+  now: Date = new Date(),
 ): Promise<AttemptRow[]> {
   const rows = await sql<AttemptRow[]>`
     select * from upbit_order_attempts
-    where mode = ${mode} and status = 'error' and retry_count < ${maxRetries} order by id`;
+    where mode = ${mode} and state in ('pending', 'sent', 'unknown')
+      and (retry_at is null or retry_at <= ${now})
+    order by id`;
   return rows.map(normalise);
 }
 
-/** Live attempts submitted to Upbit and not final yet: what the order-poller tracks. */
+/** Live attempts Upbit holds and that are not final yet: what the order-poller tracks. */
 export async function openLiveAttempts(sql: Sql): Promise<AttemptRow[]> {
   const rows = await sql<AttemptRow[]>`
     select * from upbit_order_attempts
-    where mode = 'live' and status = 'submitted' and final_state is null and uuid is not null
+    where mode = 'live' and state in ('open', 'partially_filled') and uuid is not null
+    order by id`;
+  return rows.map(normalise);
+}
+
+/** Live sells of `market` that are not final (unsent, unresolved or open at Upbit). */
+export async function unfinishedLiveSells(sql: Sql, market?: string): Promise<AttemptRow[]> {
+  const rows = await sql<AttemptRow[]>`
+    select * from upbit_order_attempts
+    where mode = 'live' and side = 'ask'
+      and state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')
+      ${market === undefined ? sql`` : sql`and symbol = ${market}`}
     order by id`;
   return rows.map(normalise);
 }
@@ -172,7 +305,7 @@ export async function openLiveAttempts(sql: Sql): Promise<AttemptRow[]> {
 export async function exchangeAttemptsSince(sql: Sql, since: Date): Promise<number> {
   const [row] = await sql<{ n: number }[]>`
     select count(*)::int as n from upbit_order_attempts
-    where mode in ('test', 'live') and status not in ('skipped', 'logged') and ts > ${since}`;
+    where mode in ('test', 'live') and state not in ('skipped', 'logged') and ts > ${since}`;
   return row?.n ?? 0;
 }
 
@@ -215,7 +348,8 @@ export async function liveEntriesWithoutExit(sql: Sql): Promise<AttemptRow[]> {
       and not exists (
         select 1 from paper_trades px
         join upbit_order_attempts x on x.paper_trade_id = px.id
-        where px.entry_id = pe.id and x.mode = 'live' and x.status in ('submitted', 'done')
+        where px.entry_id = pe.id and x.mode = 'live'
+          and x.state in ('open', 'partially_filled', 'filled', 'cancelled', 'prevented')
       )
     order by e.id`;
   return rows.map(normalise);

@@ -1,0 +1,188 @@
+/**
+ * @module Closing live positions from the ledger (issue #9, "positions are obligations"): after
+ * each executor pass in live mode, the closer's decisions (`position_closer.ts`, from
+ * `closer_inputs.ts`) are carried out: reduce-only market sells sent through the executor's state
+ * machine and identifiers (`paper-{inst}-close-{n}`), `gone` and `dust` recorded in the ledger
+ * with their alarms, and a pending flatten completed once the ledger is flat.
+ */
+import { completeFlatten, pendingFlatten } from "../control/trading_state.ts";
+import type { Client } from "../db.ts";
+import { dec, ZERO } from "../decimal.ts";
+import type { Logger } from "../log.ts";
+import { raiseAlarm } from "../store/alarms.ts";
+import { type AttemptRow, insertAttempt } from "../store/order_attempts.ts";
+import type { UpbitRest } from "../upbit/rest.ts";
+import { closerInputs, type FreeBalances, paperOpenMarkets } from "./closer_inputs.ts";
+import { closeIdentifierFor } from "./identifiers.ts";
+import { decideCloses } from "./position_closer.ts";
+import { ledgerPositions, recordWriteOffs } from "./position_ledger.ts";
+
+/** What the position closing needs from the executor. */
+export interface PositionClosingOptions {
+  sql: Client;
+  rest: UpbitRest;
+  log: Logger;
+  /** This installation's id. */
+  installation: () => string;
+  /** Whether the order rate cap allows one more order now. */
+  underCap: () => Promise<boolean>;
+  /** Sends a `pending` attempt through the executor's gate and records the outcome. */
+  send: (attempt: AttemptRow) => Promise<"capped" | void>;
+  /** Backoff before the next close after `refusals` refused sells in a row, ms. */
+  retryDelayMs: (refusals: number) => number;
+  now: () => number;
+}
+
+/** Carries out the position closer's decisions in live mode. */
+export class PositionClosing {
+  #o: PositionClosingOptions;
+
+  constructor(options: PositionClosingOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * Live mode, after the other passes: every market the ledger holds while the paper book is flat
+   * (or a flatten is pending) and no order of it is unsettled gets a reduce-only market sell of
+   * min(open volume, free balance); what the exchange no longer holds is recorded as gone (with
+   * an alarm), what is below the minimum total as dust. Returns true when work remains.
+   */
+  async closeOnce(): Promise<boolean> {
+    const sql = this.#o.sql;
+    const flatten = await pendingFlatten(sql);
+    const held = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
+    if (held.length === 0) {
+      if (flatten) await this.#completeFlatten(flatten);
+      return false;
+    }
+    // While the paper book holds every market the ledger holds, there is nothing to close: spare
+    // the balance request.
+    const paperOpen = await paperOpenMarkets(sql);
+    if (!flatten && held.every((p) => paperOpen.has(p.symbol))) return false;
+    const input = await closerInputs(sql, "live", () => this.#freeBalances(), {
+      flatten: flatten !== null,
+    });
+    if (input.markets.length === 0) {
+      if (flatten) await this.#completeFlatten(flatten);
+      return false;
+    }
+    const awaitingExit = await marketsAwaitingExit(sql);
+    const missingPrices = input.markets.filter((m) => m.lastPrice === null).map((m) => m.market);
+    const tickers = missingPrices.length > 0
+      ? await this.#lastPrices(missingPrices)
+      : new Map<string, string>();
+    const markets = [];
+    for (const m of input.markets) {
+      // A buy still filling, a paper exit not handled yet, or a sell refused a moment ago: the
+      // ledger is about to change, or Upbit needs time (capped backoff between closes).
+      const wait = m.buyUnsettled || awaitingExit.has(m.market) ||
+        await this.#closeBackingOff(m.market);
+      markets.push({
+        ...m,
+        sellUnsettled: m.sellUnsettled || wait,
+        lastPrice: m.lastPrice ?? tickers.get(m.market) ?? null,
+      });
+    }
+    const decisions = decideCloses({ ...input, markets });
+    // Write-offs first (they are what the ledger no longer owes), each with its log line; a gone
+    // volume also raises the alarm people see in the status.
+    await recordWriteOffs(sql, decisions, this.#o.log);
+    for (const d of decisions) {
+      if (d.kind !== "gone") continue;
+      await raiseAlarm(sql, {
+        code: "position_gone",
+        market: d.market,
+        message:
+          `Live position of ${d.market}: ${d.volume} bought by upbot is not on the exchange (free balance ${d.freeBalance}); recorded as gone`,
+        details: { volume: d.volume, free_balance: d.freeBalance },
+      });
+    }
+    let more = false;
+    for (const d of decisions) {
+      // Holds: an order in flight (the poller wakes us), or the paper book still holds it.
+      if (d.kind !== "sell") continue;
+      if (await this.#sendClose(d.market, d.volume, flatten !== null) === "capped") more = true;
+    }
+    if (flatten) await this.#completeFlatten(flatten);
+    return more;
+  }
+
+  async #completeFlatten(flatten: { id: number; reason: string }): Promise<void> {
+    const open = (await ledgerPositions(this.#o.sql)).filter((p) => dec(p.openVolume) > ZERO);
+    if (open.length > 0) return;
+    await completeFlatten(this.#o.sql, flatten.id);
+    this.#o.log.warn(
+      `Flatten ${flatten.id} complete: the ledger holds nothing (${flatten.reason})`,
+    );
+  }
+
+  async #freeBalances(): Promise<FreeBalances> {
+    const { data } = await this.#o.rest.getAccounts();
+    return Object.fromEntries(data.map((a) => [a.currency, a.balance]));
+  }
+
+  async #lastPrices(markets: string[]): Promise<Map<string, string>> {
+    try {
+      const { data } = await this.#o.rest.getTicker({ markets });
+      return new Map(data.map((t) => [t.market, String(t.trade_price)]));
+    } catch (err) {
+      this.#o.log.warn("Ticker for the closer failed; will try again", {
+        error: (err as Error).message,
+      });
+      return new Map();
+    }
+  }
+
+  /** Whether the last live sells of `market` were refused so recently that the next must wait. */
+  async #closeBackingOff(market: string): Promise<boolean> {
+    const [row] = await this.#o.sql<{ n: number; last: Date | null }[]>`
+      select count(*)::int as n, max(updated_at) as last from upbit_order_attempts r
+      where mode = 'live' and side = 'ask' and symbol = ${market} and state = 'rejected'
+        and updated_at > coalesce((
+          select max(updated_at) from upbit_order_attempts f
+          where f.mode = 'live' and f.side = 'ask' and f.symbol = ${market}
+            and f.state in ('filled', 'cancelled', 'prevented')), '-infinity')`;
+    if (!row || row.n === 0 || !row.last) return false;
+    const waitMs = this.#o.retryDelayMs(row.n);
+    return row.last.getTime() + waitMs > this.#o.now();
+  }
+
+  /** Writes and sends a reduce-only market sell of `volume` of `market`. */
+  async #sendClose(market: string, volume: string, flatten: boolean): Promise<"capped" | void> {
+    if (!(await this.#o.underCap())) return "capped";
+    const [seq] = await this.#o.sql<{ n: string }[]>`select nextval('upbit_close_seq') as n`;
+    const identifier = closeIdentifierFor(this.#o.installation(), Number(seq!.n));
+    const request = { market, side: "ask", ord_type: "market", volume, identifier };
+    const attempt = await insertAttempt(this.#o.sql, {
+      symbol: market,
+      action: "CLOSE",
+      mode: "live",
+      side: "ask",
+      ord_type: "market",
+      price: null,
+      volume,
+      paper_trade_id: null,
+      identifier,
+      state: "pending",
+      reason: flatten ? "flatten" : "ledger_open",
+      request_json: request,
+    });
+    if (!attempt) return;
+    this.#o.log.warn(
+      `Close ${market}: selling ${volume} the ledger holds (${
+        flatten ? "flatten requested" : "paper book flat"
+      })`,
+      { identifier },
+    );
+    return await this.#o.send(attempt);
+  }
+}
+
+/** Markets with a paper EXIT_LONG the executor has not turned into an attempt yet. */
+async function marketsAwaitingExit(sql: Client): Promise<Set<string>> {
+  const rows = await sql<{ symbol: string }[]>`
+    select distinct p.symbol from paper_trades p
+    where p.action = 'EXIT_LONG'
+      and not exists (select 1 from upbit_order_attempts a where a.paper_trade_id = p.id)`;
+  return new Set(rows.map((r) => r.symbol));
+}

@@ -1,0 +1,137 @@
+/**
+ * @module Test helpers for risk and reconciliation tests: a simulator with a signed client, live
+ * orders placed on it and recorded through the attempts store the way the executor records them
+ * (pending -> sent -> open -> filled/cancelled), and last prices in market_1s.
+ */
+import type { Sql } from "../lib/db.ts";
+import { createLogger, type Logger, setLogSink } from "../lib/log.ts";
+import {
+  type AttemptRow,
+  insertAttempt,
+  installationId,
+  transitionAttempt,
+} from "../lib/store/order_attempts.ts";
+import { stateOfExchangeOrder } from "../lib/execution/order_state.ts";
+import { UpbitRest } from "../lib/upbit/rest.ts";
+import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
+
+/** A running simulator with a signed client; `close` ends both. */
+export interface SimHandle {
+  sim: Simulator;
+  rest: UpbitRest;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+/** Starts a quiet simulator (no generated trades) and a signed client of it. */
+export async function startSim(options: SimulatorOptions = {}): Promise<SimHandle> {
+  const restoreLog = setLogSink(() => {});
+  const sim = await startSimulator({ rate: 0, seed: 11, ...options });
+  const rest = new UpbitRest({
+    baseUrl: sim.restUrl,
+    accessKey: sim.accessKey,
+    secretKey: sim.secretKey,
+  });
+  return {
+    sim,
+    rest,
+    log: createLogger("test"),
+    async close() {
+      rest.close();
+      await sim.close();
+      restoreLog();
+    },
+  };
+}
+
+/** Stores each market's current ticker price as its newest 1-second close. */
+export async function storeLastPrices(sql: Sql, rest: UpbitRest, markets: string[]) {
+  const { data } = await rest.getTicker({ markets });
+  const ts = new Date(Math.floor(Date.now() / 1000) * 1000);
+  for (const t of data) {
+    const p = t.trade_price;
+    await sql`insert into market_1s (symbol, ts, open, high, low, close, volume, quote_volume,
+        trade_count, buy_volume, sell_volume, is_final)
+      values (${t.market}, ${ts}, ${p}, ${p}, ${p}, ${p}, 0, 0, 0, 0, 0, true)
+      on conflict (symbol, ts) do update set close = excluded.close`;
+  }
+  return new Map(data.map((t) => [t.market, t.trade_price]));
+}
+
+/** executed_funds / executed_volume of a listed or fetched order, or null without a fill. */
+function averageFillPrice(
+  order: { executed_volume: string; executed_funds?: string | null; trades?: { funds: string }[] },
+): string | null {
+  const volume = Number(order.executed_volume);
+  if (!(volume > 0)) return null;
+  const funds = order.executed_funds != null
+    ? Number(order.executed_funds)
+    : (order.trades ?? []).reduce((sum, t) => sum + Number(t.funds), 0);
+  return String(Number((funds / volume).toFixed(8)));
+}
+
+let sequence = 0;
+
+/** A live order as the executor would record it, not sent yet (state pending). */
+export async function pendingAttempt(
+  sql: Sql,
+  o: { market: string; side: "bid" | "ask"; krw?: number; volume?: string },
+): Promise<AttemptRow> {
+  const inst = await installationId(sql);
+  const n = ++sequence;
+  const action = o.side === "bid" ? "ENTER_LONG" : "EXIT_LONG";
+  const identifier = `paper-${inst}-${900_000 + n}-${action}`;
+  const request: Record<string, string> = o.side === "bid"
+    ? { market: o.market, side: "bid", ord_type: "price", price: String(o.krw), identifier }
+    : { market: o.market, side: "ask", ord_type: "market", volume: o.volume!, identifier };
+  const row = await insertAttempt(sql, {
+    symbol: o.market,
+    action,
+    mode: "live",
+    side: o.side,
+    ord_type: o.side === "bid" ? "price" : "market",
+    price: o.side === "bid" ? String(o.krw) : null,
+    volume: o.side === "ask" ? o.volume! : null,
+    paper_trade_id: null,
+    identifier,
+    state: "pending",
+    request_json: request,
+  });
+  if (!row) throw new Error(`attempt ${identifier} not inserted`);
+  return row;
+}
+
+/**
+ * Sends a pending attempt to the simulator and records its final state from Upbit's answer
+ * (market orders fill at once in the simulator).
+ */
+export async function sendAndSettle(sql: Sql, rest: UpbitRest, a: AttemptRow): Promise<AttemptRow> {
+  const sent = await transitionAttempt(sql, a.id, "pending", "sent");
+  const result = await rest.postOrder(a.request_json as never);
+  if (result.kind !== "accepted") {
+    throw new Error(`order ${a.identifier} not accepted: ${result.kind}`);
+  }
+  const open = await transitionAttempt(sql, sent!.id, "sent", "open", {
+    uuid: result.order.uuid,
+    response_json: result.order,
+  });
+  const { data: order } = await rest.getOrder({ uuid: result.order.uuid });
+  const state = stateOfExchangeOrder(order.state, order.executed_volume);
+  const done = await transitionAttempt(sql, open!.id, "open", state, {
+    final_state: order.state === "done" || order.state === "cancel" ? order.state : null,
+    executed_volume: order.executed_volume,
+    paid_fee: order.paid_fee,
+    avg_price: averageFillPrice(order),
+    response_json: order,
+  });
+  return done!;
+}
+
+/** Places a live order end to end: attempt, send, final state. */
+export async function placeLive(
+  sql: Sql,
+  rest: UpbitRest,
+  o: { market: string; side: "bid" | "ask"; krw?: number; volume?: string },
+): Promise<AttemptRow> {
+  return await sendAndSettle(sql, rest, await pendingAttempt(sql, o));
+}

@@ -1,0 +1,145 @@
+/**
+ * The executor's live send path with the reconciliation gate and the risk gate, against the
+ * simulator: nothing goes out before reconciliation, and refusals are stored on the attempt.
+ */
+import assert from "node:assert/strict";
+import { parseConfig } from "../lib/config.ts";
+import type { Client, Sql } from "../lib/db.ts";
+import { Executor } from "../lib/execution/executor.ts";
+import { decideTradeMode } from "../lib/execution/guard.ts";
+import { riskLimits } from "../lib/execution/risk_gate.ts";
+import { reconciliationGate } from "../lib/execution/system_gate.ts";
+import { createLogger } from "../lib/log.ts";
+import { installationId } from "../lib/store/order_attempts.ts";
+import { insertPaperEvent } from "../lib/store/paper_trades.ts";
+import { findingsOf } from "../lib/store/reconciliations.ts";
+import { dbTest } from "./_db.ts";
+import { type SimHandle, startSim } from "./_live_orders.ts";
+
+const MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"];
+
+function liveExecutor(
+  sql: Client,
+  h: SimHandle,
+  env: Record<string, string> = {},
+  now?: () => number,
+): Executor {
+  const config = parseConfig({
+    UPBIT_TRADE_MODE: "live",
+    LIVE_TRADING_ENABLED: "true",
+    LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
+    PAPER_POLICY_PROFILE: "default",
+    UPBIT_ACCESS_KEY: h.sim.accessKey,
+    UPBIT_SECRET_KEY: h.sim.secretKey,
+    ...env,
+  });
+  return new Executor({
+    sql,
+    rest: h.rest,
+    decision: decideTradeMode(config),
+    settings: {
+      orderKrwAmount: config.ORDER_KRW_AMOUNT,
+      maxOrdersPerMin: config.MAX_ORDERS_PER_MIN,
+      maxRetries: config.EXECUTOR_MAX_RETRIES,
+      shadowEnabled: config.SHADOW_ENABLED,
+      maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+    },
+    risk: { limits: riskLimits(config) },
+    log: createLogger("executor"),
+    unknownSettleMs: 300,
+    retryBackoff: { baseMs: 50, maxMs: 200 },
+    now,
+  });
+}
+
+async function paperEntry(sql: Sql, market: string, price: number): Promise<number> {
+  const qty = Math.floor((10000 / price) * 1e8) / 1e8;
+  return await insertPaperEvent(sql, {
+    action: "ENTER_LONG",
+    market,
+    ts: Date.now() - 1000,
+    price,
+    qty,
+    fee: price * qty * 0.0005,
+    ev: 0.1,
+  }, "default");
+}
+
+async function lastPrice(h: SimHandle, market: string): Promise<number> {
+  const { data } = await h.rest.getTicker({ markets: [market] });
+  return data[0]!.trade_price;
+}
+
+dbTest(
+  "executor live: no order goes out before the start's reconciliation completes",
+  async (db) => {
+    const h = await startSim({ markets: MARKETS });
+    try {
+      // Placed under this installation's prefix while upbot was down, never recorded.
+      const stray = `paper-${await installationId(db.sql)}-999-ENTER_LONG`;
+      const placed = await h.rest.postOrder({
+        market: "KRW-ETH",
+        side: "bid",
+        ord_type: "price",
+        price: "10000",
+        identifier: stray,
+      });
+      assert.equal(placed.kind, "accepted");
+      await paperEntry(db.sql, "KRW-BTC", await lastPrice(h, "KRW-BTC"));
+      let now = Date.now();
+      const executor = liveExecutor(db.sql, h, {}, () => now);
+      await executor.start();
+      assert.equal((await reconciliationGate(db.sql)).open, false);
+      // The exchange cannot be read: reconciliation fails, nothing is sent.
+      h.sim.setFaults({ error_rate: 1 });
+      assert.deepEqual(await executor.runOnce(), { handled: 0, more: true });
+      h.sim.setFaults({ error_rate: 0 });
+      // Not tried again at once (every run is stored); ten seconds later it is.
+      assert.deepEqual(await executor.runOnce(), { handled: 0, more: true });
+      const [runs] = await db.sql`select count(*)::int as n from reconciliations`;
+      assert.equal(runs!.n, 1);
+      now += 10_001;
+      assert.equal(h.sim.orders().length, 1, "only the stray order exists");
+      const [none] = await db.sql`select count(*)::int as n from upbit_order_attempts`;
+      assert.equal(none!.n, 0);
+      // Readable again: reconciliation records the stray order, then the entry goes out.
+      await executor.runOnce();
+      const findings = await findingsOf(db.sql);
+      assert.deepEqual(findings.map((f) => [f.kind, f.identifier]), [[
+        "own_order_unrecorded",
+        stray,
+      ]]);
+      assert.equal((await reconciliationGate(db.sql)).open, true);
+      const sent = h.sim.orders().filter((o) => o.market === "KRW-BTC");
+      assert.equal(sent.length, 1);
+      const [run] = await db
+        .sql`select completed_at from reconciliations where completed_at is not null`;
+      const [attempt] = await db.sql`select ts from upbit_order_attempts`;
+      assert.ok(attempt!.ts >= run!.completed_at, "the attempt was written after reconciliation");
+    } finally {
+      await h.close();
+    }
+  },
+);
+
+dbTest(
+  "executor live: the risk gate's refusal is stored on the attempt and nothing is sent",
+  async (db) => {
+    const h = await startSim({ markets: MARKETS });
+    try {
+      const executor = liveExecutor(db.sql, h, { RISK_MAX_OPEN_POSITIONS: "1" });
+      await executor.start();
+      for (const m of MARKETS) await paperEntry(db.sql, m, await lastPrice(h, m));
+      await executor.runOnce();
+      const rows = await db.sql`select symbol, state, reason from upbit_order_attempts order by id`;
+      assert.deepEqual(rows.map((r) => [r.symbol, r.state === "skipped" ? r.reason : "sent"]), [
+        ["KRW-BTC", "sent"],
+        ["KRW-ETH", "max_open_positions"],
+        ["KRW-XRP", "max_open_positions"],
+      ]);
+      assert.deepEqual(h.sim.orders().map((o) => o.market), ["KRW-BTC"], "one entry on the wire");
+    } finally {
+      await h.close();
+    }
+  },
+);

@@ -1,0 +1,600 @@
+/**
+ * The live money path against the simulator, one named test per scenario of issue #9: positions
+ * are obligations (closed whatever happened), identifiers are unique forever and never adopted
+ * blindly, halts are reduce-only, stale entries are never sent, the owner's coins are never sold.
+ */
+import assert from "node:assert/strict";
+import {
+  haltEntries,
+  pendingFlatten,
+  requestFlatten,
+  resumeEntries,
+} from "../lib/control/trading_state.ts";
+import { parseConfig } from "../lib/config.ts";
+import { dec, formatDec } from "../lib/decimal.ts";
+import { Executor, identifierFor } from "../lib/execution/executor.ts";
+import { decideTradeMode } from "../lib/execution/guard.ts";
+import { OrderPoller } from "../lib/execution/order_poller.ts";
+import { riskLimits } from "../lib/execution/risk_gate.ts";
+import { ledgerPosition } from "../lib/execution/position_ledger.ts";
+import { createLogger, setLogSink } from "../lib/log.ts";
+import { activeAlarms } from "../lib/store/alarms.ts";
+import { type AttemptRow, insertAttempt, installationId } from "../lib/store/order_attempts.ts";
+import { insertPaperEvent } from "../lib/store/paper_trades.ts";
+import { UpbitRest } from "../lib/upbit/rest.ts";
+import { type SimulatorOptions, startSimulator } from "../sim/mod.ts";
+import { dbTest, openTestDatabase, type TestDatabase } from "./_db.ts";
+
+const BTC = "KRW-BTC";
+const ETH = "KRW-ETH";
+
+type Mode = "shadow" | "test" | "live";
+
+/** A simulator, one Upbit client on it, and executors / pollers on one database. */
+async function rig(db: TestDatabase, simOptions: SimulatorOptions = {}) {
+  const sim = await startSimulator({ rate: 0, seed: 7, markets: [BTC, ETH], ...simOptions });
+  const rest = new UpbitRest({
+    baseUrl: sim.restUrl,
+    accessKey: sim.accessKey,
+    secretKey: sim.secretKey,
+    timeoutMs: 1500,
+  });
+  const lines: string[] = [];
+  const restore = setLogSink((line) => lines.push(line));
+  let sql = db.sql;
+  const r = {
+    sim,
+    rest,
+    lines,
+    /** Switches to another database (a reset), keeping the exchange. */
+    useDatabase(other: TestDatabase) {
+      sql = other.sql;
+    },
+    /** A started executor in `mode` (settings from the environment `extra`). */
+    async executor(
+      mode: Mode,
+      extra: Record<string, string> = {},
+      supervisorHalt?: () => string | null,
+    ): Promise<Executor> {
+      const config = parseConfig({
+        UPBIT_TRADE_MODE: mode,
+        UPBIT_ACCESS_KEY: sim.accessKey,
+        UPBIT_SECRET_KEY: sim.secretKey,
+        LIVE_TRADING_ENABLED: "true",
+        LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
+        PAPER_POLICY_PROFILE: "default",
+        ...extra,
+      });
+      const ex = new Executor({
+        sql,
+        rest: mode === "shadow" ? null : rest,
+        decision: decideTradeMode(config),
+        settings: {
+          orderKrwAmount: config.ORDER_KRW_AMOUNT,
+          maxOrdersPerMin: 600,
+          maxRetries: config.EXECUTOR_MAX_RETRIES,
+          shadowEnabled: config.SHADOW_ENABLED,
+          maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+        },
+        risk: { limits: riskLimits(config) },
+        log: createLogger("executor"),
+        unknownSettleMs: 0,
+        retryBackoff: { baseMs: 20, maxMs: 100 },
+        ...(supervisorHalt ? { supervisorHalt } : {}),
+      });
+      await ex.start();
+      return ex;
+    },
+    poller(): OrderPoller {
+      return new OrderPoller({ sql, rest, maxPolls: 50, log: createLogger("order_poller") });
+    },
+    /** Executor and poller passes (with short pauses) until `done()` or `rounds` run out. */
+    async drive(ex: Executor, done: () => Promise<boolean>, rounds = 40): Promise<void> {
+      const poller = r.poller();
+      for (let i = 0; i < rounds; i++) {
+        await ex.runOnce();
+        await poller.pollOnce();
+        if (await done()) return;
+        await new Promise((res) => setTimeout(res, 30));
+      }
+      assert.fail(`not done after ${rounds} rounds:\n${lines.slice(-15).join("\n")}`);
+    },
+    async balance(currency: string): Promise<string> {
+      const { data } = await rest.getAccounts();
+      return formatDec(dec(data.find((a) => a.currency === currency)?.balance ?? "0"));
+    },
+    async close() {
+      restore();
+      rest.close();
+      await sim.close();
+    },
+  };
+  return r;
+}
+
+async function enter(db: TestDatabase, market = BTC, price = 140_500_000, ageMs = 0) {
+  const ts = Date.now() - ageMs;
+  return await insertPaperEvent(db.sql, {
+    action: "ENTER_LONG",
+    market,
+    ts,
+    price,
+    qty: 0.0001,
+    fee: 1,
+    ev: 0.1,
+  }, "default");
+}
+
+async function exit(db: TestDatabase, market = BTC, price = 140_500_000) {
+  return await insertPaperEvent(db.sql, {
+    action: "EXIT_LONG",
+    market,
+    ts: Date.now(),
+    price,
+    qty: 0.0001,
+    fee: 1,
+    pnl: 0,
+    holdSec: 5,
+    reason: "EV_BAD",
+    entryTs: Date.now() - 5000,
+    entryPrice: price,
+    ev: -0.3,
+  }, "default");
+}
+
+async function rows(db: TestDatabase): Promise<AttemptRow[]> {
+  return await db.sql<AttemptRow[]>`select * from upbit_order_attempts order by id`;
+}
+
+async function openVolume(db: TestDatabase, market = BTC): Promise<string> {
+  return (await ledgerPosition(db.sql, market))?.openVolume ?? "0";
+}
+
+/** Settled: nothing unsent, unresolved or open, for the poller or the executor. */
+async function settled(db: TestDatabase): Promise<boolean> {
+  const [row] = await db.sql`select count(*)::int as n from upbit_order_attempts
+    where state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')`;
+  return row!.n === 0;
+}
+
+/**
+ * The first attempt (the entry) is final with its fill known. A `price` market buy ends `cancel`
+ * at Upbit (the unspent rest of the funds is cancelled), so both final states count.
+ */
+async function entryFilled(db: TestDatabase): Promise<boolean> {
+  const state = (await rows(db))[0]?.state;
+  return state === "filled" || state === "cancelled";
+}
+
+async function flatAndSettled(db: TestDatabase, market = BTC): Promise<boolean> {
+  return await settled(db) && dec(await openVolume(db, market)) === 0n;
+}
+
+dbTest(
+  "money: a fresh database never adopts the old installation's orders, never sells what it did not buy",
+  async (db) => {
+    const r = await rig(db);
+    try {
+      // The exchange holds orders of an earlier installation under the seed's identifiers: an ETH
+      // buy as `paper-1-ENTER_LONG` (the first paper trade of any fresh seed database).
+      const old = await r.rest.postOrder({
+        market: ETH,
+        side: "bid",
+        ord_type: "price",
+        price: "10000",
+        identifier: "paper-1-ENTER_LONG",
+      });
+      assert.equal(old.kind, "accepted");
+      const ethBefore = await r.balance("ETH");
+      const ex = await r.executor("live");
+      const enterId = await enter(db);
+      assert.equal(enterId, 1, "the new database's first paper trade is 1 again");
+      await r.drive(ex, () => entryFilled(db));
+      await exit(db);
+      await r.drive(ex, () => flatAndSettled(db));
+      const attempts = await rows(db);
+      const inst = await installationId(db.sql);
+      assert.deepEqual(attempts.map((a) => [a.identifier, a.state]), [
+        [identifierFor(inst, 1, "ENTER_LONG"), "cancelled"],
+        [identifierFor(inst, 2, "EXIT_LONG"), "filled"],
+      ]);
+      const orders = r.sim.orders();
+      for (const a of attempts) {
+        const own = orders.filter((o) => o.identifier === a.identifier);
+        assert.equal(own.length, 1);
+        assert.equal(a.uuid, own[0]!.uuid, "each attempt holds the order it created");
+      }
+      assert.equal(attempts[1]!.volume, attempts[0]!.executed_volume, "sold what it bought");
+      assert.equal(await r.balance("BTC"), "0");
+      assert.equal(await r.balance("ETH"), ethBefore, "the old installation's ETH is untouched");
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "money: an identifier collision with a different order is a conflict: alarm, entries halted, nothing adopted",
+  async (db) => {
+    const r = await rig(db);
+    try {
+      // Same installation id (e.g. a restored backup) and the exchange holds an ETH buy under the
+      // identifier the next BTC entry will use.
+      const inst = await installationId(db.sql);
+      const identifier = identifierFor(inst, 1, "ENTER_LONG");
+      const foreign = await r.rest.postOrder({
+        market: ETH,
+        side: "bid",
+        ord_type: "price",
+        price: "10000",
+        identifier,
+      });
+      assert.equal(foreign.kind, "accepted");
+      const ex = await r.executor("live");
+      await enter(db);
+      await r.drive(ex, async () => (await rows(db))[0]?.state === "conflict");
+      const [a] = await rows(db);
+      assert.equal(a!.reason, "identifier_conflict");
+      assert.equal(a!.uuid, null, "never adopted");
+      assert.equal(a!.executed_volume, null, "its fills never enter the ledger");
+      assert.ok(r.lines.some((l) => JSON.parse(l).level === "error" && l.includes("not adopted")));
+      // The live start's reconciliation saw the order under this installation's prefix first.
+      assert.deepEqual((await activeAlarms(db.sql)).map((x) => x.code).sort(), [
+        "identifier_conflict",
+        "reconciliation_unrecorded_order",
+      ]);
+      const [state] = await db.sql`select halted, reason from trading_state where scope = 'global'`;
+      assert.equal(state?.halted, true);
+      // Entries are halted: the next one is skipped, not sent.
+      await exit(db);
+      const next = await enter(db);
+      await ex.runOnce();
+      const skipped = (await rows(db)).find((x) => Number(x.paper_trade_id) === next);
+      assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
+      assert.equal(r.sim.orders().filter((o) => o.market === BTC).length, 0);
+      assert.equal(await r.balance("BTC"), "0");
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "money: live -> shadow -> live sells the coins bought before once live returns",
+  async (db) => {
+    const r = await rig(db);
+    try {
+      const live = await r.executor("live");
+      await enter(db);
+      await r.drive(live, () => entryFilled(db));
+      const bought = (await rows(db))[0]!.executed_volume!;
+      // Downgraded to shadow: the exit is only logged; the coins stay; an error names them.
+      const shadow = await r.executor("shadow");
+      assert.ok(r.lines.some((l) => l.includes("have no live exit") && l.includes(BTC)));
+      await exit(db);
+      await shadow.runOnce();
+      assert.equal((await rows(db))[1]!.state, "logged");
+      assert.equal(await r.balance("BTC"), formatDec(dec(bought)));
+      // Live again: the closer sells the ledger's position.
+      const again = await r.executor("live");
+      await r.drive(again, () => flatAndSettled(db));
+      const close = (await rows(db)).find((a) => a.action === "CLOSE");
+      assert.equal(close?.state, "filled");
+      assert.equal(Number(close?.executed_volume), Number(bought));
+      assert.match(close!.identifier, /^paper-[a-z2-7]{8}-close-\d+$/);
+      assert.equal(await r.balance("BTC"), "0");
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "money: maintenance during an exit: the sell is retried and goes through when the market is back",
+  async (db) => {
+    const r = await rig(db);
+    try {
+      const ex = await r.executor("live");
+      await enter(db);
+      await r.drive(ex, () => entryFilled(db));
+      r.sim.setFaults({ offline_markets: [BTC] });
+      await exit(db);
+      for (let i = 0; i < 5; i++) {
+        await ex.runOnce();
+        await new Promise((res) => setTimeout(res, 30));
+      }
+      const waiting = (await rows(db))[1]!;
+      assert.deepEqual([waiting.state, waiting.reason], ["pending", "market_offline"]);
+      assert.ok(waiting.retry_count >= 2, "sent again while offline");
+      assert.ok((await activeAlarms(db.sql)).some((a) => a.code === "exit_failing"));
+      r.sim.setFaults({ offline_markets: [] });
+      await r.drive(ex, () => flatAndSettled(db));
+      assert.equal((await rows(db))[1]!.state, "filled");
+      assert.equal(await r.balance("BTC"), "0");
+      assert.ok(!(await activeAlarms(db.sql)).some((a) => a.code === "exit_failing"), "cleared");
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "money: an exit that used up EXECUTOR_MAX_RETRIES is still sent until the position is closed",
+  async (db) => {
+    const r = await rig(db);
+    try {
+      const ex = await r.executor("live", { EXECUTOR_MAX_RETRIES: "0" });
+      await enter(db);
+      await r.drive(ex, () => entryFilled(db));
+      // Every create answers 500 and burns the identifier, creating nothing.
+      r.sim.setFaults({ server_error_burn_rate: 1 });
+      await exit(db);
+      for (let i = 0; i < 8; i++) {
+        await ex.runOnce();
+        await new Promise((res) => setTimeout(res, 30));
+      }
+      const failing = (await rows(db))[1]!;
+      assert.ok(failing.retry_count > 1, `retried past the limit (${failing.retry_count})`);
+      r.sim.setFaults({ server_error_burn_rate: 0 });
+      await r.drive(ex, () => flatAndSettled(db));
+      const sold = (await rows(db))[1]!;
+      assert.equal(sold.state, "filled");
+      // Burnt identifiers are never sent again: the sale went out under a fresh `-r{n}` one, and
+      // every identifier it used is on record.
+      assert.match(sold.identifier, /-EXIT_LONG-r\d+$/);
+      const used = await db.sql`select identifier from upbit_order_identifiers
+      where attempt_id = ${sold.id}`;
+      assert.ok(used.length >= 2);
+      assert.equal(r.sim.orders().filter((o) => o.side === "ask").length, 1, "one sell only");
+      assert.equal(await r.balance("BTC"), "0");
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest("money: the unsold rest of a partly filled sell is sold", async (db) => {
+  const r = await rig(db);
+  try {
+    // A big entry (about 0.035 BTC) and the owner's own resting bid just below the top of the
+    // book: the exit sells the top level, then meets the owner's bid, and self-trade prevention
+    // (`cancel_taker`) ends it `prevented` with only part of it sold.
+    const ex = await r.executor("live", {
+      ORDER_KRW_AMOUNT: "5000000",
+      RISK_MAX_ORDER_KRW: "5000000",
+      RISK_MAX_EXPOSURE_KRW: "10000000",
+    });
+    await enter(db);
+    await r.drive(ex, () => entryFilled(db));
+    const { data: book } = await r.rest.getOrderbook({ markets: [BTC] } as never);
+    const units = (book as { orderbook_units: { bid_price: number; bid_size: number }[] }[])[0]!
+      .orderbook_units;
+    const own = await r.rest.postOrder({
+      market: BTC,
+      side: "bid",
+      ord_type: "limit",
+      price: String(units[1]!.bid_price),
+      volume: "0.001",
+      identifier: "owner-bid-1",
+    });
+    assert.equal(own.kind, "accepted");
+    await exit(db);
+    await r.drive(ex, async () => (await rows(db))[1]?.state === "prevented");
+    const partial = (await rows(db))[1]!;
+    assert.ok(Number(partial.executed_volume) > 0);
+    assert.ok(Number(partial.executed_volume) < Number(partial.volume), "only part was sold");
+    // The owner's bid is gone (cancelled by hand): the closer sells the rest.
+    await r.rest.deleteOrder({ uuid: own.kind === "accepted" ? own.order.uuid : "" });
+    await r.drive(ex, () => flatAndSettled(db));
+    const close = (await rows(db)).find((a) => a.action === "CLOSE");
+    assert.equal(close?.state, "filled");
+    assert.equal(
+      formatDec(dec(partial.executed_volume!) + dec(close!.executed_volume!)),
+      formatDec(dec((await rows(db))[0]!.executed_volume!)),
+    );
+    assert.equal(await r.balance("BTC"), "0");
+  } finally {
+    await r.close();
+  }
+});
+
+dbTest("money: a pending entry whose signal went stale is skipped, never sent", async (db) => {
+  const r = await rig(db);
+  try {
+    const enterId = await enter(db, BTC, 140_500_000, 5_000);
+    const inst = await installationId(db.sql);
+    const identifier = identifierFor(inst, enterId, "ENTER_LONG");
+    // As a crash (or a ban) left it: written, not sent.
+    await insertAttempt(db.sql, {
+      symbol: BTC,
+      action: "ENTER_LONG",
+      mode: "live",
+      side: "bid",
+      ord_type: "price",
+      price: "10000",
+      volume: null,
+      paper_trade_id: enterId,
+      identifier,
+      state: "pending",
+      request_json: { market: BTC, side: "bid", ord_type: "price", price: "10000", identifier },
+    });
+    const ex = await r.executor("live", { EXECUTOR_MAX_SIGNAL_AGE_SEC: "1" });
+    await ex.runOnce();
+    const [a] = await rows(db);
+    assert.deepEqual([a!.state, a!.reason], ["skipped", "stale_signal"]);
+    assert.deepEqual(r.sim.orders(), []);
+  } finally {
+    await r.close();
+  }
+});
+
+dbTest(
+  "money: an entry refused for good stays refused when EXECUTOR_MAX_RETRIES is raised",
+  async (db) => {
+    const r = await rig(db, { krw: 8000 });
+    try {
+      const ex = await r.executor("live", { ORDER_KRW_AMOUNT: "10000" });
+      await enter(db);
+      await ex.runOnce();
+      // The risk gate refuses it before the wire (8,000 KRW free, 10,005 needed).
+      const [a] = await rows(db);
+      assert.deepEqual([a!.state, a!.reason], ["skipped", "insufficient_krw"]);
+      const raised = await r.executor("live", {
+        ORDER_KRW_AMOUNT: "10000",
+        EXECUTOR_MAX_RETRIES: "20",
+      });
+      await raised.runOnce();
+      assert.equal((await rows(db))[0]!.state, "skipped");
+      assert.deepEqual(r.sim.orders(), [], "never sent again");
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "money: the owner's own coins are never sold (exit after a flatten, closes capped by the ledger)",
+  async (db) => {
+    const r = await rig(db, { balances: { [BTC]: "0.5" } });
+    try {
+      const ex = await r.executor("live");
+      await enter(db);
+      await r.drive(ex, () => entryFilled(db));
+      // Flatten while the paper book still holds the position: the closer sells it now.
+      await requestFlatten(db.sql, { reason: "test", by: "test" });
+      await r.drive(ex, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
+      assert.equal(await r.balance("BTC"), "0.5");
+      // The paper exit arrives later: nothing of upbot's is left, so nothing is sold.
+      await exit(db);
+      await r.drive(ex, () => flatAndSettled(db));
+      const last = (await rows(db)).at(-1)!;
+      assert.deepEqual([last.action, last.state, last.reason], [
+        "EXIT_LONG",
+        "skipped",
+        "position_closed",
+      ]);
+      assert.equal(await r.balance("BTC"), "0.5");
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "money: coins sold by hand: the rest is sold, the missing part recorded as gone with an alarm, no loop",
+  async (db) => {
+    const r = await rig(db);
+    try {
+      const ex = await r.executor("live", { ORDER_KRW_AMOUNT: "20000" });
+      await enter(db);
+      await r.drive(ex, () => entryFilled(db));
+      const bought = dec((await rows(db))[0]!.executed_volume!);
+      const byHand = formatDec(bought / 2n / 10n ** 12n * 10n ** 12n); // half, 8 decimals
+      const sold = await r.rest.postOrder({
+        market: BTC,
+        side: "ask",
+        ord_type: "market",
+        volume: byHand,
+        identifier: "by-hand-1",
+      });
+      assert.equal(sold.kind, "accepted");
+      await exit(db);
+      await r.drive(ex, () => flatAndSettled(db));
+      const attempts = await rows(db);
+      // The risk gate caps the exit at the free balance: the rest is sold by the exit itself.
+      assert.deepEqual(attempts.map((a) => [a.action, a.state, a.reason]), [
+        ["ENTER_LONG", "cancelled", null],
+        ["EXIT_LONG", "filled", null],
+      ]);
+      const [gone] = await db
+        .sql`select volume::text from position_adjustments where kind = 'gone'`;
+      assert.equal(formatDec(dec(gone!.volume)), byHand);
+      assert.ok((await activeAlarms(db.sql)).some((a) => a.code === "position_gone"));
+      assert.equal(await r.balance("BTC"), "0");
+      // Nothing more happens: the ledger is flat.
+      for (let i = 0; i < 3; i++) await ex.runOnce();
+      assert.equal((await rows(db)).length, 2);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "money: a halt stops entries only; exits go on; after resume entries are sent again",
+  async (db) => {
+    const r = await rig(db);
+    try {
+      const ex = await r.executor("live");
+      await enter(db);
+      await r.drive(ex, () => entryFilled(db));
+      await haltEntries(db.sql, { scope: BTC, reason: "test", by: "test" });
+      await exit(db);
+      const halted = await enter(db);
+      await r.drive(ex, () => flatAndSettled(db));
+      let attempts = await rows(db);
+      assert.equal(attempts[1]!.state, "filled", "the exit was sent");
+      const skipped = attempts.find((a) => Number(a.paper_trade_id) === halted);
+      assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
+      assert.equal(r.sim.orders().length, 2);
+      await resumeEntries(db.sql, { scope: BTC, by: "test" });
+      await exit(db);
+      const resumed = await enter(db);
+      await r.drive(ex, async () => (await rows(db)).length === 5 && await settled(db));
+      attempts = await rows(db);
+      const sent = attempts.find((a) => Number(a.paper_trade_id) === resumed);
+      assert.equal(sent?.status, "done", "sent again after the resume");
+      assert.equal(r.sim.orders().length, 3);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest("money: the supervisor's halt stops entries only; the exit still goes out", async (db) => {
+  const r = await rig(db);
+  try {
+    let halted = false;
+    const ex = await r.executor(
+      "live",
+      {},
+      () => halted ? "entries halted by the supervisor (test)" : null,
+    );
+    await enter(db);
+    await r.drive(ex, () => entryFilled(db));
+    halted = true;
+    await exit(db);
+    const next = await enter(db);
+    await r.drive(ex, () => flatAndSettled(db));
+    const attempts = await rows(db);
+    assert.equal(attempts[1]!.state, "filled");
+    const skipped = attempts.find((a) => Number(a.paper_trade_id) === next);
+    assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
+    assert.equal(skipped?.error_msg, "entries halted by the supervisor (test)");
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("money: a database reset while flat keeps identifiers unique at the exchange", async () => {
+  const first = await openTestDatabase("pglite", { migrated: true });
+  const second = await openTestDatabase("pglite", { migrated: true });
+  const r = await rig(first);
+  try {
+    for (const db of [first, second]) {
+      r.useDatabase(db);
+      const ex = await r.executor("live");
+      await enter(db);
+      await exit(db);
+      await r.drive(ex, () => flatAndSettled(db));
+    }
+    const identifiers = r.sim.orders().map((o) => o.identifier);
+    assert.equal(identifiers.length, 4);
+    assert.equal(new Set(identifiers).size, 4, "no identifier reused across the reset");
+    assert.equal(await r.balance("BTC"), "0");
+  } finally {
+    await r.close();
+    await first.close();
+    await second.close();
+  }
+});
