@@ -5,6 +5,7 @@
  * stored in the database by `deno task halt`) stops new entries only: exits, retries of exits,
  * resolution of unknown orders and closes go on (reduce-only).
  */
+import { entryRefusalForMarket } from "../lib/store/market_status.ts";
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
 import { Executor } from "../lib/execution/executor.ts";
@@ -35,8 +36,8 @@ runActor({
       rest: rest ?? null,
       decision,
       settings: c.settings,
-      // Market warnings join the gate once the market-status store is merged (marketRefusal).
-      risk: { limits: c.risk },
+      // Entries on a market under warning, caution or delisting are refused; exits never are.
+      risk: { limits: c.risk, marketRefusal: entryRefusalForMarket },
       log: ctx.log,
       onSubmitted: () => ctx.send("order_poller", { type: "wake", topic: "order_attempts" }),
       supervisorHalt: () =>

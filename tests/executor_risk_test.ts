@@ -7,7 +7,9 @@ import { parseConfig } from "../lib/config.ts";
 import type { Client, Sql } from "../lib/db.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
-import { riskLimits } from "../lib/execution/risk_gate.ts";
+import { type MarketRefusal, riskLimits } from "../lib/execution/risk_gate.ts";
+import { MarketStatusPoller } from "../lib/pipeline/market_status.ts";
+import { entryRefusalForMarket } from "../lib/store/market_status.ts";
 import { reconciliationGate } from "../lib/execution/system_gate.ts";
 import { createLogger } from "../lib/log.ts";
 import { installationId } from "../lib/store/order_attempts.ts";
@@ -23,6 +25,7 @@ function liveExecutor(
   h: SimHandle,
   env: Record<string, string> = {},
   now?: () => number,
+  marketRefusal?: MarketRefusal,
 ): Executor {
   const config = parseConfig({
     UPBIT_TRADE_MODE: "live",
@@ -44,7 +47,7 @@ function liveExecutor(
       shadowEnabled: config.SHADOW_ENABLED,
       maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
     },
-    risk: { limits: riskLimits(config) },
+    risk: { limits: riskLimits(config), marketRefusal },
     log: createLogger("executor"),
     unknownSettleMs: 300,
     retryBackoff: { baseMs: 50, maxMs: 200 },
@@ -138,6 +141,34 @@ dbTest(
         ["KRW-XRP", "max_open_positions"],
       ]);
       assert.deepEqual(h.sim.orders().map((o) => o.market), ["KRW-BTC"], "one entry on the wire");
+    } finally {
+      await h.close();
+    }
+  },
+);
+
+dbTest(
+  "executor live: an entry on a market under warning is refused before the wire (market status from the simulator)",
+  async (db) => {
+    const h = await startSim({ markets: MARKETS });
+    try {
+      const res = await fetch(`${h.sim.restUrl}/_sim/markets`, {
+        method: "POST",
+        body: JSON.stringify({ market: "KRW-ETH", warning: true }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      await new MarketStatusPoller({ sql: db.sql, rest: h.rest, markets: MARKETS, log: h.log })
+        .pollOnce();
+      const executor = liveExecutor(db.sql, h, {}, undefined, entryRefusalForMarket);
+      await executor.start();
+      for (const m of ["KRW-BTC", "KRW-ETH"]) await paperEntry(db.sql, m, await lastPrice(h, m));
+      await executor.runOnce();
+      const rows = await db.sql`select symbol, state, reason from upbit_order_attempts order by id`;
+      assert.deepEqual(rows.map((r) => [r.symbol, r.state === "skipped" ? r.reason : "sent"]), [
+        ["KRW-BTC", "sent"],
+        ["KRW-ETH", "market_warning"],
+      ]);
+      assert.deepEqual(h.sim.orders().map((o) => o.market), ["KRW-BTC"]);
     } finally {
       await h.close();
     }
