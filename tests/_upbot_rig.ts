@@ -8,10 +8,19 @@ import assert from "node:assert/strict";
 import type { SupervisorEvent, SupervisorOptions } from "../lib/actors/supervisor.ts";
 import { parseConfig } from "../lib/config.ts";
 import type { Client } from "../lib/db.ts";
-import { configureLogging, loggingSettings, setLogSink } from "../lib/log.ts";
+import { configureLogging, loggingSettings, type LogLevel, setLogSink } from "../lib/log.ts";
 import { startUpbot, type Upbot } from "../lib/upbot.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
 import { openTestDatabase } from "./_db.ts";
+
+const TRACE = Deno.env.get("RIG_TRACE") === "1";
+
+/** With `RIG_TRACE=1`, a progress line on stderr (to see where a slow test waits). */
+export function trace(line: string): void {
+  if (TRACE) {
+    Deno.stderr.writeSync(new TextEncoder().encode(`${new Date().toISOString()} ${line}\n`));
+  }
+}
 
 /** `startSimulator`, closed by `await using`. */
 export async function startDisposableSimulator(
@@ -86,7 +95,11 @@ export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig>
     });
     const upbot = await startUpbot(config, {
       supervisor: {
-        log: { level: "error", format: "json" },
+        // Workers print straight to stdout; RIG_WORKER_LOG_LEVEL=info shows them.
+        log: {
+          level: (Deno.env.get("RIG_WORKER_LOG_LEVEL") ?? "error") as LogLevel,
+          format: "json",
+        },
         restartMinDelayMs: 200,
         restartMaxDelayMs: 2_000,
         restartJitter: 0,
@@ -129,14 +142,22 @@ export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig>
       async until(what, check, timeoutMs = 60_000) {
         const deadline = Date.now() + timeoutMs;
         let lastError: unknown;
+        let timer: ReturnType<typeof setTimeout> | undefined;
         for (;;) {
           try {
-            if (await check()) return;
+            // A check that hangs (a stalled database) counts as failed, not as waiting forever.
+            const timeout = new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new Error("check took over 10 s")), 10_000);
+            });
+            if (await Promise.race([check(), timeout])) return;
           } catch (err) {
             // The test's own queries may fail while a fault is being recovered from (e.g. the
             // embedded database waits out a hung worker's transaction): keep watching.
             lastError = err;
+          } finally {
+            clearTimeout(timer);
           }
+          trace(`until ${what}: ${lastError ? String(lastError) : "not yet"}`);
           if (Date.now() > deadline) {
             throw new Error(
               `not within ${timeoutMs} ms: ${what} (last error: ${
@@ -162,7 +183,7 @@ export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig>
 export async function assertPaperTradesContiguous(sql: Client): Promise<number> {
   const rows = await sql<
     { id: string; symbol: string; action: string; entry_id: string | null }[]
-  >`select id::text, symbol, action, entry_id::text from paper_trades order by id`;
+  >`select p.id::text, p.symbol, p.action, p.entry_id::text from paper_trades p order by p.id`;
   for (const [market, list] of Map.groupBy(rows, (r) => r.symbol)) {
     let open: string | null = null;
     for (const r of list) {
