@@ -200,6 +200,66 @@ for (const backend of testBackends()) {
     },
   );
 
+  Deno.test({
+    name:
+      `worker faults: every actor survives a hang; nothing lost or doubled afterwards [${backend}]`,
+    // KNOWN ISSUE, kept as its reproduction: Deno does not close the sockets of a worker that is
+    // terminated inside a busy loop (an idle or exiting worker's sockets are closed at once).
+    // A hung actor's database connections therefore outlive it; one left inside a transaction
+    // stalls the embedded database until its idle-in-transaction limit (60 s), and on
+    // PostgreSQL keeps its locks. Seen here: paper trades pile up without attempts after hangs.
+    // Set WORKER_FAULTS_HANG=1 to run it.
+    ignore: Deno.env.get("WORKER_FAULTS_HANG") !== "1",
+    fn: async () => {
+      const markets = ["KRW-BTC", "KRW-ETH"];
+      await using sim = await startDisposableSimulator({ seed: 23, markets, rate: 200 });
+      await using rig = await startUpbotRig({
+        backend,
+        sim,
+        markets,
+        env: { ...simKeys, PAPER_POLICY_PROFILE: "test", ACCOUNT_POLL_INTERVAL_SEC: "1" },
+        supervisor: {
+          faultInjection: true,
+          heartbeatIntervalMs: 200,
+          heartbeatTimeoutMs: 2_000,
+          maxRestarts: 100,
+        },
+      });
+      await rig.until("a paper trade", async () => await rig.count("paper_trades") > 0);
+      for (const actor of ACTORS) {
+        const before = incarnation(rig.events, actor);
+        rig.upbot.supervisor.send(actor, { type: "fault.inject", fault: "hang" });
+        await rig.until(
+          `${actor} restarted after a hang`,
+          () => incarnation(rig.events, actor) > before,
+          60_000,
+        );
+      }
+      let papersBefore = 0;
+      await rig.until("the paper trades counted", async () => {
+        papersBefore = await rig.count("paper_trades");
+        return true;
+      });
+      await rig.until(
+        "two more paper trades after the hangs",
+        async () => await rig.count("paper_trades") >= papersBefore + 2,
+        120_000,
+      );
+      const [last] = await rig.sql`select max(id)::int as id from paper_trades`;
+      await rig.until(
+        "an attempt for every paper trade",
+        async () =>
+          await rig.count("upbit_order_attempts", `paper_trade_id <= ${last!.id}`) >=
+            await rig.count("paper_trades", `id <= ${last!.id}`),
+        90_000,
+      );
+      await rig.upbot.supervisor.stop("checking");
+      await assertPaperTradesContiguous(rig.sql);
+      await assertOneAttemptPerPaperTrade(rig.sql);
+      await assertBarsContiguous(rig.sql, markets);
+    },
+  });
+
   Deno.test(
     `worker faults: a critical actor in a crash loop fails for good and halts entries [${backend}]`,
     async () => {
