@@ -207,9 +207,10 @@ for (const backend of testBackends()) {
     // terminated inside a busy loop (an idle or exiting worker's sockets are closed at once).
     // A hung actor's database connections therefore outlive it; one left inside a transaction
     // stalls the embedded database until its idle-in-transaction limit (60 s), and on
-    // PostgreSQL keeps its locks. Seen once in a drill like this one (all actors hung at once,
-    // twice): paper trades piled up without attempts (163 vs 77) for over a minute; other runs
-    // pass, as it depends on where each hang falls. Set WORKER_FAULTS_HANG=1 to run it.
+    // PostgreSQL keeps its locks. This drill (all actors hung at once, twice) reproduces it on
+    // PGlite: new connections time out (CONNECT_TIMEOUT), restarted actors miss their ready
+    // (`no ready within 15000 ms`), and paper trades pile up without attempts; hangs of one actor
+    // at a time passed, as it depends on where each hang falls. WORKER_FAULTS_HANG=1 runs it.
     ignore: Deno.env.get("WORKER_FAULTS_HANG") !== "1",
     fn: async () => {
       const markets = ["KRW-BTC", "KRW-ETH"];
