@@ -88,6 +88,30 @@ export interface ActorDefinition<S extends z.ZodType> {
   stop?(ctx: ActorContext<z.output<S>>, reason: string): void | Promise<void>;
 }
 
+/** Bytes held by an `oom` fault before it fails: bounded, so a drill cannot starve the host. */
+const OOM_CAP_BYTES = 128 * 1024 * 1024;
+
+/** Acts out a `fault.inject` message (only when the supervisor enabled fault injection). */
+function actOutFault(message: AppMessageOf<"fault.inject">): void {
+  switch (message.fault) {
+    case "throw":
+      throw new Error("injected fault: handler threw");
+    case "hang":
+      // Spins on the worker's only thread: no pong is answered again.
+      for (;;) { /* hang */ }
+    case "exit":
+      Deno.exit(70);
+      break;
+    case "oom": {
+      const held: Uint8Array[] = [];
+      for (let total = 0; total < OOM_CAP_BYTES; total += 16 * 1024 * 1024) {
+        held.push(new Uint8Array(16 * 1024 * 1024).fill(1));
+      }
+      throw new RangeError(`injected fault: out of memory after holding ${held.length * 16} MB`);
+    }
+  }
+}
+
 /** The parts of the worker global scope the runtime uses. */
 interface WorkerScope {
   onmessage: ((event: MessageEvent<unknown>) => void) | null;
@@ -115,6 +139,7 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
   let log: Logger = createLogger("actor");
   let halted = false;
   let stopping = false;
+  let faultInjection = false;
   const abort = new AbortController();
   // The mailbox: application messages run strictly one after another.
   let tail: Promise<void> = Promise.resolve();
@@ -130,9 +155,12 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
   };
 
   const enqueue = (message: AppMessage, from: string): void => {
-    const handler = definition.messages?.[message.type] as
-      | MessageHandler<AppMessageType, C>
-      | undefined;
+    const handler =
+      (message.type === "fault.inject" && faultInjection
+        ? actOutFault
+        : definition.messages?.[message.type]) as
+          | MessageHandler<AppMessageType, C>
+          | undefined;
     if (message.type === "trading.halt") halted = true;
     // At once, ahead of the mailbox: a queued handler must not send into the ban.
     if (message.type === "upbit.ban") {
@@ -171,6 +199,7 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
     for (const secret of message.secrets) registerSecret(secret);
     log = createLogger(message.actor);
     halted = message.tradingHalted;
+    faultInjection = message.faultInjection === true;
     const parsed = definition.config.safeParse(message.config);
     if (!parsed.success) {
       throw new TypeError(`invalid config for ${message.actor}: ${describeIssues(parsed.error)}`);

@@ -79,8 +79,21 @@ export const UpbitBan = z.object({
   untilMs: z.number().int().positive(),
 });
 
+/**
+ * `fault.inject`: test-only. The actor runtime acts it out as a fault of this incarnation: `throw`
+ * (a message handler throws), `hang` (a handler spins forever, so heartbeats stop), `exit` (the
+ * worker calls `Deno.exit`, ending without a word) or `oom` (a handler allocates until a bounded
+ * cap, then fails with a RangeError as V8 does when out of memory; Deno workers have no
+ * `resourceLimits`). Honoured only when the supervisor was created with `faultInjection: true`;
+ * otherwise dropped and counted as unhandled.
+ */
+export const FaultInject = z.object({
+  type: z.literal("fault.inject"),
+  fault: z.enum(["throw", "hang", "exit", "oom"]),
+});
+
 /** Every application message. Add a new one here (and only here). */
-const APP_MESSAGE_SCHEMAS = [BarsFinal, Wake, TradingHalt, UpbitBan] as const;
+const APP_MESSAGE_SCHEMAS = [BarsFinal, Wake, TradingHalt, UpbitBan, FaultInject] as const;
 
 /** Any message one actor sends another. */
 export const AppMessage = z.discriminatedUnion("type", APP_MESSAGE_SCHEMAS);
@@ -116,6 +129,8 @@ export const StartMessage = z.object({
   /** Whether trading is already halted when this actor (re)starts. */
   tradingHalted: z.boolean(),
   haltReason: z.string().nullable(),
+  /** Test-only: act out `fault.inject` messages (absent in production). */
+  faultInjection: z.boolean().optional(),
 });
 
 /** `stop`: finish up and answer `stopped` before the shutdown timeout. */

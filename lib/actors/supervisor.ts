@@ -123,6 +123,12 @@ export interface SupervisorOptions {
   now?: () => number;
   /** Random source for the jitter. @default {Math.random} */
   random?: () => number;
+  /**
+   * Test-only: actors act out `fault.inject` messages (throw, hang, exit, oom) sent with
+   * {@linkcode Supervisor.send}, for fault drills (tests/worker_faults_test.ts). Never set in
+   * production; unset, such messages are dropped. @default {false}
+   */
+  faultInjection?: boolean;
 }
 
 /** The status of one actor, as served by `GET /api/actors`. */
@@ -552,6 +558,7 @@ export class Supervisor {
       secrets: secretsInConfig(child.spec.config, this.#options.secrets ?? []),
       tradingHalted: this.#tradingState === "halted",
       haltReason: this.#haltReason,
+      ...(this.#options.faultInjection ? { faultInjection: true } : {}),
     });
   }
 
