@@ -8,6 +8,7 @@
  * Faults are injected with the test-only `fault.inject` message, honoured only by a supervisor
  * created with `faultInjection: true` (see lib/actors/messages.ts `FaultInject`).
  */
+import { entryHaltReason } from "../lib/control/trading_state.ts";
 import assert from "node:assert/strict";
 import type { AppMessage } from "../lib/actors/messages.ts";
 import type { SupervisorEvent } from "../lib/actors/supervisor.ts";
@@ -302,10 +303,14 @@ for (const backend of testBackends()) {
       const halt = rig.events.find((e) => e.type === "trading.halted");
       assert.ok(halt && halt.type === "trading.halted" && halt.actor === "order_poller");
       assert.equal(rig.upbot.supervisor.health().tradingState, "halted");
-      const res = await fetch(`${rig.upbot.httpUrl}/healthz`);
-      const health = await res.json();
-      assert.equal(res.status, 503);
-      assert.equal(health.trading, "halted");
+      // The halt is stored (it survives a restart) and shows in the status JSON.
+      await rig.until(
+        "the supervisor's halt stored",
+        async () => (await entryHaltReason(rig.sql, "KRW-BTC")) !== null,
+      );
+      const [stored] = await rig.sql`
+        select changed_by from trading_state where scope = 'global' and halted`;
+      assert.equal(stored?.changed_by, "supervisor");
       // The rest of the pipeline goes on (bars, paper trades), but no entry is attempted.
       const [mark] = await rig.sql`select coalesce(max(id), 0)::int as id from paper_trades`;
       await rig.until(
@@ -318,10 +323,12 @@ for (const backend of testBackends()) {
       assert.equal(
         await rig.count(
           "upbit_order_attempts a join paper_trades p on p.id = a.paper_trade_id",
-          `p.id > ${mark!.id} and p.action = 'ENTER_LONG'`,
+          `p.id > ${
+            mark!.id
+          } and p.action = 'ENTER_LONG' and not (a.state = 'skipped' and a.reason = 'entries_halted')`,
         ),
         0,
-        "no entry attempted after the halt",
+        "no entry attempted after the halt (only recorded as skipped: entries_halted)",
       );
       for (const name of ["feed", "evaluator", "executor"]) {
         assert.equal(

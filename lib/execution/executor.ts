@@ -369,6 +369,15 @@ export class Executor {
       await this.#insertSkipped(base, order.skip, order.why);
       return "handled";
     }
+    if (paper.action === "ENTER_LONG") {
+      const halt = await this.#entryHalt(paper.symbol);
+      if (halt) {
+        // Skipped, not held back: by the time entries resume the signal would be stale anyway.
+        // In shadow mode too: shadow logs what live would do, and live would not enter.
+        await this.#insertSkipped(base, "entries_halted", halt);
+        return "handled";
+      }
+    }
     const request = order.request;
     if (this.mode === "shadow") {
       await insertAttempt(this.#o.sql, {
@@ -386,14 +395,6 @@ export class Executor {
         { identifier, paper_trade_id: paper.id, market: paper.symbol },
       );
       return "handled";
-    }
-    if (paper.action === "ENTER_LONG") {
-      const halt = await this.#entryHalt(paper.symbol);
-      if (halt) {
-        // Skipped, not held back: by the time entries resume the signal would be stale anyway.
-        await this.#insertSkipped(base, "entries_halted", halt);
-        return "handled";
-      }
     }
     if (!(await this.#underCap())) return "capped";
     const attempt = await insertAttempt(this.#o.sql, {
