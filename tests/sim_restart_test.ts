@@ -140,17 +140,12 @@ for (const backend of testBackends()) {
     () => shadowDrill(backend, ["KRW-BTC"], { restart: false, stall: true }),
   );
 
-  Deno.test({
-    name:
-      `sim stall (shadow, two markets): WebSocket drop under 4 s REST latency is backfilled [${backend}]`,
-    // KNOWN BUG, kept as its reproduction: the two markets' gap backfills finish seconds apart
-    // (4 s per REST page), the first market's held trades move the feed's watermark (shared by
-    // all markets), and the second market's backfilled trades are then dropped as late
-    // ("Dropped N trades later than the watermark"), leaving seconds without bars. Un-ignore
-    // once the watermark is per market or held trades wait for every market's backfill.
-    ignore: true,
-    fn: () => shadowDrill(backend, ["KRW-BTC", "KRW-ETH"], { restart: false, stall: true }),
-  });
+  Deno.test(
+    `sim stall (shadow, two markets): WebSocket drop under 4 s REST latency is backfilled [${backend}]`,
+    // The two markets' backfills finish seconds apart (4 s per REST page); every live trade is
+    // held until both are in, or the feed's shared watermark would drop one market's gap as late.
+    () => shadowDrill(backend, ["KRW-BTC", "KRW-ETH"], { restart: false, stall: true }),
+  );
 
   Deno.test(
     `sim restart (live, state file): an order in flight when the exchange died is resolved by identifier [${backend}]`,

@@ -5,7 +5,7 @@
  *
  * Trades are deduplicated by `sequential_id` (a bigint: Upbit's ids exceed 2^53) with bounded
  * memory and, after a reconnect, the gap is backfilled from `GET /v1/trades/ticks` (paging with
- * `cursor`, and across 00:00 UTC with `days_ago`) while live trades of that market are held back,
+ * `cursor`, and across 00:00 UTC with `days_ago`) while every live trade is held back,
  * so consumers see every trade once and in order. Malformed frames are counted and skipped.
  * Delivery is by callbacks; trades come in batches (`batchMs`) for throughput.
  */
@@ -216,8 +216,6 @@ interface MarketState {
   seen: Set<bigint>;
   ring: bigint[];
   head: number;
-  /** Live trades held back while a backfill runs; null when none runs. */
-  held: TradeEvent[] | null;
 }
 
 function tickToEvent(t: TradeTick): TradeEvent {
@@ -270,6 +268,12 @@ export class UpbitPublicWs {
   /** Markets whose gap is to be backfilled, with the newest trade time before the drop. */
   #gaps = new Map<string, number>();
   readonly #backfills = new Set<Promise<void>>();
+  /**
+   * Live trades of EVERY market held back while a gap backfill runs (null when none runs): a
+   * consumer with one event-time watermark over all markets (the feed's bars) would otherwise see
+   * one market's newer trades before another market's backfilled ones and drop those as late.
+   */
+  #held: TradeEvent[] | null = null;
   readonly #abort = new AbortController();
 
   /** @throws {TypeError} when nothing is subscribed or `url` is not ws(s). */
@@ -329,6 +333,7 @@ export class UpbitPublicWs {
     if (this.#backfillTimer !== undefined) clearTimeout(this.#backfillTimer);
     await this.#socket.close();
     await Promise.allSettled([...this.#backfills]);
+    if (this.#held) this.#release();
     this.#flush();
   }
 
@@ -349,7 +354,7 @@ export class UpbitPublicWs {
   #market(code: string): MarketState {
     let m = this.#markets.get(code);
     if (!m) {
-      m = { lastTs: 0, seen: new Set(), ring: [], head: 0, held: null };
+      m = { lastTs: 0, seen: new Set(), ring: [], head: 0 };
       this.#markets.set(code, m);
     }
     return m;
@@ -365,25 +370,51 @@ export class UpbitPublicWs {
   #onOpen(reconnect: boolean): void {
     this.#o.onConnection?.(true);
     if (!reconnect || this.#gaps.size === 0) return;
-    // Hold live trades of the gap markets from now on; backfill once the subscription is live.
-    for (const code of this.#gaps.keys()) {
-      const m = this.#market(code);
-      if (m.held === null) m.held = [];
-    }
+    // Hold every live trade from now on; backfill once the subscription is live.
+    this.#held ??= [];
     if (this.#backfillTimer !== undefined) return;
     this.#backfillTimer = setTimeout(() => {
       this.#backfillTimer = undefined;
       const gaps = [...this.#gaps];
       this.#gaps.clear();
-      for (const [code, sinceTs] of gaps) {
-        const p = this.#backfill(code, sinceTs).finally(() => this.#backfills.delete(p));
-        this.#backfills.add(p);
-      }
+      const p = this.#backfillAll(gaps).finally(() => {
+        this.#backfills.delete(p);
+        // Another drop may have started a backfill meanwhile: release only after the last one.
+        if (this.#backfills.size === 0 && this.#backfillTimer === undefined) this.#release();
+      });
+      this.#backfills.add(p);
     }, this.#o.backfillDelayMs ?? 300);
   }
 
-  async #backfill(code: string, sinceTs: number): Promise<void> {
-    const m = this.#market(code);
+  /**
+   * Backfills every gap market at once and delivers all their trades merged in time order, so no
+   * market's backfill lands after another market's newer trades.
+   */
+  async #backfillAll(gaps: [string, number][]): Promise<void> {
+    const found = (await Promise.all(gaps.map(([code, since]) => this.#fetchGap(code, since))))
+      .flat().sort(byTime);
+    const delivered = new Map<string, number>();
+    for (const t of found) {
+      if (this.#deliver(this.#market(t.market), t)) {
+        delivered.set(t.market, (delivered.get(t.market) ?? 0) + 1);
+      }
+    }
+    for (const [market, trades] of delivered) {
+      this.#stats.backfilled += trades;
+      this.#log.info("trade gap backfilled", { market, trades });
+    }
+  }
+
+  /** Delivers the live trades held during the backfill, in time order. */
+  #release(): void {
+    const held = this.#held ?? [];
+    this.#held = null;
+    held.sort(byTime);
+    for (const t of held) this.#deliver(this.#market(t.market), t);
+    this.#flush();
+  }
+
+  async #fetchGap(code: string, sinceTs: number): Promise<TradeEvent[]> {
     const found: TradeEvent[] = [];
     if (this.#o.rest) {
       // Pages back date by date, so a gap across 00:00 UTC is closed too.
@@ -417,17 +448,7 @@ export class UpbitPublicWs {
         error: "no REST client to backfill with",
       });
     }
-    found.sort(byTime);
-    const held = m.held ?? [];
-    m.held = null;
-    let backfilled = 0;
-    for (const t of found) if (this.#deliver(m, t)) backfilled++;
-    this.#stats.backfilled += backfilled;
-    for (const t of held) this.#deliver(m, t);
-    if (backfilled > 0) {
-      this.#log.info("trade gap backfilled", { market: code, trades: backfilled });
-    }
-    this.#flush();
+    return found;
   }
 
   /** Dedups, remembers and queues one trade; false when it was a duplicate. */
@@ -528,7 +549,7 @@ export class UpbitPublicWs {
           sequentialId: BigInt(f.sequential_id),
           streamType: f.stream_type,
         };
-        if (m.held) m.held.push(event);
+        if (this.#held) this.#held.push(event);
         else this.#deliver(m, event);
         return;
       }
