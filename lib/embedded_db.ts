@@ -9,6 +9,7 @@
 import { PGlite } from "@electric-sql/pglite";
 import { join } from "node:path";
 import { PgliteServer } from "./pglite_server.ts";
+import type { InitdbReply, InitdbRequest } from "./pglite_initdb_worker.ts";
 
 /**
  * Where clients connect. The password is made fresh for each run: the socket listens on loopback
@@ -77,6 +78,44 @@ function startParams(sharedBuffers: string): string[] {
   return [...PGlite.defaultStartParams, "-c", `shared_buffers=${sharedBuffers}`];
 }
 
+/** Whether `pgDir` already holds a database (what PGlite itself checks before running initdb). */
+async function holdsDatabase(pgDir: string): Promise<boolean> {
+  try {
+    await Deno.stat(join(pgDir, "PG_VERSION"));
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/**
+ * Creates a new data directory in a Worker that is then terminated: `initdb` leaves about 200 MB
+ * of WebAssembly memory that an isolate never gives back, so it goes with the Worker's isolate.
+ */
+async function initdbInWorker(pgDir: string, params: string[]): Promise<void> {
+  const worker = new Worker(new URL("./pglite_initdb_worker.ts", import.meta.url), {
+    type: "module",
+    name: "pglite-initdb",
+  });
+  try {
+    const reply = await new Promise<InitdbReply>((resolve) => {
+      worker.onmessage = (event: MessageEvent<InitdbReply>) => resolve(event.data);
+      worker.onerror = (event: ErrorEvent) => {
+        event.preventDefault();
+        resolve({ ok: false, error: event.message });
+      };
+      const request: InitdbRequest = { dataDir: pgDir, startParams: params };
+      worker.postMessage(request);
+    });
+    if (!reply.ok) {
+      throw new Error(`Cannot create the embedded database in ${pgDir}: ${reply.error}`);
+    }
+  } finally {
+    worker.terminate();
+  }
+}
+
 /**
  * Opens (or creates) the embedded database and serves it on a loopback socket.
  *
@@ -105,6 +144,7 @@ export async function startEmbeddedDatabase(
   }
   let db: PGlite;
   try {
+    if (pgDir && !(await holdsDatabase(pgDir))) await initdbInWorker(pgDir, params);
     db = await PGlite.create({ ...(pgDir ? { dataDir: pgDir } : {}), startParams: params });
   } catch (err) {
     lock?.close();
