@@ -9,7 +9,8 @@
  * - memory at rest: 10 s after start-up, the simulator trading 10 trades/s;
  * - memory under load: after 15 s at 20,000 trades/s over 10 markets (the highest of 3 samples).
  *
- * Usage: deno run -A bench/memory_startup.ts
+ * Usage: deno run -A bench/memory_startup.ts [startup]   (`startup`: start-up times only, PGlite,
+ * 3 rounds of a new directory then the same one again)
  */
 import postgres from "postgres";
 import {
@@ -41,6 +42,7 @@ function freePort(): number {
 async function startUpbotProcess(
   sim: SimProcess,
   db: { DATA_DIR: string; DATABASE_URL?: string },
+  stderr: "null" | "inherit" = "null",
 ): Promise<UpbotProcess> {
   const port = freePort();
   const env: Record<string, string> = {
@@ -65,7 +67,7 @@ async function startUpbotProcess(
     clearEnv: true,
     stdin: "null",
     stdout: "null",
-    stderr: "null",
+    stderr,
   }).spawn();
   const base = `http://127.0.0.1:${port}`;
   let seen = "nothing";
@@ -201,7 +203,36 @@ export async function benchMemoryStartup(): Promise<MemoryStartupFigures> {
   return figures;
 }
 
-if (import.meta.main) {
+/** Start-up times only, on PGlite: `rounds` times a new data directory, then the same again. */
+export async function benchPgliteStartup(
+  rounds: number,
+): Promise<{ new: number; existing: number }[]> {
+  const sim = await startSimProcess({ rate: 10 });
+  const out: { new: number; existing: number }[] = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      const dir = await Deno.makeTempDir({ prefix: "upbot_bench_start_" });
+      try {
+        const first = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit");
+        await first.stop();
+        const again = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit");
+        await again.stop();
+        out.push({ new: Math.round(first.startupMs), existing: Math.round(again.startupMs) });
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
+  } finally {
+    await sim.close();
+  }
+  return out;
+}
+
+if (import.meta.main && Deno.args[0] === "startup") {
+  Deno.stdout.writeSync(
+    new TextEncoder().encode(JSON.stringify(await benchPgliteStartup(3)) + "\n"),
+  );
+} else if (import.meta.main) {
   Deno.stdout.writeSync(
     new TextEncoder().encode(JSON.stringify(await benchMemoryStartup(), null, 2) + "\n"),
   );

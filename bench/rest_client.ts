@@ -10,6 +10,7 @@
 // deno-lint-ignore no-import-prefix
 import ccxt from "npm:ccxt@4.5.84";
 import { UpbitRest } from "../lib/upbit/rest.ts";
+import process from "node:process";
 import { type BenchRow, fmt, out, percentile, startSimProcess } from "./_harness.ts";
 
 /** Throughput and latency of one client. */
@@ -17,6 +18,8 @@ export interface ClientFigures {
   perSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time (user + system) of this process per request, in µs: the client's own cost. */
+  cpuUsPerRequest: number;
 }
 
 async function drive(
@@ -24,8 +27,10 @@ async function drive(
   requests: number,
   concurrency: number,
   latencies: number[],
+  cpu: { us: number },
 ): Promise<number> {
   let next = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next++ < requests) {
@@ -34,7 +39,10 @@ async function drive(
       latencies.push(performance.now() - s);
     }
   }));
-  return performance.now() - t0;
+  const elapsed = performance.now() - t0;
+  const used = process.cpuUsage(cpu0);
+  cpu.us += used.user + used.system;
+  return elapsed;
 }
 
 /** Runs the comparison; returns both clients' figures. */
@@ -58,23 +66,28 @@ export async function benchRestClient(
     enableRateLimit: false,
   });
   exchange.urls.api = { public: sim.restUrl, private: sim.restUrl };
-  const timings = { upbot: { ms: 0, lat: [] as number[] }, ccxt: { ms: 0, lat: [] as number[] } };
+  const timings = {
+    upbot: { ms: 0, lat: [] as number[], cpu: { us: 0 } },
+    ccxt: { ms: 0, lat: [] as number[], cpu: { us: 0 } },
+  };
   try {
     // Warm-up: connections, JIT, ccxt's lazy set-up.
-    await drive(() => upbot.getAccounts(), 200, concurrency, []);
-    await drive(() => exchange.privateGetAccounts(), 200, concurrency, []);
+    await drive(() => upbot.getAccounts(), 200, concurrency, [], { us: 0 });
+    await drive(() => exchange.privateGetAccounts(), 200, concurrency, [], { us: 0 });
     for (let r = 0; r < rounds; r++) {
       timings.upbot.ms += await drive(
         () => upbot.getAccounts(),
         requests,
         concurrency,
         timings.upbot.lat,
+        timings.upbot.cpu,
       );
       timings.ccxt.ms += await drive(
         () => exchange.privateGetAccounts(),
         requests,
         concurrency,
         timings.ccxt.lat,
+        timings.ccxt.cpu,
       );
     }
   } finally {
@@ -82,8 +95,9 @@ export async function benchRestClient(
     await exchange.close?.();
     await sim.close();
   }
-  const figures = (t: { ms: number; lat: number[] }): ClientFigures => ({
+  const figures = (t: { ms: number; lat: number[]; cpu: { us: number } }): ClientFigures => ({
     perSecond: (requests * rounds) / (t.ms / 1000),
+    cpuUsPerRequest: t.cpu.us / (requests * rounds),
     p50Ms: percentile(t.lat, 50),
     p99Ms: percentile(t.lat, 99),
   });
@@ -109,6 +123,17 @@ export function restRows(r: { upbot: ClientFigures; ccxt: ClientFigures }): Benc
       upbot: `${fmt(r.upbot.p50Ms, 2)} / ${fmt(r.upbot.p99Ms, 2)}`,
       reference: `ccxt ${fmt(r.ccxt.p50Ms, 2)} / ${fmt(r.ccxt.p99Ms, 2)}`,
       ratio: `${fmt(r.ccxt.p99Ms / r.upbot.p99Ms, 2)}x (p99)`,
+      target: "-",
+      met: "-",
+    },
+    {
+      // The simulator answering both clients caps their throughput alike; the client's own CPU
+      // time per request is what the client itself costs.
+      part: "REST client",
+      measure: "client CPU per request (µs, user + system)",
+      upbot: fmt(r.upbot.cpuUsPerRequest),
+      reference: `ccxt ${fmt(r.ccxt.cpuUsPerRequest)}`,
+      ratio: `${fmt(r.ccxt.cpuUsPerRequest / r.upbot.cpuUsPerRequest, 2)}x`,
       target: "-",
       met: "-",
     },

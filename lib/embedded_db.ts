@@ -9,6 +9,7 @@
 import { PGlite } from "@electric-sql/pglite";
 import { join } from "node:path";
 import { PgliteServer } from "./pglite_server.ts";
+import type { InitdbReply, InitdbRequest } from "./pglite_initdb_worker.ts";
 
 /**
  * Where clients connect. The password is made fresh for each run: the socket listens on loopback
@@ -53,6 +54,66 @@ export interface EmbeddedDatabaseOptions {
   port?: number;
   /** Concurrent client connections accepted by the socket server. @default {64} */
   maxConnections?: number;
+  /**
+   * PostgreSQL's `shared_buffers`: PGlite keeps all of it resident. The 128 MB of `initdb`'s
+   * `postgresql.conf` cost about 100 MB more than 16 MB did and the feed wrote no faster with it
+   * (docs/benchmarks.md). @default {"16MB"}
+   */
+  sharedBuffers?: string;
+}
+
+/**
+ * PGlite's own start parameters plus `shared_buffers`. Passed on the command line rather than as
+ * PGlite's `postgresqlconf` option, which would replace `initdb`'s whole `postgresql.conf`
+ * (time zone, date style, ...) with the one line.
+ */
+function startParams(sharedBuffers: string): string[] {
+  if (!/^\d+(kB|MB|GB)$/.test(sharedBuffers)) {
+    throw new TypeError(
+      `Cannot start the embedded database as 'sharedBuffers' must be like 16MB: current value is ${
+        JSON.stringify(sharedBuffers)
+      }`,
+    );
+  }
+  return [...PGlite.defaultStartParams, "-c", `shared_buffers=${sharedBuffers}`];
+}
+
+/** Whether `pgDir` already holds a database (what PGlite itself checks before running initdb). */
+async function holdsDatabase(pgDir: string): Promise<boolean> {
+  try {
+    await Deno.stat(join(pgDir, "PG_VERSION"));
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/**
+ * Creates a new data directory in a Worker that is then terminated: `initdb` leaves about 200 MB
+ * of WebAssembly memory that an isolate never gives back, so it goes with the Worker's isolate.
+ */
+async function initdbInWorker(pgDir: string, params: string[]): Promise<void> {
+  const worker = new Worker(new URL("./pglite_initdb_worker.ts", import.meta.url), {
+    type: "module",
+    name: "pglite-initdb",
+  });
+  try {
+    const reply = await new Promise<InitdbReply>((resolve) => {
+      worker.onmessage = (event: MessageEvent<InitdbReply>) => resolve(event.data);
+      worker.onerror = (event: ErrorEvent) => {
+        event.preventDefault();
+        resolve({ ok: false, error: event.message });
+      };
+      const request: InitdbRequest = { dataDir: pgDir, startParams: params };
+      worker.postMessage(request);
+    });
+    if (!reply.ok) {
+      throw new Error(`Cannot create the embedded database in ${pgDir}: ${reply.error}`);
+    }
+  } finally {
+    worker.terminate();
+  }
 }
 
 /**
@@ -64,6 +125,7 @@ export async function startEmbeddedDatabase(
   options: EmbeddedDatabaseOptions,
 ): Promise<EmbeddedDatabase> {
   const host = options.host ?? "127.0.0.1";
+  const params = startParams(options.sharedBuffers ?? "16MB");
   let lock: Deno.FsFile | null = null;
   let pgDir: string | undefined;
   if (options.dataDir !== null) {
@@ -82,7 +144,8 @@ export async function startEmbeddedDatabase(
   }
   let db: PGlite;
   try {
-    db = await PGlite.create(pgDir ? { dataDir: pgDir } : {});
+    if (pgDir && !(await holdsDatabase(pgDir))) await initdbInWorker(pgDir, params);
+    db = await PGlite.create({ ...(pgDir ? { dataDir: pgDir } : {}), startParams: params });
   } catch (err) {
     lock?.close();
     throw err;

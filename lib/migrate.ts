@@ -92,7 +92,17 @@ export async function migrate(sql: Client, migrations?: Migration[]): Promise<Mi
       )`;
   });
   const result: MigrateResult = { applied: [], skipped: [] };
+  // Start-up fast path: one read of what is applied. A recorded version stays recorded, so a
+  // file found here is skipped without its own transaction; the others still take the lock and
+  // re-read inside their transaction, as a process starting at the same time may apply them.
+  const recorded = new Set(
+    (await sql<{ version: number }[]>`select version from schema_migrations`).map((r) => r.version),
+  );
   for (const file of files) {
+    if (recorded.has(file.version)) {
+      result.skipped.push(file.name);
+      continue;
+    }
     const applied = await sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
       const [done] = await tx`select 1 from schema_migrations where version = ${file.version}`;

@@ -100,3 +100,40 @@ Deno.test("DataDirLockedError names the lock file", () => {
   const err = new DataDirLockedError("/x/data");
   assert.ok(err.message.includes(join("/x/data", "upbot.lock")));
 });
+
+Deno.test("embedded database: shared_buffers 16MB by default, initdb's other settings kept", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upbot_embedded_" });
+  try {
+    // A new data directory (initdb), then the same one again.
+    for (const round of ["new", "existing"]) {
+      const db = await startEmbeddedDatabase({ dataDir: dir });
+      const sql = connect({ kind: "embedded", ...db.endpoint });
+      try {
+        const [row] = await sql`
+          select current_setting('shared_buffers') as shared_buffers,
+                 current_setting('TimeZone') as time_zone,
+                 current_setting('DateStyle') as date_style`;
+        assert.deepEqual(
+          { ...row },
+          { shared_buffers: "16MB", time_zone: "UTC", date_style: "ISO, MDY" },
+          round,
+        );
+      } finally {
+        await sql.end();
+        await db.close();
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("embedded database: a malformed sharedBuffers is refused before anything opens", async () => {
+  await assert.rejects(
+    startEmbeddedDatabase({ dataDir: null, sharedBuffers: "16 MB; fsync=off" }),
+    (err: Error) =>
+      err instanceof TypeError &&
+      err.message ===
+        `Cannot start the embedded database as 'sharedBuffers' must be like 16MB: current value is "16 MB; fsync=off"`,
+  );
+});
