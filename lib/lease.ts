@@ -16,7 +16,7 @@
  * either committed under the old lease (and the new holder's resolution pass and live-start
  * reconciliation find it, by identifier, before its first order) or is refused and never sent.
  */
-import type { Client, Sql } from "./db.ts";
+import { type Client, connect, type DbConnection, type Sql } from "./db.ts";
 
 /** Session advisory lock key of the lease ("upbot-run"; the key older upbots locked too). */
 export const LEASE_LOCK_KEY = 0x7570626f7472;
@@ -79,8 +79,8 @@ export async function assertLeaseHeld(tx: Sql, fence: LeaseFence): Promise<void>
 
 /** Options of {@linkcode Lease}. */
 export interface LeaseOptions {
-  /** The process's client; the lease session is reserved from it. */
-  sql: Client;
+  /** The database; the lease session is a client of its own with one connection. */
+  connection: DbConnection;
   /** Recorded in `upbot_lease.holder` (host and pid), for people. */
   holder: string;
   /** Pause between tries of a standby. @default {1000} */
@@ -91,15 +91,18 @@ export interface LeaseOptions {
   checkTimeoutMs?: number;
 }
 
-type Reserved = Awaited<ReturnType<Client["reserve"]>>;
-
 /**
  * One process's lease: {@linkcode acquire} waits for it, {@linkcode watch} reports its loss,
  * {@linkcode release} gives it up.
  */
 export class Lease {
   readonly #o: Required<LeaseOptions>;
-  #session: Reserved | undefined;
+  /**
+   * A client of one connection (not a connection reserved from the process's pool: postgres.js
+   * 3.4 throws an uncaught error when a reserved connection the server closed is used again).
+   * It reconnects silently after a loss, so the holder checks its backend pid.
+   */
+  #session: Client | undefined;
   #fence: LeaseFence | undefined;
   #stopped = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -117,25 +120,17 @@ export class Lease {
   /** One try: the fence when this process now holds the lease, null when another does. */
   async tryAcquire(): Promise<LeaseFence | null> {
     if (this.#fence) return this.#fence;
-    try {
-      this.#session ??= await this.#o.sql.reserve();
-      const s = this.#session;
-      const [lock] = await s<{ locked: boolean }[]>`
-        select pg_try_advisory_lock(${LEASE_LOCK_KEY}) as locked`;
-      if (!lock?.locked) return null;
-      const [row] = await s<{ epoch: number; holder_pid: number }[]>`
-        update upbot_lease set epoch = epoch + 1, holder_pid = pg_backend_pid(),
-          holder = ${this.#o.holder}, acquired_at = now()
-        where id = 1 returning epoch::float8 as epoch, holder_pid`;
-      if (!row) throw new Error("the upbot_lease row is missing: run the migrations");
-      this.#fence = { epoch: row.epoch, holderPid: row.holder_pid };
-      return this.#fence;
-    } catch (err) {
-      // A broken session: give it back, the next try reserves a fresh one.
-      this.#session?.release();
-      this.#session = undefined;
-      throw err;
-    }
+    this.#session ??= connect(this.#o.connection, { max: 1, applicationName: "upbot-lease" });
+    // One statement, so the lock and the epoch are taken on one session even if it reconnects.
+    const [row] = await this.#session<{ epoch: number; holder_pid: number }[]>`
+      with lock as (select pg_try_advisory_lock(${LEASE_LOCK_KEY}) as locked)
+      update upbot_lease set epoch = epoch + 1, holder_pid = pg_backend_pid(),
+        holder = ${this.#o.holder}, acquired_at = now()
+      where id = 1 and (select locked from lock)
+      returning epoch::float8 as epoch, holder_pid`;
+    if (!row) return null;
+    this.#fence = { epoch: row.epoch, holderPid: row.holder_pid };
+    return this.#fence;
   }
 
   /**
@@ -203,7 +198,7 @@ export class Lease {
     void loop();
   }
 
-  /** Stops polling and watching; unlocks and returns the session when held. Idempotent. */
+  /** Stops polling and watching; unlocks when held and closes the session. Idempotent. */
   async release(): Promise<void> {
     this.#stopped = true;
     this.#wake?.();
@@ -214,7 +209,7 @@ export class Lease {
       this.#fence = undefined;
       await session`select pg_advisory_unlock(${LEASE_LOCK_KEY})`.catch(() => {});
     }
-    session.release();
+    await session.end({ timeout: 5 });
   }
 
   #sleep(ms: number): Promise<void> {

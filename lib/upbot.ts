@@ -88,7 +88,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
   let leadership: Leadership | undefined;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   const lease = db.connection.kind === "url"
-    ? new Lease({ sql: db.sql, holder: `${Deno.hostname()} pid ${Deno.pid}` })
+    ? new Lease({ connection: db.connection, holder: `${Deno.hostname()} pid ${Deno.pid}` })
     : null;
   const { promise: fatal, resolve: reportFatal } = Promise.withResolvers<Error>();
   let stopping: Promise<void> | null = null;
