@@ -41,8 +41,12 @@ import { retentionPolicy, startRetention } from "./store/retention.ts";
 export interface Upbot {
   /** Base URL of the HTTP server, e.g. `http://127.0.0.1:8501`. */
   readonly httpUrl: string;
-  /** The actors' supervisor while this upbot leads, else null. */
-  readonly supervisor: Supervisor | null;
+  /**
+   * The actors' supervisor while this upbot leads.
+   *
+   * @throws {Error} on a standby (it runs no actor).
+   */
+  readonly supervisor: Supervisor;
   /** The main thread's database client (closed by `stop`), e.g. for tests and tools to read. */
   readonly sql: Client;
   /** `leader` while this upbot holds the lease and trades, else `standby`. */
@@ -200,7 +204,8 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     return {
       httpUrl,
       get supervisor() {
-        return leadership?.supervisor ?? null;
+        if (!leadership) throw new Error("this upbot is not the leader: it runs no actor");
+        return leadership.supervisor;
       },
       sql: db.sql,
       role,
