@@ -162,26 +162,39 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         log,
         wakeExecutor,
       });
+    /** The leadership being started (awaited by a loss or a stop that comes meanwhile). */
+    let starting: Promise<Leadership | undefined> = Promise.resolve(undefined);
+    let lost = false;
     const onLost = (reason: string) => {
+      if (lost) return;
+      lost = true;
       log.error("Lease LOST: stopping the trading actors", { reason });
-      const held = leadership;
-      leadership = undefined;
-      void (held?.stop() ?? Promise.resolve()).finally(() =>
+      void (async () => {
+        const held = leadership ?? await starting.catch(() => undefined);
+        leadership = undefined;
+        await held?.stop();
         reportFatal(
           new Error(
             `this upbot lost its lease on ${db.description} (${reason}); its trading actors are stopped: restart it, it comes back as standby`,
           ),
-        )
-      );
+        );
+      })();
+    };
+    /** Watches the lease from the moment it is held, then starts what the leader runs. */
+    const becomeLeader = async (fence: LeaseFence | null) => {
+      if (fence) lease?.watch(onLost);
+      starting = lead(fence);
+      const started = await starting;
+      if (lost || stopping) return await started?.stop();
+      leadership = started;
     };
     const fence = lease ? await lease.tryAcquire() : null;
     if (!lease || fence) {
       if (fence) log.info(`Lease acquired (epoch ${fence.epoch}): this upbot is the leader`);
-      leadership = await lead(fence);
-      if (lease) lease.watch(onLost);
+      await becomeLeader(fence);
     } else {
       log.warn(
-        `Standby: another upbot holds the lease on ${db.description}; serving HTTP read-only and taking over when it goes`,
+        `Standby: another upbot holds the lease on ${db.description}; serving HTTP and taking over when it goes`,
       );
       void lease.acquire((err) =>
         log.warn("Standby: could not try the lease; trying again", { error: err.message })
@@ -189,10 +202,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         if (!taken || stopping) return;
         log.info(`Lease acquired (epoch ${taken.epoch}): the standby takes over as leader`);
         try {
-          const started = await lead(taken);
-          if (stopping) return await started.stop();
-          leadership = started;
-          lease.watch(onLost);
+          await becomeLeader(taken);
         } catch (err) {
           log.error("taking over as leader failed", { error: (err as Error).message });
           reportFatal(err as Error);
@@ -212,7 +222,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       fatal,
       stop() {
         stopping ??= (async () => {
-          const held = leadership;
+          const held = leadership ?? await starting.catch(() => undefined);
           leadership = undefined;
           await held?.stop();
           await lease?.release();
@@ -223,6 +233,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       },
     };
   } catch (err) {
+    // startLeadership stops what it started when it throws.
     await leadership?.stop();
     await lease?.release();
     await server?.shutdown();
