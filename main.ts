@@ -2,7 +2,8 @@
  * @module upbot entry point: configuration -> database -> migrations -> actors -> HTTP server,
  * and a graceful stop on SIGINT / SIGTERM.
  *
- * Exit codes: 0 after a clean stop, 1 when start-up fails, 2 for bad configuration.
+ * Exit codes: 0 after a clean stop, 1 when start-up fails or a leader loses its lease (hot
+ * standby: the service manager restarts it and it comes back as standby), 2 for bad configuration.
  */
 import { loadConfigOrReport } from "./lib/cli.ts";
 import { startUpbot } from "./lib/upbot.ts";
@@ -26,9 +27,14 @@ async function main(): Promise<number> {
     ["SIGTERM", onSignal("SIGTERM")],
   ];
   for (const [sig, fn] of signals) Deno.addSignalListener(sig, fn);
-  const signal = await stopSignal;
+  const ended = await Promise.race([stopSignal, upbot.fatal]);
   for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
-  log.info("stopping", { signal });
+  if (ended instanceof Error) {
+    log.error("stopping", { error: ended.message });
+    await upbot.stop();
+    return 1;
+  }
+  log.info("stopping", { signal: ended });
   await upbot.stop();
   log.info("stopped");
   return 0;

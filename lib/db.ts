@@ -9,6 +9,7 @@ import postgres from "postgres";
 import type { Config } from "./config.ts";
 import { describeDatabaseUrl } from "./config.ts";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./embedded_db.ts";
+import { type LeaseFence, setLeaseFence } from "./lease.ts";
 
 /** The postgres.js client. */
 export type Client = postgres.Sql;
@@ -21,7 +22,15 @@ export type Sql = postgres.Sql | postgres.TransactionSql;
  * the environment). `url` may hold a password: treat the whole object as a secret.
  */
 export type DbConnection =
-  | { kind: "url"; url: string }
+  | {
+    kind: "url";
+    url: string;
+    /**
+     * The lease the clients of this connection write under (the leader's actors): their fenced
+     * attempt writes fail once another upbot took the lease (see `lease.ts`).
+     */
+    lease?: LeaseFence;
+  }
   | {
     kind: "embedded";
     host: string;
@@ -55,7 +64,11 @@ export function connect(connection: DbConnection, options: ConnectOptions = {}):
     onnotice: () => {},
     connection: { application_name: options.applicationName ?? "upbot" },
   };
-  if (connection.kind === "url") return postgres(connection.url, common);
+  if (connection.kind === "url") {
+    const sql = postgres(connection.url, common);
+    if (connection.lease) setLeaseFence(sql, connection.lease);
+    return sql;
+  }
   // Every field explicit, so postgres.js fills nothing in from PG* variables. No named prepared
   // statements: PGlite is one session shared by every client, and statements prepared by
   // clients that come and go (actor restarts) would pile up in it for good.
@@ -68,19 +81,6 @@ export function connect(connection: DbConnection, options: ConnectOptions = {}):
     password: connection.password,
     prepare: false,
   });
-}
-
-/** Session advisory lock key held by the upbot process that owns a database ("upbot-run"). */
-const PROCESS_LOCK_KEY = 0x7570626f7472;
-
-/** Thrown when another upbot process already uses the database of `DATABASE_URL`. */
-export class DatabaseInUseError extends Error {
-  constructor(description: string) {
-    super(
-      `the database ${description} is in use by another upbot process; stop it or use another database`,
-    );
-    this.name = "DatabaseInUseError";
-  }
 }
 
 /** The database of one upbot process: the client plus whatever must be closed with it. */
@@ -96,8 +96,10 @@ export interface Database {
  * Opens the database chosen by the configuration: `DATABASE_URL` when set, else the embedded
  * PGlite under `DATA_DIR`.
  *
+ * Several upbots may open one `DATABASE_URL` database: the lease (`lease.ts`) decides which one
+ * trades.
+ *
  * @throws {DataDirLockedError} when another upbot uses the same `DATA_DIR`.
- * @throws {DatabaseInUseError} when another upbot uses the same `DATABASE_URL` database.
  */
 export async function openDatabase(
   config: Pick<Config, "DATABASE_URL" | "DATA_DIR">,
@@ -106,26 +108,12 @@ export async function openDatabase(
     const connection: DbConnection = { kind: "url", url: config.DATABASE_URL };
     const description = `postgres (${describeDatabaseUrl(config.DATABASE_URL)})`;
     const sql = connect(connection);
-    // Two upbots on one database would each trade the same signals: hold a session lock on a
-    // connection of our own for as long as this process runs (it dies with the process).
-    let lock;
-    try {
-      lock = await sql.reserve();
-      const [row] = await lock`select pg_try_advisory_lock(${PROCESS_LOCK_KEY}) as locked`;
-      if (!row?.locked) throw new DatabaseInUseError(description);
-    } catch (err) {
-      lock?.release();
-      await sql.end({ timeout: 5 });
-      throw err;
-    }
-    const held = lock;
+    // Which of several upbots on this database trades is the lease's business (lease.ts).
     return {
       sql,
       connection,
       description,
       async close() {
-        await held`select pg_advisory_unlock(${PROCESS_LOCK_KEY})`.catch(() => {});
-        held.release();
         await sql.end({ timeout: 5 });
       },
     };

@@ -38,7 +38,7 @@ export class DataDirLockedError extends Error {
     super(
       `DATA_DIR ${dataDir} is in use by another upbot process (lock file ${
         join(dataDir, "upbot.lock")
-      }); stop that process or choose another DATA_DIR`,
+      }); stop that process or choose another DATA_DIR (the embedded PGlite serves one upbot: a hot standby needs PostgreSQL, set DATABASE_URL)`,
     );
     this.name = "DataDirLockedError";
   }

@@ -1,6 +1,13 @@
 /**
- * @module Wiring of one upbot process: logging, database, migrations, HTTP server (and, as they
- * land, the supervised actors). `main.ts` calls {@linkcode startUpbot}; tests may too.
+ * @module Wiring of one upbot process: logging, database, migrations, HTTP server and the
+ * supervised actors. `main.ts` calls {@linkcode startUpbot}; tests may too.
+ *
+ * On PostgreSQL several upbots may share one database (hot standby, `lease.ts`): the one that
+ * holds the lease is the leader and runs the control directory, the actors and the background
+ * jobs; the others serve HTTP (read-only views, `/readyz` 503 `role: "standby"`) and poll the
+ * lease every second. A leader that loses its lease stops its actors and reports it through
+ * {@linkcode Upbot.fatal}: `main.ts` then exits 1 and the service manager restarts it, as a
+ * standby. On the embedded PGlite there is one upbot per `DATA_DIR`, always the leader.
  */
 import type { Config } from "./config.ts";
 import { hasUpbitKeys, isLoopbackHost, secretValues } from "./config.ts";
@@ -12,7 +19,7 @@ import {
   ControlDirWatcher,
 } from "./control/command_dir.ts";
 import { GLOBAL_SCOPE, haltEntries } from "./control/trading_state.ts";
-import { type Client, openDatabase } from "./db.ts";
+import { type Client, type DbConnection, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { AlertWebhook } from "./http/alert_webhook.ts";
 import { createApp } from "./http/app.ts";
@@ -23,7 +30,8 @@ import { prometheusRoute } from "./http/prometheus.ts";
 import { startSampler } from "./http/samples.ts";
 import { webRoutes } from "./http/web_page.tsx";
 import { decideTradeMode } from "./execution/guard.ts";
-import { liveness, readiness } from "./http/health.ts";
+import { liveness, readiness, type Role, standbyReadiness } from "./http/health.ts";
+import { Lease, type LeaseFence } from "./lease.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
@@ -33,9 +41,21 @@ import { retentionPolicy, startRetention } from "./store/retention.ts";
 export interface Upbot {
   /** Base URL of the HTTP server, e.g. `http://127.0.0.1:8501`. */
   readonly httpUrl: string;
+  /**
+   * The actors' supervisor while this upbot leads.
+   *
+   * @throws {Error} on a standby (it runs no actor).
+   */
   readonly supervisor: Supervisor;
   /** The main thread's database client (closed by `stop`), e.g. for tests and tools to read. */
   readonly sql: Client;
+  /** `leader` while this upbot holds the lease and trades, else `standby`. */
+  role(): Role;
+  /**
+   * Resolves when this upbot can no longer do its job: it lost its lease (its actors are already
+   * stopped) or taking over as leader failed. The caller should `stop()` and exit non-zero.
+   */
+  readonly fatal: Promise<Error>;
   /** Graceful stop: actors (reverse order), HTTP server, then the database. Idempotent. */
   stop(): Promise<void>;
 }
@@ -45,8 +65,16 @@ export interface StartOptions {
   supervisor?: Partial<ConstructorParameters<typeof Supervisor>[0]>;
 }
 
+/** What a leader runs, stopped in reverse order. */
+interface Leadership {
+  supervisor: Supervisor;
+  stop(): Promise<void>;
+}
+
 /**
- * Starts upbot with a validated configuration.
+ * Starts upbot with a validated configuration. Resolves once the HTTP server listens and, when
+ * this upbot got the lease at once (always on PGlite), its actors run; a standby takes over in
+ * the background when the lease comes free.
  *
  * @throws {Error} when the database cannot be opened or migrated, or the port is taken;
  *   whatever was already started is stopped again first.
@@ -61,11 +89,13 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     upbit_keys: hasUpbitKeys(config) ? "set" : "not set",
   });
   const db = await openDatabase(config);
-  let supervisor: Supervisor | undefined;
+  let leadership: Leadership | undefined;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
-  let control: ControlDirWatcher | undefined;
-  /** Stored halts under way (awaited before the database closes). */
-  const haltWrites = new Set<Promise<void>>();
+  const lease = db.connection.kind === "url"
+    ? new Lease({ connection: db.connection, holder: `${Deno.hostname()} pid ${Deno.pid}` })
+    : null;
+  const { promise: fatal, resolve: reportFatal } = Promise.withResolvers<Error>();
+  let stopping: Promise<void> | null = null;
   try {
     log.info("DB OK", { backend: db.description });
     const dbSecrets = db.connection.kind === "embedded" ? [db.connection.password] : [];
@@ -76,19 +106,171 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       applied: result.applied.length,
       already: result.skipped.length,
     });
+    const startedAt = Date.now();
+    const role = (): Role => leadership ? "leader" : "standby";
+    const actors = () => leadership?.supervisor.status() ?? [];
     const wakeExecutor = () => {
-      if (supervisor?.status().some((a) => a.name === "executor")) {
-        supervisor.send("executor", { type: "wake", topic: "trading_state" });
+      if (leadership?.supervisor.status().some((a) => a.name === "executor")) {
+        leadership.supervisor.send("executor", { type: "wake", topic: "trading_state" });
       }
     };
-    // Halt, resume and flatten commands queued while upbot was down apply before any actor
-    // starts; then the control directory is polled (see lib/control/command_dir.ts).
-    const layout = controlDirLayout(config.DATA_DIR);
-    control = new ControlDirWatcher({
-      layout,
-      sql: db.sql,
-      onApplied: () => wakeExecutor(),
+    const app = createApp({
+      liveness: async () => ({
+        ...await liveness(() => db.sql`select 1`, startedAt),
+        role: role(),
+      }),
+      readiness: () =>
+        leadership ? { ...readiness(actors()), role: "leader" as const } : standbyReadiness(),
+      auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
+      routes: [
+        actorsRoute({ status: actors }),
+        dashboardRoutes({
+          sql: db.sql,
+          guard: decideTradeMode(config),
+          markets: config.MARKETS,
+          actors,
+          supervisorHalt: () => leadership?.supervisor.haltReason ?? null,
+          startedAt,
+          role,
+        }),
+        controlRoutes({ sql: db.sql, log, onChanged: wakeExecutor }),
+        grafanaRoutes({ sql: db.sql, markets: config.MARKETS }),
+        webRoutes({ markets: config.MARKETS }),
+        prometheusRoute({
+          sql: db.sql,
+          actors,
+          supervisorHalted: () => leadership?.supervisor.tradingState === "halted",
+        }),
+      ],
     });
+    // Bind the port before any actor starts: a taken port must stop start-up before an order
+    // could go out.
+    server = Deno.serve({
+      hostname: config.HTTP_HOST,
+      port: config.HTTP_PORT,
+      onListen: () => {},
+    }, app.fetch);
+    const addr = server.addr;
+    const httpUrl = `http://${addr.hostname}:${addr.port}`;
+    const lead = (fence: LeaseFence | null) =>
+      startLeadership(config, options, {
+        sql: db.sql,
+        connection: fence && db.connection.kind === "url"
+          ? { ...db.connection, lease: fence }
+          : db.connection,
+        secrets: dbSecrets,
+        log,
+        wakeExecutor,
+      });
+    /** The leadership being started (awaited by a loss or a stop that comes meanwhile). */
+    let starting: Promise<Leadership | undefined> = Promise.resolve(undefined);
+    let lost = false;
+    const onLost = (reason: string) => {
+      if (lost) return;
+      lost = true;
+      log.error("Lease LOST: stopping the trading actors", { reason });
+      void (async () => {
+        const held = leadership ?? await starting.catch(() => undefined);
+        leadership = undefined;
+        await held?.stop();
+        reportFatal(
+          new Error(
+            `this upbot lost its lease on ${db.description} (${reason}); its trading actors are stopped: restart it, it comes back as standby`,
+          ),
+        );
+      })();
+    };
+    /** Watches the lease from the moment it is held, then starts what the leader runs. */
+    const becomeLeader = async (fence: LeaseFence | null) => {
+      if (fence) lease?.watch(onLost);
+      starting = lead(fence);
+      const started = await starting;
+      if (lost || stopping) return await started?.stop();
+      leadership = started;
+    };
+    const fence = lease ? await lease.tryAcquire() : null;
+    if (!lease || fence) {
+      if (fence) log.info(`Lease acquired (epoch ${fence.epoch}): this upbot is the leader`);
+      await becomeLeader(fence);
+    } else {
+      log.warn(
+        `Standby: another upbot holds the lease on ${db.description}; serving HTTP and taking over when it goes`,
+      );
+      void lease.acquire((err) =>
+        log.warn("Standby: could not try the lease; trying again", { error: err.message })
+      ).then(async (taken) => {
+        if (!taken || stopping) return;
+        log.info(`Lease acquired (epoch ${taken.epoch}): the standby takes over as leader`);
+        try {
+          await becomeLeader(taken);
+        } catch (err) {
+          log.error("taking over as leader failed", { error: (err as Error).message });
+          reportFatal(err as Error);
+        }
+      });
+    }
+    log.info(`HTTP server listening on ${httpUrl}`, { role: role() });
+    const listening = server;
+    return {
+      httpUrl,
+      get supervisor() {
+        if (!leadership) throw new Error("this upbot is not the leader: it runs no actor");
+        return leadership.supervisor;
+      },
+      sql: db.sql,
+      role,
+      fatal,
+      stop() {
+        stopping ??= (async () => {
+          const held = leadership ?? await starting.catch(() => undefined);
+          leadership = undefined;
+          await held?.stop();
+          await lease?.release();
+          await listening.shutdown();
+          await db.close();
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    // startLeadership stops what it started when it throws.
+    await leadership?.stop();
+    await lease?.release();
+    await server?.shutdown();
+    await db.close();
+    throw err;
+  }
+}
+
+/** What {@linkcode startLeadership} needs from the process. */
+interface LeaderDeps {
+  sql: Client;
+  /** The actors' connection; on PostgreSQL it carries the lease's fence. */
+  connection: DbConnection;
+  secrets: string[];
+  log: ReturnType<typeof createLogger>;
+  wakeExecutor: () => void;
+}
+
+/**
+ * Starts what only the leader runs: the control directory (queued commands apply before any
+ * actor starts), the supervised actors, alerts, samples and retention.
+ *
+ * @throws {Error} when the control directory cannot be used or an actor cannot start; whatever
+ *   was started is stopped again first.
+ */
+async function startLeadership(
+  config: Config,
+  options: StartOptions,
+  deps: LeaderDeps,
+): Promise<Leadership> {
+  const { sql, log } = deps;
+  /** Stored halts under way (awaited before the database closes). */
+  const haltWrites = new Set<Promise<void>>();
+  const layout = controlDirLayout(config.DATA_DIR);
+  const control = new ControlDirWatcher({ layout, sql, onApplied: () => deps.wakeExecutor() });
+  let supervisor: Supervisor | undefined;
+  try {
     try {
       await control.claim();
       const applied = await control.processInbox();
@@ -103,15 +285,14 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       );
     }
     control.start();
-    const startedAt = Date.now();
     supervisor = new Supervisor({
-      actors: pipelineActorSpecs(config, db.connection),
+      actors: pipelineActorSpecs(config, deps.connection),
       log: loggingSettings(),
-      secrets: [...secretValues(config), ...dbSecrets],
+      secrets: [...secretValues(config), ...deps.secrets],
       onTradingHalt: (reason, actor) => {
         log.error("Trading HALTED", { reason, actor: actor ?? undefined });
         // Stored too, so the halt survives a restart until a person resumes it.
-        const write = haltEntries(db.sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" })
+        const write = haltEntries(sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" })
           .then(
             () =>
               log.warn(
@@ -127,81 +308,39 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       },
       ...options.supervisor,
     });
-    const app = createApp({
-      liveness: () => liveness(() => db.sql`select 1`, startedAt),
-      readiness: () => readiness(supervisor!.status()),
-      auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
-      routes: [
-        actorsRoute(supervisor!),
-        dashboardRoutes({
-          sql: db.sql,
-          guard: decideTradeMode(config),
-          markets: config.MARKETS,
-          actors: () => supervisor!.status(),
-          supervisorHalt: () => supervisor!.haltReason,
-          startedAt,
-        }),
-        controlRoutes({ sql: db.sql, log, onChanged: wakeExecutor }),
-        grafanaRoutes({ sql: db.sql, markets: config.MARKETS }),
-        webRoutes({ markets: config.MARKETS }),
-        prometheusRoute({
-          sql: db.sql,
-          actors: () => supervisor!.status(),
-          supervisorHalted: () => supervisor!.tradingState === "halted",
-        }),
-      ],
-    });
-    // Bind the port before any actor starts: a taken port must stop start-up before an order
-    // could go out.
-    server = Deno.serve({
-      hostname: config.HTTP_HOST,
-      port: config.HTTP_PORT,
-      onListen: () => {},
-    }, app.fetch);
-    const addr = server.addr;
-    const httpUrl = `http://${addr.hostname}:${addr.port}`;
     await supervisor.start();
-    const running = supervisor;
-    let alerts: AlertWebhook | undefined;
-    if (config.ALERT_WEBHOOK_URL) {
-      alerts = new AlertWebhook({ sql: db.sql, url: config.ALERT_WEBHOOK_URL, log });
-      await alerts.start();
-    }
-    const stopSampler = startSampler(db.sql, {
-      actors: () => running.status(),
-      supervisorHalted: () => running.tradingState === "halted",
-    }, log);
-    const stopRetention = startRetention(db.sql, retentionPolicy(config), log, {
-      intervalMs: config.RETENTION_INTERVAL_MIN * 60_000,
-    });
-    log.info(`HTTP server listening on ${httpUrl}`);
-    let stopping: Promise<void> | null = null;
-    const listening = server;
-    const watcher = control;
-    return {
-      httpUrl,
-      supervisor: running,
-      sql: db.sql,
-      stop() {
-        stopping ??= (async () => {
-          await watcher.stop();
-          await running.stop("shutdown");
-          await Promise.all(haltWrites);
-          await stopSampler();
-          await stopRetention();
-          await alerts?.stop();
-          await listening.shutdown();
-          await db.close();
-        })();
-        return stopping;
-      },
-    };
   } catch (err) {
-    await control?.stop();
+    await control.stop();
     await supervisor?.stop("start-up failed");
     await Promise.all(haltWrites);
-    await server?.shutdown();
-    await db.close();
     throw err;
   }
+  const running = supervisor;
+  let alerts: AlertWebhook | undefined;
+  if (config.ALERT_WEBHOOK_URL) {
+    alerts = new AlertWebhook({ sql, url: config.ALERT_WEBHOOK_URL, log });
+    await alerts.start();
+  }
+  const stopSampler = startSampler(sql, {
+    actors: () => running.status(),
+    supervisorHalted: () => running.tradingState === "halted",
+  }, log);
+  const stopRetention = startRetention(sql, retentionPolicy(config), log, {
+    intervalMs: config.RETENTION_INTERVAL_MIN * 60_000,
+  });
+  let stopping: Promise<void> | null = null;
+  return {
+    supervisor: running,
+    stop() {
+      stopping ??= (async () => {
+        await control.stop();
+        await running.stop("shutdown");
+        await Promise.all(haltWrites);
+        await stopSampler();
+        await stopRetention();
+        await alerts?.stop();
+      })();
+      return stopping;
+    },
+  };
 }

@@ -25,10 +25,15 @@ for (const backend of testBackends()) {
     assert.equal(health.status, 200);
     assert.equal(health.body.ok, true);
     assert.equal(health.body.db, "ok");
+    assert.equal(health.body.role, "leader");
 
     // Ready once every actor runs and the feed has caught up with the simulator's trades.
     await waitFor("/readyz 200", async () => (await getJson(`${url}/readyz`)).status === 200);
-    assert.deepEqual((await getJson(`${url}/readyz`)).body, { ready: true, problems: [] });
+    assert.deepEqual((await getJson(`${url}/readyz`)).body, {
+      ready: true,
+      problems: [],
+      role: "leader",
+    });
 
     // Shadow attempts follow paper trades (test profile).
     const attempts = await waitFor("two shadow attempts", async () => {
@@ -40,7 +45,7 @@ for (const backend of testBackends()) {
       assert.equal(typeof a.ts, "number");
       assert.ok(Math.abs((a.ts as number) - Date.now()) < 600_000);
       assert.equal(a.mode, "shadow");
-      assert.match(String(a.identifier), /^paper-\d+-(ENTER|EXIT)_LONG$/);
+      assert.match(String(a.identifier), /^paper-[a-z2-7]{8}-\d+-(ENTER|EXIT)_LONG$/);
     }
     const ids = attempts.map((a) => a.id as number);
     assert.deepEqual(ids, [...ids].sort((x, y) => y - x), "newest first");
@@ -98,6 +103,7 @@ for (const backend of testBackends()) {
       ],
     );
     assert.equal(typeof status.body.uptime_sec, "number");
+    assert.equal(status.body.role, "leader");
 
     // Controls: token required; the halt lands in the same store the CLI writes.
     const noToken = await fetch(`${url}/api/control/halt`, {

@@ -101,16 +101,21 @@ Deno.test("main.ts uses DATABASE_URL when set and never logs its password", {
   try {
     await proc.waitForLine(/HTTP server listening/);
     assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
-    // A second upbot on the same database is refused: it would trade the same signals again.
+    // A second upbot on the same database waits as standby (tests/standby_test.ts has the rest).
+    const secondPort = freePort();
     const second = spawnDeno(START_ARGS, {
       cwd: dir,
-      env: { DATABASE_URL: url.toString(), HTTP_PORT: String(freePort()), LOG_FORMAT: "json" },
+      env: { DATABASE_URL: url.toString(), HTTP_PORT: String(secondPort), LOG_FORMAT: "json" },
     });
-    assert.equal((await second.exited()).code, 1);
-    assert.ok(
-      second.lines.some((l) => /is in use by another upbot process/.test(l)),
-      second.lines.join("\n"),
-    );
+    try {
+      await second.waitForLine(/HTTP server listening.*"role":"standby"/);
+      const ready = await fetch(`http://127.0.0.1:${secondPort}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.equal((await ready.json()).role, "standby");
+      assert.equal((await second.stop("SIGTERM")).code, 0, second.lines.join("\n"));
+    } finally {
+      await second.stop("SIGKILL").catch(() => {});
+    }
     assert.equal((await proc.stop("SIGINT")).code, 0);
     const text = proc.lines.join("\n");
     assert.ok(text.includes('"backend":"postgres (postgres://'), text);

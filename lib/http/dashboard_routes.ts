@@ -13,6 +13,7 @@ import type { GuardDecision } from "../execution/guard.ts";
 import { ledgerPositions } from "../execution/position_ledger.ts";
 import { redact } from "../log.ts";
 import { parseQuery } from "./errors.ts";
+import type { Role } from "./health.ts";
 import { MarketCode, paging, queryInt, timeRange } from "./query_schemas.ts";
 import { alarmViews, tradingStateViews } from "./trading_views.ts";
 
@@ -32,6 +33,8 @@ export interface DashboardDeps {
    */
   supervisorHalt: () => string | null;
   startedAt: number;
+  /** This upbot's role in a hot-standby pair (`lib/lease.ts`). @default {() => "leader"} */
+  role?: () => Role;
 }
 
 /** A live ledger position as shown by `/api/account` (before its unrealised pnl is added). */
@@ -136,6 +139,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
     return c.json({
       ts: now,
       version: UPBOT_VERSION,
+      role: deps.role?.() ?? "leader",
       uptime_sec: Math.round((now - deps.startedAt) / 1000),
       markets: deps.markets,
       mode: {

@@ -3,7 +3,8 @@
  * (container health checks use it); `/readyz` says this instance trades: every permanent actor
  * runs and the feed is connected and caught up. A halt does not make an instance unready: halted
  * means no new entries while exits, cancels and reconciliation go on, which is work only a
- * running instance does.
+ * running instance does. Of a hot-standby pair (`lib/lease.ts`) only the leader can be ready: the
+ * standby is alive (`/healthz` 200) and answers `/readyz` 503 with `role: "standby"`.
  */
 import type { ActorStatus } from "../actors/supervisor.ts";
 
@@ -13,11 +14,20 @@ export const FEED_SLACK_MS = 2000;
 /** The lateness window assumed when the feed has not reported its own. */
 const DEFAULT_LATENESS_MS = 2000;
 
+/** Whether this upbot holds the lease and trades (`leader`) or waits for it (`standby`). */
+export type Role = "leader" | "standby";
+
+/** The one problem a standby reports. */
+export const STANDBY_PROBLEM =
+  "this upbot is the standby: another upbot holds the lease and trades";
+
 /** What `/healthz` answers. */
 export interface Liveness {
   ok: boolean;
   db: "ok" | "unreachable";
   uptime_sec: number;
+  /** Present when the caller knows it (`startUpbot` always does). */
+  role?: Role;
 }
 
 /** What `/readyz` answers. */
@@ -25,6 +35,13 @@ export interface Readiness {
   ready: boolean;
   /** One sentence per reason this instance does not trade; `[]` when ready. */
   problems: string[];
+  /** Present when the caller knows it (`startUpbot` always does). */
+  role?: Role;
+}
+
+/** Readiness of a standby: never ready, it runs no trading actor. */
+export function standbyReadiness(): Readiness {
+  return { ready: false, problems: [STANDBY_PROBLEM], role: "standby" };
 }
 
 /**

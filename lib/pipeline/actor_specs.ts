@@ -18,7 +18,11 @@ import { overridesFromConfig, resolveParams } from "../strategy/policy.ts";
 
 /** zod schema of {@linkcode DbConnection}. */
 export const DbConnectionSchema = z.discriminatedUnion("kind", [
-  z.object({ kind: z.literal("url"), url: z.string() }),
+  z.object({
+    kind: z.literal("url"),
+    url: z.string(),
+    lease: z.object({ epoch: z.number(), holderPid: z.number().int() }).optional(),
+  }),
   z.object({
     kind: z.literal("embedded"),
     host: z.string(),

@@ -4,9 +4,12 @@
  * Upbit, and every observed state of a live order. The attempt row is written before any request.
  * Every state write goes through {@linkcode transitionAttempt}: the move is checked against the
  * state machine (`lib/execution/order_state.ts`) and guarded by `where state = from`, so two
- * writers can never both move one attempt.
+ * writers can never both move one attempt. The writes that lead to an order (a new attempt, a move
+ * to `sent`) of a lease holder's client also check its lease in the same transaction
+ * (`lib/lease.ts`): an upbot that lost the lease writes, and so sends, nothing more.
  */
 import type { Sql } from "../db.ts";
+import { assertLeaseHeld, leaseFenceOf } from "../lease.ts";
 import { INITIAL_STATES, type OrderState, transition } from "../execution/order_state.ts";
 
 /** An attempt row. Amounts are decimal strings. */
@@ -159,12 +162,15 @@ export async function identifiersOf(sql: Sql, id: number): Promise<string[]> {
  * one paper trade).
  *
  * @throws {Error} for a state that is not initial.
+ * @throws {LeaseLostError} when `sql` writes under a lease another upbot took (nothing inserted).
  */
 export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow | null> {
   if (!INITIAL_STATES.has(a.state)) {
     throw new Error(`Cannot create an order attempt in state ${a.state}`);
   }
+  const fence = leaseFenceOf(sql);
   return await atomically(sql, async (tx): Promise<AttemptRow | null> => {
+    if (fence) await assertLeaseHeld(tx, fence);
     if (a.paper_trade_id !== null) {
       const [seen] = await tx`
         select 1 from upbit_order_attempts where paper_trade_id = ${a.paper_trade_id}`;
@@ -203,6 +209,7 @@ function patchValues(sql: Sql, patch: AttemptPatch): Record<string, unknown> {
  * writer moved it first: the caller must not act on its stale view).
  *
  * @throws {IllegalTransitionError} for a move the state machine does not allow.
+ * @throws {LeaseLostError} for a move to `sent` under a lease another upbot took (not moved).
  */
 export async function transitionAttempt(
   sql: Sql,
@@ -212,6 +219,13 @@ export async function transitionAttempt(
   patch: AttemptPatch = {},
 ): Promise<AttemptRow | null> {
   transition(from, to);
+  const fence = to === "sent" ? leaseFenceOf(sql) : undefined;
+  if (fence) {
+    return await atomically(sql, async (tx) => {
+      await assertLeaseHeld(tx, fence);
+      return await transitionAttempt(tx, id, from, to, patch);
+    });
+  }
   const values = { ...patchValues(sql, patch), state: to };
   const [row] = await sql<AttemptRow[]>`
     update upbit_order_attempts set ${sql(values)}

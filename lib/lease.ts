@@ -1,0 +1,228 @@
+/**
+ * @module The lease of a hot-standby pair: two upbots on one PostgreSQL database, and only the
+ * holder of the lease runs the trading actors.
+ *
+ * The lease is a session advisory lock held by a connection of its own (the lease session): the
+ * server frees it the moment that session ends (process killed, connection cut), so a standby
+ * polling `pg_try_advisory_lock` takes over without any clock or timeout of ours. On taking the
+ * lock the new holder increments the `upbot_lease` row's `epoch` (its fencing token) and records
+ * its lease session's backend pid.
+ *
+ * A lock alone does not stop a holder that lost it without noticing (its worker connections may
+ * outlive the lease session). So every attempt write that can lead to an order (a new attempt, a
+ * move to `sent`) runs {@linkcode assertLeaseHeld} in its own transaction: the row is read
+ * `FOR SHARE`, its epoch must be the writer's, and the writer's lease session must still hold
+ * the lock. A takeover's epoch increment waits for such a transaction to commit, so an attempt
+ * either committed under the old lease (and the new holder's resolution pass and live-start
+ * reconciliation find it, by identifier, before its first order) or is refused and never sent.
+ */
+import { type Client, connect, type DbConnection, type Sql } from "./db.ts";
+
+/** Session advisory lock key of the lease ("upbot-run"; the key older upbots locked too). */
+export const LEASE_LOCK_KEY = 0x7570626f7472;
+
+/** How `pg_locks` shows {@linkcode LEASE_LOCK_KEY}: high and low 32 bits, `objsubid` 1. */
+const KEY_HIGH = Math.floor(LEASE_LOCK_KEY / 2 ** 32);
+const KEY_LOW = LEASE_LOCK_KEY % 2 ** 32;
+
+/** The fencing token of one holding of the lease. */
+export interface LeaseFence {
+  /** `upbot_lease.epoch` written when this holder took the lease. */
+  epoch: number;
+  /** Backend pid of the lease session. */
+  holderPid: number;
+}
+
+/** Thrown by a fenced attempt write of an upbot that no longer holds the lease. */
+export class LeaseLostError extends Error {
+  constructor(fence: LeaseFence, why: string) {
+    super(
+      `this upbot no longer holds the lease (its epoch ${fence.epoch}: ${why}); the attempt was not written and nothing is sent`,
+    );
+    this.name = "LeaseLostError";
+  }
+}
+
+/** Fences of the clients opened for a lease holder's actors (see `connect` in `db.ts`). */
+const fences = new WeakMap<object, LeaseFence>();
+
+/** Marks `sql` as writing under `fence`: its fenced attempt writes check it. */
+export function setLeaseFence(sql: Client, fence: LeaseFence): void {
+  fences.set(sql, fence);
+}
+
+/** The fence `sql` writes under, or undefined (unfenced: PGlite, tools, tests of one process). */
+export function leaseFenceOf(sql: Sql): LeaseFence | undefined {
+  return fences.get(sql);
+}
+
+/**
+ * Checks, inside the caller's transaction `tx`, that `fence` still holds the lease; the row lock
+ * taken (`FOR SHARE`) holds a takeover back until `tx` ends.
+ *
+ * @throws {LeaseLostError} when another upbot took the lease or the lease session is gone.
+ */
+export async function assertLeaseHeld(tx: Sql, fence: LeaseFence): Promise<void> {
+  const [row] = await tx<{ epoch: number; held: boolean }[]>`
+    select l.epoch::float8 as epoch, exists (
+      select 1 from pg_locks k
+      where k.locktype = 'advisory' and k.granted and k.pid = ${fence.holderPid}
+        and k.classid::int8 = ${KEY_HIGH} and k.objid::int8 = ${KEY_LOW} and k.objsubid = 1
+    ) as held
+    from upbot_lease l where l.id = 1 for share of l`;
+  if (!row) throw new LeaseLostError(fence, "the upbot_lease row is missing");
+  if (row.epoch !== fence.epoch) {
+    throw new LeaseLostError(fence, `another upbot took it at epoch ${row.epoch}`);
+  }
+  if (!row.held) throw new LeaseLostError(fence, "its lease session ended");
+}
+
+/** Options of {@linkcode Lease}. */
+export interface LeaseOptions {
+  /** The database; the lease session is a client of its own with one connection. */
+  connection: DbConnection;
+  /** Recorded in `upbot_lease.holder` (host and pid), for people. */
+  holder: string;
+  /** Pause between tries of a standby. @default {1000} */
+  pollMs?: number;
+  /** Pause between the holder's checks of its lease session. @default {1000} */
+  heartbeatMs?: number;
+  /** A check that takes longer counts as the lease lost (a partition). @default {5000} */
+  checkTimeoutMs?: number;
+}
+
+/**
+ * One process's lease: {@linkcode acquire} waits for it, {@linkcode watch} reports its loss,
+ * {@linkcode release} gives it up.
+ */
+export class Lease {
+  readonly #o: Required<LeaseOptions>;
+  /**
+   * A client of one connection (not a connection reserved from the process's pool: postgres.js
+   * 3.4 throws an uncaught error when a reserved connection the server closed is used again).
+   * It reconnects silently after a loss, so the holder checks its backend pid.
+   */
+  #session: Client | undefined;
+  #fence: LeaseFence | undefined;
+  #stopped = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(options: LeaseOptions) {
+    this.#o = { pollMs: 1000, heartbeatMs: 1000, checkTimeoutMs: 5000, ...options };
+  }
+
+  /** The fence while the lease is held, else undefined. */
+  get fence(): LeaseFence | undefined {
+    return this.#fence;
+  }
+
+  /** One try: the fence when this process now holds the lease, null when another does. */
+  async tryAcquire(): Promise<LeaseFence | null> {
+    if (this.#fence) return this.#fence;
+    this.#session ??= connect(this.#o.connection, { max: 1, applicationName: "upbot-lease" });
+    // One statement, so the lock and the epoch are taken on one session even if it reconnects.
+    const [row] = await this.#session<{ epoch: number; holder_pid: number }[]>`
+      with lock as (select pg_try_advisory_lock(${LEASE_LOCK_KEY}) as locked)
+      update upbot_lease set epoch = epoch + 1, holder_pid = pg_backend_pid(),
+        holder = ${this.#o.holder}, acquired_at = now()
+      where id = 1 and (select locked from lock)
+      returning epoch::float8 as epoch, holder_pid`;
+    if (!row) return null;
+    this.#fence = { epoch: row.epoch, holderPid: row.holder_pid };
+    return this.#fence;
+  }
+
+  /**
+   * Polls until this process holds the lease (resolves with the fence) or {@linkcode release}
+   * is called (resolves null). A failed try (database down) is reported to `onError` and
+   * retried.
+   */
+  async acquire(onError: (err: Error) => void = () => {}): Promise<LeaseFence | null> {
+    while (!this.#stopped) {
+      try {
+        const fence = await this.tryAcquire();
+        if (fence) return fence;
+      } catch (err) {
+        onError(err as Error);
+      }
+      await this.#sleep(this.#o.pollMs);
+    }
+    return null;
+  }
+
+  /**
+   * Checks the held lease every `heartbeatMs` on its own session; calls `onLost` once with the
+   * reason when the session is gone, no longer holds the lock, or does not answer in
+   * `checkTimeoutMs`.
+   */
+  watch(onLost: (reason: string) => void): void {
+    const fence = this.#fence;
+    const session = this.#session;
+    if (!fence || !session) throw new Error("watch() needs the lease held");
+    const check = async (): Promise<string | null> => {
+      const timeout = new Promise<string>((resolve) => {
+        this.#timer = setTimeout(
+          () => resolve(`the lease session did not answer within ${this.#o.checkTimeoutMs} ms`),
+          this.#o.checkTimeoutMs,
+        );
+      });
+      const probe = session<{ pid: number; held: boolean }[]>`
+        select pg_backend_pid() as pid, exists (
+          select 1 from pg_locks k
+          where k.locktype = 'advisory' and k.granted and k.pid = pg_backend_pid()
+            and k.classid::int8 = ${KEY_HIGH} and k.objid::int8 = ${KEY_LOW} and k.objsubid = 1
+        ) as held`.then(([row]) => {
+        // postgres.js reconnects a broken session silently: a new backend holds nothing.
+        if (!row || row.pid !== fence.holderPid) return "the lease session was lost";
+        return row.held ? null : "the lease session no longer holds the lock";
+      }, (err) => `the lease session failed: ${(err as Error).message}`);
+      try {
+        return await Promise.race([probe, timeout]);
+      } finally {
+        clearTimeout(this.#timer);
+      }
+    };
+    const loop = async () => {
+      while (!this.#stopped) {
+        await this.#sleep(this.#o.heartbeatMs);
+        if (this.#stopped) return;
+        const lost = await check();
+        if (lost && !this.#stopped) {
+          this.#fence = undefined;
+          onLost(lost);
+          return;
+        }
+      }
+    };
+    void loop();
+  }
+
+  /** Stops polling and watching; unlocks when held and closes the session. Idempotent. */
+  async release(): Promise<void> {
+    this.#stopped = true;
+    this.#wake?.();
+    const session = this.#session;
+    this.#session = undefined;
+    if (!session) return;
+    if (this.#fence) {
+      this.#fence = undefined;
+      await session`select pg_advisory_unlock(${LEASE_LOCK_KEY})`.catch(() => {});
+    }
+    await session.end({ timeout: 5 });
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.#wake = undefined;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(t);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
+  }
+}

@@ -1,0 +1,413 @@
+/**
+ * @module Hot standby (`lib/lease.ts`): the fencing of attempt writes, the lease's loss detection,
+ * and two `main.ts` processes on one PostgreSQL database in live mode against the simulator (the
+ * second waits as standby, takes over when the first is killed with SIGKILL, reconciles, resolves
+ * the order the first left in flight, trades; never two entry orders for one paper trade).
+ *
+ * PostgreSQL only: a standby needs a database server that several processes share, so these
+ * tests are skipped when TEST_DATABASE_URL is unset. The embedded PGlite serves one process; its
+ * refusal of a second one is checked here on PGlite.
+ */
+import assert from "node:assert/strict";
+import { connect } from "../lib/db.ts";
+import { DataDirLockedError, startEmbeddedDatabase } from "../lib/embedded_db.ts";
+import { assertLeaseHeld, Lease, type LeaseFence, LeaseLostError } from "../lib/lease.ts";
+import { attemptById, transitionAttempt } from "../lib/store/order_attempts.ts";
+import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, startSimulator } from "../sim/mod.ts";
+import { openTestDatabase } from "./_db.ts";
+import { pendingAttempt } from "./_live_orders.ts";
+import { freePort, type RunningProcess, spawnDeno } from "./_process.ts";
+import { waitFor } from "./_upbot_rig.ts";
+
+const POSTGRES_ONLY = !Deno.env.get("TEST_DATABASE_URL");
+const SKIP_REASON = "PostgreSQL only, skipped without TEST_DATABASE_URL";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const START_ARGS = ["run", "--unstable-worker-options", "--allow-all", MAIN];
+
+/** Terminates the backend of `pid` (a lease session dying, as when its host is cut off). */
+async function killSession(admin: ReturnType<typeof connect>, pid: number): Promise<void> {
+  const [row] = await admin`select pg_terminate_backend(${pid}) as done`;
+  assert.equal(row?.done, true);
+  // The server frees the session's locks once the backend has exited.
+  await waitFor(`backend ${pid} gone`, async () => {
+    const [left] = await admin`select count(*)::int as n from pg_stat_activity where pid = ${pid}`;
+    return left?.n === 0;
+  }, 10_000);
+}
+
+Deno.test({
+  name:
+    `fencing: an attempt write under a lost lease is refused in its transaction (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    const db = await openTestDatabase("postgres", { migrated: true });
+    assert.equal(db.connection.kind, "url");
+    const leaseA = new Lease({ connection: db.connection, holder: "a" });
+    const leaseB = new Lease({ connection: db.connection, holder: "b" });
+    const fenced: ReturnType<typeof connect>[] = [];
+    const fencedClient = (fence: LeaseFence) => {
+      const sql = connect({ ...db.connection, lease: fence } as typeof db.connection);
+      fenced.push(sql);
+      return sql;
+    };
+    try {
+      const fenceA = await leaseA.tryAcquire();
+      assert.ok(fenceA);
+      assert.equal(fenceA.epoch, 1);
+      // While A holds the lease, B is a standby.
+      assert.equal(await leaseB.tryAcquire(), null);
+      const asA = fencedClient(fenceA);
+      // The holder writes: a pending attempt, and its move to sent.
+      const first = await pendingAttempt(asA, { market: "KRW-BTC", side: "bid", krw: 10000 });
+      const sent = await transitionAttempt(asA, first.id, "pending", "sent");
+      assert.equal(sent?.state, "sent");
+      const second = await pendingAttempt(asA, { market: "KRW-ETH", side: "bid", krw: 10000 });
+
+      // A's lease session dies; nobody took over yet: A's writes are refused already.
+      await killSession(db.sql, fenceA.holderPid);
+      await assert.rejects(
+        () => pendingAttempt(asA, { market: "KRW-XRP", side: "bid", krw: 10000 }),
+        (err: Error) =>
+          err instanceof LeaseLostError && /its lease session ended/.test(err.message),
+      );
+      // B takes over: epoch 2.
+      const fenceB = await leaseB.tryAcquire();
+      assert.ok(fenceB);
+      assert.equal(fenceB.epoch, 2);
+      const before = await db.sql`select count(*)::int as n from upbit_order_attempts`;
+      await assert.rejects(
+        () => pendingAttempt(asA, { market: "KRW-XRP", side: "bid", krw: 10000 }),
+        (err: Error) =>
+          err instanceof LeaseLostError &&
+          /epoch 1: another upbot took it at epoch 2/.test(err.message),
+      );
+      await assert.rejects(
+        () => transitionAttempt(asA, second.id, "pending", "sent"),
+        LeaseLostError,
+      );
+      // Nothing was inserted and nothing moved: no order can follow from either write.
+      const after = await db.sql`select count(*)::int as n from upbit_order_attempts`;
+      assert.equal(after[0]!.n, before[0]!.n);
+      assert.equal((await attemptById(db.sql, second.id))?.state, "pending");
+      // Moves that send nothing are not fenced (the new holder's resolution may need them).
+      assert.equal(
+        (await transitionAttempt(asA, second.id, "pending", "failed", { reason: "test" }))?.state,
+        "failed",
+      );
+      // The new holder writes under its own fence; the stale "sent" attempt is its to resolve.
+      const asB = fencedClient(fenceB);
+      const third = await pendingAttempt(asB, { market: "KRW-SOL", side: "bid", krw: 10000 });
+      assert.equal((await transitionAttempt(asB, third.id, "pending", "sent"))?.state, "sent");
+      const [lease] = await db.sql`select epoch::int as epoch, holder from upbot_lease`;
+      assert.deepEqual({ ...lease }, { epoch: 2, holder: "b" });
+    } finally {
+      await leaseA.release();
+      await leaseB.release();
+      for (const sql of fenced) await sql.end({ timeout: 5 });
+      await db.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `lease: a takeover waits for a fenced write in progress, which commits under the old lease (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    const db = await openTestDatabase("postgres", { migrated: true });
+    const leaseA = new Lease({ connection: db.connection, holder: "a" });
+    const leaseB = new Lease({ connection: db.connection, holder: "b" });
+    const asA = connect(
+      { ...db.connection, lease: (await leaseA.tryAcquire())! } as typeof db.connection,
+    );
+    try {
+      const fenceA = leaseA.fence!;
+      const a = await pendingAttempt(asA, { market: "KRW-BTC", side: "bid", krw: 10000 });
+      // A's move to sent has checked the lease (row held FOR SHARE) but not committed yet when
+      // A's lease session dies and B takes the lock.
+      const { promise: checked, resolve: onChecked } = Promise.withResolvers<void>();
+      const { promise: proceed, resolve: letCommit } = Promise.withResolvers<void>();
+      const move = asA.begin(async (tx) => {
+        await assertLeaseHeld(tx, fenceA);
+        onChecked();
+        await proceed;
+        await transitionAttempt(tx, a.id, "pending", "sent");
+      });
+      await checked;
+      await killSession(db.sql, fenceA.holderPid);
+      let taken = false;
+      const takeover = leaseB.tryAcquire().then((f) => {
+        taken = true;
+        return f;
+      });
+      // B holds the lock but its epoch increment waits for A's transaction.
+      await waitFor("B waits on the lease row", async () => {
+        const [w] = await db.sql`
+          select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock'`;
+        return w!.n === 1;
+      }, 10_000);
+      assert.equal(taken, false);
+      letCommit();
+      await move;
+      const fenceB = await takeover;
+      assert.equal(fenceB?.epoch, 2);
+      // The write committed under A's lease, before the takeover: the new holder sees it.
+      assert.equal((await attemptById(db.sql, a.id))?.state, "sent");
+    } finally {
+      await leaseA.release();
+      await leaseB.release();
+      await asA.end({ timeout: 5 });
+      await db.close();
+    }
+  },
+});
+
+Deno.test({
+  name: `lease: the holder's watch reports a lost lease session (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    const db = await openTestDatabase("postgres", { migrated: true });
+    const lease = new Lease({ connection: db.connection, holder: "a", heartbeatMs: 50 });
+    try {
+      const fence = await lease.tryAcquire();
+      assert.ok(fence);
+      const { promise: lost, resolve } = Promise.withResolvers<string>();
+      lease.watch(resolve);
+      await killSession(db.sql, fence.holderPid);
+      assert.match(await lost, /lease session/);
+      assert.equal(lease.fence, undefined);
+    } finally {
+      await lease.release();
+      await db.close();
+    }
+  },
+});
+
+Deno.test("a second upbot on one DATA_DIR (PGlite) is refused: a standby needs PostgreSQL", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upbot_standby_pglite_" });
+  const first = await startEmbeddedDatabase({ dataDir: dir });
+  try {
+    await assert.rejects(
+      () => startEmbeddedDatabase({ dataDir: dir }),
+      (err: Error) =>
+        err instanceof DataDirLockedError &&
+        /a hot standby needs PostgreSQL, set DATABASE_URL/.test(err.message),
+    );
+  } finally {
+    await first.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Live mode on the simulator with a strategy that trades at once (as in pipeline_e2e_test). */
+function liveEnv(): Record<string, string> {
+  return {
+    UPBIT_ACCESS_KEY: DEFAULT_ACCESS_KEY,
+    UPBIT_SECRET_KEY: DEFAULT_SECRET_KEY,
+    LIVE_TRADING_ENABLED: "true",
+    UPBIT_TRADE_MODE: "live",
+    LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
+    PAPER_POLICY_PROFILE: "default",
+    EVAL_ENTRY_EV_MIN: "-100",
+    EVAL_TP_PCT: "0.05",
+    EVAL_SL_PCT: "0.05",
+    EVAL_HORIZON_SEC: "3",
+    LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
+    ACCOUNT_POLL_INTERVAL_SEC: "1",
+    MAX_ORDERS_PER_MIN: "600",
+    RISK_MAX_OPEN_POSITIONS: "100",
+    RISK_MAX_EXPOSURE_KRW: "10000000",
+    RISK_MAX_DAILY_LOSS_KRW: "10000000",
+    LOG_FORMAT: "json",
+    LOG_LEVEL: "info",
+  };
+}
+
+async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json() };
+}
+
+Deno.test({
+  name:
+    `two upbots on one database: standby, SIGKILL of the leader, takeover within 10 s, reconciliation first, no double order (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    const markets = ["KRW-BTC", "KRW-ETH", "KRW-XRP"];
+    const sim = await startSimulator({ seed: 13, markets, rate: 200, volatilityScale: 10 });
+    const db = await openTestDatabase("postgres");
+    const dirs = [
+      await Deno.makeTempDir({ prefix: "upbot_leader_" }),
+      await Deno.makeTempDir({ prefix: "upbot_standby_" }),
+    ];
+    const procs: RunningProcess[] = [];
+    const start = (dir: string, port: number) => {
+      const proc = spawnDeno(START_ARGS, {
+        cwd: dir,
+        env: {
+          ...liveEnv(),
+          DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "",
+          DATA_DIR: dir,
+          HTTP_PORT: String(port),
+          MARKETS: markets.join(","),
+          UPBIT_REST_URL: sim.restUrl,
+          UPBIT_WS_URL: sim.wsUrl,
+        },
+      });
+      procs.push(proc);
+      return proc;
+    };
+    const sql = db.sql;
+    const describe = async () => {
+      const attempts = await sql`
+        select identifier, state, reason from upbit_order_attempts order by id`;
+      return `attempts: ${JSON.stringify(attempts)}\nsim orders: ${
+        JSON.stringify(sim.orders())
+      }\nlast lines of the standby:\n${procs[1]?.lines.slice(-30).join("\n")}`;
+    };
+    try {
+      const portA = freePort();
+      const leader = start(dirs[0]!, portA);
+      await leader.waitForLine(/HTTP server listening.*"role":"leader"/, 60_000);
+      const portB = freePort();
+      const standby = start(dirs[1]!, portB);
+      await standby.waitForLine(/HTTP server listening.*"role":"standby"/, 60_000);
+      const b = `http://127.0.0.1:${portB}`;
+      // The standby lives, is not ready, says so, and runs no actor.
+      const health = await getJson(`${b}/healthz`);
+      assert.equal(health.status, 200);
+      assert.equal(health.body.role, "standby");
+      const ready = await getJson(`${b}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.equal(ready.body.role, "standby");
+      assert.equal((await getJson(`${b}/api/status`)).body.role, "standby");
+      assert.equal((await getJson(`http://127.0.0.1:${portA}/api/status`)).body.role, "leader");
+      assert.deepEqual((await getJson(`${b}/api/actors`)).body, []);
+
+      // Every answer to an order creation is lost: the leader is killed with an order at the
+      // exchange whose answer it never recorded.
+      sim.setFaults({ lost_response_rate: 1 });
+      const inFlight = await waitFor("an order in flight", async () => {
+        const exchange = new Set(sim.orders().map((o) => o.identifier));
+        const rows = await sql<{ id: number; identifier: string }[]>`
+          select id::int, identifier from upbit_order_attempts
+          where mode = 'live' and state in ('pending', 'sent', 'unknown') order by id`;
+        return rows.find((r) => exchange.has(r.identifier));
+      }, 90_000);
+      // Only the leader's executor is connected.
+      const [executors] = await sql`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and application_name = 'upbot-executor'`;
+      assert.equal(executors!.n, 1);
+      leader.child.kill("SIGKILL");
+      await leader.exited();
+      const [killed] = await sql<{ at: Date }[]>`select clock_timestamp() as at`;
+      const killedAt = killed!.at;
+      const ordersAtKill = new Set(sim.orders().map((o) => o.identifier));
+      sim.setFaults({ lost_response_rate: 0 });
+
+      // The issue's bound: the standby polls every second, and the server frees the lock when
+      // the killed process's connection closes.
+      await standby.waitForLine(/Lease acquired \(epoch 2\)/, 10_000);
+      await waitFor("the standby ready as leader", async () => {
+        const r = await getJson(`${b}/readyz`);
+        return r.body.role === "leader" && r.status === 200;
+      }, 60_000);
+      // It resolves the leader's in-flight order by identifier and trades on.
+      await waitFor("the in-flight order resolved and a new order placed", async () => {
+        const a = await attemptById(sql, inFlight.id);
+        const order = sim.orders().find((o) => o.identifier === inFlight.identifier);
+        const fresh = sim.orders().filter((o) => !ordersAtKill.has(o.identifier));
+        // Adopted: final, with the exchange's uuid (a market buy by price ends `cancel`).
+        return a !== null && ["filled", "cancelled"].includes(a.state) &&
+          a.uuid === order?.uuid && fresh.length > 0;
+      }, 90_000).catch(async (err) => {
+        throw new Error(`${(err as Error).message}\n${await describe()}`);
+      });
+
+      // Reconciliation ran after the kill and completed before the new leader wrote an attempt.
+      const [recon] = await sql<{ completed_at: Date | null }[]>`
+        select completed_at from reconciliations where started_at > ${killedAt}
+        order by id limit 1`;
+      assert.ok(recon?.completed_at, await describe());
+      const [early] = await sql`
+        select count(*)::int as n from upbit_order_attempts
+        where ts > ${killedAt} and ts < ${recon.completed_at}`;
+      assert.equal(early!.n, 0, await describe());
+
+      // No double order: one exchange order per identifier, each with its attempt, and at most
+      // one entry order per paper trade.
+      const orders = sim.orders();
+      const attempts = await sql<{ identifier: string }[]>`
+        select identifier from upbit_order_attempts`;
+      const known = new Set(attempts.map((a) => a.identifier));
+      const [inst] = await sql<{ id: string }[]>`select id from installation`;
+      const entriesPerPaper = new Map<string, number>();
+      for (const [identifier, list] of Map.groupBy(orders, (o) => o.identifier ?? "(none)")) {
+        assert.equal(list.length, 1, `one exchange order for ${identifier}`);
+        assert.ok(known.has(identifier), `order ${identifier} has its attempt`);
+        const entry = new RegExp(`^paper-${inst!.id}-(\\d+)-ENTER_LONG`).exec(identifier);
+        if (entry) entriesPerPaper.set(entry[1]!, (entriesPerPaper.get(entry[1]!) ?? 0) + 1);
+      }
+      assert.ok(entriesPerPaper.size > 0);
+      for (const [paper, n] of entriesPerPaper) {
+        assert.equal(n, 1, `paper trade ${paper} has one entry order`);
+      }
+      assert.equal((await standby.stop("SIGTERM")).code, 0, standby.lines.slice(-20).join("\n"));
+    } finally {
+      for (const p of procs) await p.stop("SIGKILL").catch(() => {});
+      await sim.close();
+      await db.close();
+      for (const dir of dirs) await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `a leader whose lease session dies stops its actors and exits 1, to come back as standby (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    const sim = await startSimulator({ seed: 5, markets: ["KRW-BTC"], rate: 50 });
+    const db = await openTestDatabase("postgres");
+    const dir = await Deno.makeTempDir({ prefix: "upbot_lease_lost_" });
+    const proc = spawnDeno(START_ARGS, {
+      cwd: dir,
+      env: {
+        DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "",
+        DATA_DIR: dir,
+        HTTP_PORT: String(freePort()),
+        MARKETS: "KRW-BTC",
+        UPBIT_REST_URL: sim.restUrl,
+        UPBIT_WS_URL: sim.wsUrl,
+        LOG_FORMAT: "json",
+      },
+    });
+    try {
+      await proc.waitForLine(/HTTP server listening.*"role":"leader"/, 60_000);
+      const [lease] = await db.sql<{ pid: number }[]>`select holder_pid as pid from upbot_lease`;
+      await killSession(db.sql, lease!.pid);
+      const status = await proc.exited();
+      assert.equal(status.code, 1, proc.lines.slice(-20).join("\n"));
+      const text = proc.lines.join("\n");
+      assert.match(text, /Lease LOST: stopping the trading actors/);
+      assert.match(
+        text,
+        /this upbot lost its lease on postgres .*restart it, it comes back as standby/,
+      );
+      // In this order: the loss, the actors stopped, then the error main.ts exits on.
+      const at = (re: RegExp) => proc.lines.findIndex((l) => re.test(l));
+      const lost = at(/Lease LOST/);
+      const stopped = at(/"msg":"supervisor stopped"/);
+      const exiting = at(/"msg":"stopping".*lost its lease/);
+      assert.ok(lost >= 0 && lost < stopped && stopped < exiting, text);
+    } finally {
+      await proc.stop("SIGKILL").catch(() => {});
+      await sim.close();
+      await db.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
