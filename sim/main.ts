@@ -145,7 +145,7 @@ export function parseCli(
     }
     const f = parseFaultsPatch(json);
     if (!f.ok) throw new UsageError(`invalid --faults (SIM_FAULTS): ${f.error}`);
-    faults = f.patch;
+    faults = f.value;
   }
   const markets = v.markets ?? [...DEFAULT_MARKETS];
   let balances: Record<string, string> | undefined;

@@ -5,7 +5,7 @@
  * messages, and the malformed-frame fault.
  */
 import { z } from "zod";
-import type { Faults } from "./mod.ts";
+import type { Faults } from "./contract.ts";
 import type { MarketTrade, SimMarket } from "./market.ts";
 import type { Rng } from "./_rng.ts";
 import {
