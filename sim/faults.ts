@@ -3,6 +3,7 @@
  * `--faults`, and the live, mergeable store read on every request.
  */
 import { z } from "zod";
+import { MarketCode } from "../lib/domain.ts";
 import type { SimResult } from "./contract.ts";
 
 const share = z.number().min(0).max(1);
@@ -32,7 +33,7 @@ export const FaultsSchema = z.strictObject({
   /** Multiplier on every rate-limit group (below 1 squeezes). */
   rate_limit_factor: z.number().positive().max(1_000),
   /** Markets that answer `market_offline`. */
-  offline_markets: z.array(z.string().regex(/^[A-Z]{2,10}-[A-Z0-9]{1,15}$/)),
+  offline_markets: z.array(MarketCode),
   /**
    * Group names in `Remaining-Req`: `documented`, or `alternative` names such as `candles` and
    * `origin` as seen in captures (see `ALTERNATIVE_GROUP_NAMES` in `sim/rate_limit.ts`).

@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import type { Sql } from "../db.ts";
+import { OrderSide, OrdType, type PaperAction, type TradeMode } from "../domain.ts";
 import { INITIAL_STATES, type OrderState, transition } from "../execution/order_state.ts";
 
 /** An attempt row. Amounts are decimal strings. */
@@ -16,8 +17,8 @@ export interface AttemptRow {
   ts: Date;
   symbol: string;
   action: AttemptAction;
-  mode: "shadow" | "test" | "live";
-  side: "bid" | "ask";
+  mode: TradeMode;
+  side: OrderSide;
   ord_type: "price" | "market" | "limit" | "best";
   price: string | null;
   volume: string | null;
@@ -50,14 +51,14 @@ export interface AttemptRow {
 }
 
 /** What an attempt does: a paper trade's entry or exit, or a close decided from the ledger. */
-export type AttemptAction = "ENTER_LONG" | "EXIT_LONG" | "CLOSE";
+export type AttemptAction = PaperAction | "CLOSE";
 
 /** Fields of a new attempt. */
 export interface NewAttempt {
   symbol: string;
   action: AttemptAction;
-  mode: "shadow" | "test" | "live";
-  side: "bid" | "ask";
+  mode: TradeMode;
+  side: OrderSide;
   ord_type: "price" | "market";
   price: string | null;
   volume: string | null;
@@ -107,8 +108,8 @@ const RequestJson = z.record(z.string(), z.string()).nullable();
 /** The order body of an attempt that is sent to Upbit (`POST /v1/orders`), checked on read. */
 const SentOrderBody = z.object({
   market: z.string(),
-  side: z.enum(["bid", "ask"]),
-  ord_type: z.enum(["limit", "price", "market", "best"]),
+  side: OrderSide,
+  ord_type: OrdType,
   volume: z.string().optional(),
   price: z.string().optional(),
   time_in_force: z.enum(["ioc", "fok", "post_only"]).optional(),
