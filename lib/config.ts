@@ -6,6 +6,7 @@
  * README's configuration reference and `.env.example` are all checked against it by tests.
  */
 import { z } from "zod";
+import { MARKET_CODE_PATTERN, TRADE_MODES } from "./domain.ts";
 import { parseEnvFile } from "./env_file.ts";
 
 /** One documented environment variable. */
@@ -22,7 +23,7 @@ export interface Setting {
   secret?: boolean;
 }
 
-const MARKET_CODE = /^[A-Z]{2,10}-[A-Z0-9]{1,15}$/;
+const MARKET_CODE = MARKET_CODE_PATTERN;
 
 function bool(defaultValue: boolean) {
   return z
@@ -167,7 +168,7 @@ export const SETTINGS = [
   // Trading mode and the live guard.
   {
     name: "UPBIT_TRADE_MODE",
-    schema: oneOf(["shadow", "test", "live"], "shadow"),
+    schema: oneOf(TRADE_MODES, "shadow"),
     defaultText: "shadow",
     doc:
       "Executor mode: shadow logs orders only, test calls POST /v1/orders/test, live places real orders (only when the whole live guard holds).",

@@ -4,8 +4,10 @@
  * over the URL-decoded query string or the JSON body serialized as `k=v&…` in received key order.
  */
 
+import type { SimError, SimResult } from "./contract.ts";
+
 /** An authentication refusal: HTTP status plus the §5.2 error name. */
-export interface AuthFailure {
+export interface AuthFailure extends SimError {
   status: 401;
   name:
     | "no_authorization_token"
@@ -25,8 +27,11 @@ export interface VerifiedToken {
 const encoder = new TextEncoder();
 const HASHES = { HS256: "SHA-256", HS512: "SHA-512" } as const;
 
-function fail(name: AuthFailure["name"], message: string): AuthFailure {
-  return { status: 401, name, message };
+function fail(
+  name: AuthFailure["name"],
+  message: string,
+): { ok: false; error: AuthFailure } {
+  return { ok: false, error: { status: 401, name, message } };
 }
 
 function base64UrlDecode(text: string): Uint8Array<ArrayBuffer> | undefined {
@@ -126,7 +131,7 @@ export class Authenticator {
   async verify(
     authorization: string | null,
     hashed: string | null | undefined,
-  ): Promise<VerifiedToken | AuthFailure> {
+  ): Promise<SimResult<VerifiedToken, AuthFailure>> {
     if (!authorization) return fail("no_authorization_token", "Authorization header is missing.");
     const match = /^Bearer\s+(\S+)$/i.exec(authorization.trim());
     if (!match) return fail("jwt_verification", "Jwt 토큰 검증에 실패했습니다.");
@@ -165,7 +170,7 @@ export class Authenticator {
       const claimed = payload.query_hash;
       const alg = payload.query_hash_alg ?? "SHA512";
       if (hashed === null && claimed === undefined) {
-        return { accessKey, nonce: String(nonce) };
+        return { ok: true, value: { accessKey, nonce: String(nonce) } };
       }
       if (typeof claimed !== "string" || alg !== "SHA512") {
         return fail("invalid_query_payload", "Jwt의 query를 검증하는데 실패하였습니다.");
@@ -174,11 +179,6 @@ export class Authenticator {
         return fail("invalid_query_payload", "Jwt의 query를 검증하는데 실패하였습니다.");
       }
     }
-    return { accessKey, nonce: String(nonce) };
+    return { ok: true, value: { accessKey, nonce: String(nonce) } };
   }
-}
-
-/** True when `value` is an {@linkcode AuthFailure}. */
-export function isAuthFailure(value: VerifiedToken | AuthFailure): value is AuthFailure {
-  return "status" in value;
 }

@@ -34,8 +34,16 @@ import {
 } from "./_decimal.ts";
 import { isOnTickGrid, maxTotal, minTotal } from "./_price_rules.ts";
 import { RestingSide } from "./_resting.ts";
-import type { MarketView } from "./contract.ts";
-import type { Faults, SimOrderSummary, SimTrade } from "./mod.ts";
+import {
+  type Faults,
+  type MarketView,
+  ok,
+  refused,
+  type SimError,
+  type SimOrderSummary,
+  type SimResult,
+  type SimTrade,
+} from "./contract.ts";
 import type { EngineState } from "./_state_file.ts";
 
 /** Fee rate of every market (§8.1: 0.05 % maker and taker). */
@@ -45,24 +53,22 @@ export const FEE_RATE_TEXT = "0.0005";
 /** Quantities carry at most 8 decimals (§8.2). */
 const VOLUME_PLACES = 8;
 
+const SIDES = ["bid", "ask"] as const;
+const ORD_TYPES = ["limit", "price", "market", "best"] as const;
+const TIMES_IN_FORCE = ["ioc", "fok", "post_only"] as const;
+const SMP_TYPES = ["none", "cancel_maker", "cancel_taker", "reduce"] as const;
+
 /** `bid` (buy) or `ask` (sell). */
-export type Side = "bid" | "ask";
+export type Side = (typeof SIDES)[number];
 /** §4.3 order types. */
-export type OrdType = "limit" | "price" | "market" | "best";
+export type OrdType = (typeof ORD_TYPES)[number];
 /** §4.3 time in force. */
-export type TimeInForce = "ioc" | "fok" | "post_only";
+export type TimeInForce = (typeof TIMES_IN_FORCE)[number];
 /**
  * States an order of the simulator can be in (no `watch`: stop orders are app-only). `prevented`
  * is final: self-trade prevention cancelled (the rest of) the order.
  */
 export type OrderState = "wait" | "done" | "cancel" | "prevented";
-
-/** An exchange error: HTTP status and the §5.2 name. */
-export interface ApiError {
-  status: number;
-  name: string;
-  message: string;
-}
 
 /** One fill of an order. */
 export interface Fill {
@@ -166,39 +172,128 @@ type Liquidity =
   | { price: Dec; size: Dec; own: Order };
 
 /** §4.3 `smp_type` values since 2026-11-09 (`none` turns prevention off). */
-export type SmpType = "none" | "cancel_maker" | "cancel_taker" | "reduce";
+export type SmpType = (typeof SMP_TYPES)[number];
 
 /** How a create request is treated. */
 export type CreateMode = "real" | "test";
 
-const err = (status: number, name: string, message: string): ApiError => ({
-  status,
-  name,
-  message,
-});
-
-/** True when `value` is an {@linkcode ApiError}. */
-export function isApiError(value: unknown): value is ApiError {
-  return typeof value === "object" && value !== null && "status" in value && "name" in value &&
-    !("uuid" in value);
-}
-
 /** Reads an optional scalar field of a JSON body as text (numbers accepted); null when absent. */
-function textField(body: Record<string, unknown>, name: string): string | null | ApiError {
+function textField(body: Record<string, unknown>, name: string): SimResult<string | null> {
   const value = body[name];
-  if (value === undefined || value === null) return null;
-  if (typeof value === "string") return value;
-  if (typeof value === "number" && Number.isFinite(value)) return String(value);
-  return err(400, "invalid_parameter", `잘못된 파라미터: ${name}`);
+  if (value === undefined || value === null) return ok(null);
+  if (typeof value === "string") return ok(value);
+  if (typeof value === "number" && Number.isFinite(value)) return ok(String(value));
+  return refused(400, "invalid_parameter", `잘못된 파라미터: ${name}`);
 }
 
-function positiveDec(text: string, name: string): Dec | ApiError {
+function positiveDec(text: string | null, name: string): SimResult<Dec | null> {
+  if (text === null) return ok(null);
   const value = parseDec(text);
   if (value === undefined || value <= 0n) {
-    return err(400, "invalid_parameter", `잘못된 파라미터: ${name}`);
+    return refused(400, "invalid_parameter", `잘못된 파라미터: ${name}`);
   }
-  return value;
+  return ok(value);
 }
+
+const oneOf = (allowed: readonly string[]) => (value: unknown) =>
+  typeof value === "string" && allowed.includes(value);
+const absentOr = (valid: (value: unknown) => boolean) => (value: unknown) =>
+  value === undefined || value === null || valid(value);
+
+/**
+ * The field checks of a create body after the market's, in the §9.1 order: the first that fails
+ * answers.
+ */
+const FIELD_RULES: readonly {
+  field: string;
+  valid: (value: unknown) => boolean;
+  error: SimError;
+}[] = [
+  {
+    field: "side",
+    valid: oneOf(SIDES),
+    error: {
+      status: 400,
+      name: "validation_error",
+      message: "side is missing, side does not have a valid value",
+    },
+  },
+  {
+    field: "ord_type",
+    valid: oneOf(ORD_TYPES),
+    error: {
+      status: 400,
+      name: "validation_error",
+      message: "ord_type is missing, ord_type does not have a valid value",
+    },
+  },
+  {
+    field: "identifier",
+    valid: absentOr((v) => typeof v === "string" && v.length <= 64),
+    error: {
+      status: 400,
+      name: "invalid_parameter",
+      message: "identifier는 64자 이하의 문자열이어야 합니다.",
+    },
+  },
+  {
+    field: "time_in_force",
+    valid: absentOr(oneOf(TIMES_IN_FORCE)),
+    error: {
+      status: 400,
+      name: "invalid_time_in_force",
+      message: "주문조건을 다시 확인해 주세요.",
+    },
+  },
+  {
+    field: "smp_type",
+    valid: absentOr(oneOf(SMP_TYPES)),
+    error: {
+      status: 400,
+      name: "validation_error",
+      message: "smp_type does not have a valid value",
+    },
+  },
+];
+
+/**
+ * §4.3 table: the sides each ord_type allows, its time_in_force values (null = none given), and
+ * which of price / volume it needs by side (a field not needed must be absent).
+ */
+const ORDER_SHAPES: Record<
+  OrdType,
+  {
+    sides: readonly Side[];
+    timeInForce: readonly (TimeInForce | null)[];
+    needsPrice: Record<Side, boolean>;
+    needsVolume: Record<Side, boolean>;
+  }
+> = {
+  limit: {
+    sides: SIDES,
+    timeInForce: [null, ...TIMES_IN_FORCE],
+    needsPrice: { bid: true, ask: true },
+    needsVolume: { bid: true, ask: true },
+  },
+  price: {
+    sides: ["bid"],
+    timeInForce: [null],
+    needsPrice: { bid: true, ask: true },
+    needsVolume: { bid: false, ask: false },
+  },
+  market: {
+    sides: ["ask"],
+    timeInForce: [null],
+    needsPrice: { bid: false, ask: false },
+    needsVolume: { bid: true, ask: true },
+  },
+  best: {
+    sides: SIDES,
+    timeInForce: ["ioc", "fok"],
+    needsPrice: { bid: true, ask: false },
+    needsVolume: { bid: false, ask: true },
+  },
+};
 
 /** The order engine of one simulated user. */
 export class Engine {
@@ -373,118 +468,79 @@ export class Engine {
   validate(
     body: Record<string, unknown>,
     extraAvailable: Dec = ZERO,
-  ): OrderRequest | ApiError {
+  ): SimResult<OrderRequest> {
     const market = body.market;
     if (market === undefined || market === null || market === "") {
-      return err(400, "validation_error", "market is missing");
+      return refused(400, "validation_error", "market is missing");
     }
-    if (typeof market !== "string") return err(400, "validation_error", "market is invalid");
+    if (typeof market !== "string") return refused(400, "validation_error", "market is invalid");
     if (!this.hasMarket(market)) {
-      return err(400, "notfoundmarket", `다음 마켓에 없는 종목입니다: ${market}`);
+      return refused(400, "notfoundmarket", `다음 마켓에 없는 종목입니다: ${market}`);
     }
     if (this.isOffline(market)) {
-      return err(403, "market_offline", "시스템 점검 중입니다. 잠시 후 다시 시도해 주세요.");
+      return refused(403, "market_offline", "시스템 점검 중입니다. 잠시 후 다시 시도해 주세요.");
     }
     const [quote = "", base = ""] = market.split("-");
-    const side = body.side;
-    if (side !== "bid" && side !== "ask") {
-      return err(400, "validation_error", "side is missing, side does not have a valid value");
+    for (const rule of FIELD_RULES) {
+      if (!rule.valid(body[rule.field])) return { ok: false, error: { ...rule.error } };
     }
-    const ordType = body.ord_type;
-    if (ordType !== "limit" && ordType !== "price" && ordType !== "market" && ordType !== "best") {
-      return err(
-        400,
-        "validation_error",
-        "ord_type is missing, ord_type does not have a valid value",
-      );
-    }
-    const identifier = body.identifier ?? null;
-    if (identifier !== null && (typeof identifier !== "string" || identifier.length > 64)) {
-      return err(400, "invalid_parameter", "identifier는 64자 이하의 문자열이어야 합니다.");
-    }
-    const tifRaw = body.time_in_force ?? null;
-    if (tifRaw !== null && tifRaw !== "ioc" && tifRaw !== "fok" && tifRaw !== "post_only") {
-      return err(400, "invalid_time_in_force", "주문조건을 다시 확인해 주세요.");
-    }
-    const timeInForce = tifRaw as TimeInForce | null;
-    const smpRaw = body.smp_type ?? null;
-    if (
-      smpRaw !== null && smpRaw !== "none" && smpRaw !== "cancel_maker" &&
-      smpRaw !== "cancel_taker" && smpRaw !== "reduce"
-    ) {
-      return err(400, "validation_error", "smp_type does not have a valid value");
-    }
+    const side = body.side as Side;
+    const ordType = body.ord_type as OrdType;
+    const identifier = (body.identifier ?? null) as string | null;
+    const timeInForce = (body.time_in_force ?? null) as TimeInForce | null;
+    const smpRaw = (body.smp_type ?? null) as SmpType | null;
     const priceText = textField(body, "price");
-    if (isApiError(priceText)) return priceText;
+    if (!priceText.ok) return priceText;
     const volumeText = textField(body, "volume");
-    if (isApiError(volumeText)) return volumeText;
-    const inconsistent = err(
-      400,
-      `create_${side}_error`,
-      "주문 파라미터가 주문 유형과 맞지 않습니다.",
-    );
-    const badTif = err(400, "invalid_time_in_force", "주문조건을 다시 확인해 주세요.");
+    if (!volumeText.ok) return volumeText;
+    const inconsistent = () =>
+      refused(400, `create_${side}_error`, "주문 파라미터가 주문 유형과 맞지 않습니다.");
 
-    // Which of price / volume this ord_type + side needs (§4.3 table).
-    let needsPrice: boolean;
-    let needsVolume: boolean;
-    switch (ordType) {
-      case "limit":
-        needsPrice = true;
-        needsVolume = true;
-        break;
-      case "price":
-        if (side !== "bid") return inconsistent;
-        if (timeInForce !== null) return badTif;
-        needsPrice = true;
-        needsVolume = false;
-        break;
-      case "market":
-        if (side !== "ask") return inconsistent;
-        if (timeInForce !== null) return badTif;
-        needsPrice = false;
-        needsVolume = true;
-        break;
-      case "best":
-        if (timeInForce !== "ioc" && timeInForce !== "fok") return badTif;
-        needsPrice = side === "bid";
-        needsVolume = side === "ask";
-        break;
+    const shape = ORDER_SHAPES[ordType];
+    if (!shape.sides.includes(side)) return inconsistent();
+    if (!shape.timeInForce.includes(timeInForce)) {
+      return refused(400, "invalid_time_in_force", "주문조건을 다시 확인해 주세요.");
     }
     // Since 2026-11-09 post_only is accepted only with smp_type `none` or without one.
     if (timeInForce === "post_only" && smpRaw !== null && smpRaw !== "none") {
-      return err(400, "invalid_parameter", "post_only는 smp_type과 함께 사용할 수 없습니다.");
+      return refused(400, "invalid_parameter", "post_only는 smp_type과 함께 사용할 수 없습니다.");
     }
     // An order without smp_type is treated (and reported) as `cancel_maker` since 2026-11-09, a
     // post_only one included: the change says absent means cancel_maker, and a post_only order
     // never takes, so prevention never applies to it either way.
-    const smpType: SmpType = (smpRaw as SmpType | null) ?? "cancel_maker";
-    if (needsPrice && priceText === null) return err(400, "validation_error", "price is missing");
-    if (needsVolume && volumeText === null) {
-      return err(400, "validation_error", "volume is missing");
+    const smpType: SmpType = smpRaw ?? "cancel_maker";
+    const needsPrice = shape.needsPrice[side];
+    const needsVolume = shape.needsVolume[side];
+    if (needsPrice && priceText.value === null) {
+      return refused(400, "validation_error", "price is missing");
     }
-    if (!needsPrice && priceText !== null) return inconsistent;
-    if (!needsVolume && volumeText !== null) return inconsistent;
-    const price = priceText === null ? null : positiveDec(priceText, "price");
-    if (isApiError(price)) return price;
-    const volume = volumeText === null ? null : positiveDec(volumeText, "volume");
-    if (isApiError(volume)) return volume;
+    if (needsVolume && volumeText.value === null) {
+      return refused(400, "validation_error", "volume is missing");
+    }
+    if (!needsPrice && priceText.value !== null) return inconsistent();
+    if (!needsVolume && volumeText.value !== null) return inconsistent();
+    const priceResult = positiveDec(priceText.value, "price");
+    if (!priceResult.ok) return priceResult;
+    const volumeResult = positiveDec(volumeText.value, "volume");
+    if (!volumeResult.ok) return volumeResult;
+    const price = priceResult.value;
+    const volume = volumeResult.value;
     if (volume !== null && decimalPlaces(volume) > VOLUME_PLACES) {
-      return err(
+      return refused(
         400,
         `invalid_volume_${side}`,
         "주문수량 단위를 잘못 입력하셨습니다. 확인 후 시도해주세요.",
       );
     }
     if (price !== null && decimalPlaces(price) > VOLUME_PLACES) {
-      return err(
+      return refused(
         400,
         `invalid_price_${side}`,
         "주문가격 단위를 잘못 입력하셨습니다. 확인 후 시도해주세요.",
       );
     }
     if (ordType === "limit" && !isOnTickGrid(quote, price!)) {
-      return err(
+      return refused(
         400,
         `invalid_price_${side}`,
         "주문가격 단위를 잘못 입력하셨습니다. 확인 후 시도해주세요.",
@@ -498,7 +554,7 @@ export class Engine {
       ? price
       : mul(volume!, parseDec(this.#market.lastPrice(market)) ?? ZERO);
     if (total < minTotal(quote)) {
-      return err(
+      return refused(
         400,
         `under_min_total_${side}`,
         `최소주문금액 이상으로 주문해주세요. (${formatDec(minTotal(quote))} ${quote})`,
@@ -506,7 +562,7 @@ export class Engine {
     }
     const max = maxTotal(quote);
     if (max !== undefined && total > max) {
-      return err(
+      return refused(
         400,
         `over_krw_funds_${side}`,
         `최대 주문 가능 금액 ${formatDec(max)} ${quote} 보다 작은 주문을 입력해 주세요.`,
@@ -516,18 +572,18 @@ export class Engine {
     if (side === "bid") {
       const need = total + mul(total, FEE_RATE);
       if (this.account(quote).balance + extraAvailable < need) {
-        return err(400, "insufficient_funds_bid", `주문가능한 금액(${quote})이 부족합니다.`);
+        return refused(400, "insufficient_funds_bid", `주문가능한 금액(${quote})이 부족합니다.`);
       }
     } else if (this.account(base).balance + extraAvailable < volume!) {
-      return err(400, "insufficient_funds_ask", `주문가능한 금액(${base})이 부족합니다.`);
+      return refused(400, "insufficient_funds_ask", `주문가능한 금액(${base})이 부족합니다.`);
     }
 
     // §4.3: the error name for a reused identifier is not documented; two third-party clients
     // map it to `duplicated_identifier` [?], which we answer with 400.
     if (typeof identifier === "string" && this.#usedIdentifiers.has(identifier)) {
-      return err(400, "duplicated_identifier", "이미 사용된 identifier입니다.");
+      return refused(400, "duplicated_identifier", "이미 사용된 identifier입니다.");
     }
-    return {
+    return ok({
       market,
       quote,
       base,
@@ -537,8 +593,8 @@ export class Engine {
       volume,
       timeInForce,
       smpType,
-      identifier: identifier as string | null,
-    };
+      identifier,
+    });
   }
 
   /**
@@ -547,13 +603,13 @@ export class Engine {
    * not burn the identifier — undocumented, §4.4). Returns the order as accepted (state `wait`)
    * and, for real orders, the order itself (already matched against the book).
    */
-  create(body: Record<string, unknown>, mode: CreateMode): Order | ApiError {
+  create(body: Record<string, unknown>, mode: CreateMode): SimResult<Order> {
     const identifier = body.identifier;
     try {
       const request = this.validate(body);
-      if (isApiError(request)) return request;
-      if (mode === "test") return this.#newOrder(request, false);
-      return this.place(request);
+      if (!request.ok) return request;
+      if (mode === "test") return ok(this.#newOrder(request.value, false));
+      return ok(this.place(request.value));
     } finally {
       if (mode === "real" && typeof identifier === "string") this.burnIdentifier(identifier);
     }
@@ -866,15 +922,15 @@ export class Engine {
    * Accepts a cancel: the order stops matching now, the answer shows it as it was (state `wait`),
    * and the cancel completes in a microtask, i.e. before the caller's next step (§4.10).
    */
-  requestCancel(order: Order, then?: () => void): Order | ApiError {
+  requestCancel(order: Order, then?: () => void): SimResult<Order> {
     // §4.10: the names for "already done / cancelled" are undocumented [?]; `done_order` is seen
     // in third-party bot code, `canceled_order` follows the same pattern.
-    if (order.state === "done") return err(400, "done_order", "이미 체결된 주문입니다.");
+    if (order.state === "done") return refused(400, "done_order", "이미 체결된 주문입니다.");
     if (order.state === "cancel" || order.state === "prevented" || order.cancelPending) {
-      return err(400, "canceled_order", "이미 취소된 주문입니다.");
+      return refused(400, "canceled_order", "이미 취소된 주문입니다.");
     }
     if (this.isOffline(order.market)) {
-      return err(403, "market_offline", "시스템 점검 중입니다. 잠시 후 다시 시도해 주세요.");
+      return refused(403, "market_offline", "시스템 점검 중입니다. 잠시 후 다시 시도해 주세요.");
     }
     const answer = snapshot(order);
     order.cancelPending = true;
@@ -884,7 +940,7 @@ export class Engine {
       this.#finish(order, "cancel");
       then?.();
     });
-    return answer;
+    return ok(answer);
   }
 
   /** Fills resting orders crossed by a printed trade (O(crossed orders)). */

@@ -5,7 +5,7 @@
  * answered with `{"status":"UP"}` (then every 10 s, §7.9), the 120 s idle timeout and the
  * websocket-message limit (§3.1).
  */
-import { type Authenticator, type AuthFailure, isAuthFailure } from "./_auth.ts";
+import type { Authenticator, AuthFailure } from "./_auth.ts";
 import { type Dec, toNumber } from "./_decimal.ts";
 import {
   type Engine,
@@ -20,7 +20,7 @@ import {
 import { type Random, uuidGenerator } from "./_ids.ts";
 import { avgPrice } from "./_order_json.ts";
 import { createLogger } from "../lib/log.ts";
-import type { Faults } from "./mod.ts";
+import type { Faults, SimResult } from "./contract.ts";
 import { WS_TOO_MANY_REQUESTS_FRAME } from "./rate_limit.ts";
 import { WS_IDLE_TIMEOUT_MS, WS_STATUS_INTERVAL_MS, WsSession } from "./_ws_session.ts";
 
@@ -135,28 +135,31 @@ const authError = {
   error: { name: "INVALID_AUTH", message: "인증 정보가 올바르지 않습니다." },
 };
 
-const wsError = (name: string, message: string) => ({ error: { name, message } });
+/** The error frame of a refused WebSocket request (§7.10). */
+type WsErrorFrame = { error: { name: string; message: string } };
+
+const wsError = (name: string, message: string): WsErrorFrame => ({ error: { name, message } });
 
 /** Parses a §7.2 request for the private endpoint; returns the subscription or an error frame. */
-export function parsePrivateRequest(text: string): Subscription | ReturnType<typeof wsError> {
+export function parsePrivateRequest(text: string): SimResult<Subscription, WsErrorFrame> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch {
-    return wsError("WRONG_FORMAT", "요청 형식이 올바르지 않습니다.");
+    return { ok: false, error: wsError("WRONG_FORMAT", "요청 형식이 올바르지 않습니다.") };
   }
   if (!Array.isArray(parsed) || parsed.length === 0) {
-    return wsError("WRONG_FORMAT", "요청 형식이 올바르지 않습니다.");
+    return { ok: false, error: wsError("WRONG_FORMAT", "요청 형식이 올바르지 않습니다.") };
   }
   const objects = parsed.filter((x): x is Record<string, unknown> =>
     typeof x === "object" && x !== null && !Array.isArray(x)
   );
   if (objects.length !== parsed.length) {
-    return wsError("WRONG_FORMAT", "요청 형식이 올바르지 않습니다.");
+    return { ok: false, error: wsError("WRONG_FORMAT", "요청 형식이 올바르지 않습니다.") };
   }
   const ticket = objects.find((o) => "ticket" in o);
   if (!ticket || typeof ticket.ticket !== "string" || ticket.ticket === "") {
-    return wsError("NO_TICKET", "ticket이 없습니다.");
+    return { ok: false, error: wsError("NO_TICKET", "ticket이 없습니다.") };
   }
   const subscription: Subscription = { myOrder: undefined, myAsset: false, format: "DEFAULT" };
   let types = 0;
@@ -164,7 +167,7 @@ export function parsePrivateRequest(text: string): Subscription | ReturnType<typ
     if ("format" in o) {
       const f = o.format;
       if (f !== "DEFAULT" && f !== "SIMPLE" && f !== "JSON_LIST" && f !== "SIMPLE_LIST") {
-        return wsError("WRONG_FORMAT", "지원하지 않는 format입니다.");
+        return { ok: false, error: wsError("WRONG_FORMAT", "지원하지 않는 format입니다.") };
       }
       subscription.format = f;
     }
@@ -175,17 +178,28 @@ export function parsePrivateRequest(text: string): Subscription | ReturnType<typ
       if (codes === undefined || codes === null) subscription.myOrder = null;
       else if (Array.isArray(codes) && codes.every((c) => typeof c === "string")) {
         subscription.myOrder = codes.length === 0 ? null : codes.map((c) => c.toUpperCase());
-      } else return wsError("WRONG_FORMAT", "codes 형식이 올바르지 않습니다.");
+      } else {return {
+          ok: false,
+          error: wsError("WRONG_FORMAT", "codes 형식이 올바르지 않습니다."),
+        };}
     } else if (o.type === "myAsset") {
       // §7.2: codes are forbidden for myAsset.
-      if ("codes" in o) return wsError("WRONG_FORMAT", "myAsset은 codes를 지원하지 않습니다.");
+      if ("codes" in o) {
+        return {
+          ok: false,
+          error: wsError("WRONG_FORMAT", "myAsset은 codes를 지원하지 않습니다."),
+        };
+      }
       subscription.myAsset = true;
     } else {
-      return wsError("INVALID_PARAM", `지원하지 않는 type입니다: ${String(o.type)}`);
+      return {
+        ok: false,
+        error: wsError("INVALID_PARAM", `지원하지 않는 type입니다: ${String(o.type)}`),
+      };
     }
   }
-  if (types === 0) return wsError("NO_TYPE", "type이 없습니다.");
-  return subscription;
+  if (types === 0) return { ok: false, error: wsError("NO_TYPE", "type이 없습니다.") };
+  return { ok: true, value: subscription };
 }
 
 /** Options of {@linkcode PrivateStreams}. */
@@ -236,19 +250,18 @@ export class PrivateStreams {
     // Headers are unreadable once the request is upgraded.
     const verified = await this.#auth
       .verify(req.headers.get("authorization"), undefined)
-      .catch((): AuthFailure => ({
-        status: 401,
-        name: "jwt_verification",
-        message: "Jwt 토큰 검증에 실패했습니다.",
+      .catch((): SimResult<never, AuthFailure> => ({
+        ok: false,
+        error: { status: 401, name: "jwt_verification", message: "Jwt 토큰 검증에 실패했습니다." },
       }));
     const faults = this.#faults();
-    if (isAuthFailure(verified) && faults.private_ws_auth_refusal === "upgrade") {
+    if (!verified.ok && faults.private_ws_auth_refusal === "upgrade") {
       return Response.json(
-        { error: { name: verified.name, message: verified.message } },
+        { error: { name: verified.error.name, message: verified.error.message } },
         { status: 401 },
       );
     }
-    const accessKey = isAuthFailure(verified) ? null : verified.accessKey;
+    const accessKey = verified.ok ? verified.value.accessKey : null;
     const max = faults.private_ws_max_connections;
     if (accessKey !== null && max > 0 && this.#openOf(accessKey) >= max) {
       return Response.json(
@@ -311,8 +324,8 @@ export class PrivateStreams {
       }
       if (!(await verdict)) return;
       const parsed = parsePrivateRequest(text);
-      if ("error" in parsed) return this.#send(socket, parsed, false);
-      connection.subscription = parsed;
+      if (!parsed.ok) return this.#send(socket, parsed.error, false);
+      connection.subscription = parsed.value;
     };
     socket.onclose = () => this.#forget(connection);
     socket.onerror = () => this.#forget(connection);

@@ -6,7 +6,57 @@
  * The market owns prices and prints trades; the exchange matches user orders against the market's
  * book and trades. Neither half knows the other's internals.
  */
-import type { Faults, SimOrderSummary, SimTrade } from "./mod.ts";
+import type { Faults } from "./faults.ts";
+
+export type { Faults } from "./faults.ts";
+
+/**
+ * An error the simulated exchange answers with (§5.1 envelope): HTTP status and the §5.2 name.
+ * Every refusal inside the simulator (authentication, validation, cancel) is one of these.
+ */
+export interface SimError {
+  status: number;
+  name: string;
+  message: string;
+}
+
+/** The outcome of a step that can be refused: the value, or why not. */
+export type SimResult<T, E = SimError> = { ok: true; value: T } | { ok: false; error: E };
+
+/** A successful {@linkcode SimResult}. */
+export function ok<T>(value: T): { ok: true; value: T } {
+  return { ok: true, value };
+}
+
+/** A refused {@linkcode SimResult} with a {@linkcode SimError}. */
+export function refused(status: number, name: string, message: string): {
+  ok: false;
+  error: SimError;
+} {
+  return { ok: false, error: { status, name, message } };
+}
+
+/** One order as listed by `GET /_sim/orders`. */
+export interface SimOrderSummary {
+  uuid: string;
+  identifier: string | null;
+  market: string;
+  side: "bid" | "ask";
+  ord_type: string;
+  state: string;
+  executed_volume: string;
+}
+
+/** A trade printed by the simulated market. */
+export interface SimTrade {
+  market: string;
+  price: number;
+  volume: number;
+  side: "ASK" | "BID";
+  timestampMs: number;
+  /** About 1.7e16 like Upbit's, above 2^53: a bigint, written to JSON as an exact integer. */
+  sequentialId: bigint;
+}
 
 /** One price level of the simulated book. */
 export interface BookLevel {

@@ -3,7 +3,56 @@
  * `--faults`, and the live, mergeable store read on every request.
  */
 import { z } from "zod";
-import type { Faults } from "./mod.ts";
+import { MarketCode } from "../lib/domain.ts";
+import type { SimResult } from "./contract.ts";
+
+const share = z.number().min(0).max(1);
+
+/** Fault settings, all switchable while running (also via `POST /_sim/faults`). */
+export const FaultsSchema = z.strictObject({
+  /** Added delay before every REST answer, in ms. */
+  latency_ms: z.number().int().min(0).max(600_000),
+  /** Share (0..1) of REST requests answered with a 5xx before the exchange sees them. */
+  error_rate: share,
+  /**
+   * Share (0..1) of real order creations (`POST /v1/orders`, `cancel_and_new`) that succeed (the
+   * order exists) but are answered with a 500.
+   */
+  server_error_after_create_rate: share,
+  /**
+   * Share (0..1) of real order creations answered with a 500 that create nothing but use up the
+   * identifier (§4.3: an identifier is burnt even when the create fails).
+   */
+  server_error_burn_rate: share,
+  /** Share (0..1) of order creations that are accepted (the order exists) but whose answer is lost. */
+  lost_response_rate: share,
+  /** Close every WebSocket connection every N seconds (0 = never). */
+  ws_disconnect_every_sec: z.number().min(0).max(86_400),
+  /** Share (0..1) of WebSocket frames sent malformed. */
+  malformed_frame_rate: share,
+  /** Multiplier on every rate-limit group (below 1 squeezes). */
+  rate_limit_factor: z.number().positive().max(1_000),
+  /** Markets that answer `market_offline`. */
+  offline_markets: z.array(MarketCode),
+  /**
+   * Group names in `Remaining-Req`: `documented`, or `alternative` names such as `candles` and
+   * `origin` as seen in captures (see `ALTERNATIVE_GROUP_NAMES` in `sim/rate_limit.ts`).
+   */
+  remaining_req_group_names: z.enum(["documented", "alternative"]),
+  /**
+   * How the private WebSocket refuses a bad token: `upgrade` answers the upgrade request with HTTP
+   * 401; `in_band` upgrades, sends the `INVALID_AUTH` error frame and closes.
+   */
+  private_ws_auth_refusal: z.enum(["upgrade", "in_band"]),
+  /**
+   * Concurrent private WebSocket connections per access key; more are refused with a 429 at the
+   * upgrade. 0 = no limit. Inferred: Upbit advises one connection but documents no number.
+   */
+  private_ws_max_connections: z.number().int().min(0).max(1_000),
+});
+
+/** Fault settings, inferred from {@linkcode FaultsSchema}. */
+export type Faults = z.infer<typeof FaultsSchema>;
 
 /** No faults. */
 export const NO_FAULTS: Readonly<Faults> = Object.freeze({
@@ -21,30 +70,15 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   private_ws_max_connections: 0,
 });
 
-const share = z.number().min(0).max(1);
-
 /** A partial fault update: every field optional, unknown fields rejected. */
-export const FaultsPatch = z.strictObject({
-  latency_ms: z.number().int().min(0).max(600_000).optional(),
-  error_rate: share.optional(),
-  server_error_after_create_rate: share.optional(),
-  server_error_burn_rate: share.optional(),
-  lost_response_rate: share.optional(),
-  ws_disconnect_every_sec: z.number().min(0).max(86_400).optional(),
-  malformed_frame_rate: share.optional(),
-  rate_limit_factor: z.number().positive().max(1_000).optional(),
-  offline_markets: z.array(z.string().regex(/^[A-Z]{2,10}-[A-Z0-9]{1,15}$/)).optional(),
-  remaining_req_group_names: z.enum(["documented", "alternative"]).optional(),
-  private_ws_auth_refusal: z.enum(["upgrade", "in_band"]).optional(),
-  private_ws_max_connections: z.number().int().min(0).max(1_000).optional(),
-});
+export const FaultsPatch = FaultsSchema.partial();
 
 /** Validates a fault update; returns the patch or a readable error text. */
 export function parseFaultsPatch(
   input: unknown,
-): { ok: true; patch: Partial<Faults> } | { ok: false; error: string } {
+): SimResult<Partial<Faults>, string> {
   const result = FaultsPatch.safeParse(input);
-  if (result.success) return { ok: true, patch: result.data };
+  if (result.success) return { ok: true, value: result.data };
   const error = result.error.issues
     .map((i) => `${i.path.join(".") || "faults"}: ${i.message}`)
     .join("; ");

@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { KRW_MARKET_CODE_PATTERN, MARKET_BASE_SOURCE } from "../lib/domain.ts";
 import { createLogger } from "../lib/log.ts";
 import { parseFaultsPatch } from "./faults.ts";
 import { DEFAULT_MARKETS } from "./market_specs.ts";
@@ -53,7 +54,7 @@ const CliSchema = z.object({
   seed: intText("--seed", 0, 2 ** 31 - 1).default(1),
   markets: z.string().trim().transform((s) => s.split(",").map((m) => m.trim()).filter(Boolean))
     .pipe(
-      z.array(z.string().regex(/^KRW-[A-Z0-9]{1,15}$/, "--markets takes KRW codes like KRW-BTC"))
+      z.array(z.string().regex(KRW_MARKET_CODE_PATTERN, "--markets takes KRW codes like KRW-BTC"))
         .min(1, "--markets needs at least one market"),
     )
     .optional(),
@@ -65,7 +66,7 @@ const CliSchema = z.object({
     .pipe(
       z.array(
         z.string().regex(
-          /^KRW-[A-Z0-9]{1,15}=(?:\d+(?:\.\d{1,8})?|\.\d{1,8})$/,
+          new RegExp(`^KRW-${MARKET_BASE_SOURCE}=(?:\\d+(?:\\.\\d{1,8})?|\\.\\d{1,8})$`),
           "--balances takes MARKET=VOLUME pairs like KRW-BTC=0.5 (at most 8 decimals)",
         ),
       ).min(1, "--balances needs at least one MARKET=VOLUME pair"),
@@ -145,7 +146,7 @@ export function parseCli(
     }
     const f = parseFaultsPatch(json);
     if (!f.ok) throw new UsageError(`invalid --faults (SIM_FAULTS): ${f.error}`);
-    faults = f.patch;
+    faults = f.value;
   }
   const markets = v.markets ?? [...DEFAULT_MARKETS];
   let balances: Record<string, string> | undefined;

@@ -11,7 +11,7 @@
  * 10,000 plus a counter, about 1.7e16 like Upbit's, above 2^53.
  */
 import type { BookLevel, MarketView } from "./contract.ts";
-import type { SimTrade } from "./mod.ts";
+import type { SimTrade } from "./contract.ts";
 import { createRng, hash01, type Rng } from "./_rng.ts";
 import { type MarketSpec, specFor } from "./market_specs.ts";
 import { krwTickSize, snapToTick, tickDown, tickUp } from "./tick_size.ts";

@@ -8,6 +8,7 @@
  * quotation REST, the public WebSocket and the admin endpoint share it without new plumbing.
  */
 import { z } from "zod";
+import { MarketCode } from "../lib/domain.ts";
 import type { SimMarket } from "./market.ts";
 
 /** The caution flags of §6 (`market_event.caution`), all false by default. */
@@ -32,7 +33,7 @@ export interface MarketStatus {
 
 /** One update of `POST /_sim/markets`: the market, and the fields to change. */
 export const MarketStatusPatch = z.strictObject({
-  market: z.string().regex(/^[A-Z]{2,10}-[A-Z0-9]{1,15}$/),
+  market: MarketCode,
   warning: z.boolean().optional(),
   caution: z.strictObject(
     Object.fromEntries(CAUTION_FLAGS.map((f) => [f, z.boolean().optional()])) as Record<

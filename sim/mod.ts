@@ -13,50 +13,10 @@ import { RateLimiter } from "./rate_limit.ts";
 import { createSimServer } from "./server.ts";
 import { createRng } from "./_rng.ts";
 
-export { StateFileError } from "./_state_file.ts";
+import type { Faults, SimOrderSummary, SimTrade } from "./contract.ts";
 
-/** Fault settings, all switchable while running (also via `POST /_sim/faults`). */
-export interface Faults {
-  /** Added delay before every REST answer, in ms. */
-  latency_ms: number;
-  /** Share (0..1) of REST requests answered with a 5xx before the exchange sees them. */
-  error_rate: number;
-  /**
-   * Share (0..1) of real order creations (`POST /v1/orders`, `cancel_and_new`) that succeed (the
-   * order exists) but are answered with a 500.
-   */
-  server_error_after_create_rate: number;
-  /**
-   * Share (0..1) of real order creations answered with a 500 that create nothing but use up the
-   * identifier (§4.3: an identifier is burnt even when the create fails).
-   */
-  server_error_burn_rate: number;
-  /** Share (0..1) of order creations that are accepted (the order exists) but whose answer is lost. */
-  lost_response_rate: number;
-  /** Close every WebSocket connection every N seconds (0 = never). */
-  ws_disconnect_every_sec: number;
-  /** Share (0..1) of WebSocket frames sent malformed. */
-  malformed_frame_rate: number;
-  /** Multiplier on every rate-limit group (below 1 squeezes). */
-  rate_limit_factor: number;
-  /** Markets that answer `market_offline`. */
-  offline_markets: string[];
-  /**
-   * Group names in `Remaining-Req`: `documented`, or `alternative` names such as `candles` and
-   * `origin` as seen in captures (see `ALTERNATIVE_GROUP_NAMES` in `sim/rate_limit.ts`).
-   */
-  remaining_req_group_names: "documented" | "alternative";
-  /**
-   * How the private WebSocket refuses a bad token: `upgrade` answers the upgrade request with HTTP
-   * 401; `in_band` upgrades, sends the `INVALID_AUTH` error frame and closes.
-   */
-  private_ws_auth_refusal: "upgrade" | "in_band";
-  /**
-   * Concurrent private WebSocket connections per access key; more are refused with a 429 at the
-   * upgrade. 0 = no limit. Inferred: Upbit advises one connection but documents no number.
-   */
-  private_ws_max_connections: number;
-}
+export { StateFileError } from "./_state_file.ts";
+export type { Faults, SimOrderSummary, SimTrade } from "./contract.ts";
 
 /** Options of {@linkcode startSimulator}. */
 export interface SimulatorOptions {
@@ -113,28 +73,6 @@ export interface SimulatorOptions {
   wsStatusIntervalMs?: number;
 }
 
-/** One order as listed by `GET /_sim/orders`. */
-export interface SimOrderSummary {
-  uuid: string;
-  identifier: string | null;
-  market: string;
-  side: "bid" | "ask";
-  ord_type: string;
-  state: string;
-  executed_volume: string;
-}
-
-/** A trade printed by the simulated market. */
-export interface SimTrade {
-  market: string;
-  price: number;
-  volume: number;
-  side: "ASK" | "BID";
-  timestampMs: number;
-  /** About 1.7e16 like Upbit's, above 2^53: a bigint, written to JSON as an exact integer. */
-  sequentialId: bigint;
-}
-
 /** A running simulator. */
 export interface Simulator {
   /** e.g. `http://127.0.0.1:40123` */
@@ -185,7 +123,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   if (!initialFaults.ok) {
     throw new RangeError(`Cannot start simulator: bad faults: ${initialFaults.error}`);
   }
-  const faults = new FaultStore(initialFaults.patch);
+  const faults = new FaultStore(initialFaults.value);
   const market = new SimMarket({
     seed,
     markets: options.markets ?? DEFAULT_MARKETS,
@@ -242,7 +180,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     setFaults(patch) {
       const parsed = parseFaultsPatch(patch);
       if (!parsed.ok) throw new RangeError(`Cannot set faults: ${parsed.error}`);
-      faults.merge(parsed.patch);
+      faults.merge(parsed.value);
     },
     faults: () => faults.get(),
     orders: () => exchange.orders(),

@@ -5,7 +5,8 @@
  * messages, and the malformed-frame fault.
  */
 import { z } from "zod";
-import type { Faults } from "./mod.ts";
+import { MARKET_CODE_PATTERN } from "../lib/domain.ts";
+import type { Faults } from "./contract.ts";
 import type { MarketTrade, SimMarket } from "./market.ts";
 import type { Rng } from "./_rng.ts";
 import {
@@ -66,7 +67,7 @@ const CANDLE_UNITS = new Map<string, number>([
   ...[1, 3, 5, 10, 15, 30, 60, 240].map((m) => [`candle.${m}m`, m * 60] as [string, number]),
 ]);
 const SUPPORTED_TYPES = new Set(["trade", "ticker", "orderbook", ...CANDLE_UNITS.keys()]);
-const CODE = /^[A-Z]{2,10}-[A-Z0-9]{1,15}$/;
+const CODE = MARKET_CODE_PATTERN;
 const ORDERBOOK_DEPTHS = new Set([1, 5, 15, 30]);
 
 const TicketPart = z.object({ ticket: z.string().min(1) });

@@ -185,7 +185,7 @@ export function createSimServer(parts: SimServerParts): SimServer {
       }
       const parsed = parseFaultsPatch(body);
       if (!parsed.ok) return Response.json({ error: parsed.error }, { status: 400 });
-      faults.merge(parsed.patch);
+      faults.merge(parsed.value);
       return Response.json(faults.get());
     }
     if (path === "/_sim/orders" && req.method === "GET") return Response.json(exchange.orders());

@@ -42,6 +42,20 @@ Deno.test("parseConfig() gives the safe defaults", () => {
   assert.equal(c.EVAL_TP_PCT, undefined);
 });
 
+Deno.test("every setting's documented default is the default it parses to", () => {
+  const defaults = parseConfig({}) as Record<string, unknown>;
+  for (const s of SETTINGS) {
+    const unset = defaults[s.name];
+    if (s.defaultText === "") {
+      assert.ok(unset === undefined || unset === "", `${s.name} is unset by default: ${unset}`);
+      continue;
+    }
+    const written = (parseConfig({ [s.name]: s.defaultText }) as Record<string, unknown>)[s.name];
+    assert.notEqual(unset, undefined, `${s.name} documents ${s.defaultText} but has no default`);
+    assert.deepEqual(unset, written, `${s.name}: README says ${s.defaultText}`);
+  }
+});
+
 Deno.test("parseConfig() parses lists, numbers and booleans", () => {
   const c = parseConfig({
     MARKETS: " krw-btc, KRW-ETH ,KRW-BTC",

@@ -61,7 +61,7 @@ Deno.test("EvaluatorCore turns trades into labels, predictions and alternating p
   for (const s of steps) {
     const p = s.prediction!;
     assert.ok(Math.abs(p.pUp + p.pDown + p.pFlat - 1) < 1e-12);
-    assert.ok(p.spreadPct >= 0);
+    assert.ok(Number.isFinite(p.spreadPct) && p.spreadPct >= 0, `${p.spreadPct}`);
     assert.ok(Math.abs(p.ev - (p.pUp * 0.15 - p.pDown * 0.15 - 0.1 - p.spreadPct)) < 1e-12);
   }
   assert.ok(steps.some((s) => s.prediction!.spreadPct > 0), "a spread was estimated");

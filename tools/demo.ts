@@ -14,6 +14,10 @@ const sim = await startSimulator({
   seed: 1,
   markets: (env.MARKETS ?? "KRW-BTC,KRW-ETH,KRW-XRP").split(",").map((m) => m.trim()),
   rate: Number(env.SIM_RATE ?? 60),
+  // The realistic market (scale 1) moves too little in a minute to cross the test profile's
+  // take-profit / stop-loss: the README promises paper trades within a minute, so the demo runs
+  // the same ten-fold volatility as the end-to-end pipeline test.
+  volatilityScale: 10,
 });
 const config = loadConfigOrReport({
   env: {

@@ -9,9 +9,10 @@ import { fetchHistory, MAX_DAYS } from "../lib/backtest/fetch_history.ts";
 import { splitArgs, UsageError } from "../lib/backtest/args.ts";
 import { bar, print, printError, Progress } from "../lib/backtest/terminal.ts";
 import { ConfigError, loadConfig } from "../lib/config.ts";
+import { MARKET_CODE_PATTERN } from "../lib/domain.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 
-const MARKET = /^[A-Z]{2,10}-[A-Z0-9]{1,15}$/;
+const MARKET = MARKET_CODE_PATTERN;
 
 function parseArgs(argv: readonly string[]): { markets: string[]; days: number } {
   let markets: string[] | null = null;

@@ -1,7 +1,9 @@
 /**
- * @module Restart delays: exponential backoff with jitter, bounded by a minimum and a maximum
- * (Akka's `BackoffSupervisor` shape; the same curve as std's `exponentialBackoffWithJitter`).
+ * @module Restart delays of the supervisor: the curve of `lib/backoff.ts` in the supervisor's
+ * option names, bounded by a minimum and a maximum with the jitter included (Akka's
+ * `BackoffSupervisor` shape).
  */
+import { backoffDelayMs } from "../backoff.ts";
 
 /** Options of {@linkcode restartDelayMs}. */
 export interface BackoffOptions {
@@ -57,6 +59,13 @@ export function restartDelayMs(
   random: () => number = Math.random,
 ): number {
   const { minDelayMs, maxDelayMs, jitter, multiplier = 2 } = options;
-  const base = Math.min(maxDelayMs, minDelayMs * multiplier ** Math.max(0, attempt));
-  return Math.round(Math.min(maxDelayMs, base * (1 + jitter * random())));
+  const delay = backoffDelayMs(Math.max(0, Math.floor(attempt)), {
+    baseMs: minDelayMs,
+    maxMs: maxDelayMs,
+    multiplier,
+    jitter,
+    random,
+  });
+  // A restart bound is a promise to the operator: the jitter never takes a delay past it.
+  return Math.min(Math.round(maxDelayMs), delay);
 }

@@ -15,6 +15,7 @@
  * directions. An invalid message is logged with its sender, counted and dropped.
  */
 import { z } from "zod";
+import { MarketCode } from "../domain.ts";
 
 /** An actor's name: lower snake_case, e.g. `order_poller`. `supervisor` is reserved. */
 export const ActorName = z.string().regex(/^[a-z][a-z0-9_]{0,31}$/);
@@ -47,7 +48,7 @@ export type Bar = z.infer<typeof Bar>;
  */
 export const BarsFinal = z.object({
   type: z.literal("bars.final"),
-  market: z.string().regex(/^[A-Z]{2,10}-[A-Z0-9]{1,15}$/),
+  market: MarketCode,
   bars: z.array(Bar).min(1).max(10_000),
 });
 

@@ -3,6 +3,7 @@
  * mistake is a {@linkcode UsageError} with a one-line message (the tool exits with status 2).
  */
 import { ConfigError, parseConfig } from "../config.ts";
+import { MARKET_CODE_PATTERN } from "../domain.ts";
 import { overridesFromConfig, type ProfileName, resolveParams } from "../strategy/policy.ts";
 import type { RunParameters } from "./report.ts";
 import { parseSweep, type SweepAxis } from "./sweep.ts";
@@ -35,7 +36,7 @@ export interface BacktestArgs {
   workers: number | null;
 }
 
-const MARKET = /^[A-Z]{2,10}-[A-Z0-9]{1,15}$/;
+const MARKET = MARKET_CODE_PATTERN;
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/;
 

@@ -28,6 +28,7 @@ import {
   liveEntriesWithoutExit,
   type NewAttempt,
   rotateIdentifier,
+  sentOrderBody,
   transitionAttempt,
   unfinishedLiveSells,
   unresolvedAttempts,
@@ -602,7 +603,7 @@ export class Executor {
       this.#o.log.info(`Retry ${pending.identifier} (${pending.retry_count}${limit})`);
     }
     const rest = this.#o.rest!;
-    const body = gated.request_json as unknown as OrderRequest;
+    const body = sentOrderBody(gated);
     let result: PostOrderResult;
     if (this.mode === "test") {
       // §4.4: whether a test call burns an identifier is undocumented; send none (safe reading),

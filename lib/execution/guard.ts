@@ -5,7 +5,9 @@
 import type { Config } from "../config.ts";
 
 /** How the executor treats paper trades. */
-export type TradeMode = "shadow" | "test" | "live";
+import type { TradeMode } from "../domain.ts";
+
+export type { TradeMode };
 
 /** The exact phrase `LIVE_GUARD_PHRASE` must hold for live trading. */
 export const LIVE_GUARD_PHRASE = "I_CONFIRM_LIVE_TRADING";

@@ -6,6 +6,7 @@
  * position.
  */
 import { type Dec, dec, formatDec, minDec, mul, truncDec, ZERO } from "../decimal.ts";
+import type { TradeMode } from "../domain.ts";
 import { UpbitApiError, type UpbitError } from "../upbit/errors.ts";
 
 /** Fractional digits of an order volume Upbit accepts (§8.2: quantities carry 8 decimals). */
@@ -34,7 +35,7 @@ export interface CloserMarket {
 /** Everything {@linkcode decideCloses} needs. */
 export interface CloserInput {
   /** The effective trading mode: only `live` sends or writes anything off. */
-  mode: "shadow" | "test" | "live";
+  mode: TradeMode;
   /** Close every ledger position now, even when the paper book still holds it. */
   flatten: boolean;
   /** Minimum order total in KRW (§8.2: 5,000). */

@@ -8,6 +8,7 @@
  * nothing here is awaited by them. Payloads are built from stored facts passed through the log's
  * secret mask; the URL itself is a secret (never logged).
  */
+import { backoffDelayMs } from "../backoff.ts";
 import type { Sql } from "../db.ts";
 import { type Logger, redact } from "../log.ts";
 
@@ -298,7 +299,6 @@ export class AlertWebhook {
 
   /** POSTs `alert`, retrying with backoff; gives up (and logs) after `maxAttempts`. */
   async #deliver(alert: Alert): Promise<void> {
-    let delay = this.#o.retryBaseMs;
     for (let attempt = 1; attempt <= this.#o.maxAttempts && !this.#stopped; attempt++) {
       let problem: string;
       try {
@@ -325,6 +325,12 @@ export class AlertWebhook {
         });
         return;
       }
+      // No jitter: one webhook per process.
+      const delay = backoffDelayMs(attempt - 1, {
+        baseMs: this.#o.retryBaseMs,
+        maxMs: 60_000,
+        jitter: 0,
+      });
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
         this.#abort.signal.addEventListener("abort", () => {
@@ -332,7 +338,6 @@ export class AlertWebhook {
           resolve();
         }, { once: true });
       });
-      delay = Math.min(delay * 2, 60_000);
     }
   }
 }

@@ -9,6 +9,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { ActorStatus } from "../actors/supervisor.ts";
 import type { Sql } from "../db.ts";
+import { TradeMode } from "../domain.ts";
 import type { GuardDecision } from "../execution/guard.ts";
 import { ledgerPositions } from "../execution/position_ledger.ts";
 import { redact } from "../log.ts";
@@ -94,7 +95,7 @@ const AttemptsQuery = z.strictObject({
   ...paging(50, 1000),
   ...timeRange,
   market: MarketCode.optional(),
-  mode: z.enum(["shadow", "test", "live"]).optional(),
+  mode: TradeMode.optional(),
   status: z.string().regex(/^[a-z_]{1,32}$/, "must be a status such as done or error")
     .optional(),
 });

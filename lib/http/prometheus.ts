@@ -9,6 +9,7 @@
 import { Hono } from "hono";
 import type { ActorStatus } from "../actors/supervisor.ts";
 import type { Sql } from "../db.ts";
+import { PaperAction } from "../domain.ts";
 import { readiness } from "./health.ts";
 
 /** Upper bounds (seconds) of the order-latency histogram's buckets. */
@@ -148,7 +149,7 @@ export async function scrape(src: MetricsSources): Promise<string> {
     "upbot_paper_trades_total",
     "counter",
     "Paper trades recorded, by action.",
-    ["ENTER_LONG", "EXIT_LONG"].map((action) => [
+    PaperAction.options.map((action) => [
       { action },
       paper.find((p) => p.action === action)?.n ?? 0,
     ]),

@@ -4,10 +4,11 @@
  * so an unknown parameter is a 400 naming it rather than a filter silently ignored.
  */
 import { z } from "zod";
+import { MARKET_CODE_PATTERN } from "../domain.ts";
 
 /** A market code such as `KRW-BTC` (the same rule as the `MARKETS` setting). */
 export const MarketCode = z.string().regex(
-  /^[A-Z]{2,10}-[A-Z0-9]{1,15}$/,
+  MARKET_CODE_PATTERN,
   "must be a market code like KRW-BTC",
 );
 

@@ -11,6 +11,7 @@ import type { ActorSpec } from "../actors/supervisor.ts";
 import type { Config } from "../config.ts";
 import { privateWsUrl } from "../config.ts";
 import type { DbConnection } from "../db.ts";
+import { TradeMode } from "../domain.ts";
 import type { Logger } from "../log.ts";
 import { announceBan, shareBans } from "../actors/upbit_bans.ts";
 import { UpbitRest } from "../upbit/rest.ts";
@@ -75,7 +76,7 @@ export const ExecutorConfig = z.object({
   restUrl: z.string(),
   ...Keys,
   guard: z.object({
-    UPBIT_TRADE_MODE: z.enum(["shadow", "test", "live"]),
+    UPBIT_TRADE_MODE: TradeMode,
     LIVE_TRADING_ENABLED: z.boolean(),
     LIVE_GUARD_PHRASE: z.string(),
     PAPER_POLICY_PROFILE: z.enum(["test", "default"]),

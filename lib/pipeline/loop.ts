@@ -3,6 +3,7 @@
  * repeat until stopped. A failing pass is retried with backoff; after too many failures in a row
  * the error escalates (the actor crashes and its supervisor decides), instead of looping forever.
  */
+import { backoffDelayMs } from "../backoff.ts";
 import type { Logger } from "../log.ts";
 
 /** Options of {@linkcode WorkLoop}. */
@@ -75,7 +76,12 @@ export class WorkLoop {
       }
       if (this.#o.signal.aborted) return;
       const delay = failures > 0
-        ? Math.min(this.#o.maxBackoffMs ?? 30_000, this.#o.intervalMs * 2 ** failures)
+        // No jitter: one loop per process, nothing to spread.
+        ? backoffDelayMs(failures, {
+          baseMs: this.#o.intervalMs,
+          maxMs: this.#o.maxBackoffMs ?? 30_000,
+          jitter: 0,
+        })
         : (again ? 0 : this.#o.intervalMs);
       if (delay > 0 && !this.#woken) await this.#sleep(delay);
     }

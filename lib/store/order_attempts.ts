@@ -8,8 +8,10 @@
  * to `sent`) of a lease holder's client also check its lease in the same transaction
  * (`lib/lease.ts`): an upbot that lost the lease writes, and so sends, nothing more.
  */
+import { z } from "zod";
 import type { Sql } from "../db.ts";
 import { assertLeaseHeld, leaseFenceOf } from "../lease.ts";
+import { OrderSide, OrdType, type PaperAction, type TradeMode } from "../domain.ts";
 import { INITIAL_STATES, type OrderState, transition } from "../execution/order_state.ts";
 
 /** An attempt row. Amounts are decimal strings. */
@@ -18,8 +20,8 @@ export interface AttemptRow {
   ts: Date;
   symbol: string;
   action: AttemptAction;
-  mode: "shadow" | "test" | "live";
-  side: "bid" | "ask";
+  mode: TradeMode;
+  side: OrderSide;
   ord_type: "price" | "market" | "limit" | "best";
   price: string | null;
   volume: string | null;
@@ -52,14 +54,14 @@ export interface AttemptRow {
 }
 
 /** What an attempt does: a paper trade's entry or exit, or a close decided from the ledger. */
-export type AttemptAction = "ENTER_LONG" | "EXIT_LONG" | "CLOSE";
+export type AttemptAction = PaperAction | "CLOSE";
 
 /** Fields of a new attempt. */
 export interface NewAttempt {
   symbol: string;
   action: AttemptAction;
-  mode: "shadow" | "test" | "live";
-  side: "bid" | "ask";
+  mode: TradeMode;
+  side: OrderSide;
   ord_type: "price" | "market";
   price: string | null;
   volume: string | null;
@@ -103,12 +105,56 @@ async function atomically<T>(sql: Sql, fn: (tx: Sql) => Promise<T>): Promise<T> 
   return await sql.savepoint((tx) => fn(tx)) as T;
 }
 
+/** `request_json` as stored: the order body, every value a string (never auth material). */
+const RequestJson = z.record(z.string(), z.string()).nullable();
+
+/** The order body of an attempt that is sent to Upbit (`POST /v1/orders`), checked on read. */
+const SentOrderBody = z.object({
+  market: z.string(),
+  side: OrderSide,
+  ord_type: OrdType,
+  volume: z.string().optional(),
+  price: z.string().optional(),
+  time_in_force: z.enum(["ioc", "fok", "post_only"]).optional(),
+  smp_type: z.enum(["none", "cancel_maker", "cancel_taker", "reduce"]).optional(),
+  identifier: z.string(),
+});
+
+/** An order body read back from `request_json`. */
+export type SentOrderBody = z.infer<typeof SentOrderBody>;
+
+/**
+ * The order body an attempt sends, parsed from its `request_json` (a JSONB column: checked here,
+ * at the store boundary, rather than cast where it is used).
+ *
+ * @throws {Error} naming the attempt when the stored body is not an order body.
+ */
+export function sentOrderBody(row: AttemptRow): SentOrderBody {
+  const parsed = SentOrderBody.safeParse(row.request_json);
+  if (parsed.success) return parsed.data;
+  throw new Error(
+    `Attempt ${row.id} (${row.identifier}) has no valid order body in request_json: ${
+      parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ")
+    }`,
+  );
+}
+
 function normalise(row: AttemptRow): AttemptRow {
   return {
     ...row,
     id: Number(row.id),
     paper_trade_id: row.paper_trade_id === null ? null : Number(row.paper_trade_id),
+    request_json: requestJsonOf(row),
   };
+}
+
+/** A JSONB column is whatever was written: its shape is checked where it enters the program. */
+function requestJsonOf(row: AttemptRow): Record<string, string> | null {
+  const parsed = RequestJson.safeParse(row.request_json);
+  if (parsed.success) return parsed.data;
+  throw new Error(
+    `Attempt ${row.id} (${row.identifier}) has a request_json that is not an object of strings`,
+  );
 }
 
 /** This installation's id (8 base32 characters, made by migration 002). */

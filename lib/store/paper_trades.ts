@@ -3,6 +3,7 @@
  * row pointing at it), written by the evaluator and followed by the executor with a cursor on id.
  */
 import type { Sql } from "../db.ts";
+import type { PaperAction } from "../domain.ts";
 import type { PaperEvent, PaperPosition } from "../strategy/policy.ts";
 
 /** A paper trade row as the executor and the dashboard read it. */
@@ -10,7 +11,7 @@ export interface PaperTradeRow {
   id: number;
   ts: Date;
   symbol: string;
-  action: "ENTER_LONG" | "EXIT_LONG";
+  action: PaperAction;
   policy_profile: string;
   entry_id: number | null;
   entry_ts: Date;

@@ -6,7 +6,7 @@
  * Private to `lib/upbit/`; the public and private stream clients build on it.
  */
 import type { Logger } from "../log.ts";
-import { backoffDelayMs, type BackoffOptions } from "./backoff.ts";
+import { backoffDelayMs, type BackoffOptions } from "../backoff.ts";
 
 /** Options of {@linkcode ReconnectingSocket}. */
 export interface ReconnectingSocketOptions {

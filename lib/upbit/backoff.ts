@@ -1,59 +1,6 @@
 /**
- * @module Exponential backoff with jitter, and an abortable sleep: the one place where retry
- * delays of REST calls and WebSocket reconnects are computed.
+ * @module Re-export of `lib/backoff.ts`, kept only because `lib/upbit/rest.ts` and
+ * `lib/execution/executor.ts` import it and are being edited on other branches right now.
+ * New code imports `lib/backoff.ts`; remove this file once those imports are switched.
  */
-
-/** Options of {@linkcode backoffDelayMs}. */
-export interface BackoffOptions {
-  /** Delay of attempt 0 before jitter, in ms. @default {500} */
-  baseMs?: number;
-  /** Cap on the delay before jitter, in ms. @default {30000} */
-  maxMs?: number;
-  /** Jitter added on top: a uniform share of the delay, 0..1. @default {0.5} */
-  jitter?: number;
-  /** Random source in [0, 1) (tests pass a fixed one). @default {Math.random} */
-  random?: () => number;
-}
-
-/**
- * Delay before retry number `attempt` (0-based): `min(maxMs, baseMs * 2^attempt)` plus up to
- * `jitter` of that, so that many clients recovering at once do not retry in lockstep.
- *
- * @throws {RangeError} when `attempt` is negative or not an integer.
- * @example
- * ```ts
- * backoffDelayMs(3, { baseMs: 100, jitter: 0 }); // 800
- * ```
- */
-export function backoffDelayMs(attempt: number, options: BackoffOptions = {}): number {
-  if (!Number.isInteger(attempt) || attempt < 0) {
-    throw new RangeError(
-      `Cannot compute backoff as 'attempt' must be an integer >= 0: current value is ${attempt}`,
-    );
-  }
-  const { baseMs = 500, maxMs = 30_000, jitter = 0.5, random = Math.random } = options;
-  const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 52));
-  return Math.round(exp + exp * jitter * random());
-}
-
-/**
- * Resolves after `ms`, or rejects with the signal's reason as soon as `signal` aborts. The timer
- * is always cleared, so tests' sanitizers stay quiet.
- */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, Math.max(0, ms));
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
+export { backoffDelayMs, type BackoffOptions, sleep } from "../backoff.ts";

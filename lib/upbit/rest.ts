@@ -7,6 +7,7 @@
  * explicit `unknown` outcome that must be resolved with {@linkcode UpbitRest.resolveUnknownOrder}.
  */
 import type { z } from "zod";
+import { MARKET_CODE_PATTERN } from "../domain.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { ApiKeys } from "./api_keys.ts";
 import { bodyHashInput, buildQuery, type QueryParams, signToken } from "./_jwt.ts";
@@ -173,7 +174,7 @@ const DECIMAL = /^\d+(\.\d+)?$/;
 
 function checkOrderRequest(method: string, body: TestOrderRequest, needIdentifier: boolean): void {
   const problems: string[] = [];
-  if (!/^[A-Z0-9]+-[A-Z0-9]+$/.test(body.market)) problems.push(`'market' ${body.market}`);
+  if (!MARKET_CODE_PATTERN.test(body.market)) problems.push(`'market' ${body.market}`);
   if (body.volume !== undefined && !DECIMAL.test(body.volume)) {
     problems.push("'volume' not decimal");
   }

@@ -8,6 +8,7 @@
  * exceeds 2^53 and is read exactly from the text (see {@linkcode parseJsonExactIds}).
  */
 import { z } from "zod";
+import { OrderSide, OrdType } from "../domain.ts";
 
 const DECIMAL = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
 
@@ -35,15 +36,9 @@ export type Account = z.output<typeof Account>;
 /** `GET /v1/accounts` response. */
 export const Accounts = z.array(Account);
 
-/** Order side on REST (§4.3). */
-export const OrderSide = z.enum(["bid", "ask"]);
-/** `bid` buys, `ask` sells. */
-export type OrderSide = z.output<typeof OrderSide>;
-
-/** Order type on REST (§4.3). */
-export const OrdType = z.enum(["limit", "price", "market", "best"]);
-/** `price` = market buy by KRW total, `market` = market sell by volume. */
-export type OrdType = z.output<typeof OrdType>;
+// Order side and type on REST (§4.3): `bid` buys, `ask` sells; `price` = market buy by KRW total,
+// `market` = market sell by volume. Defined once in lib/domain.ts.
+export { OrderSide, OrdType };
 
 /**
  * Order state on REST (§4.5). `prevented` (self-trade prevention cancelled the order or its rest,

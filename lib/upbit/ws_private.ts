@@ -11,7 +11,7 @@ import { z } from "zod";
 import { createLogger, type Logger } from "../log.ts";
 import { signToken } from "./_jwt.ts";
 import { ReconnectingSocket } from "./_ws_base.ts";
-import type { BackoffOptions } from "./backoff.ts";
+import type { BackoffOptions } from "../backoff.ts";
 import { UpbitWsAuthError } from "./errors.ts";
 import { type Decimal, DecimalString, parseJsonExactDecimals } from "./schemas.ts";
 

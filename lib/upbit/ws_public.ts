@@ -12,7 +12,7 @@
 import { z } from "zod";
 import { createLogger, type Logger } from "../log.ts";
 import { ReconnectingSocket } from "./_ws_base.ts";
-import type { BackoffOptions } from "./backoff.ts";
+import type { BackoffOptions } from "../backoff.ts";
 import type { UpbitRest } from "./rest.ts";
 import { OrderbookUnit, parseJsonExactIds, type TradeTick } from "./schemas.ts";
 import { tradesSince } from "./trade_backfill.ts";
