@@ -85,7 +85,10 @@ Deno.test("alerts out: halt, resume, alarm and live fill reach the webhook, retr
     const alarm = alerts.find((a) => a.type === "alarm")!;
     assert.equal(alarm.text, "upbot ALARM exit_failing KRW-BTC: sell refused twice");
     const fill = alerts.find((a) => a.type === "live_fill")!;
-    assert.match(String(fill.identifier), /^paper-\d+-(ENTER|EXIT)_LONG$/);
+    assert.match(
+      String(fill.identifier),
+      /^paper-[a-z2-7]{8}-(\d+-(ENTER|EXIT)_LONG|close-\d+)(-r\d+)?$/,
+    );
     assert.ok(Number(fill.executed_volume) > 0);
     // The first POST was refused and the same alert delivered again: nothing lost, in order.
     assert.ok(receiver.requests() > receiver.bodies.length);

@@ -45,7 +45,10 @@ for (const backend of testBackends()) {
       assert.equal(typeof a.ts, "number");
       assert.ok(Math.abs((a.ts as number) - Date.now()) < 600_000);
       assert.equal(a.mode, "shadow");
-      assert.match(String(a.identifier), /^paper-[a-z2-7]{8}-\d+-(ENTER|EXIT)_LONG$/);
+      assert.match(
+        String(a.identifier),
+        /^paper-[a-z2-7]{8}-(\d+-(ENTER|EXIT)_LONG|close-\d+)(-r\d+)?$/,
+      );
     }
     const ids = attempts.map((a) => a.id as number);
     assert.deepEqual(ids, [...ids].sort((x, y) => y - x), "newest first");
