@@ -5,6 +5,7 @@
  * Money and quantities are `NUMERIC` columns and come back as decimal strings (postgres.js does
  * not convert them), so no price or volume is ever rounded through a float on its way in or out.
  */
+import { IDLE_IN_TRANSACTION_MS } from "./pglite_server.ts";
 import postgres from "postgres";
 import type { Config } from "./config.ts";
 import { describeDatabaseUrl } from "./config.ts";
@@ -65,7 +66,16 @@ export function connect(connection: DbConnection, options: ConnectOptions = {}):
     connection: { application_name: options.applicationName ?? "upbot" },
   };
   if (connection.kind === "url") {
-    const sql = postgres(connection.url, common);
+    const sql = postgres(connection.url, {
+      ...common,
+      connection: {
+        ...common.connection,
+        // upbot's transactions never wait on anything but the database. A session idle inside one
+        // belongs to a worker that hung or died without closing its socket: end it so its locks
+        // go (the embedded server applies the same limit).
+        idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+      },
+    });
     if (connection.lease) setLeaseFence(sql, connection.lease);
     return sql;
   }

@@ -14,6 +14,13 @@
  */
 import type { PGlite } from "@electric-sql/pglite";
 
+/**
+ * How long a session may sit idle inside a transaction before the server ends it (ms), here and
+ * on PostgreSQL (`lib/db.ts`). Every transaction of upbot is a few statements long; only a hung or
+ * dead worker's stays open, and on the embedded server it would stall every other client.
+ */
+export const IDLE_IN_TRANSACTION_MS = 10_000;
+
 const SSL_REQUEST = 80877103;
 const GSSENC_REQUEST = 80877104;
 const CANCEL_REQUEST = 80877102;
@@ -105,7 +112,7 @@ export interface PgliteServerOptions {
   maxConnections?: number;
   /**
    * A client that holds the session (open transaction) and sends nothing for this long while
-   * others wait is disconnected and its transaction rolled back. @default {60000}
+   * others wait is disconnected and its transaction rolled back. @default {10000}
    */
   idleInTransactionMs?: number;
   /**
@@ -150,7 +157,7 @@ export class PgliteServer {
       hostname: "127.0.0.1",
       port: 0,
       maxConnections: 64,
-      idleInTransactionMs: 60_000,
+      idleInTransactionMs: IDLE_IN_TRANSACTION_MS,
       password: null,
       ...options,
     };

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { connect } from "../lib/db.ts";
 import { startEmbeddedDatabase } from "../lib/embedded_db.ts";
+import { IDLE_IN_TRANSACTION_MS } from "../lib/pglite_server.ts";
 
 Deno.test("PgliteServer: many clients' concurrent queries never mix (extended protocol)", async () => {
   const db = await startEmbeddedDatabase({ dataDir: null });
@@ -127,6 +128,30 @@ Deno.test("PgliteServer: a client that dies inside a transaction is rolled back"
     const [row] = await waiting;
     assert.equal(row?.n, 0, "the half-done transaction was rolled back");
   } finally {
+    await b.end();
+    await db.close();
+  }
+});
+
+Deno.test("PgliteServer: a client silent inside a transaction (a hung worker) is cut off after IDLE_IN_TRANSACTION_MS", async () => {
+  const db = await startEmbeddedDatabase({ dataDir: null });
+  const b = connect({ kind: "embedded", ...db.endpoint }, { max: 1 });
+  const raw = await Deno.connect({ hostname: db.endpoint.host, port: db.endpoint.port });
+  try {
+    await b`create table probe (v int)`;
+    await raw.write(startupMessage());
+    await raw.write(typedMessage("p", db.endpoint.password + "\0"));
+    assert.equal(await readUntilReady(raw), "I");
+    await raw.write(simpleQuery("begin; insert into probe values (1)"));
+    assert.equal(await readUntilReady(raw), "T", "inside a transaction");
+    // The owner keeps its socket open and says nothing (a worker terminated in a busy loop).
+    const started = Date.now();
+    const [row] = await b`select count(*)::int as n from probe`;
+    const waited = Date.now() - started;
+    assert.equal(row?.n, 0, "the silent owner's transaction was rolled back");
+    assert.ok(waited >= IDLE_IN_TRANSACTION_MS - 500, `cut off after ${waited} ms, not before`);
+  } finally {
+    raw.close();
     await b.end();
     await db.close();
   }
