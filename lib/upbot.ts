@@ -23,7 +23,7 @@ import { prometheusRoute } from "./http/prometheus.ts";
 import { startSampler } from "./http/samples.ts";
 import { webRoutes } from "./http/web_page.tsx";
 import { decideTradeMode } from "./execution/guard.ts";
-import { liveness, readiness } from "./http/health.ts";
+import { databaseProblems, liveness, readiness } from "./http/health.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
@@ -129,7 +129,10 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     });
     const app = createApp({
       liveness: () => liveness(() => db.sql`select 1`, startedAt),
-      readiness: () => readiness(supervisor!.status()),
+      readiness: async () =>
+        readiness(supervisor!.status(), {
+          extraProblems: await databaseProblems(() => db.sql`select 1`),
+        }),
       auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
       routes: [
         actorsRoute(supervisor!),

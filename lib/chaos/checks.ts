@@ -35,6 +35,8 @@ export interface CrashFacts {
   installationId: string;
   exchangeOrders: ExchangeOrder[];
   attempts: AttemptFacts[];
+  /** The id of every paper trade. */
+  paperTradeIds: number[];
   /** Every row of `upbit_order_identifiers`. */
   identifiers: { identifier: string; attempt_id: number }[];
   ledger: LedgerPosition[];
@@ -132,6 +134,19 @@ export function checkCrashFacts(f: CrashFacts): CheckResult[] {
     "every paper trade has at most one entry order",
     doubled,
     `${entriesOfTrade.size} paper trades entered on the exchange`,
+  ));
+
+  // A paper trade older than one the executor handled, with no attempt, was lost (a cursor that
+  // moved past it); the newest few may simply not have been read before the stop.
+  const handled = new Set(f.attempts.map((a) => a.paper_trade_id).filter((id) => id !== null));
+  const newestHandled = Math.max(0, ...handled);
+  const lost = f.paperTradeIds.filter((id) => id < newestHandled && !handled.has(id)).map((id) =>
+    `paper trade ${id} has no attempt`
+  );
+  results.push(verdict(
+    "no paper trade lost by the executor",
+    lost,
+    `${f.paperTradeIds.length} paper trades, ${handled.size} with an attempt`,
   ));
 
   // 3. Never more sold than bought per market (the exchange's executed volumes).

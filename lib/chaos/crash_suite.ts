@@ -53,9 +53,10 @@ export interface CrashSuiteReport {
   seconds: number;
 }
 
-const MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"];
+/** The markets traded. */
+export const MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"];
 /** The owner's own coins (upbot must never sell them). */
-const OWNER_COINS: Record<string, string> = {
+export const OWNER_COINS: Record<string, string> = {
   "KRW-BTC": "0.05",
   "KRW-ETH": "1.5",
   "KRW-XRP": "300",
@@ -131,44 +132,17 @@ export async function runCrashSuite(o: CrashSuiteOptions): Promise<CrashSuiteRep
   let upbot: ChildRun | null = null;
   try {
     await sim.waitForLine(/simulator started/, 60_000);
-    const setFaults = async (faults: Record<string, unknown>) => {
-      const res = await fetch(`${simUrl}/_sim/faults`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(faults),
-      });
-      if (!res.ok) throw new Error(`POST /_sim/faults answered ${res.status}: ${await res.text()}`);
-      await res.body?.cancel();
-    };
+    const setFaults = (faults: Record<string, unknown>) => setSimFaults(simUrl, faults);
     const httpPort = freePort();
-    const env: Record<string, string> = {
-      HTTP_PORT: String(httpPort),
-      LOG_FORMAT: "json",
-      LOG_LEVEL: "info",
-      DATA_DIR: dataDir,
-      ...(o.databaseUrl ? { DATABASE_URL: o.databaseUrl } : {}),
-      MARKETS: MARKETS.join(","),
-      UPBIT_REST_URL: simUrl,
-      UPBIT_WS_URL: `ws://127.0.0.1:${simPort}/websocket/v1`,
-      UPBIT_ACCESS_KEY: ACCESS_KEY,
-      UPBIT_SECRET_KEY: SECRET_KEY,
-      // All five guard conditions (keys above).
-      UPBIT_TRADE_MODE: "live",
-      LIVE_TRADING_ENABLED: "true",
-      LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-      PAPER_POLICY_PROFILE: "default",
-      // Trade often: enter on any signal, leave soon, limits out of the way.
-      EVAL_ENTRY_EV_MIN: "-100",
-      EVAL_HORIZON_SEC: "20",
-      ORDER_KRW_AMOUNT: "10000",
-      MAX_ORDERS_PER_MIN: "120",
-      RISK_MAX_ORDER_KRW: "50000",
-      RISK_MAX_OPEN_POSITIONS: "10",
-      RISK_MAX_EXPOSURE_KRW: "1000000",
-      RISK_MAX_DAILY_LOSS_KRW: "1000000",
-      LIVE_ORDER_POLL_INTERVAL_SEC: "1",
-      ACCOUNT_POLL_INTERVAL_SEC: "2",
-    };
+    const env = liveUpbotEnv({
+      httpPort,
+      dataDir,
+      databaseUrl: o.databaseUrl,
+      restUrl: simUrl,
+      wsUrl: `ws://127.0.0.1:${simPort}/websocket/v1`,
+      accessKey: ACCESS_KEY,
+      secretKey: SECRET_KEY,
+    });
     let run = 0;
     const startUpbot = () => {
       run++;
@@ -208,59 +182,22 @@ export async function runCrashSuite(o: CrashSuiteOptions): Promise<CrashSuiteRep
     await upbot.waitForLine(listening, 120_000);
     // Let the order path resolve what the kills left in flight before closing everything.
     await sleep(3_000);
-    const layout = controlDirLayout(dataDir);
-    await enqueueControlCommand(
-      layout,
-      newControlCommand({ action: "flatten", reason: "chaos suite end" }),
-    );
     const api = `http://127.0.0.1:${httpPort}`;
-    const settleDeadline = Date.now() + (o.settleTimeoutMs ?? 120_000);
-    for (;;) {
-      if (await settled(api, simUrl)) break;
-      if (Date.now() > settleDeadline) {
-        say("not settled in time; checking anyway (the checks will say what is left)");
-        break;
-      }
-      await sleep(1_000);
+    if (!(await flattenAndSettle(dataDir, api, simUrl, o.settleTimeoutMs ?? 120_000))) {
+      say("not settled in time; checking anyway (the checks will say what is left)");
     }
     const status = await upbot.stop("SIGTERM");
     upbot = null;
     if (status.code !== 0) say(`upbot exited with code ${status.code} on SIGTERM`);
 
     const exchangeOrders = await simOrders(simUrl);
-    const rest = new UpbitRest({ baseUrl: simUrl, accessKey: ACCESS_KEY, secretKey: SECRET_KEY });
-    let exchangeHoldings: Record<string, string>;
-    try {
-      const { data } = await rest.getAccounts();
-      exchangeHoldings = Object.fromEntries(
-        data.map((a) => [a.currency, formatDec(dec(a.balance) + dec(a.locked))]),
-      );
-    } finally {
-      rest.close();
-    }
-    const db = await openDatabase({ DATABASE_URL: o.databaseUrl ?? "", DATA_DIR: dataDir });
-    let results: CheckResult[];
-    try {
-      const inst = await installationId(db.sql);
-      const attempts = await db.sql<AttemptFacts[]>`
-        select id::int as id, symbol, action, mode, side, paper_trade_id::int as paper_trade_id,
-               state, uuid, executed_volume::text as executed_volume
-        from upbit_order_attempts order by id`;
-      const identifiers = await db.sql<{ identifier: string; attempt_id: number }[]>`
-        select identifier, attempt_id::int as attempt_id from upbit_order_identifiers`;
-      results = checkCrashFacts({
-        installationId: inst,
-        exchangeOrders,
-        attempts: [...attempts],
-        identifiers: [...identifiers],
-        ledger: await ledgerPositions(db.sql),
-        exchangeHoldings,
-        ownerStart: OWNER_COINS,
-        markets: MARKETS,
-      });
-    } finally {
-      await db.close();
-    }
+    const results = await checkAgainstExchange({
+      restUrl: simUrl,
+      accessKey: ACCESS_KEY,
+      secretKey: SECRET_KEY,
+      dataDir,
+      databaseUrl: o.databaseUrl,
+    });
     // A run in which nothing was traded under faults proves nothing.
     results.unshift({
       name: "upbot traded while being killed",
@@ -305,4 +242,134 @@ async function simOrders(simUrl: string): Promise<ExchangeOrder[]> {
   const res = await fetch(`${simUrl}/_sim/orders`);
   if (!res.ok) throw new Error(`GET /_sim/orders answered ${res.status}`);
   return await res.json() as ExchangeOrder[];
+}
+
+/** Where upbot runs and what it trades with, for {@linkcode liveUpbotEnv}. */
+export interface LiveUpbotSite {
+  httpPort: number;
+  dataDir: string;
+  /** PostgreSQL; the embedded PGlite under `dataDir` when absent. */
+  databaseUrl?: string;
+  restUrl: string;
+  wsUrl: string;
+  accessKey: string;
+  secretKey: string;
+}
+
+/**
+ * The environment of an upbot that trades live, and often: all five guard conditions, the
+ * default policy with an entry threshold nothing falls below, a short horizon, risk limits out
+ * of the way, fast polls.
+ */
+export function liveUpbotEnv(site: LiveUpbotSite): Record<string, string> {
+  return {
+    HTTP_PORT: String(site.httpPort),
+    LOG_FORMAT: "json",
+    LOG_LEVEL: "info",
+    DATA_DIR: site.dataDir,
+    ...(site.databaseUrl ? { DATABASE_URL: site.databaseUrl } : {}),
+    MARKETS: MARKETS.join(","),
+    UPBIT_REST_URL: site.restUrl,
+    UPBIT_WS_URL: site.wsUrl,
+    UPBIT_ACCESS_KEY: site.accessKey,
+    UPBIT_SECRET_KEY: site.secretKey,
+    UPBIT_TRADE_MODE: "live",
+    LIVE_TRADING_ENABLED: "true",
+    LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
+    PAPER_POLICY_PROFILE: "default",
+    EVAL_ENTRY_EV_MIN: "-100",
+    EVAL_HORIZON_SEC: "20",
+    ORDER_KRW_AMOUNT: "10000",
+    MAX_ORDERS_PER_MIN: "120",
+    RISK_MAX_ORDER_KRW: "50000",
+    RISK_MAX_OPEN_POSITIONS: "10",
+    RISK_MAX_EXPOSURE_KRW: "1000000",
+    RISK_MAX_DAILY_LOSS_KRW: "1000000",
+    LIVE_ORDER_POLL_INTERVAL_SEC: "1",
+    ACCOUNT_POLL_INTERVAL_SEC: "2",
+  };
+}
+
+/** Merges `faults` into the simulator's (`POST /_sim/faults`). */
+export async function setSimFaults(simUrl: string, faults: Record<string, unknown>): Promise<void> {
+  const res = await fetch(`${simUrl}/_sim/faults`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(faults),
+  });
+  if (!res.ok) throw new Error(`POST /_sim/faults answered ${res.status}: ${await res.text()}`);
+  await res.body?.cancel();
+}
+
+/**
+ * Queues a flatten in the control directory of the upbot serving `api`, then waits until it
+ * owns nothing, has nothing open and nothing unresolved; false when `timeoutMs` ran out first.
+ */
+export async function flattenAndSettle(
+  dataDir: string,
+  api: string,
+  simUrl: string,
+  timeoutMs: number,
+): Promise<boolean> {
+  await enqueueControlCommand(
+    controlDirLayout(dataDir),
+    newControlCommand({ action: "flatten", reason: "chaos suite end" }),
+  );
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await settled(api, simUrl)) return true;
+    await sleep(1_000);
+  }
+  return false;
+}
+
+/**
+ * Reads the exchange (orders, balances) and the stopped upbot's database and runs
+ * {@linkcode checkCrashFacts} (the owner's coins are {@linkcode OWNER_COINS}).
+ */
+export async function checkAgainstExchange(o: {
+  restUrl: string;
+  accessKey: string;
+  secretKey: string;
+  dataDir: string;
+  databaseUrl?: string;
+}): Promise<CheckResult[]> {
+  const exchangeOrders = await simOrders(o.restUrl);
+  const rest = new UpbitRest({
+    baseUrl: o.restUrl,
+    accessKey: o.accessKey,
+    secretKey: o.secretKey,
+  });
+  let exchangeHoldings: Record<string, string>;
+  try {
+    const { data } = await rest.getAccounts();
+    exchangeHoldings = Object.fromEntries(
+      data.map((a) => [a.currency, formatDec(dec(a.balance) + dec(a.locked))]),
+    );
+  } finally {
+    rest.close();
+  }
+  const db = await openDatabase({ DATABASE_URL: o.databaseUrl ?? "", DATA_DIR: o.dataDir });
+  try {
+    const attempts = await db.sql<AttemptFacts[]>`
+      select id::int as id, symbol, action, mode, side, paper_trade_id::int as paper_trade_id,
+             state, uuid, executed_volume::text as executed_volume
+      from upbit_order_attempts order by id`;
+    const identifiers = await db.sql<{ identifier: string; attempt_id: number }[]>`
+      select identifier, attempt_id::int as attempt_id from upbit_order_identifiers`;
+    const paperTrades = await db.sql<{ id: number }[]>`select id::int as id from paper_trades`;
+    return checkCrashFacts({
+      installationId: await installationId(db.sql),
+      exchangeOrders,
+      attempts: [...attempts],
+      paperTradeIds: paperTrades.map((r) => r.id),
+      identifiers: [...identifiers],
+      ledger: await ledgerPositions(db.sql),
+      exchangeHoldings,
+      ownerStart: OWNER_COINS,
+      markets: MARKETS,
+    });
+  } finally {
+    await db.close();
+  }
 }
