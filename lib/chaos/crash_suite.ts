@@ -160,6 +160,15 @@ export async function runCrashSuite(o: CrashSuiteOptions): Promise<CrashSuiteRep
       await setFaults({ offline_markets: offline ? [FLAKY_MARKET] : [] });
       upbot = startUpbot();
       const upMs = Math.round(o.upMs[0] + random() * (o.upMs[1] - o.upMs[0]));
+      if (i === 1) {
+        // Kills before the first order would only test start-up: let it trade once (the evaluator
+        // needs some seconds of bars), then kill it at a random moment after that.
+        const deadline = Date.now() + 180_000;
+        while ((await simOrders(simUrl)).length === 0) {
+          if (Date.now() > deadline) throw new Error("upbot placed no order within 180 s");
+          await sleep(500);
+        }
+      }
       await sleep(upMs);
       const up = upbot.tail.some((l) => listening.test(l));
       if (!up) killsDuringStartup++;
