@@ -2,7 +2,8 @@
  * @module upbot entry point: configuration -> database -> migrations -> actors -> HTTP server,
  * and a graceful stop on SIGINT / SIGTERM.
  *
- * Exit codes: 0 after a clean stop, 1 when start-up fails, 2 for bad configuration.
+ * Exit codes: 0 after a clean stop, 1 when start-up fails or another upbot took the database,
+ * 2 for bad configuration.
  */
 import { loadConfigOrReport } from "./lib/cli.ts";
 import { startUpbot } from "./lib/upbot.ts";
@@ -26,12 +27,14 @@ async function main(): Promise<number> {
     ["SIGTERM", onSignal("SIGTERM")],
   ];
   for (const [sig, fn] of signals) Deno.addSignalListener(sig, fn);
-  const signal = await stopSignal;
+  const lost = upbot.lost.then((reason) => ({ lost: reason }));
+  const outcome = await Promise.race([stopSignal.then((signal) => ({ signal })), lost]);
   for (const [sig, fn] of signals) Deno.removeSignalListener(sig, fn);
-  log.info("stopping", { signal });
+  if ("lost" in outcome) log.error(outcome.lost);
+  else log.info("stopping", { signal: outcome.signal });
   await upbot.stop();
   log.info("stopped");
-  return 0;
+  return "lost" in outcome ? 1 : 0;
 }
 
 if (import.meta.main) Deno.exit(await main());

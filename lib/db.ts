@@ -73,6 +73,13 @@ export function connect(connection: DbConnection, options: ConnectOptions = {}):
 /** Session advisory lock key held by the upbot process that owns a database ("upbot-run"). */
 const PROCESS_LOCK_KEY = 0x7570626f7472;
 
+/**
+ * How often the process lock is verified. The lock lives in one database session: a PostgreSQL
+ * restart or a terminated backend ends it silently, and a second upbot could then start on the
+ * same database and trade the same signals (tests/db_faults_test.ts found this).
+ */
+export const LOCK_CHECK_INTERVAL_MS = 1000;
+
 /** Thrown when another upbot process already uses the database of `DATABASE_URL`. */
 export class DatabaseInUseError extends Error {
   constructor(description: string) {
@@ -89,6 +96,19 @@ export interface Database {
   readonly connection: DbConnection;
   /** `postgres (postgres://user:***@host/db)` or `embedded PGlite (./data)`: safe to log. */
   readonly description: string;
+  /**
+   * Resolves with a sentence when this process lost the database to another upbot process: its
+   * lock session ended (a PostgreSQL restart, a terminated backend) and another process took the
+   * lock before this one could take it again. The process must stop at once. Never resolves for
+   * the embedded PGlite (its data directory lock cannot be lost).
+   */
+  readonly lost: Promise<string>;
+  /**
+   * Verifies the process lock now (a timer does it every {@linkcode LOCK_CHECK_INTERVAL_MS}): when
+   * its session ended, takes it again on a new session, or resolves `lost` when another process
+   * holds it; does nothing while the database is unreachable (the next check tries again).
+   */
+  checkLock(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -98,9 +118,11 @@ export interface Database {
  *
  * @throws {DataDirLockedError} when another upbot uses the same `DATA_DIR`.
  * @throws {DatabaseInUseError} when another upbot uses the same `DATABASE_URL` database.
+ * @param options.lockCheckIntervalMs how often the process lock is verified (tests lengthen it).
  */
 export async function openDatabase(
   config: Pick<Config, "DATABASE_URL" | "DATA_DIR">,
+  options: { lockCheckIntervalMs?: number } = {},
 ): Promise<Database> {
   if (config.DATABASE_URL) {
     const connection: DbConnection = { kind: "url", url: config.DATABASE_URL };
@@ -108,24 +130,67 @@ export async function openDatabase(
     const sql = connect(connection);
     // Two upbots on one database would each trade the same signals: hold a session lock on a
     // connection of our own for as long as this process runs (it dies with the process).
-    let lock;
+    let session;
     try {
-      lock = await sql.reserve();
-      const [row] = await lock`select pg_try_advisory_lock(${PROCESS_LOCK_KEY}) as locked`;
-      if (!row?.locked) throw new DatabaseInUseError(description);
+      session = await takeProcessLock(connection);
     } catch (err) {
-      lock?.release();
       await sql.end({ timeout: 5 });
       throw err;
     }
-    const held = lock;
+    if (!session) {
+      await sql.end({ timeout: 5 });
+      throw new DatabaseInUseError(description);
+    }
+    let held: LockSession = session;
+    const { promise: lost, resolve: loseDatabase } = Promise.withResolvers<string>();
+    let closed = false;
+    let checking: Promise<void> | null = null;
+    const verify = async () => {
+      try {
+        const holder = await processLockHolder(sql);
+        if (holder === held.pid) return;
+        held.alive = false;
+        if (holder === null) {
+          const fresh = await takeProcessLock(connection);
+          if (fresh && closed) await releaseProcessLock(fresh);
+          if (closed) return;
+          if (fresh) {
+            // The old session is gone; its client is dropped without end(): postgres.js throws
+            // outside any promise when it writes on a closed socket.
+            held = fresh;
+            return;
+          }
+        }
+        loseDatabase(
+          `the database ${description} was taken by another upbot process after this process's ` +
+            "lock session ended (database restart or terminated connection); stopping",
+        );
+      } catch {
+        // Unreachable: nobody else can take the lock either; the next check tries again.
+      }
+    };
+    const checkLock = () => {
+      if (closed) return Promise.resolve();
+      checking ??= verify().finally(() => checking = null);
+      return checking;
+    };
+    const timer = setInterval(
+      () => void checkLock(),
+      options.lockCheckIntervalMs ?? LOCK_CHECK_INTERVAL_MS,
+    );
     return {
       sql,
       connection,
       description,
+      lost,
+      checkLock,
       async close() {
-        await held`select pg_advisory_unlock(${PROCESS_LOCK_KEY})`.catch(() => {});
-        held.release();
+        closed = true;
+        clearInterval(timer);
+        // Unlock only on a session known alive (ending the session releases the lock anyway).
+        const alive = held.alive &&
+          await processLockHolder(sql).then((pid) => pid === held.pid, () => false);
+        if (alive) await releaseProcessLock(held);
         await sql.end({ timeout: 5 });
       },
     };
@@ -137,9 +202,56 @@ export async function openDatabase(
     sql,
     connection,
     description: `embedded PGlite (${config.DATA_DIR})`,
+    lost: new Promise<string>(() => {}),
+    checkLock: () => Promise.resolve(),
     async close() {
       await sql.end({ timeout: 5 });
       await embedded.close();
     },
   };
+}
+
+/** The dedicated session that holds the process lock. */
+interface LockSession {
+  client: Client;
+  /** Its backend pid. */
+  pid: number;
+  /** False once it was seen gone. */
+  alive: boolean;
+}
+
+/** Takes the process lock on a new session of its own; null when another process holds it. */
+async function takeProcessLock(connection: DbConnection): Promise<LockSession | null> {
+  const client = connect(connection, { max: 1 });
+  let row;
+  try {
+    [row] = await client<{ locked: boolean; pid: number }[]>`
+      select pg_try_advisory_lock(${PROCESS_LOCK_KEY}) as locked, pg_backend_pid() as pid`;
+  } catch (err) {
+    await client.end({ timeout: 1 }).catch(() => {});
+    throw err;
+  }
+  if (row?.locked) return { client, pid: row.pid, alive: true };
+  await client.end({ timeout: 5 });
+  return null;
+}
+
+/** Unlocks and closes a live lock session. */
+async function releaseProcessLock(session: LockSession): Promise<void> {
+  await session.client`select pg_advisory_unlock(${PROCESS_LOCK_KEY})`.catch(() => {});
+  await session.client.end({ timeout: 5 });
+}
+
+/**
+ * The backend pid holding the process lock, or null; asked on the pool, never on the lock
+ * session itself (a query there would reconnect it silently, without the lock).
+ */
+async function processLockHolder(sql: Client): Promise<number | null> {
+  // An advisory lock on a bigint key shows in pg_locks as classid = high 32 bits, objid = low.
+  const [row] = await sql<{ pid: number }[]>`
+    select pid from pg_locks
+    where locktype = 'advisory' and granted
+      and classid = ${Math.floor(PROCESS_LOCK_KEY / 2 ** 32)}::oid
+      and objid = ${PROCESS_LOCK_KEY % 2 ** 32}::oid and objsubid = 1`;
+  return row?.pid ?? null;
 }

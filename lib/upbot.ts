@@ -36,6 +36,11 @@ export interface Upbot {
   readonly supervisor: Supervisor;
   /** The main thread's database client (closed by `stop`), e.g. for tests and tools to read. */
   readonly sql: Client;
+  /**
+   * Resolves with a sentence when another upbot process took the database (this one's lock
+   * session ended first): the caller must stop this instance at once.
+   */
+  readonly lost: Promise<string>;
   /** Graceful stop: actors (reverse order), HTTP server, then the database. Idempotent. */
   stop(): Promise<void>;
 }
@@ -185,6 +190,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       httpUrl,
       supervisor: running,
       sql: db.sql,
+      lost: db.lost,
       stop() {
         stopping ??= (async () => {
           await watcher.stop();

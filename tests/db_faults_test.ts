@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { formatCheckTable } from "../lib/chaos/checks.ts";
+import { DatabaseInUseError, openDatabase } from "../lib/db.ts";
 import {
   checkAgainstExchange,
   flattenAndSettle,
@@ -105,6 +106,7 @@ Deno.test({
     });
     await using _sim = { [Symbol.asyncDispose]: () => sim.close() };
     const dataDir = await Deno.makeTempDir({ prefix: "upbot_db_faults_" });
+    const dataDir2 = await Deno.makeTempDir({ prefix: "upbot_db_faults_second_" });
     const admin = postgres(cluster.url, {
       max: 1,
       onnotice: () => {},
@@ -202,6 +204,17 @@ Deno.test({
         await admin2.end({ timeout: 1 });
       }
       assert.equal(exitedEarly, false);
+      // upbot took its process lock again: a second upbot on the database is still refused.
+      const second = spawnDeno(["run", "--unstable-worker-options", "--allow-all", "main.ts"], {
+        cwd: REPO,
+        env: { DATABASE_URL: cluster.url, DATA_DIR: dataDir2, HTTP_PORT: "0", LOG_FORMAT: "json" },
+      });
+      const secondStatus = await second.exited();
+      assert.equal(secondStatus.code, 1, second.lines.join("\n"));
+      assert.ok(
+        second.lines.some((l) => l.includes("is in use by another upbot process")),
+        second.lines.join("\n"),
+      );
 
       assert.ok(
         await flattenAndSettle(dataDir, api, sim.restUrl, 90_000),
@@ -221,6 +234,60 @@ Deno.test({
       await upbot.stop("SIGKILL");
       await exited;
       await admin.end({ timeout: 1 }).catch(() => {});
+      await Deno.remove(dataDir, { recursive: true });
+      await Deno.remove(dataDir2, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: missing.length
+    ? `process lock after its session ends (skipped: ${missing.join(", ")} not found)`
+    : "process lock: taken again after its session ends; lost (and said so) when another took it",
+  ignore: missing.length > 0,
+  async fn() {
+    await using cluster = await startCluster();
+    const dataDir = await Deno.makeTempDir({ prefix: "upbot_db_lock_" });
+    const config = { DATABASE_URL: cluster.url, DATA_DIR: dataDir };
+    const admin = postgres(cluster.url, { max: 1, onnotice: () => {} });
+    // The timer never fires here: each check is run by the test, so nothing races it.
+    const first = await openDatabase(config, { lockCheckIntervalMs: 3_600_000 });
+    const others: { close(): Promise<void> }[] = [];
+    try {
+      let lost: string | null = null;
+      void first.lost.then((reason) => lost = reason);
+      const endLockSession = async () => {
+        const rows = await admin`
+          select pid, pg_terminate_backend(pid) as ended from pg_stat_activity
+          where application_name = 'upbot' and pid <> pg_backend_pid()`;
+        assert.ok(rows.some((r) => r.ended), "no upbot session to end");
+        // pg_terminate_backend only signals: wait until the sessions (and their locks) are gone.
+        const pids = rows.map((r) => r.pid as number);
+        await waitFor(
+          "the ended sessions to go",
+          async () =>
+            (await admin`select 1 from pg_stat_activity where pid in ${admin(pids)}`).length === 0,
+        );
+      };
+
+      await endLockSession();
+      await first.checkLock();
+      await assert.rejects(() => openDatabase(config), DatabaseInUseError);
+      assert.equal(lost, null);
+
+      await endLockSession();
+      const second = await openDatabase(config, { lockCheckIntervalMs: 3_600_000 });
+      others.push(second);
+      await first.checkLock();
+      await Promise.resolve();
+      assert.match(
+        String(lost),
+        /was taken by another upbot process after this process's lock session ended/,
+      );
+    } finally {
+      for (const db of others) await db.close();
+      await first.close();
+      await admin.end({ timeout: 1 });
       await Deno.remove(dataDir, { recursive: true });
     }
   },
