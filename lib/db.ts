@@ -247,10 +247,12 @@ async function releaseProcessLock(session: LockSession): Promise<void> {
  * session itself (a query there would reconnect it silently, without the lock).
  */
 async function processLockHolder(sql: Client): Promise<number | null> {
-  // An advisory lock on a bigint key shows in pg_locks as classid = high 32 bits, objid = low.
+  // An advisory lock on a bigint key shows in pg_locks as classid = high 32 bits, objid = low;
+  // pg_locks lists every database of the server, and each has its own advisory locks.
   const [row] = await sql<{ pid: number }[]>`
     select pid from pg_locks
     where locktype = 'advisory' and granted
+      and database = (select oid from pg_database where datname = current_database())
       and classid = ${Math.floor(PROCESS_LOCK_KEY / 2 ** 32)}::oid
       and objid = ${PROCESS_LOCK_KEY % 2 ** 32}::oid and objsubid = 1`;
   return row?.pid ?? null;

@@ -259,7 +259,7 @@ Deno.test({
       const endLockSession = async () => {
         const rows = await admin`
           select pid, pg_terminate_backend(pid) as ended from pg_stat_activity
-          where application_name = 'upbot' and pid <> pg_backend_pid()`;
+          where application_name = 'upbot' and datname = 'postgres' and pid <> pg_backend_pid()`;
         assert.ok(rows.some((r) => r.ended), "no upbot session to end");
         // pg_terminate_backend only signals: wait until the sessions (and their locks) are gone.
         const pids = rows.map((r) => r.pid as number);
@@ -269,6 +269,15 @@ Deno.test({
             (await admin`select 1 from pg_stat_activity where pid in ${admin(pids)}`).length === 0,
         );
       };
+
+      // Another database of the same server has its own upbot and its own lock: not ours.
+      await admin`create database other_upbot`;
+      const otherUrl = new URL(cluster.url);
+      otherUrl.pathname = "/other_upbot";
+      others.push(await openDatabase({ DATABASE_URL: otherUrl.toString(), DATA_DIR: dataDir }));
+      for (let i = 0; i < 3; i++) await first.checkLock();
+      await Promise.resolve();
+      assert.equal(lost, null);
 
       await endLockSession();
       await first.checkLock();
