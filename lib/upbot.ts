@@ -30,7 +30,13 @@ import { prometheusRoute } from "./http/prometheus.ts";
 import { startSampler } from "./http/samples.ts";
 import { webRoutes } from "./http/web_page.tsx";
 import { decideTradeMode } from "./execution/guard.ts";
-import { liveness, readiness, type Role, standbyReadiness } from "./http/health.ts";
+import {
+  databaseProblems,
+  liveness,
+  readiness,
+  type Role,
+  standbyReadiness,
+} from "./http/health.ts";
 import { Lease, type LeaseFence } from "./lease.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
@@ -119,8 +125,15 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         ...await liveness(() => db.sql`select 1`, startedAt),
         role: role(),
       }),
-      readiness: () =>
-        leadership ? { ...readiness(actors()), role: "leader" as const } : standbyReadiness(),
+      readiness: async () =>
+        leadership
+          ? {
+            ...readiness(actors(), {
+              extraProblems: await databaseProblems(() => db.sql`select 1`),
+            }),
+            role: "leader" as const,
+          }
+          : standbyReadiness(),
       auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
       routes: [
         actorsRoute({ status: actors }),

@@ -63,6 +63,40 @@ export async function liveness(ping: () => Promise<unknown>, startedAt: number):
   };
 }
 
+/** How long `/readyz` waits for the database before calling it unreachable. */
+export const DB_READY_TIMEOUT_MS = 2000;
+
+/**
+ * The readiness problem of the database: `["database is unreachable (CODE)"]` when `ping` throws
+ * or does not answer within {@linkcode DB_READY_TIMEOUT_MS}, else `[]`. An instance whose
+ * database is down cannot record an attempt before sending it, so it does not trade: the
+ * actors stay `running` (they retry), and only this check shows the outage.
+ */
+export async function databaseProblems(
+  ping: () => Promise<unknown>,
+  timeoutMs = DB_READY_TIMEOUT_MS,
+): Promise<string[]> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      ping(),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(Object.assign(new Error("timeout"), { code: "TIMEOUT" })),
+          timeoutMs,
+        );
+      }),
+    ]);
+    return [];
+  } catch (err) {
+    // Only the error's code: a driver message may name hosts or users, and /readyz is public.
+    const code = (err as { code?: unknown })?.code;
+    return [`database is unreachable${typeof code === "string" ? ` (${code})` : ""}`];
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * Readiness from the actors' status (as served by `/api/actors`): each permanent actor must be
  * `running`, and the feed's heartbeat metrics must show a connected WebSocket, a finished
