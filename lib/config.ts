@@ -122,6 +122,16 @@ function text(defaultValue = "") {
   return z.string().optional().transform((v) => (v === undefined ? defaultValue : v.trim()));
 }
 
+/** A host name, an IPv4 address or an IPv6 address (optionally in brackets) to bind to. */
+function hostAddress(defaultValue: string) {
+  return text(defaultValue).pipe(
+    z.string().regex(
+      /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?)$/,
+      "must be a host name or an IP address, e.g. 127.0.0.1 or 0.0.0.0",
+    ),
+  );
+}
+
 function optionalText() {
   return z.string().optional().transform((
     v,
@@ -401,7 +411,7 @@ export const SETTINGS = [
   // Server, storage, logging.
   {
     name: "HTTP_HOST",
-    schema: text("127.0.0.1"),
+    schema: hostAddress("127.0.0.1"),
     defaultText: "127.0.0.1",
     doc: "Address the HTTP server binds to.",
   },

@@ -88,6 +88,8 @@ Deno.test("parseConfig() reports each kind of bad value with name and what is al
     ["PAPER_POLICY_PROFILE", "aggressive", /must be one of test, default/],
     ["ORDER_KRW_AMOUNT", "5000", /must be an integer from 6000 to 1000000000/],
     ["ORDER_KRW_AMOUNT", "10000.5", /must be an integer/],
+    ["HTTP_HOST", "5\n6", /must be a host name or an IP address/],
+    ["HTTP_HOST", "http://0.0.0.0", /must be a host name or an IP address/],
   ];
   for (const [name, value, expected] of cases) {
     const err = problemsOf({ [name]: value });
