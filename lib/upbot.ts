@@ -23,7 +23,7 @@ import { prometheusRoute } from "./http/prometheus.ts";
 import { startSampler } from "./http/samples.ts";
 import { webRoutes } from "./http/web_page.tsx";
 import { decideTradeMode } from "./execution/guard.ts";
-import { liveness, readiness } from "./http/health.ts";
+import { liveness, readiness, reconciliationProblems } from "./http/health.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
@@ -104,6 +104,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     }
     control.start();
     const startedAt = Date.now();
+    const tradeMode = decideTradeMode(config).effective;
     supervisor = new Supervisor({
       actors: pipelineActorSpecs(config, db.connection),
       log: loggingSettings(),
@@ -129,7 +130,10 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     });
     const app = createApp({
       liveness: () => liveness(() => db.sql`select 1`, startedAt),
-      readiness: () => readiness(supervisor!.status()),
+      readiness: async () =>
+        readiness(supervisor!.status(), {
+          extraProblems: await reconciliationProblems(db.sql, tradeMode),
+        }),
       auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
       routes: [
         actorsRoute(supervisor!),
@@ -148,6 +152,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
           sql: db.sql,
           actors: () => supervisor!.status(),
           supervisorHalted: () => supervisor!.tradingState === "halted",
+          readinessProblems: () => reconciliationProblems(db.sql, tradeMode),
         }),
       ],
     });

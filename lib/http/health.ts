@@ -1,11 +1,15 @@
 /**
  * @module Liveness and readiness. `/healthz` says the process lives and its database answers
  * (container health checks use it); `/readyz` says this instance trades: every permanent actor
- * runs and the feed is connected and caught up. A halt does not make an instance unready: halted
+ * runs, the feed is connected and caught up, and in live mode reconciliation has completed with
+ * its gate open ({@linkcode reconciliationProblems}). A halt does not make an instance unready: halted
  * means no new entries while exits, cancels and reconciliation go on, which is work only a
  * running instance does.
  */
 import type { ActorStatus } from "../actors/supervisor.ts";
+import type { Sql } from "../db.ts";
+import type { TradeMode } from "../execution/guard.ts";
+import { reconciliationStatus } from "../execution/reconcile.ts";
 
 /** Extra allowance on top of the feed's lateness window before its bars count as behind. */
 export const FEED_SLACK_MS = 2000;
@@ -98,4 +102,19 @@ function feedProblems(feed: ActorStatus, now: number): string[] {
     }
   }
   return problems;
+}
+
+/**
+ * Readiness problems of reconciliation, in live mode only (`[]` in shadow and test): the gate is
+ * closed (a live start, a connection lost too long), or no reconciliation has completed yet.
+ * Pass them to {@linkcode readiness} as `extraProblems`.
+ */
+export async function reconciliationProblems(sql: Sql, mode: TradeMode): Promise<string[]> {
+  if (mode !== "live") return [];
+  const status = await reconciliationStatus(sql);
+  if (!status.gate.open) {
+    return [`reconciliation gate closed (${status.gate.reason ?? "no reason stored"})`];
+  }
+  if (status.lastCompleted === null) return ["no reconciliation has completed yet"];
+  return [];
 }
