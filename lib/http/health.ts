@@ -1,8 +1,7 @@
 /**
  * @module Liveness and readiness. `/healthz` says the process lives and its database answers
  * (container health checks use it); `/readyz` says this instance trades: every permanent actor
- * runs, the feed is connected and caught up, and in live mode reconciliation has completed with
- * its gate open ({@linkcode reconciliationProblems}). A halt does not make an instance unready: halted
+ * runs and the feed is connected and caught up. A halt does not make an instance unready: halted
  * means no new entries while exits, cancels and reconciliation go on, which is work only a
  * running instance does.
  */
