@@ -4,13 +4,21 @@
  * connection and forwards `myOrder` changes to the order-poller as `wake`, and warns once a day
  * when the key expires within 14 days (`GET /v1/api_keys`). Skipped without keys
  * (then there is no private stream at all); backs off on errors.
+ *
+ * In live mode it watches its two connections for the reconciliation gate
+ * (`lib/execution/system_gate.ts`): the private stream (lost on a drop or before its first open,
+ * restored on an open) and REST (a failing balance poll loses it, a good one restores it). A
+ * connection lost for longer than `RECONCILE_OUTAGE_LIMIT_SEC` closes the gate, and the executor
+ * reconciles before its next order.
  */
 import { runActor } from "../lib/actors/actor.ts";
 import { type Client, connect } from "../lib/db.ts";
+import { ConnectionGate } from "../lib/execution/system_gate.ts";
 import { AccountSync, KeyExpiryWatch } from "../lib/pipeline/account.ts";
 import { AccountConfig, keyedUpbitRest } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
 import type { UpbitRest } from "../lib/upbit/rest.ts";
+import { RestCallStats } from "../lib/upbit/rest_stats.ts";
 import { UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
 
 let sql: Client | undefined;
@@ -18,9 +26,13 @@ let rest: UpbitRest | undefined;
 let ws: UpbitPrivateWs | undefined;
 let loop: WorkLoop | undefined;
 let expiryTimer: ReturnType<typeof setInterval> | undefined;
+let gateTimer: ReturnType<typeof setInterval> | undefined;
+let metricsTimer: ReturnType<typeof setInterval> | undefined;
 
 /** How often the key's expiry is read (the warning itself comes at most once a day). */
 const KEY_EXPIRY_CHECK_MS = 3_600_000;
+/** How often outages are checked against the limit (at most; a quarter of a short limit). */
+const GATE_CHECK_MS = 1000;
 
 runActor({
   config: AccountConfig,
@@ -33,8 +45,32 @@ runActor({
       return;
     }
     sql = connect(c.db, { applicationName: "upbot-account" });
-    rest = keyedUpbitRest("account", c, ctx.log);
-    const sync = new AccountSync({ sql, rest, markets: c.markets, log: ctx.log });
+    const restStats = new RestCallStats();
+    rest = keyedUpbitRest("account", c, ctx.log, restStats);
+    // Only live orders wait for reconciliation: in shadow and test the gate is left alone.
+    const gate = c.mode === "live"
+      ? new ConnectionGate(sql, ctx.log, { limitMs: c.outageLimitSec * 1000 })
+      : undefined;
+    // Not connected yet counts as lost: a stream that never comes up must close the gate too.
+    gate?.lost("private_stream");
+    let positionStatus: Record<string, string> = {};
+    const publishMetrics = () =>
+      ctx.setMetrics({
+        ...positionStatus,
+        ...restStats.metrics(),
+        private_ws_connected: ws?.stats().connected ?? false,
+        private_ws_reconnects: ws?.stats().reconnects ?? 0,
+        gate_watch: gate ? "live" : "off",
+        private_stream_lost: gate?.isLost("private_stream") ?? null,
+        rest_lost: gate?.isLost("rest") ?? null,
+      });
+    const sync = new AccountSync({
+      sql,
+      rest,
+      markets: c.markets,
+      log: ctx.log,
+      onRestResult: (ok) => ok ? gate?.restored("rest") : gate?.lost("rest"),
+    });
     loop = new WorkLoop({
       intervalMs: c.pollIntervalSec * 1000,
       signal: ctx.signal,
@@ -44,7 +80,8 @@ runActor({
       maxFailures: Number.POSITIVE_INFINITY,
       pass: async () => {
         const positions = await sync.pollOnce();
-        ctx.setMetrics(Object.fromEntries(positions.map((p) => [p.symbol, p.status])));
+        positionStatus = Object.fromEntries(positions.map((p) => [p.symbol, p.status]));
+        publishMetrics();
       },
     });
     // The one private connection of this key (Upbit advises one, §7.1): balances here, order
@@ -67,21 +104,39 @@ runActor({
         loop?.wake();
         wakePoller();
       },
-      // Logged once by the client; recorded as this actor's last error. Polling goes on.
+      onConnection: (connected) => {
+        if (connected) gate?.restored("private_stream");
+        else gate?.lost("private_stream");
+        publishMetrics();
+      },
+      // Logged once by the client; recorded as this actor's last error. Polling goes on (and in
+      // live mode the stream stays lost, so the gate closes once the limit has passed).
       onAuthError: (err) => ctx.reportError(err),
     });
     ws.start();
+    if (gate) {
+      gateTimer = setInterval(() => {
+        gate.check().catch((err) => ctx.reportError(err));
+      }, Math.min(GATE_CHECK_MS, c.outageLimitSec * 250));
+    }
+    metricsTimer = setInterval(publishMetrics, 1000);
     const expiry = new KeyExpiryWatch({ rest, accessKey: c.accessKey, log: ctx.log });
     const checkExpiry = () => {
       expiry.check().catch((err) => ctx.log.warn("GET /v1/api_keys failed", { error: err }));
     };
     checkExpiry();
     expiryTimer = setInterval(checkExpiry, KEY_EXPIRY_CHECK_MS);
-    ctx.log.info(`UpbitAccountRunner started (interval=${c.pollIntervalSec}s)`);
+    ctx.log.info(
+      `UpbitAccountRunner started (interval=${c.pollIntervalSec}s mode=${c.mode}${
+        gate ? ` outage_limit=${c.outageLimitSec}s` : ""
+      })`,
+    );
     loop.start();
   },
   async stop() {
     clearInterval(expiryTimer);
+    clearInterval(gateTimer);
+    clearInterval(metricsTimer);
     await loop?.stopped();
     await ws?.close();
     rest?.close();

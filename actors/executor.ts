@@ -13,6 +13,7 @@ import { decideTradeMode } from "../lib/execution/guard.ts";
 import { ExecutorConfig, keyedUpbitRest } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
 import type { UpbitRest } from "../lib/upbit/rest.ts";
+import { RestCallStats } from "../lib/upbit/rest_stats.ts";
 
 let sql: Client | undefined;
 let rest: UpbitRest | undefined;
@@ -28,8 +29,9 @@ runActor({
       UPBIT_ACCESS_KEY: c.accessKey,
       UPBIT_SECRET_KEY: c.secretKey,
     });
+    const restStats = new RestCallStats();
     if (decision.effective !== "shadow") {
-      rest = keyedUpbitRest("executor", c, ctx.log);
+      rest = keyedUpbitRest("executor", c, ctx.log, restStats);
     }
     const executor = new Executor({
       sql,
@@ -53,7 +55,12 @@ runActor({
       pass: async () => {
         const s = await executor.runOnce();
         handled += s.handled;
-        ctx.setMetrics({ mode: executor.mode, handled, cursor: executor.cursor });
+        ctx.setMetrics({
+          mode: executor.mode,
+          handled,
+          cursor: executor.cursor,
+          ...restStats.metrics(),
+        });
         return false; // `more` work waits for the next tick: rate cap and fills need time
       },
     });

@@ -12,6 +12,7 @@ import { WorkLoop } from "../lib/pipeline/loop.ts";
 import { MarketStatusPoller } from "../lib/pipeline/market_status.ts";
 import type { Bar } from "../lib/strategy/bars.ts";
 import type { UpbitRest } from "../lib/upbit/rest.ts";
+import { RestCallStats } from "../lib/upbit/rest_stats.ts";
 
 let sql: Client | undefined;
 let feed: Feed | undefined;
@@ -33,7 +34,8 @@ runActor({
   async start(ctx) {
     const c = ctx.config;
     sql = connect(c.db, { applicationName: "upbot-feed" });
-    rest = quotationUpbitRest(c.restUrl, ctx.log);
+    const restStats = new RestCallStats();
+    rest = quotationUpbitRest(c.restUrl, ctx.log, restStats);
     if (c.recordTradesDir !== null) {
       recorder = new TradeRecorder({
         dir: c.recordTradesDir,
@@ -46,6 +48,7 @@ runActor({
     const publishMetrics = () =>
       ctx.setMetrics({
         ...feed?.stats(),
+        ...restStats.metrics(),
         market_status_passes: statusPasses,
         backfillDone,
         lastFinalBarEndMs,

@@ -11,6 +11,7 @@ import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { keyedUpbitRest, OrderPollerConfig } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";
 import type { UpbitRest } from "../lib/upbit/rest.ts";
+import { RestCallStats } from "../lib/upbit/rest_stats.ts";
 
 let sql: Client | undefined;
 let rest: UpbitRest | undefined;
@@ -27,7 +28,8 @@ runActor({
       return;
     }
     sql = connect(c.db, { applicationName: "upbot-order-poller" });
-    rest = keyedUpbitRest("order_poller", c, ctx.log);
+    const restStats = new RestCallStats();
+    rest = keyedUpbitRest("order_poller", c, ctx.log, restStats);
     const poller = new OrderPoller({ sql, rest, maxPolls: c.maxPolls, log: ctx.log });
     let finalised = 0;
     loop = new WorkLoop({
@@ -38,7 +40,7 @@ runActor({
       pass: async () => {
         const s = await poller.pollOnce();
         finalised += s.finalised;
-        ctx.setMetrics({ open: s.open, finalised });
+        ctx.setMetrics({ open: s.open, finalised, ...restStats.metrics() });
         // A finished entry may let the executor place its exit.
         if (s.finalised > 0) ctx.send("executor", { type: "wake", topic: "order_attempts" });
       },

@@ -323,6 +323,13 @@ export const SETTINGS = [
     doc: "Seconds between balance polls by the account actor.",
   },
   {
+    name: "RECONCILE_OUTAGE_LIMIT_SEC",
+    schema: num({ min: 1, max: 3600 }, 60),
+    defaultText: "60",
+    doc:
+      "Live mode: seconds the private WebSocket or the REST connection may be lost before the reconciliation gate closes (no order of any kind until upbot has reconciled with the exchange again).",
+  },
+  {
     name: "MARKET_STATUS_POLL_INTERVAL_SEC",
     schema: num({ min: 5, max: 3600 }, 60),
     defaultText: "60",

@@ -34,6 +34,7 @@ import {
   databaseProblems,
   liveness,
   readiness,
+  reconciliationProblems,
   type Role,
   standbyReadiness,
 } from "./http/health.ts";
@@ -113,6 +114,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       already: result.skipped.length,
     });
     const startedAt = Date.now();
+    const tradeMode = decideTradeMode(config).effective;
     const role = (): Role => leadership ? "leader" : "standby";
     const actors = () => leadership?.supervisor.status() ?? [];
     const wakeExecutor = () => {
@@ -129,7 +131,10 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         leadership
           ? {
             ...readiness(actors(), {
-              extraProblems: await databaseProblems(() => db.sql`select 1`),
+              extraProblems: [
+                ...await databaseProblems(() => db.sql`select 1`),
+                ...await reconciliationProblems(db.sql, tradeMode).catch(() => []),
+              ],
             }),
             role: "leader" as const,
           }
@@ -153,6 +158,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
           sql: db.sql,
           actors,
           supervisorHalted: () => leadership?.supervisor.tradingState === "halted",
+          readinessProblems: () => reconciliationProblems(db.sql, tradeMode),
         }),
       ],
     });

@@ -118,5 +118,47 @@ for (const backend of testBackends()) {
     assert.deepEqual(buckets, [...buckets].sort((a, b) => a - b), "cumulative buckets");
     assert.ok(sample(text, "upbot_db_ping_seconds")! >= 0);
     assert.match(text, /^upbot_upbit_order_responses_total\{group="[^"]+",code="201"\} \d+/m);
+
+    // Every actor's own Upbit client is counted, not only the executor's recorded orders (the
+    // actors' counters reach the supervisor with their heartbeats, hence the wait).
+    const scrapeText = async () => await (await fetch(`${rig.url}/metrics`)).text();
+    const restText = await waitFor("every actor's REST calls in /metrics", async () => {
+      const t = await scrapeText();
+      const account = 'upbot_upbit_rest_calls_total{actor="account",group="default",status="200"}';
+      const executor =
+        'upbot_upbit_rest_calls_total{actor="executor",group="order-test",status="201"}';
+      return sample(t, account)! >= 1 && sample(t, executor)! >= 2 &&
+          /^upbot_upbit_rest_calls_total\{actor="feed",group="[a-z-]+",status="200"\} [1-9]/m
+            .test(t)
+        ? t
+        : undefined;
+    });
+    const restChecked = await promtool(["check", "metrics"], restText);
+    assert.equal(restChecked.code, 0, restChecked.text);
+    assert.equal(
+      sample(restText, 'upbot_upbit_rest_rate_limited_total{actor="account",code="429"}'),
+      0,
+    );
+    assert.equal(
+      sample(restText, 'upbot_upbit_rest_rate_limited_total{actor="executor",code="418"}'),
+      0,
+    );
+    assert.ok(
+      sample(restText, 'upbot_upbit_rest_remaining_req{actor="account",group="default"}')! >= 0,
+    );
+    assert.equal(sample(restText, "upbot_feed_ws_reconnects_total"), 0);
+    assert.equal(sample(restText, "upbot_private_ws_reconnects_total"), 0);
+
+    // Both WebSockets dropped: each reconnect is counted.
+    rig.sim.dropWebSockets();
+    const after = await waitFor("both WebSocket reconnects in /metrics", async () => {
+      const t = await scrapeText();
+      return sample(t, "upbot_feed_ws_reconnects_total")! >= 1 &&
+          sample(t, "upbot_private_ws_reconnects_total")! >= 1
+        ? t
+        : undefined;
+    });
+    const rechecked = await promtool(["check", "metrics"], after);
+    assert.equal(rechecked.code, 0, rechecked.text);
   });
 }

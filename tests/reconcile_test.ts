@@ -14,6 +14,8 @@ import {
   OutageWatch,
   reconciliationGate,
 } from "../lib/execution/system_gate.ts";
+import type { Sql } from "../lib/db.ts";
+import { reconciliationProblems } from "../lib/http/health.ts";
 import { createLogger } from "../lib/log.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
 import { installationId } from "../lib/store/order_attempts.ts";
@@ -346,6 +348,56 @@ dbTest(
     } finally {
       await h.close();
     }
+  },
+);
+
+dbTest(
+  "system gate: an outage whose gate could not be stored closes it at the next check",
+  async (db) => {
+    let now = 1_000_000;
+    let down = true;
+    // The database refuses the first write (a connection blip), then answers again.
+    const flaky = ((...args: Parameters<Sql>) => {
+      if (down) throw new Error("database unreachable");
+      return db.sql(...args);
+    }) as unknown as Sql;
+    const gate = new ConnectionGate(flaky, createLogger("test"), {
+      limitMs: 2000,
+      now: () => now,
+    });
+    gate.lost("private_stream");
+    assert.equal(gate.isLost("private_stream"), true);
+    now += 2001;
+    await assert.rejects(gate.check(), /database unreachable/);
+    down = false;
+    assert.equal(await gate.check(), 1, "reported again: the gate was never stored");
+    const closed = await reconciliationGate(db.sql);
+    assert.equal(closed.open, false);
+    assert.match(closed.reason ?? "", /^private stream lost for 2 s since /);
+    gate.restored("private_stream");
+    assert.equal(gate.isLost("private_stream"), false);
+  },
+);
+
+dbTest(
+  "readiness: in live mode a closed gate or no completed reconciliation is a problem",
+  async (db) => {
+    assert.deepEqual(await reconciliationProblems(db.sql, "shadow"), []);
+    assert.deepEqual(await reconciliationProblems(db.sql, "live"), [
+      "no reconciliation has completed yet",
+    ]);
+    await closeReconciliationGate(db.sql, "live start: reconcile before any order");
+    assert.deepEqual(await reconciliationProblems(db.sql, "live"), [
+      "reconciliation gate closed (live start: reconcile before any order)",
+    ]);
+    assert.deepEqual(await reconciliationProblems(db.sql, "test"), [], "only live orders wait");
+    const h = await startSim({ markets: MARKETS });
+    try {
+      assert.equal((await reconcile(db.sql, h.rest, h.log)).gateOpen, true);
+    } finally {
+      await h.close();
+    }
+    assert.deepEqual(await reconciliationProblems(db.sql, "live"), []);
   },
 );
 

@@ -25,6 +25,7 @@ Deno.test("UpbitPrivateWs delivers myOrder and myAsset events with exact decimal
   const orders: MyOrderEvent[] = [];
   const assets: MyAssetEvent[] = [];
   let reconnects = 0;
+  const connection: boolean[] = [];
   const ws = new UpbitPrivateWs({
     url: sim.wsUrl + "/private",
     accessKey: sim.accessKey,
@@ -32,6 +33,7 @@ Deno.test("UpbitPrivateWs delivers myOrder and myAsset events with exact decimal
     onOrder: (e) => orders.push(e),
     onAsset: (e) => assets.push(e),
     onReconnect: () => reconnects++,
+    onConnection: (connected) => connection.push(connected),
     reconnect: { baseMs: 100, maxMs: 200 },
   });
   try {
@@ -67,6 +69,8 @@ Deno.test("UpbitPrivateWs delivers myOrder and myAsset events with exact decimal
     ws.dropConnection();
     await waitFor("reconnect", () => reconnects === 1 && ws.stats().connected);
     assert.equal(ws.stats().reconnects, 1);
+    // The owner of the connection sees it lost and back (the reconciliation gate's input).
+    assert.deepEqual(connection, [true, false, true]);
   } finally {
     await ws.close();
     rest.close();

@@ -87,6 +87,16 @@ export class OutageWatch {
     this.#reported.delete(connection);
   }
 
+  /** Whether `connection` is lost now. */
+  isLost(connection: WatchedConnection): boolean {
+    return this.#lostAt.has(connection);
+  }
+
+  /** Reports `connection`'s outage again at the next {@linkcode overdue} (closing failed). */
+  unreport(connection: WatchedConnection): void {
+    this.#reported.delete(connection);
+  }
+
   /**
    * Connections lost for longer than the limit at `nowMs` and not reported yet, with the reason
    * to close the gate with; each outage is returned once.
@@ -145,11 +155,26 @@ export class ConnectionGate {
     this.#watch.restored(connection);
   }
 
-  /** Closes the gate for every outage past the limit; returns how many closed it. */
+  /** Whether `connection` is lost now (for the status). */
+  isLost(connection: WatchedConnection): boolean {
+    return this.#watch.isLost(connection);
+  }
+
+  /**
+   * Closes the gate for every outage past the limit; returns how many closed it.
+   *
+   * @throws when the gate cannot be stored; the outages not stored are closed at the next check.
+   */
   async check(): Promise<number> {
     const overdue = this.#watch.overdue(this.#now());
-    for (const o of overdue) {
-      await closeReconciliationGate(this.#sql, o.reason);
+    for (const [i, o] of overdue.entries()) {
+      try {
+        await closeReconciliationGate(this.#sql, o.reason);
+      } catch (err) {
+        // Not closed: the next check must try again rather than treat the outage as handled.
+        for (const left of overdue.slice(i)) this.#watch.unreport(left.connection);
+        throw err;
+      }
       this.#log.warn(`Reconciliation gate closed: ${o.reason}`, { connection: o.connection });
     }
     return overdue.length;

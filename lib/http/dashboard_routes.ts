@@ -12,6 +12,7 @@ import type { Sql } from "../db.ts";
 import { TradeMode } from "../domain.ts";
 import type { GuardDecision } from "../execution/guard.ts";
 import { ledgerPositions } from "../execution/position_ledger.ts";
+import { reconciliationStatus } from "../execution/reconcile.ts";
 import { redact } from "../log.ts";
 import { parseQuery } from "./errors.ts";
 import type { Role } from "./health.ts";
@@ -46,6 +47,35 @@ export interface PositionView {
   avg_price: number | null;
   ts: number | null;
   [field: string]: unknown;
+}
+
+/**
+ * The reconciliation gate (open, or closed with its reason and since when: no live order of any
+ * kind goes out while it is closed) and the newest completed reconciliation with its findings.
+ */
+async function reconciliationView(sql: Sql) {
+  const r = await reconciliationStatus(sql);
+  return {
+    gate: {
+      open: r.gate.open,
+      reason: r.gate.reason === null ? null : redact(r.gate.reason),
+      since: r.gate.since?.getTime() ?? null,
+    },
+    last_completed: r.lastCompleted && {
+      id: r.lastCompleted.id,
+      ts: r.lastCompleted.completedAt.getTime(),
+      findings: r.lastCompleted.findings,
+    },
+    findings: r.findings.map((f) => ({
+      id: f.id,
+      ts: f.at.getTime(),
+      kind: f.kind,
+      market: f.market,
+      identifier: f.identifier,
+      uuid: f.uuid,
+      details: f.details,
+    })),
+  };
 }
 
 /** Unix ms of a timestamptz column, as a float8 (postgres.js returns int8 as a string). */
@@ -134,7 +164,11 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
 
   routes.get("/api/status", async (c) => {
     parseQuery(c, z.strictObject({}));
-    const [trading, alarms] = await Promise.all([tradingStateViews(sql), alarmViews(sql)]);
+    const [trading, alarms, reconciliation] = await Promise.all([
+      tradingStateViews(sql),
+      alarmViews(sql),
+      reconciliationView(sql),
+    ]);
     const now = Date.now();
     const supervisorHalt = deps.supervisorHalt();
     return c.json({
@@ -151,6 +185,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
       guard: deps.guard.conditions,
       trading,
       supervisor_halt: supervisorHalt === null ? null : redact(supervisorHalt),
+      reconciliation,
       alarms,
       actors: deps.actors().map((a) => ({
         name: a.name,

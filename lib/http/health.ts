@@ -7,6 +7,9 @@
  * standby is alive (`/healthz` 200) and answers `/readyz` 503 with `role: "standby"`.
  */
 import type { ActorStatus } from "../actors/supervisor.ts";
+import type { Sql } from "../db.ts";
+import type { TradeMode } from "../execution/guard.ts";
+import { reconciliationStatus } from "../execution/reconcile.ts";
 
 /** Extra allowance on top of the feed's lateness window before its bars count as behind. */
 export const FEED_SLACK_MS = 2000;
@@ -149,4 +152,19 @@ function feedProblems(feed: ActorStatus, now: number): string[] {
     }
   }
   return problems;
+}
+
+/**
+ * Readiness problems of reconciliation, in live mode only (`[]` in shadow and test): the gate is
+ * closed (a live start, a connection lost too long), or no reconciliation has completed yet.
+ * Pass them to {@linkcode readiness} as `extraProblems`.
+ */
+export async function reconciliationProblems(sql: Sql, mode: TradeMode): Promise<string[]> {
+  if (mode !== "live") return [];
+  const status = await reconciliationStatus(sql);
+  if (!status.gate.open) {
+    return [`reconciliation gate closed (${status.gate.reason ?? "no reason stored"})`];
+  }
+  if (status.lastCompleted === null) return ["no reconciliation has completed yet"];
+  return [];
 }

@@ -10,6 +10,11 @@ import { Hono } from "hono";
 import type { ActorStatus } from "../actors/supervisor.ts";
 import type { Sql } from "../db.ts";
 import { PaperAction } from "../domain.ts";
+import {
+  REST_CALLS_KEY,
+  REST_RATE_LIMITED_KEY,
+  REST_REMAINING_REQ_KEY,
+} from "../upbit/rest_stats.ts";
 import { readiness } from "./health.ts";
 
 /** Upper bounds (seconds) of the order-latency histogram's buckets. */
@@ -62,6 +67,37 @@ export interface MetricsSources {
   sql: Sql;
   actors: () => ActorStatus[];
   supervisorHalted: () => boolean;
+  /** Readiness problems found outside the actors (as `/readyz` uses them). */
+  readinessProblems?: () => Promise<string[]>;
+}
+
+/**
+ * The REST counters every actor publishes from its Upbit client (`lib/upbit/rest_stats.ts`):
+ * calls by group and status, 429 / 418 answers and the latest Remaining-Req sec per group.
+ */
+function restSamples(actors: readonly ActorStatus[]): {
+  calls: [Labels, number][];
+  rateLimited: [Labels, number][];
+  remaining: [Labels, number][];
+} {
+  const calls: [Labels, number][] = [];
+  const rateLimited: [Labels, number][] = [];
+  const remaining: [Labels, number][] = [];
+  for (const a of actors) {
+    if (a.state !== "running") continue;
+    for (const [key, value] of Object.entries(a.metrics)) {
+      if (typeof value !== "number") continue;
+      const [kind, first, second] = key.split(":");
+      if (kind === REST_CALLS_KEY && first && second) {
+        calls.push([{ actor: a.name, group: first, status: second }, value]);
+      } else if (kind === REST_RATE_LIMITED_KEY && first) {
+        rateLimited.push([{ actor: a.name, code: first }, value]);
+      } else if (kind === REST_REMAINING_REQ_KEY && first) {
+        remaining.push([{ actor: a.name, group: first }, value]);
+      }
+    }
+  }
+  return { calls, rateLimited, remaining };
 }
 
 function num(v: unknown): number {
@@ -105,7 +141,10 @@ export async function scrape(src: MetricsSources): Promise<string> {
     "upbot_ready",
     "gauge",
     "1 when /readyz answers 200 (this instance trades).",
-    [[{}, readiness(actors, { now }).ready ? 1 : 0]],
+    [[
+      {},
+      readiness(actors, { now, extraProblems: await src.readinessProblems?.() }).ready ? 1 : 0,
+    ]],
   );
 
   const feed = actors.find((a) => a.name === "feed");
@@ -133,6 +172,40 @@ export async function scrape(src: MetricsSources): Promise<string> {
     "gauge",
     "1 when the feed's WebSocket is connected.",
     [[{}, fm.connected === true ? 1 : 0]],
+  );
+  e.family(
+    "upbot_feed_ws_reconnects_total",
+    "counter",
+    "Reconnects of the feed's public WebSocket since the feed started.",
+    [[{}, num(fm.reconnects)]],
+  );
+  const account = actors.find((a) => a.name === "account");
+  e.family(
+    "upbot_private_ws_reconnects_total",
+    "counter",
+    "Reconnects of the account actor's private WebSocket since it started.",
+    account?.state === "running" && typeof account.metrics.private_ws_reconnects === "number"
+      ? [[{}, account.metrics.private_ws_reconnects]]
+      : [],
+  );
+  const rest = restSamples(actors);
+  e.family(
+    "upbot_upbit_rest_calls_total",
+    "counter",
+    "REST calls each actor's Upbit client made (retries included), by rate-limit group and HTTP status (error: no answer).",
+    rest.calls,
+  );
+  e.family(
+    "upbot_upbit_rest_rate_limited_total",
+    "counter",
+    "REST answers 429 (too many requests) and 418 (banned) each actor's Upbit client got.",
+    rest.rateLimited,
+  );
+  e.family(
+    "upbot_upbit_rest_remaining_req",
+    "gauge",
+    "Requests left in the current second per group, as last answered to each actor's Upbit client.",
+    rest.remaining,
   );
   e.family(
     "upbot_feed_last_final_bar_age_seconds",

@@ -20,6 +20,11 @@ export interface AccountSyncOptions {
   markets: readonly string[];
   log: Logger;
   now?: () => number;
+  /**
+   * Whether `GET /v1/accounts` answered: false when the call failed (no answer or an error
+   * status), true when it succeeded. The reconciliation gate watches the REST connection by it.
+   */
+  onRestResult?: (ok: boolean) => void;
 }
 
 /** A `live_positions` row: the account's balances and upbot's position in one market. */
@@ -83,10 +88,18 @@ export class AccountSync {
 
   /**
    * One poll: stores the balances and the positions in one transaction, the positions read from
-   * the ledger inside it.
+   * the ledger inside it. Reports the REST call's outcome to `onRestResult`.
    */
   async pollOnce(): Promise<DerivedPosition[]> {
-    const { data: accounts } = await this.#o.rest.getAccounts();
+    let accounts: Account[];
+    try {
+      ({ data: accounts } = await this.#o.rest.getAccounts());
+    } catch (err) {
+      this.#o.onRestResult?.(false);
+      throw err;
+    }
+    // Only the REST call counts: a failing database write is not a lost exchange connection.
+    this.#o.onRestResult?.(true);
     const ts = new Date(this.#now());
     return await this.#o.sql.begin(async (tx) => {
       if (accounts.length > 0) {

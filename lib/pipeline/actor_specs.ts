@@ -12,9 +12,11 @@ import type { Config } from "../config.ts";
 import { privateWsUrl } from "../config.ts";
 import type { DbConnection } from "../db.ts";
 import { TradeMode } from "../domain.ts";
+import { decideTradeMode } from "../execution/guard.ts";
 import type { Logger } from "../log.ts";
 import { announceBan, shareBans } from "../actors/upbit_bans.ts";
 import { UpbitRest } from "../upbit/rest.ts";
+import type { RestCallStats } from "../upbit/rest_stats.ts";
 import { overridesFromConfig, resolveParams } from "../strategy/policy.ts";
 
 /** zod schema of {@linkcode DbConnection}. */
@@ -115,6 +117,10 @@ export const AccountConfig = z.object({
   ...Keys,
   markets: Markets,
   pollIntervalSec: z.number(),
+  /** The executor's effective mode (the guard's decision): the gate is watched only in live. */
+  mode: z.enum(["shadow", "test", "live"]),
+  /** How long a lost private stream or REST connection may last before the gate closes. */
+  outageLimitSec: z.number().positive(),
 });
 
 /**
@@ -127,17 +133,20 @@ export const DEFAULT_GROUP_SHARES = { executor: 10, order_poller: 15, account: 5
 /**
  * The Upbit client of a keyed actor, with its share of the `default` group. A 418 it draws is
  * announced to every actor, and bans other actors draw are applied to it (`lib/actors/upbit_bans.ts`).
+ * With `stats`, every call it makes is counted there (the actor publishes them as metrics).
  */
 export function keyedUpbitRest(
   actor: keyof typeof DEFAULT_GROUP_SHARES,
   slice: { restUrl: string; accessKey?: string | undefined; secretKey?: string | undefined },
   logger: Logger,
+  stats?: RestCallStats,
 ): UpbitRest {
   const rest = new UpbitRest({
     baseUrl: slice.restUrl,
     accessKey: slice.accessKey,
     secretKey: slice.secretKey,
     logger,
+    fetch: stats?.fetch,
     rateLimiter: {
       budgets: { default: { limit: DEFAULT_GROUP_SHARES[actor], windowMs: 1000 } },
       onBan: announceBan,
@@ -147,9 +156,21 @@ export function keyedUpbitRest(
   return rest;
 }
 
-/** The quotation-only Upbit client of an actor (no keys), sharing 418 bans with every actor. */
-export function quotationUpbitRest(restUrl: string, logger: Logger): UpbitRest {
-  const rest = new UpbitRest({ baseUrl: restUrl, logger, rateLimiter: { onBan: announceBan } });
+/**
+ * The quotation-only Upbit client of an actor (no keys), sharing 418 bans with every actor; with
+ * `stats`, every call it makes is counted there.
+ */
+export function quotationUpbitRest(
+  restUrl: string,
+  logger: Logger,
+  stats?: RestCallStats,
+): UpbitRest {
+  const rest = new UpbitRest({
+    baseUrl: restUrl,
+    logger,
+    fetch: stats?.fetch,
+    rateLimiter: { onBan: announceBan },
+  });
   shareBans(rest.rateLimiter);
   return rest;
 }
@@ -279,6 +300,8 @@ export function pipelineActorSpecs(
         ...keys,
         markets: config.MARKETS,
         pollIntervalSec: config.ACCOUNT_POLL_INTERVAL_SEC,
+        mode: decideTradeMode(config).effective,
+        outageLimitSec: config.RECONCILE_OUTAGE_LIMIT_SEC,
       } satisfies z.input<typeof AccountConfig>,
     },
   ];

@@ -48,6 +48,8 @@ export interface FeedStats {
   writeErrors: number;
   startBackfilled: number;
   connected: boolean;
+  /** Reconnects of the public WebSocket since start. */
+  reconnects: number;
 }
 
 function toTrade(t: TradeEvent): Trade {
@@ -81,6 +83,7 @@ export class Feed {
     writeErrors: 0,
     startBackfilled: 0,
     connected: false,
+    reconnects: 0,
   };
 
   constructor(options: FeedOptions) {
@@ -90,7 +93,7 @@ export class Feed {
 
   /** Counters. */
   stats(): FeedStats {
-    return { ...this.#stats };
+    return { ...this.#stats, reconnects: this.#ws?.stats().reconnects ?? 0 };
   }
 
   /** Backfills from the last stored final bar, then streams. */

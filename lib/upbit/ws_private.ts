@@ -112,6 +112,11 @@ export interface UpbitPrivateWsOptions {
   /** After every reconnect: events may have been missed, resync over REST. */
   onReconnect?: () => void;
   /**
+   * Connection changes: true after each open (the first included), false after each unexpected
+   * drop. A refused reconnect reports nothing new: the stream stays lost until the next true.
+   */
+  onConnection?: (connected: boolean) => void;
+  /**
    * The server refused the credentials, at the upgrade (HTTP 401/403) or in-band
    * (`INVALID_AUTH`): the client has stopped for good (logged once, here). Called once.
    */
@@ -187,8 +192,10 @@ export class UpbitPrivateWs {
       subscription: () => this.#subscription(),
       onFrame: (text) => this.#onFrame(text),
       onOpen: (reconnect) => {
+        this.#emit(this.#o.onConnection, true);
         if (reconnect) this.#o.onReconnect?.();
       },
+      onDrop: () => this.#emit(this.#o.onConnection, false),
       onUpgradeRefused: (status) => {
         if (status !== 401 && status !== 403) return false;
         this.#authRefused(new UpbitWsAuthError("upgrade", "bad or expired keys", status));
