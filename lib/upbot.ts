@@ -22,6 +22,7 @@ import { GLOBAL_SCOPE, haltEntries } from "./control/trading_state.ts";
 import { type Client, type DbConnection, openDatabase } from "./db.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { AlertWebhook } from "./http/alert_webhook.ts";
+import { backtestRoutes } from "./http/backtest_routes.ts";
 import { createApp } from "./http/app.ts";
 import { controlRoutes } from "./http/control_routes.ts";
 import { dashboardRoutes } from "./http/dashboard_routes.ts";
@@ -153,6 +154,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         }),
         controlRoutes({ sql: db.sql, log, onChanged: wakeExecutor }),
         grafanaRoutes({ sql: db.sql, markets: config.MARKETS }),
+        backtestRoutes({ sql: db.sql }),
         webRoutes({ markets: config.MARKETS }),
         prometheusRoute({
           sql: db.sql,

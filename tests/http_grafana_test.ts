@@ -1,9 +1,14 @@
 /**
  * @module The Grafana data source (`/grafana`) on a running upbot trading live on the simulator:
  * every query of the shipped dashboard (grafana/dashboards/upbot.json) is answered with data,
- * series are downsampled in SQL to the requested points, and bad requests get a 400.
+ * series are downsampled in SQL to the requested points, and bad requests get a 400. A backtest
+ * run replayed over the rig's own bars (`lib/backtest`, stored as `deno task backtest` stores it)
+ * feeds the Backtest panels, chosen through the dashboard's `run` variable.
  */
 import assert from "node:assert/strict";
+import { parseBacktestArgs } from "../lib/backtest/args.ts";
+import { runBacktest } from "../lib/backtest/run.ts";
+import { barsFromDatabase, saveRun } from "../lib/backtest/store.ts";
 import { ledgerPositions } from "../lib/execution/position_ledger.ts";
 import { binSeconds, GRAFANA_SERIES } from "../lib/http/grafana_routes.ts";
 import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY } from "../sim/mod.ts";
@@ -45,7 +50,11 @@ async function post(url: string, body: unknown) {
 
 for (const backend of testBackends()) {
   Deno.test(`Grafana data source: every dashboard query answers with data [${backend}]`, async () => {
-    const panels = JSON.parse(await Deno.readTextFile(DASHBOARD)).panels as Panel[];
+    const dashboard = JSON.parse(await Deno.readTextFile(DASHBOARD));
+    // Row panels only group the others; they query nothing.
+    const panels = (dashboard.panels as Panel[]).filter((p) => p.type !== "row");
+    const variables = (dashboard.templating.list as { name: string }[]).map((v) => v.name);
+    assert.deepEqual(variables, ["run"]);
     const dashboardTargets = panels.flatMap((p) => p.targets.map((t) => t.target));
     // The dashboard uses every series the data source serves.
     assert.deepEqual([...dashboardTargets].sort(), Object.keys(GRAFANA_SERIES).sort());
@@ -88,6 +97,24 @@ for (const backend of testBackends()) {
       );
     }
 
+    // A backtest run over the bars this upbot recorded, with the parameters it trades with.
+    const btArgs = parseBacktestArgs([
+      "--market",
+      "KRW-BTC,KRW-ETH",
+      "--from",
+      new Date(startedAt - 60_000).toISOString(),
+      "--to",
+      new Date().toISOString(),
+    ], LIVE_ENV);
+    const btFrom = Date.parse(btArgs.run.from);
+    const btTo = Date.parse(btArgs.run.to);
+    const report = await runBacktest(
+      btArgs.run,
+      (m) => barsFromDatabase(rig.upbot.sql, m, btFrom, btTo),
+    );
+    assert.ok(report.trades.length > 0, "the backtest traded");
+    const runId = await saveRun(rig.upbot.sql, report, { code: "test", app: "unknown" });
+
     assert.equal((await fetch(`${g}/`)).status, 200);
     assert.equal((await fetch(g)).status, 200);
     const metrics = await post(`${g}/metrics`, {});
@@ -108,6 +135,21 @@ for (const backend of testBackends()) {
       { __text: "KRW-BTC", __value: "KRW-BTC" },
       { __text: "KRW-ETH", __value: "KRW-ETH" },
     ]);
+    // The run variable and the run payload option list the stored run.
+    const runText = `#${runId} KRW-BTC,KRW-ETH ${btArgs.run.from} to ${btArgs.run.to}`;
+    assert.deepEqual((await post(`${g}/variable`, { payload: { target: "backtests" } })).body, [
+      { __text: runText, __value: String(runId) },
+    ]);
+    assert.deepEqual(
+      (await post(`${g}/variable`, { payload: JSON.stringify({ target: "backtests" }) })).body,
+      [{ __text: runText, __value: String(runId) }],
+    );
+    assert.deepEqual(
+      (await post(`${g}/metric-payload-options`, { metric: "backtest_equity", name: "run" })).body,
+      [{ label: runText, value: String(runId) }],
+    );
+    const equityMetric = metrics.body.find((m: { value: string }) => m.value === "backtest_equity");
+    assert.equal(equityMetric.payloads[0].name, "run");
     assert.deepEqual((await post(`${g}/tag-keys`, {})).body, [{ type: "string", text: "market" }]);
     assert.deepEqual((await post(`${g}/tag-values`, { key: "market" })).body, [
       { text: "KRW-BTC" },
@@ -122,7 +164,13 @@ for (const backend of testBackends()) {
         range,
         intervalMs: 1000,
         maxDataPoints: 500,
-        targets: panel.targets.map((t) => ({ ...t })),
+        // As Grafana does: the dashboard's variables replaced in the payload.
+        targets: panel.targets.map((t) => ({
+          ...t,
+          payload: typeof t.payload === "string"
+            ? t.payload.replaceAll("$run", String(runId))
+            : t.payload,
+        })),
       });
       assert.equal(res.status, 200, `${panel.title}: ${JSON.stringify(res.body)}`);
       assert.ok(res.body.length > 0, `${panel.title}: no frame`);
@@ -177,7 +225,51 @@ for (const backend of testBackends()) {
     });
     assert.deepEqual(filtered.body.map((s: { target: string }) => s.target), ["close KRW-ETH"]);
 
+    // The run's equity: each curve ends at the run's total (cumulative, nothing lost in the bins),
+    // and the trades table has one row per round trip.
+    const equity = await post(`${g}/query`, {
+      range,
+      maxDataPoints: 7,
+      targets: [{ target: "backtest_equity", refId: "A", payload: { run: runId } }],
+    });
+    assert.equal(equity.status, 200);
+    const last = (name: string) => {
+      const s = equity.body.find((x: { target: string }) => x.target === name);
+      assert.ok(
+        s,
+        `${name} in ${JSON.stringify(equity.body.map((x: { target: string }) => x.target))}`,
+      );
+      return s.datapoints.at(-1)[0] as number;
+    };
+    const close = (a: number, b: number) => Math.abs(a - b) < 1e-6 * Math.max(1, Math.abs(b));
+    assert.ok(close(last(`backtest ${runId} paper pnl`), report.total.paper.totalPnl));
+    assert.ok(
+      close(last(`backtest ${runId} paper at spread pnl`), report.total.paperAtSpread.totalPnl),
+    );
+    if (report.total.filled.trades > 0) {
+      assert.ok(close(last(`backtest ${runId} filled pnl`), report.total.filled.totalPnl));
+    }
+    for (const s of equity.body) assert.ok(s.datapoints.length <= 8, JSON.stringify(s));
+    // No run given: the newest run.
+    const newest = await post(`${g}/query`, {
+      range,
+      targets: [{ target: "backtest_trades_table", refId: "A" }],
+    });
+    assert.equal(newest.body[0].rows.length, report.trades.length);
+
     // Bad requests.
+    const badRun = await post(`${g}/query`, {
+      range,
+      targets: [{ target: "backtest_equity", payload: { run: "$run" } }],
+    });
+    assert.equal(badRun.status, 400);
+    assert.equal(badRun.body.field, "targets.0.payload.run");
+    const unknownRun = await post(`${g}/query`, {
+      range,
+      targets: [{ target: "backtest_trades_table", payload: { run: runId + 1 } }],
+    });
+    assert.equal(unknownRun.status, 400);
+    assert.equal(unknownRun.body.message, `no backtest run ${runId + 1}`);
     const unknown = await post(`${g}/query`, { range, targets: [{ target: "nope", refId: "A" }] });
     assert.equal(unknown.status, 400);
     assert.equal(unknown.body.field, "targets.0.target");

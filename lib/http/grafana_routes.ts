@@ -12,10 +12,17 @@
  * sampled `actor_restarts`, `actor_heartbeat_age_ms`, `alarms_active`. Tables: `attempts_table`,
  * `paper_trades_table`. A `market` payload field (string or list) or an ad hoc filter
  * `market = …` narrows the per-market series.
+ *
+ * Backtests (`deno task backtest`): `backtest_equity` (a run's cumulative pnl, filled, paper and
+ * paper at the spread, by exit time), `backtest_trades_table` (its round trips) and
+ * `backtest_runs_table` (the stored runs and their windows). The run is the payload's `run` (an
+ * id, as the `backtests` variable answers it; the newest run when absent); like every series they
+ * show what falls in the dashboard's time range, so set the range to the run's window.
  */
 import { Hono } from "hono";
 import { z } from "zod";
 import type { Sql } from "../db.ts";
+import { RUN_COLUMNS } from "./backtest_routes.ts";
 import { ApiError, parseJsonBody } from "./errors.ts";
 import { MarketCode } from "./query_schemas.ts";
 
@@ -44,11 +51,15 @@ interface SeriesContext {
   markets: string[];
   /** Row limit for tables. */
   maxRows: number;
+  /** The backtest run a `run` series shows (its id). */
+  run: number;
 }
 
 interface SeriesDef {
   kind: "timeseries" | "table";
   label: string;
+  /** Shows one backtest run, chosen by the payload's `run`. */
+  perRun?: boolean;
   run: (ctx: SeriesContext) => Promise<(TimeSeries | Table)[]>;
 }
 
@@ -230,6 +241,88 @@ export const GRAFANA_SERIES: Record<string, SeriesDef> = {
         (g) => `remaining-req ${g}`,
       ),
   },
+  backtest_equity: {
+    kind: "timeseries",
+    label: "Backtest run: cumulative pnl, filled and paper (KRW, net of fees, by exit time)",
+    perRun: true,
+    run: (ctx) =>
+      series(
+        ctx,
+        `with trades as (
+           select 'paper' as k, exit_ts as ts, paper_pnl as pnl
+           from backtest_trades where run_id = $4
+           union all
+           select 'paper at spread', exit_ts, spread_pnl from backtest_trades where run_id = $4
+           union all
+           select 'filled', fill_exit_ts, fill_pnl from backtest_trades
+           where run_id = $4 and fill_pnl is not null),
+         bins as (select k, ${bin("ts")} as t, sum(pnl) as p from trades where ${inRange("ts")}
+                  group by 1, 2),
+         base as (select k, sum(pnl) as b from trades where ts < to_timestamp($1::float8 / 1000)
+                  group by 1)
+         select bins.k, bins.t,
+                (coalesce(base.b, 0) + sum(bins.p) over (partition by bins.k order by bins.t))
+                  ::float8 as v
+         from bins left join base on base.k = bins.k order by 1, 2`,
+        (k) => `backtest ${ctx.run} ${k} pnl`,
+        [ctx.run],
+      ),
+  },
+  backtest_trades_table: {
+    kind: "table",
+    label: "Backtest run: round trips in the range (by exit time)",
+    perRun: true,
+    run: async (ctx) => {
+      const rows = await ctx.sql.unsafe(
+        `select (extract(epoch from exit_ts) * 1000)::float8 as t, symbol,
+                (extract(epoch from entry_ts) * 1000)::float8 as entry_t, exit_reason, hold_sec,
+                paper_entry::float8 as paper_entry, paper_exit::float8 as paper_exit,
+                paper_pnl::float8 as paper_pnl, spread_pnl::float8 as spread_pnl,
+                fill_entry::float8 as fill_entry, fill_exit::float8 as fill_exit,
+                fill_pnl::float8 as fill_pnl
+         from backtest_trades where run_id = $4 and ${inRange("exit_ts")} and $3::int > 0
+         order by seq desc limit $5`,
+        [ctx.fromMs, ctx.toMs, ctx.binSec, ctx.run, ctx.maxRows],
+      );
+      return [table(rows, [
+        ["t", "Exit time", "time"],
+        ["symbol", "Market", "string"],
+        ["entry_t", "Entry time", "time"],
+        ["exit_reason", "Exit reason", "string"],
+        ["hold_sec", "Hold s", "number"],
+        ["paper_entry", "Paper entry", "number"],
+        ["paper_exit", "Paper exit", "number"],
+        ["paper_pnl", "Paper pnl", "number"],
+        ["spread_pnl", "Pnl at spread", "number"],
+        ["fill_entry", "Fill entry", "number"],
+        ["fill_exit", "Fill exit", "number"],
+        ["fill_pnl", "Filled pnl", "number"],
+      ])];
+    },
+  },
+  backtest_runs_table: {
+    kind: "table",
+    label: "Backtest runs (newest first; their windows, whatever the range)",
+    run: async (ctx) => {
+      const rows = await ctx.sql.unsafe(
+        `select ${RUN_COLUMNS} from backtest_runs r order by r.id desc limit $1`,
+        [ctx.maxRows],
+      );
+      return [table(rows, [
+        ["ts", "Created", "time"],
+        ["id", "Run", "number"],
+        ["markets", "Markets", "string"],
+        ["from", "From", "time"],
+        ["to", "To", "time"],
+        ["profile", "Profile", "string"],
+        ["trades", "Trades", "number"],
+        ["win_rate", "Win rate", "number"],
+        ["paper_pnl", "Paper pnl", "number"],
+        ["filled_pnl", "Filled pnl", "number"],
+        ["filled_max_drawdown", "Filled max drawdown", "number"],
+      ])];
+    },
+  },
   actor_restarts: sampled("actor_restarts", "Restarts per actor (sampled every 10 s)", "restarts"),
   actor_heartbeat_age_ms: sampled(
     "actor_heartbeat_age_ms",
@@ -317,7 +410,8 @@ function table(
     rows: rows.map((r) =>
       columns.map(([key]) => {
         const v = r[key];
-        return v === null || v === undefined ? null : typeof v === "number" ? v : String(v);
+        if (v === null || v === undefined) return null;
+        return typeof v === "number" ? v : Array.isArray(v) ? v.join(",") : String(v);
       })
     ),
   };
@@ -360,6 +454,26 @@ const QueryBody = z.object({
 
 const MarketSelection = z.union([MarketCode, z.array(MarketCode).max(100)]).optional();
 
+/** A run id in a payload: a whole number from 1, or its decimal text (a variable's value). */
+const RunSelection = z.union([
+  z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  z.string().regex(/^[1-9]\d{0,14}$/, "must be a backtest run id").transform(Number),
+]).optional();
+
+/** Runs offered to pick from (newest first). */
+const MAX_RUN_CHOICES = 100;
+
+/** The newest stored runs as `{id, text}` choices for a payload option or a variable. */
+async function runChoices(sql: Sql): Promise<{ id: string; text: string }[]> {
+  const rows = await sql<{ id: string; markets: string[]; from_ts: Date; to_ts: Date }[]>`
+    select id::text as id, markets, from_ts, to_ts from backtest_runs
+    order by id desc limit ${MAX_RUN_CHOICES}`;
+  return rows.map((r) => ({
+    id: r.id,
+    text: `#${r.id} ${r.markets.join(",")} ${r.from_ts.toISOString()} to ${r.to_ts.toISOString()}`,
+  }));
+}
+
 const VariableBody = z.object({
   payload: z.union([z.object({ target: z.string().max(100) }), z.string().max(100)]).optional(),
 });
@@ -393,11 +507,22 @@ export function grafanaRoutes(deps: { sql: Sql; markets: readonly string[] }): H
   });
   routes.post("/metrics", async (c) => {
     await parseJsonBody(c, z.object({ metric: z.string().optional() }));
+    const runs = await runChoices(deps.sql);
     return c.json(
       Object.entries(GRAFANA_SERIES).map(([value, def]) => ({
         label: def.label,
         value,
-        payloads: def.kind === "timeseries" || value === "paper_trades_table"
+        payloads: def.perRun
+          ? [{
+            label: "Run",
+            name: "run",
+            type: "select",
+            placeholder: "newest run",
+            options: runs.map((r) => ({ label: r.text, value: r.id })),
+          }]
+          : value.startsWith("backtest_")
+          ? []
+          : def.kind === "timeseries" || value === "paper_trades_table"
           ? [{
             label: "Market",
             name: "market",
@@ -411,15 +536,23 @@ export function grafanaRoutes(deps: { sql: Sql; markets: readonly string[] }): H
   });
   routes.post("/metric-payload-options", async (c) => {
     const body = await parseJsonBody(c, z.object({ name: z.string().optional() }));
+    if (body.name === "run") {
+      return c.json((await runChoices(deps.sql)).map((r) => ({ label: r.text, value: r.id })));
+    }
     return c.json(
       body.name === "market" ? deps.markets.map((m) => ({ label: m, value: m })) : [],
     );
   });
   routes.post("/variable", async (c) => {
     const body = await parseJsonBody(c, VariableBody);
-    const target = typeof body.payload === "string" ? body.payload : body.payload?.target;
+    const target = typeof body.payload === "string"
+      ? variableTarget(body.payload)
+      : body.payload?.target;
     if (target === "markets" || target === "market") {
       return c.json(deps.markets.map((m) => ({ __text: m, __value: m })));
+    }
+    if (target === "backtests" || target === "runs") {
+      return c.json((await runChoices(deps.sql)).map((r) => ({ __text: r.text, __value: r.id })));
     }
     if (target === "series" || target === "metrics") {
       return c.json(Object.keys(GRAFANA_SERIES).map((s) => ({ __text: s, __value: s })));
@@ -427,7 +560,7 @@ export function grafanaRoutes(deps: { sql: Sql; markets: readonly string[] }): H
     throw new ApiError(400, {
       error: "invalid body",
       field: "payload.target",
-      message: "must be markets or series",
+      message: "must be markets, series or backtests",
     });
   });
   routes.post("/tag-keys", (c) => c.json([{ type: "string", text: "market" }]));
@@ -472,11 +605,66 @@ export function grafanaRoutes(deps: { sql: Sql; markets: readonly string[] }): H
         ? [picked.data]
         : picked.data;
       for (const f of adhoc) markets = markets.filter((m) => m === f.value);
+      let run = 0;
+      if (def.perRun) {
+        const found = await pickRun(deps.sql, t.payload.run, `targets.${i}.payload.run`);
+        if (found === null) continue; // no run stored yet: nothing to draw
+        run = found;
+      }
       out.push(
-        ...await def.run({ sql: deps.sql, fromMs, toMs, binSec, markets, maxRows: MAX_TABLE_ROWS }),
+        ...await def.run({
+          sql: deps.sql,
+          fromMs,
+          toMs,
+          binSec,
+          markets,
+          maxRows: MAX_TABLE_ROWS,
+          run,
+        }),
       );
     }
     return c.json(out);
   });
   return routes;
+}
+
+/**
+ * The run a per-run target shows: the payload's `run`, or the newest run when absent (null when
+ * none is stored).
+ *
+ * @throws {ApiError} 400 naming `field` when `raw` is not a run id or names no stored run.
+ */
+async function pickRun(sql: Sql, raw: unknown, field: string): Promise<number | null> {
+  const picked = RunSelection.safeParse(raw === "" ? undefined : raw);
+  if (!picked.success) {
+    throw new ApiError(400, {
+      error: "invalid body",
+      field,
+      message: picked.error.issues[0]?.message ?? "invalid",
+    });
+  }
+  const [row] = picked.data === undefined
+    ? await sql<{ id: string }[]>`select max(id)::text as id from backtest_runs`
+    : await sql<
+      { id: string }[]
+    >`select id::text as id from backtest_runs where id = ${picked.data}`;
+  if (picked.data !== undefined && !row) {
+    throw new ApiError(400, {
+      error: "invalid body",
+      field,
+      message: `no backtest run ${picked.data}`,
+    });
+  }
+  return row?.id == null ? null : Number(row.id);
+}
+
+/** A variable's payload text: a target name, or JSON text `{"target": …}` as the plugin may send. */
+function variableTarget(text: string): string {
+  if (!text.trimStart().startsWith("{")) return text;
+  try {
+    const parsed = JSON.parse(text);
+    return typeof parsed?.target === "string" ? parsed.target : text;
+  } catch {
+    return text;
+  }
 }
