@@ -248,9 +248,9 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
           // Another standby may take the lease meanwhile; this one tries again, less often.
           failures++;
           const pauseMs = Math.min(30_000, 1000 * 2 ** failures);
-          standbyProblem = `taking over as leader failed (${
-            (err as Error).message
-          }); this upbot is the standby and tries again`;
+          // Not the error's text: /readyz is public, and it may name paths or hosts.
+          standbyProblem =
+            "taking over as leader failed (see the log); this upbot is the standby and tries again";
           log.error("taking over as leader failed; giving the lease up and trying again", {
             error: (err as Error).message,
             retry_in_ms: pauseMs,

@@ -171,7 +171,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: `lease: the holder's watch reports a lost lease session (${SKIP_REASON})`,
+  name:
+    `lease: the holder's watch reports a lost lease session; the lease can be taken again, and dropped (${SKIP_REASON})`,
   ignore: POSTGRES_ONLY,
   async fn() {
     const db = await openTestDatabase("postgres", { migrated: true });
@@ -184,6 +185,21 @@ Deno.test({
       await killSession(db.sql, fence.holderPid);
       assert.match(await lost, /lease session/);
       assert.equal(lease.fence, undefined);
+      // The lease can be taken again: a new session, a new epoch.
+      const again = await lease.acquire();
+      assert.equal(again?.epoch, fence.epoch + 1);
+      assert.notEqual(again?.holderPid, fence.holderPid);
+      // Dropped, another takes it; the first then waits.
+      const other = new Lease({ connection: db.connection, holder: "b" });
+      try {
+        assert.equal(await other.tryAcquire(), null);
+        await lease.drop();
+        assert.equal(lease.fence, undefined);
+        assert.equal((await other.tryAcquire())?.epoch, fence.epoch + 2);
+        assert.equal(await lease.tryAcquire(), null);
+      } finally {
+        await other.release();
+      }
     } finally {
       await lease.release();
       await db.close();
@@ -466,6 +482,63 @@ Deno.test({
     } finally {
       await proc.stop("SIGKILL").catch(() => {});
       await exited;
+      await otherLock?.catch(() => {});
+      await other.end({ timeout: 5 });
+      await sim.close();
+      await db.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `a standby whose takeover finds its control directory in use by another process exits 1 (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    const sim = await startSimulator({ seed: 6, markets: ["KRW-BTC"], rate: 50 });
+    const db = await openTestDatabase("postgres");
+    const dir = await Deno.makeTempDir({ prefix: "upbot_takeover_fails_" });
+    const url = db.connection.kind === "url" ? db.connection.url : "";
+    const proc = spawnDeno(START_ARGS, {
+      cwd: dir,
+      env: {
+        DATABASE_URL: url,
+        DATA_DIR: dir,
+        HTTP_PORT: String(freePort()),
+        MARKETS: "KRW-BTC",
+        UPBIT_REST_URL: sim.restUrl,
+        UPBIT_WS_URL: sim.wsUrl,
+        LOG_FORMAT: "json",
+      },
+    });
+    const other = connect({ kind: "url", url }, { max: 1, applicationName: "lease-test-other" });
+    let otherLock: Promise<unknown> | undefined;
+    let controlLock: Deno.FsFile | undefined;
+    try {
+      await proc.waitForLine(/HTTP server listening.*"role":"leader"/, 60_000);
+      const [lease] = await db.sql<{ pid: number }[]>`select holder_pid as pid from upbot_lease`;
+      otherLock = other`select pg_advisory_lock(${LEASE_LOCK_KEY})`.execute();
+      await waitFor("the other holder queued for the lock", async () => {
+        const [w] = await db.sql<{ n: number }[]>`
+          select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`;
+        return w!.n === 1;
+      }, 10_000);
+      await killSession(db.sql, lease!.pid);
+      await otherLock;
+      await proc.waitForLine(/Standby: this upbot lost its lease/, 30_000);
+      // The stopped leadership let its control directory go; another process takes it.
+      controlLock = await Deno.open(`${dir}/control/watcher.lock`, { write: true });
+      assert.equal(await controlLock.tryLock(true), true);
+      await other`select pg_advisory_unlock(${LEASE_LOCK_KEY})`;
+      const status = await proc.exited();
+      const text = proc.lines.join("\n");
+      assert.equal(status.code, 1, text);
+      assert.match(text, /taking over as leader failed.*in use by another upbot process/);
+      assert.match(text, /"msg":"stopping".*in use by another upbot process/);
+    } finally {
+      await proc.stop("SIGKILL").catch(() => {});
+      controlLock?.close();
       await otherLock?.catch(() => {});
       await other.end({ timeout: 5 });
       await sim.close();
