@@ -6,7 +6,8 @@
  * server frees it the moment that session ends (process killed, connection cut), so a standby
  * polling `pg_try_advisory_lock` takes over without any clock or timeout of ours. On taking the
  * lock the new holder increments the `upbot_lease` row's `epoch` (its fencing token) and records
- * its lease session's backend pid.
+ * its lease session's backend pid. A holder that loses the lease closes that session and may take
+ * the lease again later, on a new session and at a new epoch.
  *
  * A lock alone does not stop a holder that lost it without noticing (its worker connections may
  * outlive the lease session). So every attempt write that can lead to an order (a new attempt, a
