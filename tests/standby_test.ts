@@ -23,7 +23,7 @@ import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, startSimulator } from "../sim/m
 import { openTestDatabase } from "./_db.ts";
 import { pendingAttempt } from "./_live_orders.ts";
 import { freePort, type RunningProcess, spawnDeno } from "./_process.ts";
-import { waitFor } from "./_upbot_rig.ts";
+import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
 const POSTGRES_ONLY = !Deno.env.get("TEST_DATABASE_URL");
 const SKIP_REASON = "PostgreSQL only, skipped without TEST_DATABASE_URL";
@@ -545,5 +545,46 @@ Deno.test({
       await db.close();
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name:
+    `in one process, three lease losses in a row: each time the actors stop, the upbot stands by and leads again at a new epoch; stop leaks nothing (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    await using rig = await startUpbotRig("postgres");
+    const { upbot } = rig;
+    assert.equal(upbot.role(), "leader");
+    const lease = async () =>
+      (await upbot.sql<{ pid: number; epoch: number }[]>`
+        select holder_pid as pid, epoch::int as epoch from upbot_lease`)[0]!;
+    const first = await lease();
+    for (let round = 1; round <= 3; round++) {
+      const before = await lease();
+      const supervisor = upbot.supervisor;
+      await killSession(upbot.sql, before.pid);
+      await waitFor(`round ${round}: standby`, () => upbot.role() === "standby", 30_000);
+      assert.throws(() => upbot.supervisor, /not the leader/);
+      await waitFor(`round ${round}: leader again`, () => upbot.role() === "leader", 30_000);
+      // A fresh leadership: a new supervisor whose actors run, under the next epoch.
+      assert.notEqual(upbot.supervisor, supervisor);
+      assert.ok(upbot.supervisor.status().length > 0);
+      assert.equal(supervisor.status().every((a) => a.state !== "running"), true);
+      const after = await lease();
+      assert.equal(after.epoch, before.epoch + 1);
+      assert.notEqual(after.pid, before.pid);
+      // The old leadership's connections are gone: one lease session, one executor's.
+      await waitFor(`round ${round}: no connection left behind`, async () => {
+        const rows = await upbot.sql<{ app: string; n: number }[]>`
+          select application_name as app, count(*)::int as n from pg_stat_activity
+          where datname = current_database() and application_name in ('upbot-lease', 'upbot-executor')
+          group by 1`;
+        return rows.length === 2 && rows.every((r) => r.n === 1);
+      }, 30_000);
+    }
+    assert.equal((await lease()).epoch, first.epoch + 3);
+    const lost = rig.lines.filter((l) => /Lease LOST: stopping the trading actors/.test(l));
+    assert.equal(lost.length, 3);
   },
 });
