@@ -2,8 +2,10 @@
  * @module upbot entry point: configuration -> database -> migrations -> actors -> HTTP server,
  * and a graceful stop on SIGINT / SIGTERM.
  *
- * Exit codes: 0 after a clean stop, 1 when start-up fails or a leader loses its lease (hot
- * standby: the service manager restarts it and it comes back as standby), 2 for bad configuration.
+ * Exit codes: 0 after a clean stop, 1 when start-up fails (or a standby's takeover finds its
+ * control directory in use by another process), 2 for bad configuration. A leader that loses its
+ * hot-standby lease (say, PostgreSQL restarted) does not exit: it stops its actors, stands by and
+ * leads again once it can take the lease (`lib/upbot.ts`).
  */
 import { loadConfigOrReport } from "./lib/cli.ts";
 import { startUpbot } from "./lib/upbot.ts";

@@ -6,7 +6,8 @@
  * server frees it the moment that session ends (process killed, connection cut), so a standby
  * polling `pg_try_advisory_lock` takes over without any clock or timeout of ours. On taking the
  * lock the new holder increments the `upbot_lease` row's `epoch` (its fencing token) and records
- * its lease session's backend pid.
+ * its lease session's backend pid. A holder that loses the lease closes that session and may take
+ * the lease again later, on a new session and at a new epoch.
  *
  * A lock alone does not stop a holder that lost it without noticing (its worker connections may
  * outlive the lease session). So every attempt write that can lead to an order (a new attempt, a
@@ -93,20 +94,26 @@ export interface LeaseOptions {
 
 /**
  * One process's lease: {@linkcode acquire} waits for it, {@linkcode watch} reports its loss,
- * {@linkcode release} gives it up.
+ * {@linkcode drop} gives it up to be taken again later, {@linkcode release} gives it up for good.
+ * A lease that was lost (or dropped) can be acquired again: each holding gets a new epoch.
  */
 export class Lease {
   readonly #o: Required<LeaseOptions>;
   /**
    * A client of one connection (not a connection reserved from the process's pool: postgres.js
    * 3.4 throws an uncaught error when a reserved connection the server closed is used again).
-   * It reconnects silently after a loss, so the holder checks its backend pid.
+   * It reconnects silently after a loss, so the holder checks its backend pid. Closed when the
+   * lease is lost or dropped: a new holding starts on a new session, never on one whose lock
+   * state is in doubt.
    */
   #session: Client | undefined;
   #fence: LeaseFence | undefined;
   #stopped = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #wake: (() => void) | undefined;
+  /** Wakes every pause under way (of `acquire` and of `watch`). */
+  readonly #wakers = new Set<() => void>();
+  /** Sessions being closed (awaited by `release`). */
+  readonly #closing = new Set<Promise<void>>();
 
   constructor(options: LeaseOptions) {
     this.#o = { pollMs: 1000, heartbeatMs: 1000, checkTimeoutMs: 5000, ...options };
@@ -120,6 +127,7 @@ export class Lease {
   /** One try: the fence when this process now holds the lease, null when another does. */
   async tryAcquire(): Promise<LeaseFence | null> {
     if (this.#fence) return this.#fence;
+    if (this.#stopped) return null;
     this.#session ??= connect(this.#o.connection, { max: 1, applicationName: "upbot-lease" });
     // One statement, so the lock and the epoch are taken on one session even if it reconnects.
     const [row] = await this.#session<{ epoch: number; holder_pid: number }[]>`
@@ -136,7 +144,7 @@ export class Lease {
   /**
    * Polls until this process holds the lease (resolves with the fence) or {@linkcode release}
    * is called (resolves null). A failed try (database down) is reported to `onError` and
-   * retried.
+   * retried; the session reconnects on the next try.
    */
   async acquire(onError: (err: Error) => void = () => {}): Promise<LeaseFence | null> {
     while (!this.#stopped) {
@@ -154,7 +162,9 @@ export class Lease {
   /**
    * Checks the held lease every `heartbeatMs` on its own session; calls `onLost` once with the
    * reason when the session is gone, no longer holds the lock, or does not answer in
-   * `checkTimeoutMs`.
+   * `checkTimeoutMs`. The lease then counts as not held and its session is closed (the server
+   * frees a lock it may still hold), so {@linkcode acquire} can take it again. Watching ends
+   * without a call when the lease is dropped or released.
    */
   watch(onLost: (reason: string) => void): void {
     const fence = this.#fence;
@@ -183,13 +193,15 @@ export class Lease {
         clearTimeout(this.#timer);
       }
     };
+    const holding = () => !this.#stopped && this.#fence === fence;
     const loop = async () => {
-      while (!this.#stopped) {
+      while (holding()) {
         await this.#sleep(this.#o.heartbeatMs);
-        if (this.#stopped) return;
+        if (!holding()) return;
         const lost = await check();
-        if (lost && !this.#stopped) {
+        if (lost && holding()) {
           this.#fence = undefined;
+          this.#closeSession();
           onLost(lost);
           return;
         }
@@ -198,31 +210,52 @@ export class Lease {
     void loop();
   }
 
-  /** Stops polling and watching; unlocks when held and closes the session. Idempotent. */
-  async release(): Promise<void> {
-    this.#stopped = true;
-    this.#wake?.();
+  /**
+   * Gives the lease up (unlocks when held) and closes the session, but keeps the lease usable:
+   * a later {@linkcode acquire} tries again on a new session.
+   */
+  async drop(): Promise<void> {
     const session = this.#session;
-    this.#session = undefined;
-    if (!session) return;
-    if (this.#fence) {
+    if (session && this.#fence) {
       this.#fence = undefined;
       await session`select pg_advisory_unlock(${LEASE_LOCK_KEY})`.catch(() => {});
     }
-    await session.end({ timeout: 5 });
+    this.#fence = undefined;
+    this.#closeSession();
+    this.#wakeAll();
+    await Promise.all(this.#closing);
+  }
+
+  /** Stops polling and watching; unlocks when held and closes the session. Idempotent. */
+  async release(): Promise<void> {
+    this.#stopped = true;
+    await this.drop();
+  }
+
+  /** Closes the session (the server frees its lock); the next try opens a new one. */
+  #closeSession(): void {
+    const session = this.#session;
+    this.#session = undefined;
+    if (!session) return;
+    const closing: Promise<void> = session.end({ timeout: 1 })
+      .catch(() => {})
+      .finally(() => this.#closing.delete(closing));
+    this.#closing.add(closing);
+  }
+
+  #wakeAll(): void {
+    for (const wake of [...this.#wakers]) wake();
   }
 
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.#wake = undefined;
-        resolve();
-      }, ms);
-      this.#wake = () => {
+      const wake = () => {
         clearTimeout(t);
-        this.#wake = undefined;
+        this.#wakers.delete(wake);
         resolve();
       };
+      const t = setTimeout(wake, ms);
+      this.#wakers.add(wake);
     });
   }
 }

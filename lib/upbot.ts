@@ -5,9 +5,11 @@
  * On PostgreSQL several upbots may share one database (hot standby, `lease.ts`): the one that
  * holds the lease is the leader and runs the control directory, the actors and the background
  * jobs; the others serve HTTP (read-only views, `/readyz` 503 `role: "standby"`) and poll the
- * lease every second. A leader that loses its lease stops its actors and reports it through
- * {@linkcode Upbot.fatal}: `main.ts` then exits 1 and the service manager restarts it, as a
- * standby. On the embedded PGlite there is one upbot per `DATA_DIR`, always the leader.
+ * lease every second. A leader that loses its lease (database restarted, session cut, no answer
+ * for 5 s) stops its actors and goes back to standby in the same process: it keeps serving HTTP
+ * and tries the lease every second; when it takes it again (a new epoch) it starts a fresh
+ * leadership, whose executor reconciles before any order. On the embedded PGlite there is one
+ * upbot per `DATA_DIR`, always the leader.
  */
 import type { Config } from "./config.ts";
 import { hasUpbitKeys, isLoopbackHost, secretValues } from "./config.ts";
@@ -37,6 +39,7 @@ import {
   readiness,
   reconciliationProblems,
   type Role,
+  STANDBY_PROBLEM,
   standbyReadiness,
 } from "./http/health.ts";
 import { Lease, type LeaseFence } from "./lease.ts";
@@ -60,8 +63,9 @@ export interface Upbot {
   /** `leader` while this upbot holds the lease and trades, else `standby`. */
   role(): Role;
   /**
-   * Resolves when this upbot can no longer do its job: it lost its lease (its actors are already
-   * stopped) or taking over as leader failed. The caller should `stop()` and exit non-zero.
+   * Resolves when this upbot can no longer do its job: taking over as leader found its control
+   * directory in use by another process. The caller should `stop()` and exit non-zero. (A lost
+   * lease is not fatal: the actors stop and this upbot stands by until it can take it again.)
    */
   readonly fatal: Promise<Error>;
   /** Graceful stop: actors (reverse order), HTTP server, then the database. Idempotent. */
@@ -98,6 +102,8 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
   });
   const db = await openDatabase(config);
   let leadership: Leadership | undefined;
+  /** Why this upbot stands by, when not because another upbot holds the lease. */
+  let standbyProblem: string | null = null;
   let server: Deno.HttpServer<Deno.NetAddr> | undefined;
   const lease = db.connection.kind === "url"
     ? new Lease({ connection: db.connection, holder: `${Deno.hostname()} pid ${Deno.pid}` })
@@ -139,7 +145,13 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
             }),
             role: "leader" as const,
           }
-          : standbyReadiness(),
+          : {
+            ...standbyReadiness(),
+            problems: [
+              standbyProblem ?? STANDBY_PROBLEM,
+              ...await databaseProblems(() => db.sql`select 1`),
+            ],
+          },
       auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
       routes: [
         actorsRoute({ status: actors }),
@@ -183,53 +195,79 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         log,
         wakeExecutor,
       });
-    /** The leadership being started (awaited by a loss or a stop that comes meanwhile). */
-    let starting: Promise<Leadership | undefined> = Promise.resolve(undefined);
-    let lost = false;
-    const onLost = (reason: string) => {
-      if (lost) return;
-      lost = true;
-      log.error("Lease LOST: stopping the trading actors", { reason });
-      void (async () => {
-        const held = leadership ?? await starting.catch(() => undefined);
-        leadership = undefined;
-        await held?.stop();
-        reportFatal(
-          new Error(
-            `this upbot lost its lease on ${db.description} (${reason}); its trading actors are stopped: restart it, it comes back as standby`,
-          ),
-        );
-      })();
-    };
-    /** Watches the lease from the moment it is held, then starts what the leader runs. */
-    const becomeLeader = async (fence: LeaseFence | null) => {
-      if (fence) lease?.watch(onLost);
-      starting = lead(fence);
-      const started = await starting;
-      if (lost || stopping) return await started?.stop();
-      leadership = started;
-    };
+    const stopRequested = Promise.withResolvers<void>();
+    /** Watches the held lease: resolves with the reason once it is lost. */
+    const watchLease = (held: Lease) => new Promise<string>((resolve) => held.watch(resolve));
     const fence = lease ? await lease.tryAcquire() : null;
+    let leaseLost: Promise<string> | null = null;
     if (!lease || fence) {
-      if (fence) log.info(`Lease acquired (epoch ${fence.epoch}): this upbot is the leader`);
-      await becomeLeader(fence);
+      if (lease && fence) {
+        log.info(`Lease acquired (epoch ${fence.epoch}): this upbot is the leader`);
+        leaseLost = watchLease(lease);
+      }
+      leadership = await lead(fence);
     } else {
       log.warn(
         `Standby: another upbot holds the lease on ${db.description}; serving HTTP and taking over when it goes`,
       );
-      void lease.acquire((err) =>
-        log.warn("Standby: could not try the lease; trying again", { error: err.message })
-      ).then(async (taken) => {
-        if (!taken || stopping) return;
-        log.info(`Lease acquired (epoch ${taken.epoch}): the standby takes over as leader`);
-        try {
-          await becomeLeader(taken);
-        } catch (err) {
-          log.error("taking over as leader failed", { error: (err as Error).message });
-          reportFatal(err as Error);
-        }
-      });
     }
+    /**
+     * The lease's life in this process: while leading, wait for a loss, then stop the actors
+     * and wait as a standby again; while standing by, try the lease every second and lead
+     * again when it is taken (a new epoch, a fresh leadership that reconciles before any order).
+     */
+    const followLease = async (held: Lease, lost: Promise<string> | null) => {
+      let failures = 0;
+      while (!stopping) {
+        if (lost) {
+          const reason = await Promise.race([lost, stopRequested.promise]);
+          if (stopping || reason === undefined) return;
+          log.error("Lease LOST: stopping the trading actors", { reason });
+          const stopped = leadership;
+          leadership = undefined;
+          standbyProblem =
+            `this upbot lost its lease (${reason}); it is the standby until it can take the lease again`;
+          await stopped?.stop();
+          log.warn(
+            `Standby: this upbot lost its lease on ${db.description}; its trading actors are stopped, it serves HTTP and tries to take the lease again every second`,
+          );
+          lost = null;
+        }
+        const taken = await held.acquire((err) =>
+          log.warn("Standby: could not try the lease; trying again", { error: err.message })
+        );
+        if (!taken || stopping) return;
+        log.info(`Lease acquired (epoch ${taken.epoch}): this upbot takes over as leader`);
+        const nextLost = watchLease(held);
+        try {
+          const started = await lead(taken);
+          if (stopping) return await started.stop();
+          leadership = started;
+          standbyProblem = null;
+          failures = 0;
+          lost = nextLost;
+        } catch (err) {
+          await held.drop();
+          if (err instanceof ControlDirInUseError) {
+            log.error("taking over as leader failed", { error: err.message });
+            reportFatal(err);
+            return;
+          }
+          // Another standby may take the lease meanwhile; this one tries again, less often.
+          failures++;
+          const pauseMs = Math.min(30_000, 1000 * 2 ** failures);
+          // Not the error's text: /readyz is public, and it may name paths or hosts.
+          standbyProblem =
+            "taking over as leader failed (see the log); this upbot is the standby and tries again";
+          log.error("taking over as leader failed; giving the lease up and trying again", {
+            error: (err as Error).message,
+            retry_in_ms: pauseMs,
+          });
+          await pause(pauseMs, stopRequested.promise);
+        }
+      }
+    };
+    const following = lease ? followLease(lease, leaseLost) : Promise.resolve();
     log.info(`HTTP server listening on ${httpUrl}`, { role: role() });
     const listening = server;
     return {
@@ -243,10 +281,13 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       fatal,
       stop() {
         stopping ??= (async () => {
-          const held = leadership ?? await starting.catch(() => undefined);
+          stopRequested.resolve();
+          const held = leadership;
           leadership = undefined;
           await held?.stop();
+          // Ends a standby's polling; a leadership still starting is stopped by `following`.
           await lease?.release();
+          await following;
           await listening.shutdown();
           await db.close();
         })();
@@ -364,4 +405,14 @@ async function startLeadership(
       return stopping;
     },
   };
+}
+
+/** Waits `ms`, or less when `interrupt` settles first; leaves no timer behind. */
+async function pause(ms: number, interrupt: Promise<unknown>): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([new Promise((resolve) => timer = setTimeout(resolve, ms)), interrupt]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -4,8 +4,9 @@
  * actor connections are cut again and again (`pg_terminate_backend`, mid-transaction when one is
  * open), then the server is stopped for a while and started again, then restarted
  * (`pg_ctl restart`, what `pg_ctlcluster 15 main restart` does on a Debian cluster). upbot keeps
- * running, `/readyz` says the database is unreachable while it is down and recovers, trading
- * goes on, and at the end the database agrees with the exchange: no paper trade or attempt lost
+ * running (losing its hot-standby lease, it stops its actors, stands by and leads again once it
+ * can take the lease), `/readyz` says the database is unreachable while it is down and recovers,
+ * trading goes on, and at the end the database agrees with the exchange: no paper trade or attempt lost
  * or doubled (lib/chaos/checks.ts).
  *
  * The shared PostgreSQL at 127.0.0.1:5432 is never touched. Skipped when the PostgreSQL 15
@@ -203,6 +204,11 @@ Deno.test({
         await admin2.end({ timeout: 1 });
       }
       assert.equal(exitedEarly, false);
+      // The restart ended upbot's lease session: its actors stopped, it stood by in the same
+      // process and led again at a new epoch (only a leader writes attempts).
+      const log = upbot.lines.join("\n");
+      assert.match(log, /Lease LOST: stopping the trading actors/);
+      assert.match(log, /Lease acquired \(epoch \d+\): this upbot takes over as leader/);
       // upbot holds the lease again: a second upbot on the database waits as a standby.
       const second = spawnDeno(["run", "--unstable-worker-options", "--allow-all", "main.ts"], {
         cwd: REPO,

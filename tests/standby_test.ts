@@ -11,13 +11,19 @@
 import assert from "node:assert/strict";
 import { connect } from "../lib/db.ts";
 import { DataDirLockedError, startEmbeddedDatabase } from "../lib/embedded_db.ts";
-import { assertLeaseHeld, Lease, type LeaseFence, LeaseLostError } from "../lib/lease.ts";
+import {
+  assertLeaseHeld,
+  Lease,
+  LEASE_LOCK_KEY,
+  type LeaseFence,
+  LeaseLostError,
+} from "../lib/lease.ts";
 import { attemptById, transitionAttempt } from "../lib/store/order_attempts.ts";
 import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, startSimulator } from "../sim/mod.ts";
 import { openTestDatabase } from "./_db.ts";
 import { pendingAttempt } from "./_live_orders.ts";
 import { freePort, type RunningProcess, spawnDeno } from "./_process.ts";
-import { waitFor } from "./_upbot_rig.ts";
+import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
 const POSTGRES_ONLY = !Deno.env.get("TEST_DATABASE_URL");
 const SKIP_REASON = "PostgreSQL only, skipped without TEST_DATABASE_URL";
@@ -165,7 +171,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: `lease: the holder's watch reports a lost lease session (${SKIP_REASON})`,
+  name:
+    `lease: the holder's watch reports a lost lease session; the lease can be taken again, and dropped (${SKIP_REASON})`,
   ignore: POSTGRES_ONLY,
   async fn() {
     const db = await openTestDatabase("postgres", { migrated: true });
@@ -178,6 +185,21 @@ Deno.test({
       await killSession(db.sql, fence.holderPid);
       assert.match(await lost, /lease session/);
       assert.equal(lease.fence, undefined);
+      // The lease can be taken again: a new session, a new epoch.
+      const again = await lease.acquire();
+      assert.equal(again?.epoch, fence.epoch + 1);
+      assert.notEqual(again?.holderPid, fence.holderPid);
+      // Dropped, another takes it; the first then waits.
+      const other = new Lease({ connection: db.connection, holder: "b" });
+      try {
+        assert.equal(await other.tryAcquire(), null);
+        await lease.drop();
+        assert.equal(lease.fence, undefined);
+        assert.equal((await other.tryAcquire())?.epoch, fence.epoch + 2);
+        assert.equal(await lease.tryAcquire(), null);
+      } finally {
+        await other.release();
+      }
     } finally {
       await lease.release();
       await db.close();
@@ -367,16 +389,121 @@ Deno.test({
 
 Deno.test({
   name:
-    `a leader whose lease session dies stops its actors and exits 1, to come back as standby (${SKIP_REASON})`,
+    `a leader whose lease session dies stops its actors, stands by while another holds the lease, and leads again when it can take it (${SKIP_REASON})`,
   ignore: POSTGRES_ONLY,
   async fn() {
     const sim = await startSimulator({ seed: 5, markets: ["KRW-BTC"], rate: 50 });
     const db = await openTestDatabase("postgres");
     const dir = await Deno.makeTempDir({ prefix: "upbot_lease_lost_" });
+    const port = freePort();
+    const api = `http://127.0.0.1:${port}`;
+    const url = db.connection.kind === "url" ? db.connection.url : "";
     const proc = spawnDeno(START_ARGS, {
       cwd: dir,
       env: {
-        DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "",
+        DATABASE_URL: url,
+        DATA_DIR: dir,
+        HTTP_PORT: String(port),
+        MARKETS: "KRW-BTC",
+        UPBIT_REST_URL: sim.restUrl,
+        UPBIT_WS_URL: sim.wsUrl,
+        LOG_FORMAT: "json",
+      },
+    });
+    // Another holder of the lease: its blocking lock request queues behind the leader's lease
+    // session and is granted the moment that session dies, before the leader can try again.
+    const other = connect({ kind: "url", url }, { max: 1, applicationName: "lease-test-other" });
+    let otherLock: Promise<unknown> | undefined;
+    let exitedEarly = false;
+    const exited = proc.exited().then(() => exitedEarly = true);
+    const executors = async () =>
+      (await db.sql<{ n: number }[]>`
+        select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and application_name = 'upbot-executor'`)[0]!.n;
+    try {
+      await proc.waitForLine(/HTTP server listening.*"role":"leader"/, 60_000);
+      await waitFor("/readyz 200 as leader", async () => {
+        const r = await getJson(`${api}/readyz`);
+        return r.status === 200 && r.body.role === "leader";
+      }, 60_000);
+      const [lease] = await db.sql<{ pid: number; epoch: number }[]>`
+        select holder_pid as pid, epoch::int as epoch from upbot_lease`;
+      otherLock = other`select pg_advisory_lock(${LEASE_LOCK_KEY})`.execute();
+      await waitFor("the other holder queued for the lock", async () => {
+        const [w] = await db.sql<{ n: number }[]>`
+          select count(*)::int as n from pg_locks
+          where locktype = 'advisory' and not granted`;
+        return w!.n === 1;
+      }, 10_000);
+      await killSession(db.sql, lease!.pid);
+      await otherLock;
+
+      // The actors stop; the process lives on as a standby that says why.
+      await proc.waitForLine(/Standby: this upbot lost its lease/, 30_000);
+      const text = () => proc.lines.join("\n");
+      const at = (re: RegExp) => proc.lines.findIndex((l) => re.test(l));
+      const lost = at(/Lease LOST: stopping the trading actors/);
+      const stopped = at(/"msg":"supervisor stopped"/);
+      const standing = at(/Standby: this upbot lost its lease/);
+      assert.ok(lost >= 0 && lost < stopped && stopped < standing, text());
+      const ready = await getJson(`${api}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.equal(ready.body.role, "standby");
+      assert.match(String((ready.body.problems as string[])[0]), /this upbot lost its lease \(/);
+      assert.equal((await getJson(`${api}/healthz`)).status, 200);
+      assert.equal((await getJson(`${api}/api/status`)).body.role, "standby");
+      assert.deepEqual((await getJson(`${api}/api/actors`)).body, []);
+      assert.equal(await executors(), 0);
+      // It keeps trying (on a new lease session) while the other holds the lease, and stays
+      // standby: one holding so far, and the process still runs.
+      await waitFor("a new lease session trying", async () => {
+        const [t] = await db.sql<{ n: number }[]>`
+          select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and application_name = 'upbot-lease'`;
+        return t!.n === 1;
+      }, 10_000);
+      assert.equal(proc.lines.filter((l) => /Lease acquired/.test(l)).length, 1, text());
+      assert.equal(exitedEarly, false, text());
+
+      // The other lets go: this upbot takes the lease at a new epoch and trades again.
+      await other`select pg_advisory_unlock(${LEASE_LOCK_KEY})`;
+      await proc.waitForLine(
+        new RegExp(`Lease acquired \\(epoch ${lease!.epoch + 1}\\): this upbot takes over`),
+        30_000,
+      );
+      await waitFor("/readyz 200 as leader again", async () => {
+        const r = await getJson(`${api}/readyz`);
+        return r.status === 200 && r.body.role === "leader";
+      }, 60_000);
+      assert.equal(await executors(), 1);
+      assert.equal((await getJson(`${api}/api/status`)).body.role, "leader");
+      const status = await proc.stop("SIGTERM");
+      assert.equal(status.code, 0, proc.lines.slice(-20).join("\n"));
+    } finally {
+      await proc.stop("SIGKILL").catch(() => {});
+      await exited;
+      await otherLock?.catch(() => {});
+      await other.end({ timeout: 5 });
+      await sim.close();
+      await db.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `a standby whose takeover finds its control directory in use by another process exits 1 (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    const sim = await startSimulator({ seed: 6, markets: ["KRW-BTC"], rate: 50 });
+    const db = await openTestDatabase("postgres");
+    const dir = await Deno.makeTempDir({ prefix: "upbot_takeover_fails_" });
+    const url = db.connection.kind === "url" ? db.connection.url : "";
+    const proc = spawnDeno(START_ARGS, {
+      cwd: dir,
+      env: {
+        DATABASE_URL: url,
         DATA_DIR: dir,
         HTTP_PORT: String(freePort()),
         MARKETS: "KRW-BTC",
@@ -385,29 +512,79 @@ Deno.test({
         LOG_FORMAT: "json",
       },
     });
+    const other = connect({ kind: "url", url }, { max: 1, applicationName: "lease-test-other" });
+    let otherLock: Promise<unknown> | undefined;
+    let controlLock: Deno.FsFile | undefined;
     try {
       await proc.waitForLine(/HTTP server listening.*"role":"leader"/, 60_000);
       const [lease] = await db.sql<{ pid: number }[]>`select holder_pid as pid from upbot_lease`;
+      otherLock = other`select pg_advisory_lock(${LEASE_LOCK_KEY})`.execute();
+      await waitFor("the other holder queued for the lock", async () => {
+        const [w] = await db.sql<{ n: number }[]>`
+          select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`;
+        return w!.n === 1;
+      }, 10_000);
       await killSession(db.sql, lease!.pid);
+      await otherLock;
+      await proc.waitForLine(/Standby: this upbot lost its lease/, 30_000);
+      // The stopped leadership let its control directory go; another process takes it.
+      controlLock = await Deno.open(`${dir}/control/watcher.lock`, { write: true });
+      assert.equal(await controlLock.tryLock(true), true);
+      await other`select pg_advisory_unlock(${LEASE_LOCK_KEY})`;
       const status = await proc.exited();
-      assert.equal(status.code, 1, proc.lines.slice(-20).join("\n"));
       const text = proc.lines.join("\n");
-      assert.match(text, /Lease LOST: stopping the trading actors/);
-      assert.match(
-        text,
-        /this upbot lost its lease on postgres .*restart it, it comes back as standby/,
-      );
-      // In this order: the loss, the actors stopped, then the error main.ts exits on.
-      const at = (re: RegExp) => proc.lines.findIndex((l) => re.test(l));
-      const lost = at(/Lease LOST/);
-      const stopped = at(/"msg":"supervisor stopped"/);
-      const exiting = at(/"msg":"stopping".*lost its lease/);
-      assert.ok(lost >= 0 && lost < stopped && stopped < exiting, text);
+      assert.equal(status.code, 1, text);
+      assert.match(text, /taking over as leader failed.*in use by another upbot process/);
+      assert.match(text, /"msg":"stopping".*in use by another upbot process/);
     } finally {
       await proc.stop("SIGKILL").catch(() => {});
+      controlLock?.close();
+      await otherLock?.catch(() => {});
+      await other.end({ timeout: 5 });
       await sim.close();
       await db.close();
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name:
+    `in one process, three lease losses in a row: each time the actors stop, the upbot stands by and leads again at a new epoch; stop leaks nothing (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    await using rig = await startUpbotRig("postgres");
+    const { upbot } = rig;
+    assert.equal(upbot.role(), "leader");
+    const lease = async () =>
+      (await upbot.sql<{ pid: number; epoch: number }[]>`
+        select holder_pid as pid, epoch::int as epoch from upbot_lease`)[0]!;
+    const first = await lease();
+    for (let round = 1; round <= 3; round++) {
+      const before = await lease();
+      const supervisor = upbot.supervisor;
+      await killSession(upbot.sql, before.pid);
+      await waitFor(`round ${round}: standby`, () => upbot.role() === "standby", 30_000);
+      assert.throws(() => upbot.supervisor, /not the leader/);
+      await waitFor(`round ${round}: leader again`, () => upbot.role() === "leader", 30_000);
+      // A fresh leadership: a new supervisor whose actors run, under the next epoch.
+      assert.notEqual(upbot.supervisor, supervisor);
+      assert.ok(upbot.supervisor.status().length > 0);
+      assert.equal(supervisor.status().every((a) => a.state !== "running"), true);
+      const after = await lease();
+      assert.equal(after.epoch, before.epoch + 1);
+      assert.notEqual(after.pid, before.pid);
+      // The old leadership's connections are gone: one lease session, one executor's.
+      await waitFor(`round ${round}: no connection left behind`, async () => {
+        const rows = await upbot.sql<{ app: string; n: number }[]>`
+          select application_name as app, count(*)::int as n from pg_stat_activity
+          where datname = current_database() and application_name in ('upbot-lease', 'upbot-executor')
+          group by 1`;
+        return rows.length === 2 && rows.every((r) => r.n === 1);
+      }, 30_000);
+    }
+    assert.equal((await lease()).epoch, first.epoch + 3);
+    const lost = rig.lines.filter((l) => /Lease LOST: stopping the trading actors/.test(l));
+    assert.equal(lost.length, 3);
   },
 });
