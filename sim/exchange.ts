@@ -489,6 +489,12 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       return response;
     },
 
+    reserveIdentifier(identifier) {
+      const taken = engine.reserveIdentifier(identifier);
+      if (taken) persist();
+      return taken;
+    },
+
     handlePrivateWebSocket(req) {
       return streams.handle(req);
     },
@@ -508,8 +514,12 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     },
   };
 
-  function answer(method: string, url: URL, body: Body, fault?: "burn"): Response {
+  function answer(method: string, url: URL, body: Body, fault?: "burn" | "reserved"): Response {
     const route = routes[routeKey(method, url.pathname)]!;
+    if (fault === "reserved" && routeKey(method, url.pathname) === "POST /v1/orders") {
+      const order = engine.create(body, "real", true);
+      return isApiError(order) ? errorResponse(order) : json(orderJson(order), 201);
+    }
     if (fault === "burn") {
       const key = routeKey(method, url.pathname);
       const identifier = key === "POST /v1/orders"

@@ -33,6 +33,12 @@ export interface Faults {
   server_error_burn_rate: number;
   /** Share (0..1) of order creations that are accepted (the order exists) but whose answer is lost. */
   lost_response_rate: number;
+  /**
+   * Delay before a real order creation is processed, in ms (after `latency_ms`; look-ups are not
+   * delayed): the create lands after a client with a shorter timeout gave up, and after its
+   * look-ups by identifier found nothing, as a request queued at the exchange would.
+   */
+  create_delay_ms: number;
   /** Close every WebSocket connection every N seconds (0 = never). */
   ws_disconnect_every_sec: number;
   /** Share (0..1) of WebSocket frames sent malformed. */
