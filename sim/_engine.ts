@@ -551,7 +551,11 @@ export class Engine {
    * and, for real orders, the order itself (already matched against the book). `ownReservation`:
    * this request took its identifier with {@linkcode reserveIdentifier} when it arrived.
    */
-  create(body: Record<string, unknown>, mode: CreateMode, ownReservation = false): Order | ApiError {
+  create(
+    body: Record<string, unknown>,
+    mode: CreateMode,
+    ownReservation = false,
+  ): Order | ApiError {
     const identifier = body.identifier;
     try {
       const request = this.validate(body, ZERO, ownReservation && mode === "real");
