@@ -468,6 +468,7 @@ export class Engine {
   validate(
     body: Record<string, unknown>,
     extraAvailable: Dec = ZERO,
+    ownReservation = false,
   ): SimResult<OrderRequest> {
     const market = body.market;
     if (market === undefined || market === null || market === "") {
@@ -580,7 +581,9 @@ export class Engine {
 
     // §4.3: the error name for a reused identifier is not documented; two third-party clients
     // map it to `duplicated_identifier` [?], which we answer with 400.
-    if (typeof identifier === "string" && this.#usedIdentifiers.has(identifier)) {
+    if (
+      typeof identifier === "string" && this.#usedIdentifiers.has(identifier) && !ownReservation
+    ) {
       return refused(400, "duplicated_identifier", "이미 사용된 identifier입니다.");
     }
     return ok({
@@ -601,12 +604,17 @@ export class Engine {
    * `POST /v1/orders` and `POST /v1/orders/test`. A real create burns its identifier whatever the
    * outcome; a test create validates identically but stores, locks and fills nothing (and does
    * not burn the identifier — undocumented, §4.4). Returns the order as accepted (state `wait`)
-   * and, for real orders, the order itself (already matched against the book).
+   * and, for real orders, the order itself (already matched against the book). `ownReservation`:
+   * this request took its identifier with {@linkcode reserveIdentifier} when it arrived.
    */
-  create(body: Record<string, unknown>, mode: CreateMode): SimResult<Order> {
+  create(
+    body: Record<string, unknown>,
+    mode: CreateMode,
+    ownReservation = false,
+  ): SimResult<Order> {
     const identifier = body.identifier;
     try {
-      const request = this.validate(body);
+      const request = this.validate(body, ZERO, ownReservation && mode === "real");
       if (!request.ok) return request;
       if (mode === "test") return ok(this.#newOrder(request.value, false));
       return ok(this.place(request.value));
@@ -618,6 +626,17 @@ export class Engine {
   /** A fresh order uuid from the seeded stream. */
   newUuid(): string {
     return this.#nextUuid();
+  }
+
+  /**
+   * Takes `identifier` for a create that arrived and is processed later (`create_delay_ms`): from
+   * now on any other request under it is refused as used, while the order itself appears only when
+   * the create is processed. False when the identifier is already used.
+   */
+  reserveIdentifier(identifier: string): boolean {
+    if (this.#usedIdentifiers.has(identifier)) return false;
+    this.burnIdentifier(identifier);
+    return true;
   }
 
   /** Burns an identifier (cancel_and_new's `new_identifier`). */

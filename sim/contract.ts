@@ -86,9 +86,15 @@ export interface ExchangeHandler {
    * Answers one exchange REST request (auth, validation, effects). Faults other than offline markets are
    * applied by the composition around this call, except `burn`: the request is authenticated, then a
    * real create only uses up its identifier (`identifier`, or `new_identifier` of cancel_and_new) and
-   * is answered 500 `server_error`; nothing is created or cancelled.
+   * is answered 500 `server_error`; nothing is created or cancelled. `reserved`: a `POST /v1/orders`
+   * whose identifier was taken by {@linkcode reserveIdentifier} when it arrived is processed now.
    */
-  handle(req: Request, fault?: "burn"): Promise<Response>;
+  handle(req: Request, fault?: "burn" | "reserved"): Promise<Response>;
+  /**
+   * Takes the identifier of a create that arrived and is processed later (`create_delay_ms`);
+   * false when it is already used (the create is then refused as usual when processed).
+   */
+  reserveIdentifier(identifier: string): boolean;
   /** Upgrades `/websocket/v1/private` (JWT in `Authorization`), then streams myOrder / myAsset. */
   handlePrivateWebSocket(req: Request): Promise<Response>;
   /** Every order held (for `GET /_sim/orders`). */

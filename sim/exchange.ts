@@ -45,7 +45,7 @@ interface ExchangeRoute {
 }
 
 /** What the router's handlers get besides the request: the fault to apply. */
-type RouterEnv = { Bindings: { fault?: "burn" }; Variables: { body: Body } };
+type RouterEnv = { Bindings: { fault?: "burn" | "reserved" }; Variables: { body: Body } };
 
 const log = createLogger("sim.exchange");
 const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" };
@@ -501,6 +501,10 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
           message: "Simulated server error.",
         });
       }
+      if (c.env?.fault === "reserved" && route.burns === "identifier") {
+        // This create took its identifier when it arrived (`create_delay_ms`): it may use it now.
+        return answerOf(engine.create(body, "real", true), (o) => orderJson(o), 201);
+      }
       return route.answer(new URL(c.req.url).searchParams, body);
     });
   }
@@ -516,6 +520,12 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
 
     handle(req, fault) {
       return Promise.resolve(router.fetch(req, { fault }));
+    },
+
+    reserveIdentifier(identifier) {
+      const taken = engine.reserveIdentifier(identifier);
+      if (taken) persist();
+      return taken;
     },
 
     handlePrivateWebSocket(req) {

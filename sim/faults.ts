@@ -26,6 +26,13 @@ export const FaultsSchema = z.strictObject({
   server_error_burn_rate: share,
   /** Share (0..1) of order creations that are accepted (the order exists) but whose answer is lost. */
   lost_response_rate: share,
+  /**
+   * Delay before a real order creation is processed, in ms (after `latency_ms`; look-ups are not
+   * delayed): the create takes its identifier when it arrives and lands after a client with a
+   * shorter timeout gave up and its look-ups by identifier found nothing, as a request queued at
+   * the exchange would.
+   */
+  create_delay_ms: z.number().int().min(0).max(600_000),
   /** Close every WebSocket connection every N seconds (0 = never). */
   ws_disconnect_every_sec: z.number().min(0).max(86_400),
   /** Share (0..1) of WebSocket frames sent malformed. */
@@ -60,6 +67,7 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   error_rate: 0,
   server_error_after_create_rate: 0,
   server_error_burn_rate: 0,
+  create_delay_ms: 0,
   lost_response_rate: 0,
   ws_disconnect_every_sec: 0,
   malformed_frame_rate: 0,

@@ -45,6 +45,16 @@ function serverError(): Response {
   );
 }
 
+/** The string `identifier` of a JSON create body, or null. */
+function identifierOf(text: string): string | null {
+  try {
+    const body = JSON.parse(text) as { identifier?: unknown };
+    return typeof body?.identifier === "string" ? body.identifier : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Builds the request handler of the simulator. */
 export function createSimServer(parts: SimServerParts): SimServer {
   const { market, exchange, faults, publicWs, limiter, rng } = parts;
@@ -106,13 +116,26 @@ export function createSimServer(parts: SimServerParts): SimServer {
       return withHeader(serverError(), header);
     }
     const isCreate = isExchange && req.method === "POST" && CREATE_PATHS.has(path);
+    let reserved = false;
+    if (isCreate && path === "/v1/orders" && f.create_delay_ms > 0) {
+      // The exchange takes the identifier when the request arrives and creates the order later,
+      // whether or not the client still waits: another request under that identifier is refused
+      // as used meanwhile, and a look-up finds no order until the create is processed.
+      const text = await req.text();
+      const identifier = identifierOf(text);
+      reserved = identifier !== null && exchange.reserveIdentifier(identifier);
+      await wait(f.create_delay_ms);
+      req = new Request(req.url, { method: req.method, headers: req.headers, body: text });
+    }
     if (
       isCreate && f.server_error_burn_rate > 0 && rng.next() < f.server_error_burn_rate
     ) {
       // §4.3: the identifier is used up although nothing was created.
       return withHeader(await exchange.handle(req, "burn"), header);
     }
-    const response = isExchange ? await exchange.handle(req) : handleQuotation(req, url, market);
+    const response = isExchange
+      ? await exchange.handle(req, reserved ? "reserved" : undefined)
+      : handleQuotation(req, url, market);
     if (
       isCreate && response.status === 201 && f.server_error_after_create_rate > 0 &&
       rng.next() < f.server_error_after_create_rate

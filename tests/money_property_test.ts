@@ -1,12 +1,15 @@
 /**
  * Property test of the live money path (issue #9): seeded random sequences of executor restarts,
  * mode changes (live / shadow), database resets made while the ledger is flat, exchange faults
- * (5xx before the exchange, 5xx after the order was created, burnt identifiers, maintenance),
- * market moves and paper trades, ending in live mode with faults off and the paper book flat,
+ * (5xx before the exchange, 5xx after the order was created, burnt identifiers, maintenance, lost
+ * answers, and creates the exchange processes after the client gave up), market moves and paper
+ * trades, ending in live mode with faults off and the paper book flat,
  * must leave:
  * - at most one entry order per paper trade;
  * - never more sold than bought per market by upbot's orders;
  * - the exchange holding exactly the owner's starting coins plus the recorded dust.
+ *
+ * More seeds: `MONEY_SEEDS=1,2,3 deno test --allow-all tests/money_property_test.ts`.
  */
 import assert from "node:assert/strict";
 import { parseConfig } from "../lib/config.ts";
@@ -23,7 +26,14 @@ import { dbTest, openTestDatabase, type TestDatabase } from "./_db.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH"];
 const OWNER_BTC = "0.3";
-const SEEDS = [11, 29, 47];
+const SEEDS = (Deno.env.get("MONEY_SEEDS") ?? "11,29,47").split(",").map(Number);
+/**
+ * Client timeout: shorter than the slowest simulated create, so answers are lost while the create
+ * is still on its way and look-ups race it (where a double entry was once found).
+ */
+const CLIENT_TIMEOUT_MS = 1000;
+/** Longest processing delay of a create here (`latency_ms` + `create_delay_ms`). */
+const MAX_CREATE_DELAY_MS = 1600;
 const STEPS = 70;
 
 /** mulberry32: a small seeded generator (the test must replay exactly). */
@@ -65,9 +75,7 @@ for (const seed of SEEDS) {
         baseUrl: sim.restUrl,
         accessKey: sim.accessKey,
         secretKey: sim.secretKey,
-        // The production timeout: lost answers come from the faults (5xx after create), not from
-        // a loaded test machine (the simulator and PGlite share this process).
-        timeoutMs: 10_000,
+        timeoutMs: CLIENT_TIMEOUT_MS,
       });
       const lines: string[] = [];
       const restore = setLogSink((line) => lines.push(line));
@@ -97,6 +105,9 @@ for (const seed of SEEDS) {
           },
           log: createLogger("executor"),
           unknownSettleMs: 0,
+          // Longer than any create here may take: a fresh identifier is never used while the old
+          // one's create can still make an order.
+          rotationWaitMs: 2 * MAX_CREATE_DELAY_MS,
           retryBackoff: { baseMs: 10, maxMs: 50 },
         });
         await ex.start();
@@ -104,6 +115,21 @@ for (const seed of SEEDS) {
       };
       const poller = () =>
         new OrderPoller({ sql: db.sql, rest, maxPolls: 50, log: createLogger("order_poller") });
+      /** One executor and poller pass; a failed pass (reads timing out) is retried, as the actors are. */
+      let slow = false;
+      const pass = async (ex: Executor) => {
+        if (slow) {
+          // Each pass's creates are slow or quick: a re-send can overtake a create still waiting
+          // at the exchange (it is refused as used while that create has made no order yet).
+          sim.setFaults({ create_delay_ms: random() < 0.5 ? 0 : 800 + Math.floor(random() * 700) });
+        }
+        try {
+          await ex.runOnce();
+          await poller().pollOnce();
+        } catch (err) {
+          lines.push(`pass failed: ${(err as Error).message}`);
+        }
+      };
       const prices: Record<string, number> = { "KRW-BTC": 140_500_000, "KRW-ETH": 5_000_000 };
       const steps: string[] = [];
       try {
@@ -144,8 +170,7 @@ for (const seed of SEEDS) {
               steps.push(`exit ${market}`);
             }
           } else if (r < 0.6) {
-            await ex.runOnce();
-            await poller().pollOnce();
+            await pass(ex);
             steps.push("pass");
           } else if (r < 0.65) {
             ex = await newExecutor();
@@ -160,6 +185,10 @@ for (const seed of SEEDS) {
               "server_error_after_create_rate",
               "server_error_burn_rate",
               "offline",
+              "lost",
+              "slow",
+              "slow",
+              "slow",
               "none",
             ]);
             sim.setFaults({
@@ -167,7 +196,16 @@ for (const seed of SEEDS) {
               server_error_after_create_rate: fault === "server_error_after_create_rate" ? 0.7 : 0,
               server_error_burn_rate: fault === "server_error_burn_rate" ? 0.7 : 0,
               offline_markets: fault === "offline" ? [pick(MARKETS)] : [],
+              lost_response_rate: fault === "lost" ? 0.5 : 0,
+              // Creates (and everything else) slower than the client's timeout, with burns and
+              // 5xx after create mixed in.
+              latency_ms: fault === "slow" ? 100 : 0,
+              create_delay_ms: 0,
             });
+            slow = fault === "slow";
+            if (fault === "slow") {
+              sim.setFaults({ server_error_burn_rate: 0.2, server_error_after_create_rate: 0.2 });
+            }
             steps.push(`faults ${fault}`);
           } else if (r < 0.86) {
             const market = pick(MARKETS);
@@ -185,11 +223,15 @@ for (const seed of SEEDS) {
           }
         }
         // The end: live, faults off, the paper book flat; drive until everything settles.
+        slow = false;
         sim.setFaults({
           error_rate: 0,
           server_error_after_create_rate: 0,
           server_error_burn_rate: 0,
           offline_markets: [],
+          lost_response_rate: 0,
+          latency_ms: 0,
+          create_delay_ms: 0,
         });
         mode = "live";
         ex = await newExecutor();
@@ -211,12 +253,13 @@ for (const seed of SEEDS) {
             ev: -0.3,
           }, "default");
         }
+        // Creates still being processed land, and rotations wait rotationWaitMs: up to 30 s.
         let done = false;
-        for (let i = 0; i < 80 && !done; i++) {
-          await ex.runOnce();
-          await poller().pollOnce();
+        const until = Date.now() + 30_000;
+        while (!done && Date.now() < until) {
+          await pass(ex);
           done = (await unsettledCount(db)) === 0 && !(await ledgerOpen(db));
-          if (!done) await new Promise((res) => setTimeout(res, 25));
+          if (!done) await new Promise((res) => setTimeout(res, 50));
         }
         const trace = `seed ${seed}: ${steps.join(", ")}\n${lines.slice(-10).join("\n")}`;
         assert.ok(done, `not settled: ${trace}`);

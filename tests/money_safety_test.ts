@@ -79,6 +79,9 @@ async function rig(db: TestDatabase, simOptions: SimulatorOptions = {}) {
         risk: { limits: riskLimits(config) },
         log: createLogger("executor"),
         unknownSettleMs: 0,
+        // No create here is processed after its answer (no create_delay_ms): a burnt identifier
+        // may be replaced at once.
+        rotationWaitMs: 0,
         retryBackoff: { baseMs: 20, maxMs: 100 },
         ...(supervisorHalt ? { supervisorHalt } : {}),
       });

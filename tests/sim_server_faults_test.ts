@@ -41,6 +41,7 @@ Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and 
       server_error_after_create_rate: 0,
       server_error_burn_rate: 0,
       lost_response_rate: 0,
+      create_delay_ms: 0,
       ws_disconnect_every_sec: 0,
       malformed_frame_rate: 0,
       rate_limit_factor: 1,

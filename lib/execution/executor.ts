@@ -88,6 +88,11 @@ export interface ExecutorOptions {
    * out here may still be on its way there. @default {3000}
    */
   unknownSettleMs?: number;
+  /**
+   * How long after Upbit refused an identifier as used, with no order found under it, before the
+   * attempt moves to a fresh identifier (see `#resolve`). @default {60000}
+   */
+  rotationWaitMs?: number;
   /** Backoff of a re-send after a refusal that may pass (429, 418, 5xx, maintenance). */
   retryBackoff?: { baseMs: number; maxMs: number };
   /**
@@ -793,7 +798,15 @@ export class Executor {
     }
     let pending: AttemptRow | null = attempt;
     if (attempt.state === "unknown" && attempt.reason === "duplicated_identifier") {
-      // Upbit refused the identifier as used, and no order exists under it: it is burnt.
+      // Upbit refused the identifier as used, and no order is found under it. That means "burnt,
+      // no order" only once no create of ours under it can still be processed: a create whose
+      // answer we never got (a timeout, a lost answer) may have taken the identifier when it
+      // arrived and make its order later, after this look-up. A fresh identifier is the one send
+      // Upbit's identifier check cannot stop, so sent now it could buy (or sell) twice. Every such
+      // create arrived before the refusal: wait rotationWaitMs after the refusal, looking again on
+      // every pass, before moving on. (Re-sends under the same identifier need no such wait.)
+      const waitMs = this.#o.rotationWaitMs ?? 60_000;
+      if (this.#now() - attempt.updated_at.getTime() < waitMs) return "more";
       const seq = attempt.identifier_seq + 1;
       const fresh = rotatedIdentifier(attempt.identifier, seq);
       pending = await rotateIdentifier(this.#o.sql, attempt, fresh, seq);
