@@ -282,6 +282,13 @@ export const SETTINGS = [
     doc: "How often an attempt that ended in error is retried.",
   },
   {
+    name: "EXECUTOR_LANDING_WAIT_SEC",
+    schema: num({ min: 0, max: 3600 }, 60),
+    defaultText: "60",
+    doc:
+      "How long a live create whose answer never came may still land at Upbit: until then an entry is not given up and no fresh identifier is used.",
+  },
+  {
     name: "EXECUTOR_MAX_SIGNAL_AGE_SEC",
     schema: num({ min: 1, max: 86400 }, 60),
     defaultText: "60",

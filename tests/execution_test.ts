@@ -74,6 +74,8 @@ async function rig(
       },
       log: createLogger("executor"),
       unknownSettleMs: 300,
+      // Creates land at once on this simulator: no landing wait (tests/money_race_test.ts has it).
+      rotationWaitMs: 0,
       retryBackoff: { baseMs: 50, maxMs: 200 },
     });
   const executor = newExecutor();

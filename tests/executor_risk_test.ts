@@ -50,6 +50,8 @@ function liveExecutor(
     risk: { limits: riskLimits(config), marketRefusal },
     log: createLogger("executor"),
     unknownSettleMs: 300,
+    // Creates land at once on this simulator: no landing wait (tests/money_race_test.ts has it).
+    rotationWaitMs: 0,
     retryBackoff: { baseMs: 50, maxMs: 200 },
     now,
   });

@@ -25,7 +25,7 @@ const CLIENT_TIMEOUT_MS = 300;
 
 const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
 
-async function rig(db: TestDatabase, rotationWaitMs?: number) {
+async function rig(db: TestDatabase, rotationWaitMs?: number, maxRetries = 3) {
   const sim = await startSimulator({ rate: 0, seed: 5, markets: [BTC] });
   const rest = new UpbitRest({
     baseUrl: sim.restUrl,
@@ -50,7 +50,7 @@ async function rig(db: TestDatabase, rotationWaitMs?: number) {
     settings: {
       orderKrwAmount: 10000,
       maxOrdersPerMin: 600,
-      maxRetries: 3,
+      maxRetries,
       shadowEnabled: true,
       maxSignalAgeSec: 60,
     },
@@ -112,14 +112,14 @@ dbTest(
       await r.executor.runOnce();
       const first = await entryAttempt(db);
       assert.deepEqual([first.state, first.reason], ["unknown", "lost_response"]);
-      // Later requests are processed at once: the look-up finds nothing, the re-send under the
-      // same identifier is refused as used (the first create holds it).
+      // Later requests are processed at once: the look-up finds nothing; the entry is held for
+      // the landing wait (its create may still be processed), neither re-sent nor rotated.
       r.sim.setFaults({ create_delay_ms: 0 });
       await r.executor.runOnce();
-      const refused = await entryAttempt(db);
-      assert.deepEqual([refused.state, refused.reason], ["unknown", "duplicated_identifier"]);
+      const held = await entryAttempt(db);
+      assert.deepEqual([held.state, held.reason], ["pending", "not_created"]);
       // Still no order under it: a fresh identifier now would buy a second time.
-      for (let i = 0; i < 3; i++) assert.equal((await r.executor.runOnce()).more, true);
+      for (let i = 0; i < 3; i++) await r.executor.runOnce();
       assert.equal(r.sim.orders().length, 0, "no second entry order while the first may land");
       assert.deepEqual(await identifiersOf(db.sql, first.id), [first.identifier]);
       // The first create lands; the next look-up adopts it.
@@ -148,7 +148,12 @@ dbTest(
       r.sim.setFaults({ server_error_burn_rate: 1 });
       await r.executor.runOnce(); // 500: outcome unknown
       r.sim.setFaults({ server_error_burn_rate: 0 });
-      await r.executor.runOnce(); // not found; the re-send is refused as used
+      // A 5xx create may still land: looked up (nothing), the entry is held for the landing wait.
+      await r.executor.runOnce();
+      const held = await entryAttempt(db);
+      assert.deepEqual([held.state, held.reason], ["pending", "not_created"]);
+      await sleep(450);
+      await r.executor.runOnce(); // still nothing; the re-send is refused as used
       const refused = await entryAttempt(db);
       assert.deepEqual([refused.state, refused.reason], ["unknown", "duplicated_identifier"]);
       assert.equal((await r.executor.runOnce()).more, true);
@@ -198,3 +203,37 @@ Deno.test("race: simulator create_delay_ms holds the identifier from arrival, th
     await sim.close();
   }
 });
+
+dbTest(
+  "race: an entry whose create may still land is not given up (held, then adopted when it lands)",
+  async (db) => {
+    // No retries left after the first send: without the landing wait the entry would be given up
+    // (retries_exhausted) while its create is still queued at the exchange, and the coins it
+    // then buys would be managed by nothing.
+    const r = await rig(db, 2 * CREATE_DELAY_MS, 0);
+    try {
+      await enter(db);
+      r.sim.setFaults({ create_delay_ms: CREATE_DELAY_MS });
+      await r.executor.runOnce();
+      const first = await entryAttempt(db);
+      assert.deepEqual([first.state, first.reason], ["unknown", "lost_response"]);
+      r.sim.setFaults({ create_delay_ms: 0 });
+      // The look-up finds nothing yet: the entry is held, neither given up nor sent again.
+      await r.executor.runOnce();
+      const held = await entryAttempt(db);
+      assert.equal(held.state, "pending", `${held.state} ${held.reason}`);
+      assert.equal(held.reason, "not_created");
+      // The create lands; the next look-up adopts it, and the poller follows it to its end.
+      await untilOrders(r.sim, 1);
+      assert.equal(r.sim.orders().length, 1, "the queued create landed");
+      await r.executor.runOnce();
+      await r.poller.pollOnce();
+      const adopted = await entryAttempt(db);
+      assert.equal(adopted.uuid, r.sim.orders()[0]!.uuid, `${adopted.state} ${adopted.reason}`);
+      assert.ok(["open", "filled", "cancelled"].includes(adopted.state), adopted.state);
+      assert.equal(r.sim.orders().length, 1, "one entry order");
+    } finally {
+      await r.close();
+    }
+  },
+);

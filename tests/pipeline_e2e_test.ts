@@ -262,6 +262,9 @@ function liveEnv(): Record<string, string> {
   return {
     ...simKeys(),
     LIVE_TRADING_ENABLED: "true",
+    // This simulator creates an order as the request arrives (no create_delay_ms fault), so no
+    // create lands late: a short landing wait keeps entries under 5xx faults from waiting a minute.
+    EXECUTOR_LANDING_WAIT_SEC: "2",
     UPBIT_TRADE_MODE: "live",
     LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
     PAPER_POLICY_PROFILE: "default",

@@ -282,6 +282,9 @@ export function liveUpbotEnv(site: LiveUpbotSite): Record<string, string> {
     UPBIT_WS_URL: site.wsUrl,
     UPBIT_ACCESS_KEY: site.accessKey,
     UPBIT_SECRET_KEY: site.secretKey,
+    // This simulator creates an order as the request arrives (no create_delay_ms fault), so no
+    // create lands late: a short landing wait keeps entries under 5xx faults from waiting a minute.
+    EXECUTOR_LANDING_WAIT_SEC: "2",
     UPBIT_TRADE_MODE: "live",
     LIVE_TRADING_ENABLED: "true",
     LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",

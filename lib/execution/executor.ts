@@ -66,7 +66,15 @@ export interface ExecutorSettings {
   maxRetries: number;
   shadowEnabled: boolean;
   maxSignalAgeSec: number;
+  /**
+   * `EXECUTOR_LANDING_WAIT_SEC`: how long a create whose answer never came may still land at
+   * Upbit (used when `rotationWaitMs` is not given). @default {60}
+   */
+  landingWaitSec?: number;
 }
+
+/** Reasons a pending attempt carries when its last create may still be processed at Upbit. */
+const MAY_STILL_LAND = /^(not_created|lost_response|server_error|http_5\d\d)$/;
 
 /** What the executor needs. */
 export interface ExecutorOptions {
@@ -89,8 +97,9 @@ export interface ExecutorOptions {
    */
   unknownSettleMs?: number;
   /**
-   * How long after Upbit refused an identifier as used, with no order found under it, before the
-   * attempt moves to a fresh identifier (see `#resolve`). @default {60000}
+   * How long a create whose answer never came may still land at Upbit, in ms: the attempt moves
+   * to a fresh identifier only after it (see `#resolve`), and an entry is not given up before it
+   * (see `#gate`). @default {settings.landingWaitSec, 60 s}
    */
   rotationWaitMs?: number;
   /** Backoff of a re-send after a refusal that may pass (429, 418, 5xx, maintenance). */
@@ -495,6 +504,11 @@ export class Executor {
     };
   }
 
+  /** How long a create whose answer never came may still land at Upbit, in ms. */
+  #landingWaitMs(): number {
+    return this.#o.rotationWaitMs ?? (this.#o.settings.landingWaitSec ?? 60) * 1000;
+  }
+
   #staleWhy(paper: PaperTradeRow): string {
     const ageSec = Math.round((this.#now() - paper.ts.getTime()) / 1000);
     return `signal is ${ageSec}s old (limit ${this.#o.settings.maxSignalAgeSec}s)`;
@@ -506,6 +520,16 @@ export class Executor {
    * or null when it was not sent (skipped, failed, capped: see the result).
    */
   async #gate(a: AttemptRow, capChecked: boolean): Promise<AttemptRow | "capped" | null> {
+    if (
+      a.action === "ENTER_LONG" && MAY_STILL_LAND.test(a.reason ?? "") &&
+      this.#now() - a.updated_at.getTime() < this.#landingWaitMs()
+    ) {
+      // Its last create may still be processed at Upbit (no answer, or a 5xx): giving the entry up
+      // now (stale, halted, out of retries, refused by the risk gate) could leave coins bought that
+      // nothing manages. Held, and looked up again on every pass (adopted if it lands), until the
+      // landing wait is over; a re-send is not needed meanwhile (Upbit would refuse it as used).
+      return null;
+    }
     if (a.action === "ENTER_LONG") {
       const paper = a.paper_trade_id === null
         ? null
@@ -805,8 +829,7 @@ export class Executor {
       // Upbit's identifier check cannot stop, so sent now it could buy (or sell) twice. Every such
       // create arrived before the refusal: wait rotationWaitMs after the refusal, looking again on
       // every pass, before moving on. (Re-sends under the same identifier need no such wait.)
-      const waitMs = this.#o.rotationWaitMs ?? 60_000;
-      if (this.#now() - attempt.updated_at.getTime() < waitMs) return "more";
+      if (this.#now() - attempt.updated_at.getTime() < this.#landingWaitMs()) return "more";
       const seq = attempt.identifier_seq + 1;
       const fresh = rotatedIdentifier(attempt.identifier, seq);
       pending = await rotateIdentifier(this.#o.sql, attempt, fresh, seq);

@@ -89,6 +89,7 @@ export const ExecutorConfig = z.object({
     maxRetries: z.number(),
     shadowEnabled: z.boolean(),
     maxSignalAgeSec: z.number(),
+    landingWaitSec: z.number(),
   }),
   /** The risk gate's limits (`risk_gate.ts`). */
   risk: z.object({
@@ -263,6 +264,7 @@ export function pipelineActorSpecs(
           maxRetries: config.EXECUTOR_MAX_RETRIES,
           shadowEnabled: config.SHADOW_ENABLED,
           maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+          landingWaitSec: config.EXECUTOR_LANDING_WAIT_SEC,
         },
         risk: {
           maxOrderKrw: config.RISK_MAX_ORDER_KRW,
