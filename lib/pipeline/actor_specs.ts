@@ -16,6 +16,7 @@ import type { Logger } from "../log.ts";
 import { announceBan, shareBans } from "../actors/upbit_bans.ts";
 import { UpbitRest } from "../upbit/rest.ts";
 import { overridesFromConfig, resolveParams } from "../strategy/policy.ts";
+import { SkillGateParamsSchema } from "../strategy/skill_gate.ts";
 
 /** zod schema of {@linkcode DbConnection}. */
 export const DbConnectionSchema = z.discriminatedUnion("kind", [
@@ -60,6 +61,7 @@ export const EvaluatorConfig = z.object({
     entryEvMin: z.number(),
     exitEvMin: z.number(),
     cooldownSec: z.number(),
+    skillGate: SkillGateParamsSchema.nullable(),
   }),
   krwAmount: z.number(),
 });

@@ -160,7 +160,17 @@ async function insertPredictions(sql: Sql, preds: Prediction[], profile: string)
     p_down: p.pDown,
     p_flat: p.pFlat,
     ev: p.ev,
-    features: sql.json(p.features as never),
+    // The skill gate's scores ride along (why an entry was or was not allowed), keyed apart
+    // from the feature names.
+    features: sql.json({
+      ...p.features,
+      skill_gate: {
+        open: p.skill.open,
+        scored: p.skill.scored,
+        model_log_loss: p.skill.modelLogLoss,
+        base_log_loss: p.skill.baseLogLoss,
+      },
+    } as never),
     profile,
   }));
   await sql`insert into predictions ${sql(rows)} on conflict (symbol, ts) do nothing`;
