@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type MarketReplay, replayMarket } from "../lib/backtest/replay.ts";
+import { buildReport, formatReport } from "../lib/backtest/report.ts";
 import type { Bar } from "../lib/strategy/bars.ts";
 import { resolveParams, type StrategyParams } from "../lib/strategy/policy.ts";
 import { edgeMarket } from "./_backtest_bars.ts";
@@ -50,4 +51,21 @@ Deno.test("default profile on a synthetic market with an edge: the gate opens an
   assert.ok(r!.trades.length > 100, `${r!.trades.length} round trips`);
   const pnl = r!.trades.reduce((s, t) => s + t.exit.pnl, 0);
   assert.ok(pnl > 0, `pnl ${pnl}`);
+  // The report shows the gate's settings and how often it was open.
+  const report = buildReport({
+    markets: ["KRW-EDGE"],
+    from: "2026-12-01",
+    to: "2026-12-02",
+    source: "db",
+    profile: "default",
+    params: resolveParams("default"),
+    krwAmount: 10_000,
+    slippageBps: 0,
+  }, [r!]);
+  assert.equal(report.total.gateOpenBars, gate.openBars);
+  assert.equal(report.total.gateRefused, gate.refused);
+  const text = formatReport(report);
+  assert.match(text, / skill_gate=1800\/3600\/0.02 /);
+  const share = `${(100 * gate.openBars / r!.bars).toFixed(1)}%`;
+  assert.match(text, new RegExp(`^KRW-EDGE .* ${share} +${gate.refused}$`, "m"));
 });
