@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { EvaluatorCore, type EvaluatorCoreOptions } from "../lib/strategy/evaluator_core.ts";
-import { resolveParams } from "../lib/strategy/policy.ts";
+import { parseConfig } from "../lib/config.ts";
+import { overridesFromConfig, resolveParams } from "../lib/strategy/policy.ts";
 import { SkillGate } from "../lib/strategy/skill_gate.ts";
 import { edgeMarket, walk } from "./_backtest_bars.ts";
 
@@ -98,6 +99,16 @@ Deno.test("SkillGate state survives JSON; bad settings are refused with one sent
     ),
   );
   assert.equal(resolveParams("test").skillGate, null, "the test profile trades freely");
+  const gateOf = (profile: "test" | "default", value?: string) =>
+    resolveParams(
+      profile,
+      overridesFromConfig(parseConfig(value === undefined ? {} : { EVAL_SKILL_GATE: value })),
+    ).skillGate;
+  assert.equal(gateOf("default", "off"), null);
+  assert.deepEqual(gateOf("test", "on"), resolveParams("default").skillGate);
+  assert.deepEqual(gateOf("default"), resolveParams("default").skillGate);
+  assert.equal(gateOf("test", "profile"), null);
+  assert.throws(() => parseConfig({ EVAL_SKILL_GATE: "maybe" }), /EVAL_SKILL_GATE/);
   assert.deepEqual(resolveParams("default").skillGate, {
     minLabels: 1800,
     windowLabels: 3600,

@@ -89,11 +89,19 @@ export interface ParamOverrides {
   skillGate?: SkillGateParams | null;
 }
 
-/** The overrides set by `EVAL_TP_PCT`, `EVAL_SL_PCT`, `EVAL_HORIZON_SEC`, `EVAL_ENTRY_EV_MIN`, `EVAL_EXIT_EV_MIN`. */
+/**
+ * The overrides set by `EVAL_TP_PCT`, `EVAL_SL_PCT`, `EVAL_HORIZON_SEC`, `EVAL_ENTRY_EV_MIN`,
+ * `EVAL_EXIT_EV_MIN` and `EVAL_SKILL_GATE` (`on`: the default profile's gate; `off`: none).
+ */
 export function overridesFromConfig(
   config: Pick<
     Config,
-    "EVAL_TP_PCT" | "EVAL_SL_PCT" | "EVAL_HORIZON_SEC" | "EVAL_ENTRY_EV_MIN" | "EVAL_EXIT_EV_MIN"
+    | "EVAL_TP_PCT"
+    | "EVAL_SL_PCT"
+    | "EVAL_HORIZON_SEC"
+    | "EVAL_ENTRY_EV_MIN"
+    | "EVAL_EXIT_EV_MIN"
+    | "EVAL_SKILL_GATE"
   >,
 ): ParamOverrides {
   return {
@@ -102,6 +110,11 @@ export function overridesFromConfig(
     horizonSec: config.EVAL_HORIZON_SEC,
     entryEvMin: config.EVAL_ENTRY_EV_MIN,
     exitEvMin: config.EVAL_EXIT_EV_MIN,
+    skillGate: config.EVAL_SKILL_GATE === "off"
+      ? null
+      : config.EVAL_SKILL_GATE === "on"
+      ? { ...PROFILES.default.skillGate! }
+      : undefined,
   };
 }
 
