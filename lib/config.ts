@@ -375,6 +375,13 @@ export const SETTINGS = [
     doc:
       "Override the profile's exit threshold: exit with EV_BAD when EV (percent) falls below it.",
   },
+  {
+    name: "EVAL_SKILL_GATE",
+    schema: oneOf(["profile", "on", "off"], "profile"),
+    defaultText: "profile",
+    doc:
+      "Skill gate: entries only while the online model beats the base rate (docs/strategy.md). profile: the profile's (on for default, off for test); on: default's settings; off: no gate.",
+  },
   // Retention (0 days: keep that table forever). Paper trades and order attempts are always kept.
   {
     name: "RETENTION_MARKET_BARS_DAYS",

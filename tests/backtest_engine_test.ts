@@ -126,6 +126,7 @@ Deno.test("QualityTracker scores a uniform model at ln 3 and the base rate from 
     spreadPct: 0,
     features: {} as never,
     trainedCount: 0,
+    skill: { scored: 0, modelLogLoss: null, baseLogLoss: null, open: true },
   });
   const label = (ts: number, l: 1 | -1 | 0) => ({
     market: "X",

@@ -48,6 +48,7 @@ Deno.test("alerts out: halt, resume, alarm and live fill reach the webhook, retr
       LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
       PAPER_POLICY_PROFILE: "default",
       EVAL_ENTRY_EV_MIN: "-100",
+      EVAL_SKILL_GATE: "off",
       EVAL_TP_PCT: "0.05",
       EVAL_SL_PCT: "0.05",
       EVAL_HORIZON_SEC: "3",

@@ -233,6 +233,7 @@ function liveEnv(): Record<string, string> {
     LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
     PAPER_POLICY_PROFILE: "default",
     EVAL_ENTRY_EV_MIN: "-100",
+    EVAL_SKILL_GATE: "off",
     EVAL_TP_PCT: "0.05",
     EVAL_SL_PCT: "0.05",
     EVAL_HORIZON_SEC: "3",

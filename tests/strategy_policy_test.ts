@@ -45,6 +45,7 @@ const PARAMS: StrategyParams = {
   entryEvMin: 0,
   exitEvMin: -0.5,
   cooldownSec: 0,
+  skillGate: null,
 };
 
 /** A policy that entered at second 0 at 100 000 with 10 000 KRW (qty 0.1). */
@@ -95,6 +96,7 @@ Deno.test("resolveParams applies overrides from the EVAL_* variables, in percent
     entryEvMin: 0.05,
     exitEvMin: -0.05,
     cooldownSec: 30,
+    skillGate: { minLabels: 1800, windowLabels: 3600, marginNats: 0.02 },
   });
   const config = parseConfig({
     EVAL_ENTRY_EV_MIN: "-1",
@@ -121,6 +123,7 @@ Deno.test("resolveParams applies overrides from the EVAL_* variables, in percent
     entryEvMin: 4,
     exitEvMin: -5,
     cooldownSec: 0,
+    skillGate: null,
   });
   assert.throws(
     () => resolveParams("test", { horizonSec: 0.5 }),

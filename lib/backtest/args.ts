@@ -18,6 +18,7 @@ export const SETTABLE = [
   "EVAL_HORIZON_SEC",
   "EVAL_ENTRY_EV_MIN",
   "EVAL_EXIT_EV_MIN",
+  "EVAL_SKILL_GATE",
   "ORDER_KRW_AMOUNT",
 ] as const;
 

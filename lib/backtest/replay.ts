@@ -47,6 +47,17 @@ export interface RoundTrip {
   filled: FilledTrade | null;
 }
 
+/** What the skill gate did over a replay (`lib/strategy/skill_gate.ts`). */
+export interface GateSummary {
+  /** Bars at which the gate allowed entries. */
+  openBars: number;
+  /** Bars at which the policy was flat, EV was above the entry threshold and the gate refused. */
+  refused: number;
+  /** The model's and the base rate's running log loss at the last bar (null before any label). */
+  modelLogLoss: number | null;
+  baseLogLoss: number | null;
+}
+
 /** What replaying one market produced. */
 export interface MarketReplay {
   market: string;
@@ -60,6 +71,7 @@ export interface MarketReplay {
   /** The paper entry still open when the data ended, or null. */
   openAtEnd: PaperEnter | null;
   quality: QualityReport;
+  gate: GateSummary;
 }
 
 function atSpread(
@@ -101,6 +113,7 @@ export async function replayMarket(
   let bars = 0;
   let firstTs: number | null = null;
   let lastTs: number | null = null;
+  const gate: GateSummary = { openBars: 0, refused: 0, modelLogLoss: null, baseLogLoss: null };
   const one: Bar[] = [undefined as unknown as Bar];
   for await (const chunk of chunks) {
     for (const bar of chunk) {
@@ -113,6 +126,13 @@ export async function replayMarket(
       lastTs = bar.ts;
       const prediction = step.predictions[0] ?? null;
       quality.onStep(step.labels, prediction);
+      if (prediction) {
+        const skill = prediction.skill;
+        if (skill.open) gate.openBars++;
+        else if (enter === null && prediction.ev > options.params.entryEvMin) gate.refused++;
+        gate.modelLogLoss = skill.modelLogLoss;
+        gate.baseLogLoss = skill.baseLogLoss;
+      }
       const spreadPct = prediction?.spreadPct ?? 0;
       for (const e of step.events) {
         events.push(e);
@@ -145,5 +165,6 @@ export async function replayMarket(
     trades,
     openAtEnd: enter,
     quality: quality.report(),
+    gate,
   };
 }

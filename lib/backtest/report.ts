@@ -38,6 +38,10 @@ export interface ReportSection {
   paperAtSpread: Metrics;
   filled: Metrics;
   quality: QualityReport;
+  /** Bars at which the skill gate allowed entries (`lib/strategy/skill_gate.ts`). */
+  gateOpenBars: number;
+  /** Bars at which the policy was flat with EV above the entry threshold and the gate refused. */
+  gateRefused: number;
 }
 
 /** One round trip as reported and stored. */
@@ -127,6 +131,8 @@ function section(market: string, replays: readonly MarketReplay[], quality: Qual
     paperAtSpread: computeMetrics(trips.map(spreadOutcome), ms),
     filled: computeMetrics(filled, ms),
     quality,
+    gateOpenBars: replays.reduce((a, r) => a + r.gate.openBars, 0),
+    gateRefused: replays.reduce((a, r) => a + r.gate.refused, 0),
   };
 }
 
@@ -270,6 +276,9 @@ export function formatReport(report: BacktestReport): string {
     `Backtest ${r.markets.join(",")} ${r.from} .. ${r.to} (source=${r.source})`,
     `profile=${r.profile} tp=${p.tpPct}% sl=${p.slPct}% horizon=${p.horizonSec}s ` +
     `entry_ev_min=${p.entryEvMin} exit_ev_min=${p.exitEvMin} cooldown=${p.cooldownSec}s ` +
+    (p.skillGate
+      ? `skill_gate=${p.skillGate.minLabels}/${p.skillGate.windowLabels}/${p.skillGate.marginNats} `
+      : "skill_gate=off ") +
     `krw=${r.krwAmount} fee=${fixed(report.feeRatePerSide * 100, 2)}%/side ` +
     `slippage=${r.slippageBps}bps`,
     "paper: at the bar's close (as the live evaluator); @spread: bought at the estimated ask, " +
@@ -293,6 +302,8 @@ export function formatReport(report: BacktestReport): string {
     "base",
     "open@end",
     "unfilled",
+    "gate open",
+    "refused",
   ]];
   for (const s of [...report.markets, report.total]) {
     const q = s.quality;
@@ -306,9 +317,14 @@ export function formatReport(report: BacktestReport): string {
       num(q.baseRate.brier, 4),
       String(s.openAtEnd),
       String(s.unfilled),
+      s.bars === 0 ? "-" : `${fixed((100 * s.gateOpenBars) / s.bars, 1)}%`,
+      String(s.gateRefused),
     ]);
   }
-  lines.push("Model quality (p_up/p_down/p_flat vs the running label frequencies):");
+  lines.push(
+    "Model quality (p_up/p_down/p_flat vs the running label frequencies; the skill gate " +
+      "(min labels/window/margin nats) allows entries only while the model beats them):",
+  );
   lines.push(table(qrows));
   const best = report.trades.length === 0
     ? null

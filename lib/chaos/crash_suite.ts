@@ -290,6 +290,7 @@ export function liveUpbotEnv(site: LiveUpbotSite): Record<string, string> {
     LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
     PAPER_POLICY_PROFILE: "default",
     EVAL_ENTRY_EV_MIN: "-100",
+    EVAL_SKILL_GATE: "off",
     EVAL_HORIZON_SEC: "20",
     ORDER_KRW_AMOUNT: "10000",
     MAX_ORDERS_PER_MIN: "120",

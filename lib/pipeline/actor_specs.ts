@@ -18,6 +18,7 @@ import { announceBan, shareBans } from "../actors/upbit_bans.ts";
 import { UpbitRest } from "../upbit/rest.ts";
 import type { RestCallStats } from "../upbit/rest_stats.ts";
 import { overridesFromConfig, resolveParams } from "../strategy/policy.ts";
+import { SkillGateParamsSchema } from "../strategy/skill_gate.ts";
 
 /** zod schema of {@linkcode DbConnection}. */
 export const DbConnectionSchema = z.discriminatedUnion("kind", [
@@ -62,6 +63,7 @@ export const EvaluatorConfig = z.object({
     entryEvMin: z.number(),
     exitEvMin: z.number(),
     cooldownSec: z.number(),
+    skillGate: SkillGateParamsSchema.nullable(),
   }),
   krwAmount: z.number(),
 });

@@ -52,6 +52,8 @@ export class Evaluator {
   #cores = new Map<string, EvaluatorCore>();
   /** Where a market without a snapshot starts reading. */
   #startAfter = new Map<string, number>();
+  /** The skill gate's state last logged, per market. */
+  #gateOpen = new Map<string, boolean>();
 
   constructor(options: EvaluatorOptions) {
     this.#o = options;
@@ -132,7 +134,21 @@ export class Evaluator {
       throw err;
     }
     for (const e of events) this.#o.log.info(formatPaperTrade(e), { market });
+    if (this.#o.params.skillGate) this.#logGate(market, predictions);
     return { bars: bars.length, labels: labels.length, paperTrades: events.length };
+  }
+
+  /** One line whenever a market's skill gate opens or closes (and its state at start). */
+  #logGate(market: string, predictions: readonly Prediction[]): void {
+    for (const p of predictions) {
+      if (this.#gateOpen.get(market) === p.skill.open) continue;
+      this.#gateOpen.set(market, p.skill.open);
+      this.#o.log.info(`Evaluator ${market}: skill gate ${p.skill.open ? "open" : "closed"}`, {
+        scored: p.skill.scored,
+        model_log_loss: p.skill.modelLogLoss,
+        base_log_loss: p.skill.baseLogLoss,
+      });
+    }
   }
 }
 
@@ -160,7 +176,17 @@ async function insertPredictions(sql: Sql, preds: Prediction[], profile: string)
     p_down: p.pDown,
     p_flat: p.pFlat,
     ev: p.ev,
-    features: sql.json(p.features as never),
+    // The skill gate's scores ride along (why an entry was or was not allowed), keyed apart
+    // from the feature names.
+    features: sql.json({
+      ...p.features,
+      skill_gate: {
+        open: p.skill.open,
+        scored: p.skill.scored,
+        model_log_loss: p.skill.modelLogLoss,
+        base_log_loss: p.skill.baseLogLoss,
+      },
+    } as never),
     profile,
   }));
   await sql`insert into predictions ${sql(rows)} on conflict (symbol, ts) do nothing`;

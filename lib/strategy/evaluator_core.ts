@@ -3,7 +3,9 @@
  *
  * Each final bar, in ts order: (1) the labels that matured train the model with the features that
  * were stored when their bar was predicted; (2) features at this bar and a prediction from the
- * updated model; (3) the paper policy steps with this bar and its EV. Everything is deterministic,
+ * updated model; (3) the paper policy steps with this bar and its EV, entries allowed only while
+ * the skill gate is open (`skill_gate.ts`: the model has beaten the base rate on the labels that
+ * matured; the same labels score it in step 1). Everything is deterministic,
  * so replaying the same bars from the same snapshot gives the same labels, predictions and events.
  *
  * Restart: {@linkcode EvaluatorCore.snapshot} is plain JSON for the actor to persist;
@@ -23,6 +25,12 @@ import {
   type PaperPosition,
   type StrategyParams,
 } from "./policy.ts";
+import {
+  SkillGate,
+  SkillGateParamsSchema,
+  SkillGateStateSchema,
+  type SkillScores,
+} from "./skill_gate.ts";
 import { SpreadEstimator } from "./spread.ts";
 
 /** Options of {@linkcode EvaluatorCore}. */
@@ -49,6 +57,8 @@ export interface Prediction {
   features: Features;
   /** Labels the model had learned from when it made this prediction. */
   trainedCount: number;
+  /** The skill gate after this bar's labels were scored: whether an entry was allowed, and why. */
+  skill: SkillScores;
 }
 
 /** What one bar produced. */
@@ -96,6 +106,8 @@ export const EvaluatorSnapshotSchema = z.object({
     entryEvMin: finite,
     exitEvMin: finite,
     cooldownSec: finite,
+    /** Absent in snapshots written before the skill gate existed. */
+    skillGate: SkillGateParamsSchema.nullable().optional(),
   }),
   lastTs: finite.nullable(),
   labeler: z.object({
@@ -110,6 +122,8 @@ export const EvaluatorSnapshotSchema = z.object({
   policy: z.object({ position: PositionSchema.nullable(), noEntryBeforeTs: finite.nullable() }),
   /** Absent in snapshots written before the spread estimate existed. */
   spread: z.object({ emaPct: finite.nullable() }).optional(),
+  /** Absent in snapshots written before the skill gate existed (the gate then starts afresh). */
+  skillGate: SkillGateStateSchema.optional(),
 });
 
 /** The persisted state of an {@linkcode EvaluatorCore} (plain JSON). */
@@ -147,6 +161,7 @@ export class EvaluatorCore {
   #model: OnlineBarrierModel;
   #policy: PaperPolicy;
   #spread = new SpreadEstimator();
+  #gate: SkillGate;
   #pendingFeatures = new Map<number, number[]>();
   #lastTs: number | null = null;
 
@@ -158,6 +173,7 @@ export class EvaluatorCore {
     this.#features = new FeatureExtractor();
     this.#model = new OnlineBarrierModel(FEATURE_NAMES, options.model);
     this.#policy = new PaperPolicy(this.market, this.params, { krwAmount: this.krwAmount });
+    this.#gate = new SkillGate(this.params.skillGate);
   }
 
   /** The open paper position, or null. */
@@ -189,6 +205,7 @@ export class EvaluatorCore {
       const x = this.#pendingFeatures.get(label.ts);
       this.#pendingFeatures.delete(label.ts);
       if (x) this.#model.train(x, label.label);
+      this.#gate.onLabel(label.ts, label.label);
     }
     this.#spread.onBar(bar);
     const spreadPct = this.#spread.costPct;
@@ -198,6 +215,8 @@ export class EvaluatorCore {
     const p = this.#model.predict(x);
     const ev = expectedValuePct(p, this.params, spreadPct);
     this.#pendingFeatures.set(bar.ts, x);
+    this.#gate.onPrediction(bar.ts, p);
+    const skill = this.#gate.scores();
     const prediction: Prediction = {
       market: this.market,
       ts: bar.ts,
@@ -208,8 +227,9 @@ export class EvaluatorCore {
       spreadPct,
       features,
       trainedCount,
+      skill,
     };
-    return { labels, prediction, paperEvents: this.#policy.onBar(bar, ev) };
+    return { labels, prediction, paperEvents: this.#policy.onBar(bar, ev, skill.open) };
   }
 
   /** Everything needed to resume, as plain JSON. */
@@ -225,6 +245,7 @@ export class EvaluatorCore {
       model: this.#model.toJSON(),
       policy: this.#policy.snapshot(),
       spread: this.#spread.snapshot(),
+      skillGate: this.#gate.snapshot(),
     };
   }
 
@@ -233,8 +254,9 @@ export class EvaluatorCore {
    *
    * - `snapshot` (unknown, validated): null, malformed or of another market starts fresh.
    * - When the barriers or horizon changed since the snapshot (the operator changed a profile or
-   *   an `EVAL_*` variable), the labels in flight and the model are dropped, since they mean
-   *   "probability of these barriers"; the bar history is kept. Threshold changes keep everything.
+   *   an `EVAL_*` variable), the labels in flight, the model and the skill gate's scores are
+   *   dropped, since they mean "probability of these barriers"; the bar history is kept. Threshold
+   *   and gate setting changes keep everything (the scores do not depend on them).
    * - `position` is the open paper position from the database (null: flat). It replaces the
    *   snapshot's position.
    *
@@ -279,6 +301,7 @@ export class EvaluatorCore {
           core.#model = OnlineBarrierModel.fromJSON(s.model, FEATURE_NAMES);
           core.#labeler = new TripleBarrierLabeler(core.market, core.params, s.labeler);
           core.#pendingFeatures = new Map(s.pendingFeatures.map(([ts, x]) => [ts, [...x]]));
+          if (s.skillGate) core.#gate = new SkillGate(core.params.skillGate, s.skillGate);
         } catch (err) {
           notes.push(
             `model unreadable, reset: ${err instanceof Error ? err.message : String(err)}`,
@@ -286,6 +309,7 @@ export class EvaluatorCore {
           core.#model = new OnlineBarrierModel(FEATURE_NAMES, options.model);
           core.#labeler = new TripleBarrierLabeler(core.market, core.params);
           core.#pendingFeatures = new Map();
+          core.#gate = new SkillGate(core.params.skillGate);
         }
       }
       const had = s.policy.position;

@@ -19,6 +19,7 @@
 import type { Config } from "../config.ts";
 import type { Bar } from "./bars.ts";
 import type { BarrierProbabilities } from "./model.ts";
+import { checkSkillGateParams, type SkillGateParams } from "./skill_gate.ts";
 
 /** Fee per side as a fraction (Upbit KRW market, maker and taker). */
 export const FEE_RATE = 0.0005;
@@ -40,6 +41,8 @@ export interface StrategyParams {
   exitEvMin: number;
   /** Seconds after an exit before the next entry (0: the next bar). */
   cooldownSec: number;
+  /** Entries only while the model beats the base rate (`skill_gate.ts`); null: no gate. */
+  skillGate: SkillGateParams | null;
 }
 
 /** Profile names (`PAPER_POLICY_PROFILE`). */
@@ -48,8 +51,10 @@ export type ProfileName = "test" | "default";
 /**
  * The profiles. `test` enters whenever the model is not clearly bearish (with the untrained,
  * uniform model EV = −0.10 > −0.15) and its barriers are narrow and its horizon short, so on a
- * simulator a trade opens and closes within a minute. `default` needs a trained model that sees
- * an edge after fees (untrained EV = 0.5/3 − 0.4/3 − 0.1 ≈ −0.067 < 0.05, so it waits).
+ * simulator a trade opens and closes within a minute; it has no skill gate (it exists to exercise
+ * the pipeline). `default` needs a trained model that sees an edge after fees (untrained
+ * EV = 0.5/3 − 0.4/3 − 0.1 ≈ −0.067 < 0.05, so it waits) and that has beaten the base rate over
+ * the last hour or so of labels (at least 30 minutes of them), by 0.02 nats per label.
  */
 export const PROFILES: Readonly<Record<ProfileName, Readonly<StrategyParams>>> = Object.freeze({
   test: Object.freeze({
@@ -59,6 +64,7 @@ export const PROFILES: Readonly<Record<ProfileName, Readonly<StrategyParams>>> =
     entryEvMin: -0.15,
     exitEvMin: -0.2,
     cooldownSec: 0,
+    skillGate: null,
   }),
   default: Object.freeze({
     tpPct: 0.5,
@@ -67,6 +73,7 @@ export const PROFILES: Readonly<Record<ProfileName, Readonly<StrategyParams>>> =
     entryEvMin: 0.05,
     exitEvMin: -0.05,
     cooldownSec: 30,
+    skillGate: Object.freeze({ minLabels: 1800, windowLabels: 3600, marginNats: 0.02 }),
   }),
 });
 
@@ -78,13 +85,23 @@ export interface ParamOverrides {
   entryEvMin?: number;
   exitEvMin?: number;
   cooldownSec?: number;
+  /** Null turns the gate off. */
+  skillGate?: SkillGateParams | null;
 }
 
-/** The overrides set by `EVAL_TP_PCT`, `EVAL_SL_PCT`, `EVAL_HORIZON_SEC`, `EVAL_ENTRY_EV_MIN`, `EVAL_EXIT_EV_MIN`. */
+/**
+ * The overrides set by `EVAL_TP_PCT`, `EVAL_SL_PCT`, `EVAL_HORIZON_SEC`, `EVAL_ENTRY_EV_MIN`,
+ * `EVAL_EXIT_EV_MIN` and `EVAL_SKILL_GATE` (`on`: the default profile's gate; `off`: none).
+ */
 export function overridesFromConfig(
   config: Pick<
     Config,
-    "EVAL_TP_PCT" | "EVAL_SL_PCT" | "EVAL_HORIZON_SEC" | "EVAL_ENTRY_EV_MIN" | "EVAL_EXIT_EV_MIN"
+    | "EVAL_TP_PCT"
+    | "EVAL_SL_PCT"
+    | "EVAL_HORIZON_SEC"
+    | "EVAL_ENTRY_EV_MIN"
+    | "EVAL_EXIT_EV_MIN"
+    | "EVAL_SKILL_GATE"
   >,
 ): ParamOverrides {
   return {
@@ -93,6 +110,11 @@ export function overridesFromConfig(
     horizonSec: config.EVAL_HORIZON_SEC,
     entryEvMin: config.EVAL_ENTRY_EV_MIN,
     exitEvMin: config.EVAL_EXIT_EV_MIN,
+    skillGate: config.EVAL_SKILL_GATE === "off"
+      ? null
+      : config.EVAL_SKILL_GATE === "on"
+      ? { ...PROFILES.default.skillGate! }
+      : undefined,
   };
 }
 
@@ -118,6 +140,9 @@ export function resolveParams(
     entryEvMin: overrides.entryEvMin ?? base.entryEvMin,
     exitEvMin: overrides.exitEvMin ?? base.exitEvMin,
     cooldownSec: overrides.cooldownSec ?? base.cooldownSec,
+    skillGate: overrides.skillGate !== undefined
+      ? overrides.skillGate && { ...overrides.skillGate }
+      : base.skillGate && { ...base.skillGate },
   };
   const bad = (name: keyof StrategyParams, rule: string) => {
     throw new RangeError(
@@ -130,6 +155,7 @@ export function resolveParams(
   if (!Number.isFinite(p.entryEvMin)) bad("entryEvMin", "finite");
   if (!Number.isFinite(p.exitEvMin)) bad("exitEvMin", "finite");
   if (!(p.cooldownSec >= 0) || !Number.isFinite(p.cooldownSec)) bad("cooldownSec", ">= 0");
+  if (p.skillGate) checkSkillGateParams(p.skillGate, `profile '${profile}'`);
   return p;
 }
 
@@ -298,10 +324,11 @@ export class PaperPolicy {
 
   /**
    * Steps the state machine on a final bar of this market. `ev` is the EV (percent) predicted at
-   * this bar's close, or null when there is none (then no entry and no `EV_BAD`). Returns at most
+   * this bar's close, or null when there is none (then no entry and no `EV_BAD`). `entryAllowed`
+   * false (the skill gate is closed) refuses an entry; exits are never blocked. Returns at most
    * one event.
    */
-  onBar(bar: Bar, ev: number | null): PaperEvent[] {
+  onBar(bar: Bar, ev: number | null, entryAllowed = true): PaperEvent[] {
     const pos = this.#position;
     if (pos) {
       if (bar.ts <= pos.entryTs) return [];
@@ -326,7 +353,7 @@ export class PaperPolicy {
       this.#noEntryBeforeTs = bar.ts + Math.max(1, this.params.cooldownSec) * 1000;
       return [event];
     }
-    if (ev === null || !(ev > this.params.entryEvMin)) return [];
+    if (!entryAllowed || ev === null || !(ev > this.params.entryEvMin)) return [];
     if (this.#noEntryBeforeTs !== null && bar.ts < this.#noEntryBeforeTs) return [];
     const price = bar.close;
     const qty = quantityFor(this.krwAmount, price);
