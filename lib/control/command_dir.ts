@@ -16,7 +16,7 @@
  * runs stays queued and is applied when upbot next starts, before any actor starts.
  */
 import { join } from "node:path";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { createLogger, type Logger } from "../log.ts";
 import {
   ackStates,

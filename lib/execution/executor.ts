@@ -12,7 +12,7 @@
  */
 import { parseConfig } from "../config.ts";
 import { entryHaltReason, haltEntries } from "../control/trading_state.ts";
-import type { Client } from "../db.ts";
+import type { Client } from "../db/connect.ts";
 import { dec, formatDec, minDec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import { clearAlarm, raiseAlarm } from "../store/alarms.ts";

@@ -7,7 +7,7 @@
  * not return for the whole poll limit goes back to `unknown` for the executor to look up by
  * identifier. Test-mode uuids never get here: the executor stores no uuid for them.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { raiseAlarm } from "../store/alarms.ts";
 import {

@@ -6,7 +6,7 @@
  * with their alarms, and a pending flatten completed once the ledger is flat.
  */
 import { completeFlatten, pendingFlatten } from "../control/trading_state.ts";
-import type { Client } from "../db.ts";
+import type { Client } from "../db/connect.ts";
 import { dec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import { raiseAlarm } from "../store/alarms.ts";

@@ -9,7 +9,7 @@
  * secret mask; the URL itself is a secret (never logged).
  */
 import { backoffDelayMs } from "../backoff.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { type Logger, redact } from "../log.ts";
 
 /** One alert as POSTed. */

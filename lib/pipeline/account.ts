@@ -5,7 +5,7 @@
  * comes from the ledger, never from the balances); and {@linkcode KeyExpiryWatch}, the warning
  * before the key expires.
  */
-import type { Client } from "../db.ts";
+import type { Client } from "../db/connect.ts";
 import { dec, formatDec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import type { Account } from "../upbit/schemas.ts";

@@ -7,7 +7,7 @@
  * crash the evaluator resumes from its last snapshot and, being deterministic, produces exactly
  * what the lost batch would have.
  */
-import type { Client, Sql } from "../db.ts";
+import type { Client, Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { EvaluatorCore, type EvaluatorCoreOptions, stepBars } from "../strategy/evaluator_core.ts";
 import type { MaturedLabel } from "../strategy/labels.ts";

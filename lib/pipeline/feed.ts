@@ -8,7 +8,7 @@
  * reconnects; both page across 00:00 UTC. Trades are deduplicated by the client (`sequential_id`, a
  * bigint kept exact) and again by the aggregator.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { type Bar, BarAggregator, type BarBatch, type Trade } from "../strategy/bars.ts";
 import { upsertBars } from "../store/market_1s.ts";

@@ -4,7 +4,7 @@
  * `delisting_date`) per pass, written to `upbit_market_status`. Two quotation requests per pass,
  * far inside the 10/s of the `market` and `ticker` groups. Run by the feed actor.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import { type MarketStatusRow, upsertMarketStatus } from "../store/market_status.ts";

@@ -17,7 +17,7 @@
  * either committed under the old lease (and the new holder's resolution pass and live-start
  * reconciliation find it, by identifier, before its first order) or is refused and never sent.
  */
-import { type Client, connect, type DbConnection, type Sql } from "./db.ts";
+import { type Client, connect, type DbConnection, type Sql } from "./connect.ts";
 
 /** Session advisory lock key of the lease ("upbot-run"; the key older upbots locked too). */
 export const LEASE_LOCK_KEY = 0x7570626f7472;
@@ -44,7 +44,7 @@ export class LeaseLostError extends Error {
   }
 }
 
-/** Fences of the clients opened for a lease holder's actors (see `connect` in `db.ts`). */
+/** Fences of the clients opened for a lease holder's actors (see `connect` in `connect.ts`). */
 const fences = new WeakMap<object, LeaseFence>();
 
 /** Marks `sql` as writing under `fence`: its fenced attempt writes check it. */

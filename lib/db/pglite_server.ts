@@ -16,7 +16,7 @@ import type { PGlite } from "@electric-sql/pglite";
 
 /**
  * How long a session may sit idle inside a transaction before the server ends it (ms), here and
- * on PostgreSQL (`lib/db.ts`). Every transaction of upbot is a few statements long; only a hung or
+ * on PostgreSQL (`lib/db/connect.ts`). Every transaction of upbot is a few statements long; only a hung or
  * dead worker's stays open, and on the embedded server it would stall every other client.
  */
 export const IDLE_IN_TRANSACTION_MS = 10_000;
