@@ -12,7 +12,7 @@
  * reconciles before its next order.
  */
 import { runActor } from "../lib/actors/actor.ts";
-import { type Client, connect } from "../lib/db.ts";
+import { type Client, connect } from "../lib/db/connect.ts";
 import { ConnectionGate } from "../lib/execution/system_gate.ts";
 import { AccountSync, KeyExpiryWatch } from "../lib/pipeline/account.ts";
 import { AccountConfig, keyedUpbitRest } from "../lib/pipeline/actor_specs.ts";

@@ -3,7 +3,7 @@
  * trades. `bars.final` messages only wake it: it reads the bars from `market_1s`.
  */
 import { runActor } from "../lib/actors/actor.ts";
-import { type Client, connect } from "../lib/db.ts";
+import { type Client, connect } from "../lib/db/connect.ts";
 import { EvaluatorConfig } from "../lib/pipeline/actor_specs.ts";
 import { Evaluator } from "../lib/pipeline/evaluator.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";

@@ -7,7 +7,7 @@
  */
 import { entryRefusalForMarket } from "../lib/store/market_status.ts";
 import { runActor } from "../lib/actors/actor.ts";
-import { type Client, connect } from "../lib/db.ts";
+import { type Client, connect } from "../lib/db/connect.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
 import { ExecutorConfig, keyedUpbitRest } from "../lib/pipeline/actor_specs.ts";

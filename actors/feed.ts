@@ -5,7 +5,7 @@
  */
 import { runActor } from "../lib/actors/actor.ts";
 import { TradeRecorder } from "../lib/backtest/trade_files.ts";
-import { type Client, connect } from "../lib/db.ts";
+import { type Client, connect } from "../lib/db/connect.ts";
 import { FeedConfig, quotationUpbitRest } from "../lib/pipeline/actor_specs.ts";
 import { Feed } from "../lib/pipeline/feed.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";

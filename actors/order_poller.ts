@@ -6,7 +6,7 @@
  * On start it picks up every submitted attempt that is not final. Without keys it idles.
  */
 import { runActor } from "../lib/actors/actor.ts";
-import { type Client, connect } from "../lib/db.ts";
+import { type Client, connect } from "../lib/db/connect.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { keyedUpbitRest, OrderPollerConfig } from "../lib/pipeline/actor_specs.ts";
 import { WorkLoop } from "../lib/pipeline/loop.ts";

@@ -5,9 +5,9 @@
  * the schema migrated, then 5 empty Workers (one isolate each, like the 5 actors). Prints one JSON
  * object of VmRSS figures in MB and the main isolate's `Deno.memoryUsage()`.
  */
-import { startEmbeddedDatabase } from "../lib/embedded_db.ts";
-import { connect } from "../lib/db.ts";
-import { migrate } from "../lib/migrate.ts";
+import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
+import { connect } from "../lib/db/connect.ts";
+import { migrate } from "../lib/db/migrate.ts";
 
 function rss(): number {
   const status = Deno.readTextFileSync("/proc/self/status");

@@ -13,10 +13,10 @@ import {
   waitForControlAck,
 } from "../lib/control/command_dir.ts";
 import { newControlCommand } from "../lib/control/commands.ts";
-import { connect } from "../lib/db.ts";
-import { startEmbeddedDatabase } from "../lib/embedded_db.ts";
+import { connect } from "../lib/db/connect.ts";
+import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 import { configureLogging } from "../lib/log.ts";
-import { migrate } from "../lib/migrate.ts";
+import { migrate } from "../lib/db/migrate.ts";
 
 const n = Number(Deno.args[0] ?? 20);
 const out = (line: string) => Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));

@@ -17,8 +17,8 @@ import postgres from "postgres";
 import { Supervisor } from "../lib/actors/supervisor.ts";
 import { parseConfig } from "../lib/config.ts";
 import { configureLogging } from "../lib/log.ts";
-import { type Database, openDatabase } from "../lib/db.ts";
-import { migrate } from "../lib/migrate.ts";
+import { type Database, openDatabase } from "../lib/db/connect.ts";
+import { migrate } from "../lib/db/migrate.ts";
 import { pipelineActorSpecs } from "../lib/pipeline/actor_specs.ts";
 import {
   benchDatabaseUrl,

@@ -8,14 +8,14 @@
  * Usage: deno run -A bench/http_grafana_status.ts [requests]
  */
 import postgres from "postgres";
-import { type Client, connect, type DbConnection } from "../lib/db.ts";
-import { startEmbeddedDatabase } from "../lib/embedded_db.ts";
+import { type Client, connect, type DbConnection } from "../lib/db/connect.ts";
+import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 import { parseConfig } from "../lib/config.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
 import { createApp } from "../lib/http/app.ts";
 import { dashboardRoutes } from "../lib/http/dashboard_routes.ts";
 import { barsTable, binSeconds, closeSql, grafanaRoutes } from "../lib/http/grafana_routes.ts";
-import { migrate } from "../lib/migrate.ts";
+import { migrate } from "../lib/db/migrate.ts";
 
 const REQUESTS = Number(Deno.args[0] ?? 200);
 const MARKETS = Array.from({ length: 10 }, (_, i) => `KRW-M${i}`);

@@ -2,7 +2,7 @@
  * @module Wiring of one upbot process: logging, database, migrations, HTTP server and the
  * supervised actors. `main.ts` calls {@linkcode startUpbot}; tests may too.
  *
- * On PostgreSQL several upbots may share one database (hot standby, `lease.ts`): the one that
+ * On PostgreSQL several upbots may share one database (hot standby, `db/lease.ts`): the one that
  * holds the lease is the leader and runs the control directory, the actors and the background
  * jobs; the others serve HTTP (read-only views, `/readyz` 503 `role: "standby"`) and poll the
  * lease every second. A leader that loses its lease (database restarted, session cut, no answer
@@ -21,7 +21,7 @@ import {
   ControlDirWatcher,
 } from "./control/command_dir.ts";
 import { GLOBAL_SCOPE, haltEntries } from "./control/trading_state.ts";
-import { type Client, type DbConnection, openDatabase } from "./db.ts";
+import { type Client, type DbConnection, openDatabase } from "./db/connect.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { AlertWebhook } from "./http/alert_webhook.ts";
 import { backtestRoutes } from "./http/backtest_routes.ts";
@@ -42,9 +42,9 @@ import {
   STANDBY_PROBLEM,
   standbyReadiness,
 } from "./http/health.ts";
-import { Lease, type LeaseFence } from "./lease.ts";
+import { Lease, type LeaseFence } from "./db/lease.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
-import { migrate } from "./migrate.ts";
+import { migrate } from "./db/migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
 import { retentionPolicy, startRetention } from "./store/retention.ts";
 

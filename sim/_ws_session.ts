@@ -24,7 +24,7 @@ export interface WsSessionOptions {
 
 /** Timers and counters of one connection. Call `start()` when open and `stop()` when closed. */
 export class WsSession {
-  readonly #o: WsSessionOptions;
+  readonly #options: WsSessionOptions;
   readonly #budget = new WsMessageBudget();
   #lastActivityMs = Date.now();
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -32,14 +32,14 @@ export class WsSession {
   #stopped = false;
 
   constructor(options: WsSessionOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   /** Starts the idle clock. */
   start(): void {
     if (this.#stopped) return;
     this.#lastActivityMs = Date.now();
-    this.#armIdle(this.#o.idleTimeoutMs);
+    this.#armIdle(this.#options.idleTimeoutMs);
   }
 
   /** Traffic either way (a received message or a sent frame). Cheap: called per frame. */
@@ -50,7 +50,10 @@ export class WsSession {
   /** A `PING` arrived: from now on `{"status":"UP"}` goes out every `statusIntervalMs`. */
   pinged(): void {
     if (this.#stopped || this.#statusTimer !== undefined) return;
-    this.#statusTimer = setInterval(() => this.#o.sendStatus(), this.#o.statusIntervalMs);
+    this.#statusTimer = setInterval(
+      () => this.#options.sendStatus(),
+      this.#options.statusIntervalMs,
+    );
   }
 
   /** Counts a request message; false when it is past the websocket-message limit. */
@@ -73,10 +76,10 @@ export class WsSession {
       this.#idleTimer = undefined;
       if (this.#stopped) return;
       const idle = Date.now() - this.#lastActivityMs;
-      if (idle >= this.#o.idleTimeoutMs) {
+      if (idle >= this.#options.idleTimeoutMs) {
         this.stop();
-        this.#o.closeIdle();
-      } else this.#armIdle(this.#o.idleTimeoutMs - idle);
+        this.#options.closeIdle();
+      } else this.#armIdle(this.#options.idleTimeoutMs - idle);
     }, ms);
   }
 }

@@ -9,7 +9,7 @@ import { FaultStore, parseFaultsPatch } from "./faults.ts";
 import { SimMarket } from "./market.ts";
 import { DEFAULT_MARKETS } from "./market_specs.ts";
 import { PublicWebSocketHub } from "./public_ws.ts";
-import { RateLimiter } from "./rate_limit.ts";
+import { SimRateLimits } from "./rate_limit.ts";
 import { createSimServer } from "./server.ts";
 import { createRng } from "./_rng.ts";
 
@@ -159,7 +159,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     exchange,
     faults,
     publicWs,
-    limiter: new RateLimiter(),
+    limiter: new SimRateLimits(),
     rng: createRng(seed ^ 0x0bad_cafe),
   });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();

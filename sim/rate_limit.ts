@@ -44,8 +44,11 @@ interface Counter {
   lastBanEnd: number;
 }
 
-/** Counts requests per (group, client). */
-export class RateLimiter {
+/**
+ * Upbit's side of the rate limits, as the simulator enforces them: counts requests per (group,
+ * client) and decides 200, 429 or 418. The client's own budgets are `UpbitRequestBudget` in lib/upbit.
+ */
+export class SimRateLimits {
   readonly #counters = new Map<string, Counter>();
   readonly #now: () => number;
 

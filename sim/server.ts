@@ -10,7 +10,7 @@ import type { Rng } from "./_rng.ts";
 import { type FaultStore, parseFaultsPatch } from "./faults.ts";
 import { MarketStatusBody, marketStatusOf } from "./market_status.ts";
 import { handleQuotation, quotationError, quotationGroup } from "./quotation.ts";
-import { type RateLimiter, refusal, remainingReqHeader } from "./rate_limit.ts";
+import { refusal, remainingReqHeader, type SimRateLimits } from "./rate_limit.ts";
 
 /** How long a "lost" order response is held before the server gives up with a 504. */
 export const LOST_RESPONSE_HOLD_MS = 30_000;
@@ -21,7 +21,7 @@ export interface SimServerParts {
   exchange: ExchangeHandler;
   faults: FaultStore;
   publicWs: PublicWebSocketHub;
-  limiter: RateLimiter;
+  limiter: SimRateLimits;
   /** Randomness of fault decisions (error_rate, lost_response_rate). */
   rng: Rng;
 }

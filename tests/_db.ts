@@ -3,9 +3,9 @@
  * `TEST_DATABASE_URL` is set (CI sets it), also on a fresh database of that PostgreSQL server.
  */
 import postgres from "postgres";
-import { type Client, connect, type DbConnection } from "../lib/db.ts";
-import { startEmbeddedDatabase } from "../lib/embedded_db.ts";
-import { migrate } from "../lib/migrate.ts";
+import { type Client, connect, type DbConnection } from "../lib/db/connect.ts";
+import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
+import { migrate } from "../lib/db/migrate.ts";
 
 /** A fresh, empty database for one test. */
 export interface TestDatabase {

@@ -3,7 +3,7 @@
  * orders placed on it and recorded through the attempts store the way the executor records them
  * (pending -> sent -> open -> filled/cancelled), and last prices in market_1s.
  */
-import type { Sql } from "../lib/db.ts";
+import type { Sql } from "../lib/db/connect.ts";
 import { createLogger, type Logger, setLogSink } from "../lib/log.ts";
 import {
   type AttemptRow,

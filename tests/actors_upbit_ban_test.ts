@@ -36,14 +36,14 @@ Deno.test("a 418 drawn by one actor is known to every actor at once: the other r
     await supervisor.start();
     supervisor.send("drawer", { type: "wake", topic: "paper_trades" });
     await waitFor("the drawer's burst", () => metrics("drawer").errors !== undefined);
-    assert.match(String(metrics("drawer").errors), /UpbitBanError/);
+    assert.match(String(metrics("drawer").errors), /UpbitBanResponseError/);
     await waitFor(
       "the bystander told of the ban",
       () => metrics("bystander").afterBan !== undefined,
     );
     // Its call was refused by its own limiter, before sending (a 418 from the server would be
-    // UpbitBanError): it had never drawn a 429 or 418 itself.
-    assert.equal(metrics("bystander").afterBan, "UpbitBannedError");
+    // UpbitBanResponseError): it had never drawn a 429 or 418 itself.
+    assert.equal(metrics("bystander").afterBan, "UpbitBanActiveError");
     assert.equal(metrics("bystander").from, "supervisor");
     assert.ok(Number(metrics("bystander").untilMs) > 0);
     // The drawer is not told its own ban back.
@@ -87,7 +87,7 @@ Deno.test("an actor restarted during a ban learns it when ready", async () => {
         status("restarted")?.metrics.afterBan !== undefined,
     );
     assert.equal(status("restarted")?.restarts, 1);
-    assert.equal(status("restarted")?.metrics.afterBan, "UpbitBannedError");
+    assert.equal(status("restarted")?.metrics.afterBan, "UpbitBanActiveError");
     assert.equal(sim.orders().length, 0);
   } finally {
     await supervisor.stop("test end");

@@ -14,20 +14,12 @@ const SHARED = [
   "lib/backoff.ts",
   "lib/env_file.ts",
 ];
-const DATABASE = [
-  "lib/db.ts",
-  "lib/embedded_db.ts",
-  "lib/pglite_initdb_worker.ts",
-  "lib/pglite_server.ts",
-  "lib/migrate.ts",
-  "lib/lease.ts",
-];
 const LAYER1 = [
   ...SHARED,
   "lib/config.ts",
   "lib/upbit/",
   "lib/strategy/",
-  ...DATABASE,
+  "lib/db/",
   "lib/actors/",
 ];
 const LAYER2 = [...LAYER1, "lib/store/", "lib/control/"];
@@ -39,7 +31,7 @@ const ALLOWED: [unit: string, mayImport: string[]][] = [
   ["lib/config.ts", SHARED],
   ["lib/upbit/", SHARED],
   ["lib/strategy/", [...SHARED, "lib/config.ts"]],
-  ...DATABASE.map((m): [string, string[]] => [m, [...SHARED, "lib/config.ts", ...DATABASE]]),
+  ["lib/db/", [...SHARED, "lib/config.ts"]],
   // Debt: the runtime knows the Upbit ban broadcast (docs/architecture.md).
   ["lib/actors/", [...SHARED, "lib/upbit/"]],
   // Debt: order_attempts.ts uses the order state machine of lib/execution/.
@@ -112,6 +104,7 @@ Deno.test("the layer table refuses an upward import", () => {
   assert.equal(allowed("sim/exchange.ts", "lib/upbit/rest.ts"), false);
   assert.equal(allowed("lib/store/paper_trades.ts", "lib/pipeline/feed.ts"), false);
   assert.equal(allowed("lib/execution/executor.ts", "lib/store/order_attempts.ts"), true);
+  assert.equal(allowed("lib/db/lease.ts", "lib/store/order_attempts.ts"), false);
 });
 
 Deno.test("no import of upbot's sources runs upward (docs/architecture.md)", async () => {

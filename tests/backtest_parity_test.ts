@@ -10,7 +10,7 @@ import { replayMarket } from "../lib/backtest/replay.ts";
 import { runBacktest } from "../lib/backtest/run.ts";
 import { barsFromDatabase } from "../lib/backtest/store.ts";
 import { parseConfig } from "../lib/config.ts";
-import type { Client } from "../lib/db.ts";
+import type { Client } from "../lib/db/connect.ts";
 import { configureLogging, loggingSettings, setLogSink } from "../lib/log.ts";
 import type { PaperEvent } from "../lib/strategy/policy.ts";
 import { overridesFromConfig, resolveParams } from "../lib/strategy/policy.ts";

@@ -4,8 +4,8 @@
  * (The embedded server enforces the same limit itself: `tests/pglite_server_test.ts`.)
  */
 import assert from "node:assert/strict";
-import { connect } from "../lib/db.ts";
-import { IDLE_IN_TRANSACTION_MS } from "../lib/pglite_server.ts";
+import { connect } from "../lib/db/connect.ts";
+import { IDLE_IN_TRANSACTION_MS } from "../lib/db/pglite_server.ts";
 import { openTestDatabase, testBackends } from "./_db.ts";
 
 if (testBackends().includes("postgres")) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { connect, type DbConnection } from "../lib/db.ts";
-import { DataDirLockedError, startEmbeddedDatabase } from "../lib/embedded_db.ts";
+import { connect, type DbConnection } from "../lib/db/connect.ts";
+import { DataDirLockedError, startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 
 interface WorkerReport {
   type: string;
@@ -71,7 +71,7 @@ Deno.test("embedded database: persists under DATA_DIR and refuses a second proce
       args: [
         "eval",
         `import { startEmbeddedDatabase } from ${
-          JSON.stringify(new URL("../lib/embedded_db.ts", import.meta.url).href)
+          JSON.stringify(new URL("../lib/db/embedded_db.ts", import.meta.url).href)
         };
          try { await startEmbeddedDatabase({ dataDir: ${JSON.stringify(dir)} }); Deno.exit(0); }
          catch (e) { await Deno.stderr.write(new TextEncoder().encode(e.name + ": " + e.message)); Deno.exit(3); }`,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { parseConfig } from "../lib/config.ts";
-import type { Client, Sql } from "../lib/db.ts";
+import type { Client, Sql } from "../lib/db/connect.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
 import { type MarketRefusal, riskLimits } from "../lib/execution/risk_gate.ts";

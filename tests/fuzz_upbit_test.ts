@@ -14,7 +14,7 @@ import { z } from "zod";
 import type { Logger } from "../lib/log.ts";
 import {
   UpbitApiError,
-  UpbitBannedError,
+  UpbitBanActiveError,
   UpbitResponseError,
   UpbitTransportError,
 } from "../lib/upbit/errors.ts";
@@ -615,7 +615,7 @@ Deno.test(`fuzz: REST answers never crash the client or yield an invalid value; 
         if (err instanceof assert.AssertionError) throw err;
         assert.ok(
           err instanceof UpbitResponseError || err instanceof UpbitApiError ||
-            err instanceof UpbitTransportError || err instanceof UpbitBannedError,
+            err instanceof UpbitTransportError || err instanceof UpbitBanActiveError,
           `${where}: ${String(err)} for ${body.slice(0, 300)}`,
         );
         if (status < 300) assert.ok(err instanceof UpbitResponseError, `${where}: ${String(err)}`);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { connect } from "../lib/db.ts";
-import { migrate, readMigrations } from "../lib/migrate.ts";
+import { connect } from "../lib/db/connect.ts";
+import { migrate, readMigrations } from "../lib/db/migrate.ts";
 import { dbTest } from "./_db.ts";
 
 const TABLES = [

@@ -7,7 +7,7 @@ import {
   TERMINAL_STATES,
   transition,
 } from "../lib/execution/order_state.ts";
-import { migrate, readMigrations } from "../lib/migrate.ts";
+import { migrate, readMigrations } from "../lib/db/migrate.ts";
 import {
   attemptByIdentifier,
   insertAttempt,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { connect } from "../lib/db.ts";
-import { startEmbeddedDatabase } from "../lib/embedded_db.ts";
-import { IDLE_IN_TRANSACTION_MS } from "../lib/pglite_server.ts";
+import { connect } from "../lib/db/connect.ts";
+import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
+import { IDLE_IN_TRANSACTION_MS } from "../lib/db/pglite_server.ts";
 
 Deno.test("PgliteServer: many clients' concurrent queries never mix (extended protocol)", async () => {
   const db = await startEmbeddedDatabase({ dataDir: null });

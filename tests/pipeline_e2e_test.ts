@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import type { SupervisorEvent } from "../lib/actors/supervisor.ts";
 import { parseConfig } from "../lib/config.ts";
-import type { Client } from "../lib/db.ts";
+import type { Client } from "../lib/db/connect.ts";
 import { configureLogging, loggingSettings, type LogLevel, setLogSink } from "../lib/log.ts";
 import { startUpbot, type Upbot } from "../lib/upbot.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import {
   UpbitApiError,
-  UpbitBanError,
-  UpbitBannedError,
+  UpbitBanActiveError,
+  UpbitBanResponseError,
   UpbitRateLimitError,
   UpbitResponseError,
   UpbitTransportError,
@@ -253,10 +253,10 @@ Deno.test("classifySellError() reads the client's error classes", () => {
   const init = { httpStatus: 429, code: "", message: "", remainingReq: null, meta };
   assert.equal(classifySellError(new UpbitRateLimitError(init)), "retry");
   assert.equal(
-    classifySellError(new UpbitBanError({ ...init, httpStatus: 418, banMs: 1 })),
+    classifySellError(new UpbitBanResponseError({ ...init, httpStatus: 418, banMs: 1 })),
     "retry",
   );
-  assert.equal(classifySellError(new UpbitBannedError(2000, 1000)), "retry");
+  assert.equal(classifySellError(new UpbitBanActiveError(2000, 1000)), "retry");
   assert.equal(classifySellError(new UpbitTransportError("timeout", "timed out", meta)), "retry");
   assert.equal(classifySellError(new UpbitResponseError("bad body", meta, "")), "retry");
 });

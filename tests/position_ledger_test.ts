@@ -15,9 +15,9 @@ import {
   recordWriteOffs,
 } from "../lib/execution/position_ledger.ts";
 import { createLogger, setLogSink } from "../lib/log.ts";
-import { migrate, readMigrations } from "../lib/migrate.ts";
+import { migrate, readMigrations } from "../lib/db/migrate.ts";
 import { AccountSync } from "../lib/pipeline/account.ts";
-import type { Client, Sql } from "../lib/db.ts";
+import type { Client, Sql } from "../lib/db/connect.ts";
 import { type Dec, dec, divTrunc, formatDec, mul, truncDec, ZERO } from "../lib/decimal.ts";
 import type { Order } from "../lib/upbit/schemas.ts";
 import { type OrderRequest, UpbitRest } from "../lib/upbit/rest.ts";

@@ -14,7 +14,7 @@ import {
   OutageWatch,
   reconciliationGate,
 } from "../lib/execution/system_gate.ts";
-import type { Sql } from "../lib/db.ts";
+import type { Sql } from "../lib/db/connect.ts";
 import { reconciliationProblems } from "../lib/http/health.ts";
 import { createLogger } from "../lib/log.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";

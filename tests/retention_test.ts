@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../lib/config.ts";
-import type { Sql } from "../lib/db.ts";
+import type { Sql } from "../lib/db/connect.ts";
 import { createLogger } from "../lib/log.ts";
 import {
   type PrunedTable,

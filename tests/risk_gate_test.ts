@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { haltEntries, resumeEntries } from "../lib/control/trading_state.ts";
-import type { Sql } from "../lib/db.ts";
+import type { Sql } from "../lib/db/connect.ts";
 import {
   gateOrder,
   kstDayStart,

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseConfig } from "../lib/config.ts";
-import { openDatabase } from "../lib/db.ts";
+import { openDatabase } from "../lib/db/connect.ts";
 import { signToken } from "../lib/upbit/_jwt.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
 import { spawnDeno } from "./_process.ts";

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { RateLimiter, remainingReqHeader } from "../sim/rate_limit.ts";
+import { remainingReqHeader, SimRateLimits } from "../sim/rate_limit.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
 import { bearer, signedPost, signedQuery } from "./_sim_auth.ts";
 
-Deno.test("RateLimiter allows the group limit per 1-s window, then 429, then a growing 418 ban", () => {
+Deno.test("SimRateLimits allows the group limit per 1-s window, then 429, then a growing 418 ban", () => {
   let now = 10_000;
-  const limiter = new RateLimiter(() => now);
+  const limiter = new SimRateLimits(() => now);
   const kinds = () => {
     const out: string[] = [];
     for (let i = 0; i < 16; i++) out.push(limiter.check("ticker", "1.2.3.4").kind);
@@ -37,9 +37,9 @@ Deno.test("RateLimiter allows the group limit per 1-s window, then 429, then a g
   assert.equal(decision.kind === "allowed" && decision.remaining, 9);
 });
 
-Deno.test("RateLimiter scales limits by rate_limit_factor (floor, at least 1) and knows every group", () => {
+Deno.test("SimRateLimits scales limits by rate_limit_factor (floor, at least 1) and knows every group", () => {
   const now = 5_000;
-  const limiter = new RateLimiter(() => now);
+  const limiter = new SimRateLimits(() => now);
   const allowed = (group: string, factor: number) => {
     let n = 0;
     while (limiter.check(group, `c-${group}-${factor}`, factor).kind === "allowed") n++;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import {
-  RateLimiter,
   remainingReqHeader,
+  SimRateLimits,
   WS_TOO_MANY_REQUESTS_FRAME,
   WsMessageBudget,
 } from "../sim/rate_limit.ts";
@@ -67,9 +67,9 @@ Deno.test("WsMessageBudget scales with rate_limit_factor (floor, at least 1)", (
   assert.equal(accepted, 10_000, "500 per second, 10,000 per minute at factor 100");
 });
 
-Deno.test("RateLimiter: websocket-connect 5/s, origin 1 per 10 s, and their Remaining-Req", () => {
+Deno.test("SimRateLimits: websocket-connect 5/s, origin 1 per 10 s, and their Remaining-Req", () => {
   let now = 100_000;
-  const limiter = new RateLimiter(() => now);
+  const limiter = new SimRateLimits(() => now);
   const kinds = (group: string, n: number, factor = 1) =>
     Array.from({ length: n }, () => limiter.check(group, "9.9.9.9", factor).kind);
   assert.deepEqual(kinds("websocket-connect", 6), [
@@ -99,9 +99,9 @@ Deno.test("RateLimiter: websocket-connect 5/s, origin 1 per 10 s, and their Rema
   );
 });
 
-Deno.test("RateLimiter: a ban shorter than the window does not refill it (origin)", () => {
+Deno.test("SimRateLimits: a ban shorter than the window does not refill it (origin)", () => {
   let now = 200_000;
-  const limiter = new RateLimiter(() => now);
+  const limiter = new SimRateLimits(() => now);
   const kinds = Array.from({ length: 7 }, () => limiter.check("origin", "ip").kind);
   assert.deepEqual(kinds, ["allowed", ...Array(5).fill("limited"), "banned"]);
   now += 1_000; // the 1 s ban is over, the 10 s window is not

@@ -1,5 +1,5 @@
 /**
- * @module Hot standby (`lib/lease.ts`): the fencing of attempt writes, the lease's loss detection,
+ * @module Hot standby (`lib/db/lease.ts`): the fencing of attempt writes, the lease's loss detection,
  * and two `main.ts` processes on one PostgreSQL database in live mode against the simulator (the
  * second waits as standby, takes over when the first is killed with SIGKILL, reconciles, resolves
  * the order the first left in flight, trades; never two entry orders for one paper trade).
@@ -9,15 +9,15 @@
  * refusal of a second one is checked here on PGlite.
  */
 import assert from "node:assert/strict";
-import { connect } from "../lib/db.ts";
-import { DataDirLockedError, startEmbeddedDatabase } from "../lib/embedded_db.ts";
+import { connect } from "../lib/db/connect.ts";
+import { DataDirLockedError, startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 import {
   assertLeaseHeld,
   Lease,
   LEASE_LOCK_KEY,
   type LeaseFence,
   LeaseLostError,
-} from "../lib/lease.ts";
+} from "../lib/db/lease.ts";
 import { attemptById, transitionAttempt } from "../lib/store/order_attempts.ts";
 import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, startSimulator } from "../sim/mod.ts";
 import { openTestDatabase } from "./_db.ts";

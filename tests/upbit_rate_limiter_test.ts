@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { backoffDelayMs } from "../lib/upbit/backoff.ts";
-import { UpbitBannedError } from "../lib/upbit/errors.ts";
+import { UpbitBanActiveError } from "../lib/upbit/errors.ts";
 import {
   type Clock,
   parseRemainingReq,
-  RateLimiter,
   rateLimitGroupOf,
+  UpbitRequestBudget,
 } from "../lib/upbit/rate_limiter.ts";
 
 /** A manual clock: timers fire only when the test advances time. */
@@ -52,9 +52,9 @@ async function flush(): Promise<void> {
   for (let i = 0; i < 5; i++) await Promise.resolve();
 }
 
-Deno.test("RateLimiter grants at most the group budget per window, then the rest a window later", async () => {
+Deno.test("UpbitRequestBudget grants at most the group budget per window, then the rest a window later", async () => {
   const clock = new ManualClock();
-  const limiter = new RateLimiter({ clock, marginMs: 50 });
+  const limiter = new UpbitRequestBudget({ clock, marginMs: 50 });
   const calls = Array.from({ length: 25 }, () => track(limiter.acquire("trade")));
   await flush();
   assert.equal(calls.filter((c) => c.done).length, 10);
@@ -67,10 +67,10 @@ Deno.test("RateLimiter grants at most the group budget per window, then the rest
   limiter.close();
 });
 
-Deno.test("RateLimiter pauses a group until the next second after Remaining-Req sec=0", async () => {
+Deno.test("UpbitRequestBudget pauses a group until the next second after Remaining-Req sec=0", async () => {
   const clock = new ManualClock();
   clock.t = 5_000_400;
-  const limiter = new RateLimiter({ clock, marginMs: 50 });
+  const limiter = new UpbitRequestBudget({ clock, marginMs: 50 });
   limiter.observe("default", parseRemainingReq("group=default; min=1800; sec=0"));
   const call = track(limiter.acquire("default"));
   await flush();
@@ -82,9 +82,9 @@ Deno.test("RateLimiter pauses a group until the next second after Remaining-Req 
   limiter.close();
 });
 
-Deno.test("RateLimiter after a 429 pauses the group a window and lowers its budget by one", async () => {
+Deno.test("UpbitRequestBudget after a 429 pauses the group a window and lowers its budget by one", async () => {
   const clock = new ManualClock();
-  const limiter = new RateLimiter({ clock, marginMs: 0, recoverAfterMs: 10_000 });
+  const limiter = new UpbitRequestBudget({ clock, marginMs: 0, recoverAfterMs: 10_000 });
   assert.equal(limiter.onRateLimited("order"), 1000);
   assert.equal(limiter.limitOf("order"), 11);
   const calls = Array.from({ length: 12 }, () => track(limiter.acquire("order")));
@@ -99,31 +99,31 @@ Deno.test("RateLimiter after a 429 pauses the group a window and lowers its budg
   limiter.close();
 });
 
-Deno.test("RateLimiter refuses every call during a 418 ban, longer on each repeat", async () => {
+Deno.test("UpbitRequestBudget refuses every call during a 418 ban, longer on each repeat", async () => {
   const clock = new ManualClock();
-  const limiter = new RateLimiter({ clock, banBaseMs: 1000 });
+  const limiter = new UpbitRequestBudget({ clock, banBaseMs: 1000 });
   const waiting = Array.from({ length: 12 }, () => track(limiter.acquire("trade")));
   await flush();
   assert.equal(limiter.onBanned(), 1000);
   await flush();
-  assert.equal(waiting.filter((c) => c.error instanceof UpbitBannedError).length, 2);
-  await assert.rejects(limiter.acquire("default"), UpbitBannedError);
+  assert.equal(waiting.filter((c) => c.error instanceof UpbitBanActiveError).length, 2);
+  await assert.rejects(limiter.acquire("default"), UpbitBanActiveError);
   await clock.advance(1000);
   await limiter.acquire("default");
   assert.equal(limiter.onBanned(), 2000, "a repeat doubles our own ban length");
   assert.equal(limiter.onBanned(5000), 5000, "the server's value wins when it states one");
-  await assert.rejects(limiter.acquire("trade"), UpbitBannedError);
+  await assert.rejects(limiter.acquire("trade"), UpbitBanActiveError);
   assert.equal(limiter.stats().bans, 3);
   limiter.close();
 });
 
-Deno.test("RateLimiter rejects a bad budget with a std-style message", () => {
+Deno.test("UpbitRequestBudget rejects a bad budget with a std-style message", () => {
   assert.throws(
-    () => new RateLimiter({ budgets: { order: { limit: 0, windowMs: 1000 } } }),
+    () => new UpbitRequestBudget({ budgets: { order: { limit: 0, windowMs: 1000 } } }),
     {
       name: "RangeError",
       message:
-        `Cannot create RateLimiter as budget 'order' must have an integer limit > 0 and windowMs > 0: current value is {"limit":0,"windowMs":1000}`,
+        `Cannot create UpbitRequestBudget as budget 'order' must have an integer limit > 0 and windowMs > 0: current value is {"limit":0,"windowMs":1000}`,
     },
   );
 });
@@ -170,32 +170,35 @@ Deno.test("backoffDelayMs() doubles per attempt, caps, and adds bounded jitter",
   });
 });
 
-Deno.test("RateLimiter: the order group budget is Upbit's 12/s (since 2026-08-21)", async () => {
+Deno.test("UpbitRequestBudget: the order group budget is Upbit's 12/s (since 2026-08-21)", async () => {
   const clock = new ManualClock();
-  const limiter = new RateLimiter({ clock });
+  const limiter = new UpbitRequestBudget({ clock });
   const calls = Array.from({ length: 13 }, () => track(limiter.acquire("order")));
   await flush();
   assert.equal(calls.filter((c) => c.done).length, 12);
   limiter.close();
 });
 
-Deno.test("RateLimiter announces a ban it draws once, and applies a ban from elsewhere without announcing", async () => {
+Deno.test("UpbitRequestBudget announces a ban it draws once, and applies a ban from elsewhere without announcing", async () => {
   const clock = new ManualClock();
   const announced: number[] = [];
-  const drawer = new RateLimiter({ clock, onBan: (until) => announced.push(until) });
+  const drawer = new UpbitRequestBudget({ clock, onBan: (until) => announced.push(until) });
   assert.equal(drawer.onBanned(5000), 5000);
   // A second 418 of the same burst tells the same ban: not announced again.
   await clock.advance(10);
   drawer.onBanned(5000);
   assert.deepEqual(announced, [clock.t - 10 + 5000]);
 
-  const other = new RateLimiter({ clock, onBan: () => assert.fail("applied bans are not news") });
+  const other = new UpbitRequestBudget({
+    clock,
+    onBan: () => assert.fail("applied bans are not news"),
+  });
   const waiting = track(other.acquire("default"));
   await flush();
   assert.equal(waiting.done, true, "granted before the ban");
   assert.equal(other.applyBan(clock.t - 1), false, "a ban in the past is ignored");
   assert.equal(other.applyBan(announced[0]!), true);
-  await assert.rejects(other.acquire("trade"), UpbitBannedError);
+  await assert.rejects(other.acquire("trade"), UpbitBanActiveError);
   assert.equal(other.stats().bannedUntilMs, announced[0]);
   assert.equal(other.applyBan(announced[0]! - 1000), true, "a shorter ban keeps the longer one");
   assert.equal(other.bannedUntil(), announced[0]);

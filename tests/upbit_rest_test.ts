@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { setLogSink } from "../lib/log.ts";
 import {
   UpbitApiError,
-  UpbitBanError,
-  UpbitBannedError,
+  UpbitBanActiveError,
+  UpbitBanResponseError,
   UpbitRateLimitError,
   UpbitTransportError,
 } from "../lib/upbit/errors.ts";
@@ -383,12 +383,12 @@ Deno.test("UpbitRest stops every call of the client during a 418 ban", async () 
   const rest = new UpbitRest({ accessKey: "a", secretKey: "b", fetch: script.fetch });
   try {
     const err = await rest.getAccounts().catch((e) => e);
-    assert.ok(err instanceof UpbitBanError);
+    assert.ok(err instanceof UpbitBanResponseError);
     assert.equal(err.banMs, 30_000);
     assert.equal(err.code, "too_many_requests_banned");
     assert.equal(script.calls, 1, "a ban is not retried");
     const later = await rest.getTicker({ markets: ["KRW-BTC"] }).catch((e) => e);
-    assert.ok(later instanceof UpbitBannedError);
+    assert.ok(later instanceof UpbitBanActiveError);
     const order = await rest.postOrder({
       market: "KRW-BTC",
       side: "bid",
@@ -397,7 +397,7 @@ Deno.test("UpbitRest stops every call of the client during a 418 ban", async () 
       identifier: "x",
     });
     assert.equal(order.kind, "rejected");
-    assert.ok(order.kind === "rejected" && order.error instanceof UpbitBannedError);
+    assert.ok(order.kind === "rejected" && order.error instanceof UpbitBanActiveError);
     assert.equal(script.calls, 1, "nothing is sent during the ban");
   } finally {
     rest.close();

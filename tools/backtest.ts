@@ -23,10 +23,10 @@ import { formatSweep, loadBars, runSweep } from "../lib/backtest/sweep.ts";
 import { barsFromTradeFiles } from "../lib/backtest/trade_files.ts";
 import { bar, print, printError, Progress } from "../lib/backtest/terminal.ts";
 import { ConfigError, loadConfig } from "../lib/config.ts";
-import { type Client, connect } from "../lib/db.ts";
-import { startEmbeddedDatabase } from "../lib/embedded_db.ts";
+import { type Client, connect } from "../lib/db/connect.ts";
+import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 import { parseEnvFile } from "../lib/env_file.ts";
-import { migrate } from "../lib/migrate.ts";
+import { migrate } from "../lib/db/migrate.ts";
 
 /** `.env` (when present) overlaid by the environment, as raw strings (as `loadConfig` reads). */
 function rawEnvironment(): Record<string, string> {

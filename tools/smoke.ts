@@ -13,7 +13,7 @@ import { createLogger } from "../lib/log.ts";
 import { daysToExpiry, expiresSoon, keyInUse } from "../lib/upbit/api_keys.ts";
 import {
   UpbitApiError,
-  UpbitBannedError,
+  UpbitBanActiveError,
   UpbitResponseError,
   UpbitRest,
   UpbitTransportError,
@@ -43,7 +43,7 @@ function errorFields(err: unknown): Record<string, unknown> {
   if (err instanceof UpbitResponseError) {
     return { error: err.name, message: err.message, http_status: err.meta.http_status };
   }
-  if (err instanceof UpbitBannedError) {
+  if (err instanceof UpbitBanActiveError) {
     return { error: err.name, message: err.message, retry_after_ms: err.retryAfterMs };
   }
   return { error: err instanceof Error ? err.name : "Error", message: String(err) };

@@ -7,7 +7,7 @@
  */
 import { z } from "zod";
 import { type ActorContext, runActor } from "../../lib/actors/actor.ts";
-import type { Bar } from "../../lib/actors/messages.ts";
+import type { BarMessage } from "../../lib/actors/messages.ts";
 
 const Config = z.object({
   role: z.enum(["client", "server"]),
@@ -43,7 +43,7 @@ async function runClient(ctx: ActorContext<Config>): Promise<void> {
   }
   rtts.sort((a, b) => a - b);
 
-  const batch: Bar[] = Array.from({ length: batchSize }, (_, i) => ({
+  const batch: BarMessage[] = Array.from({ length: batchSize }, (_, i) => ({
     ts: 1_700_000_000_000 + i * 1000,
     open: 143_250_000,
     high: 143_300_000,

@@ -26,8 +26,11 @@ export const SUPERVISOR = "supervisor";
 // zod 4 numbers reject NaN and Infinity.
 const finite = z.number();
 
-/** One final 1-second bar, as the feed publishes it. `ts` is the bar's start, epoch ms. */
-export const Bar = z.object({
+/**
+ * One final 1-second bar as it travels inside a `bars.final` message (the wire schema; the
+ * strategy's own type is `Bar` in lib/strategy/bars.ts). `ts` is the bar's start, epoch ms.
+ */
+export const BarMessage = z.object({
   ts: z.number().int().nonnegative(),
   open: finite,
   high: finite,
@@ -39,8 +42,8 @@ export const Bar = z.object({
   buyVolume: finite,
   sellVolume: finite,
 });
-/** One final 1-second bar. */
-export type Bar = z.infer<typeof Bar>;
+/** One final 1-second bar inside a `bars.final` message. */
+export type BarMessage = z.infer<typeof BarMessage>;
 
 /**
  * `bars.final`: feed to evaluator, bars already written to the database, batched per market
@@ -49,7 +52,7 @@ export type Bar = z.infer<typeof Bar>;
 export const BarsFinal = z.object({
   type: z.literal("bars.final"),
   market: MarketCode,
-  bars: z.array(Bar).min(1).max(10_000),
+  bars: z.array(BarMessage).min(1).max(10_000),
 });
 
 /**

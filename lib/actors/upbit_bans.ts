@@ -7,9 +7,9 @@
  *
  * The registry is per worker (each actor is its own isolate).
  */
-import type { RateLimiter } from "../upbit/rate_limiter.ts";
+import type { UpbitRequestBudget } from "../upbit/rate_limiter.ts";
 
-const limiters = new Set<RateLimiter>();
+const limiters = new Set<UpbitRequestBudget>();
 let announcer: ((untilMs: number) => void) | undefined;
 
 /** Sets where this worker's bans are announced (the actor runtime does it at start). */
@@ -26,7 +26,7 @@ export function announceBan(untilMs: number): void {
  * Registers a limiter: it receives every ban announced by other actors. Returns the function that
  * unregisters it. Pair it with `onBan: announceBan` in the limiter's options.
  */
-export function shareBans(limiter: RateLimiter): () => void {
+export function shareBans(limiter: UpbitRequestBudget): () => void {
   limiters.add(limiter);
   return () => limiters.delete(limiter);
 }

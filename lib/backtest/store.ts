@@ -2,7 +2,7 @@
  * @module Backtest runs in the database: `backtest_runs` (parameters, code version, report) and
  * `backtest_trades` (one row per round trip), and the final bars a run replays from `market_1s`.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Bar } from "../strategy/bars.ts";
 import { finalBarsAfter } from "../store/market_1s.ts";
 import type { BacktestReport } from "./report.ts";

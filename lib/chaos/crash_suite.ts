@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { controlDirLayout, enqueueControlCommand } from "../control/command_dir.ts";
 import { newControlCommand } from "../control/commands.ts";
-import { openDatabase } from "../db.ts";
+import { openDatabase } from "../db/connect.ts";
 import { dec, formatDec } from "../decimal.ts";
 import { ledgerPositions } from "../execution/position_ledger.ts";
 import { installationId } from "../store/order_attempts.ts";

@@ -16,7 +16,7 @@
  * runs stays queued and is applied when upbot next starts, before any actor starts.
  */
 import { join } from "node:path";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { createLogger, type Logger } from "../log.ts";
 import {
   ackStates,
@@ -189,7 +189,7 @@ export interface ControlDirWatcherOptions {
  * ```
  */
 export class ControlDirWatcher {
-  #o: ControlDirWatcherOptions;
+  #options: ControlDirWatcherOptions;
   #log: Logger;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #pass: Promise<void> | undefined;
@@ -199,7 +199,7 @@ export class ControlDirWatcher {
   #failing = new Set<string>();
 
   constructor(options: ControlDirWatcherOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#log = options.log ?? createLogger("control");
   }
 
@@ -212,11 +212,11 @@ export class ControlDirWatcher {
    */
   async claim(): Promise<void> {
     if (this.#lock) return;
-    await ensureDirs(this.#o.layout);
-    const lock = await Deno.open(this.#o.layout.lock, { create: true, write: true });
+    await ensureDirs(this.#options.layout);
+    const lock = await Deno.open(this.#options.layout.lock, { create: true, write: true });
     if (!(await lock.tryLock(true))) {
       lock.close();
-      throw new ControlDirInUseError(this.#o.layout.root);
+      throw new ControlDirInUseError(this.#options.layout.root);
     }
     this.#lock = lock;
   }
@@ -226,7 +226,7 @@ export class ControlDirWatcher {
    * the first one the database refuses (it stays, to be retried).
    */
   async processInbox(): Promise<number> {
-    const layout = this.#o.layout;
+    const layout = this.#options.layout;
     await ensureDirs(layout);
     let applied = 0;
     for (const name of await queuedControlCommands(layout)) {
@@ -269,14 +269,14 @@ export class ControlDirWatcher {
         if (!this.#stopped) {
           this.#timer = setTimeout(
             () => this.#tick(),
-            this.#o.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
+            this.#options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
           );
         }
       });
   }
 
   async #handle(name: string): Promise<"applied" | "skipped" | "retry"> {
-    const layout = this.#o.layout;
+    const layout = this.#options.layout;
     const path = join(layout.inbox, name);
     let text: string;
     try {
@@ -319,7 +319,7 @@ export class ControlDirWatcher {
     }
     let outcome: ControlOutcome;
     try {
-      outcome = await applyControlCommand(this.#o.sql, command, "cli");
+      outcome = await applyControlCommand(this.#options.sql, command, "cli");
     } catch (err) {
       if (!this.#failing.has(name)) {
         this.#failing.add(name);
@@ -352,7 +352,7 @@ export class ControlDirWatcher {
     if (command.action === "resume") this.#log.info(outcome.message, fields);
     else this.#log.warn(outcome.message, fields);
     try {
-      this.#o.onApplied?.(command, outcome);
+      this.#options.onApplied?.(command, outcome);
     } catch (err) {
       this.#log.error("onApplied callback failed", { error: errorText(err) });
     }
@@ -361,7 +361,7 @@ export class ControlDirWatcher {
 
   /** Moves a bad file aside, logs why, and acknowledges it as refused when it names an id. */
   async #reject(name: string, id: string | null, problem: string): Promise<void> {
-    const layout = this.#o.layout;
+    const layout = this.#options.layout;
     const target = join(layout.rejected, name);
     try {
       await Deno.rename(join(layout.inbox, name), target);
@@ -394,9 +394,9 @@ export class ControlDirWatcher {
   async #pruneAcks(): Promise<void> {
     const now = Date.now();
     try {
-      for await (const entry of Deno.readDir(this.#o.layout.acks)) {
+      for await (const entry of Deno.readDir(this.#options.layout.acks)) {
         if (!entry.isFile) continue;
-        const path = join(this.#o.layout.acks, entry.name);
+        const path = join(this.#options.layout.acks, entry.name);
         const info = await Deno.stat(path).catch(() => null);
         const at = info?.mtime?.getTime();
         if (at !== undefined && now - at > ACK_RETENTION_MS) {

@@ -5,7 +5,7 @@
  * The HTTP controls (later) apply the same commands through {@linkcode applyControlCommand}.
  */
 import { z } from "zod";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import {
   GLOBAL_SCOPE,
   haltEntries,

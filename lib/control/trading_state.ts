@@ -10,7 +10,7 @@
  * control directory, by = "cli"), the Supervisor when a critical actor fails for good
  * (by = "supervisor"), and the executor (identifier conflicts, completed flattens).
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 
 /** "global" or a market code such as "KRW-BTC". */
 export type TradingScope = string;

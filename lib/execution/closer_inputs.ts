@@ -2,7 +2,7 @@
  * @module Assembles the position closer's input from the database (the ledger, the paper book,
  * unsettled live orders, last prices) and the exchange's free balances.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { dec, formatDec, ZERO } from "../decimal.ts";
 import { MIN_ORDER_KRW } from "./executor.ts";
 import { ledgerPositions } from "./position_ledger.ts";

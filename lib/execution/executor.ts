@@ -12,7 +12,7 @@
  */
 import { parseConfig } from "../config.ts";
 import { entryHaltReason, haltEntries } from "../control/trading_state.ts";
-import type { Client } from "../db.ts";
+import type { Client } from "../db/connect.ts";
 import { dec, formatDec, minDec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import { clearAlarm, raiseAlarm } from "../store/alarms.ts";
@@ -35,7 +35,7 @@ import {
 } from "../store/order_attempts.ts";
 import { paperTradeById, type PaperTradeRow, paperTradesAfter } from "../store/paper_trades.ts";
 import { backoffDelayMs } from "../upbit/backoff.ts";
-import { type CallMeta, UpbitBannedError } from "../upbit/errors.ts";
+import { type CallMeta, UpbitBanActiveError } from "../upbit/errors.ts";
 import type { OrderRequest, PostOrderResult, UpbitRest } from "../upbit/rest.ts";
 import type { Order } from "../upbit/schemas.ts";
 import type { GuardDecision, TradeMode } from "./guard.ts";
@@ -162,7 +162,7 @@ type Outcome = "handled" | "seen" | "wait" | "capped";
 /** Turns paper trades into order attempts. */
 export class Executor {
   readonly mode: TradeMode;
-  #o: ExecutorOptions;
+  #options: ExecutorOptions;
   #cursor = 0;
   #now: () => number;
   #installation = "";
@@ -172,7 +172,7 @@ export class Executor {
   #closer: PositionClosing | null = null;
 
   constructor(options: ExecutorOptions) {
-    this.#o = options;
+    this.#options = options;
     this.mode = options.decision.effective;
     this.#now = options.now ?? Date.now;
     if (this.mode !== "shadow" && !options.rest) {
@@ -205,10 +205,10 @@ export class Executor {
 
   /** Logs the start line (every guard condition), loads the cursor and the installation id. */
   async start(): Promise<void> {
-    const d = this.#o.decision;
+    const d = this.#options.decision;
     const liveEnabled = d.conditions.find((c) => c.name === "LIVE_TRADING_ENABLED")?.value;
-    this.#installation = await installationId(this.#o.sql);
-    this.#o.log.info(
+    this.#installation = await installationId(this.#options.sql);
+    this.#options.log.info(
       `Executor started (effective_mode=${d.effective} live_enabled=${liveEnabled} trade_mode=${d.requested})`,
       {
         installation: this.#installation,
@@ -218,36 +218,38 @@ export class Executor {
       },
     );
     if (d.downgradeReasons.length > 0) {
-      this.#o.log.warn(
+      this.#options.log.warn(
         `Executor downgraded ${d.requested} -> ${d.effective}: ${d.downgradeReasons.join(", ")}`,
       );
     }
-    if (d.effective === "shadow" && !this.#o.settings.shadowEnabled) {
-      this.#o.log.info("Executor: SHADOW_ENABLED=false, paper trades are not recorded as attempts");
+    if (d.effective === "shadow" && !this.#options.settings.shadowEnabled) {
+      this.#options.log.info(
+        "Executor: SHADOW_ENABLED=false, paper trades are not recorded as attempts",
+      );
     }
     if (this.mode !== "live") await this.#reportUnmanagedPositions();
     // Live mode manages (closes) every ledger position again.
-    else await clearAlarm(this.#o.sql, "live_positions_unmanaged");
+    else await clearAlarm(this.#options.sql, "live_positions_unmanaged");
     if (this.mode === "live") {
       // Nothing goes out before the database has been compared with the exchange.
-      await closeReconciliationGate(this.#o.sql, "live start: reconcile before any order");
+      await closeReconciliationGate(this.#options.sql, "live start: reconcile before any order");
     }
-    const stored = await loadActorState<{ lastId: number }>(this.#o.sql, CURSOR_KEY);
+    const stored = await loadActorState<{ lastId: number }>(this.#options.sql, CURSOR_KEY);
     this.#cursor = stored?.lastId ?? 0;
-    this.#o.log.info(`Executor cursor init: last_id=${this.#cursor}`);
+    this.#options.log.info(`Executor cursor init: last_id=${this.#cursor}`);
   }
 
   /** In shadow / test mode nothing is sent: live positions wait for live mode. Say so loudly. */
   async #reportUnmanagedPositions(): Promise<void> {
-    const held = (await ledgerPositions(this.#o.sql)).filter((p) => dec(p.openVolume) > ZERO);
+    const held = (await ledgerPositions(this.#options.sql)).filter((p) => dec(p.openVolume) > ZERO);
     if (held.length === 0) return;
-    const open = await liveEntriesWithoutExit(this.#o.sql);
+    const open = await liveEntriesWithoutExit(this.#options.sql);
     const markets = held.map((p) => `${p.symbol} ${p.openVolume}`);
     const message = `${held.length} live position(s) bought by upbot have no live exit (${
       markets.join(", ")
     }); in ${this.mode} mode nothing will sell them: they are closed when live mode returns`;
-    this.#o.log.error(message, { identifiers: open.map((a) => a.identifier), markets });
-    await raiseAlarm(this.#o.sql, {
+    this.#options.log.error(message, { identifiers: open.map((a) => a.identifier), markets });
+    await raiseAlarm(this.#options.sql, {
       code: "live_positions_unmanaged",
       message,
       details: { positions: held.map((p) => ({ market: p.symbol, volume: p.openVolume })) },
@@ -259,14 +261,14 @@ export class Executor {
    * handle new paper trades in id order, advancing the durable cursor after each.
    */
   async runOnce(): Promise<RunSummary> {
-    if (!this.#installation) this.#installation = await installationId(this.#o.sql);
+    if (!this.#installation) this.#installation = await installationId(this.#options.sql);
     let more = false;
     if (this.mode !== "shadow") {
       // During a 418 ban the client refuses every call locally: sending would only burn retries.
-      const bannedUntil = this.#o.rest!.rateLimiter.bannedUntil();
+      const bannedUntil = this.#options.rest!.rateLimiter.bannedUntil();
       if (bannedUntil > 0) {
         if (!this.#banLogged) {
-          this.#o.log.warn(
+          this.#options.log.warn(
             `Upbit ban in force until ${new Date(bannedUntil).toISOString()}; waiting`,
           );
         }
@@ -275,8 +277,10 @@ export class Executor {
       }
       this.#banLogged = false;
       if (this.mode === "live" && !(await this.#reconciled())) return { handled: 0, more: true };
-      const settle = this.#o.unknownSettleMs ?? 3000;
-      for (const a of await unresolvedAttempts(this.#o.sql, this.mode, new Date(this.#now()))) {
+      const settle = this.#options.unknownSettleMs ?? 3000;
+      for (
+        const a of await unresolvedAttempts(this.#options.sql, this.mode, new Date(this.#now()))
+      ) {
         if (this.#now() - a.updated_at.getTime() < settle) {
           more = true; // too early to trust a "not found"
           continue;
@@ -293,7 +297,7 @@ export class Executor {
     let after = this.#cursor;
     const waiting = new Set<string>();
     for (;;) {
-      const batch = await paperTradesAfter(this.#o.sql, after, 50);
+      const batch = await paperTradesAfter(this.#options.sql, after, 50);
       if (batch.length === 0) break;
       for (const paper of batch) {
         after = paper.id;
@@ -307,7 +311,7 @@ export class Executor {
         if (outcome === "handled") handled++;
         if (waiting.size === 0) {
           this.#cursor = paper.id;
-          await saveActorState(this.#o.sql, CURSOR_KEY, { lastId: paper.id });
+          await saveActorState(this.#options.sql, CURSOR_KEY, { lastId: paper.id });
         }
       }
     }
@@ -320,16 +324,16 @@ export class Executor {
    * for more than a minute) a reconciliation runs first and no order of any kind goes out.
    */
   async #reconciled(): Promise<boolean> {
-    const gate = await reconciliationGate(this.#o.sql);
+    const gate = await reconciliationGate(this.#options.sql);
     if (gate.open) return true;
     // After a failed run, wait a little: every run is stored, and the exchange may be down.
     if (this.#now() < this.#reconcileRetryAt) return false;
-    this.#o.log.info(`Reconciliation gate closed (${gate.reason}); reconciling`);
+    this.#options.log.info(`Reconciliation gate closed (${gate.reason}); reconciling`);
     try {
-      return (await reconcile(this.#o.sql, this.#o.rest!, this.#o.log)).gateOpen;
+      return (await reconcile(this.#options.sql, this.#options.rest!, this.#options.log)).gateOpen;
     } catch (err) {
       this.#reconcileRetryAt = this.#now() + RECONCILE_RETRY_MS;
-      this.#o.log.warn("Reconciliation failed; no live order until it completes", {
+      this.#options.log.warn("Reconciliation failed; no live order until it completes", {
         error: (err as Error).message,
       });
       return false;
@@ -337,23 +341,23 @@ export class Executor {
   }
 
   #isStale(paper: PaperTradeRow): boolean {
-    return (this.#now() - paper.ts.getTime()) / 1000 > this.#o.settings.maxSignalAgeSec;
+    return (this.#now() - paper.ts.getTime()) / 1000 > this.#options.settings.maxSignalAgeSec;
   }
 
   /** Why a new entry on `market` must not be sent now, or null. */
   async #entryHalt(market: string): Promise<string | null> {
-    const supervisor = this.#o.supervisorHalt?.() ?? null;
+    const supervisor = this.#options.supervisorHalt?.() ?? null;
     if (supervisor) return supervisor;
-    return await entryHaltReason(this.#o.sql, market);
+    return await entryHaltReason(this.#options.sql, market);
   }
 
   async #underCap(): Promise<boolean> {
     const since = new Date(this.#now() - 60_000);
-    const n = await exchangeAttemptsSince(this.#o.sql, since);
-    const under = n < this.#o.settings.maxOrdersPerMin;
+    const n = await exchangeAttemptsSince(this.#options.sql, since);
+    const under = n < this.#options.settings.maxOrdersPerMin;
     if (!under && !this.#capLogged) {
-      this.#o.log.warn(`Order rate cap reached (${n} in the last minute); waiting`, {
-        max_orders_per_min: this.#o.settings.maxOrdersPerMin,
+      this.#options.log.warn(`Order rate cap reached (${n} in the last minute); waiting`, {
+        max_orders_per_min: this.#options.settings.maxOrdersPerMin,
       });
     }
     this.#capLogged = !under;
@@ -361,13 +365,15 @@ export class Executor {
   }
 
   async #handle(paper: PaperTradeRow): Promise<Outcome> {
-    const existing = await attemptForPaperTrade(this.#o.sql, paper.id);
+    const existing = await attemptForPaperTrade(this.#options.sql, paper.id);
     if (existing) {
       // One attempt per paper trade, whatever its mode: the resolution pass owns it from here.
-      this.#o.log.debug(`Skip paper trade ${paper.id}: attempt ${existing.identifier} exists`);
+      this.#options.log.debug(
+        `Skip paper trade ${paper.id}: attempt ${existing.identifier} exists`,
+      );
       return "seen";
     }
-    if (this.mode === "shadow" && !this.#o.settings.shadowEnabled) return "handled";
+    if (this.mode === "shadow" && !this.#options.settings.shadowEnabled) return "handled";
     const identifier = identifierFor(this.#installation, paper.id, paper.action);
     const order = await this.#orderFor(paper, identifier);
     if (order === "wait") return "wait";
@@ -395,7 +401,7 @@ export class Executor {
     }
     const request = order.request;
     if (this.mode === "shadow") {
-      await insertAttempt(this.#o.sql, {
+      await insertAttempt(this.#options.sql, {
         ...base,
         price: request.price ?? null,
         volume: request.volume ?? null,
@@ -405,14 +411,14 @@ export class Executor {
       const amount = request.volume !== undefined
         ? `volume=${request.volume}`
         : `price=${request.price}`;
-      this.#o.log.info(
+      this.#options.log.info(
         `Shadow [${paper.action}]: side=${request.side} ord_type=${request.ord_type} ${amount} (no API call)`,
         { identifier, paper_trade_id: paper.id, market: paper.symbol },
       );
       return "handled";
     }
     if (!(await this.#underCap())) return "capped";
-    const attempt = await insertAttempt(this.#o.sql, {
+    const attempt = await insertAttempt(this.#options.sql, {
       ...base,
       price: request.price ?? null,
       volume: request.volume ?? null,
@@ -429,7 +435,7 @@ export class Executor {
     reason: string,
     why: string,
   ): Promise<void> {
-    await insertAttempt(this.#o.sql, {
+    await insertAttempt(this.#options.sql, {
       ...base,
       price: null,
       volume: null,
@@ -438,7 +444,7 @@ export class Executor {
       request_json: {},
       error_msg: why,
     });
-    this.#o.log.warn(`Skip [${base.action}] ${base.identifier}: ${reason} (${why})`);
+    this.#options.log.warn(`Skip [${base.action}] ${base.identifier}: ${reason} (${why})`);
   }
 
   /** Builds the order for a paper trade, or says why it is skipped, or to wait. */
@@ -456,7 +462,7 @@ export class Executor {
           market: paper.symbol,
           side: "bid",
           ord_type: "price",
-          price: String(this.#o.settings.orderKrwAmount),
+          price: String(this.#options.settings.orderKrwAmount),
           identifier,
         },
       };
@@ -466,7 +472,7 @@ export class Executor {
       // Sell what the live entry really bought, not the paper quantity.
       const entry = paper.entry_id === null
         ? null
-        : await attemptForPaperTrade(this.#o.sql, paper.entry_id);
+        : await attemptForPaperTrade(this.#options.sql, paper.entry_id);
       if (!entry || entry.mode !== "live") {
         return { skip: "no_live_entry", why: "no live entry for this exit" };
       }
@@ -482,10 +488,10 @@ export class Executor {
         };
       }
       // Another sell of this market is in flight (a close): its outcome changes what is left.
-      if ((await unfinishedLiveSells(this.#o.sql, paper.symbol)).length > 0) return "wait";
+      if ((await unfinishedLiveSells(this.#options.sql, paper.symbol)).length > 0) return "wait";
       // Never more than the ledger still holds (a flatten or a close may have sold it already):
       // selling more could sell the owner's own coins.
-      const held = (await ledgerPosition(this.#o.sql, paper.symbol))?.openVolume ?? "0";
+      const held = (await ledgerPosition(this.#options.sql, paper.symbol))?.openVolume ?? "0";
       const sell = minDec(dec(entry.executed_volume!), dec(held));
       if (sell <= ZERO) {
         return { skip: "position_closed", why: `the ledger holds no ${paper.symbol} any more` };
@@ -506,12 +512,12 @@ export class Executor {
 
   /** How long a create whose answer never came may still land at Upbit, in ms. */
   #landingWaitMs(): number {
-    return this.#o.rotationWaitMs ?? (this.#o.settings.landingWaitSec ?? 60) * 1000;
+    return this.#options.rotationWaitMs ?? (this.#options.settings.landingWaitSec ?? 60) * 1000;
   }
 
   #staleWhy(paper: PaperTradeRow): string {
     const ageSec = Math.round((this.#now() - paper.ts.getTime()) / 1000);
-    return `signal is ${ageSec}s old (limit ${this.#o.settings.maxSignalAgeSec}s)`;
+    return `signal is ${ageSec}s old (limit ${this.#options.settings.maxSignalAgeSec}s)`;
   }
 
   /**
@@ -533,27 +539,27 @@ export class Executor {
     if (a.action === "ENTER_LONG") {
       const paper = a.paper_trade_id === null
         ? null
-        : await paperTradeById(this.#o.sql, a.paper_trade_id);
+        : await paperTradeById(this.#options.sql, a.paper_trade_id);
       if (paper && this.#isStale(paper)) {
         await this.#move(a, "skipped", {
           reason: "stale_signal",
           error_msg: this.#staleWhy(paper),
         });
-        this.#o.log.warn(`Skip [ENTER_LONG] ${a.identifier}: stale_signal, not sent again`);
+        this.#options.log.warn(`Skip [ENTER_LONG] ${a.identifier}: stale_signal, not sent again`);
         return null;
       }
       const halt = await this.#entryHalt(a.symbol);
       if (halt) {
         await this.#move(a, "skipped", { reason: "entries_halted", error_msg: halt });
-        this.#o.log.warn(`Skip [ENTER_LONG] ${a.identifier}: entries_halted, not sent again`);
+        this.#options.log.warn(`Skip [ENTER_LONG] ${a.identifier}: entries_halted, not sent again`);
         return null;
       }
-      if (a.retry_count > this.#o.settings.maxRetries) {
+      if (a.retry_count > this.#options.settings.maxRetries) {
         await this.#move(a, "failed", {
           reason: "retries_exhausted",
           error_msg: `gave up after ${a.retry_count} failed sends (${a.error_msg ?? a.reason})`,
         });
-        this.#o.log.warn(`Give up [ENTER_LONG] ${a.identifier}: retries_exhausted`);
+        this.#options.log.warn(`Give up [ENTER_LONG] ${a.identifier}: retries_exhausted`);
         return null;
       }
     }
@@ -580,38 +586,41 @@ export class Executor {
     if (a.side === "bid") {
       const paper = a.paper_trade_id === null
         ? null
-        : await paperTradeById(this.#o.sql, a.paper_trade_id);
+        : await paperTradeById(this.#options.sql, a.paper_trade_id);
       const signalTs = (paper?.ts ?? a.ts).getTime();
       order = { side: "bid", market: a.symbol, krw: Number(request.price), signalTs };
     } else {
       order = { side: "ask", market: a.symbol, volume: request.volume ?? "0" };
     }
-    const risk = this.#o.risk ?? {
-      limits: { ...riskLimits(parseConfig({})), maxSignalAgeSec: this.#o.settings.maxSignalAgeSec },
+    const risk = this.#options.risk ?? {
+      limits: {
+        ...riskLimits(parseConfig({})),
+        maxSignalAgeSec: this.#options.settings.maxSignalAgeSec,
+      },
     };
     let d;
     try {
-      d = await gateOrder(this.#o.sql, order, risk.limits, {
-        rest: this.#o.rest,
+      d = await gateOrder(this.#options.sql, order, risk.limits, {
+        rest: this.#options.rest,
         marketRefusal: risk.marketRefusal,
         attemptId: a.id,
         nowMs: this.#now(),
       });
     } catch (err) {
-      this.#o.log.warn(`Risk gate for ${a.identifier} could not be judged; will try again`, {
+      this.#options.log.warn(`Risk gate for ${a.identifier} could not be judged; will try again`, {
         error: (err as Error).message,
       });
       return "wait";
     }
     if (!d.ok) {
       await this.#move(a, "skipped", { reason: d.code, error_msg: d.detail });
-      this.#o.log.warn(`Refused [${a.action}] ${a.identifier}: ${d.code} (${d.detail})`, {
+      this.#options.log.warn(`Refused [${a.action}] ${a.identifier}: ${d.code} (${d.detail})`, {
         market: a.symbol,
       });
       return "refused";
     }
     if (d.capped && d.volume) {
-      this.#o.log.warn(
+      this.#options.log.warn(
         `Capped [${a.action}] ${a.identifier}: ${request.volume} -> ${d.volume} (free balance)`,
       );
       return { request_json: { ...request, volume: d.volume } };
@@ -628,10 +637,10 @@ export class Executor {
     if (gated === "capped") return "capped";
     if (!gated) return;
     if (pending.retry_count > 0) {
-      const limit = pending.action === "ENTER_LONG" ? `/${this.#o.settings.maxRetries}` : "";
-      this.#o.log.info(`Retry ${pending.identifier} (${pending.retry_count}${limit})`);
+      const limit = pending.action === "ENTER_LONG" ? `/${this.#options.settings.maxRetries}` : "";
+      this.#options.log.info(`Retry ${pending.identifier} (${pending.retry_count}${limit})`);
     }
-    const rest = this.#o.rest!;
+    const rest = this.#options.rest!;
     const body = sentOrderBody(gated);
     let result: PostOrderResult;
     if (this.mode === "test") {
@@ -647,15 +656,17 @@ export class Executor {
 
   /** Moves `a` to `to`; logs and returns null when another writer moved it first. */
   async #move(a: AttemptRow, to: OrderState, patch: AttemptPatch = {}): Promise<AttemptRow | null> {
-    const row = await transitionAttempt(this.#o.sql, a.id, a.state, to, patch);
+    const row = await transitionAttempt(this.#options.sql, a.id, a.state, to, patch);
     if (!row) {
-      this.#o.log.warn(`Attempt ${a.identifier} left ${a.state} meanwhile; not moved to ${to}`);
+      this.#options.log.warn(
+        `Attempt ${a.identifier} left ${a.state} meanwhile; not moved to ${to}`,
+      );
     }
     return row;
   }
 
   #retryAt(failures: number): Date {
-    const { baseMs, maxMs } = this.#o.retryBackoff ?? { baseMs: 1000, maxMs: 60_000 };
+    const { baseMs, maxMs } = this.#options.retryBackoff ?? { baseMs: 1000, maxMs: 60_000 };
     return new Date(
       this.#now() + backoffDelayMs(Math.max(0, failures - 1), { baseMs, maxMs, jitter: 0.2 }),
     );
@@ -677,28 +688,28 @@ export class Executor {
           error_msg: null,
           ...metaFields(result.meta),
         });
-        this.#o.log.info(`${tag}: ${to}`, {
+        this.#options.log.info(`${tag}: ${to}`, {
           uuid: result.test ? undefined : result.order.uuid,
           ...metaFields(result.meta),
         });
         if (sells) {
           // A sell of this market went through: its earlier failures are history.
-          await clearAlarm(this.#o.sql, "exit_failing", attempt.symbol);
-          await clearAlarm(this.#o.sql, "exit_refused", attempt.symbol);
+          await clearAlarm(this.#options.sql, "exit_failing", attempt.symbol);
+          await clearAlarm(this.#options.sql, "exit_refused", attempt.symbol);
         }
-        if (!result.test) this.#o.onSubmitted?.();
+        if (!result.test) this.#options.onSubmitted?.();
         return;
       }
       case "rejected": {
         const err = result.error;
-        if (err instanceof UpbitBannedError) {
+        if (err instanceof UpbitBanActiveError) {
           // Refused locally during a ban: nothing was sent, no retry used. Sent again (after a
           // look-up by identifier) once the ban is over.
           await this.#move(attempt, "pending", {
             reason: "banned",
             error_msg: `not sent: ${err.message}`,
           });
-          this.#o.log.warn(`${tag}: not sent (${err.message})`);
+          this.#options.log.warn(`${tag}: not sent (${err.message})`);
           return;
         }
         // A plain-text refusal (e.g. the 429 body) has no error name: the HTTP status is the code.
@@ -710,7 +721,9 @@ export class Executor {
             reason: "duplicated_identifier",
             error_msg: `${code}: ${err.message}`,
           });
-          this.#o.log.warn(`${tag}: identifier already used at Upbit; will resolve by identifier`);
+          this.#options.log.warn(
+            `${tag}: identifier already used at Upbit; will resolve by identifier`,
+          );
           return;
         }
         // A refusal that may pass later (rate limit, ban, server trouble, maintenance) is sent
@@ -727,7 +740,7 @@ export class Executor {
             retry_at: this.#retryAt(failures),
             ...meta,
           });
-          this.#o.log.warn(`${tag}: refused ${code}; will send again`, {
+          this.#options.log.warn(`${tag}: refused ${code}; will send again`, {
             message: err.message,
             ...meta,
           });
@@ -739,7 +752,10 @@ export class Executor {
           error_msg: `${code}: ${err.message}`,
           ...meta,
         });
-        this.#o.log.warn(`${tag}: rejected ${code} (final)`, { message: err.message, ...meta });
+        this.#options.log.warn(`${tag}: rejected ${code} (final)`, {
+          message: err.message,
+          ...meta,
+        });
         if (sells) await this.#positionLeftOpen(attempt, `${code}: ${err.message}`);
         return;
       }
@@ -755,7 +771,7 @@ export class Executor {
             retry_at: this.#retryAt(failures),
             ...meta,
           });
-          this.#o.log.warn(`${tag}: no answer (${result.reason})`);
+          this.#options.log.warn(`${tag}: no answer (${result.reason})`);
           return;
         }
         // Resolved by identifier on a later pass, once the request cannot still be in flight.
@@ -765,7 +781,9 @@ export class Executor {
           retry_count: failures,
           ...meta,
         });
-        this.#o.log.warn(`${tag}: outcome unknown (${result.reason}); will resolve by identifier`);
+        this.#options.log.warn(
+          `${tag}: outcome unknown (${result.reason}); will resolve by identifier`,
+        );
         if (sells) await this.#exitFailing(attempt, `outcome unknown: ${result.reason}`);
         return;
       }
@@ -784,12 +802,12 @@ export class Executor {
         : await this.#move(attempt, "pending", { reason: attempt.reason ?? "not_created" });
       return pending ? await this.#send(pending) : undefined;
     }
-    const rest = this.#o.rest!;
+    const rest = this.#options.rest!;
     let found: { order: Order; identifier: string } | null = null;
     // Every identifier it ever used, the current one included even for a row written without
     // the history (by hand or by older code).
     const identifiers = new Set([
-      ...(await identifiersOf(this.#o.sql, attempt.id)),
+      ...(await identifiersOf(this.#options.sql, attempt.id)),
       attempt.identifier,
     ]);
     for (const identifier of identifiers) {
@@ -800,7 +818,7 @@ export class Executor {
           break;
         }
       } catch (err) {
-        this.#o.log.warn(`Resolve ${identifier} failed; will try again`, {
+        this.#options.log.warn(`Resolve ${identifier} failed; will try again`, {
           error: (err as Error).message,
         });
         return "more";
@@ -816,8 +834,8 @@ export class Executor {
       });
       const message =
         `Order ${attempt.identifier} (uuid=${attempt.uuid}) is unknown to Upbit by uuid and identifier; check the account by hand`;
-      this.#o.log.error(message);
-      await raiseAlarm(this.#o.sql, { code: "order_lost", market: attempt.symbol, message });
+      this.#options.log.error(message);
+      await raiseAlarm(this.#options.sql, { code: "order_lost", market: attempt.symbol, message });
       return;
     }
     let pending: AttemptRow | null = attempt;
@@ -832,15 +850,15 @@ export class Executor {
       if (this.#now() - attempt.updated_at.getTime() < this.#landingWaitMs()) return "more";
       const seq = attempt.identifier_seq + 1;
       const fresh = rotatedIdentifier(attempt.identifier, seq);
-      pending = await rotateIdentifier(this.#o.sql, attempt, fresh, seq);
-      this.#o.log.warn(
+      pending = await rotateIdentifier(this.#options.sql, attempt, fresh, seq);
+      this.#options.log.warn(
         `Identifier ${attempt.identifier} is used at Upbit by no order; sending as ${fresh}`,
       );
     } else if (attempt.state !== "pending") {
       pending = await this.#move(attempt, "pending", { reason: "not_created" });
-      this.#o.log.warn(`Resolved ${attempt.identifier}: no order exists`);
+      this.#options.log.warn(`Resolved ${attempt.identifier}: no order exists`);
     } else {
-      this.#o.log.info(`Resolved ${attempt.identifier}: no order exists; sending`);
+      this.#options.log.info(`Resolved ${attempt.identifier}: no order exists; sending`);
     }
     if (!pending) return;
     return await this.#send(pending);
@@ -857,14 +875,14 @@ export class Executor {
       });
       const message =
         `Identifier ${identifier} belongs to order ${order.uuid} that upbot did not ask for (${mismatch}); not adopted, entries halted`;
-      this.#o.log.error(message, { attempt: attempt.id, uuid: order.uuid });
-      await raiseAlarm(this.#o.sql, {
+      this.#options.log.error(message, { attempt: attempt.id, uuid: order.uuid });
+      await raiseAlarm(this.#options.sql, {
         code: "identifier_conflict",
         market: attempt.symbol,
         message,
         details: { identifier, uuid: order.uuid, mismatch },
       });
-      await haltEntries(this.#o.sql, {
+      await haltEntries(this.#options.sql, {
         scope: "global",
         reason: `identifier conflict on ${identifier}`,
         by: "executor",
@@ -878,13 +896,13 @@ export class Executor {
       error_msg: null,
     });
     if (!row) return;
-    this.#o.log.info(`Resolved ${identifier}: order exists (uuid=${order.uuid})`);
-    this.#o.onSubmitted?.();
+    this.#options.log.info(`Resolved ${identifier}: order exists (uuid=${order.uuid})`);
+    this.#options.onSubmitted?.();
   }
 
   /** A live sell failed and will be sent again: an alarm people see until it goes through. */
   async #exitFailing(attempt: AttemptRow, why: string): Promise<void> {
-    await raiseAlarm(this.#o.sql, {
+    await raiseAlarm(this.#options.sql, {
       code: "exit_failing",
       market: attempt.symbol,
       message: `Live sell ${attempt.identifier} of ${attempt.symbol} failed (${why}); retrying`,
@@ -895,8 +913,8 @@ export class Executor {
   async #positionLeftOpen(attempt: AttemptRow, why: string): Promise<void> {
     const message =
       `Live position of ${attempt.symbol} stays open: ${attempt.identifier} was refused (${why})`;
-    this.#o.log.error(message, { volume: attempt.volume });
-    await raiseAlarm(this.#o.sql, { code: "exit_refused", market: attempt.symbol, message });
+    this.#options.log.error(message, { volume: attempt.volume });
+    await raiseAlarm(this.#options.sql, { code: "exit_refused", market: attempt.symbol, message });
   }
 }
 

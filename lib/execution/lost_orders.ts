@@ -6,7 +6,7 @@
  * about it again at a slow rate until Upbit answers, and until then {@linkcode unresolvedOrders}
  * names it and the risk gate holds new entries on its market.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { raiseAlarm } from "../store/alarms.ts";
 import { identifiersOf } from "../store/order_attempts.ts";

@@ -7,7 +7,7 @@
  * not return for the whole poll limit goes back to `unknown` for the executor to look up by
  * identifier. Test-mode uuids never get here: the executor stores no uuid for them.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { raiseAlarm } from "../store/alarms.ts";
 import {
@@ -56,20 +56,22 @@ export function averagePrice(order: Order): string | null {
 
 /** Polls live orders to their final state. */
 export class OrderPoller {
-  #o: OrderPollerOptions;
+  #options: OrderPollerOptions;
   #now: () => number;
   #lastSnapshotTs = 0;
 
   constructor(options: OrderPollerOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#now = options.now ?? Date.now;
   }
 
   /** One pass over every open live order (and the slow re-check of lost ones). */
   async pollOnce(): Promise<PollSummary> {
     // Lost orders are never forgotten: asked about again at a slow rate (lost_orders.ts).
-    await recheckLostOrders(this.#o.sql, this.#o.rest, this.#o.log, { nowMs: this.#now() });
-    const open = await openLiveAttempts(this.#o.sql);
+    await recheckLostOrders(this.#options.sql, this.#options.rest, this.#options.log, {
+      nowMs: this.#now(),
+    });
+    const open = await openLiveAttempts(this.#options.sql);
     if (open.length === 0) return { open: 0, finalised: 0 };
     const orders = await this.#fetch(open);
     let finalised = 0;
@@ -79,27 +81,29 @@ export class OrderPoller {
       if (!order) {
         // Upbit does not know this uuid (or keeps leaving it out). After the poll limit the
         // executor looks the order up by identifier (never re-sent: it was created once).
-        if (polls >= this.#o.maxPolls) {
-          await transitionAttempt(this.#o.sql, attempt.id, attempt.state, "unknown", {
+        if (polls >= this.#options.maxPolls) {
+          await transitionAttempt(this.#options.sql, attempt.id, attempt.state, "unknown", {
             poll_count: polls,
             reason: "order_not_found",
             error_msg: `order ${attempt.uuid} not found at Upbit after ${polls} polls`,
           });
           const message =
             `Order ${attempt.identifier} (uuid=${attempt.uuid}) not found at Upbit after ${polls} polls; looking it up by identifier`;
-          this.#o.log.error(message);
-          await raiseAlarm(this.#o.sql, {
+          this.#options.log.error(message);
+          await raiseAlarm(this.#options.sql, {
             code: "order_not_found",
             market: attempt.symbol,
             message,
           });
         } else {
-          await patchAttempt(this.#o.sql, attempt.id, { poll_count: polls });
-          this.#o.log.warn(`Order ${attempt.uuid} (${attempt.identifier}) not returned by Upbit`);
+          await patchAttempt(this.#options.sql, attempt.id, { poll_count: polls });
+          this.#options.log.warn(
+            `Order ${attempt.uuid} (${attempt.identifier}) not returned by Upbit`,
+          );
         }
         continue;
       }
-      await insertSnapshot(this.#o.sql, {
+      await insertSnapshot(this.#options.sql, {
         ts: this.#snapshotTs(),
         symbol: order.market,
         uuid: order.uuid,
@@ -121,21 +125,21 @@ export class OrderPoller {
         poll_count: polls,
       };
       if (isTerminal(to)) {
-        const row = await transitionAttempt(this.#o.sql, attempt.id, attempt.state, to, {
+        const row = await transitionAttempt(this.#options.sql, attempt.id, attempt.state, to, {
           ...fills,
           final_state: order.state as "done" | "cancel" | "prevented",
           response_json: order,
         });
         if (!row) continue; // moved by another writer meanwhile: the next pass sees it
         finalised++;
-        this.#o.log.info(
+        this.#options.log.info(
           `Order final [${attempt.action}] ${attempt.identifier}: state=${order.state} executed_volume=${order.executed_volume} paid_fee=${order.paid_fee}`,
           { uuid: order.uuid, polls },
         );
         continue;
       }
-      await transitionAttempt(this.#o.sql, attempt.id, attempt.state, to, fills);
-      if (polls >= this.#o.maxPolls && attempt.cancel_requested_at === null) {
+      await transitionAttempt(this.#options.sql, attempt.id, attempt.state, to, fills);
+      if (polls >= this.#options.maxPolls && attempt.cancel_requested_at === null) {
         await this.#cancelStuck(attempt, polls);
       }
     }
@@ -154,7 +158,7 @@ export class OrderPoller {
     const uuids = open.map((a) => a.uuid!);
     if (uuids.length === 1) {
       try {
-        const { data } = await this.#o.rest.getOrder({ uuid: uuids[0]! });
+        const { data } = await this.#options.rest.getOrder({ uuid: uuids[0]! });
         out.set(data.uuid, data);
       } catch (err) {
         // 404: not returned, like a uuid missing from a batch answer; anything else fails the pass.
@@ -163,7 +167,9 @@ export class OrderPoller {
       return out;
     }
     for (let i = 0; i < uuids.length; i += 100) {
-      const { data } = await this.#o.rest.getOrdersByUuids({ uuids: uuids.slice(i, i + 100) });
+      const { data } = await this.#options.rest.getOrdersByUuids({
+        uuids: uuids.slice(i, i + 100),
+      });
       for (const o of data) out.set(o.uuid, o);
     }
     return out;
@@ -171,12 +177,12 @@ export class OrderPoller {
 
   async #cancelStuck(attempt: AttemptRow, polls: number): Promise<void> {
     try {
-      await this.#o.rest.deleteOrder({ uuid: attempt.uuid! });
-      await patchAttempt(this.#o.sql, attempt.id, {
+      await this.#options.rest.deleteOrder({ uuid: attempt.uuid! });
+      await patchAttempt(this.#options.sql, attempt.id, {
         cancel_requested_at: new Date(this.#now()),
         error_msg: `cancel requested after ${polls} polls`,
       });
-      this.#o.log.warn(
+      this.#options.log.warn(
         `Order ${attempt.identifier} still open after ${polls} polls: cancel requested`,
         {
           uuid: attempt.uuid,
@@ -184,10 +190,12 @@ export class OrderPoller {
       );
     } catch (err) {
       // Already done / cancelled in the meantime, or a transient error: the next poll tells.
-      await patchAttempt(this.#o.sql, attempt.id, {
+      await patchAttempt(this.#options.sql, attempt.id, {
         error_msg: `cancel after ${polls} polls failed: ${(err as Error).message}`,
       });
-      this.#o.log.warn(`Cancel of ${attempt.identifier} failed`, { error: (err as Error).message });
+      this.#options.log.warn(`Cancel of ${attempt.identifier} failed`, {
+        error: (err as Error).message,
+      });
     }
   }
 }

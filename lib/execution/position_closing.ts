@@ -6,7 +6,7 @@
  * with their alarms, and a pending flatten completed once the ledger is flat.
  */
 import { completeFlatten, pendingFlatten } from "../control/trading_state.ts";
-import type { Client } from "../db.ts";
+import type { Client } from "../db/connect.ts";
 import { dec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import { raiseAlarm } from "../store/alarms.ts";
@@ -35,10 +35,10 @@ export interface PositionClosingOptions {
 
 /** Carries out the position closer's decisions in live mode. */
 export class PositionClosing {
-  #o: PositionClosingOptions;
+  #options: PositionClosingOptions;
 
   constructor(options: PositionClosingOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   /**
@@ -48,7 +48,7 @@ export class PositionClosing {
    * an alarm), what is below the minimum total as dust. Returns true when work remains.
    */
   async closeOnce(): Promise<boolean> {
-    const sql = this.#o.sql;
+    const sql = this.#options.sql;
     const flatten = await pendingFlatten(sql);
     const held = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
     if (held.length === 0) {
@@ -86,7 +86,7 @@ export class PositionClosing {
     const decisions = decideCloses({ ...input, markets });
     // Write-offs first (they are what the ledger no longer owes), each with its log line; a gone
     // volume also raises the alarm people see in the status.
-    await recordWriteOffs(sql, decisions, this.#o.log);
+    await recordWriteOffs(sql, decisions, this.#options.log);
     for (const d of decisions) {
       if (d.kind !== "gone") continue;
       await raiseAlarm(sql, {
@@ -108,25 +108,25 @@ export class PositionClosing {
   }
 
   async #completeFlatten(flatten: { id: number; reason: string }): Promise<void> {
-    const open = (await ledgerPositions(this.#o.sql)).filter((p) => dec(p.openVolume) > ZERO);
+    const open = (await ledgerPositions(this.#options.sql)).filter((p) => dec(p.openVolume) > ZERO);
     if (open.length > 0) return;
-    await completeFlatten(this.#o.sql, flatten.id);
-    this.#o.log.warn(
+    await completeFlatten(this.#options.sql, flatten.id);
+    this.#options.log.warn(
       `Flatten ${flatten.id} complete: the ledger holds nothing (${flatten.reason})`,
     );
   }
 
   async #freeBalances(): Promise<FreeBalances> {
-    const { data } = await this.#o.rest.getAccounts();
+    const { data } = await this.#options.rest.getAccounts();
     return Object.fromEntries(data.map((a) => [a.currency, a.balance]));
   }
 
   async #lastPrices(markets: string[]): Promise<Map<string, string>> {
     try {
-      const { data } = await this.#o.rest.getTicker({ markets });
+      const { data } = await this.#options.rest.getTicker({ markets });
       return new Map(data.map((t) => [t.market, String(t.trade_price)]));
     } catch (err) {
-      this.#o.log.warn("Ticker for the closer failed; will try again", {
+      this.#options.log.warn("Ticker for the closer failed; will try again", {
         error: (err as Error).message,
       });
       return new Map();
@@ -135,7 +135,7 @@ export class PositionClosing {
 
   /** Whether the last live sells of `market` were refused so recently that the next must wait. */
   async #closeBackingOff(market: string): Promise<boolean> {
-    const [row] = await this.#o.sql<{ n: number; last: Date | null }[]>`
+    const [row] = await this.#options.sql<{ n: number; last: Date | null }[]>`
       select count(*)::int as n, max(updated_at) as last from upbit_order_attempts r
       where mode = 'live' and side = 'ask' and symbol = ${market} and state = 'rejected'
         and updated_at > coalesce((
@@ -143,17 +143,17 @@ export class PositionClosing {
           where f.mode = 'live' and f.side = 'ask' and f.symbol = ${market}
             and f.state in ('filled', 'cancelled', 'prevented')), '-infinity')`;
     if (!row || row.n === 0 || !row.last) return false;
-    const waitMs = this.#o.retryDelayMs(row.n);
-    return row.last.getTime() + waitMs > this.#o.now();
+    const waitMs = this.#options.retryDelayMs(row.n);
+    return row.last.getTime() + waitMs > this.#options.now();
   }
 
   /** Writes and sends a reduce-only market sell of `volume` of `market`. */
   async #sendClose(market: string, volume: string, flatten: boolean): Promise<"capped" | void> {
-    if (!(await this.#o.underCap())) return "capped";
-    const [seq] = await this.#o.sql<{ n: string }[]>`select nextval('upbit_close_seq') as n`;
-    const identifier = closeIdentifierFor(this.#o.installation(), Number(seq!.n));
+    if (!(await this.#options.underCap())) return "capped";
+    const [seq] = await this.#options.sql<{ n: string }[]>`select nextval('upbit_close_seq') as n`;
+    const identifier = closeIdentifierFor(this.#options.installation(), Number(seq!.n));
     const request = { market, side: "ask", ord_type: "market", volume, identifier };
-    const attempt = await insertAttempt(this.#o.sql, {
+    const attempt = await insertAttempt(this.#options.sql, {
       symbol: market,
       action: "CLOSE",
       mode: "live",
@@ -168,13 +168,13 @@ export class PositionClosing {
       request_json: request,
     });
     if (!attempt) return;
-    this.#o.log.warn(
+    this.#options.log.warn(
       `Close ${market}: selling ${volume} the ledger holds (${
         flatten ? "flatten requested" : "paper book flat"
       })`,
       { identifier },
     );
-    return await this.#o.send(attempt);
+    return await this.#options.send(attempt);
   }
 }
 

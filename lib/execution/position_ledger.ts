@@ -4,7 +4,7 @@
  * (no longer on the exchange) or `dust` (below the minimum order total). Amounts are exact
  * decimal strings.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { dec, formatDec } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import type { CloseDecision } from "./position_closer.ts";

@@ -21,7 +21,7 @@
  * stores its error and leaves the gate closed.
  */
 import { haltEntries } from "../control/trading_state.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { raiseAlarm } from "../store/alarms.ts";
 import {

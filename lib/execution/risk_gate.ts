@@ -10,7 +10,7 @@
  */
 import type { Config } from "../config.ts";
 import { entryHaltReason } from "../control/trading_state.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { dec, ZERO } from "../decimal.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import { unresolvedOrders } from "./lost_orders.ts";

@@ -5,7 +5,7 @@
  * has been lost for more than a minute; opened only by a reconciliation that started after the
  * gate was last closed (one that began before an outage cannot vouch for what followed it).
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 
 /** How long a connection may be lost before the gate closes (ms). */

@@ -9,7 +9,7 @@
  * secret mask; the URL itself is a secret (never logged).
  */
 import { backoffDelayMs } from "../backoff.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { type Logger, redact } from "../log.ts";
 
 /** One alert as POSTed. */
@@ -118,7 +118,7 @@ export async function dailySummary(sql: Sql, day: string): Promise<Alert> {
 
 /** Finds alerts in the database and delivers them to the webhook. */
 export class AlertWebhook {
-  readonly #o: Required<Omit<AlertWebhookOptions, "now">> & { now: () => number };
+  readonly #options: Required<Omit<AlertWebhookOptions, "now">> & { now: () => number };
   #queue: Alert[] = [];
   #history = new SeenKeys();
   #alarms = new SeenKeys();
@@ -133,7 +133,7 @@ export class AlertWebhook {
   delivered = 0;
 
   constructor(options: AlertWebhookOptions) {
-    this.#o = {
+    this.#options = {
       pollMs: 2000,
       maxAttempts: 6,
       retryBaseMs: 1000,
@@ -145,12 +145,12 @@ export class AlertWebhook {
 
   /** Starts from now: facts already stored are not sent (again) after a restart. */
   async start(): Promise<void> {
-    const [t] = await this.#o.sql<{ now: Date }[]>`select now() as now`;
+    const [t] = await this.#options.sql<{ now: Date }[]>`select now() as now`;
     for (const seen of [this.#history, this.#alarms, this.#fills]) seen.newest = t!.now.getTime();
     // What the overlap would read again was stored before this start: mark it seen.
     await this.#findNew(false);
-    this.#summaryDay = kstDay(this.#o.now());
-    this.#timer = setInterval(() => void this.poll(), this.#o.pollMs);
+    this.#summaryDay = kstDay(this.#options.now());
+    this.#timer = setInterval(() => void this.poll(), this.#options.pollMs);
   }
 
   /** Stops polling and retrying; waits for a poll in flight. Undelivered alerts are dropped. */
@@ -166,7 +166,7 @@ export class AlertWebhook {
   poll(): Promise<void> {
     this.#polling ??= this.#findNew()
       .catch((err) =>
-        this.#o.log.warn("Alert webhook: reading the database failed", {
+        this.#options.log.warn("Alert webhook: reading the database failed", {
           error: (err as Error).message,
         })
       )
@@ -177,7 +177,7 @@ export class AlertWebhook {
   }
 
   async #findNew(send = true): Promise<void> {
-    const { sql } = this.#o;
+    const { sql } = this.#options;
     const enqueue = (alert: Alert): void => {
       if (send) this.#enqueue(alert);
     };
@@ -268,7 +268,7 @@ export class AlertWebhook {
         } (${f.final_state}, ${f.identifier})`,
       });
     }
-    const today = kstDay(this.#o.now());
+    const today = kstDay(this.#options.now());
     if (send && today !== this.#summaryDay) {
       const ended = this.#summaryDay;
       this.#summaryDay = today;
@@ -279,9 +279,11 @@ export class AlertWebhook {
 
   #enqueue(alert: Alert): void {
     this.#queue.push(alert);
-    if (this.#queue.length > this.#o.queueLimit) {
+    if (this.#queue.length > this.#options.queueLimit) {
       const dropped = this.#queue.shift()!;
-      this.#o.log.warn("Alert webhook: queue full, oldest alert dropped", { type: dropped.type });
+      this.#options.log.warn("Alert webhook: queue full, oldest alert dropped", {
+        type: dropped.type,
+      });
     }
   }
 
@@ -299,10 +301,10 @@ export class AlertWebhook {
 
   /** POSTs `alert`, retrying with backoff; gives up (and logs) after `maxAttempts`. */
   async #deliver(alert: Alert): Promise<void> {
-    for (let attempt = 1; attempt <= this.#o.maxAttempts && !this.#stopped; attempt++) {
+    for (let attempt = 1; attempt <= this.#options.maxAttempts && !this.#stopped; attempt++) {
       let problem: string;
       try {
-        const res = await fetch(this.#o.url, {
+        const res = await fetch(this.#options.url, {
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify(alert),
@@ -317,8 +319,8 @@ export class AlertWebhook {
       } catch (err) {
         problem = (err as Error).name === "TimeoutError" ? "timed out" : "unreachable";
       }
-      if (attempt === this.#o.maxAttempts) {
-        this.#o.log.error("Alert webhook: alert dropped after retries", {
+      if (attempt === this.#options.maxAttempts) {
+        this.#options.log.error("Alert webhook: alert dropped after retries", {
           type: alert.type,
           attempts: attempt,
           problem,
@@ -327,7 +329,7 @@ export class AlertWebhook {
       }
       // No jitter: one webhook per process.
       const delay = backoffDelayMs(attempt - 1, {
-        baseMs: this.#o.retryBaseMs,
+        baseMs: this.#options.retryBaseMs,
         maxMs: 60_000,
         jitter: 0,
       });

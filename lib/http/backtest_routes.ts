@@ -7,7 +7,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { ApiError, parseQuery } from "./errors.ts";
 import { MarketCode, paging } from "./query_schemas.ts";
 

@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { GLOBAL_SCOPE, haltEntries, resumeEntries } from "../control/trading_state.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { parseJsonBody } from "./errors.ts";
 import { MarketCode } from "./query_schemas.ts";

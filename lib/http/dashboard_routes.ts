@@ -8,7 +8,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import type { ActorStatus } from "../actors/supervisor.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { TradeMode } from "../domain.ts";
 import type { GuardDecision } from "../execution/guard.ts";
 import { ledgerPositions } from "../execution/position_ledger.ts";
@@ -35,7 +35,7 @@ export interface DashboardDeps {
    */
   supervisorHalt: () => string | null;
   startedAt: number;
-  /** This upbot's role in a hot-standby pair (`lib/lease.ts`). @default {() => "leader"} */
+  /** This upbot's role in a hot-standby pair (`lib/db/lease.ts`). @default {() => "leader"} */
   role?: () => Role;
 }
 

@@ -21,7 +21,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { RUN_COLUMNS } from "./backtest_routes.ts";
 import { ApiError, parseJsonBody } from "./errors.ts";
 import { MarketCode } from "./query_schemas.ts";

@@ -3,11 +3,11 @@
  * (container health checks use it); `/readyz` says this instance trades: every permanent actor
  * runs and the feed is connected and caught up. A halt does not make an instance unready: halted
  * means no new entries while exits, cancels and reconciliation go on, which is work only a
- * running instance does. Of a hot-standby pair (`lib/lease.ts`) only the leader can be ready: the
+ * running instance does. Of a hot-standby pair (`lib/db/lease.ts`) only the leader can be ready: the
  * standby is alive (`/healthz` 200) and answers `/readyz` 503 with `role: "standby"`.
  */
 import type { ActorStatus } from "../actors/supervisor.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { TradeMode } from "../execution/guard.ts";
 import { reconciliationStatus } from "../execution/reconcile.ts";
 

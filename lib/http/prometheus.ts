@@ -8,7 +8,7 @@
  */
 import { Hono } from "hono";
 import type { ActorStatus } from "../actors/supervisor.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { PaperAction } from "../domain.ts";
 import {
   REST_CALLS_KEY,

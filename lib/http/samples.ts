@@ -4,7 +4,7 @@
  * `obs_samples`, so that Grafana can draw it; samples older than 7 days are deleted.
  */
 import type { ActorStatus } from "../actors/supervisor.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 
 /** How often a sample is taken. */

@@ -3,7 +3,7 @@
  * `lib/control/trading_state.ts` and `lib/store/alarms.ts`, times in Unix ms, text masked.
  */
 import { GLOBAL_SCOPE, tradingStates } from "../control/trading_state.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import { redact } from "../log.ts";
 import { activeAlarms } from "../store/alarms.ts";
 

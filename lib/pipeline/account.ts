@@ -5,7 +5,7 @@
  * comes from the ledger, never from the balances); and {@linkcode KeyExpiryWatch}, the warning
  * before the key expires.
  */
-import type { Client } from "../db.ts";
+import type { Client } from "../db/connect.ts";
 import { dec, formatDec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import type { Account } from "../upbit/schemas.ts";
@@ -78,11 +78,11 @@ export function derivePositions(
 
 /** Mirrors the exchange account into the database. */
 export class AccountSync {
-  #o: AccountSyncOptions;
+  #options: AccountSyncOptions;
   #now: () => number;
 
   constructor(options: AccountSyncOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#now = options.now ?? Date.now;
   }
 
@@ -93,15 +93,15 @@ export class AccountSync {
   async pollOnce(): Promise<DerivedPosition[]> {
     let accounts: Account[];
     try {
-      ({ data: accounts } = await this.#o.rest.getAccounts());
+      ({ data: accounts } = await this.#options.rest.getAccounts());
     } catch (err) {
-      this.#o.onRestResult?.(false);
+      this.#options.onRestResult?.(false);
       throw err;
     }
     // Only the REST call counts: a failing database write is not a lost exchange connection.
-    this.#o.onRestResult?.(true);
+    this.#options.onRestResult?.(true);
     const ts = new Date(this.#now());
-    return await this.#o.sql.begin(async (tx) => {
+    return await this.#options.sql.begin(async (tx) => {
       if (accounts.length > 0) {
         const rows = accounts.map((a) => ({
           ts,
@@ -113,7 +113,7 @@ export class AccountSync {
         }));
         await tx`insert into upbit_account_snapshots ${tx(rows)}`;
       }
-      const positions = derivePositions(accounts, this.#o.markets, await ledgerPositions(tx));
+      const positions = derivePositions(accounts, this.#options.markets, await ledgerPositions(tx));
       for (const p of positions) {
         await tx`
           insert into live_positions (symbol, ts, krw_balance, base_balance, base_locked,
@@ -145,11 +145,11 @@ export interface KeyExpiryWatchOptions {
  * `KEY_EXPIRY_WARN_DAYS` (14) days: an expired key stops every order and exit.
  */
 export class KeyExpiryWatch {
-  readonly #o: KeyExpiryWatchOptions;
+  readonly #options: KeyExpiryWatchOptions;
   readonly #warnings = new ExpiryWarnings();
 
   constructor(options: KeyExpiryWatchOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   /**
@@ -159,13 +159,13 @@ export class KeyExpiryWatch {
    * @throws {UpbitError} when the call fails.
    */
   async check(): Promise<number | null> {
-    const { data } = await this.#o.rest.getApiKeys();
-    const key = keyInUse(data, this.#o.accessKey);
+    const { data } = await this.#options.rest.getApiKeys();
+    const key = keyInUse(data, this.#options.accessKey);
     if (!key) return null;
-    const now = (this.#o.now ?? Date.now)();
+    const now = (this.#options.now ?? Date.now)();
     const days = daysToExpiry(key.expire_at, now);
     if (this.#warnings.due(days, now)) {
-      this.#o.log.warn(`the Upbit key expires in ${days} days: issue a new one`, {
+      this.#options.log.warn(`the Upbit key expires in ${days} days: issue a new one`, {
         expire_at: key.expire_at,
         days_to_expiry: days,
       });

@@ -10,7 +10,7 @@ import { actorPermissions, hostPort } from "../actors/permissions.ts";
 import type { ActorSpec } from "../actors/supervisor.ts";
 import type { Config } from "../config.ts";
 import { privateWsUrl } from "../config.ts";
-import type { DbConnection } from "../db.ts";
+import type { DbConnection } from "../db/connect.ts";
 import { TradeMode } from "../domain.ts";
 import { decideTradeMode } from "../execution/guard.ts";
 import type { Logger } from "../log.ts";

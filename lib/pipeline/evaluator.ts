@@ -7,7 +7,7 @@
  * crash the evaluator resumes from its last snapshot and, being deterministic, produces exactly
  * what the lost batch would have.
  */
-import type { Client, Sql } from "../db.ts";
+import type { Client, Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { EvaluatorCore, type EvaluatorCoreOptions, stepBars } from "../strategy/evaluator_core.ts";
 import type { MaturedLabel } from "../strategy/labels.ts";
@@ -48,7 +48,7 @@ function stateKey(market: string): string {
 
 /** Runs the strategy over new final bars. */
 export class Evaluator {
-  #o: EvaluatorOptions;
+  #options: EvaluatorOptions;
   #cores = new Map<string, EvaluatorCore>();
   /** Where a market without a snapshot starts reading. */
   #startAfter = new Map<string, number>();
@@ -56,39 +56,39 @@ export class Evaluator {
   #gateOpen = new Map<string, boolean>();
 
   constructor(options: EvaluatorOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   #coreOptions(market: string): EvaluatorCoreOptions {
-    return { market, params: this.#o.params, krwAmount: this.#o.krwAmount };
+    return { market, params: this.#options.params, krwAmount: this.#options.krwAmount };
   }
 
   /** Restores every market's state (snapshot + open position from `paper_trades`). */
   async start(): Promise<void> {
-    const p = this.#o.params;
-    this.#o.log.info(
-      `Evaluator started (profile=${this.#o.profile} tp=${p.tpPct}% sl=${p.slPct}% horizon=${p.horizonSec}s entry_ev_min=${p.entryEvMin} exit_ev_min=${p.exitEvMin})`,
-      { markets: this.#o.markets },
+    const p = this.#options.params;
+    this.#options.log.info(
+      `Evaluator started (profile=${this.#options.profile} tp=${p.tpPct}% sl=${p.slPct}% horizon=${p.horizonSec}s entry_ev_min=${p.entryEvMin} exit_ev_min=${p.exitEvMin})`,
+      { markets: this.#options.markets },
     );
-    for (const market of this.#o.markets) {
-      const snapshot = await loadActorState<unknown>(this.#o.sql, stateKey(market));
-      const position = await openPosition(this.#o.sql, market);
+    for (const market of this.#options.markets) {
+      const snapshot = await loadActorState<unknown>(this.#options.sql, stateKey(market));
+      const position = await openPosition(this.#options.sql, market);
       const { core, notes } = EvaluatorCore.restore(this.#coreOptions(market), snapshot, position);
-      for (const note of notes) this.#o.log.info(`Evaluator ${market}: ${note}`);
+      for (const note of notes) this.#options.log.info(`Evaluator ${market}: ${note}`);
       if (position) {
-        this.#o.log.info(`Evaluator ${market}: open paper position from the database`, {
+        this.#options.log.info(`Evaluator ${market}: open paper position from the database`, {
           entry_price: position.entryPrice,
           qty: position.qty,
         });
       }
       this.#cores.set(market, core);
       if (core.lastTs === null) {
-        const [row] = await this.#o.sql<{ ts: Date | null }[]>`
+        const [row] = await this.#options.sql<{ ts: Date | null }[]>`
           select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
         const newest = row?.ts?.getTime();
         this.#startAfter.set(
           market,
-          newest === undefined ? 0 : newest - (this.#o.warmupMs ?? 600_000),
+          newest === undefined ? 0 : newest - (this.#options.warmupMs ?? 600_000),
         );
       }
     }
@@ -97,32 +97,37 @@ export class Evaluator {
   /** Processes every new final bar of every market. */
   async runOnce(): Promise<EvaluateSummary> {
     const total: EvaluateSummary = { bars: 0, labels: 0, paperTrades: 0 };
-    for (const market of this.#o.markets) {
+    for (const market of this.#options.markets) {
       for (;;) {
         const done = await this.#runMarket(market);
         total.bars += done.bars;
         total.labels += done.labels;
         total.paperTrades += done.paperTrades;
-        if (done.bars < (this.#o.batchBars ?? 500)) break;
+        if (done.bars < (this.#options.batchBars ?? 500)) break;
       }
     }
-    if (total.paperTrades > 0) this.#o.onPaperTrades?.();
+    if (total.paperTrades > 0) this.#options.onPaperTrades?.();
     return total;
   }
 
   async #runMarket(market: string): Promise<EvaluateSummary> {
     const core = this.#cores.get(market)!;
     const after = core.lastTs ?? this.#startAfter.get(market) ?? 0;
-    const bars = await finalBarsAfter(this.#o.sql, market, after, this.#o.batchBars ?? 500);
+    const bars = await finalBarsAfter(
+      this.#options.sql,
+      market,
+      after,
+      this.#options.batchBars ?? 500,
+    );
     if (bars.length === 0) return { bars: 0, labels: 0, paperTrades: 0 };
     const before = core.snapshot();
     const beforePosition = core.position;
     const { labels, predictions, events } = stepBars(core, bars);
     try {
-      await this.#o.sql.begin(async (tx) => {
-        await insertLabels(tx, labels, this.#o.params);
-        await insertPredictions(tx, predictions, this.#o.profile);
-        for (const e of events) await insertPaperEvent(tx, e, this.#o.profile);
+      await this.#options.sql.begin(async (tx) => {
+        await insertLabels(tx, labels, this.#options.params);
+        await insertPredictions(tx, predictions, this.#options.profile);
+        for (const e of events) await insertPaperEvent(tx, e, this.#options.profile);
         await saveActorState(tx, stateKey(market), core.snapshot());
       });
     } catch (err) {
@@ -133,8 +138,8 @@ export class Evaluator {
       );
       throw err;
     }
-    for (const e of events) this.#o.log.info(formatPaperTrade(e), { market });
-    if (this.#o.params.skillGate) this.#logGate(market, predictions);
+    for (const e of events) this.#options.log.info(formatPaperTrade(e), { market });
+    if (this.#options.params.skillGate) this.#logGate(market, predictions);
     return { bars: bars.length, labels: labels.length, paperTrades: events.length };
   }
 
@@ -143,11 +148,14 @@ export class Evaluator {
     for (const p of predictions) {
       if (this.#gateOpen.get(market) === p.skill.open) continue;
       this.#gateOpen.set(market, p.skill.open);
-      this.#o.log.info(`Evaluator ${market}: skill gate ${p.skill.open ? "open" : "closed"}`, {
-        scored: p.skill.scored,
-        model_log_loss: p.skill.modelLogLoss,
-        base_log_loss: p.skill.baseLogLoss,
-      });
+      this.#options.log.info(
+        `Evaluator ${market}: skill gate ${p.skill.open ? "open" : "closed"}`,
+        {
+          scored: p.skill.scored,
+          model_log_loss: p.skill.modelLogLoss,
+          base_log_loss: p.skill.baseLogLoss,
+        },
+      );
     }
   }
 }

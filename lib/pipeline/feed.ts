@@ -8,7 +8,7 @@
  * reconnects; both page across 00:00 UTC. Trades are deduplicated by the client (`sequential_id`, a
  * bigint kept exact) and again by the aggregator.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { type Bar, BarAggregator, type BarBatch, type Trade } from "../strategy/bars.ts";
 import { upsertBars } from "../store/market_1s.ts";
@@ -65,7 +65,7 @@ function toTrade(t: TradeEvent): Trade {
 
 /** Trades in, bars out. */
 export class Feed {
-  #o: FeedOptions;
+  #options: FeedOptions;
   #agg: BarAggregator;
   #ws: UpbitPublicWs | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -87,7 +87,7 @@ export class Feed {
   };
 
   constructor(options: FeedOptions) {
-    this.#o = options;
+    this.#options = options;
     this.#agg = new BarAggregator({ allowedLatenessMs: options.allowedLatenessMs ?? 2000 });
   }
 
@@ -99,10 +99,10 @@ export class Feed {
   /** Backfills from the last stored final bar, then streams. */
   async start(): Promise<void> {
     this.#ws = new UpbitPublicWs({
-      url: this.#o.wsUrl,
-      trades: this.#o.markets,
-      rest: this.#o.rest,
-      logger: this.#o.log,
+      url: this.#options.wsUrl,
+      trades: this.#options.markets,
+      rest: this.#options.rest,
+      logger: this.#options.log,
       batchMs: 20,
       onTrades: (events) => {
         const trades = events.map(toTrade);
@@ -112,7 +112,7 @@ export class Feed {
       onConnection: (connected) => {
         this.#stats.connected = connected;
       },
-      ...this.#o.ws,
+      ...this.#options.ws,
     });
     // Subscribe first so nothing falls between the backfill and the live stream, but hold the
     // live trades back until the backfill is in: they would move the watermark past the
@@ -127,13 +127,13 @@ export class Feed {
       this.#heldLive = null;
       this.ingest(held);
     }
-    this.#timer = setInterval(() => void this.flush(), this.#o.flushIntervalMs ?? 250);
+    this.#timer = setInterval(() => void this.flush(), this.#options.flushIntervalMs ?? 250);
   }
 
   /** Adds trades (from the stream or a backfill). */
   ingest(trades: Trade[]): void {
     this.#stats.trades += trades.length;
-    this.#o.onTrades?.(trades);
+    this.#options.onTrades?.(trades);
     this.#collect(this.#agg.ingest(trades));
   }
 
@@ -141,7 +141,7 @@ export class Feed {
     this.#stats.duplicates += batch.duplicates;
     if (batch.late.length > 0) {
       this.#stats.lateDropped += batch.late.length;
-      this.#o.log.warn(`Dropped ${batch.late.length} trades later than the watermark`, {
+      this.#options.log.warn(`Dropped ${batch.late.length} trades later than the watermark`, {
         first: batch.late[0],
       });
     }
@@ -167,8 +167,8 @@ export class Feed {
     this.#openBars = new Map();
     this.#finalBars = [];
     try {
-      await upsertBars(this.#o.sql, open, false);
-      await upsertBars(this.#o.sql, final, true);
+      await upsertBars(this.#options.sql, open, false);
+      await upsertBars(this.#options.sql, final, true);
     } catch (err) {
       // Keep them for the next flush; a newer open version wins over the one we failed to write.
       this.#stats.writeErrors++;
@@ -177,20 +177,20 @@ export class Feed {
         if (!this.#openBars.has(k)) this.#openBars.set(k, b);
       }
       this.#finalBars = [...final, ...this.#finalBars];
-      this.#o.log.error("Writing bars failed; will retry", { error: (err as Error).message });
+      this.#options.log.error("Writing bars failed; will retry", { error: (err as Error).message });
       return;
     }
     if (final.length > 0) {
       this.#stats.barsFinal += final.length;
-      this.#o.onFinalBars(final);
+      this.#options.onFinalBars(final);
     }
   }
 
   async #backfillFromDatabase(): Promise<void> {
-    const maxAge = this.#o.maxStartBackfillMs ?? 600_000;
+    const maxAge = this.#options.maxStartBackfillMs ?? 600_000;
     const backfilled: Trade[] = [];
-    for (const market of this.#o.markets) {
-      const [row] = await this.#o.sql<{ ts: Date }[]>`
+    for (const market of this.#options.markets) {
+      const [row] = await this.#options.sql<{ ts: Date }[]>`
         select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
       const lastFinal = row?.ts ? row.ts.getTime() : null;
       if (lastFinal === null || Date.now() - lastFinal > maxAge) continue;
@@ -198,7 +198,9 @@ export class Feed {
       const trades = await this.#tradesSince(market, lastFinal + 1000);
       this.#stats.startBackfilled += trades.length;
       backfilled.push(...trades);
-      this.#o.log.info(`Backfilled ${trades.length} trades of ${market} since the last final bar`);
+      this.#options.log.info(
+        `Backfilled ${trades.length} trades of ${market} since the last final bar`,
+      );
     }
     // All markets at once, in time order: the shared watermark must not pass one market's
     // backfill because another market's came first.
@@ -211,16 +213,16 @@ export class Feed {
    * 00:00 UTC with `days_ago`.
    */
   async #tradesSince(market: string, sinceMs: number): Promise<Trade[]> {
-    const { trades, complete, error } = await tradesSince(this.#o.rest, market, sinceMs, {
+    const { trades, complete, error } = await tradesSince(this.#options.rest, market, sinceMs, {
       maxPages: 50,
     });
     if (error !== undefined) {
-      this.#o.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
+      this.#options.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
         error: error instanceof Error ? error.message : String(error),
         fetched: trades.length,
       });
     } else if (!complete) {
-      this.#o.log.warn(
+      this.#options.log.warn(
         `Backfill of ${market} stopped at its page limit; older trades are missing`,
         {
           since_ms: sinceMs,

@@ -24,13 +24,13 @@ export interface WorkLoopOptions {
 
 /** A pass loop that can be woken early. */
 export class WorkLoop {
-  #o: WorkLoopOptions;
+  #options: WorkLoopOptions;
   #wake: (() => void) | null = null;
   #woken = false;
   #running: Promise<void> = Promise.resolve();
 
   constructor(options: WorkLoopOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   /** Runs the next pass now (or right after the current one). */
@@ -60,29 +60,31 @@ export class WorkLoop {
   /** Runs until the signal aborts; rejects after `maxFailures` failed passes in a row. */
   async run(): Promise<void> {
     let failures = 0;
-    const max = this.#o.maxFailures ?? 10;
-    while (!this.#o.signal.aborted) {
+    const max = this.#options.maxFailures ?? 10;
+    while (!this.#options.signal.aborted) {
       let again = false;
       try {
         this.#woken = false;
-        again = (await this.#o.pass()) === true;
+        again = (await this.#options.pass()) === true;
         failures = 0;
       } catch (err) {
-        if (this.#o.signal.aborted) return;
+        if (this.#options.signal.aborted) return;
         failures++;
-        this.#o.onError?.(err);
-        this.#o.log.warn(`pass failed (${failures}/${max})`, { error: (err as Error).message });
+        this.#options.onError?.(err);
+        this.#options.log.warn(`pass failed (${failures}/${max})`, {
+          error: (err as Error).message,
+        });
         if (failures >= max) throw err;
       }
-      if (this.#o.signal.aborted) return;
+      if (this.#options.signal.aborted) return;
       const delay = failures > 0
         // No jitter: one loop per process, nothing to spread.
         ? backoffDelayMs(failures, {
-          baseMs: this.#o.intervalMs,
-          maxMs: this.#o.maxBackoffMs ?? 30_000,
+          baseMs: this.#options.intervalMs,
+          maxMs: this.#options.maxBackoffMs ?? 30_000,
           jitter: 0,
         })
-        : (again ? 0 : this.#o.intervalMs);
+        : (again ? 0 : this.#options.intervalMs);
       if (delay > 0 && !this.#woken) await this.#sleep(delay);
     }
   }
@@ -91,12 +93,12 @@ export class WorkLoop {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.#o.signal.removeEventListener("abort", done);
+        this.#options.signal.removeEventListener("abort", done);
         this.#wake = null;
         resolve();
       };
       const timer = setTimeout(done, ms);
-      this.#o.signal.addEventListener("abort", done, { once: true });
+      this.#options.signal.addEventListener("abort", done, { once: true });
       this.#wake = done;
     });
   }

@@ -4,7 +4,7 @@
  * `delisting_date`) per pass, written to `upbit_market_status`. Two quotation requests per pass,
  * far inside the 10/s of the `market` and `ticker` groups. Run by the feed actor.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import { type MarketStatusRow, upsertMarketStatus } from "../store/market_status.ts";
@@ -20,12 +20,12 @@ export interface MarketStatusPollerOptions {
 
 /** Reads the warnings and listing state of the configured markets and stores them. */
 export class MarketStatusPoller {
-  readonly #o: MarketStatusPollerOptions;
+  readonly #options: MarketStatusPollerOptions;
   /** Markets whose refusal-relevant status was last logged, to log changes only. */
   readonly #lastLogged = new Map<string, string>();
 
   constructor(options: MarketStatusPollerOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   /**
@@ -35,7 +35,7 @@ export class MarketStatusPoller {
    * @throws {UpbitError} when a call fails (nothing is written then).
    */
   async pollOnce(signal?: AbortSignal): Promise<MarketStatusRow[]> {
-    const { rest, markets } = this.#o;
+    const { rest, markets } = this.#options;
     const { data: listed } = await rest.getMarkets({ isDetails: true }, { signal });
     const byMarket = new Map(listed.map((m) => [m.market, m]));
     const present = markets.filter((m) => byMarket.has(m));
@@ -64,7 +64,7 @@ export class MarketStatusPoller {
         delistingDate: ticker?.delisting_date ?? null,
       };
     });
-    await upsertMarketStatus(this.#o.sql, rows);
+    await upsertMarketStatus(this.#options.sql, rows);
     this.#logChanges(rows);
     return rows;
   }
@@ -79,7 +79,7 @@ export class MarketStatusPoller {
       const flagged = r.warning || cautions.length > 0 || r.delistingDate !== null ||
         (r.marketState !== null && r.marketState !== "ACTIVE");
       if (!flagged && before === undefined) continue;
-      this.#o.log[flagged ? "warn" : "info"](
+      this.#options.log[flagged ? "warn" : "info"](
         flagged ? "market under warning, caution or delisting" : "market status back to normal",
         {
           market: r.market,

@@ -2,7 +2,7 @@
  * @module `actor_state`: small durable JSON state per actor (cursors, model snapshots), so a
  * restarted actor resumes exactly where it stopped.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 
 /** Reads the state stored under `name`, or `null`. */
 export async function loadActorState<T>(sql: Sql, name: string): Promise<T | null> {

@@ -6,7 +6,7 @@
  * These functions only store: the caller logs (at the level it judges) and the status JSON reads
  * `activeAlarms`.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 
 /** One alarm, active (`cleared_at` null) or cleared. */
 export interface AlarmRow {

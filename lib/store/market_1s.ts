@@ -2,7 +2,7 @@
  * @module `market_1s`: 1-second bars written by the feed and read by the evaluator.
  */
 import type { Bar } from "../strategy/bars.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 
 /**
  * Inserts or updates `bars` in one statement; a bar already final is never reopened (a late

@@ -4,7 +4,7 @@
  * {@linkcode entryRefusalForMarket}: entries are refused on a market under warning, caution or
  * delisting; exits never are.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 
 /** One market's status as stored. */
 export interface MarketStatusRow {

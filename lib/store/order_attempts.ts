@@ -6,11 +6,11 @@
  * state machine (`lib/execution/order_state.ts`) and guarded by `where state = from`, so two
  * writers can never both move one attempt. The writes that lead to an order (a new attempt, a move
  * to `sent`) of a lease holder's client also check its lease in the same transaction
- * (`lib/lease.ts`): an upbot that lost the lease writes, and so sends, nothing more.
+ * (`lib/db/lease.ts`): an upbot that lost the lease writes, and so sends, nothing more.
  */
 import { z } from "zod";
-import type { Sql } from "../db.ts";
-import { assertLeaseHeld, leaseFenceOf } from "../lease.ts";
+import type { Sql } from "../db/connect.ts";
+import { assertLeaseHeld, leaseFenceOf } from "../db/lease.ts";
 import { OrderSide, OrdType, type PaperAction, type TradeMode } from "../domain.ts";
 import { INITIAL_STATES, type OrderState, transition } from "../execution/order_state.ts";
 

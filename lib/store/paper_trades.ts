@@ -2,7 +2,7 @@
  * @module `paper_trades`: append-only paper trade events (an ENTER_LONG row, later an EXIT_LONG
  * row pointing at it), written by the evaluator and followed by the executor with a cursor on id.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { PaperAction } from "../domain.ts";
 import type { PaperEvent, PaperPosition } from "../strategy/policy.ts";
 

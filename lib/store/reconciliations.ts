@@ -2,7 +2,7 @@
  * @module `reconciliations` and `reconciliation_findings`: every comparison of the database with
  * the exchange (when, how far back, what it saw) and what it found that a person must see.
  */
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 
 /** What a finding is about (the table's CHECK lists the same). */
 export type FindingKind =

@@ -13,7 +13,7 @@
  * worker of its own would cost a whole isolate's memory for that.
  */
 import type { Config } from "../config.ts";
-import type { Sql } from "../db.ts";
+import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 
 /** The tables retention prunes. */

@@ -49,7 +49,7 @@ const decoder = new TextDecoder();
 
 /** A self-healing WebSocket. Call `start()` once and `close()` at the end. */
 export class ReconnectingSocket {
-  readonly #o: ReconnectingSocketOptions;
+  readonly #options: ReconnectingSocketOptions;
   #ws: WebSocket | undefined;
   #closing = false;
   #opened = 0;
@@ -62,7 +62,7 @@ export class ReconnectingSocket {
   readonly stats: SocketStats = { connected: false, reconnects: 0, frames: 0, handlerErrors: 0 };
 
   constructor(options: ReconnectingSocketOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   /** Connects (once). */
@@ -76,9 +76,9 @@ export class ReconnectingSocket {
     if (this.#closing) return;
     let headers: Record<string, string> | undefined;
     try {
-      headers = this.#o.headers ? await this.#o.headers() : undefined;
+      headers = this.#options.headers ? await this.#options.headers() : undefined;
     } catch (err) {
-      this.#o.logger.error("cannot build WebSocket headers", { error: String(err) });
+      this.#options.logger.error("cannot build WebSocket headers", { error: String(err) });
       this.#scheduleReconnect();
       return;
     }
@@ -86,9 +86,11 @@ export class ReconnectingSocket {
     let ws: WebSocket;
     try {
       // Deno's client sends no Origin header (Origin-bearing requests are throttled, §3.1).
-      ws = headers ? new WebSocket(this.#o.url, { headers }) : new WebSocket(this.#o.url);
+      ws = headers
+        ? new WebSocket(this.#options.url, { headers })
+        : new WebSocket(this.#options.url);
     } catch (err) {
-      this.#o.logger.warn("WebSocket connect failed", { error: String(err) });
+      this.#options.logger.warn("WebSocket connect failed", { error: String(err) });
       this.#scheduleReconnect();
       return;
     }
@@ -105,12 +107,12 @@ export class ReconnectingSocket {
       this.#opened++;
       if (reconnect) this.stats.reconnects++;
       try {
-        ws.send(this.#o.subscription());
+        ws.send(this.#options.subscription());
       } catch (err) {
-        this.#o.logger.warn("WebSocket subscribe failed", { error: String(err) });
+        this.#options.logger.warn("WebSocket subscribe failed", { error: String(err) });
       }
       this.#startKeepalive(ws);
-      this.#o.onOpen?.(reconnect);
+      this.#options.onOpen?.(reconnect);
     };
     ws.onmessage = (e: MessageEvent) => {
       this.#lastFrameAt = Date.now();
@@ -128,10 +130,10 @@ export class ReconnectingSocket {
         ? decoder.decode(data)
         : "";
       try {
-        this.#o.onFrame(text);
+        this.#options.onFrame(text);
       } catch (err) {
         this.stats.handlerErrors++;
-        this.#o.logger.error("WebSocket frame handler failed", { error: String(err) });
+        this.#options.logger.error("WebSocket frame handler failed", { error: String(err) });
       }
     };
     let refusedStatus: number | undefined;
@@ -149,42 +151,42 @@ export class ReconnectingSocket {
       if (this.#ws === ws) this.#ws = undefined;
       this.#resolveClosed?.();
       if (this.#closing) return;
-      if (refusedStatus !== undefined && this.#o.onUpgradeRefused?.(refusedStatus)) {
+      if (refusedStatus !== undefined && this.#options.onUpgradeRefused?.(refusedStatus)) {
         this.#closing = true;
         return;
       }
-      this.#o.logger.warn("WebSocket closed; reconnecting", {
-        url: this.#o.url,
+      this.#options.logger.warn("WebSocket closed; reconnecting", {
+        url: this.#options.url,
         code: e.code,
         was_connected: wasConnected,
         ...(refusedStatus === undefined ? {} : { upgrade_status: refusedStatus }),
       });
-      if (wasConnected) this.#o.onDrop?.();
+      if (wasConnected) this.#options.onDrop?.();
       this.#scheduleReconnect();
     };
   }
 
   #scheduleReconnect(): void {
     if (this.#closing) return;
-    const delay = backoffDelayMs(Math.min(this.#failures, 20), this.#o.reconnect);
+    const delay = backoffDelayMs(Math.min(this.#failures, 20), this.#options.reconnect);
     this.#failures++;
     this.#retryTimer = setTimeout(() => void this.#connect(), delay);
   }
 
   #startKeepalive(ws: WebSocket): void {
     this.#stopKeepalive();
-    const tick = Math.max(10, Math.min(this.#o.keepaliveMs, this.#o.staleAfterMs / 2));
+    const tick = Math.max(10, Math.min(this.#options.keepaliveMs, this.#options.staleAfterMs / 2));
     let lastPing = Date.now();
     this.#keepalive = setInterval(() => {
       const now = Date.now();
-      if (now - this.#lastFrameAt > this.#o.staleAfterMs) {
-        this.#o.logger.warn("WebSocket silent for too long; replacing it", {
+      if (now - this.#lastFrameAt > this.#options.staleAfterMs) {
+        this.#options.logger.warn("WebSocket silent for too long; replacing it", {
           silent_ms: now - this.#lastFrameAt,
         });
         ws.close();
         return;
       }
-      if (now - lastPing >= this.#o.keepaliveMs && ws.readyState === WebSocket.OPEN) {
+      if (now - lastPing >= this.#options.keepaliveMs && ws.readyState === WebSocket.OPEN) {
         lastPing = now;
         ws.send("PING");
       }

@@ -2,7 +2,7 @@
  * @module Errors of the Upbit client: one class for every answer Upbit refused
  * ({@linkcode UpbitApiError} and its 429/418 subclasses), one for requests whose answer never
  * arrived ({@linkcode UpbitTransportError}), one for answers we could not read
- * ({@linkcode UpbitResponseError}), and {@linkcode UpbitBannedError} for calls refused locally
+ * ({@linkcode UpbitResponseError}), and {@linkcode UpbitBanActiveError} for calls refused locally
  * while a 418 ban is running.
  */
 
@@ -66,19 +66,25 @@ export class UpbitRateLimitError extends UpbitApiError {
   }
 }
 
-/** HTTP 418: the exchange blocks this client for a while after repeated 429s (§3.3). */
-export class UpbitBanError extends UpbitApiError {
+/**
+ * Upbit answered HTTP 418: the exchange bans this client for a while after repeated 429s (§3.3).
+ * Compare {@linkcode UpbitBanActiveError}: a call our client refused itself while such a ban runs.
+ */
+export class UpbitBanResponseError extends UpbitApiError {
   /** How long this client refuses all REST calls (the server's value or our own, growing). */
   readonly banMs: number;
   constructor(init: ConstructorParameters<typeof UpbitApiError>[0] & { banMs: number }) {
     super({ ...init, retryAfterMs: init.banMs });
-    this.name = "UpbitBanError";
+    this.name = "UpbitBanResponseError";
     this.banMs = init.banMs;
   }
 }
 
-/** A call refused by the client itself because a 418 ban is running; nothing was sent. */
-export class UpbitBannedError extends Error {
+/**
+ * A call refused by the client itself because a 418 ban is running; nothing was sent to Upbit.
+ * Compare {@linkcode UpbitBanResponseError}: Upbit's 418 answer that started the ban.
+ */
+export class UpbitBanActiveError extends Error {
   /** When the ban ends (epoch ms). */
   readonly bannedUntilMs: number;
   readonly retryAfterMs: number;
@@ -88,7 +94,7 @@ export class UpbitBannedError extends Error {
         Math.ceil((bannedUntilMs - nowMs) / 1000)
       } s after HTTP 418`,
     );
-    this.name = "UpbitBannedError";
+    this.name = "UpbitBanActiveError";
     this.bannedUntilMs = bannedUntilMs;
     this.retryAfterMs = Math.max(0, bannedUntilMs - nowMs);
   }
@@ -131,7 +137,7 @@ export class UpbitResponseError extends Error implements UpbitErrorFields {
 /** Any error the REST client produces. */
 export type UpbitError =
   | UpbitApiError
-  | UpbitBannedError
+  | UpbitBanActiveError
   | UpbitTransportError
   | UpbitResponseError;
 
@@ -147,7 +153,7 @@ export type UpbitError =
  * ```
  */
 export function isRetriableUpbitError(err: unknown): boolean {
-  if (err instanceof UpbitBanError) return false;
+  if (err instanceof UpbitBanResponseError) return false;
   if (err instanceof UpbitApiError) return err.httpStatus === 429 || err.httpStatus >= 500;
   if (err instanceof UpbitTransportError) return err.kind !== "aborted";
   return false;

@@ -3,11 +3,11 @@
  * documented limits, tightened by every `Remaining-Req` answer, a pause to the next second after
  * `sec=0` or a 429, and a growing stop of every call after a 418.
  *
- * One {@linkcode RateLimiter} belongs to one `UpbitRest` and is shared by all its calls. Upbit
+ * One {@linkcode UpbitRequestBudget} belongs to one `UpbitRest` and is shared by all its calls. Upbit
  * counts quotation groups per IP and exchange groups per pocket: several processes using the same
  * key or host share the server's budget but not this one, so they must keep their own rates low.
  */
-import { UpbitBannedError } from "./errors.ts";
+import { UpbitBanActiveError } from "./errors.ts";
 
 /** The rate-limit groups of §3.1. */
 export type RateLimitGroup =
@@ -103,8 +103,8 @@ export const systemClock: Clock = {
   clearTimer: (id) => clearTimeout(id as ReturnType<typeof setTimeout>),
 };
 
-/** Options of {@linkcode RateLimiter}. */
-export interface RateLimiterOptions {
+/** Options of {@linkcode UpbitRequestBudget}. */
+export interface UpbitRequestBudgetOptions {
   /** Overrides of {@linkcode DEFAULT_BUDGETS}. */
   budgets?: Partial<Record<RateLimitGroup, GroupBudget>>;
   /** Extra wait added to every window and pause, against clock skew and latency jitter. @default {50} */
@@ -118,7 +118,7 @@ export interface RateLimiterOptions {
   clock?: Clock;
   /**
    * Called when this limiter learns of a ban from an answer (a 418), with the ban's end (epoch
-   * ms), so that other clients can be told ({@linkcode RateLimiter.applyBan}). Not called for bans
+   * ms), so that other clients can be told ({@linkcode UpbitRequestBudget.applyBan}). Not called for bans
    * applied from outside.
    */
   onBan?: (untilMs: number) => void;
@@ -143,8 +143,8 @@ interface GroupState {
   timer: unknown;
 }
 
-/** Counters of a {@linkcode RateLimiter}, for logs and tests. */
-export interface RateLimiterStats {
+/** Counters of a {@linkcode UpbitRequestBudget}, for logs and tests. */
+export interface UpbitRequestBudgetStats {
   /** Requests let through, per group. */
   granted: Record<string, number>;
   /** 429 answers seen. */
@@ -156,11 +156,12 @@ export interface RateLimiterStats {
 }
 
 /**
- * Per-group request budgets shared by all calls of one client. `acquire(group)` waits until a
+ * The client's per-group request budgets (Upbit's side, as simulated, is `SimRateLimits` in sim/),
+ * shared by all calls of one client. `acquire(group)` waits until a
  * request may be sent; the client reports each answer with `observe`, `onRateLimited` (429) and
  * `onBanned` (418).
  */
-export class RateLimiter {
+export class UpbitRequestBudget {
   readonly #groups = new Map<string, GroupState>();
   readonly #budgets: Record<string, GroupBudget>;
   readonly #marginMs: number;
@@ -175,12 +176,12 @@ export class RateLimiter {
   readonly #granted: Record<string, number> = {};
 
   /** @throws {RangeError} for a budget whose limit or window is not a positive number. */
-  constructor(options: RateLimiterOptions = {}) {
+  constructor(options: UpbitRequestBudgetOptions = {}) {
     this.#budgets = { ...DEFAULT_BUDGETS, ...options.budgets };
     for (const [group, b] of Object.entries(this.#budgets)) {
       if (!(Number.isInteger(b.limit) && b.limit > 0 && b.windowMs > 0)) {
         throw new RangeError(
-          `Cannot create RateLimiter as budget '${group}' must have an integer limit > 0 and windowMs > 0: current value is ${
+          `Cannot create UpbitRequestBudget as budget '${group}' must have an integer limit > 0 and windowMs > 0: current value is ${
             JSON.stringify(b)
           }`,
         );
@@ -215,13 +216,13 @@ export class RateLimiter {
   /**
    * Waits until one request of `group` may be sent, and counts it as sent.
    *
-   * @throws {UpbitBannedError} at once while a 418 ban runs (also for waiters when a ban starts).
+   * @throws {UpbitBanActiveError} at once while a 418 ban runs (also for waiters when a ban starts).
    * @throws the signal's reason when `signal` aborts while waiting.
    */
   acquire(group: RateLimitGroup | string, signal?: AbortSignal): Promise<void> {
     const now = this.#clock.now();
     if (now < this.#bannedUntil) {
-      return Promise.reject(new UpbitBannedError(this.#bannedUntil, now));
+      return Promise.reject(new UpbitBanActiveError(this.#bannedUntil, now));
     }
     if (signal?.aborted) return Promise.reject(signal.reason);
     const g = this.#group(group);
@@ -267,7 +268,7 @@ export class RateLimiter {
     while (g.queue.length > 0) {
       const now = this.#clock.now();
       if (now < this.#bannedUntil) {
-        const err = new UpbitBannedError(this.#bannedUntil, now);
+        const err = new UpbitBanActiveError(this.#bannedUntil, now);
         for (const w of g.queue.splice(0)) this.#settle(w, err);
         return;
       }
@@ -373,7 +374,7 @@ export class RateLimiter {
   }
 
   /** Counters since creation. */
-  stats(): RateLimiterStats {
+  stats(): UpbitRequestBudgetStats {
     return {
       granted: { ...this.#granted },
       rateLimited: this.#rateLimited,
@@ -383,7 +384,7 @@ export class RateLimiter {
   }
 
   /** Rejects every waiter and clears timers (the client is closing). */
-  close(reason: unknown = new Error("RateLimiter closed")): void {
+  close(reason: unknown = new Error("UpbitRequestBudget closed")): void {
     for (const g of this.#groups.values()) {
       if (g.timer !== undefined) this.#clock.clearTimer(g.timer);
       g.timer = undefined;

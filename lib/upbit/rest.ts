@@ -16,8 +16,8 @@ import {
   type CallMeta,
   isRetriableUpbitError,
   UpbitApiError,
-  UpbitBanError,
-  UpbitBannedError,
+  UpbitBanActiveError,
+  UpbitBanResponseError,
   type UpbitError,
   UpbitRateLimitError,
   UpbitResponseError,
@@ -25,9 +25,9 @@ import {
 } from "./errors.ts";
 import {
   parseRemainingReq,
-  RateLimiter,
-  type RateLimiterOptions,
   rateLimitGroupOf,
+  UpbitRequestBudget,
+  type UpbitRequestBudgetOptions,
 } from "./rate_limiter.ts";
 import {
   Accounts,
@@ -60,7 +60,7 @@ export interface UpbitRestOptions {
   /** Backoff between read attempts. @default {{ baseMs: 500, maxMs: 8000, jitter: 0.5 }} */
   backoff?: BackoffOptions;
   /** A limiter to share, or options for this client's own. */
-  rateLimiter?: RateLimiter | RateLimiterOptions;
+  rateLimiter?: UpbitRequestBudget | UpbitRequestBudgetOptions;
   /** Injectable for tests. @default {globalThis.fetch} */
   fetch?: typeof fetch;
   /** @default {createLogger("upbit-rest")} */
@@ -134,7 +134,7 @@ export type PostOrderResult =
     readonly kind: "rejected";
     readonly test: boolean;
     /** Upbit's refusal (4xx, 429), or the local ban refusal (nothing sent). */
-    readonly error: UpbitApiError | UpbitBannedError;
+    readonly error: UpbitApiError | UpbitBanActiveError;
     readonly meta?: CallMeta;
   }
   | {
@@ -267,7 +267,7 @@ export class UpbitRest {
   readonly #fetch: typeof fetch;
   readonly #log: Logger;
   /** The limiter shared by every call of this client. */
-  readonly rateLimiter: RateLimiter;
+  readonly rateLimiter: UpbitRequestBudget;
 
   /** @throws {TypeError | RangeError} for a bad option, naming it and its value. */
   constructor(options: UpbitRestOptions = {}) {
@@ -308,9 +308,9 @@ export class UpbitRest {
     this.#backoff = { baseMs: 500, maxMs: 8000, jitter: 0.5, ...options.backoff };
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.#log = options.logger ?? createLogger("upbit-rest");
-    this.rateLimiter = options.rateLimiter instanceof RateLimiter
+    this.rateLimiter = options.rateLimiter instanceof UpbitRequestBudget
       ? options.rateLimiter
-      : new RateLimiter(options.rateLimiter);
+      : new UpbitRequestBudget(options.rateLimiter);
   }
 
   /** Whether keys were given (exchange endpoints need them). */
@@ -473,7 +473,7 @@ export class UpbitRest {
         ban_ms: banMs,
         body: text.slice(0, 200),
       });
-      return new UpbitBanError({ ...init, banMs });
+      return new UpbitBanResponseError({ ...init, banMs });
     }
     return new UpbitApiError(init);
   }
@@ -774,7 +774,7 @@ export class UpbitRest {
       );
       return { kind: "accepted", test, order: data, meta };
     } catch (err) {
-      if (err instanceof UpbitBannedError) return { kind: "rejected", test, error: err };
+      if (err instanceof UpbitBanActiveError) return { kind: "rejected", test, error: err };
       if (err instanceof UpbitApiError) {
         if (err.httpStatus >= 500) {
           return {

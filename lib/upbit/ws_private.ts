@@ -153,7 +153,7 @@ export interface PrivateWsStats {
  * ```
  */
 export class UpbitPrivateWs {
-  readonly #o: UpbitPrivateWsOptions;
+  readonly #options: UpbitPrivateWsOptions;
   readonly #socket: ReconnectingSocket;
   readonly #log: Logger;
   readonly #stats = { received: 0, orders: 0, assets: 0, malformed: 0, serverErrors: 0 };
@@ -178,7 +178,7 @@ export class UpbitPrivateWs {
         "Cannot create UpbitPrivateWs as neither myOrder nor myAsset is subscribed",
       );
     }
-    this.#o = options;
+    this.#options = options;
     this.#log = options.logger ?? createLogger("upbit-ws-private");
     const keepaliveMs = options.keepaliveMs ?? 30_000;
     this.#socket = new ReconnectingSocket({
@@ -192,10 +192,10 @@ export class UpbitPrivateWs {
       subscription: () => this.#subscription(),
       onFrame: (text) => this.#onFrame(text),
       onOpen: (reconnect) => {
-        this.#emit(this.#o.onConnection, true);
-        if (reconnect) this.#o.onReconnect?.();
+        this.#emit(this.#options.onConnection, true);
+        if (reconnect) this.#options.onReconnect?.();
       },
-      onDrop: () => this.#emit(this.#o.onConnection, false),
+      onDrop: () => this.#emit(this.#options.onConnection, false),
       onUpgradeRefused: (status) => {
         if (status !== 401 && status !== 403) return false;
         this.#authRefused(new UpbitWsAuthError("upgrade", "bad or expired keys", status));
@@ -235,14 +235,14 @@ export class UpbitPrivateWs {
 
   #subscription(): string {
     const req: unknown[] = [{ ticket: crypto.randomUUID() }];
-    if (this.#o.myOrder !== false) {
+    if (this.#options.myOrder !== false) {
       req.push(
-        this.#o.orderCodes?.length
-          ? { type: "myOrder", codes: [...this.#o.orderCodes] }
+        this.#options.orderCodes?.length
+          ? { type: "myOrder", codes: [...this.#options.orderCodes] }
           : { type: "myOrder" },
       );
     }
-    if (this.#o.myAsset !== false) req.push({ type: "myAsset" }); // codes are forbidden here
+    if (this.#options.myAsset !== false) req.push({ type: "myAsset" }); // codes are forbidden here
     req.push({ format: "DEFAULT" });
     return JSON.stringify(req);
   }
@@ -289,7 +289,7 @@ export class UpbitPrivateWs {
       if (!p.success) return this.#malformed("invalid myOrder");
       const f = p.data;
       this.#stats.orders++;
-      this.#emit(this.#o.onOrder, {
+      this.#emit(this.#options.onOrder, {
         type: "myOrder",
         market: f.code,
         uuid: f.uuid,
@@ -323,7 +323,7 @@ export class UpbitPrivateWs {
       if (!p.success) return this.#malformed("invalid myAsset");
       const f = p.data;
       this.#stats.assets++;
-      this.#emit(this.#o.onAsset, {
+      this.#emit(this.#options.onAsset, {
         type: "myAsset",
         assetUuid: f.asset_uuid ?? null,
         assets: f.assets,
@@ -344,7 +344,7 @@ export class UpbitPrivateWs {
       http_status: error.httpStatus,
       error: error.message,
     });
-    this.#emit(this.#o.onAuthError, error);
+    this.#emit(this.#options.onAuthError, error);
   }
 
   #emit<T>(cb: ((event: T) => void) | undefined, event: T): void {

@@ -248,7 +248,7 @@ function byTime(a: TradeEvent, b: TradeEvent): number {
  * ```
  */
 export class UpbitPublicWs {
-  readonly #o: UpbitPublicWsOptions;
+  readonly #options: UpbitPublicWsOptions;
   readonly #socket: ReconnectingSocket;
   readonly #log: Logger;
   readonly #markets = new Map<string, MarketState>();
@@ -291,7 +291,7 @@ export class UpbitPublicWs {
     if (n === 0) {
       throw new TypeError("Cannot create UpbitPublicWs as no market is subscribed");
     }
-    this.#o = options;
+    this.#options = options;
     this.#log = options.logger ?? createLogger("upbit-ws");
     this.#dedupPerMarket = options.dedupPerMarket ?? 20_000;
     const keepaliveMs = options.keepaliveMs ?? 30_000;
@@ -338,7 +338,7 @@ export class UpbitPublicWs {
   }
 
   #subscription(): string {
-    const o = this.#o;
+    const o = this.#options;
     const req: unknown[] = [{ ticket: crypto.randomUUID() }];
     if (o.trades?.length) req.push({ type: "trade", codes: [...o.trades] });
     if (o.tickers?.length) req.push({ type: "ticker", codes: [...o.tickers] });
@@ -361,14 +361,14 @@ export class UpbitPublicWs {
   }
 
   #onDrop(): void {
-    this.#o.onConnection?.(false);
+    this.#options.onConnection?.(false);
     for (const [code, m] of this.#markets) {
       if (m.lastTs > 0 && !this.#gaps.has(code)) this.#gaps.set(code, m.lastTs);
     }
   }
 
   #onOpen(reconnect: boolean): void {
-    this.#o.onConnection?.(true);
+    this.#options.onConnection?.(true);
     if (!reconnect || this.#gaps.size === 0) return;
     // Hold every live trade from now on; backfill once the subscription is live.
     this.#held ??= [];
@@ -383,7 +383,7 @@ export class UpbitPublicWs {
         if (this.#backfills.size === 0 && this.#backfillTimer === undefined) this.#release();
       });
       this.#backfills.add(p);
-    }, this.#o.backfillDelayMs ?? 300);
+    }, this.#options.backfillDelayMs ?? 300);
   }
 
   /**
@@ -416,10 +416,10 @@ export class UpbitPublicWs {
 
   async #fetchGap(code: string, sinceTs: number): Promise<TradeEvent[]> {
     const found: TradeEvent[] = [];
-    if (this.#o.rest) {
+    if (this.#options.rest) {
       // Pages back date by date, so a gap across 00:00 UTC is closed too.
-      const result = await tradesSince(this.#o.rest, code, sinceTs, {
-        maxPages: this.#o.backfillMaxPages ?? 20,
+      const result = await tradesSince(this.#options.rest, code, sinceTs, {
+        maxPages: this.#options.backfillMaxPages ?? 20,
         signal: this.#abort.signal,
       });
       // What was fetched is delivered even when a later page failed.
@@ -480,14 +480,14 @@ export class UpbitPublicWs {
     const batch = this.#pending;
     this.#pending = [];
     try {
-      this.#o.onTrades?.(batch);
+      this.#options.onTrades?.(batch);
     } catch (err) {
       this.#log.error("onTrades callback failed", { error: String(err) });
     }
   }
 
   #scheduleFlush(): void {
-    const batchMs = this.#o.batchMs ?? 0;
+    const batchMs = this.#options.batchMs ?? 0;
     if (batchMs <= 0) this.#flush();
     else if (this.#flushTimer === undefined && this.#pending.length > 0) {
       this.#flushTimer = setTimeout(() => this.#flush(), batchMs);
@@ -557,7 +557,7 @@ export class UpbitPublicWs {
         const p = TickerFrame.safeParse(rec);
         if (!p.success) return this.#malformed("invalid ticker", text);
         const f = p.data;
-        this.#emit(this.#o.onTicker, {
+        this.#emit(this.#options.onTicker, {
           type: "ticker",
           market: f.code,
           price: f.trade_price,
@@ -578,7 +578,7 @@ export class UpbitPublicWs {
         const p = OrderbookFrame.safeParse(rec);
         if (!p.success) return this.#malformed("invalid orderbook", text);
         const f = p.data;
-        this.#emit(this.#o.onOrderbook, {
+        this.#emit(this.#options.onOrderbook, {
           type: "orderbook",
           market: f.code,
           totalAskSize: f.total_ask_size,
@@ -606,7 +606,7 @@ export class UpbitPublicWs {
         const p = CandleFrame.safeParse(rec);
         if (!p.success) return this.#malformed("invalid candle", text);
         const f = p.data;
-        this.#emit(this.#o.onCandle, {
+        this.#emit(this.#options.onCandle, {
           type: "candle",
           unit: f.type.slice("candle.".length) as CandleUnit,
           market: f.code,

@@ -7,8 +7,8 @@
  */
 import { IDLE_IN_TRANSACTION_MS } from "./pglite_server.ts";
 import postgres from "postgres";
-import type { Config } from "./config.ts";
-import { describeDatabaseUrl } from "./config.ts";
+import type { Config } from "../config.ts";
+import { describeDatabaseUrl } from "../config.ts";
 import { type EmbeddedDatabase, startEmbeddedDatabase } from "./embedded_db.ts";
 import { type LeaseFence, setLeaseFence } from "./lease.ts";
 

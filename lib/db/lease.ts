@@ -17,7 +17,7 @@
  * either committed under the old lease (and the new holder's resolution pass and live-start
  * reconciliation find it, by identifier, before its first order) or is refused and never sent.
  */
-import { type Client, connect, type DbConnection, type Sql } from "./db.ts";
+import { type Client, connect, type DbConnection, type Sql } from "./connect.ts";
 
 /** Session advisory lock key of the lease ("upbot-run"; the key older upbots locked too). */
 export const LEASE_LOCK_KEY = 0x7570626f7472;
@@ -44,7 +44,7 @@ export class LeaseLostError extends Error {
   }
 }
 
-/** Fences of the clients opened for a lease holder's actors (see `connect` in `db.ts`). */
+/** Fences of the clients opened for a lease holder's actors (see `connect` in `connect.ts`). */
 const fences = new WeakMap<object, LeaseFence>();
 
 /** Marks `sql` as writing under `fence`: its fenced attempt writes check it. */
@@ -98,7 +98,7 @@ export interface LeaseOptions {
  * A lease that was lost (or dropped) can be acquired again: each holding gets a new epoch.
  */
 export class Lease {
-  readonly #o: Required<LeaseOptions>;
+  readonly #options: Required<LeaseOptions>;
   /**
    * A client of one connection (not a connection reserved from the process's pool: postgres.js
    * 3.4 throws an uncaught error when a reserved connection the server closed is used again).
@@ -116,7 +116,7 @@ export class Lease {
   readonly #closing = new Set<Promise<void>>();
 
   constructor(options: LeaseOptions) {
-    this.#o = { pollMs: 1000, heartbeatMs: 1000, checkTimeoutMs: 5000, ...options };
+    this.#options = { pollMs: 1000, heartbeatMs: 1000, checkTimeoutMs: 5000, ...options };
   }
 
   /** The fence while the lease is held, else undefined. */
@@ -128,12 +128,12 @@ export class Lease {
   async tryAcquire(): Promise<LeaseFence | null> {
     if (this.#fence) return this.#fence;
     if (this.#stopped) return null;
-    this.#session ??= connect(this.#o.connection, { max: 1, applicationName: "upbot-lease" });
+    this.#session ??= connect(this.#options.connection, { max: 1, applicationName: "upbot-lease" });
     // One statement, so the lock and the epoch are taken on one session even if it reconnects.
     const [row] = await this.#session<{ epoch: number; holder_pid: number }[]>`
       with lock as (select pg_try_advisory_lock(${LEASE_LOCK_KEY}) as locked)
       update upbot_lease set epoch = epoch + 1, holder_pid = pg_backend_pid(),
-        holder = ${this.#o.holder}, acquired_at = now()
+        holder = ${this.#options.holder}, acquired_at = now()
       where id = 1 and (select locked from lock)
       returning epoch::float8 as epoch, holder_pid`;
     if (!row) return null;
@@ -154,7 +154,7 @@ export class Lease {
       } catch (err) {
         onError(err as Error);
       }
-      await this.#sleep(this.#o.pollMs);
+      await this.#sleep(this.#options.pollMs);
     }
     return null;
   }
@@ -173,8 +173,9 @@ export class Lease {
     const check = async (): Promise<string | null> => {
       const timeout = new Promise<string>((resolve) => {
         this.#timer = setTimeout(
-          () => resolve(`the lease session did not answer within ${this.#o.checkTimeoutMs} ms`),
-          this.#o.checkTimeoutMs,
+          () =>
+            resolve(`the lease session did not answer within ${this.#options.checkTimeoutMs} ms`),
+          this.#options.checkTimeoutMs,
         );
       });
       const probe = session<{ pid: number; held: boolean }[]>`
@@ -196,7 +197,7 @@ export class Lease {
     const holding = () => !this.#stopped && this.#fence === fence;
     const loop = async () => {
       while (holding()) {
-        await this.#sleep(this.#o.heartbeatMs);
+        await this.#sleep(this.#options.heartbeatMs);
         if (!holding()) return;
         const lost = await check();
         if (lost && holding()) {

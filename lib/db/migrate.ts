@@ -7,7 +7,7 @@
  * finds the work done. On the embedded database the socket already serialises transactions; the
  * lock is then harmless.
  */
-import type { Client } from "./db.ts";
+import type { Client } from "./connect.ts";
 
 /** One migration file. */
 export interface Migration {
@@ -30,7 +30,7 @@ const FILE_NAME = /^(\d{3,})_[a-z0-9_]+\.sql$/;
  * where `Deno.readDir` and `Deno.readTextFile` read the embedded copies. The URL constructor
  * resolves the `..` here: the embedded file system does not resolve `..` in a path string.
  */
-export const MIGRATIONS_DIR = new URL("../migrations/", import.meta.url);
+export const MIGRATIONS_DIR = new URL("../../migrations/", import.meta.url);
 
 /**
  * Reads every migration file in `dir`, sorted by version.

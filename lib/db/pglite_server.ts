@@ -16,7 +16,7 @@ import type { PGlite } from "@electric-sql/pglite";
 
 /**
  * How long a session may sit idle inside a transaction before the server ends it (ms), here and
- * on PostgreSQL (`lib/db.ts`). Every transaction of upbot is a few statements long; only a hung or
+ * on PostgreSQL (`lib/db/connect.ts`). Every transaction of upbot is a few statements long; only a hung or
  * dead worker's stays open, and on the embedded server it would stall every other client.
  */
 export const IDLE_IN_TRANSACTION_MS = 10_000;
@@ -141,7 +141,7 @@ interface Unit {
 
 /** Serves one PGlite over TCP with unit-level scheduling. */
 export class PgliteServer {
-  readonly #o: Required<PgliteServerOptions>;
+  readonly #options: Required<PgliteServerOptions>;
   #listener: Deno.TcpListener | null = null;
   #clients = new Set<Client>();
   #nextId = 1;
@@ -153,7 +153,7 @@ export class PgliteServer {
   #watchdog: ReturnType<typeof setInterval> | undefined;
 
   constructor(options: PgliteServerOptions) {
-    this.#o = {
+    this.#options = {
       hostname: "127.0.0.1",
       port: 0,
       maxConnections: 64,
@@ -165,7 +165,7 @@ export class PgliteServer {
 
   /** Starts listening; returns the bound address. */
   start(): Deno.NetAddr {
-    const listener = Deno.listen({ hostname: this.#o.hostname, port: this.#o.port });
+    const listener = Deno.listen({ hostname: this.#options.hostname, port: this.#options.port });
     this.#listener = listener;
     this.#accepting = this.#acceptLoop(listener);
     this.#watchdog = setInterval(() => this.#checkIdleOwner(), 1000);
@@ -185,7 +185,7 @@ export class PgliteServer {
       } catch {
         return; // listener closed
       }
-      if (this.#clients.size >= this.#o.maxConnections) {
+      if (this.#clients.size >= this.#options.maxConnections) {
         conn.close();
         continue;
       }
@@ -225,7 +225,7 @@ export class PgliteServer {
               // No backend process to signal; the protocol expects no answer.
             } else if (code === PROTOCOL_3) {
               startup = msg;
-              if (this.#o.password === null) {
+              if (this.#options.password === null) {
                 phase = "ready";
                 await this.#runUnit({ client, messages: [msg], awaitsSync: false });
               } else {
@@ -242,7 +242,7 @@ export class PgliteServer {
           const type = String.fromCharCode(msg[0]!);
           if (phase === "password") {
             const given = new TextDecoder().decode(msg.subarray(5, msg.length - 1));
-            if (type !== "p" || !sameSecret(given, this.#o.password!)) {
+            if (type !== "p" || !sameSecret(given, this.#options.password!)) {
               await client.writer.write(PASSWORD_FAILED);
               return;
             }
@@ -296,7 +296,7 @@ export class PgliteServer {
   }
 
   async #execute(unit: Unit): Promise<Uint8Array> {
-    const { db } = this.#o;
+    const { db } = this.#options;
     const out: Uint8Array[] = [];
     try {
       await db.runExclusive(async () => {
@@ -328,7 +328,7 @@ export class PgliteServer {
       // Wait for a unit of this client that may be running, then undo what it left open.
       while (this.#running) await new Promise((r) => setTimeout(r, 1));
       if (this.#owner === client) {
-        const { db } = this.#o;
+        const { db } = this.#options;
         // exec takes PGlite's lock itself (runExclusive around it would deadlock).
         if (db.isInTransaction()) await db.exec("ROLLBACK").catch(() => {});
         this.#owner = null;
@@ -340,7 +340,7 @@ export class PgliteServer {
   #checkIdleOwner(): void {
     const owner = this.#owner;
     if (!owner || this.#running || this.#queue.length === 0) return;
-    if (Date.now() - owner.lastActivity > this.#o.idleInTransactionMs) {
+    if (Date.now() - owner.lastActivity > this.#options.idleInTransactionMs) {
       void this.#disconnect(owner);
     }
   }

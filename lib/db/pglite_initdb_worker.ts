@@ -2,7 +2,7 @@
  * @module Worker that creates a new PGlite data directory (PGlite runs `initdb` on first open) and
  * ends. `initdb` leaves a few hundred MB of WebAssembly memory behind that its isolate never
  * returns; run here, that memory goes when the Worker is terminated, before upbot opens the
- * directory in its main thread (lib/embedded_db.ts). Sent: `{ dataDir, startParams }`; answers
+ * directory in its main thread (lib/db/embedded_db.ts). Sent: `{ dataDir, startParams }`; answers
  * `{ ok: true }` or `{ ok: false, error }`.
  */
 import { PGlite } from "@electric-sql/pglite";
