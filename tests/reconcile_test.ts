@@ -423,3 +423,22 @@ Deno.test("installationOf() reads the installation of a paper- identifier", () =
   assert.equal(installationOf("paper-abcd2345-12-ENTER_LONG"), "abcd2345");
   assert.equal(installationOf("paper-12-ENTER_LONG"), "legacy");
 });
+
+dbTest(
+  "reconciliation gate: a run started in the same millisecond as the closing before it opens the gate",
+  async (db) => {
+    await closeReconciliationGate(db.sql, "live start");
+    const [row] = await db.sql<{ ms: number }[]>`
+      select (extract(epoch from changed_at) * 1000)::float8 as ms from system_gates
+      where name = 'reconciliation'`;
+    // The closing has microseconds; a run's start is a JS Date (milliseconds) taken after it.
+    const sameMillisecond = new Date(Math.floor(row!.ms));
+    assert.equal(await openReconciliationGate(db.sql, sameMillisecond), true);
+    // A run that started a millisecond before the closing does not open it.
+    await closeReconciliationGate(db.sql, "private stream lost");
+    const [again] = await db.sql<{ ms: number }[]>`
+      select (extract(epoch from changed_at) * 1000)::float8 as ms from system_gates
+      where name = 'reconciliation'`;
+    assert.equal(await openReconciliationGate(db.sql, new Date(Math.floor(again!.ms) - 1)), false);
+  },
+);

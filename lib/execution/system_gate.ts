@@ -48,12 +48,16 @@ export async function closeReconciliationGate(sql: Sql, reason: string): Promise
 
 /**
  * Opens the gate for a reconciliation that started at `startedAt`, unless the gate was closed
- * again after that. Returns whether the gate is open now.
+ * again after that. Returns whether the gate is open now. `startedAt` has millisecond precision
+ * and the closing time microseconds: compared at the millisecond, so a run started in the same
+ * millisecond as the closing that preceded it (the executor's live start on a fast database)
+ * counts as after it.
  */
 export async function openReconciliationGate(sql: Sql, startedAt: Date): Promise<boolean> {
   const rows = await sql`
     update system_gates set open = true, reason = null, changed_at = clock_timestamp()
-    where name = 'reconciliation' and (open or changed_at <= ${startedAt})
+    where name = 'reconciliation'
+      and (open or date_trunc('milliseconds', changed_at) <= ${startedAt})
     returning 1`;
   if (rows.length > 0) return true;
   return (await reconciliationGate(sql)).open;
