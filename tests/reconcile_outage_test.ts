@@ -97,6 +97,8 @@ for (const backend of testBackends()) {
           LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
           PAPER_POLICY_PROFILE: "default",
           EVAL_ENTRY_EV_MIN: "-100",
+          // Trade at once: the default profile's skill gate would wait half an hour for labels.
+          EVAL_SKILL_GATE: "off",
           EVAL_TP_PCT: "0.05",
           EVAL_SL_PCT: "0.05",
           EVAL_HORIZON_SEC: "3",
