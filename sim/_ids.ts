@@ -3,20 +3,9 @@
  * drawn from it, so that a seed reproduces every order and trade uuid.
  */
 
-/** A seeded stream of uniform numbers in [0, 1). */
-export type Random = () => number;
+import { mulberry32, type Random } from "../lib/random.ts";
 
-/** mulberry32: small, fast, and good enough for ids and fault dice. */
-export function mulberry32(seed: number): Random {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32, type Random };
 
 /** A generator of UUID-v4-shaped strings (version 4, variant 10xx) from `random`. */
 export function uuidGenerator(random: Random): () => string {

@@ -19,7 +19,8 @@ import {
   type CheckResult,
   type ExchangeOrder,
 } from "./checks.ts";
-import { type ChildRun, freePort, seededRandom, spawnChild } from "./process.ts";
+import { mulberry32 } from "../random.ts";
+import { type ChildRun, freePort, spawnChild } from "./process.ts";
 
 /** Settings of one crash-suite run. */
 export interface CrashSuiteOptions {
@@ -95,7 +96,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function runCrashSuite(o: CrashSuiteOptions): Promise<CrashSuiteReport> {
   const started = Date.now();
   const say = o.progress ?? (() => {});
-  const random = seededRandom(o.seed);
+  const random = mulberry32(o.seed);
   const workDir = o.workDir ?? await Deno.makeTempDir({ prefix: "upbot_chaos_" });
   const dataDir = join(workDir, "data");
   await Deno.mkdir(dataDir, { recursive: true });
