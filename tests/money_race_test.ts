@@ -17,6 +17,7 @@ import { UpbitApiError } from "../lib/upbit/errors.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
 import { dbTest, type TestDatabase } from "./_db.ts";
+import { pendingAttempt } from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 /** Far longer than the client's timeout: the first create lands long after every look-up below. */
@@ -232,6 +233,29 @@ dbTest(
       assert.equal(adopted.uuid, r.sim.orders()[0]!.uuid, `${adopted.state} ${adopted.reason}`);
       assert.ok(["open", "filled", "cancelled"].includes(adopted.state), adopted.state);
       assert.equal(r.sim.orders().length, 1, "one entry order");
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "race: a sell whose create may still land is held, not skipped or capped by the balance its late fill took",
+  async (db) => {
+    const r = await rig(db, 2 * CREATE_DELAY_MS);
+    try {
+      // A sell whose answer was lost and whose look-up found nothing a moment ago: its create may
+      // still fill at Upbit. The account holds no BTC now (as after that late fill), so judged
+      // again by the risk gate it would be skipped for lack of free balance, its late order never
+      // recorded, and the closer would sell again.
+      const sell = await pendingAttempt(db.sql, { market: BTC, side: "ask", volume: "0.0001" });
+      await db.sql`update upbit_order_attempts set reason = 'not_created', updated_at = now()
+        where id = ${sell.id}`;
+      await r.executor.runOnce();
+      const held = await db.sql<AttemptRow[]>`
+        select * from upbit_order_attempts where id = ${sell.id}`;
+      assert.deepEqual([held[0]!.state, held[0]!.reason], ["pending", "not_created"]);
+      assert.equal(r.sim.orders().length, 0, "nothing sent while the first create may land");
     } finally {
       await r.close();
     }

@@ -527,12 +527,14 @@ export class Executor {
    */
   async #gate(a: AttemptRow, capChecked: boolean): Promise<AttemptRow | "capped" | null> {
     if (
-      a.action === "ENTER_LONG" && MAY_STILL_LAND.test(a.reason ?? "") &&
+      MAY_STILL_LAND.test(a.reason ?? "") &&
       this.#now() - a.updated_at.getTime() < this.#landingWaitMs()
     ) {
-      // Its last create may still be processed at Upbit (no answer, or a 5xx): giving the entry up
-      // now (stale, halted, out of retries, refused by the risk gate) could leave coins bought that
-      // nothing manages. Held, and looked up again on every pass (adopted if it lands), until the
+      // Its last create may still be processed at Upbit (no answer, or a 5xx). Judged again now,
+      // an entry could be given up (stale, halted, out of retries, refused by the risk gate) and
+      // leave coins bought that nothing manages; a sell could be skipped or capped by a free
+      // balance its own late fill just emptied, and the closer would then sell again (the
+      // owner's coins). Held, and looked up again on every pass (adopted if it lands), until the
       // landing wait is over; a re-send is not needed meanwhile (Upbit would refuse it as used).
       return null;
     }
