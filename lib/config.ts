@@ -286,7 +286,7 @@ export const SETTINGS = [
     schema: num({ min: 0, max: 3600 }, 60),
     defaultText: "60",
     doc:
-      "How long a live create whose answer never came may still land at Upbit: until then an entry is not given up and no fresh identifier is used.",
+      "How long a live create whose answer never came may still land at Upbit: until then the order is looked up, not judged again or given up, and no fresh identifier is used.",
   },
   {
     name: "EXECUTOR_MAX_SIGNAL_AGE_SEC",
