@@ -431,25 +431,26 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
   function cancelAndNew(_query: Query, body: Body): Response {
     const prevUuid = body.prev_order_uuid;
     const prevIdentifier = body.prev_order_identifier;
+    const newIdentifier = body.new_identifier ?? null;
+    // §4.3: an identifier is used up even when the create fails, refusals before it included.
+    const refuse = (error: Parameters<typeof errorResponse>[0]): Response => {
+      if (typeof newIdentifier === "string") engine.burnIdentifier(newIdentifier);
+      return errorResponse(error);
+    };
     if (typeof prevUuid !== "string" && typeof prevIdentifier !== "string") {
-      return errorResponse(
-        missing("prev_order_uuid 또는 prev_order_identifier가 필요합니다.").error,
-      );
+      return refuse(missing("prev_order_uuid 또는 prev_order_identifier가 필요합니다.").error);
     }
     const prev = typeof prevUuid === "string"
       ? engine.byUuid(prevUuid)
       : engine.byIdentifier(prevIdentifier as string);
-    if (!prev) return errorResponse(notFound().error);
-    const newIdentifier = body.new_identifier ?? null;
+    if (!prev) return refuse(notFound().error);
     if (newIdentifier !== null && newIdentifier === prev.identifier) {
-      return errorResponse(
-        invalid("new_identifier는 이전 주문의 identifier와 달라야 합니다.").error,
-      );
+      return refuse(invalid("new_identifier는 이전 주문의 identifier와 달라야 합니다.").error);
     }
     let newVolume = body.new_volume ?? null;
     if (newVolume === "remain_only") {
       if (prev.volume === null) {
-        return errorResponse(invalid("remain_only를 사용할 수 없는 주문입니다.").error);
+        return refuse(invalid("remain_only를 사용할 수 없는 주문입니다.").error);
       }
       newVolume = formatDec(remainingVolume(prev));
     }

@@ -226,6 +226,29 @@ Deno.test("POST /v1/orders/cancel_and_new cancels the old order, then places the
   exchange.close();
 });
 
+Deno.test("POST /v1/orders/cancel_and_new uses up new_identifier even when refused early (§4.3)", async () => {
+  const { exchange, client } = await setup();
+  const [unknown] = await client.postJson("/v1/orders/cancel_and_new", {
+    prev_order_uuid: "no-such-order",
+    new_ord_type: "limit",
+    new_price: "99400000",
+    new_volume: "0.001",
+    new_identifier: "burnt-by-refusal",
+  });
+  assert.equal(unknown, 404);
+  const [again, answer] = await client.postJson("/v1/orders", {
+    market: "KRW-BTC",
+    side: "bid",
+    ord_type: "limit",
+    price: "99400000",
+    volume: "0.001",
+    identifier: "burnt-by-refusal",
+  });
+  assert.equal(again, 400);
+  assert.equal((answer.error as { name: string }).name, "duplicated_identifier");
+  exchange.close();
+});
+
 Deno.test("orders() lists every real order for /_sim/orders", async () => {
   const { exchange, client } = await setup();
   await client.postJson("/v1/orders/test", {
