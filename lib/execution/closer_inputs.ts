@@ -31,10 +31,15 @@ export interface UnsettledSides {
  * `partially_filled`). The states are those of `order_state.ts`; every other state is terminal.
  */
 export async function unsettledLiveOrders(sql: Sql): Promise<Map<string, UnsettledSides>> {
+  // An order Upbit gave a uuid and then lost (`failed` / `order_lost`) stays unsettled until the
+  // lost-order check finds it again: it may have filled, and closing its market again meanwhile
+  // could sell the owner's coins (the order_lost alarm asks a person to look).
   const rows = await sql<{ symbol: string; side: "bid" | "ask" }[]>`
-    select distinct symbol, side from upbit_order_attempts
-    where mode = 'live'
-      and state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')`;
+    select distinct a.symbol, a.side from upbit_order_attempts a
+    left join lost_order_checks c on c.attempt_id = a.id
+    where a.mode = 'live'
+      and (a.state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')
+        or (a.state = 'failed' and a.reason = 'order_lost' and c.resolved_at is null))`;
   const out = new Map<string, UnsettledSides>();
   for (const r of rows) {
     const sides = out.get(r.symbol) ?? { buy: false, sell: false };

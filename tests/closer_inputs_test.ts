@@ -1,0 +1,32 @@
+/**
+ * `unsettledLiveOrders`: what holds the closer back on a market. A sell Upbit lost after giving it
+ * a uuid (`failed` / `order_lost`) may have filled: its market is not closed again until the
+ * lost-order check finds the order (else the closer could sell the owner's coins).
+ */
+import assert from "node:assert/strict";
+import { unsettledLiveOrders } from "../lib/execution/closer_inputs.ts";
+import { dbTest } from "./_db.ts";
+import { pendingAttempt } from "./_live_orders.ts";
+
+dbTest(
+  "unsettled: a lost sell holds its market until the lost-order check finds it",
+  async (db) => {
+    const sell = await pendingAttempt(db.sql, { market: "KRW-BTC", side: "ask", volume: "0.001" });
+    // As the order-poller and executor leave it: created with a uuid, then unknown to Upbit.
+    await db.sql`update upbit_order_attempts set state = 'failed', reason = 'order_lost',
+    uuid = 'lost-uuid' where id = ${sell.id}`;
+    assert.deepEqual((await unsettledLiveOrders(db.sql)).get("KRW-BTC"), {
+      buy: false,
+      sell: true,
+    });
+    // Another final reason does not hold the market.
+    await db
+      .sql`update upbit_order_attempts set reason = 'retries_exhausted' where id = ${sell.id}`;
+    assert.equal((await unsettledLiveOrders(db.sql)).get("KRW-BTC"), undefined);
+    // Found again by the lost-order check (its lost_order_found alarm names it): no longer held.
+    await db.sql`update upbit_order_attempts set reason = 'order_lost' where id = ${sell.id}`;
+    await db.sql`insert into lost_order_checks (attempt_id, checks, resolved_at)
+    values (${sell.id}, 1, now())`;
+    assert.equal((await unsettledLiveOrders(db.sql)).get("KRW-BTC"), undefined);
+  },
+);
