@@ -11,6 +11,7 @@ import {
   installationId,
   transitionAttempt,
 } from "../lib/store/order_attempts.ts";
+import { averagePrice } from "../lib/execution/exchange_order.ts";
 import { stateOfExchangeOrder } from "../lib/execution/order_state.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
@@ -56,18 +57,6 @@ export async function storeLastPrices(sql: Sql, rest: UpbitRest, markets: string
       on conflict (symbol, ts) do update set close = excluded.close`;
   }
   return new Map(data.map((t) => [t.market, t.trade_price]));
-}
-
-/** executed_funds / executed_volume of a listed or fetched order, or null without a fill. */
-function averageFillPrice(
-  order: { executed_volume: string; executed_funds?: string | null; trades?: { funds: string }[] },
-): string | null {
-  const volume = Number(order.executed_volume);
-  if (!(volume > 0)) return null;
-  const funds = order.executed_funds != null
-    ? Number(order.executed_funds)
-    : (order.trades ?? []).reduce((sum, t) => sum + Number(t.funds), 0);
-  return String(Number((funds / volume).toFixed(8)));
 }
 
 let sequence = 0;
@@ -121,7 +110,7 @@ export async function sendAndSettle(sql: Sql, rest: UpbitRest, a: AttemptRow): P
     final_state: order.state === "done" || order.state === "cancel" ? order.state : null,
     executed_volume: order.executed_volume,
     paid_fee: order.paid_fee,
-    avg_price: averageFillPrice(order),
+    avg_price: averagePrice(order),
     response_json: order,
   });
   return done!;

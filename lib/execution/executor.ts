@@ -39,6 +39,7 @@ import { type CallMeta, UpbitBanActiveError } from "../upbit/errors.ts";
 import type { OrderRequest, PostOrderResult, UpbitRest } from "../upbit/rest.ts";
 import type { Order } from "../upbit/schemas.ts";
 import type { GuardDecision, TradeMode } from "./guard.ts";
+import { orderMismatch } from "./exchange_order.ts";
 import { identifierFor, rotatedIdentifier } from "./identifiers.ts";
 import type { OrderState } from "./order_state.ts";
 import { PositionClosing } from "./position_closing.ts";
@@ -126,27 +127,6 @@ export function formatVolume(volume: number | string): string {
   const [int, frac = ""] = s.split(".");
   const trimmed = frac.slice(0, 8).replace(/0+$/, "");
   return trimmed ? `${int}.${trimmed}` : int!;
-}
-
-/**
- * Why the order Upbit holds under an attempt's identifier is not the order the attempt asked for
- * (market, side, ord_type, and the amount: price for a `price` buy, volume otherwise), or null when
- * it is.
- */
-export function orderMismatch(request: Record<string, string>, order: Order): string | null {
-  const diffs: string[] = [];
-  if (order.market !== request.market) diffs.push(`market ${order.market} != ${request.market}`);
-  if (order.side !== request.side) diffs.push(`side ${order.side} != ${request.side}`);
-  if (order.ord_type !== request.ord_type) {
-    diffs.push(`ord_type ${order.ord_type} != ${request.ord_type}`);
-  }
-  const amount = request.ord_type === "price" ? "price" : "volume";
-  const want = request[amount];
-  const got = order[amount];
-  if (want === undefined || got == null || Number(got) !== Number(want)) {
-    diffs.push(`${amount} ${got ?? "none"} != ${want ?? "none"}`);
-  }
-  return diffs.length > 0 ? diffs.join(", ") : null;
 }
 
 /** Result of one {@linkcode Executor.runOnce}. */

@@ -4,15 +4,24 @@
  * it by neither, gives it up as `failed` / `order_lost` (never re-sent: it was created once). Such
  * an order may still exist, so it is never forgotten: {@linkcode recheckLostOrders} asks Upbit
  * about it again at a slow rate until Upbit answers, and until then {@linkcode unresolvedOrders}
- * names it and the risk gate holds new entries on its market.
+ * names it, the risk gate holds new entries on its market and the closer holds its side. Found
+ * again and final, its fills are adopted into the ledger.
  */
 import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
+import { haltEntries } from "../control/trading_state.ts";
 import { raiseAlarm } from "../store/alarms.ts";
-import { identifiersOf } from "../store/order_attempts.ts";
+import {
+  attemptById,
+  type AttemptRow,
+  identifiersOf,
+  patchAttempt,
+  sentOrderBody,
+} from "../store/order_attempts.ts";
 import { UpbitApiError } from "../upbit/errors.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import type { Order } from "../upbit/schemas.ts";
+import { averagePrice, orderMismatch } from "./exchange_order.ts";
 
 /** How often a lost order is asked about again (ms). */
 export const LOST_ORDER_RECHECK_MS = 60_000;
@@ -42,9 +51,14 @@ export interface RecheckSummary {
 
 /**
  * Asks Upbit again about every lost order whose last check is older than `intervalMs` (by uuid,
- * then by each identifier it used). One found is recorded with Upbit's view of it and an alarm
- * (its fills, if any, are not in the ledger: a person decides); one still missing is checked again
- * later. A failed read ends the pass; the next pass tries again.
+ * then by each identifier it used). One still missing is checked again later. One found is
+ * adopted only if it is the order the attempt asked for ({@linkcode orderMismatch}) and final: its
+ * fills are written on the attempt, so the position ledger counts them (a lost buy that filled is
+ * then an obligation the closer works on; a lost sell that filled is not sold again), and it is
+ * resolved with an alarm. One found still open at Upbit stays unresolved (its market held) until
+ * it is final. One that is not the order asked for is never adopted: an `identifier_conflict`
+ * alarm, entries halted, the market held, as the executor does for an unknown order. A failed
+ * read ends the pass; the next pass tries again.
  */
 export async function recheckLostOrders(
   sql: Sql,
@@ -54,44 +68,99 @@ export async function recheckLostOrders(
 ): Promise<RecheckSummary> {
   const now = new Date(o.nowMs ?? Date.now());
   const due = new Date(now.getTime() - (o.intervalMs ?? LOST_ORDER_RECHECK_MS));
-  const lost = await sql<{ id: string; identifier: string; uuid: string | null; symbol: string }[]>`
-    select a.id, a.identifier, a.uuid, a.symbol from upbit_order_attempts a
+  const lost = await sql<{ id: string }[]>`
+    select a.id from upbit_order_attempts a
     left join lost_order_checks c on c.attempt_id = a.id
     where a.mode = 'live' and a.state = 'failed' and a.reason = 'order_lost'
       and c.resolved_at is null and (c.last_checked_at is null or c.last_checked_at <= ${due})
     order by coalesce(c.last_checked_at, '-infinity'), a.id`;
   const summary: RecheckSummary = { checked: 0, found: 0 };
-  for (const a of lost) {
-    const id = Number(a.id);
+  for (const { id: idText } of lost) {
+    const id = Number(idText);
+    const a = await attemptById(sql, id);
+    if (!a) continue;
     const order = await lookUp(rest, a.uuid, await identifiersOf(sql, id));
     summary.checked++;
-    if (!order) {
-      await sql`
-        insert into lost_order_checks (attempt_id, checks, last_checked_at)
-        values (${id}, 1, ${now})
-        on conflict (attempt_id) do update set checks = lost_order_checks.checks + 1,
-          last_checked_at = excluded.last_checked_at`;
+    const mismatch = order ? orderMismatch(sentOrderBody(a), order) : null;
+    if (!order || mismatch !== null || !FINAL_EXCHANGE_STATES.has(order.state)) {
+      await recordCheck(sql, id, now, null);
+      if (order && mismatch !== null) await refuseForeignOrder(sql, log, a, order, mismatch);
+      else if (order) {
+        log.warn(
+          `Lost order ${a.identifier} found at Upbit still ${order.state} (uuid=${order.uuid}); its market stays held until it is final`,
+          { market: a.symbol },
+        );
+      }
       continue;
     }
     summary.found++;
-    await sql`
-      insert into lost_order_checks (attempt_id, checks, last_checked_at, resolved_at,
-        exchange_state, details)
-      values (${id}, 1, ${now}, ${now}, ${order.state}, ${sql.json(order as never)})
-      on conflict (attempt_id) do update set checks = lost_order_checks.checks + 1,
-        last_checked_at = excluded.last_checked_at, resolved_at = excluded.resolved_at,
-        exchange_state = excluded.exchange_state, details = excluded.details`;
+    // Fills first, then resolved: a crash between the two finds it again and writes the same.
+    await patchAttempt(sql, id, {
+      uuid: order.uuid,
+      final_state: order.state as "done" | "cancel" | "prevented",
+      executed_volume: order.executed_volume,
+      paid_fee: order.paid_fee,
+      avg_price: averagePrice(order),
+      response_json: order,
+    });
+    await recordCheck(sql, id, now, order);
     const message =
-      `Lost order ${a.identifier} found at Upbit again (uuid=${order.uuid}, ${order.state}, executed ${order.executed_volume}); its fills are not in the ledger: check the account`;
+      `Lost order ${a.identifier} found at Upbit again (uuid=${order.uuid}, ${order.state}, executed ${order.executed_volume}); its fills are now in the position ledger`;
     log.error(message, { market: a.symbol });
     await raiseAlarm(sql, {
       code: "lost_order_found",
       market: a.symbol,
       message,
-      details: { identifier: a.identifier, uuid: order.uuid, state: order.state },
+      details: {
+        identifier: a.identifier,
+        uuid: order.uuid,
+        state: order.state,
+        executed_volume: order.executed_volume,
+      },
     });
   }
   return summary;
+}
+
+/** Upbit order states after which nothing more fills (§4.5). */
+const FINAL_EXCHANGE_STATES: ReadonlySet<string> = new Set(["done", "cancel", "prevented"]);
+
+/** Counts one check of lost attempt `id`; `found` (a final order adopted) resolves it. */
+async function recordCheck(sql: Sql, id: number, now: Date, found: Order | null): Promise<void> {
+  const resolvedAt = found ? now : null;
+  const state = found?.state ?? null;
+  const details = found ? sql.json(found as never) : null;
+  await sql`
+    insert into lost_order_checks (attempt_id, checks, last_checked_at, resolved_at,
+      exchange_state, details)
+    values (${id}, 1, ${now}, ${resolvedAt}, ${state}, ${details})
+    on conflict (attempt_id) do update set checks = lost_order_checks.checks + 1,
+      last_checked_at = excluded.last_checked_at, resolved_at = excluded.resolved_at,
+      exchange_state = excluded.exchange_state, details = excluded.details`;
+}
+
+/** An order under a lost attempt's uuid or identifier that it did not ask for: never adopted. */
+async function refuseForeignOrder(
+  sql: Sql,
+  log: Logger,
+  a: AttemptRow,
+  order: Order,
+  mismatch: string,
+): Promise<void> {
+  const message =
+    `Lost order ${a.identifier}: Upbit's order ${order.uuid} under it is not the one upbot asked for (${mismatch}); not adopted, its market stays held and entries are halted`;
+  log.error(message, { market: a.symbol, attempt: a.id });
+  await raiseAlarm(sql, {
+    code: "identifier_conflict",
+    market: a.symbol,
+    message,
+    details: { identifier: a.identifier, uuid: order.uuid, mismatch },
+  });
+  await haltEntries(sql, {
+    scope: "global",
+    reason: `identifier conflict on ${a.identifier}`,
+    by: "order_poller",
+  });
 }
 
 /** The order by uuid, else by any of its identifiers, or null when Upbit knows none of them. */

@@ -20,6 +20,7 @@ import {
 import { UpbitApiError } from "../upbit/errors.ts";
 import type { Order } from "../upbit/schemas.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
+import { averagePrice } from "./exchange_order.ts";
 import { recheckLostOrders } from "./lost_orders.ts";
 import { isTerminal, stateOfExchangeOrder } from "./order_state.ts";
 
@@ -39,19 +40,6 @@ export interface PollSummary {
   open: number;
   /** Orders that reached done or cancel in this pass. */
   finalised: number;
-}
-
-/** Average fill price of `order`: executed funds / executed volume, or null with no fill. */
-export function averagePrice(order: Order): string | null {
-  const volume = Number(order.executed_volume);
-  if (!(volume > 0)) return null;
-  let funds = order.executed_funds != null ? Number(order.executed_funds) : NaN;
-  if (!Number.isFinite(funds) && order.trades) {
-    funds = order.trades.reduce((sum, t) => sum + Number(t.funds), 0);
-  }
-  if (!Number.isFinite(funds)) return null;
-  // Informational (the fills themselves are exact in executed_volume / paid_fee): 8 decimals.
-  return String(Number((funds / volume).toFixed(8)));
 }
 
 /** Polls live orders to their final state. */
