@@ -31,13 +31,18 @@ const ETH = "KRW-ETH";
 type Mode = "shadow" | "test" | "live";
 
 /** A simulator, one Upbit client on it, and executors / pollers on one database. */
-async function rig(db: TestDatabase, simOptions: SimulatorOptions = {}) {
+async function rig(
+  db: TestDatabase,
+  simOptions: SimulatorOptions = {},
+  fetchVia: typeof fetch = fetch,
+) {
   const sim = await startSimulator({ rate: 0, seed: 7, markets: [BTC, ETH], ...simOptions });
   const rest = new UpbitRest({
     baseUrl: sim.restUrl,
     accessKey: sim.accessKey,
     secretKey: sim.secretKey,
     timeoutMs: 1500,
+    fetch: fetchVia,
   });
   const lines: string[] = [];
   const restore = setLogSink((line) => lines.push(line));
@@ -578,6 +583,37 @@ dbTest("money: the supervisor's halt stops entries only; the exit still goes out
     await r.close();
   }
 });
+
+dbTest(
+  "money: a supervisor halt that comes while the risk gate runs stops the entry",
+  async (db) => {
+    // The halt comes the moment the risk gate asks Upbit for the balances of the entry's pending
+    // attempt (after the executor's earlier looks at the halts; the reconciliation before the
+    // first attempt reads them too, while no attempt exists yet).
+    let halted = false;
+    const r = await rig(db, {}, async (input, init) => {
+      const url = input instanceof Request ? input.url : String(input);
+      if (url.includes("/v1/accounts")) {
+        const [pending] = await db.sql`
+          select 1 from upbit_order_attempts where action = 'ENTER_LONG' and state = 'pending'`;
+        if (pending) halted = true;
+      }
+      return await fetch(input, init);
+    });
+    try {
+      const ex = await r.executor("live", {}, () => halted ? "critical actor failed (test)" : null);
+      const paper = await enter(db);
+      await ex.runOnce();
+      assert.equal(halted, true, "the gate read the balances");
+      const attempt = (await rows(db)).find((a) => Number(a.paper_trade_id) === paper);
+      assert.deepEqual([attempt?.state, attempt?.reason], ["skipped", "entries_halted"]);
+      assert.equal(attempt?.error_msg, "critical actor failed (test)");
+      assert.equal(r.sim.orders().length, 0, "nothing reached Upbit");
+    } finally {
+      await r.close();
+    }
+  },
+);
 
 Deno.test("money: a database reset while flat keeps identifiers unique at the exchange", async () => {
   const first = await openTestDatabase("pglite", { migrated: true });

@@ -553,6 +553,14 @@ export class Executor {
       if (risk === "refused") return null;
       patch = risk;
     }
+    // The risk gate reads balances over the network and the database's halts after them; the
+    // supervisor's halt is in memory and may have come meanwhile: looked at again, last thing.
+    const lateHalt = a.action === "ENTER_LONG" ? this.#options.supervisorHalt?.() ?? null : null;
+    if (lateHalt) {
+      await this.#move(a, "skipped", { reason: "entries_halted", error_msg: lateHalt });
+      this.#options.log.warn(`Skip [ENTER_LONG] ${a.identifier}: entries_halted, not sent again`);
+      return null;
+    }
     return await this.#move(a, "sent", { retry_at: null, ...patch });
   }
 
