@@ -358,8 +358,14 @@ export class UpbitRest {
       headers.Authorization = `Bearer ${token}`;
     }
 
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    // A timer cleared when the answer is read: AbortSignal.timeout's would live on for the whole
+    // timeout after every request (thousands of pending timers and signals under load).
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new DOMException("timed out", "TimeoutError")),
+      this.#timeoutMs,
+    );
+    const combined = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
     const started = performance.now();
     let res: Response;
     let text: string;
@@ -380,7 +386,7 @@ export class UpbitRest {
       if (signal?.aborted) {
         throw new UpbitTransportError("aborted", `${spec.method} ${spec.path} aborted`, meta, err);
       }
-      if (timeout.aborted) {
+      if (timeout.signal.aborted) {
         throw new UpbitTransportError(
           "timeout",
           `${spec.method} ${spec.path} timed out after ${this.#timeoutMs} ms`,
@@ -394,6 +400,8 @@ export class UpbitRest {
         meta,
         err,
       );
+    } finally {
+      clearTimeout(timer);
     }
     const remainingReq = res.headers.get("remaining-req");
     const meta: CallMeta = {
