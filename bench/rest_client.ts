@@ -2,7 +2,9 @@
  * @module REST client benchmark: signed `GET /v1/accounts` requests per second and their latency,
  * upbot's `UpbitRest` next to ccxt's `upbit` class in the same run, against the simulator in its
  * own process with its limits raised (`rate_limit_factor` 1000) and both clients' own limiters
- * off. Rounds alternate between the clients so that a noisy neighbour hits both alike.
+ * off. Rounds alternate between the clients so that a noisy neighbour hits both alike. Each round
+ * records the CPU time per request of this process (the client's own cost) and of the simulator's
+ * (what answering that client cost the other side of the same cores).
  *
  * Usage: deno run -A bench/rest_client.ts [requests per round] [concurrency]
  */
