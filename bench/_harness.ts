@@ -27,6 +27,8 @@ export const TEN_MARKETS = [
 
 /** A simulator running in a subprocess. */
 export interface SimProcess {
+  /** Process id of the simulator (for {@linkcode cpuTimeUs}). */
+  pid: number;
   restUrl: string;
   wsUrl: string;
   accessKey: string;
@@ -77,6 +79,7 @@ export async function startSimProcess(options: {
     } catch { /* closed */ }
   })();
   return {
+    pid: child.pid,
     restUrl: /REST:\s+(\S+)/.exec(text)![1]!,
     wsUrl: /WebSocket:\s+(\S+)/.exec(text)![1]!,
     accessKey: /Access key:\s+(\S+)/.exec(text)![1]!,
@@ -96,6 +99,17 @@ export function rssMb(pid: number | "self" = "self"): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
   return kb / 1024;
+}
+
+/**
+ * CPU time (user + system, all threads, ended ones included) a process has used so far, in µs,
+ * from `/proc/<pid>/stat` (in clock ticks of 10 ms: measure over hundreds of ms).
+ */
+export function cpuTimeUs(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
 /** The `p`-th percentile (0-100) of `values` (nearest rank). */

@@ -2,7 +2,9 @@
  * @module REST client benchmark: signed `GET /v1/accounts` requests per second and their latency,
  * upbot's `UpbitRest` next to ccxt's `upbit` class in the same run, against the simulator in its
  * own process with its limits raised (`rate_limit_factor` 1000) and both clients' own limiters
- * off. Rounds alternate between the clients so that a noisy neighbour hits both alike.
+ * off. Rounds alternate between the clients so that a noisy neighbour hits both alike. Each round
+ * records the CPU time per request of this process (the client's own cost) and of the simulator's
+ * (what answering that client cost the other side of the same cores).
  *
  * Usage: deno run -A bench/rest_client.ts [requests per round] [concurrency]
  */
@@ -11,7 +13,7 @@
 import ccxt from "npm:ccxt@4.5.84";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import process from "node:process";
-import { type BenchRow, fmt, out, percentile, startSimProcess } from "./_harness.ts";
+import { type BenchRow, cpuTimeUs, fmt, out, percentile, startSimProcess } from "./_harness.ts";
 
 /** Throughput and latency of one client. */
 export interface ClientFigures {
@@ -20,6 +22,8 @@ export interface ClientFigures {
   p99Ms: number;
   /** CPU time (user + system) of this process per request, in µs: the client's own cost. */
   cpuUsPerRequest: number;
+  /** CPU time of the simulator's process per request while it answered this client, in µs. */
+  simCpuUsPerRequest: number;
 }
 
 async function drive(
@@ -27,9 +31,11 @@ async function drive(
   requests: number,
   concurrency: number,
   latencies: number[],
-  cpu: { us: number },
+  cpu: { us: number; simUs: number },
+  simPid?: number,
 ): Promise<number> {
   let next = 0;
+  const sim0 = simPid === undefined ? 0 : cpuTimeUs(simPid);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -42,6 +48,7 @@ async function drive(
   const elapsed = performance.now() - t0;
   const used = process.cpuUsage(cpu0);
   cpu.us += used.user + used.system;
+  if (simPid !== undefined) cpu.simUs += cpuTimeUs(simPid) - sim0;
   return elapsed;
 }
 
@@ -67,13 +74,13 @@ export async function benchRestClient(
   });
   exchange.urls.api = { public: sim.restUrl, private: sim.restUrl };
   const timings = {
-    upbot: { ms: 0, lat: [] as number[], cpu: { us: 0 } },
-    ccxt: { ms: 0, lat: [] as number[], cpu: { us: 0 } },
+    upbot: { ms: 0, lat: [] as number[], cpu: { us: 0, simUs: 0 } },
+    ccxt: { ms: 0, lat: [] as number[], cpu: { us: 0, simUs: 0 } },
   };
   try {
     // Warm-up: connections, JIT, ccxt's lazy set-up.
-    await drive(() => upbot.getAccounts(), 200, concurrency, [], { us: 0 });
-    await drive(() => exchange.privateGetAccounts(), 200, concurrency, [], { us: 0 });
+    await drive(() => upbot.getAccounts(), 200, concurrency, [], { us: 0, simUs: 0 });
+    await drive(() => exchange.privateGetAccounts(), 200, concurrency, [], { us: 0, simUs: 0 });
     for (let r = 0; r < rounds; r++) {
       timings.upbot.ms += await drive(
         () => upbot.getAccounts(),
@@ -81,6 +88,7 @@ export async function benchRestClient(
         concurrency,
         timings.upbot.lat,
         timings.upbot.cpu,
+        sim.pid,
       );
       timings.ccxt.ms += await drive(
         () => exchange.privateGetAccounts(),
@@ -88,6 +96,7 @@ export async function benchRestClient(
         concurrency,
         timings.ccxt.lat,
         timings.ccxt.cpu,
+        sim.pid,
       );
     }
   } finally {
@@ -95,9 +104,12 @@ export async function benchRestClient(
     await exchange.close?.();
     await sim.close();
   }
-  const figures = (t: { ms: number; lat: number[]; cpu: { us: number } }): ClientFigures => ({
+  const figures = (
+    t: { ms: number; lat: number[]; cpu: { us: number; simUs: number } },
+  ): ClientFigures => ({
     perSecond: (requests * rounds) / (t.ms / 1000),
     cpuUsPerRequest: t.cpu.us / (requests * rounds),
+    simCpuUsPerRequest: t.cpu.simUs / (requests * rounds),
     p50Ms: percentile(t.lat, 50),
     p99Ms: percentile(t.lat, 99),
   });
@@ -134,6 +146,17 @@ export function restRows(r: { upbot: ClientFigures; ccxt: ClientFigures }): Benc
       upbot: fmt(r.upbot.cpuUsPerRequest),
       reference: `ccxt ${fmt(r.ccxt.cpuUsPerRequest)}`,
       ratio: `${fmt(r.ccxt.cpuUsPerRequest / r.upbot.cpuUsPerRequest, 2)}x`,
+      target: "-",
+      met: "-",
+    },
+    {
+      // What one answer costs the simulator (its own process, sharing the same 2 cores): a
+      // client's rate cannot exceed 1 / (this cost) however cheap the client is.
+      part: "REST client",
+      measure: "simulator CPU per request (µs), answering each",
+      upbot: fmt(r.upbot.simCpuUsPerRequest),
+      reference: `ccxt ${fmt(r.ccxt.simCpuUsPerRequest)}`,
+      ratio: "-",
       target: "-",
       met: "-",
     },

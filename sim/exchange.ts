@@ -45,7 +45,10 @@ interface ExchangeRoute {
 }
 
 /** What the router's handlers get besides the request: the fault to apply. */
-type RouterEnv = { Bindings: { fault?: "burn" | "reserved" }; Variables: { body: Body } };
+type RouterEnv = {
+  Bindings: { fault?: "burn" | "reserved" };
+  Variables: { body: Body; query: Query };
+};
 
 const log = createLogger("sim.exchange");
 const JSON_HEADERS = { "content-type": "application/json; charset=utf-8" };
@@ -506,7 +509,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
         // This create took its identifier when it arrived (`create_delay_ms`): it may use it now.
         return answerOf(engine.create(body, "real", true), (o) => orderJson(o), 201);
       }
-      return route.answer(new URL(c.req.url).searchParams, body);
+      return route.answer(c.get("query"), body);
     });
   }
 
@@ -595,6 +598,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     const verified = await auth.verify(req.headers.get("authorization"), hashed);
     if (!verified.ok) return errorResponse(verified.error);
     c.set("body", body);
+    c.set("query", url.searchParams);
     await next();
     await null;
     persist();

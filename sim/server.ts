@@ -261,13 +261,20 @@ export function createSimServer(parts: SimServerParts): SimServer {
 }
 
 function withHeader(response: Response, remainingReq: string): Response {
-  const headers = new Headers(response.headers);
-  headers.set("Remaining-Req", remainingReq);
-  return new Response(response.body, {
-    status: response.status,
-    statusText: response.statusText,
-    headers,
-  });
+  // The simulator's own responses have mutable headers: set the header in place rather than copy
+  // the headers and wrap the body in a new Response (which turned the body into a stream).
+  try {
+    response.headers.set("Remaining-Req", remainingReq);
+    return response;
+  } catch {
+    const headers = new Headers(response.headers);
+    headers.set("Remaining-Req", remainingReq);
+    return new Response(response.body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers,
+    });
+  }
 }
 
 function remoteIp(info: Deno.ServeHandlerInfo): string {

@@ -152,6 +152,37 @@ Deno.test("auth answers each failure with its §5.2 name and 401", async () => {
   exchange.close();
 });
 
+Deno.test("auth refuses altered signatures: a flipped byte, a cut one, another alg's, bad base64url", async () => {
+  const { exchange } = makeExchange();
+  const status = async (token: string) =>
+    await errorName(await exchange.handle(get("/v1/accounts", token)));
+  const fresh = () => signJwt({ access_key: ACCESS_KEY, nonce: crypto.randomUUID() });
+  const [head, body, signature] = (await fresh()).split(".") as [string, string, string];
+  const flipped = signature.slice(0, 10) + (signature[10] === "A" ? "B" : "A") +
+    signature.slice(11);
+  assert.deepEqual(await status(`${head}.${body}.${flipped}`), [401, "jwt_verification"]);
+  assert.deepEqual(await status(`${head}.${body}.${signature.slice(0, -4)}`), [
+    401,
+    "jwt_verification",
+  ]);
+  assert.deepEqual(await status(`${head}.${body}.${signature}A`), [401, "jwt_verification"]);
+  assert.deepEqual(await status(`${head}.${body}.${signature.slice(0, 20)}+/`), [
+    401,
+    "jwt_verification",
+  ]);
+  // An HS256 signature under an HS512 header (the header is part of what is signed).
+  const hs256 = await signJwt({ access_key: ACCESS_KEY, nonce: crypto.randomUUID() }, {
+    alg: "HS256",
+  });
+  const [, body256, signature256] = hs256.split(".") as [string, string, string];
+  assert.deepEqual(await status(`${head}.${body256}.${signature256}`), [401, "jwt_verification"]);
+  // None of the refused tokens burnt a nonce: the untouched token still works.
+  const ok = await exchange.handle(get("/v1/accounts", `${head}.${body}.${signature}`));
+  assert.equal(ok.status, 200);
+  await ok.body?.cancel();
+  exchange.close();
+});
+
 Deno.test("auth hashes a %2B-encoded plus as a literal +", async () => {
   const { exchange } = makeExchange();
   const client = new Client(exchange);

@@ -296,6 +296,62 @@ Deno.test("UpbitRest times out slow reads, retries them, and reports the timeout
   });
 });
 
+Deno.test("UpbitRest times out a body that stalls after the headers, and a caller's abort is 'aborted'", async () => {
+  const restore = quiet();
+  // Headers at once, then the body never ends: the timeout covers the body too.
+  const stalled: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode("["));
+            stalled.push(controller);
+          },
+        }),
+        { headers: { "content-type": "application/json" } },
+      ),
+  );
+  const rest = new UpbitRest({
+    baseUrl: `http://127.0.0.1:${server.addr.port}`,
+    accessKey: "a",
+    secretKey: "b",
+    timeoutMs: 150,
+    maxAttempts: 1,
+  });
+  try {
+    const timedOut = await rest.getAccounts().catch((e) => e);
+    assert.ok(timedOut instanceof UpbitTransportError);
+    assert.equal(timedOut.kind, "timeout");
+    assert.equal(timedOut.message, "GET /v1/accounts timed out after 150 ms");
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 30);
+    const aborted = await rest.getAccounts({ signal: controller.signal }).catch((e) => e);
+    assert.ok(aborted instanceof UpbitTransportError);
+    assert.equal(aborted.kind, "aborted");
+    const lost = await rest.postOrder({
+      market: "KRW-BTC",
+      side: "bid",
+      ord_type: "limit",
+      volume: "0.001",
+      price: "10000000",
+      identifier: ident(),
+    });
+    assert.equal(lost.kind, "unknown");
+    assert.equal(lost.kind === "unknown" && lost.reason, "timeout");
+  } finally {
+    rest.close();
+    for (const c of stalled) {
+      try {
+        c.close();
+      } catch { /* already cancelled by the client's abort */ }
+    }
+    await server.shutdown();
+    restore();
+  }
+});
+
 Deno.test("UpbitRest fires 10x the trade-group limit concurrently without a 418, all succeed", async () => {
   await withSim(async (_sim, client) => {
     const counter = countingFetch();
