@@ -249,51 +249,6 @@ function parseBanMs(res: Response, text: string): number | undefined {
 }
 
 /**
- * Deadlines of the attempts in flight, checked by one interval that runs only while an attempt is
- * in flight. A timer per attempt (`setTimeout` + `clearTimeout`, or `AbortSignal.timeout`, whose
- * timer and signal live on for the whole timeout) cost several µs per request; this costs a Map
- * entry. A deadline is noticed up to one period late: a tenth of the timeout, at most 100 ms.
- */
-class AttemptDeadlines {
-  readonly #timeoutMs: number;
-  readonly #periodMs: number;
-  readonly #due = new Map<AbortController, number>();
-  #interval: ReturnType<typeof setInterval> | undefined;
-
-  constructor(timeoutMs: number) {
-    this.#timeoutMs = timeoutMs;
-    this.#periodMs = Math.max(1, Math.min(100, Math.floor(timeoutMs / 10)));
-  }
-
-  /** A controller aborted with a `TimeoutError` once the timeout has passed, unless ended first. */
-  start(): AbortController {
-    const controller = new AbortController();
-    this.#due.set(controller, performance.now() + this.#timeoutMs);
-    this.#interval ??= setInterval(() => this.#check(), this.#periodMs);
-    return controller;
-  }
-
-  /** The attempt is over: its deadline no longer applies. */
-  end(controller: AbortController): void {
-    this.#due.delete(controller);
-    if (this.#due.size === 0 && this.#interval !== undefined) {
-      clearInterval(this.#interval);
-      this.#interval = undefined;
-    }
-  }
-
-  #check(): void {
-    const now = performance.now();
-    for (const [controller, at] of this.#due) {
-      if (now >= at) {
-        controller.abort(new DOMException("timed out", "TimeoutError"));
-        this.end(controller);
-      }
-    }
-  }
-}
-
-/**
  * The Upbit REST client. One instance per key: its rate limiter is shared by all its calls.
  *
  * @example
@@ -311,7 +266,6 @@ export class UpbitRest {
   readonly #backoff: BackoffOptions;
   readonly #fetch: typeof fetch;
   readonly #log: Logger;
-  readonly #deadlines: AttemptDeadlines;
   /** The limiter shared by every call of this client. */
   readonly rateLimiter: UpbitRequestBudget;
 
@@ -354,7 +308,6 @@ export class UpbitRest {
     this.#backoff = { baseMs: 500, maxMs: 8000, jitter: 0.5, ...options.backoff };
     this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.#log = options.logger ?? createLogger("upbit-rest");
-    this.#deadlines = new AttemptDeadlines(timeoutMs);
     this.rateLimiter = options.rateLimiter instanceof UpbitRequestBudget
       ? options.rateLimiter
       : new UpbitRequestBudget(options.rateLimiter);
@@ -405,7 +358,13 @@ export class UpbitRest {
       headers.Authorization = `Bearer ${token}`;
     }
 
-    const timeout = this.#deadlines.start();
+    // A timer cleared when the answer is read: AbortSignal.timeout's would live on for the whole
+    // timeout after every request (thousands of pending timers and signals under load).
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new DOMException("timed out", "TimeoutError")),
+      this.#timeoutMs,
+    );
     const combined = signal ? AbortSignal.any([signal, timeout.signal]) : timeout.signal;
     const started = performance.now();
     let res: Response;
@@ -442,7 +401,7 @@ export class UpbitRest {
         err,
       );
     } finally {
-      this.#deadlines.end(timeout);
+      clearTimeout(timer);
     }
     const remainingReq = res.headers.get("remaining-req");
     const meta: CallMeta = {
