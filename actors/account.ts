@@ -11,7 +11,7 @@
  * connection lost for longer than `RECONCILE_OUTAGE_LIMIT_SEC` closes the gate, and the executor
  * reconciles before its next order.
  */
-import { runActor } from "../lib/actors/actor.ts";
+import { runUpbotActor } from "../lib/pipeline/runtime.ts";
 import { type Client, connect } from "../lib/db/connect.ts";
 import { ConnectionGate } from "../lib/execution/system_gate.ts";
 import { AccountSync, KeyExpiryWatch } from "../lib/pipeline/account.ts";
@@ -34,7 +34,7 @@ const KEY_EXPIRY_CHECK_MS = 3_600_000;
 /** How often outages are checked against the limit (at most; a quarter of a short limit). */
 const GATE_CHECK_MS = 1000;
 
-runActor({
+runUpbotActor({
   config: AccountConfig,
   start(ctx) {
     const c = ctx.config;

@@ -2,7 +2,7 @@
  * @module The evaluator actor: final bars -> triple-barrier labels, predictions, EV -> paper
  * trades. `bars.final` messages only wake it: it reads the bars from `market_1s`.
  */
-import { runActor } from "../lib/actors/actor.ts";
+import { runUpbotActor } from "../lib/pipeline/runtime.ts";
 import { type Client, connect } from "../lib/db/connect.ts";
 import { EvaluatorConfig } from "../lib/pipeline/actor_specs.ts";
 import { Evaluator } from "../lib/pipeline/evaluator.ts";
@@ -11,7 +11,7 @@ import { WorkLoop } from "../lib/pipeline/loop.ts";
 let sql: Client | undefined;
 let loop: WorkLoop | undefined;
 
-runActor({
+runUpbotActor({
   config: EvaluatorConfig,
   async start(ctx) {
     const c = ctx.config;

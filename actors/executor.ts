@@ -6,7 +6,7 @@
  * resolution of unknown orders and closes go on (reduce-only).
  */
 import { entryRefusalForMarket } from "../lib/store/market_status.ts";
-import { runActor } from "../lib/actors/actor.ts";
+import { runUpbotActor } from "../lib/pipeline/runtime.ts";
 import { type Client, connect } from "../lib/db/connect.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
@@ -19,7 +19,7 @@ let sql: Client | undefined;
 let rest: UpbitRest | undefined;
 let loop: WorkLoop | undefined;
 
-runActor({
+runUpbotActor({
   config: ExecutorConfig,
   async start(ctx) {
     const c = ctx.config;

@@ -3,7 +3,7 @@
  * published to the evaluator (`bars.final`, batched per market per flush). It also keeps
  * `upbit_market_status` fresh (warnings, cautions, delisting: `lib/pipeline/market_status.ts`).
  */
-import { runActor } from "../lib/actors/actor.ts";
+import { runUpbotActor } from "../lib/pipeline/runtime.ts";
 import { TradeRecorder } from "../lib/backtest/trade_files.ts";
 import { type Client, connect } from "../lib/db/connect.ts";
 import { FeedConfig, quotationUpbitRest } from "../lib/pipeline/actor_specs.ts";
@@ -29,7 +29,7 @@ let lastFinalBarEndMs: number | null = null;
 /** Whether the start-up backfill is in (the feed streams live trades only after it). */
 let backfillDone = false;
 
-runActor({
+runUpbotActor({
   config: FeedConfig,
   async start(ctx) {
     const c = ctx.config;

@@ -5,7 +5,7 @@
  * polling stays the source of truth.
  * On start it picks up every submitted attempt that is not final. Without keys it idles.
  */
-import { runActor } from "../lib/actors/actor.ts";
+import { runUpbotActor } from "../lib/pipeline/runtime.ts";
 import { type Client, connect } from "../lib/db/connect.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { keyedUpbitRest, OrderPollerConfig } from "../lib/pipeline/actor_specs.ts";
@@ -17,7 +17,7 @@ let sql: Client | undefined;
 let rest: UpbitRest | undefined;
 let loop: WorkLoop | undefined;
 
-runActor({
+runUpbotActor({
   config: OrderPollerConfig,
   start(ctx) {
     const c = ctx.config;
