@@ -1,56 +1,5 @@
-/**
- * @module The evaluator actor: final bars -> triple-barrier labels, predictions, EV -> paper
- * trades. `bars.final` messages only wake it: it reads the bars from `market_1s`.
- */
+/** @module Worker entry of the evaluator actor; its logic is in lib/pipeline/evaluator_actor.ts. */
+import { evaluatorActor } from "../lib/pipeline/evaluator_actor.ts";
 import { runUpbotActor } from "../lib/pipeline/runtime.ts";
-import { type Client, connect } from "../lib/db/connect.ts";
-import { EvaluatorConfig } from "../lib/pipeline/actor_specs.ts";
-import { Evaluator } from "../lib/pipeline/evaluator.ts";
-import { WorkLoop } from "../lib/pipeline/loop.ts";
 
-let sql: Client | undefined;
-let loop: WorkLoop | undefined;
-
-runUpbotActor({
-  config: EvaluatorConfig,
-  async start(ctx) {
-    const c = ctx.config;
-    sql = connect(c.db, { applicationName: "upbot-evaluator" });
-    const evaluator = new Evaluator({
-      sql,
-      markets: c.markets,
-      profile: c.profile,
-      params: c.params,
-      krwAmount: c.krwAmount,
-      log: ctx.log,
-      onPaperTrades: () => ctx.send("executor", { type: "wake", topic: "paper_trades" }),
-    });
-    await evaluator.start();
-    let totals = { bars: 0, labels: 0, paperTrades: 0 };
-    loop = new WorkLoop({
-      intervalMs: 1000,
-      signal: ctx.signal,
-      log: ctx.log,
-      onError: (err) => ctx.reportError(err),
-      pass: async () => {
-        const s = await evaluator.runOnce();
-        totals = {
-          bars: totals.bars + s.bars,
-          labels: totals.labels + s.labels,
-          paperTrades: totals.paperTrades + s.paperTrades,
-        };
-        ctx.setMetrics(totals);
-      },
-    });
-    loop.start();
-  },
-  messages: {
-    "bars.final"() {
-      loop?.wake();
-    },
-  },
-  async stop() {
-    await loop?.stopped();
-    await sql?.end({ timeout: 2 });
-  },
-});
+runUpbotActor(evaluatorActor());
