@@ -396,6 +396,7 @@ Deno.test("Supervisor status has every field for every actor", async () => {
   h.supervisor.logStatus();
   const summary = h.lines.map((l) => JSON.parse(l)).find((r) => r.msg === "actors status");
   assert.equal(summary?.actor, "supervisor");
+  assert.equal(summary?.trading, "active");
   assert.match(summary?.actors?.echo ?? "", /^running restarts=0 in=0 out=0 dropped=0/);
 });
 

@@ -113,6 +113,8 @@ export interface SupervisorPolicy<M extends Message, E = never> {
   childReady?(actor: string): void;
   /** False when the application is unhealthy (`health().healthy`). */
   healthy?(): boolean;
+  /** Fields of the application's state for the periodic `actors status` log line. */
+  statusFields?(): Record<string, unknown>;
 }
 
 /** Options of {@linkcode Supervisor}. Every duration is in milliseconds. */
@@ -498,7 +500,8 @@ export class Supervisor<M extends Message, E = never> {
         `${s.state} restarts=${s.restarts} in=${s.messagesIn} out=${s.messagesOut} dropped=${s.dropped}` +
         (s.lastHeartbeatAgeMs === null ? "" : ` hb_age_ms=${s.lastHeartbeatAgeMs}`);
     }
-    log.info("actors status", { healthy: this.health().healthy, actors });
+    const fields = this.#callPolicy("statusFields", () => this.#policy.statusFields?.());
+    log.info("actors status", { ...fields, actors });
   }
 
   /**

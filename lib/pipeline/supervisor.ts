@@ -111,6 +111,11 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
     return this.#state === "active";
   }
 
+  /** The trading state leads the periodic `actors status` line. */
+  statusFields(): { trading: TradingState } {
+    return { trading: this.#state };
+  }
+
   /**
    * Halts trading: records the reason, broadcasts `trading.halt` to every actor and calls
    * `onTradingHalt`. Idempotent; there is no automatic resume (a person restarts the bot).
