@@ -8,7 +8,7 @@
  * line on a terminal) per result.
  */
 import { configureLogging, createLogger } from "../lib/log.ts";
-import { Supervisor } from "../lib/actors/supervisor.ts";
+import { UpbotSupervisor } from "../lib/pipeline/supervisor.ts";
 
 const [rounds = 2000, burst = 20_000, batchSize = 100] = Deno.args.map(Number);
 const warmup = Math.min(200, rounds);
@@ -22,7 +22,7 @@ function quantile(sorted: number[], q: number): number {
 async function runtime(): Promise<void> {
   const module = new URL("./actors/messaging_peer.ts", import.meta.url);
   const common = { rounds, warmup, burst, batchSize };
-  const supervisor = new Supervisor({
+  const supervisor = new UpbotSupervisor({
     actors: [
       { name: "server", module, config: { role: "server", peer: "client", ...common } },
       { name: "client", module, config: { role: "client", peer: "server", ...common } },

@@ -14,7 +14,7 @@
  *   (postgres needs BENCH_DATABASE_URL or TEST_DATABASE_URL: a fresh database is created on it)
  */
 import postgres from "postgres";
-import { Supervisor } from "../lib/actors/supervisor.ts";
+import { UpbotSupervisor } from "../lib/pipeline/supervisor.ts";
 import { parseConfig } from "../lib/config.ts";
 import { configureLogging } from "../lib/log.ts";
 import { type Database, openDatabase } from "../lib/db/connect.ts";
@@ -88,7 +88,7 @@ async function bareClientRate(wsUrl: string, seconds: number): Promise<number> {
 
 type FeedMetrics = Record<string, number | string | boolean | null>;
 
-function feedMetrics(supervisor: Supervisor): FeedMetrics {
+function feedMetrics(supervisor: UpbotSupervisor): FeedMetrics {
   return supervisor.status().find((a) => a.name === "feed")?.metrics ?? {};
 }
 
@@ -115,7 +115,7 @@ async function feedStep(
     UPBIT_WS_URL: sim.wsUrl,
   });
   const feedSpec = pipelineActorSpecs(config, db.connection).filter((s) => s.name === "feed");
-  const supervisor = new Supervisor({
+  const supervisor = new UpbotSupervisor({
     actors: feedSpec,
     log: { level: "error", format: "json" },
     statusLogIntervalMs: 0,

@@ -14,7 +14,7 @@
 import type { Config } from "./config.ts";
 import { hasUpbitKeys, isLoopbackHost, secretValues } from "./config.ts";
 import { setUpLogging } from "./cli.ts";
-import { Supervisor } from "./actors/supervisor.ts";
+import { UpbotSupervisor, type UpbotSupervisorOptions } from "./pipeline/supervisor.ts";
 import {
   ControlDirInUseError,
   controlDirLayout,
@@ -57,7 +57,7 @@ export interface Upbot {
    *
    * @throws {Error} on a standby (it runs no actor).
    */
-  readonly supervisor: Supervisor;
+  readonly supervisor: UpbotSupervisor;
   /** The main thread's database client (closed by `stop`), e.g. for tests and tools to read. */
   readonly sql: Client;
   /** `leader` while this upbot holds the lease and trades, else `standby`. */
@@ -74,12 +74,12 @@ export interface Upbot {
 
 /** Options of {@linkcode startUpbot} (tests shorten the supervisor's timings). */
 export interface StartOptions {
-  supervisor?: Partial<ConstructorParameters<typeof Supervisor>[0]>;
+  supervisor?: Partial<UpbotSupervisorOptions>;
 }
 
 /** What a leader runs, stopped in reverse order. */
 interface Leadership {
-  supervisor: Supervisor;
+  supervisor: UpbotSupervisor;
   stop(): Promise<void>;
 }
 
@@ -331,7 +331,7 @@ async function startLeadership(
   const haltWrites = new Set<Promise<void>>();
   const layout = controlDirLayout(config.DATA_DIR);
   const control = new ControlDirWatcher({ layout, sql, onApplied: () => deps.wakeExecutor() });
-  let supervisor: Supervisor | undefined;
+  let supervisor: UpbotSupervisor | undefined;
   try {
     try {
       await control.claim();
@@ -347,7 +347,7 @@ async function startLeadership(
       );
     }
     control.start();
-    supervisor = new Supervisor({
+    supervisor = new UpbotSupervisor({
       actors: pipelineActorSpecs(config, deps.connection),
       log: loggingSettings(),
       secrets: [...secretValues(config), ...deps.secrets],

@@ -5,7 +5,7 @@
  * can restart it on the same port underneath upbot.
  */
 import assert from "node:assert/strict";
-import type { SupervisorEvent, SupervisorOptions } from "../lib/actors/supervisor.ts";
+import type { UpbotSupervisorEvent, UpbotSupervisorOptions } from "../lib/pipeline/supervisor.ts";
 import { parseConfig } from "../lib/config.ts";
 import type { Client } from "../lib/db/connect.ts";
 import { configureLogging, loggingSettings, type LogLevel, setLogSink } from "../lib/log.ts";
@@ -37,7 +37,7 @@ export interface UpbotRig {
   sql: Client;
   /** Main-thread log lines (supervisor, boot). */
   lines: string[];
-  events: SupervisorEvent[];
+  events: UpbotSupervisorEvent[];
   /** Polls `check` every 100 ms until it holds; fails with a summary after `timeoutMs`. */
   until(what: string, check: () => Promise<boolean> | boolean, timeoutMs?: number): Promise<void>;
   /** Rows of `select count(*) from <table> where <where>`. */
@@ -55,13 +55,13 @@ export interface UpbotRigOptions {
   /** upbot's variables, on top of the simulator's URLs, a fresh database and port 0. */
   env?: Record<string, string>;
   /** Supervisor options on top of fast test timings. */
-  supervisor?: Partial<SupervisorOptions>;
+  supervisor?: Partial<UpbotSupervisorOptions>;
 }
 
 /** Starts upbot on a fresh database of `backend` against the simulator at `sim`. */
 export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig> {
   const lines: string[] = [];
-  const events: SupervisorEvent[] = [];
+  const events: UpbotSupervisorEvent[] = [];
   const previousLog = loggingSettings();
   const restoreSink = setLogSink((line) => lines.push(line));
   const cleanups: (() => Promise<void> | void)[] = [() => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { setLogSink } from "../lib/log.ts";
 import { actorPermissions, hostPort } from "../lib/actors/permissions.ts";
-import { Supervisor } from "../lib/actors/supervisor.ts";
+import { UpbotSupervisor } from "../lib/pipeline/supervisor.ts";
 
 async function waitFor(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -52,7 +52,7 @@ Deno.test("A worker without keys cannot read them from the environment or otherw
   const handler = () => new Response("hello");
   const allowed = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
   const denied = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, handler);
-  const supervisor = new Supervisor({
+  const supervisor = new UpbotSupervisor({
     actors: [{
       name: "feed",
       module: new URL("./fixtures/actors/snoop.ts", import.meta.url),

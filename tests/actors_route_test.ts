@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { setLogSink } from "../lib/log.ts";
-import { Supervisor } from "../lib/actors/supervisor.ts";
+import { UpbotSupervisor } from "../lib/pipeline/supervisor.ts";
 import { actorsRoute } from "../lib/http/actors_route.ts";
 
 Deno.test("GET /api/actors returns one status object per actor", async () => {
   const restoreSink = setLogSink(() => {});
-  const supervisor = new Supervisor({
+  const supervisor = new UpbotSupervisor({
     actors: [
       { name: "feed", module: new URL("./fixtures/actors/echo.ts", import.meta.url) },
       {
@@ -25,6 +25,11 @@ Deno.test("GET /api/actors returns one status object per actor", async () => {
       ["executor", "stopped"],
     ]);
     await supervisor.start();
+    // The heap comes with the first heartbeat (one second by default).
+    const deadline = Date.now() + 10_000;
+    while (supervisor.status().some((a) => a.memory === null) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     const res = await routes.request("/api/actors");
     assert.equal(res.status, 200);
     assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
@@ -43,6 +48,7 @@ Deno.test("GET /api/actors returns one status object per actor", async () => {
       "lastErrorAt",
       "lastHeartbeatAgeMs",
       "mailbox",
+      "memory",
       "messagesIn",
       "messagesOut",
       "metrics",
@@ -58,6 +64,12 @@ Deno.test("GET /api/actors returns one status object per actor", async () => {
       ["executor", "running"],
     ]);
     assert.equal(body[1].critical, true);
+    // Each worker's own heap, from its heartbeat.
+    for (const actor of body) {
+      assert.deepEqual(Object.keys(actor.memory).sort(), ["external", "heapTotal", "heapUsed"]);
+      assert.ok(actor.memory.heapUsed > 0, `${actor.name}: heapUsed ${actor.memory.heapUsed}`);
+      assert.ok(actor.memory.heapTotal >= actor.memory.heapUsed);
+    }
   } finally {
     await supervisor.stop();
     restoreSink();

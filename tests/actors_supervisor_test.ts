@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { setLogSink } from "../lib/log.ts";
-import type { AppMessage } from "../lib/actors/messages.ts";
+import type { ActorSpec } from "../lib/actors/supervisor.ts";
+import type { UpbotMessage } from "../lib/pipeline/messages.ts";
 import {
-  type ActorSpec,
-  Supervisor,
-  type SupervisorEvent,
-  type SupervisorOptions,
-} from "../lib/actors/supervisor.ts";
+  UpbotSupervisor,
+  type UpbotSupervisorEvent,
+  type UpbotSupervisorOptions,
+} from "../lib/pipeline/supervisor.ts";
 
 const fixture = (name: string) => new URL(`./fixtures/actors/${name}.ts`, import.meta.url);
 
@@ -20,20 +20,20 @@ async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): 
 }
 
 interface Harness {
-  supervisor: Supervisor;
-  events: SupervisorEvent[];
-  received: { message: AppMessage; from: string }[];
+  supervisor: UpbotSupervisor;
+  events: UpbotSupervisorEvent[];
+  received: { message: UpbotMessage; from: string }[];
   lines: string[];
   [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** A supervisor with fast test timings whose events, messages and main-thread logs are kept. */
-function harness(actors: ActorSpec[], options: Partial<SupervisorOptions> = {}): Harness {
+function harness(actors: ActorSpec[], options: Partial<UpbotSupervisorOptions> = {}): Harness {
   const lines: string[] = [];
   const restoreSink = setLogSink((line) => lines.push(line));
-  const events: SupervisorEvent[] = [];
-  const received: { message: AppMessage; from: string }[] = [];
-  const supervisor = new Supervisor({
+  const events: UpbotSupervisorEvent[] = [];
+  const received: { message: UpbotMessage; from: string }[] = [];
+  const supervisor = new UpbotSupervisor({
     actors,
     log: { level: "error", format: "json" },
     heartbeatIntervalMs: 50,
@@ -60,7 +60,7 @@ function harness(actors: ActorSpec[], options: Partial<SupervisorOptions> = {}):
   };
 }
 
-function statusOf(supervisor: Supervisor, name: string) {
+function statusOf(supervisor: UpbotSupervisor, name: string) {
   const s = supervisor.status().find((a) => a.name === name);
   assert.ok(s, `no status for ${name}`);
   return s;
@@ -266,7 +266,7 @@ Deno.test("Supervisor routes messages between actors and to the main thread", as
     { name: "back", module: fixture("echo") },
   ]);
   await h.supervisor.start();
-  const bars: AppMessage = {
+  const bars: UpbotMessage = {
     type: "bars.final",
     market: "KRW-BTC",
     bars: [1, 2, 3].map((i) => ({
@@ -296,7 +296,7 @@ Deno.test("Supervisor routes messages between actors and to the main thread", as
   assert.deepEqual([back.messagesIn, back.messagesOut], [2, 2]);
 });
 
-const oneBar: AppMessage = {
+const oneBar: UpbotMessage = {
   type: "bars.final",
   market: "KRW-ETH",
   bars: [{
@@ -362,7 +362,7 @@ Deno.test("Supervisor drops and counts invalid messages in both directions witho
   assert.equal(warnings.length, 4);
   assert.ok(warnings.every((l) => JSON.parse(l).from === "garbage"));
   // Worker side: an invalid message reaching the actor is dropped and counted there.
-  h.supervisor.send("echo", { type: "wake", topic: "bogus" } as unknown as AppMessage);
+  h.supervisor.send("echo", { type: "wake", topic: "bogus" } as unknown as UpbotMessage);
   h.supervisor.send("echo", { type: "wake", topic: "account" });
   await waitFor("echo answered", () => h.received.length >= 1);
   await waitFor("invalidIn reported", () => statusOf(h.supervisor, "echo").invalidIn === 1);
@@ -392,26 +392,46 @@ Deno.test("Supervisor status has every field for every actor", async () => {
     0,
     0,
   ]);
+  assert.ok(s.memory !== null && s.memory.heapUsed > 0, "the heap came with the heartbeat");
   h.supervisor.logStatus();
   const summary = h.lines.map((l) => JSON.parse(l)).find((r) => r.msg === "actors status");
   assert.equal(summary?.actor, "supervisor");
+  assert.equal(summary?.trading, "active");
   assert.match(summary?.actors?.echo ?? "", /^running restarts=0 in=0 out=0 dropped=0/);
+});
+
+Deno.test("Supervisor status carries each running actor's own heap from its heartbeat", async () => {
+  await using h = harness([
+    { name: "echo", module: fixture("echo") },
+    { name: "once", module: fixture("echo"), restart: "temporary" },
+  ]);
+  await h.supervisor.start();
+  await waitFor("both heaps", () => h.supervisor.status().every((s) => s.memory !== null));
+  for (const s of h.supervisor.status()) {
+    const memory = s.memory!;
+    assert.ok(Number.isInteger(memory.heapUsed) && memory.heapUsed > 0, `${s.name}: heapUsed`);
+    assert.ok(memory.heapTotal >= memory.heapUsed, `${s.name}: heapTotal`);
+    assert.ok(Number.isInteger(memory.external) && memory.external >= 0, `${s.name}: external`);
+  }
+  // A stopped actor has no heap to report.
+  h.supervisor.kill("once");
+  assert.equal(statusOf(h.supervisor, "once").memory, null);
 });
 
 Deno.test("Supervisor rejects bad options with a clear message", () => {
   assert.throws(
-    () => new Supervisor({ actors: [], restartMinDelayMs: 10, restartMaxDelayMs: 5 }),
+    () => new UpbotSupervisor({ actors: [], restartMinDelayMs: 10, restartMaxDelayMs: 5 }),
     new RangeError(
       "Cannot back off as 'maxDelayMs' must be >= 'minDelayMs': current value is 5",
     ),
   );
   assert.throws(
-    () => new Supervisor({ actors: [{ name: "Feed", module: fixture("echo") }] }),
+    () => new UpbotSupervisor({ actors: [{ name: "Feed", module: fixture("echo") }] }),
     /actor name 'Feed' is not lower snake_case/,
   );
   assert.throws(
     () =>
-      new Supervisor({
+      new UpbotSupervisor({
         actors: [{ name: "a", module: fixture("echo") }, { name: "a", module: fixture("echo") }],
       }),
     /actor 'a' is listed twice/,

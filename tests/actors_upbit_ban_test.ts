@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { setLogSink } from "../lib/log.ts";
 import { actorPermissions, hostPort } from "../lib/actors/permissions.ts";
-import { Supervisor } from "../lib/actors/supervisor.ts";
+import { UpbotSupervisor } from "../lib/pipeline/supervisor.ts";
 import { startSimulator } from "../sim/mod.ts";
 
 const fixture = new URL("./fixtures/actors/upbit_client.ts", import.meta.url);
@@ -22,7 +22,7 @@ Deno.test("a 418 drawn by one actor is known to every actor at once: the other r
   const sim = await startSimulator({ port: 0, rate: 0, faults: { rate_limit_factor: 0.034 } });
   const config = { restUrl: sim.restUrl, accessKey: sim.accessKey, secretKey: sim.secretKey };
   const permissions = actorPermissions({ net: [hostPort(sim.restUrl)] });
-  const supervisor = new Supervisor({
+  const supervisor = new UpbotSupervisor({
     actors: [
       { name: "drawer", module: fixture, config, permissions },
       { name: "bystander", module: fixture, config, permissions },
@@ -61,7 +61,7 @@ Deno.test("an actor restarted during a ban learns it when ready", async () => {
   const sim = await startSimulator({ port: 0, rate: 0 });
   const config = { restUrl: sim.restUrl, accessKey: sim.accessKey, secretKey: sim.secretKey };
   const permissions = actorPermissions({ net: [hostPort(sim.restUrl)] });
-  const supervisor = new Supervisor({
+  const supervisor = new UpbotSupervisor({
     actors: [
       { name: "announcer", module: fixture, config, permissions },
       { name: "restarted", module: fixture, config, permissions },

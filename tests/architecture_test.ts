@@ -1,7 +1,9 @@
 /**
  * The layer rules of `docs/architecture.md`, as code: every relative import of upbot's own sources
  * (not tests or benchmarks) stays within what its folder may import. A new upward import fails
- * here with the file and the import named.
+ * here with the file and the import named. Also: the actor runtime (`lib/actors/`) is generic (it
+ * imports only the shared base modules), and each worker entry in `actors/` names, in its first
+ * line, the `lib/` module that holds its logic.
  */
 import assert from "node:assert/strict";
 
@@ -33,13 +35,14 @@ const ALLOWED: [unit: string, mayImport: string[]][] = [
   ["lib/upbit/", SHARED],
   ["lib/strategy/", [...SHARED, "lib/config.ts"]],
   ["lib/db/", [...SHARED, "lib/config.ts"]],
-  // Debt: the runtime knows the Upbit ban broadcast (docs/architecture.md).
-  ["lib/actors/", [...SHARED, "lib/upbit/"]],
+  // Generic: upbot's messages and rules are given to it by lib/pipeline/.
+  ["lib/actors/", SHARED],
   // Debt: order_attempts.ts uses the order state machine of lib/execution/.
   ["lib/store/", [...LAYER1, "lib/execution/order_state.ts"]],
   ["lib/control/", LAYER1],
   ["lib/execution/", LAYER2],
-  ["lib/pipeline/", LAYER3],
+  // The feed actor records trades in the backtest's own file format (lib/backtest/trade_files.ts).
+  ["lib/pipeline/", [...LAYER3, "lib/backtest/trade_files.ts"]],
   ["lib/http/", LAYER3],
   // Debt: the app version comes from deno.json.
   ["lib/backtest/", [...LAYER2, "deno.json"]],
@@ -48,7 +51,8 @@ const ALLOWED: [unit: string, mayImport: string[]][] = [
   ["lib/upbot.ts", ["lib/"]],
   ["lib/cli.ts", ["lib/"]],
   ["main.ts", ["lib/"]],
-  ["actors/", ["lib/"]],
+  // Thin worker entries: the actor's definition and upbot's runtime, both in lib/pipeline/.
+  ["actors/", ["lib/pipeline/"]],
   ["tools/", ["lib/", "sim/", "deno.json"]],
   ["sim/", ["lib/domain.ts", "lib/log.ts", "lib/decimal.ts", "lib/random.ts"]],
 ];
@@ -106,6 +110,10 @@ Deno.test("the layer table refuses an upward import", () => {
   assert.equal(allowed("lib/store/paper_trades.ts", "lib/pipeline/feed.ts"), false);
   assert.equal(allowed("lib/execution/executor.ts", "lib/store/order_attempts.ts"), true);
   assert.equal(allowed("lib/db/lease.ts", "lib/store/order_attempts.ts"), false);
+  assert.equal(allowed("lib/actors/actor.ts", "lib/pipeline/messages.ts"), false);
+  assert.equal(allowed("lib/actors/supervisor.ts", "lib/upbit/rest.ts"), false);
+  assert.equal(allowed("lib/actors/actor.ts", "lib/log.ts"), true);
+  assert.equal(allowed("actors/feed.ts", "lib/upbit/rest.ts"), false);
 });
 
 Deno.test("no import of upbot's sources runs upward (docs/architecture.md)", async () => {
@@ -120,5 +128,44 @@ Deno.test("no import of upbot's sources runs upward (docs/architecture.md)", asy
     }
   }
   assert.ok(checked > 200, `only ${checked} imports found`);
+  assert.deepEqual(problems, []);
+});
+
+/** The `lib/` module a worker entry's first line names as holding its logic, or undefined. */
+export function logicModuleOf(firstLine: string): string | undefined {
+  return /^\/\*\* @module Worker entry of the \w+ actor; its logic is in (lib\/[\w/]+\.ts)\./
+    .exec(firstLine)?.[1];
+}
+
+Deno.test("logicModuleOf() reads the module a worker entry's first line names", () => {
+  assert.equal(
+    logicModuleOf(
+      "/** @module Worker entry of the feed actor; its logic is in lib/pipeline/feed_actor.ts. */",
+    ),
+    "lib/pipeline/feed_actor.ts",
+  );
+  assert.equal(logicModuleOf("/**"), undefined);
+  assert.equal(logicModuleOf("/** @module The feed actor: trades -> bars. */"), undefined);
+});
+
+Deno.test("each worker entry in actors/ names, in its first line, an existing lib/ module", async () => {
+  const problems: string[] = [];
+  let entries = 0;
+  for await (const e of Deno.readDir(new URL("actors/", ROOT))) {
+    if (!e.isFile || !e.name.endsWith(".ts")) continue;
+    entries++;
+    const text = await Deno.readTextFile(new URL(`actors/${e.name}`, ROOT));
+    const target = logicModuleOf(text.split("\n")[0]!);
+    if (target === undefined) {
+      problems.push(`actors/${e.name}: first line does not name its lib/ module`);
+      continue;
+    }
+    const stat = await Deno.stat(new URL(target, ROOT)).catch(() => null);
+    if (!stat?.isFile) problems.push(`actors/${e.name}: ${target} does not exist`);
+    else if (!importsOf(text).some((s) => resolve(`actors/${e.name}`, s) === target)) {
+      problems.push(`actors/${e.name}: does not import ${target}`);
+    }
+  }
+  assert.ok(entries >= 5, `only ${entries} worker entries found`);
   assert.deepEqual(problems, []);
 });

@@ -5,7 +5,7 @@
  * `DATABASE_URL` for the data, `DATA_DIR` for the control directory).
  */
 import assert from "node:assert/strict";
-import type { SupervisorOptions } from "../lib/actors/supervisor.ts";
+import type { UpbotSupervisorOptions } from "../lib/pipeline/supervisor.ts";
 import { parseConfig } from "../lib/config.ts";
 import { controlDirLayout, enqueueControlCommand } from "../lib/control/command_dir.ts";
 import { newControlCommand } from "../lib/control/commands.ts";
@@ -30,7 +30,7 @@ interface Site {
   env: Record<string, string>;
   sim: Simulator;
   lines: string[];
-  start(supervisor?: Partial<SupervisorOptions>): Promise<Upbot>;
+  start(supervisor?: Partial<UpbotSupervisorOptions>): Promise<Upbot>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 

@@ -30,6 +30,7 @@ function actor(name: string, over: Partial<ActorStatus> = {}): ActorStatus {
     coalesced: 0,
     mailbox: 0,
     invalidOut: 0,
+    memory: null,
     metrics: {},
     ...over,
   };

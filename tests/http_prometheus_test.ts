@@ -102,6 +102,12 @@ for (const backend of testBackends()) {
 
     assert.equal(sample(text, 'upbot_actor_up{actor="feed"}'), 1);
     assert.equal(sample(text, 'upbot_actor_restarts_total{actor="executor"}'), 0);
+    // Each actor's own isolate heap, from its heartbeats.
+    assert.ok(sample(text, 'upbot_actor_heap_used_bytes{actor="executor"}')! > 0);
+    assert.ok(
+      sample(text, 'upbot_actor_heap_total_bytes{actor="feed"}')! >=
+        sample(text, 'upbot_actor_heap_used_bytes{actor="feed"}')!,
+    );
     assert.ok(sample(text, "upbot_feed_trades_received_total")! > 0);
     assert.ok(sample(text, "upbot_feed_bars_finalised_total")! > 0);
     assert.equal(sample(text, "upbot_ready"), 1);

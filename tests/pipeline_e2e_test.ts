@@ -10,7 +10,7 @@
  * to see them when a test fails. Main-thread lines are captured and shown in failure messages.
  */
 import assert from "node:assert/strict";
-import type { SupervisorEvent } from "../lib/actors/supervisor.ts";
+import type { UpbotSupervisorEvent } from "../lib/pipeline/supervisor.ts";
 import { parseConfig } from "../lib/config.ts";
 import type { Client } from "../lib/db/connect.ts";
 import { configureLogging, loggingSettings, type LogLevel, setLogSink } from "../lib/log.ts";
@@ -42,7 +42,7 @@ interface Rig {
   markets: string[];
   /** Main-thread log lines (supervisor, boot). */
   lines: string[];
-  events: SupervisorEvent[];
+  events: UpbotSupervisorEvent[];
   /** Summary of the database and actors, for failure messages. */
   describe(): Promise<string>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -56,7 +56,7 @@ interface RigOptions {
 
 async function startRig(backend: string, options: RigOptions): Promise<Rig> {
   const lines: string[] = [];
-  const events: SupervisorEvent[] = [];
+  const events: UpbotSupervisorEvent[] = [];
   const previousLog = loggingSettings();
   const restoreSink = setLogSink((line) => lines.push(line));
   // Run in reverse on dispose (and on a failed start).

@@ -5,14 +5,14 @@
  * exactly one attempt, and bars are neither duplicated nor missing. A critical actor in a crash
  * loop fails for good and halts trading: no new entry is attempted after the halt.
  *
- * Faults are injected with the test-only `fault.inject` message, honoured only by a supervisor
- * created with `faultInjection: true` (see lib/actors/messages.ts `FaultInject`).
+ * Faults are injected with the test-only `Supervisor.injectFault` (a `fault.inject` control
+ * message of the runtime), honoured only by a supervisor created with `faultInjection: true` (see
+ * lib/actors/protocol.ts `FaultInjectMessage`).
  */
 import { entryHaltReason } from "../lib/control/trading_state.ts";
 import assert from "node:assert/strict";
-import type { AppMessage } from "../lib/actors/messages.ts";
-import type { SupervisorEvent } from "../lib/actors/supervisor.ts";
-import { Supervisor } from "../lib/actors/supervisor.ts";
+import type { UpbotMessage } from "../lib/pipeline/messages.ts";
+import { UpbotSupervisor, type UpbotSupervisorEvent } from "../lib/pipeline/supervisor.ts";
 import { setLogSink } from "../lib/log.ts";
 import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY } from "../sim/mod.ts";
 import { testBackends } from "./_db.ts";
@@ -34,7 +34,7 @@ const DRILL_FAULTS = (Deno.env.get("WORKER_FAULTS") ?? "throw,exit,oom").split("
 const ACTORS = ["feed", "evaluator", "executor", "order_poller", "account"];
 
 /** The highest incarnation `actor` has started. */
-function incarnation(events: SupervisorEvent[], actor: string): number {
+function incarnation(events: UpbotSupervisorEvent[], actor: string): number {
   let n = 0;
   for (const e of events) {
     if (e.type === "actor.started" && e.actor === actor) n = Math.max(n, e.incarnation);
@@ -55,10 +55,10 @@ Deno.test("fault.inject: each fault ends the incarnation and the actor is restar
   const echo = new URL("./fixtures/actors/echo.ts", import.meta.url);
   const make = (
     faultInjection: boolean,
-    events: SupervisorEvent[],
-    onMessage?: (message: AppMessage) => void,
+    events: UpbotSupervisorEvent[],
+    onMessage?: (message: UpbotMessage) => void,
   ) =>
-    new Supervisor({
+    new UpbotSupervisor({
       actors: [{ name: "echo", module: echo, config: {} }],
       log: { level: "error", format: "json" },
       heartbeatIntervalMs: 50,
@@ -73,13 +73,13 @@ Deno.test("fault.inject: each fault ends the incarnation and the actor is restar
       onMessage,
     });
   try {
-    const events: SupervisorEvent[] = [];
+    const events: UpbotSupervisorEvent[] = [];
     const supervisor = make(true, events);
     await supervisor.start();
     try {
       for (const fault of FAULTS) {
         const before = incarnation(events, "echo");
-        supervisor.send("echo", { type: "fault.inject", fault });
+        supervisor.injectFault("echo", fault);
         await waitFor(
           () => `${fault}: restart after incarnation ${before}; ${JSON.stringify(events)}`,
           () => incarnation(events, "echo") > before,
@@ -97,12 +97,12 @@ Deno.test("fault.inject: each fault ends the incarnation and the actor is restar
       await supervisor.stop("test end");
     }
 
-    const quiet: SupervisorEvent[] = [];
+    const quiet: UpbotSupervisorEvent[] = [];
     const echoed: string[] = [];
     const production = make(false, quiet, (message) => echoed.push(message.type));
     await production.start();
     try {
-      for (const fault of FAULTS) production.send("echo", { type: "fault.inject", fault });
+      for (const fault of FAULTS) production.injectFault("echo", fault);
       // The mailbox is in order: the echo of this wake comes after the faults were dropped.
       production.send("echo", { type: "wake", topic: "paper_trades" });
       await waitFor(() => JSON.stringify(production.status()), () => echoed.includes("wake"));
@@ -143,7 +143,7 @@ for (const backend of testBackends()) {
       await rig.until("a paper trade", async () => await rig.count("paper_trades") > 0);
       const inject = async (actor: string, fault: Fault) => {
         const before = incarnation(rig.events, actor);
-        rig.upbot.supervisor.send(actor, { type: "fault.inject", fault });
+        rig.upbot.supervisor.injectFault(actor, fault);
         await rig.until(
           `${actor} restarted after ${fault}`,
           () => incarnation(rig.events, actor) > before,
@@ -233,7 +233,7 @@ for (const backend of testBackends()) {
       for (let round = 0; round < 2; round++) {
         await Promise.all(ACTORS.map(async (actor) => {
           const before = incarnation(rig.events, actor);
-          rig.upbot.supervisor.send(actor, { type: "fault.inject", fault: "hang" });
+          rig.upbot.supervisor.injectFault(actor, "hang");
           await rig.until(
             `${actor} restarted after a hang`,
             () => incarnation(rig.events, actor) > before,
@@ -291,7 +291,7 @@ for (const backend of testBackends()) {
         () => {
           const s = rig.upbot.supervisor.status().find((a) => a.name === "order_poller")!;
           if (s.state === "running") {
-            rig.upbot.supervisor.send("order_poller", { type: "fault.inject", fault: "throw" });
+            rig.upbot.supervisor.injectFault("order_poller", "throw");
           }
           return s.state === "failed";
         },

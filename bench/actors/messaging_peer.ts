@@ -6,8 +6,8 @@
  * so a burst of wakes would not arrive one by one.)
  */
 import { z } from "zod";
-import { type ActorContext, runActor } from "../../lib/actors/actor.ts";
-import type { BarMessage } from "../../lib/actors/messages.ts";
+import { runUpbotActor, type UpbotContext } from "../../lib/pipeline/runtime.ts";
+import type { BarMessage } from "../../lib/pipeline/messages.ts";
 
 const Config = z.object({
   role: z.enum(["client", "server"]),
@@ -31,7 +31,7 @@ function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
-async function runClient(ctx: ActorContext<Config>): Promise<void> {
+async function runClient(ctx: UpbotContext<Config>): Promise<void> {
   const { peer, rounds, warmup, burst, batchSize } = ctx.config;
   const rtts: number[] = [];
   for (let i = 0; i < warmup + rounds; i++) {
@@ -83,7 +83,7 @@ async function runClient(ctx: ActorContext<Config>): Promise<void> {
   });
 }
 
-runActor({
+runUpbotActor({
   config: Config,
   start(ctx) {
     if (ctx.config.role === "client") {

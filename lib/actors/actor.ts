@@ -4,12 +4,15 @@
  * answers heartbeats ahead of the mailbox, runs application messages one at a time, and reports
  * errors to the supervisor as plain data.
  *
- * @example An actor module (`actors/echo.ts`)
+ * It is generic: the application gives its protocol and hooks as an {@linkcode ActorRuntime}
+ * (upbot's is `lib/pipeline/runtime.ts`), and each actor its {@linkcode ActorDefinition}.
+ *
+ * @example An actor module (`actors/echo.ts`) of an application whose runtime is `appRuntime`
  * ```ts ignore
  * import { z } from "zod";
  * import { runActor } from "../lib/actors/actor.ts";
  *
- * runActor({
+ * runActor(appRuntime, {
  *   config: z.object({ pollMs: z.number() }),
  *   start(ctx) {
  *     ctx.log.info("echo started", { poll_ms: ctx.config.pollMs });
@@ -27,19 +30,19 @@ import { configureLogging, createLogger, type Logger, registerSecret } from "../
 import {
   type ActorMetrics,
   type ActorStats,
-  type AppMessage,
-  type AppMessageOf,
-  type AppMessageType,
   describeIssues,
+  type FaultInjectMessage,
+  type Message,
+  type MessageOf,
+  type Protocol,
+  type StartMessage,
   SUPERVISOR,
-  ToActor,
   toErrorData,
   type ToSupervisor,
-} from "./messages.ts";
-import { applyBanEverywhere, setBanAnnouncer } from "./upbit_bans.ts";
+} from "./protocol.ts";
 
 /** What a handler can see and do. */
-export interface ActorContext<C> {
+export interface ActorContext<M extends Message, C> {
   /** This actor's name, e.g. `executor`. */
   readonly name: string;
   /** This actor's configuration slice, validated with the actor's schema. */
@@ -48,13 +51,11 @@ export interface ActorContext<C> {
   readonly log: Logger;
   /** Aborted when the supervisor asks this actor to stop; pass it to fetch, timers, loops. */
   readonly signal: AbortSignal;
-  /** Whether trading is halted (set at start and by `trading.halt`). */
-  readonly tradingHalted: boolean;
   /**
    * Sends `message` to the actor named `to` (or to `"supervisor"`). Fire and forget: if `to`
    * is restarting the supervisor buffers it (bounded); see docs/actors.md.
    */
-  send(to: string, message: AppMessage): void;
+  send(to: string, message: M): void;
   /** Replaces this actor's metrics, shown in the status after the next heartbeat. */
   setMetrics(metrics: ActorMetrics): void;
   /** Records a non-fatal error as this actor's last error (no restart). */
@@ -63,36 +64,53 @@ export interface ActorContext<C> {
   exit(reason?: string): void;
 }
 
-/** A handler for the application message with tag `T`. */
-export type MessageHandler<T extends AppMessageType, C> = (
-  message: AppMessageOf<T>,
-  from: string,
-  ctx: ActorContext<C>,
-) => void | Promise<void>;
-
 /** Handlers by message type; messages without a handler are counted as unhandled. */
-export type MessageHandlers<C> = { [T in AppMessageType]?: MessageHandler<T, C> };
+export type MessageHandlers<M extends Message, X> = {
+  [T in M["type"]]?: (message: MessageOf<M, T>, from: string, ctx: X) => void | Promise<void>;
+};
 
-/** The definition of an actor, passed to {@linkcode runActor}. */
-export interface ActorDefinition<S extends z.ZodType> {
+/**
+ * What an application gives every one of its actors: its protocol and the hooks that carry its
+ * own rules into the worker (upbot's: `lib/pipeline/runtime.ts`). `E` is what the application adds
+ * to the context its handlers see.
+ */
+export interface ActorRuntime<M extends Message, E extends object> {
+  /** The application's protocol ({@linkcode defineProtocol}). */
+  protocol: Protocol<M>;
+  /**
+   * Builds the application's part of the context from the start message's `appState`; runs once
+   * per incarnation, after the config is validated and before the actor's `start`. Its property
+   * descriptors (getters included) are copied onto the context.
+   */
+  context(base: ActorContext<M, unknown>, appState: unknown): E;
+  /**
+   * Runs for each delivered message on arrival, ahead of the mailbox (e.g. a ban that queued
+   * handlers must not send into). Returns true when that is all the message needs: an actor
+   * without a handler for it then does not count it as unhandled.
+   */
+  urgent?(message: M, from: string): boolean;
+}
+
+/** The definition of one actor, passed to {@linkcode runActor}. */
+export interface ActorDefinition<M extends Message, E extends object, S extends z.ZodType> {
   /** Schema of this actor's configuration slice (from the start message). */
   config: S;
   /**
    * Runs once per incarnation. The actor is reported ready when it resolves; throwing (or
    * rejecting) is a crash. Long-running loops belong in the background, watching `ctx.signal`.
    */
-  start?(ctx: ActorContext<z.output<S>>): void | Promise<void>;
+  start?(ctx: ActorContext<M, z.output<S>> & E): void | Promise<void>;
   /** Application message handlers, run one at a time in arrival order. Throwing is a crash. */
-  messages?: MessageHandlers<z.output<S>>;
+  messages?: MessageHandlers<M, ActorContext<M, z.output<S>> & E>;
   /** Graceful stop: close connections, flush. Must finish within the shutdown timeout. */
-  stop?(ctx: ActorContext<z.output<S>>, reason: string): void | Promise<void>;
+  stop?(ctx: ActorContext<M, z.output<S>> & E, reason: string): void | Promise<void>;
 }
 
 /** Bytes held by an `oom` fault before it fails: bounded, so a drill cannot starve the host. */
 const OOM_CAP_BYTES = 128 * 1024 * 1024;
 
 /** Acts out a `fault.inject` message (only when the supervisor enabled fault injection). */
-function actOutFault(message: AppMessageOf<"fault.inject">): void {
+function actOutFault(message: FaultInjectMessage): void {
   switch (message.fault) {
     case "throw":
       throw new Error("injected fault: handler threw");
@@ -113,19 +131,24 @@ function actOutFault(message: AppMessageOf<"fault.inject">): void {
 }
 
 /** The parts of the worker global scope the runtime uses. */
-interface WorkerScope {
+interface WorkerScope<M extends Message> {
   onmessage: ((event: MessageEvent<unknown>) => void) | null;
-  postMessage(message: ToSupervisor): void;
+  postMessage(message: ToSupervisor<M>): void;
   close(): void;
 }
 
 /**
- * Runs this worker as an actor. Call it once, at the top level of the actor module, before
- * any `await`.
+ * Runs this worker as an actor of the application whose runtime is `runtime`. Call it once, at
+ * the top level of the actor module, before any `await`.
  */
-export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): void {
-  const scope = globalThis as unknown as WorkerScope;
-  type C = z.output<S>;
+export function runActor<M extends Message, E extends object, S extends z.ZodType>(
+  runtime: ActorRuntime<M, E>,
+  definition: ActorDefinition<M, E, S>,
+): void {
+  const scope = globalThis as unknown as WorkerScope<M>;
+  const { protocol } = runtime;
+  type X = ActorContext<M, z.output<S>> & E;
+  type Handler = (message: M, from: string, ctx: X) => void | Promise<void>;
   const stats: ActorStats = {
     received: 0,
     sent: 0,
@@ -135,18 +158,17 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
     mailbox: 0,
   };
   let metrics: ActorMetrics = {};
-  let ctx: ActorContext<C> | undefined;
+  let ctx: X | undefined;
   let log: Logger = createLogger("actor");
-  let halted = false;
   let stopping = false;
   let faultInjection = false;
   const abort = new AbortController();
   // The mailbox: application messages run strictly one after another.
   let tail: Promise<void> = Promise.resolve();
-  // Wake topics queued but not yet handled: a second identical wake adds nothing.
-  const queuedWakes = new Set<string>();
+  // Coalescing keys of messages queued but not yet handled: a second equal one adds nothing.
+  const queuedKeys = new Set<string>();
 
-  const post = (message: ToSupervisor): void => scope.postMessage(message);
+  const post = (message: ToSupervisor<M>): void => scope.postMessage(message);
 
   const crash = (err: unknown): void => {
     // This incarnation is over: handle nothing more while the supervisor terminates it.
@@ -154,65 +176,66 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
     post({ type: "error", error: toErrorData(err), fatal: true });
   };
 
-  const enqueue = (message: AppMessage, from: string): void => {
-    const handler =
-      (message.type === "fault.inject" && faultInjection
-        ? actOutFault
-        : definition.messages?.[message.type]) as
-          | MessageHandler<AppMessageType, C>
-          | undefined;
-    if (message.type === "trading.halt") halted = true;
-    // At once, ahead of the mailbox: a queued handler must not send into the ban.
-    if (message.type === "upbit.ban") {
-      applyBanEverywhere(message.untilMs);
-      if (handler === undefined) return;
-    }
-    if (handler === undefined) {
-      stats.unhandled++;
-      log.debug("message without handler dropped", { type: message.type, from });
-      return;
-    }
-    if (message.type === "wake") {
-      if (queuedWakes.has(message.topic)) {
-        stats.coalesced++;
-        return;
-      }
-      queuedWakes.add(message.topic);
-    }
+  /** Queues `run` on the mailbox; `key` (if any) is released when it starts. */
+  const queue = (
+    type: string,
+    from: string,
+    key: string | undefined,
+    run: (ctx: X) => void | Promise<void>,
+  ): void => {
     stats.mailbox++;
     tail = tail.then(async () => {
       stats.mailbox--;
-      if (message.type === "wake") queuedWakes.delete(message.topic);
+      if (key !== undefined) queuedKeys.delete(key);
       if (stopping || ctx === undefined) return;
       stats.received++;
       try {
-        await handler(message as AppMessageOf<AppMessageType>, from, ctx);
+        await run(ctx);
       } catch (err) {
-        log.error("handler failed", { type: message.type, from, error: err });
+        log.error("handler failed", { type, from, error: err });
         crash(err);
       }
     });
   };
 
-  const start = async (message: Extract<ToActor, { type: "start" }>): Promise<void> => {
+  const dropUnhandled = (type: string, from: string): void => {
+    stats.unhandled++;
+    log.debug("message without handler dropped", { type, from });
+  };
+
+  const enqueue = (message: M, from: string): void => {
+    const handlers = definition.messages as Record<string, Handler | undefined> | undefined;
+    const handler = handlers?.[message.type];
+    const done = runtime.urgent?.(message, from) === true;
+    if (handler === undefined) {
+      if (!done) dropUnhandled(message.type, from);
+      return;
+    }
+    const key = protocol.coalesceKey(message);
+    if (key !== undefined) {
+      if (queuedKeys.has(key)) {
+        stats.coalesced++;
+        return;
+      }
+      queuedKeys.add(key);
+    }
+    queue(message.type, from, key, (c) => handler(message, from, c));
+  };
+
+  const start = async (message: StartMessage): Promise<void> => {
     configureLogging(message.log);
     for (const secret of message.secrets) registerSecret(secret);
     log = createLogger(message.actor);
-    halted = message.tradingHalted;
     faultInjection = message.faultInjection === true;
     const parsed = definition.config.safeParse(message.config);
     if (!parsed.success) {
       throw new TypeError(`invalid config for ${message.actor}: ${describeIssues(parsed.error)}`);
     }
-    const name = message.actor;
-    ctx = {
-      name,
+    const base: ActorContext<M, z.output<S>> = {
+      name: message.actor,
       config: parsed.data,
       log,
       signal: abort.signal,
-      get tradingHalted() {
-        return halted;
-      },
       send(to, appMessage) {
         stats.sent++;
         post({ type: "send", to, message: appMessage });
@@ -229,11 +252,8 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
         post({ type: "exit", reason });
       },
     };
-    // A ban this actor's Upbit clients draw is announced to every other actor.
-    setBanAnnouncer((untilMs) => {
-      stats.sent++;
-      post({ type: "send", to: SUPERVISOR, message: { type: "upbit.ban", untilMs } });
-    });
+    const extra = runtime.context(base, message.appState);
+    ctx = Object.defineProperties(base, Object.getOwnPropertyDescriptors(extra)) as X;
     await definition.start?.(ctx);
     post({ type: "ready" });
   };
@@ -249,7 +269,7 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
   };
 
   scope.onmessage = (event: MessageEvent<unknown>) => {
-    const parsed = ToActor.safeParse(event.data);
+    const parsed = protocol.toActor.safeParse(event.data);
     if (!parsed.success) {
       stats.invalid++;
       const from = typeof event.data === "object" && event.data !== null && "from" in event.data
@@ -274,11 +294,24 @@ export function runActor<S extends z.ZodType>(definition: ActorDefinition<S>): v
         }
         start(message).catch(crash);
         return;
-      case "ping":
-        post({ type: "pong", seq: message.seq, stats: { ...stats }, metrics });
+      case "ping": {
+        // This isolate's own heap (the worker's, not the process's).
+        const { heapUsed, heapTotal, external } = Deno.memoryUsage();
+        post({
+          type: "pong",
+          seq: message.seq,
+          stats: { ...stats },
+          memory: { heapUsed, heapTotal, external },
+          metrics,
+        });
         return;
+      }
       case "deliver":
         enqueue(message.message, message.from);
+        return;
+      case "fault.inject":
+        if (faultInjection) queue(message.type, SUPERVISOR, undefined, () => actOutFault(message));
+        else dropUnhandled(message.type, SUPERVISOR);
         return;
       case "log.level":
         configureLogging({ level: message.level });

@@ -8,8 +8,8 @@
  * - Restart delays back off exponentially with jitter between a minimum and a maximum, and the
  *   backoff resets once an incarnation has run for `restartResetAfterMs`.
  * - Restart intensity: more than `maxRestarts` restarts within `restartWindowMs` and the child
- *   is `failed` for good. If it is `critical` (executor, order_poller) trading is HALTED: the
- *   supervisor broadcasts `trading.halt`, calls `onTradingHalt` and reports unhealthy.
+ *   is `failed` for good; the {@linkcode SupervisorPolicy} hears of it (upbot halts trading when
+ *   the child is `critical`: `lib/pipeline/runtime.ts`).
  * - Heartbeats: a worker that does not answer pings for `heartbeatTimeoutMs` (a busy loop) is
  *   terminated and restarted like a crash. So are `error` / `messageerror` events, fatal
  *   `error` messages and a missing `ready` after `startTimeoutMs`.
@@ -19,21 +19,26 @@
  *   (the oldest is dropped beyond it) and delivered once it is ready; messages for a stopped
  *   or failed actor are dropped. Both are counted in its `dropped`. Dropping is safe because
  *   the database holds the truth: application messages only inform and wake.
- * - `upbit.ban` sent to `supervisor` (an actor's Upbit client drew a 418) is broadcast to every
- *   other actor, whose runtime applies it to its rate limiters at once.
+ *
+ * It is generic over the application's messages (the `protocol` option) and knows none of them:
+ * messages sent to `supervisor`, a child failing for good and a new incarnation becoming ready go
+ * to the application's {@linkcode SupervisorPolicy}, which may answer by sending messages.
  */
 import { createLogger, loggingSettings, type LogLevel, type LogSettings } from "../log.ts";
 import { checkBackoffOptions, restartDelayMs } from "./backoff.ts";
 import {
+  type ActorMemory,
   ActorName,
   type ActorStats,
-  type AppMessage,
-  type AppMessageOf,
+  type DeliverMessage,
   describeIssues,
+  type Fault,
+  type FaultInjectMessage,
+  type Message,
+  type Protocol,
   SUPERVISOR,
   type ToActor,
-  ToSupervisor,
-} from "./messages.ts";
+} from "./protocol.ts";
 import { actorPermissions } from "./permissions.ts";
 
 /** When a child is restarted after it ends. */
@@ -41,9 +46,6 @@ export type RestartPolicy = "permanent" | "transient" | "temporary";
 
 /** Lifecycle state of one actor. */
 export type ActorState = "starting" | "running" | "restarting" | "stopping" | "stopped" | "failed";
-
-/** Whether the supervisor lets the pipeline trade. */
-export type TradingState = "active" | "halted";
 
 /** One child of the supervisor. */
 export interface ActorSpec {
@@ -57,7 +59,10 @@ export interface ActorSpec {
   permissions?: Deno.PermissionOptionsObject;
   /** @default {"permanent"} */
   restart?: RestartPolicy;
-  /** If this actor fails for good, trading is halted. @default {false} */
+  /**
+   * Whether this actor failing for good is grave: passed to the policy's `childFailed` (upbot
+   * halts trading). @default {false}
+   */
   critical?: boolean;
   /** Overrides {@linkcode SupervisorOptions.startTimeoutMs} for this actor. */
   startTimeoutMs?: number;
@@ -72,11 +77,52 @@ export type SupervisorEvent =
   | { type: "actor.exited"; actor: string; reason: string }
   | { type: "actor.restarting"; actor: string; delayMs: number; restarts: number }
   | { type: "actor.failed"; actor: string; error: string }
-  | { type: "actor.stopped"; actor: string; graceful: boolean }
-  | { type: "trading.halted"; reason: string; actor: string | null };
+  | { type: "actor.stopped"; actor: string; graceful: boolean };
+
+/** What a {@linkcode SupervisorPolicy} may do with the supervisor. */
+export interface SupervisorControl<M extends Message, E> {
+  /**
+   * Sends `message` from `supervisor` to the actor `to`: delivered, buffered while it (re)starts,
+   * or dropped, as any message.
+   */
+  send(to: string, message: M): void;
+  /** Every child's name, state and `critical` flag, in start order. */
+  children(): { name: string; state: ActorState; critical: boolean }[];
+  /** Passes an application event to `onEvent`. */
+  emit(event: E): void;
+}
+
+/**
+ * The application's rules inside the supervisor (upbot's: trading halts and Upbit bans,
+ * `lib/pipeline/runtime.ts`). Every hook is optional; a throwing hook is logged and ignored.
+ * `E` is the type of the events it emits.
+ */
+export interface SupervisorPolicy<M extends Message, E = never> {
+  /** Called once, by the supervisor's constructor, with what the policy may do. */
+  attach?(control: SupervisorControl<M, E>): void;
+  /** The application state sent in each start message (structured-cloneable). */
+  startState?(actor: string): unknown;
+  /**
+   * A message addressed to `supervisor` from actor `from` (or from the main thread). Returns true
+   * when the policy took it; otherwise it goes to `onMessage`.
+   */
+  message?(message: M, from: string): boolean;
+  /** A child failed for good (its restarts are exhausted, or it may not be restarted). */
+  childFailed?(actor: string, critical: boolean, error: string): void;
+  /** A new incarnation of `actor` is ready and got its buffered messages. */
+  childReady?(actor: string): void;
+  /** False when the application is unhealthy (`health().healthy`). */
+  healthy?(): boolean;
+  /** Fields of the application's state for the periodic `actors status` log line. */
+  statusFields?(): Record<string, unknown>;
+}
 
 /** Options of {@linkcode Supervisor}. Every duration is in milliseconds. */
-export interface SupervisorOptions {
+export interface SupervisorOptions<M extends Message, E = never> {
+  /** The application's protocol ({@linkcode defineProtocol}); the actors must use the same. */
+  protocol: Protocol<M>;
+  /** The application's rules. @default {none: messages to `supervisor` go to `onMessage`} */
+  policy?: SupervisorPolicy<M, E>;
   /** The children, in start order (stopped in reverse). */
   actors: readonly ActorSpec[];
   /** Log settings sent to every worker. @default {the main thread's settings} */
@@ -111,12 +157,10 @@ export interface SupervisorOptions {
   mailboxLimit?: number;
   /** How often a status summary is logged; 0 disables it. @default {60000} */
   statusLogIntervalMs?: number;
-  /** Called for every {@linkcode SupervisorEvent}. */
-  onEvent?: (event: SupervisorEvent) => void;
-  /** Called once when trading becomes halted. */
-  onTradingHalt?: (reason: string, actor: string | null) => void;
-  /** Application messages that actors send to `"supervisor"` (other than `trading.halt`). */
-  onMessage?: (message: AppMessage, from: string) => void;
+  /** Called for every {@linkcode SupervisorEvent} and every event of the policy. */
+  onEvent?: (event: SupervisorEvent | E) => void;
+  /** Application messages that actors send to `"supervisor"` and the policy did not take. */
+  onMessage?: (message: M, from: string) => void;
   /** Aborting it stops the supervisor (e.g. wire it to SIGINT/SIGTERM). */
   signal?: AbortSignal;
   /** Clock for uptime, heartbeat ages and the restart window. @default {Date.now} */
@@ -124,9 +168,9 @@ export interface SupervisorOptions {
   /** Random source for the jitter. @default {Math.random} */
   random?: () => number;
   /**
-   * Test-only: actors act out `fault.inject` messages (throw, hang, exit, oom) sent with
-   * {@linkcode Supervisor.send}, for fault drills (tests/worker_faults_test.ts). Never set in
-   * production; unset, such messages are dropped. @default {false}
+   * Test-only: actors act out the faults (throw, hang, exit, oom) sent with
+   * {@linkcode Supervisor.injectFault}, for fault drills (tests/worker_faults_test.ts). Never set
+   * in production; unset, the actors drop them. @default {false}
    */
   faultInjection?: boolean;
 }
@@ -156,27 +200,33 @@ export interface ActorStatus {
   buffered: number;
   /** Invalid messages this actor received (reported by the worker), dropped. */
   invalidIn: number;
-  /** Wakes the actor merged into an identical queued wake (reported by the worker). */
+  /** Messages the actor merged into an equal queued one (reported by the worker). */
   coalesced: number;
   /** Messages in the actor's mailbox at its last heartbeat; null when not running. */
   mailbox: number | null;
   /** Invalid messages this actor sent, dropped by the supervisor. */
   invalidOut: number;
+  /**
+   * The worker isolate's own V8 heap at its last heartbeat, bytes; null when not running or before
+   * its first heartbeat.
+   */
+  memory: ActorMemory | null;
   /** Actor-defined metrics from its last heartbeat. */
   metrics: Record<string, number | string | boolean | null>;
 }
 
 /** The supervisor's health, for `/healthz`. */
 export interface SupervisorHealth {
-  /** False once trading is halted. */
+  /** False when the policy says so (upbot: once trading is halted). */
   healthy: boolean;
-  tradingState: TradingState;
-  haltReason: string | null;
   /** Names of actors that failed for good. */
   failed: string[];
 }
 
-interface Child {
+/** What waits in a buffer for an actor that is (re)starting. */
+type Buffered<M extends Message> = DeliverMessage<M> | FaultInjectMessage;
+
+interface Child<M extends Message> {
   spec: ActorSpec;
   policy: RestartPolicy;
   critical: boolean;
@@ -200,8 +250,9 @@ interface Child {
   /** Worker-reported counters of earlier incarnations, and the latest of this one. */
   statsPrevious: { invalid: number; coalesced: number };
   stats: ActorStats | null;
+  memory: ActorMemory | null;
   metrics: Record<string, number | string | boolean | null>;
-  buffer: { from: string; message: AppMessage }[];
+  buffer: Buffered<M>[];
   /** Resolved when the child leaves `starting` (ready, crashed or failed). */
   settled: (() => void)[];
   /** Resolved when a stopping child answered `stopped` or died. */
@@ -233,25 +284,23 @@ const log = createLogger(SUPERVISOR);
  * @example Usage
  * ```ts ignore
  * const supervisor = new Supervisor({
+ *   protocol: appProtocol,
  *   actors: [{ name: "feed", module: new URL("../actors/feed.ts", import.meta.url) }],
- *   onTradingHalt: (reason) => log.error("trading halted", { reason }),
  * });
  * await supervisor.start();
  * // ...
  * await supervisor.stop("SIGTERM");
  * ```
  */
-export class Supervisor {
-  #options: typeof DEFAULTS & SupervisorOptions;
-  #children = new Map<string, Child>();
-  #order: Child[] = [];
+export class Supervisor<M extends Message, E = never> {
+  #options: typeof DEFAULTS & SupervisorOptions<M, E>;
+  #protocol: Protocol<M>;
+  #policy: SupervisorPolicy<M, E>;
+  #children = new Map<string, Child<M>>();
+  #order: Child<M>[] = [];
   #now: () => number;
   #random: () => number;
   #phase: "idle" | "running" | "stopping" | "stopped" = "idle";
-  #tradingState: TradingState = "active";
-  #haltReason: string | null = null;
-  /** End of the latest Upbit ban an actor announced (epoch ms, wall clock like the workers'). */
-  #upbitBanUntil = 0;
   #heartbeatTimer: Timer | undefined;
   #lastTickAt = 0;
   #statusTimer: Timer | undefined;
@@ -259,8 +308,15 @@ export class Supervisor {
   #onAbort = () => void this.stop("signal");
 
   /** @throws {RangeError} on bad options or duplicate / invalid actor names. */
-  constructor(options: SupervisorOptions) {
-    this.#options = { ...DEFAULTS, ...stripUndefined(options), actors: options.actors };
+  constructor(options: SupervisorOptions<M, E>) {
+    this.#options = {
+      ...DEFAULTS,
+      ...stripUndefined(options),
+      actors: options.actors,
+      protocol: options.protocol,
+    };
+    this.#protocol = options.protocol;
+    this.#policy = options.policy ?? {};
     // Monotonic by default, so heartbeat ages and windows survive wall-clock jumps.
     this.#now = options.now ??
       (() => Math.round(performance.timeOrigin + performance.now()));
@@ -304,7 +360,7 @@ export class Supervisor {
       if (this.#children.has(spec.name)) {
         throw new RangeError(`Cannot create supervisor as actor '${spec.name}' is listed twice`);
       }
-      const child: Child = {
+      const child: Child<M> = {
         spec,
         policy: spec.restart ?? "permanent",
         critical: spec.critical ?? false,
@@ -327,6 +383,7 @@ export class Supervisor {
         invalidOut: 0,
         statsPrevious: { invalid: 0, coalesced: 0 },
         stats: null,
+        memory: null,
         metrics: {},
         buffer: [],
         settled: [],
@@ -335,16 +392,13 @@ export class Supervisor {
       this.#children.set(spec.name, child);
       this.#order.push(child);
     }
-  }
-
-  /** Whether trading is allowed (`active`) or `halted`. */
-  get tradingState(): TradingState {
-    return this.#tradingState;
-  }
-
-  /** Why trading was halted, or null. */
-  get haltReason(): string | null {
-    return this.#haltReason;
+    this.#callPolicy("attach", () =>
+      this.#policy.attach?.({
+        send: (to, message) => this.#route(SUPERVISOR, to, message),
+        children: () =>
+          this.#order.map((c) => ({ name: c.spec.name, state: c.state, critical: c.critical })),
+        emit: (event) => this.#emit(event),
+      }));
   }
 
   /**
@@ -424,17 +478,16 @@ export class Supervisor {
         coalesced: c.statsPrevious.coalesced + (c.stats?.coalesced ?? 0),
         mailbox: live ? c.stats?.mailbox ?? 0 : null,
         invalidOut: c.invalidOut,
+        memory: live && c.memory !== null ? { ...c.memory } : null,
         metrics: { ...c.metrics },
       };
     });
   }
 
-  /** Health for `/healthz`: unhealthy once trading is halted. */
+  /** Health for `/healthz`: unhealthy when the policy says so. */
   health(): SupervisorHealth {
     return {
-      healthy: this.#tradingState === "active",
-      tradingState: this.#tradingState,
-      haltReason: this.#haltReason,
+      healthy: this.#callPolicy("healthy", () => this.#policy.healthy?.()) ?? true,
       failed: this.#order.filter((c) => c.state === "failed").map((c) => c.spec.name),
     };
   }
@@ -447,32 +500,8 @@ export class Supervisor {
         `${s.state} restarts=${s.restarts} in=${s.messagesIn} out=${s.messagesOut} dropped=${s.dropped}` +
         (s.lastHeartbeatAgeMs === null ? "" : ` hb_age_ms=${s.lastHeartbeatAgeMs}`);
     }
-    log.info("actors status", { trading: this.#tradingState, actors });
-  }
-
-  /**
-   * Halts trading: records the reason, broadcasts `trading.halt` to every actor and calls
-   * `onTradingHalt`. Idempotent; there is no automatic resume (a person restarts the bot).
-   */
-  halt(reason: string, actor: string | null = null): void {
-    if (this.#tradingState === "halted") return;
-    this.#tradingState = "halted";
-    this.#haltReason = reason;
-    log.error("trading HALTED", { reason, source: actor ?? SUPERVISOR });
-    this.#emit({ type: "trading.halted", reason, actor });
-    // Running actors get it now, starting ones once ready; restarting ones see it in `start`.
-    for (const child of this.#order) {
-      if (child.state === "running" || child.state === "starting") {
-        // The schema caps a reason at 500 characters; the full one is in the log and status.
-        const message = { type: "trading.halt", reason: reason.slice(0, 500) } as const;
-        this.#route(SUPERVISOR, child.spec.name, message);
-      }
-    }
-    try {
-      this.#options.onTradingHalt?.(reason, actor);
-    } catch (err) {
-      log.error("onTradingHalt callback failed", { error: err });
-    }
+    const fields = this.#callPolicy("statusFields", () => this.#policy.statusFields?.());
+    log.info("actors status", { ...fields, actors });
   }
 
   /**
@@ -493,9 +522,24 @@ export class Supervisor {
     return true;
   }
 
-  /** Sends an application message from the main thread to the actor named `to`. */
-  send(to: string, message: AppMessage): void {
+  /**
+   * Sends an application message from the main thread to the actor named `to` (or to
+   * `supervisor`, i.e. the policy).
+   */
+  send(to: string, message: M): void {
     this.#route(SUPERVISOR, to, message);
+  }
+
+  /**
+   * Test-only: asks the actor `to` to act out `fault` from its mailbox, in order with its
+   * messages (buffered while it restarts, like them). Acted out only when the supervisor was
+   * created with `faultInjection: true`; otherwise the actor drops it. See
+   * {@linkcode FaultInjectMessage}.
+   */
+  injectFault(to: string, fault: Fault): void {
+    const target = this.#children.get(to);
+    if (target === undefined) throw new RangeError(`Cannot inject fault as '${to}' is unknown`);
+    this.#toChild(target, { type: "fault.inject", fault });
   }
 
   /** Changes the log level of every running worker (the main thread's is the caller's job). */
@@ -507,7 +551,7 @@ export class Supervisor {
 
   // ---- lifecycle ----
 
-  #spawn(child: Child): void {
+  #spawn(child: Child<M>): void {
     const name = child.spec.name;
     const incarnation = ++child.incarnation;
     child.state = "starting";
@@ -515,6 +559,7 @@ export class Supervisor {
     child.statsPrevious.invalid += child.stats?.invalid ?? 0;
     child.statsPrevious.coalesced += child.stats?.coalesced ?? 0;
     child.stats = null;
+    child.memory = null;
     let worker: Worker;
     try {
       worker = new Worker(child.spec.module, {
@@ -556,14 +601,13 @@ export class Supervisor {
       config: child.spec.config ?? {},
       log: this.#options.log ?? loggingSettings(),
       secrets: secretsInConfig(child.spec.config, this.#options.secrets ?? []),
-      tradingHalted: this.#tradingState === "halted",
-      haltReason: this.#haltReason,
+      appState: this.#callPolicy("startState", () => this.#policy.startState?.(name)),
       ...(this.#options.faultInjection ? { faultInjection: true } : {}),
     });
   }
 
-  #onWorkerMessage(child: Child, data: unknown): void {
-    const parsed = ToSupervisor.safeParse(data);
+  #onWorkerMessage(child: Child<M>, data: unknown): void {
+    const parsed = this.#protocol.toSupervisor.safeParse(data);
     if (!parsed.success) {
       child.invalidOut++;
       if (worthLogging(child.invalidOut)) {
@@ -583,6 +627,7 @@ export class Supervisor {
       case "pong":
         child.lastPongAt = this.#now();
         child.stats = message.stats;
+        child.memory = message.memory;
         child.metrics = message.metrics;
         return;
       case "send":
@@ -613,7 +658,7 @@ export class Supervisor {
     }
   }
 
-  #onReady(child: Child): void {
+  #onReady(child: Child<M>): void {
     if (child.state !== "starting") return;
     clearTimeout(child.startTimer);
     child.startTimer = undefined;
@@ -625,11 +670,11 @@ export class Supervisor {
     this.#emit({ type: "actor.started", actor: child.spec.name, incarnation: child.incarnation });
     const buffered = child.buffer;
     child.buffer = [];
-    for (const { from, message } of buffered) this.#deliver(child, from, message);
-    // A new incarnation learns a ban still running (a duplicate of a buffered one is harmless).
-    if (this.#upbitBanUntil > Date.now()) {
-      this.#deliver(child, SUPERVISOR, { type: "upbit.ban", untilMs: this.#upbitBanUntil });
+    for (const message of buffered) {
+      if (message.type === "deliver") this.#deliver(child, message.from, message.message);
+      else this.#post(child, message);
     }
+    this.#callPolicy("childReady", () => this.#policy.childReady?.(child.spec.name));
     this.#settle(child);
   }
 
@@ -655,7 +700,7 @@ export class Supervisor {
   }
 
   /** The current incarnation crashed (or hung): terminate it and apply the restart policy. */
-  #crashed(child: Child, error: string): void {
+  #crashed(child: Child<M>, error: string): void {
     if (child.worker === undefined) return;
     this.#terminate(child);
     child.lastError = error;
@@ -669,7 +714,7 @@ export class Supervisor {
     this.#ended(child, error, true);
   }
 
-  #exited(child: Child, reason: string): void {
+  #exited(child: Child<M>, reason: string): void {
     if (child.worker === undefined) return;
     this.#terminate(child);
     if (child.state === "stopping") {
@@ -682,7 +727,7 @@ export class Supervisor {
   }
 
   /** After an incarnation ended: restart with backoff, or stop, or fail and escalate. */
-  #ended(child: Child, reason: string, abnormal: boolean): void {
+  #ended(child: Child<M>, reason: string, abnormal: boolean): void {
     if (this.#phase !== "running") {
       this.#setStopped(child);
       return;
@@ -730,7 +775,7 @@ export class Supervisor {
     this.#settle(child);
   }
 
-  #fail(child: Child, error: string): void {
+  #fail(child: Child<M>, error: string): void {
     child.state = "failed";
     child.lastError = error;
     child.lastErrorAt = this.#now();
@@ -738,18 +783,19 @@ export class Supervisor {
     log.error("actor FAILED", { name: child.spec.name, critical: child.critical, error });
     this.#emit({ type: "actor.failed", actor: child.spec.name, error });
     this.#settle(child);
-    if (child.critical) {
-      this.halt(`critical actor ${child.spec.name} failed: ${error}`, child.spec.name);
-    }
+    this.#callPolicy(
+      "childFailed",
+      () => this.#policy.childFailed?.(child.spec.name, child.critical, error),
+    );
   }
 
-  #setStopped(child: Child): void {
+  #setStopped(child: Child<M>): void {
     child.state = "stopped";
     this.#dropBuffer(child);
     this.#settle(child);
   }
 
-  async #stopChild(child: Child, reason: string): Promise<void> {
+  async #stopChild(child: Child<M>, reason: string): Promise<void> {
     clearTimeout(child.restartTimer);
     child.restartTimer = undefined;
     if (child.worker === undefined) {
@@ -779,7 +825,7 @@ export class Supervisor {
     this.#emit({ type: "actor.stopped", actor: child.spec.name, graceful });
   }
 
-  #terminate(child: Child): void {
+  #terminate(child: Child<M>): void {
     clearTimeout(child.startTimer);
     child.startTimer = undefined;
     const worker = child.worker;
@@ -789,7 +835,7 @@ export class Supervisor {
     worker?.terminate();
   }
 
-  #settle(child: Child): void {
+  #settle(child: Child<M>): void {
     const waiters = child.settled;
     child.settled = [];
     for (const resolve of waiters) resolve();
@@ -797,14 +843,9 @@ export class Supervisor {
 
   // ---- messaging ----
 
-  #route(from: string, to: string, message: AppMessage): void {
+  #route(from: string, to: string, message: M): void {
     if (to === SUPERVISOR) {
-      if (message.type === "trading.halt") {
-        this.halt(message.reason, from);
-        return;
-      }
-      if (message.type === "upbit.ban") {
-        this.#broadcastBan(from, message);
+      if (this.#callPolicy("message", () => this.#policy.message?.(message, from)) === true) {
         return;
       }
       try {
@@ -823,22 +864,37 @@ export class Supervisor {
       }
       return;
     }
+    this.#toChild(target, { type: "deliver", from, message });
+  }
+
+  /** Delivers now, buffers while `target` (re)starts, or drops. */
+  #toChild(target: Child<M>, message: Buffered<M>): void {
     switch (target.state) {
       case "running":
-        this.#deliver(target, from, message);
+        if (message.type === "deliver") this.#deliver(target, message.from, message.message);
+        else this.#post(target, message);
         return;
       case "starting":
-      case "restarting":
-        // Wakes are idempotent: one buffered wake per topic is enough.
-        if (message.type === "wake" && target.buffer.some((b) => sameWake(b.message, message))) {
+      case "restarting": {
+        // Coalescible messages are idempotent: one buffered per key is enough.
+        const key = message.type === "deliver"
+          ? this.#protocol.coalesceKey(message.message)
+          : undefined;
+        if (
+          key !== undefined &&
+          target.buffer.some((b) =>
+            b.type === "deliver" && this.#protocol.coalesceKey(b.message) === key
+          )
+        ) {
           return;
         }
-        target.buffer.push({ from, message });
+        target.buffer.push(message);
         if (target.buffer.length > this.#options.mailboxLimit) {
           target.buffer.shift();
           this.#countDrop(target, "buffer full");
         }
         return;
+      }
       case "stopping":
       case "stopped":
       case "failed":
@@ -851,30 +907,12 @@ export class Supervisor {
     }
   }
 
-  /**
-   * One actor's client drew a 418: every other actor's limiters learn it now, so none of them
-   * sends into the ban (Upbit bans the IP or pocket, not one client).
-   */
-  #broadcastBan(from: string, message: AppMessageOf<"upbit.ban">): void {
-    this.#upbitBanUntil = Math.max(this.#upbitBanUntil, message.untilMs);
-    log.warn("Upbit ban (418): every actor refuses Upbit calls until it ends", {
-      source: from,
-      until: new Date(message.untilMs).toISOString(),
-    });
-    for (const child of this.#order) {
-      if (child.spec.name === from) continue;
-      if (child.state === "running" || child.state === "starting" || child.state === "restarting") {
-        this.#route(SUPERVISOR, child.spec.name, message);
-      }
-    }
-  }
-
-  #deliver(child: Child, from: string, message: AppMessage): void {
+  #deliver(child: Child<M>, from: string, message: M): void {
     child.messagesIn++;
     this.#post(child, { type: "deliver", from, message });
   }
 
-  #countDrop(child: Child, why: string): void {
+  #countDrop(child: Child<M>, why: string): void {
     child.dropped++;
     // Sparse warnings keep a dead actor from flooding the log; the status has the count.
     if (worthLogging(child.dropped)) {
@@ -882,12 +920,12 @@ export class Supervisor {
     }
   }
 
-  #dropBuffer(child: Child): void {
+  #dropBuffer(child: Child<M>): void {
     for (let i = 0; i < child.buffer.length; i++) this.#countDrop(child, child.state);
     child.buffer = [];
   }
 
-  #post(child: Child, message: ToActor): void {
+  #post(child: Child<M>, message: ToActor<M>): void {
     try {
       child.worker?.postMessage(message);
     } catch (err) {
@@ -896,11 +934,21 @@ export class Supervisor {
     }
   }
 
-  #emit(event: SupervisorEvent): void {
+  #emit(event: SupervisorEvent | E): void {
     try {
       this.#options.onEvent?.(event);
     } catch (err) {
-      log.error("onEvent callback failed", { event: event.type, error: err });
+      log.error("onEvent callback failed", { error: err });
+    }
+  }
+
+  /** Runs a policy hook; a throwing hook is logged and yields undefined. */
+  #callPolicy<T>(hook: keyof SupervisorPolicy<M, E>, call: () => T): T | undefined {
+    try {
+      return call();
+    } catch (err) {
+      log.error("supervisor policy failed", { hook, error: err });
+      return undefined;
     }
   }
 
@@ -912,10 +960,6 @@ export class Supervisor {
 /** Whether the `count`th occurrence is logged: the first ten, then every power of ten. */
 function worthLogging(count: number): boolean {
   return count <= 10 || Number.isInteger(Math.log10(count));
-}
-
-function sameWake(a: AppMessage, b: AppMessage): boolean {
-  return a.type === "wake" && b.type === "wake" && a.topic === b.topic;
 }
 
 function errorText(err: unknown): string {

@@ -7,8 +7,8 @@
  * The attempt row is written before any request. An attempt that may have reached Upbit (sent,
  * answer lost, or left pending by a crash) is looked up by every identifier it ever used before
  * anything is sent again; an order found is adopted only if it is the order the attempt asked for.
- * Halts stop entries only: exits, resolution and retries of exits go on (reduce-only). The worker
- * shell (`actors/executor.ts`) only wakes this logic; the database holds the truth.
+ * Halts stop entries only: exits, resolution and retries of exits go on (reduce-only). The actor
+ * (`lib/pipeline/executor_actor.ts`) only wakes this logic; the database holds the truth.
  */
 import { parseConfig } from "../config.ts";
 import { entryHaltReason, haltEntries } from "../control/trading_state.ts";

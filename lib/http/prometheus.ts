@@ -137,6 +137,25 @@ export async function scrape(src: MetricsSources): Promise<string> {
       a,
     ) => [{ actor: a.name }, a.lastHeartbeatAgeMs! / 1000]),
   );
+  const heaps = actors.flatMap((a) => a.memory === null ? [] : [{ actor: a.name, ...a.memory }]);
+  e.family(
+    "upbot_actor_heap_used_bytes",
+    "gauge",
+    "V8 heap in use by the actor's own worker isolate, at its last heartbeat.",
+    heaps.map((h) => [{ actor: h.actor }, h.heapUsed]),
+  );
+  e.family(
+    "upbot_actor_heap_total_bytes",
+    "gauge",
+    "V8 heap reserved by the actor's own worker isolate, at its last heartbeat.",
+    heaps.map((h) => [{ actor: h.actor }, h.heapTotal]),
+  );
+  e.family(
+    "upbot_actor_external_memory_bytes",
+    "gauge",
+    "Memory outside the V8 heap held by the actor's isolate (buffers), at its last heartbeat.",
+    heaps.map((h) => [{ actor: h.actor }, h.external]),
+  );
   e.family(
     "upbot_ready",
     "gauge",

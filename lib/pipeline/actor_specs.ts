@@ -14,7 +14,7 @@ import type { DbConnection } from "../db/connect.ts";
 import { TradeMode } from "../domain.ts";
 import { decideTradeMode } from "../execution/guard.ts";
 import type { Logger } from "../log.ts";
-import { announceBan, shareBans } from "../actors/upbit_bans.ts";
+import { announceBan, shareBans } from "./upbit_bans.ts";
 import { UpbitRest } from "../upbit/rest.ts";
 import type { RestCallStats } from "../upbit/rest_stats.ts";
 import { overridesFromConfig, resolveParams } from "../strategy/policy.ts";
@@ -135,7 +135,7 @@ export const DEFAULT_GROUP_SHARES = { executor: 10, order_poller: 15, account: 5
 
 /**
  * The Upbit client of a keyed actor, with its share of the `default` group. A 418 it draws is
- * announced to every actor, and bans other actors draw are applied to it (`lib/actors/upbit_bans.ts`).
+ * announced to every actor, and bans other actors draw are applied to it (`lib/pipeline/upbit_bans.ts`).
  * With `stats`, every call it makes is counted there (the actor publishes them as metrics).
  */
 export function keyedUpbitRest(

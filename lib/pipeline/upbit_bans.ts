@@ -1,9 +1,10 @@
 /**
  * @module One 418 ban known to every actor at once. Upbit bans the IP or the pocket (§3.3), not one
  * client, but each actor has its own `UpbitRest` and rate limiter. A limiter that draws a 418
- * announces the ban's end through this worker's announcer (the actor runtime sends `upbit.ban` to
- * the supervisor, which broadcasts it); the runtime applies a received `upbit.ban` to every
- * limiter registered here, so no other actor sends a request into the ban.
+ * announces the ban's end through this worker's announcer (upbot's actor runtime,
+ * `lib/pipeline/runtime.ts`, sends `upbit.ban` to the supervisor, whose policy broadcasts it); the
+ * runtime applies a received `upbit.ban` to every limiter registered here ahead of the mailbox, so
+ * no other actor sends a request into the ban.
  *
  * The registry is per worker (each actor is its own isolate).
  */

@@ -1,0 +1,207 @@
+/**
+ * @module upbot's supervisor: the generic one of `lib/actors/` with upbot's protocol and its policy
+ * for trading halts and Upbit bans ({@linkcode TradingPolicy}).
+ *
+ * - A `critical` actor (executor, order_poller) that fails for good HALTS trading: the policy
+ *   broadcasts `trading.halt` to the running and starting actors (restarting ones learn it from
+ *   their start message), emits `trading.halted`, calls `onTradingHalt`, and `/healthz` turns
+ *   unhealthy. An actor may request a halt by sending `trading.halt` to `supervisor`. There is no
+ *   automatic resume (a person restarts the bot).
+ * - `upbit.ban` sent to `supervisor` (an actor's Upbit client drew a 418) is broadcast to every
+ *   other actor, and replayed to each new incarnation while the ban runs.
+ */
+import { SUPERVISOR } from "../actors/protocol.ts";
+import {
+  Supervisor,
+  type SupervisorControl,
+  type SupervisorEvent,
+  type SupervisorHealth,
+  type SupervisorOptions,
+  type SupervisorPolicy,
+} from "../actors/supervisor.ts";
+import { createLogger } from "../log.ts";
+import type { UpbotMessage, UpbotMessageOf } from "./messages.ts";
+import { upbotProtocol, type UpbotStartState } from "./runtime.ts";
+
+/** Whether the supervisor lets the pipeline trade. */
+export type TradingState = "active" | "halted";
+
+/** Trading was halted (`actor`: who caused or asked for it; null: the main thread). */
+export interface TradingHaltedEvent {
+  type: "trading.halted";
+  reason: string;
+  actor: string | null;
+}
+
+/** Every event of upbot's supervisor. */
+export type UpbotSupervisorEvent = SupervisorEvent | TradingHaltedEvent;
+
+/** upbot's supervisor health, for `/healthz`. */
+export interface UpbotHealth extends SupervisorHealth {
+  /** False once trading is halted. */
+  healthy: boolean;
+  tradingState: TradingState;
+  haltReason: string | null;
+}
+
+const log = createLogger(SUPERVISOR);
+
+/** upbot's rules in the supervisor: trading halts and Upbit bans. */
+export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHaltedEvent> {
+  #control: SupervisorControl<UpbotMessage, TradingHaltedEvent> | undefined;
+  #state: TradingState = "active";
+  #haltReason: string | null = null;
+  /** End of the latest Upbit ban an actor announced (epoch ms, wall clock like the workers'). */
+  #banUntil = 0;
+  #onTradingHalt: ((reason: string, actor: string | null) => void) | undefined;
+
+  /** `onTradingHalt` is called once, when trading becomes halted. */
+  constructor(onTradingHalt?: (reason: string, actor: string | null) => void) {
+    this.#onTradingHalt = onTradingHalt;
+  }
+
+  /** Whether trading is allowed (`active`) or `halted`. */
+  get tradingState(): TradingState {
+    return this.#state;
+  }
+
+  /** Why trading was halted, or null. */
+  get haltReason(): string | null {
+    return this.#haltReason;
+  }
+
+  /** Called by the supervisor. */
+  attach(control: SupervisorControl<UpbotMessage, TradingHaltedEvent>): void {
+    this.#control = control;
+  }
+
+  /** Each (re)started actor learns whether trading is halted. */
+  startState(): UpbotStartState {
+    return { tradingHalted: this.#state === "halted", haltReason: this.#haltReason };
+  }
+
+  /** Takes `trading.halt` and `upbit.ban` sent to `supervisor`. */
+  message(message: UpbotMessage, from: string): boolean {
+    switch (message.type) {
+      case "trading.halt":
+        this.halt(message.reason, from);
+        return true;
+      case "upbit.ban":
+        this.#broadcastBan(from, message);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** A critical actor that failed for good halts trading. */
+  childFailed(actor: string, critical: boolean, error: string): void {
+    if (critical) this.halt(`critical actor ${actor} failed: ${error}`, actor);
+  }
+
+  /** A new incarnation learns a ban still running (a duplicate of a buffered one is harmless). */
+  childReady(actor: string): void {
+    if (this.#banUntil > Date.now()) {
+      this.#control?.send(actor, { type: "upbit.ban", untilMs: this.#banUntil });
+    }
+  }
+
+  /** Unhealthy once trading is halted. */
+  healthy(): boolean {
+    return this.#state === "active";
+  }
+
+  /** The trading state leads the periodic `actors status` line. */
+  statusFields(): { trading: TradingState } {
+    return { trading: this.#state };
+  }
+
+  /**
+   * Halts trading: records the reason, broadcasts `trading.halt` to every actor and calls
+   * `onTradingHalt`. Idempotent; there is no automatic resume (a person restarts the bot).
+   */
+  halt(reason: string, actor: string | null = null): void {
+    if (this.#state === "halted") return;
+    this.#state = "halted";
+    this.#haltReason = reason;
+    log.error("trading HALTED", { reason, source: actor ?? SUPERVISOR });
+    this.#control?.emit({ type: "trading.halted", reason, actor });
+    // Running actors get it now, starting ones once ready; restarting ones see it in `start`.
+    for (const child of this.#control?.children() ?? []) {
+      if (child.state === "running" || child.state === "starting") {
+        // The schema caps a reason at 500 characters; the full one is in the log and status.
+        this.#control?.send(child.name, { type: "trading.halt", reason: reason.slice(0, 500) });
+      }
+    }
+    try {
+      this.#onTradingHalt?.(reason, actor);
+    } catch (err) {
+      log.error("onTradingHalt callback failed", { error: err });
+    }
+  }
+
+  /**
+   * One actor's client drew a 418: every other actor's limiters learn it now, so none of them
+   * sends into the ban (Upbit bans the IP or pocket, not one client).
+   */
+  #broadcastBan(from: string, message: UpbotMessageOf<"upbit.ban">): void {
+    this.#banUntil = Math.max(this.#banUntil, message.untilMs);
+    log.warn("Upbit ban (418): every actor refuses Upbit calls until it ends", {
+      source: from,
+      until: new Date(message.untilMs).toISOString(),
+    });
+    for (const child of this.#control?.children() ?? []) {
+      if (child.name === from) continue;
+      if (child.state === "running" || child.state === "starting" || child.state === "restarting") {
+        this.#control?.send(child.name, message);
+      }
+    }
+  }
+}
+
+/** Options of {@linkcode UpbotSupervisor}: the generic ones but the protocol and policy. */
+export interface UpbotSupervisorOptions
+  extends Omit<SupervisorOptions<UpbotMessage, TradingHaltedEvent>, "protocol" | "policy"> {
+  /** Called once when trading becomes halted. */
+  onTradingHalt?: (reason: string, actor: string | null) => void;
+}
+
+/**
+ * The supervisor of upbot's actors: {@linkcode Supervisor} with upbot's protocol and
+ * {@linkcode TradingPolicy}.
+ */
+export class UpbotSupervisor extends Supervisor<UpbotMessage, TradingHaltedEvent> {
+  #policy: TradingPolicy;
+
+  /** @throws {RangeError} on bad options or duplicate / invalid actor names. */
+  constructor(options: UpbotSupervisorOptions) {
+    const { onTradingHalt, ...rest } = options;
+    const policy = new TradingPolicy(onTradingHalt);
+    super({ ...rest, protocol: upbotProtocol, policy });
+    this.#policy = policy;
+  }
+
+  /** Whether trading is allowed (`active`) or `halted`. */
+  get tradingState(): TradingState {
+    return this.#policy.tradingState;
+  }
+
+  /** Why trading was halted, or null. */
+  get haltReason(): string | null {
+    return this.#policy.haltReason;
+  }
+
+  /** See {@linkcode TradingPolicy.halt}. */
+  halt(reason: string, actor: string | null = null): void {
+    this.#policy.halt(reason, actor);
+  }
+
+  /** Health for `/healthz`: unhealthy once trading is halted. */
+  override health(): UpbotHealth {
+    return {
+      ...super.health(),
+      tradingState: this.#policy.tradingState,
+      haltReason: this.#policy.haltReason,
+    };
+  }
+}
