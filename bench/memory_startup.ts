@@ -9,8 +9,11 @@
  * - memory at rest: 10 s after start-up, the simulator trading 10 trades/s;
  * - memory under load: after 15 s at 20,000 trades/s over 10 markets (the highest of 3 samples).
  *
- * Usage: deno run -A bench/memory_startup.ts [startup]   (`startup`: start-up times only, PGlite,
- * 3 rounds of a new directory then the same one again)
+ * Usage: deno run -A bench/memory_startup.ts [startup [--rounds N] [--compare DIR]]
+ * (`startup`: start-up times only: each round a new PGlite directory, the same one again and, when
+ * a PostgreSQL server is configured, an already migrated database; with the resident memory right
+ * after the new directory's start. `--compare DIR` runs DIR's main.ts (another checkout, e.g.
+ * `git worktree add /tmp/before HEAD~1`) too, alternating with this one round by round.)
  */
 import postgres from "postgres";
 import {
@@ -43,6 +46,7 @@ async function startUpbotProcess(
   sim: SimProcess,
   db: { DATA_DIR: string; DATABASE_URL?: string },
   stderr: "null" | "inherit" = "null",
+  main = MAIN,
 ): Promise<UpbotProcess> {
   const port = freePort();
   const env: Record<string, string> = {
@@ -62,7 +66,7 @@ async function startUpbotProcess(
   if (denoDir) env.DENO_DIR = denoDir;
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--cached-only", "--unstable-worker-options", "--allow-all", MAIN],
+    args: ["run", "--cached-only", "--unstable-worker-options", "--allow-all", main],
     env,
     clearEnv: true,
     stdin: "null",
@@ -203,35 +207,101 @@ export async function benchMemoryStartup(): Promise<MemoryStartupFigures> {
   return figures;
 }
 
-/** Start-up times only, on PGlite: `rounds` times a new data directory, then the same again. */
-export async function benchPgliteStartup(
+/** One start-up round of one checkout. */
+export interface StartupRound {
+  /** Which main.ts: `this` or the compared checkout's directory. */
+  variant: string;
+  /** ms: a new PGlite data directory, the same again, an already migrated PostgreSQL database. */
+  new: number;
+  existing: number;
+  postgres?: number;
+  /** MB resident right after the new directory's start-up. */
+  newRssMb: number;
+}
+
+/**
+ * Start-up times, `rounds` times each of `mains` (the checkouts' main.ts), alternating: a new
+ * PGlite directory, the same one again and, when a server is configured, PostgreSQL.
+ */
+export async function benchStartup(
   rounds: number,
-): Promise<{ new: number; existing: number }[]> {
+  mains: { variant: string; main: string }[] = [{ variant: "this", main: MAIN }],
+): Promise<StartupRound[]> {
   const sim = await startSimProcess({ rate: 10 });
-  const out: { new: number; existing: number }[] = [];
+  const adminUrl = benchDatabaseUrl();
+  const admin = adminUrl ? postgres(adminUrl, { max: 1, onnotice: () => {} }) : undefined;
+  const created: string[] = [];
+  const out: StartupRound[] = [];
   try {
     for (let i = 0; i < rounds; i++) {
-      const dir = await Deno.makeTempDir({ prefix: "upbot_bench_start_" });
-      try {
-        const first = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit");
-        await first.stop();
-        const again = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit");
-        await again.stop();
-        out.push({ new: Math.round(first.startupMs), existing: Math.round(again.startupMs) });
-      } finally {
-        await Deno.remove(dir, { recursive: true });
+      for (const { variant, main } of mains) {
+        const dir = await Deno.makeTempDir({ prefix: "upbot_bench_start_" });
+        try {
+          const first = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit", main);
+          const newRssMb = rssMb(first.pid);
+          await first.stop();
+          const again = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit", main);
+          await again.stop();
+          const round: StartupRound = {
+            variant,
+            new: Math.round(first.startupMs),
+            existing: Math.round(again.startupMs),
+            newRssMb: Math.round(newRssMb),
+          };
+          if (admin && adminUrl) {
+            const name = `upbot_bench_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+            await admin.unsafe(`create database ${name}`);
+            created.push(name);
+            const u = new URL(adminUrl);
+            u.pathname = `/${name}`;
+            const db = { DATA_DIR: `${dir}/pg-control`, DATABASE_URL: u.toString() };
+            await (await startUpbotProcess(sim, db, "inherit", main)).stop(); // migrates
+            const pg = await startUpbotProcess(sim, db, "inherit", main);
+            await pg.stop();
+            round.postgres = Math.round(pg.startupMs);
+          }
+          out.push(round);
+          Deno.stderr.writeSync(new TextEncoder().encode(JSON.stringify(round) + "\n"));
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
       }
     }
   } finally {
+    for (const name of created) {
+      await admin?.unsafe(`drop database if exists ${name} with (force)`);
+    }
+    await admin?.end({ timeout: 5 });
     await sim.close();
   }
   return out;
 }
 
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!;
+}
+
 if (import.meta.main && Deno.args[0] === "startup") {
-  Deno.stdout.writeSync(
-    new TextEncoder().encode(JSON.stringify(await benchPgliteStartup(3)) + "\n"),
-  );
+  const arg = (name: string) => {
+    const i = Deno.args.indexOf(name);
+    return i === -1 ? undefined : Deno.args[i + 1];
+  };
+  const rounds = Number(arg("--rounds") ?? 3);
+  const other = arg("--compare");
+  const mains = [{ variant: "this", main: MAIN }];
+  if (other) mains.unshift({ variant: other, main: `${other.replace(/\/$/, "")}/main.ts` });
+  const results = await benchStartup(rounds, mains);
+  const lines = mains.map(({ variant }) => {
+    const mine = results.filter((r) => r.variant === variant);
+    const col = (key: "new" | "existing" | "postgres" | "newRssMb") =>
+      mine.map((r) => r[key] ?? NaN).join(" / ") +
+      ` (median ${median(mine.map((r) => r[key] ?? NaN))})`;
+    return `${variant}: new PGlite ms ${col("new")}; existing PGlite ms ${
+      col("existing")
+    }; PostgreSQL ms ${col("postgres")}; RSS after a new directory's start MB ${col("newRssMb")}`;
+  });
+  Deno.stdout.writeSync(new TextEncoder().encode(lines.join("\n") + "\n"));
 } else if (import.meta.main) {
   Deno.stdout.writeSync(
     new TextEncoder().encode(JSON.stringify(await benchMemoryStartup(), null, 2) + "\n"),

@@ -166,7 +166,7 @@ if (import.meta.main) {
       "",
       "Where resident memory goes (a fresh process per line, `bench/_memory_probe.ts`):",
       "",
-      `- new data directory (initdb in a Worker that ends): ${breakdown(probeNew)}`,
+      `- new data directory (written from the PGlite template): ${breakdown(probeNew)}`,
       `- existing data directory: ${breakdown(probeExisting)}`,
       "",
       "PGlite settings (`bench/pglite_memory.ts`, PGlite opened directly, so `default` is PGlite's own 128 MB; upbot sets 16 MB; existing data directory, 50,000-row workload):",

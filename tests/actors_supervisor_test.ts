@@ -469,3 +469,48 @@ Deno.test("Supervisor resets the backoff after a stable run and forgets restarts
   assert.equal(statusOf(h.supervisor, "handler").state, "running");
   assert.equal(statusOf(h.supervisor, "handler").restarts, 4);
 });
+
+Deno.test("Supervisor loads later actors' modules ahead while earlier ones start, in order", async () => {
+  // `first` is ready only once `second_announce`'s module was evaluated: that happens only when
+  // its Worker exists before `first` is ready.
+  const actors: ActorSpec[] = [
+    { name: "first", module: fixture("loads_ahead"), config: { awaitLoaded: "second_announce" } },
+    { name: "second_announce", module: fixture("loads_ahead") },
+  ];
+  {
+    await using h = harness(actors);
+    await h.supervisor.start();
+    const started = h.events.flatMap((e) => e.type === "actor.started" ? [e.actor] : []);
+    assert.deepEqual(started, ["first", "second_announce"], JSON.stringify(h.events));
+    assert.deepEqual(h.supervisor.status().map((s) => [s.state, s.restarts]), [
+      ["running", 0],
+      ["running", 0],
+    ]);
+  }
+  {
+    // Without it, `second_announce` is created after `first` is ready: `first` never gets there.
+    await using h = harness(
+      [{ ...actors[0]!, startTimeoutMs: 300, restart: "temporary" }, actors[1]!],
+      { loadModulesAhead: false },
+    );
+    await h.supervisor.start();
+    assert.ok(
+      h.events.some((e) =>
+        e.type === "actor.crashed" && e.actor === "first" &&
+        e.error === "no ready within 300 ms"
+      ),
+      JSON.stringify(h.events),
+    );
+    assert.equal(statusOf(h.supervisor, "second_announce").state, "running");
+  }
+});
+
+Deno.test("Supervisor drops a Worker created ahead that talked before start, and starts a fresh one", async () => {
+  await using h = harness([{ name: "talk_early", module: fixture("loads_ahead") }]);
+  await h.supervisor.start();
+  const s = statusOf(h.supervisor, "talk_early");
+  assert.equal(s.state, "running", JSON.stringify(s));
+  assert.equal(s.restarts, 0);
+  // One invalid message counted: the fresh Worker's. The one created ahead went with its message.
+  assert.equal(s.invalidOut, 1);
+});

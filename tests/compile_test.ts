@@ -117,9 +117,11 @@ Deno.test("compile task: every module or folder reached through import.meta.url 
   // migrate.ts's folder and the actors folder at least; a new one must be added to the task.
   assert.ok(urls.some((u) => u.target === "migrations/"), JSON.stringify(urls));
   assert.ok(urls.some((u) => u.target === "actors/"), JSON.stringify(urls));
+  // The PGlite template a new data directory is written from (lib/db/pglite_template.ts).
+  assert.ok(urls.some((u) => u.target === "lib/db/pglite_template.tar.gz"), JSON.stringify(urls));
   for (const { from, target } of urls) {
     if (target === "actors/") continue; // the folder of the actor modules, checked one by one above
-    if (target.endsWith("/") || /\.(tsx?|js|sql|json)$/.test(target)) {
+    if (target.endsWith("/") || /\.(tsx?|js|sql|json|gz)$/.test(target)) {
       assert.ok(isIncluded(includes, target), `${from} loads ${target}, not in --include`);
     }
   }

@@ -168,6 +168,14 @@ export interface SupervisorOptions<M extends Message, E = never> {
   /** Random source for the jitter. @default {Math.random} */
   random?: () => number;
   /**
+   * Create every actor's first Worker when {@linkcode Supervisor.start} begins, so their modules
+   * load (each in its own thread) while the actors before them start; the `start` messages still
+   * go out one by one in order, each after the previous actor's `ready`. A Worker that reports
+   * anything before its `start` is dropped and its actor gets a fresh one at its turn, as
+   * without this option. @default {true}
+   */
+  loadModulesAhead?: boolean;
+  /**
    * Test-only: actors act out the faults (throw, hang, exit, oom) sent with
    * {@linkcode Supervisor.injectFault}, for fault drills (tests/worker_faults_test.ts). Never set
    * in production; unset, the actors drop them. @default {false}
@@ -257,6 +265,8 @@ interface Child<M extends Message> {
   settled: (() => void)[];
   /** Resolved when a stopping child answered `stopped` or died. */
   stoppedAck: ((graceful: boolean) => void) | undefined;
+  /** Its first Worker, created ahead (`loadModulesAhead`) and not yet sent `start`. */
+  ahead: { worker: Worker; spoiled: boolean } | undefined;
 }
 
 type Timer = ReturnType<typeof setTimeout>;
@@ -274,6 +284,7 @@ const DEFAULTS = {
   shutdownTimeoutMs: 5_000,
   mailboxLimit: 1_000,
   statusLogIntervalMs: 60_000,
+  loadModulesAhead: true,
 };
 
 const log = createLogger(SUPERVISOR);
@@ -388,6 +399,7 @@ export class Supervisor<M extends Message, E = never> {
         buffer: [],
         settled: [],
         stoppedAck: undefined,
+        ahead: undefined,
       };
       this.#children.set(spec.name, child);
       this.#order.push(child);
@@ -421,6 +433,9 @@ export class Supervisor<M extends Message, E = never> {
       );
     }
     log.info("supervisor starting", { actors: this.#order.map((c) => c.spec.name) });
+    if (this.#options.loadModulesAhead) {
+      for (const child of this.#order) this.#createAhead(child);
+    }
     for (const child of this.#order) {
       if (this.#phase !== "running") break;
       const settled = new Promise<void>((resolve) => child.settled.push(resolve));
@@ -448,6 +463,7 @@ export class Supervisor<M extends Message, E = never> {
     clearInterval(this.#heartbeatTimer);
     clearInterval(this.#statusTimer);
     if (wasRunning) log.info("supervisor stopping", { reason });
+    for (const child of this.#order) this.#dropAhead(child);
     for (const child of [...this.#order].reverse()) {
       await this.#stopChild(child, reason);
     }
@@ -551,6 +567,44 @@ export class Supervisor<M extends Message, E = never> {
 
   // ---- lifecycle ----
 
+  /** The Worker of `child`'s actor module with its permissions (loading starts at once). */
+  #newWorker(child: Child<M>): Worker {
+    return new Worker(child.spec.module, {
+      type: "module",
+      name: child.spec.name,
+      deno: { permissions: child.spec.permissions ?? actorPermissions() },
+    });
+  }
+
+  /**
+   * Creates `child`'s first Worker ahead of its turn (`loadModulesAhead`). Until `#spawn` adopts
+   * it, any event from it (an actor sends nothing before `start`) spoils it: it is then dropped
+   * and `#spawn` creates a fresh one, which goes through the usual crash handling.
+   */
+  #createAhead(child: Child<M>): void {
+    let worker: Worker;
+    try {
+      worker = this.#newWorker(child);
+    } catch {
+      return; // `#spawn` tries again and reports the failure
+    }
+    const ahead = { worker, spoiled: false };
+    worker.onmessage = () => ahead.spoiled = true;
+    worker.onmessageerror = () => ahead.spoiled = true;
+    worker.onerror = (event: ErrorEvent) => {
+      // Without preventDefault the error would take down the main thread.
+      event.preventDefault();
+      ahead.spoiled = true;
+    };
+    child.ahead = ahead;
+  }
+
+  /** Terminates `child`'s Worker created ahead, if it was never adopted. */
+  #dropAhead(child: Child<M>): void {
+    child.ahead?.worker.terminate();
+    child.ahead = undefined;
+  }
+
   #spawn(child: Child<M>): void {
     const name = child.spec.name;
     const incarnation = ++child.incarnation;
@@ -560,13 +614,12 @@ export class Supervisor<M extends Message, E = never> {
     child.statsPrevious.coalesced += child.stats?.coalesced ?? 0;
     child.stats = null;
     child.memory = null;
+    const ahead = child.ahead;
+    child.ahead = undefined;
+    if (ahead?.spoiled) ahead.worker.terminate();
     let worker: Worker;
     try {
-      worker = new Worker(child.spec.module, {
-        type: "module",
-        name,
-        deno: { permissions: child.spec.permissions ?? actorPermissions() },
-      });
+      worker = ahead && !ahead.spoiled ? ahead.worker : this.#newWorker(child);
     } catch (err) {
       child.worker = undefined;
       this.#ended(child, `worker creation failed: ${errorText(err)}`, true);

@@ -9,7 +9,7 @@ import { IDLE_IN_TRANSACTION_MS } from "./pglite_server.ts";
 import postgres from "postgres";
 import type { Config } from "../config.ts";
 import { describeDatabaseUrl } from "../config.ts";
-import { type EmbeddedDatabase, startEmbeddedDatabase } from "./embedded_db.ts";
+import type { EmbeddedDatabase } from "./embedded_db.ts";
 import { type LeaseFence, setLeaseFence } from "./lease.ts";
 
 /** The postgres.js client. */
@@ -128,6 +128,9 @@ export async function openDatabase(
       },
     };
   }
+  // Loaded here, not at the top: every actor imports this module for `connect`, and PGlite's
+  // JavaScript is a large part of a module graph each actor's isolate would load for nothing.
+  const { startEmbeddedDatabase } = await import("./embedded_db.ts");
   const embedded: EmbeddedDatabase = await startEmbeddedDatabase({ dataDir: config.DATA_DIR });
   const connection: DbConnection = { kind: "embedded", ...embedded.endpoint };
   const sql = connect(connection);

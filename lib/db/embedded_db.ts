@@ -9,7 +9,7 @@
 import { PGlite } from "@electric-sql/pglite";
 import { join } from "node:path";
 import { PgliteServer } from "./pglite_server.ts";
-import type { InitdbReply, InitdbRequest } from "./pglite_initdb_worker.ts";
+import { extractTemplate, TEMPLATE_URL } from "./pglite_template.ts";
 
 /**
  * Where clients connect. The password is made fresh for each run: the socket listens on loopback
@@ -67,7 +67,7 @@ export interface EmbeddedDatabaseOptions {
  * PGlite's `postgresqlconf` option, which would replace `initdb`'s whole `postgresql.conf`
  * (time zone, date style, ...) with the one line.
  */
-function startParams(sharedBuffers: string): string[] {
+export function pgliteStartParams(sharedBuffers: string): string[] {
   if (!/^\d+(kB|MB|GB)$/.test(sharedBuffers)) {
     throw new TypeError(
       `Cannot start the embedded database as 'sharedBuffers' must be like 16MB: current value is ${
@@ -90,29 +90,33 @@ async function holdsDatabase(pgDir: string): Promise<boolean> {
 }
 
 /**
- * Creates a new data directory in a Worker that is then terminated: `initdb` leaves about 200 MB
- * of WebAssembly memory that an isolate never gives back, so it goes with the Worker's isolate.
+ * Creates the new data directory `pgDir` from the template (`pglite_template.ts`) instead of
+ * PGlite's `initdb`: written beside it first and renamed into place, so a start-up killed
+ * half-way leaves no half-made `pgDir` that would pass for a database next time.
  */
-async function initdbInWorker(pgDir: string, params: string[]): Promise<void> {
-  const worker = new Worker(new URL("./pglite_initdb_worker.ts", import.meta.url), {
-    type: "module",
-    name: "pglite-initdb",
+async function createFromTemplate(pgDir: string): Promise<void> {
+  const staging = `${pgDir}.new`;
+  // What is left of an earlier attempt that was cut short (nothing else makes this directory).
+  await Deno.remove(staging, { recursive: true }).catch((err) => {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
   });
   try {
-    const reply = await new Promise<InitdbReply>((resolve) => {
-      worker.onmessage = (event: MessageEvent<InitdbReply>) => resolve(event.data);
-      worker.onerror = (event: ErrorEvent) => {
-        event.preventDefault();
-        resolve({ ok: false, error: event.message });
-      };
-      const request: InitdbRequest = { dataDir: pgDir, startParams: params };
-      worker.postMessage(request);
+    await extractTemplate(await Deno.readFile(TEMPLATE_URL), staging);
+    // An empty pgDir (made by earlier versions before initdb) goes; one holding files does not.
+    await Deno.remove(pgDir).catch((err) => {
+      if (err instanceof Deno.errors.NotFound) return;
+      throw new Error(
+        `it holds files but no PG_VERSION, so it is no PostgreSQL data directory: move it away or choose another DATA_DIR (${
+          (err as Error).message
+        })`,
+      );
     });
-    if (!reply.ok) {
-      throw new Error(`Cannot create the embedded database in ${pgDir}: ${reply.error}`);
-    }
-  } finally {
-    worker.terminate();
+    await Deno.rename(staging, pgDir);
+  } catch (err) {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    throw new Error(`Cannot create the embedded database in ${pgDir}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
@@ -125,7 +129,7 @@ export async function startEmbeddedDatabase(
   options: EmbeddedDatabaseOptions,
 ): Promise<EmbeddedDatabase> {
   const host = options.host ?? "127.0.0.1";
-  const params = startParams(options.sharedBuffers ?? "16MB");
+  const params = pgliteStartParams(options.sharedBuffers ?? "16MB");
   let lock: Deno.FsFile | null = null;
   let pgDir: string | undefined;
   if (options.dataDir !== null) {
@@ -140,11 +144,10 @@ export async function startEmbeddedDatabase(
       throw new DataDirLockedError(options.dataDir);
     }
     pgDir = join(options.dataDir, "pgdata");
-    await Deno.mkdir(pgDir, { recursive: true });
   }
   let db: PGlite;
   try {
-    if (pgDir && !(await holdsDatabase(pgDir))) await initdbInWorker(pgDir, params);
+    if (pgDir && !(await holdsDatabase(pgDir))) await createFromTemplate(pgDir);
     db = await PGlite.create({ ...(pgDir ? { dataDir: pgDir } : {}), startParams: params });
   } catch (err) {
     lock?.close();
