@@ -12,6 +12,7 @@
  * Usage: deno run -A bench/memory_startup.ts [startup]   (`startup`: start-up times only, PGlite,
  * 3 rounds of a new directory then the same one again)
  */
+import { join } from "node:path";
 import postgres from "postgres";
 import {
   benchDatabaseUrl,
@@ -22,11 +23,34 @@ import {
   TEN_MARKETS,
 } from "./_harness.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/**
+ * The arguments of `deno task start` (deno.json), with `--cached-only` added; `v8Flags`, when
+ * given, replaces its `--v8-flags` ("" for none).
+ */
+export function startTaskArgs(v8Flags?: string, root = ROOT): string[] {
+  const tasks = JSON.parse(Deno.readTextFileSync(join(root, "deno.json"))).tasks as Record<
+    string,
+    string
+  >;
+  const words = tasks.start!.split(/\s+/);
+  if (words[0] !== "deno" || words[1] !== "run") {
+    throw new Error(`deno.json's start task is not a 'deno run': ${tasks.start}`);
+  }
+  let args = ["run", "--cached-only", ...words.slice(2)];
+  if (v8Flags !== undefined) {
+    args = args.filter((a) => !a.startsWith("--v8-flags="));
+    if (v8Flags) args.splice(1, 0, `--v8-flags=${v8Flags}`);
+  }
+  return args;
+}
 
 /** A running upbot subprocess. */
-interface UpbotProcess {
+export interface UpbotProcess {
   pid: number;
+  /** Its HTTP server, e.g. `http://127.0.0.1:1234`. */
+  base: string;
   /** ms from spawn until /healthz 200 and every actor running. */
   startupMs: number;
   stop(): Promise<void>;
@@ -39,11 +63,26 @@ function freePort(): number {
   return port;
 }
 
-async function startUpbotProcess(
+/** Options of {@linkcode startUpbotProcess}. */
+export interface StartOptions {
+  /** Where upbot's stderr goes. @default {"null"} */
+  stderr?: "null" | "inherit";
+  /** Replaces the `--v8-flags` of `deno task start` ("" for none), for comparisons. */
+  v8Flags?: string;
+  /** Another checkout of upbot to run (e.g. the code before a change). @default {this one} */
+  root?: string;
+}
+
+/**
+ * Starts `main.ts` as `deno task start` does (plus `--cached-only`) against `sim`, and waits
+ * until `/healthz` answers and every actor is running.
+ */
+export async function startUpbotProcess(
   sim: SimProcess,
   db: { DATA_DIR: string; DATABASE_URL?: string },
-  stderr: "null" | "inherit" = "null",
+  options: StartOptions = {},
 ): Promise<UpbotProcess> {
+  const root = options.root ?? ROOT;
   const port = freePort();
   const env: Record<string, string> = {
     PATH: Deno.env.get("PATH") ?? "",
@@ -62,16 +101,22 @@ async function startUpbotProcess(
   if (denoDir) env.DENO_DIR = denoDir;
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--cached-only", "--unstable-worker-options", "--allow-all", MAIN],
+    args: startTaskArgs(options.v8Flags, root),
+    cwd: root,
     env,
     clearEnv: true,
     stdin: "null",
     stdout: "null",
-    stderr,
+    stderr: options.stderr ?? "null",
   }).spawn();
   const base = `http://127.0.0.1:${port}`;
   let seen = "nothing";
+  const exited: { code?: number } = {};
+  void child.status.then((status) => (exited.code = status.code));
   for (;;) {
+    if (exited.code !== undefined) {
+      throw new Error(`upbot exited during start-up (code ${exited.code}); last seen: ${seen}`);
+    }
     if (performance.now() - t0 > 120_000) {
       child.kill("SIGKILL");
       await child.status;
@@ -95,6 +140,7 @@ async function startUpbotProcess(
   const startupMs = performance.now() - t0;
   return {
     pid: child.pid,
+    base,
     startupMs,
     async stop() {
       child.kill("SIGTERM");
@@ -110,7 +156,8 @@ export interface MemoryStartupFigures {
   loadMb: { postgres?: number; pglite: number };
 }
 
-async function maxRss(pid: number, samples: number, everyMs: number): Promise<number> {
+/** The highest VmRSS (MB) of `samples` samples `everyMs` apart. */
+export async function maxRss(pid: number, samples: number, everyMs: number): Promise<number> {
   let max = 0;
   for (let i = 0; i < samples; i++) {
     max = Math.max(max, rssMb(pid));
@@ -213,9 +260,9 @@ export async function benchPgliteStartup(
     for (let i = 0; i < rounds; i++) {
       const dir = await Deno.makeTempDir({ prefix: "upbot_bench_start_" });
       try {
-        const first = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit");
+        const first = await startUpbotProcess(sim, { DATA_DIR: dir }, { stderr: "inherit" });
         await first.stop();
-        const again = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit");
+        const again = await startUpbotProcess(sim, { DATA_DIR: dir }, { stderr: "inherit" });
         await again.stop();
         out.push({ new: Math.round(first.startupMs), existing: Math.round(again.startupMs) });
       } finally {
