@@ -9,7 +9,9 @@ import { IDLE_IN_TRANSACTION_MS } from "./pglite_server.ts";
 import postgres from "postgres";
 import type { Config } from "../config.ts";
 import { describeDatabaseUrl } from "../config.ts";
-import { type EmbeddedDatabase, startEmbeddedDatabase } from "./embedded_db.ts";
+// Types only: PGlite's JavaScript is loaded by openDatabase when it is needed, so the actors'
+// Workers (which import this module to connect) do not each load it (about 5 MB per isolate).
+import type { EmbeddedDatabase } from "./embedded_db.ts";
 import { type LeaseFence, setLeaseFence } from "./lease.ts";
 
 /** The postgres.js client. */
@@ -128,6 +130,7 @@ export async function openDatabase(
       },
     };
   }
+  const { startEmbeddedDatabase } = await import("./embedded_db.ts");
   const embedded: EmbeddedDatabase = await startEmbeddedDatabase({ dataDir: config.DATA_DIR });
   const connection: DbConnection = { kind: "embedded", ...embedded.endpoint };
   const sql = connect(connection);
