@@ -15,6 +15,7 @@
  * after the new directory's start. `--compare DIR` runs DIR's main.ts (another checkout, e.g.
  * `git worktree add /tmp/before HEAD~1`) too, alternating with this one round by round.)
  */
+import { join } from "node:path";
 import postgres from "postgres";
 import {
   benchDatabaseUrl,
@@ -25,11 +26,34 @@ import {
   TEN_MARKETS,
 } from "./_harness.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/**
+ * The arguments of `deno task start` (deno.json), with `--cached-only` added; `v8Flags`, when
+ * given, replaces its `--v8-flags` ("" for none).
+ */
+export function startTaskArgs(v8Flags?: string, root = ROOT): string[] {
+  const tasks = JSON.parse(Deno.readTextFileSync(join(root, "deno.json"))).tasks as Record<
+    string,
+    string
+  >;
+  const words = tasks.start!.split(/\s+/);
+  if (words[0] !== "deno" || words[1] !== "run") {
+    throw new Error(`deno.json's start task is not a 'deno run': ${tasks.start}`);
+  }
+  let args = ["run", "--cached-only", ...words.slice(2)];
+  if (v8Flags !== undefined) {
+    args = args.filter((a) => !a.startsWith("--v8-flags="));
+    if (v8Flags) args.splice(1, 0, `--v8-flags=${v8Flags}`);
+  }
+  return args;
+}
 
 /** A running upbot subprocess. */
-interface UpbotProcess {
+export interface UpbotProcess {
   pid: number;
+  /** Its HTTP server, e.g. `http://127.0.0.1:1234`. */
+  base: string;
   /** ms from spawn until /healthz 200 and every actor running. */
   startupMs: number;
   stop(): Promise<void>;
@@ -42,12 +66,26 @@ function freePort(): number {
   return port;
 }
 
-async function startUpbotProcess(
+/** Options of {@linkcode startUpbotProcess}. */
+export interface StartOptions {
+  /** Where upbot's stderr goes. @default {"null"} */
+  stderr?: "null" | "inherit";
+  /** Replaces the `--v8-flags` of `deno task start` ("" for none), for comparisons. */
+  v8Flags?: string;
+  /** Another checkout of upbot to run (e.g. the code before a change). @default {this one} */
+  root?: string;
+}
+
+/**
+ * Starts `main.ts` as `deno task start` does (plus `--cached-only`) against `sim`, and waits
+ * until `/healthz` answers and every actor is running.
+ */
+export async function startUpbotProcess(
   sim: SimProcess,
   db: { DATA_DIR: string; DATABASE_URL?: string },
-  stderr: "null" | "inherit" = "null",
-  main = MAIN,
+  options: StartOptions = {},
 ): Promise<UpbotProcess> {
+  const root = options.root ?? ROOT;
   const port = freePort();
   const env: Record<string, string> = {
     PATH: Deno.env.get("PATH") ?? "",
@@ -66,16 +104,22 @@ async function startUpbotProcess(
   if (denoDir) env.DENO_DIR = denoDir;
   const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--cached-only", "--unstable-worker-options", "--allow-all", main],
+    args: startTaskArgs(options.v8Flags, root),
+    cwd: root,
     env,
     clearEnv: true,
     stdin: "null",
     stdout: "null",
-    stderr,
+    stderr: options.stderr ?? "null",
   }).spawn();
   const base = `http://127.0.0.1:${port}`;
   let seen = "nothing";
+  const exited: { code?: number } = {};
+  void child.status.then((status) => (exited.code = status.code));
   for (;;) {
+    if (exited.code !== undefined) {
+      throw new Error(`upbot exited during start-up (code ${exited.code}); last seen: ${seen}`);
+    }
     if (performance.now() - t0 > 120_000) {
       child.kill("SIGKILL");
       await child.status;
@@ -99,6 +143,7 @@ async function startUpbotProcess(
   const startupMs = performance.now() - t0;
   return {
     pid: child.pid,
+    base,
     startupMs,
     async stop() {
       child.kill("SIGTERM");
@@ -114,7 +159,8 @@ export interface MemoryStartupFigures {
   loadMb: { postgres?: number; pglite: number };
 }
 
-async function maxRss(pid: number, samples: number, everyMs: number): Promise<number> {
+/** The highest VmRSS (MB) of `samples` samples `everyMs` apart. */
+export async function maxRss(pid: number, samples: number, everyMs: number): Promise<number> {
   let max = 0;
   for (let i = 0; i < samples; i++) {
     max = Math.max(max, rssMb(pid));
@@ -220,12 +266,12 @@ export interface StartupRound {
 }
 
 /**
- * Start-up times, `rounds` times each of `mains` (the checkouts' main.ts), alternating: a new
+ * Start-up times, `rounds` times each of `roots` (checkouts of upbot), alternating: a new
  * PGlite directory, the same one again and, when a server is configured, PostgreSQL.
  */
 export async function benchStartup(
   rounds: number,
-  mains: { variant: string; main: string }[] = [{ variant: "this", main: MAIN }],
+  roots: { variant: string; root: string }[] = [{ variant: "this", root: ROOT }],
 ): Promise<StartupRound[]> {
   const sim = await startSimProcess({ rate: 10 });
   const adminUrl = benchDatabaseUrl();
@@ -234,13 +280,13 @@ export async function benchStartup(
   const out: StartupRound[] = [];
   try {
     for (let i = 0; i < rounds; i++) {
-      for (const { variant, main } of mains) {
+      for (const { variant, root } of roots) {
         const dir = await Deno.makeTempDir({ prefix: "upbot_bench_start_" });
         try {
-          const first = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit", main);
+          const first = await startUpbotProcess(sim, { DATA_DIR: dir }, { stderr: "inherit", root });
           const newRssMb = rssMb(first.pid);
           await first.stop();
-          const again = await startUpbotProcess(sim, { DATA_DIR: dir }, "inherit", main);
+          const again = await startUpbotProcess(sim, { DATA_DIR: dir }, { stderr: "inherit", root });
           await again.stop();
           const round: StartupRound = {
             variant,
@@ -255,8 +301,8 @@ export async function benchStartup(
             const u = new URL(adminUrl);
             u.pathname = `/${name}`;
             const db = { DATA_DIR: `${dir}/pg-control`, DATABASE_URL: u.toString() };
-            await (await startUpbotProcess(sim, db, "inherit", main)).stop(); // migrates
-            const pg = await startUpbotProcess(sim, db, "inherit", main);
+            await (await startUpbotProcess(sim, db, { stderr: "inherit", root })).stop(); // migrates
+            const pg = await startUpbotProcess(sim, db, { stderr: "inherit", root });
             await pg.stop();
             round.postgres = Math.round(pg.startupMs);
           }
@@ -289,10 +335,10 @@ if (import.meta.main && Deno.args[0] === "startup") {
   };
   const rounds = Number(arg("--rounds") ?? 3);
   const other = arg("--compare");
-  const mains = [{ variant: "this", main: MAIN }];
-  if (other) mains.unshift({ variant: other, main: `${other.replace(/\/$/, "")}/main.ts` });
-  const results = await benchStartup(rounds, mains);
-  const lines = mains.map(({ variant }) => {
+  const roots = [{ variant: "this", root: ROOT }];
+  if (other) roots.unshift({ variant: other, root: other });
+  const results = await benchStartup(rounds, roots);
+  const lines = roots.map(({ variant }) => {
     const mine = results.filter((r) => r.variant === variant);
     const col = (key: "new" | "existing" | "postgres" | "newRssMb") =>
       mine.map((r) => r[key] ?? NaN).join(" / ") +

@@ -97,6 +97,20 @@ Deno.test("compile task: runs main.ts with start's permissions and worker option
   }
 });
 
+/** The `--v8-flags=...` words of a task (deno.json), in order. */
+function v8Flags(task: string): string[] {
+  return task.split(/\s+/).filter((w) => w.startsWith("--v8-flags="));
+}
+
+Deno.test("compile task and demo run with start's V8 flags (embedded in the binary)", async () => {
+  const { tasks } = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
+  const start = v8Flags(tasks.start);
+  // The memory settings of docs/operations.md: a binary or demo without them uses more memory.
+  assert.ok(start.length === 1 && /--max-semi-space-size=\d+/.test(start[0]!), tasks.start);
+  assert.deepEqual(v8Flags(tasks.compile), start, "compile");
+  assert.deepEqual(v8Flags(tasks.demo), start, "demo");
+});
+
 Deno.test("compile task: every actor module and every actors/*.ts file is included", async () => {
   const { includes } = await compileTask();
   const config = loadConfig({ env: {}, envFile: join(ROOT, "no-such.env") });

@@ -173,6 +173,26 @@ Deno.test("BarAggregator forgets old trade identities (bounded memory), and repo
   assert.equal(dup.duplicates, 1);
 });
 
+Deno.test("BarAggregator remembers final seconds by sequential id: replays are duplicates, new trades late", () => {
+  const agg = new BarAggregator({ allowedLatenessMs: 0 });
+  const first = agg.ingest([a, b, c, d, e, trade(2500, 1, 1, "BID", 9)]);
+  assert.deepEqual(first.final.map((x) => [x.ts, x.tradeCount]), [[T, 4], [T + 1000, 1]]);
+  // Seconds T and T+1000 are final: their identities are kept as sorted ids.
+  const replay = agg.ingest([d, a, e]);
+  assert.equal(replay.duplicates, 3);
+  assert.deepEqual(replay.late, []);
+  const fresh = trade(300, 100, 1, "BID", 7);
+  assert.deepEqual(agg.ingest([fresh]).late, [fresh]);
+  // Dropped either way (its second is final); only the counter it lands in differs.
+  assert.equal(agg.ingest([trade(100, 555, 1, "BID", 1)]).duplicates, 1);
+  // Ids beyond 64 bits (never seen at Upbit) keep their full identities.
+  const huge = { ...trade(2600, 1, 1, "ASK", 0), sequentialId: 2n ** 70n };
+  agg.ingest([huge, trade(4000, 1, 1, "BID", 10)]);
+  assert.equal(agg.ingest([huge]).duplicates, 1);
+  assert.deepEqual(agg.ingest([{ ...huge, sequentialId: 2n ** 70n + 1n }]).late.length, 1);
+  assert.deepEqual(agg.stats(), { accepted: 8, duplicates: 5, lateDropped: 2, futureRejected: 0 });
+});
+
 Deno.test("BarAggregator tells apart trades whose sequential ids round to the same double", () => {
   const id = 17303368620470000; // above 2^53: 17303368620470001 parses to the same number
   const agg = new BarAggregator();
