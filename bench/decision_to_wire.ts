@@ -33,6 +33,7 @@ import { pipelineActorSpecs } from "../lib/pipeline/actor_specs.ts";
 import { saveActorState } from "../lib/store/actor_state.ts";
 import { upsertBars } from "../lib/store/market_1s.ts";
 import { insertPaperEvent } from "../lib/store/paper_trades.ts";
+import { UpbitRest } from "../lib/upbit/rest.ts";
 import type { PaperEvent } from "../lib/strategy/policy.ts";
 import { type BenchRow, fmt, out, percentile, sleep, startSimProcess } from "./_harness.ts";
 import { freshDatabase } from "./feed_ingest.ts";
@@ -57,6 +58,12 @@ export interface WireFigures {
   /** The same, entries only and exits only. */
   entriesMs: number[];
   exitsMs: number[];
+  /**
+   * The floor, measured between upbot's decisions: a bare client (the bench's own connection and
+   * an `UpbitRest` in the main thread) commits a row, takes its moment, commits a second row (the
+   * durable write) and POSTs an order; to its receipt, ms. No actor hop, no reads, no gate.
+   */
+  floorMs: number[];
   /** Decisions whose order never reached the simulator (with the attempt's state and reason). */
   missing: string[];
   /** The simulator's clock minus ours (subtracted), and the half round trip that bounds it. */
@@ -167,6 +174,23 @@ export async function benchDecisionToWire(
     // Live start: nothing goes out before the executor has reconciled with the exchange.
     await waitFor(async () => (await reconciliationGate(db.sql)).open, 30_000, "reconciliation");
     const { offsetMs, halfRttMs } = await clockOffset(sim.restUrl);
+    // The floor's client and table; its orders rest far below the market (never filled). Both
+    // clients' orders together exceed Upbit's 8 orders/s, so the simulator's limits are relaxed
+    // (upbot's own client keeps its limiter).
+    await fetch(`${sim.restUrl}/_sim/faults`, {
+      method: "POST",
+      body: JSON.stringify({ rate_limit_factor: 1000 }),
+    }).then((r) => r.body?.cancel());
+    await db.sql`create table bench_floor (n integer not null, at timestamptz default now())`;
+    const floorRest = new UpbitRest({
+      baseUrl: sim.restUrl,
+      accessKey: sim.accessKey,
+      secretKey: sim.secretKey,
+      rateLimiter: { budgets: { order: { limit: 1000, windowMs: 1000 } } },
+    });
+    const floorPrice = Math.floor((price * 0.5) / 100_000) * 100_000;
+    const floorVolume = (Math.ceil((6000 / floorPrice) * 1e8) / 1e8).toFixed(8);
+    const floorAt = new Map<string, number>();
 
     const decidedAt = new Map<number, { at: number; action: string }>();
     let entry: { ts: number; price: number; qty: number } | null = null;
@@ -219,7 +243,23 @@ export async function benchDecisionToWire(
         30_000,
         `the order of decision ${i + 1}`,
       );
+      // The floor, between two decisions.
+      await db.sql`insert into bench_floor (n) values (${i})`;
+      const floorStart = clockMs();
+      await db.sql`insert into bench_floor (n) values (${-i - 1})`;
+      const identifier = `bench-floor-${i}`;
+      floorAt.set(identifier, floorStart);
+      const posted = await floorRest.postOrder({
+        market: MARKET,
+        side: "bid",
+        ord_type: "limit",
+        price: String(floorPrice),
+        volume: floorVolume,
+        identifier,
+      });
+      if (posted.kind !== "accepted") throw new Error(`the floor's order was not accepted`);
     }
+    floorRest.close();
 
     const receipts = new Map(
       (await (await fetch(`${sim.restUrl}/_sim/receipts`)).json() as {
@@ -237,12 +277,17 @@ export async function benchDecisionToWire(
       backend,
       decisions,
       latenciesMs: [],
+      floorMs: [],
       entriesMs: [],
       exitsMs: [],
       missing: [],
       clockOffsetMs: offsetMs,
       clockUncertaintyMs: halfRttMs,
     };
+    for (const [identifier, at] of floorAt) {
+      const received = receipts.get(identifier);
+      if (received !== undefined) figures.floorMs.push(received - offsetMs - at);
+    }
     for (const [id, d] of decidedAt) {
       const a = byPaper.get(id);
       const received = a ? receipts.get(a.identifier) : undefined;
@@ -277,8 +322,8 @@ export function wireRow(f: WireFigures): BenchRow {
     part: `decision-to-wire (${f.backend})`,
     measure: `decision to order received, p50 / p99 / max (ms), ${f.latenciesMs.length} orders`,
     upbot: complete ? p3(f.latenciesMs) : `${p3(f.latenciesMs)}; ${f.missing.length} missing`,
-    reference: "-",
-    ratio: "-",
+    reference: `floor ${p3(f.floorMs)}`,
+    ratio: `${fmt(percentile(f.latenciesMs, 99) / percentile(f.floorMs, 99), 1)}x (p99)`,
     target: f.backend === "postgres" ? "p99 <= 5 ms" : "-",
     met: f.backend === "postgres" ? (complete && p99 <= 5 ? "yes" : "no") : "-",
   };
@@ -288,11 +333,11 @@ export function wireRow(f: WireFigures): BenchRow {
 export function describeWire(f: WireFigures): string {
   return `${f.backend}: ${f.latenciesMs.length} of ${f.decisions} decisions on the wire; p50 / p99 / max ${
     p3(f.latenciesMs)
-  } ms (entries ${p3(f.entriesMs)}, exits ${p3(f.exitsMs)}); clock difference ${
-    fmt(f.clockOffsetMs, 3)
-  } ms +- ${fmt(f.clockUncertaintyMs, 3)} ms subtracted${
-    f.missing.length > 0 ? `; missing: ${f.missing.slice(0, 3).join("; ")}` : ""
-  }`;
+  } ms (entries ${p3(f.entriesMs)}, exits ${p3(f.exitsMs)}); floor (commit + POST, bare) ${
+    p3(f.floorMs)
+  } ms; clock difference ${fmt(f.clockOffsetMs, 3)} ms +- ${
+    fmt(f.clockUncertaintyMs, 3)
+  } ms subtracted${f.missing.length > 0 ? `; missing: ${f.missing.slice(0, 3).join("; ")}` : ""}`;
 }
 
 if (import.meta.main) {
