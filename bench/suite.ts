@@ -13,6 +13,13 @@ import { benchFeedIngest, describeStep, ingestRow, type IngestStep } from "./fee
 import { benchMemoryStartup, type MemoryStartupFigures } from "./memory_startup.ts";
 import { benchPgliteMemory } from "./pglite_memory.ts";
 import { benchRestClient, restRows } from "./rest_client.ts";
+import {
+  benchDecisionToWire,
+  describeWire,
+  type WireFigures,
+  wireRow,
+} from "./decision_to_wire.ts";
+import { benchReplay, replayRow } from "./backtest_replay.ts";
 
 const DOC = new URL("../docs/benchmarks.md", import.meta.url);
 
@@ -125,11 +132,21 @@ if (import.meta.main) {
   await Deno.remove(probeDir.replace(/\/data$/, ""), { recursive: true });
   out("5/5 PGlite settings ...");
   const pgliteVariants = await benchPgliteMemory();
+  out("decision-to-wire on PGlite ...");
+  const wire: WireFigures[] = [await benchDecisionToWire("pglite")];
+  if (havePg) {
+    out("    decision-to-wire on PostgreSQL ...");
+    wire.push(await benchDecisionToWire("postgres"));
+  }
+  out("replay (backtest) and the live evaluator ...");
+  const replay = await benchReplay(50_000, 3, havePg ? ["pglite", "postgres"] : ["pglite"]);
 
   const rows: BenchRow[] = [
     ...restRows(rest),
     ...Object.entries(ingest).map(([backend, steps]) => ingestRow(backend, steps)),
     ...memoryRows(mem),
+    ...wire.map(wireRow),
+    replayRow(replay),
   ];
   const printed = table(rows);
   out();
@@ -172,6 +189,10 @@ if (import.meta.main) {
       "PGlite settings (`bench/pglite_memory.ts`, PGlite opened directly, so `default` is PGlite's own 128 MB; upbot sets 16 MB; existing data directory, 50,000-row workload):",
       "",
       ...variants,
+      "",
+      "Decision to wire (`bench/decision_to_wire.ts`):",
+      "",
+      ...wire.map((w) => `- ${describeWire(w)}`),
       "<!-- RESULTS:END -->",
     ].join("\n");
     const tail = doc[1]?.split("<!-- RESULTS:END -->")[1] ?? "\n";

@@ -47,6 +47,29 @@ export interface SimOrderSummary {
   executed_volume: string;
 }
 
+/**
+ * When a `POST /v1/orders` with an identifier arrived at the server (the first time, whatever the
+ * answer), as listed by `GET /_sim/receipts`: an observability hook for latency measurements
+ * (`bench/decision_to_wire.ts`).
+ */
+export interface SimReceipt {
+  identifier: string;
+  /** {@linkcode simClockMs} when the server's handler got the request (headers read). */
+  received_at_ms: number;
+}
+
+/** How many receipts are kept (the oldest are forgotten first). */
+export const MAX_RECEIPTS = 100_000;
+
+/**
+ * The simulator's clock for receipts: epoch ms with sub-millisecond resolution
+ * (`performance.timeOrigin + performance.now()`), comparable with the same expression in another
+ * process on the same machine (`GET /_sim/clock` answers it, to measure the difference).
+ */
+export function simClockMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 /** A trade printed by the simulated market. */
 export interface SimTrade {
   market: string;
@@ -88,8 +111,10 @@ export interface ExchangeHandler {
    * real create only uses up its identifier (`identifier`, or `new_identifier` of cancel_and_new) and
    * is answered 500 `server_error`; nothing is created or cancelled. `reserved`: a `POST /v1/orders`
    * whose identifier was taken by {@linkcode reserveIdentifier} when it arrived is processed now.
+   * `arrivedAtMs`: when the server got the request ({@linkcode simClockMs}); a `POST /v1/orders`
+   * with an identifier is listed with it in {@linkcode receipts}.
    */
-  handle(req: Request, fault?: "burn" | "reserved"): Promise<Response>;
+  handle(req: Request, fault?: "burn" | "reserved", arrivedAtMs?: number): Promise<Response>;
   /**
    * Takes the identifier of a create that arrived and is processed later (`create_delay_ms`);
    * false when it is already used (the create is then refused as usual when processed).
@@ -99,6 +124,8 @@ export interface ExchangeHandler {
   handlePrivateWebSocket(req: Request): Promise<Response>;
   /** Every order held (for `GET /_sim/orders`). */
   orders(): SimOrderSummary[];
+  /** When each `POST /v1/orders` arrived, by identifier (for `GET /_sim/receipts`). */
+  receipts(): SimReceipt[];
   /** Closes every private WebSocket now. */
   dropWebSockets(): void;
   /** Stops timers. */

@@ -24,6 +24,7 @@ import { PrivateStreams } from "./_private_ws.ts";
 import {
   type ExchangeHandler,
   type ExchangeOptions,
+  MAX_RECEIPTS,
   ok,
   refused,
   type SimError,
@@ -46,7 +47,7 @@ interface ExchangeRoute {
 
 /** What the router's handlers get besides the request: the fault to apply. */
 type RouterEnv = {
-  Bindings: { fault?: "burn" | "reserved" };
+  Bindings: { fault?: "burn" | "reserved"; arrivedAtMs?: number };
   Variables: { body: Body; query: Query };
 };
 
@@ -493,9 +494,19 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
   router.onError((err) => {
     throw err;
   });
+  /** Arrival of each `POST /v1/orders` by identifier, oldest first (`receipts()`). */
+  const receipts = new Map<string, number>();
   for (const route of routes) {
     router.on(route.method, route.path, authenticate, (c) => {
       const body = c.get("body");
+      const arrivedAtMs = c.env?.arrivedAtMs;
+      if (
+        route.path === "/v1/orders" && arrivedAtMs !== undefined &&
+        typeof body.identifier === "string" && !receipts.has(body.identifier)
+      ) {
+        receipts.set(body.identifier, arrivedAtMs);
+        if (receipts.size > MAX_RECEIPTS) receipts.delete(receipts.keys().next().value!);
+      }
       if (c.env?.fault === "burn") {
         const identifier = route.burns === undefined ? undefined : body[route.burns];
         if (typeof identifier === "string") engine.burnIdentifier(identifier);
@@ -522,8 +533,8 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       return byKey.get(routeKey(method, pathname))?.group ?? "default";
     },
 
-    handle(req, fault) {
-      return Promise.resolve(router.fetch(req, { fault }));
+    handle(req, fault, arrivedAtMs) {
+      return Promise.resolve(router.fetch(req, { fault, arrivedAtMs }));
     },
 
     reserveIdentifier(identifier) {
@@ -538,6 +549,10 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
 
     orders() {
       return engine.summaries();
+    },
+
+    receipts() {
+      return [...receipts].map(([identifier, ms]) => ({ identifier, received_at_ms: ms }));
     },
 
     dropWebSockets() {

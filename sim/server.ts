@@ -3,7 +3,7 @@
  * and the `/_sim/` admin endpoints, and applies rate limits and faults around every `/v1` call, the
  * websocket-connect limit to WebSocket upgrades and the `Origin` throttle to both.
  */
-import type { ExchangeHandler } from "./contract.ts";
+import { type ExchangeHandler, simClockMs } from "./contract.ts";
 import type { SimMarket } from "./market.ts";
 import type { PublicWebSocketHub } from "./public_ws.ts";
 import type { Rng } from "./_rng.ts";
@@ -94,7 +94,12 @@ export function createSimServer(parts: SimServerParts): SimServer {
     });
   }
 
-  async function handleV1(req: Request, url: URL, info: Deno.ServeHandlerInfo): Promise<Response> {
+  async function handleV1(
+    req: Request,
+    url: URL,
+    info: Deno.ServeHandlerInfo,
+    arrivedAtMs: number,
+  ): Promise<Response> {
     const path = url.pathname;
     const quotation = quotationGroup(path);
     const isExchange = quotation === undefined && exchange.handles(req.method, path);
@@ -131,10 +136,10 @@ export function createSimServer(parts: SimServerParts): SimServer {
       isCreate && f.server_error_burn_rate > 0 && rng.next() < f.server_error_burn_rate
     ) {
       // §4.3: the identifier is used up although nothing was created.
-      return withHeader(await exchange.handle(req, "burn"), header);
+      return withHeader(await exchange.handle(req, "burn", arrivedAtMs), header);
     }
     const response = isExchange
-      ? await exchange.handle(req, reserved ? "reserved" : undefined)
+      ? await exchange.handle(req, reserved ? "reserved" : undefined, arrivedAtMs)
       : handleQuotation(req, url, market);
     if (
       isCreate && response.status === 201 && f.server_error_after_create_rate > 0 &&
@@ -166,6 +171,8 @@ export function createSimServer(parts: SimServerParts): SimServer {
   }
 
   async function handler(req: Request, info: Deno.ServeHandlerInfo): Promise<Response> {
+    // First thing: when the request arrived (`GET /_sim/receipts`).
+    const arrivedAtMs = simClockMs();
     const url = new URL(req.url);
     const path = url.pathname;
     if (path === "/websocket/v1") {
@@ -175,7 +182,7 @@ export function createSimServer(parts: SimServerParts): SimServer {
       return refuseWsConnect(req, info, true) ?? exchange.handlePrivateWebSocket(req);
     }
     if (path.startsWith("/_sim/")) return await handleAdmin(req, path);
-    if (path.startsWith("/v1/")) return await handleV1(req, url, info);
+    if (path.startsWith("/v1/")) return await handleV1(req, url, info, arrivedAtMs);
     return quotationError(404, "Not Found");
   }
 
@@ -212,6 +219,12 @@ export function createSimServer(parts: SimServerParts): SimServer {
       return Response.json(faults.get());
     }
     if (path === "/_sim/orders" && req.method === "GET") return Response.json(exchange.orders());
+    if (path === "/_sim/receipts" && req.method === "GET") {
+      return Response.json(exchange.receipts());
+    }
+    if (path === "/_sim/clock" && req.method === "GET") {
+      return Response.json({ now_ms: simClockMs() });
+    }
     if (path === "/_sim/markets") return await handleMarketStatus(req);
     return Response.json({ error: "not found" }, { status: 404 });
   }

@@ -13,6 +13,7 @@ import { entryRefusalForMarket } from "../lib/store/market_status.ts";
 import { reconciliationGate } from "../lib/execution/system_gate.ts";
 import { createLogger } from "../lib/log.ts";
 import { installationId } from "../lib/store/order_attempts.ts";
+import { UpbitRest } from "../lib/upbit/rest.ts";
 import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { findingsOf } from "../lib/store/reconciliations.ts";
 import { dbTest } from "./_db.ts";
@@ -122,6 +123,44 @@ dbTest(
       const [attempt] = await db.sql`select ts from upbit_order_attempts`;
       assert.ok(attempt!.ts >= run!.completed_at, "the attempt was written after reconciliation");
     } finally {
+      await h.close();
+    }
+  },
+);
+
+dbTest(
+  "executor live: a new entry is written once, as `sent` and committed, before its request goes out",
+  async (db) => {
+    const h = await startSim({ markets: MARKETS });
+    // What another connection sees of the attempts at the moment the order is POSTed.
+    const atRequest: { state: string; identifier: string }[][] = [];
+    const rest = new UpbitRest({
+      baseUrl: h.sim.restUrl,
+      accessKey: h.sim.accessKey,
+      secretKey: h.sim.secretKey,
+      fetch: async (input, init) => {
+        const path = new URL(input instanceof Request ? input.url : String(input)).pathname;
+        if (path === "/v1/orders" && init?.method === "POST") {
+          atRequest.push([
+            ...await db.sql<{ state: string; identifier: string }[]>`
+            select state, identifier from upbit_order_attempts order by id`,
+          ]);
+        }
+        return await fetch(input, init);
+      },
+    });
+    try {
+      const executor = liveExecutor(db.sql, { ...h, rest });
+      await executor.start();
+      const id = await paperEntry(db.sql, "KRW-BTC", await lastPrice(h, "KRW-BTC"));
+      await executor.runOnce();
+      const identifier = `paper-${await installationId(db.sql)}-${id}-ENTER_LONG`;
+      assert.deepEqual(atRequest, [[{ state: "sent", identifier }]]);
+      const [row] = await db.sql`select state, uuid from upbit_order_attempts`;
+      assert.equal(row!.state, "open");
+      assert.equal(h.sim.orders()[0]!.identifier, identifier);
+    } finally {
+      rest.close();
       await h.close();
     }
   },

@@ -587,18 +587,15 @@ dbTest("money: the supervisor's halt stops entries only; the exit still goes out
 dbTest(
   "money: a supervisor halt that comes while the risk gate runs stops the entry",
   async (db) => {
-    // The halt comes the moment the risk gate asks Upbit for the balances of the entry's pending
-    // attempt (after the executor's earlier looks at the halts; the reconciliation before the
-    // first attempt reads them too, while no attempt exists yet).
+    // The halt comes the moment the risk gate asks Upbit for the balances: the second balance
+    // read (the first is the reconciliation before the executor's first attempt), after the
+    // executor's earlier looks at the halts.
     let halted = false;
-    const r = await rig(db, {}, async (input, init) => {
+    let balanceReads = 0;
+    const r = await rig(db, {}, (input, init) => {
       const url = input instanceof Request ? input.url : String(input);
-      if (url.includes("/v1/accounts")) {
-        const [pending] = await db.sql`
-          select 1 from upbit_order_attempts where action = 'ENTER_LONG' and state = 'pending'`;
-        if (pending) halted = true;
-      }
-      return await fetch(input, init);
+      if (url.includes("/v1/accounts") && ++balanceReads === 2) halted = true;
+      return fetch(input, init);
     });
     try {
       const ex = await r.executor("live", {}, () => halted ? "critical actor failed (test)" : null);

@@ -348,6 +348,41 @@ Deno.test("malformed_frame_rate corrupts outgoing public frames", async () => {
   });
 });
 
+Deno.test("GET /_sim/receipts: when each create arrived, first arrival per identifier, on /_sim/clock's clock", async () => {
+  await withSim(async (sim) => {
+    const clock = async () =>
+      ((await (await fetch(`${sim.restUrl}/_sim/clock`)).json()) as { now_ms: number }).now_ms;
+    const before = await clock();
+    const statuses: number[] = [];
+    for (const id of ["r-1", "r-2", "r-1"]) {
+      const res = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+        ...ORDER,
+        identifier: id,
+      });
+      statuses.push(res.status);
+      await res.body?.cancel();
+    }
+    // The repeated identifier is refused; its first arrival stays listed once.
+    assert.deepEqual(statuses, [201, 201, 400]);
+    // A test order and an order without identifier leave no receipt.
+    const test = await signedPost(sim.restUrl, "/v1/orders/test", keysOf(sim), {
+      ...ORDER,
+      identifier: "t-1",
+    });
+    await test.body?.cancel();
+    const after = await clock();
+    const listed = await (await fetch(`${sim.restUrl}/_sim/receipts`)).json() as {
+      identifier: string;
+      received_at_ms: number;
+    }[];
+    assert.deepEqual(listed.map((r) => r.identifier), ["r-1", "r-2"]);
+    const [first, second] = listed;
+    assert.ok(before <= first!.received_at_ms, "received after the clock read before");
+    assert.ok(first!.received_at_ms <= second!.received_at_ms, "in arrival order");
+    assert.ok(second!.received_at_ms <= after, "received before the clock read after");
+  });
+});
+
 Deno.test("GET /_sim/orders lists orders with identifier, state and executed volume", async () => {
   await withSim(async (sim) => {
     for (const id of ["a-1", "a-2"]) {

@@ -33,7 +33,12 @@ import {
   unfinishedLiveSells,
   unresolvedAttempts,
 } from "../store/order_attempts.ts";
-import { paperTradeById, type PaperTradeRow, paperTradesAfter } from "../store/paper_trades.ts";
+import {
+  paperTradeById,
+  type PaperTradeRow,
+  paperTradesWithAttemptAfter,
+  type PaperTradeWithAttempt,
+} from "../store/paper_trades.ts";
 import { backoffDelayMs } from "../upbit/backoff.ts";
 import { type CallMeta, UpbitBanActiveError } from "../upbit/errors.ts";
 import type { OrderRequest, PostOrderResult, UpbitRest } from "../upbit/rest.ts";
@@ -243,6 +248,11 @@ export class Executor {
   async runOnce(): Promise<RunSummary> {
     if (!this.#installation) this.#installation = await installationId(this.#options.sql);
     let more = false;
+    const sql = this.#options.sql;
+    // The pass's first reads go out together: the gate, the unresolved attempts and the first
+    // batch of new paper trades (the cursor moves only in this pass's loop below). A read not
+    // used (the pass ends early) is dropped.
+    const firstBatch = settled(paperTradesWithAttemptAfter(sql, this.#cursor, 50));
     if (this.mode !== "shadow") {
       // During a 418 ban the client refuses every call locally: sending would only burn retries.
       const bannedUntil = this.#options.rest!.rateLimiter.bannedUntil();
@@ -256,11 +266,17 @@ export class Executor {
         return { handled: 0, more: true };
       }
       this.#banLogged = false;
-      if (this.mode === "live" && !(await this.#reconciled())) return { handled: 0, more: true };
+      const unresolved = settled(unresolvedAttempts(sql, this.mode, new Date(this.#now())));
+      if (this.mode === "live") {
+        const gate = await this.#reconciled();
+        if (!gate) return { handled: 0, more: true };
+        // A reconciliation that just ran may have changed attempts: read them again.
+        if (gate === "reconciled") {
+          unresolved.value = unresolvedAttempts(sql, this.mode, new Date(this.#now()));
+        }
+      }
       const settle = this.#options.unknownSettleMs ?? 3000;
-      for (
-        const a of await unresolvedAttempts(this.#options.sql, this.mode, new Date(this.#now()))
-      ) {
+      for (const a of await unresolved.value) {
         if (this.#now() - a.updated_at.getTime() < settle) {
           more = true; // too early to trust a "not found"
           continue;
@@ -276,8 +292,10 @@ export class Executor {
     let handled = 0;
     let after = this.#cursor;
     const waiting = new Set<string>();
-    for (;;) {
-      const batch = await paperTradesAfter(this.#options.sql, after, 50);
+    for (let first = true;; first = false) {
+      const batch = first
+        ? await firstBatch.value
+        : await paperTradesWithAttemptAfter(sql, after, 50);
       if (batch.length === 0) break;
       for (const paper of batch) {
         after = paper.id;
@@ -303,14 +321,15 @@ export class Executor {
    * Whether the reconciliation gate is open; while it is closed (live start, a connection lost
    * for more than a minute) a reconciliation runs first and no order of any kind goes out.
    */
-  async #reconciled(): Promise<boolean> {
+  async #reconciled(): Promise<"open" | "reconciled" | false> {
     const gate = await reconciliationGate(this.#options.sql);
-    if (gate.open) return true;
+    if (gate.open) return "open";
     // After a failed run, wait a little: every run is stored, and the exchange may be down.
     if (this.#now() < this.#reconcileRetryAt) return false;
     this.#options.log.info(`Reconciliation gate closed (${gate.reason}); reconciling`);
     try {
-      return (await reconcile(this.#options.sql, this.#options.rest!, this.#options.log)).gateOpen;
+      const run = await reconcile(this.#options.sql, this.#options.rest!, this.#options.log);
+      return run.gateOpen ? "reconciled" : false;
     } catch (err) {
       this.#reconcileRetryAt = this.#now() + RECONCILE_RETRY_MS;
       this.#options.log.warn("Reconciliation failed; no live order until it completes", {
@@ -344,12 +363,12 @@ export class Executor {
     return under;
   }
 
-  async #handle(paper: PaperTradeRow): Promise<Outcome> {
-    const existing = await attemptForPaperTrade(this.#options.sql, paper.id);
-    if (existing) {
+  async #handle(paper: PaperTradeWithAttempt): Promise<Outcome> {
+    if (paper.attempt_identifier !== null) {
       // One attempt per paper trade, whatever its mode: the resolution pass owns it from here.
+      // (Read with the batch; a later writer is stopped by insertAttempt's own check.)
       this.#options.log.debug(
-        `Skip paper trade ${paper.id}: attempt ${existing.identifier} exists`,
+        `Skip paper trade ${paper.id}: attempt ${paper.attempt_identifier} exists`,
       );
       return "seen";
     }
@@ -370,14 +389,16 @@ export class Executor {
       await this.#insertSkipped(base, order.skip, order.why);
       return "handled";
     }
-    if (paper.action === "ENTER_LONG") {
-      const halt = await this.#entryHalt(paper.symbol);
-      if (halt) {
-        // Skipped, not held back: by the time entries resume the signal would be stale anyway.
-        // In shadow mode too: shadow logs what live would do, and live would not enter.
-        await this.#insertSkipped(base, "entries_halted", halt);
-        return "handled";
-      }
+    // The halt and the rate cap are read together (the cap only outside shadow mode).
+    const [halt, under] = await Promise.all([
+      paper.action === "ENTER_LONG" ? this.#entryHalt(paper.symbol) : null,
+      this.mode === "shadow" ? true : this.#underCap(),
+    ]);
+    if (halt) {
+      // Skipped, not held back: by the time entries resume the signal would be stale anyway.
+      // In shadow mode too: shadow logs what live would do, and live would not enter.
+      await this.#insertSkipped(base, "entries_halted", halt);
+      return "handled";
     }
     const request = order.request;
     if (this.mode === "shadow") {
@@ -397,16 +418,68 @@ export class Executor {
       );
       return "handled";
     }
-    if (!(await this.#underCap())) return "capped";
-    const attempt = await insertAttempt(this.#options.sql, {
+    if (!under) return "capped";
+    const fresh = {
       ...base,
       price: request.price ?? null,
       volume: request.volume ?? null,
-      state: "pending",
       request_json: { ...request },
+    };
+    if (this.mode === "live") return await this.#sendFresh(fresh, paper);
+    const attempt = await insertAttempt(this.#options.sql, { ...fresh, state: "pending" });
+    if (!attempt) return "handled"; // another writer won the paper trade: never send twice
+    await this.#send(attempt, true, paper);
+    return "handled";
+  }
+
+  /**
+   * A new live attempt: judged by the risk gate first, then written once, as `sent` (durable
+   * before the request, one commit instead of `pending` then `sent`), and sent. Refused: written
+   * `skipped` with the gate's reason. Not judgeable now (balances unreadable): written `pending`,
+   * which the resolution pass sends later, through the gate again.
+   */
+  async #sendFresh(
+    fresh: Omit<NewAttempt, "state">,
+    paper: PaperTradeRow,
+  ): Promise<Outcome> {
+    const risk = await this.#judge({
+      action: fresh.action,
+      side: fresh.side,
+      symbol: fresh.symbol,
+      identifier: fresh.identifier,
+      request: fresh.request_json,
+      signalTs: paper.ts.getTime(),
+    });
+    if (risk === "wait") {
+      await insertAttempt(this.#options.sql, { ...fresh, state: "pending" });
+      return "handled";
+    }
+    if ("refused" in risk) {
+      await insertAttempt(this.#options.sql, {
+        ...fresh,
+        state: "skipped",
+        reason: risk.refused.code,
+        error_msg: risk.refused.detail,
+      });
+      this.#logRefusal(fresh.action, fresh.identifier, fresh.symbol, risk.refused);
+      return "handled";
+    }
+    // The gate read balances over the network; the supervisor's halt is in memory and may have
+    // come meanwhile: looked at again, last thing before the write that sends.
+    const lateHalt = fresh.action === "ENTER_LONG"
+      ? this.#options.supervisorHalt?.() ?? null
+      : null;
+    if (lateHalt) {
+      await this.#insertSkipped(fresh, "entries_halted", lateHalt);
+      return "handled";
+    }
+    const attempt = await insertAttempt(this.#options.sql, {
+      ...fresh,
+      request_json: risk.request_json ?? fresh.request_json,
+      state: "sent",
     });
     if (!attempt) return "handled"; // another writer won the paper trade: never send twice
-    await this.#send(attempt, true);
+    await this.#post(attempt);
     return "handled";
   }
 
@@ -450,9 +523,12 @@ export class Executor {
     let volume = formatVolume(paper.qty);
     if (this.mode === "live") {
       // Sell what the live entry really bought, not the paper quantity.
-      const entry = paper.entry_id === null
-        ? null
-        : await attemptForPaperTrade(this.#options.sql, paper.entry_id);
+      // Three independent reads, all at once; judged in the order below.
+      const [entry, sells, ledger] = await Promise.all([
+        paper.entry_id === null ? null : attemptForPaperTrade(this.#options.sql, paper.entry_id),
+        unfinishedLiveSells(this.#options.sql, paper.symbol),
+        ledgerPosition(this.#options.sql, paper.symbol),
+      ]);
       if (!entry || entry.mode !== "live") {
         return { skip: "no_live_entry", why: "no live entry for this exit" };
       }
@@ -468,10 +544,10 @@ export class Executor {
         };
       }
       // Another sell of this market is in flight (a close): its outcome changes what is left.
-      if ((await unfinishedLiveSells(this.#options.sql, paper.symbol)).length > 0) return "wait";
+      if (sells.length > 0) return "wait";
       // Never more than the ledger still holds (a flatten or a close may have sold it already):
       // selling more could sell the owner's own coins.
-      const held = (await ledgerPosition(this.#options.sql, paper.symbol))?.openVolume ?? "0";
+      const held = ledger?.openVolume ?? "0";
       const sell = minDec(dec(entry.executed_volume!), dec(held));
       if (sell <= ZERO) {
         return { skip: "position_closed", why: `the ledger holds no ${paper.symbol} any more` };
@@ -505,7 +581,11 @@ export class Executor {
    * are not halted and it has retries left; exits and closes always are. Returns the `sent` row,
    * or null when it was not sent (skipped, failed, capped: see the result).
    */
-  async #gate(a: AttemptRow, capChecked: boolean): Promise<AttemptRow | "capped" | null> {
+  async #gate(
+    a: AttemptRow,
+    capChecked: boolean,
+    known?: PaperTradeRow,
+  ): Promise<AttemptRow | "capped" | null> {
     if (
       MAY_STILL_LAND.test(a.reason ?? "") &&
       this.#now() - a.updated_at.getTime() < this.#landingWaitMs()
@@ -518,10 +598,12 @@ export class Executor {
       // landing wait is over; a re-send is not needed meanwhile (Upbit would refuse it as used).
       return null;
     }
+    let paper: PaperTradeRow | null = null;
     if (a.action === "ENTER_LONG") {
-      const paper = a.paper_trade_id === null
-        ? null
-        : await paperTradeById(this.#options.sql, a.paper_trade_id);
+      paper = known ??
+        (a.paper_trade_id === null
+          ? null
+          : await paperTradeById(this.#options.sql, a.paper_trade_id));
       if (paper && this.#isStale(paper)) {
         await this.#move(a, "skipped", {
           reason: "stale_signal",
@@ -548,7 +630,7 @@ export class Executor {
     if (!capChecked && !(await this.#underCap())) return "capped";
     let patch: AttemptPatch = {};
     if (this.mode === "live") {
-      const risk = await this.#risk(a);
+      const risk = await this.#risk(a, paper);
       if (risk === "wait") return "capped";
       if (risk === "refused") return null;
       patch = risk;
@@ -565,23 +647,23 @@ export class Executor {
   }
 
   /**
-   * The risk gate for a live attempt: an entry against every entry rule, an exit or close only
-   * against the coin's free balance (the volume is capped to it) and the minimum total. A refused
-   * attempt is skipped with the gate's reason code (an exit's position stays in the ledger, where
-   * the closer finds it). "wait": the gate could not be judged now (balances unreadable).
+   * The risk gate for a live order: an entry against every entry rule, an exit or close only
+   * against the coin's free balance (the volume is capped to it) and the minimum total. Returns
+   * the patch to send with (a capped volume), the refusal, or "wait": the gate could not be judged
+   * now (balances unreadable).
    */
-  async #risk(a: AttemptRow): Promise<AttemptPatch | "refused" | "wait"> {
-    const request = a.request_json ?? {};
-    let order: RiskOrder;
-    if (a.side === "bid") {
-      const paper = a.paper_trade_id === null
-        ? null
-        : await paperTradeById(this.#options.sql, a.paper_trade_id);
-      const signalTs = (paper?.ts ?? a.ts).getTime();
-      order = { side: "bid", market: a.symbol, krw: Number(request.price), signalTs };
-    } else {
-      order = { side: "ask", market: a.symbol, volume: request.volume ?? "0" };
-    }
+  async #judge(o: {
+    action: string;
+    side: "bid" | "ask";
+    symbol: string;
+    identifier: string;
+    request: Record<string, string>;
+    signalTs: number;
+    attemptId?: number;
+  }): Promise<AttemptPatch | { refused: { code: string; detail: string } } | "wait"> {
+    const order: RiskOrder = o.side === "bid"
+      ? { side: "bid", market: o.symbol, krw: Number(o.request.price), signalTs: o.signalTs }
+      : { side: "ask", market: o.symbol, volume: o.request.volume ?? "0" };
     const risk = this.#options.risk ?? {
       limits: {
         ...riskLimits(parseConfig({})),
@@ -593,42 +675,86 @@ export class Executor {
       d = await gateOrder(this.#options.sql, order, risk.limits, {
         rest: this.#options.rest,
         marketRefusal: risk.marketRefusal,
-        attemptId: a.id,
+        attemptId: o.attemptId,
         nowMs: this.#now(),
       });
     } catch (err) {
-      this.#options.log.warn(`Risk gate for ${a.identifier} could not be judged; will try again`, {
+      this.#options.log.warn(`Risk gate for ${o.identifier} could not be judged; will try again`, {
         error: (err as Error).message,
       });
       return "wait";
     }
-    if (!d.ok) {
-      await this.#move(a, "skipped", { reason: d.code, error_msg: d.detail });
-      this.#options.log.warn(`Refused [${a.action}] ${a.identifier}: ${d.code} (${d.detail})`, {
-        market: a.symbol,
-      });
-      return "refused";
-    }
+    if (!d.ok) return { refused: { code: d.code, detail: d.detail } };
     if (d.capped && d.volume) {
       this.#options.log.warn(
-        `Capped [${a.action}] ${a.identifier}: ${request.volume} -> ${d.volume} (free balance)`,
+        `Capped [${o.action}] ${o.identifier}: ${o.request.volume} -> ${d.volume} (free balance)`,
       );
-      return { request_json: { ...request, volume: d.volume } };
+      return { request_json: { ...o.request, volume: d.volume } };
     }
     return {};
+  }
+
+  #logRefusal(
+    action: string,
+    identifier: string,
+    market: string,
+    r: { code: string; detail: string },
+  ): void {
+    this.#options.log.warn(`Refused [${action}] ${identifier}: ${r.code} (${r.detail})`, {
+      market,
+    });
+  }
+
+  /**
+   * The risk gate for a written live attempt ({@linkcode #judge}). A refused attempt is skipped
+   * with the gate's reason code (an exit's position stays in the ledger, where the closer finds
+   * it).
+   */
+  async #risk(
+    a: AttemptRow,
+    paper: PaperTradeRow | null,
+  ): Promise<AttemptPatch | "refused" | "wait"> {
+    const signalPaper = a.side === "bid" && !paper && a.paper_trade_id !== null
+      ? await paperTradeById(this.#options.sql, a.paper_trade_id)
+      : paper;
+    const d = await this.#judge({
+      action: a.action,
+      side: a.side as "bid" | "ask",
+      symbol: a.symbol,
+      identifier: a.identifier,
+      request: a.request_json ?? {},
+      signalTs: (signalPaper?.ts ?? a.ts).getTime(),
+      attemptId: a.id,
+    });
+    if (d === "wait") return "wait";
+    if ("refused" in d) {
+      await this.#move(a, "skipped", { reason: d.refused.code, error_msg: d.refused.detail });
+      this.#logRefusal(a.action, a.identifier, a.symbol, d.refused);
+      return "refused";
+    }
+    return d;
   }
 
   /**
    * Sends a `pending` attempt (through the gate) and records the outcome. `capChecked`: the rate
    * cap was checked just before the attempt was written (it counts itself now).
    */
-  async #send(pending: AttemptRow, capChecked = false): Promise<"capped" | void> {
-    const gated = await this.#gate(pending, capChecked);
+  async #send(
+    pending: AttemptRow,
+    capChecked = false,
+    paper?: PaperTradeRow,
+  ): Promise<"capped" | void> {
+    const gated = await this.#gate(pending, capChecked, paper);
     if (gated === "capped") return "capped";
     if (!gated) return;
-    if (pending.retry_count > 0) {
-      const limit = pending.action === "ENTER_LONG" ? `/${this.#options.settings.maxRetries}` : "";
-      this.#options.log.info(`Retry ${pending.identifier} (${pending.retry_count}${limit})`);
+    await this.#post(gated);
+  }
+
+  /** POSTs a `sent` attempt (written durably before this call) and records the outcome. */
+  async #post(gated: AttemptRow): Promise<void> {
+    if (gated.retry_count > 0) {
+      const limit = gated.action === "ENTER_LONG" ? `/${this.#options.settings.maxRetries}` : "";
+      this.#options.log.info(`Retry ${gated.identifier} (${gated.retry_count}${limit})`);
     }
     const rest = this.#options.rest!;
     const body = sentOrderBody(gated);
@@ -906,6 +1032,15 @@ export class Executor {
     this.#options.log.error(message, { volume: attempt.volume });
     await raiseAlarm(this.#options.sql, { code: "exit_refused", market: attempt.symbol, message });
   }
+}
+
+/**
+ * A read started ahead of its use: a rejection is not unhandled if the pass ends before awaiting
+ * it (it is then dropped), and still throws where it is awaited.
+ */
+function settled<T>(promise: Promise<T>): { value: Promise<T> } {
+  promise.catch(() => {});
+  return { value: promise };
 }
 
 function metaFields(

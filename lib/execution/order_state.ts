@@ -36,9 +36,13 @@ export const ORDER_STATES = [
 /** A state of an order attempt. */
 export type OrderState = typeof ORDER_STATES[number];
 
-/** States an attempt may be created in. */
+/**
+ * States an attempt may be created in. `sent`: a new live attempt the risk gate let go, written
+ * once right before its request (the row is durable before the request, as after pending -> sent).
+ */
 export const INITIAL_STATES: ReadonlySet<OrderState> = new Set([
   "pending",
+  "sent",
   "skipped",
   "logged",
 ]);

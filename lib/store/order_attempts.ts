@@ -215,28 +215,42 @@ export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow
     throw new Error(`Cannot create an order attempt in state ${a.state}`);
   }
   const fence = leaseFenceOf(sql);
-  return await atomically(sql, async (tx): Promise<AttemptRow | null> => {
-    if (fence) await assertLeaseHeld(tx, fence);
-    if (a.paper_trade_id !== null) {
-      const [seen] = await tx`
-        select 1 from upbit_order_attempts where paper_trade_id = ${a.paper_trade_id}`;
-      if (seen) return null;
-    }
-    const [used] = await tx`
-      select 1 from upbit_order_identifiers where identifier = ${a.identifier}`;
-    if (used) return null;
+  // One statement: the checks (no attempt for this paper trade, the identifier never used), the
+  // row and its identifier's record. Atomic on its own; under a lease, in a transaction with the
+  // fence check.
+  const write = async (tx: Sql): Promise<AttemptRow | null> => {
     const rows = await tx<AttemptRow[]>`
-      insert into upbit_order_attempts (symbol, action, mode, side, ord_type, price, volume,
-        paper_trade_id, identifier, state, reason, request_json, error_msg)
-      values (${a.symbol}, ${a.action}, ${a.mode}, ${a.side}, ${a.ord_type}, ${a.price},
-        ${a.volume}, ${a.paper_trade_id}, ${a.identifier}, ${a.state}, ${a.reason ?? null},
-        ${tx.json(a.request_json)}, ${a.error_msg ?? null})
-      on conflict (identifier) do nothing
-      returning *`;
-    if (!rows[0]) return null;
-    await tx`insert into upbit_order_identifiers (identifier, attempt_id)
-      values (${a.identifier}, ${rows[0].id})`;
-    return normalise(rows[0]);
+      with candidate as (
+        select ${a.symbol}::text as symbol, ${a.action}::text as action, ${a.mode}::text as mode,
+          ${a.side}::text as side, ${a.ord_type}::text as ord_type, ${a.price}::numeric as price,
+          ${a.volume}::numeric as volume, ${a.paper_trade_id}::bigint as paper_trade_id,
+          ${a.identifier}::text as identifier, ${a.state}::text as state,
+          ${a.reason ?? null}::text as reason, ${tx.json(a.request_json)}::jsonb as request_json,
+          ${a.error_msg ?? null}::text as error_msg
+        where not exists (
+            select 1 from upbit_order_attempts
+            where paper_trade_id = ${a.paper_trade_id}::bigint)
+          and not exists (
+            select 1 from upbit_order_identifiers where identifier = ${a.identifier}::text)
+      ), inserted as (
+        insert into upbit_order_attempts (symbol, action, mode, side, ord_type, price, volume,
+          paper_trade_id, identifier, state, reason, request_json, error_msg)
+        select * from candidate
+        on conflict (identifier) do nothing
+        returning *
+      ), recorded as (
+        insert into upbit_order_identifiers (identifier, attempt_id)
+        select identifier, id from inserted
+      )
+      select * from inserted`;
+    return rows[0] ? normalise(rows[0]) : null;
+  };
+  if (!fence) return await write(sql);
+  return await atomically(sql, async (tx) => {
+    // Sent together on the transaction's connection, run in this order: the fence first (its
+    // row lock holds a takeover back); a lost lease throws and the transaction rolls back.
+    const [, row] = await Promise.all([assertLeaseHeld(tx, fence), write(tx)]);
+    return row;
   });
 }
 

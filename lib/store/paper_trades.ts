@@ -95,6 +95,25 @@ export async function paperTradesAfter(
   return rows.map(normalise);
 }
 
+/** A paper trade with the identifier of its order attempt (null: none written yet). */
+export type PaperTradeWithAttempt = PaperTradeRow & { attempt_identifier: string | null };
+
+/**
+ * {@linkcode paperTradesAfter}, each with the identifier of its first order attempt: the executor
+ * learns which trades it handled already in the same round trip.
+ */
+export async function paperTradesWithAttemptAfter(
+  sql: Sql,
+  afterId: number,
+  limit = 100,
+): Promise<PaperTradeWithAttempt[]> {
+  const rows = await sql<PaperTradeWithAttempt[]>`
+    select p.*, (select a.identifier from upbit_order_attempts a
+                 where a.paper_trade_id = p.id order by a.id limit 1) as attempt_identifier
+    from paper_trades p where p.id > ${afterId} order by p.id limit ${limit}`;
+  return rows.map((r) => ({ ...normalise(r), attempt_identifier: r.attempt_identifier }));
+}
+
 /** One paper trade by id. */
 export async function paperTradeById(sql: Sql, id: number): Promise<PaperTradeRow | null> {
   const [row] = await sql<PaperTradeRow[]>`select * from paper_trades where id = ${id}`;
