@@ -612,6 +612,31 @@ dbTest(
   },
 );
 
+dbTest("money: a halt stored while the risk gate runs stops the entry", async (db) => {
+  // As `deno task halt` would, the moment the risk gate asks Upbit for the balances (the second
+  // balance read; the first is the reconciliation before the executor's first attempt).
+  let balanceReads = 0;
+  const r = await rig(db, {}, async (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    if (url.includes("/v1/accounts") && ++balanceReads === 2) {
+      await haltEntries(db.sql, { scope: "global", reason: "operator (test)", by: "cli" });
+    }
+    return await fetch(input, init);
+  });
+  try {
+    const ex = await r.executor("live");
+    const paper = await enter(db);
+    await ex.runOnce();
+    assert.equal(balanceReads >= 2, true, "the gate read the balances");
+    const attempt = (await rows(db)).find((a) => Number(a.paper_trade_id) === paper);
+    assert.deepEqual([attempt?.state, attempt?.reason], ["skipped", "entries_halted"]);
+    assert.match(attempt?.error_msg ?? "", /operator \(test\)/);
+    assert.equal(r.sim.orders().length, 0, "nothing reached Upbit");
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("money: a database reset while flat keeps identifiers unique at the exchange", async () => {
   const first = await openTestDatabase("pglite", { migrated: true });
   const second = await openTestDatabase("pglite", { migrated: true });

@@ -464,11 +464,10 @@ export class Executor {
       this.#logRefusal(fresh.action, fresh.identifier, fresh.symbol, risk.refused);
       return "handled";
     }
-    // The gate read balances over the network; the supervisor's halt is in memory and may have
-    // come meanwhile: looked at again, last thing before the write that sends.
-    const lateHalt = fresh.action === "ENTER_LONG"
-      ? this.#options.supervisorHalt?.() ?? null
-      : null;
+    // The gate read the balances over the network (and the halts alongside): a halt, the
+    // supervisor's or the database's, may have come meanwhile. Looked at again, last thing
+    // before the write that sends.
+    const lateHalt = fresh.action === "ENTER_LONG" ? await this.#entryHalt(fresh.symbol) : null;
     if (lateHalt) {
       await this.#insertSkipped(fresh, "entries_halted", lateHalt);
       return "handled";
@@ -635,9 +634,11 @@ export class Executor {
       if (risk === "refused") return null;
       patch = risk;
     }
-    // The risk gate reads balances over the network and the database's halts after them; the
-    // supervisor's halt is in memory and may have come meanwhile: looked at again, last thing.
-    const lateHalt = a.action === "ENTER_LONG" ? this.#options.supervisorHalt?.() ?? null : null;
+    // The risk gate read the balances over the network (and the halts alongside): a halt, the
+    // supervisor's or the database's, may have come meanwhile. Looked at again, last thing.
+    const lateHalt = this.mode === "live" && a.action === "ENTER_LONG"
+      ? await this.#entryHalt(a.symbol)
+      : null;
     if (lateHalt) {
       await this.#move(a, "skipped", { reason: "entries_halted", error_msg: lateHalt });
       this.#options.log.warn(`Skip [ENTER_LONG] ${a.identifier}: entries_halted, not sent again`);
