@@ -204,6 +204,22 @@ Deno.test("BarAggregator tells apart trades whose sequential ids round to the sa
   assert.equal(batch.open[0]?.tradeCount, 2);
 });
 
+Deno.test("BarAggregator: trades sharing a sequential id are one trade only when every field matches", () => {
+  const agg = new BarAggregator();
+  const first = trade(10, 100, 1, "BID", 7);
+  const otherPrice = trade(10, 101, 1, "BID", 7);
+  const otherSide = trade(10, 100, 1, "ASK", 7);
+  const otherTime = trade(20, 100, 1, "BID", 7);
+  const batch = agg.ingest([first, otherPrice, otherSide, otherTime]);
+  assert.equal(batch.duplicates, 0);
+  assert.equal(batch.open[0]?.tradeCount, 4);
+  // Replays of each, as fresh objects, are duplicates and change nothing.
+  const replay = agg.ingest([first, otherPrice, otherSide, otherTime].map((t) => ({ ...t })));
+  assert.equal(replay.duplicates, 4);
+  assert.equal(replay.open.length, 0);
+  assert.equal(agg.openBars()[0]?.tradeCount, 4);
+});
+
 Deno.test("BarAggregator refuses negative options", () => {
   assert.throws(
     () => new BarAggregator({ allowedLatenessMs: -1 }),

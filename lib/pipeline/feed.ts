@@ -13,7 +13,6 @@ import type { Logger } from "../log.ts";
 import { type Bar, BarAggregator, type BarBatch, type Trade } from "../strategy/bars.ts";
 import { upsertBars } from "../store/market_1s.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
-import type { TradeEvent } from "../upbit/ws_public.ts";
 import { UpbitPublicWs } from "../upbit/ws_public.ts";
 import { tradesSince } from "../upbit/trade_backfill.ts";
 
@@ -50,17 +49,6 @@ export interface FeedStats {
   connected: boolean;
   /** Reconnects of the public WebSocket since start. */
   reconnects: number;
-}
-
-function toTrade(t: TradeEvent): Trade {
-  return {
-    market: t.market,
-    price: t.price,
-    volume: t.volume,
-    side: t.side,
-    timestampMs: t.timestampMs,
-    sequentialId: t.sequentialId,
-  };
 }
 
 /** Trades in, bars out. */
@@ -104,10 +92,10 @@ export class Feed {
       rest: this.#options.rest,
       logger: this.#options.log,
       batchMs: 20,
+      // A TradeEvent is a Trade (plus its stream type): passed on as it is, not copied.
       onTrades: (events) => {
-        const trades = events.map(toTrade);
-        if (this.#heldLive) this.#heldLive.push(...trades);
-        else this.ingest(trades);
+        if (this.#heldLive) { for (const t of events) this.#heldLive.push(t); }
+        else this.ingest(events);
       },
       onConnection: (connected) => {
         this.#stats.connected = connected;

@@ -134,12 +134,12 @@ interface MarketState {
   finalBeforeMs: number;
   open: Map<number, OpenBar>;
   /** Second start -> identities of the trades seen in that second (open seconds). */
-  seen: Map<number, Set<string>>;
+  seen: Map<number, SeenSecond>;
   /**
    * Final second start -> the sorted sequential ids of its trades. A final second's identities
    * only tell a replayed trade (a duplicate) from a late one, and both are dropped: 8 bytes per
-   * trade instead of a key string and a set entry (about 100 bytes), which at 20,000 trades/s
-   * over the 120 s retention were about 190 MB of the feed's heap.
+   * trade instead of the open second's fields (about 100 bytes), which at 20,000 trades/s over
+   * the 120 s retention were about 190 MB of the feed's heap.
    */
   sealed: Map<number, BigInt64Array>;
   /** Identities remembered, in `seen` and `sealed`. */
@@ -159,6 +159,67 @@ export function secondStart(tsMs: number): number {
  */
 export function tradeKey(t: Trade): string {
   return `${t.sequentialId}|${t.timestampMs}|${t.price}|${t.volume}|${t.side}`;
+}
+
+function sameNumber(a: number, b: number): boolean {
+  return a === b || (Number.isNaN(a) && Number.isNaN(b));
+}
+
+/**
+ * The identities ({@linkcode tradeKey}) of the trades seen in one second, kept by sequential id
+ * with the other fields in flat arrays instead of as key strings: building and hashing a key per
+ * trade was the aggregator's largest cost at tens of thousands of trades a second, and keeping
+ * the trade objects themselves would hold about twice the memory of the strings. Same answers as
+ * a set of `tradeKey`s.
+ */
+class SeenSecond {
+  /** Sequential id -> index (in the arrays below) of the first trade seen with it. */
+  readonly #byId = new Map<bigint, number>();
+  readonly #ts: number[] = [];
+  readonly #price: number[] = [];
+  readonly #volume: number[] = [];
+  readonly #side: string[] = [];
+  /** Keys of further trades sharing an id with an earlier one but differing in another field. */
+  #others: Set<string> | null = null;
+  size = 0;
+
+  constructor(first: Trade) {
+    this.add(first);
+  }
+
+  /** Whether a trade of the same identity was added. */
+  has(t: Trade): boolean {
+    const i = this.#byId.get(t.sequentialId);
+    if (i === undefined) return false;
+    if (
+      sameNumber(this.#ts[i]!, t.timestampMs) && sameNumber(this.#price[i]!, t.price) &&
+      sameNumber(this.#volume[i]!, t.volume) && this.#side[i] === t.side
+    ) return true;
+    return this.#others?.has(tradeKey(t)) ?? false;
+  }
+
+  /** The distinct sequential ids seen, sorted, or null when one does not fit in 64 bits. */
+  sortedIds(): BigInt64Array | null {
+    const ids = new BigInt64Array(this.#byId.size);
+    let i = 0;
+    for (const id of this.#byId.keys()) {
+      if (BigInt.asIntN(64, id) !== id) return null;
+      ids[i++] = id;
+    }
+    return ids.sort();
+  }
+
+  /** Adds `t` (the caller checked {@linkcode has} first). */
+  add(t: Trade): void {
+    if (!this.#byId.has(t.sequentialId)) {
+      this.#byId.set(t.sequentialId, this.#ts.length);
+      this.#ts.push(t.timestampMs);
+      this.#price.push(t.price);
+      this.#volume.push(t.volume);
+      this.#side.push(t.side);
+    } else (this.#others ??= new Set()).add(tradeKey(t));
+    this.size++;
+  }
 }
 
 function compareBars(a: Bar, b: Bar): number {
@@ -218,9 +279,8 @@ export class BarAggregator {
       }
       const state = this.#state(trade.market);
       const sec = secondStart(trade.timestampMs);
-      const key = tradeKey(trade);
       const seenSecond = state.seen.get(sec);
-      if (seenSecond?.has(key) || sealedHas(state.sealed.get(sec), trade.sequentialId)) {
+      if (seenSecond?.has(trade) || sealedHas(state.sealed.get(sec), trade.sequentialId)) {
         duplicates++;
         this.#stats.duplicates++;
         continue;
@@ -230,8 +290,8 @@ export class BarAggregator {
         this.#stats.lateDropped++;
         continue;
       }
-      if (seenSecond) seenSecond.add(key);
-      else state.seen.set(sec, new Set([key]));
+      if (seenSecond) seenSecond.add(trade);
+      else state.seen.set(sec, new SeenSecond(trade));
       state.seenCount++;
       this.#apply(state, sec, trade);
       this.#stats.accepted++;
@@ -410,12 +470,13 @@ export class BarAggregator {
    */
   #evictSeen(): void {
     for (const state of this.#markets.values()) {
-      for (const [sec, keys] of state.seen) {
+      for (const [sec, seen] of state.seen) {
         if (sec >= state.finalBeforeMs) continue;
-        const ids = sealIds(keys);
-        if (ids === null) continue; // an id beyond 64 bits: keep the keys (never at Upbit)
+        const ids = seen.sortedIds();
+        if (ids === null) continue; // an id beyond 64 bits: keep the fields (never at Upbit)
         state.seen.delete(sec);
         state.sealed.set(sec, ids);
+        state.seenCount -= seen.size - ids.length;
       }
       const horizon = state.finalBeforeMs - this.#dedupRetentionMs;
       if (state.seenCount <= this.#maxDedupKeys && !(horizon > -Infinity)) continue;
@@ -430,21 +491,6 @@ export class BarAggregator {
       }
     }
   }
-}
-
-/**
- * The sequential ids of `keys` (made by {@linkcode tradeKey}), sorted, or null when one does not
- * fit in 64 bits.
- */
-function sealIds(keys: Set<string>): BigInt64Array | null {
-  const ids = new BigInt64Array(keys.size);
-  let i = 0;
-  for (const key of keys) {
-    const id = BigInt(key.slice(0, key.indexOf("|")));
-    if (BigInt.asIntN(64, id) !== id) return null;
-    ids[i++] = id;
-  }
-  return ids.sort();
 }
 
 /** Whether the sorted `ids` hold `id` (binary search). */

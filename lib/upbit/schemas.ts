@@ -307,7 +307,48 @@ const SEQ_ID_NUMBER = /"(sequential_id|sid)":\s*(\d+)/g;
  * ```
  */
 export function parseJsonExactIds(text: string): unknown {
-  return JSON.parse(text.includes('id"') ? text.replace(SEQ_ID_NUMBER, '"$1":"$2"') : text);
+  if (!text.includes('id"')) return JSON.parse(text);
+  return parseOneExactId(text) ?? JSON.parse(text.replace(SEQ_ID_NUMBER, '"$1":"$2"'));
+}
+
+const SEQ_KEY = '"sequential_id":';
+
+/**
+ * The fast path of {@linkcode parseJsonExactIds} for its common case, a WebSocket `trade` frame:
+ * one object whose only `sequential_id` is its own, followed by plain digits. Parses the text as
+ * is and puts the id's digits back, instead of rewriting the whole text first (that rewrite cost
+ * as much again as the parse, for every trade). Returns undefined for anything else, and for
+ * every text on which the two ways could differ (other spacing, a leading zero, a fraction or an
+ * exponent, a nested, repeated or escaped key, `sid`): the caller then takes the general path.
+ */
+function parseOneExactId(text: string): Record<string, unknown> | undefined {
+  const at = text.indexOf(SEQ_KEY);
+  if (at < 0 || text.indexOf('"sequential_id"', at + 1) >= 0 || text.includes('"sid"')) {
+    return undefined;
+  }
+  // A key spelled with `\u` escapes would be the object's own key without being found here.
+  if (text.includes("\\u")) return undefined;
+  if (text.lastIndexOf('"sequential_id"', at - 1) >= 0) return undefined;
+  const start = at + SEQ_KEY.length;
+  let end = start;
+  for (; end < text.length; end++) {
+    const c = text.charCodeAt(end);
+    if (c < 48 || c > 57) break;
+  }
+  // Digits right after the colon, no leading zero, and then the end of the number.
+  if (end === start || (text.charCodeAt(start) === 48 && end - start > 1)) return undefined;
+  const next = text.charCodeAt(end);
+  if (next === 46 || next === 101 || next === 69) return undefined; // '.', 'e', 'E'
+  const parsed: unknown = JSON.parse(text);
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return undefined;
+  const rec = parsed as Record<string, unknown>;
+  const digits = text.slice(start, end);
+  // The key found in the text is this object's own, not a nested one.
+  if (typeof rec.sequential_id !== "number" || rec.sequential_id !== Number(digits)) {
+    return undefined;
+  }
+  rec.sequential_id = digits;
+  return rec;
 }
 
 /**
