@@ -19,7 +19,7 @@ import { configureLogging, loggingSettings, setLogSink } from "../lib/log.ts";
 import { startUpbot, type Upbot } from "../lib/upbot.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
 import { openTestDatabase, testBackends } from "./_db.ts";
-import { spawnDeno } from "./_process.ts";
+import { spawnDeno } from "../lib/subprocess.ts";
 
 const DENO_JSON = new URL("../deno.json", import.meta.url).pathname;
 const MARKETS = ["KRW-BTC", "KRW-ETH"];

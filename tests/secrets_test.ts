@@ -12,7 +12,7 @@ import { parseConfig } from "../lib/config.ts";
 import { openDatabase } from "../lib/db/connect.ts";
 import { signToken } from "../lib/upbit/_jwt.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
-import { spawnDeno } from "./_process.ts";
+import { spawnDeno } from "../lib/subprocess.ts";
 
 /** Any JWT (header and payload are base64url JSON objects, so both start with `eyJ`). */
 const JWT_PATTERN = /eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\./;

@@ -22,7 +22,7 @@ import { attemptById, transitionAttempt } from "../lib/store/order_attempts.ts";
 import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, startSimulator } from "../sim/mod.ts";
 import { openTestDatabase } from "./_db.ts";
 import { pendingAttempt } from "./_live_orders.ts";
-import { freePort, type RunningProcess, spawnDeno } from "./_process.ts";
+import { freePort, type RunningProcess, spawnDeno } from "../lib/subprocess.ts";
 import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
 const POSTGRES_ONLY = !Deno.env.get("TEST_DATABASE_URL");
