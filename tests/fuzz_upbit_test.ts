@@ -22,19 +22,13 @@ import { type PostOrderResult, UpbitRest } from "../lib/upbit/rest.ts";
 import type { RateLimitGroup } from "../lib/upbit/rate_limiter.ts";
 import { type TradeEvent, UpbitPublicWs } from "../lib/upbit/ws_public.ts";
 import { type MyAssetEvent, type MyOrderEvent, UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
+import { mulberry32 } from "../lib/random.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? Math.floor(Math.random() * 2 ** 31));
 
-/** mulberry32: a small seeded PRNG. */
+/** The seeded stream of lib/random.ts with the picks the fuzz needs. */
 function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return {
     next,
     int: (n: number) => Math.floor(next() * n),

@@ -23,6 +23,7 @@ import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { startSimulator } from "../sim/mod.ts";
 import { dbTest, openTestDatabase, type TestDatabase } from "./_db.ts";
+import { mulberry32 } from "../lib/random.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH"];
 const OWNER_BTC = "0.3";
@@ -35,18 +36,6 @@ const CLIENT_TIMEOUT_MS = 1000;
 /** Longest processing delay of a create here (`latency_ms` + `create_delay_ms`). */
 const MAX_CREATE_DELAY_MS = 1600;
 const STEPS = 70;
-
-/** mulberry32: a small seeded generator (the test must replay exactly). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function unsettledCount(db: TestDatabase): Promise<number> {
   const [row] = await db.sql`select count(*)::int as n from upbit_order_attempts
@@ -63,7 +52,7 @@ for (const seed of SEEDS) {
   dbTest(
     `money property: restarts, modes, resets, faults and moves keep the money invariants (seed ${seed})`,
     async (first) => {
-      const random = rng(seed);
+      const random = mulberry32(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
       const sim = await startSimulator({
         rate: 0,
