@@ -3,10 +3,39 @@
  * simulator, for the HTTP tests. Workers log at `error` only; main-thread lines are captured.
  */
 import { parseConfig } from "../lib/config.ts";
+import { LIVE_GUARD_PHRASE } from "../lib/execution/guard.ts";
 import { configureLogging, loggingSettings, setLogSink } from "../lib/log.ts";
 import { startUpbot, type Upbot } from "../lib/upbot.ts";
-import { type Simulator, startSimulator } from "../sim/mod.ts";
+import {
+  DEFAULT_ACCESS_KEY,
+  DEFAULT_SECRET_KEY,
+  type Simulator,
+  startSimulator,
+} from "../sim/mod.ts";
 import { openTestDatabase } from "./_db.ts";
+
+/**
+ * upbot's variables for live mode on the simulator with a strategy that trades at once: all five
+ * guard conditions with the simulator's keys, the default policy with an entry threshold nothing
+ * falls below and no skill gate (it would wait half an hour for labels), ±5 % barriers over 3 s,
+ * fast polls and a high order cap. Tests spread it and add or override what they need.
+ */
+export const LIVE_ENV: Readonly<Record<string, string>> = Object.freeze({
+  UPBIT_ACCESS_KEY: DEFAULT_ACCESS_KEY,
+  UPBIT_SECRET_KEY: DEFAULT_SECRET_KEY,
+  LIVE_TRADING_ENABLED: "true",
+  UPBIT_TRADE_MODE: "live",
+  LIVE_GUARD_PHRASE,
+  PAPER_POLICY_PROFILE: "default",
+  EVAL_ENTRY_EV_MIN: "-100",
+  EVAL_SKILL_GATE: "off",
+  EVAL_TP_PCT: "0.05",
+  EVAL_SL_PCT: "0.05",
+  EVAL_HORIZON_SEC: "3",
+  LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
+  ACCOUNT_POLL_INTERVAL_SEC: "1",
+  MAX_ORDERS_PER_MIN: "600",
+});
 
 /** upbot + simulator; dispose stops both and removes the database. */
 export interface UpbotRig {

@@ -23,6 +23,7 @@ import {
   startSimulator,
 } from "../sim/mod.ts";
 import { openTestDatabase, testBackends } from "./_db.ts";
+import { LIVE_ENV } from "./_upbot_rig.ts";
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 const workerLevel = Deno.env.get("E2E_WORKER_LOG_LEVEL") as LogLevel | undefined;
@@ -260,22 +261,10 @@ const MAX_RETRIES = 2;
 /** Live mode on the simulator: all five guard conditions, and a strategy that trades at once. */
 function liveEnv(): Record<string, string> {
   return {
-    ...simKeys(),
-    LIVE_TRADING_ENABLED: "true",
+    ...LIVE_ENV,
     // This simulator creates an order as the request arrives (no create_delay_ms fault), so no
     // create lands late: a short landing wait keeps entries under 5xx faults from waiting a minute.
     EXECUTOR_LANDING_WAIT_SEC: "2",
-    UPBIT_TRADE_MODE: "live",
-    LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-    PAPER_POLICY_PROFILE: "default",
-    EVAL_ENTRY_EV_MIN: "-100",
-    EVAL_SKILL_GATE: "off",
-    EVAL_TP_PCT: "0.05",
-    EVAL_SL_PCT: "0.05",
-    EVAL_HORIZON_SEC: "3",
-    LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
-    ACCOUNT_POLL_INTERVAL_SEC: "1",
-    MAX_ORDERS_PER_MIN: "600",
     EXECUTOR_MAX_RETRIES: String(MAX_RETRIES),
     // Every market may hold a position: these tests exercise orders under faults, not the risk
     // gate's limits (tests/executor_risk_test.ts does).
