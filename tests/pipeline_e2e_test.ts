@@ -11,10 +11,9 @@
  */
 import assert from "node:assert/strict";
 import type { SupervisorEvent } from "../lib/actors/supervisor.ts";
-import { parseConfig } from "../lib/config.ts";
 import type { Client } from "../lib/db/connect.ts";
-import { configureLogging, loggingSettings, type LogLevel, setLogSink } from "../lib/log.ts";
-import { startUpbot, type Upbot } from "../lib/upbot.ts";
+import type { LogLevel } from "../lib/log.ts";
+import type { Upbot } from "../lib/upbot.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import {
   DEFAULT_ACCESS_KEY,
@@ -22,7 +21,8 @@ import {
   type Simulator,
   startSimulator,
 } from "../sim/mod.ts";
-import { openTestDatabase, testBackends } from "./_db.ts";
+import { testBackends } from "./_db.ts";
+import { type Cleanups, startUpbotRig } from "./_fault_rig.ts";
 import { LIVE_ENV } from "./_upbot_rig.ts";
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
@@ -56,15 +56,8 @@ interface RigOptions {
 }
 
 async function startRig(backend: string, options: RigOptions): Promise<Rig> {
-  const lines: string[] = [];
-  const events: SupervisorEvent[] = [];
-  const previousLog = loggingSettings();
-  const restoreSink = setLogSink((line) => lines.push(line));
   // Run in reverse on dispose (and on a failed start).
-  const cleanups: (() => Promise<void> | void)[] = [() => {
-    restoreSink();
-    configureLogging(previousLog);
-  }];
+  const cleanups: Cleanups = [];
   const cleanUp = async () => {
     for (const fn of cleanups.reverse()) await fn();
   };
@@ -79,45 +72,21 @@ async function startRig(backend: string, options: RigOptions): Promise<Rig> {
       volatilityScale: 10,
     });
     cleanups.push(() => sim.close());
-    let dbEnv: Record<string, string>;
-    if (backend === "pglite") {
-      const dir = await Deno.makeTempDir({ prefix: "upbot_e2e_" });
-      cleanups.push(() => Deno.remove(dir, { recursive: true }));
-      dbEnv = { DATA_DIR: dir };
-    } else {
-      const db = await openTestDatabase(backend);
-      cleanups.push(() => db.close());
-      assert.equal(db.connection.kind, "url");
-      dbEnv = { DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "" };
-    }
     const rest = new UpbitRest({
       baseUrl: sim.restUrl,
       accessKey: sim.accessKey,
       secretKey: sim.secretKey,
     });
     cleanups.push(() => rest.close());
-    const config = parseConfig({
-      HTTP_PORT: "0",
-      LOG_LEVEL: "info",
-      LOG_FORMAT: "json",
-      MARKETS: options.markets.join(","),
-      UPBIT_REST_URL: sim.restUrl,
-      UPBIT_WS_URL: sim.wsUrl,
-      ...dbEnv,
-      ...options.env,
+    const rig = await startUpbotRig({
+      backend,
+      sim,
+      markets: options.markets,
+      env: options.env,
+      supervisor: { log: { level: WORKER_LOG_LEVEL, format: "json" } },
     });
-    const upbot = await startUpbot(config, {
-      supervisor: {
-        log: { level: WORKER_LOG_LEVEL, format: "json" },
-        restartMinDelayMs: 200,
-        restartMaxDelayMs: 2_000,
-        restartJitter: 0,
-        shutdownTimeoutMs: 3_000,
-        statusLogIntervalMs: 0,
-        onEvent: (event) => events.push(event),
-      },
-    });
-    cleanups.push(() => upbot.stop());
+    cleanups.push(() => rig[Symbol.asyncDispose]());
+    const { upbot, lines, events } = rig;
     const sql = upbot.sql;
     return {
       backend,
