@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseDec } from "../sim/_decimal.ts";
 import { isOnTickGrid, tickSize } from "../sim/_price_rules.ts";
-import { Client, makeExchange } from "./_sim_exchange_fixture.ts";
+import { Client, limitBid, makeExchange } from "./_sim_exchange_fixture.ts";
 
 type Json = Record<string, unknown>;
 
@@ -31,15 +31,6 @@ async function assertRefused(
     );
   }
 }
-
-const limitBid = (price: string, volume: string, extra: Json = {}): Json => ({
-  market: "KRW-BTC",
-  side: "bid",
-  volume,
-  price,
-  ord_type: "limit",
-  ...extra,
-});
 
 Deno.test("tickSize follows the KRW table in force since 2025-07-31 (§8.3)", () => {
   const cases: [string, string][] = [
