@@ -12,7 +12,6 @@
  * More seeds: `MONEY_SEEDS=1,2,3 deno test --allow-all tests/money_property_test.ts`.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config.ts";
 import { dec, formatDec, ZERO } from "../lib/decimal.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
@@ -24,6 +23,7 @@ import { UpbitRest } from "../lib/upbit/rest.ts";
 import { startSimulator } from "../sim/mod.ts";
 import { dbTest, openTestDatabase, type TestDatabase } from "./_db.ts";
 import { mulberry32 } from "../lib/random.ts";
+import { executorConfig } from "./_live_orders.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH"];
 const OWNER_BTC = "0.3";
@@ -72,15 +72,7 @@ for (const seed of SEEDS) {
       let db = first;
       let mode: "live" | "shadow" = "live";
       const newExecutor = async () => {
-        const config = parseConfig({
-          UPBIT_TRADE_MODE: mode,
-          UPBIT_ACCESS_KEY: sim.accessKey,
-          UPBIT_SECRET_KEY: sim.secretKey,
-          LIVE_TRADING_ENABLED: "true",
-          LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-          PAPER_POLICY_PROFILE: "default",
-          EXECUTOR_MAX_RETRIES: "1",
-        });
+        const config = executorConfig(sim, mode, { EXECUTOR_MAX_RETRIES: "1" });
         const ex = new Executor({
           sql: db.sql,
           rest: mode === "shadow" ? null : rest,

@@ -10,7 +10,6 @@ import {
   requestFlatten,
   resumeEntries,
 } from "../lib/control/trading_state.ts";
-import { parseConfig } from "../lib/config.ts";
 import { dec, formatDec } from "../lib/decimal.ts";
 import { Executor, identifierFor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
@@ -24,6 +23,7 @@ import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type SimulatorOptions, startSimulator } from "../sim/mod.ts";
 import { dbTest, openTestDatabase, type TestDatabase } from "./_db.ts";
+import { executorConfig } from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 const ETH = "KRW-ETH";
@@ -61,15 +61,7 @@ async function rig(
       extra: Record<string, string> = {},
       supervisorHalt?: () => string | null,
     ): Promise<Executor> {
-      const config = parseConfig({
-        UPBIT_TRADE_MODE: mode,
-        UPBIT_ACCESS_KEY: sim.accessKey,
-        UPBIT_SECRET_KEY: sim.secretKey,
-        LIVE_TRADING_ENABLED: "true",
-        LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-        PAPER_POLICY_PROFILE: "default",
-        ...extra,
-      });
+      const config = executorConfig(sim, mode, extra);
       const ex = new Executor({
         sql,
         rest: mode === "shadow" ? null : rest,
