@@ -1,10 +1,38 @@
 /**
  * @module Synthetic 1-second bars for the backtest tests: a seeded random walk.
  */
+import type { RunParameters } from "../lib/backtest/report.ts";
 import type { Bar } from "../lib/strategy/bars.ts";
+import { resolveParams } from "../lib/strategy/policy.ts";
 
 /** 2026-12-01T00:00:00Z. */
 export const T0 = Date.UTC(2026, 11, 1);
+
+/**
+ * The backtest run of these tests with `overrides` on top: KRW-BTC and KRW-ETH over the hour from
+ * {@linkcode T0}, from the database, the `test` profile, 10,000 KRW an entry, 2 bps slippage.
+ */
+export function testRun(overrides: Partial<RunParameters> = {}): RunParameters {
+  return {
+    markets: ["KRW-BTC", "KRW-ETH"],
+    from: new Date(T0).toISOString(),
+    to: new Date(T0 + 3_600_000).toISOString(),
+    source: "db",
+    profile: "test",
+    params: resolveParams("test"),
+    krwAmount: 10_000,
+    slippageBps: 2,
+    ...overrides,
+  };
+}
+
+/** 3000 bars of KRW-BTC (seed 1, from 100,000 KRW) and of KRW-ETH (seed 2, from 5,000 KRW). */
+export function walkBars(): Record<string, Bar[]> {
+  return {
+    "KRW-BTC": walk("KRW-BTC", 3000, 1),
+    "KRW-ETH": walk("KRW-ETH", 3000, 2, 5_000),
+  };
+}
 
 /** A bar without trade sides. */
 export function bar(market: string, ts: number, o: number, h: number, l: number, c: number): Bar {

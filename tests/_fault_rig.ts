@@ -22,6 +22,55 @@ export function trace(line: string): void {
   }
 }
 
+/** Supervisor timings for tests: quick restarts without jitter, a short shutdown, no status lines. */
+export const FAST_SUPERVISOR = {
+  restartMinDelayMs: 200,
+  restartMaxDelayMs: 2_000,
+  restartJitter: 0,
+  shutdownTimeoutMs: 3_000,
+  statusLogIntervalMs: 0,
+} as const satisfies Partial<SupervisorOptions>;
+
+/** What a rig undoes on dispose, in reverse order. */
+export type Cleanups = (() => Promise<void> | void)[];
+
+/**
+ * Sends the main thread's log lines to `lines` until `restore`, which also puts back the log
+ * settings (upbot's start changes them).
+ */
+export function captureLog(): { lines: string[]; restore(): void } {
+  const lines: string[] = [];
+  const previousLog = loggingSettings();
+  const restoreSink = setLogSink((line) => lines.push(line));
+  return {
+    lines,
+    restore() {
+      restoreSink();
+      configureLogging(previousLog);
+    },
+  };
+}
+
+/**
+ * upbot's database variables for a fresh database of `backend`: `DATA_DIR` of a new temporary
+ * directory for the embedded PGlite, else `DATABASE_URL` of a new database; its removal is pushed
+ * on `cleanups`.
+ */
+export async function freshDatabaseEnv(
+  backend: string,
+  cleanups: Cleanups,
+): Promise<Record<string, string>> {
+  if (backend === "pglite") {
+    const dir = await Deno.makeTempDir({ prefix: "upbot_rig_" });
+    cleanups.push(() => Deno.remove(dir, { recursive: true }));
+    return { DATA_DIR: dir };
+  }
+  const db = await openTestDatabase(backend);
+  cleanups.push(() => db.close());
+  assert.equal(db.connection.kind, "url");
+  return { DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "" };
+}
+
 /** `startSimulator`, closed by `await using`. */
 export async function startDisposableSimulator(
   options: SimulatorOptions,
@@ -60,29 +109,15 @@ export interface UpbotRigOptions {
 
 /** Starts upbot on a fresh database of `backend` against the simulator at `sim`. */
 export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig> {
-  const lines: string[] = [];
   const events: UpbotSupervisorEvent[] = [];
-  const previousLog = loggingSettings();
-  const restoreSink = setLogSink((line) => lines.push(line));
-  const cleanups: (() => Promise<void> | void)[] = [() => {
-    restoreSink();
-    configureLogging(previousLog);
-  }];
+  const log = captureLog();
+  const lines = log.lines;
+  const cleanups: Cleanups = [log.restore];
   const cleanUp = async () => {
     for (const fn of cleanups.reverse()) await fn();
   };
   try {
-    let dbEnv: Record<string, string>;
-    if (options.backend === "pglite") {
-      const dir = await Deno.makeTempDir({ prefix: "upbot_rig_" });
-      cleanups.push(() => Deno.remove(dir, { recursive: true }));
-      dbEnv = { DATA_DIR: dir };
-    } else {
-      const db = await openTestDatabase(options.backend);
-      cleanups.push(() => db.close());
-      assert.equal(db.connection.kind, "url");
-      dbEnv = { DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "" };
-    }
+    const dbEnv = await freshDatabaseEnv(options.backend, cleanups);
     const config = parseConfig({
       HTTP_PORT: "0",
       LOG_LEVEL: "info",
@@ -100,11 +135,7 @@ export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig>
           level: (Deno.env.get("RIG_WORKER_LOG_LEVEL") ?? "error") as LogLevel,
           format: "json",
         },
-        restartMinDelayMs: 200,
-        restartMaxDelayMs: 2_000,
-        restartJitter: 0,
-        shutdownTimeoutMs: 3_000,
-        statusLogIntervalMs: 0,
+        ...FAST_SUPERVISOR,
         onEvent: (event) => events.push(event),
         ...options.supervisor,
       },

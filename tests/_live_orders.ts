@@ -3,7 +3,9 @@
  * orders placed on it and recorded through the attempts store the way the executor records them
  * (pending -> sent -> open -> filled/cancelled), and last prices in market_1s.
  */
+import { type Config, parseConfig } from "../lib/config.ts";
 import type { Sql } from "../lib/db/connect.ts";
+import { LIVE_GUARD_PHRASE } from "../lib/execution/guard.ts";
 import { createLogger, type Logger, setLogSink } from "../lib/log.ts";
 import {
   type AttemptRow,
@@ -15,6 +17,26 @@ import { averagePrice } from "../lib/execution/exchange_order.ts";
 import { stateOfExchangeOrder } from "../lib/execution/order_state.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
+
+/**
+ * The settings of an executor trading in `mode` with `sim`'s keys: every live guard condition met
+ * (they count only in live mode), the default policy profile, `extra` on top.
+ */
+export function executorConfig(
+  sim: { accessKey: string; secretKey: string },
+  mode: string,
+  extra: Record<string, string> = {},
+): Config {
+  return parseConfig({
+    UPBIT_TRADE_MODE: mode,
+    UPBIT_ACCESS_KEY: sim.accessKey,
+    UPBIT_SECRET_KEY: sim.secretKey,
+    LIVE_TRADING_ENABLED: "true",
+    LIVE_GUARD_PHRASE,
+    PAPER_POLICY_PROFILE: "default",
+    ...extra,
+  });
+}
 
 /** A running simulator with a signed client; `close` ends both. */
 export interface SimHandle {

@@ -130,6 +130,15 @@ export async function signJwt(
  * A client: signs each request with a fresh nonce and sends it to the handler, or over HTTP when
  * given a simulator's REST URL.
  */
+/** The body of a KRW-BTC limit buy of `volume` at `price` (with `extra` fields on top). */
+export function limitBid(
+  price: string,
+  volume: string,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return { market: "KRW-BTC", side: "bid", volume, price, ord_type: "limit", ...extra };
+}
+
 export class Client {
   readonly base: string;
   readonly #send: (req: Request) => Promise<Response>;

@@ -16,6 +16,7 @@ const SHARED = [
   "lib/backoff.ts",
   "lib/random.ts",
   "lib/env_file.ts",
+  "lib/subprocess.ts",
 ];
 const LAYER1 = [
   ...SHARED,

@@ -9,7 +9,7 @@ import { type FilledTrade, FillModel } from "../lib/backtest/fill.ts";
 import { computeMetrics, equityCurve } from "../lib/backtest/metrics.ts";
 import { QualityTracker } from "../lib/backtest/quality.ts";
 import { replayMarket } from "../lib/backtest/replay.ts";
-import { formatReport, type RunParameters } from "../lib/backtest/report.ts";
+import { formatReport } from "../lib/backtest/report.ts";
 import { runBacktest } from "../lib/backtest/run.ts";
 import { barsFromDatabase, saveRun } from "../lib/backtest/store.ts";
 import { connect } from "../lib/db/connect.ts";
@@ -17,26 +17,13 @@ import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 import { migrate } from "../lib/db/migrate.ts";
 import type { Bar } from "../lib/strategy/bars.ts";
 import { EvaluatorCore, stepBars } from "../lib/strategy/evaluator_core.ts";
-import { resolveParams } from "../lib/strategy/policy.ts";
 import { upsertBars } from "../lib/store/market_1s.ts";
-import { bar, T0, walk } from "./_backtest_bars.ts";
+import { bar, T0, testRun, walkBars } from "./_backtest_bars.ts";
 import { dbTest } from "./_db.ts";
 
-const RUN: RunParameters = {
-  markets: ["KRW-BTC", "KRW-ETH"],
-  from: new Date(T0).toISOString(),
-  to: new Date(T0 + 3_600_000).toISOString(),
-  source: "db",
-  profile: "test",
-  params: resolveParams("test"),
-  krwAmount: 10_000,
-  slippageBps: 2,
-};
+const RUN = testRun();
 
-const BARS: Record<string, Bar[]> = {
-  "KRW-BTC": walk("KRW-BTC", 3000, 1),
-  "KRW-ETH": walk("KRW-ETH", 3000, 2, 5_000),
-};
+const BARS = walkBars();
 
 /** Chunks of 700 bars, so replay crosses chunk boundaries. */
 async function* chunked(bars: Bar[]): AsyncGenerator<Bar[]> {

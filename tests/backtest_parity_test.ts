@@ -11,12 +11,12 @@ import { runBacktest } from "../lib/backtest/run.ts";
 import { barsFromDatabase } from "../lib/backtest/store.ts";
 import { parseConfig } from "../lib/config.ts";
 import type { Client } from "../lib/db/connect.ts";
-import { configureLogging, loggingSettings, setLogSink } from "../lib/log.ts";
 import type { PaperEvent } from "../lib/strategy/policy.ts";
 import { overridesFromConfig, resolveParams } from "../lib/strategy/policy.ts";
 import { startUpbot } from "../lib/upbot.ts";
 import { startSimulator } from "../sim/mod.ts";
-import { openTestDatabase, testBackends } from "./_db.ts";
+import { testBackends } from "./_db.ts";
+import { captureLog, type Cleanups, freshDatabaseEnv } from "./_fault_rig.ts";
 
 /**
  * A strategy that trades every few seconds on the simulator (shadow mode: no orders). The entry
@@ -112,13 +112,9 @@ async function until(
 
 for (const backend of testBackends()) {
   Deno.test(`backtest replays a live simulator run's bars into the same paper trades [${backend}]`, async () => {
-    const previousLog = loggingSettings();
-    const lines: string[] = [];
-    const restoreSink = setLogSink((line) => lines.push(line));
-    const cleanups: (() => Promise<void> | void)[] = [() => {
-      restoreSink();
-      configureLogging(previousLog);
-    }];
+    const log = captureLog();
+    const lines = log.lines;
+    const cleanups: Cleanups = [log.restore];
     try {
       const sim = await startSimulator({
         seed: 7,
@@ -127,16 +123,7 @@ for (const backend of testBackends()) {
         volatilityScale: 10,
       });
       cleanups.push(() => sim.close());
-      let dbEnv: Record<string, string>;
-      if (backend === "pglite") {
-        const dir = await Deno.makeTempDir({ prefix: "upbot_backtest_" });
-        cleanups.push(() => Deno.remove(dir, { recursive: true }));
-        dbEnv = { DATA_DIR: dir };
-      } else {
-        const db = await openTestDatabase(backend);
-        cleanups.push(() => db.close());
-        dbEnv = { DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "" };
-      }
+      const dbEnv = await freshDatabaseEnv(backend, cleanups);
       const config = parseConfig({
         HTTP_PORT: "0",
         LOG_LEVEL: "warn",

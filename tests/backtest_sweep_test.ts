@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import { parseBacktestArgs, UsageError } from "../lib/backtest/args.ts";
-import type { RunParameters } from "../lib/backtest/report.ts";
 import { runBacktest } from "../lib/backtest/run.ts";
 import { formatSweep, grid, parseSweep, runSweep } from "../lib/backtest/sweep.ts";
 import { connect } from "../lib/db/connect.ts";
@@ -12,18 +11,9 @@ import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 import { migrate } from "../lib/db/migrate.ts";
 import { resolveParams } from "../lib/strategy/policy.ts";
 import { upsertBars } from "../lib/store/market_1s.ts";
-import { T0, walk } from "./_backtest_bars.ts";
+import { T0, testRun, walk } from "./_backtest_bars.ts";
 
-const RUN: RunParameters = {
-  markets: ["KRW-BTC", "KRW-ETH"],
-  from: new Date(T0).toISOString(),
-  to: new Date(T0 + 2400_000).toISOString(),
-  source: "db",
-  profile: "test",
-  params: resolveParams("test"),
-  krwAmount: 10_000,
-  slippageBps: 1,
-};
+const RUN = testRun({ to: new Date(T0 + 2400_000).toISOString(), slippageBps: 1 });
 
 const BARS = new Map([
   [

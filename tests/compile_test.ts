@@ -11,7 +11,7 @@ import { fileURLToPath as fromFileUrl, pathToFileURL as toFileUrl } from "node:u
 import { loadConfig } from "../lib/config.ts";
 import { pipelineActorSpecs } from "../lib/pipeline/actor_specs.ts";
 import { startSimulator } from "../sim/mod.ts";
-import { freePort, spawnDeno } from "./_process.ts";
+import { freePort, spawnDeno } from "../lib/subprocess.ts";
 
 const ROOT = fromFileUrl(new URL("../", import.meta.url));
 /** Source folders whose files ship in the binary (tests, tools, bench and sim do not). */

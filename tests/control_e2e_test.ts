@@ -15,11 +15,11 @@ import {
   tradingStateHistory,
   tradingStates,
 } from "../lib/control/trading_state.ts";
-import { configureLogging, loggingSettings, setLogSink } from "../lib/log.ts";
 import { startUpbot, type Upbot } from "../lib/upbot.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
 import { openTestDatabase, testBackends } from "./_db.ts";
-import { spawnDeno } from "./_process.ts";
+import { captureLog, type Cleanups, FAST_SUPERVISOR } from "./_fault_rig.ts";
+import { spawnDeno } from "../lib/subprocess.ts";
 
 const DENO_JSON = new URL("../deno.json", import.meta.url).pathname;
 const MARKETS = ["KRW-BTC", "KRW-ETH"];
@@ -35,18 +35,14 @@ interface Site {
 }
 
 async function openSite(backend: string): Promise<Site> {
-  const cleanups: (() => Promise<void> | void)[] = [];
+  const cleanups: Cleanups = [];
   const cleanUp = async () => {
     for (const fn of cleanups.reverse()) await fn();
   };
   try {
-    const lines: string[] = [];
-    const previousLog = loggingSettings();
-    const restoreSink = setLogSink((line) => lines.push(line));
-    cleanups.push(() => {
-      restoreSink();
-      configureLogging(previousLog);
-    });
+    const log = captureLog();
+    const lines = log.lines;
+    cleanups.push(log.restore);
     const sim = await startSimulator({ seed: 5, markets: MARKETS, rate: 20 });
     cleanups.push(() => sim.close());
     const dataDir = await Deno.makeTempDir({ prefix: "upbot_control_e2e_" });
@@ -81,11 +77,7 @@ async function openSite(backend: string): Promise<Site> {
         const upbot = await startUpbot(config, {
           supervisor: {
             log: { level: "error", format: "json" },
-            restartMinDelayMs: 200,
-            restartMaxDelayMs: 2_000,
-            restartJitter: 0,
-            shutdownTimeoutMs: 3_000,
-            statusLogIntervalMs: 0,
+            ...FAST_SUPERVISOR,
             ...supervisor,
           },
         });

@@ -23,7 +23,7 @@ import {
   OWNER_COINS,
 } from "../lib/chaos/crash_suite.ts";
 import { startSimulator } from "../sim/mod.ts";
-import { freePort, spawnDeno } from "./_process.ts";
+import { freePort, spawnDeno } from "../lib/subprocess.ts";
 import { waitFor } from "./_upbot_rig.ts";
 
 const PG_BIN = "/usr/lib/postgresql/15/bin";

@@ -3,7 +3,6 @@
  * simulator: nothing goes out before reconciliation, and refusals are stored on the attempt.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config.ts";
 import type { Client, Sql } from "../lib/db/connect.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
@@ -17,7 +16,7 @@ import { UpbitRest } from "../lib/upbit/rest.ts";
 import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { findingsOf } from "../lib/store/reconciliations.ts";
 import { dbTest } from "./_db.ts";
-import { type SimHandle, startSim } from "./_live_orders.ts";
+import { executorConfig, type SimHandle, startSim } from "./_live_orders.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"];
 
@@ -28,15 +27,7 @@ function liveExecutor(
   now?: () => number,
   marketRefusal?: MarketRefusal,
 ): Executor {
-  const config = parseConfig({
-    UPBIT_TRADE_MODE: "live",
-    LIVE_TRADING_ENABLED: "true",
-    LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-    PAPER_POLICY_PROFILE: "default",
-    UPBIT_ACCESS_KEY: h.sim.accessKey,
-    UPBIT_SECRET_KEY: h.sim.secretKey,
-    ...env,
-  });
+  const config = executorConfig(h.sim, "live", env);
   return new Executor({
     sql,
     rest: h.rest,

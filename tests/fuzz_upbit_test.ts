@@ -22,19 +22,13 @@ import { type PostOrderResult, UpbitRest } from "../lib/upbit/rest.ts";
 import type { RateLimitGroup } from "../lib/upbit/rate_limiter.ts";
 import { type TradeEvent, UpbitPublicWs } from "../lib/upbit/ws_public.ts";
 import { type MyAssetEvent, type MyOrderEvent, UpbitPrivateWs } from "../lib/upbit/ws_private.ts";
+import { mulberry32 } from "../lib/random.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? Math.floor(Math.random() * 2 ** 31));
 
-/** mulberry32: a small seeded PRNG. */
+/** The seeded stream of lib/random.ts with the picks the fuzz needs. */
 function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return {
     next,
     int: (n: number) => Math.floor(next() * n),
@@ -197,6 +191,32 @@ async function until(what: () => string, check: () => boolean, timeoutMs = 30_00
   }
 }
 
+/**
+ * Starts `ws` and waits until it received every frame; none may have broken the connection or
+ * made the parser (or a callback) throw. Answers its stats and a context for failure messages.
+ */
+async function receiveAll<S extends { received: number; reconnects: number }>(
+  ws: { start(): void; stats(): S },
+  frames: string[],
+  log: { lines: string[] },
+): Promise<{ stats: S; context: string }> {
+  ws.start();
+  await until(
+    () => `seed ${SEED}: ${ws.stats().received} of ${frames.length} frames`,
+    () => ws.stats().received >= frames.length,
+  );
+  const stats = ws.stats();
+  const context = `seed ${SEED}, stats ${JSON.stringify(stats)}`;
+  assert.equal(stats.received, frames.length, context);
+  assert.equal(stats.reconnects, 0, `no frame broke the connection; ${context}`);
+  assert.deepEqual(
+    log.lines.filter((l) => l.startsWith("error")),
+    [],
+    `no frame made the parser (or a callback) throw; ${context}`,
+  );
+  return { stats, context };
+}
+
 const finite = z.number().finite();
 
 /** What `UpbitPublicWs` promises about each trade it delivers. */
@@ -326,20 +346,7 @@ Deno.test(`fuzz: public WebSocket frames never crash the parser or deliver an in
     logger: log,
   });
   try {
-    ws.start();
-    await until(
-      () => `seed ${SEED}: ${ws.stats().received} of ${frames.length} frames`,
-      () => ws.stats().received >= frames.length,
-    );
-    const stats = ws.stats();
-    const context = `seed ${SEED}, stats ${JSON.stringify(stats)}`;
-    assert.equal(stats.received, frames.length, context);
-    assert.equal(stats.reconnects, 0, `no frame broke the connection; ${context}`);
-    assert.deepEqual(
-      log.lines.filter((l) => l.startsWith("error")),
-      [],
-      `no frame made the parser (or a callback) throw; ${context}`,
-    );
+    const { stats, context } = await receiveAll(ws, frames, log);
     assert.ok(stats.malformed > 100, `mutations were seen as malformed; ${context}`);
     assert.ok(stats.trades > 20_000, `valid frames still went through; ${context}`);
     for (const [i, t] of trades.entries()) {
@@ -440,17 +447,8 @@ Deno.test(`fuzz: private WebSocket frames never crash the parser; amounts stay e
     logger: log,
   });
   try {
-    ws.start();
-    await until(
-      () => `seed ${SEED}: ${ws.stats().received} of ${frames.length} frames`,
-      () => ws.stats().received >= frames.length,
-    );
-    const stats = ws.stats();
-    const context = `seed ${SEED}, stats ${JSON.stringify(stats)}`;
-    assert.equal(stats.received, frames.length, context);
-    assert.equal(stats.reconnects, 0, context);
+    const { stats, context } = await receiveAll(ws, frames, log);
     assert.equal(stats.authFailed, false, context);
-    assert.deepEqual(log.lines.filter((l) => l.startsWith("error")), [], context);
     assert.ok(stats.malformed > 100 && stats.orders > 1000 && stats.assets > 1000, context);
     for (const [i, e] of orders.entries()) {
       const check = MyOrderEventOut.safeParse(e);

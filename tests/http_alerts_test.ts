@@ -10,7 +10,7 @@ import { setLogSink } from "../lib/log.ts";
 import { createLogger } from "../lib/log.ts";
 import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY } from "../sim/mod.ts";
 import { dbTest } from "./_db.ts";
-import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
+import { LIVE_ENV, startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
 const TOKEN = "alerts-test-token-0c7e";
 const HOOK_SECRET = "hook-path-secret-77f1";
@@ -41,19 +41,7 @@ Deno.test("alerts out: halt, resume, alarm and live fill reach the webhook, retr
     await using rig = await startUpbotRig("pglite", {
       API_TOKEN: TOKEN,
       ALERT_WEBHOOK_URL: receiver.url,
-      UPBIT_ACCESS_KEY: DEFAULT_ACCESS_KEY,
-      UPBIT_SECRET_KEY: DEFAULT_SECRET_KEY,
-      LIVE_TRADING_ENABLED: "true",
-      UPBIT_TRADE_MODE: "live",
-      LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-      PAPER_POLICY_PROFILE: "default",
-      EVAL_ENTRY_EV_MIN: "-100",
-      EVAL_SKILL_GATE: "off",
-      EVAL_TP_PCT: "0.05",
-      EVAL_SL_PCT: "0.05",
-      EVAL_HORIZON_SEC: "3",
-      LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
-      MAX_ORDERS_PER_MIN: "600",
+      ...LIVE_ENV,
     });
     const control = async (action: string, body: unknown) => {
       const res = await fetch(`${rig.url}/api/control/${action}`, {

@@ -6,7 +6,7 @@ import { BODY_LIMIT_BYTES, createApp } from "../lib/http/app.ts";
 import { tokensMatch } from "../lib/http/auth.ts";
 import { readiness } from "../lib/http/health.ts";
 import { setLogSink } from "../lib/log.ts";
-import { spawnDeno } from "./_process.ts";
+import { spawnDeno } from "../lib/subprocess.ts";
 
 const ALIVE = () => ({ ok: true, db: "ok" as const, uptime_sec: 1 });
 const READY = () => ({ ready: true, problems: [] });

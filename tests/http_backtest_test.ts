@@ -4,31 +4,18 @@
  * `deno task backtest` stores them: what each field holds, paging, filters, 400s and 404s.
  */
 import assert from "node:assert/strict";
-import type { BacktestReport, RunParameters } from "../lib/backtest/report.ts";
+import type { BacktestReport } from "../lib/backtest/report.ts";
 import { runBacktest } from "../lib/backtest/run.ts";
 import { saveRun } from "../lib/backtest/store.ts";
 import { createApp } from "../lib/http/app.ts";
 import { backtestRoutes } from "../lib/http/backtest_routes.ts";
-import { resolveParams } from "../lib/strategy/policy.ts";
 import type { Bar } from "../lib/strategy/bars.ts";
-import { T0, walk } from "./_backtest_bars.ts";
+import { T0, testRun, walkBars } from "./_backtest_bars.ts";
 import { dbTest } from "./_db.ts";
 
-const BARS: Record<string, Bar[]> = {
-  "KRW-BTC": walk("KRW-BTC", 3000, 1),
-  "KRW-ETH": walk("KRW-ETH", 3000, 2, 5_000),
-};
+const BARS = walkBars();
 
-const RUN: RunParameters = {
-  markets: ["KRW-BTC", "KRW-ETH"],
-  from: new Date(T0).toISOString(),
-  to: new Date(T0 + 3_600_000).toISOString(),
-  source: "db",
-  profile: "test",
-  params: resolveParams("test"),
-  krwAmount: 10_000,
-  slippageBps: 2,
-};
+const RUN = testRun();
 
 async function* chunks(bars: Bar[]): AsyncGenerator<Bar[]> {
   for (let i = 0; i < bars.length; i += 700) yield bars.slice(i, i + 700);

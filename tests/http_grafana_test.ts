@@ -11,9 +11,8 @@ import { runBacktest } from "../lib/backtest/run.ts";
 import { barsFromDatabase, saveRun } from "../lib/backtest/store.ts";
 import { ledgerPositions } from "../lib/execution/position_ledger.ts";
 import { binSeconds, GRAFANA_SERIES } from "../lib/http/grafana_routes.ts";
-import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY } from "../sim/mod.ts";
 import { testBackends } from "./_db.ts";
-import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
+import { LIVE_ENV, startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
 const DASHBOARD = new URL("../grafana/dashboards/upbot.json", import.meta.url);
 
@@ -22,23 +21,6 @@ interface Panel {
   type: string;
   targets: { target: string; payload?: unknown; refId: string }[];
 }
-
-const LIVE_ENV = {
-  UPBIT_ACCESS_KEY: DEFAULT_ACCESS_KEY,
-  UPBIT_SECRET_KEY: DEFAULT_SECRET_KEY,
-  LIVE_TRADING_ENABLED: "true",
-  UPBIT_TRADE_MODE: "live",
-  LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-  PAPER_POLICY_PROFILE: "default",
-  EVAL_ENTRY_EV_MIN: "-100",
-  EVAL_SKILL_GATE: "off",
-  EVAL_TP_PCT: "0.05",
-  EVAL_SL_PCT: "0.05",
-  EVAL_HORIZON_SEC: "3",
-  LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
-  ACCOUNT_POLL_INTERVAL_SEC: "1",
-  MAX_ORDERS_PER_MIN: "600",
-};
 
 async function post(url: string, body: unknown) {
   const res = await fetch(url, {

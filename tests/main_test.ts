@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { freePort, spawnDeno } from "./_process.ts";
+import { freePort, spawnDeno } from "../lib/subprocess.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const START_ARGS = ["run", "--unstable-worker-options", "--allow-all", MAIN];

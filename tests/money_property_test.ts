@@ -12,7 +12,6 @@
  * More seeds: `MONEY_SEEDS=1,2,3 deno test --allow-all tests/money_property_test.ts`.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config.ts";
 import { dec, formatDec, ZERO } from "../lib/decimal.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
@@ -23,6 +22,8 @@ import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { startSimulator } from "../sim/mod.ts";
 import { dbTest, openTestDatabase, type TestDatabase } from "./_db.ts";
+import { mulberry32 } from "../lib/random.ts";
+import { executorConfig } from "./_live_orders.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH"];
 const OWNER_BTC = "0.3";
@@ -35,18 +36,6 @@ const CLIENT_TIMEOUT_MS = 1000;
 /** Longest processing delay of a create here (`latency_ms` + `create_delay_ms`). */
 const MAX_CREATE_DELAY_MS = 1600;
 const STEPS = 70;
-
-/** mulberry32: a small seeded generator (the test must replay exactly). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function unsettledCount(db: TestDatabase): Promise<number> {
   const [row] = await db.sql`select count(*)::int as n from upbit_order_attempts
@@ -63,7 +52,7 @@ for (const seed of SEEDS) {
   dbTest(
     `money property: restarts, modes, resets, faults and moves keep the money invariants (seed ${seed})`,
     async (first) => {
-      const random = rng(seed);
+      const random = mulberry32(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
       const sim = await startSimulator({
         rate: 0,
@@ -83,15 +72,7 @@ for (const seed of SEEDS) {
       let db = first;
       let mode: "live" | "shadow" = "live";
       const newExecutor = async () => {
-        const config = parseConfig({
-          UPBIT_TRADE_MODE: mode,
-          UPBIT_ACCESS_KEY: sim.accessKey,
-          UPBIT_SECRET_KEY: sim.secretKey,
-          LIVE_TRADING_ENABLED: "true",
-          LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-          PAPER_POLICY_PROFILE: "default",
-          EXECUTOR_MAX_RETRIES: "1",
-        });
+        const config = executorConfig(sim, mode, { EXECUTOR_MAX_RETRIES: "1" });
         const ex = new Executor({
           sql: db.sql,
           rest: mode === "shadow" ? null : rest,

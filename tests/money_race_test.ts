@@ -6,7 +6,6 @@
  * being processed.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config.ts";
 import { Executor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
@@ -17,7 +16,7 @@ import { UpbitApiError } from "../lib/upbit/errors.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
 import { dbTest, type TestDatabase } from "./_db.ts";
-import { pendingAttempt } from "./_live_orders.ts";
+import { executorConfig, pendingAttempt } from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 /** Far longer than the client's timeout: the first create lands long after every look-up below. */
@@ -36,14 +35,7 @@ async function rig(db: TestDatabase, rotationWaitMs?: number, maxRetries = 3) {
   });
   const lines: string[] = [];
   const restore = setLogSink((line) => lines.push(line));
-  const config = parseConfig({
-    UPBIT_TRADE_MODE: "live",
-    UPBIT_ACCESS_KEY: sim.accessKey,
-    UPBIT_SECRET_KEY: sim.secretKey,
-    LIVE_TRADING_ENABLED: "true",
-    LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-    PAPER_POLICY_PROFILE: "default",
-  });
+  const config = executorConfig(sim, "live");
   const executor = new Executor({
     sql: db.sql,
     rest,

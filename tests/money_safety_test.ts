@@ -10,7 +10,6 @@ import {
   requestFlatten,
   resumeEntries,
 } from "../lib/control/trading_state.ts";
-import { parseConfig } from "../lib/config.ts";
 import { dec, formatDec } from "../lib/decimal.ts";
 import { Executor, identifierFor } from "../lib/execution/executor.ts";
 import { decideTradeMode } from "../lib/execution/guard.ts";
@@ -24,6 +23,7 @@ import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type SimulatorOptions, startSimulator } from "../sim/mod.ts";
 import { dbTest, openTestDatabase, type TestDatabase } from "./_db.ts";
+import { executorConfig } from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 const ETH = "KRW-ETH";
@@ -61,15 +61,7 @@ async function rig(
       extra: Record<string, string> = {},
       supervisorHalt?: () => string | null,
     ): Promise<Executor> {
-      const config = parseConfig({
-        UPBIT_TRADE_MODE: mode,
-        UPBIT_ACCESS_KEY: sim.accessKey,
-        UPBIT_SECRET_KEY: sim.secretKey,
-        LIVE_TRADING_ENABLED: "true",
-        LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-        PAPER_POLICY_PROFILE: "default",
-        ...extra,
-      });
+      const config = executorConfig(sim, mode, extra);
       const ex = new Executor({
         sql,
         rest: mode === "shadow" ? null : rest,
@@ -116,9 +108,12 @@ async function rig(
       rest.close();
       await sim.close();
     },
+    [Symbol.asyncDispose]: () => r.close(),
   };
   return r;
 }
+
+type Rig = Awaited<ReturnType<typeof rig>>;
 
 async function enter(db: TestDatabase, market = BTC, price = 140_500_000, ageMs = 0) {
   const ts = Date.now() - ageMs;
@@ -178,410 +173,364 @@ async function flatAndSettled(db: TestDatabase, market = BTC): Promise<boolean> 
   return await settled(db) && dec(await openVolume(db, market)) === 0n;
 }
 
+/** Writes a BTC entry and drives `ex` until it filled: a live position for the test's exit. */
+async function openPosition(r: Rig, db: TestDatabase, ex: Executor): Promise<void> {
+  await enter(db);
+  await r.drive(ex, () => entryFilled(db));
+}
+
+/** `passes` executor passes 30 ms apart, without the poller. */
+async function runPasses(ex: Executor, passes: number): Promise<void> {
+  for (let i = 0; i < passes; i++) {
+    await ex.runOnce();
+    await new Promise((res) => setTimeout(res, 30));
+  }
+}
+
 dbTest(
   "money: a fresh database never adopts the old installation's orders, never sells what it did not buy",
   async (db) => {
-    const r = await rig(db);
-    try {
-      // The exchange holds orders of an earlier installation under the seed's identifiers: an ETH
-      // buy as `paper-1-ENTER_LONG` (the first paper trade of any fresh seed database).
-      const old = await r.rest.postOrder({
-        market: ETH,
-        side: "bid",
-        ord_type: "price",
-        price: "10000",
-        identifier: "paper-1-ENTER_LONG",
-      });
-      assert.equal(old.kind, "accepted");
-      const ethBefore = await r.balance("ETH");
-      const ex = await r.executor("live");
-      const enterId = await enter(db);
-      assert.equal(enterId, 1, "the new database's first paper trade is 1 again");
-      await r.drive(ex, () => entryFilled(db));
-      await exit(db);
-      await r.drive(ex, () => flatAndSettled(db));
-      const attempts = await rows(db);
-      const inst = await installationId(db.sql);
-      assert.deepEqual(attempts.map((a) => [a.identifier, a.state]), [
-        [identifierFor(inst, 1, "ENTER_LONG"), "cancelled"],
-        [identifierFor(inst, 2, "EXIT_LONG"), "filled"],
-      ]);
-      const orders = r.sim.orders();
-      for (const a of attempts) {
-        const own = orders.filter((o) => o.identifier === a.identifier);
-        assert.equal(own.length, 1);
-        assert.equal(a.uuid, own[0]!.uuid, "each attempt holds the order it created");
-      }
-      assert.equal(attempts[1]!.volume, attempts[0]!.executed_volume, "sold what it bought");
-      assert.equal(await r.balance("BTC"), "0");
-      assert.equal(await r.balance("ETH"), ethBefore, "the old installation's ETH is untouched");
-    } finally {
-      await r.close();
+    await using r = await rig(db);
+    // The exchange holds orders of an earlier installation under the seed's identifiers: an ETH
+    // buy as `paper-1-ENTER_LONG` (the first paper trade of any fresh seed database).
+    const old = await r.rest.postOrder({
+      market: ETH,
+      side: "bid",
+      ord_type: "price",
+      price: "10000",
+      identifier: "paper-1-ENTER_LONG",
+    });
+    assert.equal(old.kind, "accepted");
+    const ethBefore = await r.balance("ETH");
+    const ex = await r.executor("live");
+    const enterId = await enter(db);
+    assert.equal(enterId, 1, "the new database's first paper trade is 1 again");
+    await r.drive(ex, () => entryFilled(db));
+    await exit(db);
+    await r.drive(ex, () => flatAndSettled(db));
+    const attempts = await rows(db);
+    const inst = await installationId(db.sql);
+    assert.deepEqual(attempts.map((a) => [a.identifier, a.state]), [
+      [identifierFor(inst, 1, "ENTER_LONG"), "cancelled"],
+      [identifierFor(inst, 2, "EXIT_LONG"), "filled"],
+    ]);
+    const orders = r.sim.orders();
+    for (const a of attempts) {
+      const own = orders.filter((o) => o.identifier === a.identifier);
+      assert.equal(own.length, 1);
+      assert.equal(a.uuid, own[0]!.uuid, "each attempt holds the order it created");
     }
+    assert.equal(attempts[1]!.volume, attempts[0]!.executed_volume, "sold what it bought");
+    assert.equal(await r.balance("BTC"), "0");
+    assert.equal(await r.balance("ETH"), ethBefore, "the old installation's ETH is untouched");
   },
 );
 
 dbTest(
   "money: an identifier collision with a different order is a conflict: alarm, entries halted, nothing adopted",
   async (db) => {
-    const r = await rig(db);
-    try {
-      // Same installation id (e.g. a restored backup) and the exchange holds an ETH buy under the
-      // identifier the next BTC entry will use.
-      const inst = await installationId(db.sql);
-      const identifier = identifierFor(inst, 1, "ENTER_LONG");
-      const foreign = await r.rest.postOrder({
-        market: ETH,
-        side: "bid",
-        ord_type: "price",
-        price: "10000",
-        identifier,
-      });
-      assert.equal(foreign.kind, "accepted");
-      const ex = await r.executor("live");
-      await enter(db);
-      await r.drive(ex, async () => (await rows(db))[0]?.state === "conflict");
-      const [a] = await rows(db);
-      assert.equal(a!.reason, "identifier_conflict");
-      assert.equal(a!.uuid, null, "never adopted");
-      assert.equal(a!.executed_volume, null, "its fills never enter the ledger");
-      assert.ok(r.lines.some((l) => JSON.parse(l).level === "error" && l.includes("not adopted")));
-      // The live start's reconciliation saw the order under this installation's prefix first.
-      assert.deepEqual((await activeAlarms(db.sql)).map((x) => x.code).sort(), [
-        "identifier_conflict",
-        "reconciliation_unrecorded_order",
-      ]);
-      const [state] = await db.sql`select halted, reason from trading_state where scope = 'global'`;
-      assert.equal(state?.halted, true);
-      // Entries are halted: the next one is skipped, not sent.
-      await exit(db);
-      const next = await enter(db);
-      await ex.runOnce();
-      const skipped = (await rows(db)).find((x) => Number(x.paper_trade_id) === next);
-      assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
-      assert.equal(r.sim.orders().filter((o) => o.market === BTC).length, 0);
-      assert.equal(await r.balance("BTC"), "0");
-    } finally {
-      await r.close();
-    }
+    await using r = await rig(db);
+    // Same installation id (e.g. a restored backup) and the exchange holds an ETH buy under the
+    // identifier the next BTC entry will use.
+    const inst = await installationId(db.sql);
+    const identifier = identifierFor(inst, 1, "ENTER_LONG");
+    const foreign = await r.rest.postOrder({
+      market: ETH,
+      side: "bid",
+      ord_type: "price",
+      price: "10000",
+      identifier,
+    });
+    assert.equal(foreign.kind, "accepted");
+    const ex = await r.executor("live");
+    await enter(db);
+    await r.drive(ex, async () => (await rows(db))[0]?.state === "conflict");
+    const [a] = await rows(db);
+    assert.equal(a!.reason, "identifier_conflict");
+    assert.equal(a!.uuid, null, "never adopted");
+    assert.equal(a!.executed_volume, null, "its fills never enter the ledger");
+    assert.ok(r.lines.some((l) => JSON.parse(l).level === "error" && l.includes("not adopted")));
+    // The live start's reconciliation saw the order under this installation's prefix first.
+    assert.deepEqual((await activeAlarms(db.sql)).map((x) => x.code).sort(), [
+      "identifier_conflict",
+      "reconciliation_unrecorded_order",
+    ]);
+    const [state] = await db.sql`select halted, reason from trading_state where scope = 'global'`;
+    assert.equal(state?.halted, true);
+    // Entries are halted: the next one is skipped, not sent.
+    await exit(db);
+    const next = await enter(db);
+    await ex.runOnce();
+    const skipped = (await rows(db)).find((x) => Number(x.paper_trade_id) === next);
+    assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
+    assert.equal(r.sim.orders().filter((o) => o.market === BTC).length, 0);
+    assert.equal(await r.balance("BTC"), "0");
   },
 );
 
 dbTest(
   "money: live -> shadow -> live sells the coins bought before once live returns",
   async (db) => {
-    const r = await rig(db);
-    try {
-      const live = await r.executor("live");
-      await enter(db);
-      await r.drive(live, () => entryFilled(db));
-      const bought = (await rows(db))[0]!.executed_volume!;
-      // Downgraded to shadow: the exit is only logged; the coins stay; an error names them.
-      const shadow = await r.executor("shadow");
-      assert.ok(r.lines.some((l) => l.includes("have no live exit") && l.includes(BTC)));
-      await exit(db);
-      await shadow.runOnce();
-      assert.equal((await rows(db))[1]!.state, "logged");
-      assert.equal(await r.balance("BTC"), formatDec(dec(bought)));
-      // Live again: the closer sells the ledger's position.
-      const again = await r.executor("live");
-      await r.drive(again, () => flatAndSettled(db));
-      const close = (await rows(db)).find((a) => a.action === "CLOSE");
-      assert.equal(close?.state, "filled");
-      assert.equal(Number(close?.executed_volume), Number(bought));
-      assert.match(close!.identifier, /^paper-[a-z2-7]{8}-close-\d+$/);
-      assert.equal(await r.balance("BTC"), "0");
-    } finally {
-      await r.close();
-    }
+    await using r = await rig(db);
+    const live = await r.executor("live");
+    await openPosition(r, db, live);
+    const bought = (await rows(db))[0]!.executed_volume!;
+    // Downgraded to shadow: the exit is only logged; the coins stay; an error names them.
+    const shadow = await r.executor("shadow");
+    assert.ok(r.lines.some((l) => l.includes("have no live exit") && l.includes(BTC)));
+    await exit(db);
+    await shadow.runOnce();
+    assert.equal((await rows(db))[1]!.state, "logged");
+    assert.equal(await r.balance("BTC"), formatDec(dec(bought)));
+    // Live again: the closer sells the ledger's position.
+    const again = await r.executor("live");
+    await r.drive(again, () => flatAndSettled(db));
+    const close = (await rows(db)).find((a) => a.action === "CLOSE");
+    assert.equal(close?.state, "filled");
+    assert.equal(Number(close?.executed_volume), Number(bought));
+    assert.match(close!.identifier, /^paper-[a-z2-7]{8}-close-\d+$/);
+    assert.equal(await r.balance("BTC"), "0");
   },
 );
 
 dbTest(
   "money: maintenance during an exit: the sell is retried and goes through when the market is back",
   async (db) => {
-    const r = await rig(db);
-    try {
-      const ex = await r.executor("live");
-      await enter(db);
-      await r.drive(ex, () => entryFilled(db));
-      r.sim.setFaults({ offline_markets: [BTC] });
-      await exit(db);
-      for (let i = 0; i < 5; i++) {
-        await ex.runOnce();
-        await new Promise((res) => setTimeout(res, 30));
-      }
-      const waiting = (await rows(db))[1]!;
-      assert.deepEqual([waiting.state, waiting.reason], ["pending", "market_offline"]);
-      assert.ok(waiting.retry_count >= 2, "sent again while offline");
-      assert.ok((await activeAlarms(db.sql)).some((a) => a.code === "exit_failing"));
-      r.sim.setFaults({ offline_markets: [] });
-      await r.drive(ex, () => flatAndSettled(db));
-      assert.equal((await rows(db))[1]!.state, "filled");
-      assert.equal(await r.balance("BTC"), "0");
-      assert.ok(!(await activeAlarms(db.sql)).some((a) => a.code === "exit_failing"), "cleared");
-    } finally {
-      await r.close();
-    }
+    await using r = await rig(db);
+    const ex = await r.executor("live");
+    await openPosition(r, db, ex);
+    r.sim.setFaults({ offline_markets: [BTC] });
+    await exit(db);
+    await runPasses(ex, 5);
+    const waiting = (await rows(db))[1]!;
+    assert.deepEqual([waiting.state, waiting.reason], ["pending", "market_offline"]);
+    assert.ok(waiting.retry_count >= 2, "sent again while offline");
+    assert.ok((await activeAlarms(db.sql)).some((a) => a.code === "exit_failing"));
+    r.sim.setFaults({ offline_markets: [] });
+    await r.drive(ex, () => flatAndSettled(db));
+    assert.equal((await rows(db))[1]!.state, "filled");
+    assert.equal(await r.balance("BTC"), "0");
+    assert.ok(!(await activeAlarms(db.sql)).some((a) => a.code === "exit_failing"), "cleared");
   },
 );
 
 dbTest(
   "money: an exit that used up EXECUTOR_MAX_RETRIES is still sent until the position is closed",
   async (db) => {
-    const r = await rig(db);
-    try {
-      const ex = await r.executor("live", { EXECUTOR_MAX_RETRIES: "0" });
-      await enter(db);
-      await r.drive(ex, () => entryFilled(db));
-      // Every create answers 500 and burns the identifier, creating nothing.
-      r.sim.setFaults({ server_error_burn_rate: 1 });
-      await exit(db);
-      for (let i = 0; i < 8; i++) {
-        await ex.runOnce();
-        await new Promise((res) => setTimeout(res, 30));
-      }
-      const failing = (await rows(db))[1]!;
-      assert.ok(failing.retry_count > 1, `retried past the limit (${failing.retry_count})`);
-      r.sim.setFaults({ server_error_burn_rate: 0 });
-      await r.drive(ex, () => flatAndSettled(db));
-      const sold = (await rows(db))[1]!;
-      assert.equal(sold.state, "filled");
-      // Burnt identifiers are never sent again: the sale went out under a fresh `-r{n}` one, and
-      // every identifier it used is on record.
-      assert.match(sold.identifier, /-EXIT_LONG-r\d+$/);
-      const used = await db.sql`select identifier from upbit_order_identifiers
-      where attempt_id = ${sold.id}`;
-      assert.ok(used.length >= 2);
-      assert.equal(r.sim.orders().filter((o) => o.side === "ask").length, 1, "one sell only");
-      assert.equal(await r.balance("BTC"), "0");
-    } finally {
-      await r.close();
-    }
+    await using r = await rig(db);
+    const ex = await r.executor("live", { EXECUTOR_MAX_RETRIES: "0" });
+    await openPosition(r, db, ex);
+    // Every create answers 500 and burns the identifier, creating nothing.
+    r.sim.setFaults({ server_error_burn_rate: 1 });
+    await exit(db);
+    await runPasses(ex, 8);
+    const failing = (await rows(db))[1]!;
+    assert.ok(failing.retry_count > 1, `retried past the limit (${failing.retry_count})`);
+    r.sim.setFaults({ server_error_burn_rate: 0 });
+    await r.drive(ex, () => flatAndSettled(db));
+    const sold = (await rows(db))[1]!;
+    assert.equal(sold.state, "filled");
+    // Burnt identifiers are never sent again: the sale went out under a fresh `-r{n}` one, and
+    // every identifier it used is on record.
+    assert.match(sold.identifier, /-EXIT_LONG-r\d+$/);
+    const used = await db.sql`select identifier from upbit_order_identifiers
+    where attempt_id = ${sold.id}`;
+    assert.ok(used.length >= 2);
+    assert.equal(r.sim.orders().filter((o) => o.side === "ask").length, 1, "one sell only");
+    assert.equal(await r.balance("BTC"), "0");
   },
 );
 
 dbTest("money: the unsold rest of a partly filled sell is sold", async (db) => {
-  const r = await rig(db);
-  try {
-    // A big entry (about 0.035 BTC) and the owner's own resting bid just below the top of the
-    // book: the exit sells the top level, then meets the owner's bid, and self-trade prevention
-    // (`cancel_taker`) ends it `prevented` with only part of it sold.
-    const ex = await r.executor("live", {
-      ORDER_KRW_AMOUNT: "5000000",
-      RISK_MAX_ORDER_KRW: "5000000",
-      RISK_MAX_EXPOSURE_KRW: "10000000",
-    });
-    await enter(db);
-    await r.drive(ex, () => entryFilled(db));
-    const { data: book } = await r.rest.getOrderbook({ markets: [BTC] } as never);
-    const units = (book as { orderbook_units: { bid_price: number; bid_size: number }[] }[])[0]!
-      .orderbook_units;
-    const own = await r.rest.postOrder({
-      market: BTC,
-      side: "bid",
-      ord_type: "limit",
-      price: String(units[1]!.bid_price),
-      volume: "0.001",
-      identifier: "owner-bid-1",
-    });
-    assert.equal(own.kind, "accepted");
-    await exit(db);
-    await r.drive(ex, async () => (await rows(db))[1]?.state === "prevented");
-    const partial = (await rows(db))[1]!;
-    assert.ok(Number(partial.executed_volume) > 0);
-    assert.ok(Number(partial.executed_volume) < Number(partial.volume), "only part was sold");
-    // The owner's bid is gone (cancelled by hand): the closer sells the rest.
-    await r.rest.deleteOrder({ uuid: own.kind === "accepted" ? own.order.uuid : "" });
-    await r.drive(ex, () => flatAndSettled(db));
-    const close = (await rows(db)).find((a) => a.action === "CLOSE");
-    assert.equal(close?.state, "filled");
-    assert.equal(
-      formatDec(dec(partial.executed_volume!) + dec(close!.executed_volume!)),
-      formatDec(dec((await rows(db))[0]!.executed_volume!)),
-    );
-    assert.equal(await r.balance("BTC"), "0");
-  } finally {
-    await r.close();
-  }
+  await using r = await rig(db);
+  // A big entry (about 0.035 BTC) and the owner's own resting bid just below the top of the
+  // book: the exit sells the top level, then meets the owner's bid, and self-trade prevention
+  // (`cancel_taker`) ends it `prevented` with only part of it sold.
+  const ex = await r.executor("live", {
+    ORDER_KRW_AMOUNT: "5000000",
+    RISK_MAX_ORDER_KRW: "5000000",
+    RISK_MAX_EXPOSURE_KRW: "10000000",
+  });
+  await enter(db);
+  await r.drive(ex, () => entryFilled(db));
+  const { data: book } = await r.rest.getOrderbook({ markets: [BTC] } as never);
+  const units = (book as { orderbook_units: { bid_price: number; bid_size: number }[] }[])[0]!
+    .orderbook_units;
+  const own = await r.rest.postOrder({
+    market: BTC,
+    side: "bid",
+    ord_type: "limit",
+    price: String(units[1]!.bid_price),
+    volume: "0.001",
+    identifier: "owner-bid-1",
+  });
+  assert.equal(own.kind, "accepted");
+  await exit(db);
+  await r.drive(ex, async () => (await rows(db))[1]?.state === "prevented");
+  const partial = (await rows(db))[1]!;
+  assert.ok(Number(partial.executed_volume) > 0);
+  assert.ok(Number(partial.executed_volume) < Number(partial.volume), "only part was sold");
+  // The owner's bid is gone (cancelled by hand): the closer sells the rest.
+  await r.rest.deleteOrder({ uuid: own.kind === "accepted" ? own.order.uuid : "" });
+  await r.drive(ex, () => flatAndSettled(db));
+  const close = (await rows(db)).find((a) => a.action === "CLOSE");
+  assert.equal(close?.state, "filled");
+  assert.equal(
+    formatDec(dec(partial.executed_volume!) + dec(close!.executed_volume!)),
+    formatDec(dec((await rows(db))[0]!.executed_volume!)),
+  );
+  assert.equal(await r.balance("BTC"), "0");
 });
 
 dbTest("money: a pending entry whose signal went stale is skipped, never sent", async (db) => {
-  const r = await rig(db);
-  try {
-    const enterId = await enter(db, BTC, 140_500_000, 5_000);
-    const inst = await installationId(db.sql);
-    const identifier = identifierFor(inst, enterId, "ENTER_LONG");
-    // As a crash (or a ban) left it: written, not sent.
-    await insertAttempt(db.sql, {
-      symbol: BTC,
-      action: "ENTER_LONG",
-      mode: "live",
-      side: "bid",
-      ord_type: "price",
-      price: "10000",
-      volume: null,
-      paper_trade_id: enterId,
-      identifier,
-      state: "pending",
-      request_json: { market: BTC, side: "bid", ord_type: "price", price: "10000", identifier },
-    });
-    const ex = await r.executor("live", { EXECUTOR_MAX_SIGNAL_AGE_SEC: "1" });
-    await ex.runOnce();
-    const [a] = await rows(db);
-    assert.deepEqual([a!.state, a!.reason], ["skipped", "stale_signal"]);
-    assert.deepEqual(r.sim.orders(), []);
-  } finally {
-    await r.close();
-  }
+  await using r = await rig(db);
+  const enterId = await enter(db, BTC, 140_500_000, 5_000);
+  const inst = await installationId(db.sql);
+  const identifier = identifierFor(inst, enterId, "ENTER_LONG");
+  // As a crash (or a ban) left it: written, not sent.
+  await insertAttempt(db.sql, {
+    symbol: BTC,
+    action: "ENTER_LONG",
+    mode: "live",
+    side: "bid",
+    ord_type: "price",
+    price: "10000",
+    volume: null,
+    paper_trade_id: enterId,
+    identifier,
+    state: "pending",
+    request_json: { market: BTC, side: "bid", ord_type: "price", price: "10000", identifier },
+  });
+  const ex = await r.executor("live", { EXECUTOR_MAX_SIGNAL_AGE_SEC: "1" });
+  await ex.runOnce();
+  const [a] = await rows(db);
+  assert.deepEqual([a!.state, a!.reason], ["skipped", "stale_signal"]);
+  assert.deepEqual(r.sim.orders(), []);
 });
 
 dbTest(
   "money: an entry refused for good stays refused when EXECUTOR_MAX_RETRIES is raised",
   async (db) => {
-    const r = await rig(db, { krw: 8000 });
-    try {
-      const ex = await r.executor("live", { ORDER_KRW_AMOUNT: "10000" });
-      await enter(db);
-      await ex.runOnce();
-      // The risk gate refuses it before the wire (8,000 KRW free, 10,005 needed).
-      const [a] = await rows(db);
-      assert.deepEqual([a!.state, a!.reason], ["skipped", "insufficient_krw"]);
-      const raised = await r.executor("live", {
-        ORDER_KRW_AMOUNT: "10000",
-        EXECUTOR_MAX_RETRIES: "20",
-      });
-      await raised.runOnce();
-      assert.equal((await rows(db))[0]!.state, "skipped");
-      assert.deepEqual(r.sim.orders(), [], "never sent again");
-    } finally {
-      await r.close();
-    }
+    await using r = await rig(db, { krw: 8000 });
+    const ex = await r.executor("live", { ORDER_KRW_AMOUNT: "10000" });
+    await enter(db);
+    await ex.runOnce();
+    // The risk gate refuses it before the wire (8,000 KRW free, 10,005 needed).
+    const [a] = await rows(db);
+    assert.deepEqual([a!.state, a!.reason], ["skipped", "insufficient_krw"]);
+    const raised = await r.executor("live", {
+      ORDER_KRW_AMOUNT: "10000",
+      EXECUTOR_MAX_RETRIES: "20",
+    });
+    await raised.runOnce();
+    assert.equal((await rows(db))[0]!.state, "skipped");
+    assert.deepEqual(r.sim.orders(), [], "never sent again");
   },
 );
 
 dbTest(
   "money: the owner's own coins are never sold (exit after a flatten, closes capped by the ledger)",
   async (db) => {
-    const r = await rig(db, { balances: { [BTC]: "0.5" } });
-    try {
-      const ex = await r.executor("live");
-      await enter(db);
-      await r.drive(ex, () => entryFilled(db));
-      // Flatten while the paper book still holds the position: the closer sells it now.
-      await requestFlatten(db.sql, { reason: "test", by: "test" });
-      await r.drive(ex, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
-      assert.equal(await r.balance("BTC"), "0.5");
-      // The paper exit arrives later: nothing of upbot's is left, so nothing is sold.
-      await exit(db);
-      await r.drive(ex, () => flatAndSettled(db));
-      const last = (await rows(db)).at(-1)!;
-      assert.deepEqual([last.action, last.state, last.reason], [
-        "EXIT_LONG",
-        "skipped",
-        "position_closed",
-      ]);
-      assert.equal(await r.balance("BTC"), "0.5");
-    } finally {
-      await r.close();
-    }
+    await using r = await rig(db, { balances: { [BTC]: "0.5" } });
+    const ex = await r.executor("live");
+    await openPosition(r, db, ex);
+    // Flatten while the paper book still holds the position: the closer sells it now.
+    await requestFlatten(db.sql, { reason: "test", by: "test" });
+    await r.drive(ex, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
+    assert.equal(await r.balance("BTC"), "0.5");
+    // The paper exit arrives later: nothing of upbot's is left, so nothing is sold.
+    await exit(db);
+    await r.drive(ex, () => flatAndSettled(db));
+    const last = (await rows(db)).at(-1)!;
+    assert.deepEqual([last.action, last.state, last.reason], [
+      "EXIT_LONG",
+      "skipped",
+      "position_closed",
+    ]);
+    assert.equal(await r.balance("BTC"), "0.5");
   },
 );
 
 dbTest(
   "money: coins sold by hand: the rest is sold, the missing part recorded as gone with an alarm, no loop",
   async (db) => {
-    const r = await rig(db);
-    try {
-      const ex = await r.executor("live", { ORDER_KRW_AMOUNT: "20000" });
-      await enter(db);
-      await r.drive(ex, () => entryFilled(db));
-      const bought = dec((await rows(db))[0]!.executed_volume!);
-      const byHand = formatDec(bought / 2n / 10n ** 12n * 10n ** 12n); // half, 8 decimals
-      const sold = await r.rest.postOrder({
-        market: BTC,
-        side: "ask",
-        ord_type: "market",
-        volume: byHand,
-        identifier: "by-hand-1",
-      });
-      assert.equal(sold.kind, "accepted");
-      await exit(db);
-      await r.drive(ex, () => flatAndSettled(db));
-      const attempts = await rows(db);
-      // The risk gate caps the exit at the free balance: the rest is sold by the exit itself.
-      assert.deepEqual(attempts.map((a) => [a.action, a.state, a.reason]), [
-        ["ENTER_LONG", "cancelled", null],
-        ["EXIT_LONG", "filled", null],
-      ]);
-      const [gone] = await db
-        .sql`select volume::text from position_adjustments where kind = 'gone'`;
-      assert.equal(formatDec(dec(gone!.volume)), byHand);
-      assert.ok((await activeAlarms(db.sql)).some((a) => a.code === "position_gone"));
-      assert.equal(await r.balance("BTC"), "0");
-      // Nothing more happens: the ledger is flat.
-      for (let i = 0; i < 3; i++) await ex.runOnce();
-      assert.equal((await rows(db)).length, 2);
-    } finally {
-      await r.close();
-    }
+    await using r = await rig(db);
+    const ex = await r.executor("live", { ORDER_KRW_AMOUNT: "20000" });
+    await openPosition(r, db, ex);
+    const bought = dec((await rows(db))[0]!.executed_volume!);
+    const byHand = formatDec(bought / 2n / 10n ** 12n * 10n ** 12n); // half, 8 decimals
+    const sold = await r.rest.postOrder({
+      market: BTC,
+      side: "ask",
+      ord_type: "market",
+      volume: byHand,
+      identifier: "by-hand-1",
+    });
+    assert.equal(sold.kind, "accepted");
+    await exit(db);
+    await r.drive(ex, () => flatAndSettled(db));
+    const attempts = await rows(db);
+    // The risk gate caps the exit at the free balance: the rest is sold by the exit itself.
+    assert.deepEqual(attempts.map((a) => [a.action, a.state, a.reason]), [
+      ["ENTER_LONG", "cancelled", null],
+      ["EXIT_LONG", "filled", null],
+    ]);
+    const [gone] = await db
+      .sql`select volume::text from position_adjustments where kind = 'gone'`;
+    assert.equal(formatDec(dec(gone!.volume)), byHand);
+    assert.ok((await activeAlarms(db.sql)).some((a) => a.code === "position_gone"));
+    assert.equal(await r.balance("BTC"), "0");
+    // Nothing more happens: the ledger is flat.
+    for (let i = 0; i < 3; i++) await ex.runOnce();
+    assert.equal((await rows(db)).length, 2);
   },
 );
 
 dbTest(
   "money: a halt stops entries only; exits go on; after resume entries are sent again",
   async (db) => {
-    const r = await rig(db);
-    try {
-      const ex = await r.executor("live");
-      await enter(db);
-      await r.drive(ex, () => entryFilled(db));
-      await haltEntries(db.sql, { scope: BTC, reason: "test", by: "test" });
-      await exit(db);
-      const halted = await enter(db);
-      await r.drive(ex, () => flatAndSettled(db));
-      let attempts = await rows(db);
-      assert.equal(attempts[1]!.state, "filled", "the exit was sent");
-      const skipped = attempts.find((a) => Number(a.paper_trade_id) === halted);
-      assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
-      assert.equal(r.sim.orders().length, 2);
-      await resumeEntries(db.sql, { scope: BTC, by: "test" });
-      await exit(db);
-      const resumed = await enter(db);
-      await r.drive(ex, async () => (await rows(db)).length === 5 && await settled(db));
-      attempts = await rows(db);
-      const sent = attempts.find((a) => Number(a.paper_trade_id) === resumed);
-      assert.equal(sent?.status, "done", "sent again after the resume");
-      assert.equal(r.sim.orders().length, 3);
-    } finally {
-      await r.close();
-    }
+    await using r = await rig(db);
+    const ex = await r.executor("live");
+    await openPosition(r, db, ex);
+    await haltEntries(db.sql, { scope: BTC, reason: "test", by: "test" });
+    await exit(db);
+    const halted = await enter(db);
+    await r.drive(ex, () => flatAndSettled(db));
+    let attempts = await rows(db);
+    assert.equal(attempts[1]!.state, "filled", "the exit was sent");
+    const skipped = attempts.find((a) => Number(a.paper_trade_id) === halted);
+    assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
+    assert.equal(r.sim.orders().length, 2);
+    await resumeEntries(db.sql, { scope: BTC, by: "test" });
+    await exit(db);
+    const resumed = await enter(db);
+    await r.drive(ex, async () => (await rows(db)).length === 5 && await settled(db));
+    attempts = await rows(db);
+    const sent = attempts.find((a) => Number(a.paper_trade_id) === resumed);
+    assert.equal(sent?.status, "done", "sent again after the resume");
+    assert.equal(r.sim.orders().length, 3);
   },
 );
 
 dbTest("money: the supervisor's halt stops entries only; the exit still goes out", async (db) => {
-  const r = await rig(db);
-  try {
-    let halted = false;
-    const ex = await r.executor(
-      "live",
-      {},
-      () => halted ? "entries halted by the supervisor (test)" : null,
-    );
-    await enter(db);
-    await r.drive(ex, () => entryFilled(db));
-    halted = true;
-    await exit(db);
-    const next = await enter(db);
-    await r.drive(ex, () => flatAndSettled(db));
-    const attempts = await rows(db);
-    assert.equal(attempts[1]!.state, "filled");
-    const skipped = attempts.find((a) => Number(a.paper_trade_id) === next);
-    assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
-    assert.equal(skipped?.error_msg, "entries halted by the supervisor (test)");
-  } finally {
-    await r.close();
-  }
+  await using r = await rig(db);
+  let halted = false;
+  const ex = await r.executor(
+    "live",
+    {},
+    () => halted ? "entries halted by the supervisor (test)" : null,
+  );
+  await enter(db);
+  await r.drive(ex, () => entryFilled(db));
+  halted = true;
+  await exit(db);
+  const next = await enter(db);
+  await r.drive(ex, () => flatAndSettled(db));
+  const attempts = await rows(db);
+  assert.equal(attempts[1]!.state, "filled");
+  const skipped = attempts.find((a) => Number(a.paper_trade_id) === next);
+  assert.deepEqual([skipped?.state, skipped?.reason], ["skipped", "entries_halted"]);
+  assert.equal(skipped?.error_msg, "entries halted by the supervisor (test)");
 });
 
 dbTest(
@@ -592,23 +541,19 @@ dbTest(
     // executor's earlier looks at the halts.
     let halted = false;
     let balanceReads = 0;
-    const r = await rig(db, {}, (input, init) => {
+    await using r = await rig(db, {}, (input, init) => {
       const url = input instanceof Request ? input.url : String(input);
       if (url.includes("/v1/accounts") && ++balanceReads === 2) halted = true;
       return fetch(input, init);
     });
-    try {
-      const ex = await r.executor("live", {}, () => halted ? "critical actor failed (test)" : null);
-      const paper = await enter(db);
-      await ex.runOnce();
-      assert.equal(halted, true, "the gate read the balances");
-      const attempt = (await rows(db)).find((a) => Number(a.paper_trade_id) === paper);
-      assert.deepEqual([attempt?.state, attempt?.reason], ["skipped", "entries_halted"]);
-      assert.equal(attempt?.error_msg, "critical actor failed (test)");
-      assert.equal(r.sim.orders().length, 0, "nothing reached Upbit");
-    } finally {
-      await r.close();
-    }
+    const ex = await r.executor("live", {}, () => halted ? "critical actor failed (test)" : null);
+    const paper = await enter(db);
+    await ex.runOnce();
+    assert.equal(halted, true, "the gate read the balances");
+    const attempt = (await rows(db)).find((a) => Number(a.paper_trade_id) === paper);
+    assert.deepEqual([attempt?.state, attempt?.reason], ["skipped", "entries_halted"]);
+    assert.equal(attempt?.error_msg, "critical actor failed (test)");
+    assert.equal(r.sim.orders().length, 0, "nothing reached Upbit");
   },
 );
 
@@ -616,25 +561,21 @@ dbTest("money: a halt stored while the risk gate runs stops the entry", async (d
   // As `deno task halt` would, the moment the risk gate asks Upbit for the balances (the second
   // balance read; the first is the reconciliation before the executor's first attempt).
   let balanceReads = 0;
-  const r = await rig(db, {}, async (input, init) => {
+  await using r = await rig(db, {}, async (input, init) => {
     const url = input instanceof Request ? input.url : String(input);
     if (url.includes("/v1/accounts") && ++balanceReads === 2) {
       await haltEntries(db.sql, { scope: "global", reason: "operator (test)", by: "cli" });
     }
     return await fetch(input, init);
   });
-  try {
-    const ex = await r.executor("live");
-    const paper = await enter(db);
-    await ex.runOnce();
-    assert.equal(balanceReads >= 2, true, "the gate read the balances");
-    const attempt = (await rows(db)).find((a) => Number(a.paper_trade_id) === paper);
-    assert.deepEqual([attempt?.state, attempt?.reason], ["skipped", "entries_halted"]);
-    assert.match(attempt?.error_msg ?? "", /operator \(test\)/);
-    assert.equal(r.sim.orders().length, 0, "nothing reached Upbit");
-  } finally {
-    await r.close();
-  }
+  const ex = await r.executor("live");
+  const paper = await enter(db);
+  await ex.runOnce();
+  assert.equal(balanceReads >= 2, true, "the gate read the balances");
+  const attempt = (await rows(db)).find((a) => Number(a.paper_trade_id) === paper);
+  assert.deepEqual([attempt?.state, attempt?.reason], ["skipped", "entries_halted"]);
+  assert.match(attempt?.error_msg ?? "", /operator \(test\)/);
+  assert.equal(r.sim.orders().length, 0, "nothing reached Upbit");
 });
 
 Deno.test("money: a database reset while flat keeps identifiers unique at the exchange", async () => {

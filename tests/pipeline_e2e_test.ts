@@ -13,8 +13,8 @@ import assert from "node:assert/strict";
 import type { UpbotSupervisorEvent } from "../lib/pipeline/supervisor.ts";
 import { parseConfig } from "../lib/config.ts";
 import type { Client } from "../lib/db/connect.ts";
-import { configureLogging, loggingSettings, type LogLevel, setLogSink } from "../lib/log.ts";
-import { startUpbot, type Upbot } from "../lib/upbot.ts";
+import type { LogLevel } from "../lib/log.ts";
+import type { Upbot } from "../lib/upbot.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import {
   DEFAULT_ACCESS_KEY,
@@ -22,7 +22,9 @@ import {
   type Simulator,
   startSimulator,
 } from "../sim/mod.ts";
-import { openTestDatabase, testBackends } from "./_db.ts";
+import { testBackends } from "./_db.ts";
+import { type Cleanups, startUpbotRig } from "./_fault_rig.ts";
+import { LIVE_ENV } from "./_upbot_rig.ts";
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 const workerLevel = Deno.env.get("E2E_WORKER_LOG_LEVEL") as LogLevel | undefined;
@@ -55,15 +57,8 @@ interface RigOptions {
 }
 
 async function startRig(backend: string, options: RigOptions): Promise<Rig> {
-  const lines: string[] = [];
-  const events: UpbotSupervisorEvent[] = [];
-  const previousLog = loggingSettings();
-  const restoreSink = setLogSink((line) => lines.push(line));
   // Run in reverse on dispose (and on a failed start).
-  const cleanups: (() => Promise<void> | void)[] = [() => {
-    restoreSink();
-    configureLogging(previousLog);
-  }];
+  const cleanups: Cleanups = [];
   const cleanUp = async () => {
     for (const fn of cleanups.reverse()) await fn();
   };
@@ -78,45 +73,21 @@ async function startRig(backend: string, options: RigOptions): Promise<Rig> {
       volatilityScale: 10,
     });
     cleanups.push(() => sim.close());
-    let dbEnv: Record<string, string>;
-    if (backend === "pglite") {
-      const dir = await Deno.makeTempDir({ prefix: "upbot_e2e_" });
-      cleanups.push(() => Deno.remove(dir, { recursive: true }));
-      dbEnv = { DATA_DIR: dir };
-    } else {
-      const db = await openTestDatabase(backend);
-      cleanups.push(() => db.close());
-      assert.equal(db.connection.kind, "url");
-      dbEnv = { DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "" };
-    }
     const rest = new UpbitRest({
       baseUrl: sim.restUrl,
       accessKey: sim.accessKey,
       secretKey: sim.secretKey,
     });
     cleanups.push(() => rest.close());
-    const config = parseConfig({
-      HTTP_PORT: "0",
-      LOG_LEVEL: "info",
-      LOG_FORMAT: "json",
-      MARKETS: options.markets.join(","),
-      UPBIT_REST_URL: sim.restUrl,
-      UPBIT_WS_URL: sim.wsUrl,
-      ...dbEnv,
-      ...options.env,
+    const rig = await startUpbotRig({
+      backend,
+      sim,
+      markets: options.markets,
+      env: options.env,
+      supervisor: { log: { level: WORKER_LOG_LEVEL, format: "json" } },
     });
-    const upbot = await startUpbot(config, {
-      supervisor: {
-        log: { level: WORKER_LOG_LEVEL, format: "json" },
-        restartMinDelayMs: 200,
-        restartMaxDelayMs: 2_000,
-        restartJitter: 0,
-        shutdownTimeoutMs: 3_000,
-        statusLogIntervalMs: 0,
-        onEvent: (event) => events.push(event),
-      },
-    });
-    cleanups.push(() => upbot.stop());
+    cleanups.push(() => rig[Symbol.asyncDispose]());
+    const { upbot, lines, events } = rig;
     const sql = upbot.sql;
     return {
       backend,
@@ -260,22 +231,10 @@ const MAX_RETRIES = 2;
 /** Live mode on the simulator: all five guard conditions, and a strategy that trades at once. */
 function liveEnv(): Record<string, string> {
   return {
-    ...simKeys(),
-    LIVE_TRADING_ENABLED: "true",
+    ...LIVE_ENV,
     // This simulator creates an order as the request arrives (no create_delay_ms fault), so no
     // create lands late: a short landing wait keeps entries under 5xx faults from waiting a minute.
     EXECUTOR_LANDING_WAIT_SEC: "2",
-    UPBIT_TRADE_MODE: "live",
-    LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-    PAPER_POLICY_PROFILE: "default",
-    EVAL_ENTRY_EV_MIN: "-100",
-    EVAL_SKILL_GATE: "off",
-    EVAL_TP_PCT: "0.05",
-    EVAL_SL_PCT: "0.05",
-    EVAL_HORIZON_SEC: "3",
-    LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
-    ACCOUNT_POLL_INTERVAL_SEC: "1",
-    MAX_ORDERS_PER_MIN: "600",
     EXECUTOR_MAX_RETRIES: String(MAX_RETRIES),
     // Every market may hold a position: these tests exercise orders under faults, not the risk
     // gate's limits (tests/executor_risk_test.ts does).

@@ -82,6 +82,16 @@ async function fill(rest: UpbitRest, body: OrderRequest): Promise<Order> {
   throw new Error(`order ${placed.order.uuid} did not finish`);
 }
 
+/** A market buy for `krw` won, filled. */
+function marketBuy(rest: UpbitRest, market: string, krw: string, identifier: string) {
+  return fill(rest, { market, side: "bid", ord_type: "price", price: krw, identifier });
+}
+
+/** A market sell of `volume`, filled. */
+function marketSell(rest: UpbitRest, market: string, volume: string, identifier: string) {
+  return fill(rest, { market, side: "ask", ord_type: "market", volume, identifier });
+}
+
 /** Records a final simulator order as upbot's live attempt. */
 async function recordOrder(sql: Sql, order: Order): Promise<void> {
   await insertAttemptRow(sql, {
@@ -121,34 +131,16 @@ async function coinBalance(rest: UpbitRest, currency: string): Promise<string> {
 dbTest("ledger: the simulator's fills; the owner's own coins never enter it", async ({ sql }) => {
   await withSim(async (_sim, rest) => {
     // The owner's coins, bought by hand: not an attempt of upbot's.
-    await fill(rest, {
-      market: BTC,
-      side: "bid",
-      ord_type: "price",
-      price: "30000",
-      identifier: "owner-1",
-    });
+    await marketBuy(rest, BTC, "30000", "owner-1");
     const owner = await coinBalance(rest, "BTC");
     assert.ok(dec(owner) > ZERO);
     assert.deepEqual(await ledgerPositions(sql), []);
 
-    const buy = await fill(rest, {
-      market: BTC,
-      side: "bid",
-      ord_type: "price",
-      price: "20000",
-      identifier: "upbot-buy",
-    });
+    const buy = await marketBuy(rest, BTC, "20000", "upbot-buy");
     await recordOrder(sql, buy);
     // A partial sell: a third of what upbot bought, truncated to 8 decimals.
     const third = formatDec(divTrunc(dec(buy.executed_volume), dec("3"), 8));
-    const sell = await fill(rest, {
-      market: BTC,
-      side: "ask",
-      ord_type: "market",
-      volume: third,
-      identifier: "upbot-sell",
-    });
+    const sell = await marketSell(rest, BTC, third, "upbot-sell");
     await recordOrder(sql, sell);
 
     const p = (await ledgerPosition(sql, BTC))!;
@@ -264,30 +256,27 @@ dbTest(
     assert.equal(p.dust, "0.00004");
     assert.equal(p.openVolume, "0.00046");
 
-    await assert.rejects(
-      recordGone(sql, BTC, "0.00047", "too much"),
-      new LedgerAdjustmentError(
+    const refused: [() => Promise<unknown>, string][] = [
+      [
+        () => recordGone(sql, BTC, "0.00047", "too much"),
         "Cannot record gone of 0.00047 for KRW-BTC as it exceeds the ledger's open volume 0.00046",
-      ),
-    );
-    await assert.rejects(
-      recordDust(sql, ETH, "0.1", "10"),
-      new LedgerAdjustmentError(
+      ],
+      [
+        () => recordDust(sql, ETH, "0.1", "10"),
         "Cannot record dust of 0.1 for KRW-ETH as it exceeds the ledger's open volume 0",
-      ),
-    );
-    await assert.rejects(
-      recordGone(sql, BTC, "0", "nothing"),
-      new LedgerAdjustmentError(
+      ],
+      [
+        () => recordGone(sql, BTC, "0", "nothing"),
         "Cannot record gone for KRW-BTC as the volume must be positive: current value is 0",
-      ),
-    );
-    await assert.rejects(
-      recordDust(sql, BTC, "0.0001", "-1"),
-      new LedgerAdjustmentError(
+      ],
+      [
+        () => recordDust(sql, BTC, "0.0001", "-1"),
         "Cannot record dust for KRW-BTC as the value must not be negative: current value is -1",
-      ),
-    );
+      ],
+    ];
+    for (const [record, message] of refused) {
+      await assert.rejects(record(), new LedgerAdjustmentError(message));
+    }
     await recordGone(sql, BTC, "0.00046", "the rest");
     p = (await ledgerPosition(sql, BTC))!;
     assert.equal(p.openVolume, "0");
@@ -303,27 +292,9 @@ dbTest(
   async ({ sql }) => {
     await withSim(async (_sim, rest) => {
       // The owner holds ETH and BTC bought by hand; upbot bought BTC.
-      await fill(rest, {
-        market: ETH,
-        side: "bid",
-        ord_type: "price",
-        price: "40000",
-        identifier: "o-eth",
-      });
-      await fill(rest, {
-        market: BTC,
-        side: "bid",
-        ord_type: "price",
-        price: "40000",
-        identifier: "o-btc",
-      });
-      const buy = await fill(rest, {
-        market: BTC,
-        side: "bid",
-        ord_type: "price",
-        price: "20000",
-        identifier: "u-btc",
-      });
+      await marketBuy(rest, ETH, "40000", "o-eth");
+      await marketBuy(rest, BTC, "40000", "o-btc");
+      const buy = await marketBuy(rest, BTC, "20000", "u-btc");
       await recordOrder(sql, buy);
       // A market upbot still holds but no longer trades (left the configuration).
       await insertAttemptRow(sql, {
@@ -557,21 +528,9 @@ dbTest(
   "closer on the simulator: the owner's pre-existing coins are never sold",
   async ({ sql }) => {
     await withSim(async (_sim, rest) => {
-      await fill(rest, {
-        market: BTC,
-        side: "bid",
-        ord_type: "price",
-        price: "30000",
-        identifier: "owner",
-      });
+      await marketBuy(rest, BTC, "30000", "owner");
       const owner = await coinBalance(rest, "BTC");
-      const buy = await fill(rest, {
-        market: BTC,
-        side: "bid",
-        ord_type: "price",
-        price: "20000",
-        identifier: "upbot-entry",
-      });
+      const buy = await marketBuy(rest, BTC, "20000", "upbot-entry");
       await recordOrder(sql, buy);
       await insertPaper(sql, BTC, true);
       await storeSimPrice(sql, rest, BTC);
@@ -592,25 +551,13 @@ dbTest(
   "closer on the simulator: coins sold by hand are recorded as gone, with an alarm",
   async ({ sql }) => {
     await withSim(async (_sim, rest) => {
-      const buy = await fill(rest, {
-        market: BTC,
-        side: "bid",
-        ord_type: "price",
-        price: "30000",
-        identifier: "upbot-entry",
-      });
+      const buy = await marketBuy(rest, BTC, "30000", "upbot-entry");
       await recordOrder(sql, buy);
       await insertPaper(sql, BTC, true);
       await storeSimPrice(sql, rest, BTC);
       // The owner sells 40% of it by hand (not an order of upbot's).
       const byHand = formatDec(divTrunc(dec(buy.executed_volume) * 2n, dec("5"), 8));
-      await fill(rest, {
-        market: BTC,
-        side: "ask",
-        ord_type: "market",
-        volume: byHand,
-        identifier: "hand",
-      });
+      await marketSell(rest, BTC, byHand, "hand");
 
       const lines: string[] = [];
       const restore = setLogSink((line) => lines.push(line));
@@ -641,24 +588,12 @@ dbTest(
   async ({ sql }) => {
     await withSim(async (_sim, rest) => {
       for (const [market, sellPart] of [[BTC, "0.5"], [ETH, "0.85"]] as const) {
-        const buy = await fill(rest, {
-          market,
-          side: "bid",
-          ord_type: "price",
-          price: "20000",
-          identifier: `entry-${market}`,
-        });
+        const buy = await marketBuy(rest, market, "20000", `entry-${market}`);
         await recordOrder(sql, buy);
         const part = formatDec(truncDec(mul(dec(buy.executed_volume), dec(sellPart)), 8));
         await recordOrder(
           sql,
-          await fill(rest, {
-            market,
-            side: "ask",
-            ord_type: "market",
-            volume: part,
-            identifier: `exit-${market}`,
-          }),
+          await marketSell(rest, market, part, `exit-${market}`),
         );
         // The paper book still holds both: nothing happens without a flatten.
         await insertPaper(sql, market, false);

@@ -9,9 +9,9 @@
  * stays closed long enough to be seen, as it would while Upbit is unreachable.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY } from "../sim/mod.ts";
 import { testBackends } from "./_db.ts";
 import { startDisposableSimulator, startUpbotRig } from "./_fault_rig.ts";
+import { LIVE_ENV } from "./_upbot_rig.ts";
 
 /** A WebSocket relay to `upstream` (the simulator's `ws://…/websocket/v1`) that can refuse `/private`. */
 function startWsRelay(upstream: string) {
@@ -90,20 +90,7 @@ for (const backend of testBackends()) {
         sim: { restUrl: sim.restUrl, wsUrl: relay.url },
         markets: ["KRW-BTC"],
         env: {
-          UPBIT_ACCESS_KEY: DEFAULT_ACCESS_KEY,
-          UPBIT_SECRET_KEY: DEFAULT_SECRET_KEY,
-          LIVE_TRADING_ENABLED: "true",
-          UPBIT_TRADE_MODE: "live",
-          LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-          PAPER_POLICY_PROFILE: "default",
-          EVAL_ENTRY_EV_MIN: "-100",
-          // Trade at once: the default profile's skill gate would wait half an hour for labels.
-          EVAL_SKILL_GATE: "off",
-          EVAL_TP_PCT: "0.05",
-          EVAL_SL_PCT: "0.05",
-          EVAL_HORIZON_SEC: "3",
-          LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
-          MAX_ORDERS_PER_MIN: "600",
+          ...LIVE_ENV,
           RECONCILE_OUTAGE_LIMIT_SEC: "2",
           // No balance poll during the test: only the private stream's outage is watched here.
           ACCOUNT_POLL_INTERVAL_SEC: "3600",

@@ -12,7 +12,8 @@ import { parseConfig } from "../lib/config.ts";
 import { openDatabase } from "../lib/db/connect.ts";
 import { signToken } from "../lib/upbit/_jwt.ts";
 import { type Simulator, startSimulator } from "../sim/mod.ts";
-import { spawnDeno } from "./_process.ts";
+import { spawnDeno } from "../lib/subprocess.ts";
+import { LIVE_ENV } from "./_upbot_rig.ts";
 
 /** Any JWT (header and payload are base64url JSON objects, so both start with `eyJ`). */
 const JWT_PATTERN = /eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\./;
@@ -168,21 +169,10 @@ async function liveRun(sim: Simulator, secrets: Record<string, string>): Promise
       MARKETS: "KRW-BTC,KRW-ETH",
       UPBIT_REST_URL: sim.restUrl,
       UPBIT_WS_URL: sim.wsUrl,
+      ...LIVE_ENV,
       UPBIT_ACCESS_KEY: secrets.accessKey!,
       UPBIT_SECRET_KEY: secrets.secretKey!,
       API_TOKEN: secrets.apiToken!,
-      LIVE_TRADING_ENABLED: "true",
-      UPBIT_TRADE_MODE: "live",
-      LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-      PAPER_POLICY_PROFILE: "default",
-      EVAL_ENTRY_EV_MIN: "-100",
-      EVAL_SKILL_GATE: "off",
-      EVAL_TP_PCT: "0.05",
-      EVAL_SL_PCT: "0.05",
-      EVAL_HORIZON_SEC: "3",
-      LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
-      ACCOUNT_POLL_INTERVAL_SEC: "1",
-      MAX_ORDERS_PER_MIN: "600",
     },
   });
   try {

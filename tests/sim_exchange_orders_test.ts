@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { Client, makeExchange } from "./_sim_exchange_fixture.ts";
+import { Client, limitBid, makeExchange } from "./_sim_exchange_fixture.ts";
 
 type Json = Record<string, unknown>;
 
@@ -11,13 +11,7 @@ function setup(krw?: number) {
 
 Deno.test("§4.5 vector: limit bid 0.0001 @ 155,772,000 reserves 7.7886 fee and locks 15584.9886", async () => {
   const { exchange, client } = setup();
-  const [status, created] = await client.postJson("/v1/orders", {
-    market: "KRW-BTC",
-    side: "bid",
-    volume: "0.0001",
-    price: "155772000",
-    ord_type: "limit",
-  });
+  const [status, created] = await client.postJson("/v1/orders", limitBid("155772000", "0.0001"));
   assert.equal(status, 201);
   assert.equal(created.state, "wait");
   assert.equal(created.reserved_fee, "7.7886");
@@ -120,14 +114,10 @@ Deno.test("§4.5 vector: market sell 5.377594 @ 1375 pays 3.697095875 fee, reser
 
 Deno.test("GET /v1/order finds by identifier and answers 404 order_not_found", async () => {
   const { exchange, client } = setup();
-  const [, created] = await client.postJson("/v1/orders", {
-    market: "KRW-BTC",
-    side: "bid",
-    volume: "0.001",
-    price: "150000000",
-    ord_type: "limit",
-    identifier: "my-1",
-  });
+  const [, created] = await client.postJson(
+    "/v1/orders",
+    limitBid("150000000", "0.001", { identifier: "my-1" }),
+  );
   const [status, byId] = await client.getJson("/v1/order", [["identifier", "my-1"]]);
   assert.equal(status, 200);
   assert.equal(byId.uuid, created.uuid);
@@ -146,13 +136,7 @@ Deno.test("GET /v1/order finds by identifier and answers 404 order_not_found", a
 
 Deno.test("DELETE /v1/order answers the order as it was, then cancels and unlocks", async () => {
   const { exchange, client } = setup();
-  const [, created] = await client.postJson("/v1/orders", {
-    market: "KRW-BTC",
-    side: "bid",
-    volume: "0.001",
-    price: "150000000",
-    ord_type: "limit",
-  });
+  const [, created] = await client.postJson("/v1/orders", limitBid("150000000", "0.001"));
   assert.equal((await client.account("KRW")).locked, "150075");
   const [status, answer] = await client.deleteJson("/v1/order", [["uuid", created.uuid as string]]);
   assert.equal(status, 200);

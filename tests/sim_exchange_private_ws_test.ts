@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import type { ExchangeHandler } from "../sim/contract.ts";
-import { ACCESS_KEY, Client, makeExchange, signJwt, Socket } from "./_sim_exchange_fixture.ts";
+import {
+  ACCESS_KEY,
+  Client,
+  limitBid,
+  makeExchange,
+  signJwt,
+  Socket,
+} from "./_sim_exchange_fixture.ts";
 
 type Json = Record<string, unknown>;
 
@@ -64,14 +71,10 @@ Deno.test("private WS streams myOrder (wait, trade, done, cancel) and myAsset as
     type: "myAsset",
   }]);
 
-  const [, created] = await client.postJson("/v1/orders", {
-    market: "KRW-BTC",
-    side: "bid",
-    volume: "0.002",
-    price: "99000000",
-    ord_type: "limit",
-    identifier: "ws-1",
-  });
+  const [, created] = await client.postJson(
+    "/v1/orders",
+    limitBid("99000000", "0.002", { identifier: "ws-1" }),
+  );
   const wait = await socket.next();
   assert.equal(wait.type, "myOrder");
   assert.equal(wait.code, "KRW-BTC");
@@ -144,13 +147,7 @@ Deno.test("private WS filters myOrder by codes and speaks SIMPLE keys", async ()
   await socket.subscribe([{ ticket: "t2" }, { type: "myOrder", codes: ["KRW-ETH"] }, {
     format: "SIMPLE",
   }]);
-  await client.postJson("/v1/orders", {
-    market: "KRW-BTC",
-    side: "bid",
-    volume: "0.001",
-    price: "99000000",
-    ord_type: "limit",
-  });
+  await client.postJson("/v1/orders", limitBid("99000000", "0.001"));
   const [, eth] = await client.postJson("/v1/orders", {
     market: "KRW-ETH",
     side: "bid",
@@ -216,13 +213,7 @@ Deno.test("private WS sends malformed frames at the malformed_frame_rate fault",
     socket.ws.onmessage = (event) => resolve(new TextDecoder().decode(event.data as ArrayBuffer));
   });
   faults.malformed_frame_rate = 1;
-  await client.postJson("/v1/orders", {
-    market: "KRW-BTC",
-    side: "bid",
-    volume: "0.001",
-    price: "99000000",
-    ord_type: "limit",
-  });
+  await client.postJson("/v1/orders", limitBid("99000000", "0.001"));
   const text = await raw;
   assert.ok(text.startsWith('{"type":"myAsset"'));
   assert.throws(() => JSON.parse(text), SyntaxError);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseDec } from "../sim/_decimal.ts";
 import { isOnTickGrid, tickSize } from "../sim/_price_rules.ts";
-import { Client, makeExchange } from "./_sim_exchange_fixture.ts";
+import { Client, limitBid, makeExchange } from "./_sim_exchange_fixture.ts";
 
 type Json = Record<string, unknown>;
 
@@ -17,14 +17,20 @@ async function errorOf(res: Promise<[number, Json]>): Promise<[number, string]> 
   return [status, (body.error as Json | undefined)?.name as string];
 }
 
-const limitBid = (price: string, volume: string, extra: Json = {}): Json => ({
-  market: "KRW-BTC",
-  side: "bid",
-  volume,
-  price,
-  ord_type: "limit",
-  ...extra,
-});
+/** Posts each body to `path` in turn; each must be refused with its status and error name. */
+async function assertRefused(
+  client: Client,
+  cases: [body: Json, status: number, name: string][],
+  path = "/v1/orders",
+): Promise<void> {
+  for (const [body, status, name] of cases) {
+    assert.deepEqual(
+      await errorOf(client.postJson(path, body)),
+      [status, name],
+      JSON.stringify(body),
+    );
+  }
+}
 
 Deno.test("tickSize follows the KRW table in force since 2025-07-31 (§8.3)", () => {
   const cases: [string, string][] = [
@@ -59,81 +65,50 @@ Deno.test("tickSize follows the KRW table in force since 2025-07-31 (§8.3)", ()
 
 Deno.test("POST /v1/orders refuses prices off the tick grid with invalid_price_bid/ask", async () => {
   const { exchange, client } = setup();
-  assert.deepEqual(await errorOf(client.postJson("/v1/orders", limitBid("150000500", "0.001"))), [
-    400,
-    "invalid_price_bid",
+  await assertRefused(client, [
+    [limitBid("150000500", "0.001"), 400, "invalid_price_bid"],
+    [{ ...limitBid("150000500", "0.001"), side: "ask" }, 400, "invalid_price_ask"],
   ]);
-  assert.deepEqual(
-    await errorOf(
-      client.postJson("/v1/orders", { ...limitBid("150000500", "0.001"), side: "ask" }),
-    ),
-    [400, "invalid_price_ask"],
-  );
   exchange.close();
 });
 
 Deno.test("POST /v1/orders enforces the 5,000 KRW minimum and the 1,000,000,000 KRW maximum", async () => {
   const { exchange, client } = setup(2_000_000_000);
-  assert.deepEqual(await errorOf(client.postJson("/v1/orders", limitBid("150000000", "0.00003"))), [
-    400,
-    "under_min_total_bid",
-  ]);
+  await assertRefused(client, [[limitBid("150000000", "0.00003"), 400, "under_min_total_bid"]]);
   const [ok] = await client.postJson("/v1/orders", limitBid("150000000", "0.0000334"));
   assert.equal(ok, 201, "5010 KRW is above the minimum");
-  assert.deepEqual(
-    await errorOf(client.postJson("/v1/orders", {
-      market: "KRW-BTC",
-      side: "bid",
-      price: "4999",
-      ord_type: "price",
-    })),
-    [400, "under_min_total_bid"],
-  );
-  assert.deepEqual(await errorOf(client.postJson("/v1/orders", limitBid("150000000", "7"))), [
-    400,
-    "over_krw_funds_bid",
+  await assertRefused(client, [
+    [
+      { market: "KRW-BTC", side: "bid", price: "4999", ord_type: "price" },
+      400,
+      "under_min_total_bid",
+    ],
+    [limitBid("150000000", "7"), 400, "over_krw_funds_bid"],
+    [{ ...limitBid("150000000", "7"), side: "ask" }, 400, "over_krw_funds_ask"],
+    [
+      { market: "KRW-BTC", side: "ask", volume: "0.00003", ord_type: "market" },
+      400,
+      "under_min_total_ask",
+    ],
   ]);
-  assert.deepEqual(
-    await errorOf(client.postJson("/v1/orders", { ...limitBid("150000000", "7"), side: "ask" })),
-    [400, "over_krw_funds_ask"],
-  );
-  assert.deepEqual(
-    await errorOf(client.postJson("/v1/orders", {
-      market: "KRW-BTC",
-      side: "ask",
-      volume: "0.00003",
-      ord_type: "market",
-    })),
-    [400, "under_min_total_ask"],
-  );
   exchange.close();
 });
 
 Deno.test("POST /v1/orders refuses what the balance cannot cover (insufficient_funds_*)", async () => {
   const { exchange, client } = setup(100_000);
-  assert.deepEqual(await errorOf(client.postJson("/v1/orders", limitBid("150000000", "0.001"))), [
-    400,
-    "insufficient_funds_bid",
+  await assertRefused(client, [
+    [limitBid("150000000", "0.001"), 400, "insufficient_funds_bid"],
+    [{ ...limitBid("150000000", "0.001"), side: "ask" }, 400, "insufficient_funds_ask"],
   ]);
-  assert.deepEqual(
-    await errorOf(
-      client.postJson("/v1/orders", { ...limitBid("150000000", "0.001"), side: "ask" }),
-    ),
-    [400, "insufficient_funds_ask"],
-  );
   // The fee is reserved on top: 99,950 KRW of funds needs 99,999.975 KRW.
   const { exchange: tight } = makeExchange({ krw: 99_999 });
-  const tightClient = new Client(tight);
-  assert.deepEqual(
-    await errorOf(tightClient.postJson("/v1/orders", {
-      market: "KRW-XRP",
-      side: "bid",
-      volume: "50",
-      price: "1999",
-      ord_type: "limit",
-    })),
-    [400, "insufficient_funds_bid"],
-  );
+  await assertRefused(new Client(tight), [
+    [
+      { market: "KRW-XRP", side: "bid", volume: "50", price: "1999", ord_type: "limit" },
+      400,
+      "insufficient_funds_bid",
+    ],
+  ]);
   tight.close();
   exchange.close();
 });
@@ -202,27 +177,16 @@ Deno.test("POST /v1/orders checks ord_type, side and time_in_force combinations"
       "validation_error",
     ],
   ];
-  for (const [body, status, name] of cases) {
-    assert.deepEqual(
-      await errorOf(client.postJson("/v1/orders", body)),
-      [status, name],
-      JSON.stringify(body),
-    );
-  }
+  await assertRefused(client, cases);
   exchange.close();
 });
 
 Deno.test("POST /v1/orders answers 403 market_offline for markets the faults take offline", async () => {
   const { exchange, client, faults } = setup();
   faults.offline_markets = ["KRW-BTC"];
-  assert.deepEqual(await errorOf(client.postJson("/v1/orders", limitBid("150000000", "0.001"))), [
-    403,
-    "market_offline",
-  ]);
-  assert.deepEqual(
-    await errorOf(client.postJson("/v1/orders/test", limitBid("150000000", "0.001"))),
-    [403, "market_offline"],
-  );
+  for (const path of ["/v1/orders", "/v1/orders/test"]) {
+    await assertRefused(client, [[limitBid("150000000", "0.001"), 403, "market_offline"]], path);
+  }
   exchange.close();
 });
 
@@ -233,40 +197,19 @@ Deno.test("identifier is unique forever, also after a failed create", async () =
     limitBid("150000000", "0.001", { identifier: "a" }),
   );
   assert.equal(first, 201);
-  assert.deepEqual(
-    await errorOf(
-      client.postJson("/v1/orders", limitBid("150000000", "0.001", { identifier: "a" })),
-    ),
-    [400, "duplicated_identifier"],
-  );
-  // A create that fails (off-grid price) still burns its identifier.
-  assert.deepEqual(
-    await errorOf(
-      client.postJson("/v1/orders", limitBid("150000001", "0.001", { identifier: "b" })),
-    ),
-    [400, "invalid_price_bid"],
-  );
-  assert.deepEqual(
-    await errorOf(
-      client.postJson("/v1/orders", limitBid("150000000", "0.001", { identifier: "b" })),
-    ),
-    [400, "duplicated_identifier"],
-  );
+  await assertRefused(client, [
+    [limitBid("150000000", "0.001", { identifier: "a" }), 400, "duplicated_identifier"],
+    // A create that fails (off-grid price) still burns its identifier.
+    [limitBid("150000001", "0.001", { identifier: "b" }), 400, "invalid_price_bid"],
+    [limitBid("150000000", "0.001", { identifier: "b" }), 400, "duplicated_identifier"],
+  ]);
   // Cancelling does not free it either.
   const [, order] = await client.getJson("/v1/order", [["identifier", "a"]]);
   await client.deleteJson("/v1/order", [["uuid", order.uuid as string]]);
-  assert.deepEqual(
-    await errorOf(
-      client.postJson("/v1/orders", limitBid("150000000", "0.001", { identifier: "a" })),
-    ),
-    [400, "duplicated_identifier"],
-  );
-  assert.deepEqual(
-    await errorOf(
-      client.postJson("/v1/orders", limitBid("1", "1", { identifier: "x".repeat(65) })),
-    ),
-    [400, "invalid_parameter"],
-  );
+  await assertRefused(client, [
+    [limitBid("150000000", "0.001", { identifier: "a" }), 400, "duplicated_identifier"],
+    [limitBid("1", "1", { identifier: "x".repeat(65) }), 400, "invalid_parameter"],
+  ]);
   exchange.close();
 });
 
@@ -290,9 +233,10 @@ Deno.test("POST /v1/orders/test validates like a real order and creates, locks a
   const [cancel] = await client.deleteJson("/v1/order", [["uuid", answer.uuid as string]]);
   assert.equal(cancel, 404);
   assert.deepEqual(exchange.orders(), []);
-  assert.deepEqual(
-    await errorOf(client.postJson("/v1/orders/test", limitBid("150000001", "0.001"))),
-    [400, "invalid_price_bid"],
+  await assertRefused(
+    client,
+    [[limitBid("150000001", "0.001"), 400, "invalid_price_bid"]],
+    "/v1/orders/test",
   );
   // A test call does not burn the identifier (undocumented, §4.4).
   const [real] = await client.postJson(
@@ -300,11 +244,10 @@ Deno.test("POST /v1/orders/test validates like a real order and creates, locks a
     limitBid("150000000", "0.001", { identifier: "dry" }),
   );
   assert.equal(real, 201);
-  assert.deepEqual(
-    await errorOf(
-      client.postJson("/v1/orders/test", limitBid("150000000", "0.001", { identifier: "dry" })),
-    ),
-    [400, "duplicated_identifier"],
+  await assertRefused(
+    client,
+    [[limitBid("150000000", "0.001", { identifier: "dry" }), 400, "duplicated_identifier"]],
+    "/v1/orders/test",
   );
   exchange.close();
 });

@@ -7,7 +7,7 @@
  * order by identifier, and every exchange order maps to exactly one attempt.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, type Simulator } from "../sim/mod.ts";
+import type { Simulator } from "../sim/mod.ts";
 import { testBackends } from "./_db.ts";
 import {
   assertBarsContiguous,
@@ -18,6 +18,7 @@ import {
   trace,
   type UpbotRig,
 } from "./_fault_rig.ts";
+import { LIVE_ENV } from "./_upbot_rig.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH"];
 
@@ -163,20 +164,7 @@ for (const backend of testBackends()) {
           sim: sims,
           markets: MARKETS,
           env: {
-            UPBIT_ACCESS_KEY: DEFAULT_ACCESS_KEY,
-            UPBIT_SECRET_KEY: DEFAULT_SECRET_KEY,
-            LIVE_TRADING_ENABLED: "true",
-            UPBIT_TRADE_MODE: "live",
-            LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-            PAPER_POLICY_PROFILE: "default",
-            EVAL_ENTRY_EV_MIN: "-100",
-            EVAL_SKILL_GATE: "off",
-            EVAL_TP_PCT: "0.05",
-            EVAL_SL_PCT: "0.05",
-            EVAL_HORIZON_SEC: "3",
-            LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
-            ACCOUNT_POLL_INTERVAL_SEC: "1",
-            MAX_ORDERS_PER_MIN: "600",
+            ...LIVE_ENV,
             EXECUTOR_MAX_RETRIES: "2",
           },
         });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startSimulator, StateFileError } from "../sim/mod.ts";
-import { type RunningProcess, spawnDeno } from "./_process.ts";
+import { type RunningProcess, spawnDeno } from "../lib/subprocess.ts";
 import { signedPost, signedQuery } from "./_sim_auth.ts";
 
 const MAIN = new URL("../sim/main.ts", import.meta.url).pathname;

@@ -19,11 +19,11 @@ import {
   LeaseLostError,
 } from "../lib/db/lease.ts";
 import { attemptById, transitionAttempt } from "../lib/store/order_attempts.ts";
-import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, startSimulator } from "../sim/mod.ts";
+import { startSimulator } from "../sim/mod.ts";
 import { openTestDatabase } from "./_db.ts";
 import { pendingAttempt } from "./_live_orders.ts";
-import { freePort, type RunningProcess, spawnDeno } from "./_process.ts";
-import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
+import { freePort, type RunningProcess, spawnDeno } from "../lib/subprocess.ts";
+import { LIVE_ENV, startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
 const POSTGRES_ONLY = !Deno.env.get("TEST_DATABASE_URL");
 const SKIP_REASON = "PostgreSQL only, skipped without TEST_DATABASE_URL";
@@ -226,20 +226,7 @@ Deno.test("a second upbot on one DATA_DIR (PGlite) is refused: a standby needs P
 /** Live mode on the simulator with a strategy that trades at once (as in pipeline_e2e_test). */
 function liveEnv(): Record<string, string> {
   return {
-    UPBIT_ACCESS_KEY: DEFAULT_ACCESS_KEY,
-    UPBIT_SECRET_KEY: DEFAULT_SECRET_KEY,
-    LIVE_TRADING_ENABLED: "true",
-    UPBIT_TRADE_MODE: "live",
-    LIVE_GUARD_PHRASE: "I_CONFIRM_LIVE_TRADING",
-    PAPER_POLICY_PROFILE: "default",
-    EVAL_ENTRY_EV_MIN: "-100",
-    EVAL_SKILL_GATE: "off",
-    EVAL_TP_PCT: "0.05",
-    EVAL_SL_PCT: "0.05",
-    EVAL_HORIZON_SEC: "3",
-    LIVE_ORDER_POLL_INTERVAL_SEC: "0.2",
-    ACCOUNT_POLL_INTERVAL_SEC: "1",
-    MAX_ORDERS_PER_MIN: "600",
+    ...LIVE_ENV,
     RISK_MAX_OPEN_POSITIONS: "100",
     RISK_MAX_EXPOSURE_KRW: "10000000",
     RISK_MAX_DAILY_LOSS_KRW: "10000000",

@@ -2,24 +2,14 @@ import assert from "node:assert/strict";
 import { type Bar, BarAggregator, type Trade } from "../lib/strategy/bars.ts";
 import { EvaluatorCore, type EvaluatorStep } from "../lib/strategy/evaluator_core.ts";
 import { type PaperPosition, resolveParams } from "../lib/strategy/policy.ts";
+import { mulberry32 } from "../lib/random.ts";
 
 const T = 1_700_000_000_000;
 const MARKET = "KRW-BTC";
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A seeded random walk of trades (about 3 per second, some seconds empty), KRW-BTC-like prices. */
 function trades(seed: number, seconds: number): Trade[] {
-  const next = rng(seed);
+  const next = mulberry32(seed);
   const out: Trade[] = [];
   let price = 100_000_000;
   let id = 1;

@@ -1,18 +1,7 @@
 import assert from "node:assert/strict";
 import type { BarrierLabel } from "../lib/strategy/labels.ts";
 import { OnlineBarrierModel } from "../lib/strategy/model.ts";
-
-/** mulberry32: a small seeded PRNG, so the synthetic data is the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "../lib/random.ts";
 
 function gaussian(next: () => number): number {
   const u = Math.max(next(), 1e-12);
@@ -42,7 +31,7 @@ Deno.test("OnlineBarrierModel predicts uniform probabilities before any training
 });
 
 Deno.test("OnlineBarrierModel learns a separable synthetic signal (held-out accuracy, seed 42)", () => {
-  const next = rng(42);
+  const next = mulberry32(42);
   const model = new OnlineBarrierModel(NAMES);
   for (let i = 0; i < 5000; i++) {
     const { x, label } = sample(next);
@@ -64,7 +53,7 @@ Deno.test("OnlineBarrierModel learns a separable synthetic signal (held-out accu
 });
 
 Deno.test("OnlineBarrierModel biases learn the label frequencies when features carry no signal", () => {
-  const next = rng(7);
+  const next = mulberry32(7);
   const model = new OnlineBarrierModel(NAMES);
   for (let i = 0; i < 3000; i++) {
     const r = next();
@@ -81,7 +70,7 @@ Deno.test("OnlineBarrierModel biases learn the label frequencies when features c
 });
 
 Deno.test("OnlineBarrierModel state survives JSON and rejects other features", () => {
-  const next = rng(3);
+  const next = mulberry32(3);
   const model = new OnlineBarrierModel(NAMES);
   for (let i = 0; i < 200; i++) {
     const { x, label } = sample(next);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { startSimulator } from "../sim/mod.ts";
-import { spawnDeno } from "./_process.ts";
+import { spawnDeno } from "../lib/subprocess.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SMOKE = [

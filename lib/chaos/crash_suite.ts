@@ -20,7 +20,7 @@ import {
   type ExchangeOrder,
 } from "./checks.ts";
 import { mulberry32 } from "../random.ts";
-import { type ChildRun, freePort, spawnChild } from "./process.ts";
+import { freePort, type RunningProcess, spawnDeno } from "../subprocess.ts";
 
 /** Settings of one crash-suite run. */
 export interface CrashSuiteOptions {
@@ -101,7 +101,7 @@ export async function runCrashSuite(o: CrashSuiteOptions): Promise<CrashSuiteRep
   const dataDir = join(workDir, "data");
   await Deno.mkdir(dataDir, { recursive: true });
   const simPort = freePort();
-  const sim = spawnChild([
+  const sim = spawnDeno([
     "run",
     "--allow-net",
     "--allow-env",
@@ -128,9 +128,9 @@ export async function runCrashSuite(o: CrashSuiteOptions): Promise<CrashSuiteRep
     Object.entries(OWNER_COINS).map(([m, v]) => `${m}=${v}`).join(","),
     "--state",
     join(workDir, "exchange.json"),
-  ], { cwd: REPO, env: { LOG_FORMAT: "json" }, logFile: join(workDir, "sim.log") });
+  ], { cwd: REPO, env: { LOG_FORMAT: "json" }, logFile: join(workDir, "sim.log"), keepLines: 400 });
   const simUrl = `http://127.0.0.1:${simPort}`;
-  let upbot: ChildRun | null = null;
+  let upbot: RunningProcess | null = null;
   try {
     await sim.waitForLine(/simulator started/, 60_000);
     const setFaults = (faults: Record<string, unknown>) => setSimFaults(simUrl, faults);
@@ -147,9 +147,14 @@ export async function runCrashSuite(o: CrashSuiteOptions): Promise<CrashSuiteRep
     let run = 0;
     const startUpbot = () => {
       run++;
-      return spawnChild(
+      return spawnDeno(
         ["run", "--unstable-worker-options", "--allow-all", "main.ts"],
-        { cwd: REPO, env, logFile: join(workDir, `upbot-${String(run).padStart(2, "0")}.log`) },
+        {
+          cwd: REPO,
+          env,
+          logFile: join(workDir, `upbot-${String(run).padStart(2, "0")}.log`),
+          keepLines: 400,
+        },
       );
     };
     const listening = /HTTP server listening/;
@@ -171,7 +176,7 @@ export async function runCrashSuite(o: CrashSuiteOptions): Promise<CrashSuiteRep
         }
       }
       await sleep(upMs);
-      const up = upbot.tail.some((l) => listening.test(l));
+      const up = upbot.lines.some((l) => listening.test(l));
       if (!up) killsDuringStartup++;
       const status = await upbot.stop("SIGKILL");
       upbot = null;
