@@ -22,7 +22,7 @@
  * Usage: deno run -A --unstable-worker-options bench/decision_to_wire.ts [pglite|postgres] [decisions=400]
  *   (postgres needs BENCH_DATABASE_URL or TEST_DATABASE_URL: a fresh database is created on it)
  */
-import { Supervisor } from "../lib/actors/supervisor.ts";
+import { UpbotSupervisor } from "../lib/pipeline/supervisor.ts";
 import { parseConfig } from "../lib/config.ts";
 import type { Database, DbConnection } from "../lib/db/connect.ts";
 import { Lease } from "../lib/db/lease.ts";
@@ -116,7 +116,7 @@ export async function benchDecisionToWire(
 ): Promise<WireFigures> {
   const { db, dispose } = await freshDatabase(backend);
   const sim = await startSimProcess({ rate: 5, markets: [MARKET] });
-  let supervisor: Supervisor | undefined;
+  let supervisor: UpbotSupervisor | undefined;
   // On PostgreSQL upbot trades under the lease: its attempt writes are fenced by it.
   const lease = db.connection.kind === "url"
     ? new Lease({ connection: db.connection, holder: `bench pid ${Deno.pid}` })
@@ -165,7 +165,7 @@ export async function benchDecisionToWire(
     const specs = pipelineActorSpecs(config, connection).filter((s) =>
       s.name === "executor" || s.name === "order_poller"
     );
-    supervisor = new Supervisor({
+    supervisor = new UpbotSupervisor({
       actors: specs,
       log: { level: "error", format: "json" },
       statusLogIntervalMs: 0,

@@ -283,10 +283,16 @@ export async function benchStartup(
       for (const { variant, root } of roots) {
         const dir = await Deno.makeTempDir({ prefix: "upbot_bench_start_" });
         try {
-          const first = await startUpbotProcess(sim, { DATA_DIR: dir }, { stderr: "inherit", root });
+          const first = await startUpbotProcess(sim, { DATA_DIR: dir }, {
+            stderr: "inherit",
+            root,
+          });
           const newRssMb = rssMb(first.pid);
           await first.stop();
-          const again = await startUpbotProcess(sim, { DATA_DIR: dir }, { stderr: "inherit", root });
+          const again = await startUpbotProcess(sim, { DATA_DIR: dir }, {
+            stderr: "inherit",
+            root,
+          });
           await again.stop();
           const round: StartupRound = {
             variant,

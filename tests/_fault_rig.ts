@@ -29,7 +29,7 @@ export const FAST_SUPERVISOR = {
   restartJitter: 0,
   shutdownTimeoutMs: 3_000,
   statusLogIntervalMs: 0,
-} as const satisfies Partial<SupervisorOptions>;
+} as const satisfies Partial<UpbotSupervisorOptions>;
 
 /** What a rig undoes on dispose, in reverse order. */
 export type Cleanups = (() => Promise<void> | void)[];

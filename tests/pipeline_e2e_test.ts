@@ -11,7 +11,6 @@
  */
 import assert from "node:assert/strict";
 import type { UpbotSupervisorEvent } from "../lib/pipeline/supervisor.ts";
-import { parseConfig } from "../lib/config.ts";
 import type { Client } from "../lib/db/connect.ts";
 import type { LogLevel } from "../lib/log.ts";
 import type { Upbot } from "../lib/upbot.ts";
