@@ -133,11 +133,19 @@ for (const backend of testBackends()) {
       const account = 'upbot_upbit_rest_calls_total{actor="account",group="default",status="200"}';
       const executor =
         'upbot_upbit_rest_calls_total{actor="executor",group="order-test",status="201"}';
-      return sample(t, account)! >= 1 && sample(t, executor)! >= 2 &&
-          /^upbot_upbit_rest_calls_total\{actor="feed",group="[a-z-]+",status="200"\} [1-9]/m
-            .test(t)
-        ? t
-        : undefined;
+      const feed =
+        /^upbot_upbit_rest_calls_total\{actor="feed",group="[a-z-]+",status="200"\} [1-9]/m
+          .test(t);
+      if (sample(t, account)! >= 1 && sample(t, executor)! >= 2 && feed) return t;
+      // Thrown, so that a timeout says what was missing and what the scrape held.
+      const held = t.split("\n").filter((l) =>
+        l.startsWith("upbot_upbit_rest_calls_total") || l.startsWith("upbot_actor_up")
+      );
+      throw new Error(
+        `account ${sample(t, account)}, executor ${sample(t, executor)}, feed ${feed}; ${
+          held.join(" | ")
+        }`,
+      );
     });
     const restChecked = await promtool(["check", "metrics"], restText);
     assert.equal(restChecked.code, 0, restChecked.text);
