@@ -234,10 +234,18 @@ export async function assertPaperTradesContiguous(sql: Client): Promise<number> 
 
 /** Every paper trade has exactly one attempt row, and every attempt row has its paper trade. */
 export async function assertOneAttemptPerPaperTrade(sql: Client): Promise<void> {
-  const bad = await sql`
+  // A paper trade the evaluator committed a moment ago may not have its attempt yet (a new live
+  // entry is written once the risk gate judged it): more than one is final, none gets 10 s.
+  const badRows = () =>
+    sql`
     select p.id::text, count(a.id)::int as attempts
     from paper_trades p left join upbit_order_attempts a on a.paper_trade_id = p.id
     group by p.id having count(a.id) <> 1 order by p.id`;
+  let bad = await badRows();
+  for (let i = 0; i < 100 && bad.length > 0 && bad.every((r) => r.attempts === 0); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    bad = await badRows();
+  }
   assert.deepEqual([...bad], [], "paper trades without exactly one attempt");
   const orphans = await sql`
     select a.identifier from upbit_order_attempts a

@@ -178,7 +178,16 @@ async function liveRun(sim: Simulator, secrets: Record<string, string>): Promise
   try {
     const listening = await proc.waitForLine(/HTTP server listening on/, 60_000);
     const baseUrl = /listening on (http:\/\/\S+?)["\s]/.exec(listening)![1]!;
-    const drawn = JSON.parse(await Deno.readTextFile(recordFile)) as string[];
+    // The child writes the record as it draws; read it once it is whole.
+    let drawn: string[] | undefined;
+    for (let i = 0; i < 100 && drawn === undefined; i++) {
+      try {
+        drawn = JSON.parse(await Deno.readTextFile(recordFile)) as string[];
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    assert.ok(drawn, `${recordFile} never held a whole JSON record`);
     assert.equal(drawn.length, 1, "the embedded database's password is the one UUID drawn");
     secrets.dbPassword = drawn[0]!;
     // A market buy ends `cancel` with what it bought (as on Upbit), a market sell `done`.
