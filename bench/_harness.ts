@@ -147,3 +147,18 @@ export function fmt(n: number, digits = 0): string {
 export function benchDatabaseUrl(): string | undefined {
   return Deno.env.get("BENCH_DATABASE_URL") ?? Deno.env.get("TEST_DATABASE_URL");
 }
+
+/**
+ * Creates a fresh database on the server of `adminUrl` (through `admin`, connected to it) and
+ * returns its name and URL; the caller drops it.
+ */
+export async function createBenchDatabase(
+  admin: { unsafe(query: string): PromiseLike<unknown> },
+  adminUrl: string,
+): Promise<{ name: string; url: string }> {
+  const name = `upbot_bench_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  await admin.unsafe(`create database ${name}`);
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  return { name, url: u.toString() };
+}

@@ -19,6 +19,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import {
   benchDatabaseUrl,
+  createBenchDatabase,
   rssMb,
   type SimProcess,
   sleep,
@@ -177,11 +178,8 @@ export async function benchMemoryStartup(): Promise<MemoryStartupFigures> {
   let pgUrl: string | undefined;
   if (adminUrl) {
     admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-    const name = `upbot_bench_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
-    await admin.unsafe(`create database ${name}`);
-    const u = new URL(adminUrl);
-    u.pathname = `/${name}`;
-    pgUrl = u.toString();
+    const created = await createBenchDatabase(admin, adminUrl);
+    pgUrl = created.url;
   }
   const figures: MemoryStartupFigures = {
     startupMs: { pgliteNew: NaN, pgliteExisting: NaN },
@@ -301,12 +299,9 @@ export async function benchStartup(
             newRssMb: Math.round(newRssMb),
           };
           if (admin && adminUrl) {
-            const name = `upbot_bench_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
-            await admin.unsafe(`create database ${name}`);
-            created.push(name);
-            const u = new URL(adminUrl);
-            u.pathname = `/${name}`;
-            const db = { DATA_DIR: `${dir}/pg-control`, DATABASE_URL: u.toString() };
+            const fresh = await createBenchDatabase(admin, adminUrl);
+            created.push(fresh.name);
+            const db = { DATA_DIR: `${dir}/pg-control`, DATABASE_URL: fresh.url };
             await (await startUpbotProcess(sim, db, { stderr: "inherit", root })).stop(); // migrates
             const pg = await startUpbotProcess(sim, db, { stderr: "inherit", root });
             await pg.stop();

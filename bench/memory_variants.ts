@@ -18,7 +18,14 @@
  *   deno run -A bench/memory_variants.ts none= semi1=--max-semi-space-size=1
  */
 import postgres from "postgres";
-import { benchDatabaseUrl, out, type SimProcess, sleep, startSimProcess } from "./_harness.ts";
+import {
+  benchDatabaseUrl,
+  createBenchDatabase,
+  out,
+  type SimProcess,
+  sleep,
+  startSimProcess,
+} from "./_harness.ts";
 import { maxRss, startUpbotProcess, type UpbotProcess } from "./memory_startup.ts";
 
 /** One variant to compare. */
@@ -118,11 +125,8 @@ async function main(): Promise<void> {
   let pgUrl: string | undefined;
   if (adminUrl) {
     admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-    const name = `upbot_bench_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
-    await admin.unsafe(`create database ${name}`);
-    const u = new URL(adminUrl);
-    u.pathname = `/${name}`;
-    pgUrl = u.toString();
+    const created = await createBenchDatabase(admin, adminUrl);
+    pgUrl = created.url;
   }
   const results: Record<string, Record<string, Sample[]>> = {};
   const record = (variant: string, part: string, s: Sample) => {
