@@ -479,6 +479,44 @@ dbTest(
   },
 );
 
+dbTest(
+  "closerInputs: no balance request while every held market is paper-open or has a sell in flight",
+  async ({ sql }) => {
+    await insertAttemptRow(sql, { symbol: BTC, side: "bid", executedVolume: "0.002" });
+    await insertPaper(sql, BTC, false); // the paper book still holds BTC
+    await insertAttemptRow(sql, { symbol: ETH, side: "bid", executedVolume: "0.5" });
+    await insertPaper(sql, ETH, true);
+    await insertAttemptRow(sql, { symbol: ETH, side: "ask", status: "pending", finalState: null });
+    let reads = 0;
+    const balances = () => {
+      reads++;
+      return Promise.resolve({ BTC: "0", ETH: "0", KRW: "0" });
+    };
+    const input = await closerInputs(sql, "live", balances);
+    assert.equal(reads, 0, "no market is judged on its balance");
+    assert.deepEqual(decideCloses(input).map((d) => d.kind === "hold" ? d.reason : d.kind), [
+      "paper_open",
+      "sell_unsettled",
+    ]);
+    // A flatten judges the paper-open market: now the balance is read (and BTC is gone).
+    const flatten = await closerInputs(sql, "live", balances, { flatten: true });
+    assert.equal(reads, 1);
+    assert.deepEqual(decideCloses(flatten).map((d) => d.kind === "hold" ? d.reason : d.kind), [
+      "gone",
+      "sell_unsettled",
+    ]);
+    // The sell settles (rejected): ETH is judged too, in the same single read.
+    await sql`update upbit_order_attempts set state = 'rejected'
+      where symbol = ${ETH} and side = 'ask'`;
+    const settled = await closerInputs(sql, "live", balances);
+    assert.equal(reads, 2);
+    assert.deepEqual(decideCloses(settled).map((d) => d.kind === "hold" ? d.reason : d.kind), [
+      "paper_open",
+      "gone",
+    ]);
+  },
+);
+
 /** Free balances from the simulator's `GET /v1/accounts`, by currency. */
 async function simFreeBalances(rest: UpbitRest): Promise<Record<string, string>> {
   const { data } = await rest.getAccounts();

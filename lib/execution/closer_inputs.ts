@@ -81,7 +81,8 @@ export async function lastCloses(
  * reads was seen unsettled (the closer waits) or has its fills in the ledger (the poller stores
  * them with the final state); every fill in the ledger happened before the balances were read,
  * so a balance below the ledger means coins left without an order of ours, not a fill the
- * balance has not seen yet. Sells must not be sent by anyone else while this runs.
+ * balance has not seen yet. Sells must not be sent by anyone else while this runs. The balances
+ * are read only when some market is judged on them (its `freeBalance` is null otherwise).
  */
 export async function closerInputs(
   sql: Sql,
@@ -93,7 +94,15 @@ export async function closerInputs(
   const ledger = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
   const paperOpen = await paperOpenMarkets(sql);
   const prices = await lastCloses(sql, ledger.map((p) => p.symbol));
-  const balances = mode === "live" && ledger.length > 0 ? await readFreeBalances() : null;
+  // The balances are asked for only when a market may be closed or written off this round: a
+  // market the paper book holds (without a flatten) or with a sell in flight is held whatever its
+  // balance (`decideCloses`), and each balance request spends the actor's share of the `default`
+  // group that the risk gate needs for the next order.
+  const flatten = options.flatten ?? false;
+  const judged = ledger.some((p) =>
+    (flatten || !paperOpen.has(p.symbol)) && !(unsettled.get(p.symbol)?.sell ?? false)
+  );
+  const balances = mode === "live" && judged ? await readFreeBalances() : null;
   const markets: CloserMarket[] = ledger.map((p) => {
     const currency = p.symbol.slice(p.symbol.indexOf("-") + 1);
     const sides = unsettled.get(p.symbol);
@@ -110,7 +119,7 @@ export async function closerInputs(
   });
   return {
     mode,
-    flatten: options.flatten ?? false,
+    flatten,
     minOrderKrw: options.minOrderKrw ?? String(MIN_ORDER_KRW),
     markets,
   };
