@@ -10,7 +10,13 @@
  */
 import { z } from "zod";
 import type { Sql } from "../db/connect.ts";
-import { assertLeaseHeld, leaseFenceOf } from "../db/lease.ts";
+import {
+  assertLeaseHeld,
+  checkLeaseFence,
+  type FenceRow,
+  leaseFenceOf,
+  leaseFenceQuery,
+} from "../db/lease.ts";
 import { OrderSide, OrdType, type PaperAction, type TradeMode } from "../domain.ts";
 import { INITIAL_STATES, type OrderState, transition } from "../execution/order_state.ts";
 
@@ -216,42 +222,51 @@ export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow
   }
   const fence = leaseFenceOf(sql);
   // One statement: the checks (no attempt for this paper trade, the identifier never used), the
-  // row and its identifier's record. Atomic on its own; under a lease, in a transaction with the
-  // fence check.
-  const write = async (tx: Sql): Promise<AttemptRow | null> => {
-    const rows = await tx<AttemptRow[]>`
-      with candidate as (
-        select ${a.symbol}::text as symbol, ${a.action}::text as action, ${a.mode}::text as mode,
-          ${a.side}::text as side, ${a.ord_type}::text as ord_type, ${a.price}::numeric as price,
-          ${a.volume}::numeric as volume, ${a.paper_trade_id}::bigint as paper_trade_id,
-          ${a.identifier}::text as identifier, ${a.state}::text as state,
-          ${a.reason ?? null}::text as reason, ${tx.json(a.request_json)}::jsonb as request_json,
-          ${a.error_msg ?? null}::text as error_msg
-        where not exists (
-            select 1 from upbit_order_attempts
-            where paper_trade_id = ${a.paper_trade_id}::bigint)
-          and not exists (
-            select 1 from upbit_order_identifiers where identifier = ${a.identifier}::text)
-      ), inserted as (
-        insert into upbit_order_attempts (symbol, action, mode, side, ord_type, price, volume,
-          paper_trade_id, identifier, state, reason, request_json, error_msg)
-        select * from candidate
-        on conflict (identifier) do nothing
-        returning *
-      ), recorded as (
-        insert into upbit_order_identifiers (identifier, attempt_id)
-        select identifier, id from inserted
-      )
-      select * from inserted`;
-    return rows[0] ? normalise(rows[0]) : null;
-  };
-  if (!fence) return await write(sql);
-  return await atomically(sql, async (tx) => {
-    // Sent together on the transaction's connection, run in this order: the fence first (its
-    // row lock holds a takeover back); a lost lease throws and the transaction rolls back.
-    const [, row] = await Promise.all([assertLeaseHeld(tx, fence), write(tx)]);
-    return row;
-  });
+  // row and its identifier's record; under a lease, the fence check too (its row lock holds a
+  // takeover back until the statement commits; a lost lease inserts nothing). Atomic on its own.
+  const rows = await sql<(AttemptRow & Partial<FenceRow>)[]>`
+    with ${fence ? sql`fence as (${leaseFenceQuery(sql, fence)}),` : sql``}
+    candidate as (
+      select ${a.symbol}::text as symbol, ${a.action}::text as action, ${a.mode}::text as mode,
+        ${a.side}::text as side, ${a.ord_type}::text as ord_type, ${a.price}::numeric as price,
+        ${a.volume}::numeric as volume, ${a.paper_trade_id}::bigint as paper_trade_id,
+        ${a.identifier}::text as identifier, ${a.state}::text as state,
+        ${a.reason ?? null}::text as reason, ${sql.json(a.request_json)}::jsonb as request_json,
+        ${a.error_msg ?? null}::text as error_msg
+      where not exists (
+          select 1 from upbit_order_attempts
+          where paper_trade_id = ${a.paper_trade_id}::bigint)
+        and not exists (
+          select 1 from upbit_order_identifiers where identifier = ${a.identifier}::text)
+        ${
+    fence
+      ? sql`and exists (
+          select 1 from fence where fence_epoch = ${fence.epoch} and fence_held)`
+      : sql``
+  }
+    ), inserted as (
+      insert into upbit_order_attempts (symbol, action, mode, side, ord_type, price, volume,
+        paper_trade_id, identifier, state, reason, request_json, error_msg)
+      select * from candidate
+      on conflict (identifier) do nothing
+      returning *
+    ), recorded as (
+      insert into upbit_order_identifiers (identifier, attempt_id)
+      select identifier, id from inserted
+    )
+    ${
+    fence
+      ? sql`select f.fence_epoch, f.fence_held, i.* from fence f left join inserted i on true`
+      : sql`select * from inserted`
+  }`;
+  if (fence) checkLeaseFence(fence, rows[0] as FenceRow | undefined);
+  const row = rows[0];
+  if (!row || row.id === null) return null;
+  if (fence) {
+    delete row.fence_epoch;
+    delete row.fence_held;
+  }
+  return normalise(row);
 }
 
 function patchValues(sql: Sql, patch: AttemptPatch): Record<string, unknown> {
