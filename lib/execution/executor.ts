@@ -389,6 +389,22 @@ export class Executor {
       await this.#insertSkipped(base, order.skip, order.why);
       return "handled";
     }
+    const request = order.request;
+    // A live order's risk gate (a balance request over the network, the longest step before the
+    // wire) starts together with the halt and rate-cap reads, not after them; its judgement is
+    // dropped when either stops the order. Not started when the answer is known to be no (the
+    // supervisor's halt for an entry, the cap hit at the last look).
+    const judging = this.mode === "live" && !this.#capLogged &&
+        !(paper.action === "ENTER_LONG" && this.#options.supervisorHalt?.())
+      ? settled(this.#judge({
+        action: paper.action,
+        side: base.side,
+        symbol: paper.symbol,
+        identifier,
+        request: { ...request },
+        signalTs: paper.ts.getTime(),
+      }))
+      : null;
     // The halt and the rate cap are read together (the cap only outside shadow mode).
     const [halt, under] = await Promise.all([
       paper.action === "ENTER_LONG" ? this.#entryHalt(paper.symbol) : null,
@@ -400,7 +416,6 @@ export class Executor {
       await this.#insertSkipped(base, "entries_halted", halt);
       return "handled";
     }
-    const request = order.request;
     if (this.mode === "shadow") {
       await insertAttempt(this.#options.sql, {
         ...base,
@@ -425,7 +440,7 @@ export class Executor {
       volume: request.volume ?? null,
       request_json: { ...request },
     };
-    if (this.mode === "live") return await this.#sendFresh(fresh, paper);
+    if (this.mode === "live") return await this.#sendFresh(fresh, paper, judging?.value);
     const attempt = await insertAttempt(this.#options.sql, { ...fresh, state: "pending" });
     if (!attempt) return "handled"; // another writer won the paper trade: never send twice
     await this.#send(attempt, true, paper);
@@ -441,15 +456,16 @@ export class Executor {
   async #sendFresh(
     fresh: Omit<NewAttempt, "state">,
     paper: PaperTradeRow,
+    judging?: Promise<Judgement>,
   ): Promise<Outcome> {
-    const risk = await this.#judge({
+    const risk = await (judging ?? this.#judge({
       action: fresh.action,
       side: fresh.side,
       symbol: fresh.symbol,
       identifier: fresh.identifier,
       request: fresh.request_json,
       signalTs: paper.ts.getTime(),
-    });
+    }));
     if (risk === "wait") {
       await insertAttempt(this.#options.sql, { ...fresh, state: "pending" });
       return "handled";
@@ -661,7 +677,7 @@ export class Executor {
     request: Record<string, string>;
     signalTs: number;
     attemptId?: number;
-  }): Promise<AttemptPatch | { refused: { code: string; detail: string } } | "wait"> {
+  }): Promise<Judgement> {
     const order: RiskOrder = o.side === "bid"
       ? { side: "bid", market: o.symbol, krw: Number(o.request.price), signalTs: o.signalTs }
       : { side: "ask", market: o.symbol, volume: o.request.volume ?? "0" };
@@ -1039,6 +1055,9 @@ export class Executor {
  * A read started ahead of its use: a rejection is not unhandled if the pass ends before awaiting
  * it (it is then dropped), and still throws where it is awaited.
  */
+/** The risk gate's answer on one order: go (with a capped volume), refused, or judge later. */
+type Judgement = AttemptPatch | { refused: { code: string; detail: string } } | "wait";
+
 function settled<T>(promise: Promise<T>): { value: Promise<T> } {
   promise.catch(() => {});
   return { value: promise };
