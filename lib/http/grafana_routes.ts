@@ -9,7 +9,7 @@
  * `live_realised_pnl` (cumulative, from filled live exits against their entries),
  * `order_latency_ms` (average and maximum per mode), `attempts` (count per mode and status),
  * `remaining_req` (Upbit's `Remaining-Req` seconds budget per group, as last answered), and the
- * sampled `actor_restarts`, `actor_heartbeat_age_ms`, `alarms_active`. Tables: `attempts_table`,
+ * sampled `actor_restarts`, `actor_heartbeat_age_ms`, `actor_heap_used_bytes`, `alarms_active`. Tables: `attempts_table`,
  * `paper_trades_table`. A `market` payload field (string or list) or an ad hoc filter
  * `market = …` narrows the per-market series.
  *
@@ -328,6 +328,11 @@ export const GRAFANA_SERIES: Record<string, SeriesDef> = {
     "actor_heartbeat_age_ms",
     "Heartbeat age per actor, ms (sampled every 10 s)",
     "heartbeat age",
+  ),
+  actor_heap_used_bytes: sampled(
+    "actor_heap_used_bytes",
+    "V8 heap used by each actor's isolate, bytes (sampled every 10 s)",
+    "heap used",
   ),
   alarms_active: sampled("alarms_active", "Active alarms (sampled every 10 s)", "alarms active"),
   attempts_table: {

@@ -1,6 +1,6 @@
 /**
  * @module The sampler: every 10 s the main thread writes what lives only in memory (each actor's
- * restarts and heartbeat age, the supervisor's halt, the number of active alarms) into
+ * restarts, heartbeat age and isolate heap, the supervisor's halt, the number of active alarms) into
  * `obs_samples`, so that Grafana can draw it; samples older than 7 days are deleted.
  */
 import type { ActorStatus } from "../actors/supervisor.ts";
@@ -38,6 +38,9 @@ export async function takeSample(sql: Sql, sources: SampleSources): Promise<Samp
         label: a.name,
         value: a.lastHeartbeatAgeMs,
       });
+    }
+    if (a.memory !== null) {
+      samples.push({ metric: "actor_heap_used_bytes", label: a.name, value: a.memory.heapUsed });
     }
   }
   samples.push({
