@@ -182,7 +182,10 @@ Deno.test("fetchHistory fills whole past dates from the simulator's history, res
     seed: 9,
     markets: ["KRW-BTC"],
     rate: 0,
-    historyDays: 2,
+    // History reaches back 3 x 24 h from now, so both whole dates fetched (today-2, today-1) are
+    // covered from their first second whatever the time of day (with 2, today-2 held only the
+    // hours since this time two days ago: the test failed late in the UTC day).
+    historyDays: 3,
     historyRate: 0.02,
   });
   const rest = new UpbitRest({ baseUrl: sim.restUrl });
