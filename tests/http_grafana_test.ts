@@ -139,6 +139,13 @@ for (const backend of testBackends()) {
       { text: "KRW-ETH" },
     ]);
 
+    // The isolates' heaps come with the heartbeats, after the sampler's first sample at start-up:
+    // wait for a later one (every 10 s).
+    await waitFor("a sample of the actors' heaps", async () => {
+      const [row] = await rig.upbot.sql`
+        select count(*)::int as n from obs_samples where metric = 'actor_heap_used_bytes'`;
+      return row!.n > 0;
+    }, 30_000);
     const to = Date.now() + 1000;
     const from = startedAt - 60_000;
     const range = { from: new Date(from).toISOString(), to: new Date(to).toISOString() };
