@@ -192,7 +192,11 @@ export class PgliteServer {
       // Each answer is one write, and pipelined queries get one answer each: with Nagle's
       // algorithm on, every answer after the first waited for the client's delayed ACK (40 ms on
       // Linux), so a pipelined read cost 40 ms per query.
-      conn.setNoDelay(true);
+      try {
+        conn.setNoDelay(true);
+      } catch {
+        // Only slower for this client; the accept loop must go on.
+      }
       const client: Client = {
         id: this.#nextId++,
         conn,
