@@ -390,20 +390,22 @@ export class Executor {
       return "handled";
     }
     const request = order.request;
-    // A live order's risk gate (a balance request over the network, the longest step before the
-    // wire) starts together with the halt and rate-cap reads, not after them; its judgement is
-    // dropped when either stops the order. Not started when the answer is known to be no (the
-    // supervisor's halt for an entry, the cap hit at the last look).
-    const judging = this.mode === "live" && !this.#capLogged &&
-        !(paper.action === "ENTER_LONG" && this.#options.supervisorHalt?.())
-      ? settled(this.#judge({
+    const judge = () =>
+      this.#judge({
         action: paper.action,
         side: base.side,
         symbol: paper.symbol,
         identifier,
         request: { ...request },
         signalTs: paper.ts.getTime(),
-      }))
+      });
+    // A live order's risk gate (a balance request over the network, the longest step before the
+    // wire) starts together with the halt and rate-cap reads, not after them; its judgement is
+    // dropped when either stops the order. Not started ahead when the answer is known to be no
+    // (the supervisor's halt for an entry, the cap hit at the last look).
+    const judging = this.mode === "live" && !this.#capLogged &&
+        !(paper.action === "ENTER_LONG" && this.#options.supervisorHalt?.())
+      ? settled(judge())
       : null;
     // The halt and the rate cap are read together (the cap only outside shadow mode).
     const [halt, under] = await Promise.all([
@@ -440,7 +442,7 @@ export class Executor {
       volume: request.volume ?? null,
       request_json: { ...request },
     };
-    if (this.mode === "live") return await this.#sendFresh(fresh, paper, judging?.value);
+    if (this.mode === "live") return await this.#sendFresh(fresh, judging?.value ?? judge());
     const attempt = await insertAttempt(this.#options.sql, { ...fresh, state: "pending" });
     if (!attempt) return "handled"; // another writer won the paper trade: never send twice
     await this.#send(attempt, true, paper);
@@ -455,17 +457,9 @@ export class Executor {
    */
   async #sendFresh(
     fresh: Omit<NewAttempt, "state">,
-    paper: PaperTradeRow,
-    judging?: Promise<Judgement>,
+    judging: Promise<Judgement>,
   ): Promise<Outcome> {
-    const risk = await (judging ?? this.#judge({
-      action: fresh.action,
-      side: fresh.side,
-      symbol: fresh.symbol,
-      identifier: fresh.identifier,
-      request: fresh.request_json,
-      signalTs: paper.ts.getTime(),
-    }));
+    const risk = await judging;
     if (risk === "wait") {
       await insertAttempt(this.#options.sql, { ...fresh, state: "pending" });
       return "handled";
@@ -1051,13 +1045,13 @@ export class Executor {
   }
 }
 
+/** The risk gate's answer on one order: go (with a capped volume), refused, or judge later. */
+type Judgement = AttemptPatch | { refused: { code: string; detail: string } } | "wait";
+
 /**
  * A read started ahead of its use: a rejection is not unhandled if the pass ends before awaiting
  * it (it is then dropped), and still throws where it is awaited.
  */
-/** The risk gate's answer on one order: go (with a capped volume), refused, or judge later. */
-type Judgement = AttemptPatch | { refused: { code: string; detail: string } } | "wait";
-
 function settled<T>(promise: Promise<T>): { value: Promise<T> } {
   promise.catch(() => {});
   return { value: promise };
