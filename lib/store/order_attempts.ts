@@ -224,8 +224,15 @@ export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow
   // One statement: the checks (no attempt for this paper trade, the identifier never used), the
   // row and its identifier's record; under a lease, the fence check too (its row lock holds a
   // takeover back until the statement commits; a lost lease inserts nothing). Atomic on its own.
+  const fenceWith = fence ? sql`fence as (${leaseFenceQuery(sql, fence)}),` : sql``;
+  const fenceHeld = fence
+    ? sql`and exists (select 1 from fence where fence_epoch = ${fence.epoch} and fence_held)`
+    : sql``;
+  const answer = fence
+    ? sql`select f.fence_epoch, f.fence_held, i.* from fence f left join inserted i on true`
+    : sql`select * from inserted`;
   const rows = await sql<(AttemptRow & Partial<FenceRow>)[]>`
-    with ${fence ? sql`fence as (${leaseFenceQuery(sql, fence)}),` : sql``}
+    with ${fenceWith}
     candidate as (
       select ${a.symbol}::text as symbol, ${a.action}::text as action, ${a.mode}::text as mode,
         ${a.side}::text as side, ${a.ord_type}::text as ord_type, ${a.price}::numeric as price,
@@ -238,12 +245,7 @@ export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow
           where paper_trade_id = ${a.paper_trade_id}::bigint)
         and not exists (
           select 1 from upbit_order_identifiers where identifier = ${a.identifier}::text)
-        ${
-    fence
-      ? sql`and exists (
-          select 1 from fence where fence_epoch = ${fence.epoch} and fence_held)`
-      : sql``
-  }
+        ${fenceHeld}
     ), inserted as (
       insert into upbit_order_attempts (symbol, action, mode, side, ord_type, price, volume,
         paper_trade_id, identifier, state, reason, request_json, error_msg)
@@ -254,11 +256,7 @@ export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow
       insert into upbit_order_identifiers (identifier, attempt_id)
       select identifier, id from inserted
     )
-    ${
-    fence
-      ? sql`select f.fence_epoch, f.fence_held, i.* from fence f left join inserted i on true`
-      : sql`select * from inserted`
-  }`;
+    ${answer}`;
   if (fence) checkLeaseFence(fence, rows[0] as FenceRow | undefined);
   const row = rows[0];
   if (!row || row.id === null) return null;
