@@ -1,7 +1,7 @@
 /**
  * @module The sampler: every 10 s the main thread writes what lives only in memory (each actor's
- * restarts, heartbeat age and isolate heap, the supervisor's halt, the number of active alarms) into
- * `obs_samples`, so that Grafana can draw it; samples older than 7 days are deleted.
+ * restarts, heartbeat age and isolate heap, the supervisor's halt, the number of active alarms)
+ * into `obs_samples`, so that Grafana can draw it; samples older than 7 days are deleted.
  */
 import type { ActorStatus } from "../actors/supervisor.ts";
 import type { Sql } from "../db/connect.ts";
