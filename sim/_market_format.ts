@@ -2,8 +2,18 @@
 
 const KST_OFFSET_MS = 9 * 3_600_000;
 
+/** The last second formatted by {@linkcode iso}: trades come many to a second. */
+let isoSecond = NaN;
+let isoText = "";
+
+/** ISO-8601 of the whole second holding `ms` (every caller keeps at most the seconds). */
 function iso(ms: number): string {
-  return new Date(ms).toISOString();
+  const second = Math.floor(ms / 1000);
+  if (second !== isoSecond) {
+    isoSecond = second;
+    isoText = new Date(second * 1000).toISOString();
+  }
+  return isoText;
 }
 
 /** `yyyy-MM-dd` (UTC). */
@@ -82,20 +92,27 @@ export function parseToBound(text: string): number | undefined {
   return Number.isFinite(ms) ? ms : undefined;
 }
 
-/** Marks a bigint inside `JSON.stringify`'s output; the random part keeps real strings apart. */
-const BIGINT_TAG = `bigint-${crypto.randomUUID()}:`;
-const BIGINT_MARKED = new RegExp(`"${BIGINT_TAG}(-?\\d+)"`, "g");
+/** `JSON.rawJSON` (in V8, not yet in TypeScript's lib): a value written into JSON as its text. */
+const rawJSON = (JSON as unknown as { rawJSON(text: string): object }).rawJSON;
 
 /**
- * `JSON.stringify` that writes bigints as exact JSON integers (Upbit's `sequential_id` exceeds
- * 2^53 and is a plain JSON number on the wire, §7.5).
+ * A bigint as an exact JSON integer inside {@linkcode jsonText}'s output (Upbit's
+ * `sequential_id` exceeds 2^53 and is a plain JSON number on the wire, §7.5). A message built
+ * with it instead of the bigint is written without `jsonText`'s slower path.
  */
+export function exactInteger(n: bigint): object {
+  return rawJSON(n.toString());
+}
+
+/** `JSON.stringify` that writes bigints as exact JSON integers (see {@linkcode exactInteger}). */
 export function jsonText(value: unknown): string {
-  const text = JSON.stringify(
-    value,
-    (_key, v) => (typeof v === "bigint" ? BIGINT_TAG + v.toString() : v),
-  );
-  return text.includes(BIGINT_TAG) ? text.replace(BIGINT_MARKED, "$1") : text;
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    // `JSON.stringify` refuses a bigint; the replacer below writes it instead.
+    if (!(err instanceof TypeError)) throw err;
+  }
+  return JSON.stringify(value, (_key, v) => (typeof v === "bigint" ? exactInteger(v) : v));
 }
 
 /** A JSON response whose bigints are exact integers (see {@linkcode jsonText}). */

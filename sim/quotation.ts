@@ -8,6 +8,7 @@ import {
   candleTimeUtc,
   changeOf,
   clean,
+  exactInteger,
   jsonResponse,
   kstDateCompact,
   kstTimeCompact,
@@ -51,7 +52,7 @@ class QuotationError extends Error {
 export function handleQuotation(req: Request, url: URL, market: SimMarket): Response {
   if (req.method !== "GET") return quotationError(405, "Method Not Allowed");
   try {
-    // jsonResponse writes `sequential_id` (a bigint above 2^53) as an exact JSON integer.
+    // `sequential_id` (above 2^53) is an exact JSON integer on the wire (`exactInteger`).
     return jsonResponse(route(url, market));
   } catch (err) {
     if (err instanceof QuotationError) return quotationError(err.status, err.message);
@@ -225,7 +226,7 @@ function tradesTicks(market: SimMarket, q: URLSearchParams): unknown[] {
       prev_closing_price: t.prevClosingPrice,
       change_price: ch.signedChangePrice,
       ask_bid: t.side,
-      sequential_id: t.sequentialId,
+      sequential_id: exactInteger(t.sequentialId),
     };
   });
 }

@@ -53,6 +53,8 @@ export function snapToTick(value: number, tick: number, mode: "floor" | "ceil" |
     : mode === "ceil"
     ? Math.ceil(units - eps)
     : Math.round(units);
+  // A whole tick gives a whole price, exact as it is (the bands' prices stay far below 2^53).
+  if (tick >= 1) return n * tick;
   return Number((n * tick).toFixed(tickDecimals(tick)));
 }
 
