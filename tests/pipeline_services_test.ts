@@ -459,3 +459,72 @@ Deno.test("derivePositions() takes the position from the ledger, never from the 
   assert.equal(positions[0]!.baseBalance, "2");
   assert.equal(positions[1]!.krwBalance, "1000");
 });
+
+dbTest(
+  "feed: a restart's snapshot of a second written before is not a late trade; a live one is",
+  async (db) => {
+    const restoreLog = quiet();
+    // KRW-ETH trades rarely: its newest trade sits in a second the first run wrote final, and
+    // the second run's subscription repeats it as a SNAPSHOT behind the shared watermark.
+    const markets = [MARKET, "KRW-ETH"];
+    const sim = await startSimulator({ rate: 0, seed: 5, markets });
+    const rest = new UpbitRest({ baseUrl: sim.restUrl });
+    const make = () =>
+      new Feed({
+        sql: db.sql,
+        markets,
+        wsUrl: sim.wsUrl,
+        rest,
+        log: createLogger("feed"),
+        onFinalBars: () => {},
+        flushIntervalMs: 50,
+      });
+    const trade = (market: string, ts: number) =>
+      sim.injectTrade({
+        market,
+        price: market === MARKET ? 100_000_000 : 5_000_000,
+        volume: 0.01,
+        side: "BID",
+        timestampMs: ts,
+      });
+    let feed = make();
+    try {
+      await feed.start();
+      const t0 = Math.floor(Date.now() / 1000) * 1000 - 30_000;
+      await until(() => {
+        if (feed.stats().trades > 0) return true;
+        for (const m of markets) trade(m, t0);
+        return false;
+      }, "the feed receives trades");
+      trade(MARKET, t0 + 4500); // makes second t0 final for both markets
+      await until(async () => {
+        const rows = await db
+          .sql`select count(*)::int as n from market_1s where is_final and ts = ${new Date(t0)}`;
+        return rows[0]!.n === 2;
+      }, "t0 final in both markets");
+      await feed.stop();
+      const ethBar = () =>
+        db.sql<{ trade_count: number }[]>`select trade_count from market_1s
+          where symbol = 'KRW-ETH' and ts = ${new Date(t0)}`;
+      const [before] = await ethBar();
+      feed = make();
+      await feed.start();
+      await until(
+        () => feed.stats().lateSnapshots > 0,
+        "the snapshot of KRW-ETH's trade at t0 " + JSON.stringify(feed.stats()),
+      );
+      assert.equal(feed.stats().lateDropped, 0, JSON.stringify(feed.stats()));
+      // A live trade as old is one the feed could not count: dropped, and said so.
+      trade("KRW-ETH", t0 + 100);
+      await until(() => feed.stats().lateDropped === 1, "the live trade dropped as late");
+      assert.equal(feed.stats().lateSnapshots, 1);
+      await feed.flush();
+      assert.deepEqual([...await ethBar()], [before], "the first run's bar is as it was");
+    } finally {
+      await feed.stop();
+      rest.close();
+      await sim.close();
+      restoreLog();
+    }
+  },
+);

@@ -182,6 +182,12 @@ export async function scrape(src: MetricsSources): Promise<string> {
     "Trades dropped because their second was already final.",
     [[{}, num(fm.lateDropped)]],
   );
+  e.family(
+    "upbot_feed_late_snapshots_total",
+    "counter",
+    "Subscription snapshots repeating a trade of a second already final (not lost trades).",
+    [[{}, num(fm.lateSnapshots)]],
+  );
   e.family("upbot_feed_duplicate_trades_total", "counter", "Trades dropped as duplicates.", [[
     {},
     num(fm.duplicates),

@@ -13,7 +13,7 @@ import type { Logger } from "../log.ts";
 import { type Bar, BarAggregator, type BarBatch, type Trade } from "../strategy/bars.ts";
 import { upsertBars } from "../store/market_1s.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
-import { UpbitPublicWs } from "../upbit/ws_public.ts";
+import { type TradeEvent, UpbitPublicWs } from "../upbit/ws_public.ts";
 import { tradesSince } from "../upbit/trade_backfill.ts";
 
 /** Options of {@linkcode Feed}. */
@@ -43,6 +43,12 @@ export interface FeedStats {
   trades: number;
   barsFinal: number;
   lateDropped: number;
+  /**
+   * Subscription snapshots older than the watermark: a SNAPSHOT repeats the market's last trade
+   * from before the subscription, whose second this feed (its backfill) or the run before a
+   * restart already wrote final. Not lost trades, so not in `lateDropped`.
+   */
+  lateSnapshots: number;
   duplicates: number;
   writeErrors: number;
   startBackfilled: number;
@@ -67,6 +73,7 @@ export class Feed {
     trades: 0,
     barsFinal: 0,
     lateDropped: 0,
+    lateSnapshots: 0,
     duplicates: 0,
     writeErrors: 0,
     startBackfilled: 0,
@@ -127,10 +134,12 @@ export class Feed {
 
   #collect(batch: BarBatch): void {
     this.#stats.duplicates += batch.duplicates;
-    if (batch.late.length > 0) {
-      this.#stats.lateDropped += batch.late.length;
-      this.#options.log.warn(`Dropped ${batch.late.length} trades later than the watermark`, {
-        first: batch.late[0],
+    const late = batch.late.filter((t) => !isSnapshot(t));
+    this.#stats.lateSnapshots += batch.late.length - late.length;
+    if (late.length > 0) {
+      this.#stats.lateDropped += late.length;
+      this.#options.log.warn(`Dropped ${late.length} trades later than the watermark`, {
+        first: late[0],
       });
     }
     for (const b of batch.open) this.#openBars.set(`${b.market}|${b.ts}`, b);
@@ -239,4 +248,9 @@ export class Feed {
     await this.#ws?.close();
     await this.flush();
   }
+}
+
+/** Whether `trade` came as a subscription's snapshot (trades from REST carry no stream type). */
+function isSnapshot(trade: Trade): boolean {
+  return (trade as Partial<TradeEvent>).streamType === "SNAPSHOT";
 }
