@@ -9,7 +9,7 @@ import { resolveParams } from "../lib/strategy/policy.ts";
 import { upsertBars } from "../lib/store/market_1s.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { startSimulator } from "../sim/mod.ts";
-import { dbTest } from "./_db.ts";
+import { dbTest, type TestDatabase } from "./_db.ts";
 
 const MARKET = "KRW-BTC";
 
@@ -215,14 +215,28 @@ dbTest(
   },
 );
 
-dbTest(
-  "feed: the start-up backfill of every market survives live trades arriving meanwhile",
-  async (db) => {
-    const restoreLog = quiet();
-    const markets = [MARKET, "KRW-ETH"];
-    const sim = await startSimulator({ rate: 0, seed: 4, markets });
-    const rest = new UpbitRest({ baseUrl: sim.restUrl });
-    const make = () =>
+/**
+ * Two markets on a simulator that makes no trades of its own, and a Feed on `db` for them:
+ * `trade` prints one, `finalT0` starts a feed and prints until second `t0` (30 s ago) is final
+ * in both markets, closing it with a later trade of each market in `closers`.
+ */
+async function twoMarketRig(db: TestDatabase, seed: number) {
+  const markets = [MARKET, "KRW-ETH"];
+  const sim = await startSimulator({ rate: 0, seed, markets });
+  const rest = new UpbitRest({ baseUrl: sim.restUrl });
+  const price: Record<string, number> = { [MARKET]: 100_000_000, "KRW-ETH": 5_000_000 };
+  const trade = (market: string, ts: number, k = 0) =>
+    sim.injectTrade({
+      market,
+      price: price[market]! + k * 1000,
+      volume: 0.01,
+      side: "BID",
+      timestampMs: ts,
+    });
+  return {
+    markets,
+    trade,
+    make: () =>
       new Feed({
         sql: db.sql,
         markets,
@@ -231,18 +245,8 @@ dbTest(
         log: createLogger("feed"),
         onFinalBars: () => {},
         flushIntervalMs: 50,
-      });
-    const price = { [MARKET]: 100_000_000, "KRW-ETH": 5_000_000 } as Record<string, number>;
-    const trade = (market: string, ts: number, k = 0) =>
-      sim.injectTrade({
-        market,
-        price: price[market]! + k * 1000,
-        volume: 0.01,
-        side: "BID",
-        timestampMs: ts,
-      });
-    let feed = make();
-    try {
+      }),
+    async finalT0(feed: Feed, closers: string[]): Promise<number> {
       await feed.start();
       const t0 = Math.floor(Date.now() / 1000) * 1000 - 30_000;
       await until(() => {
@@ -250,18 +254,36 @@ dbTest(
         for (const m of markets) trade(m, t0);
         return false;
       }, "the feed receives trades");
-      for (const m of markets) trade(m, t0 + 4500); // makes second t0 final for both markets
+      for (const m of closers) trade(m, t0 + 4500); // makes second t0 final for both markets
       await until(async () => {
         const rows = await db
           .sql`select count(*)::int as n from market_1s where is_final and ts = ${new Date(t0)}`;
         return rows[0]!.n === 2;
       }, "t0 final in both markets");
+      return t0;
+    },
+    async close(): Promise<void> {
+      rest.close();
+      await sim.close();
+    },
+  };
+}
+
+dbTest(
+  "feed: the start-up backfill of every market survives live trades arriving meanwhile",
+  async (db) => {
+    const restoreLog = quiet();
+    const rig = await twoMarketRig(db, 4);
+    const { markets, trade } = rig;
+    let feed = rig.make();
+    try {
+      const t0 = await rig.finalT0(feed, markets);
       await feed.stop();
       // While the feed is down: three trades per market in second t0+6, then live trades "now",
       // which the new subscription's snapshot delivers at once.
       for (const m of markets) for (let k = 0; k < 3; k++) trade(m, t0 + 6000 + k * 10, k);
       for (const m of markets) trade(m, Date.now());
-      feed = make();
+      feed = rig.make();
       await feed.start();
       await until(async () => {
         const rows = await db.sql`select count(*)::int as n from market_1s
@@ -271,8 +293,7 @@ dbTest(
       assert.equal(feed.stats().lateDropped, 0);
     } finally {
       await feed.stop();
-      rest.close();
-      await sim.close();
+      await rig.close();
       restoreLog();
     }
   },
@@ -466,48 +487,16 @@ dbTest(
     const restoreLog = quiet();
     // KRW-ETH trades rarely: its newest trade sits in a second the first run wrote final, and
     // the second run's subscription repeats it as a SNAPSHOT behind the shared watermark.
-    const markets = [MARKET, "KRW-ETH"];
-    const sim = await startSimulator({ rate: 0, seed: 5, markets });
-    const rest = new UpbitRest({ baseUrl: sim.restUrl });
-    const make = () =>
-      new Feed({
-        sql: db.sql,
-        markets,
-        wsUrl: sim.wsUrl,
-        rest,
-        log: createLogger("feed"),
-        onFinalBars: () => {},
-        flushIntervalMs: 50,
-      });
-    const trade = (market: string, ts: number) =>
-      sim.injectTrade({
-        market,
-        price: market === MARKET ? 100_000_000 : 5_000_000,
-        volume: 0.01,
-        side: "BID",
-        timestampMs: ts,
-      });
-    let feed = make();
+    const rig = await twoMarketRig(db, 5);
+    let feed = rig.make();
     try {
-      await feed.start();
-      const t0 = Math.floor(Date.now() / 1000) * 1000 - 30_000;
-      await until(() => {
-        if (feed.stats().trades > 0) return true;
-        for (const m of markets) trade(m, t0);
-        return false;
-      }, "the feed receives trades");
-      trade(MARKET, t0 + 4500); // makes second t0 final for both markets
-      await until(async () => {
-        const rows = await db
-          .sql`select count(*)::int as n from market_1s where is_final and ts = ${new Date(t0)}`;
-        return rows[0]!.n === 2;
-      }, "t0 final in both markets");
+      const t0 = await rig.finalT0(feed, [MARKET]);
       await feed.stop();
       const ethBar = () =>
         db.sql<{ trade_count: number }[]>`select trade_count from market_1s
           where symbol = 'KRW-ETH' and ts = ${new Date(t0)}`;
       const [before] = await ethBar();
-      feed = make();
+      feed = rig.make();
       await feed.start();
       await until(
         () => feed.stats().lateSnapshots > 0,
@@ -515,15 +504,14 @@ dbTest(
       );
       assert.equal(feed.stats().lateDropped, 0, JSON.stringify(feed.stats()));
       // A live trade as old is one the feed could not count: dropped, and said so.
-      trade("KRW-ETH", t0 + 100);
+      rig.trade("KRW-ETH", t0 + 100);
       await until(() => feed.stats().lateDropped === 1, "the live trade dropped as late");
       assert.equal(feed.stats().lateSnapshots, 1);
       await feed.flush();
       assert.deepEqual([...await ethBar()], [before], "the first run's bar is as it was");
     } finally {
       await feed.stop();
-      rest.close();
-      await sim.close();
+      await rig.close();
       restoreLog();
     }
   },
