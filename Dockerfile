@@ -36,4 +36,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
 # SIGTERM (docker stop) stops upbot cleanly: actors finish, the database closes.
 STOPSIGNAL SIGTERM
 # The V8 flags are deno.json start's (docs/operations.md, "Memory").
-CMD ["deno", "run", "--cached-only", "--v8-flags=--max-semi-space-size=1", "--unstable-worker-options", "--allow-all", "main.ts"]
+CMD ["deno", "run", "--cached-only", "--v8-flags=--max-semi-space-size=1,--heap-growing-percent=20", "--unstable-worker-options", "--allow-all", "main.ts"]
