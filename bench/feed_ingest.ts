@@ -3,7 +3,8 @@
  * 1-second bars -> database, for 10 markets at rising trade rates, next to a bare client that only
  * receives and parses the same frames from the same simulator at the same rate.
  *
- * At each rate: the bare client counts trades for `seconds`; then the feed runs against the same
+ * At each rate: the bare client counts trades for `seconds` (again when it got less than 95% of
+ * the rate asked, the higher count kept); then the feed runs against the same
  * simulator for as long, and its rate is what it stored for those whole seconds (the sum of
  * `trade_count` of their bars, by trade time). A rate is sustained when the feed
  * dropped no late trade, saw no duplicate, had no write error, its newest final bar is no older
@@ -36,6 +37,9 @@ import {
  * heartbeat (1 s), plus a second of slack.
  */
 const LAG_SLACK_MS = 2_500;
+
+/** The bare client counts again when it got less than this share of the rate asked. */
+const BARE_RECOUNT_BELOW = 0.95;
 
 /** The rates tried, trades per second over all 10 markets. */
 export const RATES = [5_000, 10_000, 20_000, 30_000, 40_000, 60_000];
@@ -108,7 +112,12 @@ async function feedStep(
   await db.sql`truncate market_1s`;
   const sim = await startSimProcess({ rate });
   let simOpen = true;
-  const bareRate = await bareClientRate(sim.wsUrl, seconds);
+  // A bare count well short of the rate asked is the machine's hiccup, not the ceiling (the
+  // simulator or the bare client itself fell behind): counted once more, the higher kept.
+  let bareRate = await bareClientRate(sim.wsUrl, seconds);
+  if (bareRate < BARE_RECOUNT_BELOW * rate) {
+    bareRate = Math.max(bareRate, await bareClientRate(sim.wsUrl, seconds));
+  }
   const config = parseConfig({
     MARKETS: TEN_MARKETS.join(","),
     UPBIT_REST_URL: sim.restUrl,
