@@ -10,8 +10,8 @@
  * `order_latency_ms` (average and maximum per mode), `attempts` (count per mode and status),
  * `remaining_req` (Upbit's `Remaining-Req` seconds budget per group, as last answered), and the
  * sampled `actor_restarts`, `actor_heartbeat_age_ms`, `actor_heap_used_bytes`, `alarms_active`.
- * Tables: `attempts_table`, `paper_trades_table`. A `market` payload field (string or list) or an ad hoc filter
- * `market = …` narrows the per-market series.
+ * Tables: `attempts_table`, `paper_trades_table`. A `market` payload field (string or list) or
+ * an ad hoc filter `market = …` narrows the per-market series.
  *
  * Backtests (`deno task backtest`): `backtest_equity` (a run's cumulative pnl, filled, paper and
  * paper at the spread, by exit time), `backtest_trades_table` (its round trips) and
