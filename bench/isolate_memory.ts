@@ -32,11 +32,13 @@ async function child(target: string, n: number): Promise<void> {
   const before = rssMb();
   const workers: Worker[] = [];
   let usage: Record<string, number> = {};
+  const loadMs: number[] = [];
   for (let i = 0; i < n; i++) {
     const w = new Worker(new URL("./actors/load_module.ts", import.meta.url), { type: "module" });
     const answer = new Promise<Record<string, number>>((r) => (w.onmessage = (e) => r(e.data)));
     w.postMessage(target);
     usage = await answer;
+    loadMs.push(usage.loadMs!);
     workers.push(w);
   }
   await sleep(300);
@@ -45,7 +47,9 @@ async function child(target: string, n: number): Promise<void> {
   out(
     `${name.padEnd(32)} +${((rssMb() - before) / n).toFixed(1)} MB resident per Worker; heap used ${
       mb(usage.heapUsed!)
-    } MB of ${mb(usage.heapTotal!)} MB, external ${mb(usage.external!)} MB`,
+    } MB of ${mb(usage.heapTotal!)} MB, external ${mb(usage.external!)} MB; loaded in ${
+      loadMs.map((ms) => ms.toFixed(0)).join(", ")
+    } ms`,
   );
   Deno.exit(0);
 }

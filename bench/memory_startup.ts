@@ -9,17 +9,21 @@
  * - memory at rest: 10 s after start-up, the simulator trading 10 trades/s;
  * - memory under load: after 15 s at 20,000 trades/s over 10 markets (the highest of 3 samples).
  *
- * Usage: deno run -A bench/memory_startup.ts [startup [--rounds N] [--compare DIR]]
+ * Usage: deno run -A bench/memory_startup.ts [startup [--rounds N] [--compare DIR] [--timeline]]
  * (`startup`: start-up times only: each round a new PGlite directory, the same one again and, when
  * a PostgreSQL server is configured, an already migrated database; with the resident memory right
  * after the new directory's start. `--compare DIR` runs DIR's main.ts (another checkout, e.g.
- * `git worktree add /tmp/before HEAD~1`) too, alternating with this one round by round.)
+ * `git worktree add /tmp/before HEAD~1`) too, alternating with this one round by round.
+ * `--timeline` logs at `info` and prints each start's log lines with the ms since the spawn at
+ * which each arrived: where a start-up goes.)
  */
 import { join } from "node:path";
 import postgres from "postgres";
 import {
   benchDatabaseUrl,
+  cpuTimeUs,
   createBenchDatabase,
+  out,
   rssMb,
   type SimProcess,
   sleep,
@@ -57,6 +61,10 @@ export interface UpbotProcess {
   base: string;
   /** ms from spawn until /healthz 200 and every actor running. */
   startupMs: number;
+  /** CPU time (user + system, all threads) the process had used by then, ms. */
+  cpuMs: number;
+  /** With `timeline`: upbot's log lines until then, each with its ms since the spawn. */
+  timeline: TimelineLine[];
   stop(): Promise<void>;
 }
 
@@ -75,6 +83,19 @@ export interface StartOptions {
   v8Flags?: string;
   /** Another checkout of upbot to run (e.g. the code before a change). @default {this one} */
   root?: string;
+  /**
+   * Logs at `info` and keeps each line with the time it arrived (stdout is read as it comes; the
+   * reading itself costs the process nothing it would not spend writing to a terminal).
+   */
+  timeline?: boolean;
+}
+
+/** One log line of a start-up, as `startUpbotProcess` received it. */
+export interface TimelineLine {
+  /** ms since the spawn. */
+  ms: number;
+  actor: string;
+  msg: string;
 }
 
 /**
@@ -92,7 +113,7 @@ export async function startUpbotProcess(
     PATH: Deno.env.get("PATH") ?? "",
     HOME: Deno.env.get("HOME") ?? "",
     HTTP_PORT: String(port),
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: options.timeline ? "info" : "warn",
     LOG_FORMAT: "json",
     MARKETS: TEN_MARKETS.join(","),
     UPBIT_REST_URL: sim.restUrl,
@@ -110,9 +131,11 @@ export async function startUpbotProcess(
     env,
     clearEnv: true,
     stdin: "null",
-    stdout: "null",
+    stdout: options.timeline ? "piped" : "null",
     stderr: options.stderr ?? "null",
   }).spawn();
+  const timeline: TimelineLine[] = [];
+  if (options.timeline) void readTimeline(child.stdout, t0, timeline);
   const base = `http://127.0.0.1:${port}`;
   let seen = "nothing";
   const exited: { code?: number } = {};
@@ -142,15 +165,40 @@ export async function startUpbotProcess(
     await sleep(20);
   }
   const startupMs = performance.now() - t0;
+  const cpuMs = cpuTimeUs(child.pid) / 1000;
   return {
     pid: child.pid,
     base,
     startupMs,
+    cpuMs,
+    timeline: timeline.filter((line) => line.ms <= startupMs),
     async stop() {
       child.kill("SIGTERM");
       await child.status;
     },
   };
+}
+
+/** Reads JSON log lines from `stdout` into `into` as they arrive, until the stream ends. */
+async function readTimeline(
+  stdout: ReadableStream<Uint8Array>,
+  t0: number,
+  into: TimelineLine[],
+): Promise<void> {
+  let pending = "";
+  for await (const chunk of stdout.pipeThrough(new TextDecoderStream())) {
+    const ms = performance.now() - t0;
+    const lines = (pending + chunk).split("\n");
+    pending = lines.pop()!;
+    for (const line of lines) {
+      try {
+        const { actor, msg } = JSON.parse(line) as { actor?: string; msg?: string };
+        into.push({ ms, actor: actor ?? "?", msg: msg ?? line });
+      } catch {
+        into.push({ ms, actor: "?", msg: line });
+      }
+    }
+  }
 }
 
 /** Everything this part measures. */
@@ -270,12 +318,26 @@ export interface StartupRound {
 export async function benchStartup(
   rounds: number,
   roots: { variant: string; root: string }[] = [{ variant: "this", root: ROOT }],
+  options: { timeline?: boolean } = {},
 ): Promise<StartupRound[]> {
+  const timeline = options.timeline ?? false;
+  /** Prints a start's log lines with their times (`--timeline`). */
+  const show = (variant: string, what: string, started: UpbotProcess) => {
+    if (!timeline) return;
+    const lines = started.timeline.map((l) =>
+      `  ${l.ms.toFixed(0).padStart(5)} ms  ${l.actor.padEnd(12)} ${l.msg}`
+    );
+    out(
+      `${variant}, ${what}: ready at ${started.startupMs.toFixed(0)} ms, ${
+        started.cpuMs.toFixed(0)
+      } ms of CPU used by then\n${lines.join("\n")}`,
+    );
+  };
   const sim = await startSimProcess({ rate: 10 });
   const adminUrl = benchDatabaseUrl();
   const admin = adminUrl ? postgres(adminUrl, { max: 1, onnotice: () => {} }) : undefined;
   const created: string[] = [];
-  const out: StartupRound[] = [];
+  const measured: StartupRound[] = [];
   try {
     for (let i = 0; i < rounds; i++) {
       for (const { variant, root } of roots) {
@@ -284,14 +346,18 @@ export async function benchStartup(
           const first = await startUpbotProcess(sim, { DATA_DIR: dir }, {
             stderr: "inherit",
             root,
+            timeline,
           });
           const newRssMb = rssMb(first.pid);
           await first.stop();
+          show(variant, "new PGlite", first);
           const again = await startUpbotProcess(sim, { DATA_DIR: dir }, {
             stderr: "inherit",
             root,
+            timeline,
           });
           await again.stop();
+          show(variant, "existing PGlite", again);
           const round: StartupRound = {
             variant,
             new: Math.round(first.startupMs),
@@ -303,11 +369,12 @@ export async function benchStartup(
             created.push(fresh.name);
             const db = { DATA_DIR: `${dir}/pg-control`, DATABASE_URL: fresh.url };
             await (await startUpbotProcess(sim, db, { stderr: "inherit", root })).stop(); // migrates
-            const pg = await startUpbotProcess(sim, db, { stderr: "inherit", root });
+            const pg = await startUpbotProcess(sim, db, { stderr: "inherit", root, timeline });
             await pg.stop();
+            show(variant, "PostgreSQL", pg);
             round.postgres = Math.round(pg.startupMs);
           }
-          out.push(round);
+          measured.push(round);
           Deno.stderr.writeSync(new TextEncoder().encode(JSON.stringify(round) + "\n"));
         } finally {
           await Deno.remove(dir, { recursive: true });
@@ -321,7 +388,7 @@ export async function benchStartup(
     await admin?.end({ timeout: 5 });
     await sim.close();
   }
-  return out;
+  return measured;
 }
 
 function median(values: number[]): number {
@@ -338,7 +405,7 @@ if (import.meta.main && Deno.args[0] === "startup") {
   const other = arg("--compare");
   const roots = [{ variant: "this", root: ROOT }];
   if (other) roots.unshift({ variant: other, root: other });
-  const results = await benchStartup(rounds, roots);
+  const results = await benchStartup(rounds, roots, { timeline: Deno.args.includes("--timeline") });
   const lines = roots.map(({ variant }) => {
     const mine = results.filter((r) => r.variant === variant);
     const col = (key: "new" | "existing" | "postgres" | "newRssMb") =>
