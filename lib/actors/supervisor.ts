@@ -219,7 +219,7 @@ export interface ActorStatus {
    * its first heartbeat.
    */
   memory: ActorMemory | null;
-  /** Actor-defined metrics from its last heartbeat. */
+  /** Actor-defined metrics from its last heartbeat; empty until this incarnation's first. */
   metrics: Record<string, number | string | boolean | null>;
 }
 
@@ -614,6 +614,9 @@ export class Supervisor<M extends Message, E = never> {
     child.statsPrevious.coalesced += child.stats?.coalesced ?? 0;
     child.stats = null;
     child.memory = null;
+    // Metrics belong to an incarnation: the last one's (a feed "connected" and "backfilled")
+    // must not speak for this one before its first heartbeat.
+    child.metrics = {};
     const ahead = child.ahead;
     child.ahead = undefined;
     if (ahead?.spoiled) ahead.worker.terminate();
