@@ -135,3 +135,79 @@ Deno.test("generic runtime: the policy hears failures, takes messages to the sup
     ["broken", "failed", true],
   ]);
 });
+
+Deno.test("generic runtime: afterStart runs once the actor is ready, ahead of its messages, without holding up the next actor", async () => {
+  const totals: CounterMessage[] = [];
+  await using h = counterSupervisor({
+    actors: [
+      { name: "first", module: counter, config: { afterStartMs: 1500 } },
+      { name: "second", module: counter },
+    ],
+    policy: { startState: () => "hi" },
+    onMessage: (message) => totals.push(message),
+  });
+  const t0 = performance.now();
+  await h.supervisor.start();
+  // Both started while the first's afterStart still waits: ready came before it.
+  assert.ok(performance.now() - t0 < 1500, `started in ${performance.now() - t0} ms`);
+  assert.deepEqual(h.supervisor.status().map((s) => [s.name, s.state]), [
+    ["first", "running"],
+    ["second", "running"],
+  ]);
+  // Sent now, handled only after afterStart: the total holds its 100.
+  h.supervisor.send("first", { type: "add", n: 1 });
+  h.supervisor.send("first", { type: "report" });
+  await waitFor("the total", () => totals.length === 1);
+  assert.deepEqual(totals, [{ type: "total", value: 101, greeting: "hi" }]);
+  assert.ok(performance.now() - t0 >= 1500);
+});
+
+Deno.test("generic runtime: afterStart throwing is a crash; a stop aborts it and waits for it", async () => {
+  const events: SupervisorEvent[] = [];
+  await using h = counterSupervisor({
+    actors: [
+      { name: "broken", module: counter, config: { afterStartCrash: true }, restart: "temporary" },
+      { name: "waiting", module: counter, config: { afterStartMs: 60_000 } },
+    ],
+    policy: { startState: () => "hi" },
+    onEvent: (e) => events.push(e as SupervisorEvent),
+  });
+  await h.supervisor.start();
+  await waitFor("broken failed", () => h.supervisor.status()[0]!.state === "failed");
+  assert.ok(
+    events.some((e) =>
+      e.type === "actor.crashed" && e.actor === "broken" &&
+      e.error.includes("counter: crash in afterStart")
+    ),
+    JSON.stringify(events),
+  );
+  const t0 = performance.now();
+  await h.supervisor.stop("test");
+  // Graceful and at once: the signal ended the 60 s wait (the shutdown timeout is 5 s).
+  assert.ok(performance.now() - t0 < 3000, `stopped in ${performance.now() - t0} ms`);
+  assert.ok(
+    events.some((e) => e.type === "actor.stopped" && e.actor === "waiting" && e.graceful),
+    JSON.stringify(events),
+  );
+});
+
+Deno.test("generic runtime: a restarted actor's metrics start empty, not the last incarnation's", async () => {
+  const atRestart: Record<string, unknown>[] = [];
+  await using h = counterSupervisor({
+    actors: [{ name: "counter", module: counter }],
+    policy: { startState: () => "hi" },
+    faultInjection: true,
+    onEvent(e) {
+      // Ready, and no heartbeat of the new incarnation answered yet.
+      if (e.type === "actor.started" && e.incarnation > 1) {
+        atRestart.push({ ...h.supervisor.status()[0]!.metrics });
+      }
+    },
+  });
+  await h.supervisor.start();
+  h.supervisor.send("counter", { type: "add", n: 5 });
+  await waitFor("the metrics", () => h.supervisor.status()[0]!.metrics.total === 5);
+  h.supervisor.injectFault("counter", "throw");
+  await waitFor("the restart", () => atRestart.length === 1);
+  assert.deepEqual(atRestart, [{}]);
+});

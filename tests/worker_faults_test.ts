@@ -122,6 +122,50 @@ const simKeys = { UPBIT_ACCESS_KEY: DEFAULT_ACCESS_KEY, UPBIT_SECRET_KEY: DEFAUL
 
 for (const backend of testBackends()) {
   Deno.test(
+    `feed restart: running before its start-up backfill is in, which readiness waits for [${backend}]`,
+    async () => {
+      const markets = ["KRW-BTC", "KRW-ETH"];
+      await using sim = await startDisposableSimulator({ seed: 22, markets, rate: 50 });
+      await using rig = await startUpbotRig({
+        backend,
+        sim,
+        markets,
+        // A start timeout shorter than the backfill below: the backfill is not part of the start.
+        supervisor: { faultInjection: true, heartbeatIntervalMs: 100, startTimeoutMs: 3_000 },
+      });
+      const readyz = async () => {
+        const res = await fetch(`${rig.upbot.httpUrl}/readyz`);
+        return { status: res.status, body: await res.json() as { problems: string[] } };
+      };
+      await rig.until("ready", async () => (await readyz()).status === 200);
+      const feed = () => rig.upbot.supervisor.status().find((a) => a.name === "feed")!;
+      // Every REST answer now takes 2 s: the restarted feed's backfill (a page per market, the
+      // last final bars are seconds old) takes at least 4 s, longer than the start timeout.
+      sim.setFaults({ latency_ms: 2_000 });
+      const before = incarnation(rig.events, "feed");
+      rig.upbot.supervisor.injectFault("feed", "exit");
+      await rig.until("the feed restarted", () => incarnation(rig.events, "feed") > before);
+      // Started (ready) while its backfill still waits for the exchange; not ready for traffic.
+      assert.equal(feed().state, "running");
+      const during = await readyz();
+      assert.equal(during.status, 503);
+      assert.ok(
+        during.body.problems.includes("feed has not finished its start-up backfill"),
+        JSON.stringify(during.body),
+      );
+      sim.setFaults({ latency_ms: 0 });
+      await rig.until("the backfill in", () => feed().metrics.backfillDone === true, 30_000);
+      assert.ok(Number(feed().metrics.startBackfilled) > 0, JSON.stringify(feed().metrics));
+      await rig.until("ready again", async () => (await readyz()).status === 200, 30_000);
+      assert.equal(feed().state, "running");
+      const timedOut = rig.events.filter((e) =>
+        e.type === "actor.crashed" && e.error.includes("no ready within")
+      );
+      assert.deepEqual(timedOut, []);
+    },
+  );
+
+  Deno.test(
     `worker faults: every actor survives throws, exits and OOM, twice; nothing lost or doubled [${backend}]`,
     async () => {
       const markets = ["KRW-BTC", "KRW-ETH"];

@@ -100,6 +100,14 @@ export interface ActorDefinition<M extends Message, E extends object, S extends 
    * rejecting) is a crash. Long-running loops belong in the background, watching `ctx.signal`.
    */
   start?(ctx: ActorContext<M, z.output<S>> & E): void | Promise<void>;
+  /**
+   * Runs once per incarnation right after the actor is reported ready, as the first item of its
+   * mailbox: messages wait behind it, like OTP's `handle_continue`. For start-up work that the
+   * actors started after this one need not wait for (the supervisor starts them as soon as this
+   * one is ready, and the start timeout does not cover it). Throwing is a crash; a stop aborts
+   * `ctx.signal` and waits for it to return.
+   */
+  afterStart?(ctx: ActorContext<M, z.output<S>> & E): void | Promise<void>;
   /** Application message handlers, run one at a time in arrival order. Throwing is a crash. */
   messages?: MessageHandlers<M, ActorContext<M, z.output<S>> & E>;
   /** Graceful stop: close connections, flush. Must finish within the shutdown timeout. */
@@ -256,6 +264,19 @@ export function runActor<M extends Message, E extends object, S extends z.ZodTyp
     ctx = Object.defineProperties(base, Object.getOwnPropertyDescriptors(extra)) as X;
     await definition.start?.(ctx);
     post({ type: "ready" });
+    const afterStart = definition.afterStart;
+    if (afterStart !== undefined) {
+      const started = ctx;
+      tail = tail.then(async () => {
+        if (stopping) return;
+        try {
+          await afterStart(started);
+        } catch (err) {
+          log.error("afterStart failed", { error: err });
+          crash(err);
+        }
+      });
+    }
   };
 
   const stop = async (reason: string): Promise<void> => {

@@ -91,8 +91,11 @@ export class Feed {
     return { ...this.#stats, reconnects: this.#ws?.stats().reconnects ?? 0 };
   }
 
-  /** Backfills from the last stored final bar, then streams. */
-  async start(): Promise<void> {
+  /**
+   * Backfills from the last stored final bar, then streams. `signal` (the actor stopping) ends the
+   * backfill early: what was fetched is kept, the rest is not asked for.
+   */
+  async start(signal?: AbortSignal): Promise<void> {
     this.#ws = new UpbitPublicWs({
       url: this.#options.wsUrl,
       trades: this.#options.markets,
@@ -116,7 +119,7 @@ export class Feed {
     this.#heldLive = [];
     this.#ws.start();
     try {
-      await this.#backfillFromDatabase();
+      await this.#backfillFromDatabase(signal);
     } finally {
       const held = this.#heldLive;
       this.#heldLive = null;
@@ -183,16 +186,17 @@ export class Feed {
     }
   }
 
-  async #backfillFromDatabase(): Promise<void> {
+  async #backfillFromDatabase(signal: AbortSignal | undefined): Promise<void> {
     const maxAge = this.#options.maxStartBackfillMs ?? 600_000;
     const backfilled: Trade[] = [];
     for (const market of this.#options.markets) {
+      if (signal?.aborted) break;
       const [row] = await this.#options.sql<{ ts: Date }[]>`
         select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
       const lastFinal = row?.ts ? row.ts.getTime() : null;
       if (lastFinal === null || Date.now() - lastFinal > maxAge) continue;
       // A failed request keeps the trades fetched before it (and is logged).
-      const trades = await this.#tradesSince(market, lastFinal + 1000);
+      const trades = await this.#tradesSince(market, lastFinal + 1000, signal);
       this.#stats.startBackfilled += trades.length;
       backfilled.push(...trades);
       this.#options.log.info(
@@ -209,11 +213,18 @@ export class Feed {
    * Trades of `market` at or after `sinceMs`, oldest first: pages back with `cursor`, and across
    * 00:00 UTC with `days_ago`.
    */
-  async #tradesSince(market: string, sinceMs: number): Promise<Trade[]> {
+  async #tradesSince(
+    market: string,
+    sinceMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Trade[]> {
     const { trades, complete, error } = await tradesSince(this.#options.rest, market, sinceMs, {
       maxPages: 50,
+      signal,
     });
-    if (error !== undefined) {
+    if (signal?.aborted) {
+      // Stopping: not a failure worth a warning.
+    } else if (error !== undefined) {
       this.#options.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
         error: error instanceof Error ? error.message : String(error),
         fetched: trades.length,

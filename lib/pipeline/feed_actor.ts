@@ -33,10 +33,12 @@ export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
   let lastFinalBarEndMs: number | null = null;
   /** Whether the start-up backfill is in (the feed streams live trades only after it). */
   let backfillDone = false;
+  /** Sets the actor's metrics from the counters above (assigned in `start`). */
+  let publishMetrics = (): void => {};
 
   return {
     config: FeedConfig,
-    async start(ctx) {
+    start(ctx) {
       const c = ctx.config;
       sql = connect(c.db, { applicationName: "upbot-feed" });
       const restStats = new RestCallStats();
@@ -50,7 +52,7 @@ export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
       }
       // Readiness (lib/http/health.ts) reads these: they are set as soon as they change, so the
       // heartbeat that carries them is never older than one heartbeat interval.
-      const publishMetrics = () =>
+      publishMetrics = () =>
         ctx.setMetrics({
           ...feed?.stats(),
           ...restStats.metrics(),
@@ -82,10 +84,23 @@ export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
         },
       });
       ctx.log.info(`Feed started (markets=${c.markets.join(",")})`);
-      await feed.start();
+      metricsTimer = setInterval(publishMetrics, 1000);
+    },
+    // The start-up backfill (REST pages for every market, up to 10 minutes of trades) runs once
+    // the feed is ready, so the actors after it (the executor's exits among them) need not wait
+    // for it and the start timeout does not bound it; readiness waits for `backfillDone`.
+    async afterStart(ctx) {
+      const c = ctx.config;
+      await feed!.start(ctx.signal);
+      if (ctx.signal.aborted) return;
       backfillDone = true;
       publishMetrics();
-      const statusPoller = new MarketStatusPoller({ sql, rest, markets: c.markets, log: ctx.log });
+      const statusPoller = new MarketStatusPoller({
+        sql: sql!,
+        rest: rest!,
+        markets: c.markets,
+        log: ctx.log,
+      });
       statusLoop = new WorkLoop({
         intervalMs: c.marketStatusPollSec * 1000,
         signal: ctx.signal,
@@ -99,7 +114,6 @@ export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
         },
       });
       statusLoop.start();
-      metricsTimer = setInterval(publishMetrics, 1000);
     },
     async stop() {
       clearInterval(metricsTimer);
