@@ -46,6 +46,7 @@ import { Lease, type LeaseFence } from "./db/lease.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./db/migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
+import { raiseAlarm } from "./store/alarms.ts";
 import { retentionPolicy, startRetention } from "./store/retention.ts";
 
 /** A running upbot. */
@@ -194,6 +195,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         secrets: dbSecrets,
         log,
         wakeExecutor,
+        endSessions: (applicationName) => db.endSessions(applicationName),
       });
     const stopRequested = Promise.withResolvers<void>();
     /** Watches the held lease: resolves with the reason once it is lost. */
@@ -312,6 +314,8 @@ interface LeaderDeps {
   secrets: string[];
   log: ReturnType<typeof createLogger>;
   wakeExecutor: () => void;
+  /** Ends a terminated actor's database sessions (`Database.endSessions`). */
+  endSessions: (applicationName: string) => Promise<number>;
 }
 
 /**
@@ -327,8 +331,8 @@ async function startLeadership(
   deps: LeaderDeps,
 ): Promise<Leadership> {
   const { sql, log } = deps;
-  /** Stored halts under way (awaited before the database closes). */
-  const haltWrites = new Set<Promise<void>>();
+  /** Halts and alarms being stored (awaited before the database closes). */
+  const pendingWrites = new Set<Promise<void>>();
   const layout = controlDirLayout(config.DATA_DIR);
   const control = new ControlDirWatcher({ layout, sql, onApplied: () => deps.wakeExecutor() });
   let supervisor: UpbotSupervisor | undefined;
@@ -365,8 +369,18 @@ async function startLeadership(
                 error: (err as Error).message,
               }),
           )
-          .finally(() => haltWrites.delete(write));
-        haltWrites.add(write);
+          .finally(() => pendingWrites.delete(write));
+        pendingWrites.add(write);
+      },
+      endSessions: deps.endSessions,
+      onActorHung: (actor, message) => {
+        const write = raiseAlarm(sql, { code: "actor_hung", message, details: { actor } })
+          .then(() => {}, (err) =>
+            log.error("could not store the actor_hung alarm", {
+              error: (err as Error).message,
+            }))
+          .finally(() => pendingWrites.delete(write));
+        pendingWrites.add(write);
       },
       ...options.supervisor,
     });
@@ -374,7 +388,7 @@ async function startLeadership(
   } catch (err) {
     await control.stop();
     await supervisor?.stop("start-up failed");
-    await Promise.all(haltWrites);
+    await Promise.all(pendingWrites);
     throw err;
   }
   const running = supervisor;
@@ -397,7 +411,7 @@ async function startLeadership(
       stopping ??= (async () => {
         await control.stop();
         await running.stop("shutdown");
-        await Promise.all(haltWrites);
+        await Promise.all(pendingWrites);
         await stopSampler();
         await stopRetention();
         await alerts?.stop();

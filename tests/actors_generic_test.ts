@@ -211,3 +211,33 @@ Deno.test("generic runtime: a restarted actor's metrics start empty, not the las
   await waitFor("the restart", () => atRestart.length === 1);
   assert.deepEqual(atRestart, [{}]);
 });
+
+Deno.test("generic runtime: the policy hears each termination without a clean stop, and whether it was a hang", async () => {
+  const terminated: string[] = [];
+  await using h = counterSupervisor({
+    actors: [{ name: "counter", module: counter, config: { slowMs: 3_000 } }],
+    policy: {
+      startState: () => "hi",
+      childTerminated: (actor, hung) => terminated.push(`${actor} hung=${hung}`),
+    },
+    faultInjection: true,
+    heartbeatTimeoutMs: 500,
+    shutdownTimeoutMs: 200,
+  });
+  await h.supervisor.start();
+  h.supervisor.injectFault("counter", "throw");
+  await waitFor("the crash heard", () => terminated.length === 1);
+  await waitFor("running again", () => h.supervisor.status()[0]!.state === "running");
+  h.supervisor.injectFault("counter", "hang");
+  await waitFor("the hang heard", () => terminated.length === 2);
+  await waitFor("running again", () => h.supervisor.status()[0]!.state === "running");
+  // A stop that outlasts its timeout (a slow add ignores the signal) ends in terminate().
+  h.supervisor.send("counter", { type: "add", n: 1 });
+  await new Promise((r) => setTimeout(r, 100));
+  await h.supervisor.stop("test");
+  assert.deepEqual(terminated, [
+    "counter hung=false",
+    "counter hung=true",
+    "counter hung=false",
+  ]);
+});

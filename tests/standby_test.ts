@@ -309,7 +309,7 @@ Deno.test({
       // Only the leader's executor is connected.
       const [executors] = await sql`
         select count(*)::int as n from pg_stat_activity
-        where datname = current_database() and application_name = 'upbot-executor'`;
+        where datname = current_database() and application_name like 'upbot-executor/%'`;
       assert.equal(executors!.n, 1);
       leader.child.kill("SIGKILL");
       await leader.exited();
@@ -407,7 +407,7 @@ Deno.test({
     const executors = async () =>
       (await db.sql<{ n: number }[]>`
         select count(*)::int as n from pg_stat_activity
-        where datname = current_database() and application_name = 'upbot-executor'`)[0]!.n;
+        where datname = current_database() and application_name like 'upbot-executor/%'`)[0]!.n;
     try {
       await proc.waitForLine(/HTTP server listening.*"role":"leader"/, 60_000);
       await waitFor("/readyz 200 as leader", async () => {
@@ -565,8 +565,10 @@ Deno.test({
       // The old leadership's connections are gone: one lease session, one executor's.
       await waitFor(`round ${round}: no connection left behind`, async () => {
         const rows = await upbot.sql<{ app: string; n: number }[]>`
-          select application_name as app, count(*)::int as n from pg_stat_activity
-          where datname = current_database() and application_name in ('upbot-lease', 'upbot-executor')
+          select split_part(application_name, '/', 1) as app, count(*)::int as n
+          from pg_stat_activity
+          where datname = current_database()
+            and (application_name = 'upbot-lease' or application_name like 'upbot-executor/%')
           group by 1`;
         return rows.length === 2 && rows.every((r) => r.n === 1);
       }, 30_000);

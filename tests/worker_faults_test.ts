@@ -166,6 +166,54 @@ for (const backend of testBackends()) {
   );
 
   Deno.test(
+    `worker faults: a hung actor's database sessions are ended at once and an actor_hung alarm raised [${backend}]`,
+    async () => {
+      const markets = ["KRW-BTC"];
+      await using sim = await startDisposableSimulator({ seed: 24, markets, rate: 50 });
+      await using rig = await startUpbotRig({
+        backend,
+        sim,
+        markets,
+        supervisor: { faultInjection: true, heartbeatIntervalMs: 100, heartbeatTimeoutMs: 1_000 },
+      });
+      const sessions = async (incarnationNo: number) =>
+        (await rig.sql<{ n: number }[]>`
+          select count(*)::int as n from pg_stat_activity
+          where datname = current_database()
+            and application_name like ${`upbot-evaluator/${incarnationNo}/%`}`)[0]!.n;
+      if (backend === "postgres") assert.ok(await sessions(1) >= 1, "the evaluator is connected");
+      const before = incarnation(rig.events, "evaluator");
+      rig.upbot.supervisor.injectFault("evaluator", "hang");
+      await rig.until(
+        "the evaluator restarted",
+        () => incarnation(rig.events, "evaluator") > before,
+      );
+      const restartedAt = Date.now();
+      // Its worker still spins (the fault gives up after 20 s) with its sockets open: upbot ends
+      // its sessions itself.
+      const ended = () =>
+        rig.lines.map((l) => JSON.parse(l) as { msg: string; name?: string; ended?: number })
+          .find((l) =>
+            l.msg === "database sessions of a terminated actor ended" && l.name === "evaluator"
+          );
+      await rig.until("the hung incarnation's sessions ended", () => ended() !== undefined, 10_000);
+      assert.ok(ended()!.ended! >= 1, JSON.stringify(ended()));
+      assert.ok(Date.now() - restartedAt < 10_000);
+      if (backend === "postgres") {
+        assert.equal(await sessions(1), 0, "none of the hung incarnation's sessions is left");
+        await rig.until("the new incarnation connected", async () => await sessions(2) >= 1);
+      }
+      const alarms = await rig.sql<{ details: unknown }[]>`
+        select details from alarms where code = 'actor_hung' and cleared_at is null`;
+      assert.deepEqual(alarms.map((a) => a.details), [{ actor: "evaluator" }]);
+      assert.equal(
+        rig.upbot.supervisor.status().find((a) => a.name === "evaluator")!.state,
+        "running",
+      );
+    },
+  );
+
+  Deno.test(
     `worker faults: every actor survives throws, exits and OOM, twice; nothing lost or doubled [${backend}]`,
     async () => {
       const markets = ["KRW-BTC", "KRW-ETH"];

@@ -117,14 +117,24 @@ export interface ActorDefinition<M extends Message, E extends object, S extends 
 /** Bytes held by an `oom` fault before it fails: bounded, so a drill cannot starve the host. */
 const OOM_CAP_BYTES = 128 * 1024 * 1024;
 
+/**
+ * How long a `hang` fault spins before it fails: far past any heartbeat timeout, and bounded
+ * because a terminated worker busy in JavaScript keeps running (Deno, denoland/deno#35657): an
+ * endless one would keep a core busy until the process ends.
+ */
+const HANG_CAP_MS = 20_000;
+
 /** Acts out a `fault.inject` message (only when the supervisor enabled fault injection). */
 function actOutFault(message: FaultInjectMessage): void {
   switch (message.fault) {
     case "throw":
       throw new Error("injected fault: handler threw");
-    case "hang":
-      // Spins on the worker's only thread: no pong is answered again.
-      for (;;) { /* hang */ }
+    case "hang": {
+      // Spins on the worker's only thread: no pong is answered meanwhile.
+      const end = Date.now() + HANG_CAP_MS;
+      while (Date.now() < end) { /* hang */ }
+      throw new Error(`injected fault: hung for ${HANG_CAP_MS} ms`);
+    }
     case "exit":
       Deno.exit(70);
       break;

@@ -111,6 +111,13 @@ export interface SupervisorPolicy<M extends Message, E = never> {
   childFailed?(actor: string, critical: boolean, error: string): void;
   /** A new incarnation of `actor` is ready and got its buffered messages. */
   childReady?(actor: string): void;
+  /**
+   * The worker of `actor`'s incarnation was terminated without a clean stop: a crash, a stop past
+   * its shutdown timeout, or (`hung`) no pong within the heartbeat timeout. What it held outside
+   * its isolate may outlive it: a worker busy in JavaScript keeps running on its thread after
+   * `terminate()`, its sockets open (Deno up to at least 2.9.6, denoland/deno#35657).
+   */
+  childTerminated?(actor: string, hung: boolean): void;
   /** False when the application is unhealthy (`health().healthy`). */
   healthy?(): boolean;
   /** Fields of the application's state for the periodic `actors status` log line. */
@@ -748,7 +755,7 @@ export class Supervisor<M extends Message, E = never> {
       if (child.state !== "running") continue;
       const silentMs = now - child.lastPongAt;
       if (silentMs > this.#options.heartbeatTimeoutMs) {
-        this.#crashed(child, `heartbeat timeout: no pong for ${silentMs} ms (hung?)`);
+        this.#crashed(child, `heartbeat timeout: no pong for ${silentMs} ms (hung?)`, true);
       } else {
         this.#post(child, { type: "ping", seq: ++child.pingSeq });
       }
@@ -756,15 +763,19 @@ export class Supervisor<M extends Message, E = never> {
   }
 
   /** The current incarnation crashed (or hung): terminate it and apply the restart policy. */
-  #crashed(child: Child<M>, error: string): void {
+  #crashed(child: Child<M>, error: string, hung = false): void {
     if (child.worker === undefined) return;
     this.#terminate(child);
     child.lastError = error;
     child.lastErrorAt = this.#now();
     if (child.state === "stopping") {
-      child.stoppedAck?.(false);
+      child.stoppedAck?.(false); // `#stopChild` reports the termination
       return;
     }
+    this.#callPolicy(
+      "childTerminated",
+      () => this.#policy.childTerminated?.(child.spec.name, hung),
+    );
     log.error("actor crashed", { name: child.spec.name, error });
     this.#emit({ type: "actor.crashed", actor: child.spec.name, error });
     this.#ended(child, error, true);
@@ -869,6 +880,12 @@ export class Supervisor<M extends Message, E = never> {
     clearTimeout(timer);
     child.stoppedAck = undefined;
     this.#terminate(child);
+    if (!graceful) {
+      this.#callPolicy(
+        "childTerminated",
+        () => this.#policy.childTerminated?.(child.spec.name, false),
+      );
+    }
     this.#setStopped(child);
     if (graceful) {
       log.info("actor stopped", { name: child.spec.name });

@@ -99,6 +99,12 @@ export interface Database {
   readonly connection: DbConnection;
   /** `postgres (postgres://user:***@host/db)` or `embedded PGlite (./data)`: safe to log. */
   readonly description: string;
+  /**
+   * Ends every session whose `application_name` is `applicationName` (an open transaction is
+   * rolled back, its locks released); resolves with how many there were. For the sessions of a
+   * worker that was terminated but whose sockets outlive it.
+   */
+  endSessions(applicationName: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -123,6 +129,14 @@ export async function openDatabase(
       sql,
       connection,
       description,
+      async endSessions(applicationName) {
+        // Only sessions of this database: another database on the server may have its own upbot.
+        const rows = await sql`
+          select pg_terminate_backend(pid) as ended from pg_stat_activity
+          where datname = current_database() and application_name = ${applicationName}
+            and pid <> pg_backend_pid()`;
+        return rows.filter((r) => r.ended === true).length;
+      },
       async close() {
         await sql.end({ timeout: 5 });
       },
@@ -138,6 +152,7 @@ export async function openDatabase(
     sql,
     connection,
     description: `embedded PGlite (${config.DATA_DIR})`,
+    endSessions: (applicationName) => embedded.endSessions(applicationName),
     async close() {
       await sql.end({ timeout: 5 });
       await embedded.close();

@@ -28,6 +28,11 @@ export interface EmbeddedDatabase {
   readonly endpoint: EmbeddedEndpoint;
   /** Where the files live, or `null` for an in-memory database. */
   readonly dataDir: string | null;
+  /**
+   * Disconnects the clients that named themselves `applicationName`, rolling back what they left
+   * open; resolves with how many there were ({@linkcode PgliteServer.disconnectApplication}).
+   */
+  endSessions(applicationName: string): Promise<number>;
   /** Stops the socket server, closes PGlite cleanly and releases the `DATA_DIR` lock. */
   close(): Promise<void>;
 }
@@ -166,6 +171,7 @@ export async function startEmbeddedDatabase(
   return {
     endpoint: { host, port, database: "postgres", username: "postgres", password },
     dataDir: options.dataDir,
+    endSessions: (applicationName) => server.disconnectApplication(applicationName),
     async close() {
       if (closed) return;
       closed = true;

@@ -124,6 +124,8 @@ export interface PgliteServerOptions {
 
 interface Client {
   id: number;
+  /** From the startup message; "" until it arrives or when the client sends none. */
+  applicationName: string;
   conn: Deno.TcpConn;
   writer: WritableStreamDefaultWriter<Uint8Array>;
   closed: boolean;
@@ -199,6 +201,7 @@ export class PgliteServer {
       }
       const client: Client = {
         id: this.#nextId++,
+        applicationName: "",
         conn,
         writer: conn.writable.getWriter(),
         closed: false,
@@ -233,6 +236,7 @@ export class PgliteServer {
               // No backend process to signal; the protocol expects no answer.
             } else if (code === PROTOCOL_3) {
               startup = msg;
+              client.applicationName = startupParameters(msg).get("application_name") ?? "";
               if (this.#options.password === null) {
                 phase = "ready";
                 await this.#runUnit({ client, messages: [msg], awaitsSync: false });
@@ -353,6 +357,23 @@ export class PgliteServer {
     }
   }
 
+  /**
+   * Disconnects every client that named itself `applicationName` in its startup message, rolling
+   * back a transaction it left open, as PostgreSQL's `pg_terminate_backend` would: for the
+   * sessions of a worker whose thread could not be stopped (a terminated worker's sockets stay
+   * open when it was busy). Returns how many were connected.
+   *
+   * @example
+   * ```ts ignore
+   * await server.disconnectApplication("upbot-executor/3/k3f9a1"); // 1
+   * ```
+   */
+  async disconnectApplication(applicationName: string): Promise<number> {
+    const matching = [...this.#clients].filter((c) => c.applicationName === applicationName);
+    for (const client of matching) await this.#disconnect(client);
+    return matching.length;
+  }
+
   /** Stops listening, disconnects every client (rolling back an open transaction). */
   async close(): Promise<void> {
     clearInterval(this.#watchdog);
@@ -361,6 +382,16 @@ export class PgliteServer {
     for (const client of [...this.#clients]) await this.#disconnect(client);
     await Promise.allSettled([...this.#reads]);
   }
+}
+
+/** The name-value pairs of a protocol 3 startup message (length, version, then pairs). */
+function startupParameters(msg: Uint8Array): Map<string, string> {
+  const parts = new TextDecoder().decode(msg.subarray(8)).split("\0");
+  const params = new Map<string, string>();
+  for (let i = 0; i + 1 < parts.length && parts[i] !== ""; i += 2) {
+    params.set(parts[i]!, parts[i + 1]!);
+  }
+  return params;
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array {

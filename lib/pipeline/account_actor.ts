@@ -48,7 +48,7 @@ export function accountActor(): UpbotActorDefinition<typeof AccountConfig> {
         ctx.exit("no keys");
         return;
       }
-      sql = connect(c.db, { applicationName: "upbot-account" });
+      sql = connect(c.db, { applicationName: ctx.dbApplicationName });
       const restStats = new RestCallStats();
       rest = keyedUpbitRest("account", c, ctx.log, restStats);
       // Only live orders wait for reconciliation: in shadow and test the gate is left alone.

@@ -19,7 +19,7 @@ export function evaluatorActor(): UpbotActorDefinition<typeof EvaluatorConfig> {
     config: EvaluatorConfig,
     async start(ctx) {
       const c = ctx.config;
-      sql = connect(c.db, { applicationName: "upbot-evaluator" });
+      sql = connect(c.db, { applicationName: ctx.dbApplicationName });
       const evaluator = new Evaluator({
         sql,
         markets: c.markets,

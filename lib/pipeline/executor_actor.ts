@@ -29,7 +29,7 @@ export function executorActor(): UpbotActorDefinition<typeof ExecutorConfig> {
       const c = ctx.config;
       // One connection: the executor's reads that go out together are pipelined on it (postgres.js
       // sends them without waiting), so it saves the round trips without holding more sessions.
-      sql = connect(c.db, { applicationName: "upbot-executor", max: 1 });
+      sql = connect(c.db, { applicationName: ctx.dbApplicationName, max: 1 });
       const decision = decideTradeMode({
         ...c.guard,
         UPBIT_ACCESS_KEY: c.accessKey,

@@ -40,7 +40,7 @@ export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
     config: FeedConfig,
     start(ctx) {
       const c = ctx.config;
-      sql = connect(c.db, { applicationName: "upbot-feed" });
+      sql = connect(c.db, { applicationName: ctx.dbApplicationName });
       const restStats = new RestCallStats();
       rest = quotationUpbitRest(c.restUrl, ctx.log, restStats);
       if (c.recordTradesDir !== null) {

@@ -31,7 +31,7 @@ export function orderPollerActor(): UpbotActorDefinition<typeof OrderPollerConfi
         );
         return;
       }
-      sql = connect(c.db, { applicationName: "upbot-order-poller" });
+      sql = connect(c.db, { applicationName: ctx.dbApplicationName });
       const restStats = new RestCallStats();
       rest = keyedUpbitRest("order_poller", c, ctx.log, restStats);
       const poller = new OrderPoller({ sql, rest, maxPolls: c.maxPolls, log: ctx.log });

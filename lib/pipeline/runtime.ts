@@ -29,28 +29,37 @@ export const upbotProtocol = defineProtocol(UpbotMessage, {
 
 /**
  * The application state of each start message (the supervisor policy's `startState`): whether
- * trading is already halted when this actor (re)starts.
+ * trading is already halted when this actor (re)starts, and the `application_name` of this
+ * incarnation's database sessions (`lib/pipeline/actor_sessions.ts`).
  */
 export const UpbotStartState = z.object({
   tradingHalted: z.boolean(),
   haltReason: z.string().nullable(),
+  // PostgreSQL keeps 63 bytes of an application_name.
+  dbApplicationName: z.string().min(1).max(63),
 });
 /** The application state of each start message. */
 export type UpbotStartState = z.infer<typeof UpbotStartState>;
 
 /** What upbot adds to every actor's context. */
-export interface TradingHaltView {
+export interface UpbotContextExtras {
   /** Whether trading is halted (set at start and by `trading.halt`). */
   readonly tradingHalted: boolean;
+  /**
+   * The `application_name` every database client of this incarnation must use (`connect`'s
+   * `applicationName`): unique to it, so that the supervisor can end its sessions should its
+   * worker be terminated with them still open.
+   */
+  readonly dbApplicationName: string;
 }
 
 /** The context an upbot actor's handlers see. */
-export type UpbotContext<C> = ActorContext<UpbotMessage, C> & TradingHaltView;
+export type UpbotContext<C> = ActorContext<UpbotMessage, C> & UpbotContextExtras;
 
 /** The definition of one upbot actor. */
 export type UpbotActorDefinition<S extends z.ZodType> = ActorDefinition<
   UpbotMessage,
-  TradingHaltView,
+  UpbotContextExtras,
   S
 >;
 
@@ -58,16 +67,18 @@ export type UpbotActorDefinition<S extends z.ZodType> = ActorDefinition<
 let halted = false;
 
 /** upbot's hooks in every actor worker. */
-export const upbotActorRuntime: ActorRuntime<UpbotMessage, TradingHaltView> = {
+export const upbotActorRuntime: ActorRuntime<UpbotMessage, UpbotContextExtras> = {
   protocol: upbotProtocol,
   context(base, appState) {
-    halted = UpbotStartState.parse(appState).tradingHalted;
+    const start = UpbotStartState.parse(appState);
+    halted = start.tradingHalted;
     // A ban this actor's Upbit clients draw is announced to every other actor.
     setBanAnnouncer((untilMs) => base.send(SUPERVISOR, { type: "upbit.ban", untilMs }));
     return {
       get tradingHalted() {
         return halted;
       },
+      dbApplicationName: start.dbApplicationName,
     };
   },
   urgent(message) {

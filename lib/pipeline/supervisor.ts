@@ -9,6 +9,9 @@
  *   automatic resume (a person restarts the bot).
  * - `upbit.ban` sent to `supervisor` (an actor's Upbit client drew a 418) is broadcast to every
  *   other actor, and replayed to each new incarnation while the ban runs.
+ * - Each incarnation's database sessions carry its own `application_name`; an incarnation
+ *   terminated without a clean stop has them ended, and a hung one raises `onActorHung`
+ *   (`lib/pipeline/actor_sessions.ts`).
  */
 import { SUPERVISOR } from "../actors/protocol.ts";
 import {
@@ -20,6 +23,7 @@ import {
   type SupervisorPolicy,
 } from "../actors/supervisor.ts";
 import { createLogger } from "../log.ts";
+import { ActorSessions, type ActorSessionsOptions } from "./actor_sessions.ts";
 import type { UpbotMessage, UpbotMessageOf } from "./messages.ts";
 import { upbotProtocol, type UpbotStartState } from "./runtime.ts";
 
@@ -46,7 +50,10 @@ export interface UpbotHealth extends SupervisorHealth {
 
 const log = createLogger(SUPERVISOR);
 
-/** upbot's rules in the supervisor: trading halts and Upbit bans. */
+/**
+ * upbot's rules in the supervisor: trading halts and Upbit bans, and each incarnation's database
+ * sessions ({@linkcode ActorSessions}).
+ */
 export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHaltedEvent> {
   #control: SupervisorControl<UpbotMessage, TradingHaltedEvent> | undefined;
   #state: TradingState = "active";
@@ -54,10 +61,18 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
   /** End of the latest Upbit ban an actor announced (epoch ms, wall clock like the workers'). */
   #banUntil = 0;
   #onTradingHalt: ((reason: string, actor: string | null) => void) | undefined;
+  #sessions: ActorSessions;
 
-  /** `onTradingHalt` is called once, when trading becomes halted. */
-  constructor(onTradingHalt?: (reason: string, actor: string | null) => void) {
+  /**
+   * `onTradingHalt` is called once, when trading becomes halted; `sessions` ends a terminated
+   * incarnation's database sessions (without it they are only named).
+   */
+  constructor(
+    onTradingHalt?: (reason: string, actor: string | null) => void,
+    sessions?: ActorSessionsOptions,
+  ) {
     this.#onTradingHalt = onTradingHalt;
+    this.#sessions = new ActorSessions(sessions ?? { endSessions: () => Promise.resolve(0) });
   }
 
   /** Whether trading is allowed (`active`) or `halted`. */
@@ -75,9 +90,18 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
     this.#control = control;
   }
 
-  /** Each (re)started actor learns whether trading is halted. */
-  startState(): UpbotStartState {
-    return { tradingHalted: this.#state === "halted", haltReason: this.#haltReason };
+  /** Each (re)started actor learns whether trading is halted, and its sessions' name. */
+  startState(actor: string): UpbotStartState {
+    return {
+      tradingHalted: this.#state === "halted",
+      haltReason: this.#haltReason,
+      dbApplicationName: this.#sessions.nameNext(actor),
+    };
+  }
+
+  /** A terminated incarnation's database sessions are ended. */
+  childTerminated(actor: string, hung: boolean): void {
+    this.#sessions.terminated(actor, hung);
   }
 
   /** Takes `trading.halt` and `upbit.ban` sent to `supervisor`. */
@@ -164,6 +188,14 @@ export interface UpbotSupervisorOptions
   extends Omit<SupervisorOptions<UpbotMessage, TradingHaltedEvent>, "protocol" | "policy"> {
   /** Called once when trading becomes halted. */
   onTradingHalt?: (reason: string, actor: string | null) => void;
+  /**
+   * Ends every database session named `applicationName` (`Database.endSessions`): a terminated
+   * actor's. Without it a hung actor's sessions stay until the idle-in-transaction limit, or
+   * for good when idle.
+   */
+  endSessions?: (applicationName: string) => Promise<number>;
+  /** Called when an actor hung (its thread cannot be stopped): upbot raises an alarm. */
+  onActorHung?: (actor: string, message: string) => void;
 }
 
 /**
@@ -175,8 +207,11 @@ export class UpbotSupervisor extends Supervisor<UpbotMessage, TradingHaltedEvent
 
   /** @throws {RangeError} on bad options or duplicate / invalid actor names. */
   constructor(options: UpbotSupervisorOptions) {
-    const { onTradingHalt, ...rest } = options;
-    const policy = new TradingPolicy(onTradingHalt);
+    const { onTradingHalt, endSessions, onActorHung, ...rest } = options;
+    const policy = new TradingPolicy(onTradingHalt, {
+      endSessions: endSessions ?? (() => Promise.resolve(0)),
+      onHung: onActorHung,
+    });
     super({ ...rest, protocol: upbotProtocol, policy });
     this.#policy = policy;
   }
