@@ -46,7 +46,7 @@ import { Lease, type LeaseFence } from "./db/lease.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
 import { migrate } from "./db/migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
-import { raiseAlarm } from "./store/alarms.ts";
+import { clearAlarm, raiseAlarm } from "./store/alarms.ts";
 import { retentionPolicy, startRetention } from "./store/retention.ts";
 
 /** A running upbot. */
@@ -351,6 +351,8 @@ async function startLeadership(
       );
     }
     control.start();
+    // A new process has no hung actor thread: a previous run's alarm about one is over.
+    await clearAlarm(sql, "actor_hung");
     supervisor = new UpbotSupervisor({
       actors: pipelineActorSpecs(config, deps.connection),
       log: loggingSettings(),

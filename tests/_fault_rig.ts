@@ -83,6 +83,8 @@ export async function startDisposableSimulator(
 export interface UpbotRig {
   backend: string;
   upbot: Upbot;
+  /** The database variables upbot got (`DATA_DIR` or `DATABASE_URL`), to start another on it. */
+  dbEnv: Record<string, string>;
   sql: Client;
   /** Main-thread log lines (supervisor, boot). */
   lines: string[];
@@ -165,6 +167,7 @@ export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig>
     return {
       backend: options.backend,
       upbot,
+      dbEnv,
       sql,
       lines,
       events,

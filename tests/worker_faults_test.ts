@@ -20,9 +20,12 @@ import {
   assertBarsContiguous,
   assertOneAttemptPerPaperTrade,
   assertPaperTradesContiguous,
+  FAST_SUPERVISOR,
   startDisposableSimulator,
   startUpbotRig,
 } from "./_fault_rig.ts";
+import { parseConfig } from "../lib/config.ts";
+import { startUpbot } from "../lib/upbot.ts";
 
 const FAULTS = ["throw", "hang", "exit", "oom"] as const;
 type Fault = typeof FAULTS[number];
@@ -210,6 +213,26 @@ for (const backend of testBackends()) {
         rig.upbot.supervisor.status().find((a) => a.name === "evaluator")!.state,
         "running",
       );
+      // A new process has no spinning thread: the alarm ends with the next start.
+      const config = parseConfig({
+        HTTP_PORT: "0",
+        LOG_FORMAT: "json",
+        MARKETS: markets.join(","),
+        UPBIT_REST_URL: sim.restUrl,
+        UPBIT_WS_URL: sim.wsUrl,
+        ...rig.dbEnv,
+      });
+      await rig.upbot.stop();
+      const again = await startUpbot(config, {
+        supervisor: { ...FAST_SUPERVISOR, log: { level: "error", format: "json" } },
+      });
+      try {
+        const [active] = await again.sql<{ n: number }[]>`
+          select count(*)::int as n from alarms where code = 'actor_hung' and cleared_at is null`;
+        assert.equal(active!.n, 0);
+      } finally {
+        await again.stop();
+      }
     },
   );
 
