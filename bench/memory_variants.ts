@@ -9,12 +9,16 @@
  * trades/s; under load on a new PGlite directory after 15 s at 20,000 trades/s over 10 markets
  * (the highest of 3 samples, as `bench/memory_startup.ts`). Also the anonymous part of the RSS
  * (heaps, WebAssembly memory) and the feed's stored rate (so a flag that saves memory but slows
- * ingest shows). Prints a table; asserts nothing.
+ * ingest shows). `--at` samples each process again at later times (memory over time: whether it
+ * settles or keeps growing), with the feed isolate's committed heap under load. Prints a table;
+ * asserts nothing.
  *
- * Usage: deno run -A bench/memory_variants.ts [--rounds N] [--parts rest,load] VARIANT...
+ * Usage: deno run -A bench/memory_variants.ts [--rounds N] [--parts rest,load] [--at S,S...]
+ *        VARIANT...
  * where VARIANT is `name=V8FLAGS` (`name=` for none; V8FLAGS comma-separated as for
  * `--v8-flags`), `name` alone (the flags of `deno task start`), or either with `@ROOT` after
- * the name to run the checkout at ROOT. Example:
+ * the name to run the checkout at ROOT; `--at 10,60,240`: seconds after start-up at which to
+ * sample (default 10 at rest, 15 under load). Example:
  *   deno run -A bench/memory_variants.ts none= semi1=--max-semi-space-size=1
  */
 import postgres from "postgres";
@@ -55,13 +59,15 @@ function rssParts(pid: number): { rss: number; anon: number } {
   return { rss: kb("Rss") / 1024, anon: kb("Anonymous") / 1024 };
 }
 
-/** The feed actor's counters from `/api/actors`. */
+/** The feed actor's counters and its isolate's committed heap (MB) from `/api/actors`. */
 async function feedMetrics(proc: UpbotProcess): Promise<Record<string, number>> {
   const actors = await (await fetch(`${proc.base}/api/actors`)).json() as {
     name: string;
     metrics?: Record<string, number>;
+    memory?: { heapTotal: number } | null;
   }[];
-  return actors.find((a) => a.name === "feed")?.metrics ?? {};
+  const feed = actors.find((a) => a.name === "feed");
+  return { ...feed?.metrics, heapMb: (feed?.memory?.heapTotal ?? NaN) / 1048576 };
 }
 
 /** CPU time (user + system) a process used so far, in ms, from /proc/<pid>/stat. */
@@ -75,6 +81,8 @@ function cpuMs(pid: number): number {
 type Sample = {
   rss: number;
   anon: number;
+  /** Under load: the feed isolate's committed V8 heap (MB, from its last heartbeat). */
+  feedHeap?: number;
   rate?: number;
   cpuUsPerTrade?: number;
   trouble?: number;
@@ -101,22 +109,48 @@ async function measure(proc: UpbotProcess, waitMs: number, load: boolean): Promi
   return {
     rss,
     anon,
+    feedHeap: m1.heapMb,
     rate: trades / ((performance.now() - t0) / 1000),
     cpuUsPerTrade: ((cpuMs(proc.pid) - c0) * 1000) / Math.max(trades, 1),
     trouble: (m1.lateDropped ?? 0) + (m1.duplicates ?? 0) + (m1.writeErrors ?? 0),
   };
 }
 
+/**
+ * Samples `proc` at each of `atSec` (seconds after its start-up, ascending), as
+ * {@linkcode measure} does; returns each sample with its time.
+ */
+async function measureAt(
+  proc: UpbotProcess,
+  atSec: number[],
+  load: boolean,
+): Promise<{ at: number; sample: Sample }[]> {
+  const started = performance.now();
+  const samples: { at: number; sample: Sample }[] = [];
+  for (const at of atSec) {
+    const waitMs = Math.max(0, at * 1000 - (performance.now() - started));
+    samples.push({ at, sample: await measure(proc, waitMs, load) });
+  }
+  return samples;
+}
+
 async function main(): Promise<void> {
   const args = [...Deno.args];
   let rounds = 2;
   let parts = new Set(["rest", "load"]);
+  let atSec: number[] | undefined;
   const variants: Variant[] = [];
   while (args.length > 0) {
     const a = args.shift()!;
     if (a === "--rounds") rounds = Number(args.shift());
     else if (a === "--parts") parts = new Set(args.shift()!.split(","));
+    else if (a === "--at") atSec = args.shift()!.split(",").map(Number);
     else variants.push(parseVariant(a));
+  }
+  if (
+    atSec && (atSec.some((t) => !(t > 0)) || atSec.some((t, i) => i > 0 && t <= atSec![i - 1]!))
+  ) {
+    throw new Error(`--at wants rising positive seconds, e.g. 10,60,240; got ${atSec.join(",")}`);
   }
   if (variants.length === 0) variants.push({ name: "start" });
   const dir = await Deno.makeTempDir({ prefix: "upbot_bench_var_" });
@@ -129,6 +163,10 @@ async function main(): Promise<void> {
     pgUrl = created.url;
   }
   const results: Record<string, Record<string, Sample[]>> = {};
+  /** Records each sample, under `part` alone or, with `--at`, `part @Ns`. */
+  const recordAll = (variant: string, part: string, samples: { at: number; sample: Sample }[]) => {
+    for (const { at, sample } of samples) record(variant, atSec ? `${part} @${at}s` : part, sample);
+  };
   const record = (variant: string, part: string, s: Sample) => {
     ((results[variant] ??= {})[part] ??= []).push(s);
     out(
@@ -137,7 +175,7 @@ async function main(): Promise<void> {
       } MB${
         s.rate === undefined
           ? ""
-          : `, feed ${s.rate.toFixed(0)} trades/s, ${
+          : `, feed heap ${s.feedHeap!.toFixed(0)} MB, feed ${s.rate.toFixed(0)} trades/s, ${
             s.cpuUsPerTrade!.toFixed(1)
           } µs CPU/trade, late+dup+write errors ${s.trouble}`
       }`,
@@ -163,11 +201,11 @@ async function main(): Promise<void> {
           for (const v of variants) {
             if (pgUrl) {
               const p = await run(quiet, v, { DATA_DIR: `${dir}/pg`, DATABASE_URL: pgUrl });
-              record(v.name, "rest pg", await measure(p, 10_000, false));
+              recordAll(v.name, "rest pg", await measureAt(p, atSec ?? [10], false));
               await p.stop();
             }
             const p = await run(quiet, v, { DATA_DIR: `${dir}/pglite` });
-            record(v.name, "rest pglite", await measure(p, 10_000, false));
+            recordAll(v.name, "rest pglite", await measureAt(p, atSec ?? [10], false));
             await p.stop();
           }
         }
@@ -184,7 +222,7 @@ async function main(): Promise<void> {
           const dataDir = `${dir}/load-${r}-${v.name}`;
           try {
             const p = await run(busy, v, { DATA_DIR: dataDir });
-            record(v.name, "load pglite", await measure(p, 15_000, true));
+            recordAll(v.name, "load pglite", await measureAt(p, atSec ?? [15], true));
             await p.stop();
           } finally {
             await busy.close();
