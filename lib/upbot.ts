@@ -21,7 +21,7 @@ import {
   ControlDirWatcher,
 } from "./control/command_dir.ts";
 import { GLOBAL_SCOPE, haltEntries } from "./control/trading_state.ts";
-import { type Client, type DbConnection, openDatabase } from "./db/connect.ts";
+import { type Client, type Database, type DbConnection, openDatabase } from "./db/connect.ts";
 import { actorsRoute } from "./http/actors_route.ts";
 import { AlertWebhook } from "./http/alert_webhook.ts";
 import { backtestRoutes } from "./http/backtest_routes.ts";
@@ -121,6 +121,9 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       applied: result.applied.length,
       already: result.skipped.length,
     });
+    if (await clearActorHungOfGoneProcess(db)) {
+      log.info("Cleared the actor_hung alarm: the process it was raised in no longer runs");
+    }
     const startedAt = Date.now();
     const tradeMode = decideTradeMode(config).effective;
     const role = (): Role => leadership ? "leader" : "standby";
@@ -196,6 +199,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         log,
         wakeExecutor,
         endSessions: (applicationName) => db.endSessions(applicationName),
+        processTag: db.processTag,
       });
     const stopRequested = Promise.withResolvers<void>();
     /** Watches the held lease: resolves with the reason once it is lost. */
@@ -306,6 +310,22 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
   }
 }
 
+/**
+ * Clears the active `actor_hung` alarm once the process it was raised in is gone (with it the
+ * thread that kept spinning): that process no longer has a session on the database
+ * (`Database.processConnected`). Runs once per process, before it first leads: a process that
+ * leads again keeps its own alarm. Returns whether it cleared one.
+ */
+async function clearActorHungOfGoneProcess(db: Database): Promise<boolean> {
+  const [alarm] = await db.sql<{ details: { process?: unknown } | null }[]>`
+    select details from alarms where code = 'actor_hung' and cleared_at is null`;
+  if (alarm === undefined) return false;
+  const tag = alarm.details?.process;
+  if (typeof tag === "string" && await db.processConnected(tag)) return false;
+  await clearAlarm(db.sql, "actor_hung");
+  return true;
+}
+
 /** What {@linkcode startLeadership} needs from the process. */
 interface LeaderDeps {
   sql: Client;
@@ -316,6 +336,8 @@ interface LeaderDeps {
   wakeExecutor: () => void;
   /** Ends a terminated actor's database sessions (`Database.endSessions`). */
   endSessions: (applicationName: string) => Promise<number>;
+  /** `Database.processTag`. */
+  processTag: string;
 }
 
 /**
@@ -351,8 +373,6 @@ async function startLeadership(
       );
     }
     control.start();
-    // A new process has no hung actor thread: a previous run's alarm about one is over.
-    await clearAlarm(sql, "actor_hung");
     supervisor = new UpbotSupervisor({
       actors: pipelineActorSpecs(config, deps.connection),
       log: loggingSettings(),
@@ -374,9 +394,14 @@ async function startLeadership(
           .finally(() => pendingWrites.delete(write));
         pendingWrites.add(write);
       },
+      processTag: deps.processTag,
       endSessions: deps.endSessions,
-      onActorHung: (actor, message) => {
-        const write = raiseAlarm(sql, { code: "actor_hung", message, details: { actor } })
+      onActorHung: (actors, message) => {
+        const write = raiseAlarm(sql, {
+          code: "actor_hung",
+          message,
+          details: { actors, process: deps.processTag, hostname: Deno.hostname(), pid: Deno.pid },
+        })
           .then(() => {}, (err) =>
             log.error("could not store the actor_hung alarm", {
               error: (err as Error).message,
@@ -390,6 +415,7 @@ async function startLeadership(
   } catch (err) {
     await control.stop();
     await supervisor?.stop("start-up failed");
+    await supervisor?.sessionsSettled();
     await Promise.all(pendingWrites);
     throw err;
   }
@@ -413,6 +439,7 @@ async function startLeadership(
       stopping ??= (async () => {
         await control.stop();
         await running.stop("shutdown");
+        await running.sessionsSettled();
         await Promise.all(pendingWrites);
         await stopSampler();
         await stopRetention();

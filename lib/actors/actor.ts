@@ -282,6 +282,8 @@ export function runActor<M extends Message, E extends object, S extends z.ZodTyp
         try {
           await afterStart(started);
         } catch (err) {
+          // Work cut short by the stop (a fetch given ctx.signal rejects) is not a crash.
+          if (stopping) return;
           log.error("afterStart failed", { error: err });
           crash(err);
         }

@@ -100,8 +100,11 @@ export interface SupervisorControl<M extends Message, E> {
 export interface SupervisorPolicy<M extends Message, E = never> {
   /** Called once, by the supervisor's constructor, with what the policy may do. */
   attach?(control: SupervisorControl<M, E>): void;
-  /** The application state sent in each start message (structured-cloneable). */
-  startState?(actor: string): unknown;
+  /**
+   * The application state sent in each start message (structured-cloneable); `incarnation` is
+   * the number of the incarnation it starts (as in `actor.started`).
+   */
+  startState?(actor: string, incarnation: number): unknown;
   /**
    * A message addressed to `supervisor` from actor `from` (or from the main thread). Returns true
    * when the policy took it; otherwise it goes to `onMessage`.
@@ -652,10 +655,14 @@ export class Supervisor<M extends Message, E = never> {
       }
     };
     const timeoutMs = child.spec.startTimeoutMs ?? this.#options.startTimeoutMs;
+    // Pinged while it starts too (the runtime answers pings outside the mailbox): a start that
+    // times out silent was a thread busy in JavaScript, which terminate() does not stop.
+    child.lastPongAt = this.#now();
     child.startTimer = setTimeout(() => {
       child.startTimer = undefined;
       if (child.incarnation === incarnation && child.state === "starting") {
-        this.#crashed(child, `no ready within ${timeoutMs} ms`);
+        const hung = this.#silent(child);
+        this.#crashed(child, `no ready within ${timeoutMs} ms${hung ? " (hung?)" : ""}`, hung);
       }
     }, timeoutMs);
     this.#post(child, {
@@ -664,7 +671,10 @@ export class Supervisor<M extends Message, E = never> {
       config: child.spec.config ?? {},
       log: this.#options.log ?? loggingSettings(),
       secrets: secretsInConfig(child.spec.config, this.#options.secrets ?? []),
-      appState: this.#callPolicy("startState", () => this.#policy.startState?.(name)),
+      appState: this.#callPolicy(
+        "startState",
+        () => this.#policy.startState?.(name, incarnation),
+      ),
       ...(this.#options.faultInjection ? { faultInjection: true } : {}),
     });
   }
@@ -749,9 +759,17 @@ export class Supervisor<M extends Message, E = never> {
       // The main thread itself was blocked, so pongs may sit unread in its queue: judge the
       // actors afresh rather than restart them all.
       log.warn("heartbeat tick late; main thread was blocked", { late_ms: sinceTickMs });
-      for (const child of this.#order) if (child.state === "running") child.lastPongAt = now;
+      for (const child of this.#order) {
+        if (child.state === "running" || child.state === "starting" || child.state === "stopping") {
+          child.lastPongAt = now;
+        }
+      }
     }
     for (const child of this.#order) {
+      if ((child.state === "starting" || child.state === "stopping") && child.worker) {
+        // No timeout here (the start and shutdown timeouts apply); only whether it answers.
+        this.#post(child, { type: "ping", seq: ++child.pingSeq });
+      }
       if (child.state !== "running") continue;
       const silentMs = now - child.lastPongAt;
       if (silentMs > this.#options.heartbeatTimeoutMs) {
@@ -760,6 +778,11 @@ export class Supervisor<M extends Message, E = never> {
         this.#post(child, { type: "ping", seq: ++child.pingSeq });
       }
     }
+  }
+
+  /** Whether `child` has answered no ping for longer than the heartbeat timeout. */
+  #silent(child: Child<M>): boolean {
+    return this.#now() - child.lastPongAt > this.#options.heartbeatTimeoutMs;
   }
 
   /** The current incarnation crashed (or hung): terminate it and apply the restart policy. */
@@ -879,11 +902,12 @@ export class Supervisor<M extends Message, E = never> {
     });
     clearTimeout(timer);
     child.stoppedAck = undefined;
+    const hung = !graceful && this.#silent(child);
     this.#terminate(child);
     if (!graceful) {
       this.#callPolicy(
         "childTerminated",
-        () => this.#policy.childTerminated?.(child.spec.name, false),
+        () => this.#policy.childTerminated?.(child.spec.name, hung),
       );
     }
     this.#setStopped(child);

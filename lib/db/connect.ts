@@ -100,6 +100,17 @@ export interface Database {
   /** `postgres (postgres://user:***@host/db)` or `embedded PGlite (./data)`: safe to log. */
   readonly description: string;
   /**
+   * Eight characters made for this process: its main sessions are named `upbot/<processTag>`,
+   * and its actors' sessions end with it (`lib/pipeline/actor_sessions.ts`).
+   */
+  readonly processTag: string;
+  /**
+   * Whether the upbot process whose tag is `processTag` is connected to this database: on
+   * PostgreSQL, a session named `upbot/<processTag>` exists; the embedded database has only this
+   * process.
+   */
+  processConnected(processTag: string): Promise<boolean>;
+  /**
    * Ends every session whose `application_name` is `applicationName` (an open transaction is
    * rolled back, its locks released); resolves with how many there were. For the sessions of a
    * worker that was terminated but whose sockets outlive it.
@@ -120,15 +131,24 @@ export interface Database {
 export async function openDatabase(
   config: Pick<Config, "DATABASE_URL" | "DATA_DIR">,
 ): Promise<Database> {
+  const processTag = crypto.randomUUID().slice(0, 8);
+  const applicationName = `upbot/${processTag}`;
   if (config.DATABASE_URL) {
     const connection: DbConnection = { kind: "url", url: config.DATABASE_URL };
     const description = `postgres (${describeDatabaseUrl(config.DATABASE_URL)})`;
-    const sql = connect(connection);
+    const sql = connect(connection, { applicationName });
     // Which of several upbots on this database trades is the lease's business (lease.ts).
     return {
       sql,
       connection,
       description,
+      processTag,
+      async processConnected(tag) {
+        const rows = await sql`
+          select 1 from pg_stat_activity
+          where datname = current_database() and application_name = ${`upbot/${tag}`}`;
+        return rows.length > 0;
+      },
       async endSessions(applicationName) {
         // Only sessions of this database: another database on the server may have its own upbot.
         const rows = await sql`
@@ -147,11 +167,14 @@ export async function openDatabase(
   const { startEmbeddedDatabase } = await import("./embedded_db.ts");
   const embedded: EmbeddedDatabase = await startEmbeddedDatabase({ dataDir: config.DATA_DIR });
   const connection: DbConnection = { kind: "embedded", ...embedded.endpoint };
-  const sql = connect(connection);
+  const sql = connect(connection, { applicationName });
   return {
     sql,
     connection,
     description: `embedded PGlite (${config.DATA_DIR})`,
+    processTag,
+    // The DATA_DIR lock keeps every other process out.
+    processConnected: (tag) => Promise.resolve(tag === processTag),
     endSessions: (applicationName) => embedded.endSessions(applicationName),
     async close() {
       await sql.end({ timeout: 5 });

@@ -4,12 +4,13 @@
  *
  * A terminated worker's sockets are closed with it, except when it was busy in JavaScript (a hung
  * actor, the one the heartbeat finds): Deno (up to at least 2.9.6, denoland/deno#35657) then
- * leaves its thread running and its sockets open. Its sessions would keep a transaction's locks
- * (on the embedded database, the whole database) until the idle-in-transaction limit, and its
- * idle connections for good: a few hangs would use up the embedded server's connections. Each
- * incarnation's clients therefore name themselves `upbot-<actor>/<n>/<process>` (`application_name`,
- * unique to this incarnation and this process), and the main thread ends that name's sessions
- * once the worker is terminated, before the next incarnation (which has its own name) matters.
+ * leaves its thread running and its sockets open until that JavaScript returns, which an endless
+ * loop never does. Its sessions would keep a transaction's locks (on the embedded database, the
+ * whole database) until the idle-in-transaction limit, and its idle connections for good: a few
+ * hangs would use up the embedded server's connections. Each incarnation's clients therefore
+ * name themselves `upbot-<actor>/<incarnation>/<process>` (`application_name`, unique to this
+ * incarnation and this process), and the main thread ends that name's sessions once the worker
+ * is terminated.
  */
 import { createLogger } from "../log.ts";
 
@@ -17,10 +18,15 @@ const log = createLogger("supervisor");
 
 /** Options of {@linkcode ActorSessions}. */
 export interface ActorSessionsOptions {
+  /** This process's tag (`Database.processTag`), the last part of every name. */
+  processTag: string;
   /** Ends every session named `applicationName`; resolves with how many there were. */
   endSessions: (applicationName: string) => Promise<number>;
-  /** Tells the operator that `actor` hung: its thread could not be stopped. */
-  onHung?: (actor: string, message: string) => void;
+  /**
+   * An actor hung: its thread may go on using a CPU core. `actors`: every actor of this process
+   * that hung so far.
+   */
+  onHung?: (actors: string[], message: string) => void;
 }
 
 /**
@@ -28,27 +34,27 @@ export interface ActorSessionsOptions {
  *
  * @example
  * ```ts ignore
- * const sessions = new ActorSessions({ endSessions: (name) => db.endSessions(name) });
- * sessions.nameNext("executor"); // "upbot-executor/1/k3f9a1c2"
+ * const sessions = new ActorSessions({
+ *   processTag: db.processTag,
+ *   endSessions: (name) => db.endSessions(name),
+ * });
+ * sessions.nameFor("executor", 3); // "upbot-executor/3/k3f9a1c2"
  * sessions.terminated("executor", true); // ends that name's sessions, reports the hang
  * ```
  */
 export class ActorSessions {
   readonly #options: ActorSessionsOptions;
-  /** Tells this process's sessions from another upbot's on the same database. */
-  readonly #process = crypto.randomUUID().slice(0, 8);
-  readonly #count = new Map<string, number>();
   readonly #current = new Map<string, string>();
+  readonly #hung = new Set<string>();
+  readonly #ending = new Set<Promise<void>>();
 
   constructor(options: ActorSessionsOptions) {
     this.#options = options;
   }
 
-  /** The name for `actor`'s next incarnation (called once per start). */
-  nameNext(actor: string): string {
-    const n = (this.#count.get(actor) ?? 0) + 1;
-    this.#count.set(actor, n);
-    const name = `upbot-${actor}/${n}/${this.#process}`;
+  /** The name of the sessions of `actor`'s incarnation `incarnation` (called once per start). */
+  nameFor(actor: string, incarnation: number): string {
+    const name = `upbot-${actor}/${incarnation}/${this.#options.processTag}`;
     this.#current.set(actor, name);
     return name;
   }
@@ -61,17 +67,18 @@ export class ActorSessions {
     const name = this.#current.get(actor);
     if (name === undefined) return;
     if (hung) {
-      const message = `actor ${actor} hung and was restarted; its thread cannot be stopped ` +
-        "(a Deno limitation) and keeps a CPU core busy until upbot restarts: restart upbot " +
-        "when convenient (exits and reconciliation go on meanwhile)";
+      this.#hung.add(actor);
+      const message = `actor ${actor} hung and was restarted; Deno cannot stop its thread, which ` +
+        "keeps a CPU core busy until its code returns (never, if it loops for good): restart " +
+        "upbot when convenient (exits and reconciliation go on meanwhile)";
       log.error(message, { name: actor });
       try {
-        this.#options.onHung?.(actor, message);
+        this.#options.onHung?.([...this.#hung], message);
       } catch (err) {
         log.error("onHung callback failed", { error: err });
       }
     }
-    this.#options.endSessions(name).then(
+    const ending = this.#options.endSessions(name).then(
       (ended) => {
         if (ended > 0) {
           log.warn("database sessions of a terminated actor ended", { name: actor, ended });
@@ -82,6 +89,12 @@ export class ActorSessions {
           name: actor,
           error: err instanceof Error ? err.message : String(err),
         }),
-    );
+    ).finally(() => this.#ending.delete(ending));
+    this.#ending.add(ending);
+  }
+
+  /** Resolves once no session ending is under way (before the database closes). */
+  async settled(): Promise<void> {
+    while (this.#ending.size > 0) await Promise.all([...this.#ending]);
   }
 }

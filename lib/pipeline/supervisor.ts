@@ -50,6 +50,11 @@ export interface UpbotHealth extends SupervisorHealth {
 
 const log = createLogger(SUPERVISOR);
 
+/** A tag for a supervisor not given the process's (tests). */
+function newProcessTag(): string {
+  return crypto.randomUUID().slice(0, 8);
+}
+
 /**
  * upbot's rules in the supervisor: trading halts and Upbit bans, and each incarnation's database
  * sessions ({@linkcode ActorSessions}).
@@ -72,7 +77,9 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
     sessions?: ActorSessionsOptions,
   ) {
     this.#onTradingHalt = onTradingHalt;
-    this.#sessions = new ActorSessions(sessions ?? { endSessions: () => Promise.resolve(0) });
+    this.#sessions = new ActorSessions(
+      sessions ?? { processTag: newProcessTag(), endSessions: () => Promise.resolve(0) },
+    );
   }
 
   /** Whether trading is allowed (`active`) or `halted`. */
@@ -91,17 +98,22 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
   }
 
   /** Each (re)started actor learns whether trading is halted, and its sessions' name. */
-  startState(actor: string): UpbotStartState {
+  startState(actor: string, incarnation: number): UpbotStartState {
     return {
       tradingHalted: this.#state === "halted",
       haltReason: this.#haltReason,
-      dbApplicationName: this.#sessions.nameNext(actor),
+      dbApplicationName: this.#sessions.nameFor(actor, incarnation),
     };
   }
 
   /** A terminated incarnation's database sessions are ended. */
   childTerminated(actor: string, hung: boolean): void {
     this.#sessions.terminated(actor, hung);
+  }
+
+  /** Resolves once no terminated incarnation's sessions are being ended. */
+  sessionsSettled(): Promise<void> {
+    return this.#sessions.settled();
   }
 
   /** Takes `trading.halt` and `upbit.ban` sent to `supervisor`. */
@@ -188,14 +200,19 @@ export interface UpbotSupervisorOptions
   extends Omit<SupervisorOptions<UpbotMessage, TradingHaltedEvent>, "protocol" | "policy"> {
   /** Called once when trading becomes halted. */
   onTradingHalt?: (reason: string, actor: string | null) => void;
+  /** The last part of every actor session's name (`Database.processTag`). @default {random} */
+  processTag?: string;
   /**
    * Ends every database session named `applicationName` (`Database.endSessions`): a terminated
    * actor's. Without it a hung actor's sessions stay until the idle-in-transaction limit, or
    * for good when idle.
    */
   endSessions?: (applicationName: string) => Promise<number>;
-  /** Called when an actor hung (its thread cannot be stopped): upbot raises an alarm. */
-  onActorHung?: (actor: string, message: string) => void;
+  /**
+   * Called when an actor hung (its thread cannot be stopped), with every actor of this process
+   * that hung so far: upbot raises an alarm.
+   */
+  onActorHung?: (actors: string[], message: string) => void;
 }
 
 /**
@@ -207,8 +224,9 @@ export class UpbotSupervisor extends Supervisor<UpbotMessage, TradingHaltedEvent
 
   /** @throws {RangeError} on bad options or duplicate / invalid actor names. */
   constructor(options: UpbotSupervisorOptions) {
-    const { onTradingHalt, endSessions, onActorHung, ...rest } = options;
+    const { onTradingHalt, processTag, endSessions, onActorHung, ...rest } = options;
     const policy = new TradingPolicy(onTradingHalt, {
+      processTag: processTag ?? newProcessTag(),
       endSessions: endSessions ?? (() => Promise.resolve(0)),
       onHung: onActorHung,
     });
@@ -224,6 +242,14 @@ export class UpbotSupervisor extends Supervisor<UpbotMessage, TradingHaltedEvent
   /** Why trading was halted, or null. */
   get haltReason(): string | null {
     return this.#policy.haltReason;
+  }
+
+  /**
+   * Resolves once no terminated actor's database sessions are being ended: await it after
+   * `stop()`, before the database closes.
+   */
+  sessionsSettled(): Promise<void> {
+    return this.#policy.sessionsSettled();
   }
 
   /** See {@linkcode TradingPolicy.halt}. */
