@@ -93,6 +93,15 @@ export function connect(connection: DbConnection, options: ConnectOptions = {}):
   });
 }
 
+/**
+ * Eight random hex digits. Not from `crypto.randomUUID`: the embedded database's password is the
+ * one UUID a start draws (tests/secrets_test.ts finds it by that).
+ */
+function randomTag(): string {
+  return [...crypto.getRandomValues(new Uint8Array(4))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** The database of one upbot process: the client plus whatever must be closed with it. */
 export interface Database {
   readonly sql: Client;
@@ -131,7 +140,7 @@ export interface Database {
 export async function openDatabase(
   config: Pick<Config, "DATABASE_URL" | "DATA_DIR">,
 ): Promise<Database> {
-  const processTag = crypto.randomUUID().slice(0, 8);
+  const processTag = randomTag();
   const applicationName = `upbot/${processTag}`;
   if (config.DATABASE_URL) {
     const connection: DbConnection = { kind: "url", url: config.DATABASE_URL };

@@ -50,10 +50,11 @@ export interface UpbotHealth extends SupervisorHealth {
 
 const log = createLogger(SUPERVISOR);
 
-/** A tag for a supervisor not given the process's (tests). */
-function newProcessTag(): string {
-  return crypto.randomUUID().slice(0, 8);
-}
+/**
+ * The tag of a supervisor given none (tests without a database): with no `endSessions` no name
+ * is ever ended, so it need not be unique.
+ */
+const NO_PROCESS_TAG = "local";
 
 /**
  * upbot's rules in the supervisor: trading halts and Upbit bans, and each incarnation's database
@@ -78,7 +79,7 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
   ) {
     this.#onTradingHalt = onTradingHalt;
     this.#sessions = new ActorSessions(
-      sessions ?? { processTag: newProcessTag(), endSessions: () => Promise.resolve(0) },
+      sessions ?? { processTag: NO_PROCESS_TAG, endSessions: () => Promise.resolve(0) },
     );
   }
 
@@ -200,7 +201,7 @@ export interface UpbotSupervisorOptions
   extends Omit<SupervisorOptions<UpbotMessage, TradingHaltedEvent>, "protocol" | "policy"> {
   /** Called once when trading becomes halted. */
   onTradingHalt?: (reason: string, actor: string | null) => void;
-  /** The last part of every actor session's name (`Database.processTag`). @default {random} */
+  /** The last part of every actor session's name (`Database.processTag`). @default {"local"} */
   processTag?: string;
   /**
    * Ends every database session named `applicationName` (`Database.endSessions`): a terminated
@@ -226,7 +227,7 @@ export class UpbotSupervisor extends Supervisor<UpbotMessage, TradingHaltedEvent
   constructor(options: UpbotSupervisorOptions) {
     const { onTradingHalt, processTag, endSessions, onActorHung, ...rest } = options;
     const policy = new TradingPolicy(onTradingHalt, {
-      processTag: processTag ?? newProcessTag(),
+      processTag: processTag ?? NO_PROCESS_TAG,
       endSessions: endSessions ?? (() => Promise.resolve(0)),
       onHung: onActorHung,
     });
