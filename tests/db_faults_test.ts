@@ -219,7 +219,13 @@ Deno.test({
           "the second upbot to wait as standby",
           () => second.lines.some((l) => l.includes("Standby:")),
           60_000,
-        );
+        ).catch((err) => {
+          throw new Error(
+            `${err.message}\nsecond upbot:\n${second.lines.join("\n")}\nfirst upbot, last lines:\n${
+              upbot.lines.slice(-30).join("\n")
+            }`,
+          );
+        });
       } finally {
         await second.stop("SIGTERM");
       }

@@ -184,7 +184,7 @@ for (const backend of testBackends()) {
         (await rig.sql<{ n: number }[]>`
           select count(*)::int as n from pg_stat_activity
           where datname = current_database()
-            and application_name like ${`upbot-evaluator/${incarnationNo}/%`}`)[0]!.n;
+            and application_name like ${`upbot-evaluator/%.${incarnationNo}/%`}`)[0]!.n;
       const before = incarnation(rig.events, "evaluator");
       if (backend === "postgres") {
         assert.ok(await sessions(before) >= 1, "the evaluator is connected");

@@ -8,13 +8,20 @@
  * loop never does. Its sessions would keep a transaction's locks (on the embedded database, the
  * whole database) until the idle-in-transaction limit, and its idle connections for good: a few
  * hangs would use up the embedded server's connections. Each incarnation's clients therefore
- * name themselves `upbot-<actor>/<incarnation>/<process>` (`application_name`, unique to this
- * incarnation and this process), and the main thread ends that name's sessions once the worker
- * is terminated.
+ * name themselves `upbot-<actor>/<generation>.<incarnation>/<process>` (`application_name`,
+ * unique to this incarnation and this process: the generation counts the supervisors of this
+ * process, as a leader that lost its lease starts a new one), and the main thread ends that
+ * name's sessions once the worker is terminated.
  */
 import { createLogger } from "../log.ts";
 
 const log = createLogger("supervisor");
+
+/** Supervisors of this process so far (see the module's doc). */
+let generations = 0;
+
+/** How long a stop waits for session endings (the database may be what failed). */
+const SETTLE_LIMIT_MS = 5_000;
 
 /** Options of {@linkcode ActorSessions}. */
 export interface ActorSessionsOptions {
@@ -38,12 +45,13 @@ export interface ActorSessionsOptions {
  *   processTag: db.processTag,
  *   endSessions: (name) => db.endSessions(name),
  * });
- * sessions.nameFor("executor", 3); // "upbot-executor/3/k3f9a1c2"
+ * sessions.nameFor("executor", 3); // "upbot-executor/1.3/k3f9a1c2"
  * sessions.terminated("executor", true); // ends that name's sessions, reports the hang
  * ```
  */
 export class ActorSessions {
   readonly #options: ActorSessionsOptions;
+  readonly #generation = ++generations;
   readonly #current = new Map<string, string>();
   readonly #hung = new Set<string>();
   readonly #ending = new Set<Promise<void>>();
@@ -54,7 +62,7 @@ export class ActorSessions {
 
   /** The name of the sessions of `actor`'s incarnation `incarnation` (called once per start). */
   nameFor(actor: string, incarnation: number): string {
-    const name = `upbot-${actor}/${incarnation}/${this.#options.processTag}`;
+    const name = `upbot-${actor}/${this.#generation}.${incarnation}/${this.#options.processTag}`;
     this.#current.set(actor, name);
     return name;
   }
@@ -93,8 +101,17 @@ export class ActorSessions {
     this.#ending.add(ending);
   }
 
-  /** Resolves once no session ending is under way (before the database closes). */
+  /**
+   * Resolves once no session ending is under way (before the database closes), or after 5 s:
+   * with the database down they would wait for its connect timeout.
+   */
   async settled(): Promise<void> {
-    while (this.#ending.size > 0) await Promise.all([...this.#ending]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const limit = new Promise<void>((resolve) => timer = setTimeout(resolve, SETTLE_LIMIT_MS));
+    const all = (async () => {
+      while (this.#ending.size > 0) await Promise.all([...this.#ending]);
+    })();
+    await Promise.race([all, limit]);
+    clearTimeout(timer);
   }
 }
