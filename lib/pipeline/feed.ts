@@ -222,14 +222,14 @@ export class Feed {
       maxPages: 50,
       signal,
     });
-    if (signal?.aborted) {
-      // Stopping: not a failure worth a warning.
-    } else if (error !== undefined) {
+    // A stop cuts the paging short: not a failure worth a warning.
+    const stopped = signal?.aborted === true;
+    if (error !== undefined && !stopped) {
       this.#options.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
         error: error instanceof Error ? error.message : String(error),
         fetched: trades.length,
       });
-    } else if (!complete) {
+    } else if (!complete && !stopped) {
       this.#options.log.warn(
         `Backfill of ${market} stopped at its page limit; older trades are missing`,
         {
