@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { connect } from "../lib/db/connect.ts";
 import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
-import { IDLE_IN_TRANSACTION_MS } from "../lib/db/pglite_server.ts";
+import { PGlite } from "@electric-sql/pglite";
+import { IDLE_IN_TRANSACTION_MS, PgliteServer } from "../lib/db/pglite_server.ts";
 
 Deno.test("PgliteServer: many clients' concurrent queries never mix (extended protocol)", async () => {
   const db = await startEmbeddedDatabase({ dataDir: null });
@@ -67,8 +68,9 @@ Deno.test("PgliteServer: concurrent transactions are serialised and all incremen
   }
 });
 
-function startupMessage(): Uint8Array {
-  const body = new TextEncoder().encode("user\0postgres\0database\0postgres\0\0");
+function startupMessage(applicationName = ""): Uint8Array {
+  const name = applicationName ? `application_name\0${applicationName}\0` : "";
+  const body = new TextEncoder().encode(`user\0postgres\0database\0postgres\0${name}\0`);
   const out = new Uint8Array(8 + body.length);
   const view = new DataView(out.buffer);
   view.setInt32(0, out.length);
@@ -189,5 +191,67 @@ Deno.test("PgliteServer: malformed frames close the connection, the server keeps
   } finally {
     await sql.end();
     await db.close();
+  }
+});
+
+/** Rejects when `promise` has not settled within `ms` (a stalled server must fail, not hang). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+Deno.test("PgliteServer: a session ended while its unit runs is rolled back once the unit is done, and nothing it sent after runs", async () => {
+  const pg = await PGlite.create();
+  // PGlite runs on this thread, so a statement cannot be caught running by a timer: the test
+  // holds the unit between two of PGlite's calls instead, where the server's own awaits are.
+  const run = pg.execProtocolRawStream.bind(pg);
+  const held = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  pg.execProtocolRawStream = async (message, options) => {
+    if (new TextDecoder().decode(message).includes("'held'")) {
+      held.resolve();
+      await release.promise;
+    }
+    return await run(message, options);
+  };
+  const server = new PgliteServer({ db: pg });
+  const { port } = server.start();
+  const b = connect({ kind: "url", url: `postgres://postgres@127.0.0.1:${port}/postgres` }, {
+    max: 1,
+  });
+  const raw = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await b`create table probe (v int)`;
+    await raw.write(startupMessage("upbot-probe/1.1/abcd1234"));
+    assert.equal(await readUntilReady(raw), "I");
+    // One write, two units: a transaction whose unit is held, then an insert that must never
+    // run once the session is ended.
+    await raw.write(
+      new Uint8Array([
+        ...simpleQuery("begin; insert into probe values (1); select 'held'"),
+        ...simpleQuery("insert into probe values (2)"),
+      ]),
+    );
+    await held.promise;
+    // Ended while its unit runs (a terminated worker's sessions, upbot's `endSessions`).
+    assert.equal(await server.disconnectApplication("upbot-probe/1.1/abcd1234"), 1);
+    const waiting = b`select coalesce(sum(v), 0)::int as n from probe`;
+    release.resolve();
+    const [row] = await within(waiting, 15_000, "another client's query after the ending");
+    assert.equal(
+      row?.n,
+      0,
+      "the ended session's transaction was rolled back, its insert never ran",
+    );
+    assert.equal(pg.isInTransaction(), false);
+  } finally {
+    release.resolve();
+    raw.close();
+    await b.end({ timeout: 1 });
+    await server.close();
+    await pg.close();
   }
 });

@@ -286,6 +286,8 @@ export class PgliteServer {
    * outside the scheduler: a client that stops reading only ever stalls itself.
    */
   async #runUnit(unit: Omit<Unit, "done">): Promise<void> {
+    // An ended session runs nothing more, though its read loop may still hold frames it read.
+    if (unit.client.closed) return;
     const full: Unit = { ...unit, done: Promise.withResolvers<Uint8Array>() };
     this.#queue.push(full);
     this.#pump();
@@ -295,6 +297,15 @@ export class PgliteServer {
 
   #pump(): void {
     if (this.#running) return;
+    if (this.#owner?.closed) {
+      // Its session ended while its unit ran: undo what the unit left open before anyone else.
+      this.#running = true;
+      this.#rollBackOwner().finally(() => {
+        this.#running = false;
+        this.#pump();
+      });
+      return;
+    }
     const i = this.#queue.findIndex((u) => this.#owner === null || u.client === this.#owner);
     if (i < 0) return;
     const unit = this.#queue.splice(i, 1)[0]!;
@@ -336,17 +347,18 @@ export class PgliteServer {
     try {
       client.conn.close();
     } catch { /* already closed */ }
-    if (this.#owner === client) {
-      // Wait for a unit of this client that may be running, then undo what it left open.
-      while (this.#running) await new Promise((r) => setTimeout(r, 1));
-      if (this.#owner === client) {
-        const { db } = this.#options;
-        // exec takes PGlite's lock itself (runExclusive around it would deadlock).
-        if (db.isInTransaction()) await db.exec("ROLLBACK").catch(() => {});
-        this.#owner = null;
-      }
-    }
+    // A unit of this client may be running (a session ended from outside, `disconnectApplication`):
+    // whatever it leaves open is rolled back by the scheduler before any other unit runs.
     this.#pump();
+    while (this.#owner === client) await new Promise((r) => setTimeout(r, 1));
+  }
+
+  /** Rolls back what the session of the closed owner left open, and frees the scheduler. */
+  async #rollBackOwner(): Promise<void> {
+    const { db } = this.#options;
+    // exec takes PGlite's lock itself (runExclusive around it would deadlock).
+    if (db.isInTransaction()) await db.exec("ROLLBACK").catch(() => {});
+    this.#owner = null;
   }
 
   #checkIdleOwner(): void {
