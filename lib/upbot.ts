@@ -355,6 +355,15 @@ async function startLeadership(
   const { sql, log } = deps;
   /** Halts and alarms being stored (awaited before the database closes). */
   const pendingWrites = new Set<Promise<void>>();
+  const keepWrite = (what: string, write: Promise<unknown>) => {
+    const kept: Promise<void> = write
+      .then(
+        () => {},
+        (err) => log.error(`could not store ${what}`, { error: (err as Error).message }),
+      )
+      .finally(() => pendingWrites.delete(kept));
+    pendingWrites.add(kept);
+  };
   const layout = controlDirLayout(config.DATA_DIR);
   const control = new ControlDirWatcher({ layout, sql, onApplied: () => deps.wakeExecutor() });
   let supervisor: UpbotSupervisor | undefined;
@@ -380,34 +389,26 @@ async function startLeadership(
       onTradingHalt: (reason, actor) => {
         log.error("Trading HALTED", { reason, actor: actor ?? undefined });
         // Stored too, so the halt survives a restart until a person resumes it.
-        const write = haltEntries(sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" })
-          .then(
-            () =>
-              log.warn(
-                "Entries halted globally (stored, survives restarts); once the cause is fixed and upbot restarted, lift it with: deno task resume",
-              ),
-            (err) =>
-              log.error("could not store the supervisor's halt", {
-                error: (err as Error).message,
-              }),
-          )
-          .finally(() => pendingWrites.delete(write));
-        pendingWrites.add(write);
+        keepWrite(
+          "the supervisor's halt",
+          haltEntries(sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" }).then(() =>
+            log.warn(
+              "Entries halted globally (stored, survives restarts); once the cause is fixed and upbot restarted, lift it with: deno task resume",
+            )
+          ),
+        );
       },
       processTag: deps.processTag,
       endSessions: deps.endSessions,
       onActorHung: (actors, message) => {
-        const write = raiseAlarm(sql, {
-          code: "actor_hung",
-          message,
-          details: { actors, process: deps.processTag, hostname: Deno.hostname(), pid: Deno.pid },
-        })
-          .then(() => {}, (err) =>
-            log.error("could not store the actor_hung alarm", {
-              error: (err as Error).message,
-            }))
-          .finally(() => pendingWrites.delete(write));
-        pendingWrites.add(write);
+        keepWrite(
+          "the actor_hung alarm",
+          raiseAlarm(sql, {
+            code: "actor_hung",
+            message,
+            details: { actors, process: deps.processTag, hostname: Deno.hostname(), pid: Deno.pid },
+          }),
+        );
       },
       ...options.supervisor,
     });
@@ -415,7 +416,6 @@ async function startLeadership(
   } catch (err) {
     await control.stop();
     await supervisor?.stop("start-up failed");
-    await supervisor?.sessionsSettled();
     await Promise.all(pendingWrites);
     throw err;
   }
@@ -439,7 +439,6 @@ async function startLeadership(
       stopping ??= (async () => {
         await control.stop();
         await running.stop("shutdown");
-        await running.sessionsSettled();
         await Promise.all(pendingWrites);
         await stopSampler();
         await stopRetention();

@@ -246,11 +246,12 @@ export class UpbotSupervisor extends Supervisor<UpbotMessage, TradingHaltedEvent
   }
 
   /**
-   * Resolves once no terminated actor's database sessions are being ended: await it after
-   * `stop()`, before the database closes.
+   * Stops every actor ({@linkcode Supervisor.stop}), then waits (at most 5 s) until no
+   * terminated incarnation's database sessions are being ended, so the database may close next.
    */
-  sessionsSettled(): Promise<void> {
-    return this.#policy.sessionsSettled();
+  override async stop(reason?: string): Promise<void> {
+    await super.stop(reason);
+    await this.#policy.sessionsSettled();
   }
 
   /** See {@linkcode TradingPolicy.halt}. */
