@@ -149,10 +149,14 @@ export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig>
       return row!.n as number;
     };
     const describe = async () => {
-      const [counts] = await sql`
-        select (select count(*) from market_1s where is_final) as final_bars,
-               (select count(*) from paper_trades) as paper_trades,
-               (select count(*) from upbit_order_attempts) as attempts`;
+      // Bounded: a failure report must not wait for good on a stalled database.
+      const counts = await answerWithin(
+        sql`
+          select (select count(*) from market_1s where is_final) as final_bars,
+                 (select count(*) from paper_trades) as paper_trades,
+                 (select count(*) from upbit_order_attempts) as attempts`.then(([row]) => row),
+        10_000,
+      ).catch((err) => String(err));
       const actors = upbot.supervisor.status().map((s) =>
         `${s.name}=${s.state}/restarts=${s.restarts}/err=${s.lastError ?? "-"}`
       );
@@ -176,20 +180,14 @@ export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig>
       async until(what, check, timeoutMs = 60_000) {
         const deadline = Date.now() + timeoutMs;
         let lastError: unknown;
-        let timer: ReturnType<typeof setTimeout> | undefined;
         for (;;) {
           try {
             // A check that hangs (a stalled database) counts as failed, not as waiting forever.
-            const timeout = new Promise<never>((_, reject) => {
-              timer = setTimeout(() => reject(new Error("check took over 10 s")), 10_000);
-            });
-            if (await Promise.race([check(), timeout])) return;
+            if (await answerWithin(Promise.resolve(check()), 10_000)) return;
           } catch (err) {
             // The test's own queries may fail while a fault is being recovered from (e.g. the
             // embedded database waits out a hung worker's transaction): keep watching.
             lastError = err;
-          } finally {
-            clearTimeout(timer);
           }
           trace(`until ${what}: ${lastError ? String(lastError) : "not yet"}`);
           if (Date.now() > deadline) {
@@ -305,4 +303,13 @@ export async function assertBarsContiguous(
     total += row!.n as number;
   }
   return total;
+}
+
+/** `promise`'s value, or a rejection when it has not settled within `ms`. */
+function answerWithin<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }
