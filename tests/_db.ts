@@ -94,3 +94,15 @@ export function dbTest(
     });
   }
 }
+
+/**
+ * `promise`'s value, or a rejection naming `what` when it has not settled within `ms`: a query to
+ * a stalled database must fail the test, not hang the suite.
+ */
+export function answerWithin<T>(promise: Promise<T>, ms: number, what = "query"): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}

@@ -11,7 +11,7 @@ import type { Client } from "../lib/db/connect.ts";
 import { configureLogging, loggingSettings, type LogLevel, setLogSink } from "../lib/log.ts";
 import { startUpbot, type Upbot } from "../lib/upbot.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
-import { openTestDatabase } from "./_db.ts";
+import { answerWithin, openTestDatabase } from "./_db.ts";
 
 const TRACE = Deno.env.get("RIG_TRACE") === "1";
 
@@ -156,6 +156,7 @@ export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig>
                  (select count(*) from paper_trades) as paper_trades,
                  (select count(*) from upbit_order_attempts) as attempts`.then(([row]) => row),
         10_000,
+        "counts",
       ).catch((err) => String(err));
       const actors = upbot.supervisor.status().map((s) =>
         `${s.name}=${s.state}/restarts=${s.restarts}/err=${s.lastError ?? "-"}`
@@ -183,7 +184,7 @@ export async function startUpbotRig(options: UpbotRigOptions): Promise<UpbotRig>
         for (;;) {
           try {
             // A check that hangs (a stalled database) counts as failed, not as waiting forever.
-            if (await answerWithin(Promise.resolve(check()), 10_000)) return;
+            if (await answerWithin(Promise.resolve(check()), 10_000, "check")) return;
           } catch (err) {
             // The test's own queries may fail while a fault is being recovered from (e.g. the
             // embedded database waits out a hung worker's transaction): keep watching.
@@ -303,13 +304,4 @@ export async function assertBarsContiguous(
     total += row!.n as number;
   }
   return total;
-}
-
-/** `promise`'s value, or a rejection when it has not settled within `ms`. */
-function answerWithin<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }

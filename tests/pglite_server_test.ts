@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { connect } from "../lib/db/connect.ts";
+import { answerWithin } from "./_db.ts";
 import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 import { PGlite } from "@electric-sql/pglite";
 import { IDLE_IN_TRANSACTION_MS, PgliteServer } from "../lib/db/pglite_server.ts";
@@ -194,15 +195,6 @@ Deno.test("PgliteServer: malformed frames close the connection, the server keeps
   }
 });
 
-/** Rejects when `promise` has not settled within `ms` (a stalled server must fail, not hang). */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
-
 Deno.test("PgliteServer: a session ended while its unit runs is rolled back once the unit is done, and nothing it sent after runs", async () => {
   const pg = await PGlite.create();
   // PGlite runs on this thread, so a statement cannot be caught running by a timer: the test
@@ -240,7 +232,7 @@ Deno.test("PgliteServer: a session ended while its unit runs is rolled back once
     assert.equal(await server.disconnectApplication("upbot-probe/1.1/abcd1234"), 1);
     const waiting = b`select coalesce(sum(v), 0)::int as n from probe`;
     release.resolve();
-    const [row] = await within(waiting, 15_000, "another client's query after the ending");
+    const [row] = await answerWithin(waiting, 15_000, "another client's query after the ending");
     assert.equal(
       row?.n,
       0,
