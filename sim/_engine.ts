@@ -11,7 +11,8 @@
  *   price (bid: trade price <= limit; ask: >= limit). The trade's volume is shared among our resting
  *   orders best price first, then oldest first; each order takes at most the volume left.
  * - `best` orders are limit orders at the best opposite price: they only take the first level.
- * - Market orders larger than the visible book fill what the book holds; the rest is cancelled.
+ * - Market orders (`price` buys, `market` sells) larger than the visible book are refused at
+ *   validation (§8.2), so a market order that is accepted finds the whole of its size in the book.
  * - Self-trade prevention (changed 2026-11-09): a new order meets the account's own resting
  *   orders of the other side in price order with the book (own first at an equal price), and its
  *   `smp_type` decides (absent = `cancel_maker`): `none` trades with its own order, `cancel_maker`
@@ -462,7 +463,8 @@ export class Engine {
 
   /**
    * Validates a create body in the §9.1 order: market exists / online → side, ord_type and
-   * time_in_force combinations → tick grid → min / max total → balance → identifier uniqueness.
+   * time_in_force combinations → tick grid → min / max total → visible book depth (market orders)
+   * → balance → identifier uniqueness.
    * `extraAvailable` adds funds about to be released (cancel_and_new).
    */
   validate(
@@ -570,6 +572,19 @@ export class Engine {
       );
     }
 
+    // §8.2: a market order larger than the visible book (the market's top 30 levels) is refused,
+    // not partly filled. The error name is undocumented [?]; this one is inferred.
+    if (
+      (ordType === "price" && price! > this.#visibleDepth(market, "bid")) ||
+      (ordType === "market" && volume! > this.#visibleDepth(market, "ask"))
+    ) {
+      return refused(
+        400,
+        `insufficient_liquidity_${side}`,
+        "호가창의 주문 가능 잔량을 초과한 시장가 주문입니다.",
+      );
+    }
+
     if (side === "bid") {
       const need = total + mul(total, FEE_RATE);
       if (this.account(quote).balance + extraAvailable < need) {
@@ -598,6 +613,23 @@ export class Engine {
       smpType,
       identifier,
     });
+  }
+
+  /**
+   * What the visible book offers a market order of `side` (§8.2): the notional of the asks for a
+   * buy, the summed size of the bids for a sell (sizes truncated to 8 dp as the walk takes them).
+   * The account's own resting orders are not counted: the least kind reading, and under the default
+   * `cancel_maker` they never fill a new order anyway.
+   */
+  #visibleDepth(market: string, side: Side): Dec {
+    const book = this.#market.book(market);
+    let depth = ZERO;
+    for (const level of side === "bid" ? book.asks : book.bids) {
+      const price = parseDec(level.price);
+      if (price === undefined || price <= 0n) continue;
+      depth += side === "bid" ? mul(price, volumeOf(level.size)) : volumeOf(level.size);
+    }
+    return depth;
   }
 
   /**

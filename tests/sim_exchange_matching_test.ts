@@ -285,10 +285,62 @@ Deno.test("best ioc / fok take only the best opposite level", async () => {
   exchange.close();
 });
 
-Deno.test("a market sell larger than the visible book fills what it holds and cancels the rest", async () => {
+Deno.test("market orders larger than the visible book are refused, not partly filled (§8.2)", async () => {
   const { exchange, market, client } = setup();
-  market.setBook("KRW-BTC", [[100_100_000, 5]], [[100_000_000, 0.01]]);
-  await place(client, { market: "KRW-BTC", side: "bid", price: "3003000", ord_type: "price" });
+  // Thin book: asks 0.01 @ 100.1M + 0.02 @ 100.2M (3,005,000 KRW); bids 0.01 + 0.02 BTC.
+  market.setBook(
+    "KRW-BTC",
+    [[100_100_000, 0.01], [100_200_000, 0.02]],
+    [[100_000_000, 0.01], [99_900_000, 0.02]],
+  );
+  await place(client, { market: "KRW-BTC", side: "bid", price: "3005000", ord_type: "price" });
+  const btc = await client.account("BTC");
+  const krw = await client.account("KRW");
+  assert.equal(btc.balance, "0.03", "a buy of exactly the book's notional fills");
+  for (
+    const [body, name] of [
+      [
+        { market: "KRW-BTC", side: "bid", price: "3005001", ord_type: "price", identifier: "b1" },
+        "insufficient_liquidity_bid",
+      ],
+      [
+        {
+          market: "KRW-BTC",
+          side: "ask",
+          volume: "0.03000001",
+          ord_type: "market",
+          identifier: "a1",
+        },
+        "insufficient_liquidity_ask",
+      ],
+    ] as const
+  ) {
+    const [status, answer] = await client.postJson("/v1/orders", body);
+    assert.equal(status, 400, JSON.stringify(answer));
+    assert.equal((answer.error as Json).name, name);
+    // Nothing locked, nothing created, and the identifier is burnt.
+    assert.deepEqual(await client.account("BTC"), btc);
+    assert.deepEqual(await client.account("KRW"), krw);
+    const [reuse, again] = await client.postJson("/v1/orders", {
+      market: "KRW-BTC",
+      side: "bid",
+      price: "10000",
+      ord_type: "price",
+      identifier: body.identifier,
+    });
+    assert.equal(reuse, 400);
+    assert.equal((again.error as Json).name, "duplicated_identifier");
+  }
+  assert.equal(exchange.orders().length, 1);
+  // The test endpoint validates the same way.
+  const [test, testAnswer] = await client.postJson("/v1/orders/test", {
+    market: "KRW-BTC",
+    side: "ask",
+    volume: "0.031",
+    ord_type: "market",
+  });
+  assert.deepEqual([test, (testAnswer.error as Json).name], [400, "insufficient_liquidity_ask"]);
+  // A sell just inside the bids' size fills whole.
   const sell = await place(client, {
     market: "KRW-BTC",
     side: "ask",
@@ -296,13 +348,9 @@ Deno.test("a market sell larger than the visible book fills what it holds and ca
     ord_type: "market",
   });
   const o = await order(client, sell.uuid);
-  assert.equal(o.state, "cancel");
-  assert.equal(o.executed_volume, "0.01");
-  assert.deepEqual(await client.account("BTC"), {
-    balance: "0.02",
-    locked: "0",
-    avg: "100100000",
-  }, "the unfilled 0.02 is released");
+  assert.equal(o.state, "done");
+  assert.equal(o.executed_volume, "0.03");
+  assert.equal(o.executed_funds, "2998000");
   exchange.close();
 });
 

@@ -300,11 +300,14 @@ Deno.test("own orders beyond the visible book are not met by an order that empti
     price: "99000000",
     volume: "0.01",
   });
+  // A limit ioc (a market order this large would be refused, §8.2) that crosses every level.
   const sell = await place(client, {
     market: "KRW-BTC",
     side: "ask",
-    ord_type: "market",
+    ord_type: "limit",
+    price: "98000000",
     volume: "0.5",
+    time_in_force: "ioc",
   });
   const s = await order(client, sell.uuid);
   assert.equal(s.state, "cancel");
