@@ -428,9 +428,15 @@ export class Engine {
     return this.#market.markets().includes(market);
   }
 
-  /** True when faults mark `market` offline. */
+  /**
+   * True when `market` takes no orders (`market_offline`): the faults mark it offline, or its
+   * listing state (§7.4 `market_state`) is not `ACTIVE`. The reference does not say in words that a
+   * PREVIEW or DELISTED market refuses orders; §5.2's "not tradable" is read as covering them (the
+   * least kind reading).
+   */
   isOffline(market: string): boolean {
-    return this.#faults().offline_markets.includes(market);
+    return this.#faults().offline_markets.includes(market) ||
+      this.#market.listingState(market) !== "ACTIVE";
   }
 
   /** Every real order, oldest first. */

@@ -81,6 +81,9 @@ export interface SimTrade {
   sequentialId: bigint;
 }
 
+/** §7.4 `market_state`: a market's listing state. */
+export type ListingState = "PREVIEW" | "ACTIVE" | "DELISTED";
+
 /** One price level of the simulated book. */
 export interface BookLevel {
   price: number;
@@ -95,6 +98,8 @@ export interface MarketView {
   book(market: string): { asks: BookLevel[]; bids: BookLevel[] };
   /** Last trade price. */
   lastPrice(market: string): number;
+  /** Listing state (§7.4 `market_state`); only `ACTIVE` markets take orders. */
+  listingState(market: string): ListingState;
   /** Called for every printed trade (generated or injected), in sequence order. Returns unsubscribe. */
   onTrade(listener: (trade: SimTrade) => void): () => void;
 }

@@ -304,11 +304,21 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
         bid: { currency: quote, min_total: formatDec(minTotal(quote)) },
         ask: { currency: base, min_total: formatDec(minTotal(quote)) },
         max_total: max === undefined ? null : formatDec(max),
-        state: engine.isOffline(market) ? "inactive" : "active",
+        state: chanceState(market),
       },
       bid_account: accountJson(engine.account(quote)),
       ask_account: accountJson(engine.account(base)),
     });
+  }
+
+  /**
+   * §4.2 `market.state`: `active`, or (values undocumented, inferred) the listing state in lower
+   * case for a market that is not ACTIVE, and `inactive` for one the faults take offline.
+   */
+  function chanceState(market: string): string {
+    const listing = options.market.listingState(market);
+    if (listing !== "ACTIVE") return listing.toLowerCase();
+    return engine.isOffline(market) ? "inactive" : "active";
   }
 
   function ordersByIds(query: Query): Response {

@@ -10,10 +10,11 @@
  * and on injected trades, which move the price. `sequential_id`s come from the clock: trade time in ms ×
  * 10,000 plus a counter, about 1.7e16 like Upbit's, above 2^53.
  */
-import type { BookLevel, MarketView } from "./contract.ts";
+import type { BookLevel, ListingState, MarketView } from "./contract.ts";
 import type { SimTrade } from "./contract.ts";
 import { createRng, hash01, type Rng } from "./_rng.ts";
 import { type MarketSpec, specFor } from "./market_specs.ts";
+import { marketStatusOf } from "./market_status.ts";
 import { krwTickSize, snapToTick, tickDown, tickUp } from "./tick_size.ts";
 import { Ring } from "./_ring.ts";
 
@@ -349,6 +350,10 @@ export class SimMarket implements MarketView {
 
   lastPrice(market: string): number {
     return this.#state(market).lastPrice;
+  }
+
+  listingState(market: string): ListingState {
+    return marketStatusOf(this).get(market).market_state;
   }
 
   onTrade(listener: (trade: SimTrade) => void): () => void {

@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import { MarketCode } from "../lib/domain.ts";
+import type { ListingState } from "./contract.ts";
 import type { SimMarket } from "./market.ts";
 
 /** The caution flags of §6 (`market_event.caution`), all false by default. */
@@ -26,7 +27,7 @@ export type CautionFlag = (typeof CAUTION_FLAGS)[number];
 export interface MarketStatus {
   warning: boolean;
   caution: Record<CautionFlag, boolean>;
-  market_state: "PREVIEW" | "ACTIVE" | "DELISTED";
+  market_state: ListingState;
   /** `yyyy-MM-dd` (format inferred: the docs name the field only), or null. */
   delisting_date: string | null;
 }

@@ -3,7 +3,7 @@
  * (books and trades set by the test), a JWT signer written from §2, and request builders.
  */
 import assert from "node:assert/strict";
-import type { BookLevel, ExchangeHandler, MarketView } from "../sim/contract.ts";
+import type { BookLevel, ExchangeHandler, ListingState, MarketView } from "../sim/contract.ts";
 import type { Faults, SimTrade } from "../sim/mod.ts";
 import { createExchange } from "../sim/exchange.ts";
 import { NO_FAULTS as SIM_NO_FAULTS } from "../sim/faults.ts";
@@ -15,6 +15,8 @@ export const SECRET_KEY = "test-secret-key";
 export class FakeMarket implements MarketView {
   readonly books = new Map<string, { asks: BookLevel[]; bids: BookLevel[] }>();
   readonly last = new Map<string, number>();
+  /** Listing states set by the test (ACTIVE when absent). */
+  readonly states = new Map<string, ListingState>();
   readonly #listeners = new Set<(trade: SimTrade) => void>();
   #sequence = 1;
 
@@ -30,6 +32,10 @@ export class FakeMarket implements MarketView {
 
   lastPrice(market: string): number {
     return this.last.get(market) ?? 0;
+  }
+
+  listingState(market: string): ListingState {
+    return this.states.get(market) ?? "ACTIVE";
   }
 
   onTrade(listener: (trade: SimTrade) => void): () => void {

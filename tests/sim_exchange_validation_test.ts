@@ -190,6 +190,37 @@ Deno.test("POST /v1/orders answers 403 market_offline for markets the faults tak
   exchange.close();
 });
 
+Deno.test("a market whose listing state is not ACTIVE refuses orders and cancels with 403 market_offline", async () => {
+  const { exchange, market, client } = setup();
+  const [placed, resting] = await client.postJson("/v1/orders", limitBid("150000000", "0.001"));
+  assert.equal(placed, 201);
+  for (const state of ["DELISTED", "PREVIEW"] as const) {
+    market.states.set("KRW-BTC", state);
+    for (const path of ["/v1/orders", "/v1/orders/test"]) {
+      await assertRefused(client, [[limitBid("150000000", "0.001"), 403, "market_offline"]], path);
+    }
+    assert.deepEqual(
+      await errorOf(client.deleteJson("/v1/order", [["uuid", resting.uuid as string]])),
+      [403, "market_offline"],
+    );
+    const [, chance] = await client.getJson("/v1/orders/chance", [["market", "KRW-BTC"]]);
+    assert.equal((chance.market as Json).state, state.toLowerCase());
+  }
+  // Another market trades on; the market trades again once ACTIVE.
+  const [xrp] = await client.postJson("/v1/orders", {
+    market: "KRW-XRP",
+    side: "bid",
+    volume: "10",
+    price: "2000",
+    ord_type: "limit",
+  });
+  assert.equal(xrp, 201);
+  market.states.set("KRW-BTC", "ACTIVE");
+  const [cancel] = await client.deleteJson("/v1/order", [["uuid", resting.uuid as string]]);
+  assert.equal(cancel, 200);
+  exchange.close();
+});
+
 Deno.test("identifier is unique forever, also after a failed create", async () => {
   const { exchange, client } = setup();
   const [first] = await client.postJson(

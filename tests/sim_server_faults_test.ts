@@ -289,6 +289,27 @@ Deno.test("offline_markets makes the exchange answer market_offline", async () =
   });
 });
 
+Deno.test("POST /_sim/markets market_state DELISTED makes the exchange answer market_offline", async () => {
+  await withSim(async (sim) => {
+    const set = await fetch(`${sim.restUrl}/_sim/markets`, {
+      method: "POST",
+      body: JSON.stringify({ market: "KRW-BTC", market_state: "DELISTED" }),
+    });
+    assert.equal(set.status, 200, await set.text());
+    const res = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), ORDER);
+    assert.equal(res.status, 403);
+    assert.equal((await res.json()).error.name, "market_offline");
+    const chance = await signedQuery(
+      sim.restUrl,
+      "GET",
+      "/v1/orders/chance",
+      keysOf(sim),
+      "market=KRW-BTC",
+    );
+    assert.equal((await chance.json()).market.state, "delisted");
+  });
+});
+
 function openSocket(url: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url);
