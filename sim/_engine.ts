@@ -304,7 +304,7 @@ export class Engine {
   readonly #now: () => number;
   readonly #orders = new Map<string, Order>();
   readonly #byIdentifier = new Map<string, Order>();
-  /** Every identifier ever sent with a real create (burnt even when the create failed). */
+  /** Every identifier ever sent with a create, test creates included (burnt even when it failed). */
   readonly #usedIdentifiers = new Set<string>();
   readonly #accounts = new Map<string, Account>();
   readonly #resting = new Map<string, { bids: RestingSide<Order>; asks: RestingSide<Order> }>();
@@ -639,11 +639,12 @@ export class Engine {
   }
 
   /**
-   * `POST /v1/orders` and `POST /v1/orders/test`. A real create burns its identifier whatever the
-   * outcome; a test create validates identically but stores, locks and fills nothing (and does
-   * not burn the identifier — undocumented, §4.4). Returns the order as accepted (state `wait`)
-   * and, for real orders, the order itself (already matched against the book). `ownReservation`:
-   * this request took its identifier with {@linkcode reserveIdentifier} when it arrived.
+   * `POST /v1/orders` and `POST /v1/orders/test`. A create burns its identifier whatever the
+   * outcome; a test create validates identically but stores, locks and fills nothing. Whether a
+   * test create burns its identifier is undocumented (§4.4 [?]): it does here, the least kind
+   * reading. Returns the order as accepted (state `wait`) and, for real orders, the order itself
+   * (already matched against the book). `ownReservation`: this request took its identifier with
+   * {@linkcode reserveIdentifier} when it arrived.
    */
   create(
     body: Record<string, unknown>,
@@ -657,7 +658,7 @@ export class Engine {
       if (mode === "test") return ok(this.#newOrder(request.value, false));
       return ok(this.place(request.value));
     } finally {
-      if (mode === "real" && typeof identifier === "string") this.burnIdentifier(identifier);
+      if (typeof identifier === "string") this.burnIdentifier(identifier);
     }
   }
 

@@ -269,17 +269,23 @@ Deno.test("POST /v1/orders/test validates like a real order and creates, locks a
     [[limitBid("150000001", "0.001"), 400, "invalid_price_bid"]],
     "/v1/orders/test",
   );
-  // A test call does not burn the identifier (undocumented, §4.4).
-  const [real] = await client.postJson(
-    "/v1/orders",
-    limitBid("150000000", "0.001", { identifier: "dry" }),
-  );
-  assert.equal(real, 201);
+  // A test call burns its identifier (undocumented, §4.4 [?]: the least kind reading), also when
+  // it is refused; a real order and another test call under it are refused.
+  await assertRefused(client, [
+    [limitBid("150000000", "0.001", { identifier: "dry" }), 400, "duplicated_identifier"],
+  ]);
   await assertRefused(
     client,
-    [[limitBid("150000000", "0.001", { identifier: "dry" }), 400, "duplicated_identifier"]],
+    [
+      [limitBid("150000000", "0.001", { identifier: "dry" }), 400, "duplicated_identifier"],
+      [limitBid("150000001", "0.001", { identifier: "dry-refused" }), 400, "invalid_price_bid"],
+    ],
     "/v1/orders/test",
   );
+  await assertRefused(client, [
+    [limitBid("150000000", "0.001", { identifier: "dry-refused" }), 400, "duplicated_identifier"],
+  ]);
+  assert.deepEqual(exchange.orders(), []);
   exchange.close();
 });
 
