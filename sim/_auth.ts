@@ -67,15 +67,18 @@ function sha512HexSync(text: string): string {
 
 /**
  * The string a client hashed for a GET/DELETE: the raw query string as received, URL-decoded
- * (same order, `[]` keys literal). `null` when there is no query.
+ * (same order, `[]` keys literal). A raw `+` decodes to a space, as in any form-encoded query:
+ * §2.2 says a literal `+` must go on the wire as `%2B` (and be hashed as `+`), so a client that
+ * sends it raw but hashes `+` fails the check. `null` when there is no query.
  */
 export function hashedQueryString(url: URL): string | null {
   const raw = url.search.startsWith("?") ? url.search.slice(1) : url.search;
   if (raw === "") return null;
+  const spaced = raw.replaceAll("+", " ");
   try {
-    return decodeURIComponent(raw);
+    return decodeURIComponent(spaced);
   } catch {
-    return raw;
+    return spaced;
   }
 }
 
@@ -154,10 +157,13 @@ export class Authenticator {
     this.#usedNonces.add(nonceKey);
     if (hashed !== undefined) {
       const claimed = payload.query_hash;
-      const alg = payload.query_hash_alg ?? "SHA512";
       if (hashed === null && claimed === undefined) {
         return { ok: true, value: { accessKey, nonce: String(nonce) } };
       }
+      // §2.1: `query_hash_alg` goes with every `query_hash` ("omit only if you omit query_hash"):
+      // no default is assumed. The error name for a missing one is undocumented; the query of the
+      // token cannot be verified, hence `invalid_query_payload` (inferred).
+      const alg = payload.query_hash_alg;
       if (typeof claimed !== "string" || alg !== "SHA512") {
         return fail("invalid_query_payload", "Jwt의 query를 검증하는데 실패하였습니다.");
       }

@@ -101,12 +101,15 @@ function intParam(
   return ok(n);
 }
 
-/** `start_time` / `end_time`: ISO-8601 with offset (a raw `+` arrives as a space) or ms. */
+/**
+ * `start_time` / `end_time`: ISO-8601 with offset, or ms. A `+` sent raw arrives as a space and is
+ * not turned back (§2.2: it must be sent as `%2B`), so such a time is refused.
+ */
 function timeParam(query: Query, name: string): SimResult<number | null> {
   const raw = query.get(name);
   if (raw === null || raw === "") return ok(null);
   if (/^\d+$/.test(raw)) return ok(Number(raw));
-  const ms = Date.parse(raw.replace(" ", "+"));
+  const ms = Date.parse(raw);
   return Number.isNaN(ms) ? invalid(`${name} 값이 올바르지 않습니다.`) : ok(ms);
 }
 

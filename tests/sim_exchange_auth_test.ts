@@ -193,3 +193,56 @@ Deno.test("auth hashes a %2B-encoded plus as a literal +", async () => {
   assert.equal(status, 200);
   exchange.close();
 });
+
+Deno.test("auth refuses a query_hash without query_hash_alg (§2.1: no default is assumed)", async () => {
+  const { exchange } = makeExchange();
+  const token = await signJwt({
+    access_key: ACCESS_KEY,
+    nonce: crypto.randomUUID(),
+    query_hash: await sha512("market=KRW-BTC"),
+  });
+  assert.deepEqual(
+    await errorName(await exchange.handle(get("/v1/orders/chance?market=KRW-BTC", token))),
+    [401, "invalid_query_payload"],
+  );
+  const body = { market: "KRW-BTC", side: "bid", price: "10000", ord_type: "price" };
+  const post = await signJwt({
+    access_key: ACCESS_KEY,
+    nonce: crypto.randomUUID(),
+    query_hash: await sha512(hashedBodyString(body)!),
+  });
+  const res = await exchange.handle(
+    new Request("http://sim.test/v1/orders", {
+      method: "POST",
+      headers: { authorization: `Bearer ${post}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }),
+  );
+  assert.deepEqual(await errorName(res), [401, "invalid_query_payload"]);
+  assert.deepEqual(exchange.orders(), []);
+  exchange.close();
+});
+
+Deno.test("auth decodes a raw + in the query as a space before hashing (§2.2: send it as %2B)", async () => {
+  const { exchange } = makeExchange();
+  const query = "start_time=2025-01-01T00:00:00+09:00";
+  const signed = async (hashed: string) =>
+    await signJwt({
+      access_key: ACCESS_KEY,
+      nonce: crypto.randomUUID(),
+      query_hash: await sha512(hashed),
+      query_hash_alg: "SHA512",
+    });
+  // Hashed as `+` but sent raw: the server hashes a space, so the check fails.
+  assert.deepEqual(
+    await errorName(await exchange.handle(get(`/v1/orders/closed?${query}`, await signed(query)))),
+    [401, "invalid_query_payload"],
+  );
+  // Hashed as the server decodes it: authenticated, but the time with a space is not one.
+  const spaced = query.replace("+", " ");
+  assert.deepEqual(
+    await errorName(await exchange.handle(get(`/v1/orders/closed?${query}`, await signed(spaced)))),
+    [400, "invalid_parameter"],
+  );
+  exchange.close();
+});
