@@ -230,8 +230,10 @@ dbTest(
   "money: an identifier collision with a different order is a conflict: alarm, entries halted, nothing adopted",
   async (db) => {
     await using r = await rig(db);
-    // Same installation id (e.g. a restored backup) and the exchange holds an ETH buy under the
-    // identifier the next BTC entry will use.
+    const ex = await r.executor("live");
+    await ex.runOnce(); // the live start's reconciliation: nothing found
+    // Then an ETH buy appears under the identifier the next BTC entry will use (made by a copy of
+    // this database elsewhere, say, after this installation's reconciliation looked).
     const inst = await installationId(db.sql);
     const identifier = identifierFor(inst, 1, "ENTER_LONG");
     const foreign = await r.rest.postOrder({
@@ -242,7 +244,6 @@ dbTest(
       identifier,
     });
     assert.equal(foreign.kind, "accepted");
-    const ex = await r.executor("live");
     await enter(db);
     await r.drive(ex, async () => (await rows(db))[0]?.state === "conflict");
     const [a] = await rows(db);
@@ -250,11 +251,7 @@ dbTest(
     assert.equal(a!.uuid, null, "never adopted");
     assert.equal(a!.executed_volume, null, "its fills never enter the ledger");
     assert.ok(r.lines.some((l) => JSON.parse(l).level === "error" && l.includes("not adopted")));
-    // The live start's reconciliation saw the order under this installation's prefix first.
-    assert.deepEqual((await activeAlarms(db.sql)).map((x) => x.code).sort(), [
-      "identifier_conflict",
-      "reconciliation_unrecorded_order",
-    ]);
+    assert.deepEqual((await activeAlarms(db.sql)).map((x) => x.code), ["identifier_conflict"]);
     const [state] = await db.sql`select halted, reason from trading_state where scope = 'global'`;
     assert.equal(state?.halted, true);
     // Entries are halted: the next one is skipped, not sent.
@@ -267,6 +264,116 @@ dbTest(
     assert.equal(await r.balance("BTC"), "0");
   },
 );
+
+dbTest(
+  "money: own orders the database lacks (a restored backup): a new installation id, so the next entry cannot reuse their identifiers",
+  async (db) => {
+    await using r = await rig(db);
+    // The exchange holds the order a lost copy of this database made for its paper trade 1: the
+    // same entry the restored database's paper trade 1 will ask for, under the same identifier.
+    const inst = await installationId(db.sql);
+    const amount = String(executorConfig(r.sim, "live").ORDER_KRW_AMOUNT);
+    const lost = await r.rest.postOrder({
+      market: BTC,
+      side: "bid",
+      ord_type: "price",
+      price: amount,
+      identifier: identifierFor(inst, 1, "ENTER_LONG"),
+    });
+    assert.equal(lost.kind, "accepted");
+    const btcBefore = await r.balance("BTC");
+    const ex = await r.executor("live");
+    await enter(db);
+    await r.drive(ex, () => entryFilled(db));
+    const renewed = await installationId(db.sql);
+    assert.notEqual(renewed, inst, "the live start's reconciliation renewed the installation id");
+    const [entry] = await rows(db);
+    assert.equal(entry!.identifier, identifierFor(renewed, 1, "ENTER_LONG"));
+    assert.notEqual(entry!.uuid, lost.kind === "accepted" ? lost.order.uuid : "", "not adopted");
+    assert.deepEqual((await activeAlarms(db.sql)).map((x) => x.code), [
+      "reconciliation_unrecorded_order",
+    ]);
+    assert.ok(r.lines.some((l) => l.includes(`new identifiers use paper-${renewed}-`)));
+    // What upbot bought is sold; the lost order's coins stay (the owner decides).
+    await exit(db);
+    await r.drive(ex, () => flatAndSettled(db));
+    assert.equal(await r.balance("BTC"), btcBefore);
+  },
+);
+
+dbTest(
+  "money: a row left sent that finds another order under its identifier is a conflict; exits go on",
+  async (db) => {
+    await using r = await rig(db);
+    const ex = await r.executor("live");
+    await openPosition(r, db, ex);
+    // A crash left an ETH entry's attempt `sent`; under its identifier Upbit holds an order that
+    // is not the one it asked for (another amount).
+    const inst = await installationId(db.sql);
+    const paperId = await enter(db, ETH);
+    const identifier = identifierFor(inst, paperId, "ENTER_LONG");
+    const request = { market: ETH, side: "bid", ord_type: "price", price: "10000", identifier };
+    await insertAttempt(db.sql, {
+      symbol: ETH,
+      action: "ENTER_LONG",
+      mode: "live",
+      side: "bid",
+      ord_type: "price",
+      price: "10000",
+      volume: null,
+      paper_trade_id: paperId,
+      identifier,
+      state: "sent",
+      request_json: request,
+    });
+    const other = await r.rest.postOrder({
+      market: ETH,
+      side: "bid",
+      ord_type: "price",
+      price: "20000",
+      identifier,
+    });
+    assert.equal(other.kind, "accepted");
+    // The BTC exit comes after it and goes out: the sent row does not stop the passes.
+    await exit(db);
+    await r.drive(ex, () => flatAndSettled(db));
+    const eth = (await rows(db)).find((x) => x.identifier === identifier)!;
+    assert.deepEqual([eth.state, eth.reason, eth.uuid], ["conflict", "identifier_conflict", null]);
+    assert.equal(await r.balance("BTC"), "0");
+  },
+);
+
+dbTest(
+  "money: an exit handled while shadow mode writes nothing (SHADOW_ENABLED=false) does not hold the live position",
+  async (db) => {
+    await using r = await rig(db);
+    await openPosition(r, db, await r.executor("live"));
+    const quiet = await r.executor("shadow", { SHADOW_ENABLED: "false" });
+    await exit(db);
+    await quiet.runOnce();
+    assert.equal((await rows(db)).length, 1, "no attempt for the exit");
+    const again = await r.executor("live");
+    await r.drive(again, () => flatAndSettled(db));
+    const close = (await rows(db)).find((a) => a.action === "CLOSE");
+    assert.equal(close?.state, "filled");
+    assert.equal(await r.balance("BTC"), "0");
+  },
+);
+
+dbTest("money: a flatten is not complete while a buy may still fill", async (db) => {
+  await using r = await rig(db);
+  const ex = await r.executor("live");
+  await enter(db);
+  await ex.runOnce(); // sent and open at Upbit; the poller has not seen its fill yet
+  assert.equal((await rows(db))[0]?.state, "open");
+  await requestFlatten(db.sql, { reason: "test", by: "test" });
+  await ex.runOnce();
+  assert.notEqual(await pendingFlatten(db.sql), null, "still pending: the buy may fill");
+  await r.drive(ex, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
+  const close = (await rows(db)).find((a) => a.action === "CLOSE");
+  assert.equal(close?.state, "filled");
+  assert.equal(await r.balance("BTC"), "0");
+});
 
 dbTest(
   "money: live -> shadow -> live sells the coins bought before once live returns",

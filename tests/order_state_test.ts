@@ -20,6 +20,8 @@ Deno.test("transition() allows the table's moves and returns the new state", () 
   assert.equal(transition("pending", "sent"), "sent");
   assert.equal(transition("sent", "open"), "open");
   assert.equal(transition("sent", "unknown"), "unknown");
+  // A row left `sent` by a crash, resolved by identifier to an order that is not ours.
+  assert.equal(transition("sent", "conflict"), "conflict");
   assert.equal(transition("unknown", "pending"), "pending");
   assert.equal(transition("open", "partially_filled"), "partially_filled");
   assert.equal(transition("partially_filled", "prevented"), "prevented");

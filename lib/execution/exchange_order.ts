@@ -6,9 +6,20 @@
 import type { Order } from "../upbit/schemas.ts";
 
 /**
+ * How much earlier than the attempt Upbit's clock may date one of its own orders (Upbit's
+ * `created_at` against the database's `ts`, two clocks). Generous: a false "too old" leaves a real
+ * fill unadopted (a conflict: alarm, entries halted), so only a clock set far wrong should reach
+ * it; an older order under our identifier is one the database does not know (a restored backup
+ * reusing identifiers), and reconciliation makes such reuse impossible for the orders it sees
+ * (`reconcile.ts`, a new installation prefix).
+ */
+export const ORDER_CLOCK_SKEW_MS = 10 * 60_000;
+
+/**
  * Why the order Upbit holds under an attempt's identifier is not the order the attempt asked for
- * (market, side, ord_type, and the amount: price for a `price` buy, volume otherwise), or null when
- * it is.
+ * (market, side, ord_type, and the amount: price for a `price` buy, volume otherwise; and, given
+ * the attempt's creation time `attemptAt`, created before the attempt existed, allowing
+ * {@linkcode ORDER_CLOCK_SKEW_MS}), or null when it is.
  *
  * @example
  * ```ts ignore
@@ -16,7 +27,11 @@ import type { Order } from "../upbit/schemas.ts";
  * // "volume 0.2 != 0.1" when Upbit's order sells 0.2
  * ```
  */
-export function orderMismatch(request: Record<string, string>, order: Order): string | null {
+export function orderMismatch(
+  request: Record<string, string>,
+  order: Order,
+  attemptAt?: Date,
+): string | null {
   const diffs: string[] = [];
   if (order.market !== request.market) diffs.push(`market ${order.market} != ${request.market}`);
   if (order.side !== request.side) diffs.push(`side ${order.side} != ${request.side}`);
@@ -28,6 +43,13 @@ export function orderMismatch(request: Record<string, string>, order: Order): st
   const got = order[amount];
   if (want === undefined || got == null || Number(got) !== Number(want)) {
     diffs.push(`${amount} ${got ?? "none"} != ${want ?? "none"}`);
+  }
+  if (attemptAt !== undefined) {
+    // An order made before the attempt was written cannot be its order, however alike.
+    const created = Date.parse(order.created_at);
+    if (!(created >= attemptAt.getTime() - ORDER_CLOCK_SKEW_MS)) {
+      diffs.push(`created ${order.created_at}, before the attempt (${attemptAt.toISOString()})`);
+    }
   }
   return diffs.length > 0 ? diffs.join(", ") : null;
 }

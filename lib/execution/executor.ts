@@ -169,6 +169,7 @@ export class Executor {
         rest: options.rest!,
         log: options.log,
         installation: () => this.#installation,
+        handledThrough: () => this.#cursor,
         underCap: () => this.#underCap(),
         // The cap was checked when the close was written (it counts itself then).
         send: (attempt) => this.#send(attempt, true),
@@ -329,6 +330,7 @@ export class Executor {
     this.#options.log.info(`Reconciliation gate closed (${gate.reason}); reconciling`);
     try {
       const run = await reconcile(this.#options.sql, this.#options.rest!, this.#options.log);
+      if (run.renewedInstallation) this.#installation = run.renewedInstallation;
       return run.gateOpen ? "reconciled" : false;
     } catch (err) {
       this.#reconcileRetryAt = this.#now() + RECONCILE_RETRY_MS;
@@ -993,7 +995,7 @@ export class Executor {
 
   /** Adopts `order` for `attempt` if it is the order the attempt asked for; else a conflict. */
   async #adopt(attempt: AttemptRow, order: Order, identifier: string): Promise<void> {
-    const mismatch = orderMismatch(attempt.request_json ?? {}, order);
+    const mismatch = orderMismatch(attempt.request_json ?? {}, order, attempt.ts);
     if (mismatch) {
       await this.#move(attempt, "conflict", {
         reason: "identifier_conflict",

@@ -81,7 +81,7 @@ export async function recheckLostOrders(
     if (!a) continue;
     const order = await lookUp(rest, a.uuid, await identifiersOf(sql, id));
     summary.checked++;
-    const mismatch = order ? orderMismatch(sentOrderBody(a), order) : null;
+    const mismatch = order ? orderMismatch(sentOrderBody(a), order, a.ts) : null;
     if (!order || mismatch !== null || !FINAL_EXCHANGE_STATES.has(order.state)) {
       await recordCheck(sql, id, now, null);
       if (order && mismatch !== null) await refuseForeignOrder(sql, log, a, order, mismatch);

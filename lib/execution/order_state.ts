@@ -6,6 +6,7 @@
  * ```
  * pending -> sent -> open -> partially_filled -> filled | cancelled | prevented
  *    ^        |  \-> rejected (definite refusal)      \-> unknown (lost by the poller)
+ *    |        |\--> conflict (found under our identifier, not what we asked for)
  *    |        \--> unknown (answer lost, or identifier already used)
  *    \--------- unknown / sent (Upbit asked: no order exists; or a refusal that may pass later)
  * ```
@@ -49,7 +50,9 @@ export const INITIAL_STATES: ReadonlySet<OrderState> = new Set([
 
 const TABLE: Record<OrderState, readonly OrderState[]> = {
   pending: ["pending", "sent", "unknown", "open", "conflict", "skipped", "failed"],
-  sent: ["pending", "unknown", "open", "rejected", "test_ok"],
+  // sent -> conflict: a row left `sent` (a crash before its answer was recorded) is resolved by
+  // identifier, and what is found there may not be the order it asked for.
+  sent: ["pending", "unknown", "open", "conflict", "rejected", "test_ok"],
   unknown: ["pending", "open", "conflict", "skipped", "failed"],
   open: ["open", "partially_filled", "filled", "cancelled", "prevented", "unknown"],
   partially_filled: ["partially_filled", "filled", "cancelled", "prevented", "unknown"],

@@ -12,7 +12,12 @@ import type { Logger } from "../log.ts";
 import { raiseAlarm } from "../store/alarms.ts";
 import { type AttemptRow, insertAttempt } from "../store/order_attempts.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
-import { closerInputs, type FreeBalances, paperOpenMarkets } from "./closer_inputs.ts";
+import {
+  closerInputs,
+  type FreeBalances,
+  paperOpenMarkets,
+  unsettledLiveOrders,
+} from "./closer_inputs.ts";
 import { closeIdentifierFor } from "./identifiers.ts";
 import { decideCloses } from "./position_closer.ts";
 import { ledgerPositions, recordWriteOffs } from "./position_ledger.ts";
@@ -24,6 +29,8 @@ export interface PositionClosingOptions {
   log: Logger;
   /** This installation's id. */
   installation: () => string;
+  /** The last paper trade id the executor has handled (its durable cursor). */
+  handledThrough: () => number;
   /** Whether the order rate cap allows one more order now. */
   underCap: () => Promise<boolean>;
   /** Sends a `pending` attempt through the executor's gate and records the outcome. */
@@ -66,7 +73,7 @@ export class PositionClosing {
       if (flatten) await this.#completeFlatten(flatten);
       return false;
     }
-    const awaitingExit = await marketsAwaitingExit(sql);
+    const awaitingExit = await marketsAwaitingExit(sql, this.#options.handledThrough());
     const missingPrices = input.markets.filter((m) => m.lastPrice === null).map((m) => m.market);
     const tickers = missingPrices.length > 0
       ? await this.#lastPrices(missingPrices)
@@ -110,6 +117,10 @@ export class PositionClosing {
   async #completeFlatten(flatten: { id: number; reason: string }): Promise<void> {
     const open = (await ledgerPositions(this.#options.sql)).filter((p) => dec(p.openVolume) > ZERO);
     if (open.length > 0) return;
+    // A buy still in flight (or lost, not found again) may fill after this look at the ledger:
+    // the flatten is done only when nothing more can be bought.
+    const unsettled = await unsettledLiveOrders(this.#options.sql);
+    if ([...unsettled.values()].some((sides) => sides.buy)) return;
     await completeFlatten(this.#options.sql, flatten.id);
     this.#options.log.warn(
       `Flatten ${flatten.id} complete: the ledger holds nothing (${flatten.reason})`,
@@ -178,11 +189,15 @@ export class PositionClosing {
   }
 }
 
-/** Markets with a paper EXIT_LONG the executor has not turned into an attempt yet. */
-async function marketsAwaitingExit(sql: Client): Promise<Set<string>> {
+/**
+ * Markets with a paper EXIT_LONG the executor has not handled yet (after its cursor, without an
+ * attempt). Not every handled paper trade has an attempt: with `SHADOW_ENABLED=false` shadow mode
+ * writes none, and such an exit must not hold the live position it never sold for good.
+ */
+async function marketsAwaitingExit(sql: Client, handledThrough: number): Promise<Set<string>> {
   const rows = await sql<{ symbol: string }[]>`
     select distinct p.symbol from paper_trades p
-    where p.action = 'EXIT_LONG'
+    where p.action = 'EXIT_LONG' and p.id > ${handledThrough}
       and not exists (select 1 from upbit_order_attempts a where a.paper_trade_id = p.id)`;
   return new Set(rows.map((r) => r.symbol));
 }

@@ -8,7 +8,9 @@
  * 2. lists every open order, and every closed order created since the last completed run (at most
  *    7 days back, Upbit's window for `GET /v1/orders/closed`, paged by creation time);
  * 3. records each order carrying this installation's prefix `paper-{inst}-` that the database
- *    lacks (finding + alarm): never adopted, a person looks;
+ *    lacks (finding + alarm): never adopted, a person looks. The database has lost orders it made
+ *    (a restored backup) or shares the prefix with a copy of itself; either way its later
+ *    identifiers could be ones Upbit already holds, so the installation gets a new id;
  * 4. reports each order carrying another installation's `paper-` prefix (coins bought under a lost
  *    database) with that installation's net volume per market (finding + alarm + log): never
  *    traded automatically, the owner decides;
@@ -27,6 +29,7 @@ import { raiseAlarm } from "../store/alarms.ts";
 import {
   attemptByIdentifier,
   installationId,
+  renewInstallationId,
   unfinishedLiveSells,
 } from "../store/order_attempts.ts";
 import {
@@ -85,6 +88,8 @@ export interface ReconcileReport {
   unresolvedAttempts: { identifier: string; symbol: string; state: string }[];
   /** Orders with this installation's prefix that the database lacks. */
   unrecordedOwnOrders: { identifier: string; uuid: string; market: string; state: string }[];
+  /** The installation's new id when unrecorded own orders were found, else null. */
+  renewedInstallation: string | null;
   /** Orders with another installation's `paper-` prefix. */
   foreignOrders: ForeignOrder[];
   /** Net volume (bought - sold) of the foreign orders per installation and market. */
@@ -275,9 +280,17 @@ async function runSteps(
 
   // Store and tell.
   for (const f of findings) await insertFinding(sql, o.run, f);
+  // A crash before the renewal leaves the run incomplete: the next run finds the orders again.
+  const renewed = unrecordedOwn.length > 0 ? await renewInstallationId(sql) : null;
+  if (renewed) {
+    log.error(
+      `Orders under this installation's prefix ${ownPrefix} are missing from the database (a restored backup, or a copy of it running elsewhere?); new identifiers use paper-${renewed}-`,
+      { unrecorded_own_orders: unrecordedOwn.length },
+    );
+  }
   for (const u of unrecordedOwn) {
     const message =
-      `Order ${u.identifier} (uuid=${u.uuid}, ${u.state}) carries this installation's prefix but is not in the database; it is not adopted: check it`;
+      `Order ${u.identifier} (uuid=${u.uuid}, ${u.state}) carries this installation's prefix but is not in the database; it is not adopted (new identifiers use paper-${renewed}-): check it`;
     await raiseAlarm(sql, {
       code: "reconciliation_unrecorded_order",
       market: u.market,
@@ -344,6 +357,7 @@ async function runSteps(
     ownerOrders,
     unresolvedAttempts: [...unresolved],
     unrecordedOwnOrders: unrecordedOwn,
+    renewedInstallation: renewed,
     foreignOrders: foreign,
     foreignNetVolume: foreignNet,
     balanceShortfalls: shortfalls,

@@ -170,6 +170,23 @@ export async function installationId(sql: Sql): Promise<string> {
   return row.id;
 }
 
+/**
+ * Gives this installation a new id and returns it: every identifier made from now on carries the
+ * new prefix, so none can be one an order at Upbit already holds under the old prefix. Attempts
+ * keep the identifiers they have (found by identifier, not by prefix).
+ */
+export async function renewInstallationId(sql: Sql): Promise<string> {
+  const old = await installationId(sql);
+  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+  let id = old;
+  while (id === old) {
+    // A byte modulo 32 is uniform (256 = 8 x 32), as in migration 002.
+    id = [...crypto.getRandomValues(new Uint8Array(8))].map((b) => alphabet[b % 32]).join("");
+  }
+  await sql`update installation set id = ${id}`;
+  return id;
+}
+
 /** The attempt that ever used `identifier` (current or earlier), or null. */
 export async function attemptByIdentifier(
   sql: Sql,
