@@ -37,8 +37,19 @@ function fillJson(order: Order, fill: Fill): Record<string, unknown> {
   };
 }
 
-/** The §4.5 order object; `withTrades` adds `trades[]` (only `GET /v1/order` does). */
-export function orderJson(order: Order, withTrades = false): Record<string, unknown> {
+/**
+ * Which answer an order object is for (§4.5): `list` (the list endpoints) carries
+ * `executed_funds`; `single` (create, test create, cancel, cancel_and_new) does not; `detail`
+ * (`GET /v1/order`) does not either and adds `trades[]`.
+ */
+export type OrderJsonShape = "list" | "single" | "detail";
+
+/**
+ * The §4.5 order object in `shape`. `executed_funds` is only in list answers: §4.5 has it in the
+ * list endpoints and WebSocket but not in the newest create/get schema [C-ish], so a client must
+ * not count on it there (the least kind reading).
+ */
+export function orderJson(order: Order, shape: OrderJsonShape): Record<string, unknown> {
   const volumeOrder = order.volume !== null;
   const json: Record<string, unknown> = {
     uuid: order.uuid,
@@ -57,7 +68,7 @@ export function orderJson(order: Order, withTrades = false): Record<string, unkn
     paid_fee: formatDec(order.paidFee),
     locked: formatDec(lockedOf(order)),
     executed_volume: formatDec(order.executedVolume),
-    executed_funds: formatDec(order.executedFunds),
+    ...(shape === "list" ? { executed_funds: formatDec(order.executedFunds) } : {}),
     trades_count: order.fills.length,
     prevented_volume: formatDec(order.preventedVolume),
     prevented_locked: formatDec(preventedLocked(order)),
@@ -65,7 +76,7 @@ export function orderJson(order: Order, withTrades = false): Record<string, unkn
   if (order.timeInForce !== null) json.time_in_force = order.timeInForce;
   if (order.smpType !== null) json.smp_type = order.smpType;
   if (order.identifier !== null) json.identifier = order.identifier;
-  if (withTrades) json.trades = order.fills.map((fill) => fillJson(order, fill));
+  if (shape === "detail") json.trades = order.fills.map((fill) => fillJson(order, fill));
   return json;
 }
 

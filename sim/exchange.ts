@@ -251,19 +251,21 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       path: "/v1/orders",
       group: "order",
       burns: "identifier",
-      answer: (_query, body) => answerOf(engine.create(body, "real"), (o) => orderJson(o), 201),
+      answer: (_query, body) =>
+        answerOf(engine.create(body, "real"), (o) => orderJson(o, "single"), 201),
     },
     {
       method: "POST",
       path: "/v1/orders/test",
       group: "order-test",
-      answer: (_query, body) => answerOf(engine.create(body, "test"), (o) => orderJson(o), 201),
+      answer: (_query, body) =>
+        answerOf(engine.create(body, "test"), (o) => orderJson(o, "single"), 201),
     },
     {
       method: "GET",
       path: "/v1/order",
       group: "default",
-      answer: (query) => answerOf(findOrder(query), (o) => orderJson(o, true)),
+      answer: (query) => answerOf(findOrder(query), (o) => orderJson(o, "detail")),
     },
     { method: "GET", path: "/v1/orders/uuids", group: "default", answer: ordersByIds },
     { method: "GET", path: "/v1/orders/open", group: "default", answer: openOrders },
@@ -333,7 +335,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       .map((id) => list.byUuid ? engine.byUuid(id) : engine.byIdentifier(id))
       .filter((o): o is Order => o !== undefined && (!market || o.market === market));
     const sorted = sortOrders([...new Set(found)], query.get("order_by"));
-    return answerOf(sorted, (orders) => orders.map((o) => orderJson(o)));
+    return answerOf(sorted, (orders) => orders.map((o) => orderJson(o, "list")));
   }
 
   function openOrders(query: Query): Response {
@@ -353,7 +355,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     const sortedResult = sortOrders(open, query.get("order_by"));
     if (!sortedResult.ok) return errorResponse(sortedResult.error);
     const sorted = sortedResult.value;
-    return json(sorted.slice((page - 1) * limit, page * limit).map((o) => orderJson(o)));
+    return json(sorted.slice((page - 1) * limit, page * limit).map((o) => orderJson(o, "list")));
   }
 
   function closedOrders(query: Query): Response {
@@ -385,14 +387,14 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     const sortedResult = sortOrders(closed, query.get("order_by"));
     if (!sortedResult.ok) return errorResponse(sortedResult.error);
     const sorted = sortedResult.value;
-    return json(sorted.slice(0, limit).map((o) => orderJson(o)));
+    return json(sorted.slice(0, limit).map((o) => orderJson(o, "list")));
   }
 
   function cancelOne(query: Query): Response {
     const orderResult = findOrder(query);
     if (!orderResult.ok) return errorResponse(orderResult.error);
     const order = orderResult.value;
-    return answerOf(engine.requestCancel(order), (o) => orderJson(o));
+    return answerOf(engine.requestCancel(order), (o) => orderJson(o, "single"));
   }
 
   function cancelByIds(query: Query): Response {
@@ -493,7 +495,11 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     });
     return answerOf(
       answer,
-      (o) => ({ ...orderJson(o), new_order_uuid: newUuid, new_order_identifier: newIdentifier }),
+      (o) => ({
+        ...orderJson(o, "single"),
+        new_order_uuid: newUuid,
+        new_order_identifier: newIdentifier,
+      }),
       201,
     );
   }
@@ -531,7 +537,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       }
       if (c.env?.fault === "reserved" && route.burns === "identifier") {
         // This create took its identifier when it arrived (`create_delay_ms`): it may use it now.
-        return answerOf(engine.create(body, "real", true), (o) => orderJson(o), 201);
+        return answerOf(engine.create(body, "real", true), (o) => orderJson(o, "single"), 201);
       }
       return route.answer(c.get("query"), body);
     });

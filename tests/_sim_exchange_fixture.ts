@@ -223,6 +223,19 @@ export class Client {
     return this.json<T>(this.post(path, body));
   }
 
+  /**
+   * The order as `GET /v1/orders/uuids` lists it: the list endpoints carry `executed_funds`, which
+   * the single-order answers leave out (§4.5).
+   */
+  async listed(uuid: unknown): Promise<Record<string, unknown>> {
+    const [status, list] = await this.getJson<Record<string, unknown>[]>("/v1/orders/uuids", [
+      ["uuids[]", uuid as string],
+    ]);
+    assert.equal(status, 200);
+    assert.equal(list.length, 1, `order ${uuid} listed`);
+    return list[0]!;
+  }
+
   /** Current account of `currency` as decimal strings (zeros when absent). */
   async account(currency: string): Promise<{ balance: string; locked: string; avg: string }> {
     const [, list] = await this.getJson<Record<string, string>[]>("/v1/accounts");

@@ -53,7 +53,7 @@ Deno.test("a resting limit bid fills at its own price when trades print at or be
   o = await order(client, created.uuid);
   assert.equal(o.state, "done");
   assert.equal(o.executed_volume, "0.03");
-  assert.equal(o.executed_funds, "2998500");
+  assert.equal((await client.listed(o.uuid)).executed_funds, "2998500");
   assert.equal(o.paid_fee, "1499.25");
   assert.equal(o.locked, "0");
   assert.equal(o.trades_count, 2);
@@ -146,7 +146,7 @@ Deno.test("a crossing limit bid takes the book at the resting prices and rests t
   assert.equal(o.state, "wait");
   assert.equal(o.executed_volume, "0.03");
   // 0.01 @ 100,100,000 + 0.02 @ 100,200,000: price improvement on the first level
-  assert.equal(o.executed_funds, "3005000");
+  assert.equal((await client.listed(o.uuid)).executed_funds, "3005000");
   assert.equal(o.paid_fee, "1502.5");
   assert.equal(o.remaining_volume, "0.02");
   // reserved 5,010,000 + 2,505 fee; spent 3,005,000 + 1,502.5
@@ -260,7 +260,7 @@ Deno.test("best ioc / fok take only the best opposite level", async () => {
   let o = await order(client, bestBid.uuid);
   assert.equal(o.state, "cancel");
   assert.equal(o.executed_volume, "0.01", "only the 0.01 at 100,100,000");
-  assert.equal(o.executed_funds, "1001000");
+  assert.equal((await client.listed(o.uuid)).executed_funds, "1001000");
   const bestFok = await place(client, {
     market: "KRW-BTC",
     side: "bid",
@@ -280,7 +280,7 @@ Deno.test("best ioc / fok take only the best opposite level", async () => {
   });
   o = await order(client, bestAsk.uuid);
   assert.equal(o.state, "done");
-  assert.equal(o.executed_funds, "1000000");
+  assert.equal((await client.listed(o.uuid)).executed_funds, "1000000");
   assert.equal(o.paid_fee, "500");
   exchange.close();
 });
@@ -350,7 +350,7 @@ Deno.test("market orders larger than the visible book are refused, not partly fi
   const o = await order(client, sell.uuid);
   assert.equal(o.state, "done");
   assert.equal(o.executed_volume, "0.03");
-  assert.equal(o.executed_funds, "2998000");
+  assert.equal((await client.listed(o.uuid)).executed_funds, "2998000");
   exchange.close();
 });
 

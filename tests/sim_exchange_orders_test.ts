@@ -46,7 +46,7 @@ Deno.test("§4.5 vector: market buy of 6000 KRW @ 160,594,000 ends in cancel wit
   assert.equal(order.state, "cancel");
   assert.equal(order.price, "6000");
   assert.equal(order.executed_volume, "0.00003736");
-  assert.equal(order.executed_funds, "5999.79184");
+  assert.equal((await client.listed(order.uuid)).executed_funds, "5999.79184");
   assert.equal(order.reserved_fee, "3");
   assert.equal(order.paid_fee, "2.99989592");
   assert.equal(order.remaining_fee, "0.00010408");
@@ -97,7 +97,7 @@ Deno.test("§4.5 vector: market sell 5.377594 @ 1375 pays 3.697095875 fee, reser
   assert.equal(sell.reserved_fee, "0");
   const [, sold] = await client.getJson("/v1/order", [["uuid", sell.uuid as string]]);
   assert.equal(sold.state, "done");
-  assert.equal(sold.executed_funds, "7394.19175");
+  assert.equal((await client.listed(sold.uuid)).executed_funds, "7394.19175");
   assert.equal(sold.paid_fee, "3.697095875");
   assert.equal(sold.reserved_fee, "0");
   assert.equal(sold.remaining_fee, "0");
@@ -184,5 +184,31 @@ Deno.test("POST with a form-encoded body is refused with 400", async () => {
   );
   assert.equal(res.status, 400);
   assert.equal((await res.json() as { error: Json }).error.name, "invalid_parameter");
+  exchange.close();
+});
+
+Deno.test("executed_funds is only in list answers, not in create, test, get, cancel or cancel_and_new (§4.5)", async () => {
+  const { exchange, client } = setup();
+  const [, test] = await client.postJson("/v1/orders/test", limitBid("155800000", "0.0001"));
+  const [, taker] = await client.postJson("/v1/orders", limitBid("155800000", "0.0001"));
+  const [, resting] = await client.postJson("/v1/orders", limitBid("150000000", "0.0001"));
+  const [, single] = await client.getJson("/v1/order", [["uuid", taker.uuid as string]]);
+  const [, replaced] = await client.postJson("/v1/orders/cancel_and_new", {
+    prev_order_uuid: resting.uuid,
+    new_ord_type: "limit",
+    new_volume: "0.0001",
+    new_price: "151000000",
+  });
+  const [, open] = await client.getJson<Json[]>("/v1/orders/open");
+  const [, cancelled] = await client.deleteJson("/v1/order", [["uuid", open[0]!.uuid as string]]);
+  for (const [name, answer] of Object.entries({ test, taker, single, replaced, cancelled })) {
+    assert.equal(answer.uuid !== undefined, true, name);
+    assert.equal("executed_funds" in answer, false, name);
+  }
+  assert.equal(single.executed_volume, "0.0001", "the taker filled at 155,800,000");
+  assert.equal((await client.listed(taker.uuid)).executed_funds, "15580");
+  assert.equal(open[0]!.executed_funds, "0");
+  const [, closed] = await client.getJson<Json[]>("/v1/orders/closed");
+  assert.deepEqual(closed.map((o) => o.executed_funds), ["0", "0", "15580"]);
   exchange.close();
 });

@@ -145,7 +145,7 @@ Deno.test("cancel_taker: the new order's remainder ends prevented; what it execu
   assert.equal(t.state, "prevented");
   assert.equal(t.smp_type, "cancel_taker");
   assert.equal(t.executed_volume, "0.01");
-  assert.equal(t.executed_funds, "1001000");
+  assert.equal((await client.listed(t.uuid)).executed_funds, "1001000");
   assert.equal(t.paid_fee, "500.5");
   // 999,000 KRW left = 0.00997005 BTC at 100,200,000 (8 dp, truncated).
   assert.equal(t.prevented_volume, "0.00997005");
