@@ -18,6 +18,7 @@ import {
   type LeaseFence,
   LeaseLostError,
 } from "../lib/db/lease.ts";
+import { ledgerPosition, recordGone } from "../lib/execution/position_ledger.ts";
 import { attemptById, transitionAttempt } from "../lib/store/order_attempts.ts";
 import { startSimulator } from "../sim/mod.ts";
 import { openTestDatabase } from "./_db.ts";
@@ -70,6 +71,15 @@ Deno.test({
       assert.equal(sent?.state, "sent");
       const second = await pendingAttempt(asA, { market: "KRW-ETH", side: "bid", krw: 10000 });
 
+      // A filled buy in the ledger; the holder may write part of it off (gone, as after a sale by
+      // hand), as the closer does.
+      await db.sql`
+        insert into upbit_order_attempts (symbol, action, mode, side, ord_type, identifier,
+          status, final_state, executed_volume, paid_fee, avg_price)
+        values ('KRW-DOGE', 'ENTER_LONG', 'live', 'bid', 'price', 'fencing-test-buy', 'done',
+          'done', 0.01, 5, 1000000)`;
+      await recordGone(asA, "KRW-DOGE", "0.001", "test");
+
       // A's lease session dies; nobody took over yet: A's writes are refused already.
       await killSession(db.sql, fenceA.holderPid);
       await assert.rejects(
@@ -92,6 +102,9 @@ Deno.test({
         () => transitionAttempt(asA, second.id, "pending", "sent"),
         LeaseLostError,
       );
+      // Nor may A write off what the new holder's sell may be selling right now.
+      await assert.rejects(() => recordGone(asA, "KRW-DOGE", "0.001", "test"), LeaseLostError);
+      assert.equal((await ledgerPosition(db.sql, "KRW-DOGE"))?.gone, "0.001");
       // Nothing was inserted and nothing moved: no order can follow from either write.
       const after = await db.sql`select count(*)::int as n from upbit_order_attempts`;
       assert.equal(after[0]!.n, before[0]!.n);
@@ -104,6 +117,8 @@ Deno.test({
       // The new holder writes under its own fence; the stale "sent" attempt is its to resolve.
       const asB = fencedClient(fenceB);
       const third = await pendingAttempt(asB, { market: "KRW-SOL", side: "bid", krw: 10000 });
+      await recordGone(asB, "KRW-DOGE", "0.001", "test");
+      assert.equal((await ledgerPosition(db.sql, "KRW-DOGE"))?.gone, "0.002");
       assert.equal((await transitionAttempt(asB, third.id, "pending", "sent"))?.state, "sent");
       const [lease] = await db.sql`select epoch::int as epoch, holder from upbot_lease`;
       assert.deepEqual({ ...lease }, { epoch: 2, holder: "b" });

@@ -5,6 +5,7 @@
  * decimal strings.
  */
 import type { Sql } from "../db/connect.ts";
+import { checkLeaseFence, type FenceRow, leaseFenceOf, leaseFenceQuery } from "../db/lease.ts";
 import { dec, formatDec } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import type { CloseDecision } from "./position_closer.ts";
@@ -96,7 +97,11 @@ export class LedgerAdjustmentError extends Error {
 /**
  * Appends an adjustment, only if `volume` is positive and at most the market's open volume (the
  * check and the insert are one statement). One closer writes adjustments, so two adjustments
- * racing past the same check is not a case this guards.
+ * racing past the same check is not a case this guards. Under a lease the fence is checked in
+ * the same statement, as for attempts: an upbot that lost the lease may be reading balances while
+ * the new holder's sell fills, and would write what was sold off as gone.
+ *
+ * @throws {LeaseLostError} when `sql` writes under a lease another upbot took (nothing written).
  */
 async function recordAdjustment(
   sql: Sql,
@@ -113,13 +118,26 @@ async function recordAdjustment(
     );
   }
   const text = formatDec(amount);
-  const rows = await sql`
-    insert into position_adjustments (symbol, kind, volume, value_krw, reason)
-    select ${market}, ${kind}, ${text}::numeric, ${valueKrw}::numeric, ${reason}
-    from position_ledger
-    where symbol = ${market} and open_volume >= ${text}::numeric
-    returning id`;
-  if (rows.length === 0) {
+  const fence = leaseFenceOf(sql);
+  const fenceWith = fence ? sql`fence as (${leaseFenceQuery(sql, fence)}),` : sql``;
+  const fenceHeld = fence
+    ? sql`and exists (select 1 from fence where fence_epoch = ${fence.epoch} and fence_held)`
+    : sql``;
+  const answer = fence
+    ? sql`select f.fence_epoch, f.fence_held, i.id from fence f left join inserted i on true`
+    : sql`select id from inserted`;
+  const rows = await sql<({ id: string | null } & Partial<FenceRow>)[]>`
+    with ${fenceWith}
+    inserted as (
+      insert into position_adjustments (symbol, kind, volume, value_krw, reason)
+      select ${market}, ${kind}, ${text}::numeric, ${valueKrw}::numeric, ${reason}
+      from position_ledger
+      where symbol = ${market} and open_volume >= ${text}::numeric ${fenceHeld}
+      returning id
+    )
+    ${answer}`;
+  if (fence) checkLeaseFence(fence, rows[0] as FenceRow | undefined);
+  if (rows.length === 0 || rows[0]!.id === null) {
     const open = (await ledgerPosition(sql, market))?.openVolume ?? "0";
     throw new LedgerAdjustmentError(
       `Cannot record ${kind} of ${text} for ${market} as it exceeds the ledger's open volume ${open}`,
