@@ -2,6 +2,7 @@
  * @module Upbit authentication as the simulated exchange checks it (§2): a `Bearer` JWT signed
  * HS256 or HS512 with the raw secret, `access_key` + `nonce` claims, and a `query_hash` (SHA-512 hex)
  * over the URL-decoded query string or the JSON body serialized as `k=v&…` in received key order.
+ * A key past its expiry (keys are valid one year, §2.4) is refused.
  */
 
 import { Buffer } from "node:buffer";
@@ -15,6 +16,7 @@ export interface AuthFailure extends SimError {
     | "no_authorization_token"
     | "jwt_verification"
     | "invalid_access_key"
+    | "expired_access_key"
     | "nonce_used"
     | "invalid_query_payload";
   message: string;
@@ -96,15 +98,27 @@ export function hashedBodyString(body: Record<string, unknown>): string | null {
   return pairs.length === 0 ? null : pairs.join("&");
 }
 
+/** One API key the {@linkcode Authenticator} knows. */
+export interface ApiKey {
+  /** The secret key, used as is as the HMAC key. */
+  secret: string;
+  /** Epoch ms from which the key is refused with `expired_access_key` (§2.4, §5.2). */
+  expireAtMs: number;
+}
+
 /** Verifies tokens for a fixed set of keys and remembers every nonce it has accepted. */
 export class Authenticator {
   /** Access key to the secret's raw UTF-8 bytes (the HMAC key, never base64-decoded). */
   readonly #secrets: Map<string, Buffer>;
+  readonly #expireAtMs: Map<string, number>;
+  readonly #now: () => number;
   readonly #usedNonces = new Set<string>();
 
-  /** `secrets` maps access key to secret key. */
-  constructor(secrets: Map<string, string>) {
-    this.#secrets = new Map([...secrets].map(([k, v]) => [k, Buffer.from(v, "utf8")]));
+  /** `keys` maps access key to its secret and expiry; `now` is the wall clock in ms. */
+  constructor(keys: Map<string, ApiKey>, now: () => number = Date.now) {
+    this.#secrets = new Map([...keys].map(([k, v]) => [k, Buffer.from(v.secret, "utf8")]));
+    this.#expireAtMs = new Map([...keys].map(([k, v]) => [k, v.expireAtMs]));
+    this.#now = now;
   }
 
   /**
@@ -143,6 +157,11 @@ export class Authenticator {
     }
     const secret = this.#secrets.get(accessKey);
     if (secret === undefined) return fail("invalid_access_key", "잘못된 엑세스 키입니다.");
+    // Checked before the signature, like an unknown key: the key itself is refused (the nonce is
+    // not used up). The message is inferred (§5.2 gives the name only).
+    if (this.#now() >= this.#expireAtMs.get(accessKey)!) {
+      return fail("expired_access_key", "만료된 엑세스 키입니다.");
+    }
     const expected = createHmac(HASHES[alg], secret)
       .update(`${headerPart}.${payloadPart}`, "utf8")
       .digest();

@@ -154,7 +154,11 @@ export interface ExchangeOptions {
   stateFile?: string;
   /** Live fault settings (read on every request; `offline_markets` -> `market_offline`). */
   faults: () => Faults;
-  /** Expiry of the key, shown by `GET /v1/api_keys` (epoch ms). @default {one year from now} */
+  /**
+   * Expiry of the key (epoch ms): shown by `GET /v1/api_keys`; from then on REST calls and private
+   * WebSocket upgrades signed with it are refused with 401 `expired_access_key`.
+   * @default {one year from now}
+   */
   apiKeyExpireAtMs?: number;
   /** Private WebSocket idle timeout (§7.9). @default {120_000} */
   wsIdleTimeoutMs?: number;

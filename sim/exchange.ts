@@ -130,7 +130,11 @@ const ASK_TYPES = ["best_fok", "best_ioc", "limit", "limit_fok", "limit_ioc", "m
 
 /** Creates the exchange half of the simulator. */
 export function createExchange(options: ExchangeOptions): ExchangeHandler {
-  const auth = new Authenticator(new Map([[options.accessKey, options.secretKey]]));
+  // Keys are valid one year (§2.4); tests set a nearer expiry. Past it every request is refused.
+  const apiKeyExpireAtMs = options.apiKeyExpireAtMs ?? Date.now() + 365 * DAY_MS;
+  const auth = new Authenticator(
+    new Map([[options.accessKey, { secret: options.secretKey, expireAtMs: apiKeyExpireAtMs }]]),
+  );
   const statePath = options.stateFile;
   const saved = statePath === undefined ? undefined : loadState(statePath);
   // A resumed stream continues where it stopped, so uuids never repeat across restarts.
@@ -227,9 +231,6 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       failed: { count: failed.length, orders: failed },
     };
   };
-
-  // Keys are valid one year (§2.4); tests set a nearer expiry.
-  const apiKeyExpireAtMs = options.apiKeyExpireAtMs ?? Date.now() + 365 * DAY_MS;
 
   const routes: ExchangeRoute[] = [
     {

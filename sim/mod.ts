@@ -61,7 +61,10 @@ export interface SimulatorOptions {
    * the start fail with {@linkcode StateFileError}. Rewritten atomically after every change.
    */
   stateFile?: string;
-  /** Expiry of the test key as `GET /v1/api_keys` shows it (epoch ms). @default {one year from start} */
+  /**
+   * Expiry of the test key (epoch ms), as `GET /v1/api_keys` shows it; from then on requests signed
+   * with it are refused with 401 `expired_access_key`. @default {one year from start}
+   */
   apiKeyExpireAtMs?: number;
   faults?: Partial<Faults>;
   /** Idle timeout of the public and private WebSocket (§7.9), for tests. @default {120_000} */

@@ -82,6 +82,7 @@ export function makeExchange(
     market?: FakeMarket;
     seed?: number;
     balances?: Record<string, string>;
+    apiKeyExpireAtMs?: number;
   } = {},
 ): { exchange: ExchangeHandler; market: FakeMarket; faults: Faults } {
   const market = options.market ?? new FakeMarket();
@@ -93,6 +94,7 @@ export function makeExchange(
     krw: options.krw ?? 10_000_000,
     seed: options.seed ?? 1,
     balances: options.balances,
+    apiKeyExpireAtMs: options.apiKeyExpireAtMs,
     faults: () => faults,
   });
   return { exchange, market, faults };

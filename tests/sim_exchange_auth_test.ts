@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { hashedBodyString, sha512Hex } from "../sim/_auth.ts";
-import { ACCESS_KEY, Client, makeExchange, sha512, signJwt } from "./_sim_exchange_fixture.ts";
+import {
+  ACCESS_KEY,
+  Client,
+  limitBid,
+  makeExchange,
+  sha512,
+  signJwt,
+} from "./_sim_exchange_fixture.ts";
 
 const NONCE = "00000000-0000-4000-8000-000000000000";
 const VECTOR_OPEN_JWT =
@@ -244,5 +251,23 @@ Deno.test("auth decodes a raw + in the query as a space before hashing (§2.2: s
     await errorName(await exchange.handle(get(`/v1/orders/closed?${query}`, await signed(spaced)))),
     [400, "invalid_parameter"],
   );
+  exchange.close();
+});
+
+Deno.test("auth refuses a key past its expiry with 401 expired_access_key (§2.4 keys valid 1 year)", async () => {
+  const { exchange } = makeExchange({ apiKeyExpireAtMs: Date.now() + 1_000 });
+  const client = new Client(exchange);
+  const [before] = await client.getJson("/v1/accounts");
+  assert.equal(before, 200, "valid until its expiry");
+  await new Promise((resolve) => setTimeout(resolve, 1_100));
+  assert.deepEqual(await errorName(await client.query("GET", "/v1/accounts")), [
+    401,
+    "expired_access_key",
+  ]);
+  assert.deepEqual(await errorName(await client.post("/v1/orders", limitBid("150000000", "1"))), [
+    401,
+    "expired_access_key",
+  ]);
+  assert.deepEqual(exchange.orders(), []);
   exchange.close();
 });

@@ -45,6 +45,35 @@ Deno.test("private WS refuses a missing or bad token at the upgrade with HTTP 40
   await server.shutdown();
 });
 
+Deno.test("private WS refuses a token of an expired key: 401 expired_access_key, or INVALID_AUTH in band", async () => {
+  for (const refusal of ["upgrade", "in_band"] as const) {
+    const { exchange } = makeExchange({
+      apiKeyExpireAtMs: Date.now() - 1,
+      faults: { private_ws_auth_refusal: refusal },
+    });
+    const { server, url } = serve(exchange);
+    if (refusal === "upgrade") {
+      const res = await fetch(url.replace("ws:", "http:"), {
+        headers: {
+          Authorization: `Bearer ${await token()}`,
+          Connection: "Upgrade",
+          Upgrade: "websocket",
+          "Sec-WebSocket-Version": "13",
+          "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+      });
+      assert.equal(res.status, 401);
+      assert.equal((await res.json()).error.name, "expired_access_key");
+    } else {
+      const socket = new Socket(url, await token());
+      assert.equal(((await socket.next()).error as Json).name, "INVALID_AUTH");
+      await socket.closed;
+    }
+    exchange.close();
+    await server.shutdown();
+  }
+});
+
 Deno.test("private WS in_band refusal: INVALID_AUTH frame, then close", async () => {
   const { exchange } = makeExchange({ faults: { private_ws_auth_refusal: "in_band" } });
   const { server, url } = serve(exchange);
