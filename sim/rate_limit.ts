@@ -1,7 +1,8 @@
 /**
  * @module Per-group request limits of §3: a fixed window per (group, client), the `Remaining-Req`
- * header, 429 past the limit and a growing 418 ban for clients that keep sending; and the
- * per-connection websocket-message budget.
+ * header, 429 past the limit and a growing 418 ban for clients that keep sending (a ban drawn in
+ * a pocket-counted group blocks the pocket in all of them); and the per-connection
+ * websocket-message budget.
  */
 
 /**
@@ -23,6 +24,19 @@ export const GROUP_LIMITS: Readonly<Record<string, { limit: number; windowMs: nu
   origin: { limit: 1, windowMs: 10_000 },
 };
 
+/**
+ * The groups counted per pocket (§3.1: the exchange groups; `websocket-connect` with a token is
+ * passed as pocket-counted by the caller). A 418 drawn in one of them blocks the client in all of
+ * them: §3.3 says the block is of "the IP / pocket / connection", not of one group (the least kind
+ * reading).
+ */
+export const POCKET_GROUPS: ReadonlySet<string> = new Set([
+  "default",
+  "order",
+  "order-test",
+  "order-cancel-all",
+]);
+
 /** Requests past the limit within one window before a 429 turns into a 418 ban. */
 export const BAN_AFTER_EXTRA_REQUESTS = 5;
 const FIRST_BAN_MS = 1000;
@@ -39,6 +53,9 @@ export type RateDecision =
 interface Counter {
   windowStart: number;
   count: number;
+}
+
+interface Ban {
   banUntil: number;
   banLevel: number;
   lastBanEnd: number;
@@ -50,25 +67,38 @@ interface Counter {
  */
 export class SimRateLimits {
   readonly #counters = new Map<string, Counter>();
+  /** Bans by (group, client), or by (pocket, client) for the pocket-counted groups. */
+  readonly #bans = new Map<string, Ban>();
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
     this.#now = now;
   }
 
-  /** Counts one request of `client` in `group`; `factor` scales the limit (floor, at least 1). */
-  check(group: string, client: string, factor = 1): RateDecision {
+  /**
+   * Counts one request of `client` in `group`; `factor` scales the limit (floor, at least 1).
+   * `pocket`: the group is counted per pocket, so a ban of the client in any pocket-counted group
+   * refuses this request, and a ban drawn here refuses the client in all of them.
+   */
+  check(
+    group: string,
+    client: string,
+    factor = 1,
+    pocket = POCKET_GROUPS.has(group),
+  ): RateDecision {
     const spec = GROUP_LIMITS[group] ?? GROUP_LIMITS.default!;
     const limit = scaledLimit(spec.limit, factor);
     const now = this.#now();
     const key = `${group}\u0000${client}`;
     let c = this.#counters.get(key);
     if (!c) {
-      c = { windowStart: 0, count: 0, banUntil: 0, banLevel: 0, lastBanEnd: 0 };
+      c = { windowStart: 0, count: 0 };
       this.#counters.set(key, c);
       if (this.#counters.size > 100_000) this.#prune(now);
     }
-    if (now < c.banUntil) return { kind: "banned", group, limit, banMs: c.banUntil - now };
+    const banKey = pocket ? `\u0001pocket\u0000${client}` : key;
+    let b = this.#bans.get(banKey);
+    if (b && now < b.banUntil) return { kind: "banned", group, limit, banMs: b.banUntil - now };
     const windowStart = Math.floor(now / spec.windowMs) * spec.windowMs;
     if (windowStart !== c.windowStart) {
       c.windowStart = windowStart;
@@ -77,11 +107,15 @@ export class SimRateLimits {
     c.count++;
     if (c.count <= limit) return { kind: "allowed", group, limit, remaining: limit - c.count };
     if (c.count - limit > BAN_AFTER_EXTRA_REQUESTS) {
-      if (c.lastBanEnd > 0 && now - c.lastBanEnd > BAN_MEMORY_MS) c.banLevel = 0;
-      const banMs = Math.min(FIRST_BAN_MS * 2 ** c.banLevel, MAX_BAN_MS);
-      c.banLevel++;
-      c.banUntil = now + banMs;
-      c.lastBanEnd = c.banUntil;
+      if (!b) {
+        b = { banUntil: 0, banLevel: 0, lastBanEnd: 0 };
+        this.#bans.set(banKey, b);
+      }
+      if (b.lastBanEnd > 0 && now - b.lastBanEnd > BAN_MEMORY_MS) b.banLevel = 0;
+      const banMs = Math.min(FIRST_BAN_MS * 2 ** b.banLevel, MAX_BAN_MS);
+      b.banLevel++;
+      b.banUntil = now + banMs;
+      b.lastBanEnd = b.banUntil;
       // The window stays used up: a ban shorter than the window (origin's 10 s) must not refill it.
       c.count = limit;
       return { kind: "banned", group, limit, banMs };
@@ -91,7 +125,10 @@ export class SimRateLimits {
 
   #prune(now: number): void {
     for (const [key, c] of this.#counters) {
-      if (c.banUntil < now && now - c.windowStart > BAN_MEMORY_MS) this.#counters.delete(key);
+      if (now - c.windowStart > BAN_MEMORY_MS) this.#counters.delete(key);
+    }
+    for (const [key, b] of this.#bans) {
+      if (now - b.lastBanEnd > BAN_MEMORY_MS) this.#bans.delete(key);
     }
   }
 }

@@ -199,8 +199,14 @@ export function createSimServer(parts: SimServerParts): SimServer {
   ): Response | undefined {
     if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") return undefined;
     const group = !isPrivate && req.headers.has("origin") ? "origin" : "websocket-connect";
-    const client = isPrivate ? accessKeyOf(req) ?? remoteIp(info) : remoteIp(info);
-    const decision = limiter.check(group, client, faults.current().rate_limit_factor);
+    const key = isPrivate ? accessKeyOf(req) : undefined;
+    // With a token the attempt counts per pocket (§3.1), so the pocket's ban refuses it too.
+    const decision = limiter.check(
+      group,
+      key ?? remoteIp(info),
+      faults.current().rate_limit_factor,
+      key !== undefined,
+    );
     return decision.kind === "allowed" ? undefined : refusal(decision);
   }
 

@@ -37,6 +37,32 @@ Deno.test("SimRateLimits allows the group limit per 1-s window, then 429, then a
   assert.equal(decision.kind === "allowed" && decision.remaining, 9);
 });
 
+Deno.test("SimRateLimits: a ban drawn in one exchange group blocks the pocket in every exchange group", () => {
+  let now = 10_000;
+  const limiter = new SimRateLimits(() => now);
+  const kinds: string[] = [];
+  for (let i = 0; i < 14; i++) kinds.push(limiter.check("order-test", "key:a").kind);
+  assert.equal(kinds.at(-1), "banned", kinds.join());
+  for (const group of ["default", "order", "order-test", "order-cancel-all"]) {
+    const decision = limiter.check(group, "key:a");
+    assert.equal(decision.kind, "banned", group);
+    assert.equal(decision.group, group, "the refusal names the group asked for");
+  }
+  // A private WebSocket upgrade with the key counts per pocket: blocked too.
+  assert.equal(limiter.check("websocket-connect", "key:a", 1, true).kind, "banned");
+  // Another pocket, and groups counted per IP, are not.
+  assert.equal(limiter.check("default", "key:b").kind, "allowed");
+  assert.equal(limiter.check("websocket-connect", "key:a").kind, "allowed");
+  assert.equal(limiter.check("ticker", "key:a").kind, "allowed");
+  now += 1000;
+  assert.equal(limiter.check("default", "key:a").kind, "allowed", "the ban ended");
+  // The next ban of the pocket is longer, whichever group draws it.
+  now = 20_000;
+  let ban = limiter.check("default", "key:a");
+  for (let i = 0; i < 40 && ban.kind !== "banned"; i++) ban = limiter.check("default", "key:a");
+  assert.equal(ban.kind === "banned" && ban.banMs, 2000);
+});
+
 Deno.test("SimRateLimits scales limits by rate_limit_factor (floor, at least 1) and knows every group", () => {
   const now = 5_000;
   const limiter = new SimRateLimits(() => now);
@@ -140,6 +166,45 @@ Deno.test("a client that keeps sending past 429 gets a 418 that states the ban",
     const other = await fetch(`${sim.restUrl}/v1/market/all`);
     await other.body?.cancel();
     assert.equal(other.status, 200);
+  });
+});
+
+Deno.test("a 418 drawn on /v1/orders/test blocks the key's other exchange calls and private WebSocket", async () => {
+  await withSim(async (sim) => {
+    const keys = { accessKey: sim.accessKey, secretKey: sim.secretKey };
+    const order = {
+      market: "KRW-BTC",
+      side: "bid",
+      volume: "0.0001",
+      price: "100000000",
+      ord_type: "limit",
+    };
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 418; i++) {
+      const res = await signedPost(sim.restUrl, "/v1/orders/test", keys, order);
+      status = res.status;
+      await res.body?.cancel();
+    }
+    assert.equal(status, 418, "banned within 100 requests");
+    const accounts = await signedQuery(sim.restUrl, "GET", "/v1/accounts", keys);
+    assert.equal(accounts.status, 418);
+    assert.match(accounts.headers.get("remaining-req") ?? "", /^group=default; /);
+    await accounts.body?.cancel();
+    const upgrade = await fetch(`${sim.restUrl}/websocket/v1/private`, {
+      headers: {
+        authorization: await bearer(sim.accessKey, sim.secretKey),
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
+    });
+    assert.equal(upgrade.status, 418);
+    await upgrade.body?.cancel();
+    // Quotation (counted per IP) still answers.
+    const ticker = await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-BTC`);
+    assert.equal(ticker.status, 200);
+    await ticker.body?.cancel();
   });
 });
 
