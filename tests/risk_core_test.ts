@@ -133,7 +133,7 @@ Deno.test("checkOrder() passes an exit with every entry limit breached", () => {
       maxDailyLossKrw: 1,
       maxOrderKrw: 5000,
     }),
-    { ok: true, volume: "0.001", capped: false },
+    { ok: true, volume: "0.001" },
   );
 });
 
@@ -142,8 +142,31 @@ Deno.test("checkOrder() caps an exit at the free coin and refuses dust under the
   assert.deepEqual(checkOrder({ side: "ask", market: "KRW-BTC", volume: "0.001" }, c, LIMITS), {
     ok: true,
     volume: "0.0004",
-    capped: true,
+    capped: "free_balance",
   });
+  // The visible bids cap it further (90% of them); no bids at all: nothing to sell into.
+  assert.deepEqual(
+    checkOrder(
+      { side: "ask", market: "KRW-BTC", volume: "0.001" },
+      ctx({ freeCoin: "0.0004", bidDepth: "0.0003" }),
+      LIMITS,
+    ),
+    { ok: true, volume: "0.00027", capped: "bid_depth" },
+  );
+  assert.deepEqual(
+    checkOrder(
+      { side: "ask", market: "KRW-BTC", volume: "0.0002" },
+      ctx({ freeCoin: "0.0004", bidDepth: "0.0003" }),
+      LIMITS,
+    ),
+    { ok: true, volume: "0.0002" },
+  );
+  const noBids = checkOrder(
+    { side: "ask", market: "KRW-BTC", volume: "0.001" },
+    ctx({ freeCoin: "1", bidDepth: "0" }),
+    LIMITS,
+  );
+  assert.equal(noBids.ok ? null : noBids.code, "no_bids");
   // 0.00004 BTC at 100,000,000 = 4,000 KRW: dust.
   const dust = checkOrder(
     { side: "ask", market: "KRW-BTC", volume: "0.001" },

@@ -215,7 +215,7 @@ dbTest("risk gate: an exit is never refused by an entry limit", async (db) => {
       market: "KRW-BTC",
       volume: btc.executed_volume!,
     }, tight);
-    assert.deepEqual(sold, { ok: true, volume: btc.executed_volume, capped: false });
+    assert.deepEqual(sold, { ok: true, volume: btc.executed_volume });
     assert.ok(h.sim.orders().some((o) => o.side === "ask" && o.market === "KRW-BTC"));
     await resumeEntries(db.sql, { scope: "global", by: "test" });
   } finally {
@@ -239,7 +239,46 @@ dbTest(
           rest: h.rest,
         },
       );
-      assert.deepEqual(d, { ok: true, volume: btc.executed_volume, capped: true });
+      assert.deepEqual(d, { ok: true, volume: btc.executed_volume, capped: "free_balance" });
+    } finally {
+      await h.close();
+    }
+  },
+);
+
+dbTest(
+  "risk gate: an exit is capped at 90% of the visible bids, which Upbit accepts where the whole sell is refused",
+  async (db) => {
+    // XRP: the whole book is worth less than Upbit's maximum order total. Coins enough to sell
+    // more than the whole visible book holds (the owner's: the gate judges
+    // the order given, the ledger decides volumes before it).
+    const h = await startSim({ markets: MARKETS, balances: { "KRW-XRP": "100000000" } });
+    try {
+      await storeLastPrices(db.sql, h.rest, MARKETS);
+      const { data: [book] } = await h.rest.getOrderbook({ markets: ["KRW-XRP"] });
+      const bids = book!.orderbook_units.reduce((sum, u) => sum + u.bid_size, 0);
+      const volume = (bids * 2).toFixed(8);
+      // Sent whole, the sell is refused: more than the visible bids hold (§8.2).
+      const whole = await h.rest.postOrder({
+        market: "KRW-XRP",
+        side: "ask",
+        ord_type: "market",
+        volume,
+        identifier: "risk-gate-test-whole-sell",
+      });
+      assert.equal(whole.kind, "rejected");
+      assert.equal(
+        whole.kind === "rejected" && "code" in whole.error ? whole.error.code : "",
+        "insufficient_liquidity_ask",
+      );
+      // Through the gate: capped at 90% of the bids, and sent, it fills.
+      const d = await gatedSend(db.sql, h.rest, { side: "ask", market: "KRW-XRP", volume }, LIMITS);
+      assert.ok(d.ok && d.capped === "bid_depth", JSON.stringify(d));
+      const capped = Number(d.ok ? d.volume : NaN);
+      assert.ok(Math.abs(capped - bids * 0.9) < 1e-7, `${capped} is 90% of ${bids}`);
+      const sold = h.sim.orders().filter((o) => o.side === "ask");
+      assert.equal(sold.length, 1);
+      assert.equal(Number(sold[0]!.executed_volume), capped);
     } finally {
       await h.close();
     }

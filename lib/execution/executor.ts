@@ -700,7 +700,9 @@ export class Executor {
     if (!d.ok) return { refused: { code: d.code, detail: d.detail } };
     if (d.capped && d.volume) {
       this.#options.log.warn(
-        `Capped [${o.action}] ${o.identifier}: ${o.request.volume} -> ${d.volume} (free balance)`,
+        `Capped [${o.action}] ${o.identifier}: ${o.request.volume} -> ${d.volume} (${
+          d.capped === "free_balance" ? "free balance" : "visible bids"
+        })`,
       );
       return { request_json: { ...o.request, volume: d.volume } };
     }

@@ -3,8 +3,10 @@
  * account and the limits, whether one order may go on the wire. No I/O here; `risk_gate.ts`
  * assembles the snapshot from the database and the exchange.
  *
- * Entries pass every rule. Exits pass exactly two: the cap at the coin's free balance and Upbit's
- * minimum total (a remainder below it is dust). No entry limit ever blocks an exit: a live
+ * Entries pass every rule. Exits pass exactly two caps and one check: the coin's free balance,
+ * the visible bids' depth (Upbit refuses a market sell larger than the 30 visible bid levels,
+ * §8.2: selling what they hold now and the rest later beats a sell refused every time), and
+ * Upbit's minimum total (a remainder below it is dust). No entry limit ever blocks an exit: a live
  * position is an obligation.
  */
 import { z } from "zod";
@@ -15,6 +17,11 @@ export const MIN_TOTAL_KRW = 5000;
 export const MAX_TOTAL_KRW = 1_000_000_000;
 /** Upbit's taker fee on KRW markets, reserved on top of a buy's total (§4.5). */
 export const FEE_RATE = 0.0005;
+/**
+ * Share of the visible bids' size a market sell may take (percent): the book moves between our
+ * look and Upbit's check, and a sell over the depth is refused whole.
+ */
+export const BID_DEPTH_SHARE_PCT = 90n;
 
 /** Why the risk gate refused an order; stored on the attempt as its reason. */
 export const RiskRefusalCode = z.enum([
@@ -31,8 +38,9 @@ export const RiskRefusalCode = z.enum([
   "max_open_positions",
   "max_exposure",
   "insufficient_krw",
-  // Exits: the only two.
+  // Exits: the only three.
   "no_free_balance",
+  "no_bids",
   "exit_below_min_total",
 ]);
 /** A refusal reason code. */
@@ -86,6 +94,11 @@ export interface RiskContext {
   freeKrw: number;
   /** The order's market's coin available to sell (not locked), a decimal string. */
   freeCoin: string;
+  /**
+   * Size of the visible bid levels of the order's market (a decimal string), for a sell; null
+   * when not read (entries, or the gate without an Upbit client).
+   */
+  bidDepth?: string | null;
   /** Markets where the ledger holds open volume. */
   heldMarkets: readonly string[];
   /** Entries sent and not final. */
@@ -102,9 +115,9 @@ export interface RiskContext {
   unknownOrders: readonly string[];
 }
 
-/** The gate's answer. An allowed exit carries the volume to send (capped) and any dust. */
+/** The gate's answer. An allowed exit carries the volume to send and what capped it, if anything. */
 export type RiskDecision =
-  | { ok: true; volume?: string; capped?: boolean }
+  | { ok: true; volume?: string; capped?: "free_balance" | "bid_depth" }
   | { ok: false; code: RiskRefusalCode; detail: string };
 
 /**
@@ -127,12 +140,23 @@ function refuse(code: RiskRefusalCode, detail: string): RiskDecision {
 function checkExit(order: ExitOrder, ctx: RiskContext): RiskDecision {
   const wanted = toUnits(order.volume);
   const free = toUnits(ctx.freeCoin);
-  const units = wanted < free ? wanted : free;
+  let units = wanted < free ? wanted : free;
+  let capped: "free_balance" | "bid_depth" | undefined = units < wanted
+    ? "free_balance"
+    : undefined;
   if (units <= 0n) {
     return refuse(
       "no_free_balance",
       `no free ${order.market} balance to sell (free=${ctx.freeCoin})`,
     );
+  }
+  if (ctx.bidDepth != null) {
+    const depth = toUnits(ctx.bidDepth) * BID_DEPTH_SHARE_PCT / 100n;
+    if (depth <= 0n) return refuse("no_bids", `no visible bids on ${order.market}`);
+    if (depth < units) {
+      units = depth;
+      capped = "bid_depth";
+    }
   }
   const volume = fromUnits(units);
   // Without a price the exchange judges the minimum itself: never block an exit on our ignorance.
@@ -142,7 +166,7 @@ function checkExit(order: ExitOrder, ctx: RiskContext): RiskDecision {
       `dust: ${volume} at ${ctx.lastPrice} is under Upbit's minimum of ${MIN_TOTAL_KRW} KRW`,
     );
   }
-  return { ok: true, volume, capped: units < wanted };
+  return capped ? { ok: true, volume, capped } : { ok: true, volume };
 }
 
 function checkEntry(order: EntryOrder, ctx: RiskContext, limits: RiskLimits): RiskDecision {

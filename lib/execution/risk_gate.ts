@@ -18,10 +18,12 @@ import { ledgerPositions } from "./position_ledger.ts";
 import {
   checkOrder,
   type EntryInFlight,
+  fromUnits,
   type RiskContext,
   type RiskDecision,
   type RiskLimits,
   type RiskOrder,
+  toUnits,
 } from "./risk_core.ts";
 
 export {
@@ -76,6 +78,8 @@ export interface RiskContextOptions {
   marketRefusal?: MarketRefusal;
   /** The id of the attempt being judged when it is already written (not counted in flight). */
   attemptId?: number;
+  /** Read the visible bids' depth (`GET /v1/orderbook`, with `rest`): the order is a sell. */
+  sell?: boolean;
   nowMs?: number;
 }
 
@@ -199,6 +203,7 @@ export async function riskContext(
     marketWarning,
     haltReason,
     unknownOrders,
+    bidDepth,
   ] = await Promise.all([
     ledgerPositions(sql),
     lastPrices(sql, [market]),
@@ -208,6 +213,7 @@ export async function riskContext(
     o.marketRefusal ? o.marketRefusal(sql, market) : Promise.resolve(null),
     entryHaltReason(sql, market),
     unresolvedOrders(sql, market),
+    o.sell && o.rest ? visibleBidSize(o.rest, market) : null,
   ]);
   const held = ledger.filter((p) => dec(p.openVolume) > ZERO);
   const others = held.map((p) => p.symbol).filter((m) => m !== market);
@@ -239,7 +245,17 @@ export async function riskContext(
     marketWarning,
     haltReason,
     unknownOrders,
+    bidDepth,
   };
+}
+
+/** The size of `market`'s visible bid levels (the 30 Upbit's §8.2 check counts), a decimal string. */
+async function visibleBidSize(rest: UpbitRest, market: string): Promise<string> {
+  const { data } = await rest.getOrderbook({ markets: [market], count: 30 });
+  let units = 0n;
+  // Sizes come as JSON numbers; 8 decimals are what a volume carries (the share taken is 90%).
+  for (const unit of data[0]?.orderbook_units ?? []) units += toUnits(unit.bid_size.toFixed(8));
+  return fromUnits(units);
 }
 
 /**
@@ -257,5 +273,9 @@ export async function gateOrder(
   limits: RiskLimits,
   o: RiskContextOptions = {},
 ): Promise<RiskDecision> {
-  return checkOrder(order, await riskContext(sql, order.market, o), limits);
+  return checkOrder(
+    order,
+    await riskContext(sql, order.market, { ...o, sell: order.side === "ask" }),
+    limits,
+  );
 }
