@@ -144,11 +144,15 @@ export class PositionClosing {
     }
   }
 
-  /** Whether the last live sells of `market` were refused so recently that the next must wait. */
+  /**
+   * Whether the last live sells of `market` were refused (by Upbit, or by the gate for want of
+   * bids) so recently that the next must wait.
+   */
   async #closeBackingOff(market: string): Promise<boolean> {
     const [row] = await this.#options.sql<{ n: number; last: Date | null }[]>`
       select count(*)::int as n, max(updated_at) as last from upbit_order_attempts r
-      where mode = 'live' and side = 'ask' and symbol = ${market} and state = 'rejected'
+      where mode = 'live' and side = 'ask' and symbol = ${market}
+        and (state = 'rejected' or (state = 'skipped' and reason = 'no_bids'))
         and updated_at > coalesce((
           select max(updated_at) from upbit_order_attempts f
           where f.mode = 'live' and f.side = 'ask' and f.symbol = ${market}
