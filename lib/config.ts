@@ -337,6 +337,13 @@ export const SETTINGS = [
       "Live mode: seconds the private WebSocket or the REST connection may be lost before the reconciliation gate closes (no order of any kind until upbot has reconciled with the exchange again).",
   },
   {
+    name: "RECONCILE_RETRY_SEC",
+    schema: num({ min: 1, max: 600 }, 10),
+    defaultText: "10",
+    doc:
+      "Live mode: seconds between reconciliation attempts after one failed (Upbit unreachable); no order of any kind goes out until one completes.",
+  },
+  {
     name: "MARKET_STATUS_POLL_INTERVAL_SEC",
     schema: num({ min: 5, max: 3600 }, 60),
     defaultText: "60",

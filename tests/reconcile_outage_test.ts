@@ -92,6 +92,7 @@ for (const backend of testBackends()) {
         env: {
           ...LIVE_ENV,
           RECONCILE_OUTAGE_LIMIT_SEC: "2",
+          RECONCILE_RETRY_SEC: "1",
           // No balance poll during the test: only the private stream's outage is watched here.
           ACCOUNT_POLL_INTERVAL_SEC: "3600",
         },

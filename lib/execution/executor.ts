@@ -77,6 +77,8 @@ export interface ExecutorSettings {
    * Upbit (used when `rotationWaitMs` is not given). @default {60}
    */
   landingWaitSec?: number;
+  /** `RECONCILE_RETRY_SEC`: pause after a failed reconciliation before the next. @default {10} */
+  reconcileRetrySec?: number;
 }
 
 /** Reasons a pending attempt carries when its last create may still be processed at Upbit. */
@@ -119,9 +121,6 @@ export interface ExecutorOptions {
 }
 
 const CURSOR_KEY = "executor.cursor";
-
-/** Pause after a failed reconciliation before the next try (ms). */
-const RECONCILE_RETRY_MS = 10_000;
 
 /** Upbit refusals that may pass by waiting: nothing was created, send again later. */
 const PASSING_REFUSALS = new Set(["market_offline"]);
@@ -333,7 +332,8 @@ export class Executor {
       if (run.renewedInstallation) this.#installation = run.renewedInstallation;
       return run.gateOpen ? "reconciled" : false;
     } catch (err) {
-      this.#reconcileRetryAt = this.#now() + RECONCILE_RETRY_MS;
+      this.#reconcileRetryAt = this.#now() +
+        (this.#options.settings.reconcileRetrySec ?? 10) * 1000;
       this.#options.log.warn("Reconciliation failed; no live order until it completes", {
         error: (err as Error).message,
       });

@@ -92,6 +92,7 @@ export const ExecutorConfig = z.object({
     shadowEnabled: z.boolean(),
     maxSignalAgeSec: z.number(),
     landingWaitSec: z.number(),
+    reconcileRetrySec: z.number(),
   }),
   /** The risk gate's limits (`risk_gate.ts`). */
   risk: z.object({
@@ -267,6 +268,7 @@ export function pipelineActorSpecs(
           shadowEnabled: config.SHADOW_ENABLED,
           maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
           landingWaitSec: config.EXECUTOR_LANDING_WAIT_SEC,
+          reconcileRetrySec: config.RECONCILE_RETRY_SEC,
         },
         risk: {
           maxOrderKrw: config.RISK_MAX_ORDER_KRW,
