@@ -309,6 +309,22 @@ dbTest(
 );
 
 dbTest(
+  "reconcile: an application clock behind the database's still opens the gate the run began after",
+  async (db) => {
+    const h = await startSim({ markets: MARKETS });
+    try {
+      await closeReconciliationGate(db.sql, "live start");
+      // The gate's closing is stamped by the database; this process's clock is an hour behind.
+      const behind = () => Date.now() - 3_600_000;
+      assert.equal((await reconcile(db.sql, h.rest, h.log, { now: behind })).gateOpen, true);
+      assert.equal((await reconciliationGate(db.sql)).open, true);
+    } finally {
+      await h.close();
+    }
+  },
+);
+
+dbTest(
   "system gate: a reconciliation that began before the gate closed again does not open it",
   async (db) => {
     assert.equal((await reconciliationGate(db.sql)).open, true, "never closed: open");

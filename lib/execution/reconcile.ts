@@ -141,6 +141,9 @@ export async function reconcile(
     return await runSteps(sql, rest, log, {
       run: run.id,
       startedAt,
+      // The gate's closings are stamped by the database's clock: the run's start is compared on
+      // the same clock, or an application clock behind it would keep the gate shut that long.
+      gateFrom: run.databaseStartedAt,
       closedFrom,
       closedPageLimit: opts.closedPageLimit ?? CLOSED_PAGE_LIMIT,
     });
@@ -157,7 +160,7 @@ async function runSteps(
   sql: Sql,
   rest: UpbitRest,
   log: Logger,
-  o: { run: number; startedAt: Date; closedFrom: Date; closedPageLimit: number },
+  o: { run: number; startedAt: Date; gateFrom: Date; closedFrom: Date; closedPageLimit: number },
 ): Promise<ReconcileReport> {
   const inst = await installationId(sql);
   const ownPrefix = `paper-${inst}-`;
@@ -332,7 +335,7 @@ async function runSteps(
     closedOrders: closed.length,
     findings: findings.length,
   });
-  const gateOpen = await openReconciliationGate(sql, o.startedAt);
+  const gateOpen = await openReconciliationGate(sql, o.gateFrom);
   log.info(
     `Reconciliation ${o.run} completed: ${open.length} open and ${closed.length} closed order(s) since ${o.closedFrom.toISOString()}, ${findings.length} finding(s)${
       gateOpen ? "" : "; the gate was closed again meanwhile"

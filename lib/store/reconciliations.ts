@@ -49,11 +49,13 @@ function normalise<T extends { id: number | string }>(row: T): T {
 export async function startReconciliation(
   sql: Sql,
   o: { startedAt: Date; closedFrom: Date; closedUntil: Date },
-): Promise<ReconciliationRow> {
-  const [row] = await sql<ReconciliationRow[]>`
+): Promise<ReconciliationRow & { databaseStartedAt: Date }> {
+  const [row] = await sql<(ReconciliationRow & { database_now: Date })[]>`
     insert into reconciliations (started_at, closed_from, closed_until)
-    values (${o.startedAt}, ${o.closedFrom}, ${o.closedUntil}) returning *`;
-  return normalise(row!);
+    values (${o.startedAt}, ${o.closedFrom}, ${o.closedUntil})
+    returning *, clock_timestamp() as database_now`;
+  const { database_now, ...run } = row!;
+  return { ...normalise(run), databaseStartedAt: database_now };
 }
 
 /** Marks run `id` completed with its counts. */
