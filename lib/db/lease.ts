@@ -103,6 +103,61 @@ export function checkLeaseFence(fence: LeaseFence, row: FenceRow | undefined): v
   if (!row.fence_held) throw new LeaseLostError(fence, "its lease session ended");
 }
 
+/**
+ * The parts of one insert statement fenced by the writer's lease, if `sql` has one (else empty
+ * parts): a `WITH` part reading the fence, a condition that inserts nothing when the lease is
+ * lost, and the statement's answer, which names the inserting part `inserted`. {@linkcode
+ * FencedInsert.inserted} then throws for a lost lease and returns the inserted row, if any.
+ *
+ * @example
+ * ```ts ignore
+ * const f = fencedInsert(sql);
+ * const rows = await sql`with ${f.withFence} inserted as (
+ *     insert into t (a) select 1 where true ${f.ifHeld} returning *
+ *   ) ${f.answer}`;
+ * const row = f.inserted(rows); // throws LeaseLostError under a lost lease
+ * ```
+ */
+export function fencedInsert(sql: Sql): FencedInsert {
+  const fence = leaseFenceOf(sql);
+  if (!fence) {
+    return {
+      withFence: sql``,
+      ifHeld: sql``,
+      answer: sql`select * from inserted`,
+      inserted: <T>(rows: readonly T[]) => rows[0],
+    };
+  }
+  return {
+    withFence: sql`fence as (${leaseFenceQuery(sql, fence)}),`,
+    ifHeld: sql`and exists (select 1 from fence where fence_epoch = ${fence.epoch} and fence_held)`,
+    answer: sql`select f.fence_epoch, f.fence_held, i.* from fence f left join inserted i on true`,
+    inserted<T>(rows: readonly T[]): T | undefined {
+      const row = rows[0] as (T & Partial<FenceRow>) | undefined;
+      checkLeaseFence(fence, row as FenceRow | undefined);
+      // The fence's row comes back even when nothing was inserted: then its columns are null.
+      const { fence_epoch: _epoch, fence_held: _held, ...rest } = row!;
+      return Object.values(rest).every((v) => v === null) ? undefined : rest as T;
+    },
+  };
+}
+
+/** See {@linkcode fencedInsert}. */
+export interface FencedInsert {
+  /** `fence as (...),` under a lease (put right after `with`), else nothing. */
+  withFence: ReturnType<Sql>;
+  /** `and <the lease is held>` for the inserting select's `where`, else nothing. */
+  ifHeld: ReturnType<Sql>;
+  /** The statement's final select, over the part named `inserted`. */
+  answer: ReturnType<Sql>;
+  /**
+   * The inserted row, or undefined when nothing was inserted.
+   *
+   * @throws {LeaseLostError} when the writer's lease is lost (nothing was inserted).
+   */
+  inserted<T>(rows: readonly T[]): T | undefined;
+}
+
 /** Options of {@linkcode Lease}. */
 export interface LeaseOptions {
   /** The database; the lease session is a client of its own with one connection. */

@@ -5,7 +5,7 @@
  * decimal strings.
  */
 import type { Sql } from "../db/connect.ts";
-import { checkLeaseFence, type FenceRow, leaseFenceOf, leaseFenceQuery } from "../db/lease.ts";
+import { fencedInsert } from "../db/lease.ts";
 import { dec, formatDec } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import type { CloseDecision } from "./position_closer.ts";
@@ -118,26 +118,18 @@ async function recordAdjustment(
     );
   }
   const text = formatDec(amount);
-  const fence = leaseFenceOf(sql);
-  const fenceWith = fence ? sql`fence as (${leaseFenceQuery(sql, fence)}),` : sql``;
-  const fenceHeld = fence
-    ? sql`and exists (select 1 from fence where fence_epoch = ${fence.epoch} and fence_held)`
-    : sql``;
-  const answer = fence
-    ? sql`select f.fence_epoch, f.fence_held, i.id from fence f left join inserted i on true`
-    : sql`select id from inserted`;
-  const rows = await sql<({ id: string | null } & Partial<FenceRow>)[]>`
-    with ${fenceWith}
+  const f = fencedInsert(sql);
+  const rows = await sql<{ id: string }[]>`
+    with ${f.withFence}
     inserted as (
       insert into position_adjustments (symbol, kind, volume, value_krw, reason)
       select ${market}, ${kind}, ${text}::numeric, ${valueKrw}::numeric, ${reason}
       from position_ledger
-      where symbol = ${market} and open_volume >= ${text}::numeric ${fenceHeld}
+      where symbol = ${market} and open_volume >= ${text}::numeric ${f.ifHeld}
       returning id
     )
-    ${answer}`;
-  if (fence) checkLeaseFence(fence, rows[0] as FenceRow | undefined);
-  if (rows.length === 0 || rows[0]!.id === null) {
+    ${f.answer}`;
+  if (f.inserted(rows) === undefined) {
     const open = (await ledgerPosition(sql, market))?.openVolume ?? "0";
     throw new LedgerAdjustmentError(
       `Cannot record ${kind} of ${text} for ${market} as it exceeds the ledger's open volume ${open}`,

@@ -10,13 +10,7 @@
  */
 import { z } from "zod";
 import type { Sql } from "../db/connect.ts";
-import {
-  assertLeaseHeld,
-  checkLeaseFence,
-  type FenceRow,
-  leaseFenceOf,
-  leaseFenceQuery,
-} from "../db/lease.ts";
+import { assertLeaseHeld, fencedInsert, leaseFenceOf } from "../db/lease.ts";
 import { OrderSide, OrdType, type PaperAction, type TradeMode } from "../domain.ts";
 import { INITIAL_STATES, type OrderState, transition } from "../execution/order_state.ts";
 
@@ -237,19 +231,12 @@ export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow
   if (!INITIAL_STATES.has(a.state)) {
     throw new Error(`Cannot create an order attempt in state ${a.state}`);
   }
-  const fence = leaseFenceOf(sql);
   // One statement: the checks (no attempt for this paper trade, the identifier never used), the
   // row and its identifier's record; under a lease, the fence check too (its row lock holds a
   // takeover back until the statement commits; a lost lease inserts nothing). Atomic on its own.
-  const fenceWith = fence ? sql`fence as (${leaseFenceQuery(sql, fence)}),` : sql``;
-  const fenceHeld = fence
-    ? sql`and exists (select 1 from fence where fence_epoch = ${fence.epoch} and fence_held)`
-    : sql``;
-  const answer = fence
-    ? sql`select f.fence_epoch, f.fence_held, i.* from fence f left join inserted i on true`
-    : sql`select * from inserted`;
-  const rows = await sql<(AttemptRow & Partial<FenceRow>)[]>`
-    with ${fenceWith}
+  const f = fencedInsert(sql);
+  const rows = await sql<AttemptRow[]>`
+    with ${f.withFence}
     candidate as (
       select ${a.symbol}::text as symbol, ${a.action}::text as action, ${a.mode}::text as mode,
         ${a.side}::text as side, ${a.ord_type}::text as ord_type, ${a.price}::numeric as price,
@@ -262,7 +249,7 @@ export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow
           where paper_trade_id = ${a.paper_trade_id}::bigint)
         and not exists (
           select 1 from upbit_order_identifiers where identifier = ${a.identifier}::text)
-        ${fenceHeld}
+        ${f.ifHeld}
     ), inserted as (
       insert into upbit_order_attempts (symbol, action, mode, side, ord_type, price, volume,
         paper_trade_id, identifier, state, reason, request_json, error_msg)
@@ -273,14 +260,9 @@ export async function insertAttempt(sql: Sql, a: NewAttempt): Promise<AttemptRow
       insert into upbit_order_identifiers (identifier, attempt_id)
       select identifier, id from inserted
     )
-    ${answer}`;
-  if (fence) checkLeaseFence(fence, rows[0] as FenceRow | undefined);
-  const row = rows[0];
-  if (!row || row.id === null) return null;
-  if (fence) {
-    delete row.fence_epoch;
-    delete row.fence_held;
-  }
+    ${f.answer}`;
+  const row = f.inserted(rows);
+  if (!row) return null;
   return normalise(row);
 }
 
