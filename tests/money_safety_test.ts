@@ -99,6 +99,18 @@ async function rig(
       }
       assert.fail(`not done after ${rounds} rounds:\n${lines.slice(-15).join("\n")}`);
     },
+    /** Places a market buy of `krw` under `identifier` directly (another program, a lost order). */
+    async buyUnder(identifier: string, market: string, krw: string): Promise<string> {
+      const r = await rest.postOrder({
+        market,
+        side: "bid",
+        ord_type: "price",
+        price: krw,
+        identifier,
+      });
+      assert.equal(r.kind, "accepted");
+      return r.kind === "accepted" ? r.order.uuid : "";
+    },
     async balance(currency: string): Promise<string> {
       const { data } = await rest.getAccounts();
       return formatDec(dec(data.find((a) => a.currency === currency)?.balance ?? "0"));
@@ -193,14 +205,7 @@ dbTest(
     await using r = await rig(db);
     // The exchange holds orders of an earlier installation under the seed's identifiers: an ETH
     // buy as `paper-1-ENTER_LONG` (the first paper trade of any fresh seed database).
-    const old = await r.rest.postOrder({
-      market: ETH,
-      side: "bid",
-      ord_type: "price",
-      price: "10000",
-      identifier: "paper-1-ENTER_LONG",
-    });
-    assert.equal(old.kind, "accepted");
+    await r.buyUnder("paper-1-ENTER_LONG", ETH, "10000");
     const ethBefore = await r.balance("ETH");
     const ex = await r.executor("live");
     const enterId = await enter(db);
@@ -236,14 +241,7 @@ dbTest(
     // this database elsewhere, say, after this installation's reconciliation looked).
     const inst = await installationId(db.sql);
     const identifier = identifierFor(inst, 1, "ENTER_LONG");
-    const foreign = await r.rest.postOrder({
-      market: ETH,
-      side: "bid",
-      ord_type: "price",
-      price: "10000",
-      identifier,
-    });
-    assert.equal(foreign.kind, "accepted");
+    await r.buyUnder(identifier, ETH, "10000");
     await enter(db);
     await r.drive(ex, async () => (await rows(db))[0]?.state === "conflict");
     const [a] = await rows(db);
@@ -273,14 +271,7 @@ dbTest(
     // same entry the restored database's paper trade 1 will ask for, under the same identifier.
     const inst = await installationId(db.sql);
     const amount = String(executorConfig(r.sim, "live").ORDER_KRW_AMOUNT);
-    const lost = await r.rest.postOrder({
-      market: BTC,
-      side: "bid",
-      ord_type: "price",
-      price: amount,
-      identifier: identifierFor(inst, 1, "ENTER_LONG"),
-    });
-    assert.equal(lost.kind, "accepted");
+    const lost = await r.buyUnder(identifierFor(inst, 1, "ENTER_LONG"), BTC, amount);
     const btcBefore = await r.balance("BTC");
     const ex = await r.executor("live");
     await enter(db);
@@ -289,7 +280,7 @@ dbTest(
     assert.notEqual(renewed, inst, "the live start's reconciliation renewed the installation id");
     const [entry] = await rows(db);
     assert.equal(entry!.identifier, identifierFor(renewed, 1, "ENTER_LONG"));
-    assert.notEqual(entry!.uuid, lost.kind === "accepted" ? lost.order.uuid : "", "not adopted");
+    assert.notEqual(entry!.uuid, lost, "not adopted");
     assert.deepEqual((await activeAlarms(db.sql)).map((x) => x.code), [
       "reconciliation_unrecorded_order",
     ]);
@@ -326,14 +317,7 @@ dbTest(
       state: "sent",
       request_json: request,
     });
-    const other = await r.rest.postOrder({
-      market: ETH,
-      side: "bid",
-      ord_type: "price",
-      price: "20000",
-      identifier,
-    });
-    assert.equal(other.kind, "accepted");
+    await r.buyUnder(identifier, ETH, "20000");
     // The BTC exit comes after it and goes out: the sent row does not stop the passes.
     await exit(db);
     await r.drive(ex, () => flatAndSettled(db));
