@@ -9,6 +9,7 @@ import { entryHaltReason } from "../lib/control/trading_state.ts";
 import type { Sql } from "../lib/db/connect.ts";
 import { unsettledLiveOrders } from "../lib/execution/closer_inputs.ts";
 import { recheckLostOrders } from "../lib/execution/lost_orders.ts";
+import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
 import {
@@ -189,6 +190,38 @@ dbTest("lost orders: one found still open stays held until it is final", async (
     assert.ok(check?.resolved_at instanceof Date);
     assert.equal((await attemptById(db.sql, a!.id))?.executed_volume, "0");
     assert.equal((await unsettledLiveOrders(db.sql)).get("KRW-BTC"), undefined);
+  } finally {
+    await h.close();
+  }
+});
+
+dbTest("lost orders: a failing re-check does not stop the open orders' fills", async (db) => {
+  const h = await startSim({ markets: MARKETS });
+  try {
+    // A lost sell Upbit holds, whose stored body no longer reads as an order: its re-check throws.
+    const buy = await placeLive(db.sql, h.rest, { market: "KRW-BTC", side: "bid", krw: 10_000 });
+    const sell = await pendingAttempt(db.sql, {
+      market: "KRW-BTC",
+      side: "ask",
+      volume: buy.executed_volume!,
+    });
+    const lostUuid = await createAtUpbit(h, sell.request_json as Record<string, string>);
+    await loseAttempt(db.sql, sell, lostUuid);
+    await db.sql`update upbit_order_attempts set request_json = '{}'::jsonb where id = ${sell.id}`;
+    await assert.rejects(recheckLostOrders(db.sql, h.rest, h.log), /no valid order body/);
+    // An open buy that has filled at Upbit since.
+    const open = await pendingAttempt(db.sql, { market: "KRW-ETH", side: "bid", krw: 10_000 });
+    await transitionAttempt(db.sql, open.id, "pending", "sent");
+    const uuid = await createAtUpbit(h, open.request_json as Record<string, string>);
+    await transitionAttempt(db.sql, open.id, "sent", "open", { uuid });
+
+    const poller = new OrderPoller({ sql: db.sql, rest: h.rest, maxPolls: 3, log: h.log });
+    assert.deepEqual(await poller.pollOnce(), { open: 0, finalised: 1 });
+    const filled = await attemptById(db.sql, open.id);
+    // A market buy ends as Upbit's `cancel` once its KRW is spent, with its fills.
+    assert.equal(filled?.final_state, "cancel");
+    assert.ok(Number(filled?.executed_volume) > 0, `executed ${filled?.executed_volume}`);
+    assert.equal((await lostCheck(db.sql, sell.id))?.resolved_at ?? null, null, "still lost");
   } finally {
     await h.close();
   }

@@ -53,12 +53,23 @@ export class OrderPoller {
     this.#now = options.now ?? Date.now;
   }
 
-  /** One pass over every open live order (and the slow re-check of lost ones). */
+  /**
+   * One pass over every open live order (and the slow re-check of lost ones, whose failure is
+   * logged and leaves the open orders polled).
+   */
   async pollOnce(): Promise<PollSummary> {
-    // Lost orders are never forgotten: asked about again at a slow rate (lost_orders.ts).
-    await recheckLostOrders(this.#options.sql, this.#options.rest, this.#options.log, {
-      nowMs: this.#now(),
-    });
+    // Lost orders are never forgotten: asked about again at a slow rate (lost_orders.ts). A
+    // failed re-check must not stop the open orders' fills from being recorded: the next pass
+    // tries it again.
+    try {
+      await recheckLostOrders(this.#options.sql, this.#options.rest, this.#options.log, {
+        nowMs: this.#now(),
+      });
+    } catch (err) {
+      this.#options.log.warn("Re-check of lost orders failed; polling the open orders anyway", {
+        error: (err as Error).message,
+      });
+    }
     const open = await openLiveAttempts(this.#options.sql);
     if (open.length === 0) return { open: 0, finalised: 0 };
     const orders = await this.#fetch(open);
