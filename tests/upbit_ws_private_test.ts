@@ -90,11 +90,13 @@ for (const refusal of ["upgrade", "in_band"] as const) {
       faults: { private_ws_auth_refusal: refusal },
     });
     const errors: UpbitWsAuthError[] = [];
+    const connection: boolean[] = [];
     const ws = new UpbitPrivateWs({
       url: sim.wsUrl + "/private",
       accessKey: sim.accessKey,
       secretKey: "wrong-secret",
       onAuthError: (e) => errors.push(e),
+      onConnection: (connected) => connection.push(connected),
       reconnect: { baseMs: 20, maxMs: 20 },
     });
     try {
@@ -109,6 +111,9 @@ for (const refusal of ["upgrade", "in_band"] as const) {
       assert.equal(error.via, refusal);
       assert.equal(error.httpStatus, refusal === "upgrade" ? 401 : null);
       assert.equal(ws.stats().reconnects, 0);
+      // Refused in-band, the connection had opened: its loss is reported, or an outage watch
+      // would go on believing the stream up.
+      assert.deepEqual(connection, refusal === "in_band" ? [true, false] : []);
       assert.equal(lines.filter((l) => l.includes("refused the credentials")).length, 1);
       // Nothing else is warned (a reconnect would be; matching its text would pass if reworded).
       const others = lines.filter((l) =>

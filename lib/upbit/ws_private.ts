@@ -113,7 +113,8 @@ export interface UpbitPrivateWsOptions {
   onReconnect?: () => void;
   /**
    * Connection changes: true after each open (the first included), false after each unexpected
-   * drop. A refused reconnect reports nothing new: the stream stays lost until the next true.
+   * drop and after an in-band credentials refusal (the open connection is then closed for good).
+   * A refused reconnect reports nothing new: the stream stays lost until the next true.
    */
   onConnection?: (connected: boolean) => void;
   /**
@@ -276,9 +277,13 @@ export class UpbitPrivateWs {
       this.#stats.serverErrors++;
       const err = rec.error as { name?: unknown; message?: unknown } | null;
       if (err?.name === "INVALID_AUTH") {
+        // Closing for good skips the socket's onDrop, so the open connection's loss is told here
+        // (once: a second refusal frame finds it told).
+        const wasUp = !this.#authFailed;
         void this.#socket.close();
         const detail = err.message ? `INVALID_AUTH: ${String(err.message)}` : "INVALID_AUTH";
         this.#authRefused(new UpbitWsAuthError("in_band", detail));
+        if (wasUp) this.#emit(this.#options.onConnection, false);
       } else {
         this.#log.warn("private WebSocket error frame", { error: rec.error });
       }
