@@ -396,7 +396,7 @@ for (const backend of testBackends()) {
   });
 
   Deno.test(
-    `worker faults: a critical actor in a crash loop fails for good and halts entries [${backend}]`,
+    `worker faults: a critical actor in a crash loop fails, halts entries, and is started again later [${backend}]`,
     async () => {
       const markets = ["KRW-BTC", "KRW-ETH"];
       await using sim = await startDisposableSimulator({ seed: 22, markets, rate: 200 });
@@ -411,10 +411,11 @@ for (const backend of testBackends()) {
           restartMaxDelayMs: 200,
           maxRestarts: 3,
           restartWindowMs: 60_000,
+          failedCriticalRetryMs: 4_000,
         },
       });
       await rig.until("a paper trade", async () => await rig.count("paper_trades") > 0);
-      // The order-poller crashes each time it starts: after maxRestarts it fails for good.
+      // The order-poller crashes each time it starts: after maxRestarts it fails.
       await rig.until(
         "order_poller failed",
         () => {
@@ -466,6 +467,17 @@ for (const backend of testBackends()) {
           name,
         );
       }
+      // Failed is not for good for a critical actor: it closes live positions (the poller brings
+      // fills to the ledger), so it is started again after failedCriticalRetryMs, once the crash
+      // stopped; the halt stays until a person resumes.
+      await rig.until(
+        "order_poller started again",
+        () =>
+          rig.upbot.supervisor.status().find((a) => a.name === "order_poller")!.state === "running",
+        30_000,
+      );
+      assert.equal(rig.upbot.supervisor.health().tradingState, "halted");
+      assert.notEqual(await entryHaltReason(rig.sql, "KRW-BTC"), null);
     },
   );
 }

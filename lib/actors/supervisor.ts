@@ -8,8 +8,11 @@
  * - Restart delays back off exponentially with jitter between a minimum and a maximum, and the
  *   backoff resets once an incarnation has run for `restartResetAfterMs`.
  * - Restart intensity: more than `maxRestarts` restarts within `restartWindowMs` and the child
- *   is `failed` for good; the {@linkcode SupervisorPolicy} hears of it (upbot halts trading when
- *   the child is `critical`: `lib/pipeline/runtime.ts`).
+ *   is `failed`; the {@linkcode SupervisorPolicy} hears of it (upbot halts trading when the child
+ *   is `critical`: `lib/pipeline/runtime.ts`). A failed non-critical child stays failed. A failed
+ *   critical child is tried again every `failedCriticalRetryMs`, its restart budget new: in upbot
+ *   the critical actors are the ones that close live positions, an obligation that outlasts any
+ *   restart budget; the escalation (the halt, which stays until a person resumes) stands.
  * - Heartbeats: a worker that does not answer pings for `heartbeatTimeoutMs` (a busy loop) is
  *   terminated and restarted like a crash. So are `error` / `messageerror` events, fatal
  *   `error` messages and a missing `ready` after `startTimeoutMs`.
@@ -155,6 +158,11 @@ export interface SupervisorOptions<M extends Message, E = never> {
   restartJitter?: number;
   /** An incarnation that ran this long resets the backoff. @default {60000} */
   restartResetAfterMs?: number;
+  /**
+   * A failed critical child is started again after this long (a slow retry, not a loop: the
+   * failure was escalated first); 0 leaves it failed. @default {60000}
+   */
+  failedCriticalRetryMs?: number;
   /** @default {1000} */
   heartbeatIntervalMs?: number;
   /** No pong for this long: the worker is hung and is restarted. @default {5000} */
@@ -288,6 +296,7 @@ const DEFAULTS = {
   restartMaxDelayMs: 30_000,
   restartJitter: 0.2,
   restartResetAfterMs: 60_000,
+  failedCriticalRetryMs: 60_000,
   heartbeatIntervalMs: 1_000,
   heartbeatTimeoutMs: 5_000,
   startTimeoutMs: 15_000,
@@ -877,6 +886,27 @@ export class Supervisor<M extends Message, E = never> {
       "childFailed",
       () => this.#policy.childFailed?.(child.spec.name, child.critical, error),
     );
+    const retryMs = this.#options.failedCriticalRetryMs;
+    if (child.critical && retryMs > 0 && this.#phase === "running") {
+      log.warn("failed critical actor will be started again", {
+        name: child.spec.name,
+        delay_ms: retryMs,
+      });
+      child.restartTimer = setTimeout(() => {
+        child.restartTimer = undefined;
+        if (this.#phase !== "running" || child.state !== "failed") return;
+        child.restartTimes = [];
+        child.backoffAttempt = 0;
+        child.restarts++;
+        this.#emit({
+          type: "actor.restarting",
+          actor: child.spec.name,
+          delayMs: retryMs,
+          restarts: child.restarts,
+        });
+        this.#spawn(child);
+      }, retryMs);
+    }
   }
 
   #setStopped(child: Child<M>): void {
