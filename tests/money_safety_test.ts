@@ -578,6 +578,30 @@ dbTest(
 );
 
 dbTest(
+  "money: an old 1-second bar does not price the close: a sellable position is sold, not written off as dust",
+  async (db) => {
+    await using r = await rig(db);
+    const ex = await r.executor("live");
+    await openPosition(r, db, ex);
+    // The newest bar is 10 days old, at a third of today's price: at that price the position
+    // (10,000 KRW) would be below the minimum order total.
+    const { data: [ticker] } = await r.rest.getTicker({ markets: [BTC] });
+    const stale = String(Math.round(ticker!.trade_price / 3));
+    await db.sql`insert into market_1s (symbol, ts, open, high, low, close, volume, quote_volume,
+        trade_count, buy_volume, sell_volume, is_final)
+      values (${BTC}, ${new Date(Date.now() - 10 * 86_400_000)}, ${stale}, ${stale}, ${stale},
+        ${stale}, 1, ${stale}, 1, 1, 0, true)`;
+    await requestFlatten(db.sql, { reason: "test", by: "test" });
+    await r.drive(ex, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
+    const close = (await rows(db)).find((a) => a.action === "CLOSE");
+    assert.equal(close?.state, "filled");
+    const dust = await db.sql`select 1 from position_adjustments where kind = 'dust'`;
+    assert.equal(dust.length, 0, "nothing written off");
+    assert.equal(await r.balance("BTC"), "0");
+  },
+);
+
+dbTest(
   "money: a halt stops entries only; exits go on; after resume entries are sent again",
   async (db) => {
     await using r = await rig(db);

@@ -59,15 +59,24 @@ export async function paperOpenMarkets(sql: Sql): Promise<Set<string>> {
   return new Set(rows.map((r) => r.symbol));
 }
 
-/** The last 1-second close of each of `markets` (markets without bars are absent). */
+/** How old a 1-second bar may be and still price a position for the closer, in seconds. */
+export const LAST_CLOSE_MAX_AGE_SEC = 60;
+
+/**
+ * The last 1-second close of each of `markets` within the last {@linkcode LAST_CLOSE_MAX_AGE_SEC}
+ * seconds (by the database's clock); markets without such a bar are absent.
+ */
 export async function lastCloses(
   sql: Sql,
   markets: readonly string[],
 ): Promise<Map<string, string>> {
   if (markets.length === 0) return new Map();
+  // An old bar (a feed stopped, a market dropped from MARKETS) may be far from today's price: it
+  // could make a sellable position look like dust. Without a recent bar the closer asks the ticker.
   const rows = await sql<{ symbol: string; close: string }[]>`
     select distinct on (symbol) symbol, close from market_1s
     where symbol in ${sql(markets)}
+      and ts > now() - make_interval(secs => ${LAST_CLOSE_MAX_AGE_SEC})
     order by symbol, ts desc`;
   return new Map(rows.map((r) => [r.symbol, formatDec(dec(r.close))]));
 }

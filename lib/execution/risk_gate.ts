@@ -13,6 +13,7 @@ import { entryHaltReason } from "../control/trading_state.ts";
 import type { Sql } from "../db/connect.ts";
 import { dec, ZERO } from "../decimal.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
+import { lastCloses } from "./closer_inputs.ts";
 import { unresolvedOrders } from "./lost_orders.ts";
 import { ledgerPositions } from "./position_ledger.ts";
 import {
@@ -158,14 +159,13 @@ export async function realisedLossSince(sql: Sql, since: Date): Promise<number> 
   return pnl < 0 ? -pnl : 0;
 }
 
-/** The newest close of every market in `markets` (market_1s). */
+/**
+ * The newest recent close of every market in `markets` (market_1s, as the closer prices them:
+ * an old bar is no price, so an exit is not refused as dust on a price long gone).
+ */
 async function lastPrices(sql: Sql, markets: readonly string[]): Promise<Map<string, number>> {
-  if (markets.length === 0) return new Map();
-  const rows = await sql<{ symbol: string; close: string }[]>`
-    select distinct on (symbol) symbol, close::text as close from market_1s
-    where symbol in ${sql(markets as string[])}
-    order by symbol, ts desc`;
-  return new Map(rows.map((r) => [r.symbol, Number(r.close)]));
+  const closes = await lastCloses(sql, markets);
+  return new Map([...closes].map(([symbol, close]) => [symbol, Number(close)]));
 }
 
 /** Free balance per currency: fresh from Upbit when `rest` is given, else the newest snapshot. */
