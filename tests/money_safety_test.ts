@@ -360,6 +360,25 @@ dbTest("money: a flatten is not complete while a buy may still fill", async (db)
 });
 
 dbTest(
+  "money: a live buy that fills after a switch to test mode raises the unmanaged-positions alarm",
+  async (db) => {
+    await using r = await rig(db);
+    const live = await r.executor("live");
+    await enter(db);
+    await live.runOnce(); // sent and open at Upbit; its fill is not in the ledger yet
+    assert.equal((await rows(db))[0]?.state, "open");
+    const test = await r.executor("test");
+    assert.deepEqual(await activeAlarms(db.sql), [], "nothing held at the switch");
+    await r.poller().pollOnce();
+    assert.notEqual(await openVolume(db), "0", "the fill came in after the switch");
+    await test.runOnce();
+    const alarm = (await activeAlarms(db.sql)).find((a) => a.code === "live_positions_unmanaged");
+    assert.ok(alarm, "the position nothing will sell in test mode is reported");
+    assert.match(alarm.message, /KRW-BTC/);
+  },
+);
+
+dbTest(
   "money: live -> shadow -> live sells the coins bought before once live returns",
   async (db) => {
     await using r = await rig(db);

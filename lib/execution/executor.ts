@@ -154,6 +154,8 @@ export class Executor {
   #reconcileRetryAt = 0;
   #banLogged = false;
   #closer: PositionClosing | null = null;
+  /** The unmanaged live positions last reported (shadow / test mode). */
+  #unmanagedReported = "";
 
   constructor(options: ExecutorOptions) {
     this.#options = options;
@@ -224,15 +226,21 @@ export class Executor {
     this.#options.log.info(`Executor cursor init: last_id=${this.#cursor}`);
   }
 
-  /** In shadow / test mode nothing is sent: live positions wait for live mode. Say so loudly. */
+  /**
+   * In shadow / test mode nothing is sent: live positions wait for live mode. Say so loudly, at
+   * the start and again on any pass that finds another position: a live order still in flight
+   * when the mode changed may fill later (the poller records it), and that position is as
+   * unmanaged as the ones held at the start.
+   */
   async #reportUnmanagedPositions(): Promise<void> {
     const held = (await ledgerPositions(this.#options.sql)).filter((p) => dec(p.openVolume) > ZERO);
-    if (held.length === 0) return;
-    const open = await liveEntriesWithoutExit(this.#options.sql);
     const markets = held.map((p) => `${p.symbol} ${p.openVolume}`);
-    const message = `${held.length} live position(s) bought by upbot have no live exit (${
-      markets.join(", ")
-    }); in ${this.mode} mode nothing will sell them: they are closed when live mode returns`;
+    const seen = markets.join(", ");
+    if (held.length === 0 || seen === this.#unmanagedReported) return;
+    this.#unmanagedReported = seen;
+    const open = await liveEntriesWithoutExit(this.#options.sql);
+    const message =
+      `${held.length} live position(s) bought by upbot have no live exit (${seen}); in ${this.mode} mode nothing will sell them: they are closed when live mode returns`;
     this.#options.log.error(message, { identifiers: open.map((a) => a.identifier), markets });
     await raiseAlarm(this.#options.sql, {
       code: "live_positions_unmanaged",
@@ -314,6 +322,7 @@ export class Executor {
       }
     }
     if (this.#closer && await this.#closer.closeOnce()) more = true;
+    if (this.mode !== "live") await this.#reportUnmanagedPositions();
     return { handled, more: more || waiting.size > 0 };
   }
 
