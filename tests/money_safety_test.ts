@@ -72,6 +72,8 @@ async function rig(
           maxRetries: config.EXECUTOR_MAX_RETRIES,
           shadowEnabled: config.SHADOW_ENABLED,
           maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+          // Only when the test sets MARKETS: the others trade ETH outside the default.
+          ...(extra.MARKETS ? { markets: config.MARKETS } : {}),
         },
         risk: { limits: riskLimits(config) },
         log: createLogger("executor"),
@@ -593,6 +595,25 @@ dbTest(
     // Nothing more happens: the ledger is flat.
     for (let i = 0; i < 3; i++) await ex.runOnce();
     assert.equal((await rows(db)).length, 2);
+  },
+);
+
+dbTest(
+  "money: a live position of a market taken out of MARKETS is sold (no paper exit will come for it)",
+  async (db) => {
+    await using r = await rig(db);
+    const both = await r.executor("live", { MARKETS: `${BTC},${ETH}` });
+    await enter(db, ETH, 4_000_000);
+    await r.drive(both, () => entryFilled(db));
+    assert.notEqual(await r.balance("ETH"), "0");
+    // ETH leaves MARKETS while the paper book still holds it: the evaluator writes no exit now.
+    const btcOnly = await r.executor("live", { MARKETS: BTC });
+    await r.drive(btcOnly, () => flatAndSettled(db, ETH));
+    const close = (await rows(db)).find((a) => a.action === "CLOSE");
+    assert.deepEqual([close?.symbol, close?.state], [ETH, "filled"]);
+    assert.equal(await r.balance("ETH"), "0");
+    const why = r.lines.filter((l) => l.includes(`Close ${ETH}: not in MARKETS`));
+    assert.equal(why.length, 1, "said once");
   },
 );
 

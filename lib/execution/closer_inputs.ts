@@ -17,6 +17,11 @@ export interface CloserInputsOptions {
   flatten?: boolean;
   /** Minimum order total in KRW. @default {"5000"} */
   minOrderKrw?: string;
+  /**
+   * The configured markets (`MARKETS`). A ledger market outside them is paper-flat whatever the
+   * paper book says: the evaluator no longer writes its exit. @default every market
+   */
+  markets?: readonly string[];
 }
 
 /** Which sides of a market have a live order that is open, pending or of unknown outcome. */
@@ -50,13 +55,22 @@ export async function unsettledLiveOrders(sql: Sql): Promise<Map<string, Unsettl
   return out;
 }
 
-/** Markets whose paper book holds an ENTER_LONG without its EXIT_LONG. */
-export async function paperOpenMarkets(sql: Sql): Promise<Set<string>> {
+/**
+ * Markets whose paper book holds an ENTER_LONG without its EXIT_LONG, among `configured` (the
+ * `MARKETS` setting; every market when absent): the evaluator writes exits only for those, so an
+ * open entry of another market never gets its exit and must not hold the live position.
+ */
+export async function paperOpenMarkets(
+  sql: Sql,
+  configured?: readonly string[],
+): Promise<Set<string>> {
   const rows = await sql<{ symbol: string }[]>`
     select distinct e.symbol from paper_trades e
     where e.action = 'ENTER_LONG'
       and not exists (select 1 from paper_trades x where x.entry_id = e.id)`;
-  return new Set(rows.map((r) => r.symbol));
+  return new Set(
+    rows.map((r) => r.symbol).filter((m) => configured === undefined || configured.includes(m)),
+  );
 }
 
 /** How old a 1-second bar may be and still price a position for the closer, in seconds. */
@@ -101,7 +115,7 @@ export async function closerInputs(
 ): Promise<CloserInput> {
   const unsettled = await unsettledLiveOrders(sql);
   const ledger = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
-  const paperOpen = await paperOpenMarkets(sql);
+  const paperOpen = await paperOpenMarkets(sql, options.markets);
   const prices = await lastCloses(sql, ledger.map((p) => p.symbol));
   // The balances are asked for only when a market may be closed or written off this round: a
   // market the paper book holds (without a flatten) or with a sell in flight is held whatever its

@@ -79,6 +79,11 @@ export interface ExecutorSettings {
   landingWaitSec?: number;
   /** `RECONCILE_RETRY_SEC`: pause after a failed reconciliation before the next. @default {10} */
   reconcileRetrySec?: number;
+  /**
+   * `MARKETS`: the markets the evaluator trades. A live position of another market gets no paper
+   * exit, so the closer sells it. When absent every market counts as configured.
+   */
+  markets?: readonly string[];
 }
 
 /** Reasons a pending attempt carries when its last create may still be processed at Upbit. */
@@ -176,6 +181,7 @@ export class Executor {
         send: (attempt) => this.#send(attempt, true),
         retryDelayMs: (refusals) => this.#retryAt(refusals).getTime() - this.#now(),
         now: this.#now,
+        ...(options.settings.markets ? { markets: options.settings.markets } : {}),
       });
     }
   }

@@ -38,11 +38,18 @@ export interface PositionClosingOptions {
   /** Backoff before the next close after `refusals` refused sells in a row, ms. */
   retryDelayMs: (refusals: number) => number;
   now: () => number;
+  /**
+   * The configured markets (`MARKETS`): a ledger market outside them is closed as if its paper
+   * book were flat (no paper exit will come). @default every market
+   */
+  markets?: readonly string[];
 }
 
 /** Carries out the position closer's decisions in live mode. */
 export class PositionClosing {
   #options: PositionClosingOptions;
+  /** Markets outside `MARKETS` already named in a warning (once per market per process). */
+  #unconfiguredLogged = new Set<string>();
 
   constructor(options: PositionClosingOptions) {
     this.#options = options;
@@ -62,12 +69,23 @@ export class PositionClosing {
       if (flatten) await this.#completeFlatten(flatten);
       return false;
     }
+    const configured = this.#options.markets;
+    for (const p of held) {
+      if (configured === undefined || configured.includes(p.symbol)) continue;
+      if (this.#unconfiguredLogged.has(p.symbol)) continue;
+      this.#unconfiguredLogged.add(p.symbol);
+      this.#options.log.warn(
+        `Close ${p.symbol}: not in MARKETS, so no paper exit will come; closing the ${p.openVolume} the ledger holds`,
+        { market: p.symbol, volume: p.openVolume },
+      );
+    }
     // While the paper book holds every market the ledger holds, there is nothing to close: spare
     // the balance request.
-    const paperOpen = await paperOpenMarkets(sql);
+    const paperOpen = await paperOpenMarkets(sql, configured);
     if (!flatten && held.every((p) => paperOpen.has(p.symbol))) return false;
     const input = await closerInputs(sql, "live", () => this.#freeBalances(), {
       flatten: flatten !== null,
+      ...(configured ? { markets: configured } : {}),
     });
     if (input.markets.length === 0) {
       if (flatten) await this.#completeFlatten(flatten);

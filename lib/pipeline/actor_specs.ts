@@ -93,6 +93,7 @@ export const ExecutorConfig = z.object({
     maxSignalAgeSec: z.number(),
     landingWaitSec: z.number(),
     reconcileRetrySec: z.number(),
+    markets: Markets,
   }),
   /** The risk gate's limits (`risk_gate.ts`). */
   risk: z.object({
@@ -269,6 +270,7 @@ export function pipelineActorSpecs(
           maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
           landingWaitSec: config.EXECUTOR_LANDING_WAIT_SEC,
           reconcileRetrySec: config.RECONCILE_RETRY_SEC,
+          markets: config.MARKETS,
         },
         risk: {
           maxOrderKrw: config.RISK_MAX_ORDER_KRW,
