@@ -55,11 +55,15 @@ async function rig(
     useDatabase(other: TestDatabase) {
       sql = other.sql;
     },
-    /** A started executor in `mode` (settings from the environment `extra`). */
+    /**
+     * A started executor in `mode` (settings from the environment `extra`), with `retryBackoff`
+     * when given (else 20-100 ms).
+     */
     async executor(
       mode: Mode,
       extra: Record<string, string> = {},
       supervisorHalt?: () => string | null,
+      retryBackoff = { baseMs: 20, maxMs: 100 },
     ): Promise<Executor> {
       const config = executorConfig(sim, mode, extra);
       const ex = new Executor({
@@ -81,7 +85,7 @@ async function rig(
         // No create here is processed after its answer (no create_delay_ms): a burnt identifier
         // may be replaced at once.
         rotationWaitMs: 0,
-        retryBackoff: { baseMs: 20, maxMs: 100 },
+        retryBackoff,
         ...(supervisorHalt ? { supervisorHalt } : {}),
       });
       await ex.start();
@@ -493,6 +497,43 @@ dbTest("money: the unsold rest of a partly filled sell is sold", async (db) => {
   );
   assert.equal(await r.balance("BTC"), "0");
 });
+
+dbTest(
+  "money: a close stopped by self-match prevention waits out its backoff (not sent again every pass), with an alarm",
+  async (db) => {
+    await using r = await rig(db);
+    // Closes refused a moment ago wait a minute: the test's passes all fall inside it.
+    const ex = await r.executor("live", {}, undefined, { baseMs: 60_000, maxMs: 60_000 });
+    await openPosition(r, db, ex);
+    // The owner's own bid at the best bid: a market sell meets it first, and self-match
+    // prevention stops the sell before anything is sold.
+    const { data: book } = await r.rest.getOrderbook({ markets: [BTC] } as never);
+    const units = (book as { orderbook_units: { bid_price: number }[] }[])[0]!.orderbook_units;
+    const own = await r.rest.postOrder({
+      market: BTC,
+      side: "bid",
+      ord_type: "limit",
+      price: String(units[0]!.bid_price),
+      volume: "0.001",
+      identifier: "owner-bid-2",
+    });
+    assert.equal(own.kind, "accepted");
+    await requestFlatten(db.sql, { reason: "test", by: "test" });
+    const closes = async () => (await rows(db)).filter((a) => a.action === "CLOSE");
+    await r.drive(ex, async () => (await closes())[0]?.state === "prevented");
+    const poller = r.poller();
+    for (let i = 0; i < 5; i++) {
+      await ex.runOnce();
+      await poller.pollOnce();
+    }
+    const sent = await closes();
+    assert.deepEqual(sent.map((a) => [a.state, Number(a.executed_volume ?? 0)]), [
+      ["prevented", 0],
+    ]);
+    assert.ok((await activeAlarms(db.sql)).some((a) => a.code === "close_prevented"));
+    assert.notEqual(await openVolume(db), "0", "still owed");
+  },
+);
 
 dbTest("money: a pending entry whose signal went stale is skipped, never sent", async (db) => {
   await using r = await rig(db);

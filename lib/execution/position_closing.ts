@@ -9,7 +9,7 @@ import { completeFlatten, pendingFlatten } from "../control/trading_state.ts";
 import type { Client } from "../db/connect.ts";
 import { dec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
-import { raiseAlarm } from "../store/alarms.ts";
+import { activeAlarms, clearAlarm, raiseAlarm } from "../store/alarms.ts";
 import { type AttemptRow, insertAttempt } from "../store/order_attempts.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import {
@@ -50,6 +50,8 @@ export class PositionClosing {
   #options: PositionClosingOptions;
   /** Markets outside `MARKETS` already named in a warning (once per market per process). */
   #unconfiguredLogged = new Set<string>();
+  /** Markets with an active `close_prevented` alarm; null until read from the database. */
+  #preventedAlarms: Set<string> | null = null;
 
   constructor(options: PositionClosingOptions) {
     this.#options = options;
@@ -65,6 +67,8 @@ export class PositionClosing {
     const sql = this.#options.sql;
     const flatten = await pendingFlatten(sql);
     const held = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
+    // A position closed (sold, or written off) is no longer blocked by anything.
+    await this.#clearPreventedAlarms((m) => !held.some((p) => p.symbol === m));
     if (held.length === 0) {
       if (flatten) await this.#completeFlatten(flatten);
       return false;
@@ -97,17 +101,25 @@ export class PositionClosing {
       ? await this.#lastPrices(missingPrices)
       : new Map<string, string>();
     const markets = [];
+    const prevented = new Set<string>();
     for (const m of input.markets) {
+      const backoff = await this.#closeBackingOff(m.market);
+      if (backoff.prevented) {
+        prevented.add(m.market);
+        if (backoff.wait) await this.#closePrevented(m.market);
+      }
       // A buy still filling, a paper exit not handled yet, or a sell refused a moment ago: the
       // ledger is about to change, or Upbit needs time (capped backoff between closes).
-      const wait = m.buyUnsettled || awaitingExit.has(m.market) ||
-        await this.#closeBackingOff(m.market);
+      const wait = m.buyUnsettled || awaitingExit.has(m.market) || backoff.wait;
       markets.push({
         ...m,
         sellUnsettled: m.sellUnsettled || wait,
         lastPrice: m.lastPrice ?? tickers.get(m.market) ?? null,
       });
     }
+    await this.#clearPreventedAlarms((m) =>
+      input.markets.some((x) => x.market === m) && !prevented.has(m)
+    );
     const decisions = decideCloses({ ...input, markets });
     // Write-offs first (they are what the ledger no longer owes), each with its log line; a gone
     // volume also raises the alarm people see in the status.
@@ -163,21 +175,66 @@ export class PositionClosing {
   }
 
   /**
-   * Whether the last live sells of `market` were refused (by Upbit, or by the gate for want of
-   * bids) so recently that the next must wait.
+   * Whether the last live sells of `market` were refused (by Upbit, by the gate for want of bids,
+   * or stopped by self-match prevention with nothing sold) so recently that the next must wait,
+   * and whether one of those refusals was a prevented sell.
    */
-  async #closeBackingOff(market: string): Promise<boolean> {
-    const [row] = await this.#options.sql<{ n: number; last: Date | null }[]>`
-      select count(*)::int as n, max(updated_at) as last from upbit_order_attempts r
+  async #closeBackingOff(market: string): Promise<{ wait: boolean; prevented: boolean }> {
+    // A prevented sell that sold nothing met the owner's own order at the top of the book; sent
+    // again at once it meets the same order. One that sold part of the position made progress.
+    const [row] = await this.#options.sql<
+      { n: number; last: Date | null; prevented: boolean | null }[]
+    >`
+      select count(*)::int as n, max(updated_at) as last,
+        bool_or(state = 'prevented') as prevented
+      from upbit_order_attempts r
       where mode = 'live' and side = 'ask' and symbol = ${market}
-        and (state = 'rejected' or (state = 'skipped' and reason = 'no_bids'))
+        and (state = 'rejected' or (state = 'skipped' and reason = 'no_bids')
+          or (state = 'prevented' and coalesce(executed_volume, 0) = 0))
         and updated_at > coalesce((
           select max(updated_at) from upbit_order_attempts f
           where f.mode = 'live' and f.side = 'ask' and f.symbol = ${market}
-            and f.state in ('filled', 'cancelled', 'prevented')), '-infinity')`;
-    if (!row || row.n === 0 || !row.last) return false;
+            and (f.state in ('filled', 'cancelled')
+              or (f.state = 'prevented' and coalesce(f.executed_volume, 0) > 0))), '-infinity')`;
+    if (!row || row.n === 0 || !row.last) return { wait: false, prevented: false };
     const waitMs = this.#options.retryDelayMs(row.n);
-    return row.last.getTime() + waitMs > this.#options.now();
+    return {
+      wait: row.last.getTime() + waitMs > this.#options.now(),
+      prevented: row.prevented === true,
+    };
+  }
+
+  /**
+   * A close of `market` stopped by self-match prevention: the owner's order must move. Raised
+   * (and logged) once while it lasts, not on every pass of the backoff.
+   */
+  async #closePrevented(market: string): Promise<void> {
+    const alarmed = await this.#preventedAlarmMarkets();
+    if (alarmed.has(market)) return;
+    const message =
+      `Close of ${market} blocked: the owner's own order on Upbit meets upbot's sell (self-match prevention); cancel or move it, upbot tries again with backoff`;
+    this.#options.log.error(message, { market });
+    await raiseAlarm(this.#options.sql, { code: "close_prevented", market, message });
+    alarmed.add(market);
+  }
+
+  /** Clears `close_prevented` of every alarmed market `cleared` picks. */
+  async #clearPreventedAlarms(cleared: (market: string) => boolean): Promise<void> {
+    const alarmed = await this.#preventedAlarmMarkets();
+    for (const market of [...alarmed]) {
+      if (!cleared(market)) continue;
+      await clearAlarm(this.#options.sql, "close_prevented", market);
+      alarmed.delete(market);
+    }
+  }
+
+  async #preventedAlarmMarkets(): Promise<Set<string>> {
+    this.#preventedAlarms ??= new Set(
+      (await activeAlarms(this.#options.sql))
+        .filter((a) => a.code === "close_prevented" && a.market !== null)
+        .map((a) => a.market!),
+    );
+    return this.#preventedAlarms;
   }
 
   /** Writes and sends a reduce-only market sell of `volume` of `market`. */
