@@ -14,6 +14,7 @@
 import type { Config } from "./config.ts";
 import { hasUpbitKeys, isLoopbackHost, secretValues } from "./config.ts";
 import { setUpLogging } from "./cli.ts";
+import { backoffDelayMs } from "./backoff.ts";
 import { UpbotSupervisor, type UpbotSupervisorOptions } from "./pipeline/supervisor.ts";
 import {
   ControlDirInUseError,
@@ -364,6 +365,42 @@ async function startLeadership(
       .finally(() => pendingWrites.delete(kept));
     pendingWrites.add(kept);
   };
+  /** Settled when the leadership stops: retried writes then give up after one last attempt. */
+  const writesEnd = Promise.withResolvers<void>();
+  let writesEnded = false;
+  const endWrites = () => {
+    writesEnded = true;
+    writesEnd.resolve();
+  };
+  /**
+   * Like `keepWrite`, but `write` is tried again with a capped backoff (1 s doubling to 30 s) until
+   * it succeeds or the leadership stops: a halt kept only in memory would be lifted by a restart.
+   */
+  const keepWriting = (what: string, write: () => Promise<unknown>) => {
+    const kept: Promise<void> = (async () => {
+      for (let failures = 0;; failures++) {
+        try {
+          await write();
+          if (failures > 0) log.info(`Stored ${what} after ${failures} failed attempt(s)`);
+          return;
+        } catch (err) {
+          const error = (err as Error).message;
+          if (writesEnded) {
+            log.error(`could not store ${what}; upbot is stopping, so it is not stored`, { error });
+            return;
+          }
+          const delayMs = backoffDelayMs(Math.min(failures, 20), {
+            baseMs: 1_000,
+            maxMs: 30_000,
+            jitter: 0,
+          });
+          log.warn(`could not store ${what}; trying again in ${delayMs / 1000} s`, { error });
+          await pause(delayMs, writesEnd.promise);
+        }
+      }
+    })().finally(() => pendingWrites.delete(kept));
+    pendingWrites.add(kept);
+  };
   const layout = controlDirLayout(config.DATA_DIR);
   const control = new ControlDirWatcher({ layout, sql, onApplied: () => deps.wakeExecutor() });
   let supervisor: UpbotSupervisor | undefined;
@@ -389,14 +426,12 @@ async function startLeadership(
       onTradingHalt: (reason, actor) => {
         log.error("Trading HALTED", { reason, actor: actor ?? undefined });
         // Stored too, so the halt survives a restart until a person resumes it.
-        keepWrite(
-          "the supervisor's halt",
-          haltEntries(sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" }).then(() =>
-            log.warn(
-              "Entries halted globally (stored, survives restarts); once the cause is fixed and upbot restarted, lift it with: deno task resume",
-            )
-          ),
-        );
+        keepWriting("the supervisor's halt", async () => {
+          await haltEntries(sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" });
+          log.warn(
+            "Entries halted globally (stored, survives restarts); once the cause is fixed and upbot restarted, lift it with: deno task resume",
+          );
+        });
       },
       processTag: deps.processTag,
       endSessions: deps.endSessions,
@@ -416,6 +451,7 @@ async function startLeadership(
   } catch (err) {
     await control.stop();
     await supervisor?.stop("start-up failed");
+    endWrites();
     await Promise.all(pendingWrites);
     throw err;
   }
@@ -439,6 +475,7 @@ async function startLeadership(
       stopping ??= (async () => {
         await control.stop();
         await running.stop("shutdown");
+        endWrites();
         await Promise.all(pendingWrites);
         await stopSampler();
         await stopRetention();

@@ -1,0 +1,71 @@
+/**
+ * @module The supervisor's halt is stored even when the database refuses its first writes: it is
+ * tried again until stored, so it survives a restart until a person resumes it. A running upbot on
+ * the simulator; the refusal is a trigger of the test's own on `trading_state`, dropped once the
+ * first write has failed.
+ */
+import assert from "node:assert/strict";
+import { entryHaltReason } from "../lib/control/trading_state.ts";
+import { testBackends } from "./_db.ts";
+import { startDisposableSimulator, startUpbotRig } from "./_fault_rig.ts";
+
+for (const backend of testBackends()) {
+  Deno.test(
+    `the supervisor's halt: a write the database refused is tried again until stored [${backend}]`,
+    async () => {
+      const markets = ["KRW-BTC"];
+      await using sim = await startDisposableSimulator({ seed: 23, markets, rate: 0 });
+      await using rig = await startUpbotRig({
+        backend,
+        sim,
+        markets,
+        supervisor: {
+          faultInjection: true,
+          restartMinDelayMs: 50,
+          restartMaxDelayMs: 200,
+          maxRestarts: 3,
+          restartWindowMs: 60_000,
+        },
+      });
+      await rig.sql.unsafe(`
+        create function test_refuse_halt() returns trigger language plpgsql as $$
+        begin raise exception 'the test refuses the halt'; end $$;
+        create trigger test_refuse_halt before insert or update on trading_state
+          for each row when (new.changed_by = 'supervisor') execute function test_refuse_halt();`);
+      // A critical actor in a crash loop fails: the supervisor halts trading.
+      await rig.until("order_poller failed", () => {
+        const s = rig.upbot.supervisor.status().find((a) => a.name === "order_poller")!;
+        if (s.state === "running") rig.upbot.supervisor.injectFault("order_poller", "throw");
+        return s.state === "failed";
+      }, 30_000);
+      assert.equal(rig.upbot.supervisor.health().tradingState, "halted");
+      await rig.until(
+        "the halt's write refused",
+        () => rig.lines.some((l) => l.includes("could not store the supervisor's halt")),
+      );
+      assert.equal(await entryHaltReason(rig.sql, "KRW-BTC"), null, "not stored yet");
+
+      await rig.sql.unsafe(`drop trigger test_refuse_halt on trading_state`);
+      await rig.until(
+        "the supervisor's halt stored",
+        async () => (await entryHaltReason(rig.sql, "KRW-BTC")) !== null,
+        10_000,
+      );
+      const [stored] = await rig.sql`
+        select changed_by from trading_state where scope = 'global' and halted`;
+      assert.equal(stored?.changed_by, "supervisor");
+      const said = rig.lines.map((l) => JSON.parse(l) as { level: string; msg: string });
+      assert.ok(
+        said.some((l) =>
+          l.level === "warn" &&
+          l.msg === "could not store the supervisor's halt; trying again in 1 s"
+        ),
+      );
+      assert.ok(
+        said.some((l) =>
+          l.level === "info" && /^Stored the supervisor's halt after \d+ failed attempt/.test(l.msg)
+        ),
+      );
+    },
+  );
+}
