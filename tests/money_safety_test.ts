@@ -683,6 +683,41 @@ dbTest(
 );
 
 dbTest(
+  "money: coins locked in the owner's sell are held, not written off as gone; freed, they are sold",
+  async (db) => {
+    await using r = await rig(db);
+    const ex = await r.executor("live");
+    await openPosition(r, db, ex);
+    // The owner's limit sell of the whole coin balance rests far above the market: every coin
+    // upbot bought is locked in it.
+    const { data: [ticker] } = await r.rest.getTicker({ markets: [BTC] });
+    const own = await r.rest.postOrder({
+      market: BTC,
+      side: "ask",
+      ord_type: "limit",
+      price: String(Math.round(ticker!.trade_price * 2 / 1000) * 1000),
+      volume: await r.balance("BTC"),
+      identifier: "owner-ask-1",
+    });
+    assert.equal(own.kind, "accepted");
+    await requestFlatten(db.sql, { reason: "test", by: "test" });
+    await runPasses(ex, 3);
+    const gone = await db.sql`select 1 from position_adjustments where kind = 'gone'`;
+    assert.equal(gone.length, 0, "nothing written off");
+    assert.notEqual(await openVolume(db), "0", "still owed");
+    assert.ok((await activeAlarms(db.sql)).some((a) => a.code === "position_locked"));
+    assert.equal((await rows(db)).filter((a) => a.action === "CLOSE").length, 0);
+    // The owner cancels: the coins are free again and upbot sells what it bought.
+    await r.rest.deleteOrder({ uuid: own.kind === "accepted" ? own.order.uuid : "" });
+    await r.drive(ex, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
+    const close = (await rows(db)).find((a) => a.action === "CLOSE");
+    assert.equal(close?.state, "filled");
+    assert.equal(await r.balance("BTC"), "0");
+    assert.ok(!(await activeAlarms(db.sql)).some((a) => a.code === "position_locked"), "cleared");
+  },
+);
+
+dbTest(
   "money: a halt stops entries only; exits go on; after resume entries are sent again",
   async (db) => {
     await using r = await rig(db);

@@ -28,6 +28,7 @@ function market(over: Partial<CloserMarket> = {}): CloserMarket {
     sellUnsettled: false,
     buyUnsettled: false,
     freeBalance: "0.001",
+    lockedBalance: "0",
     lastPrice: "100000000",
     ...over,
   };
@@ -137,6 +138,32 @@ const CASES: { name: string; input: CloserInput; expected: CloseDecision[] }[] =
     expected: [
       { kind: "gone", market: BTC, volume: "0.00099", freeBalance: "0.00001" },
       { kind: "dust", market: BTC, volume: "0.00001", valueKrw: "1000" },
+    ],
+  },
+  {
+    name: "coins locked in the owner's orders are held, never written off as gone",
+    input: input([market({ freeBalance: "0", lockedBalance: "0.001" })]),
+    expected: [{ kind: "hold", market: BTC, volume: "0.001", reason: "owner_locked" }],
+  },
+  {
+    name: "part locked: the free part is sold, the locked rest held",
+    input: input([market({ openVolume: "0.002", freeBalance: "0.001", lockedBalance: "0.5" })]),
+    expected: [
+      { kind: "sell", market: BTC, volume: "0.001" },
+      { kind: "hold", market: BTC, volume: "0.001", reason: "owner_locked" },
+    ],
+  },
+  {
+    name: "part locked and the free part below the minimum: all held, no dust",
+    input: input([market({ freeBalance: "0.00001", lockedBalance: "0.00099" })]),
+    expected: [{ kind: "hold", market: BTC, volume: "0.001", reason: "owner_locked" }],
+  },
+  {
+    name: "what free and locked together lack is gone; the locked rest is held",
+    input: input([market({ freeBalance: "0", lockedBalance: "0.0004" })]),
+    expected: [
+      { kind: "gone", market: BTC, volume: "0.0006", freeBalance: "0", lockedBalance: "0.0004" },
+      { kind: "hold", market: BTC, volume: "0.0004", reason: "owner_locked" },
     ],
   },
   {

@@ -436,7 +436,7 @@ dbTest(
     };
     const shadow = await closerInputs(sql, "shadow", balances);
     assert.equal(reads, 0, "shadow mode makes no API call");
-    assert.ok(shadow.markets.every((m) => m.freeBalance === null));
+    assert.ok(shadow.markets.every((m) => m.freeBalance === null && m.lockedBalance === null));
 
     const live = await closerInputs(sql, "live", balances, { flatten: true });
     assert.equal(reads, 1);
@@ -450,6 +450,7 @@ dbTest(
         sellUnsettled: false,
         buyUnsettled: false,
         freeBalance: "0.0025",
+        lockedBalance: "0",
         lastPrice: "100000000",
       },
       {
@@ -459,6 +460,7 @@ dbTest(
         sellUnsettled: true,
         buyUnsettled: false,
         freeBalance: "0.5",
+        lockedBalance: "0",
         lastPrice: "4000000",
       },
       {
@@ -468,6 +470,7 @@ dbTest(
         sellUnsettled: false,
         buyUnsettled: true,
         freeBalance: "0",
+        lockedBalance: "0",
         lastPrice: null,
       },
     ]);

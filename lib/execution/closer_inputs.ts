@@ -1,6 +1,6 @@
 /**
  * @module Assembles the position closer's input from the database (the ledger, the paper book,
- * unsettled live orders, last prices) and the exchange's free balances.
+ * unsettled live orders, last prices) and the exchange's balances (free and locked).
  */
 import type { Sql } from "../db/connect.ts";
 import { dec, formatDec, ZERO } from "../decimal.ts";
@@ -8,8 +8,17 @@ import { MIN_ORDER_KRW } from "./executor.ts";
 import { ledgerPositions } from "./position_ledger.ts";
 import type { CloserInput, CloserMarket } from "./position_closer.ts";
 
-/** Free (`balance`, not `locked`) amount per currency (`"BTC"`), as `GET /v1/accounts` reports. */
-export type FreeBalances = Readonly<Record<string, string>>;
+/** A coin as `GET /v1/accounts` reports it: free (`balance`) and in open orders (`locked`). */
+export interface CoinBalance {
+  balance: string;
+  locked: string;
+}
+
+/**
+ * Per currency (`"BTC"`): the free and locked amounts, or the free amount alone when nothing is
+ * locked.
+ */
+export type AccountBalances = Readonly<Record<string, string | CoinBalance>>;
 
 /** Options of {@linkcode closerInputs}. */
 export interface CloserInputsOptions {
@@ -105,12 +114,13 @@ export async function lastCloses(
  * them with the final state); every fill in the ledger happened before the balances were read,
  * so a balance below the ledger means coins left without an order of ours, not a fill the
  * balance has not seen yet. Sells must not be sent by anyone else while this runs. The balances
- * are read only when some market is judged on them (its `freeBalance` is null otherwise).
+ * are read only when some market is judged on them (its `freeBalance` and `lockedBalance` are
+ * null otherwise).
  */
 export async function closerInputs(
   sql: Sql,
   mode: CloserInput["mode"],
-  readFreeBalances: () => Promise<FreeBalances>,
+  readBalances: () => Promise<AccountBalances>,
   options: CloserInputsOptions = {},
 ): Promise<CloserInput> {
   const unsettled = await unsettledLiveOrders(sql);
@@ -125,18 +135,20 @@ export async function closerInputs(
   const judged = ledger.some((p) =>
     (flatten || !paperOpen.has(p.symbol)) && !(unsettled.get(p.symbol)?.sell ?? false)
   );
-  const balances = mode === "live" && judged ? await readFreeBalances() : null;
+  const balances = mode === "live" && judged ? await readBalances() : null;
   const markets: CloserMarket[] = ledger.map((p) => {
     const currency = p.symbol.slice(p.symbol.indexOf("-") + 1);
     const sides = unsettled.get(p.symbol);
+    // GET /v1/accounts leaves out currencies the account does not hold.
+    const coin = balances === null ? null : balances[currency] ?? "0";
     return {
       market: p.symbol,
       openVolume: p.openVolume,
       paperFlat: !paperOpen.has(p.symbol),
       sellUnsettled: sides?.sell ?? false,
       buyUnsettled: sides?.buy ?? false,
-      // GET /v1/accounts leaves out currencies the account does not hold.
-      freeBalance: balances === null ? null : balances[currency] ?? "0",
+      freeBalance: coin === null ? null : typeof coin === "string" ? coin : coin.balance,
+      lockedBalance: coin === null ? null : typeof coin === "string" ? "0" : coin.locked,
       lastPrice: prices.get(p.symbol) ?? null,
     };
   });

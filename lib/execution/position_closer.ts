@@ -2,10 +2,10 @@
  * @module The position closer's decisions, as a pure function: for each market the live ledger
  * still holds, sell it (reduce-only, never more than the ledger's open volume, so never the
  * owner's own coins), write off what cannot be sold (`dust`) or is no longer there (`gone`), or
- * hold and say why. Also {@linkcode classifySellRefusal}: what a refused sell means for the
+ * hold and say why (coins locked in the owner's orders are held, never written off). Also {@linkcode classifySellRefusal}: what a refused sell means for the
  * position.
  */
-import { type Dec, dec, formatDec, minDec, mul, truncDec, ZERO } from "../decimal.ts";
+import { type Dec, dec, formatDec, maxDec, minDec, mul, truncDec, ZERO } from "../decimal.ts";
 import type { TradeMode } from "../domain.ts";
 import { UpbitApiError, type UpbitError } from "../upbit/errors.ts";
 
@@ -28,6 +28,11 @@ export interface CloserMarket {
   buyUnsettled: boolean;
   /** The exchange's free (`balance`, not `locked`) amount of the coin; null when not known. */
   freeBalance: string | null;
+  /**
+   * The exchange's `locked` amount of the coin (in open orders; with no sell of ours unsettled,
+   * the owner's); null when not known.
+   */
+  lockedBalance: string | null;
   /** Last traded price in KRW; null when not known. */
   lastPrice: string | null;
 }
@@ -56,7 +61,12 @@ export type HoldReason =
   /** No last price: the minimum order total cannot be checked. */
   | "no_price"
   /** Part of the position is not on the exchange but a buy is still unsettled. */
-  | "buy_unsettled";
+  | "buy_unsettled"
+  /**
+   * Part of the position is on the exchange but locked in orders that are not upbot's (the
+   * owner's): held until those coins are free again.
+   */
+  | "owner_locked";
 
 /**
  * One thing to do for a market. A sell's volume has at most 8 decimals (truncated, never rounded
@@ -69,9 +79,10 @@ export type CloseDecision =
   | { kind: "dust"; market: string; volume: string; valueKrw: string }
   /**
    * Record `volume` as gone: the ledger says upbot owns it, the exchange does not hold it (its
-   * free balance was `freeBalance` and no order of ours was unsettled).
+   * free balance was `freeBalance`, `lockedBalance` more in orders when present, and no order of
+   * ours was unsettled).
    */
-  | { kind: "gone"; market: string; volume: string; freeBalance: string }
+  | { kind: "gone"; market: string; volume: string; freeBalance: string; lockedBalance?: string }
   /** Leave the open position for now (report it). */
   | { kind: "hold"; market: string; volume: string; reason: HoldReason };
 
@@ -79,10 +90,14 @@ export type CloseDecision =
  * Decides, per market with an open ledger volume, what closes it:
  * - only in live mode, only when the paper book is flat (or `flatten`), and never while a sell of
  *   that market is open or unresolved;
- * - what the ledger owns but the exchange's free balance lacks is `gone` (not while any order of
- *   the market is unsettled: coins locked in our own sell or a buy not yet in the ledger);
+ * - what the ledger owns but the exchange's free and locked balances together lack is `gone` (not
+ *   while any order of the market is unsettled: coins locked in our own sell or a buy not yet in
+ *   the ledger);
+ * - what is there but only locked (in the owner's orders) is held (`owner_locked`), never written
+ *   off: the owner may cancel;
  * - the rest, min(open volume, free balance) truncated to 8 decimals, is sold when worth at least
- *   the minimum order total at the last price, else recorded as `dust`.
+ *   the minimum order total at the last price, else recorded as `dust` (not while part of the
+ *   position is locked: freed, it may be worth a sell).
  *
  * Markets with no open volume get no decision. Every other market gets at least one.
  */
@@ -110,23 +125,27 @@ export function decideCloses(input: CloserInput): CloseDecision[] {
       hold("no_balance");
       continue;
     }
-    const free = dec(m.freeBalance);
+    const free = maxDec(dec(m.freeBalance), ZERO);
+    const locked = m.lockedBalance === null ? ZERO : maxDec(dec(m.lockedBalance), ZERO);
     let present = open;
-    if (free < open) {
+    if (free + locked < open) {
       if (m.buyUnsettled) {
         hold("buy_unsettled");
         continue;
       }
-      const missing = open - (free > ZERO ? free : ZERO);
+      const missing = open - (free + locked);
       out.push({
         kind: "gone",
         market: m.market,
         volume: formatDec(missing),
         freeBalance: formatDec(free),
+        ...(locked > ZERO ? { lockedBalance: formatDec(locked) } : {}),
       });
       present = open - missing;
       if (present === ZERO) continue;
     }
+    // What is there but not free sits in the owner's orders (no sell of ours is unsettled).
+    const lockedPart = present > free ? present - free : ZERO;
     if (m.lastPrice === null) {
       hold("no_price", present);
       continue;
@@ -135,6 +154,9 @@ export function decideCloses(input: CloserInput): CloseDecision[] {
     const sellable = truncDec(minDec(present, free), VOLUME_PLACES);
     if (sellable > ZERO && mul(sellable, price) >= min) {
       out.push({ kind: "sell", market: m.market, volume: formatDec(sellable) });
+      if (lockedPart > ZERO) hold("owner_locked", present - sellable);
+    } else if (lockedPart > ZERO) {
+      hold("owner_locked", present);
     } else {
       out.push(dustOf(m.market, present, price));
     }

@@ -13,14 +13,21 @@ import { activeAlarms, clearAlarm, raiseAlarm } from "../store/alarms.ts";
 import { type AttemptRow, insertAttempt } from "../store/order_attempts.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import {
+  type AccountBalances,
   closerInputs,
-  type FreeBalances,
   paperOpenMarkets,
   unsettledLiveOrders,
 } from "./closer_inputs.ts";
 import { closeIdentifierFor } from "./identifiers.ts";
 import { decideCloses } from "./position_closer.ts";
 import { ledgerPositions, recordWriteOffs } from "./position_ledger.ts";
+
+/**
+ * Alarms the closer raises once while the condition lasts and clears itself: a close stopped by
+ * self-match prevention, coins of a position locked in the owner's orders.
+ */
+const ONCE_ALARMS = ["close_prevented", "position_locked"] as const;
+type OnceAlarm = typeof ONCE_ALARMS[number];
 
 /** What the position closing needs from the executor. */
 export interface PositionClosingOptions {
@@ -50,8 +57,11 @@ export class PositionClosing {
   #options: PositionClosingOptions;
   /** Markets outside `MARKETS` already named in a warning (once per market per process). */
   #unconfiguredLogged = new Set<string>();
-  /** Markets with an active `close_prevented` alarm; null until read from the database. */
-  #preventedAlarms: Set<string> | null = null;
+  /**
+   * Markets with an active alarm of each code the closer raises once and clears itself
+   * (`close_prevented`, `position_locked`); null until read from the database.
+   */
+  #alarmed: Map<string, Set<string>> | null = null;
 
   constructor(options: PositionClosingOptions) {
     this.#options = options;
@@ -60,15 +70,18 @@ export class PositionClosing {
   /**
    * Live mode, after the other passes: every market the ledger holds while the paper book is flat
    * (or a flatten is pending) and no order of it is unsettled gets a reduce-only market sell of
-   * min(open volume, free balance); what the exchange no longer holds is recorded as gone (with
-   * an alarm), what is below the minimum total as dust. Returns true when work remains.
+   * min(open volume, free balance); what the exchange no longer holds, free or locked, is
+   * recorded as gone (with an alarm), what is below the minimum total as dust; what the owner's
+   * orders lock is held (with an alarm). Returns true when work remains.
    */
   async closeOnce(): Promise<boolean> {
     const sql = this.#options.sql;
     const flatten = await pendingFlatten(sql);
     const held = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
     // A position closed (sold, or written off) is no longer blocked by anything.
-    await this.#clearPreventedAlarms((m) => !held.some((p) => p.symbol === m));
+    for (const code of ONCE_ALARMS) {
+      await this.#clearAlarms(code, (m) => !held.some((p) => p.symbol === m));
+    }
     if (held.length === 0) {
       if (flatten) await this.#completeFlatten(flatten);
       return false;
@@ -87,7 +100,7 @@ export class PositionClosing {
     // the balance request.
     const paperOpen = await paperOpenMarkets(sql, configured);
     if (!flatten && held.every((p) => paperOpen.has(p.symbol))) return false;
-    const input = await closerInputs(sql, "live", () => this.#freeBalances(), {
+    const input = await closerInputs(sql, "live", () => this.#balances(), {
       flatten: flatten !== null,
       ...(configured ? { markets: configured } : {}),
     });
@@ -106,7 +119,13 @@ export class PositionClosing {
       const backoff = await this.#closeBackingOff(m.market);
       if (backoff.prevented) {
         prevented.add(m.market);
-        if (backoff.wait) await this.#closePrevented(m.market);
+        if (backoff.wait) {
+          await this.#raiseOnce(
+            "close_prevented",
+            m.market,
+            `Close of ${m.market} blocked: the owner's own order on Upbit meets upbot's sell (self-match prevention); cancel or move it, upbot tries again with backoff`,
+          );
+        }
       }
       // A buy still filling, a paper exit not handled yet, or a sell refused a moment ago: the
       // ledger is about to change, or Upbit needs time (capped backoff between closes).
@@ -117,10 +136,25 @@ export class PositionClosing {
         lastPrice: m.lastPrice ?? tickers.get(m.market) ?? null,
       });
     }
-    await this.#clearPreventedAlarms((m) =>
-      input.markets.some((x) => x.market === m) && !prevented.has(m)
+    await this.#clearAlarms(
+      "close_prevented",
+      (m) => input.markets.some((x) => x.market === m) && !prevented.has(m),
     );
     const decisions = decideCloses({ ...input, markets });
+    // Coins of upbot's position locked in the owner's orders: held, never written off; the owner
+    // must cancel (or let fill) those orders for upbot to sell what it bought.
+    const locked = decisions.filter((d) => d.kind === "hold" && d.reason === "owner_locked");
+    for (const d of locked) {
+      await this.#raiseOnce(
+        "position_locked",
+        d.market,
+        `Live position of ${d.market}: ${d.volume} bought by upbot is locked in the owner's own orders on Upbit; held (not written off) until those orders are cancelled or filled`,
+      );
+    }
+    await this.#clearAlarms(
+      "position_locked",
+      (m) => input.markets.some((x) => x.market === m) && !locked.some((d) => d.market === m),
+    );
     // Write-offs first (they are what the ledger no longer owes), each with its log line; a gone
     // volume also raises the alarm people see in the status.
     await recordWriteOffs(sql, decisions, this.#options.log);
@@ -130,8 +164,10 @@ export class PositionClosing {
         code: "position_gone",
         market: d.market,
         message:
-          `Live position of ${d.market}: ${d.volume} bought by upbot is not on the exchange (free balance ${d.freeBalance}); recorded as gone`,
-        details: { volume: d.volume, free_balance: d.freeBalance },
+          `Live position of ${d.market}: ${d.volume} bought by upbot is not on the exchange (free balance ${d.freeBalance}${
+            d.lockedBalance ? `, locked ${d.lockedBalance}` : ""
+          }); recorded as gone`,
+        details: { volume: d.volume, free_balance: d.freeBalance, locked_balance: d.lockedBalance },
       });
     }
     let more = false;
@@ -157,9 +193,11 @@ export class PositionClosing {
     );
   }
 
-  async #freeBalances(): Promise<FreeBalances> {
+  async #balances(): Promise<AccountBalances> {
     const { data } = await this.#options.rest.getAccounts();
-    return Object.fromEntries(data.map((a) => [a.currency, a.balance]));
+    return Object.fromEntries(
+      data.map((a) => [a.currency, { balance: a.balance, locked: a.locked }]),
+    );
   }
 
   async #lastPrices(markets: string[]): Promise<Map<string, string>> {
@@ -204,37 +242,36 @@ export class PositionClosing {
     };
   }
 
-  /**
-   * A close of `market` stopped by self-match prevention: the owner's order must move. Raised
-   * (and logged) once while it lasts, not on every pass of the backoff.
-   */
-  async #closePrevented(market: string): Promise<void> {
-    const alarmed = await this.#preventedAlarmMarkets();
+  /** Raises `code` for `market` with its error line, once while it stays active. */
+  async #raiseOnce(code: OnceAlarm, market: string, message: string): Promise<void> {
+    const alarmed = await this.#alarmedMarkets(code);
     if (alarmed.has(market)) return;
-    const message =
-      `Close of ${market} blocked: the owner's own order on Upbit meets upbot's sell (self-match prevention); cancel or move it, upbot tries again with backoff`;
     this.#options.log.error(message, { market });
-    await raiseAlarm(this.#options.sql, { code: "close_prevented", market, message });
+    await raiseAlarm(this.#options.sql, { code, market, message });
     alarmed.add(market);
   }
 
-  /** Clears `close_prevented` of every alarmed market `cleared` picks. */
-  async #clearPreventedAlarms(cleared: (market: string) => boolean): Promise<void> {
-    const alarmed = await this.#preventedAlarmMarkets();
+  /** Clears `code` for every alarmed market `cleared` picks. */
+  async #clearAlarms(code: OnceAlarm, cleared: (market: string) => boolean): Promise<void> {
+    const alarmed = await this.#alarmedMarkets(code);
     for (const market of [...alarmed]) {
       if (!cleared(market)) continue;
-      await clearAlarm(this.#options.sql, "close_prevented", market);
+      await clearAlarm(this.#options.sql, code, market);
       alarmed.delete(market);
     }
   }
 
-  async #preventedAlarmMarkets(): Promise<Set<string>> {
-    this.#preventedAlarms ??= new Set(
-      (await activeAlarms(this.#options.sql))
-        .filter((a) => a.code === "close_prevented" && a.market !== null)
-        .map((a) => a.market!),
-    );
-    return this.#preventedAlarms;
+  async #alarmedMarkets(code: OnceAlarm): Promise<Set<string>> {
+    if (this.#alarmed === null) {
+      const active = await activeAlarms(this.#options.sql);
+      this.#alarmed = new Map(
+        ONCE_ALARMS.map((c) => [
+          c,
+          new Set(active.filter((a) => a.code === c && a.market !== null).map((a) => a.market!)),
+        ]),
+      );
+    }
+    return this.#alarmed.get(code)!;
   }
 
   /** Writes and sends a reduce-only market sell of `volume` of `market`. */

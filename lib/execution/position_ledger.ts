@@ -198,11 +198,20 @@ export async function recordWriteOffs(
         sql,
         d.market,
         d.volume,
-        `free balance ${d.freeBalance} below the ledger's open volume; no order of ours unsettled`,
+        `free balance ${d.freeBalance}${
+          d.lockedBalance ? ` and locked ${d.lockedBalance}` : ""
+        } below the ledger's open volume; no order of ours unsettled`,
       );
       log.error(
-        `Position ${d.market}: ${d.volume} no longer on the exchange (free balance ${d.freeBalance}); recorded as gone, check the account (sold by hand?)`,
-        { market: d.market, volume: d.volume, free_balance: d.freeBalance },
+        `Position ${d.market}: ${d.volume} no longer on the exchange (free balance ${d.freeBalance}${
+          d.lockedBalance ? `, locked ${d.lockedBalance}` : ""
+        }); recorded as gone, check the account (sold by hand?)`,
+        {
+          market: d.market,
+          volume: d.volume,
+          free_balance: d.freeBalance,
+          ...(d.lockedBalance ? { locked_balance: d.lockedBalance } : {}),
+        },
       );
       recorded++;
     } else if (d.kind === "dust") {
