@@ -2,8 +2,8 @@
  * @module The position closer's decisions, as a pure function: for each market the live ledger
  * still holds, sell it (reduce-only, never more than the ledger's open volume, so never the
  * owner's own coins), write off what cannot be sold (`dust`) or is no longer there (`gone`), or
- * hold and say why (coins locked in the owner's orders are held, never written off). Also {@linkcode classifySellRefusal}: what a refused sell means for the
- * position.
+ * hold and say why (coins locked in the owner's orders are held, never written off). Also
+ * {@linkcode classifySellRefusal}: what a refused sell means for the position.
  */
 import { type Dec, dec, formatDec, maxDec, minDec, mul, truncDec, ZERO } from "../decimal.ts";
 import type { TradeMode } from "../domain.ts";
