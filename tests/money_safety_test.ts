@@ -197,6 +197,13 @@ async function openPosition(r: Rig, db: TestDatabase, ex: Executor): Promise<voi
   await r.drive(ex, () => entryFilled(db));
 }
 
+/** The CLOSE the closer sent for `market`, which must have filled. */
+async function filledClose(db: TestDatabase, market = BTC): Promise<AttemptRow> {
+  const close = (await rows(db)).find((a) => a.action === "CLOSE" && a.symbol === market);
+  assert.equal(close?.state, "filled", `the close of ${market}`);
+  return close!;
+}
+
 /** `passes` executor passes 30 ms apart, without the poller. */
 async function runPasses(ex: Executor, passes: number): Promise<void> {
   for (let i = 0; i < passes; i++) {
@@ -344,8 +351,7 @@ dbTest(
     assert.equal((await rows(db)).length, 1, "no attempt for the exit");
     const again = await r.executor("live");
     await r.drive(again, () => flatAndSettled(db));
-    const close = (await rows(db)).find((a) => a.action === "CLOSE");
-    assert.equal(close?.state, "filled");
+    await filledClose(db);
     assert.equal(await r.balance("BTC"), "0");
   },
 );
@@ -360,8 +366,7 @@ dbTest("money: a flatten is not complete while a buy may still fill", async (db)
   await ex.runOnce();
   assert.notEqual(await pendingFlatten(db.sql), null, "still pending: the buy may fill");
   await r.drive(ex, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
-  const close = (await rows(db)).find((a) => a.action === "CLOSE");
-  assert.equal(close?.state, "filled");
+  await filledClose(db);
   assert.equal(await r.balance("BTC"), "0");
 });
 
@@ -401,8 +406,7 @@ dbTest(
     // Live again: the closer sells the ledger's position.
     const again = await r.executor("live");
     await r.drive(again, () => flatAndSettled(db));
-    const close = (await rows(db)).find((a) => a.action === "CLOSE");
-    assert.equal(close?.state, "filled");
+    const close = await filledClose(db);
     assert.equal(Number(close?.executed_volume), Number(bought));
     assert.match(close!.identifier, /^paper-[a-z2-7]{8}-close-\d+$/);
     assert.equal(await r.balance("BTC"), "0");
@@ -489,8 +493,7 @@ dbTest("money: the unsold rest of a partly filled sell is sold", async (db) => {
   // The owner's bid is gone (cancelled by hand): the closer sells the rest.
   await r.rest.deleteOrder({ uuid: own.kind === "accepted" ? own.order.uuid : "" });
   await r.drive(ex, () => flatAndSettled(db));
-  const close = (await rows(db)).find((a) => a.action === "CLOSE");
-  assert.equal(close?.state, "filled");
+  const close = await filledClose(db);
   assert.equal(
     formatDec(dec(partial.executed_volume!) + dec(close!.executed_volume!)),
     formatDec(dec((await rows(db))[0]!.executed_volume!)),
@@ -650,8 +653,7 @@ dbTest(
     // ETH leaves MARKETS while the paper book still holds it: the evaluator writes no exit now.
     const btcOnly = await r.executor("live", { MARKETS: BTC });
     await r.drive(btcOnly, () => flatAndSettled(db, ETH));
-    const close = (await rows(db)).find((a) => a.action === "CLOSE");
-    assert.deepEqual([close?.symbol, close?.state], [ETH, "filled"]);
+    await filledClose(db, ETH);
     assert.equal(await r.balance("ETH"), "0");
     const why = r.lines.filter((l) => l.includes(`Close ${ETH}: not in MARKETS`));
     assert.equal(why.length, 1, "said once");
@@ -674,8 +676,7 @@ dbTest(
         ${stale}, 1, ${stale}, 1, 1, 0, true)`;
     await requestFlatten(db.sql, { reason: "test", by: "test" });
     await r.drive(ex, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
-    const close = (await rows(db)).find((a) => a.action === "CLOSE");
-    assert.equal(close?.state, "filled");
+    await filledClose(db);
     const dust = await db.sql`select 1 from position_adjustments where kind = 'dust'`;
     assert.equal(dust.length, 0, "nothing written off");
     assert.equal(await r.balance("BTC"), "0");
@@ -710,8 +711,7 @@ dbTest(
     // The owner cancels: the coins are free again and upbot sells what it bought.
     await r.rest.deleteOrder({ uuid: own.kind === "accepted" ? own.order.uuid : "" });
     await r.drive(ex, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
-    const close = (await rows(db)).find((a) => a.action === "CLOSE");
-    assert.equal(close?.state, "filled");
+    await filledClose(db);
     assert.equal(await r.balance("BTC"), "0");
     assert.ok(!(await activeAlarms(db.sql)).some((a) => a.code === "position_locked"), "cleared");
   },
