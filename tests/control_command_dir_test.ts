@@ -14,6 +14,7 @@ import {
 } from "../lib/control/commands.ts";
 import {
   entryHaltReason,
+  haltEntries,
   pendingFlatten,
   tradingStateHistory,
   tradingStates,
@@ -84,7 +85,10 @@ dbTest("ControlDirWatcher polls: a command written after start() is applied", as
     const resume = newControlCommand({ action: "resume", scope: "global" });
     await enqueueControlCommand(t.layout, resume);
     const resumed = await waitForControlAck(t.layout, resume.id, { timeoutMs: 10_000 });
-    assert.equal(resumed?.message, "Entries resumed on every market");
+    assert.match(
+      resumed!.message,
+      /^Entries resumed on every market; lifted the halt by cli at \S+: flatten: going away; the daily loss limit counts from now$/,
+    );
     assert.equal(await entryHaltReason(db.sql, "KRW-ETH"), null);
   } finally {
     await watcher.stop();
@@ -215,20 +219,41 @@ dbTest("applyControlCommand() says which halts still stop entries after a resume
   await applyControlCommand(db.sql, { action: "halt", scope: "KRW-BTC", reason: "m" }, "cli");
   await applyControlCommand(db.sql, { action: "halt", scope: "global", reason: "g" }, "cli");
   const market = await applyControlCommand(db.sql, { action: "resume", scope: "KRW-BTC" }, "cli");
-  assert.equal(
+  assert.match(
     market.message,
-    "Entries resumed on KRW-BTC; entries stay halted on every market by the global halt (g): resume it without --market",
+    /^Entries resumed on KRW-BTC; lifted the halt by cli at \S+: m; entries stay halted on every market by the global halt \(g\): resume it without --market$/,
   );
   await applyControlCommand(db.sql, { action: "halt", scope: "KRW-ETH", reason: "e" }, "cli");
   const global = await applyControlCommand(db.sql, { action: "resume", scope: "global" }, "cli");
-  assert.equal(
+  assert.match(
     global.message,
-    "Entries resumed on every market; still halted on their own: KRW-ETH (resume each with --market)",
+    /^Entries resumed on every market; lifted the halt by cli at \S+: g; the daily loss limit counts from now; still halted on their own: KRW-ETH \(resume each with --market\)$/,
   );
   const clear = await applyControlCommand(db.sql, { action: "resume", scope: "KRW-ETH" }, "cli");
-  assert.equal(clear.message, "Entries resumed on KRW-ETH");
+  assert.match(clear.message, /^Entries resumed on KRW-ETH; lifted the halt by cli at \S+: e$/);
   assert.ok(clear.states.every((s) => !s.halted));
+  // Nothing halted: nothing lifted.
+  const again = await applyControlCommand(db.sql, { action: "resume", scope: "KRW-ETH" }, "cli");
+  assert.equal(again.message, "Entries resumed on KRW-ETH");
 });
+
+dbTest(
+  "applyControlCommand() names every halt a resume lifts, an earlier one under a newer reason too",
+  async (db) => {
+    // The executor's safety halt, then the operator's own over it: the row keeps only the newest.
+    await haltEntries(db.sql, {
+      scope: "global",
+      reason: "identifier conflict on x",
+      by: "executor",
+    });
+    await applyControlCommand(db.sql, { action: "halt", scope: "global", reason: "sleep" }, "cli");
+    const resumed = await applyControlCommand(db.sql, { action: "resume", scope: "global" }, "cli");
+    assert.match(
+      resumed.message,
+      /^Entries resumed on every market; lifted 2 halts by executor at \S+: identifier conflict on x; by cli at \S+: sleep; the daily loss limit counts from now$/,
+    );
+  },
+);
 
 Deno.test("parseControlArgs() reads halt, resume and flatten", () => {
   assert.deepEqual(parseControlArgs(["halt", "--reason", "why", "--market", "krw-btc"]), {

@@ -9,6 +9,7 @@ import type { Sql } from "../db/connect.ts";
 import {
   GLOBAL_SCOPE,
   haltEntries,
+  type LiftedHalt,
   requestFlatten,
   resumeEntries,
   type TradingStateRow,
@@ -114,10 +115,14 @@ export async function applyControlCommand(
       await haltEntries(sql, { scope: command.scope, reason: command.reason, by });
       message = `New entries halted ${scopeText(command.scope)} (exits go on): ${command.reason}`;
       break;
-    case "resume":
-      await resumeEntries(sql, { scope: command.scope, by });
-      message = `Entries resumed ${scopeText(command.scope)}`;
+    case "resume": {
+      const lifted = await resumeEntries(sql, { scope: command.scope, by });
+      message = `Entries resumed ${scopeText(command.scope)}` + liftedText(lifted) +
+        // The daily loss limit counts realised losses since the KST day began or the last global
+        // resume (risk_gate.ts lossWindowStart): say so, a resume lifts that limit too.
+        (command.scope === GLOBAL_SCOPE ? "; the daily loss limit counts from now" : "");
       break;
+    }
     case "flatten":
       flattenId = await requestFlatten(sql, { reason: command.reason, by });
       message =
@@ -130,6 +135,17 @@ export async function applyControlCommand(
   }
   const states = await tradingStates(sql);
   return { message: message + stillHalted(command, states), flattenId, states };
+}
+
+/** The halts a resume lifted, as a sentence tail (each of them, not only the newest reason). */
+function liftedText(lifted: readonly LiftedHalt[]): string {
+  if (lifted.length === 0) return "";
+  const each = lifted.map((h) =>
+    `by ${h.by} at ${h.at.toISOString()}: ${h.reason ?? "(no reason)"}`
+  );
+  return `; lifted ${lifted.length === 1 ? "the halt" : `${lifted.length} halts`} ${
+    each.join("; ")
+  }`;
 }
 
 /** After a resume, the halts that still stop entries on what was resumed, as a sentence tail. */

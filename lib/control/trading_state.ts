@@ -124,15 +124,26 @@ export async function haltEntries(
  * "global" does not resume a market halted on its own, and resuming a market does not lift a
  * global halt. Resuming a scope that is not halted is recorded too (harmless).
  *
+ * @returns the halts of the scope it lifted (every one since its last resume), oldest first.
  * @throws {Error} for a scope that is neither "global" nor a market code.
  */
 export async function resumeEntries(
   sql: Sql,
   o: { scope: TradingScope; by: string },
-): Promise<void> {
+): Promise<LiftedHalt[]> {
   assertTradingScope(o.scope);
   assertText("who resumes", o.by);
-  await atomically(sql, async (tx) => {
+  return await atomically(sql, async (tx) => {
+    // Every halt of the scope since its last resume: one row holds only the newest reason, and a
+    // person resuming after their own halt lifts an earlier one (the executor's, the supervisor's)
+    // as well; the caller says which.
+    const lifted = await tx<LiftedHalt[]>`
+      select h.at, h.reason, h.changed_by as by from trading_state_history h
+      where h.scope = ${o.scope} and h.action = 'halt'
+        and h.id > coalesce((select max(id) from trading_state_history
+          where scope = ${o.scope} and action = 'resume'), 0)
+        and exists (select 1 from trading_state where scope = ${o.scope} and halted)
+      order by h.id`;
     await tx`
       insert into trading_state (scope, halted, reason, changed_by, since)
       values (${o.scope}, false, null, ${o.by}, now())
@@ -142,7 +153,15 @@ export async function resumeEntries(
         changed_by = excluded.changed_by,
         since = case when trading_state.halted then excluded.since else trading_state.since end`;
     await appendHistory(tx, { scope: o.scope, action: "resume", reason: null, by: o.by });
+    return [...lifted];
   });
+}
+
+/** A halt a resume lifted: when, why and by whom it was set. */
+export interface LiftedHalt {
+  at: Date;
+  reason: string | null;
+  by: string;
 }
 
 /** null when new entries on `market` are allowed; else why not (the global halt or the market's). */
