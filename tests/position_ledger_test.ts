@@ -4,7 +4,7 @@
  * exchange's numbers matter; attempt rows are written the way the executor and poller store them.
  */
 import assert from "node:assert/strict";
-import { closerInputs } from "../lib/execution/closer_inputs.ts";
+import { closerInputs, readAccountBalances } from "../lib/execution/closer_inputs.ts";
 import { type CloseDecision, decideCloses } from "../lib/execution/position_closer.ts";
 import {
   LedgerAdjustmentError,
@@ -432,7 +432,11 @@ dbTest(
     let reads = 0;
     const balances = () => {
       reads++;
-      return Promise.resolve({ BTC: "0.0025", ETH: "0.5", KRW: "1000000" });
+      return Promise.resolve({
+        BTC: { balance: "0.0025", locked: "0" },
+        ETH: { balance: "0.5", locked: "0" },
+        KRW: { balance: "1000000", locked: "0" },
+      });
     };
     const shadow = await closerInputs(sql, "shadow", balances);
     assert.equal(reads, 0, "shadow mode makes no API call");
@@ -493,7 +497,8 @@ dbTest(
     let reads = 0;
     const balances = () => {
       reads++;
-      return Promise.resolve({ BTC: "0", ETH: "0", KRW: "0" });
+      const none = { balance: "0", locked: "0" };
+      return Promise.resolve({ BTC: none, ETH: none, KRW: none });
     };
     const input = await closerInputs(sql, "live", balances);
     assert.equal(reads, 0, "no market is judged on its balance");
@@ -520,12 +525,6 @@ dbTest(
   },
 );
 
-/** Free balances from the simulator's `GET /v1/accounts`, by currency. */
-async function simFreeBalances(rest: UpbitRest): Promise<Record<string, string>> {
-  const { data } = await rest.getAccounts();
-  return Object.fromEntries(data.map((a) => [a.currency, a.balance]));
-}
-
 /** Stores the simulator's current price of `market` as the last 1-second close. */
 async function storeSimPrice(sql: Sql, rest: UpbitRest, market: string): Promise<void> {
   const { data } = await rest.getTicker({ markets: [market] });
@@ -545,7 +544,7 @@ async function closeOnSim(
   const log = createLogger("closer");
   const rounds: CloseDecision[][] = [];
   for (let round = 0; round < 5; round++) {
-    const input = await closerInputs(sql, "live", () => simFreeBalances(rest), options);
+    const input = await closerInputs(sql, "live", () => readAccountBalances(rest), options);
     const decisions = decideCloses(input).filter((d) => d.kind !== "hold");
     if (decisions.length === 0) return rounds;
     rounds.push(decisions);

@@ -7,6 +7,7 @@ import { dec, formatDec, ZERO } from "../decimal.ts";
 import { MIN_ORDER_KRW } from "./executor.ts";
 import { ledgerPositions } from "./position_ledger.ts";
 import type { CloserInput, CloserMarket } from "./position_closer.ts";
+import type { UpbitRest } from "../upbit/rest.ts";
 
 /** A coin as `GET /v1/accounts` reports it: free (`balance`) and in open orders (`locked`). */
 export interface CoinBalance {
@@ -14,11 +15,16 @@ export interface CoinBalance {
   locked: string;
 }
 
-/**
- * Per currency (`"BTC"`): the free and locked amounts, or the free amount alone when nothing is
- * locked.
- */
-export type AccountBalances = Readonly<Record<string, string | CoinBalance>>;
+/** Per currency (`"BTC"`): the free and locked amounts. */
+export type AccountBalances = Readonly<Record<string, CoinBalance>>;
+
+/** The account's balances from Upbit (`GET /v1/accounts`), by currency. */
+export async function readAccountBalances(rest: UpbitRest): Promise<AccountBalances> {
+  const { data } = await rest.getAccounts();
+  return Object.fromEntries(
+    data.map((a) => [a.currency, { balance: a.balance, locked: a.locked }]),
+  );
+}
 
 /** Options of {@linkcode closerInputs}. */
 export interface CloserInputsOptions {
@@ -140,15 +146,15 @@ export async function closerInputs(
     const currency = p.symbol.slice(p.symbol.indexOf("-") + 1);
     const sides = unsettled.get(p.symbol);
     // GET /v1/accounts leaves out currencies the account does not hold.
-    const coin = balances === null ? null : balances[currency] ?? "0";
+    const coin = balances === null ? null : balances[currency] ?? { balance: "0", locked: "0" };
     return {
       market: p.symbol,
       openVolume: p.openVolume,
       paperFlat: !paperOpen.has(p.symbol),
       sellUnsettled: sides?.sell ?? false,
       buyUnsettled: sides?.buy ?? false,
-      freeBalance: coin === null ? null : typeof coin === "string" ? coin : coin.balance,
-      lockedBalance: coin === null ? null : typeof coin === "string" ? "0" : coin.locked,
+      freeBalance: coin?.balance ?? null,
+      lockedBalance: coin?.locked ?? null,
       lastPrice: prices.get(p.symbol) ?? null,
     };
   });

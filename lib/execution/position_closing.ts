@@ -13,9 +13,9 @@ import { activeAlarms, clearAlarm, raiseAlarm } from "../store/alarms.ts";
 import { type AttemptRow, insertAttempt } from "../store/order_attempts.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import {
-  type AccountBalances,
   closerInputs,
   paperOpenMarkets,
+  readAccountBalances,
   unsettledLiveOrders,
 } from "./closer_inputs.ts";
 import { closeIdentifierFor } from "./identifiers.ts";
@@ -100,7 +100,7 @@ export class PositionClosing {
     // the balance request.
     const paperOpen = await paperOpenMarkets(sql, configured);
     if (!flatten && held.every((p) => paperOpen.has(p.symbol))) return false;
-    const input = await closerInputs(sql, "live", () => this.#balances(), {
+    const input = await closerInputs(sql, "live", () => readAccountBalances(this.#options.rest), {
       flatten: flatten !== null,
       ...(configured ? { markets: configured } : {}),
     });
@@ -190,13 +190,6 @@ export class PositionClosing {
     await completeFlatten(this.#options.sql, flatten.id);
     this.#options.log.warn(
       `Flatten ${flatten.id} complete: the ledger holds nothing (${flatten.reason})`,
-    );
-  }
-
-  async #balances(): Promise<AccountBalances> {
-    const { data } = await this.#options.rest.getAccounts();
-    return Object.fromEntries(
-      data.map((a) => [a.currency, { balance: a.balance, locked: a.locked }]),
     );
   }
 
