@@ -356,15 +356,6 @@ async function startLeadership(
   const { sql, log } = deps;
   /** Halts and alarms being stored (awaited before the database closes). */
   const pendingWrites = new Set<Promise<void>>();
-  const keepWrite = (what: string, write: Promise<unknown>) => {
-    const kept: Promise<void> = write
-      .then(
-        () => {},
-        (err) => log.error(`could not store ${what}`, { error: (err as Error).message }),
-      )
-      .finally(() => pendingWrites.delete(kept));
-    pendingWrites.add(kept);
-  };
   /** Settled when the leadership stops: retried writes then give up after one last attempt. */
   const writesEnd = Promise.withResolvers<void>();
   let writesEnded = false;
@@ -373,8 +364,9 @@ async function startLeadership(
     writesEnd.resolve();
   };
   /**
-   * Like `keepWrite`, but `write` is tried again with a capped backoff (1 s doubling to 30 s) until
-   * it succeeds or the leadership stops: a halt kept only in memory would be lifted by a restart.
+   * Stores what the supervisor's callbacks report (its halt, the actor_hung alarm) without holding
+   * them up: `write` is tried again with a capped backoff (1 s doubling to 30 s) until it succeeds
+   * or the leadership stops; a halt kept only in memory would be lifted by a restart.
    */
   const keepWriting = (what: string, write: () => Promise<unknown>) => {
     const kept: Promise<void> = (async () => {
@@ -429,21 +421,19 @@ async function startLeadership(
         keepWriting("the supervisor's halt", async () => {
           await haltEntries(sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" });
           log.warn(
-            "Entries halted globally (stored, survives restarts); once the cause is fixed and upbot restarted, lift it with: deno task resume",
+            "Entries halted globally (stored, survives restarts); once the cause is fixed, lift it with: deno task resume",
           );
         });
       },
       processTag: deps.processTag,
       endSessions: deps.endSessions,
       onActorHung: (actors, message) => {
-        keepWrite(
-          "the actor_hung alarm",
+        keepWriting("the actor_hung alarm", () =>
           raiseAlarm(sql, {
             code: "actor_hung",
             message,
             details: { actors, process: deps.processTag, hostname: Deno.hostname(), pid: Deno.pid },
-          }),
-        );
+          }));
       },
       ...options.supervisor,
     });
