@@ -659,8 +659,10 @@ export function secretValues(config: Config): string[] {
   }
   if (config.DATABASE_URL) {
     try {
-      const pw = decodeURIComponent(new URL(config.DATABASE_URL).password);
-      if (pw) values.push(pw);
+      // Both forms: the URL's own (percent-encoded as the operator wrote it, which
+      // encodeURIComponent of the decoded form need not reproduce) and the decoded one.
+      const raw = new URL(config.DATABASE_URL).password;
+      if (raw) values.push(raw, decodeURIComponent(raw));
     } catch { /* validated already */ }
   }
   return values;

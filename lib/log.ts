@@ -63,12 +63,24 @@ export function setLogSink(sink: LogSink): () => void {
 /**
  * Registers a secret value so that it is masked as `***` in every line written by this thread.
  * Values shorter than 4 characters are ignored (masking them would garble ordinary text).
+ *
+ * The forms a secret takes on its way into a line are masked too: escaped once and twice as a
+ * JSON string (a JSON line escapes `"` and `\`; a field holding JSON, such as an answer's body,
+ * escapes again) and percent-encoded (a URL or query string), so that a secret holding such
+ * characters cannot slip past as its escaped form.
  */
 export function registerSecret(value: string | undefined): void {
-  if (value && value.length >= 4 && !state.secrets.includes(value)) {
-    state.secrets.push(value);
-    state.secrets.sort((a, b) => b.length - a.length);
+  if (!value || value.length < 4) return;
+  const escaped = jsonEscaped(value);
+  for (const form of [value, escaped, jsonEscaped(escaped), encodeURIComponent(value)]) {
+    if (!state.secrets.includes(form)) state.secrets.push(form);
   }
+  state.secrets.sort((a, b) => b.length - a.length);
+}
+
+/** `text` as it appears between the quotes of a JSON string. */
+function jsonEscaped(text: string): string {
+  return JSON.stringify(text).slice(1, -1);
 }
 
 /** Masks every registered secret in `text`. */

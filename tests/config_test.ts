@@ -167,6 +167,12 @@ Deno.test("describeDatabaseUrl() and secretValues() hide and list the password",
       "hunter22",
     ]),
   );
+  // A percent-encoded password: the operator's own encoding and the decoded form are both
+  // secrets (encodeURIComponent of the decoded form leaves `!` as is, so it would not find %21).
+  const encoded = parseConfig({ DATABASE_URL: "postgres://bob:p%40ss%21word@db:5432/upbot" });
+  const listed = secretValues(encoded);
+  assert.ok(listed.includes("p%40ss%21word"), listed.join(" "));
+  assert.ok(listed.includes("p@ss!word"), listed.join(" "));
 });
 
 Deno.test("loadConfig() reads .env, and the environment wins", async () => {

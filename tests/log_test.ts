@@ -63,3 +63,33 @@ Deno.test("registerSecret() masks the secret wherever it appears, errors include
   assert.ok(!lines[0]!.includes("sk-log-test-secret"));
   assert.equal(redact("sk-log-test-secret!"), "***!");
 });
+
+Deno.test("registerSecret() masks a secret holding quote, backslash or URL characters in every form a line gives it", () => {
+  const secret = 'sk"q\\b/s+p%x&y';
+  registerSecret(secret);
+  const before = loggingSettings();
+  try {
+    for (const format of ["json", "pretty"] as const) {
+      configureLogging({ format, level: "info" });
+      const lines = capture(() =>
+        createLogger("t").warn(`refused ${secret}`, {
+          err: new Error(`bad key ${secret}`),
+          nested: { body: JSON.stringify({ key: secret }) },
+          url: `https://example.invalid/hook?token=${encodeURIComponent(secret)}`,
+        })
+      );
+      assert.equal(lines.length, 1);
+      const line = lines[0]!;
+      // Each form the secret can take, and its tell-tale core, is absent.
+      for (
+        const form of [secret, JSON.stringify(secret).slice(1, -1), encodeURIComponent(secret)]
+      ) {
+        assert.ok(!line.includes(form), `${format}: ${form} in ${line}`);
+      }
+      assert.ok(!line.includes("b/s+p"), `${format}: ${line}`);
+      assert.ok(line.includes("***"), line);
+    }
+  } finally {
+    configureLogging(before);
+  }
+});
