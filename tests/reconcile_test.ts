@@ -18,10 +18,17 @@ import type { Sql } from "../lib/db/connect.ts";
 import { reconciliationProblems } from "../lib/http/health.ts";
 import { createLogger } from "../lib/log.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
-import { installationId } from "../lib/store/order_attempts.ts";
+import { installationId, rotateIdentifier } from "../lib/store/order_attempts.ts";
+import { openVolumes } from "../lib/execution/risk_gate.ts";
 import { findingsOf, lastCompletedReconciliation } from "../lib/store/reconciliations.ts";
 import { dbTest } from "./_db.ts";
-import { pendingAttempt, placeLive, startSim, storeLastPrices } from "./_live_orders.ts";
+import {
+  pendingAttempt,
+  placeLive,
+  sendAndSettle,
+  startSim,
+  storeLastPrices,
+} from "./_live_orders.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH", "KRW-XRP"];
 
@@ -79,6 +86,53 @@ dbTest(
       // Recorded as a finding only: never adopted into the attempts.
       const [row] = await db.sql`select count(*)::int as n from upbit_order_attempts`;
       assert.equal(row!.n, 0);
+    } finally {
+      await h.close();
+    }
+  },
+);
+
+dbTest(
+  "reconcile: a second order under an identifier an attempt gave up is reported and halts its market, never adopted",
+  async (db) => {
+    const h = await startSim({ markets: MARKETS });
+    try {
+      await storeLastPrices(db.sql, h.rest, MARKETS);
+      const attempt = await pendingAttempt(db.sql, { market: "KRW-BTC", side: "bid", krw: 10_000 });
+      // The create under the first identifier landed only after upbot had given it up and moved
+      // to a fresh identifier (a create queued at the exchange longer than the landing wait).
+      const late = await h.rest.postOrder(attempt.request_json as never);
+      assert.equal(late.kind, "accepted");
+      const fresh = `${attempt.identifier}-r1`;
+      const rotated = await rotateIdentifier(db.sql, attempt, fresh, 1);
+      const own = await sendAndSettle(db.sql, h.rest, rotated!);
+      assert.ok(Number(own.executed_volume) > 0, "the attempt's own buy filled");
+      const report = await reconcile(db.sql, h.rest, h.log);
+      const lateUuid = late.kind === "accepted" ? late.order.uuid : "";
+      assert.deepEqual(
+        report.secondOrders.map((o) => [o.identifier, o.uuid, o.attempt, o.attemptUuid]),
+        [[attempt.identifier, lateUuid, attempt.id, own.uuid]],
+        "the late order is reported; the attempt's own order under the fresh identifier is not",
+      );
+      assert.equal(report.unrecordedOwnOrders.length, 0);
+      assert.equal(report.renewedInstallation, null, "the identifier is recorded: no renewal");
+      const findings = await findingsOf(db.sql, report.id);
+      assert.deepEqual(findings.map((f) => [f.kind, f.identifier, f.uuid]), [
+        ["identifier_second_order", attempt.identifier, lateUuid],
+      ]);
+      const alarm = (await activeAlarms(db.sql)).find((a) =>
+        a.code === "reconciliation_second_order"
+      );
+      assert.equal(alarm?.market, "KRW-BTC");
+      assert.match(alarm!.message, new RegExp(`${lateUuid}.*not adopted`));
+      assert.match((await entryHaltReason(db.sql, "KRW-BTC")) ?? "", /second order/);
+      assert.equal(await entryHaltReason(db.sql, "KRW-ETH"), null, "other markets trade on");
+      // Never adopted: the attempt keeps its own order, the ledger counts only its fill.
+      const [row] = await db.sql<{ uuid: string; executed_volume: string }[]>`
+        select uuid, executed_volume from upbit_order_attempts where id = ${attempt.id}`;
+      assert.deepEqual(row, { uuid: own.uuid, executed_volume: own.executed_volume });
+      const ledger = await openVolumes(db.sql);
+      assert.equal(ledger.get("KRW-BTC"), own.executed_volume);
     } finally {
       await h.close();
     }

@@ -10,7 +10,10 @@
  * 3. records each order carrying this installation's prefix `paper-{inst}-` that the database
  *    lacks (finding + alarm): never adopted, a person looks. The database has lost orders it made
  *    (a restored backup) or shares the prefix with a copy of itself; either way its later
- *    identifiers could be ones Upbit already holds, so the installation gets a new id;
+ *    identifiers could be ones Upbit already holds, so the installation gets a new id. An order
+ *    under an identifier the database holds that is not its attempt's order (a second order: a
+ *    create that landed after its identifier was given up and rotated) is recorded the same way
+ *    (finding + alarm + entries on its market halted), never adopted;
  * 4. reports each order carrying another installation's `paper-` prefix (coins bought under a lost
  *    database) with that installation's net volume per market (finding + alarm + log): never
  *    traded automatically, the owner decides;
@@ -28,6 +31,7 @@ import type { Logger } from "../log.ts";
 import { raiseAlarm } from "../store/alarms.ts";
 import {
   attemptByIdentifier,
+  type AttemptRow,
   installationId,
   renewInstallationId,
   unfinishedLiveSells,
@@ -72,6 +76,19 @@ export interface ForeignOrder {
   executed_volume: string;
 }
 
+/** An order under one of an attempt's identifiers that is not the attempt's order. */
+export interface SecondOrder {
+  identifier: string;
+  uuid: string;
+  market: string;
+  side: "bid" | "ask";
+  state: string;
+  executed_volume: string;
+  /** The attempt that holds the identifier, and the order it has (null: none). */
+  attempt: number;
+  attemptUuid: string | null;
+}
+
 /** What one run found. */
 export interface ReconcileReport {
   id: number;
@@ -88,6 +105,8 @@ export interface ReconcileReport {
   unresolvedAttempts: { identifier: string; symbol: string; state: string }[];
   /** Orders with this installation's prefix that the database lacks. */
   unrecordedOwnOrders: { identifier: string; uuid: string; market: string; state: string }[];
+  /** Orders under an identifier the database holds that are not its attempt's order. */
+  secondOrders: SecondOrder[];
   /** The installation's new id when unrecorded own orders were found, else null. */
   renewedInstallation: string | null;
   /** Orders with another installation's `paper-` prefix. */
@@ -202,6 +221,7 @@ async function runSteps(
   // 3 and 4. Classify by identifier.
   let ownerOrders = 0;
   const unrecordedOwn: ReconcileReport["unrecordedOwnOrders"] = [];
+  const secondOrders: SecondOrder[] = [];
   const foreign: ForeignOrder[] = [];
   for (const order of byUuid.values()) {
     const identifier = order.identifier ?? "";
@@ -209,7 +229,29 @@ async function runSteps(
       ownerOrders++;
       continue;
     }
-    if (await attemptByIdentifier(sql, identifier)) continue;
+    const attempt = await attemptByIdentifier(sql, identifier);
+    if (attempt) {
+      if (!isSecondOrder(attempt, order)) continue;
+      const second: SecondOrder = {
+        identifier,
+        uuid: order.uuid,
+        market: order.market,
+        side: order.side,
+        state: order.state,
+        executed_volume: order.executed_volume,
+        attempt: attempt.id,
+        attemptUuid: attempt.uuid,
+      };
+      secondOrders.push(second);
+      findings.push({
+        kind: "identifier_second_order",
+        market: order.market,
+        identifier,
+        uuid: order.uuid,
+        details: { ...second, ord_type: order.ord_type, created_at: order.created_at },
+      });
+      continue;
+    }
     if (identifier.startsWith(ownPrefix)) {
       unrecordedOwn.push({
         identifier,
@@ -302,6 +344,20 @@ async function runSteps(
     });
     log.error(message, { market: u.market });
   }
+  for (const o2 of secondOrders) {
+    const message =
+      `Order ${o2.uuid} (${o2.side}, ${o2.state}, executed ${o2.executed_volume}) under identifier ${o2.identifier} is not the order of attempt ${o2.attempt} (${
+        o2.attemptUuid ?? "none"
+      }) that holds it: a second order of upbot's is not in the ledger and not adopted; entries on ${o2.market} halted, check it`;
+    await raiseAlarm(sql, {
+      code: "reconciliation_second_order",
+      market: o2.market,
+      message,
+      details: o2,
+    });
+    await haltEntries(sql, { scope: o2.market, reason: message, by: "reconciliation" });
+    log.error(message, { market: o2.market, attempt: o2.attempt });
+  }
   for (const n of foreignNet) {
     const message =
       `Orders of another installation (${n.installation}) on ${n.market}: net volume ${n.netVolume}; never traded by upbot, the owner decides`;
@@ -343,6 +399,7 @@ async function runSteps(
     {
       unresolved_attempts: unresolved.length,
       unrecorded_own_orders: unrecordedOwn.length,
+      second_orders: secondOrders.length,
       foreign_orders: foreign.length,
       balance_shortfalls: shortfalls.length,
       balance_deferred: deferred,
@@ -360,6 +417,7 @@ async function runSteps(
     ownerOrders,
     unresolvedAttempts: [...unresolved],
     unrecordedOwnOrders: unrecordedOwn,
+    secondOrders,
     renewedInstallation: renewed,
     foreignOrders: foreign,
     foreignNetVolume: foreignNet,
@@ -368,6 +426,18 @@ async function runSteps(
     findings: findings.length,
     gateOpen,
   };
+}
+
+/**
+ * Whether `order`, found under one of `attempt`'s identifiers, is another order than the
+ * attempt's. An attempt whose outcome is open is the executor's to resolve (pending, sent,
+ * unknown without an order), a conflict was reported when it was found, and a lost order is
+ * asked about again by `recheckLostOrders`; any other attempt either has this order or none.
+ */
+function isSecondOrder(attempt: AttemptRow, order: Order): boolean {
+  if (attempt.uuid !== null) return attempt.uuid !== order.uuid;
+  if (["pending", "sent", "unknown", "conflict"].includes(attempt.state)) return false;
+  return !(attempt.state === "failed" && attempt.reason === "order_lost");
 }
 
 /** Every open order (wait and watch), page by page. */

@@ -7,6 +7,7 @@ import type { Sql } from "../db/connect.ts";
 /** What a finding is about (the table's CHECK lists the same). */
 export type FindingKind =
   | "own_order_unrecorded"
+  | "identifier_second_order"
   | "foreign_installation_order"
   | "balance_below_ledger"
   | "attempt_unresolved"
