@@ -1,5 +1,5 @@
 /**
- * @module Per-group request limits of §3: a fixed window per (group, client), the `Remaining-Req`
+ * @module Per-group request limits of §3: a sliding window per (group, client), the `Remaining-Req`
  * header, 429 past the limit and a growing 418 ban for clients that keep sending (a ban drawn in
  * a pocket-counted group blocks the pocket in all of them); and the per-connection
  * websocket-message budget.
@@ -37,7 +37,7 @@ export const POCKET_GROUPS: ReadonlySet<string> = new Set([
   "order-cancel-all",
 ]);
 
-/** Requests past the limit within one window before a 429 turns into a 418 ban. */
+/** Requests refused (429) within one window's length before the next one is a 418 ban. */
 export const BAN_AFTER_EXTRA_REQUESTS = 5;
 const FIRST_BAN_MS = 1000;
 const MAX_BAN_MS = 60_000;
@@ -50,9 +50,18 @@ export type RateDecision =
   | { kind: "limited"; group: string; limit: number }
   | { kind: "banned"; group: string; limit: number; banMs: number };
 
+/**
+ * One (group, client): the times of its accepted requests of the last window, and of its refused
+ * ones, each oldest first from its head index on (at most `limit` and
+ * {@linkcode BAN_AFTER_EXTRA_REQUESTS} entries respectively, so memory stays bounded).
+ */
 interface Counter {
-  windowStart: number;
-  count: number;
+  accepted: number[];
+  acceptedHead: number;
+  refused: number[];
+  refusedHead: number;
+  /** Time of the last request counted, for the eviction of idle clients. */
+  last: number;
 }
 
 interface Ban {
@@ -92,21 +101,29 @@ export class SimRateLimits {
     const key = `${group}\u0000${client}`;
     let c = this.#counters.get(key);
     if (!c) {
-      c = { windowStart: 0, count: 0 };
+      c = { accepted: [], acceptedHead: 0, refused: [], refusedHead: 0, last: now };
       this.#counters.set(key, c);
       if (this.#counters.size > 100_000) this.#prune(now);
     }
     const banKey = pocket ? `\u0001pocket\u0000${client}` : key;
     let b = this.#bans.get(banKey);
     if (b && now < b.banUntil) return { kind: "banned", group, limit, banMs: b.banUntil - now };
-    const windowStart = Math.floor(now / spec.windowMs) * spec.windowMs;
-    if (windowStart !== c.windowStart) {
-      c.windowStart = windowStart;
-      c.count = 0;
+    // A sliding window: at most `limit` accepted requests in ANY `windowMs` interval, not per
+    // calendar second. §9.10 leaves "sliding/fixed 1-s window" open [?]; sliding is the least kind
+    // reading (a fixed window lets `limit` pass at the end of one second and `limit` more at the
+    // start of the next), so a client that survives here survives either.
+    c.last = now;
+    const start = now - spec.windowMs;
+    c.acceptedHead = dropUntil(c.accepted, c.acceptedHead, start);
+    c.refusedHead = dropUntil(c.refused, c.refusedHead, start);
+    const used = c.accepted.length - c.acceptedHead;
+    if (used < limit) {
+      c.accepted.push(now);
+      // `sec=`: what is still allowed in the window that ends now.
+      return { kind: "allowed", group, limit, remaining: limit - used - 1 };
     }
-    c.count++;
-    if (c.count <= limit) return { kind: "allowed", group, limit, remaining: limit - c.count };
-    if (c.count - limit > BAN_AFTER_EXTRA_REQUESTS) {
+    c.refused.push(now);
+    if (c.refused.length - c.refusedHead > BAN_AFTER_EXTRA_REQUESTS) {
       if (!b) {
         b = { banUntil: 0, banLevel: 0, lastBanEnd: 0 };
         this.#bans.set(banKey, b);
@@ -116,8 +133,10 @@ export class SimRateLimits {
       b.banLevel++;
       b.banUntil = now + banMs;
       b.lastBanEnd = b.banUntil;
-      // The window stays used up: a ban shorter than the window (origin's 10 s) must not refill it.
-      c.count = limit;
+      // The refusals are paid for by the ban; the accepted requests stay: the window stays used up
+      // (a ban shorter than the window, origin's 10 s, must not refill it) until they age out.
+      c.refused.length = 0;
+      c.refusedHead = 0;
       return { kind: "banned", group, limit, banMs };
     }
     return { kind: "limited", group, limit };
@@ -125,12 +144,29 @@ export class SimRateLimits {
 
   #prune(now: number): void {
     for (const [key, c] of this.#counters) {
-      if (now - c.windowStart > BAN_MEMORY_MS) this.#counters.delete(key);
+      if (now - c.last > BAN_MEMORY_MS) this.#counters.delete(key);
     }
     for (const [key, b] of this.#bans) {
       if (now - b.lastBanEnd > BAN_MEMORY_MS) this.#bans.delete(key);
     }
   }
+}
+
+/**
+ * Drops (by moving `head` past them) the entries of `times` (ascending) at or before `start`, and
+ * compacts the array when the dropped prefix grows; returns the new head.
+ */
+function dropUntil(times: number[], head: number, start: number): number {
+  while (head < times.length && times[head]! <= start) head++;
+  if (head === times.length) {
+    times.length = 0;
+    return 0;
+  }
+  if (head > 64) {
+    times.splice(0, head);
+    return 0;
+  }
+  return head;
 }
 
 /** A group limit times `rate_limit_factor` (floor, at least 1). */

@@ -37,6 +37,57 @@ Deno.test("SimRateLimits allows the group limit per 1-s window, then 429, then a
   assert.equal(decision.kind === "allowed" && decision.remaining, 9);
 });
 
+Deno.test("SimRateLimits counts a sliding window: a burst at the end of one second and one at the start of the next is refused", () => {
+  let now = 10_990;
+  const limiter = new SimRateLimits(() => now);
+  const burst = () => {
+    const out: string[] = [];
+    for (let i = 0; i < 10; i++) out.push(limiter.check("ticker", "1.2.3.4").kind);
+    return out;
+  };
+  assert.deepEqual(burst(), Array(10).fill("allowed"), "10 in the last 10 ms of a second");
+  now = 11_010; // 20 ms later, past the second boundary: a fixed window would count from 0 again
+  const second = limiter.check("ticker", "1.2.3.4");
+  assert.equal(second.kind, "limited", "the window still holds the 10 of 20 ms ago");
+  assert.equal(remainingReqHeader(second), "group=ticker; min=600; sec=0");
+  // The window slides: the burst ages out a whole window after it was sent, not at the boundary.
+  now = 11_989;
+  assert.equal(limiter.check("ticker", "1.2.3.4").kind, "limited");
+  now = 11_990;
+  const later = limiter.check("ticker", "1.2.3.4");
+  assert.equal(later.kind === "allowed" && later.remaining, 9, "sec= counts the sliding window");
+  // Spread requests: each slot frees exactly one window after it was used.
+  now = 20_000;
+  for (let i = 0; i < 10; i++, now += 100) {
+    assert.equal(limiter.check("ticker", "9.9.9.9").kind, "allowed");
+  }
+  assert.equal(now, 21_000);
+  const slot = limiter.check("ticker", "9.9.9.9"); // the request of 20_000 has aged out
+  assert.equal(slot.kind === "allowed" && slot.remaining, 0);
+  assert.equal(limiter.check("ticker", "9.9.9.9").kind, "limited");
+});
+
+Deno.test("SimRateLimits: refusals counted over the sliding window escalate to 418; the window stays used after the ban", () => {
+  let now = 100_950;
+  const limiter = new SimRateLimits(() => now);
+  for (let i = 0; i < 10; i++) assert.equal(limiter.check("ticker", "c").kind, "allowed");
+  for (let i = 0; i < 3; i++) assert.equal(limiter.check("ticker", "c").kind, "limited");
+  now = 101_050; // across the boundary: the refusals of 100 ms ago still count
+  assert.equal(limiter.check("ticker", "c").kind, "limited");
+  assert.equal(limiter.check("ticker", "c").kind, "limited");
+  assert.equal(limiter.check("ticker", "c").kind, "banned");
+  // origin: 1 per 10 s; a 1-s ban does not refill the 10-s window.
+  now = 200_000;
+  assert.equal(limiter.check("origin", "o").kind, "allowed");
+  let ban = limiter.check("origin", "o");
+  while (ban.kind === "limited") ban = limiter.check("origin", "o");
+  assert.equal(ban.kind === "banned" && ban.banMs, 1000);
+  now = 201_000;
+  assert.equal(limiter.check("origin", "o").kind, "limited", "the ban ended, the window did not");
+  now = 210_000;
+  assert.equal(limiter.check("origin", "o").kind, "allowed");
+});
+
 Deno.test("SimRateLimits: a ban drawn in one exchange group blocks the pocket in every exchange group", () => {
   let now = 10_000;
   const limiter = new SimRateLimits(() => now);
