@@ -43,6 +43,11 @@ interface Connection {
   authorized: Promise<boolean>;
   subscription: Subscription | null;
   session: WsSession;
+  /**
+   * Until when (epoch ms) `myAsset` frames are withheld (`my_asset_first_lag_ms`), set at the
+   * connection's first `myAsset` subscription; undefined before it.
+   */
+  myAssetQuietUntil: number | undefined;
 }
 
 /** DEFAULT → SIMPLE keys of §7.8. */
@@ -282,6 +287,7 @@ export class PrivateStreams {
       accessKey,
       authorized: verdict,
       subscription: null,
+      myAssetQuietUntil: undefined,
       session: new WsSession({
         idleTimeoutMs: this.#idleTimeoutMs,
         statusIntervalMs: this.#statusIntervalMs,
@@ -326,6 +332,10 @@ export class PrivateStreams {
       const parsed = parsePrivateRequest(text);
       if (!parsed.ok) return this.#send(socket, parsed.error, false);
       connection.subscription = parsed.value;
+      if (parsed.value.myAsset && connection.myAssetQuietUntil === undefined) {
+        // §7.8: the very first myAsset subscription may lag (by minutes, the docs say).
+        connection.myAssetQuietUntil = Date.now() + this.#faults().my_asset_first_lag_ms;
+      }
     };
     socket.onclose = () => this.#forget(connection);
     socket.onerror = () => this.#forget(connection);
@@ -403,6 +413,10 @@ export class PrivateStreams {
     let message: Record<string, unknown> | undefined;
     for (const connection of this.#connections) {
       if (!connection.subscription?.myAsset) continue;
+      // Within the first subscription's lag the change is not sent at all (never sent later).
+      if (connection.myAssetQuietUntil !== undefined && Date.now() < connection.myAssetQuietUntil) {
+        continue;
+      }
       message ??= {
         type: "myAsset",
         asset_uuid: this.#nextUuid(),

@@ -56,6 +56,13 @@ export const FaultsSchema = z.strictObject({
    * upgrade. 0 = no limit. Inferred: Upbit advises one connection but documents no number.
    */
   private_ws_max_connections: z.number().int().min(0).max(1_000),
+  /**
+   * For this long (ms) after a private WebSocket connection first subscribes to `myAsset`, that
+   * connection gets no `myAsset` frames: balance changes in that time are not sent (not queued);
+   * the first change after it is sent as usual. 0 = no lag. §7.8: "the very first subscription may
+   * lag by several minutes" (dropping, not delaying, is the least kind reading).
+   */
+  my_asset_first_lag_ms: z.number().int().min(0).max(3_600_000),
 });
 
 /** Fault settings, inferred from {@linkcode FaultsSchema}. */
@@ -76,6 +83,7 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   remaining_req_group_names: "documented",
   private_ws_auth_refusal: "upgrade",
   private_ws_max_connections: 0,
+  my_asset_first_lag_ms: 0,
 });
 
 /** A partial fault update: every field optional, unknown fields rejected. */

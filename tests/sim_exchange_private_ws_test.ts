@@ -250,3 +250,46 @@ Deno.test("private WS sends malformed frames at the malformed_frame_rate fault",
   exchange.close();
   await server.shutdown();
 });
+
+Deno.test("my_asset_first_lag_ms: no myAsset frames for that long after a connection's first myAsset subscription, then changes flow", async () => {
+  const LAG_MS = 1000;
+  const { exchange, market } = makeExchange({ faults: { my_asset_first_lag_ms: LAG_MS } });
+  market.setBook("KRW-BTC", [[101_000_000, 1]], [[100_000_000, 1]]);
+  const client = new Client(exchange);
+  const { server, url } = serve(exchange);
+  const kinds = async (socket: Socket, n: number) => {
+    const out: unknown[] = [];
+    for (let i = 0; i < n; i++) {
+      const frame = await socket.next();
+      out.push(frame.type === "myOrder" ? frame.state : frame.type ?? frame.status);
+    }
+    return out;
+  };
+  const a = new Socket(url, await token());
+  await a.opened();
+  const request = [{ ticket: "a" }, { type: "myOrder" }, { type: "myAsset" }];
+  await a.subscribe(request);
+  const subscribedAt = Date.now();
+  const [, created] = await client.postJson("/v1/orders", limitBid("99000000", "0.002"));
+  a.ws.send("PING");
+  assert.deepEqual(await kinds(a, 2), ["wait", "UP"], "the lock's myAsset is not sent");
+  // A second request on the connection does not start the lag again.
+  await a.subscribe(request);
+  await new Promise((resolve) => setTimeout(resolve, subscribedAt + LAG_MS + 50 - Date.now()));
+  assert.ok(Date.now() - subscribedAt < 2 * LAG_MS, "test too slow to tell the lags apart");
+  // A connection whose first subscription is now lags from now, whatever the first one's state.
+  const b = new Socket(url, await token());
+  await b.opened();
+  await b.subscribe([{ ticket: "b" }, { type: "myOrder" }, { type: "myAsset" }]);
+  await client.deleteJson("/v1/order", [["uuid", created.uuid as string]]);
+  assert.equal((await a.next()).state, "cancel");
+  const release = await a.next();
+  assert.equal(release.type, "myAsset", "after the lag the next change is sent");
+  assert.deepEqual(release.assets, [{ currency: "KRW", balance: 10_000_000, locked: 0 }]);
+  b.ws.send("PING");
+  assert.deepEqual(await kinds(b, 2), ["cancel", "UP"], "b is within its own first lag");
+  await a.close();
+  await b.close();
+  exchange.close();
+  await server.shutdown();
+});

@@ -49,6 +49,7 @@ Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and 
       remaining_req_group_names: "documented",
       private_ws_auth_refusal: "upgrade",
       private_ws_max_connections: 0,
+      my_asset_first_lag_ms: 0,
     });
     const res = await postFaults(sim, { latency_ms: 5, offline_markets: ["KRW-ETH"] });
     assert.equal(res.status, 200);
