@@ -556,6 +556,52 @@ dbTest("executor live: a waiting exit holds back its own market only", async (db
 });
 
 dbTest(
+  "order-poller: one missed answer after many good polls is not an unknown order; the limit counts misses in a row",
+  async (db) => {
+    const r = await rig(db, "live");
+    try {
+      const { enterId } = await paperRoundTrip(db, 99203155, 99000000);
+      const { identifier, row } = await leftoverEntryAttempt(db, enterId, "open");
+      // A resting bid far under the market: Upbit holds it open through every pass.
+      const { data: [ticker] } = await r.rest.getTicker({ markets: [MARKET] });
+      const resting = await r.rest.postOrder({
+        market: MARKET,
+        side: "bid",
+        ord_type: "limit",
+        price: String(Math.round(ticker!.trade_price / 2 / 1000) * 1000),
+        volume: "0.0001",
+        identifier: `${identifier}-resting`,
+      });
+      assert.equal(resting.kind, "accepted");
+      const uuid = resting.kind === "accepted" ? resting.order.uuid : "";
+      const setUuid = (u: string) =>
+        db.sql`update upbit_order_attempts set uuid = ${u} where id = ${row.id}`;
+      await setUuid(uuid);
+      for (let i = 0; i < 2; i++) await r.poller.pollOnce(); // returned: open
+      // One answer without it (Upbit left it out once), after as many passes as the limit (3).
+      await setUuid(crypto.randomUUID());
+      await r.poller.pollOnce();
+      let a = await attemptByIdentifier(db.sql, identifier);
+      assert.equal(a?.state, "open", "one miss after good polls is not an unknown order");
+      await setUuid(uuid);
+      await r.poller.pollOnce();
+      a = await attemptByIdentifier(db.sql, identifier);
+      assert.equal(a?.poll_count, 4);
+      assert.notEqual(a?.state, "unknown");
+      // Misses in a row up to the limit: unknown, for the look-up by identifier.
+      await setUuid(crypto.randomUUID());
+      for (let i = 0; i < 2; i++) await r.poller.pollOnce();
+      assert.notEqual((await attemptByIdentifier(db.sql, identifier))?.state, "unknown");
+      await r.poller.pollOnce();
+      a = await attemptByIdentifier(db.sql, identifier);
+      assert.deepEqual([a?.state, a?.reason], ["unknown", "order_not_found"]);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
   "order-poller stops tracking an order Upbit does not know after the poll limit",
   async (db) => {
     const r = await rig(db, "live");
@@ -569,7 +615,7 @@ dbTest(
       await r.poller.pollOnce();
       const a = await attemptByIdentifier(db.sql, identifier);
       assert.deepEqual([a?.state, a?.reason], ["unknown", "order_not_found"]);
-      assert.match(a!.error_msg!, /not found at Upbit after 3 polls$/);
+      assert.match(a!.error_msg!, /not found at Upbit in 3 polls in a row$/);
       assert.deepEqual(await r.poller.pollOnce(), { open: 0, finalised: 0 });
       // The executor asks by identifier; nothing there either: failed, never re-sent (it was
       // created once), and an alarm says to check it.

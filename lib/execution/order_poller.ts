@@ -4,8 +4,8 @@
  * `done`, `cancel` or `prevented`, whatever the executor's mode; every observed state is stored in
  * `upbit_order_snapshots`, and the attempt moves through the order state machine. At the poll
  * limit the order is cancelled and that is recorded (`cancel_requested_at`). An order Upbit does
- * not return for the whole poll limit goes back to `unknown` for the executor to look up by
- * identifier. Test-mode uuids never get here: the executor stores no uuid for them.
+ * not return in as many passes in a row as the poll limit goes back to `unknown` for the executor
+ * to look up by identifier. Test-mode uuids never get here: the executor stores no uuid for them.
  */
 import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
@@ -47,6 +47,13 @@ export class OrderPoller {
   #options: OrderPollerOptions;
   #now: () => number;
   #lastSnapshotTs = 0;
+  /**
+   * Passes in a row in which Upbit did not return an order, by attempt id. `poll_count` counts
+   * every pass of an order's life (and a myOrder wake is a pass), so it cannot tell one missed
+   * answer after many good ones from an order Upbit does not know. Kept in memory: a restart
+   * starts the count again, which only waits longer before the look-up by identifier.
+   */
+  #misses = new Map<number, number>();
 
   constructor(options: OrderPollerOptions) {
     this.#options = options;
@@ -78,16 +85,20 @@ export class OrderPoller {
       const order = orders.get(attempt.uuid!);
       const polls = attempt.poll_count + 1;
       if (!order) {
-        // Upbit does not know this uuid (or keeps leaving it out). After the poll limit the
-        // executor looks the order up by identifier (never re-sent: it was created once).
-        if (polls >= this.#options.maxPolls) {
+        // Upbit does not know this uuid (or keeps leaving it out). After the poll limit of passes
+        // in a row the executor looks the order up by identifier (never re-sent: it was created
+        // once).
+        const misses = (this.#misses.get(attempt.id) ?? 0) + 1;
+        this.#misses.set(attempt.id, misses);
+        if (misses >= this.#options.maxPolls) {
+          this.#misses.delete(attempt.id);
           await transitionAttempt(this.#options.sql, attempt.id, attempt.state, "unknown", {
             poll_count: polls,
             reason: "order_not_found",
-            error_msg: `order ${attempt.uuid} not found at Upbit after ${polls} polls`,
+            error_msg: `order ${attempt.uuid} not found at Upbit in ${misses} polls in a row`,
           });
           const message =
-            `Order ${attempt.identifier} (uuid=${attempt.uuid}) not found at Upbit after ${polls} polls; looking it up by identifier`;
+            `Order ${attempt.identifier} (uuid=${attempt.uuid}) not found at Upbit in ${misses} polls in a row; looking it up by identifier`;
           this.#options.log.error(message);
           await raiseAlarm(this.#options.sql, {
             code: "order_not_found",
@@ -102,6 +113,7 @@ export class OrderPoller {
         }
         continue;
       }
+      this.#misses.delete(attempt.id);
       await insertSnapshot(this.#options.sql, {
         ts: this.#snapshotTs(),
         symbol: order.market,
