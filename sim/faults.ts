@@ -42,6 +42,13 @@ export const FaultsSchema = z.strictObject({
   /** Markets that answer `market_offline`. */
   offline_markets: z.array(MarketCode),
   /**
+   * Markets whose book shows no bids: `GET /v1/orderbook` (and the WebSocket orderbook, trade
+   * `best_bid_*`) has no bid levels, and a market sell is refused as larger than the visible book
+   * (`insufficient_liquidity_ask`, §8.2); limit and `best` sells meet no bid. Models a market
+   * nobody bids on (e.g. a crash or a thin listing); asks, trades and prices go on.
+   */
+  bookless_markets: z.array(MarketCode),
+  /**
    * Group names in `Remaining-Req`: `documented`, or `alternative` names such as `candles` and
    * `origin` as seen in captures (see `ALTERNATIVE_GROUP_NAMES` in `sim/rate_limit.ts`).
    */
@@ -80,6 +87,7 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   malformed_frame_rate: 0,
   rate_limit_factor: 1,
   offline_markets: [],
+  bookless_markets: [],
   remaining_req_group_names: "documented",
   private_ws_auth_refusal: "upgrade",
   private_ws_max_connections: 0,
@@ -106,13 +114,17 @@ export class FaultStore {
   #faults: Faults;
 
   constructor(initial: Partial<Faults> = {}) {
-    this.#faults = { ...NO_FAULTS, offline_markets: [] };
+    this.#faults = { ...NO_FAULTS, offline_markets: [], bookless_markets: [] };
     this.merge(initial);
   }
 
   /** A copy of the settings in force. */
   get(): Faults {
-    return { ...this.#faults, offline_markets: [...this.#faults.offline_markets] };
+    return {
+      ...this.#faults,
+      offline_markets: [...this.#faults.offline_markets],
+      bookless_markets: [...this.#faults.bookless_markets],
+    };
   }
 
   /** The live settings object (read-only by convention; cheap, for hot paths). */
@@ -127,6 +139,7 @@ export class FaultStore {
       if (value !== undefined) (next as unknown as Record<string, unknown>)[key] = value;
     }
     next.offline_markets = [...next.offline_markets];
+    next.bookless_markets = [...next.bookless_markets];
     this.#faults = next;
   }
 }

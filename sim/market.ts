@@ -90,6 +90,12 @@ export interface SimMarketOptions {
    * tests that need exits within seconds raise it. @default {1}
    */
   volatilityScale?: number;
+  /**
+   * Markets whose book shows no bids right now (the `bookless_markets` fault): every view of the
+   * book (REST and WebSocket orderbook, the exchange's matching and depth checks) leaves the bids
+   * out. The market itself (prices, generated trades) goes on. @default {none}
+   */
+  bidless?: (market: string) => boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -268,6 +274,7 @@ export class SimMarket implements MarketView {
   readonly #codes: string[];
   readonly #cumulativeWeights: number[];
   readonly #rng: Rng;
+  readonly #bidless: (market: string) => boolean;
   readonly #now: () => number;
   readonly #tradeListeners = new Set<(trade: SimTrade) => void>();
   readonly #batchListeners = new Set<(trades: MarketTrade[]) => void>();
@@ -294,6 +301,7 @@ export class SimMarket implements MarketView {
         `Cannot create SimMarket as 'historyDays' must be a whole number 0..31: current value is ${historyDays}`,
       );
     }
+    this.#bidless = options.bidless ?? (() => false);
     this.#volatilityScale = options.volatilityScale ?? 1;
     if (!(this.#volatilityScale >= 0 && this.#volatilityScale <= 1000)) {
       throw new RangeError(
@@ -594,11 +602,12 @@ export class SimMarket implements MarketView {
     const state = this.#state(market);
     const asks: BookLevel[] = [];
     const bids: BookLevel[] = [];
+    const bidless = this.#bidless(market);
     let bid = state.bestBid();
     let ask = state.bestAsk(bid);
     for (let level = 0; level < depth; level++) {
       asks.push({ price: ask, size: state.levelSize(0, level, ask) });
-      if (bid > 0) bids.push({ price: bid, size: state.levelSize(1, level, bid) });
+      if (bid > 0 && !bidless) bids.push({ price: bid, size: state.levelSize(1, level, bid) });
       ask = tickUp(ask);
       bid = tickDown(bid);
     }

@@ -135,6 +135,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     historyRate: options.historyRate,
     volatilityScale: options.volatilityScale,
     now: options.now,
+    bidless: (code) => faults.current().bookless_markets.includes(code),
   });
   const exchange = createExchange({
     market,

@@ -266,6 +266,10 @@ export function restOrderbook(
   const units = [];
   let totalAsk = 0;
   let totalBid = 0;
+  // A unit pairs the i-th ask with the i-th bid (§6), so a side with fewer levels than `depth`
+  // (a `bookless_markets` market has no bids) is written as zero price and size: the asks still
+  // need their units, so an empty `orderbook_units` would hide them. Inferred shape: the docs do
+  // not show a one-sided book; clients must not take a 0 price for a level.
   for (let i = 0; i < depth; i++) {
     const ask = book.asks[i];
     const bid = book.bids[i];

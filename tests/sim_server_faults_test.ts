@@ -46,6 +46,7 @@ Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and 
       malformed_frame_rate: 0,
       rate_limit_factor: 1,
       offline_markets: [],
+      bookless_markets: [],
       remaining_req_group_names: "documented",
       private_ws_auth_refusal: "upgrade",
       private_ws_max_connections: 0,
@@ -288,6 +289,86 @@ Deno.test("offline_markets makes the exchange answer market_offline", async () =
     assert.equal(q.status, 200);
     await q.body?.cancel();
   });
+});
+
+Deno.test("bookless_markets: the orderbook shows no bids and a market sell is refused as beyond the book, until lifted", async () => {
+  await withSim(async (sim) => {
+    type Unit = { ask_price: number; bid_price: number; ask_size: number; bid_size: number };
+    type Book = { market: string; total_ask_size: number; total_bid_size: number };
+    const books = async () => {
+      const res = await fetch(`${sim.restUrl}/v1/orderbook?markets=KRW-BTC,KRW-ETH`);
+      assert.equal(res.status, 200);
+      return await res.json() as (Book & { orderbook_units: Unit[] })[];
+    };
+    const sell = (volume: string, extra: Record<string, string> = {}) =>
+      signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+        market: "KRW-BTC",
+        side: "ask",
+        volume,
+        ord_type: "market",
+        ...extra,
+      });
+    const bad = await postFaults(sim, { bookless_markets: ["btc"] });
+    assert.equal(bad.status, 400, "market codes are validated");
+    await bad.body?.cancel();
+    const set = await postFaults(sim, { bookless_markets: ["KRW-BTC"] });
+    assert.deepEqual((await set.json()).bookless_markets, ["KRW-BTC"]);
+
+    const [btc, eth] = await books();
+    assert.equal(btc!.market, "KRW-BTC");
+    assert.equal(btc!.orderbook_units.length, 30, "the asks keep their units");
+    assert.ok(btc!.orderbook_units.every((u) => u.bid_price === 0 && u.bid_size === 0));
+    assert.ok(btc!.orderbook_units.every((u) => u.ask_price > 0 && u.ask_size > 0));
+    assert.equal(btc!.total_bid_size, 0);
+    assert.ok(btc!.total_ask_size > 0);
+    assert.ok(eth!.orderbook_units.every((u) => u.bid_price > 0), "other markets keep their bids");
+
+    const refused = await sell("0.001", { identifier: "bookless-1" });
+    assert.equal(refused.status, 400);
+    assert.equal((await refused.json()).error.name, "insufficient_liquidity_ask");
+    const [account] = await (await signedQuery(sim.restUrl, "GET", "/v1/accounts", keysOf(sim)))
+      .json().then((all: { currency: string; locked: string }[]) =>
+        all.filter((a) => a.currency === "BTC")
+      );
+    assert.equal(Number(account!.locked), 0, "nothing locked");
+    // A limit sell far below the market, which a book with bids would fill at once, rests.
+    const limit = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      market: "KRW-BTC",
+      side: "ask",
+      volume: "0.001",
+      price: "100000000",
+      ord_type: "limit",
+    });
+    const resting = await limit.json();
+    assert.equal(limit.status, 201, JSON.stringify(resting));
+    const looked = await signedQuery(
+      sim.restUrl,
+      "GET",
+      "/v1/order",
+      keysOf(sim),
+      `uuid=${resting.uuid}`,
+    );
+    const now = await looked.json();
+    assert.equal(now.state, "wait", JSON.stringify(now));
+    assert.equal(Number(now.executed_volume), 0);
+    const cancel = await signedQuery(
+      sim.restUrl,
+      "DELETE",
+      "/v1/order",
+      keysOf(sim),
+      `uuid=${resting.uuid}`,
+    );
+    assert.equal(cancel.status, 200);
+    await cancel.body?.cancel();
+
+    sim.setFaults({ bookless_markets: [] });
+    const [lifted] = await books();
+    assert.ok(lifted!.orderbook_units.every((u) => u.bid_price > 0 && u.bid_size > 0));
+    const sold = await sell("0.001");
+    const order = await sold.json();
+    assert.equal(sold.status, 201, JSON.stringify(order));
+    assert.equal(Number(order.executed_volume) + Number(order.remaining_volume), 0.001);
+  }, { balances: { "KRW-BTC": "0.01" } });
 });
 
 Deno.test("POST /_sim/markets market_state DELISTED makes the exchange answer market_offline", async () => {
