@@ -6,7 +6,7 @@
  * README's configuration reference and `.env.example` are all checked against it by tests.
  */
 import { z } from "zod";
-import { MARKET_CODE_PATTERN, TRADE_MODES } from "./domain.ts";
+import { KRW_MARKET_CODE_PATTERN, MARKET_CODE_PATTERN, TRADE_MODES } from "./domain.ts";
 import { parseEnvFile } from "./env_file.ts";
 
 /** One documented environment variable. */
@@ -154,6 +154,18 @@ const markets = z
       });
       return z.NEVER;
     }
+    // Fees, ORDER_KRW_AMOUNT and the 5000 minimum are KRW: a BTC- or USDT-quoted market would
+    // be sized and judged in the wrong currency.
+    const notKrw = [...new Set(list.filter((m) => !KRW_MARKET_CODE_PATTERN.test(m)))];
+    if (notKrw.length > 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: `must list KRW markets only (orders, fees and minimums are in KRW): ${
+          notKrw.join(", ")
+        } ${notKrw.length === 1 ? "is" : "are"} not quoted in KRW`,
+      });
+      return z.NEVER;
+    }
     return [...new Set(list)];
   });
 
@@ -233,7 +245,8 @@ export const SETTINGS = [
     name: "MARKETS",
     schema: markets,
     defaultText: "KRW-BTC",
-    doc: "Comma list of markets to trade, e.g. KRW-BTC,KRW-ETH.",
+    doc:
+      "Comma list of KRW markets to trade, e.g. KRW-BTC,KRW-ETH (other quote currencies are refused).",
   },
   {
     name: "UPBIT_REST_URL",

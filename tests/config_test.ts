@@ -100,6 +100,24 @@ Deno.test("parseConfig() reports each kind of bad value with name and what is al
   }
 });
 
+Deno.test("parseConfig() accepts KRW markets only, naming the others", () => {
+  // Fees, ORDER_KRW_AMOUNT and the 5000 minimum are KRW: a BTC or USDT market would be sized
+  // and judged in the wrong currency.
+  for (const value of ["BTC-ETH", "KRW-BTC, usdt-xrp", "KRW-BTC,BTC-ETH,USDT-XRP,BTC-ETH"]) {
+    const err = problemsOf({ MARKETS: value });
+    assert.equal(err.problems.length, 1, value);
+    assert.equal(err.problems[0]!.name, "MARKETS");
+    assert.match(err.problems[0]!.problem, /must list KRW markets only/, value);
+  }
+  assert.match(problemsOf({ MARKETS: "BTC-ETH" }).message, /BTC-ETH is not quoted in KRW/);
+  assert.match(problemsOf({ MARKETS: "KRW-BTC, usdt-xrp" }).message, /USDT-XRP is not quoted/);
+  assert.match(
+    problemsOf({ MARKETS: "KRW-BTC,BTC-ETH,USDT-XRP,BTC-ETH" }).message,
+    /BTC-ETH, USDT-XRP are not quoted in KRW/,
+  );
+  assert.deepEqual(parseConfig({ MARKETS: "krw-eth,KRW-1INCH" }).MARKETS, ["KRW-ETH", "KRW-1INCH"]);
+});
+
 Deno.test("parseConfig() gives conservative risk limits", () => {
   const c = parseConfig({});
   assert.equal(c.RISK_MAX_ORDER_KRW, 50000);
