@@ -36,6 +36,8 @@ export interface FeedOptions {
   ws?: Partial<ConstructorParameters<typeof UpbitPublicWs>[0]>;
   /** Sees every trade received (stream and backfills) before aggregation: the trade recorder. */
   onTrades?: (trades: readonly Trade[]) => void;
+  /** The wall clock, epoch ms (tests). @default {Date.now} */
+  now?: () => number;
 }
 
 /** Counters for status and metrics. */
@@ -49,6 +51,11 @@ export interface FeedStats {
    * restart already wrote final. Not lost trades, so not in `lateDropped`.
    */
   lateSnapshots: number;
+  /**
+   * Trades stamped more than a minute ahead of the wall clock: rejected, so that one bad
+   * timestamp cannot move the shared watermark into the future and make every later trade late.
+   */
+  futureRejected: number;
   duplicates: number;
   writeErrors: number;
   startBackfilled: number;
@@ -60,6 +67,7 @@ export interface FeedStats {
 /** Trades in, bars out. */
 export class Feed {
   #options: FeedOptions;
+  #now: () => number;
   #agg: BarAggregator;
   #ws: UpbitPublicWs | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -74,6 +82,7 @@ export class Feed {
     barsFinal: 0,
     lateDropped: 0,
     lateSnapshots: 0,
+    futureRejected: 0,
     duplicates: 0,
     writeErrors: 0,
     startBackfilled: 0,
@@ -83,6 +92,7 @@ export class Feed {
 
   constructor(options: FeedOptions) {
     this.#options = options;
+    this.#now = options.now ?? Date.now;
     this.#agg = new BarAggregator({ allowedLatenessMs: options.allowedLatenessMs ?? 2000 });
   }
 
@@ -132,13 +142,20 @@ export class Feed {
   ingest(trades: Trade[]): void {
     this.#stats.trades += trades.length;
     this.#options.onTrades?.(trades);
-    this.#collect(this.#agg.ingest(trades));
+    // The clock arms the aggregator's guard against future-dated trades (`maxFutureMs`).
+    this.#collect(this.#agg.ingest(trades, this.#now()));
   }
 
   #collect(batch: BarBatch): void {
     this.#stats.duplicates += batch.duplicates;
     const late = batch.late.filter((t) => !isSnapshot(t));
     this.#stats.lateSnapshots += batch.late.length - late.length;
+    if (batch.future.length > 0) {
+      this.#stats.futureRejected += batch.future.length;
+      this.#options.log.warn(`Rejected ${batch.future.length} trades stamped in the future`, {
+        first: batch.future[0],
+      });
+    }
     if (late.length > 0) {
       this.#stats.lateDropped += late.length;
       this.#options.log.warn(`Dropped ${late.length} trades later than the watermark`, {
