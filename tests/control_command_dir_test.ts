@@ -172,6 +172,86 @@ dbTest("ControlDirWatcher never applies an acknowledged command twice", async (d
   assert.equal(row?.n, 1);
 });
 
+/** Makes every rename into `dir` fail as on a full disk until disposed. */
+function failRenamesInto(dir: string) {
+  const rename = Deno.rename;
+  Deno.rename = (from, to) =>
+    String(to).startsWith(dir)
+      ? Promise.reject(new Error("No space left on device (os error 28)"))
+      : rename(from, to);
+  return {
+    [Symbol.dispose]() {
+      Deno.rename = rename;
+    },
+  };
+}
+
+dbTest(
+  "ControlDirWatcher applies a command once when its acknowledgement cannot be written",
+  async (db) => {
+    await using t = await tempControl();
+    const resume = newControlCommand({ action: "resume", scope: "global" });
+    await enqueueControlCommand(t.layout, resume);
+    const watcher = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+    // As the poll loop does: a pass that fails is logged and the next one comes.
+    const pass = () => watcher.processInbox().catch((err: Error) => err);
+    let first;
+    {
+      using _full = failRenamesInto(t.layout.acks);
+      first = await pass();
+      // A safety halt stored after the resume was applied: later polls must not lift it.
+      await haltEntries(db.sql, { scope: "global", reason: "identifier conflict", by: "executor" });
+      await pass();
+      await pass();
+      assert.match(
+        (await entryHaltReason(db.sql, "KRW-BTC"))!,
+        /by executor .+identifier conflict/,
+      );
+      assert.deepEqual(
+        (await tradingStateHistory(db.sql)).reverse().map((h) => [h.action, h.by]),
+        [["resume", "cli"], ["halt", "executor"]],
+      );
+      assert.equal(first, 1);
+      assert.equal(await pass(), 0);
+      assert.equal((await queuedControlCommands(t.layout)).length, 1, "kept to acknowledge");
+      const pending = t.lines.filter((l) => l.includes("its acknowledgement could not be written"));
+      assert.equal(pending.length, 1, t.lines.join("\n"));
+      assert.equal(t.lines.filter((l) => l.includes("Entries resumed")).length, 1);
+    }
+    // Once the acknowledgement can be written, the tool gets the one of the resume it applied.
+    assert.equal(await pass(), 0);
+    assert.deepEqual(await queuedControlCommands(t.layout), []);
+    const ack = await waitForControlAck(t.layout, resume.id, { timeoutMs: 0 });
+    assert.equal(ack?.ok, true);
+    assert.match(ack!.message, /^Entries resumed on every market/);
+    assert.match((await entryHaltReason(db.sql, "KRW-BTC"))!, /by executor/);
+    assert.ok(t.lines.some((l) => l.includes("acknowledged at last")), t.lines.join("\n"));
+  },
+);
+
+dbTest(
+  "ControlDirWatcher never applies again a command whose acknowledgement was already read",
+  async (db) => {
+    await using t = await tempControl();
+    const command = newControlCommand({ action: "flatten", reason: "once" });
+    await enqueueControlCommand(t.layout, command);
+    const watcher = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+    assert.equal(await watcher.processInbox(), 1);
+    const first = await waitForControlAck(t.layout, command.id, { timeoutMs: 0 });
+    // As after a crash after the commit, before the delete, the tool having read the acknowledgement.
+    await enqueueControlCommand(t.layout, command);
+    const restarted = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+    assert.equal(await restarted.processInbox(), 0);
+    assert.deepEqual(await queuedControlCommands(t.layout), []);
+    const [row] = await db.sql`select count(*)::int as n from flatten_requests`;
+    assert.equal(row?.n, 1);
+    // Acknowledged again with what was stored when it was applied.
+    const again = await waitForControlAck(t.layout, command.id, { timeoutMs: 0 });
+    assert.deepEqual(again, first);
+    assert.ok(t.lines.some((l) => l.includes("already applied; acknowledged again")));
+  },
+);
+
 dbTest("ControlDirWatcher keeps a command the database refuses and retries it", async (db) => {
   await using t = await tempControl();
   const first = newControlCommand({ action: "halt", scope: "KRW-BTC", reason: "first" });

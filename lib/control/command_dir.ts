@@ -11,7 +11,10 @@
  *
  * Commands are applied in the order they were written (file names start with the time). One that
  * the database refuses stays in the inbox and is retried on the next poll; later ones wait behind
- * it. A file that is not a valid command is moved to `DATA_DIR/control/rejected/` with an error
+ * it. A command is applied at most once: its id is stored in `applied_control_commands` in the
+ * same transaction as its effect, and a command whose id is stored is only acknowledged again (an
+ * acknowledgement that could not be written is retried every poll, logged once; upbot stopped
+ * before deleting the file). A file that is not a valid command is moved to `DATA_DIR/control/rejected/` with an error
  * logged (and an acknowledgement saying why, when it has an id). A command written while no upbot
  * runs stays queued and is applied when upbot next starts, before any actor starts.
  */
@@ -19,8 +22,8 @@ import { join } from "node:path";
 import type { Sql } from "../db/connect.ts";
 import { createLogger, type Logger } from "../log.ts";
 import {
-  ackStates,
-  applyControlCommand,
+  applyControlCommandOnce,
+  type CommandRecord,
   ControlAck,
   ControlCommand,
   type ControlOutcome,
@@ -197,6 +200,11 @@ export class ControlDirWatcher {
   #lock: Deno.FsFile | undefined;
   /** Files whose apply failed, logged once each (they are retried every poll). */
   #failing = new Set<string>();
+  /**
+   * Files of applied commands whose acknowledgement could not be written, logged once each: the
+   * acknowledgement is written again every poll (the command is never applied again).
+   */
+  #ackPending = new Set<string>();
 
   constructor(options: ControlDirWatcherOptions) {
     this.#options = options;
@@ -311,15 +319,18 @@ export class ControlDirWatcher {
     }
     const command = parsed.data;
     const ackPath = join(layout.acks, `${command.id}.json`);
-    if (await exists(ackPath)) {
+    if (await isFile(ackPath)) {
       // Applied before a crash, or a copy of an applied command: never apply twice.
       await Deno.remove(path).catch(() => {});
+      this.#ackPending.delete(name);
       this.#log.warn("control command already acknowledged; file removed", { file: name });
       return "skipped";
     }
-    let outcome: ControlOutcome;
+    let record: CommandRecord;
     try {
-      outcome = await applyControlCommand(this.#options.sql, command, "cli");
+      // The command's id is stored with its effect: whatever happens to the files below, it is
+      // never applied again.
+      record = await applyControlCommandOnce(this.#options.sql, command, "cli");
     } catch (err) {
       if (!this.#failing.has(name)) {
         this.#failing.add(name);
@@ -332,16 +343,25 @@ export class ControlDirWatcher {
       return "retry";
     }
     this.#failing.delete(name);
-    const ack: ControlAck = {
-      id: command.id,
-      ok: true,
-      message: outcome.message,
-      applied_at: new Date().toISOString(),
-      flatten_id: outcome.flattenId,
-      states: ackStates(outcome.states),
-    };
-    await writeAtomically(ackPath, JSON.stringify(ack) + "\n");
-    await Deno.remove(path).catch(() => {});
+    if (record.kind === "already") {
+      // Applied before: its acknowledgement could not be written then, or upbot stopped before
+      // removing the file (the tool may have read the acknowledgement already). Acknowledge again.
+      const wasPending = this.#ackPending.has(name);
+      if (await this.#acknowledge(name, ackPath, record.ack)) {
+        await Deno.remove(path).catch(() => {});
+        if (wasPending) {
+          this.#log.info("control command acknowledged at last; file removed", { file: name });
+        } else {
+          this.#log.warn("control command already applied; acknowledged again, file removed", {
+            file: name,
+            action: command.action,
+          });
+        }
+      }
+      return "skipped";
+    }
+    const { ack, outcome } = record;
+    if (await this.#acknowledge(name, ackPath, ack)) await Deno.remove(path).catch(() => {});
     const fields = {
       action: command.action,
       scope: "scope" in command ? command.scope : "global",
@@ -357,6 +377,28 @@ export class ControlDirWatcher {
       this.#log.error("onApplied callback failed", { error: errorText(err) });
     }
     return "applied";
+  }
+
+  /**
+   * Writes the acknowledgement of an applied command; false (logged once per file) when it cannot
+   * be written: the command stays applied and its file stays in the inbox, to be acknowledged on a
+   * later poll.
+   */
+  async #acknowledge(name: string, ackPath: string, ack: ControlAck): Promise<boolean> {
+    try {
+      await writeAtomically(ackPath, JSON.stringify(ack) + "\n");
+    } catch (err) {
+      if (!this.#ackPending.has(name)) {
+        this.#ackPending.add(name);
+        this.#log.error(
+          "control command applied, but its acknowledgement could not be written; it is not applied again, the acknowledgement is retried",
+          { file: name, error: errorText(err) },
+        );
+      }
+      return false;
+    }
+    this.#ackPending.delete(name);
+    return true;
   }
 
   /** Moves a bad file aside, logs why, and acknowledges it as refused when it names an id. */
@@ -416,10 +458,9 @@ function idOf(raw: unknown): string | null {
   return typeof id === "string" && /^[0-9a-f-]{36}$/i.test(id) ? id : null;
 }
 
-async function exists(path: string): Promise<boolean> {
+async function isFile(path: string): Promise<boolean> {
   try {
-    await Deno.stat(path);
-    return true;
+    return (await Deno.stat(path)).isFile;
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return false;
     throw err;

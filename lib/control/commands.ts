@@ -163,6 +163,61 @@ function stillHalted(command: ControlRequest, states: readonly TradingStateRow[]
     : "";
 }
 
+/** What {@linkcode applyControlCommandOnce} did with one command. */
+export type CommandRecord =
+  /** Applied now: its effect and its id were stored in one transaction. */
+  | { kind: "applied"; ack: ControlAck; outcome: ControlOutcome }
+  /** Its id was stored before (applied or refused then): nothing was done; `ack` is the stored one. */
+  | { kind: "already"; ack: ControlAck };
+
+/**
+ * Applies `command` at most once: its id goes into `applied_control_commands` in the same
+ * transaction as its effect (with the acknowledgement), so a command whose files outlive the
+ * effect (an acknowledgement that could not be written, a crash before the inbox file was removed)
+ * is never applied again; such a command gets back the acknowledgement stored when it was applied.
+ *
+ * @throws {Error} when the database refuses (nothing is stored; the caller keeps the command).
+ */
+export async function applyControlCommandOnce(
+  sql: Sql,
+  command: ControlCommand,
+  by: string,
+): Promise<CommandRecord> {
+  const result = await atomically(sql, async (tx): Promise<CommandRecord | null> => {
+    // Inserted first: a second transaction with the same id waits on this row, then does nothing.
+    const [claimed] = await tx`
+      insert into applied_control_commands (id, action, applied_by)
+      values (${command.id}, ${command.action}, ${by})
+      on conflict (id) do nothing returning id`;
+    if (!claimed) return null;
+    const outcome = await applyControlCommand(tx, command, by);
+    const ack: ControlAck = {
+      id: command.id,
+      ok: true,
+      message: outcome.message,
+      applied_at: new Date().toISOString(),
+      flatten_id: outcome.flattenId,
+      states: ackStates(outcome.states),
+    };
+    await tx`update applied_control_commands set ack = ${tx.json(ack)} where id = ${command.id}`;
+    return { kind: "applied", ack, outcome };
+  });
+  return result ?? { kind: "already", ack: await storedAck(sql, command.id) };
+}
+
+/** The acknowledgement stored with an applied command. */
+async function storedAck(sql: Sql, id: string): Promise<ControlAck> {
+  const [row] = await sql<{ ack: unknown }[]>`
+    select ack from applied_control_commands where id = ${id}`;
+  return ControlAck.parse(typeof row?.ack === "string" ? JSON.parse(row.ack) : row?.ack);
+}
+
+/** Runs `fn` in a transaction, or in a savepoint when `sql` already is one. */
+function atomically<T>(sql: Sql, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  if ("savepoint" in sql) return sql.savepoint((tx) => fn(tx)) as Promise<T>;
+  return sql.begin((tx) => fn(tx)) as Promise<T>;
+}
+
 /** The states of `outcome` as the acknowledgement carries them. */
 export function ackStates(states: readonly TradingStateRow[]): ControlAck["states"] {
   return states.map((s) => ({
