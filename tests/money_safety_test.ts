@@ -28,7 +28,8 @@ import { executorConfig } from "./_live_orders.ts";
 const BTC = "KRW-BTC";
 const ETH = "KRW-ETH";
 
-type Mode = "shadow" | "test" | "live";
+/** `shadow+keys`: shadow mode with Upbit keys set (the executor actor then gives it a client). */
+type Mode = "shadow" | "shadow+keys" | "test" | "live";
 
 /** A simulator, one Upbit client on it, and executors / pollers on one database. */
 async function rig(
@@ -65,7 +66,7 @@ async function rig(
       supervisorHalt?: () => string | null,
       retryBackoff = { baseMs: 20, maxMs: 100 },
     ): Promise<Executor> {
-      const config = executorConfig(sim, mode, extra);
+      const config = executorConfig(sim, mode === "shadow+keys" ? "shadow" : mode, extra);
       const ex = new Executor({
         sql,
         rest: mode === "shadow" ? null : rest,
@@ -195,6 +196,16 @@ async function flatAndSettled(db: TestDatabase, market = BTC): Promise<boolean> 
 async function openPosition(r: Rig, db: TestDatabase, ex: Executor): Promise<void> {
   await enter(db);
   await r.drive(ex, () => entryFilled(db));
+}
+
+/** Like {@linkcode openPosition} when attempts exist already: until the newest entry filled. */
+async function openPosition2(r: Rig, db: TestDatabase, ex: Executor): Promise<void> {
+  const entry = await enter(db);
+  await r.drive(ex, async () => {
+    const [a] = await db.sql<AttemptRow[]>`
+      select * from upbit_order_attempts where paper_trade_id = ${entry}`;
+    return a?.state === "filled" || a?.state === "cancelled";
+  });
 }
 
 /** The CLOSE the closer sent for `market`, which must have filled. */
@@ -371,7 +382,7 @@ dbTest("money: a flatten is not complete while a buy may still fill", async (db)
 });
 
 dbTest(
-  "money: a live buy that fills after a switch to test mode raises the unmanaged-positions alarm",
+  "money: a live buy that fills after a switch to test mode is still sold, by the live closer, once its paper exit comes",
   async (db) => {
     await using r = await rig(db);
     const live = await r.executor("live");
@@ -379,13 +390,76 @@ dbTest(
     await live.runOnce(); // sent and open at Upbit; its fill is not in the ledger yet
     assert.equal((await rows(db))[0]?.state, "open");
     const test = await r.executor("test");
-    assert.deepEqual(await activeAlarms(db.sql), [], "nothing held at the switch");
+    assert.ok(r.lines.some((l) => l.includes("Live closer started beside the test executor")));
     await r.poller().pollOnce();
-    assert.notEqual(await openVolume(db), "0", "the fill came in after the switch");
-    await test.runOnce();
-    const alarm = (await activeAlarms(db.sql)).find((a) => a.code === "live_positions_unmanaged");
-    assert.ok(alarm, "the position nothing will sell in test mode is reported");
-    assert.match(alarm.message, /KRW-BTC/);
+    const bought = await openVolume(db);
+    assert.notEqual(bought, "0", "the fill came in after the switch");
+    await runPasses(test, 2);
+    assert.equal(await openVolume(db), bought, "held while the paper position is open");
+    await exit(db);
+    await r.drive(test, () => flatAndSettled(db));
+    const close = await filledClose(db);
+    assert.equal(close.mode, "live", "a real sell, not a test order");
+    assert.equal(Number(close.executed_volume), Number(bought));
+    assert.equal(await r.balance("BTC"), "0");
+    const paperExit = (await rows(db)).find((a) => a.action === "EXIT_LONG");
+    assert.equal(paperExit?.mode, "test", "the paper exit itself was a test order");
+    assert.ok(
+      !(await activeAlarms(db.sql)).some((a) => a.code === "live_positions_unmanaged"),
+      "managed: no alarm",
+    );
+  },
+);
+
+dbTest(
+  "money: live -> shadow with keys: the position is sold after its paper exit, a live entry left pending is never sent, a flatten completes",
+  async (db) => {
+    await using r = await rig(db);
+    const live = await r.executor("live");
+    await openPosition(r, db, live);
+    const bought = (await rows(db))[0]!.executed_volume!;
+    // A live entry on ETH written and not sent when the mode changed (a crash, a ban).
+    const inst = await installationId(db.sql);
+    const ethPaper = await enter(db, ETH, 5_000_000);
+    const ethId = identifierFor(inst, ethPaper, "ENTER_LONG");
+    await insertAttempt(db.sql, {
+      symbol: ETH,
+      action: "ENTER_LONG",
+      mode: "live",
+      side: "bid",
+      ord_type: "price",
+      price: "10000",
+      volume: null,
+      paper_trade_id: ethPaper,
+      identifier: ethId,
+      state: "pending",
+      request_json: {
+        market: ETH,
+        side: "bid",
+        ord_type: "price",
+        price: "10000",
+        identifier: ethId,
+      },
+    });
+    const shadow = await r.executor("shadow+keys");
+    await runPasses(shadow, 3);
+    const eth = (await rows(db)).find((a) => a.identifier === ethId)!;
+    assert.deepEqual([eth.state, eth.reason], ["skipped", "entries_halted"]);
+    assert.match(eth.error_msg ?? "", /no entry is sent in shadow mode/);
+    assert.equal(r.sim.orders().filter((o) => o.market === ETH).length, 0, "never sent");
+    assert.equal(await r.balance("BTC"), formatDec(dec(bought)), "held: paper position open");
+    await exit(db);
+    await r.drive(shadow, () => flatAndSettled(db));
+    const close = await filledClose(db);
+    assert.equal(Number(close.executed_volume), Number(bought));
+    assert.equal(await r.balance("BTC"), "0");
+    // A flatten in shadow mode (keys set) closes a position whose paper side is still open.
+    const again = await r.executor("live");
+    await openPosition2(r, db, again);
+    const flat = await r.executor("shadow+keys");
+    await requestFlatten(db.sql, { reason: "test", by: "test" });
+    await r.drive(flat, async () => await flatAndSettled(db) && !(await pendingFlatten(db.sql)));
+    assert.equal(await r.balance("BTC"), "0");
   },
 );
 

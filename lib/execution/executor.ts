@@ -22,6 +22,7 @@ import {
   type AttemptPatch,
   type AttemptRow,
   exchangeAttemptsSince,
+  hasLiveAttempts,
   identifiersOf,
   insertAttempt,
   installationId,
@@ -118,6 +119,13 @@ export interface ExecutorOptions {
   /** Backoff of a re-send after a refusal that may pass (429, 418, 5xx, maintenance). */
   retryBackoff?: { baseMs: number; maxMs: number };
   /**
+   * A live executor that only closes: it resolves and re-sends live attempts (an entry is never
+   * sent: it is skipped as halted), runs the position closer and handles no paper trade (the
+   * executor of the mode in force does, and keeps the cursor). Made by a shadow or test executor
+   * with an Upbit client, never by callers (see {@linkcode Executor.start}).
+   */
+  closesOnly?: boolean;
+  /**
    * The risk gate every live order passes right before the wire (`risk_gate.ts`).
    * @default {the settings' defaults, no market warnings}
    */
@@ -161,10 +169,15 @@ export class Executor {
   #closer: PositionClosing | null = null;
   /** The unmanaged live positions last reported (shadow / test mode). */
   #unmanagedReported = "";
+  /**
+   * Shadow / test mode with an Upbit client on a database that has sent live orders: the live
+   * executor that keeps closing what upbot bought (a live position outlives a mode change).
+   */
+  #liveCloser: Executor | null = null;
 
   constructor(options: ExecutorOptions) {
     this.#options = options;
-    this.mode = options.decision.effective;
+    this.mode = options.closesOnly ? "live" : options.decision.effective;
     this.#now = options.now ?? Date.now;
     if (this.mode !== "shadow" && !options.rest) {
       throw new Error(`Cannot create Executor in ${this.mode} mode without an Upbit client`);
@@ -196,8 +209,14 @@ export class Executor {
     return this.#installation;
   }
 
-  /** Logs the start line (every guard condition), loads the cursor and the installation id. */
+  /**
+   * Logs the start line (every guard condition), loads the cursor and the installation id.
+   * Outside live mode, with an Upbit client, on a database that has sent live orders, it also
+   * starts the live closer: what upbot bought live is still sold (paper exits' positions, closes,
+   * a flatten), after a reconciliation, and no entry goes out.
+   */
   async start(): Promise<void> {
+    if (this.#options.closesOnly) return await this.#startClosesOnly();
     const d = this.#options.decision;
     const liveEnabled = d.conditions.find((c) => c.name === "LIVE_TRADING_ENABLED")?.value;
     this.#installation = await installationId(this.#options.sql);
@@ -220,20 +239,45 @@ export class Executor {
         "Executor: SHADOW_ENABLED=false, paper trades are not recorded as attempts",
       );
     }
-    if (this.mode !== "live") await this.#reportUnmanagedPositions();
+    if (this.mode !== "live" && this.#options.rest && await hasLiveAttempts(this.#options.sql)) {
+      this.#liveCloser = new Executor({ ...this.#options, closesOnly: true });
+      await this.#liveCloser.start();
+    } else if (this.mode !== "live") await this.#reportUnmanagedPositions();
     // Live mode manages (closes) every ledger position again.
     else await clearAlarm(this.#options.sql, "live_positions_unmanaged");
     if (this.mode === "live") {
       // Nothing goes out before the database has been compared with the exchange.
       await closeReconciliationGate(this.#options.sql, "live start: reconcile before any order");
     }
-    const stored = await loadActorState<{ lastId: number }>(this.#options.sql, CURSOR_KEY);
-    this.#cursor = stored?.lastId ?? 0;
+    await this.#loadCursor();
     this.#options.log.info(`Executor cursor init: last_id=${this.#cursor}`);
   }
 
+  /** The live closer's start: no paper trade is handled, so only the closing half of start. */
+  async #startClosesOnly(): Promise<void> {
+    const mode = this.#options.decision.effective;
+    this.#installation = await installationId(this.#options.sql);
+    this.#options.log.warn(
+      `Live closer started beside the ${mode} executor: live positions upbot bought are still sold (exits, closes, a flatten); no entry is sent`,
+    );
+    await clearAlarm(this.#options.sql, "live_positions_unmanaged");
+    // As at a live start: nothing is sold before the database has been compared with the exchange
+    // (a restored backup's ledger may hold coins upbot sold since).
+    await closeReconciliationGate(
+      this.#options.sql,
+      `${mode} start: reconcile before closing live positions`,
+    );
+    await this.#loadCursor();
+  }
+
+  async #loadCursor(): Promise<void> {
+    const stored = await loadActorState<{ lastId: number }>(this.#options.sql, CURSOR_KEY);
+    this.#cursor = stored?.lastId ?? 0;
+  }
+
   /**
-   * In shadow / test mode nothing is sent: live positions wait for live mode. Say so loudly, at
+   * In shadow / test mode without an Upbit client nothing is sent: live positions wait for live
+   * mode. Say so loudly, at
    * the start and again on any pass that finds another position: a live order still in flight
    * when the mode changed may fill later (the poller records it), and that position is as
    * unmanaged as the ones held at the start.
@@ -261,12 +305,19 @@ export class Executor {
    */
   async runOnce(): Promise<RunSummary> {
     if (!this.#installation) this.#installation = await installationId(this.#options.sql);
+    // The live closer follows the cursor of the executor in force (exits it has not handled yet
+    // hold their positions).
+    if (this.#options.closesOnly) await this.#loadCursor();
     let more = false;
     const sql = this.#options.sql;
     // The pass's first reads go out together: the gate, the unresolved attempts and the first
     // batch of new paper trades (the cursor moves only in this pass's loop below). A read not
     // used (the pass ends early) is dropped.
-    const firstBatch = settled(paperTradesWithAttemptAfter(sql, this.#cursor, 50));
+    const firstBatch = settled(
+      this.#options.closesOnly
+        ? Promise.resolve([])
+        : paperTradesWithAttemptAfter(sql, this.#cursor, 50),
+    );
     if (this.mode !== "shadow") {
       // During a 418 ban the client refuses every call locally: sending would only burn retries.
       const bannedUntil = this.#options.rest!.rateLimiter.bannedUntil();
@@ -306,7 +357,7 @@ export class Executor {
     let handled = 0;
     let after = this.#cursor;
     const waiting = new Set<string>();
-    for (let first = true;; first = false) {
+    for (let first = true; !this.#options.closesOnly; first = false) {
       const batch = first
         ? await firstBatch.value
         : await paperTradesWithAttemptAfter(sql, after, 50);
@@ -328,7 +379,9 @@ export class Executor {
       }
     }
     if (this.#closer && await this.#closer.closeOnce()) more = true;
-    if (this.mode !== "live") await this.#reportUnmanagedPositions();
+    if (this.#liveCloser) {
+      if ((await this.#liveCloser.runOnce()).more) more = true;
+    } else if (this.mode !== "live") await this.#reportUnmanagedPositions();
     return { handled, more: more || waiting.size > 0 };
   }
 
@@ -362,6 +415,9 @@ export class Executor {
 
   /** Why a new entry on `market` must not be sent now, or null. */
   async #entryHalt(market: string): Promise<string | null> {
+    if (this.#options.closesOnly) {
+      return `no entry is sent in ${this.#options.decision.effective} mode (live positions are only closed)`;
+    }
     const supervisor = this.#options.supervisorHalt?.() ?? null;
     if (supervisor) return supervisor;
     return await entryHaltReason(this.#options.sql, market);

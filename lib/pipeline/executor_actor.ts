@@ -3,7 +3,8 @@
  * `lib/execution/executor.ts`). `wake` messages only hurry it: it follows `paper_trades` with a
  * durable cursor, so a restart resumes exactly where it stopped. A halt (the supervisor's, or one
  * stored in the database by `deno task halt`) stops new entries only: exits, retries of exits,
- * resolution of unknown orders and closes go on (reduce-only).
+ * resolution of unknown orders and closes go on (reduce-only). So does a switch to shadow or test
+ * mode with keys: what upbot bought live is still sold (the executor's live closer).
  *
  * The worker entry is `actors/executor.ts`; this module holds the actor's definition.
  */
@@ -36,7 +37,9 @@ export function executorActor(): UpbotActorDefinition<typeof ExecutorConfig> {
         UPBIT_SECRET_KEY: c.secretKey,
       });
       const restStats = new RestCallStats();
-      if (decision.effective !== "shadow") {
+      // Shadow mode with keys has a client too: live positions bought before a switch to shadow
+      // are still closed (the executor's live closer); nothing else is sent in shadow mode.
+      if (decision.effective !== "shadow" || (c.accessKey && c.secretKey)) {
         rest = keyedUpbitRest("executor", c, ctx.log, restStats);
       }
       const executor = new Executor({

@@ -422,6 +422,13 @@ export async function insertSnapshot(sql: Sql, s: OrderSnapshot): Promise<void> 
     on conflict (uuid, ts) do nothing`;
 }
 
+/** Whether upbot ever wrote a live attempt on this database (it may own coins on the exchange). */
+export async function hasLiveAttempts(sql: Sql): Promise<boolean> {
+  const [row] = await sql<{ found: boolean }[]>`
+    select exists (select 1 from upbit_order_attempts where mode = 'live') as found`;
+  return row!.found;
+}
+
 /**
  * Live entries that bought something and have no live exit attempt yet: positions upbot opened
  * on the exchange that only a live executor will close.
