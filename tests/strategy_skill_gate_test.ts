@@ -137,7 +137,8 @@ Deno.test("EvaluatorCore: a closed gate refuses entries the same core takes with
   assert.ok(steps.every((s) => s.prediction!.skill.open === false));
   assert.ok(steps.at(-1)!.prediction!.skill.scored > 0, "labels were scored meanwhile");
 
-  // A position taken over from the database is closed while the gate is shut.
+  // A position taken over from the database is closed while the gate is shut: by its barriers or
+  // the horizon, never on the EV of a model without skill (EV_BAD).
   const entry = bars[0]!;
   const { core } = EvaluatorCore.restore(options(), null, {
     market: MARKET,
@@ -149,6 +150,7 @@ Deno.test("EvaluatorCore: a closed gate refuses entries the same core takes with
   const exits = bars.flatMap((b) => core.onBar(b).paperEvents);
   assert.equal(exits.length, 1);
   assert.equal(exits[0]!.action, "EXIT_LONG");
+  assert.notEqual(exits[0]!.action === "EXIT_LONG" && exits[0]!.reason, "EV_BAD");
 });
 
 Deno.test("EvaluatorCore: the gate's state is in the snapshot; a restart reproduces exactly", () => {

@@ -5,7 +5,8 @@
  * were stored when their bar was predicted; (2) features at this bar and a prediction from the
  * updated model; (3) the paper policy steps with this bar and its EV, entries allowed only while
  * the skill gate is open (`skill_gate.ts`: the model has beaten the base rate on the labels that
- * matured; the same labels score it in step 1). Everything is deterministic,
+ * matured; the same labels score it in step 1), and `EV_BAD` exits only while the gate is open
+ * and the model has learned from a label (SL/TP/TIMEOUT always apply). Everything is deterministic,
  * so replaying the same bars from the same snapshot gives the same labels, predictions and events.
  *
  * Restart: {@linkcode EvaluatorCore.snapshot} is plain JSON for the actor to persist;
@@ -229,7 +230,15 @@ export class EvaluatorCore {
       trainedCount,
       skill,
     };
-    return { labels, prediction, paperEvents: this.#policy.onBar(bar, ev, skill.open) };
+    // EV_BAD only on an EV worth acting on: after a model reset (changed barriers, a lost or
+    // unreadable snapshot) the untrained EV is below the default exit threshold whatever the
+    // price does, and would close every open position at once. SL/TP/TIMEOUT still apply.
+    const evExitAllowed = skill.open && trainedCount > 0;
+    return {
+      labels,
+      prediction,
+      paperEvents: this.#policy.onBar(bar, ev, skill.open, evExitAllowed),
+    };
   }
 
   /** Everything needed to resume, as plain JSON. */

@@ -12,7 +12,8 @@
  * Paper position, per market: FLAT → LONG on `ENTER_LONG` when EV > entry threshold (at the bar's
  * close); LONG → FLAT on `EXIT_LONG` with the first reason that holds, in this order:
  * `SL` (low ≤ entry·(1−sl)), `TP` (high ≥ entry·(1+tp)), `TIMEOUT` (held ≥ horizon), `EV_BAD`
- * (EV < exit threshold). SL is checked before TP: when one bar reaches both, the order inside the
+ * (EV < exit threshold, only while the EV is trusted: the skill gate is open and the model has
+ * learned from at least one label; an untrained model's EV is a prior, not news). SL is checked before TP: when one bar reaches both, the order inside the
  * bar is unknown and the loss is the conservative assumption (as in the labels). At most one
  * action per bar, so a position exited on a bar is not re-entered on the same bar.
  */
@@ -325,14 +326,21 @@ export class PaperPolicy {
   /**
    * Steps the state machine on a final bar of this market. `ev` is the EV (percent) predicted at
    * this bar's close, or null when there is none (then no entry and no `EV_BAD`). `entryAllowed`
-   * false (the skill gate is closed) refuses an entry; exits are never blocked. Returns at most
-   * one event.
+   * false (the skill gate is closed) refuses an entry. `evExitAllowed` false (the EV is not to be
+   * trusted: the gate is closed or the model has learned nothing, e.g. just after a reset) refuses
+   * an `EV_BAD` exit, since an untrained model's EV is below the default exit threshold whatever
+   * the price does; `SL`, `TP` and `TIMEOUT` are never blocked. Returns at most one event.
    */
-  onBar(bar: Bar, ev: number | null, entryAllowed = true): PaperEvent[] {
+  onBar(
+    bar: Bar,
+    ev: number | null,
+    entryAllowed = true,
+    evExitAllowed = entryAllowed,
+  ): PaperEvent[] {
     const pos = this.#position;
     if (pos) {
       if (bar.ts <= pos.entryTs) return [];
-      const exit = this.#exitFor(pos, bar, ev);
+      const exit = this.#exitFor(pos, bar, evExitAllowed ? ev : null);
       if (!exit) return [];
       const fee = exit.price * pos.qty * FEE_RATE;
       const event: PaperExit = {

@@ -10,7 +10,8 @@
  * A model that does not beat the base rate has no information beyond the label frequencies, so its
  * EV is noise plus overconfidence: trading on it pays fees and spread for nothing.
  *
- * The gate only says whether an entry may be taken; exits are never blocked. Everything is plain
+ * The gate says whether an entry may be taken, and whether EV may close a position (`EV_BAD`);
+ * SL, TP and TIMEOUT exits are never blocked. Everything is plain
  * JSON ({@linkcode SkillGate.snapshot}) and deterministic, so a restart resumes it exactly.
  */
 import { z } from "zod";
