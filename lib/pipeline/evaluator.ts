@@ -5,11 +5,19 @@
  * Bars are read from the database (the feed's message only wakes this), and each batch's labels,
  * predictions, paper trades and the evaluator's own snapshot commit in one transaction: after a
  * crash the evaluator resumes from its last snapshot and, being deterministic, produces exactly
- * what the lost batch would have.
+ * what the lost batch would have. Without a usable snapshot (lost, unreadable) it rebuilds its
+ * state from the last `warmupMs` of bars, but bars up to the newest prediction or paper trade of
+ * the market were evaluated before: they emit no paper trade again (the executor would send those
+ * orders a second time), and the paper position is the one in `paper_trades`.
  */
 import type { Client, Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
-import { EvaluatorCore, type EvaluatorCoreOptions, stepBars } from "../strategy/evaluator_core.ts";
+import {
+  EvaluatorCore,
+  type EvaluatorCoreOptions,
+  type PaperHistory,
+  stepBars,
+} from "../strategy/evaluator_core.ts";
 import type { MaturedLabel } from "../strategy/labels.ts";
 import { formatPaperTrade } from "../strategy/paper_log.ts";
 import type { StrategyParams } from "../strategy/policy.ts";
@@ -31,7 +39,11 @@ export interface EvaluatorOptions {
   onPaperTrades?: () => void;
   /** Bars per transaction. @default {500} */
   batchBars?: number;
-  /** A fresh evaluator (no snapshot) starts this far before the newest final bar. @default {600000} */
+  /**
+   * A fresh evaluator (no usable snapshot) starts this far before the newest final bar; bars
+   * evaluated before (up to the newest prediction or paper trade of the market) only rebuild its
+   * state, without paper trades. @default {600000}
+   */
   warmupMs?: number;
 }
 
@@ -54,13 +66,20 @@ export class Evaluator {
   #startAfter = new Map<string, number>();
   /** The skill gate's state last logged, per market. */
   #gateOpen = new Map<string, boolean>();
+  /** What the database says was evaluated already, per market (read at start). */
+  #history = new Map<string, PaperHistory>();
 
   constructor(options: EvaluatorOptions) {
     this.#options = options;
   }
 
   #coreOptions(market: string): EvaluatorCoreOptions {
-    return { market, params: this.#options.params, krwAmount: this.#options.krwAmount };
+    return {
+      market,
+      params: this.#options.params,
+      krwAmount: this.#options.krwAmount,
+      history: this.#history.get(market),
+    };
   }
 
   /** Restores every market's state (snapshot + open position from `paper_trades`). */
@@ -73,6 +92,10 @@ export class Evaluator {
     for (const market of this.#options.markets) {
       const snapshot = await loadActorState<unknown>(this.#options.sql, stateKey(market));
       const position = await openPosition(this.#options.sql, market);
+      // Read on every start: a snapshot lost or unreadable (or older than the rows) must not
+      // make the bars evaluated before emit their paper trades again.
+      const history = await paperHistory(this.#options.sql, market);
+      this.#history.set(market, history);
       const { core, notes } = EvaluatorCore.restore(this.#coreOptions(market), snapshot, position);
       for (const note of notes) this.#options.log.info(`Evaluator ${market}: ${note}`);
       if (position) {
@@ -86,10 +109,17 @@ export class Evaluator {
         const [row] = await this.#options.sql<{ ts: Date | null }[]>`
           select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
         const newest = row?.ts?.getTime();
-        this.#startAfter.set(
-          market,
-          newest === undefined ? 0 : newest - (this.#options.warmupMs ?? 600_000),
-        );
+        const startAfter = newest === undefined ? 0 : newest - (this.#options.warmupMs ?? 600_000);
+        this.#startAfter.set(market, startAfter);
+        if (history.evaluatedThroughTs !== null && history.evaluatedThroughTs > startAfter) {
+          this.#options.log.info(
+            `Evaluator ${market}: bars up to the newest already evaluated rebuild the state without paper trades`,
+            {
+              from: new Date(startAfter).toISOString(),
+              evaluated_through: new Date(history.evaluatedThroughTs).toISOString(),
+            },
+          );
+        }
       }
     }
   }
@@ -158,6 +188,25 @@ export class Evaluator {
       );
     }
   }
+}
+
+/** The newest bar already evaluated for `market`, and its newest exit, from the tables. */
+async function paperHistory(sql: Client, market: string): Promise<PaperHistory> {
+  const [row] = await sql<
+    { predicted: Date | null; traded: Date | null; exited: Date | null }[]
+  >`
+    select (select max(ts) from predictions where symbol = ${market}) as predicted,
+           (select max(ts) from paper_trades where symbol = ${market}) as traded,
+           (select max(ts) from paper_trades
+            where symbol = ${market} and action = 'EXIT_LONG') as exited`;
+  const predicted = row?.predicted?.getTime() ?? null;
+  const traded = row?.traded?.getTime() ?? null;
+  return {
+    evaluatedThroughTs: predicted === null && traded === null
+      ? null
+      : Math.max(predicted ?? -Infinity, traded ?? -Infinity),
+    lastExitTs: row?.exited?.getTime() ?? null,
+  };
 }
 
 async function insertLabels(sql: Sql, labels: MaturedLabel[], p: StrategyParams): Promise<void> {

@@ -42,6 +42,24 @@ export interface EvaluatorCoreOptions {
   /** Quote amount of one paper entry (`ORDER_KRW_AMOUNT`). */
   krwAmount: number;
   model?: ModelOptions;
+  /** What the database says was already evaluated for this market (none: a first run). */
+  history?: PaperHistory;
+}
+
+/**
+ * What was already evaluated for a market, from the database. A restart without a usable snapshot
+ * replays bars that were evaluated before (to rebuild features, labels and the model): their paper
+ * trades are already written, and writing them again would send the same orders twice.
+ */
+export interface PaperHistory {
+  /**
+   * `ts` of the newest bar already evaluated (the newest prediction or paper trade), or null. On
+   * bars up to it the paper policy does not step: no paper trade is emitted and the position stays
+   * the one taken from `paper_trades`.
+   */
+  evaluatedThroughTs: number | null;
+  /** `ts` of the newest `EXIT_LONG`, or null: its cooldown holds when the snapshot is lost. */
+  lastExitTs: number | null;
 }
 
 /** The prediction made at a bar's close (a row of the predictions table). */
@@ -165,11 +183,14 @@ export class EvaluatorCore {
   #gate: SkillGate;
   #pendingFeatures = new Map<number, number[]>();
   #lastTs: number | null = null;
+  /** Bars up to this ts were evaluated before (see {@linkcode PaperHistory}). */
+  #evaluatedThroughTs: number | null;
 
   constructor(options: EvaluatorCoreOptions) {
     this.market = options.market;
     this.params = { ...options.params };
     this.krwAmount = options.krwAmount;
+    this.#evaluatedThroughTs = options.history?.evaluatedThroughTs ?? null;
     this.#labeler = new TripleBarrierLabeler(this.market, this.params);
     this.#features = new FeatureExtractor();
     this.#model = new OnlineBarrierModel(FEATURE_NAMES, options.model);
@@ -234,10 +255,13 @@ export class EvaluatorCore {
     // unreadable snapshot) the untrained EV is below the default exit threshold whatever the
     // price does, and would close every open position at once. SL/TP/TIMEOUT still apply.
     const evExitAllowed = skill.open && trainedCount > 0;
+    // A bar evaluated before (a replay after a lost snapshot) only rebuilds state: its paper
+    // trades are in the database already, and the position is the one taken from there.
+    const replayed = this.#evaluatedThroughTs !== null && bar.ts <= this.#evaluatedThroughTs;
     return {
       labels,
       prediction,
-      paperEvents: this.#policy.onBar(bar, ev, skill.open, evExitAllowed),
+      paperEvents: replayed ? [] : this.#policy.onBar(bar, ev, skill.open, evExitAllowed),
     };
   }
 
@@ -268,6 +292,9 @@ export class EvaluatorCore {
    *   and gate setting changes keep everything (the scores do not depend on them).
    * - `position` is the open paper position from the database (null: flat). It replaces the
    *   snapshot's position.
+   * - `options.history`: bars up to its `evaluatedThroughTs` do not step the paper policy (see
+   *   {@linkcode PaperHistory}); without a usable snapshot the cooldown restarts from its
+   *   `lastExitTs`.
    *
    * @throws {RangeError} when `position` belongs to another market.
    */
@@ -284,6 +311,7 @@ export class EvaluatorCore {
     const core = new EvaluatorCore(options);
     const notes: string[] = [];
     let noEntryBeforeTs: number | null = null;
+    let restored = false;
     const parsed = snapshot === null || snapshot === undefined
       ? null
       : EvaluatorSnapshotSchema.safeParse(snapshot);
@@ -295,6 +323,7 @@ export class EvaluatorCore {
       notes.push(`snapshot is of ${parsed.data.market}: starting fresh`);
     } else {
       const s = parsed.data;
+      restored = true;
       core.#lastTs = s.lastTs;
       core.#features = new FeatureExtractor(s.features);
       if (s.spread) core.#spread = new SpreadEstimator(s.spread);
@@ -329,6 +358,11 @@ export class EvaluatorCore {
           }) replaces the snapshot's (${had ? "LONG" : "FLAT"})`,
         );
       }
+    }
+    const lastExitTs = options.history?.lastExitTs ?? null;
+    if (!restored && lastExitTs !== null) {
+      // No usable snapshot: the cooldown after the last exit in the database still holds.
+      noEntryBeforeTs = lastExitTs + Math.max(1, core.params.cooldownSec) * 1000;
     }
     core.#policy = new PaperPolicy(core.market, core.params, { krwAmount: core.krwAmount }, {
       position: position ? { ...position } : null,
