@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { createLogger, setLogSink } from "../lib/log.ts";
 import { Feed, type FeedOptions } from "../lib/pipeline/feed.ts";
 import type { Bar } from "../lib/strategy/bars.ts";
+import { upsertBars } from "../lib/store/market_1s.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
 import { dbTest, type TestDatabase } from "./_db.ts";
@@ -27,7 +28,29 @@ async function until(
   }
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const secondOf = (ms: number) => Math.floor(ms / 1000) * 1000;
+
+/** A final bar of each market at `ts`, as a run before a restart left them. */
+async function storeFinalBars(db: TestDatabase, markets: string[], ts: number): Promise<void> {
+  await upsertBars(
+    db.sql,
+    markets.map((market) => ({
+      market,
+      ts,
+      open: PRICE[market] ?? 10_000,
+      high: PRICE[market] ?? 10_000,
+      low: PRICE[market] ?? 10_000,
+      close: PRICE[market] ?? 10_000,
+      volume: 0.01,
+      quoteVolume: (PRICE[market] ?? 10_000) * 0.01,
+      tradeCount: 1,
+      buyVolume: 0.01,
+      sellVolume: 0,
+    })),
+    true,
+  );
+}
 
 /** A simulator making no trades of its own, a REST client on it, and feeds on `db` for it. */
 async function rig(db: TestDatabase, markets: string[], sim: Partial<SimulatorOptions> = {}) {
@@ -62,6 +85,27 @@ async function rig(db: TestDatabase, markets: string[], sim: Partial<SimulatorOp
       });
       feeds.push(feed);
       return feed;
+    },
+    /**
+     * Prints a trade of every market 4.5 s after `afterMs` (moving the watermark past every second
+     * up to `afterMs`), then waits until each market's final bars of `[from, afterMs]` hold the
+     * trades `expected` gives.
+     */
+    async expectFinal(
+      feed: Feed,
+      from: number,
+      afterMs: number,
+      expected: Record<string, number>,
+    ): Promise<void> {
+      for (const m of markets) this.trade(m, afterMs + 4500);
+      const to = secondOf(afterMs) + 1000;
+      const got: Record<string, number> = {};
+      await until(async () => {
+        for (const m of markets) got[m] = await this.finalTrades(m, from, to);
+        return markets.every((m) => got[m] === expected[m]);
+      }, () =>
+        `final trades ${JSON.stringify(got)}, expected ${JSON.stringify(expected)}, ` +
+        JSON.stringify(feed.stats()));
     },
     /** Trades in final bars of `market` in `[from, to)`. */
     async finalTrades(market: string, from: number, to: number): Promise<number> {
@@ -106,3 +150,137 @@ dbTest("feed: a trade stamped an hour ahead is rejected; later trades are not la
     await r.close();
   }
 });
+
+dbTest(
+  "feed: a restart with several busy markets loses none of their live trades held meanwhile",
+  async (db) => {
+    const markets = [BTC, ETH, "KRW-XRP"];
+    const r = await rig(db, markets);
+    let live: ReturnType<typeof setInterval> | undefined;
+    try {
+      // The run before wrote second `last` final everywhere and stopped; 600 trades per market
+      // since (two pages each), and every REST answer takes a second: catching up one market
+      // after another took seconds, and the last market's trades moved the shared watermark past
+      // the first market's live trades of those seconds, held back meanwhile.
+      const last = secondOf(Date.now()) - 30_000;
+      await storeFinalBars(db, markets, last);
+      const printed: Record<string, number[]> = Object.fromEntries(markets.map((m) => [m, []]));
+      for (let i = 0; i < 600; i++) {
+        for (const m of markets) printed[m]!.push(r.trade(m, last + 1000 + i * 40).timestampMs);
+      }
+      r.sim.setFaults({ latency_ms: 1000 });
+      live = setInterval(() => {
+        for (const m of markets) printed[m]!.push(r.trade(m).timestampMs);
+      }, 50);
+      const feed = r.feed();
+      await feed.start();
+      await sleep(500);
+      clearInterval(live);
+      r.sim.setFaults({ latency_ms: 0 });
+      const newest = Math.max(...markets.flatMap((m) => printed[m]!));
+      await r.expectFinal(
+        feed,
+        last + 1000,
+        newest,
+        Object.fromEntries(markets.map((m) => [m, printed[m]!.length])),
+      );
+      assert.equal(feed.stats().lateDropped, 0, JSON.stringify(feed.stats()));
+      assert.ok(feed.stats().startBackfilled >= 1800, JSON.stringify(feed.stats()));
+    } finally {
+      clearInterval(live);
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "feed: trades between the start-up catch-up and a late first subscription are caught up",
+  async (db) => {
+    const markets = [BTC, ETH];
+    const r = await rig(db, markets);
+    const sockets: WebSocket[] = [];
+    try {
+      const last = secondOf(Date.now()) - 10_000;
+      await storeFinalBars(db, markets, last);
+      for (const m of markets) r.trade(m, last + 2000);
+      // Five WebSocket connects within a second use up the simulator's websocket-connect budget
+      // (5/s): the feed's first connect is refused (429) and retried 1.5 s later.
+      for (let i = 0; i < 5; i++) {
+        const ws = new WebSocket(r.sim.wsUrl);
+        sockets.push(ws);
+        await new Promise((resolve) => ws.onopen = resolve);
+      }
+      for (const ws of sockets) ws.close();
+      const feed = r.feed({ ws: { reconnect: { baseMs: 1500, maxMs: 1500, jitter: 0 } } });
+      const started = feed.start();
+      await sleep(400);
+      assert.equal(feed.stats().connected, false, "the first connect was refused");
+      // Printed after the catch-up could have run, before the subscription is live.
+      const gap = markets.flatMap((m) => [r.trade(m, undefined, 1), r.trade(m, undefined, 2)]);
+      await started;
+      await until(() => feed.stats().connected, () => "connected");
+      const newest = Math.max(...gap.map((t) => t.timestampMs));
+      await r.expectFinal(feed, last + 1000, newest, { [BTC]: 3, [ETH]: 3 });
+      assert.equal(feed.stats().lateDropped, 0, JSON.stringify(feed.stats()));
+    } finally {
+      for (const ws of sockets) ws.close();
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "feed: a quiet market's trades during a short restart are caught up",
+  async (db) => {
+    const markets = [BTC, ETH];
+    const r = await rig(db, markets);
+    try {
+      // KRW-BTC's last final bar is 5 s old, quiet KRW-ETH's 11 minutes: the feed was down 5 s.
+      const now = Date.now();
+      const last = secondOf(now) - 5000;
+      await storeFinalBars(db, [BTC], last);
+      await storeFinalBars(db, [ETH], secondOf(now) - 11 * 60_000);
+      // During the outage: a 20 % move in KRW-ETH (two trades: the subscription's snapshot
+      // repeats only the newest).
+      r.trade(BTC, now - 3000);
+      r.trade(ETH, now - 3000, 1000);
+      r.trade(ETH, now - 2500, 1000);
+      const feed = r.feed();
+      await feed.start();
+      await r.expectFinal(feed, last + 1000, now - 2500, { [BTC]: 1, [ETH]: 2 });
+      assert.equal(feed.stats().lateDropped, 0, JSON.stringify(feed.stats()));
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "feed: a market without a trade since start has its trades of a WebSocket drop backfilled",
+  async (db) => {
+    const markets = [BTC, ETH];
+    const r = await rig(db, markets);
+    try {
+      const feed = r.feed({ ws: { reconnect: { baseMs: 300, maxMs: 300, jitter: 0 } } });
+      await feed.start();
+      const t0 = Date.now();
+      let btc = 0;
+      await until(() => {
+        if (feed.stats().trades > 0) return true;
+        r.trade(BTC);
+        btc++;
+        return false;
+      }, () => "the feed receives KRW-BTC trades");
+      r.sim.dropWebSockets();
+      await until(() => !feed.stats().connected, () => "the drop");
+      // Printed while disconnected; KRW-ETH has not traded since the feed started.
+      const gap = [r.trade(ETH, undefined, 1), r.trade(ETH, undefined, 2), r.trade(BTC)];
+      await until(() => feed.stats().connected, () => "reconnected");
+      const newest = Math.max(...gap.map((t) => t.timestampMs));
+      await r.expectFinal(feed, secondOf(t0), newest, { [BTC]: btc + 1, [ETH]: 2 });
+      assert.equal(feed.stats().lateDropped, 0, JSON.stringify(feed.stats()));
+    } finally {
+      await r.close();
+    }
+  },
+);

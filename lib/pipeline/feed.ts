@@ -3,10 +3,12 @@
  * final bars reported to the caller (the feed actor publishes them to the evaluator).
  *
  * A bar is final only once the event-time watermark has passed it (see `lib/strategy/bars.ts`),
- * never because the stream stalled. On start the feed backfills over REST from the last final bar
- * in the database, so a restart loses no trade; the WebSocket client backfills gaps after its own
- * reconnects; both page across 00:00 UTC. Trades are deduplicated by the client (`sequential_id`, a
- * bigint kept exact) and again by the aggregator.
+ * never because the stream stalled. On start the feed catches up from the newest final bar in the
+ * database (of any market: up to there the run before saw every market's trades), so a restart
+ * loses no trade: the WebSocket client fetches the catch-up over REST once its first subscription
+ * is live, as it fills gaps after its reconnects, paging across 00:00 UTC, and delivers the fetched
+ * and the held live trades of every market merged in time order. Trades are deduplicated by the
+ * client (`sequential_id`, a bigint kept exact) and again by the aggregator.
  */
 import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
@@ -14,14 +16,13 @@ import { type Bar, BarAggregator, type BarBatch, type Trade } from "../strategy/
 import { upsertBars } from "../store/market_1s.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import { type TradeEvent, UpbitPublicWs } from "../upbit/ws_public.ts";
-import { tradesSince } from "../upbit/trade_backfill.ts";
 
 /** Options of {@linkcode Feed}. */
 export interface FeedOptions {
   sql: Sql;
   markets: readonly string[];
   wsUrl: string;
-  /** Public REST client (no keys needed) for backfill. */
+  /** Public REST client (no keys needed) for the catch-up and gap backfills. */
   rest: UpbitRest;
   log: Logger;
   /** Receives bars as they become final (after they are stored). */
@@ -30,7 +31,10 @@ export interface FeedOptions {
   flushIntervalMs?: number;
   /** Lateness allowed before a second is final. @default {2000} */
   allowedLatenessMs?: number;
-  /** Backfill on start only when the last final bar is at most this old. @default {600000} */
+  /**
+   * Catch up on start only when the newest final bar (of any market: how long the feed was down)
+   * is at most this old; otherwise the feed starts from the time it starts. @default {600000}
+   */
   maxStartBackfillMs?: number;
   /** Options passed to the WebSocket client (tests shorten timings). */
   ws?: Partial<ConstructorParameters<typeof UpbitPublicWs>[0]>;
@@ -58,6 +62,7 @@ export interface FeedStats {
   futureRejected: number;
   duplicates: number;
   writeErrors: number;
+  /** Trades only the start-up catch-up supplied (the stream did not deliver them). */
   startBackfilled: number;
   connected: boolean;
   /** Reconnects of the public WebSocket since start. */
@@ -75,8 +80,8 @@ export class Feed {
   #openBars = new Map<string, Bar>();
   #finalBars: Bar[] = [];
   #flushing: Promise<void> | null = null;
-  /** Live trades held while the start-up backfill runs; null otherwise. */
-  #heldLive: Trade[] | null = null;
+  /** Ends `start`'s wait for the catch-up (stop). */
+  #stopped = Promise.withResolvers<void>();
   #stats: FeedStats = {
     trades: 0,
     barsFinal: 0,
@@ -102,40 +107,73 @@ export class Feed {
   }
 
   /**
-   * Backfills from the last stored final bar, then streams. `signal` (the actor stopping) ends the
-   * backfill early: what was fetched is kept, the rest is not asked for.
+   * Streams, catching up from the newest stored final bar first; resolves once the catch-up is in
+   * (the WebSocket client fetches it when its first subscription is live) or `signal` (the actor
+   * stopping) or `stop` ends the wait. A stop cancels the catch-up: what was fetched is kept.
    */
   async start(signal?: AbortSignal): Promise<void> {
+    const newestFinal = await this.#newestFinalBar();
+    const now = this.#now();
+    // Never beyond the clock: a bar stored ahead of it must not make every live trade late.
+    const resumeMs = newestFinal === null ? null : Math.min(newestFinal + 1000, now);
+    if (resumeMs !== null) {
+      // Up to that second the run before saw every market's trades (one shared watermark) and
+      // wrote them final: a trade of it now (a subscription's snapshot, a live straggler) is late,
+      // never a second version of a bar the evaluator already had.
+      this.#collect(this.#agg.flushBefore(resumeMs));
+    }
+    const maxAge = this.#options.maxStartBackfillMs ?? 600_000;
+    // Down longer than that: start from now (the first subscription's gap is still filled).
+    const sinceMs = newestFinal !== null && resumeMs !== null && now - newestFinal <= maxAge
+      ? resumeMs
+      : now;
+    const caughtUp = Promise.withResolvers<void>();
     this.#ws = new UpbitPublicWs({
       url: this.#options.wsUrl,
       trades: this.#options.markets,
       rest: this.#options.rest,
       logger: this.#options.log,
       batchMs: 20,
+      // Ten minutes of a busy market (the start-up catch-up) take more than the default.
+      backfillMaxPages: 50,
+      sinceMs,
       // A TradeEvent is a Trade (plus its stream type): passed on as it is, not copied.
-      onTrades: (events) => {
-        if (this.#heldLive) { for (const t of events) this.#heldLive.push(t); }
-        else this.ingest(events);
+      onTrades: (events) => this.ingest(events),
+      onCaughtUp: (backfilled) => {
+        this.#stats.startBackfilled = backfilled;
+        this.#options.log.info(
+          `Caught up with ${backfilled} trades since ${new Date(sinceMs).toISOString()}`,
+        );
+        caughtUp.resolve();
       },
       onConnection: (connected) => {
         this.#stats.connected = connected;
       },
       ...this.#options.ws,
     });
-    // Subscribe first so nothing falls between the backfill and the live stream, but hold the
-    // live trades back until the backfill is in: they would move the watermark past the
-    // backfilled seconds and make those trades late. The aggregator drops the overlap as
-    // duplicates.
-    this.#heldLive = [];
     this.#ws.start();
-    try {
-      await this.#backfillFromDatabase(signal);
-    } finally {
-      const held = this.#heldLive;
-      this.#heldLive = null;
-      this.ingest(held);
-    }
     this.#timer = setInterval(() => void this.flush(), this.#options.flushIntervalMs ?? 250);
+    const aborted = Promise.withResolvers<void>();
+    const onAbort = () => aborted.resolve();
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      await Promise.race([caughtUp.promise, aborted.promise, this.#stopped.promise]);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Start (epoch ms) of the newest final bar of any of the feed's markets; null when none. */
+  async #newestFinalBar(): Promise<number | null> {
+    let newest: number | null = null;
+    for (const market of this.#options.markets) {
+      const [row] = await this.#options.sql<{ ts: Date | null }[]>`
+        select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
+      const ts = row?.ts ? row.ts.getTime() : null;
+      if (ts !== null && (newest === null || ts > newest)) newest = ts;
+    }
+    return newest;
   }
 
   /** Adds trades (from the stream or a backfill). */
@@ -203,75 +241,9 @@ export class Feed {
     }
   }
 
-  async #backfillFromDatabase(signal: AbortSignal | undefined): Promise<void> {
-    const maxAge = this.#options.maxStartBackfillMs ?? 600_000;
-    const backfilled: Trade[] = [];
-    for (const market of this.#options.markets) {
-      if (signal?.aborted) break;
-      const [row] = await this.#options.sql<{ ts: Date }[]>`
-        select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
-      const lastFinal = row?.ts ? row.ts.getTime() : null;
-      if (lastFinal === null || Date.now() - lastFinal > maxAge) continue;
-      // A failed request keeps the trades fetched before it (and is logged).
-      const trades = await this.#tradesSince(market, lastFinal + 1000, signal);
-      this.#stats.startBackfilled += trades.length;
-      backfilled.push(...trades);
-      this.#options.log.info(
-        `Backfilled ${trades.length} trades of ${market} since the last final bar`,
-      );
-    }
-    // All markets at once, in time order: the shared watermark must not pass one market's
-    // backfill because another market's came first.
-    backfilled.sort((a, b) => a.timestampMs - b.timestampMs);
-    this.ingest(backfilled);
-  }
-
-  /**
-   * Trades of `market` at or after `sinceMs`, oldest first: pages back with `cursor`, and across
-   * 00:00 UTC with `days_ago`.
-   */
-  async #tradesSince(
-    market: string,
-    sinceMs: number,
-    signal: AbortSignal | undefined,
-  ): Promise<Trade[]> {
-    const { trades, complete, error } = await tradesSince(this.#options.rest, market, sinceMs, {
-      maxPages: 50,
-      signal,
-    });
-    // A stop cuts the paging short: not a failure worth a warning.
-    const stopped = signal?.aborted === true;
-    if (error !== undefined && !stopped) {
-      this.#options.log.warn(`Backfill of ${market} failed; continuing with the live stream`, {
-        error: error instanceof Error ? error.message : String(error),
-        fetched: trades.length,
-      });
-    } else if (!complete && !stopped) {
-      this.#options.log.warn(
-        `Backfill of ${market} stopped at its page limit; older trades are missing`,
-        {
-          since_ms: sinceMs,
-          fetched: trades.length,
-        },
-      );
-    }
-    return trades
-      .map((t): Trade => ({
-        market,
-        price: t.trade_price,
-        volume: t.trade_volume,
-        side: t.ask_bid,
-        timestampMs: t.timestamp,
-        sequentialId: t.sequential_id,
-      }))
-      .sort((a, b) =>
-        a.timestampMs - b.timestampMs ||
-        (a.sequentialId < b.sequentialId ? -1 : a.sequentialId > b.sequentialId ? 1 : 0)
-      );
-  }
-
   /** Stops the stream and writes what is pending (open bars stay not final). */
   async stop(): Promise<void> {
+    this.#stopped.resolve();
     clearInterval(this.#timer);
     await this.#ws?.close();
     await this.flush();

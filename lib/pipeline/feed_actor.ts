@@ -86,9 +86,10 @@ export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
       ctx.log.info(`Feed started (markets=${c.markets.join(",")})`);
       metricsTimer = setInterval(publishMetrics, 1000);
     },
-    // The start-up backfill (REST pages for every market, up to 10 minutes of trades) runs once
-    // the feed is ready, so the actors after it (the executor's exits among them) need not wait
-    // for it and the start timeout does not bound it; readiness waits for `backfillDone`.
+    // The start-up backfill (REST pages for every market, up to 10 minutes of trades, fetched
+    // once the first WebSocket subscription is live) runs once the feed is ready, so the actors
+    // after it (the executor's exits among them) need not wait for it and the start timeout does
+    // not bound it; readiness waits for `backfillDone`.
     async afterStart(ctx) {
       const c = ctx.config;
       await feed!.start(ctx.signal);

@@ -2,8 +2,8 @@
  * @module Fetching every trade of one market since a time over `GET /v1/trades/ticks`, across
  * 00:00 UTC: Upbit answers one trade date per query (the newest date, or `days_ago` 1-7 days
  * before it, §6), so a window that spans midnight pages the newest date with `cursor`, then the
- * previous dates with `days_ago`. Used by the WebSocket client's gap backfill and by the feed's
- * start-up backfill.
+ * previous dates with `days_ago`. Used by the WebSocket client's gap backfills (after a reconnect,
+ * and the feed's start-up catch-up on the first connection).
  */
 import type { UpbitRest } from "./rest.ts";
 import type { TradeTick } from "./schemas.ts";

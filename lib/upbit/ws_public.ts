@@ -5,8 +5,10 @@
  *
  * Trades are deduplicated by `sequential_id` (a bigint: Upbit's ids exceed 2^53) with bounded
  * memory and, after a reconnect, the gap is backfilled from `GET /v1/trades/ticks` (paging with
- * `cursor`, and across 00:00 UTC with `days_ago`) while every live trade is held back,
- * so consumers see every trade once and in order. Malformed frames are counted and skipped.
+ * `cursor`, and across 00:00 UTC with `days_ago`) while every live trade is held back; the
+ * backfilled and held trades are then delivered merged in time order, so consumers see every trade
+ * once and in order. With `sinceMs` the first connection is treated the same way: a consumer's
+ * start-up catch-up, filled once the subscription is live. Malformed frames are counted and skipped.
  * Delivery is by callbacks; trades come in batches (`batchMs`) for throughput.
  */
 import { z } from "zod";
@@ -198,6 +200,20 @@ export interface UpbitPublicWsOptions {
   onConnection?: (connected: boolean) => void;
   /** Used to backfill trade gaps after a reconnect; without it gaps are only counted. */
   rest?: UpbitRest;
+  /**
+   * Epoch ms from which the consumer needs every trade of the `trades` markets (e.g. the end of
+   * the last second it stored). Each market's gap starts here until a trade of it is delivered,
+   * so a quiet market's trades missed during a drop are backfilled too, and the first connection
+   * backfills from here like a reconnect: the catch-up runs once the subscription is live, so no
+   * trade falls between it and the stream. Without it the first connection has no gap and a market
+   * gets one only after its first trade.
+   */
+  sinceMs?: number;
+  /**
+   * Called once, when the first connection's backfill (see `sinceMs`) is delivered, with the number
+   * of trades only it supplied; at the first open with 0 when there is nothing to backfill.
+   */
+  onCaughtUp?: (backfilled: number) => void;
   /** Wait after a reconnect before backfilling, so the new subscription is live first. @default {300} */
   backfillDelayMs?: number;
   /** Pages of 500 trades fetched per market and gap at most. @default {20} */
@@ -300,6 +316,8 @@ export class UpbitPublicWs {
    * one market's newer trades before another market's backfilled ones and drop those as late.
    */
   #held: TradeEvent[] | null = null;
+  /** Whether `onCaughtUp` was called. */
+  #caughtUp = false;
   readonly #abort = new AbortController();
 
   /** @throws {TypeError} when nothing is subscribed or `url` is not ws(s). */
@@ -320,6 +338,9 @@ export class UpbitPublicWs {
     this.#options = options;
     this.#log = options.logger ?? createLogger("upbit-ws");
     this.#dedupPerMarket = options.dedupPerMarket ?? 20_000;
+    if (options.sinceMs !== undefined) {
+      for (const code of options.trades ?? []) this.#market(code).lastTs = options.sinceMs;
+    }
     const keepaliveMs = options.keepaliveMs ?? 30_000;
     this.#socket = new ReconnectingSocket({
       url: options.url,
@@ -388,6 +409,11 @@ export class UpbitPublicWs {
 
   #onDrop(): void {
     this.#options.onConnection?.(false);
+    this.#recordGaps();
+  }
+
+  /** Each market's gap starts at its newest trade delivered (or `sinceMs`, see there). */
+  #recordGaps(): void {
     for (const [code, m] of this.#markets) {
       if (m.lastTs > 0 && !this.#gaps.has(code)) this.#gaps.set(code, m.lastTs);
     }
@@ -395,7 +421,12 @@ export class UpbitPublicWs {
 
   #onOpen(reconnect: boolean): void {
     this.#options.onConnection?.(true);
-    if (!reconnect || this.#gaps.size === 0) return;
+    // The first open of a consumer that gave `sinceMs` has a gap: from there to the subscription.
+    if (!reconnect && this.#options.sinceMs !== undefined) this.#recordGaps();
+    if (this.#gaps.size === 0) {
+      if (!reconnect) this.#signalCaughtUp(0);
+      return;
+    }
     // Hold every live trade from now on; backfill once the subscription is live.
     this.#held ??= [];
     if (this.#backfillTimer !== undefined) return;
@@ -413,31 +444,52 @@ export class UpbitPublicWs {
   }
 
   /**
-   * Backfills every gap market at once and delivers all their trades merged in time order, so no
-   * market's backfill lands after another market's newer trades.
+   * Backfills every gap market at once and adds their trades to the held live ones; `#release`
+   * delivers both merged in time order. Delivering the backfill first would let one market's
+   * backfilled trades (fetched up to its first request) move a consumer's shared watermark past
+   * another market's held live trades of the same seconds, which that market's backfill, fetched
+   * earlier, does not hold: they would be late.
    */
   async #backfillAll(gaps: [string, number][]): Promise<void> {
     const found = (await Promise.all(gaps.map(([code, since]) => this.#fetchGap(code, since))))
-      .flat().sort(byTime);
-    const delivered = new Map<string, number>();
-    for (const t of found) {
-      if (this.#deliver(this.#market(t.market), t)) {
-        delivered.set(t.market, (delivered.get(t.market) ?? 0) + 1);
-      }
-    }
-    for (const [market, trades] of delivered) {
-      this.#stats.backfilled += trades;
-      this.#log.info("trade gap backfilled", { market, trades });
+      .flat();
+    // Before the held ones: of a trade both have, the backfilled copy is delivered (counted).
+    if (this.#held) this.#held = [...found, ...this.#held];
+    else {
+      this.#held = found;
+      this.#release();
     }
   }
 
-  /** Delivers the live trades held during the backfill, in time order. */
+  /** Delivers the trades backfilled and held during the backfill, merged in time order. */
   #release(): void {
     const held = this.#held ?? [];
     this.#held = null;
-    held.sort(byTime);
-    for (const t of held) this.#deliver(this.#market(t.market), t);
+    held.sort(byTime); // stable: the backfilled copy of a trade stays first
+    const backfilled = new Map<string, number>();
+    let total = 0;
+    for (const t of held) {
+      if (this.#deliver(this.#market(t.market), t) && t.streamType === "BACKFILL") {
+        backfilled.set(t.market, (backfilled.get(t.market) ?? 0) + 1);
+        total++;
+      }
+    }
+    for (const [market, trades] of backfilled) {
+      this.#stats.backfilled += trades;
+      this.#log.info("trade gap backfilled", { market, trades });
+    }
     this.#flush();
+    this.#signalCaughtUp(total);
+  }
+
+  #signalCaughtUp(backfilled: number): void {
+    if (this.#caughtUp) return;
+    this.#caughtUp = true;
+    try {
+      this.#options.onCaughtUp?.(backfilled);
+    } catch (err) {
+      this.#log.error("onCaughtUp callback failed", { error: String(err) });
+    }
   }
 
   async #fetchGap(code: string, sinceTs: number): Promise<TradeEvent[]> {
