@@ -72,8 +72,10 @@ dbTest(
   async (db) => {
     const h = await startSim({ markets: MARKETS });
     try {
-      // Placed under this installation's prefix while upbot was down, never recorded.
-      const stray = `paper-${await installationId(db.sql)}-999-ENTER_LONG`;
+      // Placed by another installation (a copy's lost database) while upbot was down: reported
+      // and left alone. (One under this installation's own prefix would also halt entries.)
+      const own = await installationId(db.sql);
+      const stray = `paper-${own === "abcdefgh" ? "hgfedcba" : "abcdefgh"}-999-ENTER_LONG`;
       const placed = await h.rest.postOrder({
         market: "KRW-ETH",
         side: "bid",
@@ -103,7 +105,7 @@ dbTest(
       await executor.runOnce();
       const findings = await findingsOf(db.sql);
       assert.deepEqual(findings.map((f) => [f.kind, f.identifier]), [[
-        "own_order_unrecorded",
+        "foreign_installation_order",
         stray,
       ]]);
       assert.equal((await reconciliationGate(db.sql)).open, true);

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  entryHaltReason,
   haltEntries,
   pendingFlatten,
   requestFlatten,
@@ -298,6 +299,13 @@ dbTest(
     const lost = await r.buyUnder(identifierFor(inst, 1, "ENTER_LONG"), BTC, amount);
     const btcBefore = await r.balance("BTC");
     const ex = await r.executor("live");
+    await ex.runOnce(); // the live start's reconciliation
+    assert.match(
+      (await entryHaltReason(db.sql, BTC)) ?? "",
+      /halted globally by reconciliation .*missing from the database/,
+      "no new position on a ledger nobody has checked",
+    );
+    await resumeEntries(db.sql, { scope: "global", by: "test" }); // a person checked it
     await enter(db);
     await r.drive(ex, () => entryFilled(db));
     const renewed = await installationId(db.sql);

@@ -86,6 +86,11 @@ dbTest(
       // Recorded as a finding only: never adopted into the attempts.
       const [row] = await db.sql`select count(*)::int as n from upbit_order_attempts`;
       assert.equal(row!.n, 0);
+      // The ledger misses what that order did: no new entry until a person has checked it.
+      assert.match(
+        (await entryHaltReason(db.sql, "KRW-ETH")) ?? "",
+        /halted globally by reconciliation .*missing from the database/,
+      );
     } finally {
       await h.close();
     }

@@ -10,7 +10,8 @@
  * 3. records each order carrying this installation's prefix `paper-{inst}-` that the database
  *    lacks (finding + alarm): never adopted, a person looks. The database has lost orders it made
  *    (a restored backup) or shares the prefix with a copy of itself; either way its later
- *    identifiers could be ones Upbit already holds, so the installation gets a new id. An order
+ *    identifiers could be ones Upbit already holds, so the installation gets a new id, and entries
+ *    are halted everywhere until a person has compared the ledger with the account. An order
  *    under an identifier the database holds that is not its attempt's order (a second order: a
  *    create that landed after its identifier was given up and rotated) is recorded the same way
  *    (finding + alarm + entries on its market halted), never adopted;
@@ -328,10 +329,16 @@ async function runSteps(
   // A crash before the renewal leaves the run incomplete: the next run finds the orders again.
   const renewed = unrecordedOwn.length > 0 ? await renewInstallationId(sql) : null;
   if (renewed) {
-    log.error(
-      `Orders under this installation's prefix ${ownPrefix} are missing from the database (a restored backup, or a copy of it running elsewhere?); new identifiers use paper-${renewed}-`,
-      { unrecorded_own_orders: unrecordedOwn.length },
-    );
+    const message =
+      `Orders under this installation's prefix ${ownPrefix} are missing from the database (a restored backup, or a copy of it running elsewhere?); new identifiers use paper-${renewed}-`;
+    log.error(message, { unrecorded_own_orders: unrecordedOwn.length });
+    // The database does not know what upbot bought or sold since: no new position on top of a
+    // ledger nobody has checked. A person compares it with the account and resumes.
+    await haltEntries(sql, {
+      scope: "global",
+      reason: `${message}; entries halted until a person checks the ledger`,
+      by: "reconciliation",
+    });
   }
   for (const u of unrecordedOwn) {
     const message =
