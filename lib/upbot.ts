@@ -28,6 +28,7 @@ import { AlertWebhook } from "./http/alert_webhook.ts";
 import { backtestRoutes } from "./http/backtest_routes.ts";
 import { createApp } from "./http/app.ts";
 import { controlRoutes } from "./http/control_routes.ts";
+import { alarmRoutes } from "./http/alarm_routes.ts";
 import { dashboardRoutes } from "./http/dashboard_routes.ts";
 import { grafanaRoutes } from "./http/grafana_routes.ts";
 import { prometheusRoute } from "./http/prometheus.ts";
@@ -170,6 +171,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
           role,
         }),
         controlRoutes({ sql: db.sql, log, onChanged: wakeExecutor }),
+        alarmRoutes({ sql: db.sql, log }),
         grafanaRoutes({ sql: db.sql, markets: config.MARKETS }),
         backtestRoutes({ sql: db.sql }),
         webRoutes({ markets: config.MARKETS }),

@@ -57,12 +57,18 @@ export async function raiseAlarm(
   return row!;
 }
 
-/** Clears the active alarm (code, market), if any; the row stays as the record. */
-export async function clearAlarm(sql: Sql, code: string, market?: string | null): Promise<void> {
-  await sql`
+/** Clears the active alarm (code, market), if any, and returns how many it cleared (0 or 1); the row stays as the record. */
+export async function clearAlarm(
+  sql: Sql,
+  code: string,
+  market?: string | null,
+): Promise<number> {
+  const rows = await sql`
     update alarms set cleared_at = now()
     where cleared_at is null and code = ${code}
-      and coalesce(market, '') = ${market ?? ""}`;
+      and coalesce(market, '') = ${market ?? ""}
+    returning id`;
+  return rows.length;
 }
 
 /** Every active alarm, oldest first. */
