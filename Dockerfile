@@ -1,6 +1,7 @@
 # upbot container image.
 #   docker build -t upbot .
-#   docker run -p 127.0.0.1:8501:8501 -v upbot-data:/app/data -e API_TOKEN=... upbot
+#   docker run -p 127.0.0.1:8501:8501 -v upbot-data:/app/data --env-file .env --stop-timeout 30 upbot
+#   (.env holds API_TOKEN and the keys, never on the command line; see README, Deployment)
 # Without the named volume the container starts a fresh database (see README, Deployment).
 FROM denoland/deno:2.9.6
 
