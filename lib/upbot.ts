@@ -398,6 +398,7 @@ async function startLeadership(
   const layout = controlDirLayout(config.DATA_DIR);
   const control = new ControlDirWatcher({ layout, sql, onApplied: () => deps.wakeExecutor() });
   let supervisor: UpbotSupervisor | undefined;
+  let alerts: AlertWebhook | undefined;
   try {
     try {
       await control.claim();
@@ -440,7 +441,15 @@ async function startLeadership(
       ...options.supervisor,
     });
     await supervisor.start();
+    // Inside the clean-up: a failed start (the database refusing its first read) must not leave
+    // the actors and the control directory's lock behind (a retried takeover in this process
+    // would find its own lock taken).
+    if (config.ALERT_WEBHOOK_URL) {
+      alerts = new AlertWebhook({ sql, url: config.ALERT_WEBHOOK_URL, log });
+      await alerts.start();
+    }
   } catch (err) {
+    await alerts?.stop();
     await control.stop();
     await supervisor?.stop("start-up failed");
     endWrites();
@@ -448,11 +457,6 @@ async function startLeadership(
     throw err;
   }
   const running = supervisor;
-  let alerts: AlertWebhook | undefined;
-  if (config.ALERT_WEBHOOK_URL) {
-    alerts = new AlertWebhook({ sql, url: config.ALERT_WEBHOOK_URL, log });
-    await alerts.start();
-  }
   const stopSampler = startSampler(sql, {
     actors: () => running.status(),
     supervisorHalted: () => running.tradingState === "halted",
