@@ -252,6 +252,44 @@ dbTest(
   },
 );
 
+dbTest(
+  "ControlDirWatcher refuses a resume while a flatten is pending, acknowledges why and goes on",
+  async (db) => {
+    await using t = await tempControl();
+    // A live position upbot bought: the flatten's closer has it to sell.
+    await db.sql`
+      insert into upbit_order_attempts (symbol, action, mode, side, ord_type, identifier, state,
+        executed_volume, paid_fee, avg_price)
+      values ('KRW-BTC', 'ENTER_LONG', 'live', 'bid', 'price', 'command-dir-test-1', 'filled',
+        '0.001', '50', '100000000')`;
+    const t0 = Date.now();
+    const flatten = newControlCommand({ action: "flatten", reason: "away" }, new Date(t0));
+    const resume = newControlCommand({ action: "resume", scope: "global" }, new Date(t0 + 1));
+    const halt = newControlCommand(
+      { action: "halt", scope: "KRW-ETH", reason: "after" },
+      new Date(t0 + 2),
+    );
+    for (const c of [flatten, resume, halt]) await enqueueControlCommand(t.layout, c);
+    const watcher = new ControlDirWatcher({ layout: t.layout, sql: db.sql });
+    assert.equal(await watcher.processInbox(), 2, "the flatten and the halt");
+    assert.deepEqual(await queuedControlCommands(t.layout), [], "the refused resume is removed");
+    const ack = await waitForControlAck(t.layout, resume.id, { timeoutMs: 0 });
+    assert.equal(ack?.ok, false);
+    assert.match(
+      ack!.message,
+      /^resume refused: flatten #\d+ \(requested by cli at \S+: away\) is still pending, closing KRW-BTC; it completes once every live position is closed, then entries can be resumed$/,
+    );
+    assert.match((await entryHaltReason(db.sql, "KRW-SOL"))!, /globally by cli .+flatten: away/);
+    assert.notEqual(await pendingFlatten(db.sql), null);
+    assert.ok(t.lines.some((l) => l.includes("control command refused")), t.lines.join("\n"));
+    // A copy of the refused command is not tried again later.
+    await db.sql`delete from upbit_order_attempts`;
+    await enqueueControlCommand(t.layout, resume);
+    assert.equal(await watcher.processInbox(), 0);
+    assert.match((await entryHaltReason(db.sql, "KRW-SOL"))!, /globally by cli/);
+  },
+);
+
 dbTest("ControlDirWatcher keeps a command the database refuses and retries it", async (db) => {
   await using t = await tempControl();
   const first = newControlCommand({ action: "halt", scope: "KRW-BTC", reason: "first" });

@@ -135,9 +135,11 @@ for (const backend of testBackends()) {
     assert.match(flattened.text, new RegExp(`Flatten requested \\(#${pending!.id}\\)`));
     assert.match((await entryHaltReason(upbot.sql, "KRW-ETH"))!, /halted globally by cli/);
 
+    // Shadow mode runs no closer: with nothing live to close, the resume completes the flatten.
     const resumedAll = await task(site, ["resume"]);
     assert.equal(resumedAll.code, 0, resumedAll.text);
     assert.equal(await entryHaltReason(upbot.sql, "KRW-ETH"), null);
+    assert.equal(await pendingFlatten(upbot.sql), null);
 
     const bad = await task(site, ["halt", "--market", "KRW-BTC"]);
     assert.equal(bad.code, 2, bad.text);
@@ -159,6 +161,7 @@ for (const backend of testBackends()) {
         ["KRW-BTC", "resume"],
         ["global", "halt"],
         ["global", "flatten_requested"],
+        ["global", "flatten_completed"],
         ["global", "resume"],
         ["KRW-ETH", "halt"],
       ],

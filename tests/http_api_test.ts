@@ -3,9 +3,19 @@
  * the controls (same store as the CLI) and bad input.
  */
 import assert from "node:assert/strict";
-import { tradingStates } from "../lib/control/trading_state.ts";
+import {
+  completeFlatten,
+  entryHaltReason,
+  requestFlatten,
+  tradingStates,
+} from "../lib/control/trading_state.ts";
+import { alarmRoutes } from "../lib/http/alarm_routes.ts";
+import { createApp } from "../lib/http/app.ts";
+import { controlRoutes } from "../lib/http/control_routes.ts";
+import { activeAlarms, raiseAlarm } from "../lib/store/alarms.ts";
 import { ATTEMPT_FIELDS } from "../lib/http/dashboard_routes.ts";
-import { testBackends } from "./_db.ts";
+import { createLogger, setLogSink } from "../lib/log.ts";
+import { dbTest, testBackends } from "./_db.ts";
 import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
 const TOKEN = "test-api-token-6f1c";
@@ -204,3 +214,80 @@ for (const backend of testBackends()) {
     assert.equal((await fetch(`${url}/healthz`)).status, 200);
   });
 }
+
+dbTest("POST /api/control/resume is refused (409) while a flatten is pending", async (db) => {
+  await db.sql`
+    insert into upbit_order_attempts (symbol, action, mode, side, ord_type, identifier, state,
+      executed_volume, paid_fee, avg_price)
+    values ('KRW-BTC', 'ENTER_LONG', 'live', 'bid', 'price', 'http-test-1', 'filled', '0.001',
+      '50', '100000000')`;
+  const id = await requestFlatten(db.sql, { reason: "away", by: "cli" });
+  const lines: string[] = [];
+  const restoreSink = setLogSink((line) => lines.push(line));
+  using _restore = { [Symbol.dispose]: restoreSink };
+  let changed = 0;
+  const routes = controlRoutes({
+    sql: db.sql,
+    log: createLogger("http"),
+    onChanged: () => changed++,
+  });
+  const res = await routes.request("/api/control/resume", { method: "POST", body: "{}" });
+  assert.equal(res.status, 409);
+  const body = await res.json();
+  assert.equal(body.ok, false);
+  assert.match(
+    body.error,
+    new RegExp(
+      `^resume refused: flatten #${id} \\(requested by cli at \\S+: away\\) is still pending, closing KRW-BTC; it completes once every live position is closed, then entries can be resumed$`,
+    ),
+  );
+  assert.equal(changed, 0);
+  assert.ok(lines.some((l) => l.includes("Resume over HTTP refused")), lines.join("\n"));
+  assert.match((await entryHaltReason(db.sql, "KRW-ETH"))!, /globally by cli .+flatten: away/);
+  // Once the flatten has completed, the resume goes through.
+  await completeFlatten(db.sql, id);
+  const ok = await routes.request("/api/control/resume", { method: "POST", body: "{}" });
+  assert.equal(ok.status, 200);
+  await ok.body?.cancel();
+  assert.equal(await entryHaltReason(db.sql, "KRW-ETH"), null);
+});
+
+dbTest(
+  "POST /api/control/alarms/clear clears one active alarm, names a missing one, needs the token",
+  async (db) => {
+    await raiseAlarm(db.sql, { code: "order_lost", market: "KRW-BTC", message: "lost order x" });
+    await raiseAlarm(db.sql, { code: "order_lost", market: "KRW-ETH", message: "lost order y" });
+    const restoreSink = setLogSink(() => {});
+    using _restore = { [Symbol.dispose]: restoreSink };
+    const app = createApp({
+      liveness: () => ({ ok: true, db: "ok", uptime_sec: 0 }),
+      readiness: () => ({ ready: true, problems: [] }),
+      auth: { token: TOKEN, everywhere: false },
+      routes: [alarmRoutes({ sql: db.sql, log: createLogger("http") })],
+    });
+    const clear = (body: unknown, headers: Record<string, string> = auth) =>
+      app.request("/api/control/alarms/clear", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify(body),
+      });
+    const noToken = await clear({ code: "order_lost", market: "KRW-BTC" }, {});
+    assert.equal(noToken.status, 401);
+    await noToken.body?.cancel();
+    const bad = await clear({ code: "", market: "btc" });
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
+    const ok = await clear({ code: "order_lost", market: "KRW-BTC" });
+    assert.equal(ok.status, 200);
+    assert.deepEqual(await ok.json(), { ok: true, cleared: 1 });
+    assert.deepEqual((await activeAlarms(db.sql)).map((a) => [a.code, a.market]), [
+      ["order_lost", "KRW-ETH"],
+    ]);
+    const again = await clear({ code: "order_lost", market: "KRW-BTC" });
+    assert.equal(again.status, 404);
+    assert.deepEqual(await again.json(), {
+      ok: false,
+      error: "no active alarm order_lost on KRW-BTC",
+    });
+  },
+);

@@ -9,6 +9,7 @@ import {
   tradingStateHistory,
   tradingStates,
 } from "../lib/control/trading_state.ts";
+import type { Sql } from "../lib/db/connect.ts";
 import { dbTest } from "./_db.ts";
 
 dbTest("entryHaltReason() is null on a fresh database", async ({ sql }) => {
@@ -163,3 +164,91 @@ dbTest("the trading state functions work inside a caller's transaction", async (
   assert.equal(await entryHaltReason(sql, "KRW-ETH") !== null, true, "global still halted");
   assert.deepEqual((await tradingStates(sql)).map((s) => s.scope), ["global"]);
 });
+
+/** A live order of upbot's in `state`, with what it executed (the ledger counts its fill). */
+async function liveOrder(
+  sql: Sql,
+  o: { symbol: string; side: "bid" | "ask"; state: string; executedVolume: string | null },
+): Promise<void> {
+  await sql`
+    insert into upbit_order_attempts (symbol, action, mode, side, ord_type, identifier, state,
+      executed_volume, paid_fee, avg_price)
+    values (${o.symbol}, ${o.side === "bid" ? "ENTER_LONG" : "EXIT_LONG"}, 'live', ${o.side},
+      ${o.side === "bid" ? "price" : "market"}, ${`flatten-test-${crypto.randomUUID()}`},
+      ${o.state}, ${o.executedVolume}, ${o.executedVolume === null ? null : "1"},
+      ${o.executedVolume === null ? null : "100000000"})`;
+}
+
+dbTest(
+  "resumeEntries() is refused while a flatten is pending and a live position is left to close",
+  async ({ sql }) => {
+    await liveOrder(sql, {
+      symbol: "KRW-BTC",
+      side: "bid",
+      state: "filled",
+      executedVolume: "0.001",
+    });
+    await liveOrder(sql, { symbol: "KRW-ETH", side: "bid", state: "sent", executedVolume: null });
+    await haltEntries(sql, { scope: "KRW-XRP", reason: "notice", by: "cli" });
+    const id = await requestFlatten(sql, { reason: "leaving", by: "cli" });
+    const refused = new RegExp(
+      `^resume refused: flatten #${id} \\(requested by cli at \\S+: leaving\\) is still pending, closing KRW-BTC, KRW-ETH; it completes once every live position is closed, then entries can be resumed$`,
+    );
+    for (const scope of ["global", "KRW-XRP"]) {
+      await assert.rejects(resumeEntries(sql, { scope, by: "http" }), (err: Error) => {
+        assert.equal(err.name, "TradingStateRefusedError");
+        assert.match(err.message, refused);
+        return true;
+      });
+    }
+    // Nothing changed.
+    assert.match((await entryHaltReason(sql, "KRW-BTC"))!, /globally by cli .+: flatten: leaving/);
+    assert.match((await entryHaltReason(sql, "KRW-SOL"))!, /globally/);
+    assert.equal((await pendingFlatten(sql))?.id, id);
+    assert.ok((await tradingStateHistory(sql)).every((h) => h.action !== "resume"));
+
+    // Once everything is closed (the closer completes the flatten), a resume goes through.
+    await liveOrder(sql, {
+      symbol: "KRW-BTC",
+      side: "ask",
+      state: "filled",
+      executedVolume: "0.001",
+    });
+    await sql`update upbit_order_attempts set state = 'cancelled' where symbol = 'KRW-ETH'`;
+    await completeFlatten(sql, id);
+    await resumeEntries(sql, { scope: "global", by: "cli" });
+    assert.equal(await entryHaltReason(sql, "KRW-SOL"), null);
+  },
+);
+
+dbTest(
+  "resumeEntries() completes a pending flatten that has nothing left to close (shadow mode)",
+  async ({ sql }) => {
+    // Shadow and test mode run no closer: the flatten is only the global halt there.
+    await liveOrder(sql, {
+      symbol: "KRW-BTC",
+      side: "bid",
+      state: "filled",
+      executedVolume: "0.5",
+    });
+    await liveOrder(sql, {
+      symbol: "KRW-BTC",
+      side: "ask",
+      state: "filled",
+      executedVolume: "0.5",
+    });
+    const id = await requestFlatten(sql, { reason: "rehearsal", by: "cli" });
+    await resumeEntries(sql, { scope: "global", by: "http" });
+    assert.equal(await pendingFlatten(sql), null);
+    assert.equal(await entryHaltReason(sql, "KRW-BTC"), null);
+    assert.deepEqual(
+      (await tradingStateHistory(sql)).reverse().map((h) => [h.action, h.by, h.flatten_id]),
+      [
+        ["halt", "cli", null],
+        ["flatten_requested", "cli", id],
+        ["flatten_completed", "http", id],
+        ["resume", "http", null],
+      ],
+    );
+  },
+);

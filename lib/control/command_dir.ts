@@ -11,7 +11,8 @@
  *
  * Commands are applied in the order they were written (file names start with the time). One that
  * the database refuses stays in the inbox and is retried on the next poll; later ones wait behind
- * it. A command is applied at most once: its id is stored in `applied_control_commands` in the
+ * it. A command refused for the trading state (a resume while a flatten is pending) is
+ * acknowledged as refused and removed. A command is applied at most once: its id is stored in `applied_control_commands` in the
  * same transaction as its effect, and a command whose id is stored is only acknowledged again (an
  * acknowledgement that could not be written is retried every poll, logged once; upbot stopped
  * before deleting the file). A file that is not a valid command is moved to `DATA_DIR/control/rejected/` with an error
@@ -360,6 +361,19 @@ export class ControlDirWatcher {
       }
       return "skipped";
     }
+    if (record.kind === "refused") {
+      // Refused for the trading state (a resume while a flatten is pending): its tool says why;
+      // trying it again every poll would only refuse it again, or apply it much later.
+      this.#log.error("control command refused", {
+        file: name,
+        action: command.action,
+        problem: record.ack.message,
+      });
+      if (await this.#acknowledge(name, ackPath, record.ack)) {
+        await Deno.remove(path).catch(() => {});
+      }
+      return "skipped";
+    }
     const { ack, outcome } = record;
     if (await this.#acknowledge(name, ackPath, ack)) await Deno.remove(path).catch(() => {});
     const fields = {
@@ -391,7 +405,9 @@ export class ControlDirWatcher {
       if (!this.#ackPending.has(name)) {
         this.#ackPending.add(name);
         this.#log.error(
-          "control command applied, but its acknowledgement could not be written; it is not applied again, the acknowledgement is retried",
+          `control command ${
+            ack.ok ? "applied" : "refused"
+          }, but its acknowledgement could not be written; it is not applied again, the acknowledgement is retried`,
           { file: name, error: errorText(err) },
         );
       }

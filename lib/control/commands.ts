@@ -12,6 +12,7 @@ import {
   type LiftedHalt,
   requestFlatten,
   resumeEntries,
+  TradingStateRefusedError,
   type TradingStateRow,
   tradingStates,
 } from "./trading_state.ts";
@@ -101,6 +102,7 @@ function scopeText(scope: string): string {
 /**
  * Applies `command` to the trading state store as `by` (the tools' commands: "cli").
  *
+ * @throws {TradingStateRefusedError} for a resume while a flatten is pending (nothing changed).
  * @throws {Error} when the database refuses (the caller keeps the command to retry).
  */
 export async function applyControlCommand(
@@ -167,6 +169,11 @@ function stillHalted(command: ControlRequest, states: readonly TradingStateRow[]
 export type CommandRecord =
   /** Applied now: its effect and its id were stored in one transaction. */
   | { kind: "applied"; ack: ControlAck; outcome: ControlOutcome }
+  /**
+   * Refused for the trading state (a resume while a flatten is pending): nothing changed; its id
+   * was stored with the refusal (`ack.ok` false), so it is not tried again.
+   */
+  | { kind: "refused"; ack: ControlAck }
   /** Its id was stored before (applied or refused then): nothing was done; `ack` is the stored one. */
   | { kind: "already"; ack: ControlAck };
 
@@ -176,6 +183,9 @@ export type CommandRecord =
  * effect (an acknowledgement that could not be written, a crash before the inbox file was removed)
  * is never applied again; such a command gets back the acknowledgement stored when it was applied.
  *
+ * A command the trading state refuses ({@linkcode TradingStateRefusedError}: a resume while a
+ * flatten is pending) is stored as refused, with an acknowledgement saying why.
+ *
  * @throws {Error} when the database refuses (nothing is stored; the caller keeps the command).
  */
 export async function applyControlCommandOnce(
@@ -183,7 +193,31 @@ export async function applyControlCommandOnce(
   command: ControlCommand,
   by: string,
 ): Promise<CommandRecord> {
-  const result = await atomically(sql, async (tx): Promise<CommandRecord | null> => {
+  let result: CommandRecord | null;
+  try {
+    result = await applyOnce(sql, command, by);
+  } catch (err) {
+    if (!(err instanceof TradingStateRefusedError)) throw err;
+    const ack: ControlAck = {
+      id: command.id,
+      ok: false,
+      message: err.message,
+      applied_at: new Date().toISOString(),
+      flatten_id: null,
+      states: ackStates(await tradingStates(sql)),
+    };
+    const [stored] = await sql`
+      insert into applied_control_commands (id, action, applied_by, ack)
+      values (${command.id}, ${command.action}, ${by}, ${sql.json(ack)})
+      on conflict (id) do nothing returning id`;
+    result = stored ? { kind: "refused", ack } : null;
+  }
+  return result ?? { kind: "already", ack: await storedAck(sql, command.id) };
+}
+
+/** Applies `command` with its id in one transaction; null when its id was stored before. */
+function applyOnce(sql: Sql, command: ControlCommand, by: string): Promise<CommandRecord | null> {
+  return atomically(sql, async (tx): Promise<CommandRecord | null> => {
     // Inserted first: a second transaction with the same id waits on this row, then does nothing.
     const [claimed] = await tx`
       insert into applied_control_commands (id, action, applied_by)
@@ -202,7 +236,6 @@ export async function applyControlCommandOnce(
     await tx`update applied_control_commands set ack = ${tx.json(ack)} where id = ${command.id}`;
     return { kind: "applied", ack, outcome };
   });
-  return result ?? { kind: "already", ack: await storedAck(sql, command.id) };
 }
 
 /** The acknowledgement stored with an applied command. */

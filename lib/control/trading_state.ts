@@ -65,6 +65,17 @@ export function assertTradingScope(scope: string): void {
   }
 }
 
+/**
+ * Thrown when the trading state forbids a change (a resume while a flatten is pending); the
+ * message is the sentence to show. Nothing was changed.
+ */
+export class TradingStateRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TradingStateRefusedError";
+  }
+}
+
 function assertText(what: string, value: string): void {
   if (value.trim() === "") throw new Error(`${what} must not be empty`);
 }
@@ -124,7 +135,12 @@ export async function haltEntries(
  * "global" does not resume a market halted on its own, and resuming a market does not lift a
  * global halt. Resuming a scope that is not halted is recorded too (harmless).
  *
+ * Refused while a flatten is pending with a live position left to close (every resume path comes
+ * here: the tools, HTTP); a pending flatten with nothing left to close is completed first.
+ *
  * @returns the halts of the scope it lifted (every one since its last resume), oldest first.
+ * @throws {TradingStateRefusedError} while a flatten is pending and a live position is left to
+ *   close (nothing changed).
  * @throws {Error} for a scope that is neither "global" nor a market code.
  */
 export async function resumeEntries(
@@ -134,6 +150,7 @@ export async function resumeEntries(
   assertTradingScope(o.scope);
   assertText("who resumes", o.by);
   return await atomically(sql, async (tx) => {
+    await refuseDuringFlatten(tx, o.by);
     // Every halt of the scope since its last resume: one row holds only the newest reason, and a
     // person resuming after their own halt lifts an earlier one (the executor's, the supervisor's)
     // as well; the caller says which.
@@ -155,6 +172,49 @@ export async function resumeEntries(
     await appendHistory(tx, { scope: o.scope, action: "resume", reason: null, by: o.by });
     return [...lifted];
   });
+}
+
+/**
+ * Refuses a resume while a flatten is pending and something is left to close: entries would buy
+ * while the closer sells (fees, churn) and the flatten would never complete. A pending flatten
+ * with nothing left to close (no open live position, no live buy unsettled: what the closer
+ * checks before it completes one, `lib/execution/position_closing.ts`) is completed here, as the
+ * closer would, so that a flatten in shadow or test mode (where no closer runs) never blocks
+ * resuming.
+ */
+async function refuseDuringFlatten(tx: Sql, by: string): Promise<void> {
+  const [flatten] = await tx<{ id: number; requested_at: Date; reason: string; by: string }[]>`
+    select id, requested_at, reason, requested_by as by from flatten_requests
+    where completed_at is null order by id desc limit 1`;
+  if (!flatten) return;
+  // The same rules as ledgerPositions (open_volume > 0) and unsettledLiveOrders (closer_inputs.ts).
+  const open = await tx<{ symbol: string }[]>`
+    select symbol from position_ledger where open_volume > 0
+    union
+    select a.symbol from upbit_order_attempts a
+    left join lost_order_checks c on c.attempt_id = a.id
+    where a.mode = 'live' and a.side = 'bid'
+      and (a.state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')
+        or (a.state = 'failed' and a.reason = 'order_lost' and c.resolved_at is null))
+    order by symbol`;
+  if (open.length === 0) {
+    const done = await tx<{ id: number; reason: string }[]>`
+      update flatten_requests set completed_at = now()
+      where completed_at is null returning id, reason`;
+    for (const r of done.sort((a, b) => a.id - b.id)) {
+      await appendHistory(
+        tx,
+        { scope: GLOBAL_SCOPE, action: "flatten_completed", reason: r.reason, by },
+        r.id,
+      );
+    }
+    return;
+  }
+  throw new TradingStateRefusedError(
+    `resume refused: flatten #${flatten.id} (requested by ${flatten.by} at ${flatten.requested_at.toISOString()}: ${flatten.reason}) is still pending, closing ${
+      open.map((r) => r.symbol).join(", ")
+    }; it completes once every live position is closed, then entries can be resumed`,
+  );
 }
 
 /** A halt a resume lifted: when, why and by whom it was set. */

@@ -1,12 +1,18 @@
 /**
  * @module `POST /api/control/halt` and `POST /api/control/resume`: the same trading-state store as
  * the `deno task halt/resume` commands (`lib/control/trading_state.ts`), written with by = "http".
- * A halt stops new entries only; exits, cancels and reconciliation go on. The bearer token is
+ * A halt stops new entries only; exits, cancels and reconciliation go on. A resume while a flatten
+ * is pending is refused with 409 and the reason in `error`. The bearer token is
  * checked by the app's middleware (`auth.ts`) before these handlers run.
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { GLOBAL_SCOPE, haltEntries, resumeEntries } from "../control/trading_state.ts";
+import {
+  GLOBAL_SCOPE,
+  haltEntries,
+  resumeEntries,
+  TradingStateRefusedError,
+} from "../control/trading_state.ts";
 import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { parseJsonBody } from "./errors.ts";
@@ -42,7 +48,14 @@ export function controlRoutes(deps: ControlDeps): Hono {
   routes.post("/api/control/resume", async (c) => {
     const body = await parseJsonBody(c, ResumeBody);
     const scope = body.market ?? GLOBAL_SCOPE;
-    await resumeEntries(deps.sql, { scope, by: "http" });
+    try {
+      await resumeEntries(deps.sql, { scope, by: "http" });
+    } catch (err) {
+      // A resume while a flatten is pending: 409 with the sentence saying why (nothing changed).
+      if (!(err instanceof TradingStateRefusedError)) throw err;
+      deps.log.error("Resume over HTTP refused", { scope, problem: err.message });
+      return c.json({ ok: false, error: err.message }, 409);
+    }
     deps.log.warn("Entries RESUMED over HTTP", { scope });
     deps.onChanged?.();
     return c.json({ ok: true, trading: await tradingStateViews(deps.sql) });
