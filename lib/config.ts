@@ -174,16 +174,40 @@ const databaseUrl = z
   .optional()
   .transform((v, ctx) => {
     if (v === undefined || v.trim() === "") return undefined;
+    let u: URL | undefined;
     try {
-      const u = new URL(v.trim());
-      if (u.protocol === "postgres:" || u.protocol === "postgresql:") return v.trim();
+      u = new URL(v.trim());
     } catch { /* reported below */ }
+    if (u?.protocol === "postgres:" || u?.protocol === "postgresql:") {
+      // The user name and password are percent-decoded when connecting (and for masking): a `%`
+      // not followed by two hex digits would fail there with a bare URIError. Never shown here.
+      const malformed = [["user name", u.username], ["password", u.password]]
+        .filter(([, part]) => !decodes(part!)).map(([what]) => what);
+      if (malformed.length === 0) return v.trim();
+      ctx.addIssue({
+        code: "custom",
+        message: `the ${
+          malformed.join(" and the ")
+        } must be percent-encoded: every % must start %XX with two hex digits (write a literal % as %25)`,
+      });
+      return z.NEVER;
+    }
     ctx.addIssue({
       code: "custom",
       message: "must be a URL like postgres://user:password@host:5432/dbname",
     });
     return z.NEVER;
   });
+
+/** Whether `text` percent-decodes (`decodeURIComponent` does not throw). */
+function decodes(text: string): boolean {
+  try {
+    decodeURIComponent(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Every environment variable upbot reads, in README order. */
 export const SETTINGS = [
@@ -471,6 +495,14 @@ export const SETTINGS = [
     secret: true,
   },
   {
+    name: "API_READ_TOKEN",
+    schema: optionalText(),
+    defaultText: "",
+    doc:
+      "Bearer token for every endpoint but the controls (/api/control/*) when HTTP_HOST is not loopback: give it to Grafana and Prometheus. Must differ from API_TOKEN.",
+    secret: true,
+  },
+  {
     name: "ALERT_WEBHOOK_URL",
     schema: optionalUrl(),
     defaultText: "",
@@ -596,6 +628,14 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
 /** Rules between settings, checked once every setting is valid on its own. */
 function crossProblems(c: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  if (c.API_READ_TOKEN !== undefined && c.API_READ_TOKEN === c.API_TOKEN) {
+    // The read token is handed to Grafana and Prometheus; equal to API_TOKEN it would control too.
+    problems.push({
+      name: "API_READ_TOKEN",
+      problem: "must differ from API_TOKEN: the read token must not open the controls " +
+        "(value hidden)",
+    });
+  }
   if (c.ORDER_KRW_AMOUNT > c.RISK_MAX_ORDER_KRW) {
     problems.push({
       name: "ORDER_KRW_AMOUNT",
@@ -675,8 +715,11 @@ export function secretValues(config: Config): string[] {
       // Both forms: the URL's own (percent-encoded as the operator wrote it, which
       // encodeURIComponent of the decoded form need not reproduce) and the decoded one.
       const raw = new URL(config.DATABASE_URL).password;
-      if (raw) values.push(raw, decodeURIComponent(raw));
-    } catch { /* validated already */ }
+      if (raw) {
+        values.push(raw);
+        values.push(decodeURIComponent(raw));
+      }
+    } catch { /* validated already (a password that does not decode is refused) */ }
   }
   return values;
 }

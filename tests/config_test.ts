@@ -193,6 +193,23 @@ Deno.test("describeDatabaseUrl() and secretValues() hide and list the password",
   assert.ok(listed.includes("p@ss!word"), listed.join(" "));
 });
 
+Deno.test("parseConfig() refuses a DATABASE_URL password that does not percent-decode", () => {
+  // `50%off`: `%of` is no escape; connecting (and masking the decoded form) would throw a bare
+  // URIError later. Refused here, without showing the password.
+  const err = problemsOf({ DATABASE_URL: "postgres://bob:50%off@db:5432/upbot" });
+  assert.equal(
+    err.message,
+    "config: DATABASE_URL the password must be percent-encoded: every % must start %XX with two hex digits (write a literal % as %25) (value hidden)",
+  );
+  assert.ok(!err.message.includes("50%off") && !err.message.includes("off@"));
+  const user = problemsOf({ DATABASE_URL: "postgres://b%zz:50%off@db/upbot" });
+  assert.match(user.message, /the user name and the password must be percent-encoded/);
+  // Written as %25, the same password is accepted and both its forms are masked.
+  const ok = parseConfig({ DATABASE_URL: "postgres://bob:50%25off@db:5432/upbot" });
+  assert.ok(secretValues(ok).includes("50%25off"));
+  assert.ok(secretValues(ok).includes("50%off"));
+});
+
 Deno.test("loadConfig() reads .env, and the environment wins", async () => {
   const dir = await Deno.makeTempDir();
   try {
