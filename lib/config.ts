@@ -495,6 +495,14 @@ export const SETTINGS = [
     secret: true,
   },
   {
+    name: "API_READ_TOKEN",
+    schema: optionalText(),
+    defaultText: "",
+    doc:
+      "Bearer token for every endpoint but the controls (/api/control/*) when HTTP_HOST is not loopback: give it to Grafana and Prometheus. Must differ from API_TOKEN.",
+    secret: true,
+  },
+  {
     name: "ALERT_WEBHOOK_URL",
     schema: optionalUrl(),
     defaultText: "",
@@ -620,6 +628,14 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
 /** Rules between settings, checked once every setting is valid on its own. */
 function crossProblems(c: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  if (c.API_READ_TOKEN !== undefined && c.API_READ_TOKEN === c.API_TOKEN) {
+    // The read token is handed to Grafana and Prometheus; equal to API_TOKEN it would control too.
+    problems.push({
+      name: "API_READ_TOKEN",
+      problem: "must differ from API_TOKEN: the read token must not open the controls " +
+        "(value hidden)",
+    });
+  }
   if (c.ORDER_KRW_AMOUNT > c.RISK_MAX_ORDER_KRW) {
     problems.push({
       name: "ORDER_KRW_AMOUNT",
