@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { setLogSink } from "../lib/log.ts";
-import type { ActorSpec } from "../lib/actors/supervisor.ts";
+import { type ActorSpec, secretsInConfig } from "../lib/actors/supervisor.ts";
 import type { UpbotMessage } from "../lib/pipeline/messages.ts";
 import {
   UpbotSupervisor,
@@ -513,4 +513,14 @@ Deno.test("Supervisor drops a Worker created ahead that talked before start, and
   assert.equal(s.restarts, 0);
   // One invalid message counted: the fresh Worker's. The one created ahead went with its message.
   assert.equal(s.invalidOut, 1);
+});
+
+Deno.test("secretsInConfig() passes an actor holding DATABASE_URL its decoded password too", () => {
+  // secretValues() lists both forms of a percent-encoded password; the decoded one is not a
+  // substring of the URL, yet the actor's database client decodes it (and an error may quote it).
+  const secrets = ["p%40ss%21word", "p@ss!word", "upbit-secret-key"];
+  const connection = { kind: "url", url: "postgres://bob:p%40ss%21word@db:5432/upbot" };
+  assert.deepEqual(secretsInConfig({ db: connection }, secrets), ["p%40ss%21word", "p@ss!word"]);
+  // Never a secret the slice does not hold; text that is not percent-encoding is fine.
+  assert.deepEqual(secretsInConfig({ markets: ["KRW-BTC"], note: "50%off" }, secrets), []);
 });

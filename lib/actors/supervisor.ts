@@ -1098,14 +1098,22 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 }
 
 /**
- * The secrets that occur in some string of `config` (searched deeply): the ones an actor with
- * this config slice already holds, and so the only ones it is told to mask.
+ * The secrets that occur in some string of `config` (searched deeply), as written or
+ * percent-decoded: the ones an actor with this config slice already holds, and so the only ones
+ * it is told to mask (a worker is never handed a secret it does not hold). The decoded form counts:
+ * an actor holding `DATABASE_URL` holds its decoded password too (its client decodes it, and an
+ * error may quote it).
  */
 export function secretsInConfig(config: unknown, secrets: readonly string[]): string[] {
   const strings: string[] = [];
   const walk = (v: unknown): void => {
-    if (typeof v === "string") strings.push(v);
-    else if (Array.isArray(v)) v.forEach(walk);
+    if (typeof v === "string") {
+      strings.push(v);
+      try {
+        const decoded = decodeURIComponent(v);
+        if (decoded !== v) strings.push(decoded);
+      } catch { /* not percent-encoded text */ }
+    } else if (Array.isArray(v)) v.forEach(walk);
     else if (v !== null && typeof v === "object") Object.values(v).forEach(walk);
   };
   walk(config);
