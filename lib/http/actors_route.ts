@@ -1,9 +1,11 @@
 /**
  * @module `GET /api/actors`: the status of every actor as a JSON array, one object per actor
- * (name, state, restarts, last error, heartbeat age, uptime, messages in/out, dropped, ...).
+ * (name, state, restarts, last error (secrets masked), heartbeat age, uptime, messages in/out,
+ * dropped, ...).
  */
 import { Hono } from "hono";
 import type { ActorStatus } from "../actors/supervisor.ts";
+import { redact } from "../log.ts";
 
 /** Anything that can report actor status; in production the `Supervisor`. */
 export interface ActorStatusSource {
@@ -22,7 +24,13 @@ export function actorsRoute(source: ActorStatusSource): Hono {
   const routes = new Hono();
   routes.get("/api/actors", (c) => {
     c.header("Cache-Control", "no-store");
-    return c.json(source.status());
+    // An actor's last error may quote a secret (a connection error with the database URL):
+    // masked as /api/status and the log mask it.
+    return c.json(
+      source.status().map((a) =>
+        a.lastError === null ? a : { ...a, lastError: redact(a.lastError) }
+      ),
+    );
   });
   return routes;
 }
