@@ -158,7 +158,12 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
               ...await databaseProblems(() => db.sql`select 1`),
             ],
           },
-      auth: { token: config.API_TOKEN, everywhere: !isLoopbackHost(config.HTTP_HOST) },
+      auth: {
+        token: config.API_TOKEN,
+        readToken: config.API_READ_TOKEN,
+        everywhere: !isLoopbackHost(config.HTTP_HOST),
+        host: config.HTTP_HOST,
+      },
       routes: [
         actorsRoute({ status: actors }),
         dashboardRoutes({

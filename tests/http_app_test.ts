@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import type { ActorStatus } from "../lib/actors/supervisor.ts";
-import { ConfigError, parseConfig } from "../lib/config.ts";
+import { ConfigError, parseConfig, SECRET_NAMES, secretValues } from "../lib/config.ts";
 import { BODY_LIMIT_BYTES, createApp } from "../lib/http/app.ts";
-import { tokensMatch } from "../lib/http/auth.ts";
+import { type AuthOptions, hostAllowed, tokensMatch } from "../lib/http/auth.ts";
 import { readiness } from "../lib/http/health.ts";
 import { setLogSink } from "../lib/log.ts";
 import { spawnDeno } from "../lib/subprocess.ts";
@@ -88,15 +88,17 @@ Deno.test("readiness: a feed whose last final bar is older than lateness + 2 s i
   assert.deepEqual(feedDown.problems, ["actor feed is failed"]);
 });
 
-function appWith(
-  auth: { token: string | undefined; everywhere: boolean },
-  logLines: string[] = [],
-): Hono {
+function appWith(auth: AuthOptions, logLines: string[] = []): Hono {
   const extra = new Hono();
   extra.get("/api/boom", () => {
     throw new Error("db password is hunter2-secret");
   });
   extra.post("/api/control/halt", (c) => c.json({ ok: true }));
+  extra.post("/api/control/resume", (c) => c.json({ ok: true }));
+  extra.post("/api/control/alarms/clear", (c) => c.json({ ok: true }));
+  extra.get("/api/account", (c) => c.json({ krw: 1 }));
+  extra.get("/metrics", (c) => c.text("upbot_up 1\n"));
+  extra.post("/grafana/query", (c) => c.json([]));
   extra.post("/api/echo", async (c) => c.json({ size: (await c.req.text()).length }));
   return createApp({
     liveness: ALIVE,
@@ -153,6 +155,198 @@ Deno.test("off loopback every endpoint but /healthz and /readyz needs the token"
   }
   const ok = await app.request("/nope", { headers: { authorization: "Bearer tok" } });
   assert.equal(ok.status, 404);
+});
+
+const FULL = "full-token-8d2e";
+const READ = "read-token-41c7";
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const READS: [string, string][] = [
+  ["GET", "/api/account"],
+  ["GET", "/metrics"],
+  ["POST", "/grafana/query"],
+];
+const CONTROLS = ["/api/control/halt", "/api/control/resume", "/api/control/alarms/clear"];
+
+Deno.test("API_READ_TOKEN reads everything but never opens a control; API_TOKEN does both", async () => {
+  for (const everywhere of [true, false]) {
+    const app = appWith({ token: FULL, readToken: READ, everywhere });
+    for (const [method, path] of READS) {
+      for (const token of [READ, FULL]) {
+        const res = await app.request(path, {
+          method,
+          body: method === "POST" ? "{}" : undefined,
+          headers: bearer(token),
+        });
+        assert.equal(res.status, 200, `${method} ${path} with ${token}`);
+        await res.body?.cancel();
+      }
+      const none = await app.request(path, { method, body: method === "POST" ? "{}" : undefined });
+      assert.equal(none.status, everywhere ? 401 : 200, `${method} ${path} without a token`);
+      await none.body?.cancel();
+    }
+    for (const path of CONTROLS) {
+      const read = await app.request(path, { method: "POST", body: "{}", headers: bearer(READ) });
+      assert.equal(read.status, 403, path);
+      assert.deepEqual(await read.json(), {
+        error: "API_READ_TOKEN only reads: the HTTP controls need API_TOKEN",
+      });
+      const full = await app.request(path, { method: "POST", body: "{}", headers: bearer(FULL) });
+      assert.equal(full.status, 200, path);
+      await full.body?.cancel();
+      const wrong = await app.request(path, {
+        method: "POST",
+        body: "{}",
+        headers: bearer(READ + "x"),
+      });
+      assert.equal(wrong.status, 401, path);
+      await wrong.body?.cancel();
+    }
+  }
+  // Without API_TOKEN the read token still opens no control.
+  const readOnly = appWith({ token: undefined, readToken: READ, everywhere: false });
+  const halt = await readOnly.request("/api/control/halt", {
+    method: "POST",
+    body: "{}",
+    headers: bearer(READ),
+  });
+  assert.equal(halt.status, 403);
+  assert.deepEqual(await halt.json(), {
+    error: "API_TOKEN is not set: the HTTP controls are disabled",
+  });
+});
+
+Deno.test("config: API_READ_TOKEN is a secret, and equal to API_TOKEN it is refused without showing either", () => {
+  assert.ok(SECRET_NAMES.includes("API_READ_TOKEN"));
+  const c = parseConfig({ HTTP_HOST: "0.0.0.0", API_TOKEN: FULL, API_READ_TOKEN: READ });
+  assert.equal(c.API_READ_TOKEN, READ);
+  assert.ok(secretValues(c).includes(READ));
+  assert.equal(parseConfig({}).API_READ_TOKEN, undefined);
+  assert.throws(
+    () => parseConfig({ HTTP_HOST: "0.0.0.0", API_TOKEN: FULL, API_READ_TOKEN: ` ${FULL} ` }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(
+        err.message,
+        "config: API_READ_TOKEN must differ from API_TOKEN: the read token must not open the controls (value hidden)",
+      );
+      assert.ok(!err.message.includes(FULL));
+      return true;
+    },
+  );
+});
+
+const HOST_REFUSED = (host: string) =>
+  `Host ${
+    JSON.stringify(host)
+  } is not allowed: while HTTP_HOST is a loopback address and reads need no token, upbot answers only requests addressed to localhost, a loopback address or HTTP_HOST (a guard against DNS rebinding)`;
+
+Deno.test("open reads answer only requests addressed to a loopback host or HTTP_HOST (DNS rebinding)", async () => {
+  const app = appWith({ token: FULL, readToken: READ, everywhere: false, host: "127.0.0.1" });
+  // app.request's default URL is http://localhost/: no Host header, the URL's host counts.
+  assert.equal((await app.request("/api/account")).status, 200);
+  for (
+    const host of [
+      "localhost",
+      "localhost:8501",
+      "LOCALHOST:1",
+      "127.0.0.1",
+      "127.0.0.1:8501",
+      "[::1]",
+      "[::1]:8501",
+      "127.0.0.2:80",
+    ]
+  ) {
+    const res = await app.request("/api/account", { headers: { host } });
+    assert.equal(res.status, 200, host);
+    await res.body?.cancel();
+  }
+  for (
+    const host of [
+      "evil.example:8501",
+      "evil.example",
+      "127.0.0.1.evil.example",
+      "localhost.evil.example:8501",
+      "localhost.",
+      "::1",
+      "[::1]evil",
+      "evil.example@127.0.0.1",
+      "127.0.0.1 evil",
+      "",
+    ]
+  ) {
+    for (const path of ["/api/account", "/api/status", "/metrics", "/healthz", "/"]) {
+      const res = await app.request(path, { headers: { host } });
+      assert.equal(res.status, 403, `${host} ${path}`);
+      assert.deepEqual(await res.json(), { error: HOST_REFUSED(host) });
+    }
+    // Not even with a token: a rebinding page cannot send one, nobody else needs this.
+    const halt = await app.request("/api/control/halt", {
+      method: "POST",
+      body: "{}",
+      headers: { host, ...bearer(FULL) },
+    });
+    assert.equal(halt.status, 403, host);
+    await halt.body?.cancel();
+  }
+  const long = "a".repeat(300);
+  const res = await app.request("/api/account", { headers: { host: long } });
+  assert.deepEqual(await res.json(), { error: HOST_REFUSED("a".repeat(100) + "...") });
+  // HTTP_HOST is accepted by its name; off loopback the token guards and Host is not checked.
+  assert.equal(hostAllowed("box.internal:8501", "box.internal"), true);
+  assert.equal(hostAllowed("box.internal:8501", "[::1]"), false);
+  assert.equal(hostAllowed("[::1]:8501", "::1"), true);
+  const named = appWith({ token: FULL, everywhere: false, host: "Box.Internal" });
+  const ok = await named.request("/api/account", { headers: { host: "box.internal:8501" } });
+  assert.equal(ok.status, 200);
+  await ok.body?.cancel();
+  const guarded = appWith({ token: FULL, readToken: READ, everywhere: true, host: "0.0.0.0" });
+  const remote = await guarded.request("/api/account", {
+    headers: { host: "upbot:8501", ...bearer(READ) },
+  });
+  assert.equal(remote.status, 200);
+  await remote.body?.cancel();
+});
+
+/** One raw HTTP/1.1 request (fetch cannot set Host): the status and the body. */
+async function rawRequest(port: number, head: string): Promise<{ status: number; body: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(head));
+    let text = "";
+    const buf = new Uint8Array(16384);
+    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+      text += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    const [status, ...rest] = text.split("\r\n\r\n");
+    return { status: Number(status!.split(" ")[1]), body: rest.join("\r\n\r\n") };
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("Deno.serve hands the Host header over as sent: a rebound name is refused on a real socket", async () => {
+  const app = appWith({ token: undefined, everywhere: false, host: "127.0.0.1" });
+  await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
+  const port = server.addr.port;
+  const get = (host: string) =>
+    rawRequest(port, `GET /api/account HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  const evil = await get(`rebind.evil.example:${port}`);
+  assert.equal(evil.status, 403);
+  assert.deepEqual(JSON.parse(evil.body), { error: HOST_REFUSED(`rebind.evil.example:${port}`) });
+  assert.equal((await get(`127.0.0.1:${port}`)).status, 200);
+  assert.equal((await get(`localhost:${port}`)).status, 200);
+  // An absolute URL naming loopback does not override a rebound Host.
+  const absolute = await rawRequest(
+    port,
+    `GET http://127.0.0.1:${port}/api/account HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n`,
+  );
+  assert.equal(absolute.status, 403);
+  // Without a Host header (HTTP/1.0) Deno's URL says localhost: answered.
+  assert.equal((await rawRequest(port, "GET /api/account HTTP/1.0\r\n\r\n")).status, 200);
+  // fetch sends the URL's host.
+  const res = await fetch(`http://127.0.0.1:${port}/api/account`);
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
 });
 
 Deno.test("404, 413 and 500 answer JSON; a 500 is logged with a request id and leaks nothing", async () => {

@@ -19,7 +19,7 @@ export interface AppDeps {
   liveness: () => Promise<Liveness> | Liveness;
   /** `/readyz`: this instance trades. */
   readiness: () => Promise<Readiness> | Readiness;
-  /** Who may call what; default: controls disabled, everything else open. */
+  /** Who may call what; default: controls disabled, everything else open to loopback hosts. */
   auth?: AuthOptions;
   /** Extra routes mounted at the root (e.g. `/api/actors`). */
   routes?: Hono[];

@@ -1,10 +1,17 @@
 /**
- * @module Bearer-token checks. The controls always need `API_TOKEN`; when upbot listens on a
- * non-loopback address every endpoint but `/healthz` and `/readyz` needs it too (start-up refuses
- * to run without one, see `lib/config.ts`). Tokens are compared in constant time.
+ * @module Bearer-token and Host checks. The controls (`/api/control/*`) always need `API_TOKEN`;
+ * when upbot listens on a non-loopback address every other endpoint but `/healthz` and `/readyz`
+ * needs `API_TOKEN` or `API_READ_TOKEN` (start-up refuses to run without `API_TOKEN`, see
+ * `lib/config.ts`). The read token never opens a control, so Grafana and Prometheus, which hold it,
+ * cannot halt or resume trading. Tokens are compared in constant time.
+ *
+ * While reads need no token (loopback `HTTP_HOST`), a request must be addressed to a loopback host
+ * or `HTTP_HOST` (its `Host` header): a web page whose domain an attacker re-points at 127.0.0.1
+ * (DNS rebinding) sends its own domain there and gets a 403 instead of the balances.
  */
 import { timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
+import { isLoopbackHost } from "../config.ts";
 import { ApiError } from "./errors.ts";
 
 /** Paths open to anyone, whatever the address. */
@@ -22,33 +29,88 @@ export async function tokensMatch(given: string, expected: string): Promise<bool
 
 /** Options of {@linkcode requireToken}. */
 export interface AuthOptions {
-  /** `API_TOKEN`, or undefined when not configured. */
+  /** `API_TOKEN` (every path, the controls included), or undefined when not configured. */
   token: string | undefined;
-  /** Whether every path but the open ones needs the token (non-loopback `HTTP_HOST`). */
+  /** `API_READ_TOKEN` (every path but the controls), or undefined when not configured. */
+  readToken?: string | undefined;
+  /** Whether every path but the open ones needs a token (non-loopback `HTTP_HOST`). */
   everywhere: boolean;
+  /**
+   * `HTTP_HOST`: while reads are open (not `everywhere`), a request's `Host` must name it or a
+   * loopback host. Unset: loopback hosts only.
+   */
+  host?: string | undefined;
+}
+
+/** How much of a refused `Host` header an error shows. */
+const HOST_SHOWN_CHARS = 100;
+
+/**
+ * The host name of a `Host` header value (`name`, `name:port`, `[v6]`, `[v6]:port`), lowercased
+ * and without brackets, or undefined when the value has another form.
+ */
+export function hostOfHeader(value: string): string | undefined {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]\s]+)(?::\d{0,5})?$/.exec(value);
+  return m ? m[1]!.toLowerCase().replace(/^\[|\]$/g, "") : undefined;
+}
+
+/**
+ * Whether a request whose `Host` header is `header` may be answered while reads are open: it
+ * names a loopback host (`localhost`, `127.x.x.x`, `[::1]`) or `httpHost`, with any port.
+ */
+export function hostAllowed(header: string, httpHost?: string): boolean {
+  const name = hostOfHeader(header);
+  if (name === undefined) return false;
+  if (isLoopbackHost(name)) return true;
+  return httpHost !== undefined &&
+    name === httpHost.trim().toLowerCase().replace(/^\[|\]$/g, "");
 }
 
 /**
  * Middleware: `/api/control/*` always needs `Authorization: Bearer <API_TOKEN>` (403 when no
- * token is configured), other paths only when `everywhere`.
+ * token is configured or the read token is given), other paths only when `everywhere`, and then
+ * the read token will do. While not `everywhere`, a `Host` naming neither a loopback host nor
+ * `host` is refused (403) on every path.
  */
 export function requireToken(options: AuthOptions): MiddlewareHandler {
   return async (c, next) => {
+    if (!options.everywhere) {
+      // No Host header (HTTP/1.0): the URL's host, which Deno then makes `localhost`.
+      const host = c.req.header("host") ?? new URL(c.req.url).host;
+      if (!hostAllowed(host, options.host)) {
+        const shown = host.length > HOST_SHOWN_CHARS
+          ? host.slice(0, HOST_SHOWN_CHARS) + "..."
+          : host;
+        throw new ApiError(403, {
+          error: `Host ${
+            JSON.stringify(shown)
+          } is not allowed: while HTTP_HOST is a loopback address and reads need no token, upbot answers only requests addressed to localhost, a loopback address or HTTP_HOST (a guard against DNS rebinding)`,
+        });
+      }
+    }
     const path = c.req.path;
     if (OPEN_PATHS.has(path)) return await next();
     const isControl = path === "/api/control" || path.startsWith("/api/control/");
     if (!isControl && !options.everywhere) return await next();
-    if (options.token === undefined) {
+    if (isControl && options.token === undefined) {
       throw new ApiError(403, {
         error: "API_TOKEN is not set: the HTTP controls are disabled",
       });
     }
     const header = c.req.header("authorization") ?? "";
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!m || !(await tokensMatch(m[1]!, options.token))) {
-      c.header("WWW-Authenticate", 'Bearer realm="upbot"');
-      throw new ApiError(401, { error: "missing or wrong bearer token" });
+    const given = m?.[1];
+    const full = given !== undefined && options.token !== undefined &&
+      await tokensMatch(given, options.token);
+    const read = given !== undefined && options.readToken !== undefined &&
+      await tokensMatch(given, options.readToken);
+    if (full || (read && !isControl)) return await next();
+    if (read) {
+      throw new ApiError(403, {
+        error: "API_READ_TOKEN only reads: the HTTP controls need API_TOKEN",
+      });
     }
-    await next();
+    c.header("WWW-Authenticate", 'Bearer realm="upbot"');
+    throw new ApiError(401, { error: "missing or wrong bearer token" });
   };
 }
