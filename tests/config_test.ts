@@ -241,6 +241,50 @@ Deno.test("parseEnvFile() handles quotes, comments and rejects junk without echo
   });
 });
 
+Deno.test("parseEnvFile() ends a quoted value at its closing quote, a comment may follow", () => {
+  assert.deepEqual(
+    parseEnvFile(
+      [
+        'TOKEN="abcd" # the API token',
+        "PHRASE='I accept' #comment",
+        'EMPTY="" ',
+        'HASH="a # b"',
+        'ESC="say \\"hi\\" \\\\ \\t"',
+        'export KEY = "k"',
+      ].join("\n"),
+    ),
+    {
+      TOKEN: "abcd",
+      PHRASE: "I accept",
+      EMPTY: "",
+      HASH: "a # b",
+      ESC: 'say "hi" \\ \\t',
+      KEY: "k",
+    },
+  );
+  // Anything else is an error naming the line and the key, never the value.
+  const cases: [string, string][] = [
+    ['A=1\nSECRET="s3cr3t-x', ".env line 2 (SECRET): the value's opening \" is never closed"],
+    ["SECRET='s3cr3t-x", ".env line 1 (SECRET): the value's opening ' is never closed"],
+    ['SECRET="s3cr3t-x\\"', ".env line 1 (SECRET): the value's opening \" is never closed"],
+    [
+      'SECRET="s3cr3t" -x',
+      ".env line 1 (SECRET): text after the value's closing \" (only a # comment may follow it)",
+    ],
+    [
+      "SECRET='s3cr3t'x",
+      ".env line 1 (SECRET): text after the value's closing ' (only a # comment may follow it)",
+    ],
+  ];
+  for (const [text, message] of cases) {
+    assert.throws(() => parseEnvFile(text), (err: Error) => {
+      assert.equal(err.message, message, text);
+      assert.ok(!err.message.includes("s3cr3t"));
+      return true;
+    });
+  }
+});
+
 Deno.test("README and .env.example are generated from SETTINGS (deno task config-docs)", async () => {
   const readme = await Deno.readTextFile(new URL("../README.md", import.meta.url));
   const example = await Deno.readTextFile(new URL("../.env.example", import.meta.url));
