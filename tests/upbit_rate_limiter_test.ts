@@ -67,7 +67,7 @@ Deno.test("UpbitRequestBudget grants at most the group budget per window, then t
   limiter.close();
 });
 
-Deno.test("UpbitRequestBudget pauses a group until the next second after Remaining-Req sec=0", async () => {
+Deno.test("UpbitRequestBudget pauses a group a whole window after Remaining-Req sec=0 (the window may slide)", async () => {
   const clock = new ManualClock();
   clock.t = 5_000_400;
   const limiter = new UpbitRequestBudget({ clock, marginMs: 50 });
@@ -75,9 +75,11 @@ Deno.test("UpbitRequestBudget pauses a group until the next second after Remaini
   const call = track(limiter.acquire("default"));
   await flush();
   assert.equal(call.done, false);
-  await clock.advance(649); // 5_001_049
+  await clock.advance(650); // 5_001_050: the next second, where a fixed window would refill
+  assert.equal(call.done, false, "a sliding window still counts the requests of 5_000_4xx");
+  await clock.advance(399); // 5_001_449
   assert.equal(call.done, false);
-  await clock.advance(1);
+  await clock.advance(1); // 5_001_450: a window (1000) and the margin after the answer
   assert.equal(call.done, true);
   limiter.close();
 });

@@ -1,6 +1,6 @@
 /**
  * @module Client-side rate-limit discipline for Upbit REST (§3): per-group budgets from the
- * documented limits, tightened by every `Remaining-Req` answer, a pause to the next second after
+ * documented limits, tightened by every `Remaining-Req` answer, a pause of a whole window after
  * `sec=0` or a 429, and a growing stop of every call after a 418.
  *
  * One {@linkcode UpbitRequestBudget} belongs to one `UpbitRest` and is shared by all its calls. Upbit
@@ -293,19 +293,18 @@ export class UpbitRequestBudget {
     else w.reject(err);
   }
 
-  #nextSecond(now: number): number {
-    return (Math.floor(now / 1000) + 1) * 1000 + this.#marginMs;
-  }
-
   /**
-   * Reports a `Remaining-Req` answer: `sec=0` pauses the group until the next second (§3.2).
+   * Reports a `Remaining-Req` answer: `sec=0` pauses the group for a whole window from now.
+   * §3.2 reads "wait for the next second", which holds for a fixed window; whether Upbit's window
+   * is fixed or sliding is not documented (§9.10), and under a sliding one the requests that used
+   * it up still count until a window after them: the safe reading waits the whole window.
    * `group` is the group of the request that got the answer, whatever name the header carries.
    */
   observe(group: RateLimitGroup | string, remaining: RemainingReq | null): void {
     if (!remaining || remaining.sec > 0) return;
     const g = this.#group(group);
     const now = this.#clock.now();
-    g.pausedUntil = Math.max(g.pausedUntil, this.#nextSecond(now));
+    g.pausedUntil = Math.max(g.pausedUntil, now + g.budget.windowMs + this.#marginMs);
     this.#pump(group, g);
   }
 
