@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
-import { parseConfig, SETTINGS } from "../lib/config.ts";
+import { isLoopbackHost, parseConfig, SETTINGS } from "../lib/config.ts";
 import { createApp } from "../lib/http/app.ts";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -209,9 +209,84 @@ Deno.test("compose.yaml: upbot's variables are settings; ports agree everywhere"
   assert.equal(file.services.grafana!.environment!.UPBOT_URL, `http://upbot:${port}`);
   const tokenFile = prom.scrape_configs[0].authorization.credentials_file;
   assert.ok(file.services.prometheus!.command!.join(" ").includes(`> ${tokenFile}`));
-  // The API token reaches all three from the same variable.
-  assert.equal(env.API_TOKEN, file.services.prometheus!.environment!.UPBOT_API_TOKEN);
-  assert.equal(env.API_TOKEN, file.services.grafana!.environment!.UPBOT_API_TOKEN);
+});
+
+/** `${NAME:?message}` -> NAME (the compose variable a value is taken from), else undefined. */
+function composeVariable(value: string | undefined): string | undefined {
+  return /^\$\{([A-Z_]+)(?::\?[^}]*)?\}$/.exec(value ?? "")?.[1];
+}
+
+/** `value` with every `${NAME…}` replaced by `dotEnv[NAME]`, as compose does. */
+function interpolate(value: string, dotEnv: Record<string, string>): string {
+  return value.replace(/\$\{([A-Z_]+)[^}]*\}/g, (_, name: string) => dotEnv[name] ?? "");
+}
+
+Deno.test("compose.yaml: Grafana and Prometheus get the read token, which opens no control", async () => {
+  const file = await compose();
+  const upbotEnv = file.services.upbot!.environment!;
+  const fullVar = composeVariable(upbotEnv.API_TOKEN);
+  const readVar = composeVariable(upbotEnv.API_READ_TOKEN);
+  assert.ok(fullVar && readVar, "upbot's API_TOKEN and API_READ_TOKEN come from .env variables");
+  assert.notEqual(fullVar, readVar);
+  // Only upbot sees the full token.
+  for (const [name, service] of Object.entries(file.services)) {
+    if (name === "upbot") continue;
+    const text = JSON.stringify(service);
+    assert.ok(!text.includes(`\${${fullVar}`), `${name} receives ${fullVar}`);
+  }
+  const prometheus = file.services.prometheus!;
+  const grafana = file.services.grafana!;
+  assert.equal(composeVariable(prometheus.environment!.UPBOT_READ_TOKEN), readVar);
+  assert.equal(composeVariable(grafana.environment!.UPBOT_READ_TOKEN), readVar);
+  // Prometheus writes that variable into the file its scrape config reads the token from.
+  const prom = parseYaml(await read("prometheus/prometheus.yml"));
+  const tokenFile = prom.scrape_configs[0].authorization.credentials_file;
+  assert.match(
+    prometheus.command!.join(" "),
+    new RegExp(`printf %s "\\$\\$UPBOT_READ_TOKEN" > ${tokenFile} `),
+  );
+  // Grafana's data source sends that variable as the bearer token.
+  const datasource = parseYaml(await read("grafana/provisioning/datasources/upbot.yaml"))
+    .datasources[0];
+  assert.equal(datasource.jsonData.httpHeaderName1, "Authorization");
+  assert.equal(datasource.secureJsonData.httpHeaderValue1, "Bearer ${UPBOT_READ_TOKEN}");
+  assert.equal(datasource.url, "${UPBOT_URL}/grafana");
+
+  // With an .env holding two tokens, what Grafana and Prometheus send reads but cannot control.
+  const dotEnv = { [fullVar]: "f".repeat(32), [readVar]: "r".repeat(32), POSTGRES_PASSWORD: "pw" };
+  const upbot: Record<string, string> = {};
+  for (const [k, v] of Object.entries(upbotEnv)) upbot[k] = interpolate(v, dotEnv);
+  const config = parseConfig(upbot);
+  const app = createApp({
+    liveness: () => ({ ok: true, db: "ok", uptime_sec: 1 }),
+    readiness: () => ({ ready: true, problems: [] }),
+    auth: {
+      token: config.API_TOKEN,
+      readToken: config.API_READ_TOKEN,
+      everywhere: !isLoopbackHost(config.HTTP_HOST),
+      host: config.HTTP_HOST,
+    },
+  });
+  const sent = {
+    authorization: interpolate(datasource.secureJsonData.httpHeaderValue1, {
+      UPBOT_READ_TOKEN: interpolate(grafana.environment!.UPBOT_READ_TOKEN!, dotEnv),
+    }),
+  };
+  assert.equal(
+    sent.authorization,
+    `Bearer ${interpolate(prometheus.environment!.UPBOT_READ_TOKEN!, dotEnv)}`,
+  );
+  const metrics = await app.request("/metrics", { headers: { ...sent, host: "upbot:8501" } });
+  assert.equal(metrics.status, 404, "past the token check (no such route in this bare app)");
+  await metrics.body?.cancel();
+  for (const path of ["/api/control/resume", "/api/control/halt", "/api/control/alarms/clear"]) {
+    const res = await app.request(path, { method: "POST", body: "{}", headers: sent });
+    assert.equal(res.status, 403, path);
+    await res.body?.cancel();
+  }
+  const withoutToken = await app.request("/metrics");
+  assert.equal(withoutToken.status, 401);
+  await withoutToken.body?.cancel();
 });
 
 Deno.test(".dockerignore keeps secrets and data out, and nothing the image copies", async () => {

@@ -56,11 +56,11 @@ Deno.test("prometheus/: alert rules and scrape config pass promtool", async () =
   // The config reads the token from a file; check it against a temporary one.
   const dir = await Deno.makeTempDir({ prefix: "upbot_prom_" });
   try {
-    await Deno.writeTextFile(`${dir}/upbot_api_token`, "t");
+    await Deno.writeTextFile(`${dir}/upbot_read_token`, "t");
     await Deno.copyFile(`${PROMETHEUS_DIR}alerts.yml`, `${dir}/alerts.yml`);
     const config = (await Deno.readTextFile(`${PROMETHEUS_DIR}prometheus.yml`))
-      .replaceAll("/etc/prometheus/upbot_api_token", `${dir}/upbot_api_token`);
-    assert.ok(config.includes(`${dir}/upbot_api_token`));
+      .replaceAll("/etc/prometheus/upbot_read_token", `${dir}/upbot_read_token`);
+    assert.ok(config.includes(`${dir}/upbot_read_token`));
     await Deno.writeTextFile(`${dir}/prometheus.yml`, config);
     const checked = await promtool(["check", "config", `${dir}/prometheus.yml`]);
     assert.equal(checked.code, 0, checked.text);
