@@ -351,7 +351,7 @@ export const SETTINGS = [
     schema: num({ min: 5000, max: 10_000_000_000, int: true }, 100000),
     defaultText: "100000",
     doc:
-      "Most KRW held in coins at once (open volume at the last price plus entries in flight); an entry past it is refused.",
+      "Most KRW held in coins at once (open volume at the last price plus entries in flight); an entry past it is refused. Below ORDER_KRW_AMOUNT is a configuration error.",
   },
   {
     name: "RISK_MAX_DAILY_LOSS_KRW",
@@ -641,6 +641,13 @@ function crossProblems(c: Config): ConfigProblem[] {
       name: "ORDER_KRW_AMOUNT",
       problem:
         `must not exceed RISK_MAX_ORDER_KRW (ORDER_KRW_AMOUNT=${c.ORDER_KRW_AMOUNT}, RISK_MAX_ORDER_KRW=${c.RISK_MAX_ORDER_KRW}): every entry would be refused`,
+    });
+  }
+  if (c.RISK_MAX_EXPOSURE_KRW < c.ORDER_KRW_AMOUNT) {
+    problems.push({
+      name: "RISK_MAX_EXPOSURE_KRW",
+      problem:
+        `must be at least ORDER_KRW_AMOUNT (RISK_MAX_EXPOSURE_KRW=${c.RISK_MAX_EXPOSURE_KRW}, ORDER_KRW_AMOUNT=${c.ORDER_KRW_AMOUNT}): every entry would be refused`,
     });
   }
   return problems;

@@ -141,6 +141,19 @@ Deno.test("parseConfig() refuses ORDER_KRW_AMOUNT above RISK_MAX_ORDER_KRW, nami
   assert.equal(parseConfig({ ORDER_KRW_AMOUNT: "50000" }).ORDER_KRW_AMOUNT, 50000);
 });
 
+Deno.test("parseConfig() refuses RISK_MAX_EXPOSURE_KRW below ORDER_KRW_AMOUNT, naming both", () => {
+  const err = problemsOf({ ORDER_KRW_AMOUNT: "30000", RISK_MAX_EXPOSURE_KRW: "20000" });
+  assert.deepEqual(err.problems.map((p) => p.name), ["RISK_MAX_EXPOSURE_KRW"]);
+  assert.equal(
+    err.message,
+    "config: RISK_MAX_EXPOSURE_KRW must be at least ORDER_KRW_AMOUNT (RISK_MAX_EXPOSURE_KRW=20000, ORDER_KRW_AMOUNT=30000): every entry would be refused",
+  );
+  // Equal is allowed: one entry fits.
+  const c = parseConfig({ ORDER_KRW_AMOUNT: "30000", RISK_MAX_EXPOSURE_KRW: "30000" });
+  assert.equal(c.RISK_MAX_EXPOSURE_KRW, 30000);
+  assert.ok(parseConfig({}).ORDER_KRW_AMOUNT <= parseConfig({}).RISK_MAX_EXPOSURE_KRW);
+});
+
 Deno.test("parseConfig() reports several bad values at once, one line each", () => {
   const err = problemsOf({ HTTP_PORT: "x", UPBIT_TRADE_MODE: "y", MARKETS: "z" });
   assert.deepEqual(err.problems.map((p) => p.name).sort(), [
