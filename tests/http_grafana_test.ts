@@ -10,8 +10,16 @@ import { parseBacktestArgs } from "../lib/backtest/args.ts";
 import { runBacktest } from "../lib/backtest/run.ts";
 import { barsFromDatabase, saveRun } from "../lib/backtest/store.ts";
 import { ledgerPositions } from "../lib/execution/position_ledger.ts";
-import { binSeconds, GRAFANA_SERIES } from "../lib/http/grafana_routes.ts";
-import { testBackends } from "./_db.ts";
+import { Hono } from "hono";
+import { ApiError } from "../lib/http/errors.ts";
+import {
+  binSeconds,
+  GRAFANA_SERIES,
+  grafanaRoutes,
+  MAX_POINTS_PER_QUERY,
+  MAX_POINTS_PER_SERIES,
+} from "../lib/http/grafana_routes.ts";
+import { dbTest, testBackends } from "./_db.ts";
 import { LIVE_ENV, startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
 const DASHBOARD = new URL("../grafana/dashboards/upbot.json", import.meta.url);
@@ -283,3 +291,156 @@ for (const backend of testBackends()) {
     assert.equal(badMarket.body.field, "targets.0.payload.market");
   });
 }
+
+dbTest(
+  "Grafana /query: bounded work (points per series, duplicate series, points per query)",
+  async (db) => {
+    const { sql } = db;
+    const app = new Hono();
+    app.route("/", grafanaRoutes({ sql, markets: ["KRW-BTC", "KRW-ETH"] }));
+    // As the app answers them (lib/http/app.ts).
+    app.onError((err, c) => {
+      if (err instanceof ApiError) return c.json(err.body, err.status);
+      throw err;
+    });
+    const query = async (body: Record<string, unknown>) => {
+      const res = await app.request("/grafana/query", {
+        method: "POST",
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: await res.json() };
+    };
+    const T0 = Date.parse("2026-05-01T00:00:00Z");
+    // 27 hours at 1-second bins: the bins follow the points asked for, here the most allowed.
+    const range = {
+      from: new Date(T0).toISOString(),
+      to: new Date(T0 + 27 * 3_600_000).toISOString(),
+    };
+    const markets = (n: number) => Array.from({ length: n }, (_, i) => `KRW-C${i}`);
+    const tooMany = (points: number) =>
+      `asks for ${points} points or more, over the limit of ${MAX_POINTS_PER_QUERY} points per ` +
+      `query (series x points per series): ask for a shorter range, fewer points per series ` +
+      `(maxDataPoints) or fewer series (targets or markets)`;
+
+    assert.equal(MAX_POINTS_PER_SERIES, 10_000);
+    assert.equal(MAX_POINTS_PER_QUERY, 200_000);
+    // More points per series than allowed.
+    const wide = await query({
+      range,
+      intervalMs: 1000,
+      maxDataPoints: 10_001,
+      targets: [{ target: "close", refId: "A" }],
+    });
+    assert.equal(wide.status, 400);
+    assert.deepEqual(wide.body, {
+      error: "invalid body",
+      field: "maxDataPoints",
+      message: "must be at most 10000 (points per series)",
+    });
+    // 27 h in 10 000 points: 10-s bins, 9721 of them over the range.
+    assert.equal(binSeconds(T0, T0 + 27 * 3_600_000, 1000, 10_000), 10);
+    // 20 markets x 9721 points fit; 25 markets do not, refused before reading anything.
+    const fits = await query({
+      range,
+      intervalMs: 1000,
+      maxDataPoints: 10_000,
+      targets: [{ target: "close", refId: "A", payload: { market: markets(20) } }],
+    });
+    assert.equal(fits.status, 200, JSON.stringify(fits.body));
+    const over = await query({
+      range,
+      intervalMs: 1000,
+      maxDataPoints: 10_000,
+      targets: [{ target: "close", refId: "A", payload: { market: markets(25) } }],
+    });
+    assert.equal(over.status, 400);
+    assert.deepEqual(over.body, {
+      error: "invalid body",
+      field: "targets",
+      message: tooMany(25 * 9721),
+    });
+    // Series add up across targets: close and volume of 12 markets each.
+    const both = await query({
+      range,
+      intervalMs: 1000,
+      maxDataPoints: 10_000,
+      targets: [
+        { target: "close", refId: "A", payload: { market: markets(12) } },
+        { target: "volume", refId: "B", payload: { market: markets(12) } },
+      ],
+    });
+    assert.equal(both.status, 400);
+    assert.equal(both.body.message, tooMany(24 * 9721));
+    // A market listed twice is one series.
+    const repeated = await query({
+      range,
+      intervalMs: 1000,
+      maxDataPoints: 10_000,
+      targets: [{ target: "close", refId: "A", payload: { market: Array(100).fill("KRW-BTC") } }],
+    });
+    assert.equal(repeated.status, 200, JSON.stringify(repeated.body));
+
+    // The same series twice is refused, however it is spelled; other markets are other series.
+    for (
+      const targets of [
+        [{ target: "close", refId: "A" }, { target: "close", refId: "B" }],
+        [
+          { target: "close", refId: "A", payload: { market: "KRW-BTC" } },
+          { target: "close", refId: "B", payload: { market: ["KRW-BTC"] } },
+        ],
+        [
+          { target: "attempts", refId: "A" },
+          { target: "attempts", refId: "B", payload: { market: "KRW-ETH" } },
+        ],
+      ]
+    ) {
+      const dup = await query({ range, maxDataPoints: 100, targets });
+      assert.equal(dup.status, 400, JSON.stringify(targets));
+      assert.deepEqual(dup.body, {
+        error: "invalid body",
+        field: "targets.1.target",
+        message: "the same series as targets.0: ask for each series once",
+      });
+    }
+    const distinct = await query({
+      range,
+      maxDataPoints: 100,
+      targets: [
+        { target: "close", refId: "A", payload: { market: "KRW-BTC" } },
+        { target: "close", refId: "B", payload: { market: "KRW-ETH" } },
+        { target: "close", refId: "C", hide: true },
+      ],
+    });
+    assert.equal(distinct.status, 200, JSON.stringify(distinct.body));
+
+    // Series known only once read (one per sampled label) are counted as answered: 21 labels with a
+    // sample every second over 10 001 s pass the limit, and the answer is the same 400.
+    await sql`
+    insert into obs_samples (ts, metric, label, value)
+    select to_timestamp(${T0 / 1000}::float8 + s), 'actor_restarts', 'actor' || l, 1
+    from generate_series(0, 10000) s, generate_series(1, 21) l`;
+    const sampledRange = {
+      from: new Date(T0).toISOString(),
+      to: new Date(T0 + 10_000_000).toISOString(),
+    };
+    const sampled = await query({
+      range: sampledRange,
+      intervalMs: 1000,
+      maxDataPoints: 10_000,
+      targets: [{ target: "actor_restarts", refId: "A" }],
+    });
+    assert.equal(sampled.status, 400);
+    assert.match(sampled.body.message, /^asks for \d+ points or more, over the limit of 200000 /);
+    // 19 of them fit.
+    await sql`delete from obs_samples where label in ('actor20', 'actor21')`;
+    const sampledFits = await query({
+      range: sampledRange,
+      intervalMs: 1000,
+      maxDataPoints: 10_000,
+      targets: [{ target: "actor_restarts", refId: "A" }],
+    });
+    assert.equal(sampledFits.status, 200);
+    assert.equal(sampledFits.body.length, 19);
+    assert.equal(sampledFits.body[0].datapoints.length, 10_001);
+  },
+);

@@ -5,6 +5,12 @@
  * `intervalMs` and `(to - from) / maxDataPoints` (at least 1 s), so no more than about
  * `maxDataPoints` points per series leave the database.
  *
+ * The work of one `/query` is bounded (on the embedded database a query holds up every write,
+ * exits included): `maxDataPoints` at most {@linkcode MAX_POINTS_PER_SERIES}, each series asked
+ * once, and at most {@linkcode MAX_POINTS_PER_QUERY} points in all (series x points per series,
+ * table rows counted as points), else a 400 saying how to ask for less. Grafana asks for about the
+ * panel's width in points, far below.
+ *
  * Series (`target`): `close` and `volume` per market, `paper_pnl` (cumulative, net of fees),
  * `live_realised_pnl` (cumulative, from filled live exits against their entries),
  * `order_latency_ms` (average and maximum per mode), `attempts` (count per mode and status),
@@ -60,6 +66,11 @@ interface SeriesDef {
   label: string;
   /** Shows one backtest run, chosen by the payload's `run`. */
   perRun?: boolean;
+  /**
+   * How the query's markets narrow it: `series`, one series per market (its cost grows with the
+   * markets); `filter`, one series of the markets together. Absent: markets play no part.
+   */
+  markets?: "series" | "filter";
   run: (ctx: SeriesContext) => Promise<(TimeSeries | Table)[]>;
 }
 
@@ -123,11 +134,13 @@ async function series(
 export const GRAFANA_SERIES: Record<string, SeriesDef> = {
   close: {
     kind: "timeseries",
+    markets: "series",
     label: "Close per market (last in each bin)",
     run: (ctx) => series(ctx, closeSql(barsTable(ctx.binSec)), (m) => `close ${m}`, [ctx.markets]),
   },
   volume: {
     kind: "timeseries",
+    markets: "series",
     label: "Traded volume per market (sum in each bin)",
     run: (ctx) =>
       series(
@@ -142,6 +155,7 @@ export const GRAFANA_SERIES: Record<string, SeriesDef> = {
   },
   paper_pnl: {
     kind: "timeseries",
+    markets: "filter",
     label: "Cumulative paper pnl (KRW, net of fees)",
     run: (ctx) =>
       series(
@@ -162,6 +176,7 @@ export const GRAFANA_SERIES: Record<string, SeriesDef> = {
   },
   live_realised_pnl: {
     kind: "timeseries",
+    markets: "filter",
     label: "Cumulative live realised pnl (KRW, filled exits against their entries, net of fees)",
     run: (ctx) =>
       series(
@@ -365,6 +380,7 @@ export const GRAFANA_SERIES: Record<string, SeriesDef> = {
   },
   paper_trades_table: {
     kind: "table",
+    markets: "filter",
     label: "Latest paper trades in the range",
     run: async (ctx) => {
       const rows = await ctx.sql.unsafe(
@@ -422,6 +438,25 @@ function table(
   };
 }
 
+/** Points one series may ask for (`maxDataPoints`); Grafana asks for the panel's width. */
+export const MAX_POINTS_PER_SERIES = 10_000;
+/**
+ * Points (series x points per series, table rows counted as points) one `/query` may answer:
+ * the work of one request stays bounded, since on the embedded database it holds up every write.
+ */
+export const MAX_POINTS_PER_QUERY = 200_000;
+
+/** The 400 of a query asking for more than {@linkcode MAX_POINTS_PER_QUERY} points. */
+function tooManyPoints(points: number): ApiError {
+  return new ApiError(400, {
+    error: "invalid body",
+    field: "targets",
+    message: `asks for ${points} points or more, over the limit of ${MAX_POINTS_PER_QUERY} ` +
+      `points per query (series x points per series): ask for a shorter range, fewer points ` +
+      `per series (maxDataPoints) or fewer series (targets or markets)`,
+  });
+}
+
 const IsoTime = z.string().refine((s) => Number.isFinite(Date.parse(s)), "must be an ISO time")
   .transform((s) => Date.parse(s));
 
@@ -443,7 +478,9 @@ const Payload = z.union([z.record(z.string(), z.unknown()), z.string()]).optiona
 const QueryBody = z.object({
   range: z.object({ from: IsoTime, to: IsoTime }),
   intervalMs: z.number().positive().max(366 * 86_400_000).optional(),
-  maxDataPoints: z.number().int().positive().max(100_000).optional(),
+  maxDataPoints: z.number().int().positive()
+    .max(MAX_POINTS_PER_SERIES, `must be at most ${MAX_POINTS_PER_SERIES} (points per series)`)
+    .optional(),
   targets: z.array(z.object({
     target: z.string().max(100).optional(),
     refId: z.string().max(100).optional(),
@@ -584,8 +621,13 @@ export function grafanaRoutes(deps: { sql: Sql; markets: readonly string[] }): H
       });
     }
     const binSec = binSeconds(fromMs, toMs, q.intervalMs, q.maxDataPoints);
+    // Bins a series may have over the range (the range's ends may fall in partial bins).
+    const pointsPerSeries = Math.ceil((toMs - fromMs) / (binSec * 1000)) + 1;
     const adhoc = (q.adhocFilters ?? []).filter((f) => f.key === "market" && f.operator === "=");
-    const out: (TimeSeries | Table)[] = [];
+    // Every target checked before any is run: what each asks for, and its points at least.
+    const planned: { def: SeriesDef; markets: string[]; run: number }[] = [];
+    const seen = new Map<string, number>();
+    let points = 0;
     for (const [i, t] of q.targets.entries()) {
       if (t.hide || !t.target) continue;
       const def = Object.hasOwn(GRAFANA_SERIES, t.target) ? GRAFANA_SERIES[t.target] : undefined;
@@ -608,7 +650,7 @@ export function grafanaRoutes(deps: { sql: Sql; markets: readonly string[] }): H
         ? [...deps.markets]
         : typeof picked.data === "string"
         ? [picked.data]
-        : picked.data;
+        : [...new Set(picked.data)];
       for (const f of adhoc) markets = markets.filter((m) => m === f.value);
       let run = 0;
       if (def.perRun) {
@@ -616,17 +658,44 @@ export function grafanaRoutes(deps: { sql: Sql; markets: readonly string[] }): H
         if (found === null) continue; // no run stored yet: nothing to draw
         run = found;
       }
-      out.push(
-        ...await def.run({
-          sql: deps.sql,
-          fromMs,
-          toMs,
-          binSec,
-          markets,
-          maxRows: MAX_TABLE_ROWS,
-          run,
-        }),
-      );
+      // The same series asked twice is refused: it would only double the work.
+      const key = JSON.stringify([
+        t.target,
+        def.markets ? [...markets].sort() : null,
+        def.perRun ? run : null,
+      ]);
+      const first = seen.get(key);
+      if (first !== undefined) {
+        throw new ApiError(400, {
+          error: "invalid body",
+          field: `targets.${i}.target`,
+          message: `the same series as targets.${first}: ask for each series once`,
+        });
+      }
+      seen.set(key, i);
+      points += def.kind === "table"
+        ? MAX_TABLE_ROWS
+        : (def.markets === "series" ? markets.length : 1) * pointsPerSeries;
+      planned.push({ def, markets, run });
+    }
+    if (points > MAX_POINTS_PER_QUERY) throw tooManyPoints(points);
+    // Series per target are known only once read (modes, statuses, actors): count what is
+    // answered, and stop once past the limit.
+    let answered = 0;
+    const out: (TimeSeries | Table)[] = [];
+    for (const { def, markets, run } of planned) {
+      const frames = await def.run({
+        sql: deps.sql,
+        fromMs,
+        toMs,
+        binSec,
+        markets,
+        maxRows: MAX_TABLE_ROWS,
+        run,
+      });
+      for (const f of frames) answered += "rows" in f ? f.rows.length : f.datapoints.length;
+      if (answered > MAX_POINTS_PER_QUERY) throw tooManyPoints(answered);
+      out.push(...frames);
     }
     return c.json(out);
   });
