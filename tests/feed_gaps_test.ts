@@ -284,3 +284,103 @@ dbTest(
     }
   },
 );
+
+dbTest(
+  "feed: the last bar before a quiet spell is final by the clock; a trade for it is late",
+  async (db) => {
+    const r = await rig(db, [BTC, ETH]);
+    try {
+      const feed = r.feed();
+      await feed.start();
+      await until(() => {
+        if (feed.stats().trades > 0) return true;
+        r.trade(ETH);
+        return false;
+      }, () => "the feed receives trades");
+      const t = r.trade(BTC, undefined, 5); // then nothing: no later trade moves the watermark
+      const ts = secondOf(t.timestampMs);
+      await until(
+        () => r.finals.some((b) => b.market === BTC && b.ts === ts),
+        () => "the bar final within seconds " + JSON.stringify(feed.stats()),
+        8000,
+      );
+      assert.equal(await r.finalTrades(BTC, ts, ts + 1000), 1);
+      assert.equal(feed.stats().lateDropped, 0, JSON.stringify(feed.stats()));
+      // A trade of that second arriving now is late: counted, not applied, the bar unchanged.
+      r.trade(BTC, t.timestampMs, 6);
+      await until(() => feed.stats().lateDropped === 1, () => JSON.stringify(feed.stats()));
+      await feed.flush();
+      assert.equal(await r.finalTrades(BTC, ts, ts + 1000), 1);
+      assert.equal(r.finals.filter((b) => b.market === BTC && b.ts === ts).length, 1);
+    } finally {
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "feed: a host clock 5 s ahead of the exchange's finalises no bar before its trades are in",
+  async (db) => {
+    const r = await rig(db, [BTC, ETH]);
+    let live: ReturnType<typeof setInterval> | undefined;
+    try {
+      const feed = r.feed({ now: () => Date.now() + 5000 });
+      await feed.start();
+      await until(() => {
+        if (feed.stats().trades > 0) return true;
+        r.trade(ETH);
+        return false;
+      }, () => "the feed receives trades");
+      let printed = 0;
+      const from = secondOf(Date.now()) + 1000;
+      live = setInterval(() => {
+        if (Date.now() >= from) {
+          r.trade(BTC);
+          printed++;
+        }
+      }, 100);
+      await sleep(4000);
+      clearInterval(live);
+      const last = r.trade(BTC);
+      await r.expectFinal(feed, from, last.timestampMs, { [BTC]: printed + 1, [ETH]: 0 });
+      assert.equal(feed.stats().lateDropped, 0, JSON.stringify(feed.stats()));
+    } finally {
+      clearInterval(live);
+      await r.close();
+    }
+  },
+);
+
+dbTest(
+  "feed: no bar is final by the clock while a gap is being filled: its trades are not late",
+  async (db) => {
+    const r = await rig(db, [BTC, ETH]);
+    try {
+      const feed = r.feed({ ws: { reconnect: { baseMs: 300, maxMs: 300, jitter: 0 } } });
+      await feed.start();
+      await until(() => {
+        if (feed.stats().trades > 0) return true;
+        r.trade(ETH);
+        return false;
+      }, () => "the feed receives trades");
+      await sleep(4000); // the clock has finalised the warm-up's seconds
+      // The reconnect's backfill will take 4 s, while live frames come in.
+      r.sim.setFaults({ latency_ms: 4000 });
+      r.sim.dropWebSockets();
+      await until(() => !feed.stats().connected, () => "the drop");
+      // Printed while disconnected: only the reconnect's backfill brings them.
+      const gap = [r.trade(BTC, undefined, 1), r.trade(ETH, undefined, 1), r.trade(BTC)];
+      const from = secondOf(gap[0]!.timestampMs);
+      await until(() => feed.stats().connected, () => "reconnected");
+      await sleep(1000);
+      gap.push(r.trade(ETH, undefined, 2)); // live, held until the backfill is in
+      await sleep(3500);
+      r.sim.setFaults({ latency_ms: 0 });
+      const newest = Math.max(...gap.map((t) => t.timestampMs));
+      await r.expectFinal(feed, from, newest, { [BTC]: 2, [ETH]: 2 });
+      assert.equal(feed.stats().lateDropped, 0, JSON.stringify(feed.stats()));
+    } finally {
+      await r.close();
+    }
+  },
+);

@@ -2,8 +2,9 @@
  * @module The feed's logic: Upbit trades -> 1-second bars -> `market_1s` (upserted in batches),
  * final bars reported to the caller (the feed actor publishes them to the evaluator).
  *
- * A bar is final only once the event-time watermark has passed it (see `lib/strategy/bars.ts`),
- * never because the stream stalled. On start the feed catches up from the newest final bar in the
+ * A bar is final once the event-time watermark has passed it (see `lib/strategy/bars.ts`), or the
+ * clock has while the stream is known complete (see {@linkcode Feed.flush}); never because the
+ * stream stalled. On start the feed catches up from the newest final bar in the
  * database (of any market: up to there the run before saw every market's trades), so a restart
  * loses no trade: the WebSocket client fetches the catch-up over REST once its first subscription
  * is live, as it fills gaps after its reconnects, paging across 00:00 UTC, and delivers the fetched
@@ -17,6 +18,12 @@ import { upsertBars } from "../store/market_1s.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import { type TradeEvent, UpbitPublicWs } from "../upbit/ws_public.ts";
 
+/**
+ * Margin beyond the lateness when bars are finalised by the clock (see {@linkcode Feed.flush}):
+ * for the host's clock running ahead of the exchange's, and a trade slower than the fastest.
+ */
+const CLOCK_MARGIN_MS = 1000;
+
 /** Options of {@linkcode Feed}. */
 export interface FeedOptions {
   sql: Sql;
@@ -27,7 +34,7 @@ export interface FeedOptions {
   log: Logger;
   /** Receives bars as they become final (after they are stored). */
   onFinalBars: (bars: Bar[]) => void;
-  /** How often pending bars are written. @default {250} */
+  /** How often pending bars are written (and finalised by the wall clock). @default {250} */
   flushIntervalMs?: number;
   /** Lateness allowed before a second is final. @default {2000} */
   allowedLatenessMs?: number;
@@ -80,6 +87,11 @@ export class Feed {
   #openBars = new Map<string, Bar>();
   #finalBars: Bar[] = [];
   #flushing: Promise<void> | null = null;
+  /**
+   * Largest `timestampMs - performance.now()` of the trades ingested (not rejected as future):
+   * the exchange's clock as the stream shows it, at most the fastest trade's delay behind.
+   */
+  #exchangeOffsetMs = -Infinity;
   /** Ends `start`'s wait for the catch-up (stop). */
   #stopped = Promise.withResolvers<void>();
   #stats: FeedStats = {
@@ -136,6 +148,10 @@ export class Feed {
       batchMs: 20,
       // Ten minutes of a busy market (the start-up catch-up) take more than the default.
       backfillMaxPages: 50,
+      // Each PING is answered at once: in a quiet spell the last frame, up to which bars may be
+      // finalised by the clock (see `flush`), stays this fresh. 30 a minute, within the
+      // websocket-message limit (100 a minute) even if they counted.
+      keepaliveMs: 2000,
       sinceMs,
       // A TradeEvent is a Trade (plus its stream type): passed on as it is, not copied.
       onTrades: (events) => this.ingest(events),
@@ -181,7 +197,15 @@ export class Feed {
     this.#stats.trades += trades.length;
     this.#options.onTrades?.(trades);
     // The clock arms the aggregator's guard against future-dated trades (`maxFutureMs`).
-    this.#collect(this.#agg.ingest(trades, this.#now()));
+    const batch = this.#agg.ingest(trades, this.#now());
+    const at = performance.now();
+    const rejected = batch.future.length > 0 ? new Set(batch.future) : null;
+    let offset = this.#exchangeOffsetMs;
+    for (const t of trades) {
+      if (t.timestampMs - at > offset && !rejected?.has(t)) offset = t.timestampMs - at;
+    }
+    this.#exchangeOffsetMs = offset;
+    this.#collect(batch);
   }
 
   #collect(batch: BarBatch): void {
@@ -207,12 +231,38 @@ export class Feed {
     }
   }
 
-  /** Writes pending bars (open ones as not final, then the final ones), then reports the final. */
+  /**
+   * Finalises the bars the clock has passed, then writes pending bars (open ones as not final,
+   * then the final ones) and reports the final ones.
+   *
+   * Clock: a bar is final once the event-time watermark passes it, and after the last trade
+   * before a quiet spell nothing moves the watermark, so that bar (stop-loss and take-profit act
+   * on it) would stay open until the next trade. So every second ending before the time the last
+   * frame was received, less the lateness and {@linkcode CLOCK_MARGIN_MS}, is final too, but only
+   * while the stream is complete up to that frame (`UpbitPublicWs.lastFrameAgeMs`: connected,
+   * caught up, no gap being filled): trades still to come from a backfill would be late, and a
+   * silent connection moves nothing. That time is the earlier of the wall clock's and the
+   * exchange's as the trades show it (their timestamps against a monotonic clock), so a host clock
+   * ahead of the exchange's or stepped forward does not make live trades late. A trade that
+   * arrives for such a second anyway is late like any other: counted, never applied.
+   */
   flush(): Promise<void> {
+    this.#finaliseByClock();
     this.#flushing ??= this.#flush().finally(() => {
       this.#flushing = null;
     });
     return this.#flushing;
+  }
+
+  #finaliseByClock(): void {
+    const age = this.#ws?.lastFrameAgeMs() ?? null;
+    if (age === null || this.#exchangeOffsetMs === -Infinity) return;
+    const frameAt = Math.min(
+      this.#now() - age,
+      performance.now() - age + this.#exchangeOffsetMs,
+    );
+    const lateness = this.#options.allowedLatenessMs ?? 2000;
+    this.#collect(this.#agg.flushBefore(frameAt - lateness - CLOCK_MARGIN_MS));
   }
 
   async #flush(): Promise<void> {

@@ -318,6 +318,8 @@ export class UpbitPublicWs {
   #held: TradeEvent[] | null = null;
   /** Whether `onCaughtUp` was called. */
   #caughtUp = false;
+  /** `performance.now()` (monotonic: no clock steps) at the last frame received; -1 before one. */
+  #lastFrameAt = -1;
   readonly #abort = new AbortController();
 
   /** @throws {TypeError} when nothing is subscribed or `url` is not ws(s). */
@@ -363,6 +365,22 @@ export class UpbitPublicWs {
   /** Closes the connection now; it reconnects and backfills as after any drop (tests). */
   dropConnection(): void {
     this.#socket.dropConnection();
+  }
+
+  /**
+   * How long ago (ms) the last frame was received, while the stream is complete up to it:
+   * connected, caught up (see `sinceMs`) and no gap being backfilled, so every trade printed well
+   * before it (the network's and the exchange's delays) has been delivered or is in the batch
+   * being collected (`batchMs`). Null otherwise. A consumer may treat the trades printed before
+   * that frame, less its lateness, as complete; a silent connection keeps that point from moving.
+   */
+  lastFrameAgeMs(): number | null {
+    const busy = this.#held !== null || this.#backfillTimer !== undefined ||
+      this.#backfills.size > 0;
+    if (!this.#socket.stats.connected || !this.#caughtUp || busy || this.#lastFrameAt < 0) {
+      return null;
+    }
+    return Math.max(0, performance.now() - this.#lastFrameAt);
   }
 
   /** Counters since start. */
@@ -587,6 +605,7 @@ export class UpbitPublicWs {
 
   #onFrame(text: string): void {
     this.#stats.received++;
+    this.#lastFrameAt = performance.now();
     let msg: unknown;
     try {
       msg = parseJsonExactIds(text);
