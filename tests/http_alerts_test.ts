@@ -4,8 +4,14 @@
  * retried), and a daily summary once the KST day ends; no payload carries a secret.
  */
 import assert from "node:assert/strict";
-import { raiseAlarm } from "../lib/store/alarms.ts";
-import { type Alert, AlertWebhook, kstDay } from "../lib/http/alert_webhook.ts";
+import { activeAlarms, raiseAlarm } from "../lib/store/alarms.ts";
+import {
+  type Alert,
+  ALERT_WEBHOOK_FAILING,
+  AlertWebhook,
+  kstDay,
+  PAGE_ROWS,
+} from "../lib/http/alert_webhook.ts";
 import { setLogSink } from "../lib/log.ts";
 import { createLogger } from "../lib/log.ts";
 import { DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY } from "../sim/mod.ts";
@@ -15,14 +21,18 @@ import { LIVE_ENV, startUpbotRig, waitFor } from "./_upbot_rig.ts";
 const TOKEN = "alerts-test-token-0c7e";
 const HOOK_SECRET = "hook-path-secret-77f1";
 
-/** A webhook receiver on port 0 that refuses the first `refuse` requests with a 503. */
+/**
+ * A webhook receiver on port 0 that refuses the first `refuse` requests with a 503, and every
+ * request while `refusing(true)`.
+ */
 function startReceiver(refuse = 0) {
   const bodies: string[] = [];
   let requests = 0;
+  let refuseAll = false;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
     requests++;
     const text = await req.text();
-    if (requests <= refuse) return new Response("busy", { status: 503 });
+    if (requests <= refuse || refuseAll) return new Response("busy", { status: 503 });
     bodies.push(text);
     return new Response(null, { status: 204 });
   });
@@ -31,6 +41,9 @@ function startReceiver(refuse = 0) {
     alerts: () => bodies.map((b) => JSON.parse(b) as Alert),
     bodies,
     requests: () => requests,
+    refusing: (on: boolean) => {
+      refuseAll = on;
+    },
     close: () => server.shutdown(),
   };
 }
@@ -148,3 +161,150 @@ dbTest("alerts out: a daily summary of the KST day that ended", async (db) => {
     restore();
   }
 });
+
+dbTest(
+  "alerts out: more history rows than a page within the reading window are all sent, and later ones too",
+  async (db) => {
+    const restore = setLogSink(() => {});
+    const receiver = startReceiver();
+    const hook = new AlertWebhook({
+      sql: db.sql,
+      url: receiver.url,
+      log: createLogger("test"),
+      pollMs: 3_600_000,
+      queueLimit: 10_000,
+    });
+    try {
+      await hook.start();
+      // Halts sent in a loop: more than a page within seconds, here all in one transaction (one
+      // time to the microsecond, so only the ids tell them apart).
+      const n = PAGE_ROWS + 150;
+      await db.sql`
+      insert into trading_state_history (scope, action, reason, changed_by)
+      select 'KRW-BTC', 'halt', 'loop ' || i, 'http' from generate_series(1, ${n}) i`;
+      await hook.poll();
+      await waitFor("every halt delivered", () => hook.delivered >= n || undefined, 30_000);
+      // A resume a moment later is read and sent too (not hidden behind the page already seen).
+      await db.sql`
+      insert into trading_state_history (scope, action, changed_by)
+      values ('KRW-BTC', 'resume', 'http')`;
+      await hook.poll();
+      const resume = await waitFor(
+        "the resume delivered",
+        () => receiver.alerts().find((a) => a.type === "resume"),
+        10_000,
+      );
+      assert.equal(resume.text, "upbot: entries resumed (KRW-BTC) by http");
+      const alerts = receiver.alerts();
+      assert.equal(alerts.length, n + 1, "each once");
+      assert.deepEqual(
+        alerts.slice(0, n).map((a) => a.reason),
+        Array.from({ length: n }, (_, i) => `loop ${i + 1}`),
+        "in order",
+      );
+    } finally {
+      await hook.stop();
+      await receiver.close();
+      restore();
+    }
+  },
+);
+
+dbTest(
+  "alerts out: a daily summary whose read fails at midnight is sent at the next poll",
+  async (db) => {
+    const lines: string[] = [];
+    const restore = setLogSink((line) => lines.push(line));
+    const receiver = startReceiver();
+    let now = Date.parse("2026-03-04T14:59:00Z");
+    const hook = new AlertWebhook({
+      sql: db.sql,
+      url: receiver.url,
+      log: createLogger("test"),
+      pollMs: 3_600_000,
+      now: () => now,
+    });
+    try {
+      await hook.start();
+      now = Date.parse("2026-03-04T15:00:30Z");
+      // The summary's first read fails (its table is away); the other reads work.
+      await db.sql`alter table paper_trades rename to paper_trades_away`;
+      await hook.poll();
+      assert.ok(
+        lines.some((l) => l.includes("Alert webhook: reading the database failed")),
+        lines.join("\n"),
+      );
+      await db.sql`alter table paper_trades_away rename to paper_trades`;
+      await hook.poll();
+      const summary = await waitFor("daily summary", () => receiver.alerts()[0], 10_000);
+      assert.equal(summary.type, "daily_summary");
+      assert.equal(summary.day_kst, "2026-03-04");
+      await hook.poll();
+      assert.equal(receiver.alerts().length, 1, "one summary per day");
+    } finally {
+      await hook.stop();
+      await receiver.close();
+      restore();
+    }
+  },
+);
+
+dbTest(
+  "alerts out: a webhook that keeps failing raises alert_webhook_failing once, cleared when it takes an alert",
+  async (db) => {
+    const restore = setLogSink(() => {});
+    const receiver = startReceiver();
+    receiver.refusing(true);
+    const hook = new AlertWebhook({
+      sql: db.sql,
+      url: receiver.url,
+      log: createLogger("test"),
+      pollMs: 3_600_000,
+      maxAttempts: 2,
+      retryBaseMs: 10,
+    });
+    const failing = async () =>
+      (await activeAlarms(db.sql)).filter((a) => a.code === ALERT_WEBHOOK_FAILING);
+    const halt = (reason: string) =>
+      db.sql`
+      insert into trading_state_history (scope, action, reason, changed_by)
+      values ('global', 'halt', ${reason}, 'cli')`;
+    try {
+      await hook.start();
+      await halt("first");
+      await hook.poll();
+      const [alarm] = await waitFor("the alarm raised", async () => {
+        const found = await failing();
+        return found.length > 0 ? found : undefined;
+      }, 10_000);
+      assert.equal(hook.dropped, 1);
+      assert.equal(alarm!.market, null);
+      assert.equal(
+        alarm!.message,
+        "The alert webhook did not take a halt alert in 2 attempts (HTTP 503); it was dropped, " +
+          "and alerts are lost while the webhook fails. Cleared by the next alert it takes.",
+      );
+      // More alerts lost (the alarm's own alert among them): the alarm is not raised again.
+      await halt("second");
+      await hook.poll();
+      await waitFor(
+        "the alarm's alert and the second halt dropped",
+        () => hook.dropped >= 3 || undefined,
+      );
+      assert.equal((await failing())[0]!.count, 1);
+      assert.equal(receiver.bodies.length, 0);
+
+      // The webhook answers again: the next alert is taken and the alarm cleared.
+      receiver.refusing(false);
+      await halt("third");
+      await hook.poll();
+      await waitFor("the alarm cleared", async () => (await failing()).length === 0 || undefined);
+      assert.deepEqual(receiver.alerts().map((a) => a.reason), ["third"]);
+      assert.equal(hook.delivered, 1);
+    } finally {
+      await hook.stop();
+      await receiver.close();
+      restore();
+    }
+  },
+);

@@ -4,13 +4,21 @@
  * that ended) is POSTed there as JSON. The main thread finds them in the database every few
  * seconds (the stores are the single source of truth, whoever wrote them: the CLI, the HTTP
  * controls, the supervisor, the executor) and delivers them in order from a bounded queue,
- * retrying with backoff. Trading never waits for it: the actors run in their own workers and
- * nothing here is awaited by them. Payloads are built from stored facts passed through the log's
+ * retrying with backoff; an alert refused through every attempt is dropped and raises the alarm
+ * `alert_webhook_failing` (cleared by the next alert taken). Trading never waits for it: the
+ * actors run in their own workers and nothing here is awaited by them. Payloads are built from stored facts passed through the log's
  * secret mask; the URL itself is a secret (never logged).
  */
 import { backoffDelayMs } from "../backoff.ts";
 import type { Sql } from "../db/connect.ts";
 import { type Logger, redact } from "../log.ts";
+import { clearAlarm, raiseAlarm } from "../store/alarms.ts";
+
+/**
+ * The alarm raised when the webhook refused or left unanswered an alert through every attempt (the
+ * alert is dropped); cleared by the next alert it takes.
+ */
+export const ALERT_WEBHOOK_FAILING = "alert_webhook_failing";
 
 /** One alert as POSTed. */
 export interface Alert {
@@ -46,6 +54,40 @@ const KST_OFFSET_MS = 9 * 3_600_000;
  * earlier (its timestamps are its start time) may commit after a later one was already read.
  */
 const OVERLAP_MS = 60_000;
+
+/** Rows per read of a store; a full page is followed by the next one, from its last row. */
+export const PAGE_ROWS = 1000;
+
+/** Where a paged read stopped: the last row's time (whole microseconds since 1970, exact) and id. */
+interface Cursor {
+  us: string;
+  id: number;
+}
+
+/**
+ * Every row `page` answers, page after page, each from the (time, id) of the previous page's last
+ * row, until a short page: however many rows share the reading window, all are read.
+ */
+async function readPaged<R extends Cursor>(
+  page: (after: Cursor | null) => Promise<readonly R[]>,
+): Promise<R[]> {
+  const all: R[] = [];
+  let after: Cursor | null = null;
+  for (;;) {
+    const rows = await page(after);
+    all.push(...rows);
+    if (rows.length < PAGE_ROWS) return all;
+    const last = rows.at(-1)!;
+    after = { us: last.us, id: last.id };
+  }
+}
+
+/** The condition "after `cursor`" on rows ordered by (`column`, id); nothing for the first page. */
+function after(sql: Sql, column: string, cursor: Cursor | null) {
+  return cursor === null ? sql`` : sql`
+    and (${sql(column)}, id) > (timestamptz 'epoch' + ${cursor.us}::int8 * interval '1 microsecond',
+                               ${cursor.id})`;
+}
 
 /** Keys already sent, with their fact time, forgotten once well behind the reading window. */
 class SeenKeys {
@@ -131,6 +173,10 @@ export class AlertWebhook {
   #abort = new AbortController();
   /** Alerts delivered (answered 2xx). */
   delivered = 0;
+  /** Alerts dropped: refused or unanswered through every attempt, or pushed out of a full queue. */
+  dropped = 0;
+  /** Whether {@linkcode ALERT_WEBHOOK_FAILING} is raised (null: not known since the start). */
+  #failing: boolean | null = null;
 
   constructor(options: AlertWebhookOptions) {
     this.#options = {
@@ -181,11 +227,24 @@ export class AlertWebhook {
     const enqueue = (alert: Alert): void => {
       if (send) this.#enqueue(alert);
     };
-    const history = await sql<
-      { id: number; at: Date; scope: string; action: string; reason: string | null; by: string }[]
-    >`
-      select id::float8 as id, at, scope, action, reason, changed_by as by
-      from trading_state_history where at > ${this.#history.since()} order by at, id limit 1000`;
+    const historySince = this.#history.since();
+    const history = await readPaged((cursor) =>
+      sql<
+        {
+          id: number;
+          us: string;
+          at: Date;
+          scope: string;
+          action: string;
+          reason: string | null;
+          by: string;
+        }[]
+      >`
+        select id::float8 as id, (extract(epoch from at) * 1000000)::int8::text as us, at, scope,
+               action, reason, changed_by as by
+        from trading_state_history where at > ${historySince} ${after(sql, "at", cursor)}
+        order by at, id limit ${PAGE_ROWS}`
+    );
     for (const h of history) {
       if (!this.#history.add(String(h.id), h.at.getTime())) continue;
       const type = h.action === "halt" ? "halt" : h.action === "resume" ? "resume" : "flatten";
@@ -203,18 +262,24 @@ export class AlertWebhook {
         text: redact(`upbot: ${what}`),
       });
     }
-    const alarms = await sql<
-      {
-        id: number;
-        code: string;
-        market: string | null;
-        message: string;
-        count: number;
-        last_at: Date;
-      }[]
-    >`
-      select id, code, market, message, count, last_at from alarms
-      where last_at > ${this.#alarms.since()} order by last_at, id limit 1000`;
+    const alarmsSince = this.#alarms.since();
+    const alarms = await readPaged((cursor) =>
+      sql<
+        {
+          id: number;
+          us: string;
+          code: string;
+          market: string | null;
+          message: string;
+          count: number;
+          last_at: Date;
+        }[]
+      >`
+        select id::float8 as id, (extract(epoch from last_at) * 1000000)::int8::text as us, code,
+               market, message, count, last_at
+        from alarms where last_at > ${alarmsSince} ${after(sql, "last_at", cursor)}
+        order by last_at, id limit ${PAGE_ROWS}`
+    );
     for (const a of alarms) {
       // Raised again: the same alarm with a higher count is news.
       if (!this.#alarms.add(`${a.id}/${a.count}`, a.last_at.getTime())) continue;
@@ -228,26 +293,31 @@ export class AlertWebhook {
         text: redact(`upbot ALARM ${a.code}${a.market ? ` ${a.market}` : ""}: ${a.message}`),
       });
     }
-    const fills = await sql<
-      {
-        id: number;
-        updated_at: Date;
-        symbol: string;
-        action: string;
-        side: string;
-        identifier: string;
-        final_state: string;
-        executed_volume: string;
-        avg_price: string | null;
-        paid_fee: string | null;
-      }[]
-    >`
-      select id::float8 as id, updated_at, symbol, action, side, identifier, final_state,
-             executed_volume::text, avg_price::text, paid_fee::text
+    const fillsSince = this.#fills.since();
+    const fills = await readPaged((cursor) =>
+      sql<
+        {
+          id: number;
+          us: string;
+          updated_at: Date;
+          symbol: string;
+          action: string;
+          side: string;
+          identifier: string;
+          final_state: string;
+          executed_volume: string;
+          avg_price: string | null;
+          paid_fee: string | null;
+        }[]
+      >`
+      select id::float8 as id, (extract(epoch from updated_at) * 1000000)::int8::text as us,
+             updated_at, symbol, action, side, identifier, final_state, executed_volume::text,
+             avg_price::text, paid_fee::text
       from upbit_order_attempts
       where mode = 'live' and final_state is not null and executed_volume > 0
-        and updated_at > ${this.#fills.since()}
-      order by updated_at, id limit 1000`;
+        and updated_at > ${fillsSince} ${after(sql, "updated_at", cursor)}
+      order by updated_at, id limit ${PAGE_ROWS}`
+    );
     for (const f of fills) {
       if (!this.#fills.add(String(f.id), f.updated_at.getTime())) continue;
       enqueue({
@@ -270,9 +340,9 @@ export class AlertWebhook {
     }
     const today = kstDay(this.#options.now());
     if (send && today !== this.#summaryDay) {
-      const ended = this.#summaryDay;
+      // The day moves on once its summary is made: after a failed read the next poll tries again.
+      enqueue(await dailySummary(sql, this.#summaryDay));
       this.#summaryDay = today;
-      enqueue(await dailySummary(sql, ended));
     }
     if (send) this.#deliverAll();
   }
@@ -281,6 +351,7 @@ export class AlertWebhook {
     this.#queue.push(alert);
     if (this.#queue.length > this.#options.queueLimit) {
       const dropped = this.#queue.shift()!;
+      this.dropped++;
       this.#options.log.warn("Alert webhook: queue full, oldest alert dropped", {
         type: dropped.type,
       });
@@ -299,6 +370,48 @@ export class AlertWebhook {
     });
   }
 
+  /** An alert taken by the webhook: counted, and the failing alarm cleared if raised. */
+  async #took(): Promise<void> {
+    this.delivered++;
+    if (this.#failing === false) return;
+    try {
+      await clearAlarm(this.#options.sql, ALERT_WEBHOOK_FAILING);
+      this.#failing = false;
+    } catch (err) {
+      this.#options.log.warn("Alert webhook: clearing its alarm failed", {
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  /**
+   * An alert dropped after every attempt: counted, logged, and the failing alarm raised (once: its
+   * own alert may not get through either, and is not to raise it again).
+   */
+  async #dropped(alert: Alert, attempts: number, problem: string): Promise<void> {
+    this.dropped++;
+    this.#options.log.error("Alert webhook: alert dropped after retries", {
+      type: alert.type,
+      attempts,
+      problem,
+    });
+    if (this.#failing === true) return;
+    try {
+      await raiseAlarm(this.#options.sql, {
+        code: ALERT_WEBHOOK_FAILING,
+        message: `The alert webhook did not take a ${alert.type} alert in ${attempts} attempts ` +
+          `(${problem}); it was dropped, and alerts are lost while the webhook fails. ` +
+          `Cleared by the next alert it takes.`,
+        details: { type: alert.type, attempts, problem },
+      });
+      this.#failing = true;
+    } catch (err) {
+      this.#options.log.warn("Alert webhook: raising its alarm failed", {
+        error: (err as Error).message,
+      });
+    }
+  }
+
   /** POSTs `alert`, retrying with backoff; gives up (and logs) after `maxAttempts`. */
   async #deliver(alert: Alert): Promise<void> {
     for (let attempt = 1; attempt <= this.#options.maxAttempts && !this.#stopped; attempt++) {
@@ -312,19 +425,16 @@ export class AlertWebhook {
         });
         await res.body?.cancel();
         if (res.ok) {
-          this.delivered++;
+          await this.#took();
           return;
         }
         problem = `HTTP ${res.status}`;
       } catch (err) {
         problem = (err as Error).name === "TimeoutError" ? "timed out" : "unreachable";
       }
+      if (this.#stopped) return;
       if (attempt === this.#options.maxAttempts) {
-        this.#options.log.error("Alert webhook: alert dropped after retries", {
-          type: alert.type,
-          attempts: attempt,
-          problem,
-        });
+        await this.#dropped(alert, attempt, problem);
         return;
       }
       // No jitter: one webhook per process.
