@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { parseBacktestArgs, UsageError } from "../lib/backtest/args.ts";
 import { equityChartSvg, reliabilityChartSvg } from "../lib/backtest/chart.ts";
-import { type FilledTrade, FillModel } from "../lib/backtest/fill.ts";
+import { type ExitOutcome, FillModel, LIVE_ALLOWED_LATENESS_MS } from "../lib/backtest/fill.ts";
 import { computeMetrics, equityCurve } from "../lib/backtest/metrics.ts";
 import { QualityTracker } from "../lib/backtest/quality.ts";
 import { replayMarket } from "../lib/backtest/replay.ts";
@@ -30,43 +30,97 @@ async function* chunked(bars: Bar[]): AsyncGenerator<Bar[]> {
   for (let i = 0; i < bars.length; i += 700) yield bars.slice(i, i + 700);
 }
 
-Deno.test("FillModel fills at the next bar's open with slippage against the trader and both fees", () => {
+const ENTER = { action: "ENTER_LONG", market: "X", price: 99, qty: 1, fee: 0, ev: 0 } as const;
+
+function exitAt(ts: number, entryTs: number) {
+  return {
+    action: "EXIT_LONG",
+    market: "X",
+    ts,
+    price: 100,
+    qty: 1,
+    fee: 0,
+    pnl: 0,
+    holdSec: (ts - entryTs) / 1000,
+    reason: "TP",
+    entryTs,
+    entryPrice: 99,
+    ev: null,
+  } as const;
+}
+
+Deno.test("FillModel fills at the open of the first bar live could trade at (signal + 1 s + lateness), with slippage and both fees", () => {
   const fills = new FillModel({ krwAmount: 10_000, slippageBps: 10 });
-  let done: FilledTrade | null | undefined;
-  fills.onEnter({ action: "ENTER_LONG", market: "X", ts: 0, price: 99, qty: 1, fee: 0, ev: 0 });
+  assert.equal(fills.delayMs, 1000 + LIVE_ALLOWED_LATENESS_MS);
+  let done: ExitOutcome | undefined;
+  fills.onEnter({ ...ENTER, ts: 0 });
+  // Bar 0 is final live only once a trade at >= 3000 arrives: bars 1000 and 2000 (still at 100)
+  // come before the entry could reach the exchange; the price jumps to 110 at bar 3000.
   fills.onBar(bar("X", 1000, 100, 101, 99, 100));
-  fills.onExit(
-    {
-      action: "EXIT_LONG",
-      market: "X",
-      ts: 1000,
-      price: 100,
-      qty: 1,
-      fee: 0,
-      pnl: 0,
-      holdSec: 1,
-      reason: "TP",
-      entryTs: 0,
-      entryPrice: 99,
-      ev: null,
-    },
-    (t) => done = t,
-  );
-  assert.equal(done, undefined, "the exit waits for the next bar");
+  fills.onExit(exitAt(1000, 0), (t) => done = t);
+  fills.onBar(bar("X", 2000, 100, 101, 99, 100));
+  fills.onBar(bar("X", 3000, 110, 111, 109, 110));
+  assert.equal(done, undefined, "the exit of bar 1000 waits for a bar at >= 4000");
   assert.equal(fills.exitPending, true);
-  fills.onBar(bar("X", 2000, 110, 111, 109, 110));
-  const entry = 100 * 1.001;
-  const exit = 110 * 0.999;
+  fills.onBar(bar("X", 4000, 120, 121, 119, 120));
+  assert.equal(fills.exitPending, false);
+  const entry = 110 * 1.001;
+  const exit = 120 * 0.999;
   const qty = 10_000 / entry;
   const fees = (entry + exit) * qty * 0.0005;
   assert.deepEqual(done, {
-    entry: { ts: 1000, price: entry },
-    exit: { ts: 2000, price: exit },
+    entry: { ts: 3000, price: entry },
+    exit: { ts: 4000, price: exit },
     qty,
     fees,
     pnl: (exit - entry) * qty - fees,
   });
+  assert.equal(fills.staleEntries, 0);
   assert.throws(() => new FillModel({ krwAmount: 10_000, slippageBps: -1 }), RangeError);
+  assert.throws(
+    () => new FillModel({ krwAmount: 10_000, slippageBps: 0, latencyMs: -1 }),
+    RangeError,
+  );
+});
+
+Deno.test("FillModel: latencyMs delays the fill to the first bar at >= signal + 1 s + lateness + latency", () => {
+  const fills = new FillModel({ krwAmount: 10_000, slippageBps: 0, latencyMs: 500 });
+  let done: ExitOutcome | undefined;
+  fills.onEnter({ ...ENTER, ts: 0 });
+  fills.onExit(exitAt(1000, 0), (t) => done = t);
+  for (let ts = 1000; ts <= 5000; ts += 1000) fills.onBar(bar("X", ts, ts, ts, ts, ts));
+  assert.ok(done && done !== "stale_entry");
+  assert.deepEqual([done.entry.ts, done.entry.price], [4000, 4000], "0 + 3500 -> bar 4000");
+  assert.deepEqual([done.exit.ts, done.exit.price], [5000, 5000], "1000 + 3500 -> bar 5000");
+});
+
+Deno.test("FillModel skips an entry whose fill bar is past EXECUTOR_MAX_SIGNAL_AGE_SEC (a gap), never an exit", () => {
+  const fills = new FillModel({ krwAmount: 10_000, slippageBps: 0, maxSignalAgeSec: 60 });
+  const outcomes: ExitOutcome[] = [];
+  // Entry at 0, then no bar until 61 s: live would find the signal 61 s old and skip it.
+  fills.onEnter({ ...ENTER, ts: 0 });
+  fills.onBar(bar("X", 61_000, 100, 100, 100, 100));
+  assert.equal(fills.staleEntries, 1);
+  fills.onExit(exitAt(61_000, 0), (t) => outcomes.push(t));
+  fills.onBar(bar("X", 64_000, 100, 100, 100, 100));
+  assert.deepEqual(outcomes, ["stale_entry"], "no exit is filled for a skipped entry");
+  // Exactly 60 s is not stale (the executor skips only when older than the limit).
+  fills.onEnter({ ...ENTER, ts: 65_000 });
+  fills.onBar(bar("X", 125_000, 200, 200, 200, 200));
+  // The exit's fill bar is ten minutes later: exits are sent however late.
+  fills.onExit(exitAt(126_000, 65_000), (t) => outcomes.push(t));
+  fills.onBar(bar("X", 726_000, 300, 300, 300, 300));
+  assert.equal(fills.staleEntries, 1);
+  const last = outcomes[1];
+  assert.ok(last && last !== "stale_entry", String(last));
+  assert.deepEqual([last.entry.ts, last.exit.ts, last.exit.price], [125_000, 726_000, 300]);
+});
+
+Deno.test("the backtest's lateness is the live feed's ALLOWED_LATENESS_MS", async () => {
+  const src = await Deno.readTextFile(new URL("../lib/pipeline/feed_actor.ts", import.meta.url));
+  const m = /const ALLOWED_LATENESS_MS = ([\d_]+);/.exec(src);
+  assert.ok(m, "ALLOWED_LATENESS_MS not found in lib/pipeline/feed_actor.ts");
+  assert.equal(Number(m[1]!.replaceAll("_", "")), LIVE_ALLOWED_LATENESS_MS);
 });
 
 Deno.test("computeMetrics: win rate, drawdown, Sharpe, Sortino, exposure, best and worst", () => {
@@ -156,12 +210,20 @@ Deno.test("replayMarket produces the paper stream of stepBars over the same bars
     replay.trades.length,
     direct.filter((e) => e.action === "EXIT_LONG").length,
   );
-  // Each fill is at the open of the bar after the paper action.
+  // Each fill is at the open of the first bar at >= the paper action's bar + 1 s + lateness
+  // (these bars have no gap: the third bar after it).
   const byTs = new Map(bars.map((b, i) => [b.ts, i]));
-  for (const t of replay.trades.filter((t) => t.filled)) {
-    const next = bars[byTs.get(t.enter.ts)! + 1]!;
-    assert.equal(t.filled!.entry.ts, next.ts);
-    assert.equal(t.filled!.entry.price, next.open);
+  const filled = replay.trades.filter((t) => t.filled);
+  assert.ok(filled.length >= 10);
+  for (const t of filled) {
+    const entryBar = bars[byTs.get(t.enter.ts)! + 3]!;
+    assert.equal(entryBar.ts, t.enter.ts + 1000 + LIVE_ALLOWED_LATENESS_MS);
+    assert.equal(t.filled!.entry.ts, entryBar.ts);
+    assert.equal(t.filled!.entry.price, entryBar.open);
+    const exitBar = bars[byTs.get(t.exit.ts)! + 3]!;
+    assert.equal(t.filled!.exit.ts, exitBar.ts);
+    assert.equal(t.filled!.exit.price, exitBar.open);
+    assert.equal(t.staleEntry, false);
   }
 });
 
@@ -241,6 +303,14 @@ Deno.test("parseBacktestArgs: defaults from the environment, --set over them, on
     300,
   ]);
   assert.equal(a.run.slippageBps, 3);
+  assert.deepEqual([a.run.latencyMs, a.run.maxSignalAgeSec], [0, 60], "defaults");
+  const b = parseBacktestArgs(
+    [...base, "--latency-ms", "400", "--set", "EXECUTOR_MAX_SIGNAL_AGE_SEC=30"],
+    { EXECUTOR_MAX_SIGNAL_AGE_SEC: "90" },
+  );
+  assert.deepEqual([b.run.latencyMs, b.run.maxSignalAgeSec], [400, 30]);
+  const c = parseBacktestArgs(base, { EXECUTOR_MAX_SIGNAL_AGE_SEC: "90" });
+  assert.equal(c.run.maxSignalAgeSec, 90, "from the environment");
   const bad: [string[], RegExp][] = [
     [["--market", "KRW-BTC"], /^--from is required/],
     [[...base, "--source", "s3"], /^--source must be db or files/],
@@ -251,6 +321,9 @@ Deno.test("parseBacktestArgs: defaults from the environment, --set over them, on
       /^--from must be YYYY-MM-DD/,
     ],
     [[...base, "--market"], /^--market needs a value$/],
+    [[...base, "--latency-ms", "1.5"], /^--latency-ms must be a whole number/],
+    [[...base, "--latency-ms", "-1"], /^--latency-ms must be a whole number/],
+    [[...base, "--set", "EXECUTOR_MAX_SIGNAL_AGE_SEC=0"], /^EXECUTOR_MAX_SIGNAL_AGE_SEC /],
   ];
   for (const [argv, re] of bad) {
     assert.throws(() => parseBacktestArgs(argv, {}), (err: Error) => {
@@ -300,7 +373,7 @@ Deno.test("deno task backtest: report, stored run, JSON and SVG files; exit 2 on
     assert.ok(m, ok.stdout);
     const json = JSON.parse(await Deno.readTextFile(m[2]!));
     const expected = await runBacktest(
-      { ...RUN, markets: ["KRW-BTC"] },
+      { ...RUN, markets: ["KRW-BTC"], latencyMs: 0, maxSignalAgeSec: 60 },
       (mk) => chunked(BARS[mk]!),
     );
     assert.deepEqual(json, JSON.parse(JSON.stringify(expected)));

@@ -20,6 +20,7 @@ export const SETTABLE = [
   "EVAL_EXIT_EV_MIN",
   "EVAL_SKILL_GATE",
   "ORDER_KRW_AMOUNT",
+  "EXECUTOR_MAX_SIGNAL_AGE_SEC",
 ] as const;
 
 /** A parsed command line. */
@@ -100,6 +101,7 @@ export function parseBacktestArgs(
   let profile: string | undefined;
   let source: "db" | "files" = "db";
   let slippageBps = 0;
+  let latencyMs = 0;
   let outDir: string | null = null;
   let sweepSpec: string | null = null;
   let windows = 1;
@@ -140,6 +142,19 @@ export function parseBacktestArgs(
         ) {
           throw new UsageError(
             `--slippage-bps must be a number from 0 to 1000: got ${JSON.stringify(value)}`,
+          );
+        }
+        break;
+      case "latency-ms":
+        latencyMs = Number(value);
+        if (
+          !Number.isInteger(latencyMs) || latencyMs < 0 || latencyMs > 60_000 ||
+          value.trim() === ""
+        ) {
+          throw new UsageError(
+            `--latency-ms must be a whole number of milliseconds from 0 to 60000: got ${
+              JSON.stringify(value)
+            }`,
           );
         }
         break;
@@ -230,6 +245,8 @@ export function parseBacktestArgs(
       params,
       krwAmount: config.ORDER_KRW_AMOUNT,
       slippageBps,
+      latencyMs,
+      maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
     },
     outDir,
     sets,

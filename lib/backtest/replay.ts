@@ -22,6 +22,10 @@ export interface ReplayOptions {
   /** `ORDER_KRW_AMOUNT`. */
   krwAmount: number;
   slippageBps: number;
+  /** Extra order latency of the fill model, ms (see `FillOptions.latencyMs`). @default {0} */
+  latencyMs?: number;
+  /** `EXECUTOR_MAX_SIGNAL_AGE_SEC` of the fill model (stale entries are skipped). @default {60} */
+  maxSignalAgeSec?: number;
   /** Called after each chunk with the bars replayed so far (progress display). */
   onProgress?: (bars: number, lastTs: number) => void;
 }
@@ -43,8 +47,13 @@ export interface RoundTrip {
   enter: PaperEnter;
   exit: PaperExit;
   atSpread: SpreadPaper;
-  /** Null when the data ended before the exit could fill. */
+  /**
+   * Null when the data ended before the exit could fill, or when the entry was skipped as stale
+   * (`staleEntry`).
+   */
   filled: FilledTrade | null;
+  /** Live would have skipped the entry (its fill bar came after `EXECUTOR_MAX_SIGNAL_AGE_SEC`). */
+  staleEntry: boolean;
 }
 
 /** What the skill gate did over a replay (`lib/strategy/skill_gate.ts`). */
@@ -104,7 +113,12 @@ export async function replayMarket(
     params: options.params,
     krwAmount: options.krwAmount,
   });
-  const fills = new FillModel({ krwAmount: options.krwAmount, slippageBps: options.slippageBps });
+  const fills = new FillModel({
+    krwAmount: options.krwAmount,
+    slippageBps: options.slippageBps,
+    latencyMs: options.latencyMs,
+    maxSignalAgeSec: options.maxSignalAgeSec,
+  });
   const quality = new QualityTracker();
   const events: PaperEvent[] = [];
   const trades: RoundTrip[] = [];
@@ -147,10 +161,14 @@ export async function replayMarket(
             exit: e,
             atSpread: atSpread(enter, e, entrySpreadPct, spreadPct),
             filled: null,
+            staleEntry: false,
           };
           trades.push(trip);
           enter = null;
-          fills.onExit(e, (f) => trip.filled = f);
+          fills.onExit(e, (f) => {
+            if (f === "stale_entry") trip.staleEntry = true;
+            else trip.filled = f;
+          });
         }
       }
     }

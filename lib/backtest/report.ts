@@ -4,6 +4,7 @@
  */
 import { fixed, formatPrice } from "../strategy/paper_log.ts";
 import { FEE_RATE, type StrategyParams } from "../strategy/policy.ts";
+import { DEFAULT_MAX_SIGNAL_AGE_SEC, LIVE_ALLOWED_LATENESS_MS } from "./fill.ts";
 import { computeMetrics, type Metrics, type TradeOutcome } from "./metrics.ts";
 import type { MarketReplay, RoundTrip } from "./replay.ts";
 import { CLASSES, type QualityReport, type ReliabilityBin } from "./quality.ts";
@@ -20,6 +21,13 @@ export interface RunParameters {
   params: StrategyParams;
   krwAmount: number;
   slippageBps: number;
+  /**
+   * Extra order latency of the fill model, ms (`--latency-ms`): fills wait this much beyond the
+   * feed's lateness (see `lib/backtest/fill.ts`). Absent: 0.
+   */
+  latencyMs?: number;
+  /** `EXECUTOR_MAX_SIGNAL_AGE_SEC`: entries filling later are skipped as stale. Absent: 60. */
+  maxSignalAgeSec?: number;
 }
 
 /** One market's (or the total's) section. */
@@ -30,8 +38,13 @@ export interface ReportSection {
   replayedMs: number;
   /** A paper position was still open when the data ended (not counted). */
   openAtEnd: number;
-  /** Round trips whose exit had no next bar to fill at (counted in paper only). */
+  /** Round trips whose entry or exit had no fill bar before the data ended (paper only). */
   unfilled: number;
+  /**
+   * Round trips whose entry live would have skipped as stale (its fill bar came more than
+   * `maxSignalAgeSec` after the signal, across a gap in the bars): counted in paper only.
+   */
+  staleEntries: number;
   /** Paper trades at the bar's close, as the live evaluator records them. */
   paper: Metrics;
   /** The same trades bought and sold at the estimated ask and bid (see `SpreadPaper`). */
@@ -66,6 +79,8 @@ export interface TradeRow {
   fillQty: number | null;
   fillFees: number | null;
   fillPnl: number | null;
+  /** The entry was skipped as stale (no fill): `fill*` are null. */
+  staleEntry: boolean;
 }
 
 /** The whole report. */
@@ -121,12 +136,14 @@ function section(market: string, replays: readonly MarketReplay[], quality: Qual
   const trips = replays.flatMap((r) => r.trades);
   const ms = replays.reduce((a, r) => a + replayedMs(r), 0);
   const filled = trips.map(filledOutcome).filter((t): t is TradeOutcome => t !== null);
+  const stale = trips.filter((t) => t.staleEntry).length;
   return {
     market,
     bars: replays.reduce((a, r) => a + r.bars, 0),
     replayedMs: ms,
     openAtEnd: replays.filter((r) => r.openAtEnd !== null).length,
-    unfilled: trips.length - filled.length,
+    unfilled: trips.length - filled.length - stale,
+    staleEntries: stale,
     paper: computeMetrics(trips.map(paperOutcome), ms),
     paperAtSpread: computeMetrics(trips.map(spreadOutcome), ms),
     filled: computeMetrics(filled, ms),
@@ -196,6 +213,7 @@ function tradeRow(t: RoundTrip): TradeRow {
     fillQty: f?.qty ?? null,
     fillFees: f?.fees ?? null,
     fillPnl: f?.pnl ?? null,
+    staleEntry: t.staleEntry,
   };
 }
 
@@ -280,9 +298,12 @@ export function formatReport(report: BacktestReport): string {
       ? `skill_gate=${p.skillGate.minLabels}/${p.skillGate.windowLabels}/${p.skillGate.marginNats} `
       : "skill_gate=off ") +
     `krw=${r.krwAmount} fee=${fixed(report.feeRatePerSide * 100, 2)}%/side ` +
-    `slippage=${r.slippageBps}bps`,
+    `slippage=${r.slippageBps}bps latency=${r.latencyMs ?? 0}ms ` +
+    `max_signal_age=${r.maxSignalAgeSec ?? DEFAULT_MAX_SIGNAL_AGE_SEC}s`,
     "paper: at the bar's close (as the live evaluator); @spread: bought at the estimated ask, " +
-    "sold at the estimated bid; filled: at the next bar's open with slippage",
+    `sold at the estimated bid; filled: at the open of the first bar at >= signal + ` +
+    `${(1000 + LIVE_ALLOWED_LATENESS_MS + (r.latencyMs ?? 0)) / 1000}s (when live could trade) ` +
+    "with slippage, stale entries skipped",
     "",
   ];
   const rows: string[][] = [[...COLUMNS]];
@@ -302,6 +323,7 @@ export function formatReport(report: BacktestReport): string {
     "base",
     "open@end",
     "unfilled",
+    "stale",
     "gate open",
     "refused",
   ]];
@@ -317,6 +339,7 @@ export function formatReport(report: BacktestReport): string {
       num(q.baseRate.brier, 4),
       String(s.openAtEnd),
       String(s.unfilled),
+      String(s.staleEntries),
       s.bars === 0 ? "-" : `${fixed((100 * s.gateOpenBars) / s.bars, 1)}%`,
       String(s.gateRefused),
     ]);

@@ -33,6 +33,8 @@ export async function runBacktest(
         params: run.params,
         krwAmount: run.krwAmount,
         slippageBps: run.slippageBps,
+        latencyMs: run.latencyMs,
+        maxSignalAgeSec: run.maxSignalAgeSec,
         onProgress: onProgress && ((bars, ts) => onProgress(market, bars, ts)),
       }),
     );
