@@ -3,9 +3,12 @@
  * mode, as tests/pipeline_e2e_test.ts does), then the backtest replays the `market_1s` bars the
  * live evaluator had processed and must produce the same paper trades, trade for trade (action,
  * bar, price, quantity, fee, pnl, reason, hold, EV). The fill model is layered on top and is not
- * part of parity.
+ * part of parity; its premise is checked against the live run: the executor (shadow) never acts
+ * on a paper trade of bar `s` before `s` + 1 s + the feed's lateness, the earliest bar the
+ * backtest fills at.
  */
 import assert from "node:assert/strict";
+import { LIVE_ALLOWED_LATENESS_MS } from "../lib/backtest/fill.ts";
 import { replayMarket } from "../lib/backtest/replay.ts";
 import { runBacktest } from "../lib/backtest/run.ts";
 import { barsFromDatabase } from "../lib/backtest/store.ts";
@@ -124,6 +127,13 @@ for (const backend of testBackends()) {
       });
       cleanups.push(() => sim.close());
       const dbEnv = await freshDatabaseEnv(backend, cleanups);
+      if (dbEnv.DATA_DIR === undefined) {
+        // PostgreSQL: upbot still keeps its control directory under DATA_DIR (default ./data,
+        // which another upbot, e.g. another test process, may hold).
+        const dir = await Deno.makeTempDir({ prefix: "upbot_parity_" });
+        cleanups.push(() => Deno.remove(dir, { recursive: true }));
+        dbEnv.DATA_DIR = dir;
+      }
       const config = parseConfig({
         HTTP_PORT: "0",
         LOG_LEVEL: "warn",
@@ -182,7 +192,40 @@ for (const backend of testBackends()) {
       }
       assert.ok(compared >= 8);
 
+      // The fill model's premise, checked on the live path: no order of a paper trade of bar `s`
+      // leaves the executor before `s` + 1 s + the feed's lateness (bar `s` is not final before a
+      // trade that late arrives, and the simulator stamps trades with the time it sends them), so
+      // the backtest's fill bar (the first at >= that time) is never earlier than live could act.
+      const delays = await sql<{ market: string; ms: number }[]>`
+        select p.symbol as market,
+               (extract(epoch from a.ts - p.ts) * 1000)::float8 as ms
+        from upbit_order_attempts a join paper_trades p on p.id = a.paper_trade_id
+        where a.mode = 'shadow' order by a.id`;
+      assert.ok(delays.length >= 4, `${delays.length} shadow attempts`);
+      const fillDelay = 1000 + LIVE_ALLOWED_LATENESS_MS;
+      for (const d of delays) {
+        assert.ok(d.ms >= fillDelay, `${d.market}: a shadow order ${d.ms} ms after its bar`);
+      }
+
       // The whole run through runBacktest (what the CLI does) is byte-identical when repeated.
+      // Its range ends once every market has bars 4 s past the last exit compared above, so that
+      // exit (and the round trips before it) have their fill bars.
+      const [lastExit] = await sql<{ t: Date }[]>`
+        select max(ts) as t from paper_trades where action = 'EXIT_LONG'`;
+      const fillsDue = lastExit!.t.getTime() + 4000;
+      const newestBars = () =>
+        sql<{ symbol: string; t: Date }[]>`
+          select symbol, max(ts) as t from market_1s where is_final group by symbol`;
+      await until(
+        "bars past the last exit's fill bar in each market",
+        async () => {
+          const rows = await newestBars();
+          return MARKETS.every((m) =>
+            (rows.find((r) => r.symbol === m)?.t.getTime() ?? 0) >= fillsDue
+          );
+        },
+        async () => JSON.stringify(await newestBars()),
+      );
       const lastTs = Math.min(
         ...(await sql<
           { t: Date }[]
@@ -200,9 +243,16 @@ for (const backend of testBackends()) {
         slippageBps: 2,
       };
       const source = (m: string) => barsFromDatabase(sql, m, 0, lastTs + 1000);
-      const a = JSON.stringify(await runBacktest(run, source));
+      const report = await runBacktest(run, source);
+      const a = JSON.stringify(report);
       const b = JSON.stringify(await runBacktest(run, source));
       assert.equal(a, b);
+      const filled = report.trades.filter((t) => t.fillEntryTs !== null);
+      assert.ok(filled.length > 0);
+      for (const t of filled) {
+        assert.ok(Date.parse(t.fillEntryTs!) >= Date.parse(t.entryTs) + fillDelay, t.entryTs);
+        assert.ok(Date.parse(t.fillExitTs!) >= Date.parse(t.exitTs) + fillDelay, t.exitTs);
+      }
     } catch (err) {
       throw new Error(`${(err as Error).stack}\nlast lines:\n${lines.slice(-10).join("\n")}`);
     } finally {
