@@ -311,9 +311,10 @@ export class UpbitPublicWs {
   #gaps = new Map<string, number>();
   readonly #backfills = new Set<Promise<void>>();
   /**
-   * Live trades of EVERY market held back while a gap backfill runs (null when none runs): a
-   * consumer with one event-time watermark over all markets (the feed's bars) would otherwise see
-   * one market's newer trades before another market's backfilled ones and drop those as late.
+   * Live trades of EVERY market held back while a gap backfill runs, and then the backfilled ones
+   * (null when none runs): a consumer with one event-time watermark over all markets (the feed's
+   * bars) would otherwise see one market's newer trades before another market's backfilled ones
+   * and drop those as late.
    */
   #held: TradeEvent[] | null = null;
   /** Whether `onCaughtUp` was called. */
