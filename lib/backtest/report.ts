@@ -301,9 +301,9 @@ export function formatReport(report: BacktestReport): string {
     `slippage=${r.slippageBps}bps latency=${r.latencyMs ?? 0}ms ` +
     `max_signal_age=${r.maxSignalAgeSec ?? DEFAULT_MAX_SIGNAL_AGE_SEC}s`,
     "paper: at the bar's close (as the live evaluator); @spread: bought at the estimated ask, " +
-    `sold at the estimated bid; filled: at the open of the first bar at >= signal + ` +
-    `${(1000 + LIVE_ALLOWED_LATENESS_MS + (r.latencyMs ?? 0)) / 1000}s (when live could trade) ` +
-    "with slippage, stale entries skipped",
+    `sold at the estimated bid; filled: at the open of the first bar ` +
+    `${(1000 + LIVE_ALLOWED_LATENESS_MS + (r.latencyMs ?? 0)) / 1000}s or more after the signal ` +
+    "bar's start (the earliest live could trade) with slippage, stale entries skipped",
     "",
   ];
   const rows: string[][] = [[...COLUMNS]];
