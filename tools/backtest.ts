@@ -5,7 +5,7 @@
  * ```
  * deno task backtest --market KRW-BTC[,KRW-ETH] --from 2026-12-01 --to 2026-12-02
  *   [--profile test|default] [--set EVAL_TP_PCT=0.4 ...] [--source db|files]
- *   [--slippage-bps 2] [--out DIR]
+ *   [--slippage-bps 2] [--latency-ms 300] [--out DIR]
  *   [--sweep EVAL_TP_PCT=0.2:0.8:0.2,EVAL_SL_PCT=0.2:0.6:0.2 [--walk-forward N] [--workers N]]
  * ```
  *

@@ -8,7 +8,7 @@
  * When live could trade. The paper action of bar `s` (its `ts`, the start of its second) is taken
  * once bar `s` is final, and the feed makes it final only when a trade at or after
  * `s + 1000 + lateness` arrives (the watermark of `lib/strategy/bars.ts`; the lateness is the
- * feed's `ALLOWED_LATENESS_MS` in `lib/pipeline/feed_actor.ts`, 2000 ms); then the feed's flush
+ * feed's `FEED_ALLOWED_LATENESS_MS` in `lib/strategy/bars.ts`, 2000 ms); then the feed's flush
  * (every 250 ms), the evaluator and the executor run before the order reaches the exchange. So an
  * action is filled at the open of the first bar whose `ts` is at least
  * `s + 1000 + lateness + latencyMs` (`latencyMs`: that pipeline delay, 0 by default), never earlier.
@@ -16,14 +16,11 @@
  * bars) is skipped, as the executor skips a stale entry; its round trip is not filled. An exit is
  * filled however late (the executor sends exits whatever their age).
  */
-import type { Bar } from "../strategy/bars.ts";
+import { type Bar, FEED_ALLOWED_LATENESS_MS } from "../strategy/bars.ts";
 import { FEE_RATE, type PaperEnter, type PaperExit } from "../strategy/policy.ts";
 
-/**
- * The live feed's lateness window, ms: a bar is final once a trade this much after its end has
- * arrived. Keep equal to `ALLOWED_LATENESS_MS` of `lib/pipeline/feed_actor.ts` (a test checks).
- */
-export const LIVE_ALLOWED_LATENESS_MS = 2000;
+/** The live feed's lateness window, ms (one constant for both, in `lib/strategy/bars.ts`). */
+export const LIVE_ALLOWED_LATENESS_MS = FEED_ALLOWED_LATENESS_MS;
 
 /** The default of `EXECUTOR_MAX_SIGNAL_AGE_SEC` (`lib/config.ts`). */
 export const DEFAULT_MAX_SIGNAL_AGE_SEC = 60;

@@ -15,9 +15,10 @@ import type { Bar } from "../strategy/bars.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import { RestCallStats } from "../upbit/rest_stats.ts";
 import type { UpbotActorDefinition } from "./runtime.ts";
+import { FEED_ALLOWED_LATENESS_MS } from "../strategy/bars.ts";
 
-/** Lateness allowed before a second is final (the feed's default, stated so it can be reported). */
-const ALLOWED_LATENESS_MS = 2000;
+/** Lateness allowed before a second is final (stated so it can be reported). */
+const ALLOWED_LATENESS_MS = FEED_ALLOWED_LATENESS_MS;
 
 /** The feed actor's definition (its state lives in the closure: one per worker). */
 export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {

@@ -25,6 +25,13 @@ function round8(x: number): number {
   return Math.round(x * 1e8) / 1e8;
 }
 
+/**
+ * How long after its end a second stays open for late trades in the live feed, ms: a bar is final
+ * once a trade this much after its end has arrived (or the clock says so). The backtest's fill
+ * model waits as long (`lib/backtest/fill.ts`).
+ */
+export const FEED_ALLOWED_LATENESS_MS = 2000;
+
 /** One public trade, as the feed parses it from the `trade` stream (§7.5). */
 export interface Trade {
   /** Market code, e.g. `KRW-BTC`. */
