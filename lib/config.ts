@@ -417,7 +417,7 @@ export const SETTINGS = [
     schema: optionalNum({ min: -100, max: 100 }),
     defaultText: "",
     doc:
-      "Override the profile's exit threshold: exit with EV_BAD when EV (percent) falls below it.",
+      "Override the profile's exit threshold: exit with EV_BAD when EV (percent) falls below it (only while the skill gate is open and the model has learned).",
   },
   {
     name: "EVAL_SKILL_GATE",
