@@ -2,7 +2,8 @@
  * @module Dashboard JSON: `/api/status`, `/api/account`, `/api/attempts`, `/api/snapshots`,
  * `/api/paper-trades` and `/api/bars`. Flat arrays or objects, `ts` in Unix milliseconds, so
  * Grafana's Infinity data source reads them without set-up. Lists are newest first and page back
- * with `before` (an id). Amounts are sent as JSON numbers for display; the database keeps them
+ * with `before` (an id); `/api/attempts` with a time range is newest first by time, read along its
+ * `ts` index (see {@linkcode attemptsQuery}). Amounts are sent as JSON numbers for display; the database keeps them
  * exact (NUMERIC).
  */
 import { Hono } from "hono";
@@ -130,6 +131,50 @@ const AttemptsQuery = z.strictObject({
     .optional(),
 });
 
+/**
+ * The query of `/api/attempts` (`select` the served fields), read through an index whatever the
+ * filters: newest first by id, or with a time range (`from`, `to`), newest first by time (then id)
+ * along the `ts` index, so that a range far back reads its own rows rather than every newer one.
+ * `before` pages back from the row with that id (within a range: from its time and id; an id no
+ * row has counts as the row just below it). Exported for its test, which explains its plan.
+ */
+export function attemptsQuery(
+  select: string,
+  q: z.output<typeof AttemptsQuery>,
+): { text: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const p = (v: unknown) => {
+    params.push(v);
+    return `$${params.length}`;
+  };
+  const where: string[] = [];
+  if (q.market !== undefined) where.push(`symbol = ${p(q.market)}`);
+  if (q.mode !== undefined) where.push(`mode = ${p(q.mode)}`);
+  if (q.status !== undefined) where.push(`status = ${p(q.status)}`);
+  const ranged = q.from !== undefined || q.to !== undefined;
+  if (q.from !== undefined) where.push(`ts >= to_timestamp(${p(q.from)}::float8 / 1000)`);
+  if (q.to !== undefined) where.push(`ts <= to_timestamp(${p(q.to)}::float8 / 1000)`);
+  if (q.before !== undefined) {
+    const before = p(q.before);
+    where.push(
+      ranged
+        // After the row `before` in (ts, id) order; `ts <=` keeps it on the index.
+        ? `ts <= (select ts from upbit_order_attempts where id <= ${before}::int8
+                  order by id desc limit 1)
+           and (ts < (select ts from upbit_order_attempts where id <= ${before}::int8
+                      order by id desc limit 1)
+                or id < ${before}::int8)`
+        : `id < ${before}::int8`,
+    );
+  }
+  // Ordered by the table's columns (`a.`), not the served fields of the same name (float8
+  // expressions, which no index has: every row would be sorted).
+  const text = `select ${select} from upbit_order_attempts a
+    ${where.length > 0 ? `where ${where.join(" and ")}` : ""}
+    order by ${ranged ? "a.ts desc, a.id desc" : "a.id desc"} limit ${p(q.limit)}`;
+  return { text, params };
+}
+
 const ListQuery = z.strictObject({
   ...paging(50, 1000),
   ...timeRange,
@@ -234,23 +279,8 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
     const select = ATTEMPT_FIELDS.map((f) =>
       `${present.has(f.column) ? f.expr : "null"} as ${f.field}`
     ).join(", ");
-    const rows = await sql.unsafe(
-      `select ${select} from upbit_order_attempts
-       where ($1::int8 is null or id < $1) and ($2::text is null or symbol = $2)
-         and ($3::text is null or mode = $3) and ($4::text is null or status = $4)
-         and ($5::float8 is null or ts >= to_timestamp($5 / 1000.0))
-         and ($6::float8 is null or ts <= to_timestamp($6 / 1000.0))
-       order by id desc limit $7`,
-      [
-        q.before ?? null,
-        q.market ?? null,
-        q.mode ?? null,
-        q.status ?? null,
-        q.from ?? null,
-        q.to ?? null,
-        q.limit,
-      ],
-    );
+    const { text, params } = attemptsQuery(select, q);
+    const rows = await sql.unsafe(text, params as never[]);
     return c.json(rows.map((r) => masked({ ...r })));
   });
 
@@ -261,11 +291,11 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
               price::float8 as price, volume::float8 as volume,
               remaining_volume::float8 as remaining_volume,
               executed_volume::float8 as executed_volume, paid_fee::float8 as paid_fee
-       from upbit_order_snapshots
+       from upbit_order_snapshots s
        where ($1::int8 is null or id < $1) and ($2::text is null or symbol = $2)
          and ($3::float8 is null or ts >= to_timestamp($3 / 1000.0))
          and ($4::float8 is null or ts <= to_timestamp($4 / 1000.0))
-       order by id desc limit $5`,
+       order by s.id desc limit $5`,
       [q.before ?? null, q.market ?? null, q.from ?? null, q.to ?? null, q.limit],
     );
     return c.json(rows.map((r) => masked({ ...r })));
@@ -279,11 +309,11 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
               entry_price::float8 as entry_price, ${ms("exit_ts")} as exit_ts,
               exit_price::float8 as exit_price, qty::float8 as qty, fee::float8 as fee,
               pnl::float8 as pnl, hold_sec, exit_reason, ev
-       from paper_trades
+       from paper_trades p
        where ($1::int8 is null or id < $1) and ($2::text is null or symbol = $2)
          and ($3::float8 is null or ts >= to_timestamp($3 / 1000.0))
          and ($4::float8 is null or ts <= to_timestamp($4 / 1000.0))
-       order by id desc limit $5`,
+       order by p.id desc limit $5`,
       [q.before ?? null, q.market ?? null, q.from ?? null, q.to ?? null, q.limit],
     );
     return c.json(rows.map((r) => ({ ...r })));
@@ -293,15 +323,17 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
     const q = parseQuery(c, BarsQuery);
     const to = q.to ?? Date.now();
     const from = q.from ?? to - 3_600_000;
-    // The newest `limit` bars of the range, served oldest first (what a chart draws).
+    // The newest `limit` bars of the range, served oldest first (what a chart draws). Lists order
+    // by the table's columns (`b.ts`, `s.id`, …), which an index has, not by the served float8
+    // fields of the same name, which would sort every row of the range.
     const rows = await sql.unsafe(
       `select * from (
          select ${ms("ts")} as ts, open::float8 as open, high::float8 as high,
                 low::float8 as low, close::float8 as close, volume::float8 as volume,
                 trade_count, is_final
-         from market_1s
+         from market_1s b
          where symbol = $1 and ts >= to_timestamp($2 / 1000.0) and ts <= to_timestamp($3 / 1000.0)
-         order by ts desc limit $4) newest
+         order by b.ts desc limit $4) newest
        order by ts`,
       [q.market, from, to, q.limit],
     );
