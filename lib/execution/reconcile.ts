@@ -343,53 +343,29 @@ async function runSteps(
   for (const u of unrecordedOwn) {
     const message =
       `Order ${u.identifier} (uuid=${u.uuid}, ${u.state}) carries this installation's prefix but is not in the database; it is not adopted (new identifiers use paper-${renewed}-): check it`;
-    await raiseAlarm(sql, {
-      code: "reconciliation_unrecorded_order",
-      market: u.market,
-      message,
-      details: u,
-    });
-    log.error(message, { market: u.market });
+    await tell(sql, log, { code: "reconciliation_unrecorded_order", market: u.market, message }, u);
   }
   for (const o2 of secondOrders) {
     const message =
       `Order ${o2.uuid} (${o2.side}, ${o2.state}, executed ${o2.executed_volume}) under identifier ${o2.identifier} is not the order of attempt ${o2.attempt} (${
         o2.attemptUuid ?? "none"
       }) that holds it: a second order of upbot's is not in the ledger and not adopted; entries on ${o2.market} halted, check it`;
-    await raiseAlarm(sql, {
-      code: "reconciliation_second_order",
-      market: o2.market,
-      message,
-      details: o2,
-    });
-    await haltEntries(sql, { scope: o2.market, reason: message, by: "reconciliation" });
-    log.error(message, { market: o2.market, attempt: o2.attempt });
+    const alarm = { code: "reconciliation_second_order", market: o2.market, message };
+    await tell(sql, log, alarm, o2, { halt: true });
   }
   for (const n of foreignNet) {
     const message =
       `Orders of another installation (${n.installation}) on ${n.market}: net volume ${n.netVolume}; never traded by upbot, the owner decides`;
-    await raiseAlarm(sql, {
-      code: "reconciliation_foreign_orders",
-      market: n.market,
-      message,
-      details: {
-        ...n,
-        identifiers: foreign.filter((f) => f.market === n.market).map((f) => f.identifier),
-      },
-    });
-    log.warn(message, { installation: n.installation, market: n.market });
+    const identifiers = foreign.filter((f) => f.market === n.market).map((f) => f.identifier);
+    const alarm = { code: "reconciliation_foreign_orders", market: n.market, message };
+    await tell(sql, log, alarm, { ...n, identifiers }, { level: "warn" });
   }
   for (const s of shortfalls) {
     const message =
       `Exchange holds ${s.exchange} on ${s.market}, less than the ledger's ${s.ledger}; entries on ${s.market} halted`;
-    await raiseAlarm(sql, {
-      code: "balance_below_ledger",
-      market: s.market,
-      message,
-      details: s,
+    await tell(sql, log, { code: "balance_below_ledger", market: s.market, message }, s, {
+      halt: true,
     });
-    await haltEntries(sql, { scope: s.market, reason: message, by: "reconciliation" });
-    log.error(message, { market: s.market });
   }
 
   // 6. Completed: the gate may open.
@@ -445,6 +421,24 @@ function isSecondOrder(attempt: AttemptRow, order: Order): boolean {
   if (attempt.uuid !== null) return attempt.uuid !== order.uuid;
   if (["pending", "sent", "unknown", "conflict"].includes(attempt.state)) return false;
   return !(attempt.state === "failed" && attempt.reason === "order_lost");
+}
+
+/**
+ * Tells a person about one finding: its alarm (with `details`), a halt of entries on its market
+ * when `halt`, and a log line.
+ */
+async function tell(
+  sql: Sql,
+  log: Logger,
+  alarm: { code: string; market: string; message: string },
+  details: object,
+  o: { halt?: boolean; level?: "error" | "warn" } = {},
+): Promise<void> {
+  await raiseAlarm(sql, { ...alarm, details });
+  if (o.halt) {
+    await haltEntries(sql, { scope: alarm.market, reason: alarm.message, by: "reconciliation" });
+  }
+  log[o.level ?? "error"](alarm.message, { market: alarm.market });
 }
 
 /** Every open order (wait and watch), page by page. */
