@@ -227,20 +227,29 @@ dbTest(
     try {
       await hook.start();
       now = Date.parse("2026-03-04T15:00:30Z");
-      // The summary's first read fails (its table is away); the other reads work.
+      // The summary's first read fails (its table is away); the other reads work, and what they
+      // find is delivered all the same.
       await db.sql`alter table paper_trades rename to paper_trades_away`;
+      await db.sql`
+        insert into trading_state_history (scope, action, reason, changed_by)
+        values ('global', 'halt', 'at midnight', 'cli')`;
       await hook.poll();
       assert.ok(
-        lines.some((l) => l.includes("Alert webhook: reading the database failed")),
+        lines.some((l) =>
+          l.includes("Alert webhook: the daily summary's read failed, tried again")
+        ),
         lines.join("\n"),
       );
+      const halt = await waitFor("the halt delivered", () => receiver.alerts()[0], 10_000);
+      assert.equal(halt.reason, "at midnight");
+      assert.equal(receiver.alerts().length, 1, "no summary yet");
       await db.sql`alter table paper_trades_away rename to paper_trades`;
       await hook.poll();
-      const summary = await waitFor("daily summary", () => receiver.alerts()[0], 10_000);
+      const summary = await waitFor("daily summary", () => receiver.alerts()[1], 10_000);
       assert.equal(summary.type, "daily_summary");
       assert.equal(summary.day_kst, "2026-03-04");
       await hook.poll();
-      assert.equal(receiver.alerts().length, 1, "one summary per day");
+      assert.equal(receiver.alerts().length, 2, "one summary per day");
     } finally {
       await hook.stop();
       await receiver.close();

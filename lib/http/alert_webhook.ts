@@ -340,9 +340,17 @@ export class AlertWebhook {
     }
     const today = kstDay(this.#options.now());
     if (send && today !== this.#summaryDay) {
-      // The day moves on once its summary is made: after a failed read the next poll tries again.
-      enqueue(await dailySummary(sql, this.#summaryDay));
-      this.#summaryDay = today;
+      // The day moves on once its summary is made: after a failed read the next poll tries again
+      // (and the alerts found meanwhile are delivered).
+      try {
+        enqueue(await dailySummary(sql, this.#summaryDay));
+        this.#summaryDay = today;
+      } catch (err) {
+        this.#options.log.warn("Alert webhook: the daily summary's read failed, tried again", {
+          day_kst: this.#summaryDay,
+          error: (err as Error).message,
+        });
+      }
     }
     if (send) this.#deliverAll();
   }
