@@ -66,9 +66,8 @@ const CLOSED_PAGE_LIMIT = 1000;
 /** Upbit's largest page of `GET /v1/orders/open` (§4.8). */
 const OPEN_PAGE_LIMIT = 100;
 
-/** An order of another installation (or of a database before installation ids). */
-export interface ForeignOrder {
-  installation: string;
+/** What a finding says of an exchange order. */
+export interface FoundOrder {
   identifier: string;
   uuid: string;
   market: string;
@@ -77,14 +76,13 @@ export interface ForeignOrder {
   executed_volume: string;
 }
 
+/** An order of another installation (or of a database before installation ids). */
+export interface ForeignOrder extends FoundOrder {
+  installation: string;
+}
+
 /** An order under one of an attempt's identifiers that is not the attempt's order. */
-export interface SecondOrder {
-  identifier: string;
-  uuid: string;
-  market: string;
-  side: "bid" | "ask";
-  state: string;
-  executed_volume: string;
+export interface SecondOrder extends FoundOrder {
   /** The attempt that holds the identifier, and the order it has (null: none). */
   attempt: number;
   attemptUuid: string | null;
