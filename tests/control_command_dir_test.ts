@@ -414,3 +414,19 @@ Deno.test("parseControlArgs() refuses what it cannot do safely", () => {
   assert.throws(() => parseControlArgs(["stop"]), { message: 'unknown control command "stop"' });
   assert.throws(() => parseControlArgs(["halt", "--reason", "x", "--force"]), /--force/);
 });
+
+Deno.test("the control directory is made owner-only (whoever writes to its inbox controls trading)", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "upbot_ctl_mode_" });
+  try {
+    const layout = controlDirLayout(join(dataDir, "data"));
+    await enqueueControlCommand(
+      layout,
+      newControlCommand({ action: "halt", scope: "global", reason: "mode test" }),
+    );
+    for (const dir of [layout.root, layout.inbox, layout.acks, layout.rejected]) {
+      assert.equal((await Deno.stat(dir)).mode! & 0o777, 0o700, dir);
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

@@ -76,8 +76,10 @@ export function controlDirLayout(dataDir: string): ControlDirLayout {
 }
 
 async function ensureDirs(layout: ControlDirLayout): Promise<void> {
-  for (const dir of [layout.inbox, layout.acks, layout.rejected]) {
-    await Deno.mkdir(dir, { recursive: true });
+  // Owner only: whoever can write to the inbox can halt, resume or flatten. (Directories made by
+  // an older version keep their mode.)
+  for (const dir of [layout.root, layout.inbox, layout.acks, layout.rejected]) {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   }
 }
 
