@@ -150,6 +150,9 @@ export async function resumeEntries(
   assertTradingScope(o.scope);
   assertText("who resumes", o.by);
   return await atomically(sql, async (tx) => {
+    // The scope's row locked first: a halt committed while this resume runs would otherwise be
+    // lifted without being named (halts update this row, so they wait for the lock).
+    await tx`select 1 from trading_state where scope = ${o.scope} for update`;
     await refuseDuringFlatten(tx, o.by);
     // Every halt of the scope since its last resume: one row holds only the newest reason, and a
     // person resuming after their own halt lifts an earlier one (the executor's, the supervisor's)
