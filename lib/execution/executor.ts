@@ -249,7 +249,8 @@ export class Executor {
       // Nothing goes out before the database has been compared with the exchange.
       await closeReconciliationGate(this.#options.sql, "live start: reconcile before any order");
     }
-    await this.#loadCursor();
+    const stored = await loadActorState<{ lastId: number }>(this.#options.sql, CURSOR_KEY);
+    this.#cursor = stored?.lastId ?? 0;
     this.#options.log.info(`Executor cursor init: last_id=${this.#cursor}`);
   }
 
@@ -267,20 +268,13 @@ export class Executor {
       this.#options.sql,
       `${mode} start: reconcile before closing live positions`,
     );
-    await this.#loadCursor();
-  }
-
-  async #loadCursor(): Promise<void> {
-    const stored = await loadActorState<{ lastId: number }>(this.#options.sql, CURSOR_KEY);
-    this.#cursor = stored?.lastId ?? 0;
   }
 
   /**
    * In shadow / test mode without an Upbit client nothing is sent: live positions wait for live
-   * mode. Say so loudly, at
-   * the start and again on any pass that finds another position: a live order still in flight
-   * when the mode changed may fill later (the poller records it), and that position is as
-   * unmanaged as the ones held at the start.
+   * mode. Say so loudly, at the start and again on any pass that finds another position: a live
+   * order still in flight when the mode changed may fill later (the poller records it), and that
+   * position is as unmanaged as the ones held at the start.
    */
   async #reportUnmanagedPositions(): Promise<void> {
     const held = (await ledgerPositions(this.#options.sql)).filter((p) => dec(p.openVolume) > ZERO);
@@ -305,9 +299,6 @@ export class Executor {
    */
   async runOnce(): Promise<RunSummary> {
     if (!this.#installation) this.#installation = await installationId(this.#options.sql);
-    // The live closer follows the cursor of the executor in force (exits it has not handled yet
-    // hold their positions).
-    if (this.#options.closesOnly) await this.#loadCursor();
     let more = false;
     const sql = this.#options.sql;
     // The pass's first reads go out together: the gate, the unresolved attempts and the first
@@ -380,6 +371,9 @@ export class Executor {
     }
     if (this.#closer && await this.#closer.closeOnce()) more = true;
     if (this.#liveCloser) {
+      // The live closer follows this executor's cursor: exits not handled yet hold their
+      // positions.
+      this.#liveCloser.#cursor = this.#cursor;
       if ((await this.#liveCloser.runOnce()).more) more = true;
     } else if (this.mode !== "live") await this.#reportUnmanagedPositions();
     return { handled, more: more || waiting.size > 0 };

@@ -78,6 +78,10 @@ export class OrderPoller {
       });
     }
     const open = await openLiveAttempts(this.#options.sql);
+    // Counts of orders no longer open (final, or moved by the executor) are dropped.
+    for (const id of this.#misses.keys()) {
+      if (!open.some((a) => a.id === id)) this.#misses.delete(id);
+    }
     if (open.length === 0) return { open: 0, finalised: 0 };
     const orders = await this.#fetch(open);
     let finalised = 0;
