@@ -567,8 +567,9 @@ export class SimMarket implements MarketView {
       prevClosingPrice: state.prevClose,
       bestAskPrice: bestAsk,
       bestAskSize: state.levelSize(0, 0, bestAsk),
-      bestBidPrice: bestBid,
-      bestBidSize: state.levelSize(1, 0, bestBid),
+      // A market shown without bids (fault `bookless_markets`) shows none in its trades either.
+      bestBidPrice: this.#bidless(state.code) ? 0 : bestBid,
+      bestBidSize: this.#bidless(state.code) ? 0 : state.levelSize(1, 0, bestBid),
     };
     state.history.push(trade);
     return trade;

@@ -314,6 +314,21 @@ Deno.test("bookless_markets: the orderbook shows no bids and a market sell is re
     const set = await postFaults(sim, { bookless_markets: ["KRW-BTC"] });
     assert.deepEqual((await set.json()).bookless_markets, ["KRW-BTC"]);
 
+    // Trade messages of the market show no best bid either.
+    const ws = await openSocket(sim.wsUrl);
+    const live = new Promise<{ best_bid_price: number; best_bid_size: number }>((resolve) => {
+      ws.onmessage = (ev) => {
+        const m = JSON.parse(new TextDecoder().decode(ev.data as ArrayBuffer));
+        if (m.type === "trade" && m.stream_type === "REALTIME") resolve(m);
+      };
+    });
+    ws.send(JSON.stringify([{ ticket: "bookless" }, { type: "trade", codes: ["KRW-BTC"] }]));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    sim.injectTrade({ market: "KRW-BTC", price: 100_000_000, volume: 0.001, side: "BID" });
+    const trade = await live;
+    ws.close();
+    assert.deepEqual([trade.best_bid_price, trade.best_bid_size], [0, 0]);
+
     const [btc, eth] = await books();
     assert.equal(btc!.market, "KRW-BTC");
     assert.equal(btc!.orderbook_units.length, 30, "the asks keep their units");
