@@ -110,7 +110,7 @@ export class Feed {
   constructor(options: FeedOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    this.#agg = new BarAggregator({ allowedLatenessMs: options.allowedLatenessMs ?? 2000 });
+    this.#agg = new BarAggregator({ allowedLatenessMs: options.allowedLatenessMs });
   }
 
   /** Counters. */
@@ -182,14 +182,12 @@ export class Feed {
 
   /** Start (epoch ms) of the newest final bar of any of the feed's markets; null when none. */
   async #newestFinalBar(): Promise<number | null> {
-    let newest: number | null = null;
-    for (const market of this.#options.markets) {
-      const [row] = await this.#options.sql<{ ts: Date | null }[]>`
-        select max(ts) as ts from market_1s where symbol = ${market} and is_final`;
-      const ts = row?.ts ? row.ts.getTime() : null;
-      if (ts !== null && (newest === null || ts > newest)) newest = ts;
-    }
-    return newest;
+    if (this.#options.markets.length === 0) return null;
+    const sql = this.#options.sql;
+    const [row] = await sql<{ ts: Date | null }[]>`
+      select max(ts) as ts from market_1s
+      where symbol in ${sql(this.#options.markets)} and is_final`;
+    return row?.ts ? row.ts.getTime() : null;
   }
 
   /** Adds trades (from the stream or a backfill). */
@@ -261,8 +259,9 @@ export class Feed {
       this.#now() - age,
       performance.now() - age + this.#exchangeOffsetMs,
     );
-    const lateness = this.#options.allowedLatenessMs ?? 2000;
-    this.#collect(this.#agg.flushBefore(frameAt - lateness - CLOCK_MARGIN_MS));
+    this.#collect(
+      this.#agg.flushBefore(frameAt - this.#agg.allowedLatenessMs - CLOCK_MARGIN_MS),
+    );
   }
 
   async #flush(): Promise<void> {

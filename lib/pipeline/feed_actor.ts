@@ -17,9 +17,6 @@ import { RestCallStats } from "../upbit/rest_stats.ts";
 import type { UpbotActorDefinition } from "./runtime.ts";
 import { FEED_ALLOWED_LATENESS_MS } from "../strategy/bars.ts";
 
-/** Lateness allowed before a second is final (stated so it can be reported). */
-const ALLOWED_LATENESS_MS = FEED_ALLOWED_LATENESS_MS;
-
 /** The feed actor's definition (its state lives in the closure: one per worker). */
 export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
   let sql: Client | undefined;
@@ -60,7 +57,7 @@ export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
           market_status_passes: statusPasses,
           backfillDone,
           lastFinalBarEndMs,
-          allowedLatenessMs: ALLOWED_LATENESS_MS,
+          allowedLatenessMs: FEED_ALLOWED_LATENESS_MS,
         });
       feed = new Feed({
         sql,
@@ -69,7 +66,7 @@ export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
         rest,
         log: ctx.log,
         onTrades: recorder && ((trades) => recorder!.record(trades)),
-        allowedLatenessMs: ALLOWED_LATENESS_MS,
+        allowedLatenessMs: FEED_ALLOWED_LATENESS_MS,
         onFinalBars: (bars) => {
           for (const b of bars) lastFinalBarEndMs = Math.max(lastFinalBarEndMs ?? 0, b.ts + 1000);
           publishMetrics();

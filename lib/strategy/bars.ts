@@ -260,7 +260,10 @@ export class BarAggregator {
 
   /** @throws {RangeError} when an option is negative or not finite. */
   constructor(options: BarAggregatorOptions = {}) {
-    this.allowedLatenessMs = nonNegative("allowedLatenessMs", options.allowedLatenessMs ?? 2000);
+    this.allowedLatenessMs = nonNegative(
+      "allowedLatenessMs",
+      options.allowedLatenessMs ?? FEED_ALLOWED_LATENESS_MS,
+    );
     this.watermarkScope = options.watermarkScope ?? "shared";
     this.#dedupRetentionMs = nonNegative("dedupRetentionMs", options.dedupRetentionMs ?? 120_000);
     this.#maxDedupKeys = nonNegative("maxDedupKeys", options.maxDedupKeys ?? 200_000);

@@ -472,12 +472,9 @@ export class UpbitPublicWs {
   async #backfillAll(gaps: [string, number][]): Promise<void> {
     const found = (await Promise.all(gaps.map(([code, since]) => this.#fetchGap(code, since))))
       .flat();
-    // Before the held ones: of a trade both have, the backfilled copy is delivered (counted).
-    if (this.#held) this.#held = [...found, ...this.#held];
-    else {
-      this.#held = found;
-      this.#release();
-    }
+    // Before the held ones (held since the connection opened, released after the last
+    // backfill): of a trade both have, the backfilled copy is delivered (counted).
+    this.#held = found.concat(this.#held ?? []);
   }
 
   /** Delivers the trades backfilled and held during the backfill, merged in time order. */
