@@ -5,7 +5,7 @@
  * The HTTP controls (later) apply the same commands through {@linkcode applyControlCommand}.
  */
 import { z } from "zod";
-import type { Sql } from "../db/connect.ts";
+import { atomically, type Sql } from "../db/connect.ts";
 import {
   GLOBAL_SCOPE,
   haltEntries,
@@ -245,14 +245,8 @@ async function storedAck(sql: Sql, id: string): Promise<ControlAck> {
   return ControlAck.parse(typeof row?.ack === "string" ? JSON.parse(row.ack) : row?.ack);
 }
 
-/** Runs `fn` in a transaction, or in a savepoint when `sql` already is one. */
-function atomically<T>(sql: Sql, fn: (tx: Sql) => Promise<T>): Promise<T> {
-  if ("savepoint" in sql) return sql.savepoint((tx) => fn(tx)) as Promise<T>;
-  return sql.begin((tx) => fn(tx)) as Promise<T>;
-}
-
 /** The states of `outcome` as the acknowledgement carries them. */
-export function ackStates(states: readonly TradingStateRow[]): ControlAck["states"] {
+function ackStates(states: readonly TradingStateRow[]): ControlAck["states"] {
   return states.map((s) => ({
     scope: s.scope,
     halted: s.halted,

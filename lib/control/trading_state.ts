@@ -10,7 +10,7 @@
  * control directory, by = "cli"), the Supervisor when a critical actor fails for good
  * (by = "supervisor"), and the executor (identifier conflicts, completed flattens).
  */
-import type { Sql } from "../db/connect.ts";
+import { atomically, type Sql } from "../db/connect.ts";
 
 /** "global" or a market code such as "KRW-BTC". */
 export type TradingScope = string;
@@ -78,12 +78,6 @@ export class TradingStateRefusedError extends Error {
 
 function assertText(what: string, value: string): void {
   if (value.trim() === "") throw new Error(`${what} must not be empty`);
-}
-
-/** Runs `fn` in a transaction, or in a savepoint when `sql` already is one. */
-function atomically<T>(sql: Sql, fn: (tx: Sql) => Promise<T>): Promise<T> {
-  if ("savepoint" in sql) return sql.savepoint((tx) => fn(tx)) as Promise<T>;
-  return sql.begin((tx) => fn(tx)) as Promise<T>;
 }
 
 async function appendHistory(

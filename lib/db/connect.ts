@@ -19,6 +19,15 @@ export type Client = postgres.Sql;
 export type Sql = postgres.Sql | postgres.TransactionSql;
 
 /**
+ * Runs `fn` in a transaction of its own, or in a savepoint when `sql` is already a transaction
+ * (so that it commits or rolls back with the caller's).
+ */
+export function atomically<T>(sql: Sql, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  if ("savepoint" in sql) return sql.savepoint((tx) => fn(tx)) as Promise<T>;
+  return sql.begin((tx) => fn(tx)) as Promise<T>;
+}
+
+/**
  * How to reach the database, as passed to workers in their start message (workers cannot read
  * the environment). `url` may hold a password: treat the whole object as a secret.
  */

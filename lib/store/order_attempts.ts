@@ -9,7 +9,7 @@
  * (`lib/db/lease.ts`): an upbot that lost the lease writes, and so sends, nothing more.
  */
 import { z } from "zod";
-import type { Sql } from "../db/connect.ts";
+import { atomically, type Sql } from "../db/connect.ts";
 import { assertLeaseHeld, fencedInsert, leaseFenceOf } from "../db/lease.ts";
 import { OrderSide, OrdType, type PaperAction, type TradeMode } from "../domain.ts";
 import { INITIAL_STATES, type OrderState, transition } from "../execution/order_state.ts";
@@ -98,12 +98,6 @@ export type AttemptPatch =
     >
   >
   & { response_json?: unknown };
-
-/** Runs `fn` in a transaction (a savepoint when `sql` is already one). */
-async function atomically<T>(sql: Sql, fn: (tx: Sql) => Promise<T>): Promise<T> {
-  if ("begin" in sql) return await sql.begin((tx) => fn(tx)) as T;
-  return await sql.savepoint((tx) => fn(tx)) as T;
-}
 
 /** `request_json` as stored: the order body, every value a string (never auth material). */
 const RequestJson = z.record(z.string(), z.string()).nullable();
