@@ -584,9 +584,17 @@ dbTest("money: the unsold rest of a partly filled sell is sold", async (db) => {
 });
 
 dbTest(
-  "money: a close stopped by self-match prevention waits out its backoff (not sent again every pass), with an alarm",
+  "money: a close stopped by self-match prevention waits out its backoff (not sent again every pass, no balance asked for meanwhile), with an alarm",
   async (db) => {
-    await using r = await rig(db);
+    let accountReads = 0;
+    await using r = await rig(db, {}, (input, init) => {
+      if (
+        new URL(input instanceof Request ? input.url : String(input)).pathname === "/v1/accounts"
+      ) {
+        accountReads++;
+      }
+      return fetch(input, init);
+    });
     // Closes refused a moment ago wait a minute: the test's passes all fall inside it.
     const ex = await r.executor("live", {}, undefined, { baseMs: 60_000, maxMs: 60_000 });
     await openPosition(r, db, ex);
@@ -607,10 +615,14 @@ dbTest(
     const closes = async () => (await rows(db)).filter((a) => a.action === "CLOSE");
     await r.drive(ex, async () => (await closes())[0]?.state === "prevented");
     const poller = r.poller();
+    const readsBefore = accountReads;
     for (let i = 0; i < 5; i++) {
       await ex.runOnce();
       await poller.pollOnce();
     }
+    // Held whatever the balance while it backs off: each balance request would spend the
+    // `default` group's share the risk gate needs.
+    assert.equal(accountReads - readsBefore, 0, "no GET /v1/accounts while backing off");
     const sent = await closes();
     assert.deepEqual(sent.map((a) => [a.state, Number(a.executed_volume ?? 0)]), [
       ["prevented", 0],

@@ -37,6 +37,12 @@ export interface CloserInputsOptions {
    * paper book says: the evaluator no longer writes its exit. @default every market
    */
   markets?: readonly string[];
+  /**
+   * Markets the caller holds this round whatever their balance (a close backing off, a paper exit
+   * not handled yet): their balance alone is no reason to ask for the balances.
+   * @default none
+   */
+  waiting?: ReadonlySet<string>;
 }
 
 /** Which sides of a market have a live order that is open, pending or of unknown outcome. */
@@ -139,7 +145,8 @@ export async function closerInputs(
   // group that the risk gate needs for the next order.
   const flatten = options.flatten ?? false;
   const judged = ledger.some((p) =>
-    (flatten || !paperOpen.has(p.symbol)) && !(unsettled.get(p.symbol)?.sell ?? false)
+    (flatten || !paperOpen.has(p.symbol)) && !(unsettled.get(p.symbol)?.sell ?? false) &&
+    !(options.waiting?.has(p.symbol) ?? false)
   );
   const balances = mode === "live" && judged ? await readBalances() : null;
   const markets: CloserMarket[] = ledger.map((p) => {

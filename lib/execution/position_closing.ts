@@ -29,6 +29,14 @@ import { ledgerPositions, recordWriteOffs } from "./position_ledger.ts";
 const ONCE_ALARMS = ["close_prevented", "position_locked"] as const;
 type OnceAlarm = typeof ONCE_ALARMS[number];
 
+/** A market's close backoff: refused sells in a row, and whether to wait before the next. */
+interface CloseBackoff {
+  /** The backoff after the last refused sell has not passed yet. */
+  wait: boolean;
+  /** Self-match prevention stopped the last sells (the owner's own order is in the way). */
+  prevented: boolean;
+}
+
 /** What the position closing needs from the executor. */
 export interface PositionClosingOptions {
   sql: Client;
@@ -100,15 +108,24 @@ export class PositionClosing {
     // the balance request.
     const paperOpen = await paperOpenMarkets(sql, configured);
     if (!flatten && held.every((p) => paperOpen.has(p.symbol))) return false;
+    // The waits first: a market that waits this round is held whatever its balance, so when every
+    // market waits the balances are not asked for (each request spends the `default` group's
+    // share the risk gate needs).
+    const awaitingExit = await marketsAwaitingExit(sql, this.#options.handledThrough());
+    const backoffs = new Map<string, CloseBackoff>();
+    for (const p of held) backoffs.set(p.symbol, await this.#closeBackingOff(p.symbol));
+    const waiting = new Set(
+      held.map((p) => p.symbol).filter((m) => awaitingExit.has(m) || backoffs.get(m)!.wait),
+    );
     const input = await closerInputs(sql, "live", () => readAccountBalances(this.#options.rest), {
       flatten: flatten !== null,
+      waiting,
       ...(configured ? { markets: configured } : {}),
     });
     if (input.markets.length === 0) {
       if (flatten) await this.#completeFlatten(flatten);
       return false;
     }
-    const awaitingExit = await marketsAwaitingExit(sql, this.#options.handledThrough());
     const missingPrices = input.markets.filter((m) => m.lastPrice === null).map((m) => m.market);
     const tickers = missingPrices.length > 0
       ? await this.#lastPrices(missingPrices)
@@ -116,7 +133,8 @@ export class PositionClosing {
     const markets = [];
     const prevented = new Set<string>();
     for (const m of input.markets) {
-      const backoff = await this.#closeBackingOff(m.market);
+      // A market the ledger gained since `held` was read has no backoff read: none applies yet.
+      const backoff = backoffs.get(m.market) ?? { wait: false, prevented: false };
       if (backoff.prevented) {
         prevented.add(m.market);
         if (backoff.wait) {
@@ -129,7 +147,7 @@ export class PositionClosing {
       }
       // A buy still filling, a paper exit not handled yet, or a sell refused a moment ago: the
       // ledger is about to change, or Upbit needs time (capped backoff between closes).
-      const wait = m.buyUnsettled || awaitingExit.has(m.market) || backoff.wait;
+      const wait = m.buyUnsettled || waiting.has(m.market);
       markets.push({
         ...m,
         sellUnsettled: m.sellUnsettled || wait,
@@ -210,7 +228,7 @@ export class PositionClosing {
    * or stopped by self-match prevention with nothing sold) so recently that the next must wait,
    * and whether one of those refusals was a prevented sell.
    */
-  async #closeBackingOff(market: string): Promise<{ wait: boolean; prevented: boolean }> {
+  async #closeBackingOff(market: string): Promise<CloseBackoff> {
     // A prevented sell that sold nothing met the owner's own order at the top of the book; sent
     // again at once it meets the same order. One that sold part of the position made progress.
     const [row] = await this.#options.sql<
