@@ -162,7 +162,6 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         token: config.API_TOKEN,
         readToken: config.API_READ_TOKEN,
         everywhere: !isLoopbackHost(config.HTTP_HOST),
-        host: config.HTTP_HOST,
       },
       routes: [
         actorsRoute({ status: actors }),

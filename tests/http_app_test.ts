@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { Hono } from "hono";
 import type { ActorStatus } from "../lib/actors/supervisor.ts";
-import { ConfigError, parseConfig, SECRET_NAMES, secretValues } from "../lib/config.ts";
+import {
+  ConfigError,
+  isLoopbackHost,
+  parseConfig,
+  SECRET_NAMES,
+  secretValues,
+} from "../lib/config.ts";
 import { BODY_LIMIT_BYTES, createApp } from "../lib/http/app.ts";
 import { type AuthOptions, hostAllowed, tokensMatch } from "../lib/http/auth.ts";
 import { readiness } from "../lib/http/health.ts";
@@ -240,8 +246,8 @@ const HOST_REFUSED = (host: string) =>
     JSON.stringify(host)
   } is not allowed: while HTTP_HOST is a loopback address and reads need no token, upbot answers only requests addressed to localhost, a loopback address or HTTP_HOST (a guard against DNS rebinding)`;
 
-Deno.test("open reads answer only requests addressed to a loopback host or HTTP_HOST (DNS rebinding)", async () => {
-  const app = appWith({ token: FULL, readToken: READ, everywhere: false, host: "127.0.0.1" });
+Deno.test("open reads answer only requests addressed to a loopback host (DNS rebinding)", async () => {
+  const app = appWith({ token: FULL, readToken: READ, everywhere: false });
   // app.request's default URL is http://localhost/: no Host header, the URL's host counts.
   assert.equal((await app.request("/api/account")).status, 200);
   for (
@@ -291,20 +297,48 @@ Deno.test("open reads answer only requests addressed to a loopback host or HTTP_
   const long = "a".repeat(300);
   const res = await app.request("/api/account", { headers: { host: long } });
   assert.deepEqual(await res.json(), { error: HOST_REFUSED("a".repeat(100) + "...") });
-  // HTTP_HOST is accepted by its name; off loopback the token guards and Host is not checked.
-  assert.equal(hostAllowed("box.internal:8501", "box.internal"), true);
-  assert.equal(hostAllowed("box.internal:8501", "[::1]"), false);
-  assert.equal(hostAllowed("[::1]:8501", "::1"), true);
-  const named = appWith({ token: FULL, everywhere: false, host: "Box.Internal" });
-  const ok = await named.request("/api/account", { headers: { host: "box.internal:8501" } });
-  assert.equal(ok.status, 200);
-  await ok.body?.cancel();
-  const guarded = appWith({ token: FULL, readToken: READ, everywhere: true, host: "0.0.0.0" });
-  const remote = await guarded.request("/api/account", {
-    headers: { host: "upbot:8501", ...bearer(READ) },
-  });
-  assert.equal(remote.status, 200);
-  await remote.body?.cancel();
+  assert.equal(hostAllowed("box.internal:8501"), false);
+  assert.equal(hostAllowed("[::1]:8501"), true);
+});
+
+Deno.test("a request addressed to HTTP_HOST is answered: by its name while loopback, by token off loopback", async () => {
+  // The auth as startUpbot builds it from the config: reads are open, and Host checked, only
+  // while HTTP_HOST is a loopback host, which Host may then name like any other loopback host.
+  const appFor = (env: Record<string, string>) => {
+    const config = parseConfig(env);
+    return appWith({
+      token: config.API_TOKEN,
+      readToken: config.API_READ_TOKEN,
+      everywhere: !isLoopbackHost(config.HTTP_HOST),
+    });
+  };
+  const loopbackNames: [string, string][] = [
+    ["127.0.0.1", "127.0.0.1:8501"],
+    ["127.0.0.2", "127.0.0.2:8501"],
+    ["localhost", "localhost:8501"],
+    ["LocalHost", "LocalHost:8501"],
+    ["::1", "[::1]:8501"],
+    ["[::1]", "[::1]:8501"],
+  ];
+  for (const [httpHost, header] of loopbackNames) {
+    const res = await appFor({ HTTP_HOST: httpHost }).request("/api/account", {
+      headers: { host: header },
+    });
+    assert.equal(res.status, 200, httpHost);
+    await res.body?.cancel();
+  }
+  // Off loopback the token guards, and Host is not checked: HTTP_HOST's name or any other.
+  for (const httpHost of ["0.0.0.0", "box.internal"]) {
+    const app = appFor({ HTTP_HOST: httpHost, API_TOKEN: FULL, API_READ_TOKEN: READ });
+    for (const host of [`${httpHost}:8501`, "upbot:8501"]) {
+      const none = await app.request("/api/account", { headers: { host } });
+      assert.equal(none.status, 401, `${httpHost} ${host}`);
+      await none.body?.cancel();
+      const read = await app.request("/api/account", { headers: { host, ...bearer(READ) } });
+      assert.equal(read.status, 200, `${httpHost} ${host}`);
+      await read.body?.cancel();
+    }
+  }
 });
 
 /** One raw HTTP/1.1 request (fetch cannot set Host): the status and the body. */
@@ -325,7 +359,7 @@ async function rawRequest(port: number, head: string): Promise<{ status: number;
 }
 
 Deno.test("Deno.serve hands the Host header over as sent: a rebound name is refused on a real socket", async () => {
-  const app = appWith({ token: undefined, everywhere: false, host: "127.0.0.1" });
+  const app = appWith({ token: undefined, everywhere: false });
   await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
   const port = server.addr.port;
   const get = (host: string) =>

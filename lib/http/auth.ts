@@ -6,8 +6,8 @@
  * cannot halt or resume trading. Tokens are compared in constant time.
  *
  * While reads need no token (loopback `HTTP_HOST`), a request must be addressed to a loopback host
- * or `HTTP_HOST` (its `Host` header): a web page whose domain an attacker re-points at 127.0.0.1
- * (DNS rebinding) sends its own domain there and gets a 403 instead of the balances.
+ * (its `Host` header), which `HTTP_HOST` then is too: a web page whose domain an attacker re-points
+ * at 127.0.0.1 (DNS rebinding) sends its own domain there and gets a 403 instead of the balances.
  */
 import { timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
@@ -36,8 +36,10 @@ export interface AuthOptions {
   /** Whether every path but the open ones needs a token (non-loopback `HTTP_HOST`). */
   everywhere: boolean;
   /**
-   * `HTTP_HOST`: while reads are open (not `everywhere`), a request's `Host` must name it or a
-   * loopback host. Unset: loopback hosts only.
+   * Ignored: reads are open (not `everywhere`) only while `HTTP_HOST` is a loopback host, and
+   * then every loopback host is allowed in `Host`, `HTTP_HOST` among them.
+   *
+   * @deprecated Kept only while `tests/deploy_files_test.ts` still passes it; do not pass it.
    */
   host?: string | undefined;
 }
@@ -56,28 +58,26 @@ export function hostOfHeader(value: string): string | undefined {
 
 /**
  * Whether a request whose `Host` header is `header` may be answered while reads are open: it
- * names a loopback host (`localhost`, `127.x.x.x`, `[::1]`) or `httpHost`, with any port.
+ * names a loopback host (`localhost`, `127.x.x.x`, `[::1]`), with any port. (Reads are open only
+ * while `HTTP_HOST` is a loopback host, so this allows `HTTP_HOST` too.)
  */
-export function hostAllowed(header: string, httpHost?: string): boolean {
+export function hostAllowed(header: string): boolean {
   const name = hostOfHeader(header);
-  if (name === undefined) return false;
-  if (isLoopbackHost(name)) return true;
-  return httpHost !== undefined &&
-    name === httpHost.trim().toLowerCase().replace(/^\[|\]$/g, "");
+  return name !== undefined && isLoopbackHost(name);
 }
 
 /**
  * Middleware: `/api/control/*` always needs `Authorization: Bearer <API_TOKEN>` (403 when no
  * token is configured or the read token is given), other paths only when `everywhere`, and then
- * the read token will do. While not `everywhere`, a `Host` naming neither a loopback host nor
- * `host` is refused (403) on every path.
+ * the read token will do. While not `everywhere`, a `Host` naming no loopback host is refused
+ * (403) on every path.
  */
 export function requireToken(options: AuthOptions): MiddlewareHandler {
   return async (c, next) => {
     if (!options.everywhere) {
       // No Host header (HTTP/1.0): the URL's host, which Deno then makes `localhost`.
       const host = c.req.header("host") ?? new URL(c.req.url).host;
-      if (!hostAllowed(host, options.host)) {
+      if (!hostAllowed(host)) {
         const shown = host.length > HOST_SHOWN_CHARS
           ? host.slice(0, HOST_SHOWN_CHARS) + "..."
           : host;
