@@ -9,7 +9,7 @@
  * (its `Host` header), which `HTTP_HOST` then is too: a web page whose domain an attacker re-points
  * at 127.0.0.1 (DNS rebinding) sends its own domain there and gets a 403 instead of the balances.
  */
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
 import { isLoopbackHost } from "../config.ts";
 import { ApiError } from "./errors.ts";
@@ -17,14 +17,23 @@ import { ApiError } from "./errors.ts";
 /** Paths open to anyone, whatever the address. */
 const OPEN_PATHS = new Set(["/healthz", "/readyz"]);
 
-async function digest(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+/** The SHA-256 digest of `text`: what tokens are compared as. */
+function digest(text: string): Uint8Array {
+  return createHash("sha256").update(text).digest();
+}
+
+/**
+ * Whether the token whose digest is `given` is the one whose digest is `expected` (none when that
+ * token is not configured), in time independent of where they differ.
+ */
+function digestsMatch(given: Uint8Array, expected: Uint8Array | undefined): boolean {
+  // Digests have equal length, so timingSafeEqual never throws and the length is not leaked.
+  return expected !== undefined && timingSafeEqual(given, expected);
 }
 
 /** Whether `given` equals `expected`, in time independent of where they differ. */
-export async function tokensMatch(given: string, expected: string): Promise<boolean> {
-  // Digests have equal length, so timingSafeEqual never throws and the length is not leaked.
-  return timingSafeEqual(await digest(given), await digest(expected));
+export function tokensMatch(given: string, expected: string): boolean {
+  return digestsMatch(digest(given), digest(expected));
 }
 
 /** Options of {@linkcode requireToken}. */
@@ -70,9 +79,11 @@ export function hostAllowed(header: string): boolean {
  * Middleware: `/api/control/*` always needs `Authorization: Bearer <API_TOKEN>` (403 when no
  * token is configured or the read token is given), other paths only when `everywhere`, and then
  * the read token will do. While not `everywhere`, a `Host` naming no loopback host is refused
- * (403) on every path.
+ * (403) on every path. The configured tokens are hashed once, here.
  */
 export function requireToken(options: AuthOptions): MiddlewareHandler {
+  const token = options.token === undefined ? undefined : digest(options.token);
+  const readToken = options.readToken === undefined ? undefined : digest(options.readToken);
   return async (c, next) => {
     if (!options.everywhere) {
       // No Host header (HTTP/1.0): the URL's host, which Deno then makes `localhost`.
@@ -99,11 +110,9 @@ export function requireToken(options: AuthOptions): MiddlewareHandler {
     }
     const header = c.req.header("authorization") ?? "";
     const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const given = m?.[1];
-    const full = given !== undefined && options.token !== undefined &&
-      await tokensMatch(given, options.token);
-    const read = given !== undefined && options.readToken !== undefined &&
-      await tokensMatch(given, options.readToken);
+    const given = m?.[1] === undefined ? undefined : digest(m[1]);
+    const full = given !== undefined && digestsMatch(given, token);
+    const read = given !== undefined && digestsMatch(given, readToken);
     if (full || (read && !isControl)) return await next();
     if (read) {
       throw new ApiError(403, {
