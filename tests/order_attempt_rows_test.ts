@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   attemptById,
   attemptByIdentifier,
+  exchangeAttemptsInLastMinute,
   insertAttempt,
   sentOrderBody,
 } from "../lib/store/order_attempts.ts";
@@ -63,5 +64,34 @@ dbTest(
       assert.match(err.message, /identifier: /);
       return true;
     });
+  },
+);
+
+dbTest(
+  "the order rate cap counts test and live orders created in the database's last minute",
+  async ({ sql }) => {
+    const attempt = (identifier: string, mode: "live" | "test" | "shadow", state = "pending") =>
+      insertAttempt(sql, {
+        symbol: "KRW-BTC",
+        action: "ENTER_LONG",
+        mode,
+        side: "bid",
+        ord_type: "price",
+        price: "10000",
+        volume: null,
+        paper_trade_id: null,
+        identifier,
+        state: state as "pending",
+        request_json: { ...BODY, identifier },
+      });
+    await attempt("cap-live", "live");
+    await attempt("cap-test", "test");
+    await attempt("cap-shadow", "shadow", "logged");
+    const old = await attempt("cap-old", "live");
+    assert.equal(await exchangeAttemptsInLastMinute(sql), 3);
+    // Created 61 s ago by the database's clock: outside the window, whatever the process's says.
+    await sql`update upbit_order_attempts set ts = now() - interval '61 seconds'
+      where id = ${old!.id}`;
+    assert.equal(await exchangeAttemptsInLastMinute(sql), 2);
   },
 );

@@ -21,7 +21,7 @@ import {
   attemptForPaperTrade,
   type AttemptPatch,
   type AttemptRow,
-  exchangeAttemptsSince,
+  exchangeAttemptsInLastMinute,
   hasLiveAttempts,
   identifiersOf,
   insertAttempt,
@@ -418,8 +418,7 @@ export class Executor {
   }
 
   async #underCap(): Promise<boolean> {
-    const since = new Date(this.#now() - 60_000);
-    const n = await exchangeAttemptsSince(this.#options.sql, since);
+    const n = await exchangeAttemptsInLastMinute(this.#options.sql);
     const under = n < this.#options.settings.maxOrdersPerMin;
     if (!under && !this.#capLogged) {
       this.#options.log.warn(`Order rate cap reached (${n} in the last minute); waiting`, {

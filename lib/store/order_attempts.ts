@@ -379,13 +379,16 @@ export async function unfinishedLiveSells(sql: Sql, market?: string): Promise<At
 }
 
 /**
- * How many exchange orders (test or live) were first attempted since `since`. Counted by creation
- * time: the order-poller's updates of open orders must not eat the executor's budget.
+ * How many exchange orders (test or live) were first attempted in the last minute. Counted by
+ * creation time (`ts`, the database's clock, and so is the minute: a process clock ahead of the
+ * database's would shrink the window and let more orders through): the order-poller's updates of
+ * open orders must not eat the executor's budget.
  */
-export async function exchangeAttemptsSince(sql: Sql, since: Date): Promise<number> {
+export async function exchangeAttemptsInLastMinute(sql: Sql): Promise<number> {
   const [row] = await sql<{ n: number }[]>`
     select count(*)::int as n from upbit_order_attempts
-    where mode in ('test', 'live') and state not in ('skipped', 'logged') and ts > ${since}`;
+    where mode in ('test', 'live') and state not in ('skipped', 'logged')
+      and ts > now() - interval '1 minute'`;
   return row?.n ?? 0;
 }
 
