@@ -9,12 +9,17 @@ import {
   requestFlatten,
   tradingStates,
 } from "../lib/control/trading_state.ts";
+import { parseConfig } from "../lib/config.ts";
+import { decideTradeMode } from "../lib/execution/guard.ts";
+import { actorsRoute } from "../lib/http/actors_route.ts";
 import { alarmRoutes } from "../lib/http/alarm_routes.ts";
 import { createApp } from "../lib/http/app.ts";
 import { controlRoutes } from "../lib/http/control_routes.ts";
+import { liveness, readiness } from "../lib/http/health.ts";
 import { activeAlarms, raiseAlarm } from "../lib/store/alarms.ts";
-import { ATTEMPT_FIELDS } from "../lib/http/dashboard_routes.ts";
-import { createLogger, setLogSink } from "../lib/log.ts";
+import { ATTEMPT_FIELDS, dashboardRoutes } from "../lib/http/dashboard_routes.ts";
+import { createLogger, registerSecret, setLogSink } from "../lib/log.ts";
+import { UpbotSupervisor } from "../lib/pipeline/supervisor.ts";
 import { dbTest, testBackends } from "./_db.ts";
 import { startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
@@ -289,5 +294,76 @@ dbTest(
       ok: false,
       error: "no active alarm order_lost on KRW-BTC",
     });
+  },
+);
+
+dbTest(
+  "a secret in an actor's error is masked where the supervisor records it: not in /healthz, /readyz, /api/status or /api/actors",
+  async (db) => {
+    const secret = `db-pass-${crypto.randomUUID()}`;
+    registerSecret(secret);
+    const restoreSink = setLogSink(() => {});
+    using _restore = { [Symbol.dispose]: restoreSink };
+    const echo = new URL("./fixtures/actors/echo.ts", import.meta.url);
+    const supervisor = new UpbotSupervisor({
+      actors: [
+        { name: "feed", module: echo },
+        { name: "helper", module: echo, restart: "temporary" },
+      ],
+      log: { level: "error", format: "json" },
+      statusLogIntervalMs: 0,
+      // The crashed feed waits to restart for the whole test.
+      restartMinDelayMs: 60_000,
+      restartMaxDelayMs: 60_000,
+    });
+    try {
+      await supervisor.start();
+      const error = (who: string) =>
+        `PostgresError: password authentication failed for ${who} (postgres://bob:${secret}@db/x)`;
+      // A crash (the feed restarts later) and a failure (a temporary actor is not restarted).
+      assert.equal(supervisor.kill("feed", error("feed")), true);
+      assert.equal(supervisor.kill("helper", error("helper")), true);
+      const masked = (who: string) =>
+        `PostgresError: password authentication failed for ${who} (postgres://bob:***@db/x)`;
+      assert.deepEqual(
+        supervisor.status().map((a) => [a.name, a.state, a.lastError]),
+        [["feed", "restarting", masked("feed")], ["helper", "failed", masked("helper")]],
+      );
+      const config = parseConfig({});
+      const startedAt = Date.now();
+      const app = createApp({
+        liveness: () => liveness(() => db.sql`select 1`, startedAt),
+        readiness: () => readiness(supervisor.status()),
+        routes: [
+          actorsRoute(supervisor),
+          dashboardRoutes({
+            sql: db.sql,
+            guard: decideTradeMode(config),
+            markets: config.MARKETS,
+            actors: () => supervisor.status(),
+            supervisorHalt: () => supervisor.haltReason,
+            startedAt,
+          }),
+        ],
+      });
+      const bodies: Record<string, string> = {};
+      for (const path of ["/healthz", "/readyz", "/api/status", "/api/actors"]) {
+        const res = await app.request(path);
+        bodies[path] = await res.text();
+        assert.ok(!bodies[path].includes(secret), `${path}: ${bodies[path]}`);
+      }
+      const status = JSON.parse(bodies["/api/status"]!);
+      assert.deepEqual(
+        status.actors.map((a: { name: string; last_error: string }) => [a.name, a.last_error]),
+        [["feed", masked("feed")], ["helper", masked("helper")]],
+      );
+      const actors = JSON.parse(bodies["/api/actors"]!);
+      assert.deepEqual(
+        actors.map((a: { name: string; lastError: string }) => [a.name, a.lastError]),
+        [["feed", masked("feed")], ["helper", masked("helper")]],
+      );
+    } finally {
+      await supervisor.stop();
+    }
   },
 );

@@ -27,7 +27,7 @@
  * messages sent to `supervisor`, a child failing for good and a new incarnation becoming ready go
  * to the application's {@linkcode SupervisorPolicy}, which may answer by sending messages.
  */
-import { createLogger, loggingSettings, type LogLevel, type LogSettings } from "../log.ts";
+import { createLogger, loggingSettings, type LogLevel, type LogSettings, redact } from "../log.ts";
 import { checkBackoffOptions, restartDelayMs } from "./backoff.ts";
 import {
   type ActorMemory,
@@ -209,6 +209,7 @@ export interface ActorStatus {
   critical: boolean;
   /** Restarts since the supervisor started. */
   restarts: number;
+  /** What ended or troubled the actor last, secrets masked (see {@linkcode redact}). */
   lastError: string | null;
   /** ISO time of `lastError`. */
   lastErrorAt: string | null;
@@ -721,8 +722,7 @@ export class Supervisor<M extends Message, E = never> {
         if (message.fatal) {
           this.#crashed(child, text);
         } else {
-          child.lastError = text;
-          child.lastErrorAt = this.#now();
+          this.#recordError(child, text);
           log.warn("actor reported an error", { from: child.spec.name, error: text });
         }
         return;
@@ -798,8 +798,7 @@ export class Supervisor<M extends Message, E = never> {
   #crashed(child: Child<M>, error: string, hung = false): void {
     if (child.worker === undefined) return;
     this.#terminate(child);
-    child.lastError = error;
-    child.lastErrorAt = this.#now();
+    this.#recordError(child, error);
     if (child.state === "stopping") {
       child.stoppedAck?.(false); // `#stopChild` reports the termination
       return;
@@ -876,8 +875,7 @@ export class Supervisor<M extends Message, E = never> {
 
   #fail(child: Child<M>, error: string): void {
     child.state = "failed";
-    child.lastError = error;
-    child.lastErrorAt = this.#now();
+    this.#recordError(child, error);
     this.#dropBuffer(child);
     log.error("actor FAILED", { name: child.spec.name, critical: child.critical, error });
     this.#emit({ type: "actor.failed", actor: child.spec.name, error });
@@ -907,6 +905,16 @@ export class Supervisor<M extends Message, E = never> {
         this.#spawn(child);
       }, retryMs);
     }
+  }
+
+  /**
+   * Records `error` as `child`'s last error, with the secrets registered in this thread masked
+   * (`redact`, as in the log): an error may quote one (a connection error with the database URL),
+   * and the status goes out over HTTP (`/api/actors`, `/api/status`).
+   */
+  #recordError(child: Child<M>, error: string): void {
+    child.lastError = redact(error);
+    child.lastErrorAt = this.#now();
   }
 
   #setStopped(child: Child<M>): void {

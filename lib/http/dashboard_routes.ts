@@ -239,7 +239,7 @@ export function dashboardRoutes(deps: DashboardDeps): Hono {
         restarts: a.restarts,
         heartbeat_age_ms: a.lastHeartbeatAgeMs,
         uptime_ms: a.uptimeMs,
-        last_error: a.lastError === null ? null : redact(a.lastError),
+        last_error: a.lastError, // secrets masked by the supervisor
         last_error_ts: a.lastErrorAt === null ? null : Date.parse(a.lastErrorAt),
       })),
     });
