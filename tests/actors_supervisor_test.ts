@@ -167,6 +167,43 @@ Deno.test("Supervisor fails a crash-looping critical actor and halts trading", a
   assert.equal(statusOf(h.supervisor, "executor").dropped, 1);
 });
 
+Deno.test("Supervisor starts a failed critical actor again after failedCriticalRetryMs, with a new restart budget", async () => {
+  await using h = harness([
+    { name: "executor", module: fixture("throwing"), config: { when: "start" }, critical: true },
+  ], {
+    maxRestarts: 1,
+    restartWindowMs: 60_000,
+    restartMinDelayMs: 20,
+    failedCriticalRetryMs: 1_000,
+  });
+  const failures = () => h.events.filter((e) => e.type === "actor.failed").length;
+  await h.supervisor.start();
+  await waitFor("executor failed", () => failures() === 1);
+  // Failed until the retry, which is neither counted nor reported before it happens.
+  assert.equal(statusOf(h.supervisor, "executor").state, "failed");
+  assert.equal(statusOf(h.supervisor, "executor").restarts, 1);
+  await waitFor("executor failed again, after the retry", () => failures() === 2);
+  const seen = h.events.flatMap((e) =>
+    e.type === "actor.restarting"
+      ? [`restarting in ${e.delayMs} ms (restart ${e.restarts})`]
+      : e.type === "actor.crashed" || e.type === "actor.failed"
+      ? [e.type]
+      : []
+  );
+  assert.deepEqual(seen.slice(0, seen.lastIndexOf("actor.failed") + 1), [
+    "actor.crashed",
+    "restarting in 20 ms (restart 1)",
+    "actor.crashed",
+    "actor.failed",
+    // The retry: its budget new (one restart within the window), the backoff from the start.
+    "restarting in 1000 ms (restart 2)",
+    "actor.crashed",
+    "restarting in 20 ms (restart 3)",
+    "actor.crashed",
+    "actor.failed",
+  ]);
+});
+
 Deno.test("Supervisor.kill() cuts an actor off mid-message and applies its restart policy", async () => {
   await using h = harness([
     { name: "echo", module: fixture("echo"), config: { slowMs: 5_000 } },

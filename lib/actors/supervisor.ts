@@ -853,24 +853,45 @@ export class Supervisor<M extends Message, E = never> {
       jitter: this.#options.restartJitter,
     }, this.#random);
     child.restartTimes.push(now);
-    child.restarts++;
     child.state = "restarting";
+    this.#restartIn(child, delayMs);
     log.warn("actor restarting", {
       name: child.spec.name,
       delay_ms: delayMs,
       restarts: child.restarts,
     });
-    this.#emit({
-      type: "actor.restarting",
-      actor: child.spec.name,
-      delayMs,
-      restarts: child.restarts,
-    });
+    this.#settle(child);
+  }
+
+  /**
+   * Starts `child` again in `delayMs`, unless by then the supervisor has stopped or `child` has
+   * left the state it waits in: `restarting` after an incarnation ended, `failed` for the retry of
+   * a failed critical child. The restart is counted and reported (`actor.restarting`) as it is
+   * scheduled, except the retry: a failed child stays failed, its restart budget spent, until the
+   * retry renews the budget and only then counts.
+   */
+  #restartIn(child: Child<M>, delayMs: number): void {
+    const waiting = child.state;
+    const count = () => {
+      child.restarts++;
+      this.#emit({
+        type: "actor.restarting",
+        actor: child.spec.name,
+        delayMs,
+        restarts: child.restarts,
+      });
+    };
+    if (waiting !== "failed") count();
     child.restartTimer = setTimeout(() => {
       child.restartTimer = undefined;
-      if (this.#phase === "running" && child.state === "restarting") this.#spawn(child);
+      if (this.#phase !== "running" || child.state !== waiting) return;
+      if (waiting === "failed") {
+        child.restartTimes = [];
+        child.backoffAttempt = 0;
+        count();
+      }
+      this.#spawn(child);
     }, delayMs);
-    this.#settle(child);
   }
 
   #fail(child: Child<M>, error: string): void {
@@ -890,20 +911,7 @@ export class Supervisor<M extends Message, E = never> {
         name: child.spec.name,
         delay_ms: retryMs,
       });
-      child.restartTimer = setTimeout(() => {
-        child.restartTimer = undefined;
-        if (this.#phase !== "running" || child.state !== "failed") return;
-        child.restartTimes = [];
-        child.backoffAttempt = 0;
-        child.restarts++;
-        this.#emit({
-          type: "actor.restarting",
-          actor: child.spec.name,
-          delayMs: retryMs,
-          restarts: child.restarts,
-        });
-        this.#spawn(child);
-      }, retryMs);
+      this.#restartIn(child, retryMs);
     }
   }
 
