@@ -208,7 +208,8 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
         endSessions: (applicationName) => db.endSessions(applicationName),
         processTag: db.processTag,
       });
-    const stopRequested = Promise.withResolvers<void>();
+    /** Aborted when `stop` is called: ends the waits of `followLease`. */
+    const stopRequested = new AbortController();
     /** Watches the held lease: resolves with the reason once it is lost. */
     const watchLease = (held: Lease) => new Promise<string>((resolve) => held.watch(resolve));
     const fence = lease ? await lease.tryAcquire() : null;
@@ -233,7 +234,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       let failures = 0;
       while (!stopping) {
         if (lost) {
-          const reason = await Promise.race([lost, stopRequested.promise]);
+          const reason = await unlessAborted(lost, stopRequested.signal);
           if (stopping || reason === undefined) return;
           log.error("Lease LOST: stopping the trading actors", { reason });
           const stopped = leadership;
@@ -276,7 +277,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
             error: (err as Error).message,
             retry_in_ms: pauseMs,
           });
-          await pause(pauseMs, stopRequested.promise);
+          await pause(pauseMs, stopRequested.signal);
         }
       }
     };
@@ -294,7 +295,7 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
       fatal,
       stop() {
         stopping ??= (async () => {
-          stopRequested.resolve();
+          stopRequested.abort();
           const held = leadership;
           leadership = undefined;
           await held?.stop();
@@ -362,13 +363,8 @@ async function startLeadership(
   const { sql, log } = deps;
   /** Halts and alarms being stored (awaited before the database closes). */
   const pendingWrites = new Set<Promise<void>>();
-  /** Settled when the leadership stops: retried writes then give up after one last attempt. */
-  const writesEnd = Promise.withResolvers<void>();
-  let writesEnded = false;
-  const endWrites = () => {
-    writesEnded = true;
-    writesEnd.resolve();
-  };
+  /** Aborted when the leadership stops: retried writes then give up after one last attempt. */
+  const writesEnd = new AbortController();
   /**
    * Stores what the supervisor's callbacks report (its halt, the actor_hung alarm) without holding
    * them up: `write` is tried again with a capped backoff (1 s doubling to 30 s) until it succeeds
@@ -383,7 +379,7 @@ async function startLeadership(
           return;
         } catch (err) {
           const error = (err as Error).message;
-          if (writesEnded) {
+          if (writesEnd.signal.aborted) {
             log.error(`could not store ${what}; upbot is stopping, so it is not stored`, { error });
             return;
           }
@@ -393,7 +389,7 @@ async function startLeadership(
             jitter: 0,
           });
           log.warn(`could not store ${what}; trying again in ${delayMs / 1000} s`, { error });
-          await pause(delayMs, writesEnd.promise);
+          await pause(delayMs, writesEnd.signal);
         }
       }
     })().finally(() => pendingWrites.delete(kept));
@@ -456,7 +452,7 @@ async function startLeadership(
     await alerts?.stop();
     await control.stop();
     await supervisor?.stop("start-up failed");
-    endWrites();
+    writesEnd.abort();
     await Promise.all(pendingWrites);
     throw err;
   }
@@ -475,7 +471,7 @@ async function startLeadership(
       stopping ??= (async () => {
         await control.stop();
         await running.stop("shutdown");
-        endWrites();
+        writesEnd.abort();
         await Promise.all(pendingWrites);
         await stopSampler();
         await stopRetention();
@@ -486,11 +482,29 @@ async function startLeadership(
   };
 }
 
-/** Waits `ms`, or less when `interrupt` settles first; leaves no timer behind. */
-async function pause(ms: number, interrupt: Promise<unknown>): Promise<void> {
+/**
+ * What `promise` resolves to, or undefined as soon as `signal` is aborted (at once if it is);
+ * leaves no listener on `signal` behind.
+ */
+async function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  if (signal.aborted) return undefined;
+  let onAbort = () => {};
+  const aborted = new Promise<undefined>((resolve) => {
+    onAbort = () => resolve(undefined);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** Waits `ms`, or less when `signal` is aborted first; leaves no timer behind. */
+async function pause(ms: number, signal: AbortSignal): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    await Promise.race([new Promise((resolve) => timer = setTimeout(resolve, ms)), interrupt]);
+    await unlessAborted(new Promise((resolve) => timer = setTimeout(resolve, ms)), signal);
   } finally {
     clearTimeout(timer);
   }
