@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { parseBacktestArgs, UsageError } from "../lib/backtest/args.ts";
 import { equityChartSvg, reliabilityChartSvg } from "../lib/backtest/chart.ts";
-import { type ExitOutcome, FillModel, LIVE_ALLOWED_LATENESS_MS } from "../lib/backtest/fill.ts";
+import { type ExitOutcome, fillDelayMs, FillModel } from "../lib/backtest/fill.ts";
 import { computeMetrics, equityCurve } from "../lib/backtest/metrics.ts";
 import { QualityTracker } from "../lib/backtest/quality.ts";
 import { replayMarket } from "../lib/backtest/replay.ts";
@@ -15,7 +15,7 @@ import { barsFromDatabase, saveRun } from "../lib/backtest/store.ts";
 import { connect } from "../lib/db/connect.ts";
 import { startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 import { migrate } from "../lib/db/migrate.ts";
-import type { Bar } from "../lib/strategy/bars.ts";
+import { type Bar, FEED_ALLOWED_LATENESS_MS } from "../lib/strategy/bars.ts";
 import { EvaluatorCore, stepBars } from "../lib/strategy/evaluator_core.ts";
 import { upsertBars } from "../lib/store/market_1s.ts";
 import { bar, T0, testRun, walkBars } from "./_backtest_bars.ts";
@@ -51,7 +51,8 @@ function exitAt(ts: number, entryTs: number) {
 
 Deno.test("FillModel fills at the open of the first bar live could trade at (signal + 1 s + lateness), with slippage and both fees", () => {
   const fills = new FillModel({ krwAmount: 10_000, slippageBps: 10 });
-  assert.equal(fills.delayMs, 1000 + LIVE_ALLOWED_LATENESS_MS);
+  assert.equal(fills.delayMs, 1000 + FEED_ALLOWED_LATENESS_MS);
+  assert.equal(fillDelayMs(), fills.delayMs);
   let done: ExitOutcome | undefined;
   fills.onEnter({ ...ENTER, ts: 0 });
   // Bar 0 is final live only once a trade at >= 3000 arrives: bars 1000 and 2000 (still at 100)
@@ -75,7 +76,6 @@ Deno.test("FillModel fills at the open of the first bar live could trade at (sig
     fees,
     pnl: (exit - entry) * qty - fees,
   });
-  assert.equal(fills.staleEntries, 0);
   assert.throws(() => new FillModel({ krwAmount: 10_000, slippageBps: -1 }), RangeError);
   assert.throws(
     () => new FillModel({ krwAmount: 10_000, slippageBps: 0, latencyMs: -1 }),
@@ -85,6 +85,7 @@ Deno.test("FillModel fills at the open of the first bar live could trade at (sig
 
 Deno.test("FillModel: latencyMs delays the fill to the first bar at >= signal + 1 s + lateness + latency", () => {
   const fills = new FillModel({ krwAmount: 10_000, slippageBps: 0, latencyMs: 500 });
+  assert.equal(fills.delayMs, fillDelayMs(500));
   let done: ExitOutcome | undefined;
   fills.onEnter({ ...ENTER, ts: 0 });
   fills.onExit(exitAt(1000, 0), (t) => done = t);
@@ -100,7 +101,6 @@ Deno.test("FillModel skips an entry whose fill bar is past EXECUTOR_MAX_SIGNAL_A
   // Entry at 0, then no bar until 61 s: live would find the signal 61 s old and skip it.
   fills.onEnter({ ...ENTER, ts: 0 });
   fills.onBar(bar("X", 61_000, 100, 100, 100, 100));
-  assert.equal(fills.staleEntries, 1);
   fills.onExit(exitAt(61_000, 0), (t) => outcomes.push(t));
   fills.onBar(bar("X", 64_000, 100, 100, 100, 100));
   assert.deepEqual(outcomes, ["stale_entry"], "no exit is filled for a skipped entry");
@@ -110,7 +110,6 @@ Deno.test("FillModel skips an entry whose fill bar is past EXECUTOR_MAX_SIGNAL_A
   // The exit's fill bar is ten minutes later: exits are sent however late.
   fills.onExit(exitAt(126_000, 65_000), (t) => outcomes.push(t));
   fills.onBar(bar("X", 726_000, 300, 300, 300, 300));
-  assert.equal(fills.staleEntries, 1);
   const last = outcomes[1];
   assert.ok(last && last !== "stale_entry", String(last));
   assert.deepEqual([last.entry.ts, last.exit.ts, last.exit.price], [125_000, 726_000, 300]);
@@ -210,7 +209,7 @@ Deno.test("replayMarket produces the paper stream of stepBars over the same bars
   assert.ok(filled.length >= 10);
   for (const t of filled) {
     const entryBar = bars[byTs.get(t.enter.ts)! + 3]!;
-    assert.equal(entryBar.ts, t.enter.ts + 1000 + LIVE_ALLOWED_LATENESS_MS);
+    assert.equal(entryBar.ts, t.enter.ts + 1000 + FEED_ALLOWED_LATENESS_MS);
     assert.equal(t.filled!.entry.ts, entryBar.ts);
     assert.equal(t.filled!.entry.price, entryBar.open);
     const exitBar = bars[byTs.get(t.exit.ts)! + 3]!;

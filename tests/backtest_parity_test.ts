@@ -8,7 +8,7 @@
  * backtest fills at.
  */
 import assert from "node:assert/strict";
-import { LIVE_ALLOWED_LATENESS_MS } from "../lib/backtest/fill.ts";
+import { fillDelayMs } from "../lib/backtest/fill.ts";
 import { replayMarket } from "../lib/backtest/replay.ts";
 import { runBacktest } from "../lib/backtest/run.ts";
 import { barsFromDatabase } from "../lib/backtest/store.ts";
@@ -202,7 +202,7 @@ for (const backend of testBackends()) {
         from upbit_order_attempts a join paper_trades p on p.id = a.paper_trade_id
         where a.mode = 'shadow' order by a.id`;
       assert.ok(delays.length >= 4, `${delays.length} shadow attempts`);
-      const fillDelay = 1000 + LIVE_ALLOWED_LATENESS_MS;
+      const fillDelay = fillDelayMs();
       for (const d of delays) {
         assert.ok(d.ms >= fillDelay, `${d.market}: a shadow order ${d.ms} ms after its bar`);
       }

@@ -19,11 +19,23 @@
 import { type Bar, FEED_ALLOWED_LATENESS_MS } from "../strategy/bars.ts";
 import { FEE_RATE, type PaperEnter, type PaperExit } from "../strategy/policy.ts";
 
-/** The live feed's lateness window, ms (one constant for both, in `lib/strategy/bars.ts`). */
-export const LIVE_ALLOWED_LATENESS_MS = FEED_ALLOWED_LATENESS_MS;
-
 /** The default of `EXECUTOR_MAX_SIGNAL_AGE_SEC` (`lib/config.ts`). */
 export const DEFAULT_MAX_SIGNAL_AGE_SEC = 60;
+
+/**
+ * From a paper action's bar `ts` to the earliest bar `ts` live could have traded it at, ms: one
+ * second for the bar, the feed's lateness ({@linkcode FEED_ALLOWED_LATENESS_MS}) before the bar is
+ * final, then `latencyMs` (feed flush, evaluator, executor, network).
+ *
+ * @example
+ * ```ts
+ * fillDelayMs(); // 3000
+ * fillDelayMs(500); // 3500
+ * ```
+ */
+export function fillDelayMs(latencyMs = 0): number {
+  return 1000 + FEED_ALLOWED_LATENESS_MS + latencyMs;
+}
 
 /** Options of {@linkcode FillModel}. */
 export interface FillOptions {
@@ -36,8 +48,6 @@ export interface FillOptions {
    * flush, evaluator, executor, network), ms. @default {0}
    */
   latencyMs?: number;
-  /** The feed's lateness window, ms. @default {LIVE_ALLOWED_LATENESS_MS} */
-  allowedLatenessMs?: number;
   /** `EXECUTOR_MAX_SIGNAL_AGE_SEC`: an entry filling later than this after its signal is skipped. @default {60} */
   maxSignalAgeSec?: number;
 }
@@ -94,14 +104,13 @@ function checkNonNegative(name: string, value: number): number {
 export class FillModel {
   readonly krwAmount: number;
   readonly slippage: number;
-  /** From an action's bar `ts` to the earliest bar `ts` it can fill at, ms. */
+  /** From an action's bar `ts` to the earliest bar `ts` it can fill at, ms ({@linkcode fillDelayMs}). */
   readonly delayMs: number;
   /** Longest time from an entry's bar `ts` to its fill bar's `ts`, ms (longer: stale, skipped). */
   readonly maxSignalAgeMs: number;
   /** Actions waiting for their fill bar, oldest first (their due times never decrease). */
   #waiting: Waiting[] = [];
   #entry: FillLeg | "stale_entry" | null = null;
-  #staleEntries = 0;
 
   /** @throws {RangeError} when `krwAmount` is not positive or another option is negative. */
   constructor(options: FillOptions) {
@@ -117,12 +126,7 @@ export class FillModel {
     }
     this.krwAmount = options.krwAmount;
     this.slippage = options.slippageBps / 10_000;
-    const lateness = checkNonNegative(
-      "allowedLatenessMs",
-      options.allowedLatenessMs ?? LIVE_ALLOWED_LATENESS_MS,
-    );
-    const latency = checkNonNegative("latencyMs", options.latencyMs ?? 0);
-    this.delayMs = 1000 + lateness + latency;
+    this.delayMs = fillDelayMs(checkNonNegative("latencyMs", options.latencyMs ?? 0));
     this.maxSignalAgeMs = 1000 *
       checkNonNegative("maxSignalAgeSec", options.maxSignalAgeSec ?? DEFAULT_MAX_SIGNAL_AGE_SEC);
   }
@@ -152,7 +156,6 @@ export class FillModel {
       if (w.kind === "enter") {
         if (bar.ts - w.signalTs > this.maxSignalAgeMs) {
           this.#entry = "stale_entry";
-          this.#staleEntries++;
         } else {
           this.#entry = { ts: bar.ts, price: bar.open * (1 + this.slippage) };
         }
@@ -174,10 +177,5 @@ export class FillModel {
   /** Whether an exit is still waiting for its fill bar (the data ended too soon after it). */
   get exitPending(): boolean {
     return this.#waiting.some((w) => w.kind === "exit");
-  }
-
-  /** Entries skipped so far because their fill bar came too late (stale, as live skips them). */
-  get staleEntries(): number {
-    return this.#staleEntries;
   }
 }

@@ -4,7 +4,7 @@
  */
 import { fixed, formatPrice } from "../strategy/paper_log.ts";
 import { FEE_RATE, type StrategyParams } from "../strategy/policy.ts";
-import { DEFAULT_MAX_SIGNAL_AGE_SEC, LIVE_ALLOWED_LATENESS_MS } from "./fill.ts";
+import { DEFAULT_MAX_SIGNAL_AGE_SEC, fillDelayMs } from "./fill.ts";
 import { computeMetrics, type Metrics, type TradeOutcome } from "./metrics.ts";
 import type { MarketReplay, RoundTrip } from "./replay.ts";
 import { CLASSES, type QualityReport, type ReliabilityBin } from "./quality.ts";
@@ -302,7 +302,7 @@ export function formatReport(report: BacktestReport): string {
     `max_signal_age=${r.maxSignalAgeSec ?? DEFAULT_MAX_SIGNAL_AGE_SEC}s`,
     "paper: at the bar's close (as the live evaluator); @spread: bought at the estimated ask, " +
     `sold at the estimated bid; filled: at the open of the first bar ` +
-    `${(1000 + LIVE_ALLOWED_LATENESS_MS + (r.latencyMs ?? 0)) / 1000}s or more after the signal ` +
+    `${fillDelayMs(r.latencyMs ?? 0) / 1000}s or more after the signal ` +
     "bar's start (the earliest live could trade) with slippage, stale entries skipped",
     "",
   ];
