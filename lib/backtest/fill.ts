@@ -16,11 +16,12 @@
  * bars) is skipped, as the executor skips a stale entry; its round trip is not filled. An exit is
  * filled however late (the executor sends exits whatever their age).
  */
+import { parseConfig } from "../config.ts";
 import { type Bar, FEED_ALLOWED_LATENESS_MS } from "../strategy/bars.ts";
 import { FEE_RATE, type PaperEnter, type PaperExit } from "../strategy/policy.ts";
 
-/** The default of `EXECUTOR_MAX_SIGNAL_AGE_SEC` (`lib/config.ts`). */
-export const DEFAULT_MAX_SIGNAL_AGE_SEC = 60;
+/** The default of `EXECUTOR_MAX_SIGNAL_AGE_SEC`, as `lib/config.ts` defines it. */
+export const DEFAULT_MAX_SIGNAL_AGE_SEC: number = parseConfig({}).EXECUTOR_MAX_SIGNAL_AGE_SEC;
 
 /**
  * From a paper action's bar `ts` to the earliest bar `ts` live could have traded it at, ms: one
@@ -48,7 +49,10 @@ export interface FillOptions {
    * flush, evaluator, executor, network), ms. @default {0}
    */
   latencyMs?: number;
-  /** `EXECUTOR_MAX_SIGNAL_AGE_SEC`: an entry filling later than this after its signal is skipped. @default {60} */
+  /**
+   * `EXECUTOR_MAX_SIGNAL_AGE_SEC`: an entry filling later than this after its signal is skipped.
+   * @default {DEFAULT_MAX_SIGNAL_AGE_SEC}
+   */
   maxSignalAgeSec?: number;
 }
 

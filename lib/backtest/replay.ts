@@ -24,7 +24,10 @@ export interface ReplayOptions {
   slippageBps: number;
   /** Extra order latency of the fill model, ms (see `FillOptions.latencyMs`). @default {0} */
   latencyMs?: number;
-  /** `EXECUTOR_MAX_SIGNAL_AGE_SEC` of the fill model (stale entries are skipped). @default {60} */
+  /**
+   * `EXECUTOR_MAX_SIGNAL_AGE_SEC` of the fill model (stale entries are skipped).
+   * @default {DEFAULT_MAX_SIGNAL_AGE_SEC}
+   */
   maxSignalAgeSec?: number;
   /** Called after each chunk with the bars replayed so far (progress display). */
   onProgress?: (bars: number, lastTs: number) => void;

@@ -26,7 +26,10 @@ export interface RunParameters {
    * feed's lateness (see `lib/backtest/fill.ts`). Absent: 0.
    */
   latencyMs?: number;
-  /** `EXECUTOR_MAX_SIGNAL_AGE_SEC`: entries filling later are skipped as stale. Absent: 60. */
+  /**
+   * `EXECUTOR_MAX_SIGNAL_AGE_SEC`: entries filling later are skipped as stale. Absent: its default
+   * (`DEFAULT_MAX_SIGNAL_AGE_SEC`).
+   */
   maxSignalAgeSec?: number;
 }
 
