@@ -20,6 +20,7 @@ import { FEATURE_NAMES, FeatureExtractor, type Features, featureVector } from ".
 import { type MaturedLabel, TripleBarrierLabeler } from "./labels.ts";
 import { type ModelOptions, OnlineBarrierModel } from "./model.ts";
 import {
+  cooldownEndTs,
   expectedValuePct,
   type PaperEvent,
   PaperPolicy,
@@ -362,7 +363,7 @@ export class EvaluatorCore {
     const lastExitTs = options.history?.lastExitTs ?? null;
     if (!restored && lastExitTs !== null) {
       // No usable snapshot: the cooldown after the last exit in the database still holds.
-      noEntryBeforeTs = lastExitTs + Math.max(1, core.params.cooldownSec) * 1000;
+      noEntryBeforeTs = cooldownEndTs(lastExitTs, core.params);
     }
     core.#policy = new PaperPolicy(core.market, core.params, { krwAmount: core.krwAmount }, {
       position: position ? { ...position } : null,

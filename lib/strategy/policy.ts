@@ -227,6 +227,20 @@ export interface PaperExit {
 /** A paper trade event. */
 export type PaperEvent = PaperEnter | PaperExit;
 
+/**
+ * The first bar `ts` at which an entry is allowed again after an exit at bar `exitTs`: the
+ * cooldown of `params.cooldownSec`, at least one second (never an entry on the exit's own bar).
+ *
+ * @example
+ * ```ts
+ * cooldownEndTs(60_000, { cooldownSec: 30 }); // 90_000
+ * cooldownEndTs(60_000, { cooldownSec: 0 }); // 61_000
+ * ```
+ */
+export function cooldownEndTs(exitTs: number, params: Pick<StrategyParams, "cooldownSec">): number {
+  return exitTs + Math.max(1, params.cooldownSec) * 1000;
+}
+
 /** Serialisable state of a {@linkcode PaperPolicy}. */
 export interface PaperPolicyState {
   position: PaperPosition | null;
@@ -358,7 +372,7 @@ export class PaperPolicy {
         ev,
       };
       this.#position = null;
-      this.#noEntryBeforeTs = bar.ts + Math.max(1, this.params.cooldownSec) * 1000;
+      this.#noEntryBeforeTs = cooldownEndTs(bar.ts, this.params);
       return [event];
     }
     if (!entryAllowed || ev === null || !(ev > this.params.entryEvMin)) return [];
