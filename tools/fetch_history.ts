@@ -6,7 +6,7 @@
  * Exit codes: 0 done, 1 failed (run again to resume), 2 bad arguments or configuration.
  */
 import { fetchHistory, MAX_DAYS } from "../lib/backtest/fetch_history.ts";
-import { splitArgs, UsageError } from "../lib/backtest/args.ts";
+import { parseNumberArg, splitArgs, UsageError } from "../lib/backtest/args.ts";
 import { bar, print, printError, Progress } from "../lib/backtest/terminal.ts";
 import { ConfigError, loadConfig } from "../lib/config.ts";
 import { MARKET_CODE_PATTERN } from "../lib/domain.ts";
@@ -25,14 +25,12 @@ function parseArgs(argv: readonly string[]): { markets: string[]; days: number }
         throw new UsageError(`--market ${JSON.stringify(bad)} is not a market code like KRW-BTC`);
       }
     } else if (name === "days") {
-      days = Number(value);
-      if (!Number.isInteger(days) || days < 1 || days > MAX_DAYS) {
-        throw new UsageError(
-          `--days must be a whole number from 1 to ${MAX_DAYS} (Upbit's trade history): got ${
-            JSON.stringify(value)
-          }`,
-        );
-      }
+      days = parseNumberArg("--days", value, {
+        min: 1,
+        max: MAX_DAYS,
+        whole: true,
+        note: " (Upbit's trade history)",
+      });
     } else {
       throw new UsageError(`unknown option --${name}`);
     }

@@ -60,6 +60,45 @@ export function parseTime(name: string, value: string): number {
   return ms;
 }
 
+/** The range (and kind) of a numeric option, for {@linkcode parseNumberArg}. */
+export interface NumberArgRule {
+  min: number;
+  max: number;
+  /** Only whole numbers. @default {false} */
+  whole?: boolean;
+  /** What the number counts, in the message ("milliseconds": "a whole number of milliseconds"). */
+  unit?: string;
+  /** Appended to the range in the message, e.g. " (Upbit's trade history)". */
+  note?: string;
+}
+
+/**
+ * The number `value` of option `name` (e.g. `--workers`), within `rule`'s range.
+ *
+ * @throws {UsageError} when `value` is blank, not a finite number, not whole when it must be, or
+ * out of range: `--workers must be a whole number from 1 to 256: got "0"`.
+ * @example
+ * ```ts
+ * parseNumberArg("--latency-ms", "300", { min: 0, max: 60_000, whole: true }); // 300
+ * ```
+ */
+export function parseNumberArg(name: string, value: string, rule: NumberArgRule): number {
+  const n = Number(value);
+  if (
+    value.trim() === "" || !Number.isFinite(n) || (rule.whole === true && !Number.isInteger(n)) ||
+    n < rule.min || n > rule.max
+  ) {
+    const kind = (rule.whole ? "a whole number" : "a number") +
+      (rule.unit === undefined ? "" : ` of ${rule.unit}`);
+    throw new UsageError(
+      `${name} must be ${kind} from ${rule.min} to ${rule.max}${rule.note ?? ""}: got ${
+        JSON.stringify(value)
+      }`,
+    );
+  }
+  return n;
+}
+
 /** Splits `--name value` and `--name=value` pairs; `--flag` alone gets "true". */
 export function splitArgs(argv: readonly string[]): [string, string][] {
   const out: [string, string][] = [];
@@ -135,28 +174,15 @@ export function parseBacktestArgs(
         source = value;
         break;
       case "slippage-bps":
-        slippageBps = Number(value);
-        if (
-          !Number.isFinite(slippageBps) || slippageBps < 0 || slippageBps > 1000 ||
-          value.trim() === ""
-        ) {
-          throw new UsageError(
-            `--slippage-bps must be a number from 0 to 1000: got ${JSON.stringify(value)}`,
-          );
-        }
+        slippageBps = parseNumberArg("--slippage-bps", value, { min: 0, max: 1000 });
         break;
       case "latency-ms":
-        latencyMs = Number(value);
-        if (
-          !Number.isInteger(latencyMs) || latencyMs < 0 || latencyMs > 60_000 ||
-          value.trim() === ""
-        ) {
-          throw new UsageError(
-            `--latency-ms must be a whole number of milliseconds from 0 to 60000: got ${
-              JSON.stringify(value)
-            }`,
-          );
-        }
+        latencyMs = parseNumberArg("--latency-ms", value, {
+          min: 0,
+          max: 60_000,
+          whole: true,
+          unit: "milliseconds",
+        });
         break;
       case "out":
         outDir = value;
@@ -165,22 +191,15 @@ export function parseBacktestArgs(
         sweepSpec = value;
         break;
       case "walk-forward":
-        windows = Number(value);
-        if (!Number.isInteger(windows) || windows < 2 || windows > 50) {
-          throw new UsageError(
-            `--walk-forward must be a whole number of windows from 2 to 50: got ${
-              JSON.stringify(value)
-            }`,
-          );
-        }
+        windows = parseNumberArg("--walk-forward", value, {
+          min: 2,
+          max: 50,
+          whole: true,
+          unit: "windows",
+        });
         break;
       case "workers":
-        workers = Number(value);
-        if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
-          throw new UsageError(
-            `--workers must be a whole number from 1 to 256: got ${JSON.stringify(value)}`,
-          );
-        }
+        workers = parseNumberArg("--workers", value, { min: 1, max: 256, whole: true });
         break;
       case "set": {
         const eq = value.indexOf("=");
