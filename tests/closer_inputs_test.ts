@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { unsettledLiveOrders } from "../lib/execution/closer_inputs.ts";
+import { ORDER_STATES, TERMINAL_STATES } from "../lib/execution/order_state.ts";
 import { dbTest } from "./_db.ts";
 import { pendingAttempt } from "./_live_orders.ts";
 
@@ -28,5 +29,34 @@ dbTest(
     await db.sql`insert into lost_order_checks (attempt_id, checks, resolved_at)
     values (${sell.id}, 1, now())`;
     assert.equal((await unsettledLiveOrders(db.sql)).get("KRW-BTC"), undefined);
+  },
+);
+
+dbTest(
+  "unsettled: live_orders_unsettled holds exactly the live attempts in a state that is not terminal",
+  async (db) => {
+    // One live buy in every state of the state machine (written directly: this checks the view's
+    // state list against order_state.ts, not the transitions), and a test-mode one in each too.
+    const markets = new Map<string, string>();
+    for (const [i, state] of ORDER_STATES.entries()) {
+      const market = `KRW-S${i}`;
+      markets.set(market, state);
+      const live = await pendingAttempt(db.sql, { market, side: "bid", krw: 5000 });
+      const test = await pendingAttempt(db.sql, { market, side: "bid", krw: 5000 });
+      await db
+        .sql`update upbit_order_attempts set state = ${state} where id in (${live.id}, ${test.id})`;
+      await db.sql`update upbit_order_attempts set mode = 'test' where id = ${test.id}`;
+    }
+    const rows = await db.sql<{ symbol: string; state: string }[]>`
+      select symbol, state from live_orders_unsettled order by symbol`;
+    const expected = ORDER_STATES.filter((s) => !TERMINAL_STATES.has(s)).sort();
+    assert.deepEqual(rows.map((r) => r.state).sort(), expected);
+    assert.ok(rows.every((r) => markets.get(r.symbol) === r.state));
+    assert.deepEqual(
+      [...(await unsettledLiveOrders(db.sql)).keys()].sort(),
+      [
+        ...rows.map((r) => r.symbol),
+      ].sort(),
+    );
   },
 );

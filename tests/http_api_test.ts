@@ -249,8 +249,13 @@ dbTest("POST /api/control/resume is refused (409) while a flatten is pending", a
   assert.equal(changed, 0);
   assert.ok(lines.some((l) => l.includes("Resume over HTTP refused")), lines.join("\n"));
   assert.match((await entryHaltReason(db.sql, "KRW-ETH"))!, /globally by cli .+flatten: away/);
-  // Once the flatten has completed, the resume goes through.
-  await completeFlatten(db.sql, id);
+  // Once the position is sold and the flatten completed, the resume goes through.
+  await db.sql`
+    insert into upbit_order_attempts (symbol, action, mode, side, ord_type, identifier, state,
+      executed_volume, paid_fee, avg_price)
+    values ('KRW-BTC', 'CLOSE', 'live', 'ask', 'market', 'http-test-2', 'filled', '0.001',
+      '50', '100000000')`;
+  assert.deepEqual(await completeFlatten(db.sql, id), []);
   const ok = await routes.request("/api/control/resume", { method: "POST", body: "{}" });
   assert.equal(ok.status, 200);
   await ok.body?.cancel();

@@ -252,3 +252,28 @@ dbTest(
     );
   },
 );
+
+dbTest(
+  "completeFlatten() leaves a flatten pending while a position is open or a live buy may fill",
+  async ({ sql }) => {
+    const id = await requestFlatten(sql, { reason: "leaving", by: "cli" });
+    await liveOrder(sql, { symbol: "KRW-ETH", side: "bid", state: "open", executedVolume: null });
+    assert.deepEqual(await completeFlatten(sql, id), ["KRW-ETH"]);
+    await sql`update upbit_order_attempts set state = 'filled', executed_volume = '0.1',
+      paid_fee = '1', avg_price = '1000000' where symbol = 'KRW-ETH'`;
+    assert.deepEqual(await completeFlatten(sql, id), ["KRW-ETH"], "bought: now a position");
+    assert.equal((await pendingFlatten(sql))?.id, id);
+    await liveOrder(sql, {
+      symbol: "KRW-ETH",
+      side: "ask",
+      state: "filled",
+      executedVolume: "0.1",
+    });
+    assert.deepEqual(await completeFlatten(sql, id), []);
+    assert.equal(await pendingFlatten(sql), null);
+    assert.deepEqual(
+      (await tradingStateHistory(sql)).map((h) => [h.action, h.by, h.flatten_id]).slice(0, 1),
+      [["flatten_completed", "executor", id]],
+    );
+  },
+);

@@ -174,44 +174,53 @@ export async function resumeEntries(
 /**
  * Refuses a resume while a flatten is pending and something is left to close: entries would buy
  * while the closer sells (fees, churn) and the flatten would never complete. A pending flatten
- * with nothing left to close (no open live position, no live buy unsettled: what the closer
- * checks before it completes one, `lib/execution/position_closing.ts`) is completed here, as the
- * closer would, so that a flatten in shadow or test mode (where no closer runs) never blocks
- * resuming.
+ * with nothing left to close is completed here, as the closer would, so that a flatten in shadow
+ * or test mode (where no closer runs) never blocks resuming.
  */
 async function refuseDuringFlatten(tx: Sql, by: string): Promise<void> {
   const [flatten] = await tx<{ id: number; requested_at: Date; reason: string; by: string }[]>`
     select id, requested_at, reason, requested_by as by from flatten_requests
     where completed_at is null order by id desc limit 1`;
   if (!flatten) return;
-  // The same rules as ledgerPositions (open_volume > 0) and unsettledLiveOrders (closer_inputs.ts).
-  const open = await tx<{ symbol: string }[]>`
-    select symbol from position_ledger where open_volume > 0
-    union
-    select a.symbol from upbit_order_attempts a
-    left join lost_order_checks c on c.attempt_id = a.id
-    where a.mode = 'live' and a.side = 'bid'
-      and (a.state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')
-        or (a.state = 'failed' and a.reason = 'order_lost' and c.resolved_at is null))
-    order by symbol`;
-  if (open.length === 0) {
-    const done = await tx<{ id: number; reason: string }[]>`
-      update flatten_requests set completed_at = now()
-      where completed_at is null returning id, reason`;
-    for (const r of done.sort((a, b) => a.id - b.id)) {
-      await appendHistory(
-        tx,
-        { scope: GLOBAL_SCOPE, action: "flatten_completed", reason: r.reason, by },
-        r.id,
-      );
-    }
+  const left = await marketsLeftToClose(tx);
+  if (left.length === 0) {
+    await markFlattensCompleted(tx, flatten.id, by);
     return;
   }
   throw new TradingStateRefusedError(
     `resume refused: flatten #${flatten.id} (requested by ${flatten.by} at ${flatten.requested_at.toISOString()}: ${flatten.reason}) is still pending, closing ${
-      open.map((r) => r.symbol).join(", ")
+      left.join(", ")
     }; it completes once every live position is closed, then entries can be resumed`,
   );
+}
+
+/**
+ * What a flatten still has to close, by market: a live position the ledger holds open, or a live
+ * buy whose outcome is not final (it may still fill: the flatten is done only when nothing more
+ * can be bought). Views of migrations 003 and 015.
+ */
+async function marketsLeftToClose(tx: Sql): Promise<string[]> {
+  const rows = await tx<{ symbol: string }[]>`
+    select symbol from position_ledger where open_volume > 0
+    union
+    select symbol from live_orders_unsettled where side = 'bid'
+    order by symbol`;
+  return rows.map((r) => r.symbol);
+}
+
+/** Marks flatten request `id` and every older pending one completed, each in the history. */
+async function markFlattensCompleted(tx: Sql, id: number, by: string): Promise<void> {
+  const done = await tx<{ id: number; reason: string }[]>`
+    update flatten_requests set completed_at = now()
+    where id <= ${id} and completed_at is null
+    returning id, reason`;
+  for (const r of done.sort((a, b) => a.id - b.id)) {
+    await appendHistory(
+      tx,
+      { scope: GLOBAL_SCOPE, action: "flatten_completed", reason: r.reason, by },
+      r.id,
+    );
+  }
 }
 
 /** A halt a resume lifted: when, why and by whom it was set. */
@@ -298,25 +307,24 @@ export async function pendingFlatten(sql: Sql): Promise<PendingFlatten | null> {
 }
 
 /**
- * Marks flatten request `id`, and every older pending one, completed (every ledger position it
- * asked to close is closed). Completing an already completed request does nothing.
+ * Completes flatten request `id`, and every older pending one, once nothing is left to close (no
+ * live position the ledger holds open, no live buy whose outcome is not final); checked and
+ * written in one transaction. Completing an already completed request does nothing.
  *
+ * @returns the markets still left to close, sorted (nothing was completed then); empty once
+ *   completed.
  * @throws {Error} `flatten request N does not exist` for an unknown id.
  */
-export async function completeFlatten(sql: Sql, id: number): Promise<void> {
-  await atomically(sql, async (tx) => {
+export async function completeFlatten(
+  sql: Sql,
+  id: number,
+  by = "executor",
+): Promise<string[]> {
+  return await atomically(sql, async (tx) => {
     const [known] = await tx`select 1 from flatten_requests where id = ${id}`;
     if (!known) throw new Error(`flatten request ${id} does not exist`);
-    const done = await tx<{ id: number; reason: string }[]>`
-      update flatten_requests set completed_at = now()
-      where id <= ${id} and completed_at is null
-      returning id, reason`;
-    for (const r of done.sort((a, b) => a.id - b.id)) {
-      await appendHistory(
-        tx,
-        { scope: GLOBAL_SCOPE, action: "flatten_completed", reason: r.reason, by: "executor" },
-        r.id,
-      );
-    }
+    const left = await marketsLeftToClose(tx);
+    if (left.length === 0) await markFlattensCompleted(tx, id, by);
+    return left;
   });
 }

@@ -52,20 +52,14 @@ export interface UnsettledSides {
 }
 
 /**
- * Markets with a live order whose outcome is not final: not sent yet or waiting to be re-sent
- * (`pending`), on its way (`sent`), answer lost (`unknown`), or held by Upbit (`open`,
- * `partially_filled`). The states are those of `order_state.ts`; every other state is terminal.
+ * Markets with a live order whose outcome is not final (the view `live_orders_unsettled`,
+ * migration 015): not sent yet or waiting to be re-sent, on its way, answer lost, held by Upbit,
+ * or given a uuid and then lost by Upbit and not found again (it may have filled, and closing its
+ * market again meanwhile could sell the owner's coins; the order_lost alarm asks a person to look).
  */
 export async function unsettledLiveOrders(sql: Sql): Promise<Map<string, UnsettledSides>> {
-  // An order Upbit gave a uuid and then lost (`failed` / `order_lost`) stays unsettled until the
-  // lost-order check finds it again: it may have filled, and closing its market again meanwhile
-  // could sell the owner's coins (the order_lost alarm asks a person to look).
   const rows = await sql<{ symbol: string; side: "bid" | "ask" }[]>`
-    select distinct a.symbol, a.side from upbit_order_attempts a
-    left join lost_order_checks c on c.attempt_id = a.id
-    where a.mode = 'live'
-      and (a.state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')
-        or (a.state = 'failed' and a.reason = 'order_lost' and c.resolved_at is null))`;
+    select distinct symbol, side from live_orders_unsettled`;
   const out = new Map<string, UnsettledSides>();
   for (const r of rows) {
     const sides = out.get(r.symbol) ?? { buy: false, sell: false };

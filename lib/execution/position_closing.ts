@@ -12,12 +12,7 @@ import type { Logger } from "../log.ts";
 import { activeAlarms, clearAlarm, raiseAlarm } from "../store/alarms.ts";
 import { type AttemptRow, insertAttempt } from "../store/order_attempts.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
-import {
-  closerInputs,
-  paperOpenMarkets,
-  readAccountBalances,
-  unsettledLiveOrders,
-} from "./closer_inputs.ts";
+import { closerInputs, paperOpenMarkets, readAccountBalances } from "./closer_inputs.ts";
 import { closeIdentifierFor } from "./identifiers.ts";
 import { decideCloses } from "./position_closer.ts";
 import { ledgerPositions, recordWriteOffs } from "./position_ledger.ts";
@@ -199,13 +194,9 @@ export class PositionClosing {
   }
 
   async #completeFlatten(flatten: { id: number; reason: string }): Promise<void> {
-    const open = (await ledgerPositions(this.#options.sql)).filter((p) => dec(p.openVolume) > ZERO);
-    if (open.length > 0) return;
-    // A buy still in flight (or lost, not found again) may fill after this look at the ledger:
-    // the flatten is done only when nothing more can be bought.
-    const unsettled = await unsettledLiveOrders(this.#options.sql);
-    if ([...unsettled.values()].some((sides) => sides.buy)) return;
-    await completeFlatten(this.#options.sql, flatten.id);
+    // Not while a position is open or a buy may still fill (completeFlatten checks both).
+    const left = await completeFlatten(this.#options.sql, flatten.id);
+    if (left.length > 0) return;
     this.#options.log.warn(
       `Flatten ${flatten.id} complete: the ledger holds nothing (${flatten.reason})`,
     );
