@@ -6,12 +6,21 @@
  * controls, the supervisor, the executor) and delivers them in order from a bounded queue,
  * retrying with backoff; an alert refused through every attempt is dropped and raises the alarm
  * `alert_webhook_failing` (cleared by the next alert taken). Trading never waits for it: the
- * actors run in their own workers and nothing here is awaited by them. Payloads are built from stored facts passed through the log's
- * secret mask; the URL itself is a secret (never logged).
+ * actors run in their own workers and nothing here is awaited by them. Payloads are built from
+ * stored facts passed through the log's secret mask; the URL itself is a secret (never logged).
+ *
+ * Where delivery stands is stored (`actor_state` "alert_webhook"): every fact before a time was
+ * delivered or dropped, and the KST day whose summary comes next. A start resumes from there, so
+ * an alert queued at a crash or a stop, a fact stored while upbot was down (a halt applied from
+ * the control directory, an alarm raised by another process) and a daily summary due meanwhile are
+ * still sent: at least once (the minute before the stored time may be sent again), and no further
+ * back than {@linkcode CATCH_UP_MS}. The very first start sends nothing already stored.
  */
+import { z } from "zod";
 import { backoffDelayMs } from "../backoff.ts";
 import type { Sql } from "../db/connect.ts";
 import { type Logger, redact } from "../log.ts";
+import { loadActorState, saveActorState } from "../store/actor_state.ts";
 import { clearAlarm, raiseAlarm } from "../store/alarms.ts";
 
 /**
@@ -55,6 +64,29 @@ const KST_OFFSET_MS = 9 * 3_600_000;
  */
 const OVERLAP_MS = 60_000;
 
+/**
+ * How far back a start looks for facts not delivered before the last stop: after a longer
+ * downtime, older ones are not sent (the dashboard and the alarms list still show them).
+ */
+export const CATCH_UP_MS = 24 * 3_600_000;
+
+/** The `actor_state` name of where delivery stands. */
+export const ALERT_WEBHOOK_STATE = "alert_webhook";
+
+/** Where delivery stands, as stored. */
+const DeliveryState = z.object({
+  /** Every fact stored before this time (Unix ms, the database's clock) is delivered or dropped. */
+  deliveredThrough: z.number().finite(),
+  /** The KST day (`YYYY-MM-DD`) whose summary is sent next, once that day has ended. */
+  summaryDay: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),
+  /**
+   * The facts after `deliveredThrough` already delivered or dropped (`history:7`, `alarms:3/2`,
+   * `fills:12`, with their fact time): a start does not send them again.
+   */
+  seen: z.array(z.tuple([z.string(), z.number().finite()])).max(100_000),
+});
+type DeliveryState = z.infer<typeof DeliveryState>;
+
 /** Rows per read of a store; a full page is followed by the next one, from its last row. */
 export const PAGE_ROWS = 1000;
 
@@ -92,7 +124,7 @@ function after(sql: Sql, column: string, cursor: Cursor | null) {
 /** Keys already sent, with their fact time, forgotten once well behind the reading window. */
 class SeenKeys {
   #keys = new Map<string, number>();
-  /** Newest fact time seen (Unix ms). */
+  /** Newest fact time seen, or the start of the newest read when later (Unix ms). */
   newest = 0;
   /** True the first time `key` is offered. */
   add(key: string, at: number): boolean {
@@ -100,6 +132,14 @@ class SeenKeys {
     if (this.#keys.has(key)) return false;
     this.#keys.set(key, at);
     return true;
+  }
+  /** Marks `key` sent (a restart restoring what the last run sent); the reading window stays. */
+  remember(key: string, at: number): void {
+    this.#keys.set(key, at);
+  }
+  /** Every key still kept, with its fact time. */
+  entries(): [string, number][] {
+    return [...this.#keys];
   }
   /** The lower bound of the next read. */
   since(): Date {
@@ -165,6 +205,10 @@ export class AlertWebhook {
   #history = new SeenKeys();
   #alarms = new SeenKeys();
   #fills = new SeenKeys();
+  /** The seen key (`history:7`) of each queued alert of a stored fact. */
+  #queuedKeys = new Map<Alert, string>();
+  /** The delivery position last stored (JSON), so that an unchanged one is not written again. */
+  #savedState = "";
   #summaryDay = "";
   #timer: ReturnType<typeof setInterval> | undefined;
   #polling: Promise<void> | null = null;
@@ -189,17 +233,41 @@ export class AlertWebhook {
     };
   }
 
-  /** Starts from now: facts already stored are not sent (again) after a restart. */
+  /**
+   * Starts where the last run's delivery stood (stored), else from now: the first start sends no
+   * fact already stored. Facts the last run delivered or dropped are not sent again (but for one
+   * delivered right before a crash, before its position was stored).
+   */
   async start(): Promise<void> {
+    const stored = await this.#loadState();
     const [t] = await this.#options.sql<{ now: Date }[]>`select now() as now`;
-    for (const seen of [this.#history, this.#alarms, this.#fills]) seen.newest = t!.now.getTime();
-    // What the overlap would read again was stored before this start: mark it seen.
-    await this.#findNew(false);
-    this.#summaryDay = kstDay(this.#options.now());
+    const dbNow = t!.now.getTime();
+    if (stored) {
+      // Facts after the stored time are read again; those the last run sent are marked seen.
+      const from = Math.max(stored.deliveredThrough, dbNow - CATCH_UP_MS);
+      const sources = { history: this.#history, alarms: this.#alarms, fills: this.#fills };
+      for (const seen of Object.values(sources)) seen.newest = from + OVERLAP_MS;
+      for (const [seenKey, at] of stored.seen) {
+        const colon = seenKey.indexOf(":");
+        const source = sources[seenKey.slice(0, colon) as keyof typeof sources];
+        if (source && at > from) source.remember(seenKey.slice(colon + 1), at);
+      }
+      this.#summaryDay = stored.summaryDay;
+      await this.#findNew(true);
+    } else {
+      for (const seen of [this.#history, this.#alarms, this.#fills]) seen.newest = dbNow;
+      // What the overlap would read again was stored before this start: mark it seen.
+      await this.#findNew(false);
+      this.#summaryDay = kstDay(this.#options.now());
+      await this.#saveState();
+    }
     this.#timer = setInterval(() => void this.poll(), this.#options.pollMs);
   }
 
-  /** Stops polling and retrying; waits for a poll in flight. Undelivered alerts are dropped. */
+  /**
+   * Stops polling and retrying; waits for a poll in flight. Undelivered alerts stay undelivered
+   * in the stored position: the next start sends them.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
@@ -224,9 +292,15 @@ export class AlertWebhook {
 
   async #findNew(send = true): Promise<void> {
     const { sql } = this.#options;
-    const enqueue = (alert: Alert): void => {
-      if (send) this.#enqueue(alert);
+    const enqueue = (alert: Alert, seenKey?: string): void => {
+      if (!send) return;
+      this.#enqueue(alert);
+      if (seenKey !== undefined) this.#queuedKeys.set(alert, seenKey);
     };
+    // Taken before the reads: every fact of a transaction that began before `readAt - overlap`
+    // is read below, so the stored position may move up to there even when nothing is new.
+    const [t] = await sql<{ now: Date }[]>`select now() as now`;
+    const readAt = t!.now.getTime();
     const historySince = this.#history.since();
     const history = await readPaged((cursor) =>
       sql<
@@ -260,7 +334,7 @@ export class AlertWebhook {
         by: h.by,
         reason: h.reason === null ? null : redact(h.reason),
         text: redact(`upbot: ${what}`),
-      });
+      }, `history:${h.id}`);
     }
     const alarmsSince = this.#alarms.since();
     const alarms = await readPaged((cursor) =>
@@ -291,7 +365,7 @@ export class AlertWebhook {
         count: a.count,
         message: redact(a.message),
         text: redact(`upbot ALARM ${a.code}${a.market ? ` ${a.market}` : ""}: ${a.message}`),
-      });
+      }, `alarms:${a.id}/${a.count}`);
     }
     const fillsSince = this.#fills.since();
     const fills = await readPaged((cursor) =>
@@ -336,7 +410,7 @@ export class AlertWebhook {
         } ${f.symbol}: ${f.executed_volume} at ${
           f.avg_price ?? "?"
         } (${f.final_state}, ${f.identifier})`,
-      });
+      }, `fills:${f.id}`);
     }
     const today = kstDay(this.#options.now());
     if (send && today !== this.#summaryDay) {
@@ -352,13 +426,73 @@ export class AlertWebhook {
         });
       }
     }
-    if (send) this.#deliverAll();
+    for (const seen of [this.#history, this.#alarms, this.#fills]) {
+      seen.newest = Math.max(seen.newest, readAt);
+    }
+    if (send) {
+      await this.#saveState();
+      this.#deliverAll();
+    }
+  }
+
+  /** Where delivery stands now: what a start would resume from. */
+  #deliveryState(): DeliveryState {
+    let deliveredThrough = Math.min(
+      ...[this.#history, this.#alarms, this.#fills].map((s) => s.newest - OVERLAP_MS),
+    );
+    let summaryDay = this.#summaryDay;
+    for (const alert of this.#queue) {
+      if (alert.type === "daily_summary") {
+        const day = String(alert.day_kst);
+        if (day < summaryDay) summaryDay = day;
+      } else {
+        deliveredThrough = Math.min(deliveredThrough, alert.ts);
+      }
+    }
+    const queued = new Set(this.#queuedKeys.values());
+    const sources = { history: this.#history, alarms: this.#alarms, fills: this.#fills };
+    const seen: [string, number][] = [];
+    for (const [name, keys] of Object.entries(sources)) {
+      for (const [key, at] of keys.entries()) {
+        const seenKey = `${name}:${key}`;
+        if (at > deliveredThrough && !queued.has(seenKey)) seen.push([seenKey, at]);
+      }
+    }
+    return { deliveredThrough, summaryDay, seen };
+  }
+
+  /** Stores {@linkcode #deliveryState} when it moved; a failed write is logged and tried again. */
+  async #saveState(): Promise<void> {
+    const state = this.#deliveryState();
+    const text = JSON.stringify(state);
+    if (text === this.#savedState) return;
+    try {
+      await saveActorState(this.#options.sql, ALERT_WEBHOOK_STATE, state);
+      this.#savedState = text;
+    } catch (err) {
+      this.#options.log.warn("Alert webhook: storing where delivery stands failed", {
+        error: (err as Error).message,
+      });
+    }
+  }
+
+  async #loadState(): Promise<DeliveryState | null> {
+    const raw = await loadActorState<unknown>(this.#options.sql, ALERT_WEBHOOK_STATE);
+    if (raw === null) return null;
+    const parsed = DeliveryState.safeParse(raw);
+    if (parsed.success) return parsed.data;
+    this.#options.log.warn(
+      "Alert webhook: the stored delivery position is not valid; starting from now",
+      { problem: parsed.error.issues[0]?.message },
+    );
+    return null;
   }
 
   #enqueue(alert: Alert): void {
     this.#queue.push(alert);
     if (this.#queue.length > this.#options.queueLimit) {
       const dropped = this.#queue.shift()!;
+      this.#queuedKeys.delete(dropped);
       this.dropped++;
       this.#options.log.warn("Alert webhook: queue full, oldest alert dropped", {
         type: dropped.type,
@@ -371,7 +505,11 @@ export class AlertWebhook {
       while (this.#queue.length > 0 && !this.#stopped) {
         const alert = this.#queue[0]!;
         await this.#deliver(alert);
+        // Still queued when stopped mid-delivery: the next start sends it.
+        if (this.#stopped) break;
         if (this.#queue[0] === alert) this.#queue.shift();
+        this.#queuedKeys.delete(alert);
+        await this.#saveState();
       }
     })().finally(() => {
       this.#delivering = null;

@@ -1,0 +1,164 @@
+/**
+ * @module Alerts out across restarts: where delivery stands is stored, so an alert the last run
+ * had not delivered, a fact stored while upbot was down and a daily summary due meanwhile are
+ * sent by the next start, and what the last run delivered is not sent again.
+ */
+import assert from "node:assert/strict";
+import { haltEntries } from "../lib/control/trading_state.ts";
+import {
+  type Alert,
+  ALERT_WEBHOOK_STATE,
+  AlertWebhook,
+  CATCH_UP_MS,
+} from "../lib/http/alert_webhook.ts";
+import { createLogger, setLogSink } from "../lib/log.ts";
+import { loadActorState, saveActorState } from "../lib/store/actor_state.ts";
+import { raiseAlarm } from "../lib/store/alarms.ts";
+import { dbTest, type TestDatabase } from "./_db.ts";
+import { waitFor } from "./_upbot_rig.ts";
+
+/** A webhook receiver on port 0; refuses every request (503) while `refusing(true)`. */
+function startReceiver() {
+  const alerts: Alert[] = [];
+  let requests = 0;
+  let refuse = false;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    requests++;
+    const alert = await req.json() as Alert;
+    if (refuse) return new Response("busy", { status: 503 });
+    alerts.push(alert);
+    return new Response(null, { status: 204 });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/hook`,
+    alerts,
+    requests: () => requests,
+    refusing: (on: boolean) => {
+      refuse = on;
+    },
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+/** A webhook whose timer never fires in a test (polls are explicit), retrying quickly. */
+function hook(db: TestDatabase, url: string, now: () => number = Date.now): AlertWebhook {
+  return new AlertWebhook({
+    sql: db.sql,
+    url,
+    log: createLogger("alerts"),
+    pollMs: 3_600_000,
+    maxAttempts: 10_000,
+    retryBaseMs: 20,
+    now,
+  });
+}
+
+const alarmCodes = (alerts: Alert[]) =>
+  alerts.filter((a) => a.type === "alarm").map((a) => String(a.code));
+
+dbTest(
+  "alerts out: a restart sends what the last run had not delivered and what was stored meanwhile, not what it delivered",
+  async (db) => {
+    using _quiet = { [Symbol.dispose]: setLogSink(() => {}) };
+    await using receiver = startReceiver();
+    await raiseAlarm(db.sql, { code: "before_first_start", message: "stored before" });
+    const first = hook(db, receiver.url);
+    await first.start();
+    await raiseAlarm(db.sql, { code: "delivered", message: "one" });
+    await first.poll();
+    await waitFor("the first alarm delivered", () => alarmCodes(receiver.alerts).length === 1);
+    // The webhook fails: the next alarm is being retried when upbot stops.
+    receiver.refusing(true);
+    await raiseAlarm(db.sql, { code: "undelivered", message: "two" });
+    const asked = receiver.requests();
+    await first.poll();
+    await waitFor("the second alarm tried", () => receiver.requests() > asked + 1);
+    await first.stop();
+    // Stored while upbot is down.
+    await raiseAlarm(db.sql, { code: "while_down", message: "three" });
+    await haltEntries(db.sql, { scope: "KRW-BTC", reason: "notice while down", by: "cli" });
+    receiver.refusing(false);
+
+    const second = hook(db, receiver.url);
+    await second.start();
+    await waitFor("the missed alerts delivered", () => receiver.alerts.length === 4);
+    await second.stop();
+    assert.deepEqual(alarmCodes(receiver.alerts), ["delivered", "undelivered", "while_down"]);
+    const halt = receiver.alerts.find((a) => a.type === "halt");
+    assert.equal(halt?.text, "upbot: entries HALTED (KRW-BTC) by cli: notice while down");
+
+    // Everything delivered: a third start sends nothing again.
+    const third = hook(db, receiver.url);
+    await third.start();
+    await third.poll();
+    await new Promise((r) => setTimeout(r, 200));
+    await third.stop();
+    assert.equal(receiver.alerts.length, 4, JSON.stringify(receiver.alerts.map((a) => a.text)));
+  },
+);
+
+dbTest(
+  "alerts out: a daily summary due while upbot was down is sent by the next start",
+  async (db) => {
+    using _quiet = { [Symbol.dispose]: setLogSink(() => {}) };
+    await using receiver = startReceiver();
+    // Stopped during 2026-03-04 (KST), started again on the 6th: the 4th's summary was never sent.
+    let now = Date.parse("2026-03-04T10:00:00Z");
+    const first = hook(db, receiver.url, () => now);
+    await first.start();
+    await first.stop();
+    now = Date.parse("2026-03-06T01:00:00Z");
+    const second = hook(db, receiver.url, () => now);
+    await second.start();
+    const summary = await waitFor(
+      "the missed summary",
+      () => receiver.alerts.find((a) => a.type === "daily_summary"),
+    );
+    assert.equal(summary.day_kst, "2026-03-04");
+    await second.stop();
+    assert.equal(
+      (await loadActorState<{ summaryDay: string }>(db.sql, ALERT_WEBHOOK_STATE))?.summaryDay,
+      "2026-03-06",
+      "the day in progress is the next one summed up",
+    );
+  },
+);
+
+dbTest(
+  "alerts out: a start goes back no further than CATCH_UP_MS, and an unreadable position starts from now",
+  async (db) => {
+    const lines: string[] = [];
+    using _sink = { [Symbol.dispose]: setLogSink((l) => lines.push(l)) };
+    await using receiver = startReceiver();
+    const [t] = await db.sql<{ now: Date }[]>`select now() as now`;
+    const dbNow = t!.now.getTime();
+    await raiseAlarm(db.sql, { code: "too_old", message: "old" });
+    await db.sql`update alarms set first_at = ${new Date(dbNow - CATCH_UP_MS - 120_000)},
+      last_at = ${new Date(dbNow - CATCH_UP_MS - 60_000)} where code = 'too_old'`;
+    await raiseAlarm(db.sql, { code: "recent", message: "new" });
+    await db.sql`update alarms set first_at = ${new Date(dbNow - 3_600_000)},
+      last_at = ${new Date(dbNow - 3_600_000)} where code = 'recent'`;
+    await saveActorState(db.sql, ALERT_WEBHOOK_STATE, {
+      deliveredThrough: dbNow - 3 * CATCH_UP_MS,
+      summaryDay: "2026-03-04",
+      seen: [],
+    });
+    const first = hook(db, receiver.url, () => Date.parse("2026-03-04T10:00:00Z"));
+    await first.start();
+    await waitFor("the recent alarm", () => alarmCodes(receiver.alerts).length > 0);
+    await first.stop();
+    assert.deepEqual(alarmCodes(receiver.alerts), ["recent"]);
+
+    await saveActorState(db.sql, ALERT_WEBHOOK_STATE, { deliveredThrough: "yesterday" });
+    await raiseAlarm(db.sql, { code: "before_start", message: "stored before the start" });
+    const second = hook(db, receiver.url);
+    await second.start();
+    await second.poll();
+    await second.stop();
+    assert.deepEqual(alarmCodes(receiver.alerts), ["recent"]);
+    assert.ok(
+      lines.some((l) => l.includes("stored delivery position is not valid")),
+      lines.join("\n"),
+    );
+  },
+);
