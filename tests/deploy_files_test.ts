@@ -264,7 +264,6 @@ Deno.test("compose.yaml: Grafana and Prometheus get the read token, which opens 
       token: config.API_TOKEN,
       readToken: config.API_READ_TOKEN,
       everywhere: !isLoopbackHost(config.HTTP_HOST),
-      host: config.HTTP_HOST,
     },
   });
   const sent = {

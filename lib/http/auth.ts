@@ -44,13 +44,6 @@ export interface AuthOptions {
   readToken?: string | undefined;
   /** Whether every path but the open ones needs a token (non-loopback `HTTP_HOST`). */
   everywhere: boolean;
-  /**
-   * Ignored: reads are open (not `everywhere`) only while `HTTP_HOST` is a loopback host, and
-   * then every loopback host is allowed in `Host`, `HTTP_HOST` among them.
-   *
-   * @deprecated Kept only while `tests/deploy_files_test.ts` still passes it; do not pass it.
-   */
-  host?: string | undefined;
 }
 
 /** How much of a refused `Host` header an error shows. */

@@ -10,12 +10,10 @@ import type { ActorStatus } from "../actors/supervisor.ts";
 import type { Sql } from "../db/connect.ts";
 import type { TradeMode } from "../execution/guard.ts";
 import { reconciliationStatus } from "../execution/reconcile.ts";
+import { FEED_ALLOWED_LATENESS_MS } from "../strategy/bars.ts";
 
 /** Extra allowance on top of the feed's lateness window before its bars count as behind. */
 export const FEED_SLACK_MS = 2000;
-
-/** The lateness window assumed when the feed has not reported its own. */
-const DEFAULT_LATENESS_MS = 2000;
 
 /** Whether this upbot holds the lease and trades (`leader`) or waits for it (`standby`). */
 export type Role = "leader" | "standby";
@@ -138,7 +136,7 @@ function feedProblems(feed: ActorStatus, now: number): string[] {
   if (m.backfillDone !== true) problems.push("feed has not finished its start-up backfill");
   const latenessMs = typeof m.allowedLatenessMs === "number"
     ? m.allowedLatenessMs
-    : DEFAULT_LATENESS_MS;
+    : FEED_ALLOWED_LATENESS_MS; // the feed's own, when it has not reported it
   const limitMs = latenessMs + FEED_SLACK_MS;
   if (typeof m.lastFinalBarEndMs !== "number") {
     problems.push("feed has no final bar yet");
