@@ -636,6 +636,22 @@ function crossProblems(c: Config): ConfigProblem[] {
         "(value hidden)",
     });
   }
+  if (c.UPBIT_ACCESS_KEY || c.UPBIT_SECRET_KEY) {
+    // Each request carries the access key in a signed token: in clear text, anyone on the path
+    // could read the key and replay a token before Upbit sees it. Plain http only to this machine
+    // (the simulator).
+    for (const name of ["UPBIT_REST_URL", "UPBIT_WS_URL"] as const) {
+      const url = new URL(c[name]);
+      if ((url.protocol === "http:" || url.protocol === "ws:") && !isLoopbackHost(url.hostname)) {
+        problems.push({
+          name,
+          problem: `must use ${
+            url.protocol === "http:" ? "https://" : "wss://"
+          } while Upbit keys are set: ${url.protocol}// sends the signed requests unencrypted (it is allowed only to a loopback host, such as the simulator; got ${url.protocol}//${url.host})`,
+        });
+      }
+    }
+  }
   if (c.ORDER_KRW_AMOUNT > c.RISK_MAX_ORDER_KRW) {
     problems.push({
       name: "ORDER_KRW_AMOUNT",

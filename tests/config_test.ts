@@ -154,6 +154,35 @@ Deno.test("parseConfig() refuses RISK_MAX_EXPOSURE_KRW below ORDER_KRW_AMOUNT, n
   assert.ok(parseConfig({}).ORDER_KRW_AMOUNT <= parseConfig({}).RISK_MAX_EXPOSURE_KRW);
 });
 
+Deno.test("parseConfig() refuses plain http:// or ws:// to Upbit while keys are set, but to loopback", () => {
+  const keys = { UPBIT_ACCESS_KEY: "a".repeat(40), UPBIT_SECRET_KEY: "s".repeat(40) };
+  const err = problemsOf({
+    ...keys,
+    UPBIT_REST_URL: "http://api.upbit.com",
+    UPBIT_WS_URL: "ws://10.0.0.5:8080/websocket/v1",
+  });
+  assert.deepEqual(err.problems.map((p) => p.name), ["UPBIT_REST_URL", "UPBIT_WS_URL"]);
+  assert.equal(
+    err.problems[0]!.problem,
+    "must use https:// while Upbit keys are set: http:// sends the signed requests unencrypted (it is allowed only to a loopback host, such as the simulator; got http://api.upbit.com)",
+  );
+  assert.match(err.problems[1]!.problem, /^must use wss:\/\/ .+got ws:\/\/10\.0\.0\.5:8080\)$/);
+  for (const secret of Object.values(keys)) assert.ok(!err.message.includes(secret));
+  // The simulator on this machine, and anything without keys (public data only), are fine.
+  for (const host of ["127.0.0.1:8700", "localhost:8700", "[::1]:8700"]) {
+    const c = parseConfig({
+      ...keys,
+      UPBIT_REST_URL: `http://${host}`,
+      UPBIT_WS_URL: `ws://${host}/websocket/v1`,
+    });
+    assert.equal(c.UPBIT_REST_URL, `http://${host}`);
+  }
+  assert.equal(
+    parseConfig({ UPBIT_REST_URL: "http://mirror.example" }).UPBIT_REST_URL,
+    "http://mirror.example",
+  );
+});
+
 Deno.test("parseConfig() reports several bad values at once, one line each", () => {
   const err = problemsOf({ HTTP_PORT: "x", UPBIT_TRADE_MODE: "y", MARKETS: "z" });
   assert.deepEqual(err.problems.map((p) => p.name).sort(), [
