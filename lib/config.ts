@@ -276,13 +276,15 @@ export const SETTINGS = [
     name: "UPBIT_REST_URL",
     schema: url(["https:", "http:"], "https://api.upbit.com"),
     defaultText: "https://api.upbit.com",
-    doc: "Upbit REST base URL (point it at the simulator for offline runs).",
+    doc:
+      "Upbit REST base URL (point it at the simulator for offline runs). With keys set: https://, or http:// to a loopback host only.",
   },
   {
     name: "UPBIT_WS_URL",
     schema: url(["wss:", "ws:"], "wss://api.upbit.com/websocket/v1"),
     defaultText: "wss://api.upbit.com/websocket/v1",
-    doc: "Upbit public WebSocket URL; the private stream is this URL + /private.",
+    doc:
+      "Upbit public WebSocket URL; the private stream is this URL + /private. With keys set: wss://, or ws:// to a loopback host only.",
   },
   // Executor and order-poller.
   {
