@@ -138,6 +138,17 @@ function optionalText() {
   ) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
 }
 
+/** Fewest characters of an API token: a short one can be guessed over the network. */
+export const MIN_TOKEN_CHARS = 16;
+
+/** An optional bearer token: unset, or at least {@linkcode MIN_TOKEN_CHARS} characters. */
+function token() {
+  return optionalText().refine((v) => v === undefined || v.length >= MIN_TOKEN_CHARS, {
+    message:
+      `must be at least ${MIN_TOKEN_CHARS} characters when set (make one with: openssl rand -hex 32)`,
+  });
+}
+
 const markets = z
   .string()
   .optional()
@@ -490,18 +501,18 @@ export const SETTINGS = [
   },
   {
     name: "API_TOKEN",
-    schema: optionalText(),
+    schema: token(),
     defaultText: "",
     doc:
-      "Bearer token for the HTTP controls, and for every endpoint but /healthz and /readyz when HTTP_HOST is not loopback (then required).",
+      "Bearer token for the HTTP controls, and for every endpoint but /healthz and /readyz when HTTP_HOST is not loopback (then required). At least 16 characters.",
     secret: true,
   },
   {
     name: "API_READ_TOKEN",
-    schema: optionalText(),
+    schema: token(),
     defaultText: "",
     doc:
-      "Bearer token for every endpoint but the controls (/api/control/*) when HTTP_HOST is not loopback: give it to Grafana and Prometheus. Must differ from API_TOKEN.",
+      "Bearer token for every endpoint but the controls (/api/control/*) when HTTP_HOST is not loopback: give it to Grafana and Prometheus. Must differ from API_TOKEN; at least 16 characters.",
     secret: true,
   },
   {

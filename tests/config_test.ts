@@ -183,6 +183,20 @@ Deno.test("parseConfig() refuses plain http:// or ws:// to Upbit while keys are 
   );
 });
 
+Deno.test("parseConfig() refuses an API token shorter than 16 characters, without showing it", () => {
+  for (const name of ["API_TOKEN", "API_READ_TOKEN"]) {
+    const err = problemsOf({ [name]: "short-token-123" });
+    assert.deepEqual(err.problems.map((p) => p.name), [name]);
+    assert.equal(
+      err.problems[0]!.problem,
+      "must be at least 16 characters when set (make one with: openssl rand -hex 32) (value hidden)",
+    );
+    assert.ok(!err.message.includes("short-token-123"));
+  }
+  assert.equal(parseConfig({ API_TOKEN: "0123456789abcdef" }).API_TOKEN, "0123456789abcdef");
+  assert.equal(parseConfig({ API_TOKEN: " " }).API_TOKEN, undefined, "blank is unset");
+});
+
 Deno.test("parseConfig() reports several bad values at once, one line each", () => {
   const err = problemsOf({ HTTP_PORT: "x", UPBIT_TRADE_MODE: "y", MARKETS: "z" });
   assert.deepEqual(err.problems.map((p) => p.name).sort(), [
@@ -215,14 +229,14 @@ Deno.test("describeDatabaseUrl() and secretValues() hide and list the password",
     DATABASE_URL: "postgres://bob:hunter22@db:5432/upbot",
     UPBIT_ACCESS_KEY: "ak-1234",
     UPBIT_SECRET_KEY: "sk-5678",
-    API_TOKEN: "tok-9999",
+    API_TOKEN: "tok-9999-0123456789",
   });
   assert.deepEqual(
     new Set(secretValues(c)),
     new Set([
       "ak-1234",
       "sk-5678",
-      "tok-9999",
+      "tok-9999-0123456789",
       "postgres://bob:hunter22@db:5432/upbot",
       "hunter22",
     ]),

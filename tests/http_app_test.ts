@@ -163,8 +163,8 @@ Deno.test("off loopback every endpoint but /healthz and /readyz needs the token"
   assert.equal(ok.status, 404);
 });
 
-const FULL = "full-token-8d2e";
-const READ = "read-token-41c7";
+const FULL = "full-token-8d2e-0a9c";
+const READ = "read-token-41c7-5be3";
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 const READS: [string, string][] = [
   ["GET", "/api/account"],
@@ -425,7 +425,10 @@ Deno.test("config: a non-loopback HTTP_HOST without API_TOKEN is refused, naming
     assert.match(err.message, /^config: API_TOKEN must be set when HTTP_HOST is not a loopback/);
     return true;
   });
-  assert.equal(parseConfig({ HTTP_HOST: "0.0.0.0", API_TOKEN: "t" }).HTTP_HOST, "0.0.0.0");
+  assert.equal(
+    parseConfig({ HTTP_HOST: "0.0.0.0", API_TOKEN: "t".repeat(16) }).HTTP_HOST,
+    "0.0.0.0",
+  );
   for (const host of ["127.0.0.1", "localhost", "::1", "[::1]", "127.1.2.3"]) {
     assert.equal(parseConfig({ HTTP_HOST: host }).API_TOKEN, undefined, host);
   }
