@@ -36,6 +36,8 @@ type Fault = typeof FAULTS[number];
  */
 const DRILL_FAULTS = (Deno.env.get("WORKER_FAULTS") ?? "throw,exit,oom").split(",") as Fault[];
 const ACTORS = ["feed", "evaluator", "executor", "order_poller", "account"];
+/** `EVAL_HORIZON_SEC` of the pipeline drills: the test profile's 30 s hold, shortened. */
+const SHORT_HORIZON_SEC = 5;
 
 /** The highest incarnation `actor` has started. */
 function incarnation(events: UpbotSupervisorEvent[], actor: string): number {
@@ -134,8 +136,14 @@ for (const backend of testBackends()) {
         backend,
         sim,
         markets,
-        // A start timeout shorter than the backfill below: the backfill is not part of the start.
-        supervisor: { faultInjection: true, heartbeatIntervalMs: 100, startTimeoutMs: 3_000 },
+        supervisor: {
+          faultInjection: true,
+          heartbeatIntervalMs: 100,
+          // The exit below is noticed by the missing pongs: after 2 s, not the default 5 s.
+          heartbeatTimeoutMs: 2_000,
+          // A start timeout shorter than the backfill below: the backfill is not part of the start.
+          startTimeoutMs: 3_000,
+        },
       });
       const readyz = async () => {
         const res = await fetch(`${rig.upbot.httpUrl}/readyz`);
@@ -258,13 +266,22 @@ for (const backend of testBackends()) {
         backend,
         sim,
         markets,
-        env: { ...simKeys, PAPER_POLICY_PROFILE: "test", ACCOUNT_POLL_INTERVAL_SEC: "1" },
+        env: {
+          ...simKeys,
+          PAPER_POLICY_PROFILE: "test",
+          ACCOUNT_POLL_INTERVAL_SEC: "1",
+          // A paper round trip within seconds (the test profile holds up to 30 s): the trades
+          // after the faults come sooner.
+          EVAL_HORIZON_SEC: String(SHORT_HORIZON_SEC),
+        },
         supervisor: {
           faultInjection: true,
           heartbeatIntervalMs: 200,
           heartbeatTimeoutMs: 2_000,
-          restartMinDelayMs: 200,
-          restartMaxDelayMs: 1_000,
+          // Short restart delays: thirty restarts, five of them one after another (oom), each
+          // waited out in real time.
+          restartMinDelayMs: 20,
+          restartMaxDelayMs: 100,
           maxRestarts: 100,
         },
       });
@@ -404,7 +421,9 @@ for (const backend of testBackends()) {
         backend,
         sim,
         markets,
-        env: { PAPER_POLICY_PROFILE: "test" },
+        // A paper round trip within seconds (the test profile holds up to 30 s): the entry after
+        // the halt comes sooner.
+        env: { PAPER_POLICY_PROFILE: "test", EVAL_HORIZON_SEC: String(SHORT_HORIZON_SEC) },
         supervisor: {
           faultInjection: true,
           restartMinDelayMs: 50,
@@ -448,8 +467,16 @@ for (const backend of testBackends()) {
         async () =>
           await rig.count("paper_trades", `id > ${mark!.id} and action = 'ENTER_LONG'`) > 0,
       );
-      // Give the executor time to (wrongly) pick it up: a few wake and poll cycles.
-      await new Promise((r) => setTimeout(r, 3_000));
+      // Wait until the executor has handled the new entries (each gets exactly one attempt row,
+      // see assertOneAttemptPerPaperTrade): had it (wrongly) picked one up, that row says so.
+      await rig.until(
+        "the executor handled the entries after the halt",
+        async () =>
+          await rig.count(
+            "upbit_order_attempts a join paper_trades p on p.id = a.paper_trade_id",
+            `p.id > ${mark!.id} and p.action = 'ENTER_LONG'`,
+          ) >= await rig.count("paper_trades", `id > ${mark!.id} and action = 'ENTER_LONG'`),
+      );
       assert.equal(
         await rig.count(
           "upbit_order_attempts a join paper_trades p on p.id = a.paper_trade_id",
