@@ -85,10 +85,17 @@ async function shadowDrill(
     env: { PAPER_POLICY_PROFILE: "test" },
   });
   const newest = () => newestFinalBarMs(rig, markets);
+  /** `GET /v1/trades/ticks` pages the feed got answered (its REST metrics, every second). */
+  const tradePages = () => {
+    const feed = rig.upbot.supervisor.status().find((a) => a.name === "feed");
+    return Number(feed?.metrics["rest_calls:trade:200"] ?? 0);
+  };
   await rig.until("final bars", async () => (await newest()) > 0);
   const firstBarMs = await newest();
   await rig.until("five seconds of bars", async () => (await newest()) > firstBarMs + 5_000);
   const outages: [number, number][] = [];
+  /** When the last fault of the drill ended. */
+  let endAt = Date.now();
   if (drill.restart) {
     // The exchange goes away for three seconds and comes back on the same port.
     const downAt = Date.now();
@@ -98,21 +105,28 @@ async function shadowDrill(
     const upAt = Date.now();
     outages.push([downAt, upAt]);
     trace(`down ${new Date(downAt).toISOString()} up ${new Date(upAt).toISOString()}`);
-    await rig.until("bars after the restart", async () => (await newest()) > upAt + 3_000);
+    endAt = upAt;
   }
   let dropAt = 0;
   if (drill.stall) {
     // Every REST answer takes 4 s while the WebSocket drops: the gap is backfilled slowly.
+    const pagesBefore = tradePages();
     sims.sim.setFaults({ latency_ms: 4_000 });
     dropAt = Date.now();
     trace(`drop ${new Date(dropAt).toISOString()}`);
     sims.sim.dropWebSockets();
     await rig.until("bars after the drop", async () => (await newest()) > dropAt + 3_000);
-    // Let the slow backfill (300 ms, then 4 s per page and market) land before the stall ends.
-    await new Promise((r) => setTimeout(r, 4_000 * markets.length + 2_000));
+    // Let the slow backfill (300 ms, then 4 s per page and market) land before the stall ends:
+    // a page per market answered since the drop.
+    await rig.until(
+      "the gap's pages in",
+      () => tradePages() >= pagesBefore + markets.length,
+      4_000 * markets.length + 30_000,
+    );
     sims.sim.setFaults({ latency_ms: 0 });
+    endAt = Date.now();
   }
-  const endAt = Date.now();
+  // Bars for three seconds after the last fault ended (the restart, or the stall).
   await rig.until("bars after the drill", async () => (await newest()) > endAt + 3_000);
   await rig.upbot.supervisor.stop("checking");
 
