@@ -37,7 +37,7 @@ type Fault = typeof FAULTS[number];
 const DRILL_FAULTS = (Deno.env.get("WORKER_FAULTS") ?? "throw,exit,oom").split(",") as Fault[];
 const ACTORS = ["feed", "evaluator", "executor", "order_poller", "account"];
 /** `EVAL_HORIZON_SEC` of the pipeline drills: the test profile's 30 s hold, shortened. */
-const SHORT_HORIZON_SEC = 5;
+const SHORT_HORIZON_SEC = 3;
 
 /** The highest incarnation `actor` has started. */
 function incarnation(events: UpbotSupervisorEvent[], actor: string): number {
@@ -276,8 +276,9 @@ for (const backend of testBackends()) {
         },
         supervisor: {
           faultInjection: true,
-          heartbeatIntervalMs: 200,
-          heartbeatTimeoutMs: 2_000,
+          // An exit is noticed by the missing pongs: within a second.
+          heartbeatIntervalMs: 100,
+          heartbeatTimeoutMs: 1_000,
           // Short restart delays: thirty restarts, five of them one after another (oom), each
           // waited out in real time.
           restartMinDelayMs: 20,
@@ -430,7 +431,7 @@ for (const backend of testBackends()) {
           restartMaxDelayMs: 200,
           maxRestarts: 3,
           restartWindowMs: 60_000,
-          failedCriticalRetryMs: 4_000,
+          failedCriticalRetryMs: 2_000,
         },
       });
       await rig.until("a paper trade", async () => await rig.count("paper_trades") > 0);
