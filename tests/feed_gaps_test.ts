@@ -10,7 +10,7 @@ import type { Bar } from "../lib/strategy/bars.ts";
 import { upsertBars } from "../lib/store/market_1s.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
-import { dbTest, type TestDatabase } from "./_db.ts";
+import { openTestDatabase, testBackends, type TestDatabase } from "./_db.ts";
 
 const BTC = "KRW-BTC";
 const ETH = "KRW-ETH";
@@ -30,6 +30,14 @@ async function until(
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const secondOf = (ms: number) => Math.floor(ms / 1000) * 1000;
+
+/** The cases below, run as steps of one test per backend (see the end of this file). */
+const cases: { name: string; fn: (db: TestDatabase) => Promise<void> }[] = [];
+
+/** Adds a case: run on a database of its own, as far as the feed can tell (see below). */
+function feedCase(name: string, fn: (db: TestDatabase) => Promise<void>): void {
+  cases.push({ name, fn });
+}
 
 /** A final bar of each market at `ts`, as a run before a restart left them. */
 async function storeFinalBars(db: TestDatabase, markets: string[], ts: number): Promise<void> {
@@ -123,35 +131,38 @@ async function rig(db: TestDatabase, markets: string[], sim: Partial<SimulatorOp
   };
 }
 
-dbTest("feed: a trade stamped an hour ahead is rejected; later trades are not late", async (db) => {
-  const r = await rig(db, [BTC, ETH]);
-  try {
-    const feed = r.feed();
-    await feed.start();
-    const t0 = secondOf(Date.now()) - 20_000;
-    await until(() => {
-      if (feed.stats().trades > 0) return true;
-      r.trade(BTC, t0 - 5000);
-      return false;
-    }, () => "the feed receives trades");
-    const before = feed.stats().trades;
-    r.trade(ETH, Date.now() + 3_600_000); // a bad clock upstream
-    for (let k = 0; k < 3; k++) r.trade(BTC, t0 + k * 100, k);
-    r.trade(ETH, t0 + 500);
-    r.trade(BTC, t0 + 4500); // moves the watermark past second t0
-    await until(() => feed.stats().trades >= before + 6, () => JSON.stringify(feed.stats()));
-    await feed.flush();
-    const stats = feed.stats();
-    assert.equal(stats.futureRejected, 1, JSON.stringify(stats));
-    assert.equal(stats.lateDropped, 0, JSON.stringify(stats));
-    assert.equal(await r.finalTrades(BTC, t0, t0 + 1000), 3);
-    assert.equal(await r.finalTrades(ETH, t0, t0 + 1000), 1);
-  } finally {
-    await r.close();
-  }
-});
+feedCase(
+  "feed: a trade stamped an hour ahead is rejected; later trades are not late",
+  async (db) => {
+    const r = await rig(db, [BTC, ETH]);
+    try {
+      const feed = r.feed();
+      await feed.start();
+      const t0 = secondOf(Date.now()) - 20_000;
+      await until(() => {
+        if (feed.stats().trades > 0) return true;
+        r.trade(BTC, t0 - 5000);
+        return false;
+      }, () => "the feed receives trades");
+      const before = feed.stats().trades;
+      r.trade(ETH, Date.now() + 3_600_000); // a bad clock upstream
+      for (let k = 0; k < 3; k++) r.trade(BTC, t0 + k * 100, k);
+      r.trade(ETH, t0 + 500);
+      r.trade(BTC, t0 + 4500); // moves the watermark past second t0
+      await until(() => feed.stats().trades >= before + 6, () => JSON.stringify(feed.stats()));
+      await feed.flush();
+      const stats = feed.stats();
+      assert.equal(stats.futureRejected, 1, JSON.stringify(stats));
+      assert.equal(stats.lateDropped, 0, JSON.stringify(stats));
+      assert.equal(await r.finalTrades(BTC, t0, t0 + 1000), 3);
+      assert.equal(await r.finalTrades(ETH, t0, t0 + 1000), 1);
+    } finally {
+      await r.close();
+    }
+  },
+);
 
-dbTest(
+feedCase(
   "feed: a restart with several busy markets loses none of their live trades held meanwhile",
   async (db) => {
     const markets = [BTC, ETH, "KRW-XRP"];
@@ -193,7 +204,7 @@ dbTest(
   },
 );
 
-dbTest(
+feedCase(
   "feed: trades between the start-up catch-up and a late first subscription are caught up",
   async (db) => {
     const markets = [BTC, ETH];
@@ -229,7 +240,7 @@ dbTest(
   },
 );
 
-dbTest(
+feedCase(
   "feed: a quiet market's trades during a short restart are caught up",
   async (db) => {
     const markets = [BTC, ETH];
@@ -255,7 +266,7 @@ dbTest(
   },
 );
 
-dbTest(
+feedCase(
   "feed: a market without a trade since start has its trades of a WebSocket drop backfilled",
   async (db) => {
     const markets = [BTC, ETH];
@@ -285,7 +296,7 @@ dbTest(
   },
 );
 
-dbTest(
+feedCase(
   "feed: the last bar before a quiet spell is final by the clock; a trade for it is late",
   async (db) => {
     const r = await rig(db, [BTC, ETH]);
@@ -318,7 +329,7 @@ dbTest(
   },
 );
 
-dbTest(
+feedCase(
   "feed: a host clock 5 s ahead of the exchange's finalises no bar before its trades are in",
   async (db) => {
     const r = await rig(db, [BTC, ETH]);
@@ -351,7 +362,7 @@ dbTest(
   },
 );
 
-dbTest(
+feedCase(
   "feed: no bar is final by the clock while a gap is being filled: its trades are not late",
   async (db) => {
     const r = await rig(db, [BTC, ETH]);
@@ -384,3 +395,22 @@ dbTest(
     }
   },
 );
+
+// One migrated database per backend for all the cases (opening one takes a second or more on
+// PGlite): each case starts on an empty market_1s (the only table the feed reads or writes) and
+// market_1m (its trigger's rollup), so it sees what a fresh database would show it.
+for (const backend of testBackends()) {
+  Deno.test(`feed gaps [${backend}]`, async (t) => {
+    const db = await openTestDatabase(backend, { migrated: true });
+    try {
+      for (const { name, fn } of cases) {
+        await t.step(name, async () => {
+          await db.sql`truncate market_1s, market_1m`;
+          await fn(db);
+        });
+      }
+    } finally {
+      await db.close();
+    }
+  });
+}
