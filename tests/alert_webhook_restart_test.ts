@@ -10,6 +10,7 @@ import {
   ALERT_WEBHOOK_STATE,
   AlertWebhook,
   CATCH_UP_MS,
+  kstDay,
 } from "../lib/http/alert_webhook.ts";
 import { createLogger, setLogSink } from "../lib/log.ts";
 import { loadActorState, saveActorState } from "../lib/store/actor_state.ts";
@@ -51,6 +52,18 @@ function hook(db: TestDatabase, url: string, now: () => number = Date.now): Aler
     retryBaseMs: 20,
     now,
   });
+}
+
+/** The same stored position for every store. */
+const positions = (ms: number) => ({ history: ms, alarms: ms, fills: ms });
+
+/** A finished live fill of upbot's, stamped `at` (as the poller stamps it: whole milliseconds). */
+async function liveFill(db: TestDatabase, identifier: string, at: Date): Promise<void> {
+  await db.sql`
+    insert into upbit_order_attempts (symbol, action, mode, side, ord_type, identifier, state,
+      final_state, executed_volume, paid_fee, avg_price, updated_at)
+    values ('KRW-BTC', 'ENTER_LONG', 'live', 'bid', 'price', ${identifier}, 'filled', 'done',
+      '0.001', '5', '100000000', ${at})`;
 }
 
 const alarmCodes = (alerts: Alert[]) =>
@@ -139,7 +152,7 @@ dbTest(
     await db.sql`update alarms set first_at = ${new Date(dbNow - 3_600_000)},
       last_at = ${new Date(dbNow - 3_600_000)} where code = 'recent'`;
     await saveActorState(db.sql, ALERT_WEBHOOK_STATE, {
-      deliveredThrough: dbNow - 3 * CATCH_UP_MS,
+      through: positions(dbNow - 3 * CATCH_UP_MS),
       summaryDay: "2026-03-04",
       seen: [],
     });
@@ -160,5 +173,93 @@ dbTest(
       lines.some((l) => l.includes("stored delivery position is not valid")),
       lines.join("\n"),
     );
+  },
+);
+
+dbTest(
+  "alerts out: a fill stamped in whole milliseconds and waiting over a minute survives a restart",
+  async (db) => {
+    using _quiet = { [Symbol.dispose]: setLogSink(() => {}) };
+    await using receiver = startReceiver();
+    const [t] = await db.sql<{ now: Date }[]>`select now() as now`;
+    const dbNow = t!.now.getTime();
+    await saveActorState(db.sql, ALERT_WEBHOOK_STATE, {
+      through: positions(dbNow - 600_000),
+      summaryDay: kstDay(Date.now()),
+      seen: [],
+    });
+    await liveFill(db, "fill-ms-1", new Date(Date.now() - 300_000));
+    receiver.refusing(true);
+    const first = hook(db, receiver.url);
+    await first.start();
+    await waitFor("the fill tried", () => receiver.requests() > 1);
+    await first.stop();
+    const stored = await loadActorState<{ through: { fills: number } }>(
+      db.sql,
+      ALERT_WEBHOOK_STATE,
+    );
+    assert.ok(stored!.through.fills < Date.now() - 300_000, JSON.stringify(stored));
+    receiver.refusing(false);
+    const second = hook(db, receiver.url);
+    await second.start();
+    const fill = await waitFor(
+      "the fill delivered",
+      () => receiver.alerts.find((a) => a.type === "live_fill"),
+    );
+    await second.stop();
+    assert.equal(fill.identifier, "fill-ms-1");
+  },
+);
+
+dbTest(
+  "alerts out: fills are read by this process's clock (it stamps them), whatever the database's says",
+  async (db) => {
+    using _quiet = { [Symbol.dispose]: setLogSink(() => {}) };
+    await using receiver = startReceiver();
+    // This process's clock 65 s behind the database's: its fills are stamped that far back.
+    const skewMs = -65_000;
+    const now = () => Date.now() + skewMs;
+    const hooked = hook(db, receiver.url, now);
+    await hooked.start();
+    await liveFill(db, "fill-skew-1", new Date(now()));
+    await hooked.poll();
+    const fill = await waitFor(
+      "the fill delivered",
+      () => receiver.alerts.find((a) => a.type === "live_fill"),
+    );
+    await hooked.stop();
+    assert.equal(fill.identifier, "fill-skew-1");
+  },
+);
+
+dbTest(
+  "alerts out: a catch-up is sent in time order across the stores, each once",
+  async (db) => {
+    using _quiet = { [Symbol.dispose]: setLogSink(() => {}) };
+    await using receiver = startReceiver();
+    const [t] = await db.sql<{ now: Date }[]>`select now() as now`;
+    const dbNow = t!.now.getTime();
+    await saveActorState(db.sql, ALERT_WEBHOOK_STATE, {
+      through: positions(dbNow - 3_600_000),
+      summaryDay: kstDay(Date.now()),
+      seen: [],
+    });
+    await raiseAlarm(db.sql, { code: "old_alarm", message: "fifty minutes ago" });
+    await db.sql`update alarms set first_at = ${new Date(dbNow - 3_000_000)},
+      last_at = ${new Date(dbNow - 3_000_000)} where code = 'old_alarm'`;
+    await haltEntries(db.sql, { scope: "KRW-ETH", reason: "ten minutes ago", by: "cli" });
+    await db.sql`update trading_state_history set at = ${new Date(dbNow - 600_000)}`;
+    await liveFill(db, "fill-order-1", new Date(Date.now() - 1_200_000));
+    const first = hook(db, receiver.url);
+    await first.start();
+    await waitFor("three alerts", () => receiver.alerts.length === 3);
+    await first.stop();
+    assert.deepEqual(receiver.alerts.map((a) => a.type), ["alarm", "live_fill", "halt"]);
+    const second = hook(db, receiver.url);
+    await second.start();
+    await second.poll();
+    await new Promise((r) => setTimeout(r, 200));
+    await second.stop();
+    assert.equal(receiver.alerts.length, 3, JSON.stringify(receiver.alerts.map((a) => a.text)));
   },
 );

@@ -52,7 +52,10 @@ export interface AlertWebhookOptions {
   retryBaseMs?: number;
   /** Alerts kept waiting at most; older ones are dropped first. @default {1000} */
   queueLimit?: number;
-  /** Clock (tests cross midnight KST). @default {Date.now} */
+  /**
+   * This process's clock: the KST day, and the stamps of fills (written by this process's
+   * executor and poller). Tests cross midnight KST with it. @default {Date.now}
+   */
   now?: () => number;
 }
 
@@ -73,14 +76,25 @@ export const CATCH_UP_MS = 24 * 3_600_000;
 /** The `actor_state` name of where delivery stands. */
 export const ALERT_WEBHOOK_STATE = "alert_webhook";
 
+/** The stores alerts come from. */
+const SOURCES = ["history", "alarms", "fills"] as const;
+type SourceName = typeof SOURCES[number];
+
 /** Where delivery stands, as stored. */
 const DeliveryState = z.object({
-  /** Every fact stored before this time (Unix ms, the database's clock) is delivered or dropped. */
-  deliveredThrough: z.number().finite(),
+  /**
+   * Per store: every fact stamped at or before this time (Unix ms; the database's clock, the
+   * process's for fills) is delivered or dropped.
+   */
+  through: z.object({
+    history: z.number().finite(),
+    alarms: z.number().finite(),
+    fills: z.number().finite(),
+  }),
   /** The KST day (`YYYY-MM-DD`) whose summary is sent next, once that day has ended. */
   summaryDay: z.string().regex(/^\d{4}-\d{2}-\d{2}$/),
   /**
-   * The facts after `deliveredThrough` already delivered or dropped (`history:7`, `alarms:3/2`,
+   * The facts after `through` already delivered or dropped (`history:7`, `alarms:3/2`,
    * `fills:12`, with their fact time): a start does not send them again.
    */
   seen: z.array(z.tuple([z.string(), z.number().finite()])).max(100_000),
@@ -141,9 +155,13 @@ class SeenKeys {
   entries(): [string, number][] {
     return [...this.#keys];
   }
-  /** The lower bound of the next read. */
-  since(): Date {
-    for (const [k, at] of this.#keys) if (at < this.newest - 2 * OVERLAP_MS) this.#keys.delete(k);
+  /**
+   * The lower bound of the next read. Keys well behind it are forgotten, but none at or after
+   * `keepFrom` (the oldest alert of this store still waiting: a restart reads again from there).
+   */
+  since(keepFrom = Infinity): Date {
+    const forgetBefore = Math.min(this.newest - 2 * OVERLAP_MS, keepFrom);
+    for (const [k, at] of this.#keys) if (at < forgetBefore) this.#keys.delete(k);
     return new Date(this.newest - OVERLAP_MS);
   }
 }
@@ -205,8 +223,13 @@ export class AlertWebhook {
   #history = new SeenKeys();
   #alarms = new SeenKeys();
   #fills = new SeenKeys();
-  /** The seen key (`history:7`) of each queued alert of a stored fact. */
-  #queuedKeys = new Map<Alert, string>();
+  readonly #sources: Record<SourceName, SeenKeys> = {
+    history: this.#history,
+    alarms: this.#alarms,
+    fills: this.#fills,
+  };
+  /** The store and seen key of each queued alert of a stored fact. */
+  #queuedKeys = new Map<Alert, { source: SourceName; key: string }>();
   /** The delivery position last stored (JSON), so that an unchanged one is not written again. */
   #savedState = "";
   #summaryDay = "";
@@ -243,19 +266,26 @@ export class AlertWebhook {
     const [t] = await this.#options.sql<{ now: Date }[]>`select now() as now`;
     const dbNow = t!.now.getTime();
     if (stored) {
-      // Facts after the stored time are read again; those the last run sent are marked seen.
-      const from = Math.max(stored.deliveredThrough, dbNow - CATCH_UP_MS);
-      const sources = { history: this.#history, alarms: this.#alarms, fills: this.#fills };
-      for (const seen of Object.values(sources)) seen.newest = from + OVERLAP_MS;
+      // Facts after the stored times are read again; those the last run sent are marked seen.
+      const from = { ...stored.through };
+      for (const name of SOURCES) {
+        const now = name === "fills" ? this.#options.now() : dbNow;
+        from[name] = Math.max(from[name], now - CATCH_UP_MS);
+        this.#sources[name].newest = from[name] + OVERLAP_MS;
+      }
       for (const [seenKey, at] of stored.seen) {
         const colon = seenKey.indexOf(":");
-        const source = sources[seenKey.slice(0, colon) as keyof typeof sources];
-        if (source && at > from) source.remember(seenKey.slice(colon + 1), at);
+        const name = seenKey.slice(0, colon) as SourceName;
+        if (SOURCES.includes(name) && at > from[name]) {
+          this.#sources[name].remember(seenKey.slice(colon + 1), at);
+        }
       }
       this.#summaryDay = stored.summaryDay;
       await this.#findNew(true);
     } else {
-      for (const seen of [this.#history, this.#alarms, this.#fills]) seen.newest = dbNow;
+      for (const name of SOURCES) {
+        this.#sources[name].newest = name === "fills" ? this.#options.now() : dbNow;
+      }
       // What the overlap would read again was stored before this start: mark it seen.
       await this.#findNew(false);
       this.#summaryDay = kstDay(this.#options.now());
@@ -292,16 +322,19 @@ export class AlertWebhook {
 
   async #findNew(send = true): Promise<void> {
     const { sql } = this.#options;
-    const enqueue = (alert: Alert, seenKey?: string): void => {
-      if (!send) return;
-      this.#enqueue(alert);
-      if (seenKey !== undefined) this.#queuedKeys.set(alert, seenKey);
+    // Queued in time order once every store is read (a catch-up spans all three).
+    const found: { alert: Alert; source?: SourceName; key?: string }[] = [];
+    const enqueue = (alert: Alert, source?: SourceName, key?: string): void => {
+      if (send) found.push({ alert, ...(source ? { source, key } : {}) });
     };
     // Taken before the reads: every fact of a transaction that began before `readAt - overlap`
-    // is read below, so the stored position may move up to there even when nothing is new.
+    // is read below, so the window may move up to there even when nothing is new. Fills are
+    // stamped by this process's clock (the executor's and poller's writes), the rest by the
+    // database's.
+    const processReadAt = this.#options.now();
     const [t] = await sql<{ now: Date }[]>`select now() as now`;
-    const readAt = t!.now.getTime();
-    const historySince = this.#history.since();
+    const readAt = { history: t!.now.getTime(), alarms: t!.now.getTime(), fills: processReadAt };
+    const historySince = this.#history.since(this.#oldestQueued("history"));
     const history = await readPaged((cursor) =>
       sql<
         {
@@ -327,16 +360,20 @@ export class AlertWebhook {
         : h.action === "resume"
         ? `entries resumed (${h.scope}) by ${h.by}`
         : `${h.action.replace("_", " ")} by ${h.by}${h.reason ? `: ${h.reason}` : ""}`;
-      enqueue({
-        type,
-        ts: h.at.getTime(),
-        scope: h.scope,
-        by: h.by,
-        reason: h.reason === null ? null : redact(h.reason),
-        text: redact(`upbot: ${what}`),
-      }, `history:${h.id}`);
+      enqueue(
+        {
+          type,
+          ts: h.at.getTime(),
+          scope: h.scope,
+          by: h.by,
+          reason: h.reason === null ? null : redact(h.reason),
+          text: redact(`upbot: ${what}`),
+        },
+        "history",
+        String(h.id),
+      );
     }
-    const alarmsSince = this.#alarms.since();
+    const alarmsSince = this.#alarms.since(this.#oldestQueued("alarms"));
     const alarms = await readPaged((cursor) =>
       sql<
         {
@@ -357,17 +394,21 @@ export class AlertWebhook {
     for (const a of alarms) {
       // Raised again: the same alarm with a higher count is news.
       if (!this.#alarms.add(`${a.id}/${a.count}`, a.last_at.getTime())) continue;
-      enqueue({
-        type: "alarm",
-        ts: a.last_at.getTime(),
-        code: a.code,
-        market: a.market,
-        count: a.count,
-        message: redact(a.message),
-        text: redact(`upbot ALARM ${a.code}${a.market ? ` ${a.market}` : ""}: ${a.message}`),
-      }, `alarms:${a.id}/${a.count}`);
+      enqueue(
+        {
+          type: "alarm",
+          ts: a.last_at.getTime(),
+          code: a.code,
+          market: a.market,
+          count: a.count,
+          message: redact(a.message),
+          text: redact(`upbot ALARM ${a.code}${a.market ? ` ${a.market}` : ""}: ${a.message}`),
+        },
+        "alarms",
+        `${a.id}/${a.count}`,
+      );
     }
-    const fillsSince = this.#fills.since();
+    const fillsSince = this.#fills.since(this.#oldestQueued("fills"));
     const fills = await readPaged((cursor) =>
       sql<
         {
@@ -394,23 +435,27 @@ export class AlertWebhook {
     );
     for (const f of fills) {
       if (!this.#fills.add(String(f.id), f.updated_at.getTime())) continue;
-      enqueue({
-        type: "live_fill",
-        ts: f.updated_at.getTime(),
-        market: f.symbol,
-        action: f.action,
-        side: f.side,
-        identifier: f.identifier,
-        final_state: f.final_state,
-        executed_volume: f.executed_volume,
-        avg_price: f.avg_price,
-        paid_fee: f.paid_fee,
-        text: `upbot live ${
-          f.side === "bid" ? "buy" : "sell"
-        } ${f.symbol}: ${f.executed_volume} at ${
-          f.avg_price ?? "?"
-        } (${f.final_state}, ${f.identifier})`,
-      }, `fills:${f.id}`);
+      enqueue(
+        {
+          type: "live_fill",
+          ts: f.updated_at.getTime(),
+          market: f.symbol,
+          action: f.action,
+          side: f.side,
+          identifier: f.identifier,
+          final_state: f.final_state,
+          executed_volume: f.executed_volume,
+          avg_price: f.avg_price,
+          paid_fee: f.paid_fee,
+          text: `upbot live ${
+            f.side === "bid" ? "buy" : "sell"
+          } ${f.symbol}: ${f.executed_volume} at ${
+            f.avg_price ?? "?"
+          } (${f.final_state}, ${f.identifier})`,
+        },
+        "fills",
+        String(f.id),
+      );
     }
     const today = kstDay(this.#options.now());
     if (send && today !== this.#summaryDay) {
@@ -426,10 +471,15 @@ export class AlertWebhook {
         });
       }
     }
-    for (const seen of [this.#history, this.#alarms, this.#fills]) {
-      seen.newest = Math.max(seen.newest, readAt);
+    for (const name of SOURCES) {
+      this.#sources[name].newest = Math.max(this.#sources[name].newest, readAt[name]);
     }
     if (send) {
+      found.sort((a, b) => a.alert.ts - b.alert.ts);
+      for (const { alert, source, key } of found) {
+        this.#enqueue(alert);
+        if (source && key !== undefined) this.#queuedKeys.set(alert, { source, key });
+      }
       await this.#saveState();
       this.#deliverAll();
     }
@@ -437,28 +487,37 @@ export class AlertWebhook {
 
   /** Where delivery stands now: what a start would resume from. */
   #deliveryState(): DeliveryState {
-    let deliveredThrough = Math.min(
-      ...[this.#history, this.#alarms, this.#fills].map((s) => s.newest - OVERLAP_MS),
-    );
+    const through = {} as Record<SourceName, number>;
+    for (const name of SOURCES) {
+      // Stamps may be whole milliseconds: a waiting alert's own time must stay after `through`.
+      through[name] = Math.min(
+        this.#sources[name].newest - OVERLAP_MS,
+        this.#oldestQueued(name) - 1,
+      );
+    }
     let summaryDay = this.#summaryDay;
     for (const alert of this.#queue) {
-      if (alert.type === "daily_summary") {
-        const day = String(alert.day_kst);
-        if (day < summaryDay) summaryDay = day;
-      } else {
-        deliveredThrough = Math.min(deliveredThrough, alert.ts);
-      }
+      const day = alert.type === "daily_summary" ? String(alert.day_kst) : null;
+      if (day !== null && day < summaryDay) summaryDay = day;
     }
-    const queued = new Set(this.#queuedKeys.values());
-    const sources = { history: this.#history, alarms: this.#alarms, fills: this.#fills };
+    const queued = new Set([...this.#queuedKeys.values()].map((q) => `${q.source}:${q.key}`));
     const seen: [string, number][] = [];
-    for (const [name, keys] of Object.entries(sources)) {
-      for (const [key, at] of keys.entries()) {
+    for (const name of SOURCES) {
+      for (const [key, at] of this.#sources[name].entries()) {
         const seenKey = `${name}:${key}`;
-        if (at > deliveredThrough && !queued.has(seenKey)) seen.push([seenKey, at]);
+        if (at > through[name] && !queued.has(seenKey)) seen.push([seenKey, at]);
       }
     }
-    return { deliveredThrough, summaryDay, seen };
+    return { through, summaryDay, seen };
+  }
+
+  /** The fact time of the oldest alert of `source` still queued, or Infinity. */
+  #oldestQueued(source: SourceName): number {
+    let oldest = Infinity;
+    for (const [alert, q] of this.#queuedKeys) {
+      if (q.source === source) oldest = Math.min(oldest, alert.ts);
+    }
+    return oldest;
   }
 
   /** Stores {@linkcode #deliveryState} when it moved; a failed write is logged and tried again. */
@@ -493,10 +552,7 @@ export class AlertWebhook {
     if (this.#queue.length > this.#options.queueLimit) {
       const dropped = this.#queue.shift()!;
       this.#queuedKeys.delete(dropped);
-      this.dropped++;
-      this.#options.log.warn("Alert webhook: queue full, oldest alert dropped", {
-        type: dropped.type,
-      });
+      void this.#dropped(dropped, `the queue of ${this.#options.queueLimit} alerts was full`);
     }
   }
 
@@ -534,21 +590,23 @@ export class AlertWebhook {
    * An alert dropped after every attempt: counted, logged, and the failing alarm raised (once: its
    * own alert may not get through either, and is not to raise it again).
    */
-  async #dropped(alert: Alert, attempts: number, problem: string): Promise<void> {
+  async #dropped(alert: Alert, problem: string, attempts?: number): Promise<void> {
     this.dropped++;
-    this.#options.log.error("Alert webhook: alert dropped after retries", {
-      type: alert.type,
-      attempts,
-      problem,
-    });
+    this.#options.log.error(
+      attempts === undefined
+        ? "Alert webhook: alert dropped, the queue was full"
+        : "Alert webhook: alert dropped after retries",
+      { type: alert.type, attempts, problem },
+    );
     if (this.#failing === true) return;
     try {
       await raiseAlarm(this.#options.sql, {
         code: ALERT_WEBHOOK_FAILING,
-        message: `The alert webhook did not take a ${alert.type} alert in ${attempts} attempts ` +
+        message: `The alert webhook did not take a ${alert.type} alert ` +
+          (attempts === undefined ? "" : `in ${attempts} attempts `) +
           `(${problem}); it was dropped, and alerts are lost while the webhook fails. ` +
           `Cleared by the next alert it takes.`,
-        details: { type: alert.type, attempts, problem },
+        details: { type: alert.type, attempts: attempts ?? null, problem },
       });
       this.#failing = true;
     } catch (err) {
@@ -580,7 +638,7 @@ export class AlertWebhook {
       }
       if (this.#stopped) return;
       if (attempt === this.#options.maxAttempts) {
-        await this.#dropped(alert, attempt, problem);
+        await this.#dropped(alert, problem, attempt);
         return;
       }
       // No jitter: one webhook per process.
