@@ -117,6 +117,9 @@ export class PositionClosing {
       waiting,
       ...(configured ? { markets: configured } : {}),
     });
+    // Read again after the paper book: an exit the evaluator wrote between the two reads makes
+    // its market paper-flat, and it is the executor's to send, not a close.
+    for (const m of await marketsAwaitingExit(sql, this.#options.handledThrough())) waiting.add(m);
     if (input.markets.length === 0) {
       if (flatten) await this.#completeFlatten(flatten);
       return false;
