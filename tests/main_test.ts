@@ -144,3 +144,42 @@ Deno.test("main.ts with its HTTP port taken fails before any actor starts", asyn
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main.ts --check-config checks the settings and says the mode, starting nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upbot_check_" });
+  try {
+    const ok = spawnDeno([...START_ARGS, "--check-config"], {
+      cwd: dir,
+      env: {
+        DATA_DIR: dir,
+        LOG_FORMAT: "json",
+        UPBIT_TRADE_MODE: "live",
+        DATABASE_URL: "postgres://bob:hunter2-9f3e@db.example:5432/upbot",
+      },
+    });
+    assert.equal((await ok.exited()).code, 0, ok.lines.join("\n"));
+    const [line] = ok.lines.map((l) => JSON.parse(l));
+    assert.equal(line.msg, "configuration OK");
+    assert.equal(line.mode, "shadow");
+    assert.equal(line.requested_mode, "live");
+    assert.match(line.downgraded_because, /LIVE_TRADING_ENABLED=false/);
+    assert.equal(line.database, "postgres://bob:***@db.example:5432/upbot");
+    assert.ok(!ok.lines.join("\n").includes("hunter2-9f3e"));
+    // Nothing started: no control directory, no database files.
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), []);
+
+    const bad = spawnDeno([...START_ARGS, "--check-config"], {
+      cwd: dir,
+      env: { LOG_FORMAT: "json", API_TOKEN: "short" },
+    });
+    assert.equal((await bad.exited()).code, 2);
+    assert.match(bad.lines.join("\n"), /API_TOKEN must be at least 16 characters/);
+
+    const unknown = spawnDeno([...START_ARGS, "--chek-config"], { cwd: dir, env: {} });
+    assert.equal((await unknown.exited()).code, 2);
+    const [refused] = unknown.lines.map((l) => JSON.parse(l));
+    assert.match(refused.msg, /^unknown argument "--chek-config": .+ --check-config$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
