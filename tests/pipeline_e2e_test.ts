@@ -602,12 +602,23 @@ for (const backend of testBackends()) {
       }, 30_000);
       // The new executor resolves that order by identifier, then meets a lost answer itself:
       // its request times out, and the outcome is resolved by identifier too.
+      await until(rig, "a create of the new executor in flight", async () => {
+        await observe();
+        const exchange = new Set(rig.sim.orders().map((o) => o.identifier));
+        const pending = await sql`
+          select identifier from upbit_order_attempts
+          where mode = 'live' and status = 'pending' and identifier <> ${killed!.identifier}`;
+        return pending.some((a) => exchange.has(a.identifier));
+      }, 30_000);
+      // Then server errors (refused before the exchange: no order) on creates and everything else.
+      // Switched now, while that create waits for its lost answer (the exchange decided to lose
+      // it when it arrived): a create sent after the switch is refused at once, where one sent
+      // after the timeout below but before the switch would wait out a timeout of its own.
+      rig.sim.setFaults({ lost_response_rate: 0, error_rate: 0.5 });
       await until(rig, "a create that timed out", async () => {
         await observe();
         return everSeen(/^unknown \(outcome unknown: timeout\)$/);
       }, 30_000);
-      // Then server errors (refused before the exchange: no order) on creates and everything else.
-      rig.sim.setFaults({ lost_response_rate: 0, error_rate: 0.5 });
       await until(rig, "a create answered with a 5xx", async () => {
         await observe();
         return everSeen(/^unknown \(outcome unknown: server_error\)$/);
