@@ -66,6 +66,16 @@ async function liveFill(db: TestDatabase, identifier: string, at: Date): Promise
       '0.001', '5', '100000000', ${at})`;
 }
 
+/** The database's clock now (Unix ms). */
+async function dbNowMs(db: TestDatabase): Promise<number> {
+  const [t] = await db.sql<{ now: Date }[]>`select now() as now`;
+  return t!.now.getTime();
+}
+
+/** The first live fill the receiver got, waited for. */
+const deliveredFill = (receiver: { alerts: Alert[] }) =>
+  waitFor("the fill delivered", () => receiver.alerts.find((a) => a.type === "live_fill"));
+
 const alarmCodes = (alerts: Alert[]) =>
   alerts.filter((a) => a.type === "alarm").map((a) => String(a.code));
 
@@ -143,8 +153,7 @@ dbTest(
     const lines: string[] = [];
     using _sink = { [Symbol.dispose]: setLogSink((l) => lines.push(l)) };
     await using receiver = startReceiver();
-    const [t] = await db.sql<{ now: Date }[]>`select now() as now`;
-    const dbNow = t!.now.getTime();
+    const dbNow = await dbNowMs(db);
     await raiseAlarm(db.sql, { code: "too_old", message: "old" });
     await db.sql`update alarms set first_at = ${new Date(dbNow - CATCH_UP_MS - 120_000)},
       last_at = ${new Date(dbNow - CATCH_UP_MS - 60_000)} where code = 'too_old'`;
@@ -181,8 +190,7 @@ dbTest(
   async (db) => {
     using _quiet = { [Symbol.dispose]: setLogSink(() => {}) };
     await using receiver = startReceiver();
-    const [t] = await db.sql<{ now: Date }[]>`select now() as now`;
-    const dbNow = t!.now.getTime();
+    const dbNow = await dbNowMs(db);
     await saveActorState(db.sql, ALERT_WEBHOOK_STATE, {
       through: positions(dbNow - 600_000),
       summaryDay: kstDay(Date.now()),
@@ -202,10 +210,7 @@ dbTest(
     receiver.refusing(false);
     const second = hook(db, receiver.url);
     await second.start();
-    const fill = await waitFor(
-      "the fill delivered",
-      () => receiver.alerts.find((a) => a.type === "live_fill"),
-    );
+    const fill = await deliveredFill(receiver);
     await second.stop();
     assert.equal(fill.identifier, "fill-ms-1");
   },
@@ -223,10 +228,7 @@ dbTest(
     await hooked.start();
     await liveFill(db, "fill-skew-1", new Date(now()));
     await hooked.poll();
-    const fill = await waitFor(
-      "the fill delivered",
-      () => receiver.alerts.find((a) => a.type === "live_fill"),
-    );
+    const fill = await deliveredFill(receiver);
     await hooked.stop();
     assert.equal(fill.identifier, "fill-skew-1");
   },
@@ -237,8 +239,7 @@ dbTest(
   async (db) => {
     using _quiet = { [Symbol.dispose]: setLogSink(() => {}) };
     await using receiver = startReceiver();
-    const [t] = await db.sql<{ now: Date }[]>`select now() as now`;
-    const dbNow = t!.now.getTime();
+    const dbNow = await dbNowMs(db);
     await saveActorState(db.sql, ALERT_WEBHOOK_STATE, {
       through: positions(dbNow - 3_600_000),
       summaryDay: kstDay(Date.now()),
