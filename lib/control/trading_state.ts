@@ -315,16 +315,12 @@ export async function pendingFlatten(sql: Sql): Promise<PendingFlatten | null> {
  *   completed.
  * @throws {Error} `flatten request N does not exist` for an unknown id.
  */
-export async function completeFlatten(
-  sql: Sql,
-  id: number,
-  by = "executor",
-): Promise<string[]> {
+export async function completeFlatten(sql: Sql, id: number): Promise<string[]> {
   return await atomically(sql, async (tx) => {
     const [known] = await tx`select 1 from flatten_requests where id = ${id}`;
     if (!known) throw new Error(`flatten request ${id} does not exist`);
     const left = await marketsLeftToClose(tx);
-    if (left.length === 0) await markFlattensCompleted(tx, id, by);
+    if (left.length === 0) await markFlattensCompleted(tx, id, "executor");
     return left;
   });
 }

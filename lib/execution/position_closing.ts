@@ -24,7 +24,7 @@ import { ledgerPositions, recordWriteOffs } from "./position_ledger.ts";
 const ONCE_ALARMS = ["close_prevented", "position_locked"] as const;
 type OnceAlarm = typeof ONCE_ALARMS[number];
 
-/** A market's close backoff: refused sells in a row, and whether to wait before the next. */
+/** A market's close backoff after refused sells: whether to wait, and why they were refused. */
 interface CloseBackoff {
   /** The backoff after the last refused sell has not passed yet. */
   wait: boolean;
