@@ -220,6 +220,11 @@ function decodes(text: string): boolean {
   }
 }
 
+/** Fewest ms `UPBIT_REST_TIMEOUT_MS` allows. */
+export const REST_TIMEOUT_MIN_MS = 1000;
+/** Most ms `UPBIT_REST_TIMEOUT_MS` allows (2 minutes). */
+export const REST_TIMEOUT_MAX_MS = 120_000;
+
 /** Every environment variable upbot reads, in README order. */
 export const SETTINGS = [
   // Trading mode and the live guard.
@@ -296,6 +301,16 @@ export const SETTINGS = [
     defaultText: "wss://api.upbit.com/websocket/v1",
     doc:
       "Upbit public WebSocket URL; the private stream is this URL + /private. With keys set: wss://, or ws:// to a loopback host only.",
+  },
+  {
+    name: "UPBIT_REST_TIMEOUT_MS",
+    // Below 1 s a healthy but distant Upbit would time out most calls: every order would come
+    // back outcome-unknown (looked up before any re-send) and every read be retried. Above 2 min
+    // a dead connection would hold an actor, and an order's outcome, that long.
+    schema: num({ min: REST_TIMEOUT_MIN_MS, max: REST_TIMEOUT_MAX_MS, int: true }, 10000),
+    defaultText: "10000",
+    doc:
+      "Milliseconds one Upbit REST request may take before it is abandoned: a read is retried, an order creation is looked up by identifier before any re-send. Raise it on a slow or distant link.",
   },
   // Executor and order-poller.
   {

@@ -100,6 +100,24 @@ Deno.test("parseConfig() reports each kind of bad value with name and what is al
   }
 });
 
+Deno.test("UPBIT_REST_TIMEOUT_MS: 10000 by default, a whole number of ms from 1000 to 120000", () => {
+  assert.equal(parseConfig({}).UPBIT_REST_TIMEOUT_MS, 10000);
+  assert.equal(parseConfig({ UPBIT_REST_TIMEOUT_MS: "" }).UPBIT_REST_TIMEOUT_MS, 10000);
+  assert.equal(parseConfig({ UPBIT_REST_TIMEOUT_MS: " 2500 " }).UPBIT_REST_TIMEOUT_MS, 2500);
+  assert.equal(parseConfig({ UPBIT_REST_TIMEOUT_MS: "1000" }).UPBIT_REST_TIMEOUT_MS, 1000);
+  assert.equal(parseConfig({ UPBIT_REST_TIMEOUT_MS: "120000" }).UPBIT_REST_TIMEOUT_MS, 120000);
+  for (const value of ["999", "0", "-5000", "120001", "1500.5", "10s", "Infinity"]) {
+    const err = problemsOf({ UPBIT_REST_TIMEOUT_MS: value });
+    assert.equal(err.problems.length, 1, value);
+    assert.equal(
+      err.message,
+      `config: UPBIT_REST_TIMEOUT_MS must be an integer from 1000 to 120000 (got ${
+        JSON.stringify(value)
+      })`,
+    );
+  }
+});
+
 Deno.test("parseConfig() accepts KRW markets only, naming the others", () => {
   // Fees, ORDER_KRW_AMOUNT and the 5000 minimum are KRW: a BTC or USDT market would be sized
   // and judged in the wrong currency.

@@ -57,7 +57,10 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  const rest = new UpbitRest({ baseUrl: config.UPBIT_REST_URL });
+  const rest = new UpbitRest({
+    baseUrl: config.UPBIT_REST_URL,
+    timeoutMs: config.UPBIT_REST_TIMEOUT_MS,
+  });
   const dir = `${config.DATA_DIR.replace(/\/+$/, "")}/trades`;
   const progress = new Progress();
   try {

@@ -92,6 +92,7 @@ async function main(): Promise<number> {
     baseUrl: config.UPBIT_REST_URL,
     accessKey: config.UPBIT_ACCESS_KEY,
     secretKey: config.UPBIT_SECRET_KEY,
+    timeoutMs: config.UPBIT_REST_TIMEOUT_MS,
     maxAttempts: 1,
   });
   try {

@@ -9,7 +9,7 @@ import { z } from "zod";
 import { actorPermissions, hostPort } from "../actors/permissions.ts";
 import type { ActorSpec } from "../actors/supervisor.ts";
 import type { Config } from "../config.ts";
-import { privateWsUrl } from "../config.ts";
+import { privateWsUrl, REST_TIMEOUT_MAX_MS, REST_TIMEOUT_MIN_MS } from "../config.ts";
 import type { DbConnection } from "../db/connect.ts";
 import { TradeMode } from "../domain.ts";
 import { decideTradeMode } from "../execution/guard.ts";
@@ -39,12 +39,16 @@ export const DbConnectionSchema = z.discriminatedUnion("kind", [
 
 const Markets = z.array(z.string()).min(1);
 
+/** `UPBIT_REST_TIMEOUT_MS`: the per-attempt timeout of the actor's Upbit client, in ms. */
+const RestTimeoutMs = z.number().int().min(REST_TIMEOUT_MIN_MS).max(REST_TIMEOUT_MAX_MS);
+
 /** The feed's slice. */
 export const FeedConfig = z.object({
   db: DbConnectionSchema,
   markets: Markets,
   wsUrl: z.string(),
   restUrl: z.string(),
+  restTimeoutMs: RestTimeoutMs,
   /** `DATA_DIR/trades` (absolute) when `RECORD_TRADES` is on, else null. */
   recordTradesDir: z.string().nullable(),
   /** Seconds between market-status passes (warnings, cautions, delisting). */
@@ -78,6 +82,7 @@ const Keys = {
 export const ExecutorConfig = z.object({
   db: DbConnectionSchema,
   restUrl: z.string(),
+  restTimeoutMs: RestTimeoutMs,
   ...Keys,
   guard: z.object({
     UPBIT_TRADE_MODE: TradeMode,
@@ -109,6 +114,7 @@ export const ExecutorConfig = z.object({
 export const OrderPollerConfig = z.object({
   db: DbConnectionSchema,
   restUrl: z.string(),
+  restTimeoutMs: RestTimeoutMs,
   ...Keys,
   pollIntervalSec: z.number(),
   maxPolls: z.number(),
@@ -118,6 +124,7 @@ export const OrderPollerConfig = z.object({
 export const AccountConfig = z.object({
   db: DbConnectionSchema,
   restUrl: z.string(),
+  restTimeoutMs: RestTimeoutMs,
   privateWsUrl: z.string(),
   ...Keys,
   markets: Markets,
@@ -139,15 +146,23 @@ export const DEFAULT_GROUP_SHARES = { executor: 10, order_poller: 15, account: 5
  * The Upbit client of a keyed actor, with its share of the `default` group. A 418 it draws is
  * announced to every actor, and bans other actors draw are applied to it (`lib/pipeline/upbit_bans.ts`).
  * With `stats`, every call it makes is counted there (the actor publishes them as metrics).
+ * `slice.restTimeoutMs` is its per-attempt timeout (`UPBIT_REST_TIMEOUT_MS`; the client's default
+ * when absent).
  */
 export function keyedUpbitRest(
   actor: keyof typeof DEFAULT_GROUP_SHARES,
-  slice: { restUrl: string; accessKey?: string | undefined; secretKey?: string | undefined },
+  slice: {
+    restUrl: string;
+    restTimeoutMs?: number | undefined;
+    accessKey?: string | undefined;
+    secretKey?: string | undefined;
+  },
   logger: Logger,
   stats?: RestCallStats,
 ): UpbitRest {
   const rest = new UpbitRest({
     baseUrl: slice.restUrl,
+    timeoutMs: slice.restTimeoutMs,
     accessKey: slice.accessKey,
     secretKey: slice.secretKey,
     logger,
@@ -163,15 +178,18 @@ export function keyedUpbitRest(
 
 /**
  * The quotation-only Upbit client of an actor (no keys), sharing 418 bans with every actor; with
- * `stats`, every call it makes is counted there.
+ * `stats`, every call it makes is counted there. `timeoutMs` is its per-attempt timeout
+ * (`UPBIT_REST_TIMEOUT_MS`; the client's default when absent).
  */
 export function quotationUpbitRest(
   restUrl: string,
   logger: Logger,
   stats?: RestCallStats,
+  timeoutMs?: number,
 ): UpbitRest {
   const rest = new UpbitRest({
     baseUrl: restUrl,
+    timeoutMs,
     logger,
     fetch: stats?.fetch,
     rateLimiter: { onBan: announceBan },
@@ -231,6 +249,7 @@ export function pipelineActorSpecs(
         markets: config.MARKETS,
         wsUrl: config.UPBIT_WS_URL,
         restUrl: config.UPBIT_REST_URL,
+        restTimeoutMs: config.UPBIT_REST_TIMEOUT_MS,
         recordTradesDir,
         marketStatusPollSec: config.MARKET_STATUS_POLL_INTERVAL_SEC,
       } satisfies z.input<typeof FeedConfig>,
@@ -255,6 +274,7 @@ export function pipelineActorSpecs(
       config: {
         db,
         restUrl: config.UPBIT_REST_URL,
+        restTimeoutMs: config.UPBIT_REST_TIMEOUT_MS,
         ...keys,
         guard: {
           UPBIT_TRADE_MODE: config.UPBIT_TRADE_MODE,
@@ -290,6 +310,7 @@ export function pipelineActorSpecs(
       config: {
         db,
         restUrl: config.UPBIT_REST_URL,
+        restTimeoutMs: config.UPBIT_REST_TIMEOUT_MS,
         ...keys,
         pollIntervalSec: config.LIVE_ORDER_POLL_INTERVAL_SEC,
         maxPolls: config.LIVE_ORDER_MAX_POLLS,
@@ -304,6 +325,7 @@ export function pipelineActorSpecs(
       config: {
         db,
         restUrl: config.UPBIT_REST_URL,
+        restTimeoutMs: config.UPBIT_REST_TIMEOUT_MS,
         privateWsUrl: privateWsUrl(config),
         ...keys,
         markets: config.MARKETS,

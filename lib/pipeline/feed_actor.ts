@@ -40,7 +40,7 @@ export function feedActor(): UpbotActorDefinition<typeof FeedConfig> {
       const c = ctx.config;
       sql = connect(c.db, { applicationName: ctx.dbApplicationName });
       const restStats = new RestCallStats();
-      rest = quotationUpbitRest(c.restUrl, ctx.log, restStats);
+      rest = quotationUpbitRest(c.restUrl, ctx.log, restStats, c.restTimeoutMs);
       if (c.recordTradesDir !== null) {
         recorder = new TradeRecorder({
           dir: c.recordTradesDir,
