@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { entryHaltReason } from "../lib/control/trading_state.ts";
 import type { Sql } from "../lib/db/connect.ts";
 import { unsettledLiveOrders } from "../lib/execution/closer_inputs.ts";
+import { Executor } from "../lib/execution/executor.ts";
+import { decideTradeMode } from "../lib/execution/guard.ts";
 import { recheckLostOrders } from "../lib/execution/lost_orders.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
@@ -19,9 +21,16 @@ import {
   installationId,
   transitionAttempt,
 } from "../lib/store/order_attempts.ts";
+import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import type { OrderRequest } from "../lib/upbit/rest.ts";
 import { dbTest } from "./_db.ts";
-import { pendingAttempt, placeLive, type SimHandle, startSim } from "./_live_orders.ts";
+import {
+  executorConfig,
+  pendingAttempt,
+  placeLive,
+  type SimHandle,
+  startSim,
+} from "./_live_orders.ts";
 
 const MARKETS = ["KRW-BTC", "KRW-ETH"];
 
@@ -226,3 +235,105 @@ dbTest("lost orders: a failing re-check does not stop the open orders' fills", a
     await h.close();
   }
 });
+
+dbTest(
+  "lost orders: a lost close holds its market's paper exit until found, so nothing is sold twice",
+  async (db) => {
+    // The owner holds 0.5 BTC of their own: a second sale of upbot's coins would sell theirs.
+    const h = await startSim({ markets: MARKETS, balances: { "KRW-BTC": "0.5" } });
+    const btc = async () => {
+      const { data } = await h.rest.getAccounts();
+      return data.find((a) => a.currency === "BTC")?.balance;
+    };
+    try {
+      const config = executorConfig(h.sim, "live");
+      const executor = new Executor({
+        sql: db.sql,
+        rest: h.rest,
+        decision: decideTradeMode(config),
+        settings: {
+          orderKrwAmount: config.ORDER_KRW_AMOUNT,
+          maxOrdersPerMin: config.MAX_ORDERS_PER_MIN,
+          maxRetries: config.EXECUTOR_MAX_RETRIES,
+          shadowEnabled: config.SHADOW_ENABLED,
+          maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+        },
+        log: h.log,
+        unknownSettleMs: 300,
+        rotationWaitMs: 0,
+      });
+      await executor.start();
+      const poller = new OrderPoller({ sql: db.sql, rest: h.rest, maxPolls: 3, log: h.log });
+      const { data: [ticker] } = await h.rest.getTicker({ markets: ["KRW-BTC"] });
+      const price = ticker!.trade_price;
+      const qty = Math.floor((10_000 / price) * 1e8) / 1e8;
+      const entryTs = Date.now();
+      await insertPaperEvent(db.sql, {
+        action: "ENTER_LONG",
+        market: "KRW-BTC",
+        ts: entryTs,
+        price,
+        qty,
+        fee: 5,
+        ev: 0.1,
+      }, "default");
+      const entryOf = async () =>
+        (await db.sql<AttemptRow[]>`
+          select * from upbit_order_attempts where action = 'ENTER_LONG'`)[0];
+      for (let i = 0; i < 50 && (await entryOf())?.state !== "filled"; i++) {
+        await executor.runOnce();
+        await poller.pollOnce();
+      }
+      const bought = (await entryOf())?.executed_volume ?? "0";
+      assert.ok(Number(bought) > 0, `the live entry filled (${(await entryOf())?.state})`);
+
+      // A close sold those coins at Upbit, and then upbot lost every answer about it.
+      const close = await pendingAttempt(db.sql, {
+        market: "KRW-BTC",
+        side: "ask",
+        volume: bought,
+      });
+      const uuid = await createAtUpbit(h, close.request_json as Record<string, string>);
+      await loseAttempt(db.sql, close, uuid);
+      assert.equal(await btc(), "0.5", "only the owner's coins are left");
+
+      // The paper exit comes while the close is lost: it waits, as the closer does.
+      await insertPaperEvent(db.sql, {
+        action: "EXIT_LONG",
+        market: "KRW-BTC",
+        ts: Date.now(),
+        price,
+        qty,
+        fee: 5,
+        pnl: 0,
+        holdSec: 1,
+        reason: "EV_BAD",
+        entryTs,
+        entryPrice: price,
+        ev: -0.3,
+      }, "default");
+      const exits = () =>
+        db.sql<AttemptRow[]>`
+          select * from upbit_order_attempts
+          where action = 'EXIT_LONG' and paper_trade_id is not null`;
+      // The executor alone: the poller's slow re-check is what finds a lost order again, and
+      // until Upbit shows it (it may not for a long while) the exit must hold.
+      for (let i = 0; i < 5; i++) await executor.runOnce();
+      assert.deepEqual(
+        (await exits()).map((a) => a.state),
+        [],
+        "no exit written while the close is lost",
+      );
+      assert.equal(await btc(), "0.5", "the owner's coins are not sold");
+
+      // Found again: its fills enter the ledger, which then holds nothing, and the exit is skipped.
+      assert.deepEqual(await recheckLostOrders(db.sql, h.rest, h.log), { checked: 1, found: 1 });
+      await executor.runOnce();
+      const [exit] = await exits();
+      assert.deepEqual([exit?.state, exit?.reason], ["skipped", "position_closed"]);
+      assert.equal(await btc(), "0.5");
+    } finally {
+      await h.close();
+    }
+  },
+);

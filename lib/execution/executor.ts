@@ -618,7 +618,8 @@ export class Executor {
           why: `live entry ${entry.identifier} bought nothing (${entry.state})`,
         };
       }
-      // Another sell of this market is in flight (a close): its outcome changes what is left.
+      // Another sell of this market is not settled (a close in flight, or lost and not found
+      // again): its outcome changes what is left.
       if (sells.length > 0) return "wait";
       // Never more than the ledger still holds (a flatten or a close may have sold it already):
       // selling more could sell the owner's own coins.

@@ -367,14 +367,18 @@ export async function openLiveAttempts(sql: Sql): Promise<AttemptRow[]> {
   return rows.map(normalise);
 }
 
-/** Live sells of `market` that are not final (unsent, unresolved or open at Upbit). */
+/**
+ * Live sells of `market` whose outcome is not final: unsent, unresolved, open at Upbit, or lost
+ * and not found again (it may have filled). The view `live_orders_unsettled` is the one
+ * definition, so an exit and a reconciliation wait for exactly what the closer waits for: an
+ * exit that judged a lost close as settled would sell its coins a second time, the owner's.
+ */
 export async function unfinishedLiveSells(sql: Sql, market?: string): Promise<AttemptRow[]> {
   const rows = await sql<AttemptRow[]>`
-    select * from upbit_order_attempts
-    where mode = 'live' and side = 'ask'
-      and state in ('pending', 'sent', 'unknown', 'open', 'partially_filled')
-      ${market === undefined ? sql`` : sql`and symbol = ${market}`}
-    order by id`;
+    select a.* from upbit_order_attempts a
+    join live_orders_unsettled u on u.id = a.id
+    where u.side = 'ask' ${market === undefined ? sql`` : sql`and u.symbol = ${market}`}
+    order by a.id`;
   return rows.map(normalise);
 }
 
