@@ -92,21 +92,24 @@ export async function paperOpenMarkets(
 export const LAST_CLOSE_MAX_AGE_SEC = 60;
 
 /**
- * The last 1-second close of each of `markets` within the last {@linkcode LAST_CLOSE_MAX_AGE_SEC}
- * seconds (by the database's clock); markets without such a bar are absent.
+ * The highest 1-second close of each of `markets` within the last
+ * {@linkcode LAST_CLOSE_MAX_AGE_SEC} seconds (by the database's clock): the price a sale is
+ * judged at against Upbit's minimum total. Markets without such a bar are absent.
  */
-export async function lastCloses(
+export async function recentHighCloses(
   sql: Sql,
   markets: readonly string[],
 ): Promise<Map<string, string>> {
   if (markets.length === 0) return new Map();
-  // An old bar (a feed stopped, a market dropped from MARKETS) may be far from today's price: it
-  // could make a sellable position look like dust. Without a recent bar the closer asks the ticker.
+  // The highest, not the newest: a position below the minimum is written off as dust for good,
+  // and one bar of a wick (a single low trade) must not make a position worth selling look like
+  // dust. An old bar (a feed stopped, a market dropped from MARKETS) may be far from today's
+  // price either way: without a recent bar the closer asks the ticker.
   const rows = await sql<{ symbol: string; close: string }[]>`
-    select distinct on (symbol) symbol, close from market_1s
+    select symbol, max(close) as close from market_1s
     where symbol in ${sql(markets)}
       and ts > now() - make_interval(secs => ${LAST_CLOSE_MAX_AGE_SEC})
-    order by symbol, ts desc`;
+    group by symbol`;
   return new Map(rows.map((r) => [r.symbol, formatDec(dec(r.close))]));
 }
 
@@ -132,7 +135,7 @@ export async function closerInputs(
   const unsettled = await unsettledLiveOrders(sql);
   const ledger = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
   const paperOpen = await paperOpenMarkets(sql, options.markets);
-  const prices = await lastCloses(sql, ledger.map((p) => p.symbol));
+  const prices = await recentHighCloses(sql, ledger.map((p) => p.symbol));
   // The balances are asked for only when a market may be closed or written off this round: a
   // market the paper book holds (without a flatten) or with a sell in flight is held whatever its
   // balance (`decideCloses`), and each balance request spends the actor's share of the `default`

@@ -88,7 +88,11 @@ export interface EntryInFlight {
 /** The state an order is judged against. */
 export interface RiskContext {
   nowMs: number;
-  /** The order's market's last price, or null when none is known. */
+  /**
+   * The order's market's price, or null when none is known: its highest 1-second close of the
+   * last minute, and for a sell the best bid when higher (a sale is refused as dust only when
+   * every price known says so).
+   */
   lastPrice: number | null;
   /** KRW available to spend (not locked). */
   freeKrw: number;

@@ -13,7 +13,7 @@ import { entryHaltReason } from "../control/trading_state.ts";
 import type { Sql } from "../db/connect.ts";
 import { dec, ZERO } from "../decimal.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
-import { lastCloses } from "./closer_inputs.ts";
+import { recentHighCloses } from "./closer_inputs.ts";
 import { unresolvedOrders } from "./lost_orders.ts";
 import { ledgerPositions } from "./position_ledger.ts";
 import {
@@ -160,11 +160,12 @@ export async function realisedLossSince(sql: Sql, since: Date): Promise<number> 
 }
 
 /**
- * The newest recent close of every market in `markets` (market_1s, as the closer prices them:
- * an old bar is no price, so an exit is not refused as dust on a price long gone).
+ * The highest recent close of every market in `markets` (market_1s, as the closer prices them:
+ * an old bar is no price, so an exit is not refused as dust on a price long gone, nor on one
+ * bar of a wick).
  */
 async function lastPrices(sql: Sql, markets: readonly string[]): Promise<Map<string, number>> {
-  const closes = await lastCloses(sql, markets);
+  const closes = await recentHighCloses(sql, markets);
   return new Map([...closes].map(([symbol, close]) => [symbol, Number(close)]));
 }
 
@@ -203,7 +204,7 @@ export async function riskContext(
     marketWarning,
     haltReason,
     unknownOrders,
-    bidDepth,
+    bids,
   ] = await Promise.all([
     ledgerPositions(sql),
     lastPrices(sql, [market]),
@@ -213,7 +214,7 @@ export async function riskContext(
     o.marketRefusal ? o.marketRefusal(sql, market) : Promise.resolve(null),
     entryHaltReason(sql, market),
     unresolvedOrders(sql, market),
-    o.sell && o.rest ? visibleBidSize(o.rest, market) : null,
+    o.sell && o.rest ? visibleBids(o.rest, market) : null,
   ]);
   const held = ledger.filter((p) => dec(p.openVolume) > ZERO);
   const others = held.map((p) => p.symbol).filter((m) => m !== market);
@@ -233,9 +234,17 @@ export async function riskContext(
     exposureKrw += Number(p.openVolume) * price;
   }
   const base = market.slice(market.indexOf("-") + 1);
+  // A sale is refused as dust only when every price known says so: the best bid too, when the
+  // book was read (it is what a market sell meets; Upbit judges the minimum itself anyway).
+  const barPrice = prices.get(market) ?? null;
+  const bestBid = bids?.bestBid ?? null;
   return {
     nowMs,
-    lastPrice: prices.get(market) ?? null,
+    lastPrice: barPrice === null
+      ? bestBid
+      : bestBid === null
+      ? barPrice
+      : Math.max(barPrice, bestBid),
     freeKrw: Number(balances.get("KRW") ?? 0),
     freeCoin: balances.get(base) ?? "0",
     heldMarkets: held.map((p) => p.symbol),
@@ -245,17 +254,25 @@ export async function riskContext(
     marketWarning,
     haltReason,
     unknownOrders,
-    bidDepth,
+    bidDepth: bids?.size ?? null,
   };
 }
 
-/** The size of `market`'s visible bid levels (the 30 Upbit's §8.2 check counts), a decimal string. */
-async function visibleBidSize(rest: UpbitRest, market: string): Promise<string> {
+/**
+ * `market`'s visible bid levels (the 30 Upbit's §8.2 check counts): their size, a decimal string,
+ * and the best bid's price (null when there is no bid).
+ */
+async function visibleBids(
+  rest: UpbitRest,
+  market: string,
+): Promise<{ size: string; bestBid: number | null }> {
   const { data } = await rest.getOrderbook({ markets: [market], count: 30 });
+  const levels = data[0]?.orderbook_units ?? [];
   let units = 0n;
   // Sizes come as JSON numbers; 8 decimals are what a volume carries (the share taken is 90%).
-  for (const unit of data[0]?.orderbook_units ?? []) units += toUnits(unit.bid_size.toFixed(8));
-  return fromUnits(units);
+  for (const unit of levels) units += toUnits(unit.bid_size.toFixed(8));
+  const bestBid = levels.length > 0 ? Math.max(...levels.map((u) => u.bid_price)) : null;
+  return { size: fromUnits(units), bestBid: bestBid !== null && bestBid > 0 ? bestBid : null };
 }
 
 /**
