@@ -238,3 +238,56 @@ dbTest(
     assert.equal(await r.balance("BTC"), "0");
   },
 );
+
+dbTest(
+  "closer: an exit refused as worth less than the minimum holds the closer for the backoff, not dust at once; sold when the price is back",
+  async (db) => {
+    await using r = await rig(db);
+    const bought = await openPosition(r, db);
+    const { data: [ticker] } = await r.rest.getTicker({ markets: [BTC] });
+    const price = ticker!.trade_price;
+    /** The market trades at `p` now: the simulator's book follows, and a bar records it. */
+    const tradeAt = async (p: number) => {
+      r.sim.injectTrade({ market: BTC, price: p, volume: 0.001, side: "ASK" });
+      await db.sql`delete from market_1s where symbol = ${BTC}`;
+      const c = String(p);
+      await db.sql`insert into market_1s (symbol, ts, open, high, low, close, volume,
+          quote_volume, trade_count, buy_volume, sell_volume, is_final)
+        values (${BTC}, date_trunc('second', now()), ${c}, ${c}, ${c}, ${c}, 1, ${c}, 1, 0, 1, true)`;
+    };
+    // The price falls by 55%: at it the 10,000 KRW position is worth about 4,500 KRW.
+    await tradeAt(Math.round(price * 0.45));
+    await insertPaperEvent(db.sql, {
+      action: "EXIT_LONG",
+      market: BTC,
+      ts: Date.now(),
+      price: Math.round(price * 0.45),
+      qty: 0.0001,
+      fee: 1,
+      pnl: 0,
+      holdSec: 5,
+      reason: "EV_BAD",
+      entryTs: Date.now() - 5000,
+      entryPrice: price,
+      ev: -0.3,
+    }, "default");
+    await r.until("the exit judged", async () => {
+      const exit = (await rows(db)).find((x) => x.action === "EXIT_LONG");
+      return exit !== undefined && exit.state !== "pending";
+    });
+    const exit = (await rows(db)).find((x) => x.action === "EXIT_LONG")!;
+    assert.deepEqual([exit.state, exit.reason], ["skipped", "exit_below_min_total"]);
+    await passes(r, 5);
+    const adjustments = () => db.sql<{ kind: string }[]>`select kind from position_adjustments`;
+    assert.deepEqual((await adjustments()).map((a) => a.kind), [], "not written off as dust yet");
+    assert.equal(await openVolume(db), formatDec(dec(bought)));
+
+    // The price is back before the backoff ends: the position is sold, nothing written off.
+    await tradeAt(price);
+    await r.backoffPassed();
+    await r.until("flat", () => settledAndFlat(db));
+    assert.deepEqual((await closes(db)).map((x) => x.state), ["filled"]);
+    assert.deepEqual((await adjustments()).map((a) => a.kind), []);
+    assert.equal(await r.balance("BTC"), "0");
+  },
+);

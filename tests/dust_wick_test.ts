@@ -88,12 +88,14 @@ dbTest(
 
       // The only bar of the last minute is a wick 55% below the price: at it, the 10,000 KRW
       // position is worth 4,500 KRW, under the minimum. The book still bids at the price.
-      await bar(db.sql, BTC, Math.round(price * 0.45), 0);
+      // The evaluator exits on that bar, at its close.
+      const wick = Math.round(price * 0.45);
+      await bar(db.sql, BTC, wick, 0);
       await insertPaperEvent(db.sql, {
         action: "EXIT_LONG",
         market: BTC,
         ts: Date.now(),
-        price,
+        price: wick,
         qty,
         fee: 5,
         pnl: 0,

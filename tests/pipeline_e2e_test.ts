@@ -248,6 +248,7 @@ const NO_ORDER_REASONS = new Set([
   "entry_bought_nothing",
   "no_live_entry",
   "under_min_total",
+  "exit_below_min_total",
   "stale_signal",
   "retries_exhausted",
   "insufficient_funds_bid",

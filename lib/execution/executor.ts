@@ -630,8 +630,11 @@ export class Executor {
       }
       volume = formatVolume(formatDec(sell));
     }
+    // Live: the risk gate judges the minimum on the market's prices (the highest recent close,
+    // the best bid). The paper exit's price is one bar's close, perhaps a wick: a live exit
+    // skipped on it would leave the closer to judge what the entry bought.
     const price = Number(paper.exit_price ?? paper.entry_price);
-    if (Number(volume) * price < MIN_ORDER_KRW) {
+    if (this.mode !== "live" && Number(volume) * price < MIN_ORDER_KRW) {
       return {
         skip: "under_min_total",
         why: `under min total ${MIN_ORDER_KRW} KRW (volume=${volume} at ${price})`,

@@ -218,9 +218,11 @@ export class PositionClosing {
   }
 
   /**
-   * Whether the last live sells of `market` were refused (by Upbit, by the gate for want of bids,
-   * or stopped by self-match prevention with nothing sold) so recently that the next must wait,
-   * and whether one of those refusals was a prevented sell.
+   * Whether the last live sells of `market` were refused (by Upbit; by the gate for want of bids
+   * or as worth less than the minimum total; or stopped by self-match prevention with nothing
+   * sold) so recently that the next must wait, and whether one of those refusals was a prevented
+   * sell. A sell refused as below the minimum is not judged dust at once: dust is written off for
+   * good, and the price may be back by the end of the backoff.
    */
   async #closeBackingOff(market: string): Promise<CloseBackoff> {
     // A prevented sell that sold nothing met the owner's own order at the top of the book; sent
@@ -232,7 +234,8 @@ export class PositionClosing {
         bool_or(state = 'prevented') as prevented
       from upbit_order_attempts r
       where mode = 'live' and side = 'ask' and symbol = ${market}
-        and (state = 'rejected' or (state = 'skipped' and reason = 'no_bids')
+        and (state = 'rejected'
+          or (state = 'skipped' and reason in ('no_bids', 'exit_below_min_total'))
           or (state = 'prevented' and coalesce(executed_volume, 0) = 0))
         and updated_at > coalesce((
           select max(updated_at) from upbit_order_attempts f
