@@ -116,10 +116,17 @@ export interface ExchangeHandler {
    * real create only uses up its identifier (`identifier`, or `new_identifier` of cancel_and_new) and
    * is answered 500 `server_error`; nothing is created or cancelled. `reserved`: a `POST /v1/orders`
    * whose identifier was taken by {@linkcode reserveIdentifier} when it arrived is processed now.
+   * `refused`: the composition refused a real create (429, or 418 while banned): the request is
+   * authenticated, then only its identifier is used up (nothing is created, no receipt is listed);
+   * the answer is for the composition to drop.
    * `arrivedAtMs`: when the server got the request ({@linkcode simClockMs}); a `POST /v1/orders`
    * with an identifier is listed with it in {@linkcode receipts}.
    */
-  handle(req: Request, fault?: "burn" | "reserved", arrivedAtMs?: number): Promise<Response>;
+  handle(
+    req: Request,
+    fault?: "burn" | "reserved" | "refused",
+    arrivedAtMs?: number,
+  ): Promise<Response>;
   /**
    * Takes the identifier of a create that arrived and is processed later (`create_delay_ms`);
    * false when it is already used (the create is then refused as usual when processed).

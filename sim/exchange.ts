@@ -47,7 +47,7 @@ interface ExchangeRoute {
 
 /** What the router's handlers get besides the request: the fault to apply. */
 type RouterEnv = {
-  Bindings: { fault?: "burn" | "reserved"; arrivedAtMs?: number };
+  Bindings: { fault?: "burn" | "reserved" | "refused"; arrivedAtMs?: number };
   Variables: { body: Body; query: Query };
 };
 
@@ -519,6 +519,17 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
   for (const route of routes) {
     router.on(route.method, route.path, authenticate, (c) => {
       const body = c.get("body");
+      if (c.env?.fault === "refused") {
+        // Refused by the rate limit (server.ts): authenticated, so tied to this account, and its
+        // identifier is used up (§4.3); nothing else happens.
+        const identifier = route.burns === undefined ? undefined : body[route.burns];
+        if (typeof identifier === "string") engine.burnIdentifier(identifier);
+        return errorResponse({
+          status: 429,
+          name: "too_many_requests",
+          message: "Too many API requests.",
+        });
+      }
       const arrivedAtMs = c.env?.arrivedAtMs;
       if (
         route.path === "/v1/orders" && arrivedAtMs !== undefined &&

@@ -113,7 +113,19 @@ export function createSimServer(parts: SimServerParts): SimServer {
     const client = isExchange ? accessKeyOf(req) ?? remoteIp(info) : remoteIp(info);
     const f = faults.current();
     const decision = limiter.check(group, client, f.rate_limit_factor);
-    if (decision.kind !== "allowed") return refusal(decision, f.remaining_req_group_names);
+    if (decision.kind !== "allowed") {
+      if (isExchange && req.method === "POST" && CREATE_PATHS.has(path)) {
+        // §4.3: "a value is burnt even if the create request failed". Whether a create refused
+        // with 429 (or 418 while banned) burns its identifier is not said [?]; the safe reading is
+        // that it does: a retry under the same identifier is then refused as used. Only a request
+        // the exchange can tie to the account burns: the exchange authenticates it first, so an
+        // unauthenticated (401) or unparseable one burns nothing. The exchange's answer is
+        // dropped: the client gets the refusal.
+        const burnt = await exchange.handle(req, "refused", arrivedAtMs);
+        await burnt.body?.cancel();
+      }
+      return refusal(decision, f.remaining_req_group_names);
+    }
     const header = remainingReqHeader(decision, f.remaining_req_group_names);
     if (f.latency_ms > 0) await wait(f.latency_ms);
     if (f.error_rate > 0 && rng.next() < f.error_rate) {

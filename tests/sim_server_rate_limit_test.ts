@@ -294,3 +294,102 @@ Deno.test("rate_limit_factor below 1 squeezes every group", async () => {
     await sim.close();
   }
 });
+
+/**
+ * Uses up the `order` group of the sim's key: with `rate_limit_factor` 0.01 every group allows one
+ * request per second, and one create refused as below the minimum total (no identifier) takes it
+ * (or is refused itself when the group is already used up).
+ */
+async function exhaustOrderGroup(sim: Simulator): Promise<void> {
+  const filler = await signedPost(sim.restUrl, "/v1/orders", sim, {
+    market: "KRW-BTC",
+    side: "bid",
+    ord_type: "price",
+    price: "1000",
+  });
+  assert.ok([400, 429].includes(filler.status), `filler answered ${filler.status}`);
+  await filler.body?.cancel();
+}
+
+Deno.test("a create refused with 429 uses up its identifier (§4.3): the retry is refused as used, nothing was created", async () => {
+  const sim = await startSimulator({ rate: 0, faults: { rate_limit_factor: 0.01 } });
+  try {
+    const body = { market: "KRW-BTC", side: "bid", ord_type: "price", price: "10000" };
+    await exhaustOrderGroup(sim);
+    const refused = await signedPost(sim.restUrl, "/v1/orders", sim, {
+      ...body,
+      identifier: "burnt-by-429",
+    });
+    assert.equal(refused.status, 429);
+    await refused.body?.cancel();
+    // An unauthenticated create refused with 429 cannot be tied to the account: nothing is burnt.
+    const stranger = await signedPost(
+      sim.restUrl,
+      "/v1/orders",
+      { accessKey: sim.accessKey, secretKey: "not-the-secret" },
+      { ...body, identifier: "refused-unauthenticated" },
+    );
+    assert.equal(stranger.status, 429);
+    await stranger.body?.cancel();
+    sim.setFaults({ rate_limit_factor: 1 });
+    const lookUp = await signedQuery(
+      sim.restUrl,
+      "GET",
+      "/v1/order",
+      sim,
+      "identifier=burnt-by-429",
+    );
+    assert.equal(lookUp.status, 404);
+    await lookUp.body?.cancel();
+    const retry = await signedPost(sim.restUrl, "/v1/orders", sim, {
+      ...body,
+      identifier: "burnt-by-429",
+    });
+    assert.equal(retry.status, 400);
+    assert.equal((await retry.json()).error.name, "duplicated_identifier");
+    const fresh = await signedPost(sim.restUrl, "/v1/orders", sim, {
+      ...body,
+      identifier: "refused-unauthenticated",
+    });
+    assert.equal(fresh.status, 201, "a 401'd request burnt nothing");
+    await fresh.body?.cancel();
+    assert.equal(sim.orders().length, 1);
+  } finally {
+    await sim.close();
+  }
+});
+
+Deno.test("cancel_and_new refused with 429 uses up its new_identifier", async () => {
+  const sim = await startSimulator({ rate: 0 });
+  try {
+    const placed = await signedPost(sim.restUrl, "/v1/orders", sim, {
+      market: "KRW-BTC",
+      side: "bid",
+      ord_type: "limit",
+      price: "1000000",
+      volume: "0.01",
+      identifier: "resting-1",
+    });
+    assert.equal(placed.status, 201);
+    await placed.body?.cancel();
+    sim.setFaults({ rate_limit_factor: 0.01 });
+    await exhaustOrderGroup(sim);
+    const replace = {
+      prev_order_identifier: "resting-1",
+      new_ord_type: "limit",
+      new_price: "1001000",
+      new_volume: "remain_only",
+      new_identifier: "replacement-1",
+    };
+    const refused = await signedPost(sim.restUrl, "/v1/orders/cancel_and_new", sim, replace);
+    assert.equal(refused.status, 429);
+    await refused.body?.cancel();
+    sim.setFaults({ rate_limit_factor: 1 });
+    const retry = await signedPost(sim.restUrl, "/v1/orders/cancel_and_new", sim, replace);
+    assert.equal(retry.status, 400);
+    assert.equal((await retry.json()).error.name, "duplicated_identifier");
+    assert.deepEqual(sim.orders().map((o) => o.state), ["wait"], "the old order stays");
+  } finally {
+    await sim.close();
+  }
+});
