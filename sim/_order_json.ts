@@ -49,7 +49,11 @@ export type OrderJsonShape = "list" | "single" | "detail";
  * list endpoints and WebSocket but not in the newest create/get schema [C-ish], so a client must
  * not count on it there (the least kind reading).
  */
-export function orderJson(order: Order, shape: OrderJsonShape): Record<string, unknown> {
+export function orderJson(
+  order: Order,
+  shape: OrderJsonShape,
+  smpRestState: "cancel" | "prevented",
+): Record<string, unknown> {
   const volumeOrder = order.volume !== null;
   const json: Record<string, unknown> = {
     uuid: order.uuid,
@@ -58,7 +62,7 @@ export function orderJson(order: Order, shape: OrderJsonShape): Record<string, u
   };
   if (order.price !== null) json.price = formatDec(order.price);
   Object.assign(json, {
-    state: order.state,
+    state: restState(order, smpRestState),
     market: order.market,
     created_at: kstTime(order.createdAtMs),
     volume: volumeOrder ? formatDec(order.volume!) : null,
@@ -78,6 +82,17 @@ export function orderJson(order: Order, shape: OrderJsonShape): Record<string, u
   if (order.identifier !== null) json.identifier = order.identifier;
   if (shape === "detail") json.trades = order.fills.map((fill) => fillJson(order, fill));
   return json;
+}
+
+/**
+ * The state a REST answer gives `order`: its own, except that an order self-trade prevention
+ * ended reads `cancel` when `smpRestState` (the `smp_rest_state` fault) says so.
+ */
+export function restState(
+  order: Order,
+  smpRestState: "cancel" | "prevented",
+): Order["state"] {
+  return order.state === "prevented" && smpRestState === "cancel" ? "cancel" : order.state;
 }
 
 /** One §4.1 account entry. */

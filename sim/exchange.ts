@@ -18,7 +18,13 @@ import { Engine, FEE_RATE_TEXT, lockedOf, type Order, remainingVolume } from "./
 import { createLogger } from "../lib/log.ts";
 import { countedUuids, mulberry32 } from "./_ids.ts";
 import { loadState, saveState } from "./_state_file.ts";
-import { accountJson, kstTime, orderJson } from "./_order_json.ts";
+import {
+  accountJson,
+  kstTime,
+  orderJson as orderJsonOf,
+  type OrderJsonShape,
+  restState,
+} from "./_order_json.ts";
 import { maxTotal, minTotal } from "./_price_rules.ts";
 import { PrivateStreams } from "./_private_ws.ts";
 import {
@@ -194,6 +200,10 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     statusIntervalMs: options.wsStatusIntervalMs,
   });
 
+  /** The §4.5 object of `order`, its state as the `smp_rest_state` fault says. */
+  const orderJson = (order: Order, shape: OrderJsonShape) =>
+    orderJsonOf(order, shape, options.faults().smp_rest_state);
+
   const findOrder = (query: Query): SimResult<Order> => {
     const uuid = query.get("uuid");
     const identifier = query.get("identifier");
@@ -362,8 +372,15 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
   function closedOrders(query: Query): Response {
     const market = query.get("market");
     // `prevented` (SMP, since 2026-11-09) only when asked for: §4.9 documents done / cancel as
-    // the states of this list, so the stricter reading keeps it out of the default.
-    const statesResult = statesParam(query, ["done", "cancel", "prevented"], ["done", "cancel"]);
+    // the states of this list, so the stricter reading keeps it out of the default. Under
+    // `smp_rest_state: "cancel"` such an order is listed (and filtered) as `cancel`, and
+    // `prevented` is no state of this list.
+    const smpRestState = options.faults().smp_rest_state;
+    const statesResult = statesParam(
+      query,
+      smpRestState === "prevented" ? ["done", "cancel", "prevented"] : ["done", "cancel"],
+      ["done", "cancel"],
+    );
     if (!statesResult.ok) return errorResponse(statesResult.error);
     const states = statesResult.value;
     const limitResult = intParam(query, "limit", 100, 1, 1000);
@@ -382,7 +399,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
       return errorResponse(invalid("조회 기간은 최대 7일입니다.").error);
     }
     const closed = engine.allOrders().filter((o) =>
-      states.includes(o.state) && (!market || o.market === market) &&
+      states.includes(restState(o, smpRestState)) && (!market || o.market === market) &&
       o.createdAtMs >= from && o.createdAtMs <= to
     );
     const sortedResult = sortOrders(closed, query.get("order_by"));

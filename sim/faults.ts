@@ -70,6 +70,16 @@ export const FaultsSchema = z.strictObject({
    * lag by several minutes" (dropping, not delaying, is the least kind reading).
    */
   my_asset_first_lag_ms: z.number().int().min(0).max(3_600_000),
+  /**
+   * The state REST answers give an order self-trade prevention ended (§4.5 objects of create, get,
+   * list and cancel; `GET /v1/orders/closed` filters on it too): `cancel` (with `prevented_volume`
+   * > 0) or `prevented`. What Upbit answers over REST is uncertain [?]: §4.5 lists the REST states
+   * as `wait`|`watch`|`done`|`cancel`, and `prevented` appears only in the WebSocket myOrder stream
+   * (§7.8, which always says `prevented` here). The default is `cancel`: the documented list, and
+   * the less kind reading, as a client keying on the state alone would miss the prevention there.
+   * Under `cancel`, `states[]=prevented` is refused as an unknown state.
+   */
+  smp_rest_state: z.enum(["cancel", "prevented"]),
 });
 
 /** Fault settings, inferred from {@linkcode FaultsSchema}. */
@@ -92,6 +102,7 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   private_ws_auth_refusal: "upgrade",
   private_ws_max_connections: 0,
   my_asset_first_lag_ms: 0,
+  smp_rest_state: "cancel",
 });
 
 /** A partial fault update: every field optional, unknown fields rejected. */

@@ -127,7 +127,7 @@ export async function sendAndSettle(sql: Sql, rest: UpbitRest, a: AttemptRow): P
     response_json: result.order,
   });
   const { data: order } = await rest.getOrder({ uuid: result.order.uuid });
-  const state = stateOfExchangeOrder(order.state, order.executed_volume);
+  const state = stateOfExchangeOrder(order);
   const done = await transitionAttempt(sql, open!.id, "open", state, {
     final_state: order.state === "done" || order.state === "cancel" ? order.state : null,
     executed_volume: order.executed_volume,

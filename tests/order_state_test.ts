@@ -3,6 +3,7 @@ import { identifierFor } from "../lib/execution/executor.ts";
 import {
   IllegalTransitionError,
   ORDER_STATES,
+  stateOfExchangeOrder,
   statusOf,
   TERMINAL_STATES,
   transition,
@@ -84,6 +85,26 @@ Deno.test("statusOf() keeps the seed's statuses readable", () => {
       ["test_ok", "test_ok"],
     ],
   );
+});
+
+Deno.test("stateOfExchangeOrder(): Upbit's states, and a cancel self-trade prevention took part of is prevented", () => {
+  const of = (state: string, executed: string, prevented?: string | null) =>
+    stateOfExchangeOrder({ state, executed_volume: executed, prevented_volume: prevented });
+  assert.equal(of("wait", "0", "0"), "open");
+  assert.equal(of("watch", "0.1", "0"), "partially_filled");
+  assert.equal(of("done", "0.1", "0"), "filled");
+  assert.equal(of("cancel", "0.1", "0"), "cancelled");
+  assert.equal(
+    of("cancel", "0", undefined),
+    "cancelled",
+    "older answers carry no prevented_volume",
+  );
+  assert.equal(of("cancel", "0", null), "cancelled");
+  // §4.5 lists no `prevented` REST state [?]: a `cancel` with prevented_volume is one.
+  assert.equal(of("cancel", "0", "0.001"), "prevented");
+  assert.equal(of("cancel", "0.002", "0.001"), "prevented");
+  assert.equal(of("prevented", "0", "0.001"), "prevented");
+  assert.throws(() => of("trade", "0"), /does not know: trade/);
 });
 
 Deno.test("identifierFor() builds paper-{inst}-{id}-{action}[-r{n}] within 64 characters", () => {

@@ -18,8 +18,8 @@ function setup() {
     [[100_100_000, 0.01], [100_200_000, 0.02], [100_300_000, 1]],
     [[100_000_000, 0.01], [99_900_000, 0.02], [99_800_000, 1]],
   );
-  const { exchange } = makeExchange({ market, balances: { "KRW-BTC": "0.1" } });
-  return { exchange, market, client: new Client(exchange) };
+  const { exchange, faults } = makeExchange({ market, balances: { "KRW-BTC": "0.1" } });
+  return { exchange, market, faults, client: new Client(exchange) };
 }
 
 async function place(client: Client, body: Json): Promise<Json> {
@@ -86,7 +86,8 @@ Deno.test("smp_type: absent means cancel_maker (shown in every answer), none is 
 });
 
 Deno.test("cancel_maker (the default): a market buy cancels the account's own resting ask it meets", async () => {
-  const { client } = setup();
+  const { client, faults } = setup();
+  faults.smp_rest_state = "prevented";
   const maker = await place(client, ownAsk("100050000"));
   assert.deepEqual(await client.account("BTC"), {
     balance: "0.09",
@@ -131,7 +132,8 @@ Deno.test("cancel_maker (the default): a market buy cancels the account's own re
 });
 
 Deno.test("cancel_taker: the new order's remainder ends prevented; what it executed stays; the own order survives", async () => {
-  const { client } = setup();
+  const { client, faults } = setup();
+  faults.smp_rest_state = "prevented";
   // At the second ask level's price: the own order comes first there.
   const maker = await place(client, ownAsk("100200000"));
   const taker = await place(client, {
@@ -184,7 +186,8 @@ Deno.test("cancel_taker: the new order's remainder ends prevented; what it execu
 });
 
 Deno.test("reduce: the overlap comes off both orders; none trades with the own order", async () => {
-  const { client } = setup();
+  const { client, faults } = setup();
+  faults.smp_rest_state = "prevented";
   const bid = await place(client, {
     market: "KRW-BTC",
     side: "bid",
@@ -314,4 +317,30 @@ Deno.test("own orders beyond the visible book are not met by an order that empti
   assert.equal(s.executed_volume, "0.03");
   assert.equal(s.prevented_volume, "0");
   assert.equal((await order(client, far.uuid)).state, "wait");
+});
+
+Deno.test("smp_rest_state cancel (the default): REST shows a prevented order as cancel with prevented_volume, and lists and filters it as cancel", async () => {
+  // (The private WS still says `prevented`: the test of its myOrder event runs on the default.)
+  const { client } = setup();
+  const maker = await place(client, ownAsk("100050000"));
+  const taker = await place(client, {
+    market: "KRW-BTC",
+    side: "bid",
+    ord_type: "price",
+    price: "1001000",
+  });
+  const m = await order(client, maker.uuid);
+  assert.equal(m.state, "cancel");
+  assert.equal(m.prevented_volume, "0.01");
+  assert.equal(m.executed_volume, "0");
+  assert.equal((await client.listed(maker.uuid)).state, "cancel");
+  const [, closed] = await client.getJson<Json[]>("/v1/orders/closed");
+  assert.deepEqual(
+    closed.map((o) => `${o.uuid} ${o.state}`).sort(),
+    [`${maker.uuid} cancel`, `${taker.uuid} done`].sort(),
+  );
+  const [, cancelled] = await client.getJson<Json[]>("/v1/orders/closed", [["state", "cancel"]]);
+  assert.deepEqual(cancelled.map((o) => o.uuid), [maker.uuid]);
+  const [status] = await client.getJson("/v1/orders/closed", [["state", "prevented"]]);
+  assert.equal(status, 400, "prevented is no REST state under this setting");
 });

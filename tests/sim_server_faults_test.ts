@@ -51,6 +51,7 @@ Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and 
       private_ws_auth_refusal: "upgrade",
       private_ws_max_connections: 0,
       my_asset_first_lag_ms: 0,
+      smp_rest_state: "cancel",
     });
     const res = await postFaults(sim, { latency_ms: 5, offline_markets: ["KRW-ETH"] });
     assert.equal(res.status, 200);

@@ -50,11 +50,17 @@ Deno.test("upbot's market buy meeting the owner's resting sell: the owner's orde
     assert.equal(placed.kind === "accepted" && placed.order.smp_type, "cancel_taker");
 
     const { data: mine } = await rest.getOrder({ identifier: "upbot-buy-1" });
-    assert.equal(mine.state, "prevented");
+    // REST says `cancel` (smp_rest_state's default, §4.5's documented states) with the prevented
+    // volume set; with the fault set to `prevented` it says so.
+    assert.equal(mine.state, "cancel");
+    assert.ok(Number(mine.prevented_volume) > 0);
     assert.equal(mine.executed_volume, String(first.ask_size), "the first level was bought");
     assert.ok(Number(mine.prevented_locked) > 0, "the rest of the funds was released");
     assert.equal(mine.locked, "0");
     assert.ok((mine.trades ?? []).every((t) => Number(t.price) === first.ask_price));
+    sim.setFaults({ smp_rest_state: "prevented" });
+    assert.equal((await rest.getOrder({ identifier: "upbot-buy-1" })).data.state, "prevented");
+    sim.setFaults({ smp_rest_state: "cancel" });
 
     const { data: theirs } = await rest.getOrder({ identifier: "owner-sell" });
     assert.equal(theirs.state, "wait");

@@ -185,7 +185,7 @@ export function checkCrashFacts(f: CrashFacts): CheckResult[] {
       continue;
     }
     compared++;
-    const expected = stateOfExchangeOrder(order.state, order.executed_volume);
+    const expected = stateOfExchangeOrder(order);
     const executed = dec(a.executed_volume ?? "0");
     if (a.state !== expected || executed !== dec(order.executed_volume) || a.uuid !== order.uuid) {
       mismatched.push(

@@ -132,7 +132,7 @@ export class OrderPoller {
         paid_fee: order.paid_fee,
         raw_json: order,
       });
-      const to = stateOfExchangeOrder(order.state, order.executed_volume);
+      const to = stateOfExchangeOrder(order);
       const fills = {
         executed_volume: order.executed_volume,
         paid_fee: order.paid_fee,

@@ -140,26 +140,40 @@ export function statusOf(state: OrderState): string {
   }
 }
 
+/** What {@linkcode stateOfExchangeOrder} reads of an order Upbit reports (§4.5). */
+export interface ExchangeOrderState {
+  state: string;
+  executed_volume: string | number;
+  /** §4.5 `prevented_volume`: what self-trade prevention cancelled (absent on older answers). */
+  prevented_volume?: string | number | null;
+}
+
 /**
  * The state an order Upbit reports puts an open attempt in: `wait`/`watch` are open (partially
  * filled once something executed), `done` filled, `cancel` cancelled, `prevented` prevented.
  *
+ * A `cancel` with `prevented_volume` > 0 is `prevented` too. Whether Upbit's REST answers say
+ * `prevented` for an order self-trade prevention ended is uncertain [?]: §4.5 lists the REST
+ * states as `wait`|`watch`|`done`|`cancel`, and `prevented` appears only in the WebSocket myOrder
+ * stream (§7.8). The safe reading handles both: the closer's backoff and its `close_prevented`
+ * alarm key on the stored `prevented`, so a sell prevention stopped must be stored so whichever
+ * way Upbit says it. (An order prevention took part of and the owner then cancelled also reads
+ * `prevented`: prevention did stop it, and the executed part counts the same either way.) This is
+ * the one place the rule lives: every stored attempt state taken from an Upbit order comes here.
+ *
  * @throws {Error} for a state Upbit does not document.
  */
-export function stateOfExchangeOrder(
-  exchangeState: string,
-  executedVolume: string | number,
-): OrderState {
-  switch (exchangeState) {
+export function stateOfExchangeOrder(order: ExchangeOrderState): OrderState {
+  switch (order.state) {
     case "wait":
     case "watch":
-      return Number(executedVolume) > 0 ? "partially_filled" : "open";
+      return Number(order.executed_volume) > 0 ? "partially_filled" : "open";
     case "done":
       return "filled";
     case "cancel":
-      return "cancelled";
+      return Number(order.prevented_volume ?? 0) > 0 ? "prevented" : "cancelled";
     case "prevented":
       return "prevented";
   }
-  throw new Error(`Upbit reported an order state upbot does not know: ${exchangeState}`);
+  throw new Error(`Upbit reported an order state upbot does not know: ${order.state}`);
 }
