@@ -7,11 +7,17 @@
  * The private stream is refused by a WebSocket relay between upbot and the simulator (the public
  * stream passes through); the exchange's REST is made to fail meanwhile so that the closed gate
  * stays closed long enough to be seen, as it would while Upbit is unreachable.
+ *
+ * The signals are written by the test (`insertPaperEvent`, as the evaluator writes them): an entry
+ * once the start-up reconciliation opened the gate, its exit while the gate is closed. The
+ * evaluator runs but enters nothing (`EVAL_ENTRY_EV_MIN` at its maximum), so no signal of its own
+ * competes with them; the executor follows them as it follows the evaluator's.
  */
 import assert from "node:assert/strict";
 import { testBackends } from "./_db.ts";
 import { startDisposableSimulator, startUpbotRig } from "./_fault_rig.ts";
 import { LIVE_ENV } from "./_upbot_rig.ts";
+import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 
 /** A WebSocket relay to `upstream` (the simulator's `ws://…/websocket/v1`) that can refuse `/private`. */
 function startWsRelay(upstream: string) {
@@ -95,6 +101,8 @@ for (const backend of testBackends()) {
           RECONCILE_RETRY_SEC: "1",
           // No balance poll during the test: only the private stream's outage is watched here.
           ACCOUNT_POLL_INTERVAL_SEC: "3600",
+          // The test writes the signals: the evaluator enters on nothing (EV is a percent).
+          EVAL_ENTRY_EV_MIN: "100",
         },
       });
       const { sql } = rig;
@@ -111,11 +119,32 @@ for (const backend of testBackends()) {
         return { status: res.status, body: await res.json() as { problems: string[] } };
       };
 
-      // The live start reconciled, and live orders go out.
+      /** The last price of KRW-BTC the feed stored (the simulator's public stream). */
+      const lastPrice = async () => {
+        const [bar] = await sql<{ close: string }[]>`
+          select close::text from market_1s where symbol = 'KRW-BTC' order by ts desc limit 1`;
+        return bar ? Number(bar.close) : null;
+      };
+      let entry: { ts: number; price: number; qty: number } | undefined;
+
+      // The live start reconciled, and live orders go out (the entry written once it had).
       await rig.until("the start-up reconciliation and a live order", async () => {
         const r = await status();
-        return r.gate.open && r.last_completed !== null &&
-          await rig.count("upbit_order_attempts", "mode = 'live' and uuid is not null") > 0;
+        if (!r.gate.open || r.last_completed === null) return false;
+        if (!entry) {
+          const price = await lastPrice();
+          if (price === null) return false;
+          const signal = { ts: Date.now(), price, qty: Math.floor((10_000 / price) * 1e8) / 1e8 };
+          await insertPaperEvent(sql, {
+            action: "ENTER_LONG",
+            market: "KRW-BTC",
+            ...signal,
+            fee: 5,
+            ev: 0.1,
+          }, "default");
+          entry = signal;
+        }
+        return await rig.count("upbit_order_attempts", "mode = 'live' and uuid is not null") > 0;
       }, 90_000);
 
       // Upbit unreachable: REST fails and the private stream is refused.
@@ -151,6 +180,20 @@ for (const backend of testBackends()) {
         select coalesce((select max(id) from upbit_order_attempts), 0)::int as attempt,
                coalesce((select max(id) from paper_trades), 0)::int as paper`;
       // A new signal arrives, and the executor tries to reconcile again after it: still refused.
+      await insertPaperEvent(sql, {
+        action: "EXIT_LONG",
+        market: "KRW-BTC",
+        ts: Date.now(),
+        price: await lastPrice() ?? entry!.price,
+        qty: entry!.qty,
+        fee: 5,
+        pnl: 0,
+        holdSec: Math.round((Date.now() - entry!.ts) / 1000),
+        reason: "EV_BAD",
+        entryTs: entry!.ts,
+        entryPrice: entry!.price,
+        ev: -0.3,
+      }, "default");
       let signalAt = "";
       await rig.until("a paper trade while the gate is closed", async () => {
         const [row] = await sql<{ ts: Date }[]>`
