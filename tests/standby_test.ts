@@ -19,6 +19,11 @@ import {
   LeaseLostError,
 } from "../lib/db/lease.ts";
 import { ledgerPosition, recordGone } from "../lib/execution/position_ledger.ts";
+import { createLogger, setLogSink } from "../lib/log.ts";
+import { Evaluator } from "../lib/pipeline/evaluator.ts";
+import type { Bar } from "../lib/strategy/bars.ts";
+import { resolveParams } from "../lib/strategy/policy.ts";
+import { upsertBars } from "../lib/store/market_1s.ts";
 import { attemptById, transitionAttempt } from "../lib/store/order_attempts.ts";
 import { startSimulator } from "../sim/mod.ts";
 import { openTestDatabase } from "./_db.ts";
@@ -27,6 +32,31 @@ import { freePort, type RunningProcess, spawnDeno } from "../lib/subprocess.ts";
 import { LIVE_ENV, startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
 const POSTGRES_ONLY = !Deno.env.get("TEST_DATABASE_URL");
+const MARKET = "KRW-BTC";
+
+/** 1-second bars `from`..`to - 1` of a slow sine around 100,000,000 from 2026-12-01T00:00Z. */
+function sineBars(from: number, to: number): Bar[] {
+  const out: Bar[] = [];
+  for (let i = from; i < to; i++) {
+    const close = 100_000_000 * (1 + 0.002 * Math.sin(i / 7));
+    out.push({
+      market: MARKET,
+      ts: Date.UTC(2026, 11, 1) + i * 1000,
+      open: close,
+      high: close * 1.0005,
+      low: close * 0.9995,
+      close,
+      volume: 1,
+      quoteVolume: close,
+      tradeCount: 3,
+      buyVolume: 0.5,
+      sellVolume: 0.5,
+      askEst: close,
+      bidEst: close,
+    });
+  }
+  return out;
+}
 const SKIP_REASON = "PostgreSQL only, skipped without TEST_DATABASE_URL";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -123,6 +153,68 @@ Deno.test({
       const [lease] = await db.sql`select epoch::int as epoch, holder from upbot_lease`;
       assert.deepEqual({ ...lease }, { epoch: 2, holder: "b" });
     } finally {
+      await leaseA.release();
+      await leaseB.release();
+      for (const sql of fenced) await sql.end({ timeout: 5 });
+      await db.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `fencing: a stale leader's evaluator writes no paper trade once the lease is lost; the new leader's does (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    const db = await openTestDatabase("postgres", { migrated: true });
+    const leaseA = new Lease({ connection: db.connection, holder: "a" });
+    const leaseB = new Lease({ connection: db.connection, holder: "b" });
+    const fenced: ReturnType<typeof connect>[] = [];
+    const restoreLog = setLogSink(() => {});
+    const evaluatorOn = (fence: LeaseFence) => {
+      const sql = connect({ ...db.connection, lease: fence } as typeof db.connection);
+      fenced.push(sql);
+      return new Evaluator({
+        sql,
+        markets: [MARKET],
+        profile: "test",
+        params: resolveParams("test"),
+        krwAmount: 10_000,
+        log: createLogger("evaluator"),
+      });
+    };
+    const paperTrades = async () =>
+      (await db.sql`select count(*)::int as n from paper_trades`)[0]!.n as number;
+    try {
+      const fenceA = await leaseA.tryAcquire();
+      assert.ok(fenceA);
+      // A trades on five minutes of bars (the test profile trades all along on this sine).
+      await upsertBars(db.sql, sineBars(0, 300), true);
+      const a = evaluatorOn(fenceA);
+      await a.start();
+      await a.runOnce();
+      const before = await paperTrades();
+      assert.ok(before >= 10, `${before} paper trades under the lease`);
+
+      // B takes the lease while A's evaluator still runs; more bars arrive, which both see.
+      await killSession(db.sql, fenceA.holderPid);
+      const fenceB = await leaseB.tryAcquire();
+      assert.ok(fenceB);
+      await upsertBars(db.sql, sineBars(300, 600), true);
+      await assert.rejects(() => a.runOnce(), LeaseLostError);
+      assert.equal(await paperTrades(), before, "the stale leader wrote no paper trade");
+
+      // The new leader's evaluator writes them, once.
+      const b = evaluatorOn(fenceB);
+      await b.start();
+      await b.runOnce();
+      const after = await paperTrades();
+      assert.ok(after > before, `the new leader wrote ${after - before} paper trades`);
+      const [dupes] = await db.sql`select count(*)::int as n from (
+          select symbol, ts, action from paper_trades group by 1, 2, 3 having count(*) > 1) d`;
+      assert.equal(dupes!.n, 0, "no paper trade written twice");
+    } finally {
+      restoreLog();
       await leaseA.release();
       await leaseB.release();
       for (const sql of fenced) await sql.end({ timeout: 5 });

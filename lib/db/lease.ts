@@ -10,10 +10,10 @@
  * the lease again later, on a new session and at a new epoch.
  *
  * A lock alone does not stop a holder that lost it without noticing (its worker connections may
- * outlive the lease session). So every attempt write that can lead to an order (a new attempt, a
- * move to `sent`) runs {@linkcode assertLeaseHeld} in its own transaction: the row is read
- * `FOR SHARE`, its epoch must be the writer's, and the writer's lease session must still hold
- * the lock. A takeover's epoch increment waits for such a transaction to commit, so an attempt
+ * outlive the lease session). So every write that can lead to an order (a new attempt, a move to
+ * `sent`, the evaluator's paper trades) runs {@linkcode assertLeaseHeld} in its own transaction:
+ * the row is read `FOR SHARE`, its epoch must be the writer's, and the writer's lease session
+ * must still hold the lock. A takeover's epoch increment waits for such a transaction to commit, so an attempt
  * either committed under the old lease (and the new holder's resolution pass and live-start
  * reconciliation find it, by identifier, before its first order) or is refused and never sent.
  */

@@ -11,6 +11,7 @@
  * orders a second time), and the paper position is the one in `paper_trades`.
  */
 import type { Client, Sql } from "../db/connect.ts";
+import { assertLeaseHeld, leaseFenceOf } from "../db/lease.ts";
 import type { Logger } from "../log.ts";
 import {
   EvaluatorCore,
@@ -153,8 +154,14 @@ export class Evaluator {
     const before = core.snapshot();
     const beforePosition = core.position;
     const { labels, predictions, events } = stepBars(core, bars);
+    // Paper trades become orders. After a standby took the lease, this upbot's actors run on for
+    // a moment while they stop, and the new leader's evaluator writes the same paper trades from
+    // the same bars: a batch with paper trades commits only under the lease (the row lock taken
+    // holds a takeover back until it commits), else nothing of it is written.
+    const fence = events.length > 0 ? leaseFenceOf(this.#options.sql) : undefined;
     try {
       await this.#options.sql.begin(async (tx) => {
+        if (fence) await assertLeaseHeld(tx, fence);
         await insertLabels(tx, labels, this.#options.params);
         await insertPredictions(tx, predictions, this.#options.profile);
         for (const e of events) await insertPaperEvent(tx, e, this.#options.profile);
