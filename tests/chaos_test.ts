@@ -1,7 +1,7 @@
 /**
  * The crash suite, short version (5 SIGKILLs of the upbot process under simulator faults), on
- * PGlite and on PostgreSQL when TEST_DATABASE_URL is set; and the suite's checks fed broken
- * histories, each of which they must catch.
+ * PGlite and on PostgreSQL when TEST_DATABASE_URL is set (the two runs at once); and the suite's
+ * checks fed broken histories, each of which they must catch.
  */
 import assert from "node:assert/strict";
 import { checkCrashFacts, type CrashFacts, formatCheckTable } from "../lib/chaos/checks.ts";
@@ -9,28 +9,38 @@ import { runCrashSuite } from "../lib/chaos/crash_suite.ts";
 import type { LedgerPosition } from "../lib/execution/position_ledger.ts";
 import { openTestDatabase, testBackends } from "./_db.ts";
 
-for (const backend of testBackends()) {
-  Deno.test(`crash suite: 5 kills, every check holds [${backend}]`, async () => {
-    const db = backend === "pglite" ? null : await openTestDatabase(backend);
-    const workDir = await Deno.makeTempDir({ prefix: "upbot_chaos_test_" });
-    try {
-      const report = await runCrashSuite({
-        kills: 5,
-        seed: 11,
-        upMs: [2_000, 9_000],
-        databaseUrl: db?.connection.kind === "url" ? db.connection.url : undefined,
-        workDir,
-      });
-      const table = formatCheckTable(report.results);
-      assert.ok(report.ok, `${table}\nlogs in ${workDir}`);
-      assert.equal(report.kills, 5);
-      assert.ok(report.exchangeOrders > 0, table);
-      await Deno.remove(workDir, { recursive: true });
-    } finally {
-      await db?.close();
-    }
-  });
+/** One crash-suite run on `backend`, asserted; its logs are kept when it fails. */
+async function crashSuiteHolds(backend: string): Promise<void> {
+  const db = backend === "pglite" ? null : await openTestDatabase(backend);
+  const workDir = await Deno.makeTempDir({ prefix: "upbot_chaos_test_" });
+  try {
+    const report = await runCrashSuite({
+      kills: 5,
+      seed: 11,
+      upMs: [2_000, 9_000],
+      databaseUrl: db?.connection.kind === "url" ? db.connection.url : undefined,
+      workDir,
+    });
+    const table = formatCheckTable(report.results);
+    assert.ok(report.ok, `[${backend}] ${table}\nlogs in ${workDir}`);
+    assert.equal(report.kills, 5, `[${backend}]`);
+    assert.ok(report.exchangeOrders > 0, `[${backend}] ${table}`);
+    await Deno.remove(workDir, { recursive: true });
+  } finally {
+    await db?.close();
+  }
 }
+
+// The runs of the backends are independent (each its own simulator process, ports, upbot
+// process, database and work dir) and mostly wait (the kill moments, the settling): they run at
+// once, and each is asserted on its own.
+Deno.test(`crash suite: 5 kills, every check holds [${testBackends().join(", ")}]`, async () => {
+  const backends = testBackends();
+  const runs = await Promise.allSettled(backends.map((backend) => crashSuiteHolds(backend)));
+  const failures = runs.flatMap((r) => r.status === "rejected" ? [r.reason] : []);
+  if (failures.length === 1) throw failures[0];
+  if (failures.length > 1) throw new AggregateError(failures, failures.map(String).join("\n"));
+});
 
 const inst = "abcdefgh";
 
