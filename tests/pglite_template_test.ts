@@ -160,7 +160,14 @@ Deno.test("PGlite template archive: round trip, equal files as links written as 
   const dest = join(await Deno.makeTempDir({ prefix: "upbot_template_" }), "out");
   try {
     await extractTemplate(gz, dest);
-    assert.deepEqual(await readTree(dest), tree.map((e) => ({ ...e })));
+    // Owner only: a file's owner bits (0600 at most), directories 0700.
+    assert.deepEqual(
+      await readTree(dest),
+      tree.map((e) => e.kind === "file" ? { ...e, mode: e.mode & 0o600 } : { ...e }),
+    );
+    for (const d of [dest, join(dest, "base")]) {
+      assert.equal((await Deno.stat(d)).mode! & 0o777, 0o700, d);
+    }
     assert.equal((await Deno.stat(join(dest, "base/2"))).nlink, 1);
     // A directory that exists already is not written into.
     await assert.rejects(extractTemplate(gz, dest), Deno.errors.AlreadyExists);

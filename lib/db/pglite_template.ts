@@ -204,14 +204,15 @@ export async function readTree(root: string, under = ""): Promise<TreeEntry[]> {
 
 /**
  * Writes the template's files into `dest`, which must not exist yet: each file a new file of its
- * own (a hard-link entry too), with the archive's permission bits (less the umask, as when
- * PGlite wrote them).
+ * own (a hard-link entry too). Owner only: directories 0700, files the archive's owner bits
+ * (0600 at most). The archive records 0666 for most files, and `mode` bypasses the umask, so
+ * that mode would let any local user rewrite `postgresql.auto.conf` or the catalogs.
  */
 export async function extractTemplate(gz: Uint8Array, dest: string): Promise<void> {
-  await Deno.mkdir(dest);
+  await Deno.mkdir(dest, { mode: 0o700 });
   for (const entry of unpackTree(gz)) {
     const path = join(dest, entry.path);
-    if (entry.kind === "dir") await Deno.mkdir(path);
-    else await Deno.writeFile(path, entry.data, { createNew: true, mode: entry.mode });
+    if (entry.kind === "dir") await Deno.mkdir(path, { mode: 0o700 });
+    else await Deno.writeFile(path, entry.data, { createNew: true, mode: entry.mode & 0o600 });
   }
 }
