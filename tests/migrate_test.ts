@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { connect } from "../lib/db/connect.ts";
-import { migrate, readMigrations } from "../lib/db/migrate.ts";
+import { migrate, migrationStatus, readMigrations } from "../lib/db/migrate.ts";
 import { dbTest } from "./_db.ts";
 
 const TABLES = [
@@ -152,3 +152,25 @@ dbTest("schema: identifiers are unique and one exit per entry", async ({ sql }) 
   assert.equal(p?.entry_price, "99203155");
   assert.equal(p?.pnl, "-431.79");
 }, { migrated: false });
+
+dbTest(
+  "migrate() refuses a database a newer upbot migrated, and applies nothing",
+  async ({ sql }) => {
+    const files = await readMigrations();
+    const newest = files[files.length - 1]!.version;
+    // A newer upbot applied a migration this version has no file of.
+    await sql`insert into schema_migrations (version, name)
+      values (${newest + 1}, ${"999_from_the_future.sql"})`;
+    assert.deepEqual(await migrationStatus(sql), { pending: [], unknown: [newest + 1] });
+    await assert.rejects(
+      () => migrate(sql),
+      new RegExp(`migrated by a newer upbot \\(migration version\\(s\\) ${newest + 1} unknown`),
+    );
+    // Nor does an older version's start apply its own pending files on top of it.
+    await sql`delete from schema_migrations where version = ${newest}`;
+    await assert.rejects(() => migrate(sql), /migrated by a newer upbot/);
+    const [row] = await sql`select count(*)::int as n from schema_migrations
+      where version = ${newest}`;
+    assert.equal(row!.n, 0, "nothing applied");
+  },
+);

@@ -9,7 +9,9 @@
  * refusal of a second one is checked here on PGlite.
  */
 import assert from "node:assert/strict";
+import { parseConfig } from "../lib/config.ts";
 import { connect } from "../lib/db/connect.ts";
+import { migrationStatus, readMigrations } from "../lib/db/migrate.ts";
 import { DataDirLockedError, startEmbeddedDatabase } from "../lib/db/embedded_db.ts";
 import {
   assertLeaseHeld,
@@ -28,6 +30,7 @@ import { attemptById, transitionAttempt } from "../lib/store/order_attempts.ts";
 import { startSimulator } from "../sim/mod.ts";
 import { openTestDatabase } from "./_db.ts";
 import { pendingAttempt } from "./_live_orders.ts";
+import { startUpbot } from "../lib/upbot.ts";
 import { freePort, type RunningProcess, spawnDeno } from "../lib/subprocess.ts";
 import { LIVE_ENV, startUpbotRig, waitFor } from "./_upbot_rig.ts";
 
@@ -156,6 +159,59 @@ Deno.test({
       await leaseA.release();
       await leaseB.release();
       for (const sql of fenced) await sql.end({ timeout: 5 });
+      await db.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `upgrade: a new version does not migrate the database under a leader that holds the lease (${SKIP_REASON})`,
+  ignore: POSTGRES_ONLY,
+  async fn() {
+    const db = await openTestDatabase("postgres", { migrated: true });
+    assert.equal(db.connection.kind, "url");
+    const leader = new Lease({ connection: db.connection, holder: "older version" });
+    const sim = await startSimulator({ rate: 0, seed: 3, markets: [MARKET] });
+    const dataDir = await Deno.makeTempDir({ prefix: "upbot_upgrade_" });
+    const restoreLog = setLogSink(() => {});
+    try {
+      // The database as the older leader runs it: this version's newest migration not applied.
+      const files = await readMigrations();
+      const newest = files[files.length - 1]!;
+      await db.sql.unsafe(`drop view if exists live_orders_unsettled`);
+      await db.sql`delete from schema_migrations where version = ${newest.version}`;
+      assert.ok(await leader.tryAcquire());
+      const config = parseConfig({
+        DATABASE_URL: db.connection.kind === "url" ? db.connection.url : "",
+        DATA_DIR: dataDir,
+        HTTP_PORT: "0",
+        MARKETS: MARKET,
+        UPBIT_REST_URL: sim.restUrl,
+        UPBIT_WS_URL: sim.wsUrl,
+      });
+      await assert.rejects(
+        () => startUpbot(config),
+        new RegExp(
+          `another upbot trades on this database \\(it holds the lease\\) and this version would apply migrations under it \\(${newest.name}\\)`,
+        ),
+      );
+      assert.deepEqual((await migrationStatus(db.sql)).pending, [newest.name], "not applied");
+
+      // With every upbot stopped, the new version migrates and starts.
+      await leader.release();
+      const upbot = await startUpbot(config);
+      try {
+        assert.deepEqual((await migrationStatus(db.sql)).pending, []);
+        assert.equal(upbot.role(), "leader");
+      } finally {
+        await upbot.stop();
+      }
+    } finally {
+      restoreLog();
+      await leader.release();
+      await sim.close();
+      await Deno.remove(dataDir, { recursive: true });
       await db.close();
     }
   },

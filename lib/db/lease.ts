@@ -158,6 +158,21 @@ export interface FencedInsert {
   inserted<T>(rows: readonly T[]): T | undefined;
 }
 
+/**
+ * Whether some session holds the lease of this database now (an upbot trades on it). Advisory
+ * locks are per database: another database on the server may have its own upbot.
+ */
+export async function leaseTaken(sql: Sql): Promise<boolean> {
+  const [row] = await sql<{ taken: boolean }[]>`
+    select exists (
+      select 1 from pg_locks k
+      where k.locktype = 'advisory' and k.granted
+        and k.database = (select oid from pg_database where datname = current_database())
+        and k.classid::int8 = ${KEY_HIGH} and k.objid::int8 = ${KEY_LOW} and k.objsubid = 1
+    ) as taken`;
+  return row?.taken === true;
+}
+
 /** Options of {@linkcode Lease}. */
 export interface LeaseOptions {
   /** The database; the lease session is a client of its own with one connection. */

@@ -75,13 +75,53 @@ export interface MigrateResult {
   skipped: string[];
 }
 
+/** How a database's recorded migrations compare with this version's files. */
+export interface MigrationStatus {
+  /** Files not applied yet, in order. */
+  pending: string[];
+  /** Versions recorded in the database that this version has no file of (a newer upbot's). */
+  unknown: number[];
+}
+
+/** Compares `schema_migrations` (absent: nothing applied) with `migrations` (default: the files). */
+export async function migrationStatus(
+  sql: Client,
+  migrations?: Migration[],
+): Promise<MigrationStatus> {
+  const files = migrations ?? await readMigrations();
+  const [table] = await sql<{ exists: boolean }[]>`
+    select to_regclass('schema_migrations') is not null as exists`;
+  const recorded = table?.exists
+    ? new Set(
+      (await sql<{ version: number }[]>`select version from schema_migrations`).map((r) =>
+        r.version
+      ),
+    )
+    : new Set<number>();
+  const known = new Set(files.map((f) => f.version));
+  return {
+    pending: files.filter((f) => !recorded.has(f.version)).map((f) => f.name),
+    unknown: [...recorded].filter((v) => !known.has(v)).sort((a, b) => a - b),
+  };
+}
+
 /**
  * Applies every migration not yet recorded in `schema_migrations`. Idempotent.
  *
  * @throws {Error} naming the failing file; that file's changes are rolled back.
+ * @throws {Error} when the database holds migrations this version does not know (a newer
+ *   upbot's): this version would run on a schema it was not written for; nothing is applied.
  */
 export async function migrate(sql: Client, migrations?: Migration[]): Promise<MigrateResult> {
   const files = migrations ?? await readMigrations();
+  const { unknown } = await migrationStatus(sql, files);
+  if (unknown.length > 0) {
+    throw new Error(
+      `Cannot start as the database was migrated by a newer upbot (migration version(s) ${
+        unknown.join(", ")
+      } unknown to this one): run that newer version, or restore the backup taken before the upgrade (docs/operations.md, Upgrading)`,
+    );
+  }
   await sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
     await tx`
