@@ -601,11 +601,16 @@ export class Engine {
     }
 
     // §4.3: the error name for a reused identifier is not documented; two third-party clients
-    // map it to `duplicated_identifier` [?], which we answer with 400.
+    // map it to `duplicated_identifier` [?], which we answer with 400 (the
+    // `duplicated_identifier_name` fault picks another).
     if (
       typeof identifier === "string" && this.#usedIdentifiers.has(identifier) && !ownReservation
     ) {
-      return refused(400, "duplicated_identifier", "이미 사용된 identifier입니다.");
+      return refused(
+        400,
+        this.#faults().duplicated_identifier_name,
+        "이미 사용된 identifier입니다.",
+      );
     }
     return ok({
       market,

@@ -80,6 +80,12 @@ export const FaultsSchema = z.strictObject({
    * Under `cancel`, `states[]=prevented` is refused as an unknown state.
    */
   smp_rest_state: z.enum(["cancel", "prevented"]),
+  /**
+   * The error name (400) of a create refused because its identifier is used. Not documented
+   * (§4.3 [?]): two third-party clients map it to `duplicated_identifier`, the default; another
+   * name lets tests meet a client that would not know it.
+   */
+  duplicated_identifier_name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/),
 });
 
 /** Fault settings, inferred from {@linkcode FaultsSchema}. */
@@ -103,6 +109,7 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   private_ws_max_connections: 0,
   my_asset_first_lag_ms: 0,
   smp_rest_state: "cancel",
+  duplicated_identifier_name: "duplicated_identifier",
 });
 
 /** A partial fault update: every field optional, unknown fields rejected. */

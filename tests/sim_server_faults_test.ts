@@ -52,6 +52,7 @@ Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and 
       private_ws_max_connections: 0,
       my_asset_first_lag_ms: 0,
       smp_rest_state: "cancel",
+      duplicated_identifier_name: "duplicated_identifier",
     });
     const res = await postFaults(sim, { latency_ms: 5, offline_markets: ["KRW-ETH"] });
     assert.equal(res.status, 200);
@@ -525,5 +526,28 @@ Deno.test("GET /_sim/orders lists orders with identifier, state and executed vol
       assert.equal(typeof o.uuid, "string");
     }
     assert.deepEqual(sim.orders(), listed);
+  });
+});
+
+Deno.test("duplicated_identifier_name names the refusal of a used identifier (§4.3 leaves the name undocumented)", async () => {
+  await withSim(async (sim) => {
+    const first = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      ...ORDER,
+      identifier: "named-1",
+    });
+    assert.equal(first.status, 201);
+    await first.body?.cancel();
+    const again = async () => {
+      const res = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+        ...ORDER,
+        identifier: "named-1",
+      });
+      return [res.status, (await res.json()).error.name];
+    };
+    assert.deepEqual(await again(), [400, "duplicated_identifier"]);
+    sim.setFaults({ duplicated_identifier_name: "identifier_already_used" });
+    assert.deepEqual(await again(), [400, "identifier_already_used"]);
+    assert.equal((await postFaults(sim, { duplicated_identifier_name: "Not A Name" })).status, 400);
+    assert.equal(sim.orders().length, 1);
   });
 });

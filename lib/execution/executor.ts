@@ -90,6 +90,28 @@ export interface ExecutorSettings {
 /** Reasons a pending attempt carries when its last create may still be processed at Upbit. */
 const MAY_STILL_LAND = /^(not_created|lost_response|server_error|http_5\d\d)$/;
 
+/**
+ * Reasons an attempt carries when its current identifier has never been sent: written (an entry or
+ * exit, a close of the ledger or of a flatten) or just rotated. Any other reason (a refusal that
+ * may pass, a lost answer, a local ban, one this list does not know) may follow a send under it.
+ */
+const FRESH_IDENTIFIER_REASONS: ReadonlySet<string | null> = new Set([
+  null,
+  "identifier_rotated",
+  "ledger_open",
+  "flatten",
+]);
+
+/**
+ * Reasons of an `unknown` attempt whose identifier Upbit would not take again: refused as used
+ * (`duplicated_identifier`), or a re-send under it refused for good by another name
+ * (`resend_refused`). Resolved by identifier; moved to a fresh one only after the landing wait.
+ */
+const USED_IDENTIFIER_REASONS: ReadonlySet<string> = new Set([
+  "duplicated_identifier",
+  "resend_refused",
+]);
+
 /** What the executor needs. */
 export interface ExecutorOptions {
   sql: Client;
@@ -930,6 +952,26 @@ export class Executor {
         const passing = err.httpStatus === 429 || err.httpStatus === 418 ||
           err.httpStatus >= 500 || PASSING_REFUSALS.has(code);
         const meta = result.meta ? metaFields(result.meta) : {};
+        if (!result.test && !passing && !FRESH_IDENTIFIER_REASONS.has(attempt.reason)) {
+          // A re-send under an identifier an earlier send may have used, refused for good by
+          // another name. §4.3 does not document the name of the "identifier used" refusal (two
+          // clients say duplicated_identifier [?]), nor the order of Upbit's checks (a re-send of
+          // a create that landed may meet insufficient funds first): this refusal says nothing
+          // about the earlier send, whose order may exist. Never final without asking: resolved by
+          // identifier like duplicated_identifier (adopted if found; a fresh identifier only
+          // after the landing wait).
+          await this.#move(attempt, "unknown", {
+            reason: "resend_refused",
+            error_msg: `${code}: ${err.message}`,
+            ...meta,
+          });
+          this.#options.log.warn(
+            `${tag}: re-send refused ${code}; an earlier send may have created the order; will resolve by identifier`,
+            { message: err.message, ...meta },
+          );
+          if (sells) await this.#exitFailing(attempt, `${code}: ${err.message}`);
+          return;
+        }
         if (passing) {
           const failures = attempt.retry_count + 1;
           await this.#move(attempt, "pending", {
@@ -1038,8 +1080,9 @@ export class Executor {
       return;
     }
     let pending: AttemptRow | null = attempt;
-    if (attempt.state === "unknown" && attempt.reason === "duplicated_identifier") {
-      // Upbit refused the identifier as used, and no order is found under it. That means "burnt,
+    if (attempt.state === "unknown" && USED_IDENTIFIER_REASONS.has(attempt.reason ?? "")) {
+      // Upbit refused the identifier as used (or refused a re-send under it for good by another
+      // name), and no order is found under it. That means "burnt,
       // no order" only once no create of ours under it can still be processed: a create whose
       // answer we never got (a timeout, a lost answer) may have taken the identifier when it
       // arrived and make its order later, after this look-up. A fresh identifier is the one send
