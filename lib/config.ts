@@ -348,10 +348,13 @@ export const SETTINGS = [
   },
   {
     name: "EXECUTOR_LANDING_WAIT_SEC",
-    schema: num({ min: 0, max: 3600 }, 60),
+    // 0 would turn the wait off: an identifier Upbit says is used, with no order found under it
+    // yet, would be replaced at once, and a create still queued at Upbit would then land as a
+    // second order.
+    schema: num({ min: 1, max: 3600 }, 60),
     defaultText: "60",
     doc:
-      "How long a live create whose answer never came may still land at Upbit: until then the order is looked up, not judged again or given up, and no fresh identifier is used.",
+      "How long a live create whose answer never came may still land at Upbit: until then the order is looked up, not judged again or given up, and no fresh identifier is used. Shorter than Upbit takes to process a queued create, a second order could be placed: keep the default against Upbit.",
   },
   {
     name: "EXECUTOR_MAX_SIGNAL_AGE_SEC",

@@ -81,6 +81,7 @@ Deno.test("parseConfig() reports each kind of bad value with name and what is al
     ["HTTP_PORT", "abc", /must be an integer/],
     ["LIVE_ORDER_MAX_POLLS", "2.5", /must be an integer/],
     ["LIVE_ORDER_POLL_INTERVAL_SEC", "-1", /must be a number from 0.1 to 3600/],
+    ["EXECUTOR_LANDING_WAIT_SEC", "0", /must be a number from 1 to 3600/],
     ["MARKETS", "BTC", /comma list of market codes/],
     ["UPBIT_REST_URL", "ftp://x", /must be a URL starting with https:\/\/ or http:\/\//],
     ["UPBIT_WS_URL", "https://x", /wss:\/\/ or ws:\/\//],
