@@ -147,6 +147,8 @@ export interface OrderRequest {
   identifier: string | null;
 }
 
+const TWO: Dec = parseDec(2)!;
+
 /** Options of {@linkcode Engine}. */
 export interface EngineOptions {
   market: MarketView;
@@ -311,6 +313,8 @@ export class Engine {
   readonly #listeners = new Set<(event: EngineEvent) => void>();
   readonly #unsubscribe: () => void;
   readonly #onChange: () => void;
+  /** Timers of market orders whose fill is delayed (`market_fill_delay_ms`), by uuid. */
+  readonly #delayedFills = new Map<string, ReturnType<typeof setTimeout>>();
 
   /** Creates the engine and subscribes to the market's trades. */
   constructor(options: EngineOptions) {
@@ -337,6 +341,11 @@ export class Engine {
       // A cancel accepted before the stop completes now, as it would have a moment later.
       if (order.cancelPending) pendingCancels.push(order);
       else if (order.ordType === "limit") this.#rest(order);
+      // A market order whose delayed fill the stop interrupted (`market_fill_delay_ms`) takes
+      // the rest of its fill now.
+      else if (order.ordType === "price" || order.ordType === "market") {
+        this.#delayFill(order, 0);
+      }
     }
     for (const order of pendingCancels) this.#finish(order, "cancel");
   }
@@ -371,6 +380,8 @@ export class Engine {
   close(): void {
     this.#unsubscribe();
     this.#listeners.clear();
+    for (const timer of this.#delayedFills.values()) clearTimeout(timer);
+    this.#delayedFills.clear();
   }
 
   /** Registers an event listener; returns the function that removes it. */
@@ -814,9 +825,22 @@ export class Engine {
         return this.#rest(order);
       }
       case "price":
-      case "market":
+      case "market": {
+        const delayMs = this.#faults().market_fill_delay_ms;
+        if (delayMs > 0) {
+          // `market_fill_delay_ms`: half of the order (its funds for a `price` buy, its volume for
+          // a `market` sell) trades now, the rest after the delay; meanwhile the order is `wait`
+          // with that partial fill.
+          const half = order.volume === null
+            ? { funds: divTrunc(order.reservedFunds, TWO, VOLUME_PLACES) }
+            : { volume: divTrunc(order.volume, TWO, VOLUME_PLACES) };
+          this.#walk(order, all, now, half);
+          if (order.state === "wait") this.#delayFill(order, delayMs);
+          return;
+        }
         this.#walk(order, all, now);
         return this.#finishTaker(order);
+      }
       case "best": {
         const first = all[0];
         if (!first) return this.#finish(order, "cancel");
@@ -830,6 +854,21 @@ export class Engine {
         return this.#finishTaker(order);
       }
     }
+  }
+
+  /**
+   * After `delayMs`, the rest of a delayed market order's fill: it walks the book as it is then and
+   * ends (unless a cancel or self-trade prevention ended it meanwhile).
+   */
+  #delayFill(order: Order, delayMs: number): void {
+    const timer = setTimeout(() => {
+      this.#delayedFills.delete(order.uuid);
+      if (order.state !== "wait" || order.cancelPending) return;
+      this.#walk(order, this.#liquidity(order), this.#now());
+      this.#finishTaker(order);
+      this.#onChange();
+    }, delayMs);
+    this.#delayedFills.set(order.uuid, timer);
   }
 
   /** Ends a `price` / `market` / `best` order after its walk: done when all of it traded. */
@@ -846,16 +885,28 @@ export class Engine {
    * goes on; `cancel_taker` cancels the rest of the new order (state `prevented`); `reduce` takes
    * the overlap off both and goes on while the new order has quantity left.
    */
-  #walk(order: Order, sources: Liquidity[], now: number): void {
+  #walk(
+    order: Order,
+    sources: Liquidity[],
+    now: number,
+    upTo?: { funds?: Dec; volume?: Dec },
+  ): void {
     for (const source of sources) {
       if (order.state !== "wait") return;
       const want = order.volume === null
         ? divTrunc(fundsLeft(order), source.price, VOLUME_PLACES)
         : remainingVolume(order);
       if (want <= 0n) return;
+      // `upTo`: what this walk may trade at most (a delayed market order's first part).
+      const cap = upTo?.volume !== undefined
+        ? upTo.volume - order.executedVolume
+        : upTo?.funds !== undefined
+        ? divTrunc(upTo.funds - order.executedFunds, source.price, VOLUME_PLACES)
+        : want;
+      if (cap <= 0n) return;
       const maker = source.own;
       if (maker === null) {
-        const v = minDec(want, source.size);
+        const v = minDec(minDec(want, source.size), cap);
         if (v > 0n) this.#fill(order, source.price, v, false, now);
         continue;
       }

@@ -86,6 +86,14 @@ export const FaultsSchema = z.strictObject({
    * name lets tests meet a client that would not know it.
    */
   duplicated_identifier_name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/),
+  /**
+   * Delay of a real market order's fill, in ms (0 = none: it is final before the create's answer).
+   * Half of the order (the funds of a `price` buy, the volume of a `market` sell) trades at once,
+   * the rest this much later; meanwhile the order is `wait` with that partial `executed_volume`.
+   * Inferred: Upbit documents no latency, and a client must not count on a market order being
+   * final when the create is answered (§4.5 states `wait` for any accepted order).
+   */
+  market_fill_delay_ms: z.number().int().min(0).max(600_000),
 });
 
 /** Fault settings, inferred from {@linkcode FaultsSchema}. */
@@ -110,6 +118,7 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   my_asset_first_lag_ms: 0,
   smp_rest_state: "cancel",
   duplicated_identifier_name: "duplicated_identifier",
+  market_fill_delay_ms: 0,
 });
 
 /** A partial fault update: every field optional, unknown fields rejected. */

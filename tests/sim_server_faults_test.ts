@@ -53,6 +53,7 @@ Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and 
       my_asset_first_lag_ms: 0,
       smp_rest_state: "cancel",
       duplicated_identifier_name: "duplicated_identifier",
+      market_fill_delay_ms: 0,
     });
     const res = await postFaults(sim, { latency_ms: 5, offline_markets: ["KRW-ETH"] });
     assert.equal(res.status, 200);
@@ -550,4 +551,60 @@ Deno.test("duplicated_identifier_name names the refusal of a used identifier (§
     assert.equal((await postFaults(sim, { duplicated_identifier_name: "Not A Name" })).status, 400);
     assert.equal(sim.orders().length, 1);
   });
+});
+
+Deno.test("market_fill_delay_ms: a market sell and a market buy are wait with half filled, then final after the delay; a cancel meanwhile ends one with its partial fill", async () => {
+  await withSim(async (sim) => {
+    sim.setFaults({ market_fill_delay_ms: 300 });
+    const sell = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      market: "KRW-BTC",
+      side: "ask",
+      ord_type: "market",
+      volume: "0.001",
+      identifier: "delayed-sell",
+    });
+    assert.equal(sell.status, 201);
+    assert.equal((await sell.json()).state, "wait");
+    const buy = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      market: "KRW-BTC",
+      side: "bid",
+      ord_type: "price",
+      price: "20000",
+      identifier: "delayed-buy",
+    });
+    assert.equal(buy.status, 201);
+    const cancelled = await signedPost(sim.restUrl, "/v1/orders", keysOf(sim), {
+      market: "KRW-BTC",
+      side: "ask",
+      ord_type: "market",
+      volume: "0.0008",
+      identifier: "delayed-cancelled",
+    });
+    assert.equal(cancelled.status, 201);
+    await cancelled.body?.cancel();
+    const now = async (identifier: string) =>
+      (await getJson(sim, "/v1/order", `identifier=${identifier}`)).body;
+    const sellNow = await now("delayed-sell");
+    assert.deepEqual([sellNow.state, sellNow.executed_volume], ["wait", "0.0005"]);
+    const buyNow = await now("delayed-buy");
+    assert.equal(buyNow.state, "wait");
+    assert.ok(Number(buyNow.executed_volume) > 0, "part of the buy filled");
+    const gone = await signedQuery(
+      sim.restUrl,
+      "DELETE",
+      "/v1/order",
+      keysOf(sim),
+      "identifier=delayed-cancelled",
+    );
+    assert.equal(gone.status, 200);
+    await gone.body?.cancel();
+    await new Promise((res) => setTimeout(res, 500));
+    const sellDone = await now("delayed-sell");
+    assert.deepEqual([sellDone.state, sellDone.executed_volume], ["done", "0.001"]);
+    const buyDone = await now("delayed-buy");
+    assert.ok(["done", "cancel"].includes(buyDone.state), buyDone.state);
+    assert.ok(Number(buyDone.executed_volume) > Number(buyNow.executed_volume));
+    const cancelledDone = await now("delayed-cancelled");
+    assert.deepEqual([cancelledDone.state, cancelledDone.executed_volume], ["cancel", "0.0004"]);
+  }, { balances: { "KRW-BTC": "0.01" } });
 });
