@@ -1,20 +1,9 @@
 import assert from "node:assert/strict";
 import {
-  UpbitApiError,
-  UpbitBanActiveError,
-  UpbitBanResponseError,
-  UpbitRateLimitError,
-  UpbitResponseError,
-  UpbitTransportError,
-} from "../lib/upbit/errors.ts";
-import {
-  classifySellError,
-  classifySellRefusal,
   type CloseDecision,
   type CloserInput,
   type CloserMarket,
   decideCloses,
-  type SellRefusalClass,
 } from "../lib/execution/position_closer.ts";
 
 const BTC = "KRW-BTC";
@@ -237,53 +226,4 @@ Deno.test("decideCloses() never sells more than the ledger's open volume nor the
       }
     }
   }
-});
-
-const REFUSALS: [string, number | null, SellRefusalClass][] = [
-  ["market_offline", 403, "retry"],
-  ["internal_server_error", 500, "retry"],
-  ["server_error", 502, "retry"],
-  ["", 503, "retry"],
-  ["", 429, "retry"],
-  ["too_many_requests", 429, "retry"],
-  ["", 418, "retry"],
-  ["unknown", null, "retry"],
-  ["", null, "retry"],
-  ["nonce_used", 401, "retry"],
-  ["insufficient_funds_ask", 400, "reread_balance"],
-  ["under_min_total_ask", 400, "reread_balance"],
-  ["invalid_volume_ask", 400, "final"],
-  ["create_ask_error", 400, "final"],
-  ["invalid_parameter", 400, "final"],
-  ["validation_error", 400, "final"],
-  ["notfoundmarket", 400, "final"],
-  ["duplicated_identifier", 400, "final"],
-  ["out_of_scope", 401, "final"],
-  ["expired_access_key", 401, "final"],
-  ["no_authorization_ip", 401, "final"],
-  ["", 400, "final"],
-];
-
-for (const [code, status, expected] of REFUSALS) {
-  Deno.test(`classifySellRefusal() ${code || "(no code)"} HTTP ${status} is ${expected}`, () => {
-    assert.equal(classifySellRefusal(code, status), expected);
-  });
-}
-
-Deno.test("classifySellError() reads the client's error classes", () => {
-  const meta = { http_status: 400, remaining_req: null, latency_ms: 1 };
-  const api = (httpStatus: number, code: string) =>
-    new UpbitApiError({ httpStatus, code, message: code, remainingReq: null, meta });
-  assert.equal(classifySellError(api(400, "insufficient_funds_ask")), "reread_balance");
-  assert.equal(classifySellError(api(403, "market_offline")), "retry");
-  assert.equal(classifySellError(api(400, "invalid_volume_ask")), "final");
-  const init = { httpStatus: 429, code: "", message: "", remainingReq: null, meta };
-  assert.equal(classifySellError(new UpbitRateLimitError(init)), "retry");
-  assert.equal(
-    classifySellError(new UpbitBanResponseError({ ...init, httpStatus: 418, banMs: 1 })),
-    "retry",
-  );
-  assert.equal(classifySellError(new UpbitBanActiveError(2000, 1000)), "retry");
-  assert.equal(classifySellError(new UpbitTransportError("timeout", "timed out", meta)), "retry");
-  assert.equal(classifySellError(new UpbitResponseError("bad body", meta, "")), "retry");
 });

@@ -2,12 +2,11 @@
  * @module The position closer's decisions, as a pure function: for each market the live ledger
  * still holds, sell it (reduce-only, never more than the ledger's open volume, so never the
  * owner's own coins), write off what cannot be sold (`dust`) or is no longer there (`gone`), or
- * hold and say why (coins locked in the owner's orders are held, never written off). Also
- * {@linkcode classifySellRefusal}: what a refused sell means for the position.
+ * hold and say why (coins locked in the owner's orders are held, never written off). What a
+ * refused sell means is the executor's to judge (`lib/execution/executor.ts`), as for every order.
  */
 import { type Dec, dec, formatDec, maxDec, minDec, mul, truncDec, ZERO } from "../decimal.ts";
 import type { TradeMode } from "../domain.ts";
-import { UpbitApiError, type UpbitError } from "../upbit/errors.ts";
 
 /** Fractional digits of an order volume Upbit accepts (§8.2: quantities carry 8 decimals). */
 export const VOLUME_PLACES = 8;
@@ -171,56 +170,4 @@ function dustOf(market: string, volume: Dec, price: Dec): CloseDecision {
     volume: formatDec(volume),
     valueKrw: formatDec(truncDec(mul(volume, price), VOLUME_PLACES)),
   };
-}
-
-/**
- * What a refused (or unanswered) sell means for the position:
- * - `retry`: it may clear by waiting; send the sell again with capped backoff while the position
- *   is open (maintenance, 5xx, 429, 418, an answer that never came, a reused nonce);
- * - `reread_balance`: waiting will not help; re-read the balance and the price and decide again
- *   ({@linkcode decideCloses} then sells what is there, and records the rest as gone or dust);
- * - `final`: this order cannot succeed as sent (bad parameters, keys, permissions, an unknown
- *   market or identifier problem); raise the alarm. The position stays open in the ledger.
- */
-export type SellRefusalClass = "retry" | "reread_balance" | "final";
-
-const RETRY_CODES = new Set([
-  "market_offline", // §5.2 403: maintenance
-  "internal_server_error",
-  "server_error",
-  "too_many_requests",
-  "nonce_used", // a new request gets a new nonce
-  "unknown", // our marker: the answer was lost
-]);
-
-const REREAD_CODES = new Set([
-  "insufficient_funds_ask", // coins sold by hand or still locked
-  "under_min_total_ask", // the price moved: the remainder may now be dust
-]);
-
-/**
- * Classifies a sell refusal by Upbit's `error.name` (§5.2) and the HTTP status (null when no
- * answer arrived). Statuses decide first: 5xx, 429 and 418 always wait, whatever the body said.
- */
-export function classifySellRefusal(
-  code: string,
-  httpStatus: number | null,
-): SellRefusalClass {
-  if (httpStatus === null || httpStatus >= 500 || httpStatus === 429 || httpStatus === 418) {
-    return "retry";
-  }
-  const name = code.toLowerCase();
-  if (RETRY_CODES.has(name)) return "retry";
-  if (REREAD_CODES.has(name)) return "reread_balance";
-  return "final";
-}
-
-/**
- * {@linkcode classifySellRefusal} for an error of the REST client: a refusal by Upbit by its code
- * and status; a local 418 ban, a lost or unreadable answer are `retry` (an order creation whose
- * answer was lost must first be resolved by its identifier, never sent blindly again).
- */
-export function classifySellError(err: UpbitError): SellRefusalClass {
-  if (err instanceof UpbitApiError) return classifySellRefusal(err.code, err.httpStatus);
-  return "retry";
 }
