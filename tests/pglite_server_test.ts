@@ -247,3 +247,187 @@ Deno.test("PgliteServer: a session ended while its unit runs is rolled back once
     await pg.close();
   }
 });
+
+/** What `conn` sends until it closes, or the bytes so far and `timedOut` after `ms`. */
+async function readToEnd(
+  conn: Deno.Conn,
+  ms: number,
+): Promise<{ bytes: Uint8Array; timedOut: boolean; ms: number }> {
+  const started = performance.now();
+  const parts: number[] = [];
+  const chunk = new Uint8Array(65536);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), ms));
+  try {
+    for (;;) {
+      const n = await Promise.race([conn.read(chunk).catch(() => null), limit]);
+      if (n === "timeout") {
+        return { bytes: new Uint8Array(parts), timedOut: true, ms: performance.now() - started };
+      }
+      if (n === null) {
+        return { bytes: new Uint8Array(parts), timedOut: false, ms: performance.now() - started };
+      }
+      parts.push(...chunk.subarray(0, n));
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("PgliteServer: 80 silent sockets do not keep an authenticated client out", async () => {
+  const db = await startEmbeddedDatabase({ dataDir: null }); // the defaults upbot runs with
+  const silent: Deno.TcpConn[] = [];
+  const sql = connect({ kind: "embedded", ...db.endpoint }, { max: 1 });
+  try {
+    for (let i = 0; i < 80; i++) {
+      silent.push(await Deno.connect({ hostname: db.endpoint.host, port: db.endpoint.port }));
+    }
+    await new Promise((r) => setTimeout(r, 100)); // all accepted
+    const [row] = await answerWithin(
+      sql`select 41 + 1 as n`,
+      5_000,
+      "a query beside 80 silent sockets",
+    );
+    assert.equal(row?.n, 42);
+  } finally {
+    for (const conn of silent) conn.close();
+    await sql.end({ timeout: 1 });
+    await db.close();
+  }
+});
+
+Deno.test("PgliteServer: a connection that has not authenticated within authTimeoutMs is closed", async () => {
+  const pg = await PGlite.create();
+  const server = new PgliteServer({ db: pg, password: "run-password", authTimeoutMs: 300 });
+  const { port } = server.start();
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port });
+  const noPassword = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await noPassword.write(startupMessage());
+    const [a, b] = await Promise.all([readToEnd(silent, 3_000), readToEnd(noPassword, 3_000)]);
+    assert.equal(a.timedOut, false, "the silent socket is closed");
+    assert.equal(a.bytes.length, 0);
+    assert.ok(a.ms >= 250 && a.ms < 2_000, `closed after ${a.ms} ms`);
+    assert.equal(b.timedOut, false, "the socket that sent no password is closed");
+    assert.deepEqual([...b.bytes], [0x52, 0, 0, 0, 8, 0, 0, 0, 3], "only the password request");
+    assert.equal(server.connections, 0);
+  } finally {
+    silent.close();
+    noPassword.close();
+    await server.close();
+    await pg.close();
+  }
+});
+
+Deno.test("PgliteServer: beyond maxPendingConnections, a new connection closes the oldest still authenticating", async () => {
+  const pg = await PGlite.create();
+  const server = new PgliteServer({
+    db: pg,
+    password: "run-password",
+    maxPendingConnections: 4,
+    authTimeoutMs: 60_000,
+  });
+  const { port } = server.start();
+  const silent: Deno.TcpConn[] = [];
+  const sql = connect({
+    kind: "embedded",
+    host: "127.0.0.1",
+    port,
+    database: "postgres",
+    username: "postgres",
+    password: "run-password",
+  }, { max: 1 });
+  try {
+    for (let i = 0; i < 5; i++) {
+      silent.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      await new Promise((r) => setTimeout(r, 50)); // accepted in this order
+    }
+    const oldest = await readToEnd(silent[0]!, 3_000);
+    assert.equal(oldest.timedOut, false, "the oldest is closed");
+    assert.equal(server.connections, 4);
+    const [row] = await answerWithin(sql`select 1 as n`, 5_000, "a query beside 4 silent sockets");
+    assert.equal(row?.n, 1);
+    assert.equal(server.connections, 4, "the client in, another silent socket out");
+  } finally {
+    for (const conn of silent) conn.close();
+    await sql.end({ timeout: 1 });
+    await server.close();
+    await pg.close();
+  }
+});
+
+Deno.test("PgliteServer: maxConnections counts authenticated clients; one more gets FATAL 53300", async () => {
+  const pg = await PGlite.create();
+  const server = new PgliteServer({ db: pg, password: "run-password", maxConnections: 2 });
+  const { port } = server.start();
+  const client = () =>
+    connect({
+      kind: "embedded",
+      host: "127.0.0.1",
+      port,
+      database: "postgres",
+      username: "postgres",
+      password: "run-password",
+    }, { max: 1 });
+  const silent = await Deno.connect({ hostname: "127.0.0.1", port });
+  const [a, b, c] = [client(), client(), client()];
+  try {
+    await answerWithin(a`select 1`, 5_000, "the first client");
+    await answerWithin(b`select 1`, 5_000, "the second client"); // the silent socket took no slot
+    await assert.rejects(
+      () => answerWithin(c`select 1`, 5_000, "the third client"),
+      /sorry, too many clients already/,
+    );
+    await a.end();
+    const [row] = await answerWithin(client()`select 2 as n`, 5_000, "once a slot is free");
+    assert.equal(row?.n, 2);
+  } finally {
+    silent.close();
+    for (const sql of [a, b, c]) await sql.end({ timeout: 1 });
+    await server.close();
+    await pg.close();
+  }
+});
+
+Deno.test("PgliteServer: an oversized password message is refused with FATAL at its header, never buffered", async () => {
+  const pg = await PGlite.create();
+  const server = new PgliteServer({ db: pg, password: "run-password" });
+  const { port } = server.start();
+  const raw = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await raw.write(startupMessage());
+    const request = new Uint8Array(9);
+    let got = 0;
+    while (got < 9) got += (await raw.read(request.subarray(got))) ?? Infinity;
+    assert.deepEqual([...request], [0x52, 0, 0, 0, 8, 0, 0, 0, 3]);
+    // A password message announcing ~1 GiB: the header alone, none of the body.
+    const header = new Uint8Array(5);
+    header[0] = "p".charCodeAt(0);
+    new DataView(header.buffer).setInt32(1, (1 << 30) - 1);
+    await raw.write(header);
+    const answer = await readToEnd(raw, 3_000);
+    assert.equal(answer.timedOut, false, "closed at once, not waiting for the announced bytes");
+    assert.equal(String.fromCharCode(answer.bytes[0]!), "E");
+    const text = new TextDecoder().decode(answer.bytes);
+    assert.ok(text.includes("SFATAL\0") && text.includes("C08P01\0"), text);
+    assert.ok(text.includes("Minvalid message length before authentication\0"), text);
+    // The cap is 1 KB (the length field counts itself): at it a password is checked, above refused.
+    for (const [length, code] of [[1024, "28P01"], [1025, "08P01"]] as const) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        await conn.write(startupMessage());
+        await conn.read(new Uint8Array(9));
+        await conn.write(typedMessage("p", "x".repeat(length - 5) + "\0"));
+        const refused = await readToEnd(conn, 3_000);
+        assert.equal(refused.timedOut, false);
+        assert.ok(new TextDecoder().decode(refused.bytes).includes(`C${code}\0`), `${length}`);
+      } finally {
+        conn.close();
+      }
+    }
+  } finally {
+    raw.close();
+    await server.close();
+    await pg.close();
+  }
+});

@@ -58,7 +58,10 @@ export interface EmbeddedDatabaseOptions {
   host?: string;
   /** Port; 0 picks a free one. @default {0} */
   port?: number;
-  /** Concurrent client connections accepted by the socket server. @default {64} */
+  /**
+   * Authenticated client connections the socket server accepts at once (connections still
+   * authenticating are held apart: `PgliteServerOptions`). @default {64}
+   */
   maxConnections?: number;
   /**
    * PostgreSQL's `shared_buffers`: PGlite keeps all of it resident. The 128 MB of `initdb`'s

@@ -29,15 +29,36 @@ const PROTOCOL_3 = 196608;
 /** Messages whose protocols this server does not speak (COPY, function call). */
 const UNSUPPORTED = new Set(["d", "c", "f", "F"]);
 
-/** Startup packets are small; anything else larger than this is not a client of ours. */
+/**
+ * Before a client has authenticated, its messages are capped so that a stranger cannot make the
+ * server buffer much: a startup packet at PostgreSQL's own limit (10,000 bytes), a password
+ * message at 1 KB (the run's password is a UUID).
+ */
 const MAX_STARTUP_LENGTH = 10_000;
+const MAX_PASSWORD_LENGTH = 1024;
 const MAX_MESSAGE_LENGTH = 1 << 30;
+
+/** How long a new connection may take to authenticate (ms): upbot's clients take milliseconds. */
+export const AUTH_TIMEOUT_MS = 5_000;
+/** Connections still authenticating that are kept at once (the oldest goes for a new one). */
+export const MAX_PENDING_CONNECTIONS = 16;
 
 /** AuthenticationCleartextPassword: `R`, length 8, code 3. */
 const AUTH_CLEARTEXT_PASSWORD = new Uint8Array([0x52, 0, 0, 0, 8, 0, 0, 0, 3]);
 
 /** ErrorResponse FATAL 28P01 "password authentication failed". */
 const PASSWORD_FAILED = errorResponse("FATAL", "28P01", "password authentication failed");
+/** ErrorResponse FATAL 08P01 for a message longer than allowed before authentication. */
+const MESSAGE_TOO_LONG = errorResponse(
+  "FATAL",
+  "08P01",
+  "invalid message length before authentication",
+);
+/** ErrorResponse FATAL 53300, PostgreSQL's answer when every connection slot is taken. */
+const TOO_MANY_CLIENTS = errorResponse("FATAL", "53300", "sorry, too many clients already");
+
+/** A frame announcing more bytes than its phase allows. */
+class FrameTooLongError extends Error {}
 
 function errorResponse(severity: string, code: string, message: string): Uint8Array {
   const body = new TextEncoder().encode(
@@ -92,11 +113,16 @@ class FrameReader {
     return this.#end - this.#start < len ? null : this.#take(len);
   }
 
-  /** A typed message (type byte, int32 length including itself, body), or null. */
-  nextMessage(): Uint8Array | null {
+  /**
+   * A typed message (type byte, int32 length including itself, body), or null. A length above
+   * `maxLength` throws {@linkcode FrameTooLongError} as soon as the header is in, before any of
+   * the body is buffered.
+   */
+  nextMessage(maxLength = MAX_MESSAGE_LENGTH): Uint8Array | null {
     if (this.#end - this.#start < 5) return null;
     const len = new DataView(this.#buf.buffer, this.#start + 1).getInt32(0);
-    if (len < 4 || len > MAX_MESSAGE_LENGTH) throw new Error(`bad message length ${len}`);
+    if (len > maxLength) throw new FrameTooLongError(`message length ${len} above ${maxLength}`);
+    if (len < 4) throw new Error(`bad message length ${len}`);
     return this.#end - this.#start < len + 1 ? null : this.#take(len + 1);
   }
 }
@@ -108,8 +134,19 @@ export interface PgliteServerOptions {
   hostname?: string;
   /** 0 picks a free port. @default {0} */
   port?: number;
-  /** Further connections are closed at once. @default {64} */
+  /**
+   * Authenticated clients at once; one more is refused with PostgreSQL's FATAL 53300 once it has
+   * authenticated. Connections still authenticating do not count (see `maxPendingConnections`).
+   * @default {64}
+   */
   maxConnections?: number;
+  /**
+   * Connections still authenticating kept at once: a new one beyond this closes the oldest of
+   * them. @default {16}
+   */
+  maxPendingConnections?: number;
+  /** A connection that has not authenticated within this many ms is closed. @default {5000} */
+  authTimeoutMs?: number;
   /**
    * A client that holds the session (open transaction) and sends nothing for this long while
    * others wait is disconnected and its transaction rolled back. @default {10000}
@@ -130,6 +167,10 @@ interface Client {
   writer: WritableStreamDefaultWriter<Uint8Array>;
   closed: boolean;
   lastActivity: number;
+  /** Sent the password (or the startup message, without a password). */
+  authenticated: boolean;
+  /** Closes the connection if it has not authenticated in time. */
+  authTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
 interface Unit {
@@ -146,6 +187,8 @@ export class PgliteServer {
   readonly #options: Required<PgliteServerOptions>;
   #listener: Deno.TcpListener | null = null;
   #clients = new Set<Client>();
+  /** Clients not yet authenticated, oldest first. */
+  #pending = new Set<Client>();
   #nextId = 1;
   #queue: Unit[] = [];
   #owner: Client | null = null;
@@ -159,6 +202,8 @@ export class PgliteServer {
       hostname: "127.0.0.1",
       port: 0,
       maxConnections: 64,
+      maxPendingConnections: MAX_PENDING_CONNECTIONS,
+      authTimeoutMs: AUTH_TIMEOUT_MS,
       idleInTransactionMs: IDLE_IN_TRANSACTION_MS,
       password: null,
       ...options,
@@ -187,9 +232,18 @@ export class PgliteServer {
       } catch {
         return; // listener closed
       }
-      if (this.#clients.size >= this.#options.maxConnections) {
-        conn.close();
-        continue;
+      // Any local user can connect, so connections that have not authenticated are held apart:
+      // they never take one of the `maxConnections` slots of upbot's clients, at most
+      // `maxPendingConnections` of them are kept (a new one closes the oldest), each for at most
+      // `authTimeoutMs`, and each buffers at most a startup packet or a password message. Silent
+      // sockets thus cannot keep upbot's actors out: an actor authenticates within a round trip
+      // or two, so a stranger would have to open `maxPendingConnections` connections within
+      // that time, again and again, to close its handshake. A local user can still do that (or
+      // otherwise load the machine), at the cost of a flood as heavy for them as for us; and the
+      // whole of the pending connections' memory stays a few hundred KB.
+      if (this.#pending.size >= this.#options.maxPendingConnections) {
+        const oldest = this.#pending.values().next().value!;
+        void this.#disconnect(oldest);
       }
       // Each answer is one write, and pipelined queries get one answer each: with Nagle's
       // algorithm on, every answer after the first waited for the client's delayed ACK (40 ms on
@@ -206,8 +260,14 @@ export class PgliteServer {
         writer: conn.writable.getWriter(),
         closed: false,
         lastActivity: Date.now(),
+        authenticated: false,
+        authTimer: undefined,
       };
+      client.authTimer = setTimeout(() => {
+        if (!client.authenticated) void this.#disconnect(client);
+      }, this.#options.authTimeoutMs);
       this.#clients.add(client);
+      this.#pending.add(client);
       const read = this.#readLoop(client).finally(() => this.#reads.delete(read));
       this.#reads.add(read);
     }
@@ -238,6 +298,7 @@ export class PgliteServer {
               startup = msg;
               client.applicationName = startupParameters(msg).get("application_name") ?? "";
               if (this.#options.password === null) {
+                if (!(await this.#authenticated(client))) return;
                 phase = "ready";
                 await this.#runUnit({ client, messages: [msg], awaitsSync: false });
               } else {
@@ -249,7 +310,9 @@ export class PgliteServer {
             }
             continue;
           }
-          const msg = frames.nextMessage();
+          const msg = frames.nextMessage(
+            phase === "password" ? MAX_PASSWORD_LENGTH : MAX_MESSAGE_LENGTH,
+          );
           if (!msg) break;
           const type = String.fromCharCode(msg[0]!);
           if (phase === "password") {
@@ -258,6 +321,7 @@ export class PgliteServer {
               await client.writer.write(PASSWORD_FAILED);
               return;
             }
+            if (!(await this.#authenticated(client))) return;
             phase = "ready";
             // PGlite itself answers the startup (AuthenticationOk, parameters, ReadyForQuery).
             await this.#runUnit({ client, messages: [startup!], awaitsSync: false });
@@ -274,11 +338,30 @@ export class PgliteServer {
           }
         }
       }
-    } catch {
-      // A broken connection or a malformed frame is handled like a closed connection.
+    } catch (err) {
+      // A broken connection or a malformed frame is handled like a closed connection; a stranger's
+      // oversized message before authentication is told why first.
+      if (err instanceof FrameTooLongError && !client.authenticated && !client.closed) {
+        await client.writer.write(MESSAGE_TOO_LONG).catch(() => {});
+      }
     } finally {
       await this.#disconnect(client);
     }
+  }
+
+  /**
+   * Moves `client` from the pending connections to the authenticated ones; false (after a FATAL
+   * 53300 to it) when `maxConnections` clients are authenticated already.
+   */
+  async #authenticated(client: Client): Promise<boolean> {
+    clearTimeout(client.authTimer);
+    this.#pending.delete(client);
+    client.authenticated = true;
+    if (this.#clients.size - this.#pending.size > this.#options.maxConnections) {
+      await client.writer.write(TOO_MANY_CLIENTS);
+      return false;
+    }
+    return true;
   }
 
   /**
@@ -338,7 +421,9 @@ export class PgliteServer {
   async #disconnect(client: Client): Promise<void> {
     if (client.closed) return;
     client.closed = true;
+    clearTimeout(client.authTimer);
     this.#clients.delete(client);
+    this.#pending.delete(client);
     this.#queue = this.#queue.filter((u) => {
       if (u.client !== client) return true;
       u.done.resolve(new Uint8Array(0));
