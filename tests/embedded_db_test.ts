@@ -296,3 +296,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test("embedded database: a DATA_DIR holding more than upbot's files (a home, /tmp) is left as it is, its database owner-only", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "upbot_embedded_" });
+  const lines: string[] = [];
+  try {
+    await Deno.writeTextFile(join(dir, "notes.txt"), "the owner's own file");
+    await Deno.chmod(dir, 0o755);
+    const restore = setLogSink((line) => lines.push(line));
+    let db;
+    try {
+      db = await startEmbeddedDatabase({ dataDir: dir });
+    } finally {
+      restore();
+    }
+    await db.close();
+    assert.equal((await Deno.stat(dir)).mode! & 0o777, 0o755, "not changed");
+    assert.deepEqual(
+      (await openToOthers(dir)).filter((p) =>
+        !p.startsWith(`${dir} `) && !p.startsWith(`${join(dir, "notes.txt")} `)
+      ),
+      [],
+      "upbot's own files are owner-only",
+    );
+    assert.equal((await Deno.stat(join(dir, "pgdata"))).mode! & 0o777, 0o700);
+    const messages = lines.map((line) => JSON.parse(line).msg as string);
+    assert.ok(
+      messages.includes(
+        `DATA_DIR ${dir} is open to other users (mode 0755) and holds more than upbot's files (notes.txt): left as it is; the database, its lock and the control directory in it are owner-only`,
+      ),
+      messages.join("\n"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

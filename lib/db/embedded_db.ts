@@ -191,22 +191,53 @@ function makeTreeOwnerOnly(dir: string): OwnerOnlyChanges {
   return changed;
 }
 
+/** What upbot keeps in `DATA_DIR` (the database, its lock, the control directory, recordings). */
+const UPBOT_ENTRIES = new Set([
+  "pgdata",
+  "pgdata.new",
+  "upbot.lock",
+  "control",
+  "trades",
+  "backtests",
+]);
+
 /**
  * Creates `dataDir` owner-only (0700), or makes an existing one owner-only, and logs what it
  * changed. Owner only: whoever can write to it can rewrite the database's configuration or take
- * its lock, and whoever can read it reads the database.
+ * its lock, and whoever can read it reads the database. An existing directory holding anything
+ * but upbot's own entries is not upbot's alone (`/tmp`, a home directory): it is left as it is,
+ * with a warning, as the database directory, the lock and the control directory inside are
+ * owner-only themselves.
  */
 async function ensureOwnerOnlyDataDir(dataDir: string, log: Logger): Promise<void> {
   await Deno.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const info = await Deno.stat(dataDir);
-  if (makeOwnerOnly(dataDir, info, 0o700)) {
+  if (info.mode === null || (info.mode & GROUP_OTHER) === 0) return;
+  const mode = `0${(info.mode & 0o777).toString(8)}`;
+  for await (const entry of Deno.readDir(dataDir)) {
+    if (!UPBOT_ENTRIES.has(entry.name)) {
+      log.warn(
+        `DATA_DIR ${dataDir} is open to other users (mode ${mode}) and holds more than upbot's files (${entry.name}): left as it is; the database, its lock and the control directory in it are owner-only`,
+        { path: dataDir },
+      );
+      return;
+    }
+  }
+  try {
+    makeOwnerOnly(dataDir, info, 0o700);
+  } catch (err) {
+    // Another user's directory (a volume mounted so): not needed, as above.
     log.warn(
-      `DATA_DIR ${dataDir} was open to other users (mode 0${
-        (info.mode! & 0o777).toString(8)
-      }): made owner-only (0700)`,
+      `DATA_DIR ${dataDir} is open to other users (mode ${mode}) and cannot be made owner-only (${
+        (err as Error).message
+      }): left as it is; the database, its lock and the control directory in it are owner-only`,
       { path: dataDir },
     );
+    return;
   }
+  log.warn(`DATA_DIR ${dataDir} was open to other users (mode ${mode}): made owner-only (0700)`, {
+    path: dataDir,
+  });
 }
 
 /**
@@ -268,7 +299,7 @@ export async function startEmbeddedDatabase(
   if (pgDir) {
     // PGlite writes its relation cache files (pg_internal.init) at each start as 0644, whatever
     // the process umask (PostgreSQL relies on the postmaster's umask 0077, which PGlite has
-    // not): made owner-only once it has started, without a word (DATA_DIR keeps others out).
+    // not): made owner-only once it has started, without a word (pgdata, 0700, keeps others out).
     try {
       makeTreeOwnerOnly(pgDir);
     } catch (err) {
