@@ -94,6 +94,14 @@ export const FaultsSchema = z.strictObject({
    * final when the create is answered (§4.5 states `wait` for any accepted order).
    */
   market_fill_delay_ms: z.number().int().min(0).max(600_000),
+  /**
+   * How a rate-limit refusal is written. `json`: 429 and 418 carry the usual JSON error object, the
+   * 418 its ban length in `Retry-After` and in the message. `text`: 429 is the plain text `Too many
+   * API requests.` (as pyupbit expects, §3.3 [L/?]) and 418 is plain text stating the ban only in
+   * Korean (`30초`), with no `Retry-After`: §3.3 says the 418 carries the block duration but not
+   * how, and §11 that no `Retry-After` is documented, so a client must cope without reading it.
+   */
+  rate_refusal_format: z.enum(["json", "text"]),
 });
 
 /** Fault settings, inferred from {@linkcode FaultsSchema}. */
@@ -119,6 +127,7 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   smp_rest_state: "cancel",
   duplicated_identifier_name: "duplicated_identifier",
   market_fill_delay_ms: 0,
+  rate_refusal_format: "json",
 });
 
 /** A partial fault update: every field optional, unknown fields rejected. */

@@ -209,13 +209,32 @@ export function remainingReqHeader(
   return `group=${name}; min=${Math.round(60 * perSecond)}; sec=${sec}`;
 }
 
+/** How a refusal is written: see the `rate_refusal_format` fault. */
+export type RefusalFormat = "json" | "text";
+
 /**
- * Response for a refused request. 429 carries a JSON error rather than pyupbit's plain text
- * `Too many API requests.` (§3.3 [L/?]): JSON is what every other error uses and clients must accept
- * both. 418's body states the ban length (undocumented upstream).
+ * Response for a refused request. `json`: 429 carries a JSON error rather than pyupbit's plain text
+ * `Too many API requests.` (§3.3 [L/?]), as every other error does, and 418's body and
+ * `Retry-After` state the ban length. `text`: both in plain text, the 418's ban length only in
+ * Korean and no `Retry-After` (the 418's format is undocumented upstream): clients must accept both.
  */
-export function refusal(decision: RateDecision, naming: GroupNaming = "documented"): Response {
+export function refusal(
+  decision: RateDecision,
+  naming: GroupNaming = "documented",
+  format: RefusalFormat = "json",
+): Response {
   const headers = { "Remaining-Req": remainingReqHeader(decision, naming) };
+  if (format === "text") {
+    const text = { ...headers, "Content-Type": "text/plain; charset=utf-8" };
+    if (decision.kind === "banned") {
+      const seconds = Math.ceil(decision.banMs / 1000);
+      return new Response(`요청 수 제한을 초과하여 ${seconds}초 동안 차단되었습니다.`, {
+        status: 418,
+        headers: text,
+      });
+    }
+    return new Response("Too many API requests.", { status: 429, headers: text });
+  }
   if (decision.kind === "banned") {
     const seconds = Math.ceil(decision.banMs / 1000);
     return Response.json(

@@ -124,7 +124,7 @@ export function createSimServer(parts: SimServerParts): SimServer {
         const burnt = await exchange.handle(req, "refused", arrivedAtMs);
         await burnt.body?.cancel();
       }
-      return refusal(decision, f.remaining_req_group_names);
+      return refusal(decision, f.remaining_req_group_names, f.rate_refusal_format);
     }
     const header = remainingReqHeader(decision, f.remaining_req_group_names);
     if (f.latency_ms > 0) await wait(f.latency_ms);
@@ -213,13 +213,16 @@ export function createSimServer(parts: SimServerParts): SimServer {
     const group = !isPrivate && req.headers.has("origin") ? "origin" : "websocket-connect";
     const key = isPrivate ? accessKeyOf(req) : undefined;
     // With a token the attempt counts per pocket (§3.1), so the pocket's ban refuses it too.
+    const f = faults.current();
     const decision = limiter.check(
       group,
       key ?? remoteIp(info),
-      faults.current().rate_limit_factor,
+      f.rate_limit_factor,
       key !== undefined,
     );
-    return decision.kind === "allowed" ? undefined : refusal(decision);
+    return decision.kind === "allowed"
+      ? undefined
+      : refusal(decision, "documented", f.rate_refusal_format);
   }
 
   async function handleAdmin(req: Request, path: string): Promise<Response> {

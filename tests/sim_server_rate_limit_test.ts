@@ -393,3 +393,61 @@ Deno.test("cancel_and_new refused with 429 uses up its new_identifier", async ()
     await sim.close();
   }
 });
+
+Deno.test(
+  "rate_refusal_format text: 429 and 418 in plain text, the ban only in Korean, no Retry-After; upbot's client still stops for a ban of its own length",
+  async () => {
+    await withSim(async (sim) => {
+      sim.setFaults({ rate_refusal_format: "text" });
+      const bodies = new Map<number, string>();
+      let retryAfter: string | null = "unread";
+      for (let i = 0; i < 300 && !bodies.has(418); i++) {
+        const res = await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-BTC`);
+        if (res.status === 429 || res.status === 418) {
+          assert.match(res.headers.get("content-type") ?? "", /^text\/plain/);
+          bodies.set(res.status, await res.text());
+          if (res.status === 418) retryAfter = res.headers.get("retry-after");
+        } else await res.body?.cancel();
+      }
+      assert.equal(bodies.get(429), "Too many API requests.");
+      assert.match(bodies.get(418) ?? "", /^요청 수 제한을 초과하여 \d+초 동안 차단되었습니다\.$/);
+      assert.equal(retryAfter, null, "no Retry-After");
+
+      // upbot's client: the plain 429 is a rate-limit refusal, and a 418 it cannot read the
+      // length of bans every call of the client for its own default (1 s, doubling).
+      const { UpbitRest } = await import("../lib/upbit/rest.ts");
+      const { UpbitBanActiveError, UpbitBanResponseError, UpbitRateLimitError } = await import(
+        "../lib/upbit/errors.ts"
+      );
+      const { setLogSink } = await import("../lib/log.ts");
+      const restore = setLogSink(() => {});
+      sim.setFaults({ rate_limit_factor: 0.034 });
+      const rest = new UpbitRest({
+        baseUrl: sim.restUrl,
+        accessKey: sim.accessKey,
+        secretKey: sim.secretKey,
+        maxAttempts: 1,
+      });
+      try {
+        // Bursts past the squeezed limit draw 429s, then a 418.
+        const errors: unknown[] = [];
+        for (let i = 0; i < 20 && !errors.some((e) => e instanceof UpbitBanResponseError); i++) {
+          const burst = Array.from(
+            { length: 30 },
+            () => rest.getAccounts().then(() => null, (e) => e),
+          );
+          for (const err of await Promise.all(burst)) if (err) errors.push(err);
+        }
+        assert.ok(errors.some((e) => e instanceof UpbitRateLimitError), "429s came");
+        const ban = errors.find((e) => e instanceof UpbitBanResponseError);
+        assert.ok(ban instanceof UpbitBanResponseError, "a 418 came");
+        assert.ok(ban.banMs >= 1000, `banned for ${ban.banMs} ms`);
+        const next = await rest.getAccounts().then(() => null, (e) => e);
+        assert.ok(next instanceof UpbitBanActiveError, "refused locally during the ban");
+      } finally {
+        rest.close();
+        restore();
+      }
+    });
+  },
+);
