@@ -12,7 +12,12 @@ import type { Logger } from "../log.ts";
 import { activeAlarms, clearAlarm, raiseAlarm } from "../store/alarms.ts";
 import { type AttemptRow, insertAttempt } from "../store/order_attempts.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
-import { closerInputs, paperOpenMarkets, readAccountBalances } from "./closer_inputs.ts";
+import {
+  closerInputs,
+  LAST_CLOSE_MAX_AGE_SEC,
+  paperOpenMarkets,
+  readAccountBalances,
+} from "./closer_inputs.ts";
 import { closeIdentifierFor } from "./identifiers.ts";
 import { decideCloses } from "./position_closer.ts";
 import { ledgerPositions, recordWriteOffs } from "./position_ledger.ts";
@@ -156,7 +161,23 @@ export class PositionClosing {
       "close_prevented",
       (m) => input.markets.some((x) => x.market === m) && !prevented.has(m),
     );
-    const decisions = decideCloses({ ...input, markets });
+    let decisions = decideCloses({ ...input, markets });
+    // Dust is written off for good, so a market about to be is judged on its best bid too (what a
+    // market sell meets): dust only when every price known says so, not on one bar of a wick or
+    // a ticker's last trade. The book is read only for those markets; unread, none is written off
+    // this pass.
+    const dust = decisions.filter((d) => d.kind === "dust").map((d) => d.market);
+    if (dust.length > 0) {
+      const bids = await this.#bestBids(dust);
+      const priced = markets.map((m) => {
+        const bid = bids?.get(m.market);
+        return bid !== undefined && (m.lastPrice === null || dec(bid) > dec(m.lastPrice))
+          ? { ...m, lastPrice: bid }
+          : m;
+      });
+      decisions = decideCloses({ ...input, markets: priced })
+        .filter((d) => !(bids === null && d.kind === "dust"));
+    }
     // Coins of upbot's position locked in the owner's orders: held, never written off; the owner
     // must cancel (or let fill) those orders for upbot to sell what it bought.
     const locked = decisions.filter((d) => d.kind === "hold" && d.reason === "owner_locked");
@@ -205,6 +226,24 @@ export class PositionClosing {
     );
   }
 
+  /** The best bid of each of `markets` (absent: no bid), or null when the book could not be read. */
+  async #bestBids(markets: string[]): Promise<Map<string, string> | null> {
+    try {
+      const { data } = await this.#options.rest.getOrderbook({ markets, count: 1 });
+      const bids = new Map<string, string>();
+      for (const book of data) {
+        const best = Math.max(0, ...book.orderbook_units.map((u) => u.bid_price));
+        if (best > 0) bids.set(book.market, String(best));
+      }
+      return bids;
+    } catch (err) {
+      this.#options.log.warn("Order book for the closer failed; nothing written off as dust now", {
+        error: (err as Error).message,
+      });
+      return null;
+    }
+  }
+
   async #lastPrices(markets: string[]): Promise<Map<string, string>> {
     try {
       const { data } = await this.#options.rest.getTicker({ markets });
@@ -228,10 +267,11 @@ export class PositionClosing {
     // A prevented sell that sold nothing met the owner's own order at the top of the book; sent
     // again at once it meets the same order. One that sold part of the position made progress.
     const [row] = await this.#options.sql<
-      { n: number; last: Date | null; prevented: boolean | null }[]
+      { n: number; last: Date | null; prevented: boolean | null; below_min: boolean | null }[]
     >`
       select count(*)::int as n, max(updated_at) as last,
-        bool_or(state = 'prevented') as prevented
+        bool_or(state = 'prevented') as prevented,
+        bool_or(state = 'skipped' and reason = 'exit_below_min_total') as below_min
       from upbit_order_attempts r
       where mode = 'live' and side = 'ask' and symbol = ${market}
         and (state = 'rejected'
@@ -243,7 +283,12 @@ export class PositionClosing {
             and (f.state in ('filled', 'cancelled')
               or (f.state = 'prevented' and coalesce(f.executed_volume, 0) > 0))), '-infinity')`;
     if (!row || row.n === 0 || !row.last) return { wait: false, prevented: false };
-    const waitMs = this.#options.retryDelayMs(row.n);
+    // Below the minimum: at least the minute the sale's price is the highest close of, so what
+    // is judged next is a price that held that long (the backoff alone starts at about 1 s).
+    const waitMs = Math.max(
+      this.#options.retryDelayMs(row.n),
+      row.below_min === true ? LAST_CLOSE_MAX_AGE_SEC * 1000 : 0,
+    );
     return {
       wait: row.last.getTime() + waitMs > this.#options.now(),
       prevented: row.prevented === true,
