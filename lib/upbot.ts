@@ -44,9 +44,9 @@ import {
   STANDBY_PROBLEM,
   standbyReadiness,
 } from "./http/health.ts";
-import { Lease, type LeaseFence, leaseTaken } from "./db/lease.ts";
+import { Lease, type LeaseFence } from "./db/lease.ts";
 import { createLogger, loggingSettings, registerSecret } from "./log.ts";
-import { migrate, migrationStatus } from "./db/migrate.ts";
+import { migrate } from "./db/migrate.ts";
 import { pipelineActorSpecs } from "./pipeline/actor_specs.ts";
 import { clearAlarm, raiseAlarm } from "./store/alarms.ts";
 import { retentionPolicy, startRetention } from "./store/retention.ts";
@@ -117,7 +117,6 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     log.info("DB OK", { backend: db.description });
     const dbSecrets = db.connection.kind === "embedded" ? [db.connection.password] : [];
     for (const secret of dbSecrets) registerSecret(secret);
-    if (lease) await refuseMigratingUnderALeader(db.sql);
     const result = await migrate(db.sql);
     for (const name of result.applied) log.info(`Applied migration ${name}`);
     log.info("All migrations complete", {
@@ -317,23 +316,6 @@ export async function startUpbot(config: Config, options: StartOptions = {}): Pr
     await db.close();
     throw err;
   }
-}
-
-/**
- * Refuses to start when the database lacks this version's migrations while another upbot holds
- * the lease: migrating would change the schema under a leader that trades on older code (its
- * views and checks). Upgrading a hot-standby pair means stopping both first (docs/operations.md).
- *
- * @throws {Error} naming the pending migrations.
- */
-async function refuseMigratingUnderALeader(sql: Client): Promise<void> {
-  const { pending } = await migrationStatus(sql);
-  if (pending.length === 0 || !(await leaseTaken(sql))) return;
-  throw new Error(
-    `Cannot start as another upbot trades on this database (it holds the lease) and this version would apply migrations under it (${
-      pending.join(", ")
-    }): stop every upbot on this database, then start this version first (docs/operations.md, Upgrading)`,
-  );
 }
 
 /**

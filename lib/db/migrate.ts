@@ -8,6 +8,7 @@
  * lock is then harmless.
  */
 import type { Client } from "./connect.ts";
+import { leaseTaken } from "./lease.ts";
 
 /** One migration file. */
 export interface Migration {
@@ -111,10 +112,22 @@ export async function migrationStatus(
  * @throws {Error} naming the failing file; that file's changes are rolled back.
  * @throws {Error} when the database holds migrations this version does not know (a newer
  *   upbot's): this version would run on a schema it was not written for; nothing is applied.
+ * @throws {Error} naming the pending migrations when another upbot holds the hot-standby lease
+ *   (`lease.ts`): nothing is applied under a leader running older code.
  */
 export async function migrate(sql: Client, migrations?: Migration[]): Promise<MigrateResult> {
   const files = migrations ?? await readMigrations();
-  const { unknown } = await migrationStatus(sql, files);
+  const { pending, unknown } = await migrationStatus(sql, files);
+  if (pending.length > 0 && await leaseTaken(sql)) {
+    // A leader on older code would trade on a schema (views, checks) changed under it; so would
+    // it if a newer tool (the backtest) migrated beside it. Upgrading a hot-standby pair means
+    // stopping both first (docs/operations.md).
+    throw new Error(
+      `Cannot start as another upbot trades on this database (it holds the lease) and this version would apply migrations under it (${
+        pending.join(", ")
+      }): stop every upbot on this database, then start this version first (docs/operations.md, Upgrading)`,
+    );
+  }
   if (unknown.length > 0) {
     throw new Error(
       `Cannot start as the database was migrated by a newer upbot (migration version(s) ${
