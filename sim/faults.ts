@@ -100,6 +100,8 @@ export const FaultsSchema = z.strictObject({
    * API requests.` (as pyupbit expects, §3.3 [L/?]) and 418 is plain text stating the ban only in
    * Korean (`30초`), with no `Retry-After`: §3.3 says the 418 carries the block duration but not
    * how, and §11 that no `Retry-After` is documented, so a client must cope without reading it.
+   * The default is `text`, the less kind reading: JSON with `Retry-After` is what upbot's client
+   * reads best, and Upbit documents neither.
    */
   rate_refusal_format: z.enum(["json", "text"]),
 });
@@ -127,7 +129,7 @@ export const NO_FAULTS: Readonly<Faults> = Object.freeze({
   smp_rest_state: "cancel",
   duplicated_identifier_name: "duplicated_identifier",
   market_fill_delay_ms: 0,
-  rate_refusal_format: "json",
+  rate_refusal_format: "text",
 });
 
 /** A partial fault update: every field optional, unknown fields rejected. */

@@ -54,7 +54,7 @@ Deno.test("GET /_sim/faults shows the settings; POST merges partial updates and 
       smp_rest_state: "cancel",
       duplicated_identifier_name: "duplicated_identifier",
       market_fill_delay_ms: 0,
-      rate_refusal_format: "json",
+      rate_refusal_format: "text",
     });
     const res = await postFaults(sim, { latency_ms: 5, offline_markets: ["KRW-ETH"] });
     assert.equal(res.status, 200);

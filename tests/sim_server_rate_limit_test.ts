@@ -192,8 +192,9 @@ Deno.test("every /v1 response carries Remaining-Req with its group", async () =>
   });
 });
 
-Deno.test("a client that keeps sending past 429 gets a 418 that states the ban", async () => {
+Deno.test("rate_refusal_format json: a client that keeps sending past 429 gets a 418 that states the ban", async () => {
   await withSim(async (sim) => {
+    sim.setFaults({ rate_refusal_format: "json" });
     const statuses: number[] = [];
     let banBody: { error: { name: string; message: string; ban_ms: number } } | undefined;
     for (let i = 0; i < 300 && !banBody; i++) {
