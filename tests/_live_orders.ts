@@ -4,7 +4,14 @@
  * (pending -> sent -> open -> filled/cancelled), and last prices in market_1s.
  */
 import { type Config, parseConfig } from "../lib/config.ts";
-import type { Sql } from "../lib/db/connect.ts";
+import type { Client, Sql } from "../lib/db/connect.ts";
+import {
+  Executor,
+  type ExecutorOptions,
+  type ExecutorSettings,
+} from "../lib/execution/executor.ts";
+import { decideTradeMode } from "../lib/execution/guard.ts";
+import { riskLimits } from "../lib/execution/risk_gate.ts";
 import { LIVE_GUARD_PHRASE } from "../lib/execution/guard.ts";
 import { createLogger, type Logger, setLogSink } from "../lib/log.ts";
 import {
@@ -35,6 +42,37 @@ export function executorConfig(
     LIVE_GUARD_PHRASE,
     PAPER_POLICY_PROFILE: "default",
     ...extra,
+  });
+}
+
+/**
+ * A live executor as the executor actor builds one from `config` (settings and risk limits of
+ * `lib/pipeline/actor_specs.ts`), with `options` on top (tests shorten its waits).
+ */
+export function liveExecutor(
+  sql: Client,
+  rest: UpbitRest,
+  config: Config,
+  log: Logger,
+  options: Partial<Omit<ExecutorOptions, "settings">> & { settings?: Partial<ExecutorSettings> } =
+    {},
+): Executor {
+  const { settings, ...others } = options;
+  return new Executor({
+    sql,
+    rest,
+    decision: decideTradeMode(config),
+    settings: {
+      orderKrwAmount: config.ORDER_KRW_AMOUNT,
+      maxOrdersPerMin: config.MAX_ORDERS_PER_MIN,
+      maxRetries: config.EXECUTOR_MAX_RETRIES,
+      shadowEnabled: config.SHADOW_ENABLED,
+      maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
+      ...settings,
+    },
+    risk: { limits: riskLimits(config) },
+    log,
+    ...others,
   });
 }
 

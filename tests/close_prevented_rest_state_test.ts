@@ -9,10 +9,8 @@ import assert from "node:assert/strict";
 import { requestFlatten } from "../lib/control/trading_state.ts";
 import { dec, formatDec } from "../lib/decimal.ts";
 import { Executor } from "../lib/execution/executor.ts";
-import { decideTradeMode } from "../lib/execution/guard.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
-import { riskLimits } from "../lib/execution/risk_gate.ts";
 import { createLogger, setLogSink } from "../lib/log.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
 import type { AttemptRow } from "../lib/store/order_attempts.ts";
@@ -20,7 +18,7 @@ import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { startSimulator } from "../sim/mod.ts";
 import { dbTest, type TestDatabase } from "./_db.ts";
-import { executorConfig } from "./_live_orders.ts";
+import { executorConfig, liveExecutor } from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 
@@ -60,21 +58,9 @@ for (const smpRestState of ["cancel", "prevented"] as const) {
       const restore = setLogSink((line) => lines.push(line));
       try {
         const config = executorConfig(sim, "live");
-        const settings = {
-          orderKrwAmount: config.ORDER_KRW_AMOUNT,
-          maxOrdersPerMin: 600,
-          maxRetries: config.EXECUTOR_MAX_RETRIES,
-          shadowEnabled: config.SHADOW_ENABLED,
-          maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
-        };
         const executor = (backoffMs: number) =>
-          new Executor({
-            sql: db.sql,
-            rest,
-            decision: decideTradeMode(config),
-            settings,
-            risk: { limits: riskLimits(config) },
-            log: createLogger("executor"),
+          liveExecutor(db.sql, rest, config, createLogger("executor"), {
+            settings: { maxOrdersPerMin: 600 },
             unknownSettleMs: 0,
             rotationWaitMs: 0,
             retryBackoff: { baseMs: backoffMs, maxMs: backoffMs },

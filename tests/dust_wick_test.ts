@@ -8,16 +8,13 @@
 import assert from "node:assert/strict";
 import { requestFlatten } from "../lib/control/trading_state.ts";
 import { recentHighCloses } from "../lib/execution/closer_inputs.ts";
-import { Executor } from "../lib/execution/executor.ts";
-import { decideTradeMode } from "../lib/execution/guard.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
-import { riskLimits } from "../lib/execution/risk_gate.ts";
 import type { Sql } from "../lib/db/connect.ts";
 import type { AttemptRow } from "../lib/store/order_attempts.ts";
 import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { dbTest, type TestDatabase } from "./_db.ts";
-import { executorConfig, type SimHandle, startSim } from "./_live_orders.ts";
+import { executorConfig, liveExecutor, type SimHandle, startSim } from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 
@@ -44,19 +41,7 @@ dbTest("dust: the highest close of the last minute prices a sale, not the newest
 /** A live executor and poller on `h`'s simulator that bought a 10,000 KRW BTC position. */
 async function boughtPosition(db: TestDatabase, h: SimHandle) {
   const config = executorConfig(h.sim, "live");
-  const executor = new Executor({
-    sql: db.sql,
-    rest: h.rest,
-    decision: decideTradeMode(config),
-    settings: {
-      orderKrwAmount: config.ORDER_KRW_AMOUNT,
-      maxOrdersPerMin: config.MAX_ORDERS_PER_MIN,
-      maxRetries: config.EXECUTOR_MAX_RETRIES,
-      shadowEnabled: config.SHADOW_ENABLED,
-      maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
-    },
-    risk: { limits: riskLimits(config) },
-    log: h.log,
+  const executor = liveExecutor(db.sql, h.rest, config, h.log, {
     unknownSettleMs: 300,
     rotationWaitMs: 0,
   });

@@ -8,8 +8,6 @@ import assert from "node:assert/strict";
 import { entryHaltReason } from "../lib/control/trading_state.ts";
 import type { Sql } from "../lib/db/connect.ts";
 import { unsettledLiveOrders } from "../lib/execution/closer_inputs.ts";
-import { Executor } from "../lib/execution/executor.ts";
-import { decideTradeMode } from "../lib/execution/guard.ts";
 import { recheckLostOrders } from "../lib/execution/lost_orders.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
@@ -26,6 +24,7 @@ import type { OrderRequest } from "../lib/upbit/rest.ts";
 import { dbTest } from "./_db.ts";
 import {
   executorConfig,
+  liveExecutor,
   pendingAttempt,
   placeLive,
   type SimHandle,
@@ -247,18 +246,7 @@ dbTest(
     };
     try {
       const config = executorConfig(h.sim, "live");
-      const executor = new Executor({
-        sql: db.sql,
-        rest: h.rest,
-        decision: decideTradeMode(config),
-        settings: {
-          orderKrwAmount: config.ORDER_KRW_AMOUNT,
-          maxOrdersPerMin: config.MAX_ORDERS_PER_MIN,
-          maxRetries: config.EXECUTOR_MAX_RETRIES,
-          shadowEnabled: config.SHADOW_ENABLED,
-          maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
-        },
-        log: h.log,
+      const executor = liveExecutor(db.sql, h.rest, config, h.log, {
         unknownSettleMs: 300,
         rotationWaitMs: 0,
       });
