@@ -79,7 +79,23 @@ async function boughtPosition(db: TestDatabase, h: SimHandle) {
       ledger: (await ledgerPosition(db.sql, BTC))?.openVolume,
     };
   };
-  return { attempts, pass, price, qty, entryTs, bought, leftOver };
+  /** The evaluator's exit of that position at `exitPrice`. */
+  const paperExit = (exitPrice: number) =>
+    insertPaperEvent(db.sql, {
+      action: "EXIT_LONG",
+      market: BTC,
+      ts: Date.now(),
+      price: exitPrice,
+      qty,
+      fee: 5,
+      pnl: 0,
+      holdSec: 1,
+      reason: "EV_BAD",
+      entryTs,
+      entryPrice: price,
+      ev: -0.3,
+    }, "default");
+  return { attempts, pass, price, bought, leftOver, paperExit };
 }
 
 dbTest(
@@ -93,20 +109,7 @@ dbTest(
       // The evaluator exits on that bar, at its close.
       const wick = Math.round(r.price * 0.45);
       await bar(db.sql, BTC, wick, 0);
-      await insertPaperEvent(db.sql, {
-        action: "EXIT_LONG",
-        market: BTC,
-        ts: Date.now(),
-        price: wick,
-        qty: r.qty,
-        fee: 5,
-        pnl: 0,
-        holdSec: 1,
-        reason: "EV_BAD",
-        entryTs: r.entryTs,
-        entryPrice: r.price,
-        ev: -0.3,
-      }, "default");
+      await r.paperExit(wick);
       const exitOf = async () => (await r.attempts()).find((a) => a.action === "EXIT_LONG");
       for (let i = 0; i < 50; i++) {
         await r.pass();
@@ -154,20 +157,7 @@ dbTest(
       const low = Math.round(r.price * 0.45);
       h.sim.injectTrade({ market: BTC, price: low, volume: 0.001, side: "ASK" });
       await bar(db.sql, BTC, low, 0);
-      await insertPaperEvent(db.sql, {
-        action: "EXIT_LONG",
-        market: BTC,
-        ts: Date.now(),
-        price: low,
-        qty: r.qty,
-        fee: 5,
-        pnl: 0,
-        holdSec: 1,
-        reason: "EV_BAD",
-        entryTs: r.entryTs,
-        entryPrice: r.price,
-        ev: -0.3,
-      }, "default");
+      await r.paperExit(low);
       for (let i = 0; i < 5; i++) await r.pass();
       const exit = (await r.attempts()).find((a) => a.action === "EXIT_LONG");
       assert.deepEqual([exit?.state, exit?.reason], ["skipped", "exit_below_min_total"]);
