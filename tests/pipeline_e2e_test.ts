@@ -563,10 +563,7 @@ for (const backend of testBackends()) {
     async () => {
       await using rig = await startRig(backend, {
         markets: ["KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL"],
-        // A lost answer times out after 2 s, not the default 10 s: the same path (unknown, then
-        // resolved by identifier), sooner. Still long enough for the checks below to see a
-        // create in flight.
-        env: { ...liveEnv(), UPBIT_REST_TIMEOUT_MS: "2000" },
+        env: liveEnv(),
       });
       const sql = rig.sql;
       // Every (identifier, status, error) seen while polling: the path each attempt took.
