@@ -135,24 +135,25 @@ export async function migrate(sql: Client, migrations?: Migration[]): Promise<Mi
       } unknown to this one): run that newer version, or restore the backup taken before the upgrade (docs/operations.md, Upgrading)`,
     );
   }
-  await sql.begin(async (tx) => {
-    await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
-    await tx`
-      create table if not exists schema_migrations (
-        version    integer     primary key,
-        name       text        not null,
-        applied_at timestamptz not null default now()
-      )`;
-  });
+  // Start-up fast path: `migrationStatus` was the one read of what is applied. A recorded version
+  // stays recorded, so a file found there is skipped without its own transaction; the others
+  // take the lock and re-read inside their transaction, as a process starting at the same time
+  // may apply them.
+  const todo = new Set(pending);
+  if (todo.size > 0) {
+    await sql.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`;
+      await tx`
+        create table if not exists schema_migrations (
+          version    integer     primary key,
+          name       text        not null,
+          applied_at timestamptz not null default now()
+        )`;
+    });
+  }
   const result: MigrateResult = { applied: [], skipped: [] };
-  // Start-up fast path: one read of what is applied. A recorded version stays recorded, so a
-  // file found here is skipped without its own transaction; the others still take the lock and
-  // re-read inside their transaction, as a process starting at the same time may apply them.
-  const recorded = new Set(
-    (await sql<{ version: number }[]>`select version from schema_migrations`).map((r) => r.version),
-  );
   for (const file of files) {
-    if (recorded.has(file.version)) {
+    if (!todo.has(file.name)) {
       result.skipped.push(file.name);
       continue;
     }
