@@ -13,9 +13,10 @@
  * outlive the lease session). So every write that can lead to an order (a new attempt, a move to
  * `sent`, the evaluator's paper trades) runs {@linkcode assertLeaseHeld} in its own transaction:
  * the row is read `FOR SHARE`, its epoch must be the writer's, and the writer's lease session
- * must still hold the lock. A takeover's epoch increment waits for such a transaction to commit, so an attempt
- * either committed under the old lease (and the new holder's resolution pass and live-start
- * reconciliation find it, by identifier, before its first order) or is refused and never sent.
+ * must still hold the lock. A takeover's epoch increment waits for such a transaction to commit,
+ * so an attempt either committed under the old lease (and the new holder's resolution pass and
+ * live-start reconciliation find it, by identifier, before its first order) or is refused and
+ * never sent.
  */
 import { type Client, connect, type DbConnection, type Sql } from "./connect.ts";
 
@@ -25,6 +26,12 @@ export const LEASE_LOCK_KEY = 0x7570626f7472;
 /** How `pg_locks` shows {@linkcode LEASE_LOCK_KEY}: high and low 32 bits, `objsubid` 1. */
 const KEY_HIGH = Math.floor(LEASE_LOCK_KEY / 2 ** 32);
 const KEY_LOW = LEASE_LOCK_KEY % 2 ** 32;
+
+/** `pg_locks k` rows of the lease lock granted to a session (`k.pid`), as a `where` condition. */
+function leaseLockGranted(sql: Sql) {
+  return sql`k.locktype = 'advisory' and k.granted
+    and k.classid::int8 = ${KEY_HIGH} and k.objid::int8 = ${KEY_LOW} and k.objsubid = 1`;
+}
 
 /** The fencing token of one holding of the lease. */
 export interface LeaseFence {
@@ -84,8 +91,7 @@ export function leaseFenceQuery(sql: Sql, fence: LeaseFence) {
   return sql`
     select l.epoch::float8 as fence_epoch, exists (
       select 1 from pg_locks k
-      where k.locktype = 'advisory' and k.granted and k.pid = ${fence.holderPid}
-        and k.classid::int8 = ${KEY_HIGH} and k.objid::int8 = ${KEY_LOW} and k.objsubid = 1
+      where ${leaseLockGranted(sql)} and k.pid = ${fence.holderPid}
     ) as fence_held
     from upbot_lease l where l.id = 1 for share of l`;
 }
@@ -166,9 +172,8 @@ export async function leaseTaken(sql: Sql): Promise<boolean> {
   const [row] = await sql<{ taken: boolean }[]>`
     select exists (
       select 1 from pg_locks k
-      where k.locktype = 'advisory' and k.granted
+      where ${leaseLockGranted(sql)}
         and k.database = (select oid from pg_database where datname = current_database())
-        and k.classid::int8 = ${KEY_HIGH} and k.objid::int8 = ${KEY_LOW} and k.objsubid = 1
     ) as taken`;
   return row?.taken === true;
 }
@@ -276,8 +281,7 @@ export class Lease {
       const probe = session<{ pid: number; held: boolean }[]>`
         select pg_backend_pid() as pid, exists (
           select 1 from pg_locks k
-          where k.locktype = 'advisory' and k.granted and k.pid = pg_backend_pid()
-            and k.classid::int8 = ${KEY_HIGH} and k.objid::int8 = ${KEY_LOW} and k.objsubid = 1
+          where ${leaseLockGranted(session)} and k.pid = pg_backend_pid()
         ) as held`.then(([row]) => {
         // postgres.js reconnects a broken session silently: a new backend holds nothing.
         if (!row || row.pid !== fence.holderPid) return "the lease session was lost";

@@ -236,15 +236,12 @@ export async function riskContext(
   const base = market.slice(market.indexOf("-") + 1);
   // A sale is refused as dust only when every price known says so: the best bid too, when the
   // book was read (it is what a market sell meets; Upbit judges the minimum itself anyway).
-  const barPrice = prices.get(market) ?? null;
-  const bestBid = bids?.bestBid ?? null;
+  const known = [prices.get(market), bids?.bestBid].filter((p): p is number =>
+    typeof p === "number"
+  );
   return {
     nowMs,
-    lastPrice: barPrice === null
-      ? bestBid
-      : bestBid === null
-      ? barPrice
-      : Math.max(barPrice, bestBid),
+    lastPrice: known.length > 0 ? Math.max(...known) : null,
     freeKrw: Number(balances.get("KRW") ?? 0),
     freeCoin: balances.get(base) ?? "0",
     heldMarkets: held.map((p) => p.symbol),
