@@ -167,7 +167,7 @@ export const DASHBOARD_SCRIPT = String.raw`(function () {
     ]);
   }
 
-  function renderCharts(barsByMarket, paper, pnl) {
+  function renderCharts(barsByMarket, paper, pnl, now) {
     markets.forEach(function (m, i) {
       var fig = document.querySelector('figure[data-market="' + m + '"]');
       if (!fig) return;
@@ -185,6 +185,10 @@ export const DASHBOARD_SCRIPT = String.raw`(function () {
       drawChart(fig, barsByMarket[i].map(function (b) { return [b.ts, b.close]; }), marks);
     });
     var series = pnl.length > 0 ? pnl[0].datapoints.map(function (d) { return [d[1], d[0]]; }) : [];
+    // A cumulative sum holds its last value until now; this also makes one exit a visible line.
+    if (series.length > 0 && series[series.length - 1][0] < now) {
+      series.push([now, series[series.length - 1][1]]);
+    }
     drawChart($("pnl-chart"), series, []);
   }
 
@@ -238,7 +242,7 @@ export const DASHBOARD_SCRIPT = String.raw`(function () {
       renderStatus(r[0]);
       renderAccount(r[1]);
       renderLists(r[2], r[3]);
-      renderCharts(r[6], r[4], r[5]);
+      renderCharts(r[6], r[4], r[5], now);
       $("refreshed").textContent = "updated " + time(Date.now());
       $("error").textContent = "";
     }).catch(function (err) {
