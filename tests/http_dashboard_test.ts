@@ -92,9 +92,17 @@ Deno.test("web dashboard in headless Chromium: shows state, charts, lists; halts
     }
     // Entry and exit marks on the price charts, and a cumulative pnl line.
     assert.ok((await page.$$("#price-charts circle.mark.entry")).length >= 1);
-    await page.waitForSelector("#price-charts circle.mark.exit");
     // One exit is enough for a visible line: the cumulative pnl holds its value until now.
-    await page.waitForSelector("#pnl-chart svg polyline");
+    for (
+      const [selector, around] of [
+        ["#price-charts circle.mark.exit", "#price-charts"],
+        ["#pnl-chart svg polyline", "#pnl-chart"],
+      ]
+    ) {
+      await page.waitForSelector(selector).catch(async (err) => {
+        throw new Error(`${err.message}\n${around}: ${await page.innerHTML(around)}`);
+      });
+    }
     const pnlPoints = await page.getAttribute("#pnl-chart svg polyline", "points");
     assert.ok(pnlPoints && pnlPoints.split(" ").length >= 2, `pnl chart: ${pnlPoints}`);
 
