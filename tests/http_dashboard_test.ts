@@ -97,7 +97,7 @@ Deno.test("web dashboard in headless Chromium: shows state, charts, lists; halts
       const [selector, around] of [
         ["#price-charts circle.mark.exit", "#price-charts"],
         ["#pnl-chart svg polyline", "#pnl-chart"],
-      ]
+      ] as const
     ) {
       await page.waitForSelector(selector).catch(async (err) => {
         throw new Error(`${err.message}\n${around}: ${await page.innerHTML(around)}`);
