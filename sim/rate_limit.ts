@@ -1,8 +1,9 @@
 /**
- * @module Per-group request limits of §3: a sliding window per (group, client), the `Remaining-Req`
- * header, 429 past the limit and a growing 418 ban for clients that keep sending (a ban drawn in
- * a pocket-counted group blocks the pocket in all of them); and the per-connection
- * websocket-message budget.
+ * @module Per-group request limits of §3: a sliding window per (group, client) in which every
+ * request received counts (refused ones too), the `Remaining-Req` header, 429 past the limit and a
+ * growing 418 ban for clients that keep sending (a ban drawn in a pocket-counted group blocks the
+ * pocket in all of them, one drawn in an IP-counted group blocks the IP in all of those); and the
+ * per-connection websocket-message budget.
  */
 
 /**
@@ -51,13 +52,14 @@ export type RateDecision =
   | { kind: "banned"; group: string; limit: number; banMs: number };
 
 /**
- * One (group, client): the times of its accepted requests of the last window, and of its refused
- * ones, each oldest first from its head index on (at most `limit` and
- * {@linkcode BAN_AFTER_EXTRA_REQUESTS} entries respectively, so memory stays bounded).
+ * One (group, client): the times of its newest requests, every one received (accepted, refused
+ * with 429 or 418), and of its refused ones, each oldest first from its head index on (at most
+ * `limit` and {@linkcode BAN_AFTER_EXTRA_REQUESTS} + 1 entries in the window respectively, so memory
+ * stays bounded: whether the window holds `limit` requests only needs the newest `limit`).
  */
 interface Counter {
-  accepted: number[];
-  acceptedHead: number;
+  recent: number[];
+  recentHead: number;
   refused: number[];
   refusedHead: number;
   /** Time of the last request counted, for the eviction of idle clients. */
@@ -76,7 +78,10 @@ interface Ban {
  */
 export class SimRateLimits {
   readonly #counters = new Map<string, Counter>();
-  /** Bans by (group, client), or by (pocket, client) for the pocket-counted groups. */
+  /**
+   * Bans by (pocket, client) for the pocket-counted groups, and by (IP, client) for the others
+   * (the quotation groups, `origin` and `websocket-connect` without a token).
+   */
   readonly #bans = new Map<string, Ban>();
   readonly #now: () => number;
 
@@ -87,7 +92,10 @@ export class SimRateLimits {
   /**
    * Counts one request of `client` in `group`; `factor` scales the limit (floor, at least 1).
    * `pocket`: the group is counted per pocket, so a ban of the client in any pocket-counted group
-   * refuses this request, and a ban drawn here refuses the client in all of them.
+   * refuses this request, and a ban drawn here refuses the client in all of them. Otherwise the
+   * group is counted per IP and the same holds across the IP-counted groups: §3.3 blocks "the IP /
+   * pocket / connection", not one group, so a 418 drawn on `ticker` also refuses the IP's candles,
+   * trades, orderbooks, markets, Origin calls and public WebSocket upgrades (the least kind reading).
    */
   check(
     group: string,
@@ -101,24 +109,30 @@ export class SimRateLimits {
     const key = `${group}\u0000${client}`;
     let c = this.#counters.get(key);
     if (!c) {
-      c = { accepted: [], acceptedHead: 0, refused: [], refusedHead: 0, last: now };
+      c = { recent: [], recentHead: 0, refused: [], refusedHead: 0, last: now };
       this.#counters.set(key, c);
       if (this.#counters.size > 100_000) this.#prune(now);
     }
-    const banKey = pocket ? `\u0001pocket\u0000${client}` : key;
-    let b = this.#bans.get(banKey);
-    if (b && now < b.banUntil) return { kind: "banned", group, limit, banMs: b.banUntil - now };
-    // A sliding window: at most `limit` accepted requests in ANY `windowMs` interval, not per
-    // calendar second. §9.10 leaves "sliding/fixed 1-s window" open [?]; sliding is the least kind
-    // reading (a fixed window lets `limit` pass at the end of one second and `limit` more at the
-    // start of the next), so a client that survives here survives either.
+    // A sliding window: at most `limit` requests in ANY `windowMs` interval, not per calendar
+    // second. §9.10 leaves "sliding/fixed 1-s window" open [?]; sliding is the least kind reading
+    // (a fixed window lets `limit` pass at the end of one second and `limit` more at the start of
+    // the next), so a client that survives here survives either.
+    // Every request received counts in the window, refused ones (429, 418) included: whether
+    // Upbit counts refusals is not documented [?], and counting them is the least kind reading (a
+    // client that keeps sending past the limit keeps its window full and is banned, §9.10
+    // "excessive 429s escalate to 418 bans", instead of being let through at the limit's rate).
     c.last = now;
     const start = now - spec.windowMs;
-    c.acceptedHead = dropUntil(c.accepted, c.acceptedHead, start);
+    c.recentHead = dropUntil(c.recent, c.recentHead, start);
     c.refusedHead = dropUntil(c.refused, c.refusedHead, start);
-    const used = c.accepted.length - c.acceptedHead;
+    const used = c.recent.length - c.recentHead;
+    c.recent.push(now);
+    // Only the newest `limit` matter: the window is full when they are all in it.
+    if (c.recent.length - c.recentHead > limit) c.recentHead = c.recent.length - limit;
+    const banKey = pocket ? `\u0001pocket\u0000${client}` : `\u0001ip\u0000${client}`;
+    let b = this.#bans.get(banKey);
+    if (b && now < b.banUntil) return { kind: "banned", group, limit, banMs: b.banUntil - now };
     if (used < limit) {
-      c.accepted.push(now);
       // `sec=`: what is still allowed in the window that ends now.
       return { kind: "allowed", group, limit, remaining: limit - used - 1 };
     }
@@ -133,8 +147,8 @@ export class SimRateLimits {
       b.banLevel++;
       b.banUntil = now + banMs;
       b.lastBanEnd = b.banUntil;
-      // The refusals are paid for by the ban; the accepted requests stay: the window stays used up
-      // (a ban shorter than the window, origin's 10 s, must not refill it) until they age out.
+      // The refusals are paid for by the ban; the window stays used up (a ban shorter than the
+      // window, origin's 10 s, must not refill it) until its requests age out.
       c.refused.length = 0;
       c.refusedHead = 0;
       return { kind: "banned", group, limit, banMs };

@@ -20,9 +20,9 @@ Deno.test("SimRateLimits allows the group limit per 1-s window, then 429, then a
   const during = limiter.check("ticker", "1.2.3.4");
   assert.equal(during.kind, "banned");
   assert.equal(during.kind === "banned" && during.banMs, 1);
-  // Other clients and other groups are unaffected.
+  // Other clients are unaffected; the IP's other quotation groups are banned with it.
   assert.equal(limiter.check("ticker", "5.6.7.8").kind, "allowed");
-  assert.equal(limiter.check("trade", "1.2.3.4").kind, "allowed");
+  assert.equal(limiter.check("trade", "1.2.3.4").kind, "banned");
   now += 1;
   assert.equal(limiter.check("ticker", "1.2.3.4").kind, "allowed");
   // A repeat offence doubles the ban.
@@ -55,7 +55,8 @@ Deno.test("SimRateLimits counts a sliding window: a burst at the end of one seco
   assert.equal(limiter.check("ticker", "1.2.3.4").kind, "limited");
   now = 11_990;
   const later = limiter.check("ticker", "1.2.3.4");
-  assert.equal(later.kind === "allowed" && later.remaining, 9, "sec= counts the sliding window");
+  // The two refused requests of 11_010 and 11_989 still count.
+  assert.equal(later.kind === "allowed" && later.remaining, 7, "sec= counts the sliding window");
   // Spread requests: each slot frees exactly one window after it was used.
   now = 20_000;
   for (let i = 0; i < 10; i++, now += 100) {
@@ -84,7 +85,9 @@ Deno.test("SimRateLimits: refusals counted over the sliding window escalate to 4
   assert.equal(ban.kind === "banned" && ban.banMs, 1000);
   now = 201_000;
   assert.equal(limiter.check("origin", "o").kind, "limited", "the ban ended, the window did not");
-  now = 210_000;
+  now = 210_000; // the refused request of 201_000 fills the window until 211_000
+  assert.equal(limiter.check("origin", "o").kind, "limited");
+  now = 220_000; // and this refusal until 220_000: each refused retry keeps the window full
   assert.equal(limiter.check("origin", "o").kind, "allowed");
 });
 
@@ -112,6 +115,46 @@ Deno.test("SimRateLimits: a ban drawn in one exchange group blocks the pocket in
   let ban = limiter.check("default", "key:a");
   for (let i = 0; i < 40 && ban.kind !== "banned"; i++) ban = limiter.check("default", "key:a");
   assert.equal(ban.kind === "banned" && ban.banMs, 2000);
+});
+
+Deno.test("SimRateLimits counts refused requests in the window: a client sending steadily past the limit is banned", () => {
+  let now = 50_000;
+  const limiter = new SimRateLimits(() => now);
+  // 11 a second, evenly: were only accepted requests counted, one a second would be refused and
+  // the client would never be banned.
+  const kinds: string[] = [];
+  for (let i = 0; i < 40 && kinds.at(-1) !== "banned"; i++, now += 90) {
+    kinds.push(limiter.check("ticker", "1.2.3.4").kind);
+  }
+  assert.deepEqual(kinds.slice(0, 10), Array(10).fill("allowed"));
+  assert.deepEqual(kinds.slice(10), [...Array(5).fill("limited"), "banned"]);
+});
+
+Deno.test("SimRateLimits: a 418 drawn in one IP-counted group bans the IP in all of them, not pockets", () => {
+  let now = 10_000;
+  const limiter = new SimRateLimits(() => now);
+  let ban = limiter.check("ticker", "1.2.3.4");
+  for (let i = 0; i < 20 && ban.kind !== "banned"; i++) ban = limiter.check("ticker", "1.2.3.4");
+  assert.equal(ban.kind, "banned");
+  for (const group of ["market", "candle", "trade", "orderbook", "origin", "websocket-connect"]) {
+    const decision = limiter.check(group, "1.2.3.4");
+    assert.equal(decision.kind, "banned", group);
+    assert.equal(decision.group, group, "the refusal names the group asked for");
+  }
+  // Another IP, and a pocket's groups, are not banned.
+  assert.equal(limiter.check("candle", "5.6.7.8").kind, "allowed");
+  assert.equal(limiter.check("order", "key:a").kind, "allowed");
+  assert.equal(limiter.check("websocket-connect", "key:a", 1, true).kind, "allowed");
+  now += 1000;
+  assert.equal(limiter.check("candle", "1.2.3.4").kind, "allowed", "the ban ended");
+  // A ban drawn by WebSocket upgrades bans the IP's REST calls too, and is the IP's second: longer.
+  now = 20_000;
+  ban = limiter.check("websocket-connect", "1.2.3.4");
+  for (let i = 0; i < 20 && ban.kind !== "banned"; i++) {
+    ban = limiter.check("websocket-connect", "1.2.3.4");
+  }
+  assert.equal(ban.kind === "banned" && ban.banMs, 2000);
+  assert.equal(limiter.check("ticker", "1.2.3.4").kind, "banned");
 });
 
 Deno.test("SimRateLimits scales limits by rate_limit_factor (floor, at least 1) and knows every group", () => {
@@ -214,10 +257,10 @@ Deno.test("rate_refusal_format json: a client that keeps sending past 429 gets a
     assert.ok(statuses.indexOf(418) > first429, "429 comes before 418");
     assert.match(banBody.error.message, /blocked for \d+ s/);
     assert.ok(banBody.error.ban_ms > 0);
-    // Other groups from the same IP still work.
+    // The ban is of the IP: its other quotation groups are refused too.
     const other = await fetch(`${sim.restUrl}/v1/market/all`);
     await other.body?.cancel();
-    assert.equal(other.status, 200);
+    assert.equal(other.status, 418);
   });
 });
 

@@ -81,9 +81,7 @@ Deno.test("SimRateLimits: websocket-connect 5/s, origin 1 per 10 s, and their Re
     "limited",
   ]);
   assert.deepEqual(kinds("origin", 2), ["allowed", "limited"]);
-  now += 9_999;
-  assert.equal(limiter.check("origin", "9.9.9.9").kind, "limited");
-  now += 1;
+  now += 10_000; // both aged out (a refused request counts in the window too)
   assert.equal(limiter.check("origin", "9.9.9.9").kind, "allowed");
   assert.equal(
     remainingReqHeader({ kind: "allowed", group: "websocket-connect", limit: 5, remaining: 4 }),
@@ -106,7 +104,7 @@ Deno.test("SimRateLimits: a ban shorter than the window does not refill it (orig
   assert.deepEqual(kinds, ["allowed", ...Array(5).fill("limited"), "banned"]);
   now += 1_000; // the 1 s ban is over, the 10 s window is not
   assert.equal(limiter.check("origin", "ip").kind, "limited");
-  now = 210_000;
+  now = 211_000; // a window after the last request (refused ones count)
   assert.equal(limiter.check("origin", "ip").kind, "allowed");
 });
 
@@ -246,6 +244,32 @@ Deno.test("websocket-connect: private upgrades count per access key, apart from 
       // Bad keys are refused at the upgrade (401), but only after the count: the 6th is a 429.
       assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 401, 101]);
     });
+  });
+});
+
+Deno.test("a quotation REST ban refuses public WebSocket upgrades with 418", async () => {
+  await withSim(async (sim) => {
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 418; i++) {
+      const res = await fetch(`${sim.restUrl}/v1/ticker?markets=KRW-BTC`);
+      status = res.status;
+      await res.body?.cancel();
+    }
+    assert.equal(status, 418, "banned within 100 requests");
+    const refused = await handshake(sim.wsUrl);
+    assert.equal(refused.status, 418);
+    assert.match(refused.headers.get("remaining-req") ?? "", /^group=websocket-connect; /);
+  });
+});
+
+Deno.test("a ban drawn by public WebSocket upgrades refuses the IP's quotation REST with 418", async () => {
+  await withSim(async (sim) => {
+    let status = 0;
+    for (let i = 0; i < 100 && status !== 418; i++) status = (await handshake(sim.wsUrl)).status;
+    assert.equal(status, 418, "banned within 100 upgrades");
+    const res = await fetch(`${sim.restUrl}/v1/candles/seconds?market=KRW-BTC`);
+    await res.body?.cancel();
+    assert.equal(res.status, 418);
   });
 });
 
