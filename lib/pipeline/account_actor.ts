@@ -95,6 +95,9 @@ export function accountActor(): UpbotActorDefinition<typeof AccountConfig> {
         url: c.privateWsUrl,
         accessKey: c.accessKey,
         secretKey: c.secretKey,
+        // The key's pocket: a ban known to the REST client holds the upgrades, and a 418 at the
+        // upgrade stops the REST calls (and, through it, the other actors).
+        rateLimiter: rest.rateLimiter,
         logger: ctx.log,
         onAsset: () => loop?.wake(),
         onOrder: (event) => {

@@ -1,7 +1,8 @@
 /**
  * @module A WebSocket connection to Upbit that stays up: subscribes on every open, keeps alive with
  * the `PING` text message (§7.9), declares a silent connection dead, and reconnects with
- * exponential backoff and jitter. Frames are handed over as text (binary frames decoded, §7.3).
+ * exponential backoff and jitter, never while a known ban runs nor within a window of an upgrade
+ * refused with 429. Frames are handed over as text (binary frames decoded, §7.3).
  *
  * Private to `lib/upbit/`; the public and private stream clients build on it.
  */
@@ -26,6 +27,11 @@ export interface ReconnectingSocketOptions {
    * (read from the runtime's error text). Return true to stop for good instead of reconnecting.
    */
   onUpgradeRefused?: (status: number) => boolean;
+  /**
+   * Epoch ms before which no connection attempt is made (a running 418 ban: an upgrade then is
+   * refused and, at Upbit, may lengthen the ban, §3.3). Asked before every attempt.
+   */
+  notBefore?: () => number;
   /** Interval of `PING` messages, in ms. @default {30000} */
   keepaliveMs: number;
   /** A connection without any frame for this long is closed and replaced, in ms. */
@@ -47,6 +53,13 @@ export interface SocketStats {
 
 const decoder = new TextDecoder();
 
+/**
+ * After an upgrade refused with 429, no attempt for this long: websocket-connect's window is 1 s
+ * (§3.1) and may slide with the refused attempt counted in it, so a retry within the window can be
+ * refused again and count towards a 418 (§3.3); plus a margin against clock skew.
+ */
+export const UPGRADE_429_HOLD_MS = 1050;
+
 /** A self-healing WebSocket. Call `start()` once and `close()` at the end. */
 export class ReconnectingSocket {
   readonly #options: ReconnectingSocketOptions;
@@ -55,6 +68,8 @@ export class ReconnectingSocket {
   #opened = 0;
   #failures = 0;
   #lastFrameAt = 0;
+  /** No connection attempt before this (epoch ms): a window after an upgrade refused with 429. */
+  #holdUntil = 0;
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #closed: Promise<void> = Promise.resolve();
@@ -74,6 +89,15 @@ export class ReconnectingSocket {
   async #connect(): Promise<void> {
     this.#retryTimer = undefined;
     if (this.#closing) return;
+    const holdMs = Math.max(this.#holdUntil, this.#options.notBefore?.() ?? 0) - Date.now();
+    if (holdMs > 0) {
+      this.#options.logger.info("WebSocket connect held until the rate limit allows it", {
+        url: this.#options.url,
+        hold_ms: holdMs,
+      });
+      this.#retryTimer = setTimeout(() => void this.#connect(), holdMs);
+      return;
+    }
     let headers: Record<string, string> | undefined;
     try {
       headers = this.#options.headers ? await this.#options.headers() : undefined;
@@ -155,6 +179,7 @@ export class ReconnectingSocket {
         this.#closing = true;
         return;
       }
+      if (refusedStatus === 429) this.#holdUntil = Date.now() + UPGRADE_429_HOLD_MS;
       this.#options.logger.warn("WebSocket closed; reconnecting", {
         url: this.#options.url,
         code: e.code,

@@ -13,6 +13,7 @@ import { signToken } from "./_jwt.ts";
 import { ReconnectingSocket } from "./_ws_base.ts";
 import type { BackoffOptions } from "../backoff.ts";
 import { UpbitWsAuthError } from "./errors.ts";
+import { UpbitRequestBudget } from "./rate_limiter.ts";
 import { type Decimal, DecimalString, parseJsonExactDecimals } from "./schemas.ts";
 
 /** A change of one of our orders (§7.8 myOrder). Side and types use the REST vocabulary. */
@@ -107,6 +108,12 @@ export interface UpbitPrivateWsOptions {
   orderCodes?: readonly string[];
   /** Subscribe to `myAsset`. @default {true} */
   myAsset?: boolean;
+  /**
+   * The exchange REST client's rate limiter (`UpbitRest.rateLimiter` of the same key): an upgrade
+   * with a token counts per pocket (§3.1), so its ban holds the connection attempts, and a 418 at
+   * the upgrade is recorded there (stopping the REST calls too). @default {a budget of its own}
+   */
+  rateLimiter?: UpbitRequestBudget;
   onOrder?: (event: MyOrderEvent) => void;
   onAsset?: (event: MyAssetEvent) => void;
   /** After every reconnect: events may have been missed, resync over REST. */
@@ -159,6 +166,7 @@ export class UpbitPrivateWs {
   readonly #log: Logger;
   readonly #stats = { received: 0, orders: 0, assets: 0, malformed: 0, serverErrors: 0 };
   #authFailed = false;
+  readonly #bans: UpbitRequestBudget;
 
   /** @throws {TypeError} for a bad URL, missing keys or nothing subscribed. */
   constructor(options: UpbitPrivateWsOptions) {
@@ -181,6 +189,7 @@ export class UpbitPrivateWs {
     }
     this.#options = options;
     this.#log = options.logger ?? createLogger("upbit-ws-private");
+    this.#bans = options.rateLimiter ?? new UpbitRequestBudget();
     const keepaliveMs = options.keepaliveMs ?? 30_000;
     this.#socket = new ReconnectingSocket({
       url: options.url,
@@ -198,10 +207,19 @@ export class UpbitPrivateWs {
       },
       onDrop: () => this.#emit(this.#options.onConnection, false),
       onUpgradeRefused: (status) => {
+        if (status === 418 && this.#bans.bannedUntil() === 0) {
+          // The pocket is banned (§3.3); Deno hides the refusal's ban length: the budget's default.
+          const banMs = this.#bans.onBanned();
+          this.#log.error(
+            "Upbit refused the private WebSocket upgrade with 418 (banned): no reconnect before the ban ends",
+            { ban_ms: banMs },
+          );
+        }
         if (status !== 401 && status !== 403) return false;
         this.#authRefused(new UpbitWsAuthError("upgrade", "bad or expired keys", status));
         return true;
       },
+      notBefore: () => this.#bans.bannedUntil(),
       keepaliveMs,
       staleAfterMs: options.staleAfterMs ?? 2 * keepaliveMs + 10_000,
       reconnect: { baseMs: 500, maxMs: 30_000, jitter: 0.5, ...options.reconnect },

@@ -16,6 +16,7 @@ import { createLogger, type Logger } from "../log.ts";
 import { ReconnectingSocket } from "./_ws_base.ts";
 import type { BackoffOptions } from "../backoff.ts";
 import type { UpbitRest } from "./rest.ts";
+import { UpbitRequestBudget } from "./rate_limiter.ts";
 import { OrderbookUnit, parseJsonExactIds, type TradeTick } from "./schemas.ts";
 import { tradesSince } from "./trade_backfill.ts";
 
@@ -198,7 +199,11 @@ export interface UpbitPublicWsOptions {
   onCandle?: (event: CandleEvent) => void;
   /** Connection state changes (for health reporting). */
   onConnection?: (connected: boolean) => void;
-  /** Used to backfill trade gaps after a reconnect; without it gaps are only counted. */
+  /**
+   * Used to backfill trade gaps after a reconnect; without it gaps are only counted. Its rate
+   * limiter's ban also holds the connection attempts (a quotation ban is of the IP, upgrades
+   * included), and a 418 at the upgrade is recorded there.
+   */
   rest?: UpbitRest;
   /**
    * Epoch ms from which the consumer needs every trade of the `trades` markets (e.g. the end of
@@ -322,6 +327,8 @@ export class UpbitPublicWs {
   /** `performance.now()` (monotonic: no clock steps) at the last frame received; -1 before one. */
   #lastFrameAt = -1;
   readonly #abort = new AbortController();
+  /** Where bans are known: the REST client's budget (shared with it), else one of its own. */
+  readonly #bans: UpbitRequestBudget;
 
   /** @throws {TypeError} when nothing is subscribed or `url` is not ws(s). */
   constructor(options: UpbitPublicWsOptions) {
@@ -339,6 +346,7 @@ export class UpbitPublicWs {
       throw new TypeError("Cannot create UpbitPublicWs as no market is subscribed");
     }
     this.#options = options;
+    this.#bans = options.rest?.rateLimiter ?? new UpbitRequestBudget();
     this.#log = options.logger ?? createLogger("upbit-ws");
     this.#dedupPerMarket = options.dedupPerMarket ?? 20_000;
     if (options.sinceMs !== undefined) {
@@ -351,6 +359,24 @@ export class UpbitPublicWs {
       onFrame: (text) => this.#onFrame(text),
       onOpen: (reconnect) => this.#onOpen(reconnect),
       onDrop: () => this.#onDrop(),
+      // A 418 at the upgrade bans the IP's quotation calls and upgrades alike (§3.3, §9.10):
+      // recorded in the REST client's budget (which stops the backfill and tells the other actors),
+      // and no upgrade is tried until it ends. Deno does not expose the refusal's body or headers,
+      // so the ban's length is unknown: the budget's own growing default applies, unless a ban it
+      // already knows explains the refusal.
+      onUpgradeRefused: (status) => {
+        if (status === 418 && this.#bans.bannedUntil() === 0) {
+          const banMs = this.#bans.onBanned();
+          this.#log.error(
+            "Upbit refused the WebSocket upgrade with 418 (banned): no reconnect before the ban ends",
+            {
+              ban_ms: banMs,
+            },
+          );
+        }
+        return false;
+      },
+      notBefore: () => this.#bans.bannedUntil(),
       keepaliveMs,
       staleAfterMs: options.staleAfterMs ?? 2 * keepaliveMs + 10_000,
       reconnect: { baseMs: 500, maxMs: 30_000, jitter: 0.5, ...options.reconnect },
