@@ -33,6 +33,7 @@ import { dashboardRoutes } from "./http/dashboard_routes.ts";
 import { grafanaRoutes } from "./http/grafana_routes.ts";
 import { prometheusRoute } from "./http/prometheus.ts";
 import { startSampler } from "./http/samples.ts";
+import { watchHaltLift } from "./pipeline/halt_lift.ts";
 import { webRoutes } from "./http/web_page.tsx";
 import { decideTradeMode } from "./execution/guard.ts";
 import {
@@ -399,6 +400,10 @@ async function startLeadership(
   const control = new ControlDirWatcher({ layout, sql, onApplied: () => deps.wakeExecutor() });
   let supervisor: UpbotSupervisor | undefined;
   let alerts: AlertWebhook | undefined;
+  const haltLift = watchHaltLift(sql, {
+    halted: () => supervisor?.tradingState === "halted",
+    resume: (by) => supervisor?.resume(`the global halt resumed by ${by}`),
+  }, log);
   try {
     try {
       await control.claim();
@@ -420,9 +425,12 @@ async function startLeadership(
       secrets: [...secretValues(config), ...deps.secrets],
       onTradingHalt: (reason, actor) => {
         log.error("Trading HALTED", { reason, actor: actor ?? undefined });
-        // Stored too, so the halt survives a restart until a person resumes it.
+        haltLift.halting();
+        // Stored too, so the halt survives a restart until a person resumes it; the resume
+        // lifts this process's halt too (watchHaltLift).
         keepWriting("the supervisor's halt", async () => {
           await haltEntries(sql, { scope: GLOBAL_SCOPE, reason, by: "supervisor" });
+          haltLift.stored();
           log.warn(
             "Entries halted globally (stored, survives restarts); once the cause is fixed, lift it with: deno task resume",
           );
@@ -449,6 +457,7 @@ async function startLeadership(
       await alerts.start();
     }
   } catch (err) {
+    await haltLift.stop();
     await alerts?.stop();
     await control.stop();
     await supervisor?.stop("start-up failed");
@@ -470,6 +479,7 @@ async function startLeadership(
     stop() {
       stopping ??= (async () => {
         await control.stop();
+        await haltLift.stop();
         await running.stop("shutdown");
         writesEnd.abort();
         await Promise.all(pendingWrites);

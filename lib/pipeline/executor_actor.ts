@@ -68,6 +68,7 @@ export function executorActor(): UpbotActorDefinition<typeof ExecutorConfig> {
             mode: executor.mode,
             handled,
             cursor: executor.cursor,
+            supervisor_halt: ctx.tradingHalted,
             ...restStats.metrics(),
           });
           return false; // `more` work waits for the next tick: rate cap and fills need time
@@ -81,6 +82,10 @@ export function executorActor(): UpbotActorDefinition<typeof ExecutorConfig> {
       },
       "trading.halt"(msg, _from, ctx) {
         ctx.log.warn(`Executor: new entries halted (${msg.reason}); exits and closes go on`);
+      },
+      "trading.resume"(_msg, _from, ctx) {
+        ctx.log.info("Executor: the supervisor's halt is lifted");
+        loop?.wake();
       },
     },
     async stop() {

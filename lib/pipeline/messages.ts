@@ -61,6 +61,12 @@ export const TradingHalt = z.object({
 });
 
 /**
+ * `trading.resume`: placing entries may go on again. The supervisor broadcasts it when a person
+ * lifted the stored halt that followed its own `trading.halt`.
+ */
+export const TradingResume = z.object({ type: z.literal("trading.resume") });
+
+/**
  * `upbit.ban`: an actor's Upbit client drew a 418 (§3.3); every REST call is refused until
  * `untilMs` (epoch ms). Sent to `supervisor`, which broadcasts it to every other actor; the actor
  * runtime applies it at once to the actor's rate limiters (see `lib/pipeline/upbit_bans.ts`).
@@ -71,7 +77,7 @@ export const UpbitBan = z.object({
 });
 
 /** Every application message. Add a new one here (and only here). */
-const UPBOT_MESSAGE_SCHEMAS = [BarsFinal, Wake, TradingHalt, UpbitBan] as const;
+const UPBOT_MESSAGE_SCHEMAS = [BarsFinal, Wake, TradingHalt, TradingResume, UpbitBan] as const;
 
 /** Any message one upbot actor sends another (or the supervisor). */
 export const UpbotMessage = z.discriminatedUnion("type", UPBOT_MESSAGE_SCHEMAS);

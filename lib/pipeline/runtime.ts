@@ -4,7 +4,8 @@
  *
  * - Protocol: {@linkcode upbotProtocol}, built from `UpbotMessage`; wakes of one topic coalesce.
  * - Trading halt: `ctx.tradingHalted` is true once the start message said so (a restarted actor
- *   learns a halt that happened before) or a `trading.halt` arrived, ahead of the mailbox.
+ *   learns a halt that happened before) or a `trading.halt` arrived, ahead of the mailbox; false
+ *   again once `trading.resume` arrived.
  * - Upbit bans: a 418 this worker's clients draw is sent to `supervisor` as `upbit.ban`; a received
  *   `upbit.ban` is applied to every limiter of this worker at once, ahead of the mailbox
  *   (`lib/pipeline/upbit_bans.ts`), so no queued handler sends into the ban.
@@ -83,6 +84,7 @@ export const upbotActorRuntime: ActorRuntime<UpbotMessage, UpbotContextExtras> =
   },
   urgent(message) {
     if (message.type === "trading.halt") halted = true;
+    if (message.type === "trading.resume") halted = false;
     if (message.type === "upbit.ban") {
       // At once, ahead of the mailbox: a queued handler must not send into the ban.
       applyBanEverywhere(message.untilMs);

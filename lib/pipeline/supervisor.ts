@@ -6,7 +6,8 @@
  *   broadcasts `trading.halt` to the running and starting actors (restarting ones learn it from
  *   their start message), emits `trading.halted`, calls `onTradingHalt`, and `/healthz` turns
  *   unhealthy. An actor may request a halt by sending `trading.halt` to `supervisor`. There is no
- *   automatic resume (a person restarts the bot).
+ *   automatic resume: a person resumes the stored halt, and upbot then lifts this one too
+ *   ({@linkcode TradingPolicy.resume}, broadcasting `trading.resume`).
  * - `upbit.ban` sent to `supervisor` (an actor's Upbit client drew a 418) is broadcast to every
  *   other actor, and replayed to each new incarnation while the ban runs.
  * - Each incarnation's database sessions carry its own `application_name`; an incarnation
@@ -37,8 +38,18 @@ export interface TradingHaltedEvent {
   actor: string | null;
 }
 
+/** Trading was resumed after a halt (a person lifted the stored halt). */
+export interface TradingResumedEvent {
+  type: "trading.resumed";
+  /** What lifted it, for the log. */
+  by: string;
+}
+
+/** upbot's own supervisor events. */
+export type TradingEvent = TradingHaltedEvent | TradingResumedEvent;
+
 /** Every event of upbot's supervisor. */
-export type UpbotSupervisorEvent = SupervisorEvent | TradingHaltedEvent;
+export type UpbotSupervisorEvent = SupervisorEvent | TradingEvent;
 
 /** upbot's supervisor health, for `/healthz`. */
 export interface UpbotHealth extends SupervisorHealth {
@@ -60,8 +71,8 @@ const NO_PROCESS_TAG = "local";
  * upbot's rules in the supervisor: trading halts and Upbit bans, and each incarnation's database
  * sessions ({@linkcode ActorSessions}).
  */
-export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHaltedEvent> {
-  #control: SupervisorControl<UpbotMessage, TradingHaltedEvent> | undefined;
+export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingEvent> {
+  #control: SupervisorControl<UpbotMessage, TradingEvent> | undefined;
   #state: TradingState = "active";
   #haltReason: string | null = null;
   /** End of the latest Upbit ban an actor announced (epoch ms, wall clock like the workers'). */
@@ -94,7 +105,7 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
   }
 
   /** Called by the supervisor. */
-  attach(control: SupervisorControl<UpbotMessage, TradingHaltedEvent>): void {
+  attach(control: SupervisorControl<UpbotMessage, TradingEvent>): void {
     this.#control = control;
   }
 
@@ -155,7 +166,7 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
 
   /**
    * Halts trading: records the reason, broadcasts `trading.halt` to every actor and calls
-   * `onTradingHalt`. Idempotent; there is no automatic resume (a person restarts the bot).
+   * `onTradingHalt`. Idempotent; there is no automatic resume (see {@linkcode resume}).
    */
   halt(reason: string, actor: string | null = null): void {
     if (this.#state === "halted") return;
@@ -174,6 +185,25 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
       this.#onTradingHalt?.(reason, actor);
     } catch (err) {
       log.error("onTradingHalt callback failed", { error: err });
+    }
+  }
+
+  /**
+   * Lifts a halt: a person resumed the stored one (upbot resumes this one only after the halt
+   * was stored and then lifted; see `lib/upbot.ts`). Broadcasts `trading.resume` to every actor;
+   * restarting ones learn it from their start message. A critical actor failing again halts
+   * again. Idempotent.
+   */
+  resume(by: string): void {
+    if (this.#state === "active") return;
+    this.#state = "active";
+    this.#haltReason = null;
+    log.warn("trading RESUMED", { by });
+    this.#control?.emit({ type: "trading.resumed", by });
+    for (const child of this.#control?.children() ?? []) {
+      if (child.state === "running" || child.state === "starting") {
+        this.#control?.send(child.name, { type: "trading.resume" });
+      }
     }
   }
 
@@ -198,7 +228,7 @@ export class TradingPolicy implements SupervisorPolicy<UpbotMessage, TradingHalt
 
 /** Options of {@linkcode UpbotSupervisor}: the generic ones but the protocol and policy. */
 export interface UpbotSupervisorOptions
-  extends Omit<SupervisorOptions<UpbotMessage, TradingHaltedEvent>, "protocol" | "policy"> {
+  extends Omit<SupervisorOptions<UpbotMessage, TradingEvent>, "protocol" | "policy"> {
   /** Called once when trading becomes halted. */
   onTradingHalt?: (reason: string, actor: string | null) => void;
   /** The last part of every actor session's name (`Database.processTag`). @default {"local"} */
@@ -220,7 +250,7 @@ export interface UpbotSupervisorOptions
  * The supervisor of upbot's actors: {@linkcode Supervisor} with upbot's protocol and
  * {@linkcode TradingPolicy}.
  */
-export class UpbotSupervisor extends Supervisor<UpbotMessage, TradingHaltedEvent> {
+export class UpbotSupervisor extends Supervisor<UpbotMessage, TradingEvent> {
   #policy: TradingPolicy;
 
   /** @throws {RangeError} on bad options or duplicate / invalid actor names. */
@@ -257,6 +287,11 @@ export class UpbotSupervisor extends Supervisor<UpbotMessage, TradingHaltedEvent
   /** See {@linkcode TradingPolicy.halt}. */
   halt(reason: string, actor: string | null = null): void {
     this.#policy.halt(reason, actor);
+  }
+
+  /** See {@linkcode TradingPolicy.resume}. */
+  resume(by: string): void {
+    this.#policy.resume(by);
   }
 
   /** Health for `/healthz`: unhealthy once trading is halted. */
