@@ -128,6 +128,12 @@ Deno.test("SimRateLimits counts refused requests in the window: a client sending
   }
   assert.deepEqual(kinds.slice(0, 10), Array(10).fill("allowed"));
   assert.deepEqual(kinds.slice(10), [...Array(5).fill("limited"), "banned"]);
+  // Requests sent during the ban count too: 10 in its last 100 ms fill the window after it.
+  const banEnd = now - 90 + 1000;
+  now = banEnd - 100;
+  for (let i = 0; i < 10; i++) assert.equal(limiter.check("ticker", "1.2.3.4").kind, "banned");
+  now = banEnd;
+  assert.equal(limiter.check("ticker", "1.2.3.4").kind, "limited", "the ban's requests count");
 });
 
 Deno.test("SimRateLimits: a 418 drawn in one IP-counted group bans the IP in all of them, not pockets", () => {
