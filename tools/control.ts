@@ -1,12 +1,17 @@
 /**
- * @module `deno task halt | resume | flatten`: halt new entries, resume them, or flatten every
- * position, on the running upbot.
+ * @module `deno task halt | resume | flatten | lost-order`: halt new entries, resume them, flatten
+ * every position, or give the uuid of a lost order, on the running upbot.
  *
  * ```sh
  * deno task halt --reason "exchange maintenance" [--market KRW-BTC]
  * deno task resume [--market KRW-BTC]
  * deno task flatten --reason "leaving for a week"
+ * deno task lost-order --identifier paper-abcd2345-17-EXIT_LONG --uuid 9ca023a5-851b-4fec-9f0a-48cd83c2eaae
  * ```
+ *
+ * `lost-order` names an order upbot gave up as lost (the `order_lost` alarm's identifier) and the
+ * uuid a person saw for it on Upbit's site: upbot asks Upbit for that uuid and adopts the order
+ * only if it is the order it asked for (`lib/control/lost_order_hint.ts`).
  *
  * The command goes through the control directory `DATA_DIR/control/` (see
  * `lib/control/command_dir.ts`), never the database: the embedded database cannot be opened by a
@@ -20,6 +25,7 @@
 import { parseArgs } from "node:util";
 import { loadConfigOrReport, setUpLogging } from "../lib/cli.ts";
 import {
+  type ControlDirLayout,
   controlDirLayout,
   enqueueControlCommand,
   waitForControlAck,
@@ -29,6 +35,7 @@ import {
   type ControlRequest,
   newControlCommand,
 } from "../lib/control/commands.ts";
+import { ORDER_UUID, UPBOT_IDENTIFIER } from "../lib/control/lost_order_hint.ts";
 import { assertTradingScope, GLOBAL_SCOPE } from "../lib/control/trading_state.ts";
 import { createLogger } from "../lib/log.ts";
 
@@ -41,6 +48,7 @@ const USAGE = [
   'usage: deno task halt --reason "why" [--market KRW-BTC]',
   "       deno task resume [--market KRW-BTC]",
   '       deno task flatten --reason "why"',
+  "       deno task lost-order --identifier <identifier of the order_lost alarm> --uuid <uuid seen on Upbit>",
 ].join("\n");
 
 /** Thrown for bad arguments; the message is the sentence to show. */
@@ -53,14 +61,22 @@ export function parseControlArgs(args: readonly string[]): ControlRequest {
   try {
     parsed = parseArgs({
       args: [...rest],
-      options: { reason: { type: "string" }, market: { type: "string" } },
+      options: {
+        reason: { type: "string" },
+        market: { type: "string" },
+        identifier: { type: "string" },
+        uuid: { type: "string" },
+      },
       strict: true,
       allowPositionals: false,
     });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const { reason, market } = parsed.values;
+  const { reason, market, identifier, uuid } = parsed.values;
+  if (action !== "lost-order" && (identifier !== undefined || uuid !== undefined)) {
+    throw new UsageError(`${action} takes no --identifier or --uuid`);
+  }
   const scope = market === undefined ? GLOBAL_SCOPE : market.trim().toUpperCase();
   if (market !== undefined) {
     if (scope === GLOBAL_SCOPE.toUpperCase()) throw new UsageError("--market needs a market code");
@@ -87,9 +103,54 @@ export function parseControlArgs(args: readonly string[]): ControlRequest {
         throw new UsageError("flatten closes every position: it takes no --market");
       }
       return { action, reason: needReason() };
+    case "lost-order":
+      return lostOrderRequest(identifier, uuid, reason, market);
     default:
       throw new UsageError(`unknown control command ${JSON.stringify(action ?? "")}`);
   }
+}
+
+/** The `lost-order` request, its identifier and uuid checked (a uuid pasted in capitals is fine). */
+function lostOrderRequest(
+  identifier: string | undefined,
+  uuid: string | undefined,
+  reason: string | undefined,
+  market: string | undefined,
+): ControlRequest {
+  if (reason !== undefined || market !== undefined) {
+    throw new UsageError("lost-order takes only --identifier and --uuid");
+  }
+  const id = identifier?.trim() ?? "";
+  if (!UPBOT_IDENTIFIER.test(id) || id.length > 64) {
+    throw new UsageError(
+      `lost-order needs --identifier with the identifier of the order_lost alarm, such as paper-abcd2345-17-EXIT_LONG (got ${
+        JSON.stringify(identifier ?? "")
+      })`,
+    );
+  }
+  const order = uuid?.trim().toLowerCase() ?? "";
+  if (!ORDER_UUID.test(order)) {
+    throw new UsageError(
+      `lost-order needs --uuid with the order's uuid as Upbit shows it, such as 9ca023a5-851b-4fec-9f0a-48cd83c2eaae (got ${
+        JSON.stringify(uuid ?? "")
+      })`,
+    );
+  }
+  return { action: "lost-order", identifier: id, uuid: order };
+}
+
+/**
+ * Writes `request` into the control directory and waits up to `timeoutMs` for the running upbot's
+ * acknowledgement: the acknowledgement, or null (the command then stays queued at `path`).
+ */
+export async function sendControlRequest(
+  layout: ControlDirLayout,
+  request: ControlRequest,
+  timeoutMs = ACK_TIMEOUT_MS,
+): Promise<{ ack: ControlAck | null; path: string }> {
+  const command = newControlCommand(request);
+  const path = await enqueueControlCommand(layout, command);
+  return { ack: await waitForControlAck(layout, command.id, { timeoutMs }), path };
 }
 
 function describeState(s: ControlAck["states"][number]): string {
@@ -116,9 +177,7 @@ async function main(args: string[]): Promise<number> {
     }
   }
   const layout = controlDirLayout(config.DATA_DIR);
-  const command = newControlCommand(request);
-  const path = await enqueueControlCommand(layout, command);
-  const ack = await waitForControlAck(layout, command.id, { timeoutMs: ACK_TIMEOUT_MS });
+  const { ack, path } = await sendControlRequest(layout, request);
   if (ack === null) {
     log.error(
       `no running upbot acknowledged the ${request.action} within ${

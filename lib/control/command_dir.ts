@@ -1,5 +1,6 @@
 /**
- * @module The control directory: how `deno task halt/resume/flatten` reach a running upbot.
+ * @module The control directory: how `deno task halt/resume/flatten/lost-order` reach a running
+ * upbot.
  *
  * The embedded PGlite database cannot be opened by a second process, so the tools never touch
  * the database. They write a command file into `DATA_DIR/control/inbox/` (a temporary file, then
@@ -11,8 +12,8 @@
  *
  * Commands are applied in the order they were written (file names start with the time). One that
  * the database refuses stays in the inbox and is retried on the next poll; later ones wait behind
- * it. A command refused for the trading state (a resume while a flatten is pending) is
- * acknowledged as refused and removed. A command is applied at most once: its id is stored in `applied_control_commands` in the
+ * it. A command refused for the state of things (a resume while a flatten is pending, a
+ * lost-order naming no lost order) is acknowledged as refused and removed. A command is applied at most once: its id is stored in `applied_control_commands` in the
  * same transaction as its effect, and a command whose id is stored is only acknowledged again (an
  * acknowledgement that could not be written is retried every poll, logged once; upbot stopped
  * before deleting the file). A file that is not a valid command is moved to `DATA_DIR/control/rejected/` with an error
@@ -364,8 +365,9 @@ export class ControlDirWatcher {
       return "skipped";
     }
     if (record.kind === "refused") {
-      // Refused for the trading state (a resume while a flatten is pending): its tool says why;
-      // trying it again every poll would only refuse it again, or apply it much later.
+      // Refused for the state of things (a resume while a flatten is pending, a lost-order naming
+      // no lost order): its tool says why; trying it again every poll would only refuse it again,
+      // or apply it much later.
       this.#log.error("control command refused", {
         file: name,
         action: command.action,
@@ -380,7 +382,9 @@ export class ControlDirWatcher {
     if (await this.#acknowledge(name, ackPath, ack)) await Deno.remove(path).catch(() => {});
     const fields = {
       action: command.action,
-      scope: "scope" in command ? command.scope : "global",
+      ...(command.action === "lost-order"
+        ? { identifier: command.identifier, uuid: command.uuid }
+        : { scope: "scope" in command ? command.scope : "global" }),
       ...("reason" in command ? { reason: command.reason } : {}),
       by: "cli",
       ...(outcome.flattenId !== null ? { flatten_id: outcome.flattenId } : {}),

@@ -1,6 +1,6 @@
 /**
- * @module Control commands (halt, resume, flatten): their wire schema, shared by the command-line
- * tools and the running upbot, and how one is applied to the trading state store.
+ * @module Control commands (halt, resume, flatten, lost-order): their wire schema, shared by the
+ * command-line tools and the running upbot, and how one is applied to the database.
  *
  * The HTTP controls (later) apply the same commands through {@linkcode applyControlCommand}.
  */
@@ -16,6 +16,12 @@ import {
   type TradingStateRow,
   tradingStates,
 } from "./trading_state.ts";
+import {
+  LostOrderHintRefusedError,
+  ORDER_UUID,
+  recordLostOrderHint,
+  UPBOT_IDENTIFIER,
+} from "./lost_order_hint.ts";
 
 /** "global" or a market code such as "KRW-BTC". */
 const Scope = z.union([
@@ -24,6 +30,15 @@ const Scope = z.union([
 ]);
 
 const Reason = z.string().trim().min(1, "must not be empty").max(500);
+
+/** An identifier upbot made (the one the `order_lost` alarm names). */
+const Identifier = z.string().max(64).regex(
+  UPBOT_IDENTIFIER,
+  "must be an identifier upbot made, such as paper-abcd2345-17-EXIT_LONG",
+);
+
+/** An Upbit order uuid, lowercase. */
+const OrderUuid = z.string().regex(ORDER_UUID, "must be an Upbit order uuid (8-4-4-4-12 hex)");
 
 /** What a command carries besides its action: an id to match the acknowledgement, and when. */
 const Envelope = {
@@ -40,6 +55,12 @@ export const ControlCommand = z.discriminatedUnion("action", [
   z.object({ ...Envelope, action: z.literal("halt"), scope: Scope, reason: Reason }).strict(),
   z.object({ ...Envelope, action: z.literal("resume"), scope: Scope }).strict(),
   z.object({ ...Envelope, action: z.literal("flatten"), reason: Reason }).strict(),
+  z.object({
+    ...Envelope,
+    action: z.literal("lost-order"),
+    identifier: Identifier,
+    uuid: OrderUuid,
+  }).strict(),
 ]);
 
 /** One control command as written to the control directory. */
@@ -49,7 +70,9 @@ export type ControlCommand = z.infer<typeof ControlCommand>;
 export type ControlRequest =
   | { action: "halt"; scope: string; reason: string }
   | { action: "resume"; scope: string }
-  | { action: "flatten"; reason: string };
+  | { action: "flatten"; reason: string }
+  /** A person's uuid for a lost order (`lib/control/lost_order_hint.ts`). */
+  | { action: "lost-order"; identifier: string; uuid: string };
 
 /** The trading state of one scope as the acknowledgement reports it. */
 const AckState = z.object({
@@ -99,10 +122,17 @@ function scopeText(scope: string): string {
   return scope === GLOBAL_SCOPE ? "on every market" : `on ${scope}`;
 }
 
+/** A command refused for the state of things (nothing changed); its message says why. */
+function isRefusal(err: unknown): err is Error {
+  return err instanceof TradingStateRefusedError || err instanceof LostOrderHintRefusedError;
+}
+
 /**
- * Applies `command` to the trading state store as `by` (the tools' commands: "cli").
+ * Applies `command` to the database as `by` (the tools' commands: "cli").
  *
  * @throws {TradingStateRefusedError} for a resume while a flatten is pending (nothing changed).
+ * @throws {LostOrderHintRefusedError} for a lost-order naming no lost, unresolved live order
+ *   (nothing changed).
  * @throws {Error} when the database refuses (the caller keeps the command to retry).
  */
 export async function applyControlCommand(
@@ -130,6 +160,12 @@ export async function applyControlCommand(
       message =
         `Flatten requested (#${flattenId}): entries halted on every market and every ledger position is to be closed now: ${command.reason}`;
       break;
+    case "lost-order": {
+      const hint = await recordLostOrderHint(sql, command);
+      message =
+        `Lost order ${hint.identifier} (${hint.market} ${hint.side}) will be checked at Upbit under uuid ${hint.uuid} at the order-poller's next pass; it is adopted only if it is the order upbot asked for and final (alarm lost_order_found), else refused (alarm lost_order_hint_refused); its market stays held until then`;
+      break;
+    }
     default: {
       const unknownCommand: never = command;
       throw new Error(`Unknown control command: ${JSON.stringify(unknownCommand)}`);
@@ -170,8 +206,9 @@ export type CommandRecord =
   /** Applied now: its effect and its id were stored in one transaction. */
   | { kind: "applied"; ack: ControlAck; outcome: ControlOutcome }
   /**
-   * Refused for the trading state (a resume while a flatten is pending): nothing changed; its id
-   * was stored with the refusal (`ack.ok` false), so it is not tried again.
+   * Refused for the state of things (a resume while a flatten is pending, a lost-order naming no
+   * lost order): nothing changed; its id was stored with the refusal (`ack.ok` false), so it is
+   * not tried again.
    */
   | { kind: "refused"; ack: ControlAck }
   /** Its id was stored before (applied or refused then): nothing was done; `ack` is the stored one. */
@@ -183,8 +220,9 @@ export type CommandRecord =
  * effect (an acknowledgement that could not be written, a crash before the inbox file was removed)
  * is never applied again; such a command gets back the acknowledgement stored when it was applied.
  *
- * A command the trading state refuses ({@linkcode TradingStateRefusedError}: a resume while a
- * flatten is pending) is stored as refused, with an acknowledgement saying why.
+ * A command refused for the state of things ({@linkcode TradingStateRefusedError}: a resume while
+ * a flatten is pending; {@linkcode LostOrderHintRefusedError}: a lost-order naming no lost order)
+ * is stored as refused, with an acknowledgement saying why.
  *
  * @throws {Error} when the database refuses (nothing is stored; the caller keeps the command).
  */
@@ -197,7 +235,7 @@ export async function applyControlCommandOnce(
   try {
     result = await applyOnce(sql, command, by);
   } catch (err) {
-    if (!(err instanceof TradingStateRefusedError)) throw err;
+    if (!isRefusal(err)) throw err;
     const ack: ControlAck = {
       id: command.id,
       ok: false,

@@ -5,7 +5,9 @@
  * an order may still exist, so it is never forgotten: {@linkcode recheckLostOrders} asks Upbit
  * about it again at a slow rate until Upbit answers, and until then {@linkcode unresolvedOrders}
  * names it, the risk gate holds new entries on its market and the closer holds its side. Found
- * again and final, its fills are adopted into the ledger.
+ * again and final, its fills are adopted into the ledger. A person who sees the order on Upbit's
+ * site can give its uuid (`deno task lost-order`, `lib/control/lost_order_hint.ts`): it is then
+ * asked for too, and adopted under the same rules and more.
  */
 import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
@@ -50,15 +52,19 @@ export interface RecheckSummary {
 }
 
 /**
- * Asks Upbit again about every lost order whose last check is older than `intervalMs` (by uuid,
- * then by each identifier it used). One still missing is checked again later. One found is
+ * Asks Upbit again about every lost order whose last check is older than `intervalMs`, or that a
+ * person gave a uuid since its last check (first; by uuid, then by each identifier it used, then
+ * by the person's uuid). One still missing is checked again later. One found is
  * adopted only if it is the order the attempt asked for ({@linkcode orderMismatch}) and final: its
  * fills are written on the attempt, so the position ledger counts them (a lost buy that filled is
  * then an obligation the closer works on; a lost sell that filled is not sold again), and it is
  * resolved with an alarm. One found still open at Upbit stays unresolved (its market held) until
  * it is final. One that is not the order asked for is never adopted: an `identifier_conflict`
- * alarm, entries halted, the market held, as the executor does for an unknown order. A failed
- * read ends the pass; the next pass tries again.
+ * alarm, entries halted, the market held, as the executor does for an unknown order. An order
+ * found only by a person's uuid must also carry one of the attempt's identifiers and be no other
+ * attempt's order; one that is not the order asked for is refused ({@linkcode refuseHintedOrder}:
+ * an alarm, no halt) and that uuid is not asked for again. A failed read ends the pass; the next
+ * pass tries again.
  */
 export async function recheckLostOrders(
   sql: Sql,
@@ -68,24 +74,46 @@ export async function recheckLostOrders(
 ): Promise<RecheckSummary> {
   const now = new Date(o.nowMs ?? Date.now());
   const due = new Date(now.getTime() - (o.intervalMs ?? LOST_ORDER_RECHECK_MS));
-  const lost = await sql<{ id: string }[]>`
-    select a.id from upbit_order_attempts a
+  const lost = await sql<{ id: string; hint: string | null }[]>`
+    select a.id, case when c.operator_hint_refused is null then c.operator_uuid end as hint
+    from upbit_order_attempts a
     left join lost_order_checks c on c.attempt_id = a.id
     where a.mode = 'live' and a.state = 'failed' and a.reason = 'order_lost'
-      and c.resolved_at is null and (c.last_checked_at is null or c.last_checked_at <= ${due})
+      and c.resolved_at is null
+      and (c.last_checked_at is null or c.last_checked_at <= ${due})
     order by coalesce(c.last_checked_at, '-infinity'), a.id`;
   const summary: RecheckSummary = { checked: 0, found: 0 };
-  for (const { id: idText } of lost) {
+  for (const { id: idText, hint } of lost) {
     const id = Number(idText);
     const a = await attemptById(sql, id);
     if (!a) continue;
-    const order = await lookUp(rest, a.uuid, await identifiersOf(sql, id));
+    const identifiers = await identifiersOf(sql, id);
+    let order = await lookUp(rest, a.uuid, identifiers);
+    // The person's uuid is asked for only when Upbit shows nothing under upbot's own references:
+    // those are upbot's own evidence, the hint is a person's reading of a web page.
+    const byHint = order === null && hint !== null && hint !== a.uuid;
+    if (byHint) {
+      order = await lookUp(rest, hint, []);
+      if (!order) {
+        log.warn(
+          `Lost order ${a.identifier}: Upbit knows no order ${hint} (the uuid a person gave); asked again at the next check`,
+          { market: a.symbol },
+        );
+      }
+    }
     summary.checked++;
-    const mismatch = order ? orderMismatch(sentOrderBody(a), order, a.ts) : null;
+    const mismatch = order
+      ? joinMismatches(
+        orderMismatch(sentOrderBody(a), order, a.ts),
+        byHint ? await hintMismatch(sql, a, identifiers, order) : null,
+      )
+      : null;
     if (!order || mismatch !== null || !FINAL_EXCHANGE_STATES.has(order.state)) {
       await recordCheck(sql, id, now, null);
-      if (order && mismatch !== null) await refuseForeignOrder(sql, log, a, order, mismatch);
-      else if (order) {
+      if (order && mismatch !== null) {
+        if (byHint) await refuseHintedOrder(sql, log, a, order, mismatch);
+        else await refuseForeignOrder(sql, log, a, order, mismatch);
+      } else if (order) {
         log.warn(
           `Lost order ${a.identifier} found at Upbit still ${order.state} (uuid=${order.uuid}); its market stays held until it is final`,
           { market: a.symbol },
@@ -104,8 +132,9 @@ export async function recheckLostOrders(
       response_json: order,
     });
     await recordCheck(sql, id, now, order);
-    const message =
-      `Lost order ${a.identifier} found at Upbit again (uuid=${order.uuid}, ${order.state}, executed ${order.executed_volume}); its fills are now in the position ledger`;
+    const message = `Lost order ${a.identifier} found at Upbit again${
+      byHint ? " by the uuid a person gave" : ""
+    } (uuid=${order.uuid}, ${order.state}, executed ${order.executed_volume}); its fills are now in the position ledger`;
     log.error(message, { market: a.symbol });
     await raiseAlarm(sql, {
       code: "lost_order_found",
@@ -124,6 +153,37 @@ export async function recheckLostOrders(
 
 /** Upbit order states after which nothing more fills (§4.5). */
 const FINAL_EXCHANGE_STATES: ReadonlySet<string> = new Set(["done", "cancel", "prevented"]);
+
+/** Both mismatch texts as one, or null when neither says anything. */
+function joinMismatches(...texts: (string | null)[]): string | null {
+  const all = texts.filter((t): t is string => t !== null);
+  return all.length > 0 ? all.join(", ") : null;
+}
+
+/**
+ * What else an order found only by a person's uuid must be, beyond {@linkcode orderMismatch}: one
+ * of upbot's orders carries the identifier it was sent with (an order without one was made by
+ * hand, on the site or by another program), and it is no other attempt's order (adopting that
+ * would count its fills twice).
+ */
+async function hintMismatch(
+  sql: Sql,
+  a: AttemptRow,
+  identifiers: readonly string[],
+  order: Order,
+): Promise<string | null> {
+  const diffs: string[] = [];
+  const own = new Set([...identifiers, a.identifier]);
+  if (!order.identifier) diffs.push("identifier none, not one of upbot's");
+  else if (!own.has(order.identifier)) {
+    diffs.push(`identifier ${order.identifier} != ${[...own].join(" or ")}`);
+  }
+  const [other] = await sql<{ identifier: string }[]>`
+    select identifier from upbit_order_attempts where uuid = ${order.uuid} and id <> ${a.id}
+    limit 1`;
+  if (other) diffs.push(`uuid ${order.uuid} is upbot's order ${other.identifier}`);
+  return diffs.length > 0 ? diffs.join(", ") : null;
+}
 
 /** Counts one check of lost attempt `id`; `found` (a final order adopted) resolves it. */
 async function recordCheck(sql: Sql, id: number, now: Date, found: Order | null): Promise<void> {
@@ -160,6 +220,35 @@ async function refuseForeignOrder(
     scope: "global",
     reason: `identifier conflict on ${a.identifier}`,
     by: "order_poller",
+  });
+}
+
+/**
+ * A person's uuid that names an order other than the lost one: never adopted, an alarm, and that
+ * uuid is not asked for again (what it names cannot change; a new hint replaces it). No halt: the
+ * lost order already holds its market (entries wait, the closer holds its side) until the right
+ * order is found, and a mistyped or misread uuid says nothing about anyone else using upbot's
+ * identifiers, so halting every market (as a conflict under upbot's own identifier does) would
+ * stop trading where nothing is wrong.
+ */
+async function refuseHintedOrder(
+  sql: Sql,
+  log: Logger,
+  a: AttemptRow,
+  order: Order,
+  mismatch: string,
+): Promise<void> {
+  await sql`
+    update lost_order_checks set operator_hint_refused = ${mismatch}
+    where attempt_id = ${a.id} and operator_uuid = ${order.uuid}`;
+  const message =
+    `Lost order ${a.identifier}: the uuid a person gave, ${order.uuid}, is not the order upbot asked for (${mismatch}); not adopted, its market stays held until the lost order is found`;
+  log.error(message, { market: a.symbol, attempt: a.id });
+  await raiseAlarm(sql, {
+    code: "lost_order_hint_refused",
+    market: a.symbol,
+    message,
+    details: { identifier: a.identifier, uuid: order.uuid, mismatch },
   });
 }
 
