@@ -1,7 +1,8 @@
 /**
  * `unsettledLiveOrders`: what holds the closer back on a market. A sell Upbit lost after giving it
  * a uuid (`failed` / `order_lost`) may have filled: its market is not closed again until the
- * lost-order check finds the order (else the closer could sell the owner's coins).
+ * lost-order check finds the order (else the closer could sell the owner's coins). So may a sell
+ * judged a conflict.
  */
 import assert from "node:assert/strict";
 import { unsettledLiveOrders } from "../lib/execution/closer_inputs.ts";
@@ -29,6 +30,22 @@ dbTest(
     await db.sql`insert into lost_order_checks (attempt_id, checks, resolved_at)
     values (${sell.id}, 1, now())`;
     assert.equal((await unsettledLiveOrders(db.sql)).get("KRW-BTC"), undefined);
+  },
+);
+
+dbTest(
+  "unsettled: a sell judged a conflict holds its market's sells; a conflict buy holds nothing",
+  async (db) => {
+    const sell = await pendingAttempt(db.sql, { market: "KRW-BTC", side: "ask", volume: "0.001" });
+    const buy = await pendingAttempt(db.sql, { market: "KRW-ETH", side: "bid", krw: 5000 });
+    // As the executor leaves them: found under our identifier, not the order asked for.
+    await db.sql`update upbit_order_attempts set state = 'conflict', reason = 'identifier_conflict'
+      where id in (${sell.id}, ${buy.id})`;
+    const unsettled = await unsettledLiveOrders(db.sql);
+    // The sell may be ours (a check that erred) and have sold its coins: a person decides.
+    assert.deepEqual(unsettled.get("KRW-BTC"), { buy: false, sell: true });
+    // The buy's fills are not in the ledger: nothing sells them, nothing to hold.
+    assert.equal(unsettled.get("KRW-ETH"), undefined);
   },
 );
 

@@ -1,0 +1,123 @@
+/**
+ * @module A live sell judged a conflict (Upbit knows its identifier under an order the check says
+ * is not the one asked for) holds its market's sells until a person has looked: the order may be
+ * the sell itself (here: a database clock 11 minutes ahead of Upbit's makes the created-after
+ * check fail), its coins gone while the ledger still holds them. The exit and the closer must not
+ * sell that volume again, from the owner's coins. Found by a review (its scratch test, kept).
+ */
+import assert from "node:assert/strict";
+import { dec, formatDec } from "../lib/decimal.ts";
+import { OrderPoller } from "../lib/execution/order_poller.ts";
+import { ledgerPosition } from "../lib/execution/position_ledger.ts";
+import type { AttemptRow } from "../lib/store/order_attempts.ts";
+import { insertPaperEvent } from "../lib/store/paper_trades.ts";
+import { UpbitRest } from "../lib/upbit/rest.ts";
+import { dbTest } from "./_db.ts";
+import { executorConfig, liveExecutor, startSim } from "./_live_orders.ts";
+
+const BTC = "KRW-BTC";
+const PRICE = 140_500_000;
+
+dbTest(
+  "a live sell judged a conflict holds its market: nothing sells its volume again",
+  async (db) => {
+    await using h = {
+      ...(await startSim({ markets: [BTC], seed: 7 })),
+      [Symbol.asyncDispose]() {
+        return this.close();
+      },
+    };
+    const { sim, log } = h;
+    // A short timeout: the exit's answer is lost (held 30 s by the fault).
+    const rest = new UpbitRest({
+      baseUrl: sim.restUrl,
+      accessKey: sim.accessKey,
+      secretKey: sim.secretKey,
+      timeoutMs: 1500,
+    });
+    try {
+      const btc = async () => {
+        const { data } = await rest.getAccounts();
+        return formatDec(dec(data.find((a) => a.currency === "BTC")?.balance ?? "0"));
+      };
+      // The owner's own coins, bought by hand.
+      const own = await rest.postOrder({
+        market: BTC,
+        side: "bid",
+        ord_type: "price",
+        price: "50000",
+        identifier: "owner-by-hand-1",
+      });
+      assert.equal(own.kind, "accepted");
+      const ownerBtc = await btc();
+      const ex = liveExecutor(db.sql, rest, executorConfig(sim, "live"), log, {
+        settings: { maxOrdersPerMin: 600 },
+        unknownSettleMs: 0,
+        rotationWaitMs: 0,
+        retryBackoff: { baseMs: 20, maxMs: 100 },
+      });
+      await ex.start();
+      const poller = new OrderPoller({ sql: db.sql, rest, maxPolls: 50, log });
+      const rows = () => db.sql<AttemptRow[]>`select * from upbit_order_attempts order by id`;
+      const pass = async () => {
+        await ex.runOnce();
+        await poller.pollOnce();
+        await new Promise((r) => setTimeout(r, 30));
+      };
+
+      await insertPaperEvent(db.sql, {
+        action: "ENTER_LONG",
+        market: BTC,
+        ts: Date.now(),
+        price: PRICE,
+        qty: 0.0001,
+        fee: 1,
+        ev: 0.1,
+      }, "default");
+      // A market buy ends done, or cancel with a tiny KRW remainder (§11.6): its fills count.
+      const settled = (a?: AttemptRow) => a?.state === "filled" || a?.state === "cancelled";
+      for (let i = 0; i < 60 && !settled((await rows())[0]); i++) await pass();
+      assert.ok(dec((await rows())[0]?.executed_volume ?? "0") > 0n, "the entry bought");
+
+      // The exit is created at Upbit, its answer lost.
+      sim.setFaults({ lost_response_rate: 1 });
+      await insertPaperEvent(db.sql, {
+        action: "EXIT_LONG",
+        market: BTC,
+        ts: Date.now(),
+        price: PRICE,
+        qty: 0.0001,
+        fee: 1,
+        pnl: 0,
+        holdSec: 5,
+        reason: "EV_BAD",
+        entryTs: Date.now() - 5000,
+        entryPrice: PRICE,
+        ev: -0.3,
+      }, "default");
+      await ex.runOnce();
+      sim.setFaults({ lost_response_rate: 0 });
+      assert.equal((await rows())[1]?.state, "unknown");
+      assert.equal(await btc(), ownerBtc, "the exit sold upbot's coins");
+      // The database's clock 11 minutes ahead of Upbit's: the sell looks created before it was
+      // asked for, so the look-up judges it a conflict.
+      await db.sql`update upbit_order_attempts set ts = ts + interval '11 minutes'
+      where action = 'EXIT_LONG'`;
+      for (let i = 0; i < 40 && (await rows())[1]?.state !== "conflict"; i++) await pass();
+      assert.equal((await rows())[1]?.state, "conflict");
+
+      // Passes of the executor (its exit, the live closer) and the poller: nothing sells again.
+      for (let i = 0; i < 20; i++) await pass();
+      const attempts = await rows();
+      assert.deepEqual(attempts.map((a) => [a.action, a.state]), [
+        ["ENTER_LONG", attempts[0]!.state],
+        ["EXIT_LONG", "conflict"],
+      ]);
+      assert.equal(await btc(), ownerBtc, "the owner's coins are untouched");
+      // The ledger still holds the volume (a person decides), and says so.
+      assert.equal((await ledgerPosition(db.sql, BTC))?.openVolume, attempts[0]!.executed_volume);
+    } finally {
+      rest.close();
+    }
+  },
+);
