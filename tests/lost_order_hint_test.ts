@@ -58,22 +58,31 @@ async function sellByHand(h: SimHandle, market: string, volume: string): Promise
   return order.uuid;
 }
 
-/** `rest`, except that Upbit answers `order_not_found` to every look-up by identifier. */
-function blindToIdentifiers(rest: UpbitRest): UpbitRest {
+/** An error answer of Upbit's. */
+function upbitError(httpStatus: number, code: string): UpbitApiError {
+  return new UpbitApiError({
+    httpStatus,
+    code,
+    message: code,
+    remainingReq: null,
+    meta: { http_status: httpStatus, remaining_req: null, latency_ms: 0 },
+  });
+}
+
+/**
+ * `rest`, except that Upbit answers `order_not_found` to every look-up by identifier, and 400 to a
+ * look-up of any of `refused`.
+ */
+function blindToIdentifiers(rest: UpbitRest, refused: readonly string[] = []): UpbitRest {
   return new Proxy(rest, {
     get(target, prop) {
       if (prop === "getOrder") {
         return (ref: OrderRef) => {
           if (ref.identifier !== undefined) {
-            return Promise.reject(
-              new UpbitApiError({
-                httpStatus: 404,
-                code: "order_not_found",
-                message: "주문을 찾지 못했습니다.",
-                remainingReq: null,
-                meta: { http_status: 404, remaining_req: null, latency_ms: 0 },
-              }),
-            );
+            return Promise.reject(upbitError(404, "order_not_found"));
+          }
+          if (refused.includes(ref.uuid)) {
+            return Promise.reject(upbitError(400, "invalid_parameter"));
           }
           return target.getOrder(ref);
         };
@@ -277,6 +286,50 @@ dbTest(
       );
       assert.equal((await attemptById(db.sql, sell.id))?.executed_volume, null, "not adopted");
       assert.equal((await ledgerPosition(db.sql, "KRW-BTC"))?.openVolume, bought, "untouched");
+    } finally {
+      await h.close();
+    }
+  },
+);
+
+dbTest(
+  "lost-order: a uuid Upbit refuses to look up is refused and does not stop the other lost orders' checks",
+  async (db) => {
+    const h = await startSim({ markets: MARKETS });
+    try {
+      const bad = "0b7c5e1a-1111-4222-8333-444455556666";
+      const rest = blindToIdentifiers(h.rest, [bad]);
+      const first = await pendingAttempt(db.sql, { market: "KRW-ETH", side: "bid", krw: 10_000 });
+      await loseAttempt(db.sql, first);
+      // A second lost order, whose uuid upbot knows: Upbit shows it by that uuid.
+      const second = await pendingAttempt(db.sql, { market: "KRW-BTC", side: "bid", krw: 10_000 });
+      const uuid = await createAtUpbit(h, second.request_json as Record<string, string>);
+      await transitionAttempt(db.sql, second.id, "pending", "sent");
+      await transitionAttempt(db.sql, second.id, "sent", "unknown", { uuid });
+      await transitionAttempt(db.sql, second.id, "unknown", "failed", { reason: "order_lost" });
+      const record = await applyControlCommandOnce(
+        db.sql,
+        newControlCommand({ action: "lost-order", identifier: first.identifier, uuid: bad }),
+        "cli",
+      );
+      assert.equal(record.kind, "applied", record.ack.message);
+
+      let now = Date.now();
+      assert.deepEqual(await recheckLostOrders(db.sql, rest, h.log, { nowMs: now }), {
+        checked: 2,
+        found: 1,
+      });
+      assert.ok(Number((await attemptById(db.sql, second.id))?.executed_volume) > 0);
+      const alarm = (await activeAlarms(db.sql)).find((a) => a.code === "lost_order_hint_refused");
+      assert.equal(alarm?.market, "KRW-ETH");
+      assert.match(alarm?.message ?? "", /Upbit refused to look it up: invalid_parameter/);
+      assert.deepEqual(await unresolvedOrders(db.sql, "KRW-ETH"), [first.identifier], "held");
+      // Not asked for again.
+      now += 61_000;
+      assert.deepEqual(await recheckLostOrders(db.sql, rest, h.log, { nowMs: now }), {
+        checked: 1,
+        found: 0,
+      });
     } finally {
       await h.close();
     }

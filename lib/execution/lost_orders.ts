@@ -62,7 +62,7 @@ export interface RecheckSummary {
  * it is final. One that is not the order asked for is never adopted: an `identifier_conflict`
  * alarm, entries halted, the market held, as the executor does for an unknown order. An order
  * found only by a person's uuid must also carry one of the attempt's identifiers and be no other
- * attempt's order; one that is not the order asked for is refused ({@linkcode refuseHintedOrder}:
+ * attempt's order; one that is not the order asked for is refused ({@linkcode refuseHint}:
  * an alarm, no halt) and that uuid is not asked for again. A failed read ends the pass; the next
  * pass tries again.
  */
@@ -93,7 +93,17 @@ export async function recheckLostOrders(
     // those are upbot's own evidence, the hint is a person's reading of a web page.
     const byHint = order === null && hint !== null && hint !== a.uuid;
     if (byHint) {
-      order = await lookUp(rest, hint, []);
+      try {
+        order = await lookUp(rest, hint, []);
+      } catch (err) {
+        // A uuid Upbit refuses to look up (400) would fail every pass, and the other lost orders
+        // queued behind this one would never be checked: refused like a wrong order.
+        if (!(err instanceof UpbitApiError && err.httpStatus === 400)) throw err;
+        summary.checked++;
+        await recordCheck(sql, id, now, null);
+        await refuseHint(sql, log, a, hint, `Upbit refused to look it up: ${err.code}`);
+        continue;
+      }
       if (!order) {
         log.warn(
           `Lost order ${a.identifier}: Upbit knows no order ${hint} (the uuid a person gave); asked again at the next check`,
@@ -111,7 +121,7 @@ export async function recheckLostOrders(
     if (!order || mismatch !== null || !FINAL_EXCHANGE_STATES.has(order.state)) {
       await recordCheck(sql, id, now, null);
       if (order && mismatch !== null) {
-        if (byHint) await refuseHintedOrder(sql, log, a, order, mismatch);
+        if (byHint) await refuseHint(sql, log, a, order.uuid, mismatch);
         else await refuseForeignOrder(sql, log, a, order, mismatch);
       } else if (order) {
         log.warn(
@@ -224,31 +234,33 @@ async function refuseForeignOrder(
 }
 
 /**
- * A person's uuid that names an order other than the lost one: never adopted, an alarm, and that
- * uuid is not asked for again (what it names cannot change; a new hint replaces it). No halt: the
+ * A person's uuid that names an order other than the lost one (or that Upbit refuses to look up):
+ * never adopted, an alarm, and that uuid is not asked for again (what it names cannot change; a
+ * new hint replaces it). No halt: the
  * lost order already holds its market (entries wait, the closer holds its side) until the right
  * order is found, and a mistyped or misread uuid says nothing about anyone else using upbot's
  * identifiers, so halting every market (as a conflict under upbot's own identifier does) would
  * stop trading where nothing is wrong.
  */
-async function refuseHintedOrder(
+async function refuseHint(
   sql: Sql,
   log: Logger,
   a: AttemptRow,
-  order: Order,
+  uuid: string,
   mismatch: string,
 ): Promise<void> {
+  // Only the hint that was checked: a newer one given meanwhile is checked on its own.
   await sql`
     update lost_order_checks set operator_hint_refused = ${mismatch}
-    where attempt_id = ${a.id} and operator_uuid = ${order.uuid}`;
+    where attempt_id = ${a.id} and operator_uuid = ${uuid}`;
   const message =
-    `Lost order ${a.identifier}: the uuid a person gave, ${order.uuid}, is not the order upbot asked for (${mismatch}); not adopted, its market stays held until the lost order is found`;
+    `Lost order ${a.identifier}: the uuid a person gave, ${uuid}, is not the order upbot asked for (${mismatch}); not adopted, its market stays held until the lost order is found`;
   log.error(message, { market: a.symbol, attempt: a.id });
   await raiseAlarm(sql, {
     code: "lost_order_hint_refused",
     market: a.symbol,
     message,
-    details: { identifier: a.identifier, uuid: order.uuid, mismatch },
+    details: { identifier: a.identifier, uuid, mismatch },
   });
 }
 
