@@ -25,7 +25,13 @@ import { decideCloses } from "../lib/execution/position_closer.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
 import { setLogSink } from "../lib/log.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
-import { attemptById, type AttemptRow, transitionAttempt } from "../lib/store/order_attempts.ts";
+import {
+  attemptById,
+  type AttemptRow,
+  insertAttempt,
+  installationId,
+  transitionAttempt,
+} from "../lib/store/order_attempts.ts";
 import { UpbitApiError } from "../lib/upbit/errors.ts";
 import type { OrderRef, OrderRequest, UpbitRest } from "../lib/upbit/rest.ts";
 import { parseControlArgs, sendControlRequest } from "../tools/control.ts";
@@ -286,6 +292,71 @@ dbTest(
       );
       assert.equal((await attemptById(db.sql, sell.id))?.executed_volume, null, "not adopted");
       assert.equal((await ledgerPosition(db.sql, "KRW-BTC"))?.openVolume, bought, "untouched");
+    } finally {
+      await h.close();
+    }
+  },
+);
+
+dbTest(
+  "lost-order: a uuid naming our order still open keeps it held until it is final",
+  async (db) => {
+    const h = await startSim({ markets: MARKETS });
+    try {
+      const rest = blindToIdentifiers(h.rest);
+      const inst = await installationId(db.sql);
+      const identifier = `paper-${inst}-990002-ENTER_LONG`;
+      const { data: [ticker] } = await h.rest.getTicker({ markets: ["KRW-BTC"] });
+      // A limit buy far below the market rests on the book (upbot's own market orders end at once).
+      const price = String(Math.floor(ticker!.trade_price / 2 / 1000) * 1000);
+      const request = {
+        market: "KRW-BTC",
+        side: "bid",
+        ord_type: "limit",
+        price,
+        volume: "0.0001",
+        identifier,
+      };
+      const a = await insertAttempt(db.sql, {
+        symbol: "KRW-BTC",
+        action: "ENTER_LONG",
+        mode: "live",
+        side: "bid",
+        ord_type: "limit" as never,
+        price,
+        volume: "0.0001",
+        paper_trade_id: null,
+        identifier,
+        state: "pending",
+        request_json: request,
+      });
+      const uuid = await createAtUpbit(h, request);
+      await loseAttempt(db.sql, a!);
+      const record = await applyControlCommandOnce(
+        db.sql,
+        newControlCommand({ action: "lost-order", identifier, uuid }),
+        "cli",
+      );
+      assert.equal(record.kind, "applied", record.ack.message);
+      let now = Date.now();
+
+      assert.deepEqual(await recheckLostOrders(db.sql, rest, h.log, { nowMs: now }), {
+        checked: 1,
+        found: 0,
+      });
+      assert.equal((await unsettledLiveOrders(db.sql)).get("KRW-BTC")?.buy, true, "held");
+      assert.equal((await hintRow(db.sql, a!.id))?.operator_hint_refused, null, "not refused");
+      assert.equal((await activeAlarms(db.sql)).length, 0);
+
+      await h.rest.deleteOrder({ uuid });
+      now += 61_000;
+      assert.deepEqual(await recheckLostOrders(db.sql, rest, h.log, { nowMs: now }), {
+        checked: 1,
+        found: 1,
+      });
+      assert.equal((await attemptById(db.sql, a!.id))?.uuid, uuid);
+      assert.equal((await attemptById(db.sql, a!.id))?.executed_volume, "0");
+      assert.equal((await unsettledLiveOrders(db.sql)).get("KRW-BTC"), undefined);
     } finally {
       await h.close();
     }
