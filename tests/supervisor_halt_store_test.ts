@@ -6,7 +6,12 @@
  * dropped once the first write has failed.
  */
 import assert from "node:assert/strict";
-import { entryHaltReason, GLOBAL_SCOPE, resumeEntries } from "../lib/control/trading_state.ts";
+import {
+  entryHaltReason,
+  GLOBAL_SCOPE,
+  haltEntries,
+  resumeEntries,
+} from "../lib/control/trading_state.ts";
 import { HALT_LIFT_CHECK_MS } from "../lib/pipeline/halt_lift.ts";
 import { testBackends } from "./_db.ts";
 import { startDisposableSimulator, startUpbotRig } from "./_fault_rig.ts";
