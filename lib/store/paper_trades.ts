@@ -99,18 +99,50 @@ export async function paperTradesAfter(
 export type PaperTradeWithAttempt = PaperTradeRow & { attempt_identifier: string | null };
 
 /**
+ * What a reader following paper trades by id has read already and need not read again: every
+ * trade with id at most `through`, except, for each market of `heldFrom`, its trades from that id
+ * on (they wait to be handled).
+ */
+export interface ReadPast {
+  through: number;
+  /** Market -> id of its first trade at most `through` still to be read again. */
+  heldFrom: ReadonlyMap<string, number>;
+}
+
+/**
  * {@linkcode paperTradesAfter}, each with the identifier of its first order attempt: the executor
- * learns which trades it handled already in the same round trip.
+ * learns which trades it handled already in the same round trip. With `readPast`, the trades it
+ * names are left out; both halves are index range scans (the primary key, and
+ * `paper_trades_symbol_id` of migration 017), so a market that waits for long does not make every
+ * read scan the other markets' trades since.
  */
 export async function paperTradesWithAttemptAfter(
   sql: Sql,
   afterId: number,
   limit = 100,
+  readPast: ReadPast = { through: 0, heldFrom: new Map() },
 ): Promise<PaperTradeWithAttempt[]> {
+  const held = [...readPast.heldFrom];
   const rows = await sql<PaperTradeWithAttempt[]>`
     select p.*, (select a.identifier from upbit_order_attempts a
                  where a.paper_trade_id = p.id order by a.id limit 1) as attempt_identifier
-    from paper_trades p where p.id > ${afterId} order by p.id limit ${limit}`;
+    from (
+      (select * from paper_trades
+       where id > greatest(${afterId}::int8, ${readPast.through}::int8) order by id limit ${limit})
+      union all
+      (select t.* from unnest(${held.map(([symbol]) => symbol)}::text[],
+                              ${held.map(([, from]) => from)}::int8[]) as h(symbol, from_id)
+       cross join lateral (
+         -- Bounds as row comparisons: only paper_trades_symbol_id can serve them. With plain
+         -- id bounds the planner, not knowing the market, may scan the primary key over every
+         -- market's trades since the wait began.
+         select * from paper_trades q
+         where q.symbol = h.symbol
+           and (q.symbol, q.id) > (h.symbol, greatest(h.from_id - 1, ${afterId}::int8))
+           and (q.symbol, q.id) <= (h.symbol, ${readPast.through}::int8)
+         order by q.symbol, q.id limit ${limit}) t)
+    ) p
+    order by p.id limit ${limit}`;
   return rows.map((r) => ({ ...normalise(r), attempt_identifier: r.attempt_identifier }));
 }
 
