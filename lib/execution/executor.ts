@@ -39,6 +39,7 @@ import {
   type PaperTradeRow,
   paperTradesWithAttemptAfter,
   type PaperTradeWithAttempt,
+  type ReadPast,
 } from "../store/paper_trades.ts";
 import { backoffDelayMs } from "../upbit/backoff.ts";
 import { type CallMeta, UpbitBanActiveError } from "../upbit/errors.ts";
@@ -183,6 +184,14 @@ export class Executor {
   readonly mode: TradeMode;
   #options: ExecutorOptions;
   #cursor = 0;
+  /**
+   * In memory only (a restart reads again from the durable cursor): the paper trades this
+   * executor need not read again. Every trade up to `through` is handled, except those of a
+   * market of `heldFrom` from its id on, held back behind one that waits. Without it, a market
+   * that waits for long (a lost sell waits for a person) pins the cursor, and every pass would
+   * read every later trade of every market again.
+   */
+  #readPast: ReadPast = { through: 0, heldFrom: new Map() };
   #now: () => number;
   #installation = "";
   #capLogged = false;
@@ -273,6 +282,7 @@ export class Executor {
     }
     const stored = await loadActorState<{ lastId: number }>(this.#options.sql, CURSOR_KEY);
     this.#cursor = stored?.lastId ?? 0;
+    this.#readPast = { through: 0, heldFrom: new Map() };
     this.#options.log.info(`Executor cursor init: last_id=${this.#cursor}`);
   }
 
@@ -329,7 +339,7 @@ export class Executor {
     const firstBatch = settled(
       this.#options.closesOnly
         ? Promise.resolve([])
-        : paperTradesWithAttemptAfter(sql, this.#cursor, 50),
+        : paperTradesWithAttemptAfter(sql, this.#cursor, 50, this.#readPast),
     );
     if (this.mode !== "shadow") {
       // During a 418 ban the client refuses every call locally: sending would only burn retries.
@@ -366,26 +376,40 @@ export class Executor {
     }
     // New paper trades in id order. One that must wait (an exit whose entry is still filling)
     // holds back the later trades of its own market only; the durable cursor advances over the
-    // handled prefix, and a handled trade seen again is skipped by its attempt row.
+    // handled prefix, and a handled trade seen again is skipped by its attempt row. Trades read
+    // past in an earlier pass (#readPast) are not read again.
     let handled = 0;
     let after = this.#cursor;
-    const waiting = new Set<string>();
+    /** Market -> its first trade that waits in this pass. */
+    const waiting = new Map<string, number>();
     for (let first = true; !this.#options.closesOnly; first = false) {
       const batch = first
         ? await firstBatch.value
-        : await paperTradesWithAttemptAfter(sql, after, 50);
-      if (batch.length === 0) break;
+        : await paperTradesWithAttemptAfter(sql, after, 50, this.#readPast);
+      if (batch.length === 0) {
+        // Read to the end: from now on only new trades and the waiting markets' are read. A
+        // pass left early (capped, thrown) keeps the old #readPast: it only reads more again.
+        const through = Math.max(this.#readPast.through, after);
+        this.#readPast = { through, heldFrom: waiting };
+        if (waiting.size === 0 && through > this.#cursor) {
+          // Trades not read again in this pass were handled in an earlier one.
+          this.#cursor = through;
+          await saveActorState(this.#options.sql, CURSOR_KEY, { lastId: through });
+        }
+        break;
+      }
       for (const paper of batch) {
         after = paper.id;
         let outcome: Outcome = "wait";
         if (!waiting.has(paper.symbol)) outcome = await this.#handle(paper);
         if (outcome === "capped") return { handled, more: true };
         if (outcome === "wait") {
-          waiting.add(paper.symbol);
+          if (!waiting.has(paper.symbol)) waiting.set(paper.symbol, paper.id);
           continue;
         }
         if (outcome === "handled") handled++;
         if (waiting.size === 0) {
+          // Every trade up to here is handled: read in this pass, or in an earlier one.
           this.#cursor = paper.id;
           await saveActorState(this.#options.sql, CURSOR_KEY, { lastId: paper.id });
         }
