@@ -52,6 +52,7 @@ function position(symbol: string, bought: string, sold: string, dust = "0"): Led
     sold,
     gone: "0",
     dust,
+    oversold: "0",
     openVolume: open,
     cost: "0",
     proceeds: "0",

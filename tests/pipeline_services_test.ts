@@ -455,6 +455,7 @@ Deno.test("derivePositions() takes the position from the ledger, never from the 
     sold: "0",
     gone: "0",
     dust: "0",
+    oversold: "0",
     openVolume,
     cost: "0",
     proceeds: "0",

@@ -12,8 +12,10 @@ import {
   ledgerPositions,
   recordDust,
   recordGone,
+  recordOversold,
   recordWriteOffs,
 } from "../lib/execution/position_ledger.ts";
+import { realisedLossSince } from "../lib/execution/risk_gate.ts";
 import { createLogger, setLogSink } from "../lib/log.ts";
 import { migrate, readMigrations } from "../lib/db/migrate.ts";
 import { AccountSync } from "../lib/pipeline/account.ts";
@@ -238,6 +240,69 @@ dbTest("ledger: average entry and realised pnl across round trips", async ({ sql
   assert.equal(p.cost, "500.25");
   assert.equal(p.proceeds, "219.89");
 });
+
+dbTest(
+  "ledger: a sale beyond what was bought is recorded as oversold once, and the next buy is whole",
+  async ({ sql }) => {
+    await insertAttemptRow(sql, {
+      symbol: BTC,
+      side: "bid",
+      executedVolume: "0.001",
+      paidFee: "50",
+      avgPrice: "100000000",
+    });
+    // Sold twice (a race sold the same volume again: the second came from the owner's coins).
+    for (let i = 0; i < 2; i++) {
+      await insertAttemptRow(sql, {
+        symbol: BTC,
+        side: "ask",
+        executedVolume: "0.001",
+        paidFee: "50",
+        avgPrice: "100000000",
+      });
+    }
+    assert.equal((await ledgerPosition(sql, BTC))!.openVolume, "-0.001");
+    const lossBefore = await realisedLossSince(sql, new Date(0));
+    // Not while an order of the market is unsettled: it may still bring fills.
+    const inFlight = await insertAttemptRow(sql, { symbol: BTC, side: "bid", status: "pending" });
+    const also: string[] = [];
+    const record = () =>
+      recordOversold(sql, BTC, async (tx, volume) => {
+        await tx`select 1`;
+        also.push(volume);
+      });
+    assert.equal(await record(), null);
+    await sql`update upbit_order_attempts set state = 'failed', reason = 'test'
+      where id = ${inFlight}`;
+    assert.equal(await record(), "0.001");
+    assert.deepEqual(also, ["0.001"], "the caller's writes run once, with the volume");
+    let p = (await ledgerPosition(sql, BTC))!;
+    assert.equal(p.openVolume, "0");
+    assert.equal(p.oversold, "0.001");
+    assert.equal(await record(), null, "recorded once");
+    // Bringing volume back is no loss of upbot's.
+    assert.equal(await realisedLossSince(sql, new Date(0)), lossBefore);
+    // The next buy is whole: upbot owns and will sell all of it.
+    await insertAttemptRow(sql, {
+      symbol: BTC,
+      side: "bid",
+      executedVolume: "0.002",
+      paidFee: "100",
+      avgPrice: "100000000",
+    });
+    p = (await ledgerPosition(sql, BTC))!;
+    assert.equal(p.openVolume, "0.002");
+    assert.equal(p.avgEntryPrice, "100050000");
+    // The caller's failure leaves nothing recorded.
+    await sql`delete from position_adjustments`;
+    await sql`delete from upbit_order_attempts where side = 'bid' and executed_volume = 0.002`;
+    await assert.rejects(
+      recordOversold(sql, BTC, () => Promise.reject(new Error("the alarm failed"))),
+      /the alarm failed/,
+    );
+    assert.equal((await ledgerPosition(sql, BTC))!.openVolume, "-0.001");
+  },
+);
 
 dbTest(
   "ledger: gone and dust close volume without a sale, never more than is open",

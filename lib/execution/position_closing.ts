@@ -5,7 +5,7 @@
  * machine and identifiers (`paper-{inst}-close-{n}`), `gone` and `dust` recorded in the ledger
  * with their alarms, and a pending flatten completed once the ledger is flat.
  */
-import { completeFlatten, pendingFlatten } from "../control/trading_state.ts";
+import { completeFlatten, haltEntries, pendingFlatten } from "../control/trading_state.ts";
 import type { Client } from "../db/connect.ts";
 import { dec, ZERO } from "../decimal.ts";
 import type { Logger } from "../log.ts";
@@ -20,7 +20,7 @@ import {
 } from "./closer_inputs.ts";
 import { closeIdentifierFor } from "./identifiers.ts";
 import { decideCloses } from "./position_closer.ts";
-import { ledgerPositions, recordWriteOffs } from "./position_ledger.ts";
+import { ledgerPositions, recordOversold, recordWriteOffs } from "./position_ledger.ts";
 
 /**
  * Alarms the closer raises once while the condition lasts and clears itself: a close stopped by
@@ -76,6 +76,27 @@ export class PositionClosing {
   }
 
   /**
+   * The ledger says upbot sold more of `market` than it bought (`openVolume` below zero): a sale
+   * went beyond it, from the owner's coins. Recorded as oversold (the ledger back at zero, so the
+   * next buy is not netted against it, silently left unsold), said as an alarm, and the market's
+   * entries halted until a person has looked. Waits while an order of the market is unsettled.
+   */
+  async #recordOversold(market: string, openVolume: string): Promise<void> {
+    const said = (volume: string) =>
+      `The ledger of ${market} was ${openVolume}: upbot sold ${volume} more than it bought (the owner's coins); recorded as oversold, entries on ${market} halted, check the order history`;
+    const volume = await recordOversold(this.#options.sql, market, async (tx, volume) => {
+      await raiseAlarm(tx, {
+        code: "ledger_oversold",
+        market,
+        message: said(volume),
+        details: { volume },
+      });
+      await haltEntries(tx, { scope: market, reason: said(volume), by: "closer" });
+    });
+    if (volume !== null) this.#options.log.error(said(volume), { market, volume });
+  }
+
+  /**
    * Live mode, after the other passes: every market the ledger holds while the paper book is flat
    * (or a flatten is pending) and no order of it is unsettled gets a reduce-only market sell of
    * min(open volume, free balance); what the exchange no longer holds, free or locked, is
@@ -85,7 +106,11 @@ export class PositionClosing {
   async closeOnce(): Promise<boolean> {
     const sql = this.#options.sql;
     const flatten = await pendingFlatten(sql);
-    const held = (await ledgerPositions(sql)).filter((p) => dec(p.openVolume) > ZERO);
+    const ledger = await ledgerPositions(sql);
+    for (const p of ledger) {
+      if (dec(p.openVolume) < ZERO) await this.#recordOversold(p.symbol, p.openVolume);
+    }
+    const held = ledger.filter((p) => dec(p.openVolume) > ZERO);
     // A position closed (sold, or written off) is no longer blocked by anything.
     for (const code of ONCE_ALARMS) {
       await this.#clearAlarms(code, (m) => !held.some((p) => p.symbol === m));

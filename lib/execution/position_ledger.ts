@@ -1,11 +1,12 @@
 /**
- * @module The live position ledger (`position_ledger` view, migration 003): what upbot owns on the
- * exchange per market, from the fills of its own live orders, minus volume recorded as `gone`
- * (no longer on the exchange) or `dust` (below the minimum order total). Amounts are exact
- * decimal strings.
+ * @module The live position ledger (`position_ledger` view, migrations 003 and 019): what upbot
+ * owns on the exchange per market, from the fills of its own live orders, minus volume recorded
+ * as `gone` (no longer on the exchange) or `dust` (below the minimum order total), plus volume
+ * recorded as `oversold` (sold beyond what it bought: the ledger brought back to zero). Amounts
+ * are exact decimal strings.
  */
-import type { Sql } from "../db/connect.ts";
-import { fencedInsert } from "../db/lease.ts";
+import { atomically, type Sql } from "../db/connect.ts";
+import { assertLeaseHeld, fencedInsert, leaseFenceOf } from "../db/lease.ts";
 import { dec, formatDec } from "../decimal.ts";
 import type { Logger } from "../log.ts";
 import type { CloseDecision } from "./position_closer.ts";
@@ -21,7 +22,12 @@ export interface LedgerPosition {
   gone: string;
   /** Volume recorded as unsellable dust. */
   dust: string;
-  /** bought - sold - gone - dust: what upbot still owns (negative only if history is wrong). */
+  /** Volume sold beyond what was bought, recorded so the ledger is not below zero. */
+  oversold: string;
+  /**
+   * bought - sold - gone - dust + oversold: what upbot still owns (below zero only when a sale
+   * went beyond it, until the closer records that as oversold).
+   */
   openVolume: string;
   /** KRW paid for every buy, fees included. */
   cost: string;
@@ -43,6 +49,7 @@ interface LedgerRow {
   sold: string;
   gone: string;
   dust: string;
+  oversold: string;
   open_volume: string;
   cost: string;
   proceeds: string;
@@ -64,6 +71,7 @@ function toPosition(r: LedgerRow): LedgerPosition {
     sold: clean(r.sold),
     gone: clean(r.gone),
     dust: clean(r.dust),
+    oversold: clean(r.oversold),
     openVolume: clean(r.open_volume),
     cost: clean(r.cost),
     proceeds: clean(r.proceeds),
@@ -177,6 +185,40 @@ export async function recordDust(
     formatDec(dec(valueKrw)),
     "below the minimum order total",
   );
+}
+
+/**
+ * Records that upbot sold more of `market` than it bought (the ledger's open volume is below
+ * zero): an `oversold` adjustment of the shortfall brings it back to zero, so the next buy is
+ * whole and not netted against it. Only while no live order of the market is unsettled (one in
+ * flight may still bring fills). `also` runs in the same transaction with the volume recorded
+ * (the caller's alarm and halt: all of it is stored, or none). Under a lease the lease is checked
+ * in that transaction first.
+ *
+ * @returns the volume recorded, or null when nothing was (not below zero, or an order unsettled).
+ * @throws {LeaseLostError} when `sql` writes under a lease another upbot took (nothing written).
+ */
+export async function recordOversold(
+  sql: Sql,
+  market: string,
+  also: (tx: Sql, volume: string) => Promise<void>,
+): Promise<string | null> {
+  const fence = leaseFenceOf(sql);
+  return await atomically(sql, async (tx) => {
+    if (fence) await assertLeaseHeld(tx, fence);
+    const [row] = await tx<{ volume: string }[]>`
+      insert into position_adjustments (symbol, kind, volume, value_krw, reason)
+      select ${market}, 'oversold', -open_volume, null,
+             'sold beyond what upbot bought: the owner''s coins'
+      from position_ledger
+      where symbol = ${market} and open_volume < 0
+        and not exists (select 1 from live_orders_unsettled u where u.symbol = ${market})
+      returning volume::text as volume`;
+    if (!row) return null;
+    const volume = clean(row.volume);
+    await also(tx, volume);
+    return volume;
+  });
 }
 
 /**

@@ -127,7 +127,8 @@ export async function lossWindowStart(sql: Sql, nowMs: number): Promise<Date> {
 
 /**
  * Realised loss (positive KRW; 0 after a net gain) of what left upbot's positions since `since`:
- * each sale's proceeds net of its fee, and each volume recorded gone or dust (no proceeds), against
+ * each sale's proceeds net of its fee, and each volume recorded gone or dust (no proceeds; an
+ * `oversold` record brings volume back and is no loss of upbot's), against
  * the average cost (buy fees included) of the market's buys since it was last flat: the position
  * ledger's cost basis (migration 003), per movement instead of per market.
  */
@@ -154,7 +155,7 @@ export async function realisedLossSince(sql: Sql, since: Date): Promise<number> 
                - case when seg_volume > 0 then volume * seg_cost / seg_volume else 0 end)::text
            as pnl
     from costed
-    where kind <> 'buy' and ts >= ${since}`;
+    where kind not in ('buy', 'oversold') and ts >= ${since}`;
   const pnl = Number(row?.pnl ?? 0);
   return pnl < 0 ? -pnl : 0;
 }

@@ -1,0 +1,87 @@
+/**
+ * @module A ledger below zero (upbot sold more than it bought: a race sold the owner's coins) is
+ * said and repaired by the live closer's pass: recorded as oversold (the ledger back at zero), a
+ * `ledger_oversold` alarm, the market's entries halted; the next buy is not netted against it.
+ * Found by a review: the negative volume silently swallowed the next buy, never sold.
+ */
+import assert from "node:assert/strict";
+import { tradingStates } from "../lib/control/trading_state.ts";
+import { ledgerPosition } from "../lib/execution/position_ledger.ts";
+import { activeAlarms } from "../lib/store/alarms.ts";
+import { insertPaperEvent } from "../lib/store/paper_trades.ts";
+import { dbTest } from "./_db.ts";
+import {
+  executorConfig,
+  liveExecutor,
+  pendingAttempt,
+  sendAndSettle,
+  startSim,
+  storeLastPrices,
+} from "./_live_orders.ts";
+
+const BTC = "KRW-BTC";
+
+dbTest("a ledger below zero is recorded as oversold with an alarm and a halt", async (db) => {
+  const h = await startSim({ markets: [BTC] });
+  try {
+    const { sim, rest, log } = h;
+    // The owner's own coins, bought by hand.
+    const own = await rest.postOrder({
+      market: BTC,
+      side: "bid",
+      ord_type: "price",
+      price: "50000",
+      identifier: "owner-by-hand-2",
+    });
+    assert.equal(own.kind, "accepted");
+    await storeLastPrices(db.sql, rest, [BTC]);
+    const buy = await sendAndSettle(
+      db.sql,
+      rest,
+      await pendingAttempt(db.sql, { market: BTC, side: "bid", krw: 10_000 }),
+    );
+    const bought = buy.executed_volume!;
+    // Its volume sold twice: the second sale is the owner's coins.
+    for (let i = 0; i < 2; i++) {
+      await sendAndSettle(
+        db.sql,
+        rest,
+        await pendingAttempt(db.sql, { market: BTC, side: "ask", volume: bought }),
+      );
+    }
+    assert.equal((await ledgerPosition(db.sql, BTC))!.openVolume, `-${bought}`);
+
+    const ex = liveExecutor(db.sql, rest, executorConfig(sim, "live"), log);
+    await ex.start();
+    await ex.runOnce();
+    const p = (await ledgerPosition(db.sql, BTC))!;
+    assert.equal(p.openVolume, "0");
+    assert.equal(p.oversold, bought);
+    const alarm = (await activeAlarms(db.sql)).find((a) => a.code === "ledger_oversold");
+    assert.equal(alarm?.market, BTC);
+    assert.match(alarm!.message, new RegExp(`upbot sold ${bought} more than it bought`));
+    const halt = (await tradingStates(db.sql)).find((s) => s.scope === BTC);
+    assert.deepEqual([halt?.halted, halt?.by], [true, "closer"]);
+    // Said once: another pass records nothing more.
+    await ex.runOnce();
+    assert.equal((await ledgerPosition(db.sql, BTC))!.oversold, bought);
+    assert.equal((await activeAlarms(db.sql)).find((a) => a.code === "ledger_oversold")?.count, 1);
+
+    // The market's entries wait for a person.
+    await insertPaperEvent(db.sql, {
+      action: "ENTER_LONG",
+      market: BTC,
+      ts: Date.now(),
+      price: 140_000_000,
+      qty: 0.0001,
+      fee: 1,
+      ev: 0.1,
+    }, "default");
+    await ex.runOnce();
+    const [entry] = await db.sql<{ state: string; reason: string }[]>`
+      select state, reason from upbit_order_attempts where paper_trade_id is not null`;
+    assert.deepEqual({ ...entry }, { state: "skipped", reason: "entries_halted" });
+  } finally {
+    await h.close();
+  }
+});
