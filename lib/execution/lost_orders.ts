@@ -116,6 +116,12 @@ export async function recheckLostOrders(
       ? joinMismatches(
         orderMismatch(sentOrderBody(a), order, a.ts),
         byHint ? await hintMismatch(sql, a, identifiers, order) : null,
+        // Upbit gave the attempt its uuid: an order under an earlier identifier with another
+        // uuid is a second order (a create that landed after the identifier was rotated), not
+        // this one; adopting it would leave the attempt's own order out of the ledger.
+        a.uuid !== null && order.uuid !== a.uuid
+          ? `uuid ${order.uuid} is not the attempt's ${a.uuid} (a second order)`
+          : null,
       )
       : null;
     if (!order || mismatch !== null || !FINAL_EXCHANGE_STATES.has(order.state)) {
