@@ -643,12 +643,11 @@ export class Executor {
     }
     let volume = formatVolume(paper.qty);
     if (this.mode === "live") {
-      // Sell what the live entry really bought, not the paper quantity.
-      // Three independent reads, all at once; judged in the order below.
-      const [entry, sells, ledger] = await Promise.all([
+      // Sell what the live entry really bought, not the paper quantity. The entry and the
+      // unsettled sells are read at once; the ledger only after them (below).
+      const [entry, sells] = await Promise.all([
         paper.entry_id === null ? null : attemptForPaperTrade(this.#options.sql, paper.entry_id),
         unfinishedLiveSells(this.#options.sql, paper.symbol),
-        ledgerPosition(this.#options.sql, paper.symbol),
       ]);
       if (!entry || entry.mode !== "live") {
         return { skip: "no_live_entry", why: "no live entry for this exit" };
@@ -668,7 +667,11 @@ export class Executor {
       // again): its outcome changes what is left.
       if (sells.length > 0) return "wait";
       // Never more than the ledger still holds (a flatten or a close may have sold it already):
-      // selling more could sell the owner's own coins.
+      // selling more could sell the owner's own coins. Read after the unsettled sells, as the
+      // closer does: a sell that settled meanwhile was seen unsettled or has its fills here (the
+      // poller stores them with its final state); read beside them, this could be the older
+      // answer, and the sell's volume sold again.
+      const ledger = await ledgerPosition(this.#options.sql, paper.symbol);
       const held = ledger?.openVolume ?? "0";
       const sell = minDec(dec(entry.executed_volume!), dec(held));
       if (sell <= ZERO) {
