@@ -16,7 +16,7 @@ import {
   installationId,
   transitionAttempt,
 } from "../lib/store/order_attempts.ts";
-import { insertPaperEvent } from "../lib/store/paper_trades.ts";
+import { insertPaperEvent, paperTradesWithAttemptAfter } from "../lib/store/paper_trades.ts";
 import { dbTest, type TestDatabase } from "./_db.ts";
 import { executorConfig, liveExecutor, type SimHandle, startSim } from "./_live_orders.ts";
 
@@ -262,3 +262,34 @@ function assertOncePerTrade(attempts: Map<number, AttemptRow | null>, h: SimHand
   const orders = h.sim.orders().map((o) => o.identifier);
   assert.deepEqual([...orders].sort(), [...new Set(sent)].sort(), "one order per identifier");
 }
+
+dbTest(
+  "paper trade read: a waiting market's trades are found by index, not by scanning the others'",
+  async (db) => {
+    // 20,000 trades. KRW-M3 has a tenth of the first 10,000, then one that waits (10,100) and
+    // two new ones (19,999 and 20,000); the 9,897 between are other markets'.
+    await db.sql`
+      insert into paper_trades (ts, symbol, action, policy_profile, entry_ts, entry_price, qty, fee)
+      select now(), case when g <= 10000 then 'KRW-M' || (g % 10)
+                         when g in (10100, 19999, 20000) then 'KRW-M3'
+                         else 'KRW-N' || (g % 9) end,
+        'ENTER_LONG', 'default', now(), 1, 1, 0
+      from generate_series(1, 20000) g`;
+    await db.sql`analyze paper_trades`;
+    const { rows, read } = await db.sql.begin(async (tx) => {
+      const rows = await paperTradesWithAttemptAfter(tx, 10099, 50, {
+        through: 19998,
+        heldFrom: new Map([["KRW-M3", 10100]]),
+      });
+      // Index entries and rows of sequential scans the read went through, from this
+      // transaction's own statistics.
+      const [s] = await tx<{ n: string }[]>`
+        select pg_stat_get_xact_tuples_returned('paper_trades'::regclass)
+          + (select sum(pg_stat_get_xact_tuples_returned(indexrelid)) from pg_index
+             where indrelid = 'paper_trades'::regclass) as n`;
+      return { rows, read: Number(s!.n) };
+    });
+    assert.deepEqual(rows.map((r) => r.id), [10100, 19999, 20000]);
+    assert.ok(read <= 10, `${read} entries read for 3 trades`);
+  },
+);

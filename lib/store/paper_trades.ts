@@ -133,12 +133,13 @@ export async function paperTradesWithAttemptAfter(
       (select t.* from unnest(${held.map(([symbol]) => symbol)}::text[],
                               ${held.map(([, from]) => from)}::int8[]) as h(symbol, from_id)
        cross join lateral (
-         -- Bounds as row comparisons: only paper_trades_symbol_id can serve them. With plain
-         -- id bounds the planner, not knowing the market, may scan the primary key over every
-         -- market's trades since the wait began.
+         -- The market and the ids as row comparisons only (together: this market, ids in the
+         -- range), which only paper_trades_symbol_id serves whole. Given the market as an
+         -- equality, or the ids as plain bounds, the planner, not knowing the market, may scan
+         -- all its trades ever (paper_trades_symbol_ts) or every market's since the wait began
+         -- (the primary key).
          select * from paper_trades q
-         where q.symbol = h.symbol
-           and (q.symbol, q.id) > (h.symbol, greatest(h.from_id - 1, ${afterId}::int8))
+         where (q.symbol, q.id) > (h.symbol, greatest(h.from_id - 1, ${afterId}::int8))
            and (q.symbol, q.id) <= (h.symbol, ${readPast.through}::int8)
          order by q.symbol, q.id limit ${limit}) t)
     ) p
