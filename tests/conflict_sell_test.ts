@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { dec, formatDec } from "../lib/decimal.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
+import { activeAlarms } from "../lib/store/alarms.ts";
 import type { AttemptRow } from "../lib/store/order_attempts.ts";
 import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
@@ -114,6 +115,8 @@ dbTest(
         ["EXIT_LONG", "conflict"],
       ]);
       assert.equal(await btc(), ownerBtc, "the owner's coins are untouched");
+      const alarm = (await activeAlarms(db.sql)).find((a) => a.code === "identifier_conflict");
+      assert.match(alarm?.message ?? "", /sells of KRW-BTC held$/);
       // The ledger still holds the volume (a person decides), and says so.
       assert.equal((await ledgerPosition(db.sql, BTC))?.openVolume, attempts[0]!.executed_volume);
     } finally {

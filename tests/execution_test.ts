@@ -625,8 +625,16 @@ dbTest(
       const lost = await attemptByIdentifier(db.sql, identifier);
       assert.deepEqual([lost?.state, lost?.reason], ["failed", "order_lost"]);
       assert.equal(r.sim.orders().filter((o) => o.identifier === identifier).length, 0);
-      const alarms = await db.sql`select code from alarms where cleared_at is null order by id`;
+      const alarms = await db.sql<{ code: string; message: string }[]>`
+        select code, message from alarms where cleared_at is null order by id`;
       assert.deepEqual(alarms.map((x) => x.code), ["order_not_found", "order_lost"]);
+      // It says what a person can do.
+      assert.ok(
+        alarms[1]!.message.endsWith(
+          `deno task lost-order --identifier ${identifier} --uuid <uuid>`,
+        ),
+        alarms[1]!.message,
+      );
     } finally {
       await r.close();
     }

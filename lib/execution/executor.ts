@@ -1101,7 +1101,7 @@ export class Executor {
         error_msg: `order ${attempt.uuid} not found at Upbit by uuid nor by identifier`,
       });
       const message =
-        `Order ${attempt.identifier} (uuid=${attempt.uuid}) is unknown to Upbit by uuid and identifier; check the account by hand`;
+        `Order ${attempt.identifier} (uuid=${attempt.uuid}) is unknown to Upbit by uuid and identifier; asked again every minute, its market held: look for it in Upbit's order history and, if found, give its uuid with deno task lost-order --identifier ${attempt.identifier} --uuid <uuid>`;
       this.#options.log.error(message);
       await raiseAlarm(this.#options.sql, { code: "order_lost", market: attempt.symbol, message });
       return;
@@ -1142,8 +1142,10 @@ export class Executor {
         error_msg: `order ${order.uuid} under ${identifier} is not this attempt's: ${mismatch}`,
         response_json: order,
       });
+      // A sell stays unsettled (view live_orders_unsettled): the order may be that sell.
+      const held = attempt.side === "ask" ? `, sells of ${attempt.symbol} held` : "";
       const message =
-        `Identifier ${identifier} belongs to order ${order.uuid} that upbot did not ask for (${mismatch}); not adopted, entries halted`;
+        `Identifier ${identifier} belongs to order ${order.uuid} that upbot did not ask for (${mismatch}); not adopted, entries halted${held}`;
       this.#options.log.error(message, { attempt: attempt.id, uuid: order.uuid });
       await raiseAlarm(this.#options.sql, {
         code: "identifier_conflict",
