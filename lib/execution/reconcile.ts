@@ -299,14 +299,19 @@ async function runSteps(
     });
   }
 
-  // 5. Balances against the ledger.
-  const { data: accounts } = await rest.getAccounts();
-  // A market with a sell not settled yet is not judged: a fill the poller has not recorded would
-  // look like missing coins. The next run judges it.
+  // 5. Balances against the ledger. A market with a sell not settled yet is not judged: a fill
+  // the poller has not recorded would look like missing coins; the next run judges it. Read in
+  // this order, as the closer does: unsettled sells, then the ledger, then the balances. A sell
+  // settling between the reads is then seen unsettled, or has its fills in the ledger (stored
+  // with its final state) and in the balances; the other way round, a fill recorded between the
+  // ledger and the sells read made the older ledger look short of coins (with orders flowing, as
+  // during a routine run).
+  const unsettledSells = new Set((await unfinishedLiveSells(sql)).map((a) => a.symbol));
   const ledger = await openVolumes(sql);
+  const { data: accounts } = await rest.getAccounts();
   const deferred: string[] = [];
   for (const market of [...ledger.keys()]) {
-    if ((await unfinishedLiveSells(sql, market)).length > 0) {
+    if (unsettledSells.has(market)) {
       ledger.delete(market);
       deferred.push(market);
     }
