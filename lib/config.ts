@@ -405,6 +405,13 @@ export const SETTINGS = [
       "Live mode: seconds the private WebSocket or the REST connection may be lost before the reconciliation gate closes (no order of any kind until upbot has reconciled with the exchange again).",
   },
   {
+    name: "RECONCILE_INTERVAL_MIN",
+    schema: num({ min: 0, max: 1440 }, 60),
+    defaultText: "60",
+    doc:
+      "Live mode: minutes between routine reconciliations with the exchange (orders of upbot's it does not record, balances below the ledger), besides the one at a live start and after an outage; 0 turns them off. A routine run does not close the gate: orders go on meanwhile, and a failed run is tried again after RECONCILE_RETRY_SEC.",
+  },
+  {
     name: "RECONCILE_RETRY_SEC",
     schema: num({ min: 1, max: 600 }, 10),
     defaultText: "10",

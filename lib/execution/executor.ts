@@ -82,6 +82,11 @@ export interface ExecutorSettings {
   /** `RECONCILE_RETRY_SEC`: pause after a failed reconciliation before the next. @default {10} */
   reconcileRetrySec?: number;
   /**
+   * `RECONCILE_INTERVAL_MIN`: minutes between routine reconciliations while the gate is open
+   * (live mode; 0: none). @default {60}
+   */
+  reconcileIntervalMin?: number;
+  /**
    * `MARKETS`: the markets the evaluator trades. A live position of another market gets no paper
    * exit, so the closer sells it. When absent every market counts as configured.
    */
@@ -196,6 +201,8 @@ export class Executor {
   #installation = "";
   #capLogged = false;
   #reconcileRetryAt = 0;
+  /** When the next routine reconciliation is due (process clock, ms); 0 until the first pass. */
+  #routineReconcileAt = 0;
   #banLogged = false;
   #closer: PositionClosing | null = null;
   /** The unmanaged live positions last reported (shadow / test mode). */
@@ -358,6 +365,7 @@ export class Executor {
       if (this.mode === "live") {
         const gate = await this.#reconciled();
         if (!gate) return { handled: 0, more: true };
+        await this.#routineReconciliation(gate === "reconciled");
         // A reconciliation that just ran may have changed attempts: read them again.
         if (gate === "reconciled") {
           unresolved.value = unresolvedAttempts(sql, this.mode, new Date(this.#now()));
@@ -446,6 +454,39 @@ export class Executor {
         error: (err as Error).message,
       });
       return false;
+    }
+  }
+
+  /**
+   * Live mode, with the gate open: every `reconcileIntervalMin` a reconciliation runs without
+   * closing the gate (orders of upbot's the database does not record, such as a create that
+   * landed after two landing waits; balances below the ledger). Its findings halt and alarm as
+   * at a start; a failed run is only logged (orders go on) and tried again after
+   * `reconcileRetrySec`. The first is due an interval after this executor's first pass, or
+   * after any completed run (`justRan`).
+   */
+  async #routineReconciliation(justRan: boolean): Promise<void> {
+    const everyMs = (this.#options.settings.reconcileIntervalMin ?? 60) * 60_000;
+    if (everyMs <= 0) return;
+    const now = this.#now();
+    if (justRan || this.#routineReconcileAt === 0) {
+      this.#routineReconcileAt = now + everyMs;
+      return;
+    }
+    if (now < this.#routineReconcileAt) return;
+    try {
+      const run = await reconcile(this.#options.sql, this.#options.rest!, this.#options.log, {
+        routine: true,
+      });
+      if (run.renewedInstallation) this.#installation = run.renewedInstallation;
+      this.#routineReconcileAt = this.#now() + everyMs;
+    } catch (err) {
+      const retrySec = this.#options.settings.reconcileRetrySec ?? 10;
+      this.#routineReconcileAt = this.#now() + retrySec * 1000;
+      this.#options.log.warn(
+        `Routine reconciliation failed; orders go on, tried again in ${retrySec} s`,
+        { error: (err as Error).message },
+      );
     }
   }
 

@@ -98,6 +98,7 @@ export const ExecutorConfig = z.object({
     maxSignalAgeSec: z.number(),
     landingWaitSec: z.number(),
     reconcileRetrySec: z.number(),
+    reconcileIntervalMin: z.number(),
     markets: Markets,
   }),
   /** The risk gate's limits (`risk_gate.ts`). */
@@ -290,6 +291,7 @@ export function pipelineActorSpecs(
           maxSignalAgeSec: config.EXECUTOR_MAX_SIGNAL_AGE_SEC,
           landingWaitSec: config.EXECUTOR_LANDING_WAIT_SEC,
           reconcileRetrySec: config.RECONCILE_RETRY_SEC,
+          reconcileIntervalMin: config.RECONCILE_INTERVAL_MIN,
           markets: config.MARKETS,
         },
         risk: {
