@@ -6,7 +6,6 @@
  * Nothing is adopted here.
  */
 import type { Sql } from "../db/connect.ts";
-import { attemptByIdentifier } from "../store/order_attempts.ts";
 
 /**
  * An identifier as upbot makes them (`lib/execution/identifiers.ts`):
@@ -17,6 +16,36 @@ export const UPBOT_IDENTIFIER = /^paper-[a-z0-9]+-(?:\d+-[A-Z][A-Z_]*|close-\d+)
 
 /** An order uuid as Upbit writes them (lowercase hex, 8-4-4-4-12). */
 export const ORDER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** What a control command reads of the order attempt it names. */
+export interface NamedAttempt {
+  id: number;
+  symbol: string;
+  mode: string;
+  side: string;
+  state: string;
+  reason: string | null;
+  uuid: string | null;
+  /** The identifier in use now. */
+  identifier: string;
+  /** Upbit's answer, or the order found under its identifier (a conflict's). */
+  response_json: unknown;
+}
+
+/**
+ * The attempt that ever used `identifier` (current or earlier), or null. Read here rather than
+ * through `lib/store/` (control sits beside the store, not above it: docs/architecture.md).
+ */
+export async function attemptNamed(sql: Sql, identifier: string): Promise<NamedAttempt | null> {
+  const [row] = await sql<NamedAttempt[]>`
+    select a.id, a.symbol, a.mode, a.side, a.state, a.reason, a.uuid, a.identifier,
+      a.response_json
+    from upbit_order_attempts a
+    left join upbit_order_identifiers i on i.attempt_id = a.id and i.identifier = ${identifier}
+    where a.identifier = ${identifier} or i.identifier is not null
+    limit 1`;
+  return row ? { ...row, id: Number(row.id) } : null;
+}
 
 /** Thrown when a hint names no lost, unresolved live order; the message is the sentence to show. */
 export class LostOrderHintRefusedError extends Error {
@@ -48,7 +77,7 @@ export async function recordLostOrderHint(
   sql: Sql,
   o: { identifier: string; uuid: string; now?: Date },
 ): Promise<LostOrderHint> {
-  const a = await attemptByIdentifier(sql, o.identifier);
+  const a = await attemptNamed(sql, o.identifier);
   if (!a) {
     throw new LostOrderHintRefusedError(
       `lost-order refused: upbot has no order with the identifier ${o.identifier}`,
