@@ -15,6 +15,7 @@ import { riskLimits } from "../lib/execution/risk_gate.ts";
 import { LIVE_GUARD_PHRASE } from "../lib/execution/guard.ts";
 import { createLogger, type Logger, setLogSink } from "../lib/log.ts";
 import {
+  attemptById,
   type AttemptRow,
   insertAttempt,
   installationId,
@@ -183,4 +184,68 @@ export async function placeLive(
   o: { market: string; side: "bid" | "ask"; krw?: number; volume?: string },
 ): Promise<AttemptRow> {
   return await sendAndSettle(sql, rest, await pendingAttempt(sql, o));
+}
+
+/** A live sell the executor judged a conflict ({@linkcode conflictSell}). */
+export interface ConflictSell {
+  /** The live buy whose volume the sell sells. */
+  buy: AttemptRow;
+  /** The sell, in state `conflict` (reason `identifier_conflict`). */
+  sell: AttemptRow;
+  /** The uuid of the order Upbit holds under the sell's identifier. */
+  foundUuid: string;
+  /** The live executor that judged it (its passes also run the live closer). */
+  executor: Executor;
+}
+
+/**
+ * A live buy of `market` placed on the simulator, then a sell of its volume whose create answer
+ * was lost (`unknown`), judged a conflict by a live executor's look-up by identifier. What Upbit
+ * holds under the sell's identifier is `found`:
+ * - `"sell"`: the sell itself, created and filled; the database's clock is 11 minutes ahead of
+ *   Upbit's, so it looks created before the attempt (the case of tests/conflict_sell_test.ts);
+ * - `"foreign buy"`: someone else's buy placed under the sell's identifier (the sell never
+ *   reached Upbit; its coins are still on the account).
+ */
+export async function conflictSell(
+  sql: Client,
+  h: SimHandle,
+  o: { market: string; found: "sell" | "foreign buy" },
+): Promise<ConflictSell> {
+  const buy = await placeLive(sql, h.rest, { market: o.market, side: "bid", krw: 10_000 });
+  const sell = await pendingAttempt(sql, {
+    market: o.market,
+    side: "ask",
+    volume: buy.executed_volume!,
+  });
+  const body = o.found === "sell" ? sell.request_json! : {
+    market: o.market,
+    side: "bid",
+    ord_type: "price",
+    price: "6000",
+    identifier: sell.identifier,
+  };
+  const created = await h.rest.postOrder(body as never);
+  if (created.kind !== "accepted") {
+    throw new Error(`order under ${sell.identifier}: ${created.kind}`);
+  }
+  await transitionAttempt(sql, sell.id, "pending", "sent");
+  await transitionAttempt(sql, sell.id, "sent", "unknown", { reason: "timeout" });
+  if (o.found === "sell") {
+    await sql`update upbit_order_attempts set ts = ts + interval '11 minutes' where id = ${sell.id}`;
+  }
+  const executor = liveExecutor(sql, h.rest, executorConfig(h.sim, "live"), h.log, {
+    settings: { maxOrdersPerMin: 600 },
+    unknownSettleMs: 0,
+  });
+  await executor.start();
+  let row: AttemptRow | undefined;
+  for (let i = 0; i < 10 && row?.state !== "conflict"; i++) {
+    await executor.runOnce();
+    row = (await attemptById(sql, sell.id)) ?? undefined;
+  }
+  if (row?.state !== "conflict") {
+    throw new Error(`${sell.identifier} is ${row?.state}, not conflict`);
+  }
+  return { buy, sell: row, foundUuid: created.order.uuid, executor };
 }

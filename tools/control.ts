@@ -1,17 +1,25 @@
 /**
- * @module `deno task halt | resume | flatten | lost-order`: halt new entries, resume them, flatten
- * every position, or give the uuid of a lost order, on the running upbot.
+ * @module `deno task halt | resume | flatten | lost-order | conflict-order`: halt new entries,
+ * resume them, flatten every position, give the uuid of a lost order, or say whether the order
+ * found under a conflict sell's identifier is that sell, on the running upbot.
  *
  * ```sh
  * deno task halt --reason "exchange maintenance" [--market KRW-BTC]
  * deno task resume [--market KRW-BTC]
  * deno task flatten --reason "leaving for a week"
  * deno task lost-order --identifier paper-abcd2345-17-EXIT_LONG --uuid 9ca023a5-851b-4fec-9f0a-48cd83c2eaae
+ * deno task conflict-order --identifier paper-abcd2345-17-EXIT_LONG --ours
+ * deno task conflict-order --identifier paper-abcd2345-17-EXIT_LONG --not-ours
  * ```
  *
  * `lost-order` names an order upbot gave up as lost (the `order_lost` alarm's identifier) and the
  * uuid a person saw for it on Upbit's site: upbot asks Upbit for that uuid and adopts the order
  * only if it is the order it asked for (`lib/control/lost_order_hint.ts`).
+ *
+ * `conflict-order` names a live sell in conflict (the `identifier_conflict` alarm's identifier),
+ * which holds its market's sells, and what a person found at Upbit: `--ours` (the order under
+ * the identifier is that sell: upbot adopts its fills once final) or `--not-ours` (it is not; the
+ * sell never executed: the closer sells the position again) (`lib/control/conflict_verdict.ts`).
  *
  * The command goes through the control directory `DATA_DIR/control/` (see
  * `lib/control/command_dir.ts`), never the database: the embedded database cannot be opened by a
@@ -49,6 +57,7 @@ const USAGE = [
   "       deno task resume [--market KRW-BTC]",
   '       deno task flatten --reason "why"',
   "       deno task lost-order --identifier <identifier of the order_lost alarm> --uuid <uuid seen on Upbit>",
+  "       deno task conflict-order --identifier <identifier of the identifier_conflict alarm> --ours|--not-ours",
 ].join("\n");
 
 /** Thrown for bad arguments; the message is the sentence to show. */
@@ -66,6 +75,8 @@ export function parseControlArgs(args: readonly string[]): ControlRequest {
         market: { type: "string" },
         identifier: { type: "string" },
         uuid: { type: "string" },
+        ours: { type: "boolean" },
+        "not-ours": { type: "boolean" },
       },
       strict: true,
       allowPositionals: false,
@@ -73,9 +84,15 @@ export function parseControlArgs(args: readonly string[]): ControlRequest {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const { reason, market, identifier, uuid } = parsed.values;
-  if (action !== "lost-order" && (identifier !== undefined || uuid !== undefined)) {
+  const { reason, market, identifier, uuid, ours, "not-ours": notOurs } = parsed.values;
+  if (
+    action !== "lost-order" && action !== "conflict-order" &&
+    (identifier !== undefined || uuid !== undefined)
+  ) {
     throw new UsageError(`${action} takes no --identifier or --uuid`);
+  }
+  if (action !== "conflict-order" && (ours !== undefined || notOurs !== undefined)) {
+    throw new UsageError(`${action} takes no --ours or --not-ours`);
   }
   const scope = market === undefined ? GLOBAL_SCOPE : market.trim().toUpperCase();
   if (market !== undefined) {
@@ -105,6 +122,20 @@ export function parseControlArgs(args: readonly string[]): ControlRequest {
       return { action, reason: needReason() };
     case "lost-order":
       return lostOrderRequest(identifier, uuid, reason, market);
+    case "conflict-order":
+      if (reason !== undefined || market !== undefined || uuid !== undefined) {
+        throw new UsageError("conflict-order takes only --identifier and --ours or --not-ours");
+      }
+      if (ours === notOurs) {
+        throw new UsageError(
+          "conflict-order needs exactly one of --ours (the order found at Upbit is upbot's sell) or --not-ours (it is not; the sell never executed)",
+        );
+      }
+      return {
+        action,
+        identifier: upbotIdentifier(action, "identifier_conflict", identifier),
+        verdict: ours ? "ours" : "not-ours",
+      };
     default:
       throw new UsageError(`unknown control command ${JSON.stringify(action ?? "")}`);
   }
@@ -120,14 +151,7 @@ function lostOrderRequest(
   if (reason !== undefined || market !== undefined) {
     throw new UsageError("lost-order takes only --identifier and --uuid");
   }
-  const id = identifier?.trim() ?? "";
-  if (!UPBOT_IDENTIFIER.test(id) || id.length > 64) {
-    throw new UsageError(
-      `lost-order needs --identifier with the identifier of the order_lost alarm, such as paper-abcd2345-17-EXIT_LONG (got ${
-        JSON.stringify(identifier ?? "")
-      })`,
-    );
-  }
+  const id = upbotIdentifier("lost-order", "order_lost", identifier);
   const order = uuid?.trim().toLowerCase() ?? "";
   if (!ORDER_UUID.test(order)) {
     throw new UsageError(
@@ -137,6 +161,19 @@ function lostOrderRequest(
     );
   }
   return { action: "lost-order", identifier: id, uuid: order };
+}
+
+/** `identifier` trimmed, if it is one upbot makes; `action` and `alarm` name it in the refusal. */
+function upbotIdentifier(action: string, alarm: string, identifier: string | undefined): string {
+  const id = identifier?.trim() ?? "";
+  if (!UPBOT_IDENTIFIER.test(id) || id.length > 64) {
+    throw new UsageError(
+      `${action} needs --identifier with the identifier of the ${alarm} alarm, such as paper-abcd2345-17-EXIT_LONG (got ${
+        JSON.stringify(identifier ?? "")
+      })`,
+    );
+  }
+  return id;
 }
 
 /**
@@ -191,8 +228,8 @@ async function main(args: string[]): Promise<number> {
     return 1;
   }
   log.info(ack.message, ack.flatten_id === null ? {} : { flatten_id: ack.flatten_id });
-  // A lost-order changes no halt: the trading state is not what its person asked about.
-  if (request.action === "lost-order") return 0;
+  // A lost-order or conflict-order changes no halt: the trading state is not what was asked about.
+  if (request.action === "lost-order" || request.action === "conflict-order") return 0;
   for (const state of ack.states) log.info(describeState(state));
   if (ack.states.length === 0) log.info("no halts are stored: entries are allowed everywhere");
   return 0;

@@ -1,5 +1,5 @@
 /**
- * @module Control commands (halt, resume, flatten, lost-order): their wire schema, shared by the
+ * @module Control commands (halt, resume, flatten, lost-order, conflict-order): their wire schema, shared by the
  * command-line tools and the running upbot, and how one is applied to the database.
  *
  * The HTTP controls (later) apply the same commands through {@linkcode applyControlCommand}.
@@ -22,6 +22,12 @@ import {
   recordLostOrderHint,
   UPBOT_IDENTIFIER,
 } from "./lost_order_hint.ts";
+import {
+  CONFLICT_VERDICTS,
+  type ConflictVerdict,
+  ConflictVerdictRefusedError,
+  recordConflictVerdict,
+} from "./conflict_verdict.ts";
 
 /** "global" or a market code such as "KRW-BTC". */
 const Scope = z.union([
@@ -31,7 +37,7 @@ const Scope = z.union([
 
 const Reason = z.string().trim().min(1, "must not be empty").max(500);
 
-/** An identifier upbot made (the one the `order_lost` alarm names). */
+/** An identifier upbot made (the one the `order_lost` or `identifier_conflict` alarm names). */
 const Identifier = z.string().max(64).regex(
   UPBOT_IDENTIFIER,
   "must be an identifier upbot made, such as paper-abcd2345-17-EXIT_LONG",
@@ -61,6 +67,12 @@ export const ControlCommand = z.discriminatedUnion("action", [
     identifier: Identifier,
     uuid: OrderUuid,
   }).strict(),
+  z.object({
+    ...Envelope,
+    action: z.literal("conflict-order"),
+    identifier: Identifier,
+    verdict: z.enum(CONFLICT_VERDICTS),
+  }).strict(),
 ]);
 
 /** One control command as written to the control directory. */
@@ -72,7 +84,9 @@ export type ControlRequest =
   | { action: "resume"; scope: string }
   | { action: "flatten"; reason: string }
   /** A person's uuid for a lost order (`lib/control/lost_order_hint.ts`). */
-  | { action: "lost-order"; identifier: string; uuid: string };
+  | { action: "lost-order"; identifier: string; uuid: string }
+  /** A person's verdict on a live sell in conflict (`lib/control/conflict_verdict.ts`). */
+  | { action: "conflict-order"; identifier: string; verdict: ConflictVerdict };
 
 /** The trading state of one scope as the acknowledgement reports it. */
 const AckState = z.object({
@@ -124,7 +138,8 @@ function scopeText(scope: string): string {
 
 /** A command refused for the state of things (nothing changed); its message says why. */
 function isRefusal(err: unknown): err is Error {
-  return err instanceof TradingStateRefusedError || err instanceof LostOrderHintRefusedError;
+  return err instanceof TradingStateRefusedError || err instanceof LostOrderHintRefusedError ||
+    err instanceof ConflictVerdictRefusedError;
 }
 
 /**
@@ -133,6 +148,8 @@ function isRefusal(err: unknown): err is Error {
  * @throws {TradingStateRefusedError} for a resume while a flatten is pending (nothing changed).
  * @throws {LostOrderHintRefusedError} for a lost-order naming no lost, unresolved live order
  *   (nothing changed).
+ * @throws {ConflictVerdictRefusedError} for a conflict-order naming no undecided live sell in
+ *   conflict (nothing changed).
  * @throws {Error} when the database refuses (the caller keeps the command to retry).
  */
 export async function applyControlCommand(
@@ -164,6 +181,18 @@ export async function applyControlCommand(
       const hint = await recordLostOrderHint(sql, command);
       message =
         `Lost order ${hint.identifier} (${hint.market} ${hint.side}) will be checked at Upbit under uuid ${hint.uuid} at the order-poller's next pass; it is adopted only if it is the order upbot asked for and final (alarm lost_order_found), else refused (alarm lost_order_hint_refused); its market stays held until then`;
+      break;
+    }
+    case "conflict-order": {
+      const v = await recordConflictVerdict(sql, {
+        identifier: command.identifier,
+        verdict: command.verdict,
+        by,
+      });
+      const order = v.foundUuid ?? "(none recorded)";
+      message = v.verdict === "not-ours"
+        ? `Conflict sell ${v.identifier} (${v.market}) judged not ours: the order ${order} under its identifier is someone else's and the sell never executed; ${v.market}'s sells are no longer held, so the closer sells its position again under a new identifier (${v.identifier} is never used again); entries stay halted until deno task resume`
+        : `Conflict sell ${v.identifier} (${v.market}) judged ours: the order-poller reads the order ${order} at Upbit at its next pass and adopts its fills once it is final, only if it is a ${v.market} sell under one of ${v.identifier}'s identifiers and no other order's of upbot (alarm conflict_resolved), else refuses it (alarm conflict_verdict_refused); ${v.market}'s sells stay held until then; entries stay halted until deno task resume`;
       break;
     }
     default: {
@@ -207,7 +236,7 @@ export type CommandRecord =
   | { kind: "applied"; ack: ControlAck; outcome: ControlOutcome }
   /**
    * Refused for the state of things (a resume while a flatten is pending, a lost-order naming no
-   * lost order): nothing changed; its id was stored with the refusal (`ack.ok` false), so it is
+   * lost order, a conflict-order naming no undecided sell in conflict): nothing changed; its id was stored with the refusal (`ack.ok` false), so it is
    * not tried again.
    */
   | { kind: "refused"; ack: ControlAck }
@@ -221,7 +250,8 @@ export type CommandRecord =
  * is never applied again; such a command gets back the acknowledgement stored when it was applied.
  *
  * A command refused for the state of things ({@linkcode TradingStateRefusedError}: a resume while
- * a flatten is pending; {@linkcode LostOrderHintRefusedError}: a lost-order naming no lost order)
+ * a flatten is pending; {@linkcode LostOrderHintRefusedError}: a lost-order naming no lost order;
+ * {@linkcode ConflictVerdictRefusedError}: a conflict-order naming no undecided sell in conflict)
  * is stored as refused, with an acknowledgement saying why.
  *
  * @throws {Error} when the database refuses (nothing is stored; the caller keeps the command).

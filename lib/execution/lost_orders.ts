@@ -168,7 +168,7 @@ export async function recheckLostOrders(
 }
 
 /** Upbit order states after which nothing more fills (§4.5). */
-const FINAL_EXCHANGE_STATES: ReadonlySet<string> = new Set(["done", "cancel", "prevented"]);
+export const FINAL_EXCHANGE_STATES: ReadonlySet<string> = new Set(["done", "cancel", "prevented"]);
 
 /** Both mismatch texts as one, or null when neither says anything. */
 function joinMismatches(...texts: (string | null)[]): string | null {
@@ -177,12 +177,13 @@ function joinMismatches(...texts: (string | null)[]): string | null {
 }
 
 /**
- * What else an order found only by a person's uuid must be, beyond {@linkcode orderMismatch}: one
- * of upbot's orders carries the identifier it was sent with (an order without one was made by
+ * What else an order adopted on a person's word must be, beyond {@linkcode orderMismatch} (an
+ * order found only by a person's uuid here; a conflict sell judged ours in `conflict_orders.ts`):
+ * one of upbot's orders carries the identifier it was sent with (an order without one was made by
  * hand, on the site or by another program), and it is no other attempt's order (adopting that
  * would count its fills twice).
  */
-async function hintMismatch(
+export async function hintMismatch(
   sql: Sql,
   a: AttemptRow,
   identifiers: readonly string[],

@@ -21,6 +21,7 @@ import { UpbitApiError } from "../upbit/errors.ts";
 import type { Order } from "../upbit/schemas.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import { averagePrice } from "./exchange_order.ts";
+import { adoptConflictSells } from "./conflict_orders.ts";
 import { recheckLostOrders } from "./lost_orders.ts";
 import { isTerminal, stateOfExchangeOrder } from "./order_state.ts";
 
@@ -76,6 +77,18 @@ export class OrderPoller {
       this.#options.log.warn("Re-check of lost orders failed; polling the open orders anyway", {
         error: (err as Error).message,
       });
+    }
+    // Conflict sells a person judged ours: their orders' fills adopted once final
+    // (conflict_orders.ts). Like the re-check, a failure leaves the open orders polled.
+    try {
+      await adoptConflictSells(this.#options.sql, this.#options.rest, this.#options.log, {
+        nowMs: this.#now(),
+      });
+    } catch (err) {
+      this.#options.log.warn(
+        "Adoption of conflict sells judged ours failed; polling the open orders anyway",
+        { error: (err as Error).message },
+      );
     }
     const open = await openLiveAttempts(this.#options.sql);
     // Counts of orders no longer open (final, or moved by the executor) are dropped.
