@@ -21,8 +21,12 @@ import {
 import { UpbitApiError } from "../upbit/errors.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import type { Order } from "../upbit/schemas.ts";
-import { averagePrice } from "./exchange_order.ts";
-import { FINAL_EXCHANGE_STATES, hintMismatch, LOST_ORDER_RECHECK_MS } from "./lost_orders.ts";
+import {
+  adoptedOrderPatch,
+  FINAL_EXCHANGE_STATES,
+  hintMismatch,
+  LOST_ORDER_RECHECK_MS,
+} from "./lost_orders.ts";
 
 /** What one {@linkcode adoptConflictSells} did. */
 export interface ConflictAdoptSummary {
@@ -111,14 +115,7 @@ export async function adoptConflictSells(
           and adopted_at is null
         returning attempt_id`;
       if (!v) return false; // replaced or adopted meanwhile
-      await patchAttempt(tx, a.id, {
-        uuid: order.uuid,
-        final_state: order.state as "done" | "cancel" | "prevented",
-        executed_volume: order.executed_volume,
-        paid_fee: order.paid_fee,
-        avg_price: averagePrice(order),
-        response_json: order,
-      });
+      await patchAttempt(tx, a.id, adoptedOrderPatch(order));
       return true;
     });
     if (!adopted) continue;

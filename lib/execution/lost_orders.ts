@@ -15,6 +15,7 @@ import { haltEntries } from "../control/trading_state.ts";
 import { raiseAlarm } from "../store/alarms.ts";
 import {
   attemptById,
+  type AttemptPatch,
   type AttemptRow,
   identifiersOf,
   patchAttempt,
@@ -139,14 +140,7 @@ export async function recheckLostOrders(
     }
     summary.found++;
     // Fills first, then resolved: a crash between the two finds it again and writes the same.
-    await patchAttempt(sql, id, {
-      uuid: order.uuid,
-      final_state: order.state as "done" | "cancel" | "prevented",
-      executed_volume: order.executed_volume,
-      paid_fee: order.paid_fee,
-      avg_price: averagePrice(order),
-      response_json: order,
-    });
+    await patchAttempt(sql, id, adoptedOrderPatch(order));
     await recordCheck(sql, id, now, order);
     const message = `Lost order ${a.identifier} found at Upbit again${
       byHint ? " by the uuid a person gave" : ""
@@ -165,6 +159,21 @@ export async function recheckLostOrders(
     });
   }
   return summary;
+}
+
+/**
+ * What adopting `order` (final) writes on its attempt: its uuid and fills, which the position
+ * ledger counts whatever the attempt's state.
+ */
+export function adoptedOrderPatch(order: Order): AttemptPatch {
+  return {
+    uuid: order.uuid,
+    final_state: order.state as "done" | "cancel" | "prevented",
+    executed_volume: order.executed_volume,
+    paid_fee: order.paid_fee,
+    avg_price: averagePrice(order),
+    response_json: order,
+  };
 }
 
 /** Upbit order states after which nothing more fills (§4.5). */
