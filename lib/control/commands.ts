@@ -1,6 +1,6 @@
 /**
- * @module Control commands (halt, resume, flatten, lost-order, conflict-order): their wire schema, shared by the
- * command-line tools and the running upbot, and how one is applied to the database.
+ * @module Control commands (halt, resume, flatten, lost-order, conflict-order): their wire schema,
+ * shared by the command-line tools and the running upbot, and how one is applied to the database.
  *
  * The HTTP controls (later) apply the same commands through {@linkcode applyControlCommand}.
  */
@@ -191,8 +191,8 @@ export async function applyControlCommand(
       });
       const order = v.foundUuid ?? "(none recorded)";
       message = v.verdict === "not-ours"
-        ? `Conflict sell ${v.identifier} (${v.market}) judged not ours: the order ${order} under its identifier is someone else's and the sell never executed; ${v.market}'s sells are no longer held, so the closer sells its position again under a new identifier (${v.identifier} is never used again); entries stay halted until deno task resume`
-        : `Conflict sell ${v.identifier} (${v.market}) judged ours: the order-poller reads the order ${order} at Upbit at its next pass and adopts its fills once it is final, only if it is a ${v.market} sell under one of ${v.identifier}'s identifiers and no other order's of upbot (alarm conflict_resolved), else refuses it (alarm conflict_verdict_refused); ${v.market}'s sells stay held until then; entries stay halted until deno task resume`;
+        ? `Conflict sell ${v.identifier} (${v.market}) judged not ours: the order ${order} under its identifier is someone else's and the sell never executed; ${v.market}'s sells are no longer held, so the closer sells its position again under a new identifier (${v.identifier} is never used again); it lifts no halt (the conflict's halt stays until deno task resume)`
+        : `Conflict sell ${v.identifier} (${v.market}) judged ours: the order-poller reads the order ${order} at Upbit at its next pass and adopts its fills once it is final, only if it is a ${v.market} sell under one of ${v.identifier}'s identifiers and no other order's of upbot (alarm conflict_resolved), else refuses it (alarm conflict_verdict_refused); ${v.market}'s sells stay held until then; it lifts no halt (the conflict's halt stays until deno task resume)`;
       break;
     }
     default: {
@@ -236,8 +236,8 @@ export type CommandRecord =
   | { kind: "applied"; ack: ControlAck; outcome: ControlOutcome }
   /**
    * Refused for the state of things (a resume while a flatten is pending, a lost-order naming no
-   * lost order, a conflict-order naming no undecided sell in conflict): nothing changed; its id was stored with the refusal (`ack.ok` false), so it is
-   * not tried again.
+   * lost order, a conflict-order naming no undecided sell in conflict): nothing changed; its id
+   * was stored with the refusal (`ack.ok` false), so it is not tried again.
    */
   | { kind: "refused"; ack: ControlAck }
   /** Its id was stored before (applied or refused then): nothing was done; `ack` is the stored one. */
