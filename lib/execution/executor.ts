@@ -1184,7 +1184,9 @@ export class Executor {
         response_json: order,
       });
       // A sell stays unsettled (view live_orders_unsettled): the order may be that sell.
-      const held = attempt.side === "ask" ? `, sells of ${attempt.symbol} held` : "";
+      const held = attempt.side === "ask"
+        ? `, sells of ${attempt.symbol} held until a person checks it at Upbit and says deno task conflict-order --identifier ${attempt.identifier} --ours or --not-ours`
+        : "";
       const message =
         `Identifier ${identifier} belongs to order ${order.uuid} that upbot did not ask for (${mismatch}); not adopted, entries halted${held}`;
       this.#options.log.error(message, { attempt: attempt.id, uuid: order.uuid });
