@@ -10,10 +10,13 @@ import { ledgerPosition } from "../lib/execution/position_ledger.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
 import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { dbTest } from "./_db.ts";
+import { checkOrder } from "../lib/execution/risk_core.ts";
+import { riskContext, riskLimits } from "../lib/execution/risk_gate.ts";
 import {
   executorConfig,
   liveExecutor,
   pendingAttempt,
+  placeLive,
   sendAndSettle,
   startSim,
   storeLastPrices,
@@ -85,3 +88,36 @@ dbTest("a ledger below zero is recorded as oversold with an alarm and a halt", a
     await h.close();
   }
 });
+
+dbTest(
+  "an entry on a market whose ledger is below zero is refused before the closer records it",
+  async (db) => {
+    const h = await startSim({ markets: [BTC] });
+    try {
+      const { rest } = h;
+      await storeLastPrices(db.sql, rest, [BTC]);
+      const buy = await placeLive(db.sql, rest, { market: BTC, side: "bid", krw: 10_000 });
+      await placeLive(db.sql, rest, { market: BTC, side: "ask", volume: buy.executed_volume! });
+      // The same volume sold again, its answer not final yet (the closer waits for it).
+      const again = await pendingAttempt(db.sql, {
+        market: BTC,
+        side: "ask",
+        volume: buy.executed_volume!,
+      });
+      await db.sql`update upbit_order_attempts set state = 'partially_filled',
+      executed_volume = ${buy.executed_volume!} where id = ${again.id}`;
+      assert.equal((await ledgerPosition(db.sql, BTC))!.openVolume, `-${buy.executed_volume}`);
+      const decision = checkOrder(
+        { side: "bid", market: BTC, krw: 10_000, signalTs: Date.now() },
+        await riskContext(db.sql, BTC, { rest }),
+        riskLimits(executorConfig(h.sim, "live")),
+      );
+      assert.equal(decision.ok, false);
+      if (decision.ok) return;
+      assert.equal(decision.code, "entries_halted");
+      assert.match(decision.detail, /the ledger of KRW-BTC is -[0-9.]+, below zero/);
+    } finally {
+      await h.close();
+    }
+  },
+);

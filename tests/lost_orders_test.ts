@@ -146,36 +146,6 @@ dbTest(
   },
 );
 
-dbTest(
-  "lost orders: with its uuid known, an order under an earlier identifier is a second order, not adopted",
-  async (db) => {
-    const h = await startSim({ markets: MARKETS });
-    try {
-      const buy = await placeLive(db.sql, h.rest, { market: "KRW-BTC", side: "bid", krw: 10_000 });
-      const sell = await pendingAttempt(db.sql, {
-        market: "KRW-BTC",
-        side: "ask",
-        volume: buy.executed_volume!,
-      });
-      // The first create under the first identifier landed late, after upbot had rotated to a
-      // second identifier, whose create Upbit answered with a uuid it later stopped returning.
-      const late = await createAtUpbit(h, sell.request_json as Record<string, string>);
-      await db.sql`insert into upbit_order_identifiers (identifier, attempt_id)
-        values (${sell.identifier + "-r1"}, ${sell.id})`;
-      await loseAttempt(db.sql, sell, crypto.randomUUID());
-
-      assert.deepEqual(await recheckLostOrders(db.sql, h.rest, h.log), { checked: 1, found: 0 });
-      assert.equal((await attemptById(db.sql, sell.id))?.executed_volume, null, "not adopted");
-      assert.equal((await lostCheck(db.sql, sell.id))?.resolved_at, null, "still unresolved");
-      assert.equal((await unsettledLiveOrders(db.sql)).get("KRW-BTC")?.sell, true, "held");
-      const alarm = (await activeAlarms(db.sql)).find((a) => a.code === "identifier_conflict");
-      assert.match(alarm?.message ?? "", new RegExp(`uuid ${late} is not the attempt's`));
-    } finally {
-      await h.close();
-    }
-  },
-);
-
 dbTest("lost orders: one found still open stays held until it is final", async (db) => {
   const h = await startSim({ markets: MARKETS });
   try {

@@ -59,6 +59,7 @@ import {
   riskLimits,
   type RiskOrder,
 } from "./risk_gate.ts";
+import { reportSecondOrder, secondOrder } from "./second_orders.ts";
 import { closeReconciliationGate, reconciliationGate } from "./system_gate.ts";
 
 export { closeIdentifierFor, identifierFor, MAX_IDENTIFIER_LENGTH } from "./identifiers.ts";
@@ -1123,6 +1124,20 @@ export class Executor {
       try {
         const r = await rest.resolveUnknownOrder(identifier);
         if (r.kind === "found") {
+          // Under an earlier identifier, with the attempt's uuid known: another create (a second
+          // order), reported and never adopted; its own order is under the current identifier.
+          const second = secondOrder(attempt, r.order, identifier);
+          if (second) {
+            await reportSecondOrder(
+              this.#options.sql,
+              this.#options.log,
+              attempt,
+              r.order,
+              second,
+              "executor",
+            );
+            continue;
+          }
           found = { order: r.order, identifier };
           break;
         }

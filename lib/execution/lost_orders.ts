@@ -25,6 +25,7 @@ import { UpbitApiError } from "../upbit/errors.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import type { Order } from "../upbit/schemas.ts";
 import { averagePrice, orderMismatch } from "./exchange_order.ts";
+import { reportSecondOrder, secondOrder } from "./second_orders.ts";
 
 /** How often a lost order is asked about again (ms). */
 export const LOST_ORDER_RECHECK_MS = 60_000;
@@ -89,7 +90,15 @@ export async function recheckLostOrders(
     const a = await attemptById(sql, id);
     if (!a) continue;
     const identifiers = await identifiersOf(sql, id);
-    let order = await lookUp(rest, a.uuid, identifiers);
+    // An order under an earlier identifier that is not this one's (a second order) is reported,
+    // never adopted, and the look-up goes on to the attempt's own identifier.
+    const seconds: { order: Order; why: string }[] = [];
+    let order = await lookUp(rest, a.uuid, identifiers, (found, under) => {
+      const why = secondOrder(a, found, under);
+      if (why) seconds.push({ order: found, why });
+      return why === null;
+    });
+    for (const s of seconds) await reportSecondOrder(sql, log, a, s.order, s.why, "order_poller");
     // The person's uuid is asked for only when Upbit shows nothing under upbot's own references:
     // those are upbot's own evidence, the hint is a person's reading of a web page.
     const byHint = order === null && hint !== null && hint !== a.uuid;
@@ -117,12 +126,6 @@ export async function recheckLostOrders(
       ? joinMismatches(
         orderMismatch(sentOrderBody(a), order, a.ts),
         byHint ? await hintMismatch(sql, a, identifiers, order) : null,
-        // Upbit gave the attempt its uuid: an order under an earlier identifier with another
-        // uuid is a second order (a create that landed after the identifier was rotated), not
-        // this one; adopting it would leave the attempt's own order out of the ledger.
-        a.uuid !== null && order.uuid !== a.uuid
-          ? `uuid ${order.uuid} is not the attempt's ${a.uuid} (a second order)`
-          : null,
       )
       : null;
     if (!order || mismatch !== null || !FINAL_EXCHANGE_STATES.has(order.state)) {
@@ -236,12 +239,14 @@ async function refuseForeignOrder(
   const message =
     `Lost order ${a.identifier}: Upbit's order ${order.uuid} under it is not the one upbot asked for (${mismatch}); not adopted, its market stays held and entries are halted`;
   log.error(message, { market: a.symbol, attempt: a.id });
-  await raiseAlarm(sql, {
+  const alarm = await raiseAlarm(sql, {
     code: "identifier_conflict",
     market: a.symbol,
     message,
     details: { identifier: a.identifier, uuid: order.uuid, mismatch },
   });
+  // Halted once: the check comes back every minute, and a person who resumed has seen it.
+  if (alarm.count > 1) return;
   await haltEntries(sql, {
     scope: "global",
     reason: `identifier conflict on ${a.identifier}`,
@@ -280,19 +285,25 @@ async function refuseHint(
   });
 }
 
-/** The order by uuid, else by any of its identifiers, or null when Upbit knows none of them. */
+/**
+ * The order by uuid, else by any of its identifiers, or null when Upbit knows none of them. An
+ * order found under an identifier that `accept` turns down is passed over (the next reference is
+ * asked).
+ */
 async function lookUp(
   rest: UpbitRest,
   uuid: string | null,
   identifiers: string[],
+  accept: (order: Order, foundUnder: string | null) => boolean = () => true,
 ): Promise<Order | null> {
-  const refs = [
+  const refs: ({ uuid: string } | { identifier: string })[] = [
     ...(uuid ? [{ uuid }] : []),
     ...identifiers.map((identifier) => ({ identifier })),
   ];
   for (const ref of refs) {
     try {
-      return (await rest.getOrder(ref)).data;
+      const order = (await rest.getOrder(ref)).data;
+      if (accept(order, "identifier" in ref ? ref.identifier : null)) return order;
     } catch (err) {
       if (!(err instanceof UpbitApiError && err.code === "order_not_found")) throw err;
     }

@@ -427,6 +427,9 @@ async function runSteps(
  * asked about again by `recheckLostOrders`; any other attempt either has this order or none.
  */
 function isSecondOrder(attempt: AttemptRow, order: Order): boolean {
+  // Upbit answered the create under the current identifier with the attempt's uuid: another uuid
+  // is another create (the rule of second_orders.ts; an order of the current identifier with
+  // another uuid cannot exist, identifiers being unique).
   if (attempt.uuid !== null) return attempt.uuid !== order.uuid;
   if (["pending", "sent", "unknown", "conflict"].includes(attempt.state)) return false;
   return !(attempt.state === "failed" && attempt.reason === "order_lost");

@@ -218,6 +218,12 @@ export async function riskContext(
     o.sell && o.rest ? visibleBids(o.rest, market) : null,
   ]);
   const held = ledger.filter((p) => dec(p.openVolume) > ZERO);
+  // A ledger below zero (sold beyond what was bought) holds entries until the closer has recorded
+  // the shortfall (`recordOversold`): a buy now would be netted against it and partly never sold.
+  const below = ledger.find((p) => p.symbol === market && dec(p.openVolume) < ZERO);
+  const oversold = below
+    ? `the ledger of ${market} is ${below.openVolume}, below zero (sold beyond what upbot bought): no entry until the closer has recorded it`
+    : null;
   const others = held.map((p) => p.symbol).filter((m) => m !== market);
   const prices = others.length > 0
     ? new Map([...marketPrice, ...await lastPrices(sql, [...new Set(others)])])
@@ -250,7 +256,7 @@ export async function riskContext(
     exposureKrw,
     realisedLossKrw,
     marketWarning,
-    haltReason,
+    haltReason: haltReason ?? oversold,
     unknownOrders,
     bidDepth: bids?.size ?? null,
   };
