@@ -158,6 +158,11 @@ export interface EngineOptions {
    * market's current price as `avg_buy_price`. Throws `RangeError` on an unknown market or volume.
    */
   holdings?: Record<string, string | number>;
+  /**
+   * Coins of markets no longer listed, by market, held at start (no ticker, no orders; listed by
+   * `/v1/accounts`). Throws `RangeError` on a simulated market or a bad volume.
+   */
+  delisted?: Record<string, string | number>;
   faults: () => Faults;
   /** Source of order and trade uuids (seeded). */
   nextUuid: () => string;
@@ -364,6 +369,18 @@ export class Engine {
       const account = this.#account(market.split("-")[1]!);
       account.balance += volume;
       account.avgBuyPrice = parseDec(this.#market.lastPrice(market)) ?? ZERO;
+    }
+    for (const [market, amount] of Object.entries(options.delisted ?? {})) {
+      const volume = parseDec(amount);
+      if (this.hasMarket(market) || !/^[A-Z0-9]+-[A-Z0-9]+$/.test(market)) {
+        throw new RangeError(
+          `delisted: ${market} must be a market code the simulator does not list`,
+        );
+      }
+      if (volume === undefined || volume <= 0n || decimalPlaces(volume) > VOLUME_PLACES) {
+        throw new RangeError(`delisted: ${market} needs a volume above 0 with at most 8 decimals`);
+      }
+      this.#account(market.split("-")[1]!).balance += volume;
     }
   }
 

@@ -153,6 +153,8 @@ export interface ExchangeOptions {
   krw: number;
   /** Coins held at start by market (`KRW-BTC` → volume); throws `RangeError` on bad entries. */
   balances?: Record<string, string | number>;
+  /** Coins of markets no longer listed, by market (see `SimulatorOptions.delisted`). */
+  delisted?: Record<string, string | number>;
   seed: number;
   /**
    * State file (`--state`): loaded at start when it exists (then `krw` and `balances` are ignored;

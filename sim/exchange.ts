@@ -183,6 +183,7 @@ export function createExchange(options: ExchangeOptions): ExchangeHandler {
     market: options.market,
     krw: options.krw,
     holdings: options.balances ?? {},
+    delisted: options.delisted ?? {},
     faults: options.faults,
     nextUuid: uuids.next,
     restore: saved,

@@ -56,6 +56,12 @@ export interface SimulatorOptions {
    */
   balances?: Record<string, string | number>;
   /**
+   * Coins of markets Upbit no longer lists (delisted), by market: `{ "KRW-XYZ": "10" }`. The
+   * account still holds them (Upbit keeps them until withdrawn: `/v1/accounts` lists them), but
+   * the market is unknown to quotation (ticker 404) and orders. Must not be a simulated market.
+   */
+  delisted?: Record<string, string | number>;
+  /**
    * State file: accounts, orders with their fills, used identifiers and the uuid stream survive a
    * restart. Loaded when it exists (then `krw` and `balances` are ignored); a corrupt file makes
    * the start fail with {@linkcode StateFileError}. Rewritten atomically after every change.
@@ -143,6 +149,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     secretKey,
     krw: options.krw ?? 10_000_000,
     balances: options.balances ?? {},
+    delisted: options.delisted ?? {},
     stateFile: options.stateFile,
     seed,
     apiKeyExpireAtMs: options.apiKeyExpireAtMs,

@@ -94,6 +94,9 @@ export interface ExecutorSettings {
   markets?: readonly string[];
 }
 
+/** Minutes a live sell may go unjudged by the risk gate before `exit_failing` says so. */
+const UNJUDGED_SELL_ALARM_MIN = 5;
+
 /** Reasons a pending attempt carries when its last create may still be processed at Upbit. */
 const MAY_STILL_LAND = /^(not_created|lost_response|server_error|http_5\d\d)$/;
 
@@ -614,7 +617,7 @@ export class Executor {
     judging: Promise<Judgement>,
   ): Promise<Outcome> {
     const risk = await judging;
-    if (risk === "wait") {
+    if ("wait" in risk) {
       await insertAttempt(this.#options.sql, { ...fresh, state: "pending" });
       return "handled";
     }
@@ -801,7 +804,9 @@ export class Executor {
     let patch: AttemptPatch = {};
     if (this.mode === "live") {
       const risk = await this.#risk(a, paper);
-      if (risk === "wait") return "capped";
+      // Not judged now: this attempt waits for a later pass; the others go on (one market's
+      // unreadable price must not hold every other exit and close).
+      if (risk === "wait") return null;
       if (risk === "refused") return null;
       patch = risk;
     }
@@ -854,7 +859,7 @@ export class Executor {
       this.#options.log.warn(`Risk gate for ${o.identifier} could not be judged; will try again`, {
         error: (err as Error).message,
       });
-      return "wait";
+      return { wait: (err as Error).message };
     }
     if (!d.ok) return { refused: { code: d.code, detail: d.detail } };
     if (d.capped && d.volume) {
@@ -900,10 +905,26 @@ export class Executor {
       signalTs: (signalPaper?.ts ?? a.ts).getTime(),
       attemptId: a.id,
     });
-    if (d === "wait") return "wait";
+    if ("wait" in d) {
+      // A sell that cannot be judged for long (its market's price or book unreadable) is a
+      // position not being worked on: said, as a failing sell is.
+      const minutes = Math.floor((this.#now() - a.ts.getTime()) / 60_000);
+      if (a.side === "ask" && minutes >= UNJUDGED_SELL_ALARM_MIN) {
+        await this.#exitFailing(
+          a,
+          `its risk gate could not be judged for ${minutes} min: ${d.wait}`,
+        );
+      }
+      return "wait";
+    }
     if ("refused" in d) {
       await this.#move(a, "skipped", { reason: d.refused.code, error_msg: d.refused.detail });
       this.#logRefusal(a.action, a.identifier, a.symbol, d.refused);
+      // No visible bids: nothing sells until the book comes back, and only the closer's backoff
+      // would tell. Said as a failing sell (cleared by the next sell accepted).
+      if (a.side === "ask" && d.refused.code === "no_bids") {
+        await this.#exitFailing(a, d.refused.detail);
+      }
       return "refused";
     }
     return d;
@@ -1248,7 +1269,7 @@ export class Executor {
 }
 
 /** The risk gate's answer on one order: go (with a capped volume), refused, or judge later. */
-type Judgement = AttemptPatch | { refused: { code: string; detail: string } } | "wait";
+type Judgement = AttemptPatch | { refused: { code: string; detail: string } } | { wait: string };
 
 /**
  * A read started ahead of its use: a rejection is not unhandled if the pass ends before awaiting

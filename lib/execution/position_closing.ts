@@ -21,6 +21,7 @@ import {
 import { closeIdentifierFor } from "./identifiers.ts";
 import { decideCloses } from "./position_closer.ts";
 import { ledgerPositions, recordOversold, recordWriteOffs } from "./position_ledger.ts";
+import { readTickers } from "./risk_gate.ts";
 
 /**
  * Alarms the closer raises once while the condition lasts and clears itself: a close stopped by
@@ -271,7 +272,7 @@ export class PositionClosing {
 
   async #lastPrices(markets: string[]): Promise<Map<string, string>> {
     try {
-      const { data } = await this.#options.rest.getTicker({ markets });
+      const data = await readTickers(this.#options.rest, markets);
       return new Map(data.map((t) => [t.market, String(t.trade_price)]));
     } catch (err) {
       this.#options.log.warn("Ticker for the closer failed; will try again", {

@@ -12,7 +12,9 @@ import type { Config } from "../config.ts";
 import { entryHaltReason } from "../control/trading_state.ts";
 import type { Sql } from "../db/connect.ts";
 import { dec, ZERO } from "../decimal.ts";
+import { UpbitApiError } from "../upbit/errors.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
+import type { Ticker } from "../upbit/schemas.ts";
 import { recentHighCloses } from "./closer_inputs.ts";
 import { unresolvedOrders } from "./lost_orders.ts";
 import { ledgerPositions } from "./position_ledger.ts";
@@ -224,15 +226,16 @@ export async function riskContext(
   const oversold = below
     ? `the ledger of ${market} is ${below.openVolume}, below zero (sold beyond what upbot bought): no entry until the closer has recorded it`
     : null;
-  const others = held.map((p) => p.symbol).filter((m) => m !== market);
+  // A sell is judged on its own market only (exposure limits entries): another market's price
+  // that cannot be read (a delisted code the ticker refuses) must not hold an exit.
+  const others = o.sell ? [] : held.map((p) => p.symbol).filter((m) => m !== market);
   const prices = others.length > 0
     ? new Map([...marketPrice, ...await lastPrices(sql, [...new Set(others)])])
     : marketPrice;
   // Bars lag or are missing (a market the feed does not follow): ask Upbit's ticker then.
-  const missing = [market, ...held.map((p) => p.symbol)].filter((m) => !prices.has(m));
+  const missing = [...new Set([market, ...others])].filter((m) => !prices.has(m));
   if (missing.length > 0 && o.rest) {
-    const { data } = await o.rest.getTicker({ markets: [...new Set(missing)] });
-    for (const t of data) prices.set(t.market, t.trade_price);
+    for (const t of await readTickers(o.rest, missing)) prices.set(t.market, t.trade_price);
   }
   let exposureKrw = 0;
   for (const p of held) {
@@ -260,6 +263,25 @@ export async function riskContext(
     unknownOrders,
     bidDepth: bids?.size ?? null,
   };
+}
+
+/**
+ * Upbit's tickers of `markets`. One code Upbit no longer lists (a delisted market upbot still
+ * holds) fails a request of several with 404: then each is asked alone and the unknown ones are
+ * left out, so one market's missing price holds only that market.
+ *
+ * @throws {UpbitError} for any other failure.
+ */
+export async function readTickers(rest: UpbitRest, markets: string[]): Promise<Ticker[]> {
+  try {
+    return (await rest.getTicker({ markets })).data;
+  } catch (err) {
+    if (!(err instanceof UpbitApiError && err.httpStatus === 404)) throw err;
+    if (markets.length === 1) return [];
+  }
+  const out: Ticker[] = [];
+  for (const market of markets) out.push(...await readTickers(rest, [market]));
+  return out;
 }
 
 /**
