@@ -5,6 +5,7 @@
  * once bids are back the position is sold.
  */
 import assert from "node:assert/strict";
+import { activeAlarms } from "../lib/store/alarms.ts";
 import { pendingFlatten, requestFlatten } from "../lib/control/trading_state.ts";
 import { dec, formatDec } from "../lib/decimal.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
@@ -156,6 +157,10 @@ dbTest(
     assert.equal(asksSent(r).length, 0, "the gate refused it: nothing sent to Upbit");
     assert.equal(await openVolume(db), formatDec(dec(bought)), "still owed");
     assert.notEqual(await pendingFlatten(db.sql), null);
+    // Said: nothing sells until the book comes back.
+    const failing = async () =>
+      (await activeAlarms(db.sql)).find((a) => a.code === "exit_failing" && a.market === BTC);
+    assert.match((await failing())?.message ?? "", /no visible bids on KRW-BTC/);
 
     // Still no bids after the backoff: tried again (not given up), refused again, and waits again.
     await r.backoffPassed();
@@ -179,6 +184,7 @@ dbTest(
     assert.equal(await r.balance("BTC"), "0");
     await r.pass();
     assert.equal(await pendingFlatten(db.sql), null, "the flatten completed");
+    assert.equal(await failing(), undefined, "cleared by the sell accepted");
   },
 );
 
