@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { installationId } from "../lib/store/order_attempts.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
+import { RECONCILE_FAILURES_ALARM } from "../lib/execution/executor.ts";
 import { reconciliationGate } from "../lib/execution/system_gate.ts";
 import type { OrderRequest } from "../lib/upbit/rest.ts";
 import { dbTest } from "./_db.ts";
@@ -63,3 +64,33 @@ for (const intervalMin of [0.002, 0]) {
     },
   );
 }
+
+dbTest(
+  "reconciliation failing 3 times in a row raises reconciliation_failing; a completed run clears it",
+  async (db) => {
+    const h = await startSim({ markets: [BTC] });
+    try {
+      const { sim, rest, log } = h;
+      const ex = liveExecutor(db.sql, rest, executorConfig(sim, "live"), log, {
+        settings: { reconcileRetrySec: 0.001 },
+      });
+      await ex.start();
+      sim.setFaults({ error_rate: 1 });
+      const failing = async () =>
+        (await activeAlarms(db.sql)).find((a) => a.code === "reconciliation_failing");
+      for (let i = 1; i <= RECONCILE_FAILURES_ALARM; i++) {
+        assert.equal(await failing(), undefined, `not after ${i - 1}`);
+        await new Promise((r) => setTimeout(r, 5));
+        await ex.runOnce();
+      }
+      assert.match((await failing())?.message ?? "", /failed 3 times in a row .*gate is closed/);
+      sim.setFaults({ error_rate: 0 });
+      await new Promise((r) => setTimeout(r, 5));
+      await ex.runOnce();
+      assert.equal((await reconciliationGate(db.sql)).open, true);
+      assert.equal(await failing(), undefined, "cleared");
+    } finally {
+      await h.close();
+    }
+  },
+);

@@ -94,6 +94,9 @@ export interface ExecutorSettings {
   markets?: readonly string[];
 }
 
+/** Failed reconciliations in a row that raise `reconciliation_failing`. */
+export const RECONCILE_FAILURES_ALARM = 3;
+
 /** Minutes a live sell may go unjudged by the risk gate before `exit_failing` says so. */
 const UNJUDGED_SELL_ALARM_MIN = 5;
 
@@ -205,6 +208,8 @@ export class Executor {
   #installation = "";
   #capLogged = false;
   #reconcileRetryAt = 0;
+  /** Reconciliations failed in a row (gate or routine). */
+  #reconcileFailures = 0;
   /** When the next routine reconciliation is due (process clock, ms); 0 until the first pass. */
   #routineReconcileAt = 0;
   #banLogged = false;
@@ -450,6 +455,7 @@ export class Executor {
     try {
       const run = await reconcile(this.#options.sql, this.#options.rest!, this.#options.log);
       if (run.renewedInstallation) this.#installation = run.renewedInstallation;
+      await this.#reconcileSucceeded();
       return run.gateOpen ? "reconciled" : false;
     } catch (err) {
       this.#reconcileRetryAt = this.#now() +
@@ -457,8 +463,33 @@ export class Executor {
       this.#options.log.warn("Reconciliation failed; no live order until it completes", {
         error: (err as Error).message,
       });
+      await this.#reconcileFailed(
+        `the reconciliation gate is closed (${gate.reason}): no order of any kind goes out, exits and closes included`,
+        err as Error,
+      );
       return false;
     }
+  }
+
+  /**
+   * Counts a failed reconciliation; from the {@linkcode RECONCILE_FAILURES_ALARM}th in a row on,
+   * alarm `reconciliation_failing` says so (with the gate closed nothing is sent, exits included;
+   * a routine run failing leaves upbot without its check). Cleared by the next completed run.
+   */
+  async #reconcileFailed(consequence: string, err: Error): Promise<void> {
+    this.#reconcileFailures++;
+    if (this.#reconcileFailures < RECONCILE_FAILURES_ALARM) return;
+    await raiseAlarm(this.#options.sql, {
+      code: "reconciliation_failing",
+      message:
+        `Reconciliation with Upbit failed ${this.#reconcileFailures} times in a row (last: ${err.message}); ${consequence}. Check the network, the keys and Upbit's status`,
+    });
+  }
+
+  async #reconcileSucceeded(): Promise<void> {
+    if (this.#reconcileFailures === 0) return;
+    this.#reconcileFailures = 0;
+    await clearAlarm(this.#options.sql, "reconciliation_failing");
   }
 
   /**
@@ -484,12 +515,17 @@ export class Executor {
       });
       if (run.renewedInstallation) this.#installation = run.renewedInstallation;
       this.#routineReconcileAt = this.#now() + everyMs;
+      await this.#reconcileSucceeded();
     } catch (err) {
       const retrySec = this.#options.settings.reconcileRetrySec ?? 10;
       this.#routineReconcileAt = this.#now() + retrySec * 1000;
       this.#options.log.warn(
         `Routine reconciliation failed; orders go on, tried again in ${retrySec} s`,
         { error: (err as Error).message },
+      );
+      await this.#reconcileFailed(
+        "orders go on, but unrecorded orders and missing coins go unnoticed meanwhile",
+        err as Error,
       );
     }
   }
