@@ -403,6 +403,9 @@ async function startLeadership(
   const haltLift = watchHaltLift(sql, {
     halted: () => supervisor?.tradingState === "halted",
     resume: (by) => supervisor?.resume(`the global halt resumed by ${by}`),
+    criticalDown: () =>
+      supervisor?.status().filter((a) => a.critical && a.state !== "running").map((a) => a.name) ??
+        [],
   }, log);
   try {
     try {

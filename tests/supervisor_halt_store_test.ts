@@ -38,6 +38,9 @@ for (const backend of testBackends()) {
           restartMaxDelayMs: 200,
           maxRestarts: 3,
           restartWindowMs: 60_000,
+          // The failed order-poller is started again this long after it failed: a resume before
+          // that does not lift the supervisor's halt.
+          failedCriticalRetryMs: 9_000,
         },
       });
       await rig.sql.unsafe(`
@@ -90,10 +93,21 @@ for (const backend of testBackends()) {
       // executor learns it (no restart needed).
       await rig.until("the executor sees the halt", () => executorHalted(rig) === true, 10_000);
       await resumeEntries(rig.sql, { scope: GLOBAL_SCOPE, by: "cli" });
+      // Not while the order-poller that failed is not running; once it runs again.
+      await rig.until(
+        "the lift waits for the failed actor",
+        () => rig.lines.some((l) => l.includes("order_poller is not running")),
+        10_000,
+      );
+      assert.equal(rig.upbot.supervisor.health().tradingState, "halted");
       await rig.until(
         "the supervisor's halt lifted",
         () => rig.upbot.supervisor.health().tradingState === "active",
-        10_000,
+        15_000,
+      );
+      assert.equal(
+        rig.upbot.supervisor.status().find((a) => a.name === "order_poller")?.state,
+        "running",
       );
       assert.equal(rig.upbot.supervisor.health().healthy, true);
       await rig.until("the executor sees it lifted", () => executorHalted(rig) === false, 10_000);

@@ -3,8 +3,8 @@
  * entries in memory (every actor learns it at once) and upbot stores the same halt as the global
  * one; a resume (`deno task resume`, the dashboard, `POST /api/control/resume`) lifts the stored
  * halt. {@linkcode watchHaltLift} notices it and lifts the supervisor's too, so a resume works
- * without restarting upbot. The halt must have been stored first: before that, a global scope not
- * halted says nothing about this halt.
+ * without restarting upbot, once the critical actor that failed runs again. The halt must have
+ * been stored first: before that, a global scope not halted says nothing about this halt.
  */
 import type { Sql } from "../db/connect.ts";
 import { GLOBAL_SCOPE } from "../control/trading_state.ts";
@@ -19,6 +19,12 @@ export interface HaltLiftSources {
   halted(): boolean;
   /** Lifts it (`UpbotSupervisor.resume`). */
   resume(by: string): void;
+  /**
+   * Critical actors not running (failed for good and started again once a minute, or starting),
+   * by name: while any is, a resume of the stored halt does not lift this one (entries would
+   * start and halt again at its next failure). @default {() => []}
+   */
+  criticalDown?(): string[];
 }
 
 /** The watch: told when the halt is stored; stopped with upbot. */
@@ -49,6 +55,7 @@ export function watchHaltLift(
   intervalMs = HALT_LIFT_CHECK_MS,
 ): HaltLiftWatch {
   let stored = false;
+  let waitLogged = false;
   let running: Promise<void> | null = null;
   const tick = () => {
     if (running || !stored || !sources.halted()) return;
@@ -58,6 +65,19 @@ export function watchHaltLift(
           select halted, changed_by as by from trading_state where scope = ${GLOBAL_SCOPE}`;
         // A halt of the supervisor stored again in the meantime (`halting`) is not this one.
         if (!stored || !sources.halted() || !row || row.halted) return;
+        const down = sources.criticalDown?.() ?? [];
+        if (down.length > 0) {
+          if (!waitLogged) {
+            log.warn(
+              `The global halt was resumed by ${row.by}, but ${
+                down.join(", ")
+              } is not running: the supervisor's halt holds until it runs again`,
+            );
+          }
+          waitLogged = true;
+          return;
+        }
+        waitLogged = false;
         log.warn(`The global halt was resumed by ${row.by}: the supervisor's halt is lifted`);
         sources.resume(row.by);
       } catch (err) {
