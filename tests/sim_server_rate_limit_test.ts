@@ -445,7 +445,7 @@ Deno.test("cancel_and_new refused with 429 uses up its new_identifier", async ()
 });
 
 Deno.test(
-  "rate_refusal_format text: 429 and 418 in plain text, the ban only in Korean, no Retry-After; upbot's client still stops for a ban of its own length",
+  "rate_refusal_format text: 429 and 418 in plain text, the ban only in Korean, no Retry-After; upbot's client stops for the length stated",
   async () => {
     await withSim(async (sim) => {
       sim.setFaults({ rate_refusal_format: "text" });
@@ -463,8 +463,8 @@ Deno.test(
       assert.match(bodies.get(418) ?? "", /^요청 수 제한을 초과하여 \d+초 동안 차단되었습니다\.$/);
       assert.equal(retryAfter, null, "no Retry-After");
 
-      // upbot's client: the plain 429 is a rate-limit refusal, and a 418 it cannot read the
-      // length of bans every call of the client for its own default (1 s, doubling).
+      // upbot's client: the plain 429 is a rate-limit refusal, and a 418 stating its length only
+      // in Korean bans every call of the client for that length.
       const { UpbitRest } = await import("../lib/upbit/rest.ts");
       const { UpbitBanActiveError, UpbitBanResponseError, UpbitRateLimitError } = await import(
         "../lib/upbit/errors.ts"
@@ -491,7 +491,13 @@ Deno.test(
         assert.ok(errors.some((e) => e instanceof UpbitRateLimitError), "429s came");
         const ban = errors.find((e) => e instanceof UpbitBanResponseError);
         assert.ok(ban instanceof UpbitBanResponseError, "a 418 came");
-        assert.ok(ban.banMs >= 1000, `banned for ${ban.banMs} ms`);
+        // The length stated in Korean ("N초") is read: the server's own value.
+        const stated = /(\d+)초/.exec(ban.message)?.[1];
+        assert.equal(
+          ban.banMs,
+          Number(stated) * 1000,
+          `banned for ${ban.banMs} ms: ${ban.message}`,
+        );
         const next = await rest.getAccounts().then(() => null, (e) => e);
         assert.ok(next instanceof UpbitBanActiveError, "refused locally during the ban");
       } finally {

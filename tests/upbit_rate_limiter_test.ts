@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { backoffDelayMs } from "../lib/upbit/backoff.ts";
 import { UpbitBanActiveError } from "../lib/upbit/errors.ts";
 import {
+  BAN_COUNT_RESET_MS,
   type Clock,
   parseRemainingReq,
   rateLimitGroupOf,
@@ -113,9 +114,13 @@ Deno.test("UpbitRequestBudget refuses every call during a 418 ban, longer on eac
   await clock.advance(1000);
   await limiter.acquire("default");
   assert.equal(limiter.onBanned(), 2000, "a repeat doubles our own ban length");
+  assert.equal(limiter.onBanned(), 2000, "a 418 of the same burst is the same ban");
   assert.equal(limiter.onBanned(5000), 5000, "the server's value wins when it states one");
   await assert.rejects(limiter.acquire("trade"), UpbitBanActiveError);
-  assert.equal(limiter.stats().bans, 3);
+  assert.equal(limiter.stats().bans, 2);
+  // A quiet hour after the last ban: the default length starts over.
+  await clock.advance(5000 + BAN_COUNT_RESET_MS + 1);
+  assert.equal(limiter.onBanned(), 1000);
   limiter.close();
 });
 

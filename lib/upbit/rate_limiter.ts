@@ -72,6 +72,9 @@ export interface RemainingReq {
   sec: number;
 }
 
+/** A quiet time after the last ban ends that starts the default ban length over (ms). */
+export const BAN_COUNT_RESET_MS = 3_600_000;
+
 const REMAINING_REQ = /group=([A-Za-z0-9_-]+);\s*min=(\d+);\s*sec=(\d+)/;
 
 /**
@@ -329,11 +332,15 @@ export class UpbitRequestBudget {
    * doubling with each repeat. Returns it.
    */
   onBanned(serverBanMs?: number): number {
-    this.#banCount++;
+    const now = this.#clock.now();
+    // A 418 of a request sent before the ban began (one burst) is the same ban, not a repeat; a
+    // quiet hour after the last ban starts the count again (it only ever grew: an hour-long
+    // default for every ban of a long-running process).
+    if (this.#bannedUntil > 0 && now - this.#bannedUntil > BAN_COUNT_RESET_MS) this.#banCount = 0;
+    if (now >= this.#bannedUntil) this.#banCount++;
     const banMs = serverBanMs !== undefined && serverBanMs > 0
       ? serverBanMs
-      : Math.min(this.#banMaxMs, this.#banBaseMs * 2 ** (this.#banCount - 1));
-    const now = this.#clock.now();
+      : Math.min(this.#banMaxMs, this.#banBaseMs * 2 ** (Math.max(1, this.#banCount) - 1));
     const before = this.#bannedUntil;
     this.#bannedUntil = Math.max(this.#bannedUntil, now + banMs);
     for (const [name, g] of this.#groups) this.#pump(name, g);

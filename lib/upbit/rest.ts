@@ -240,13 +240,24 @@ function parseBanMs(res: Response, text: string): number | undefined {
   const retryAfter = Number(res.headers.get("retry-after"));
   if (Number.isFinite(retryAfter) && retryAfter > 0) return retryAfter * 1000;
   const m = /(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|sec|seconds?|min|minutes?)\b/i.exec(text);
-  if (!m) return undefined;
-  const n = Number(m[1]);
-  const unit = (m[2] as string).toLowerCase();
-  if (unit.startsWith("ms") || unit.startsWith("milli")) return n;
-  if (unit.startsWith("min")) return n * 60_000;
-  return n * 1000;
+  if (m) {
+    const n = Number(m[1]);
+    const unit = (m[2] as string).toLowerCase();
+    if (unit.startsWith("ms") || unit.startsWith("milli")) return n;
+    if (unit.startsWith("min")) return n * 60_000;
+    return n * 1000;
+  }
+  // A plain-text 418 may state its length only in Korean ("30초 동안 차단", §3.3: the format is
+  // undocumented; without a match the client's own doubling default applies).
+  const k = /(\d+(?:\.\d+)?)\s*(밀리초|초|분|시간)/.exec(text);
+  if (!k) return undefined;
+  const n = Number(k[1]);
+  const unit = KOREAN_UNIT_MS[k[2] as keyof typeof KOREAN_UNIT_MS];
+  return n * unit;
 }
+
+/** Milliseconds of the Korean time units a ban's text may use. */
+const KOREAN_UNIT_MS = { "밀리초": 1, "초": 1000, "분": 60_000, "시간": 3_600_000 } as const;
 
 /**
  * The Upbit REST client. One instance per key: its rate limiter is shared by all its calls.
