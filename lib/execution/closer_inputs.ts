@@ -73,7 +73,9 @@ export async function unsettledLiveOrders(sql: Sql): Promise<Map<string, Unsettl
 /**
  * Markets whose paper book holds an ENTER_LONG without its EXIT_LONG, among `configured` (the
  * `MARKETS` setting; every market when absent): the evaluator writes exits only for those, so an
- * open entry of another market never gets its exit and must not hold the live position.
+ * open entry of another market never gets its exit and must not hold the live position. Nor does
+ * one of a market Upbit ends trading on ({@linkcode delistingMarkets}): after the date the coins
+ * can no longer be sold, so the closer sells them now rather than wait for the paper exit.
  */
 export async function paperOpenMarkets(
   sql: Sql,
@@ -82,10 +84,31 @@ export async function paperOpenMarkets(
   const rows = await sql<{ symbol: string }[]>`
     select distinct e.symbol from paper_trades e
     where e.action = 'ENTER_LONG'
-      and not exists (select 1 from paper_trades x where x.entry_id = e.id)`;
+      and not exists (select 1 from paper_trades x where x.entry_id = e.id)
+      and not exists (select 1 from upbit_market_status s
+                      where s.market = e.symbol and ${sql.unsafe(DELISTING)})`;
   return new Set(
     rows.map((r) => r.symbol).filter((m) => configured === undefined || configured.includes(m)),
   );
+}
+
+/** A market status row (`s`) saying Upbit ends or ended trading on the market. */
+const DELISTING = "(s.delisting_date is not null or s.market_state in ('DELISTED', 'UNLISTED'))";
+
+/**
+ * Of `markets`, those Upbit ends (or ended) trading on, with the date when Upbit gave one: a
+ * delisting announced, the market delisted or no longer listed (the market-status poller's
+ * `upbit_market_status`).
+ */
+export async function delistingMarkets(
+  sql: Sql,
+  markets: readonly string[],
+): Promise<Map<string, string | null>> {
+  if (markets.length === 0) return new Map();
+  const rows = await sql<{ market: string; delisting_date: string | null }[]>`
+    select s.market, s.delisting_date from upbit_market_status s
+    where s.market = any(${[...markets]}::text[]) and ${sql.unsafe(DELISTING)}`;
+  return new Map(rows.map((r) => [r.market, r.delisting_date]));
 }
 
 /** How old a 1-second bar may be and still price a position for the closer, in seconds. */

@@ -14,6 +14,7 @@ import { type AttemptRow, insertAttempt } from "../store/order_attempts.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import {
   closerInputs,
+  delistingMarkets,
   LAST_CLOSE_MAX_AGE_SEC,
   paperOpenMarkets,
   readAccountBalances,
@@ -27,7 +28,7 @@ import { readTickers } from "./risk_gate.ts";
  * Alarms the closer raises once while the condition lasts and clears itself: a close stopped by
  * self-match prevention, coins of a position locked in the owner's orders.
  */
-const ONCE_ALARMS = ["close_prevented", "position_locked"] as const;
+const ONCE_ALARMS = ["close_prevented", "position_locked", "position_delisting"] as const;
 type OnceAlarm = typeof ONCE_ALARMS[number];
 
 /** A market's close backoff after refused sells: whether to wait, and why they were refused. */
@@ -128,6 +129,18 @@ export class PositionClosing {
       this.#options.log.warn(
         `Close ${p.symbol}: not in MARKETS, so no paper exit will come; closing the ${p.openVolume} the ledger holds`,
         { market: p.symbol, volume: p.openVolume },
+      );
+    }
+    // A market Upbit ends trading on is closed now, whatever the paper book (paperOpenMarkets
+    // leaves it out): said once.
+    const delisting = await delistingMarkets(sql, held.map((p) => p.symbol));
+    for (const [market, date] of delisting) {
+      await this.#raiseOnce(
+        "position_delisting",
+        market,
+        `Upbit ends trading of ${market}${
+          date ? ` on ${date}` : ""
+        }: upbot closes its live position now rather than wait for the paper exit`,
       );
     }
     // While the paper book holds every market the ledger holds, there is nothing to close: spare
