@@ -25,6 +25,8 @@ import { averagePrice } from "../lib/execution/exchange_order.ts";
 import { stateOfExchangeOrder } from "../lib/execution/order_state.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
+import { dec, formatDec } from "../lib/decimal.ts";
+import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 
 /**
  * The settings of an executor trading in `mode` with `sim`'s keys: every live guard condition met
@@ -248,4 +250,100 @@ export async function conflictSell(
     throw new Error(`${sell.identifier} is ${row?.state}, not conflict`);
   }
   return { buy, sell: row, foundUuid: created.order.uuid, executor };
+}
+
+/** The simulator account's balance of `currency`, a plain decimal string ("0" when none). */
+export async function balanceOf(rest: UpbitRest, currency: string): Promise<string> {
+  const { data } = await rest.getAccounts();
+  return formatDec(dec(data.find((a) => a.currency === currency)?.balance ?? "0"));
+}
+
+/**
+ * The owner's own coins of `market`: a market buy of `krw` placed by hand (under `identifier`,
+ * not one of upbot's). Returns the owner's balance of the coin after it.
+ */
+export async function ownerBuysByHand(
+  rest: UpbitRest,
+  market: string,
+  identifier: string,
+  krw = 50_000,
+): Promise<string> {
+  const own = await rest.postOrder({
+    market,
+    side: "bid",
+    ord_type: "price",
+    price: String(krw),
+    identifier,
+  });
+  if (own.kind !== "accepted") throw new Error(`the owner's buy: ${own.kind}`);
+  return await balanceOf(rest, market.slice(market.indexOf("-") + 1));
+}
+
+/** A paper ENTER_LONG of the default profile at `price`, as the evaluator writes it. */
+export async function paperEnter(sql: Sql, market: string, price: number): Promise<number> {
+  return await insertPaperEvent(sql, {
+    action: "ENTER_LONG",
+    market,
+    ts: Date.now(),
+    price,
+    qty: 0.0001,
+    fee: 1,
+    ev: 0.1,
+  }, "default");
+}
+
+/** A paper EXIT_LONG of the default profile at `price` (its entry 5 s before). */
+export async function paperExit(sql: Sql, market: string, price: number): Promise<number> {
+  return await insertPaperEvent(sql, {
+    action: "EXIT_LONG",
+    market,
+    ts: Date.now(),
+    price,
+    qty: 0.0001,
+    fee: 1,
+    pnl: 0,
+    holdSec: 5,
+    reason: "EV_BAD",
+    entryTs: Date.now() - 5000,
+    entryPrice: price,
+    ev: -0.3,
+  }, "default");
+}
+
+/**
+ * `sql` with one query held back, to force an interleaving of two actors: once `arm`ed, the first
+ * query whose text holds `fragment` runs `before` (e.g. another actor's pass) first. `fired` says
+ * whether it has run. A wrapper of the database client: upbot's code runs unchanged.
+ */
+export function holdingBack(sql: Client, fragment: string): {
+  client: Client;
+  arm(before: () => Promise<void>): void;
+  readonly fired: boolean;
+} {
+  let before: (() => Promise<void>) | null = null;
+  let fired = false;
+  const client = new Proxy(sql, {
+    apply(target, thisArg, args) {
+      const text = Array.isArray(args[0]) ? (args[0] as string[]).join("?") : "";
+      if (before && text.includes(fragment)) {
+        const run = before;
+        before = null;
+        return (async () => {
+          await run();
+          fired = true;
+          return await Reflect.apply(target, thisArg, args);
+        })();
+      }
+      return Reflect.apply(target, thisArg, args);
+    },
+  }) as Client;
+  return {
+    client,
+    arm(run) {
+      before = run;
+    },
+    get fired() {
+      return fired;
+    },
+  };
 }

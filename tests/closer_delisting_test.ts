@@ -11,9 +11,14 @@ import { ledgerPosition } from "../lib/execution/position_ledger.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
 import { upsertMarketStatus } from "../lib/store/market_status.ts";
 import type { AttemptRow } from "../lib/store/order_attempts.ts";
-import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { dbTest } from "./_db.ts";
-import { executorConfig, liveExecutor, startSim, storeLastPrices } from "./_live_orders.ts";
+import {
+  executorConfig,
+  liveExecutor,
+  paperEnter,
+  startSim,
+  storeLastPrices,
+} from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 
@@ -35,15 +40,7 @@ dbTest(
         await poller.pollOnce();
       };
       await storeLastPrices(db.sql, rest, [BTC]);
-      await insertPaperEvent(db.sql, {
-        action: "ENTER_LONG",
-        market: BTC,
-        ts: Date.now(),
-        price: 140_000_000,
-        qty: 0.0001,
-        fee: 1,
-        ev: 0.1,
-      }, "default");
+      await paperEnter(db.sql, BTC, 140_000_000);
       const settled = (a?: AttemptRow) => a?.state === "filled" || a?.state === "cancelled";
       for (let i = 0; i < 40 && !settled((await rows())[0]); i++) await pass();
       const bought = (await rows())[0]!.executed_volume!;

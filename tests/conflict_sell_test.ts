@@ -6,15 +6,22 @@
  * sell that volume again, from the owner's coins. Found by a review (its scratch test, kept).
  */
 import assert from "node:assert/strict";
-import { dec, formatDec } from "../lib/decimal.ts";
+import { dec } from "../lib/decimal.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
 import type { AttemptRow } from "../lib/store/order_attempts.ts";
-import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { dbTest } from "./_db.ts";
-import { executorConfig, liveExecutor, startSim } from "./_live_orders.ts";
+import {
+  balanceOf,
+  executorConfig,
+  liveExecutor,
+  ownerBuysByHand,
+  paperEnter,
+  paperExit,
+  startSim,
+} from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 const PRICE = 140_500_000;
@@ -37,20 +44,8 @@ dbTest(
       timeoutMs: 1500,
     });
     try {
-      const btc = async () => {
-        const { data } = await rest.getAccounts();
-        return formatDec(dec(data.find((a) => a.currency === "BTC")?.balance ?? "0"));
-      };
-      // The owner's own coins, bought by hand.
-      const own = await rest.postOrder({
-        market: BTC,
-        side: "bid",
-        ord_type: "price",
-        price: "50000",
-        identifier: "owner-by-hand-1",
-      });
-      assert.equal(own.kind, "accepted");
-      const ownerBtc = await btc();
+      const btc = () => balanceOf(rest, "BTC");
+      const ownerBtc = await ownerBuysByHand(rest, BTC, "owner-by-hand-1");
       const ex = liveExecutor(db.sql, rest, executorConfig(sim, "live"), log, {
         settings: { maxOrdersPerMin: 600 },
         unknownSettleMs: 0,
@@ -66,15 +61,7 @@ dbTest(
         await new Promise((r) => setTimeout(r, 30));
       };
 
-      await insertPaperEvent(db.sql, {
-        action: "ENTER_LONG",
-        market: BTC,
-        ts: Date.now(),
-        price: PRICE,
-        qty: 0.0001,
-        fee: 1,
-        ev: 0.1,
-      }, "default");
+      await paperEnter(db.sql, BTC, PRICE);
       // A market buy ends done, or cancel with a tiny KRW remainder (§11.6): its fills count.
       const settled = (a?: AttemptRow) => a?.state === "filled" || a?.state === "cancelled";
       for (let i = 0; i < 60 && !settled((await rows())[0]); i++) await pass();
@@ -82,20 +69,7 @@ dbTest(
 
       // The exit is created at Upbit, its answer lost.
       sim.setFaults({ lost_response_rate: 1 });
-      await insertPaperEvent(db.sql, {
-        action: "EXIT_LONG",
-        market: BTC,
-        ts: Date.now(),
-        price: PRICE,
-        qty: 0.0001,
-        fee: 1,
-        pnl: 0,
-        holdSec: 5,
-        reason: "EV_BAD",
-        entryTs: Date.now() - 5000,
-        entryPrice: PRICE,
-        ev: -0.3,
-      }, "default");
+      await paperExit(db.sql, BTC, PRICE);
       await ex.runOnce();
       sim.setFaults({ lost_response_rate: 0 });
       assert.equal((await rows())[1]?.state, "unknown");

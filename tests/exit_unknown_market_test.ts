@@ -9,11 +9,12 @@ import { dec } from "../lib/decimal.ts";
 import { readTickers } from "../lib/execution/risk_gate.ts";
 import { transitionAttempt } from "../lib/store/order_attempts.ts";
 import type { AttemptRow } from "../lib/store/order_attempts.ts";
-import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { dbTest } from "./_db.ts";
 import {
   executorConfig,
   liveExecutor,
+  paperEnter,
+  paperExit,
   pendingAttempt,
   startSim,
   storeLastPrices,
@@ -63,15 +64,7 @@ dbTest("a held market Upbit no longer lists holds no other market's exit", async
       await poller.pollOnce();
     };
     await storeLastPrices(db.sql, rest, [BTC]);
-    await insertPaperEvent(db.sql, {
-      action: "ENTER_LONG",
-      market: BTC,
-      ts: Date.now(),
-      price: 140_000_000,
-      qty: 0.0001,
-      fee: 1,
-      ev: 0.1,
-    }, "default");
+    await paperEnter(db.sql, BTC, 140_000_000);
     const settled = (a?: AttemptRow) => a?.state === "filled" || a?.state === "cancelled";
     for (let i = 0; i < 40 && !settled((await rows())[0]); i++) await pass();
     assert.ok(dec((await rows())[0]?.executed_volume ?? "0") > 0n, "BTC bought");
@@ -86,20 +79,7 @@ dbTest("a held market Upbit no longer lists holds no other market's exit", async
       final_state: "done",
     });
 
-    await insertPaperEvent(db.sql, {
-      action: "EXIT_LONG",
-      market: BTC,
-      ts: Date.now(),
-      price: 140_000_000,
-      qty: 0.0001,
-      fee: 1,
-      pnl: 0,
-      holdSec: 5,
-      reason: "TIMEOUT",
-      entryTs: Date.now() - 5000,
-      entryPrice: 140_000_000,
-      ev: -0.3,
-    }, "default");
+    await paperExit(db.sql, BTC, 140_000_000);
     assert.ok((await rest.getAccounts()).data.some((a) => a.currency === "XYZ"));
     const exit = async () => (await rows()).find((a) => a.action === "EXIT_LONG");
     for (let i = 0; i < 10 && !settled(await exit()); i++) await pass();

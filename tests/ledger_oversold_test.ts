@@ -8,13 +8,14 @@ import assert from "node:assert/strict";
 import { tradingStates } from "../lib/control/trading_state.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
-import { insertPaperEvent } from "../lib/store/paper_trades.ts";
 import { dbTest } from "./_db.ts";
 import { checkOrder } from "../lib/execution/risk_core.ts";
 import { riskContext, riskLimits } from "../lib/execution/risk_gate.ts";
 import {
   executorConfig,
   liveExecutor,
+  ownerBuysByHand,
+  paperEnter,
   pendingAttempt,
   placeLive,
   sendAndSettle,
@@ -29,14 +30,7 @@ dbTest("a ledger below zero is recorded as oversold with an alarm and a halt", a
   try {
     const { sim, rest, log } = h;
     // The owner's own coins, bought by hand.
-    const own = await rest.postOrder({
-      market: BTC,
-      side: "bid",
-      ord_type: "price",
-      price: "50000",
-      identifier: "owner-by-hand-2",
-    });
-    assert.equal(own.kind, "accepted");
+    await ownerBuysByHand(rest, BTC, "owner-by-hand-2");
     await storeLastPrices(db.sql, rest, [BTC]);
     const buy = await sendAndSettle(
       db.sql,
@@ -71,15 +65,7 @@ dbTest("a ledger below zero is recorded as oversold with an alarm and a halt", a
     assert.equal((await activeAlarms(db.sql)).find((a) => a.code === "ledger_oversold")?.count, 1);
 
     // The market's entries wait for a person.
-    await insertPaperEvent(db.sql, {
-      action: "ENTER_LONG",
-      market: BTC,
-      ts: Date.now(),
-      price: 140_000_000,
-      qty: 0.0001,
-      fee: 1,
-      ev: 0.1,
-    }, "default");
+    await paperEnter(db.sql, BTC, 140_000_000);
     await ex.runOnce();
     const [entry] = await db.sql<{ state: string; reason: string }[]>`
       select state, reason from upbit_order_attempts where paper_trade_id is not null`;

@@ -3,17 +3,16 @@
  * ledger, then the balances (as the closer does): a sell whose fill the order-poller records
  * during the run is then either deferred or counted on both sides, never a false shortfall that
  * halts its market. The interleaving is forced by holding the unsettled-sells read back (a
- * wrapper of the database client that delays one query) while the poller records the fill.
+ * wrapper of the database client, `holdingBack`) while the poller records the fill.
  */
 import assert from "node:assert/strict";
 import { entryHaltReason } from "../lib/control/trading_state.ts";
-import type { Client } from "../lib/db/connect.ts";
 import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { reconcile } from "../lib/execution/reconcile.ts";
 import { transitionAttempt } from "../lib/store/order_attempts.ts";
 import type { OrderRequest } from "../lib/upbit/rest.ts";
 import { dbTest } from "./_db.ts";
-import { pendingAttempt, placeLive, startSim } from "./_live_orders.ts";
+import { holdingBack, pendingAttempt, placeLive, startSim } from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 
@@ -35,26 +34,11 @@ dbTest("reconciliation: a sell settling during the run is no shortfall", async (
     await transitionAttempt(db.sql, sell.id, "sent", "open", { uuid: placed.order.uuid });
 
     const poller = new OrderPoller({ sql: db.sql, rest, maxPolls: 50, log });
-    let before: (() => Promise<void>) | null = async () => {
-      await poller.pollOnce();
-    };
-    // The run's client: the read of unsettled sells runs `before` (the poller's pass) first.
-    const held = new Proxy(db.sql, {
-      apply(target, thisArg, args) {
-        const text = Array.isArray(args[0]) ? (args[0] as string[]).join("?") : "";
-        if (before && text.includes("join live_orders_unsettled u on u.id = a.id")) {
-          const run = before;
-          before = null;
-          return (async () => {
-            await run();
-            return await Reflect.apply(target, thisArg, args);
-          })();
-        }
-        return Reflect.apply(target, thisArg, args);
-      },
-    }) as Client;
-    const report = await reconcile(held, rest, log);
-    assert.equal(before, null, "the run read the unsettled sells");
+    // The run's client: the read of unsettled sells runs the poller's pass first.
+    const held = holdingBack(db.sql, "join live_orders_unsettled u on u.id = a.id");
+    held.arm(() => poller.pollOnce().then(() => {}));
+    const report = await reconcile(held.client, rest, log);
+    assert.ok(held.fired, "the run read the unsettled sells");
     assert.deepEqual(report.balanceShortfalls, []);
     assert.equal(await entryHaltReason(db.sql, BTC), null);
   } finally {
