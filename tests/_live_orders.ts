@@ -27,6 +27,7 @@ import { UpbitRest } from "../lib/upbit/rest.ts";
 import { type Simulator, type SimulatorOptions, startSimulator } from "../sim/mod.ts";
 import { dec, formatDec } from "../lib/decimal.ts";
 import { insertPaperEvent } from "../lib/store/paper_trades.ts";
+import { OrderPoller } from "../lib/execution/order_poller.ts";
 
 /**
  * The settings of an executor trading in `mode` with `sim`'s keys: every live guard condition met
@@ -344,6 +345,64 @@ export function holdingBack(sql: Client, fragment: string): {
     },
     get fired() {
       return fired;
+    },
+  };
+}
+
+/** A live executor and an order-poller on the simulator, driven pass by pass ({@linkcode liveRig}). */
+export interface LiveRig {
+  executor: Executor;
+  poller: OrderPoller;
+  /** Every attempt, oldest first. */
+  rows(): Promise<AttemptRow[]>;
+  /** One executor pass, then one poller pass. */
+  pass(): Promise<void>;
+  /**
+   * A paper entry of `market` at `price`, passes until its live buy is final; returns the volume
+   * it bought (above 0, or it throws).
+   */
+  enter(market: string, price: number): Promise<string>;
+}
+
+/** Whether a live buy is final with its fills (a market buy ends done, or cancel: §11.6). */
+export function buySettled(a?: AttemptRow): boolean {
+  return a?.state === "filled" || a?.state === "cancelled";
+}
+
+/**
+ * A started live executor (`sql` may be a wrapped client, e.g. {@linkcode holdingBack}'s) and an
+ * order-poller reading the real database, on `h`'s simulator (or `rest`).
+ */
+export async function liveRig(
+  db: { sql: Client },
+  h: SimHandle,
+  o: { sql?: Client; rest?: UpbitRest; executor?: Partial<ExecutorOptions> } = {},
+): Promise<LiveRig> {
+  const rest = o.rest ?? h.rest;
+  const executor = liveExecutor(o.sql ?? db.sql, rest, executorConfig(h.sim, "live"), h.log, {
+    settings: { maxOrdersPerMin: 600 },
+    unknownSettleMs: 0,
+    ...o.executor,
+  });
+  await executor.start();
+  const poller = new OrderPoller({ sql: db.sql, rest, maxPolls: 50, log: h.log });
+  const rows = () => db.sql<AttemptRow[]>`select * from upbit_order_attempts order by id`;
+  const pass = async () => {
+    await executor.runOnce();
+    await poller.pollOnce();
+  };
+  return {
+    executor,
+    poller,
+    rows,
+    pass,
+    async enter(market, price) {
+      const before = (await rows()).length;
+      await paperEnter(db.sql, market, price);
+      for (let i = 0; i < 60 && !buySettled((await rows())[before]); i++) await pass();
+      const bought = (await rows())[before]?.executed_volume ?? "0";
+      if (!(dec(bought) > 0n)) throw new Error(`the entry on ${market} bought nothing`);
+      return bought;
     },
   };
 }

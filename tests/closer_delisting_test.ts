@@ -5,20 +5,11 @@
  * when the position is closed. Found by a review.
  */
 import assert from "node:assert/strict";
-import { dec } from "../lib/decimal.ts";
-import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
 import { upsertMarketStatus } from "../lib/store/market_status.ts";
-import type { AttemptRow } from "../lib/store/order_attempts.ts";
 import { dbTest } from "./_db.ts";
-import {
-  executorConfig,
-  liveExecutor,
-  paperEnter,
-  startSim,
-  storeLastPrices,
-} from "./_live_orders.ts";
+import { buySettled, liveRig, startSim, storeLastPrices } from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 
@@ -27,24 +18,9 @@ dbTest(
   async (db) => {
     const h = await startSim({ markets: [BTC] });
     try {
-      const { sim, rest, log } = h;
-      const ex = liveExecutor(db.sql, rest, executorConfig(sim, "live"), log, {
-        settings: { maxOrdersPerMin: 600 },
-        unknownSettleMs: 0,
-      });
-      await ex.start();
-      const poller = new OrderPoller({ sql: db.sql, rest, maxPolls: 50, log });
-      const rows = () => db.sql<AttemptRow[]>`select * from upbit_order_attempts order by id`;
-      const pass = async () => {
-        await ex.runOnce();
-        await poller.pollOnce();
-      };
-      await storeLastPrices(db.sql, rest, [BTC]);
-      await paperEnter(db.sql, BTC, 140_000_000);
-      const settled = (a?: AttemptRow) => a?.state === "filled" || a?.state === "cancelled";
-      for (let i = 0; i < 40 && !settled((await rows())[0]); i++) await pass();
-      const bought = (await rows())[0]!.executed_volume!;
-      assert.ok(dec(bought) > 0n, "bought");
+      const { rows, pass, enter } = await liveRig(db, h);
+      await storeLastPrices(db.sql, h.rest, [BTC]);
+      const bought = await enter(BTC, 140_000_000);
       // The paper book still holds it: nothing closes it.
       for (let i = 0; i < 3; i++) await pass();
       assert.equal((await rows()).length, 1);
@@ -52,7 +28,7 @@ dbTest(
       const status = { market: BTC, warning: false, caution: {}, marketState: "ACTIVE" };
       await upsertMarketStatus(db.sql, [{ ...status, delistingDate: "2026-12-31" }]);
       const close = async () => (await rows()).find((a) => a.action === "CLOSE");
-      for (let i = 0; i < 20 && !settled(await close()); i++) await pass();
+      for (let i = 0; i < 20 && !buySettled(await close()); i++) await pass();
       assert.equal((await close())?.request_json?.volume, bought);
       assert.equal((await ledgerPosition(db.sql, BTC))?.openVolume, "0");
       await pass();

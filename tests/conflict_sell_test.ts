@@ -6,22 +6,11 @@
  * sell that volume again, from the owner's coins. Found by a review (its scratch test, kept).
  */
 import assert from "node:assert/strict";
-import { dec } from "../lib/decimal.ts";
-import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
 import { activeAlarms } from "../lib/store/alarms.ts";
-import type { AttemptRow } from "../lib/store/order_attempts.ts";
 import { UpbitRest } from "../lib/upbit/rest.ts";
 import { dbTest } from "./_db.ts";
-import {
-  balanceOf,
-  executorConfig,
-  liveExecutor,
-  ownerBuysByHand,
-  paperEnter,
-  paperExit,
-  startSim,
-} from "./_live_orders.ts";
+import { balanceOf, liveRig, ownerBuysByHand, paperExit, startSim } from "./_live_orders.ts";
 
 const BTC = "KRW-BTC";
 const PRICE = 140_500_000;
@@ -35,7 +24,7 @@ dbTest(
         return this.close();
       },
     };
-    const { sim, log } = h;
+    const { sim } = h;
     // A short timeout: the exit's answer is lost (held 30 s by the fault).
     const rest = new UpbitRest({
       baseUrl: sim.restUrl,
@@ -46,26 +35,17 @@ dbTest(
     try {
       const btc = () => balanceOf(rest, "BTC");
       const ownerBtc = await ownerBuysByHand(rest, BTC, "owner-by-hand-1");
-      const ex = liveExecutor(db.sql, rest, executorConfig(sim, "live"), log, {
-        settings: { maxOrdersPerMin: 600 },
-        unknownSettleMs: 0,
-        rotationWaitMs: 0,
-        retryBackoff: { baseMs: 20, maxMs: 100 },
+      const rig = await liveRig(db, h, {
+        rest,
+        executor: { rotationWaitMs: 0, retryBackoff: { baseMs: 20, maxMs: 100 } },
       });
-      await ex.start();
-      const poller = new OrderPoller({ sql: db.sql, rest, maxPolls: 50, log });
-      const rows = () => db.sql<AttemptRow[]>`select * from upbit_order_attempts order by id`;
+      const { rows } = rig;
+      const ex = rig.executor;
       const pass = async () => {
-        await ex.runOnce();
-        await poller.pollOnce();
+        await rig.pass();
         await new Promise((r) => setTimeout(r, 30));
       };
-
-      await paperEnter(db.sql, BTC, PRICE);
-      // A market buy ends done, or cancel with a tiny KRW remainder (§11.6): its fills count.
-      const settled = (a?: AttemptRow) => a?.state === "filled" || a?.state === "cancelled";
-      for (let i = 0; i < 60 && !settled((await rows())[0]); i++) await pass();
-      assert.ok(dec((await rows())[0]?.executed_volume ?? "0") > 0n, "the entry bought");
+      await rig.enter(BTC, PRICE);
 
       // The exit is created at Upbit, its answer lost.
       sim.setFaults({ lost_response_rate: 1 });

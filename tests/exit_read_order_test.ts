@@ -8,18 +8,13 @@
  */
 import assert from "node:assert/strict";
 import { requestFlatten } from "../lib/control/trading_state.ts";
-import { dec } from "../lib/decimal.ts";
-import { OrderPoller } from "../lib/execution/order_poller.ts";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
-import type { AttemptRow } from "../lib/store/order_attempts.ts";
 import { dbTest } from "./_db.ts";
 import {
   balanceOf,
-  executorConfig,
   holdingBack,
-  liveExecutor,
+  liveRig,
   ownerBuysByHand,
-  paperEnter,
   paperExit,
   startSim,
 } from "./_live_orders.ts";
@@ -32,26 +27,13 @@ dbTest(
   async (db) => {
     const h = await startSim({ markets: [BTC], seed: 7 });
     try {
-      const { sim, rest, log } = h;
+      const { rest } = h;
       const ownerBtc = await ownerBuysByHand(rest, BTC, "owner-by-hand-3");
-      const poller = new OrderPoller({ sql: db.sql, rest, maxPolls: 50, log });
       const held = holdingBack(db.sql, "join live_orders_unsettled u on u.id = a.id");
-      const ex = liveExecutor(held.client, rest, executorConfig(sim, "live"), log, {
-        settings: { maxOrdersPerMin: 600 },
-        unknownSettleMs: 0,
+      const { executor: ex, poller, rows, pass, enter } = await liveRig(db, h, {
+        sql: held.client,
       });
-      await ex.start();
-      const rows = () => db.sql<AttemptRow[]>`select * from upbit_order_attempts order by id`;
-      const pass = async () => {
-        await ex.runOnce();
-        await poller.pollOnce();
-      };
-
-      await paperEnter(db.sql, BTC, PRICE);
-      const settled = (a?: AttemptRow) => a?.state === "filled" || a?.state === "cancelled";
-      for (let i = 0; i < 60 && !settled((await rows())[0]); i++) await pass();
-      const bought = (await rows())[0]!.executed_volume!;
-      assert.ok(dec(bought) > 0n, "the entry bought");
+      await enter(BTC, PRICE);
 
       // A flatten: the closer sells the position (filled at Upbit; the poller has not seen it).
       await requestFlatten(db.sql, { reason: "test", by: "test" });

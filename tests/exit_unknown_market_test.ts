@@ -5,21 +5,17 @@
  * every executor pass, so no exit or close of any market went out, and nothing said so.
  */
 import assert from "node:assert/strict";
-import { dec } from "../lib/decimal.ts";
 import { readTickers } from "../lib/execution/risk_gate.ts";
 import { transitionAttempt } from "../lib/store/order_attempts.ts";
-import type { AttemptRow } from "../lib/store/order_attempts.ts";
 import { dbTest } from "./_db.ts";
 import {
-  executorConfig,
-  liveExecutor,
-  paperEnter,
+  buySettled,
+  liveRig,
   paperExit,
   pendingAttempt,
   startSim,
   storeLastPrices,
 } from "./_live_orders.ts";
-import { OrderPoller } from "../lib/execution/order_poller.ts";
 
 const BTC = "KRW-BTC";
 const GONE = "KRW-XYZ"; // not listed by the simulator
@@ -51,23 +47,10 @@ dbTest("a held market Upbit no longer lists holds no other market's exit", async
   // The account still holds the delisted market's coins (Upbit keeps them until withdrawn).
   const h = await startSim({ markets: [BTC], delisted: { [GONE]: "10" } });
   try {
-    const { sim, rest, log } = h;
-    const ex = liveExecutor(db.sql, rest, executorConfig(sim, "live"), log, {
-      settings: { maxOrdersPerMin: 600 },
-      unknownSettleMs: 0,
-    });
-    await ex.start();
-    const poller = new OrderPoller({ sql: db.sql, rest, maxPolls: 50, log });
-    const rows = () => db.sql<AttemptRow[]>`select * from upbit_order_attempts order by id`;
-    const pass = async () => {
-      await ex.runOnce();
-      await poller.pollOnce();
-    };
+    const { sim, rest } = h;
+    const { rows, pass, enter } = await liveRig(db, h);
     await storeLastPrices(db.sql, rest, [BTC]);
-    await paperEnter(db.sql, BTC, 140_000_000);
-    const settled = (a?: AttemptRow) => a?.state === "filled" || a?.state === "cancelled";
-    for (let i = 0; i < 40 && !settled((await rows())[0]); i++) await pass();
-    assert.ok(dec((await rows())[0]?.executed_volume ?? "0") > 0n, "BTC bought");
+    await enter(BTC, 140_000_000);
     // A market upbot bought earlier, since delisted (its code unknown to the ticker).
     const old = await pendingAttempt(db.sql, { market: GONE, side: "bid", krw: 10_000 });
     await transitionAttempt(db.sql, old.id, "pending", "sent");
@@ -82,7 +65,7 @@ dbTest("a held market Upbit no longer lists holds no other market's exit", async
     await paperExit(db.sql, BTC, 140_000_000);
     assert.ok((await rest.getAccounts()).data.some((a) => a.currency === "XYZ"));
     const exit = async () => (await rows()).find((a) => a.action === "EXIT_LONG");
-    for (let i = 0; i < 10 && !settled(await exit()); i++) await pass();
+    for (let i = 0; i < 10 && !buySettled(await exit()); i++) await pass();
     assert.equal((await exit())?.state, "filled", "the BTC exit went out");
     assert.equal(sim.orders().filter((o) => o.side === "ask").length, 1);
   } finally {
