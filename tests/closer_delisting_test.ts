@@ -2,7 +2,8 @@
  * @module A live position on a market Upbit ends trading on is closed at once, whatever the paper
  * book: after the delisting date the coins can no longer be sold, and the paper exit may come
  * too late (or never, the market's trades drying up). Said once (`position_delisting`), cleared
- * when the position is closed. Found by a review.
+ * when the position is closed; only on an announced date (not on one `market/all` answer lacking
+ * the market). Found by a review.
  */
 import assert from "node:assert/strict";
 import { ledgerPosition } from "../lib/execution/position_ledger.ts";
@@ -26,6 +27,13 @@ dbTest(
       assert.equal((await rows()).length, 1);
 
       const status = { market: BTC, warning: false, caution: {}, marketState: "ACTIVE" };
+      // One market/all answer without the market (UNLISTED): no date, perhaps a glitch; Upbit
+      // refuses orders on a market really gone anyway. Nothing closes.
+      await upsertMarketStatus(db.sql, [
+        { ...status, marketState: "UNLISTED", delistingDate: null },
+      ]);
+      for (let i = 0; i < 3; i++) await pass();
+      assert.equal((await rows()).length, 1, "not closed on UNLISTED alone");
       await upsertMarketStatus(db.sql, [{ ...status, delistingDate: "2026-12-31" }]);
       const close = async () => (await rows()).find((a) => a.action === "CLOSE");
       for (let i = 0; i < 20 && !buySettled(await close()); i++) await pass();

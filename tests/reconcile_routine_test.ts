@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { installationId } from "../lib/store/order_attempts.ts";
-import { activeAlarms } from "../lib/store/alarms.ts";
+import { activeAlarms, raiseAlarm } from "../lib/store/alarms.ts";
 import { RECONCILE_FAILURES_ALARM } from "../lib/execution/executor.ts";
-import { reconciliationGate } from "../lib/execution/system_gate.ts";
+import { closeReconciliationGate, reconciliationGate } from "../lib/execution/system_gate.ts";
 import type { OrderRequest } from "../lib/upbit/rest.ts";
 import { dbTest } from "./_db.ts";
 import { executorConfig, liveExecutor, startSim } from "./_live_orders.ts";
@@ -75,9 +75,14 @@ dbTest(
         settings: { reconcileRetrySec: 0.001 },
       });
       await ex.start();
-      sim.setFaults({ error_rate: 1 });
       const failing = async () =>
         (await activeAlarms(db.sql)).find((a) => a.code === "reconciliation_failing");
+      // One an earlier process raised: the first completed run clears it.
+      await raiseAlarm(db.sql, { code: "reconciliation_failing", message: "an earlier process's" });
+      await ex.runOnce();
+      assert.equal(await failing(), undefined, "a stale alarm cleared");
+      await closeReconciliationGate(db.sql, "test: an outage");
+      sim.setFaults({ error_rate: 1 });
       for (let i = 1; i <= RECONCILE_FAILURES_ALARM; i++) {
         assert.equal(await failing(), undefined, `not after ${i - 1}`);
         await new Promise((r) => setTimeout(r, 5));

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { backoffDelayMs } from "../lib/upbit/backoff.ts";
 import { UpbitBanActiveError } from "../lib/upbit/errors.ts";
+import { parseBanMs } from "../lib/upbit/rest.ts";
 import {
   BAN_COUNT_RESET_MS,
   type Clock,
@@ -216,4 +217,14 @@ Deno.test("UpbitRequestBudget announces a ban it draws once, and applies a ban f
   assert.equal(after.error, undefined);
   drawer.close();
   other.close();
+});
+
+Deno.test("parseBanMs adds up every amount of a 418's text, in English or Korean", () => {
+  const res = new Response(null, { status: 418 });
+  assert.equal(parseBanMs(res, "요청 수 제한을 초과하여 30초 동안 차단되었습니다."), 30_000);
+  assert.equal(parseBanMs(res, "1분 30초 동안 차단"), 90_000);
+  assert.equal(parseBanMs(res, "blocked for 1 min 30 s."), 90_000);
+  assert.equal(parseBanMs(res, "blocked"), undefined);
+  const told = new Response(null, { status: 418, headers: { "retry-after": "12" } });
+  assert.equal(parseBanMs(told, "1분"), 12_000, "Retry-After wins");
 });

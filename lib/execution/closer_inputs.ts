@@ -92,20 +92,23 @@ export async function paperOpenMarkets(
   );
 }
 
-/** A market status row (`s`) saying Upbit ends or ended trading on the market. */
-const DELISTING = "(s.delisting_date is not null or s.market_state in ('DELISTED', 'UNLISTED'))";
+/**
+ * A market status row (`s`) saying Upbit ends trading on the market at a date: it still trades
+ * until then. Not `DELISTED` / `UNLISTED`: Upbit refuses orders there anyway, and `UNLISTED` is
+ * written when one `market/all` answer lacks the market (a glitch would sell every position).
+ */
+const DELISTING = "s.delisting_date is not null";
 
 /**
- * Of `markets`, those Upbit ends (or ended) trading on, with the date when Upbit gave one: a
- * delisting announced, the market delisted or no longer listed (the market-status poller's
- * `upbit_market_status`).
+ * Of `markets`, those Upbit announced the end of trading on, with the date (the market-status
+ * poller's `upbit_market_status`).
  */
 export async function delistingMarkets(
   sql: Sql,
   markets: readonly string[],
-): Promise<Map<string, string | null>> {
+): Promise<Map<string, string>> {
   if (markets.length === 0) return new Map();
-  const rows = await sql<{ market: string; delisting_date: string | null }[]>`
+  const rows = await sql<{ market: string; delisting_date: string }[]>`
     select s.market, s.delisting_date from upbit_market_status s
     where s.market = any(${[...markets]}::text[]) and ${sql.unsafe(DELISTING)}`;
   return new Map(rows.map((r) => [r.market, r.delisting_date]));

@@ -208,6 +208,8 @@ export class Executor {
   #installation = "";
   #capLogged = false;
   #reconcileRetryAt = 0;
+  /** Attempts whose risk gate could not be judged: tries so far, and when to judge again. */
+  #gateWaits = new Map<number, { n: number; until: number }>();
   /** Reconciliations failed in a row (gate or routine). */
   #reconcileFailures = 0;
   /** When the next routine reconciliation is due (process clock, ms); 0 until the first pass. */
@@ -382,6 +384,11 @@ export class Executor {
       }
       const settle = this.#options.unknownSettleMs ?? 3000;
       for (const a of await unresolved.value) {
+        const gateWait = this.#gateWaits.get(a.id);
+        if (gateWait && this.#now() < gateWait.until) {
+          more = true; // its risk gate could not be judged lately: backing off
+          continue;
+        }
         if (this.#now() - a.updated_at.getTime() < settle) {
           more = true; // too early to trust a "not found"
           continue;
@@ -486,8 +493,8 @@ export class Executor {
     });
   }
 
+  /** A completed run clears the alarm, whoever raised it (an earlier process, the other upbot). */
   async #reconcileSucceeded(): Promise<void> {
-    if (this.#reconcileFailures === 0) return;
     this.#reconcileFailures = 0;
     await clearAlarm(this.#options.sql, "reconciliation_failing");
   }
@@ -942,6 +949,13 @@ export class Executor {
       attemptId: a.id,
     });
     if ("wait" in d) {
+      // Judged again after a backoff (1 s doubling to 60 s), not every pass: each try spends
+      // requests of the shared budget.
+      const n = (this.#gateWaits.get(a.id)?.n ?? 0) + 1;
+      this.#gateWaits.set(a.id, {
+        n,
+        until: this.#now() + Math.min(60_000, 1000 * 2 ** (n - 1)),
+      });
       // A sell that cannot be judged for long (its market's price or book unreadable) is a
       // position not being worked on: said, as a failing sell is.
       const minutes = Math.floor((this.#now() - a.ts.getTime()) / 60_000);
@@ -953,6 +967,7 @@ export class Executor {
       }
       return "wait";
     }
+    this.#gateWaits.delete(a.id);
     if ("refused" in d) {
       await this.#move(a, "skipped", { reason: d.refused.code, error_msg: d.refused.detail });
       this.#logRefusal(a.action, a.identifier, a.symbol, d.refused);

@@ -11,7 +11,6 @@
  */
 import type { Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
-import { haltEntries } from "../control/trading_state.ts";
 import { raiseAlarm } from "../store/alarms.ts";
 import {
   attemptById,
@@ -25,7 +24,7 @@ import { UpbitApiError } from "../upbit/errors.ts";
 import type { UpbitRest } from "../upbit/rest.ts";
 import type { Order } from "../upbit/schemas.ts";
 import { averagePrice, orderMismatch } from "./exchange_order.ts";
-import { reportSecondOrder, secondOrder } from "./second_orders.ts";
+import { raiseAndHaltOnce, reportSecondOrder, secondOrder } from "./second_orders.ts";
 
 /** How often a lost order is asked about again (ms). */
 export const LOST_ORDER_RECHECK_MS = 60_000;
@@ -239,19 +238,18 @@ async function refuseForeignOrder(
   const message =
     `Lost order ${a.identifier}: Upbit's order ${order.uuid} under it is not the one upbot asked for (${mismatch}); not adopted, its market stays held and entries are halted`;
   log.error(message, { market: a.symbol, attempt: a.id });
-  const alarm = await raiseAlarm(sql, {
-    code: "identifier_conflict",
-    market: a.symbol,
-    message,
-    details: { identifier: a.identifier, uuid: order.uuid, mismatch },
-  });
-  // Halted once: the check comes back every minute, and a person who resumed has seen it.
-  if (alarm.count > 1) return;
-  await haltEntries(sql, {
-    scope: "global",
-    reason: `identifier conflict on ${a.identifier}`,
-    by: "order_poller",
-  });
+  // Halted once per order: the check comes back every minute, and a person who resumed has seen it.
+  await raiseAndHaltOnce(
+    sql,
+    {
+      code: "identifier_conflict",
+      market: a.symbol,
+      message,
+      details: { identifier: a.identifier, uuid: order.uuid, mismatch },
+    },
+    order.uuid,
+    { scope: "global", reason: `identifier conflict on ${a.identifier}`, by: "order_poller" },
+  );
 }
 
 /**

@@ -138,9 +138,7 @@ export class PositionClosing {
       await this.#raiseOnce(
         "position_delisting",
         market,
-        `Upbit ends trading of ${market}${
-          date ? ` on ${date}` : ""
-        }: upbot closes its live position now rather than wait for the paper exit`,
+        `Upbit ends trading of ${market} on ${date}: upbot closes its live position now rather than wait for the paper exit`,
       );
     }
     // While the paper book holds every market the ledger holds, there is nothing to close: spare

@@ -4,11 +4,11 @@
  * an order is a create that landed after upbot had given its identifier up and sent the attempt
  * again under a fresh one: two orders for one attempt. It is never adopted as the attempt's (its
  * own order would then be left out of the ledger); it is reported (an alarm, entries on its market
- * halted once) for a person to settle. One rule here, for the executor's look-up, the lost-order
+ * halted once per order) for a person to settle. One rule here, for the executor's look-up, the lost-order
  * check and reconciliation.
  */
 import { haltEntries } from "../control/trading_state.ts";
-import type { Sql } from "../db/connect.ts";
+import { atomically, type Sql } from "../db/connect.ts";
 import type { Logger } from "../log.ts";
 import { raiseAlarm } from "../store/alarms.ts";
 import type { Order } from "../upbit/schemas.ts";
@@ -45,8 +45,8 @@ export function secondOrder(
 
 /**
  * Reports a second order: the alarm `identifier_second_order` on its market (raised again, it
- * counts up) and, the first time only, entries on that market halted (a person who resumed is
- * not overruled at the next look-up). Its fills are not in the ledger: a person settles it.
+ * counts up) and, the first time this order is told, entries on that market halted
+ * ({@linkcode raiseAndHaltOnce}). Its fills are not in the ledger: a person settles it.
  */
 export async function reportSecondOrder(
   sql: Sql,
@@ -59,13 +59,37 @@ export async function reportSecondOrder(
   const message =
     `${why}; ${order.side} ${order.state}, executed ${order.executed_volume}: not in the ledger and never adopted, entries on ${attempt.symbol} halted, check it in Upbit's order history`;
   log.error(message, { market: attempt.symbol, uuid: order.uuid });
-  const alarm = await raiseAlarm(sql, {
-    code: "identifier_second_order",
-    market: attempt.symbol,
-    message,
-    details: { identifier: attempt.identifier, uuid: order.uuid, attempt_uuid: attempt.uuid },
+  await raiseAndHaltOnce(
+    sql,
+    {
+      code: "identifier_second_order",
+      market: attempt.symbol,
+      message,
+      details: { identifier: attempt.identifier, uuid: order.uuid, attempt_uuid: attempt.uuid },
+    },
+    order.uuid,
+    { scope: attempt.symbol, reason: message, by },
+  );
+}
+
+/**
+ * Raises alarm `a` and halts `halt`'s scope, in one transaction, the halt only the first time
+ * `incident` (e.g. the order's uuid) is told while the alarm stays active: a check that comes back
+ * every minute does not overrule a person who resumed, and another incident under the same alarm
+ * halts again.
+ */
+export async function raiseAndHaltOnce(
+  sql: Sql,
+  a: { code: string; market: string; message: string; details: Record<string, unknown> },
+  incident: string,
+  halt: { scope: string; reason: string; by: string },
+): Promise<void> {
+  await atomically(sql, async (tx) => {
+    const [told] = await tx<{ incident: string | null }[]>`
+      select details ->> 'incident' as incident from alarms
+      where code = ${a.code} and coalesce(market, '') = ${a.market} and cleared_at is null
+      for update`;
+    await raiseAlarm(tx, { ...a, details: { ...a.details, incident } });
+    if (told?.incident !== incident) await haltEntries(tx, halt);
   });
-  if (alarm.count === 1) {
-    await haltEntries(sql, { scope: attempt.symbol, reason: message, by });
-  }
 }

@@ -236,24 +236,36 @@ function ref(r: OrderRef): QueryParams {
   return r.uuid !== undefined ? { uuid: r.uuid } : { identifier: r.identifier };
 }
 
-function parseBanMs(res: Response, text: string): number | undefined {
+/**
+ * How long a 418 bans, in ms: `Retry-After`, else every amount with its unit in the answer's
+ * text added up; undefined when it says nothing readable.
+ *
+ * @example
+ * ```ts
+ * parseBanMs(new Response(null, { status: 418 }), "1분 30초 동안 차단"); // 90_000
+ * ```
+ */
+export function parseBanMs(res: Response, text: string): number | undefined {
   const retryAfter = Number(res.headers.get("retry-after"));
   if (Number.isFinite(retryAfter) && retryAfter > 0) return retryAfter * 1000;
-  const m = /(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|sec|seconds?|min|minutes?)\b/i.exec(text);
-  if (m) {
+  // Every amount with its unit, added up ("1 min 30 s", "1분 30초"): the first alone would send
+  // into a ban still running. A plain-text 418 may state its length only in Korean (§3.3: the
+  // format is undocumented; without a match the client's own doubling default applies).
+  let ms = 0;
+  const english = /(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|sec|seconds?|min|minutes?)\b/gi;
+  for (const m of text.matchAll(english)) {
     const n = Number(m[1]);
     const unit = (m[2] as string).toLowerCase();
-    if (unit.startsWith("ms") || unit.startsWith("milli")) return n;
-    if (unit.startsWith("min")) return n * 60_000;
-    return n * 1000;
+    ms += unit.startsWith("ms") || unit.startsWith("milli")
+      ? n
+      : unit.startsWith("min")
+      ? n * 60_000
+      : n * 1000;
   }
-  // A plain-text 418 may state its length only in Korean ("30초 동안 차단", §3.3: the format is
-  // undocumented; without a match the client's own doubling default applies).
-  const k = /(\d+(?:\.\d+)?)\s*(밀리초|초|분|시간)/.exec(text);
-  if (!k) return undefined;
-  const n = Number(k[1]);
-  const unit = KOREAN_UNIT_MS[k[2] as keyof typeof KOREAN_UNIT_MS];
-  return n * unit;
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)\s*(밀리초|초|분|시간)/g)) {
+    ms += Number(m[1]) * KOREAN_UNIT_MS[m[2] as keyof typeof KOREAN_UNIT_MS];
+  }
+  return ms > 0 ? ms : undefined;
 }
 
 /** Milliseconds of the Korean time units a ban's text may use. */
