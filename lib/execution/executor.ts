@@ -383,7 +383,11 @@ export class Executor {
         }
       }
       const settle = this.#options.unknownSettleMs ?? 3000;
-      for (const a of await unresolved.value) {
+      const open = await unresolved.value;
+      // An attempt resolved another way (adopted, given up) needs its back-off no more.
+      const ids = new Set(open.map((a) => a.id));
+      for (const id of this.#gateWaits.keys()) if (!ids.has(id)) this.#gateWaits.delete(id);
+      for (const a of open) {
         const gateWait = this.#gateWaits.get(a.id);
         if (gateWait && this.#now() < gateWait.until) {
           more = true; // its risk gate could not be judged lately: backing off
@@ -954,7 +958,7 @@ export class Executor {
       const n = (this.#gateWaits.get(a.id)?.n ?? 0) + 1;
       this.#gateWaits.set(a.id, {
         n,
-        until: this.#now() + Math.min(60_000, 1000 * 2 ** (n - 1)),
+        until: this.#now() + backoffDelayMs(n - 1, { baseMs: 1000, maxMs: 60_000, jitter: 0 }),
       });
       // A sell that cannot be judged for long (its market's price or book unreadable) is a
       // position not being worked on: said, as a failing sell is.
